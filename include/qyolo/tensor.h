@@ -31,6 +31,8 @@ class Tensor {
   Tensor() = default;
   // Allocates zero-initialised storage.
   Tensor(DataType dtype, Shape shape);
+  // Allocates without initialising (hot paths that overwrite every element).
+  static Tensor uninitialized(DataType dtype, Shape shape);
   // Copies `values` into a new tensor of dtype_of<T>.
   template <typename T>
   static Tensor from_vector(Shape shape, const std::vector<T>& values) {
@@ -65,6 +67,7 @@ class Tensor {
   std::vector<float> to_float_vector() const;
 
  private:
+  Tensor(DataType dtype, Shape shape, bool zero);
   DataType dtype_ = DataType::kFloat32;
   Shape shape_;
   std::shared_ptr<std::byte> storage_;

@@ -1,0 +1,124 @@
+#include "backends/cpu/cpu_executor.h"
+
+#include <unordered_map>
+
+namespace qyolo {
+
+namespace {
+Result<std::unique_ptr<CpuKernel>> make_kernel(const Node& node) {
+  CpuKernelFactory factory = find_cpu_kernel(node.op_type);
+  if (factory == nullptr) return unsupported(node.describe() + ": the CPU backend has no kernel for this op");
+  return factory(node);
+}
+}  // namespace
+
+Result<std::vector<Tensor>> evaluate_node_cpu(const Node& node, const std::vector<const ValueDesc*>& inputs,
+                                              const std::vector<ValueDesc>& outputs) {
+  QYOLO_ASSIGN_OR_RETURN(auto kernel, make_kernel(node));
+  QYOLO_RETURN_IF_ERROR(kernel->prepare(node, inputs, outputs).with_context("preparing"));
+  std::vector<const Tensor*> in_ptrs;
+  for (const auto* d : inputs) in_ptrs.push_back(d ? &*d->value : nullptr);
+  std::vector<Tensor> outs;
+  for (const auto& o : outputs) outs.emplace_back(o.dtype, o.shape);
+  std::vector<Tensor*> out_ptrs;
+  for (auto& t : outs) out_ptrs.push_back(&t);
+  QYOLO_RETURN_IF_ERROR(kernel->run(in_ptrs, out_ptrs));
+  return outs;
+}
+
+Result<std::unique_ptr<CpuExecutor>> CpuExecutor::build(SpecializedGraph graph) {
+  auto ex = std::unique_ptr<CpuExecutor>(new CpuExecutor());
+  ex->graph_ = std::move(graph);
+  const Graph& g = ex->graph_.graph;
+  std::unordered_map<std::string, int> ids;
+  auto id_of = [&](const std::string& name) -> int {
+    auto it = ids.find(name);
+    if (it != ids.end()) return it->second;
+    int id = static_cast<int>(ex->value_names_.size());
+    ids[name] = id;
+    ex->value_names_.push_back(name);
+    ex->value_descs_.push_back(ex->graph_.values.at(name));
+    return id;
+  };
+  for (const auto& in : g.inputs) ex->input_ids_.push_back(id_of(in.name));
+  for (const auto& [name, t] : g.initializers) ex->constant_ids_.push_back(id_of(name));
+  for (const auto& node : g.nodes) {
+    Step step;
+    step.node = &node;
+    std::vector<const ValueDesc*> in_descs;
+    for (const auto& in : node.inputs) {
+      if (in.empty()) {
+        step.input_ids.push_back(-1);
+        in_descs.push_back(nullptr);
+        continue;
+      }
+      if (!ex->graph_.values.count(in)) return internal_error(node.describe() + ": unknown input '" + in + "'");
+      step.input_ids.push_back(id_of(in));
+      in_descs.push_back(&ex->graph_.values.at(in));
+    }
+    std::vector<ValueDesc> out_descs;
+    for (const auto& o : node.outputs) {
+      step.output_ids.push_back(id_of(o));
+      out_descs.push_back(ex->graph_.values.at(o));
+    }
+    auto kernel = make_kernel(node);
+    if (!kernel) return kernel.status().with_context(g.source_path);
+    step.kernel = std::move(kernel).value();
+    QYOLO_RETURN_IF_ERROR(step.kernel->prepare(node, in_descs, out_descs).with_context(g.source_path));
+    ex->steps_.push_back(std::move(step));
+  }
+  for (const auto& o : g.outputs) ex->output_ids_.push_back(id_of(o.name));
+  ex->consumers_.assign(ex->value_names_.size(), 0);
+  for (const auto& s : ex->steps_)
+    for (int id : s.input_ids)
+      if (id >= 0) ex->consumers_[static_cast<size_t>(id)]++;
+  return ex;
+}
+
+Status CpuExecutor::run(const std::map<std::string, Tensor>& inputs, std::map<std::string, Tensor>& outputs,
+                        const ValueObserver& observer) const {
+  const Graph& g = graph_.graph;
+  std::vector<Tensor> slots(value_names_.size());
+  std::vector<int> remaining = consumers_;
+  for (int id : constant_ids_) slots[static_cast<size_t>(id)] = *value_descs_[static_cast<size_t>(id)].value;
+  for (int id : input_ids_) {
+    const std::string& name = value_names_[static_cast<size_t>(id)];
+    auto it = inputs.find(name);
+    if (it == inputs.end()) return invalid_argument("input '" + name + "' was not provided");
+    const ValueDesc& d = value_descs_[static_cast<size_t>(id)];
+    if (it->second.shape() != d.shape || it->second.dtype() != d.dtype)
+      return invalid_argument("input '" + name + "' is " + dtype_name(it->second.dtype()) + " " +
+                              shape_str(it->second.shape()) + ", the engine was specialised for " +
+                              dtype_name(d.dtype) + " " + shape_str(d.shape));
+    slots[static_cast<size_t>(id)] = it->second;
+  }
+  std::vector<bool> is_output(value_names_.size(), false);
+  for (int id : output_ids_) is_output[static_cast<size_t>(id)] = true;
+
+  std::vector<const Tensor*> in_ptrs;
+  std::vector<Tensor*> out_ptrs;
+  for (const auto& step : steps_) {
+    in_ptrs.clear();
+    out_ptrs.clear();
+    for (int id : step.input_ids) in_ptrs.push_back(id >= 0 ? &slots[static_cast<size_t>(id)] : nullptr);
+    for (int id : step.output_ids) {
+      const ValueDesc& d = value_descs_[static_cast<size_t>(id)];
+      slots[static_cast<size_t>(id)] = Tensor::uninitialized(d.dtype, d.shape);
+      out_ptrs.push_back(&slots[static_cast<size_t>(id)]);
+    }
+    Status st = step.kernel->run(in_ptrs, out_ptrs);
+    if (!st.is_ok()) return st.with_context(g.source_path + ": " + step.node->describe());
+    if (observer)
+      for (int id : step.output_ids) observer(value_names_[static_cast<size_t>(id)], slots[static_cast<size_t>(id)]);
+    for (int id : step.input_ids) {
+      if (id < 0) continue;
+      if (--remaining[static_cast<size_t>(id)] == 0 && !is_output[static_cast<size_t>(id)])
+        slots[static_cast<size_t>(id)] = Tensor();
+    }
+  }
+  outputs.clear();
+  for (int id : output_ids_) outputs[value_names_[static_cast<size_t>(id)]] = slots[static_cast<size_t>(id)];
+  return Status::ok();
+}
+
+}  // namespace qyolo

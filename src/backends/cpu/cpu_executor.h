@@ -1,0 +1,49 @@
+// Runs a specialised graph on the CPU: one prepared kernel per node, values allocated per run and
+// released after their last consumer.
+#pragma once
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "backends/cpu/cpu_kernel.h"
+#include "passes/specialize.h"
+
+namespace qyolo {
+
+// Called for every value a node produces (calibration statistics, layer-wise comparison).
+using ValueObserver = std::function<void(const std::string& name, const Tensor& value)>;
+
+class CpuExecutor {
+ public:
+  static Result<std::unique_ptr<CpuExecutor>> build(SpecializedGraph graph);
+
+  // `inputs` by graph input name; fills `outputs` by graph output name.
+  Status run(const std::map<std::string, Tensor>& inputs, std::map<std::string, Tensor>& outputs,
+             const ValueObserver& observer = nullptr) const;
+
+  const SpecializedGraph& graph() const { return graph_; }
+
+ private:
+  struct Step {
+    const Node* node;
+    std::unique_ptr<CpuKernel> kernel;
+    std::vector<int> input_ids;   // -1 for omitted inputs
+    std::vector<int> output_ids;
+  };
+  SpecializedGraph graph_;
+  std::vector<Step> steps_;
+  std::vector<std::string> value_names_;
+  std::vector<ValueDesc> value_descs_;
+  std::vector<int> consumers_;         // per value: number of step inputs reading it
+  std::vector<int> input_ids_, output_ids_;
+  std::vector<int> constant_ids_;
+};
+
+// Evaluates one node on constant inputs (constant folding). `outputs` carry the inferred descs.
+Result<std::vector<Tensor>> evaluate_node_cpu(const Node& node, const std::vector<const ValueDesc*>& inputs,
+                                              const std::vector<ValueDesc>& outputs);
+
+}  // namespace qyolo

@@ -1,0 +1,8 @@
+#include "backends/cpu/cpu_kernel.h"
+
+namespace qyolo {
+// STUB: to be implemented.
+Result<std::unique_ptr<CpuKernel>> make_cpu_where(const Node& node) {
+  return unsupported(node.describe() + ": no CPU kernel yet");
+}
+}  // namespace qyolo

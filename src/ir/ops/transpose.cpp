@@ -1,0 +1,6 @@
+#include "ir/op_registry.h"
+
+namespace qyolo {
+// STUB: to be implemented.
+Status infer_transpose(InferContext& ctx) { return unsupported(ctx.node.describe() + ": not implemented yet"); }
+}  // namespace qyolo
