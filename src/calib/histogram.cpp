@@ -7,7 +7,9 @@
 
 namespace qyolo {
 
-double Histogram::total() const { return std::accumulate(counts.begin(), counts.end(), 0.0); }
+double Histogram::total() const {
+  return std::accumulate(counts.begin(), counts.end(), 0.0);
+}
 
 TensorStats::TensorStats(size_t num_bins) : num_bins_(std::max<size_t>(num_bins, 1)), counts_(num_bins_, 0) {}
 

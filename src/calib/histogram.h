@@ -58,7 +58,7 @@ class TensorStats {
 
   size_t num_bins_;
   std::vector<uint64_t> counts_;
-  double bin_width_ = 0.0;  // 0 until the first nonzero |x|
+  double bin_width_ = 0.0;           // 0 until the first nonzero |x|
   uint64_t zeros_before_range_ = 0;  // zeros seen while bin_width_ == 0
   uint64_t count_ = 0;
   uint64_t nonfinite_ = 0;

@@ -73,23 +73,25 @@ Result<double> entropy_amax(const Histogram& h, size_t num_quant_bins, size_t st
 
   const size_t first = std::clamp<size_t>(start_bin, 1, n);
   std::vector<double> group_sum(num_quant_bins), p(n), q(n);
-  std::vector<size_t> group_nonzero(num_quant_bins);
+  std::vector<size_t> group_nonzero(num_quant_bins), group_of(n);
   double best_kl = kInf;
   size_t best_i = n;
   for (size_t i = first; i <= n; ++i) {
     std::fill(group_sum.begin(), group_sum.end(), 0.0);
     std::fill(group_nonzero.begin(), group_nonzero.end(), 0);
+    // group_of[j] = floor(j * num_quant_bins / i), stepped without a division per bin.
+    size_t g = 0, next_edge = i;  // next_edge = (g + 1) * i
     for (size_t j = 0; j < i; ++j) {
+      while (j * num_quant_bins >= next_edge) ++g, next_edge += i;
+      group_of[j] = g;
       if (bins[j] == 0.0) continue;
-      const size_t g = j * num_quant_bins / i;
       group_sum[g] += bins[j];
       ++group_nonzero[g];
     }
     double sum_p = 0.0, sum_q = 0.0;
     for (size_t j = 0; j < i; ++j) {
       p[j] = bins[j];
-      const size_t g = j * num_quant_bins / i;
-      q[j] = bins[j] == 0.0 ? 0.0 : group_sum[g] / static_cast<double>(group_nonzero[g]);
+      q[j] = bins[j] == 0.0 ? 0.0 : group_sum[group_of[j]] / static_cast<double>(group_nonzero[group_of[j]]);
     }
     p[i - 1] += suffix[i];
     for (size_t j = 0; j < i; ++j) {

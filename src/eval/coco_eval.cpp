@@ -71,7 +71,8 @@ Result<double> get_number(const json& obj, const char* key, const std::string& w
 Result<std::array<double, 4>> get_bbox(const json& obj, const std::string& where) {
   auto it = obj.find("bbox");
   if (it == obj.end()) return corrupt(where + ": missing 'bbox'");
-  if (!it->is_array() || it->size() != 4) return corrupt(where + ": 'bbox' is not [x, y, w, h]: " + it->dump());
+  if (!it->is_array() || it->size() != 4)
+    return corrupt(where + ": 'bbox' is not [x, y, w, h]: " + it->dump());
   std::array<double, 4> b{};
   for (size_t k = 0; k < 4; ++k) {
     if (!(*it)[k].is_number()) return corrupt(where + ": 'bbox' has a non-number: " + it->dump());
@@ -93,9 +94,14 @@ Result<GroundTruth> parse_coco_gt(const json& j, const std::string& path) {
     GtImage g;
     QYOLO_ASSIGN_OR_RETURN(g.id, get_int(im, "id", where));
     if (auto f = im.find("file_name"); f != im.end() && f->is_string()) g.file_name = f->get<std::string>();
-    if (im.contains("width")) QYOLO_ASSIGN_OR_RETURN(g.width, get_int(im, "width", where));
-    if (im.contains("height")) QYOLO_ASSIGN_OR_RETURN(g.height, get_int(im, "height", where));
-    if (!image_ids.insert(g.id).second) return corrupt(where + ": duplicate image id " + std::to_string(g.id));
+    if (im.contains("width")) {
+      QYOLO_ASSIGN_OR_RETURN(g.width, get_int(im, "width", where));
+    }
+    if (im.contains("height")) {
+      QYOLO_ASSIGN_OR_RETURN(g.height, get_int(im, "height", where));
+    }
+    if (!image_ids.insert(g.id).second)
+      return corrupt(where + ": duplicate image id " + std::to_string(g.id));
     gt.images.push_back(std::move(g));
   }
   auto anns = j.find("annotations");
@@ -107,13 +113,17 @@ Result<GroundTruth> parse_coco_gt(const json& j, const std::string& path) {
       if (!a.is_object()) return corrupt(where + " is not an object");
       GtAnnotation g;
       g.id = static_cast<int>(i) + 1;
-      if (a.contains("id")) QYOLO_ASSIGN_OR_RETURN(g.id, get_int(a, "id", where));
+      if (a.contains("id")) {
+        QYOLO_ASSIGN_OR_RETURN(g.id, get_int(a, "id", where));
+      }
       QYOLO_ASSIGN_OR_RETURN(g.image_id, get_int(a, "image_id", where));
       QYOLO_ASSIGN_OR_RETURN(g.category_id, get_int(a, "category_id", where));
       QYOLO_ASSIGN_OR_RETURN(auto b, get_bbox(a, where));
       g.x = b[0], g.y = b[1], g.w = b[2], g.h = b[3];
       g.area = g.w * g.h;
-      if (a.contains("area")) QYOLO_ASSIGN_OR_RETURN(g.area, get_number(a, "area", where));
+      if (a.contains("area")) {
+        QYOLO_ASSIGN_OR_RETURN(g.area, get_number(a, "area", where));
+      }
       if (a.contains("iscrowd")) {
         QYOLO_ASSIGN_OR_RETURN(int crowd, get_int(a, "iscrowd", where));
         g.iscrowd = crowd != 0;
@@ -148,8 +158,12 @@ bool is_image_file(const fs::path& p) {
   return ext == ".jpg" || ext == ".jpeg" || ext == ".png" || ext == ".bmp" || ext == ".webp";
 }
 
+// All digits and small enough for an int once leading zeros are dropped (COCO: 000000000139).
 bool numeric_stem(const std::string& s) {
-  return !s.empty() && s.size() <= 9 && std::all_of(s.begin(), s.end(), [](unsigned char c) { return std::isdigit(c); });
+  if (s.empty() || !std::all_of(s.begin(), s.end(), [](unsigned char c) { return std::isdigit(c); }))
+    return false;
+  size_t first = s.find_first_not_of('0');
+  return first == std::string::npos || s.size() - first <= 9;
 }
 
 }  // namespace
@@ -237,11 +251,11 @@ Result<GroundTruth> load_yolo_labels(const std::string& images_dir, const std::s
 }
 
 const std::vector<int>& coco80_to_coco91() {
-  static const std::vector<int> kTable = {
-      1,  2,  3,  4,  5,  6,  7,  8,  9,  10, 11, 13, 14, 15, 16, 17, 18, 19, 20, 21,
-      22, 23, 24, 25, 27, 28, 31, 32, 33, 34, 35, 36, 37, 38, 39, 40, 41, 42, 43, 44,
-      46, 47, 48, 49, 50, 51, 52, 53, 54, 55, 56, 57, 58, 59, 60, 61, 62, 63, 64, 65,
-      67, 70, 72, 73, 74, 75, 76, 77, 78, 79, 80, 81, 82, 84, 85, 86, 87, 88, 89, 90};
+  static const std::vector<int> kTable = {1,  2,  3,  4,  5,  6,  7,  8,  9,  10, 11, 13, 14, 15, 16, 17,
+                                          18, 19, 20, 21, 22, 23, 24, 25, 27, 28, 31, 32, 33, 34, 35, 36,
+                                          37, 38, 39, 40, 41, 42, 43, 44, 46, 47, 48, 49, 50, 51, 52, 53,
+                                          54, 55, 56, 57, 58, 59, 60, 61, 62, 63, 64, 65, 67, 70, 72, 73,
+                                          74, 75, 76, 77, 78, 79, 80, 81, 82, 84, 85, 86, 87, 88, 89, 90};
   return kTable;
 }
 
@@ -258,8 +272,8 @@ Result<std::vector<CocoDetection>> to_coco_detections(int image_id, const std::v
                                 std::to_string(class_to_category.size()) + " classes)");
       cat = class_to_category[static_cast<size_t>(d.class_id)];
     }
-    out.push_back({image_id, cat, d.x1, d.y1, static_cast<double>(d.x2) - d.x1, static_cast<double>(d.y2) - d.y1,
-                   d.score});
+    out.push_back({image_id, cat, d.x1, d.y1, static_cast<double>(d.x2) - d.x1,
+                   static_cast<double>(d.y2) - d.y1, d.score});
   }
   return out;
 }
@@ -267,10 +281,10 @@ Result<std::vector<CocoDetection>> to_coco_detections(int image_id, const std::v
 Status write_coco_results_json(const std::string& path, const std::vector<CocoDetection>& detections) {
   json arr = json::array();
   for (const CocoDetection& d : detections)
-    arr.push_back({{"image_id", d.image_id},
-                   {"category_id", d.category_id},
-                   {"bbox", {d.x, d.y, d.w, d.h}},
-                   {"score", d.score}});
+    arr.push_back(json{{"image_id", d.image_id},
+                       {"category_id", d.category_id},
+                       {"bbox", {d.x, d.y, d.w, d.h}},
+                       {"score", d.score}});
   // Dump without throwing on odd strings; there are none, but a NaN becomes null.
   std::string text = arr.dump(-1, ' ', false, json::error_handler_t::replace);
   std::string tmp = path + ".tmp";
@@ -349,9 +363,9 @@ struct EvalParams {
 
 // Result of evaluateImg for one (image, category, area range) at maxDets[-1].
 struct ImgEval {
-  std::vector<double> scores;     // D, score descending
-  std::vector<uint8_t> matched;   // T x D
-  std::vector<uint8_t> ignored;   // T x D
+  std::vector<double> scores;    // D, score descending
+  std::vector<uint8_t> matched;  // T x D
+  std::vector<uint8_t> ignored;  // T x D
   int num_gt_not_ignored = 0;
 };
 
@@ -495,7 +509,8 @@ Result<CocoMetrics> CocoEvaluator::evaluate() const {
       std::vector<double> ious(D * G);
       for (size_t d = 0; d < D; ++d)
         for (size_t g = 0; g < G; ++g) ious[d * G + g] = bbox_iou(*dts[d], *cell.gts[g]);
-      for (int a = 0; a < kNumArea; ++a) evals[a].push_back(evaluate_img(p, cell.gts, dts, ious, p.area_rngs[a]));
+      for (int a = 0; a < kNumArea; ++a)
+        evals[a].push_back(evaluate_img(p, cell.gts, dts, ious, p.area_rngs[a]));
     }
     // accumulate()
     for (int a = 0; a < kNumArea; ++a) {
@@ -514,8 +529,10 @@ Result<CocoMetrics> CocoEvaluator::evaluate() const {
         };
         std::vector<Ref> refs;
         for (const auto& e : E)
-          for (size_t d = 0; d < std::min(max_det, e.scores.size()); ++d) refs.push_back({e.scores[d], &e, d});
-        std::stable_sort(refs.begin(), refs.end(), [](const Ref& l, const Ref& r) { return l.score > r.score; });
+          for (size_t d = 0; d < std::min(max_det, e.scores.size()); ++d)
+            refs.push_back({e.scores[d], &e, d});
+        std::stable_sort(refs.begin(), refs.end(),
+                         [](const Ref& l, const Ref& r) { return l.score > r.score; });
         const size_t nd = refs.size();
         std::vector<double> rc(nd), pr(nd);
         for (int t = 0; t < kNumIou; ++t) {
@@ -534,7 +551,8 @@ Result<CocoMetrics> CocoEvaluator::evaluate() const {
           double sum = 0;
           for (int r = 0; r < kNumRec; ++r) {
             // np.searchsorted(rc, recThrs, side='left'); recall points past the end count 0.
-            size_t j = static_cast<size_t>(std::lower_bound(rc.begin(), rc.end(), p.rec_thrs[r]) - rc.begin());
+            size_t j =
+                static_cast<size_t>(std::lower_bound(rc.begin(), rc.end(), p.rec_thrs[r]) - rc.begin());
             if (j < nd) sum += pr[j];
           }
           prec_mean[idx(t, k, a, m)] = sum / kNumRec;
@@ -595,12 +613,18 @@ std::string format_summary(const CocoMetrics& m) {
     double value;
   };
   const Line lines[] = {
-      {true, "0.50:0.95", "all", 100, m.map},       {true, "0.50", "all", 100, m.map50},
-      {true, "0.75", "all", 100, m.map75},          {true, "0.50:0.95", "small", 100, m.map_small},
-      {true, "0.50:0.95", "medium", 100, m.map_medium}, {true, "0.50:0.95", "large", 100, m.map_large},
-      {false, "0.50:0.95", "all", 1, m.ar1},        {false, "0.50:0.95", "all", 10, m.ar10},
-      {false, "0.50:0.95", "all", 100, m.ar100},    {false, "0.50:0.95", "small", 100, m.ar_small},
-      {false, "0.50:0.95", "medium", 100, m.ar_medium}, {false, "0.50:0.95", "large", 100, m.ar_large},
+      {true, "0.50:0.95", "all", 100, m.map},
+      {true, "0.50", "all", 100, m.map50},
+      {true, "0.75", "all", 100, m.map75},
+      {true, "0.50:0.95", "small", 100, m.map_small},
+      {true, "0.50:0.95", "medium", 100, m.map_medium},
+      {true, "0.50:0.95", "large", 100, m.map_large},
+      {false, "0.50:0.95", "all", 1, m.ar1},
+      {false, "0.50:0.95", "all", 10, m.ar10},
+      {false, "0.50:0.95", "all", 100, m.ar100},
+      {false, "0.50:0.95", "small", 100, m.ar_small},
+      {false, "0.50:0.95", "medium", 100, m.ar_medium},
+      {false, "0.50:0.95", "large", 100, m.ar_large},
   };
   std::string out;
   char buf[160];

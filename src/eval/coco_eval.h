@@ -20,7 +20,7 @@ struct GtImage {
 };
 
 struct GtAnnotation {
-  int id = 0;  // unique, >= 1
+  int id = 0;  // informational; matching does not depend on it
   int image_id = 0;
   int category_id = 0;
   double x = 0, y = 0, w = 0, h = 0;  // bbox xywh, pixels

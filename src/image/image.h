@@ -24,7 +24,7 @@ struct Image {
 
 // Decodes a JPEG or PNG file (chosen by magic bytes, not by extension) to RGB.
 // JPEG: accurate integer IDCT and fancy chroma upsampling, i.e. the libjpeg defaults that
-// cv2.imread uses. PNG: gray/palette expanded, alpha and tRNS dropped, 16-bit scaled to 8 (as
+// cv2.imread uses. PNG: gray/palette expanded, alpha and tRNS dropped, 16-bit cut to 8 (as
 // cv2.imread(IMREAD_COLOR) does). EXIF orientation is NOT applied (cv2.imread does apply it).
 // Errors: kNotFound (missing), kCorrupt (empty, truncated, undecodable), kUnsupported (other format).
 Result<Image> load_image(const std::string& path);
@@ -32,7 +32,7 @@ Result<Image> load_image(const std::string& path);
 // Same decoders on an in-memory file; `name` only labels error messages.
 Result<Image> decode_image(const uint8_t* data, size_t size, const std::string& name);
 
-// Width and height from the file header only (JPEG SOF segment or PNG IHDR), without decoding.
+// {width, height} from the file header only (JPEG SOF segment or PNG IHDR), without decoding.
 Result<std::pair<int, int>> read_image_size(const std::string& path);
 
 // Encoders. Both write to `path + ".tmp"` and rename, so `path` is never left half-written.

@@ -24,34 +24,45 @@ struct NpyHeader {
   Shape shape;
 };
 
-// The three descr spellings NumPy uses for each dtype ('|' for one-byte types, '<' otherwise;
-// '=' is native order, which is little-endian here).
+// descr is byte order + type code. NumPy writes '|' for one-byte types and '<' for the others;
+// '=' (native order) is little-endian here.
 bool dtype_from_descr(const std::string& d, DataType* out) {
   if (d.size() != 3) return false;
   char order = d[0];
   std::string code = d.substr(1);
   bool one_byte = code == "i1" || code == "u1" || code == "b1";
   if (!(order == '<' || order == '=' || (order == '|' && one_byte))) return false;
-  if (code == "f4") *out = DataType::kFloat32;
-  else if (code == "f2") *out = DataType::kFloat16;
-  else if (code == "i1") *out = DataType::kInt8;
-  else if (code == "u1") *out = DataType::kUInt8;
-  else if (code == "i4") *out = DataType::kInt32;
-  else if (code == "i8") *out = DataType::kInt64;
-  else if (code == "b1") *out = DataType::kBool;
-  else return false;
-  return true;
+  static constexpr struct {
+    const char* code;
+    DataType dtype;
+  } kCodes[] = {{"f4", DataType::kFloat32}, {"f2", DataType::kFloat16}, {"i1", DataType::kInt8},
+                {"u1", DataType::kUInt8},   {"i4", DataType::kInt32},   {"i8", DataType::kInt64},
+                {"b1", DataType::kBool}};
+  for (const auto& c : kCodes) {
+    if (code == c.code) {
+      *out = c.dtype;
+      return true;
+    }
+  }
+  return false;
 }
 
 const char* descr_for(DataType t) {
   switch (t) {
-    case DataType::kFloat32: return "<f4";
-    case DataType::kFloat16: return "<f2";
-    case DataType::kInt8: return "|i1";
-    case DataType::kUInt8: return "|u1";
-    case DataType::kInt32: return "<i4";
-    case DataType::kInt64: return "<i8";
-    case DataType::kBool: return "|b1";
+    case DataType::kFloat32:
+      return "<f4";
+    case DataType::kFloat16:
+      return "<f2";
+    case DataType::kInt8:
+      return "|i1";
+    case DataType::kUInt8:
+      return "|u1";
+    case DataType::kInt32:
+      return "<i4";
+    case DataType::kInt64:
+      return "<i8";
+    case DataType::kBool:
+      return "|b1";
   }
   return "?";
 }
@@ -221,8 +232,8 @@ Result<Tensor> read_npy(const std::string& path) {
   }
   const uintmax_t need = numel * dtype_size(dtype);
   if (available < need)
-    return corrupt("npy '" + path + "': truncated data: shape " + shape_str(h.shape) + " " + h.descr + " needs " +
-                   std::to_string(need) + " bytes, file has " + std::to_string(available));
+    return corrupt("npy '" + path + "': truncated data: shape " + shape_str(h.shape) + " " + h.descr +
+                   " needs " + std::to_string(need) + " bytes, file has " + std::to_string(available));
   if (available > need)
     return corrupt("npy '" + path + "': " + std::to_string(available - need) +
                    " unexpected trailing bytes after the data of shape " + shape_str(h.shape));
@@ -237,13 +248,16 @@ Result<Tensor> read_npy(const std::string& path) {
 }
 
 Status write_npy(const std::string& path, const Tensor& tensor) {
-  std::string dict = std::string("{'descr': '") + descr_for(tensor.dtype()) + "', 'fortran_order': False, 'shape': (";
+  std::string dict =
+      std::string("{'descr': '") + descr_for(tensor.dtype()) + "', 'fortran_order': False, 'shape': (";
   for (size_t i = 0; i < tensor.shape().size(); ++i) {
     if (i) dict += ", ";
     dict += std::to_string(tensor.shape()[i]);
   }
   if (tensor.shape().size() == 1) dict += ",";
   dict += "), }";
+  // Like current numpy: spare room so the first axis can grow in place up to 21 digits.
+  if (!tensor.shape().empty()) dict.append(21 - std::to_string(tensor.shape()[0]).size(), ' ');
 
   // NumPy pads with spaces and ends with '\n' so the data starts 64-byte aligned.
   auto padded = [&](size_t prefix) {

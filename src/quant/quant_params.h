@@ -25,7 +25,9 @@ inline float scale_from_amax(double amax) {
   return s > 0.0f ? s : kMinScale;  // guards float underflow of subnormal amax
 }
 
-inline double amax_from_scale(float scale) { return static_cast<double>(scale) * kInt8QMax; }
+inline double amax_from_scale(float scale) {
+  return static_cast<double>(scale) * kInt8QMax;
+}
 
 // round-half-even(real / scale), saturated to [-127, 127]. scale must be > 0.
 inline int8_t quantize_int8(float real, float scale) {
@@ -34,6 +36,8 @@ inline int8_t quantize_int8(float real, float scale) {
   return static_cast<int8_t>(std::clamp(q, static_cast<float>(-kInt8QMax), static_cast<float>(kInt8QMax)));
 }
 
-inline float dequantize_int8(int8_t q, float scale) { return scale * static_cast<float>(q); }
+inline float dequantize_int8(int8_t q, float scale) {
+  return scale * static_cast<float>(q);
+}
 
 }  // namespace qyolo

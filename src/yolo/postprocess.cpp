@@ -79,9 +79,9 @@ Result<HeadKind> detect_head_kind(const Shape& output_shape, int num_classes_hin
                           "; pass the number of classes");
 }
 
-std::vector<int> nms(const float* boxes, const float* scores, int n, float iou_thres) {
+std::vector<int> nms(const float* boxes, const float* scores, int n, float iou_thres, int max_keep) {
   std::vector<int> keep;
-  if (n <= 0) return keep;
+  if (n <= 0 || max_keep == 0) return keep;
   std::vector<int> order(static_cast<size_t>(n));
   std::iota(order.begin(), order.end(), 0);
   std::stable_sort(order.begin(), order.end(), [&](int a, int b) { return scores[a] > scores[b]; });
@@ -95,6 +95,7 @@ std::vector<int> nms(const float* boxes, const float* scores, int n, float iou_t
     const int i = order[oi];
     if (suppressed[i]) continue;
     keep.push_back(i);
+    if (max_keep > 0 && static_cast<int>(keep.size()) >= max_keep) break;
     const float* bi = boxes + 4 * i;
     for (int oj = oi + 1; oj < n; ++oj) {
       const int j = order[oj];
@@ -117,8 +118,10 @@ Result<std::vector<std::vector<Detection>>> postprocess(const float* output, con
     return invalid_argument("NMS conf threshold must be in [0, 1], got " + std::to_string(opt.conf));
   if (!(opt.iou >= 0.0f && opt.iou <= 1.0f))
     return invalid_argument("NMS IoU threshold must be in [0, 1], got " + std::to_string(opt.iou));
-  if (opt.max_det < 0) return invalid_argument("NMS max_det must be >= 0, got " + std::to_string(opt.max_det));
-  if (opt.max_nms <= 0) return invalid_argument("NMS max_nms must be > 0, got " + std::to_string(opt.max_nms));
+  if (opt.max_det < 0)
+    return invalid_argument("NMS max_det must be >= 0, got " + std::to_string(opt.max_det));
+  if (opt.max_nms <= 0)
+    return invalid_argument("NMS max_nms must be > 0, got " + std::to_string(opt.max_nms));
   if (opt.max_wh < 0) return invalid_argument("NMS max_wh must be >= 0, got " + std::to_string(opt.max_wh));
 
   const int64_t batch = output_shape[0];
@@ -190,12 +193,12 @@ Result<std::vector<std::vector<Detection>>> postprocess(const float* output, con
     const int n = static_cast<int>(cand.size());
     std::vector<float> shifted(static_cast<size_t>(n) * 4), scores(static_cast<size_t>(n));
     for (int i = 0; i < n; ++i) {
-      const float off = opt.agnostic ? 0.0f : static_cast<float>(cand[i].cls) * static_cast<float>(opt.max_wh);
+      const float off =
+          opt.agnostic ? 0.0f : static_cast<float>(cand[i].cls) * static_cast<float>(opt.max_wh);
       for (int k = 0; k < 4; ++k) shifted[4 * i + k] = cand[i].box[k] + off;
       scores[i] = cand[i].score;
     }
-    std::vector<int> keep = nms(shifted.data(), scores.data(), n, opt.iou);
-    if (keep.size() > static_cast<size_t>(opt.max_det)) keep.resize(static_cast<size_t>(opt.max_det));
+    std::vector<int> keep = nms(shifted.data(), scores.data(), n, opt.iou, opt.max_det);
     auto& out = result[static_cast<size_t>(b)];
     out.reserve(keep.size());
     for (int i : keep) {

@@ -27,9 +27,9 @@ Result<HeadKind> detect_head_kind(const Shape& output_shape, int num_classes_hin
 Result<int> head_num_classes(const Shape& output_shape, HeadKind kind);
 
 struct NmsOptions {
-  float conf = 0.25f;  // candidates need obj > conf (v5) and class conf > conf
-  float iou = 0.45f;   // suppress when IoU > iou (strictly)
-  int max_det = 300;   // detections kept per image
+  float conf = 0.25f;        // candidates need obj > conf (v5) and class conf > conf
+  float iou = 0.45f;         // suppress when IoU > iou (strictly)
+  int max_det = 300;         // detections kept per image
   bool multi_label = false;  // one detection per (box, class) above conf; needs nc > 1
   bool agnostic = false;     // NMS across classes
   std::vector<int> classes;  // keep only these classes; empty = all
@@ -40,8 +40,9 @@ struct NmsOptions {
 // Greedy NMS over n boxes (xyxy, 4 floats each): visits boxes by score descending (stable for
 // ties), keeps one unless an already kept box has IoU > iou_thres with it. IoU uses areas
 // (x2-x1)*(y2-y1) in float, like torchvision.ops.nms on CPU. Returns kept indices in the
-// order visited (score descending).
-std::vector<int> nms(const float* boxes_xyxy, const float* scores, int n, float iou_thres);
+// order visited (score descending). max_keep >= 0 stops after that many kept boxes (the same
+// prefix as the full result, since later boxes never affect earlier ones).
+std::vector<int> nms(const float* boxes_xyxy, const float* scores, int n, float iou_thres, int max_keep = -1);
 
 // Decodes one batch of raw head output (float32, contiguous, shape output_shape) into
 // per-image detections in network-input pixels, sorted by score descending.

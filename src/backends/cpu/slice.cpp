@@ -1,8 +1,114 @@
+// Slice: a strided gather over the input (any dtype; negative steps are negative strides).
+#include <cstring>
+
 #include "backends/cpu/cpu_kernel.h"
+#include "ir/ops/slice.h"
 
 namespace qyolo {
-// STUB: to be implemented.
-Result<std::unique_ptr<CpuKernel>> make_cpu_slice(const Node& node) {
-  return unsupported(node.describe() + ": no CPU kernel yet");
+
+namespace {
+
+// Output element (i0..ik) = src[base + sum i_d * strides[d]] (strides in elements, may be negative).
+// Dims are collapsed in prepare(): size-1 dims dropped, neighbours merged when contiguous in the source.
+struct StridedView {
+  std::vector<int64_t> shape, strides;
+  int64_t base = 0;
+
+  void collapse() {
+    std::vector<int64_t> s, st;
+    for (size_t i = 0; i < shape.size(); ++i) {
+      if (shape[i] == 1) continue;
+      if (!s.empty() && st.back() == strides[i] * shape[i]) {
+        s.back() *= shape[i];
+        st.back() = strides[i];
+      } else {
+        s.push_back(shape[i]);
+        st.push_back(strides[i]);
+      }
+    }
+    if (s.empty()) {
+      s.push_back(1);
+      st.push_back(1);
+    }
+    shape = std::move(s);
+    strides = std::move(st);
+  }
+};
+
+template <typename T>
+void strided_copy(const StridedView& v, const T* src, T* dst) {
+  const size_t r = v.shape.size();
+  const int64_t inner = v.shape[r - 1], inner_stride = v.strides[r - 1];
+  int64_t rows = 1;
+  for (size_t d = 0; d + 1 < r; ++d) rows *= v.shape[d];
+#pragma omp parallel for schedule(static) if (rows * inner > (1 << 15))
+  for (int64_t row = 0; row < rows; ++row) {
+    int64_t off = v.base, rem = row;
+    for (size_t d = r - 1; d-- > 0;) {
+      off += (rem % v.shape[d]) * v.strides[d];
+      rem /= v.shape[d];
+    }
+    const T* s = src + off;
+    T* o = dst + row * inner;
+    if (inner_stride == 1) {
+      std::memcpy(o, s, static_cast<size_t>(inner) * sizeof(T));
+    } else {
+      for (int64_t j = 0; j < inner; ++j) o[j] = s[j * inner_stride];
+    }
+  }
 }
+
+Status strided_copy_bytes(const StridedView& v, size_t elem, const void* src, void* dst) {
+  switch (elem) {
+    case 1: strided_copy(v, static_cast<const uint8_t*>(src), static_cast<uint8_t*>(dst)); break;
+    case 2: strided_copy(v, static_cast<const uint16_t*>(src), static_cast<uint16_t*>(dst)); break;
+    case 4: strided_copy(v, static_cast<const uint32_t*>(src), static_cast<uint32_t*>(dst)); break;
+    case 8: strided_copy(v, static_cast<const uint64_t*>(src), static_cast<uint64_t*>(dst)); break;
+    default: return internal_error("unexpected element size " + std::to_string(elem));
+  }
+  return Status::ok();
+}
+
+class CpuSlice final : public CpuKernel {
+ public:
+  Status prepare(const Node& node, std::span<const ValueDesc* const> inputs,
+                 std::span<const ValueDesc> outputs) override {
+    const Shape& x = inputs[0]->shape;
+    std::optional<std::vector<int64_t>> in[4];
+    for (size_t i = 1; i < inputs.size() && i <= 4; ++i) {
+      if (inputs[i] == nullptr) continue;
+      if (!inputs[i]->value) return unsupported(node.describe() + ": input " + std::to_string(i) + " must be a constant");
+      in[i - 1] = inputs[i]->value->to_int64_vector();
+    }
+    QYOLO_ASSIGN_OR_RETURN(SliceAttrs a, SliceAttrs::parse(node, x, in[0], in[1], in[2], in[3]));
+    std::vector<int64_t> in_strides(x.size(), 1);
+    for (size_t d = x.size(); d-- > 1;) in_strides[d - 1] = in_strides[d] * x[d];
+    for (size_t d = 0; d < x.size(); ++d) {
+      view_.base += a.start[d] * in_strides[d];
+      view_.shape.push_back(a.out_shape[d]);
+      view_.strides.push_back(a.step[d] * in_strides[d]);
+    }
+    view_.collapse();
+    elem_ = dtype_size(inputs[0]->dtype);
+    empty_ = shape_numel(a.out_shape) == 0;
+    return Status::ok();
+  }
+
+  Status run(std::span<const Tensor* const> inputs, std::span<Tensor* const> outputs) override {
+    if (empty_) return Status::ok();
+    return strided_copy_bytes(view_, elem_, inputs[0]->raw(), outputs[0]->raw());
+  }
+
+ private:
+  StridedView view_;
+  size_t elem_ = 4;
+  bool empty_ = false;
+};
+
+}  // namespace
+
+Result<std::unique_ptr<CpuKernel>> make_cpu_slice(const Node& node) {
+  return std::unique_ptr<CpuKernel>(std::make_unique<CpuSlice>());
+}
+
 }  // namespace qyolo

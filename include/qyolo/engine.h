@@ -1,0 +1,98 @@
+// qyolo public API: build an engine from ONNX, save/load it, run it.
+//
+//   auto engine = qyolo::Engine::build("yolov5s.onnx", {});          // FP32 on the CPU
+//   auto ctx = (*engine)->create_context();
+//   qyolo::Tensor out;
+//   (*ctx)->run(input /*1x3x640x640 float*/, out);
+//
+// Engines are immutable and shareable; an ExecutionContext holds per-shape state (one per thread).
+#pragma once
+
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "qyolo/status.h"
+#include "qyolo/tensor.h"
+
+namespace qyolo {
+
+enum class Device { kCpu, kCuda };
+enum class Precision { kFp32, kFp16, kInt8 };
+const char* device_name(Device d);
+const char* precision_name(Precision p);
+Result<Device> parse_device(const std::string& s);
+Result<Precision> parse_precision(const std::string& s);
+
+// Allowed shapes of the image input of a dynamic model (like a TensorRT optimisation profile).
+struct ShapeProfile {
+  Shape min, opt, max;
+  bool contains(const Shape& s) const;
+};
+// Parses "images:1x3x640x640" (name optional) into a shape.
+Result<Shape> parse_shape_spec(const std::string& spec, std::string* name = nullptr);
+
+struct BuildOptions {
+  Device device = Device::kCpu;
+  Precision precision = Precision::kFp32;
+  // INT8: TensorRT calibration cache or PPQ json with per-tensor scales (not needed for Q/DQ models).
+  std::string calibration_file;
+  // INT8: nodes whose name matches this ECMAScript regex stay in float.
+  std::string float_layers_regex;
+  // Dynamic models: the allowed input shapes. Static models: ignored / must equal the model's.
+  std::optional<ShapeProfile> profile;
+};
+
+struct ModelInfo {
+  std::string source;         // ONNX path
+  std::string input_name;     // "images"
+  std::vector<int64_t> input_dims;  // -1 for dynamic dims
+  std::string output_name;    // "output0"
+  std::vector<std::string> class_names;  // from ultralytics metadata ("names"); empty if absent
+  int stride = 32;
+  int opset = 0;
+  bool has_qdq = false;       // the model carries its own Q/DQ scales
+};
+
+class ExecutionContext;
+
+class Engine {
+ public:
+  ~Engine();
+  // Imports, validates and prepares the model (at the profile's opt shape).
+  static Result<std::shared_ptr<const Engine>> build(const std::string& onnx_path, const BuildOptions& options);
+  // Reads an engine file written by save(); errors on another format version or a corrupted file.
+  static Result<std::shared_ptr<const Engine>> load(const std::string& engine_path);
+  // Writes atomically (temporary file + rename).
+  Status save(const std::string& engine_path) const;
+
+  const ModelInfo& info() const;
+  const BuildOptions& options() const;
+  ShapeProfile profile() const;
+  Result<std::unique_ptr<ExecutionContext>> create_context() const;
+
+  struct Impl;
+  explicit Engine(std::unique_ptr<Impl> impl);
+  const Impl& impl() const { return *impl_; }
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+class ExecutionContext {
+ public:
+  ~ExecutionContext();
+  // Runs one batch: input NCHW float32 within the profile; output e.g. [N, 25200, 85].
+  Status run(const Tensor& input, Tensor& output);
+
+  struct Impl;
+  explicit ExecutionContext(std::unique_ptr<Impl> impl);
+  Impl& impl() { return *impl_; }
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace qyolo

@@ -1,0 +1,302 @@
+// Conv 2-D through cuDNN (legacy convolution API), fp32 (true fp32: CUDNN_FMA_MATH unless TF32 is
+// allowed) or fp16 (tensor cores, fp32 accumulation), NCHW or NHWC, any group count. The
+// algorithm is chosen at build by timing (cudnnFindConvolutionForwardAlgorithmEx) within the
+// workspace limit. qyolo's fused epilogue (bias, activation, residual) runs as one extra
+// vectorised in-place pass: y = act(conv(x) + b) + r.
+#include <algorithm>
+#include <cstring>
+#include <sstream>
+
+#include "backends/cuda/cuda_common.cuh"
+#include "backends/cuda/cuda_kernel.h"
+#include "ir/ops/conv2d.h"
+
+namespace qyolo::cuda {
+
+namespace {
+
+struct EpilogueParams {
+  int64_t n;      // elements
+  int c;          // channels
+  int64_t hw;     // spatial size
+  Act act;
+  float alpha;
+  const float* bias;  // nullptr: none
+};
+
+template <typename T, int V> struct alignas(sizeof(T) * V) Vec { T v[V]; };
+
+// Vectorised: NHWC needs c % V == 0 (a vector holds channels c0..c0+V-1); NCHW needs hw % V == 0
+// (a vector holds one channel).
+template <typename T, bool NHWC, bool RES>
+__global__ void epilogue_vec_kernel(EpilogueParams p, T* __restrict__ y, const T* __restrict__ r) {
+  constexpr int V = 16 / sizeof(T);
+  const int64_t nvec = p.n / V;
+  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < nvec;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    Vec<T, V> v = reinterpret_cast<const Vec<T, V>*>(y)[i];
+    Vec<T, V> rv;
+    if constexpr (RES) rv = reinterpret_cast<const Vec<T, V>*>(r)[i];
+    const int64_t e = i * V;
+    const int c0 = NHWC ? static_cast<int>(e % p.c) : static_cast<int>((e / p.hw) % p.c);
+#pragma unroll
+    for (int k = 0; k < V; ++k) {
+      float b = p.bias ? p.bias[NHWC ? c0 + k : c0] : 0.f;
+      float t = apply_act(p.act, to_f(v.v[k]) + b, p.alpha);
+      if constexpr (RES) t += to_f(rv.v[k]);
+      v.v[k] = from_f<T>(t);
+    }
+    reinterpret_cast<Vec<T, V>*>(y)[i] = v;
+  }
+}
+
+template <typename T, bool NHWC>
+__global__ void epilogue_kernel(EpilogueParams p, T* __restrict__ y, const T* __restrict__ r) {
+  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < p.n;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const int c = NHWC ? static_cast<int>(i % p.c) : static_cast<int>((i / p.hw) % p.c);
+    float t = apply_act(p.act, to_f(y[i]) + (p.bias ? p.bias[c] : 0.f), p.alpha);
+    if (r) t += to_f(r[i]);
+    y[i] = from_f<T>(t);
+  }
+}
+
+template <typename T>
+Status launch_epilogue(const EpilogueParams& p, bool nhwc, void* y, const void* r, cudaStream_t s) {
+  constexpr int V = 16 / sizeof(T);
+  constexpr int kThreads = 256;
+  T* Y = static_cast<T*>(y);
+  const T* R = static_cast<const T*>(r);
+  const bool aligned = ((reinterpret_cast<uintptr_t>(y) | reinterpret_cast<uintptr_t>(r)) % 16) == 0;
+  const bool vec = aligned && (nhwc ? p.c % V == 0 : p.hw % V == 0);
+  if (vec) {
+    const unsigned g = grid_for(p.n / V, kThreads);
+    if (nhwc) {
+      if (R) epilogue_vec_kernel<T, true, true><<<g, kThreads, 0, s>>>(p, Y, R);
+      else epilogue_vec_kernel<T, true, false><<<g, kThreads, 0, s>>>(p, Y, R);
+    } else {
+      if (R) epilogue_vec_kernel<T, false, true><<<g, kThreads, 0, s>>>(p, Y, R);
+      else epilogue_vec_kernel<T, false, false><<<g, kThreads, 0, s>>>(p, Y, R);
+    }
+  } else {
+    const unsigned g = grid_for(p.n, kThreads);
+    if (nhwc) epilogue_kernel<T, true><<<g, kThreads, 0, s>>>(p, Y, R);
+    else epilogue_kernel<T, false><<<g, kThreads, 0, s>>>(p, Y, R);
+  }
+  QYOLO_CUDA_CHECK_LAUNCH("conv epilogue kernel");
+  return Status::ok();
+}
+
+const char* algo_name(cudnnConvolutionFwdAlgo_t a) {
+  switch (a) {
+    case CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM: return "implicit_gemm";
+    case CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM: return "implicit_precomp_gemm";
+    case CUDNN_CONVOLUTION_FWD_ALGO_GEMM: return "gemm";
+    case CUDNN_CONVOLUTION_FWD_ALGO_DIRECT: return "direct";
+    case CUDNN_CONVOLUTION_FWD_ALGO_FFT: return "fft";
+    case CUDNN_CONVOLUTION_FWD_ALGO_FFT_TILING: return "fft_tiling";
+    case CUDNN_CONVOLUTION_FWD_ALGO_WINOGRAD: return "winograd";
+    case CUDNN_CONVOLUTION_FWD_ALGO_WINOGRAD_NONFUSED: return "winograd_nonfused";
+    default: return "?";
+  }
+}
+
+class ConvKernel final : public CudaKernel {
+ public:
+  Status prepare(PrepareContext& ctx, const Node& node, std::span<const TensorInfo* const> in,
+                 std::span<const TensorInfo> out) override {
+    const TensorInfo& x = *in[0];
+    const TensorInfo* w = in.size() > 1 ? in[1] : nullptr;
+    const TensorInfo* b = in.size() > 2 ? in[2] : nullptr;
+    const TensorInfo* r = in.size() > 3 ? in[3] : nullptr;
+    const TensorInfo& y = out[0];
+    if (w == nullptr || w->constant == nullptr)
+      return unsupported(node.describe() + ": the CUDA backend needs constant weights");
+    if (b != nullptr && b->constant == nullptr)
+      return unsupported(node.describe() + ": the CUDA backend needs a constant bias");
+    QYOLO_ASSIGN_OR_RETURN(ConvAttrs a, ConvAttrs::parse(node, x.shape, w->shape));
+    if (x.shape.size() != 4) return unsupported(node.describe() + ": the CUDA backend runs 2-D convolutions only");
+    const auto& win = a.window;
+    if (win.pads_begin != win.pads_end)
+      return unsupported(node.describe() + ": asymmetric padding is not supported by the CUDA backend");
+    if (a.out_shape != y.shape) return internal_error(node.describe() + ": conv output shape mismatch");
+    if (x.dtype != y.dtype || x.layout != y.layout || (r && (r->dtype != y.dtype || r->layout != y.layout)))
+      return internal_error(node.describe() + ": conv input/output dtype or layout mismatch");
+
+    half_ = y.dtype == DataType::kFloat16;
+    nhwc_ = y.layout == Layout::kNHWC;
+    const cudnnDataType_t dt = half_ ? CUDNN_DATA_HALF : CUDNN_DATA_FLOAT;
+    const cudnnTensorFormat_t fmt = nhwc_ ? CUDNN_TENSOR_NHWC : CUDNN_TENSOR_NCHW;
+    const int N = static_cast<int>(x.shape[0]), C = static_cast<int>(x.shape[1]), H = static_cast<int>(x.shape[2]),
+              W = static_cast<int>(x.shape[3]);
+    const int K = static_cast<int>(w->shape[0]), Cg = static_cast<int>(w->shape[1]), R = static_cast<int>(w->shape[2]),
+              S = static_cast<int>(w->shape[3]);
+    const int OH = static_cast<int>(y.shape[2]), OW = static_cast<int>(y.shape[3]);
+
+    // Weights: KCRS (NCHW) or KRSC (NHWC), in the activation dtype.
+    std::vector<float> wf = w->constant->to_float_vector();
+    std::vector<float> wl(wf.size());
+    if (nhwc_) {
+      for (int k = 0; k < K; ++k)
+        for (int c = 0; c < Cg; ++c)
+          for (int rr = 0; rr < R; ++rr)
+            for (int s = 0; s < S; ++s)
+              wl[((static_cast<size_t>(k) * R + rr) * S + s) * Cg + c] = wf[((static_cast<size_t>(k) * Cg + c) * R + rr) * S + s];
+    } else {
+      wl = wf;
+    }
+    if (half_) {
+      std::vector<uint16_t> wh(wl.size());
+      for (size_t i = 0; i < wl.size(); ++i) wh[i] = float_to_half(wl[i]);
+      QYOLO_ASSIGN_OR_RETURN(weights_, DeviceBuffer::allocate(wh.size() * 2));
+      QYOLO_RETURN_IF_ERROR(weights_.upload(wh.data(), wh.size() * 2));
+    } else {
+      QYOLO_ASSIGN_OR_RETURN(weights_, DeviceBuffer::allocate(wl.size() * 4));
+      QYOLO_RETURN_IF_ERROR(weights_.upload(wl.data(), wl.size() * 4));
+    }
+    if (ctx.weight_bytes) *ctx.weight_bytes += weights_.size();
+    if (b != nullptr) {
+      std::vector<float> bf = b->constant->to_float_vector();
+      if (bf.size() != static_cast<size_t>(K)) return invalid_argument(node.describe() + ": bias size mismatch");
+      QYOLO_ASSIGN_OR_RETURN(bias_, DeviceBuffer::allocate(bf.size() * 4));
+      QYOLO_RETURN_IF_ERROR(bias_.upload(bf.data(), bf.size() * 4));
+      if (ctx.weight_bytes) *ctx.weight_bytes += bias_.size();
+    }
+    epi_ = {y.numel(), K, static_cast<int64_t>(OH) * OW, static_cast<Act>(static_cast<int>(a.activation)),
+            a.activation_alpha, bias_.as<float>()};
+    has_epilogue_ = b != nullptr || a.activation != FusedActivation::kNone || r != nullptr;
+
+    // Descriptors.
+    QYOLO_ASSIGN_OR_RETURN(xd_, make_tensor_desc());
+    QYOLO_ASSIGN_OR_RETURN(yd_, make_tensor_desc());
+    QYOLO_ASSIGN_OR_RETURN(wd_, make_filter_desc());
+    QYOLO_ASSIGN_OR_RETURN(cd_, make_conv_desc());
+    QYOLO_CUDA_CHECK(cudnnSetTensor4dDescriptor(xd_.get(), fmt, dt, N, C, H, W));
+    QYOLO_CUDA_CHECK(cudnnSetTensor4dDescriptor(yd_.get(), fmt, dt, N, K, OH, OW));
+    QYOLO_CUDA_CHECK(cudnnSetFilter4dDescriptor(wd_.get(), dt, fmt, K, Cg, R, S));
+    QYOLO_CUDA_CHECK(cudnnSetConvolution2dDescriptor(
+        cd_.get(), static_cast<int>(win.pads_begin[0]), static_cast<int>(win.pads_begin[1]),
+        static_cast<int>(win.strides[0]), static_cast<int>(win.strides[1]), static_cast<int>(win.dilations[0]),
+        static_cast<int>(win.dilations[1]), CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT));
+    QYOLO_CUDA_CHECK(cudnnSetConvolutionGroupCount(cd_.get(), static_cast<int>(a.group)));
+    const bool strict_fp32 = !half_ && !ctx.options->allow_tf32;
+    const cudnnMathType_t math = half_ ? CUDNN_TENSOR_OP_MATH : (strict_fp32 ? CUDNN_FMA_MATH : CUDNN_DEFAULT_MATH);
+    QYOLO_CUDA_CHECK(cudnnSetConvolutionMathType(cd_.get(), math));
+    int on = 0, oc = 0, oh = 0, ow = 0;
+    QYOLO_CUDA_CHECK(cudnnGetConvolution2dForwardOutputDim(cd_.get(), xd_.get(), wd_.get(), &on, &oc, &oh, &ow));
+    if (on != N || oc != K || oh != OH || ow != OW)
+      return internal_error(node.describe() + ": cuDNN output dims differ from the inferred shape");
+
+    // Algorithm.
+    std::ostringstream key;
+    key << (half_ ? "h" : "f") << (nhwc_ ? "nhwc" : "nchw") << ':' << N << 'x' << C << 'x' << H << 'x' << W << ':' << K
+        << 'x' << Cg << 'x' << R << 'x' << S << ':' << win.pads_begin[0] << ',' << win.pads_begin[1] << ':'
+        << win.strides[0] << ',' << win.strides[1] << ':' << win.dilations[0] << ',' << win.dilations[1] << ':'
+        << a.group << ':' << static_cast<int>(math) << ':' << ctx.options->exhaustive_tuning;
+    auto& cache = *ctx.tune_cache;
+    if (auto it = cache.find(key.str()); it != cache.end()) {
+      algo_ = static_cast<cudnnConvolutionFwdAlgo_t>(it->second[0]);
+      ws_ = static_cast<size_t>(it->second[1]);
+      math_ = static_cast<cudnnMathType_t>(it->second[2]);
+      tuned_ms_ = 0;
+    } else {
+      QYOLO_RETURN_IF_ERROR(choose_algo(ctx, x, y, strict_fp32, math).with_context(node.describe()));
+      cache[key.str()] = {static_cast<int64_t>(algo_), static_cast<int64_t>(ws_), static_cast<int64_t>(math_)};
+    }
+    QYOLO_CUDA_CHECK(cudnnSetConvolutionMathType(cd_.get(), math_));
+    return Status::ok();
+  }
+
+  size_t workspace_bytes() const override { return ws_; }
+
+  Status enqueue(const LaunchContext& ctx, std::span<const void* const> in, std::span<void* const> out) override {
+    const float one = 1.f, zero = 0.f;
+    if (ws_ > ctx.workspace_bytes) return internal_error("conv workspace too small");
+    QYOLO_CUDA_CHECK(cudnnConvolutionForward(ctx.cudnn, &one, xd_.get(), in[0], wd_.get(), weights_.get(), cd_.get(),
+                                             algo_, ctx.workspace, ws_, &zero, yd_.get(), out[0]));
+    if (!has_epilogue_) return Status::ok();
+    const void* r = in.size() > 3 ? in[3] : nullptr;
+    if (half_) return launch_epilogue<__half>(epi_, nhwc_, out[0], r, ctx.stream);
+    return launch_epilogue<float>(epi_, nhwc_, out[0], r, ctx.stream);
+  }
+
+  std::string info() const override {
+    std::ostringstream os;
+    os << algo_name(algo_) << (math_ == CUDNN_TENSOR_OP_MATH ? " tensor_op" : math_ == CUDNN_FMA_MATH ? " fma" : " default")
+       << " ws=" << ws_ / 1024 << "KiB";
+    if (tuned_ms_ > 0) os << " " << tuned_ms_ << "ms";
+    return os.str();
+  }
+
+ private:
+  Status choose_algo(PrepareContext& ctx, const TensorInfo& x, const TensorInfo& y, bool strict_fp32,
+                     cudnnMathType_t math) {
+    const size_t limit = ctx.options->workspace_limit;
+    cudnnConvolutionFwdAlgoPerf_t perf[CUDNN_CONVOLUTION_FWD_ALGO_COUNT];
+    int returned = 0;
+    if (ctx.options->exhaustive_tuning) {
+      if (ctx.tuning_workspace->size() == 0 && limit > 0) {
+        // Largest scratch we can get up to the limit.
+        for (size_t sz = limit; sz >= (size_t{1} << 20); sz /= 2) {
+          auto buf = DeviceBuffer::allocate(sz);
+          if (buf) {
+            *ctx.tuning_workspace = std::move(buf).value();
+            break;
+          }
+        }
+      }
+      QYOLO_ASSIGN_OR_RETURN(auto xb, DeviceBuffer::allocate(x.nbytes()));
+      QYOLO_ASSIGN_OR_RETURN(auto yb, DeviceBuffer::allocate(y.nbytes()));
+      // Finite data: NaN/denormal garbage could skew the timings.
+      QYOLO_CUDA_CHECK(cudaMemsetAsync(xb.get(), 0x11, x.nbytes(), ctx.stream));
+      QYOLO_CUDA_CHECK(cudnnFindConvolutionForwardAlgorithmEx(
+          ctx.cudnn, xd_.get(), xb.get(), wd_.get(), weights_.get(), cd_.get(), yd_.get(), yb.get(),
+          CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &returned, perf, ctx.tuning_workspace->get(), ctx.tuning_workspace->size()));
+      QYOLO_CUDA_CHECK(cudaStreamSynchronize(ctx.stream));
+    } else {
+      QYOLO_CUDA_CHECK(cudnnGetConvolutionForwardAlgorithm_v7(ctx.cudnn, xd_.get(), wd_.get(), cd_.get(), yd_.get(),
+                                                              CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &returned, perf));
+    }
+    for (int i = 0; i < returned; ++i) {
+      const auto& p = perf[i];
+      if (p.status != CUDNN_STATUS_SUCCESS || p.memory > limit) continue;
+      if (strict_fp32 && p.mathType != CUDNN_FMA_MATH) continue;
+      if (!ctx.options->exhaustive_tuning) {
+        // The heuristic does not check memory; ask for the real size.
+        size_t need = 0;
+        QYOLO_CUDA_CHECK(cudnnSetConvolutionMathType(cd_.get(), p.mathType));
+        if (cudnnGetConvolutionForwardWorkspaceSize(ctx.cudnn, xd_.get(), wd_.get(), cd_.get(), yd_.get(), p.algo,
+                                                    &need) != CUDNN_STATUS_SUCCESS ||
+            need > limit)
+          continue;
+        algo_ = p.algo;
+        ws_ = need;
+      } else {
+        algo_ = p.algo;
+        ws_ = p.memory;
+      }
+      math_ = p.mathType;
+      tuned_ms_ = p.time;
+      return Status::ok();
+    }
+    (void)math;
+    return unsupported("no cuDNN convolution algorithm fits (" + std::to_string(returned) + " candidates, workspace limit " +
+                       std::to_string(limit) + " bytes" + (strict_fp32 ? ", strict fp32" : "") + ")");
+  }
+
+  bool half_ = false, nhwc_ = false, has_epilogue_ = false;
+  DeviceBuffer weights_, bias_;
+  TensorDesc xd_, yd_;
+  FilterDesc wd_;
+  ConvDesc cd_;
+  cudnnConvolutionFwdAlgo_t algo_ = CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM;
+  cudnnMathType_t math_ = CUDNN_DEFAULT_MATH;
+  size_t ws_ = 0;
+  float tuned_ms_ = 0;
+  EpilogueParams epi_{};
+};
+}  // namespace
+
+Result<std::unique_ptr<CudaKernel>> make_cuda_conv2d(const Node&) { return std::unique_ptr<CudaKernel>(new ConvKernel()); }
+
+}  // namespace qyolo::cuda

@@ -1,0 +1,496 @@
+#include "backends/cuda/cuda_executor.h"
+
+#include <algorithm>
+#include <optional>
+#include <cstring>
+#include <set>
+#include <sstream>
+#include <unordered_map>
+
+namespace qyolo {
+
+using cuda::Layout;
+using cuda::TensorInfo;
+
+namespace {
+
+constexpr size_t kAlign = 256;
+size_t align_up(size_t n) { return (n + kAlign - 1) / kAlign * kAlign; }
+
+bool is_float(DataType t) { return t == DataType::kFloat32 || t == DataType::kFloat16; }
+
+const char* layout_name(Layout l) { return l == Layout::kNHWC ? "nhwc" : "plain"; }
+
+// Host bytes of `t` in device dtype `dtype` (float <-> half conversion, int -> float for
+// constants feeding arithmetic).
+Result<std::vector<uint8_t>> constant_bytes(const Tensor& t, DataType dtype) {
+  std::vector<uint8_t> out;
+  const size_t n = static_cast<size_t>(t.numel());
+  if (t.dtype() == dtype) {
+    out.resize(t.nbytes());
+    if (!out.empty()) std::memcpy(out.data(), t.raw(), out.size());
+    return out;
+  }
+  if (dtype == DataType::kFloat32) {
+    std::vector<float> f = t.to_float_vector();
+    out.resize(n * 4);
+    if (n) std::memcpy(out.data(), f.data(), n * 4);
+    return out;
+  }
+  if (dtype == DataType::kFloat16) {
+    std::vector<float> f = t.to_float_vector();
+    out.resize(n * 2);
+    for (size_t i = 0; i < n; ++i) {
+      uint16_t h = float_to_half(f[i]);
+      std::memcpy(out.data() + 2 * i, &h, 2);
+    }
+    return out;
+  }
+  return unsupported(std::string("constant of type ") + dtype_name(t.dtype()) + " cannot be used as " +
+                     dtype_name(dtype) + " on the GPU");
+}
+
+}  // namespace
+
+// Build-time state.
+struct CudaExecutor::Impl {
+  CudaExecutor& ex;
+  std::unordered_map<std::string, int> ids;
+  std::map<std::tuple<int, DataType, Layout>, int> converted;  // (value, dtype, layout) -> value
+  std::map<std::pair<std::string, DataType>, int> uploaded;    // constant in a dtype -> value
+  std::set<std::string> reaches_conv;
+  cuda::PrepareContext pctx;
+
+  int add_value(const std::string& name, TensorInfo info, Storage storage) {
+    Value v;
+    v.name = name;
+    v.info = std::move(info);
+    v.storage = storage;
+    ex.values_.push_back(std::move(v));
+    return static_cast<int>(ex.values_.size()) - 1;
+  }
+
+  // Device copy of constant `name` in `dtype` (plain layout).
+  Result<int> constant_value(const std::string& name, DataType dtype) {
+    auto key = std::make_pair(name, dtype);
+    if (auto it = uploaded.find(key); it != uploaded.end()) return it->second;
+    const ValueDesc& d = ex.graph_.values.at(name);
+    QYOLO_ASSIGN_OR_RETURN(auto bytes, constant_bytes(*d.value, dtype));
+    QYOLO_ASSIGN_OR_RETURN(auto buf, cuda::DeviceBuffer::allocate(std::max<size_t>(bytes.size(), 1)));
+    QYOLO_RETURN_IF_ERROR(buf.upload(bytes.data(), bytes.size()));
+    ex.constants_.push_back(std::move(buf));
+    TensorInfo info{dtype, d.shape, Layout::kPlain, &*d.value};
+    int id = add_value(name, info, Storage::kConstant);
+    ex.values_[static_cast<size_t>(id)].constant = static_cast<int>(ex.constants_.size()) - 1;
+    uploaded[key] = id;
+    return id;
+  }
+
+  // A value holding `v` in `dtype`/`layout` (v itself, or a conversion step's output).
+  Result<int> as(int v, DataType dtype, Layout layout) {
+    const TensorInfo vi = ex.values_[static_cast<size_t>(v)].info;
+    const std::string vname = ex.values_[static_cast<size_t>(v)].name;
+    if (vi.shape.size() != 4) layout = Layout::kPlain;
+    if (vi.dtype == dtype && vi.layout == layout) return v;
+    auto key = std::make_tuple(v, dtype, layout);
+    if (auto it = converted.find(key); it != converted.end()) return it->second;
+    TensorInfo info{dtype, vi.shape, layout, nullptr};
+    const std::string name = vname + "#" + dtype_name(dtype) + "_" + layout_name(layout);
+    int out = add_value(name, info, Storage::kArena);
+    QYOLO_RETURN_IF_ERROR(add_convert_step(v, out, "convert '" + vname + "'"));
+    converted[key] = out;
+    return out;
+  }
+
+  Status add_convert_step(int in, int out, const std::string& label) {
+    Step s;
+    s.label = label;
+    s.kernel = cuda::make_cuda_convert();
+    s.inputs = {in};
+    s.outputs = {out};
+    const TensorInfo* ins[] = {&ex.values_[static_cast<size_t>(in)].info};
+    TensorInfo outs[] = {ex.values_[static_cast<size_t>(out)].info};
+    Node dummy;
+    dummy.name = label;
+    dummy.op_type = "qyolo.Convert";
+    QYOLO_RETURN_IF_ERROR(s.kernel->prepare(pctx, dummy, ins, outs).with_context(label));
+    ex.steps_.push_back(std::move(s));
+    return Status::ok();
+  }
+
+  void compute_reaches_conv() {
+    const Graph& g = ex.graph_.graph;
+    for (auto it = g.nodes.rbegin(); it != g.nodes.rend(); ++it) {
+      bool r = it->op_type == "Conv";
+      for (const auto& o : it->outputs) r = r || reaches_conv.count(o);
+      if (r)
+        for (const auto& in : it->inputs)
+          if (!in.empty()) reaches_conv.insert(in);
+    }
+  }
+
+  DataType output_dtype(const Node& node, const std::string& out, DataType onnx_dtype) const {
+    if (onnx_dtype != DataType::kFloat32) return onnx_dtype;
+    if (ex.options_.precision != CudaPrecision::kFp16) return DataType::kFloat32;
+    if (node.op_type == "Conv" || !ex.options_.fp32_tail || reaches_conv.count(out)) return DataType::kFloat16;
+    return DataType::kFloat32;
+  }
+
+  Status add_node(const Node& node, bool nhwc) {
+    const Graph& g = ex.graph_.graph;
+    const cuda::CudaOpTraits* tr = cuda::find_cuda_op(node.op_type);
+    if (tr == nullptr || !cuda_supports(node)) {
+      std::string list;
+      for (const auto& op : cuda_supported_ops()) list += (list.empty() ? "" : ", ") + op;
+      return unsupported(node.describe() + ": the CUDA backend has no kernel for this op" +
+                         (tr ? std::string(" with these attributes") : std::string()) + " (supported: " + list + ")");
+    }
+    const bool is_conv = node.op_type == "Conv";
+
+    // First non-host, non-constant input decides the layout of layout-following ops.
+    Layout follow = Layout::kPlain;
+    for (size_t i = 0; i < node.inputs.size(); ++i) {
+      if (node.inputs[i].empty() || (tr->host_inputs >> i & 1u)) continue;
+      auto it = ids.find(node.inputs[i]);
+      if (it == ids.end()) continue;
+      const Value& v = ex.values_[static_cast<size_t>(it->second)];
+      if (v.storage == Storage::kConstant) continue;
+      follow = v.info.layout;
+      break;
+    }
+
+    // Outputs.
+    std::vector<TensorInfo> out_infos;
+    for (const auto& o : node.outputs) {
+      auto dit = ex.graph_.values.find(o);
+      if (dit == ex.graph_.values.end()) return internal_error(node.describe() + ": output '" + o + "' has no description");
+      const ValueDesc& d = dit->second;
+      TensorInfo info;
+      info.shape = d.shape;
+      info.dtype = output_dtype(node, o, d.dtype);
+      if (tr->compute && !is_float(info.dtype))
+        return unsupported(node.describe() + ": the CUDA backend computes this op on float tensors only, output '" + o +
+                           "' is " + dtype_name(d.dtype));
+      if (d.shape.size() == 4 && nhwc && (is_conv || (tr->nhwc_output && follow == Layout::kNHWC)))
+        info.layout = Layout::kNHWC;
+      out_infos.push_back(std::move(info));
+    }
+    if (tr->alias) out_infos[0].layout = Layout::kPlain;
+
+    // Inputs, converted to what the kernel reads.
+    Step step;
+    step.node = &node;
+    step.label = node.describe();
+    std::vector<TensorInfo> host_infos(node.inputs.size());
+    std::vector<const TensorInfo*> in_infos;
+    for (size_t i = 0; i < node.inputs.size(); ++i) {
+      const std::string& name = node.inputs[i];
+      if (name.empty()) {
+        step.inputs.push_back(-1);
+        in_infos.push_back(nullptr);
+        continue;
+      }
+      auto dit = ex.graph_.values.find(name);
+      if (dit == ex.graph_.values.end()) return internal_error(node.describe() + ": unknown input '" + name + "'");
+      const ValueDesc& d = dit->second;
+      if (tr->host_inputs >> i & 1u) {
+        if (!d.value)
+          return unsupported(node.describe() + ": input " + std::to_string(i) + " ('" + name +
+                             "') must be a constant for the CUDA backend");
+        host_infos[i] = TensorInfo{d.dtype, d.shape, Layout::kPlain, &*d.value};
+        step.inputs.push_back(-1);
+        in_infos.push_back(&host_infos[i]);
+        continue;
+      }
+      // Required dtype and layout.
+      const TensorInfo& o0 = out_infos[0];
+      std::optional<Layout> want_layout;
+      // Binary ops and data movement read any layout through strides; the rest need the output's.
+      if (!tr->any_float_inputs && std::string_view(tr->stem) != "binary") want_layout = o0.layout;
+      int v;
+      if (d.value) {
+        DataType cdt = d.dtype;
+        if (tr->compute) cdt = o0.dtype;  // arithmetic on constants happens in the compute type
+        else if (is_float(d.dtype) && is_float(o0.dtype)) cdt = o0.dtype;
+        QYOLO_ASSIGN_OR_RETURN(v, constant_value(name, cdt));
+      } else {
+        auto it = ids.find(name);
+        if (it == ids.end()) return internal_error(node.describe() + ": input '" + name + "' is not computed before it");
+        v = it->second;
+      }
+      const DataType vdt = ex.values_[static_cast<size_t>(v)].info.dtype;
+      const Layout vlayout = ex.values_[static_cast<size_t>(v)].info.layout;
+      if (tr->compute && !is_float(vdt))
+        return unsupported(node.describe() + ": input '" + name + "' is " + dtype_name(vdt) +
+                           ", the CUDA backend computes this op on float tensors only");
+      DataType dt = vdt;
+      if (tr->compute || (tr->alias && is_float(vdt) && is_float(o0.dtype))) dt = o0.dtype;
+      QYOLO_ASSIGN_OR_RETURN(v, as(v, dt, want_layout.value_or(vlayout)));
+      step.inputs.push_back(v);
+      in_infos.push_back(&ex.values_[static_cast<size_t>(v)].info);
+    }
+
+    for (size_t i = 0; i < node.outputs.size(); ++i) {
+      int id = add_value(node.outputs[i], out_infos[i], tr->alias ? Storage::kAlias : Storage::kArena);
+      if (tr->alias) ex.values_[static_cast<size_t>(id)].alias_of = step.inputs[0];
+      ids[node.outputs[i]] = id;
+      step.outputs.push_back(id);
+    }
+    // in_infos may point into values_, which add_value can reallocate: refresh.
+    for (size_t i = 0; i < step.inputs.size(); ++i)
+      if (step.inputs[i] >= 0) in_infos[i] = &ex.values_[static_cast<size_t>(step.inputs[i])].info;
+    step.alias = tr->alias;
+    QYOLO_ASSIGN_OR_RETURN(step.kernel, tr->factory(node));
+    QYOLO_RETURN_IF_ERROR(step.kernel->prepare(pctx, node, in_infos, out_infos).with_context(g.source_path));
+    ex.steps_.push_back(std::move(step));
+    return Status::ok();
+  }
+
+  // Liveness-based offsets into one arena (greedy, largest first).
+  void plan_memory() {
+    const size_t nv = ex.values_.size();
+    std::vector<int> root(nv);
+    for (size_t v = 0; v < nv; ++v) {
+      int r = static_cast<int>(v);
+      while (ex.values_[static_cast<size_t>(r)].storage == Storage::kAlias) r = ex.values_[static_cast<size_t>(r)].alias_of;
+      root[v] = r;
+    }
+    const int end = static_cast<int>(ex.steps_.size());
+    std::vector<int> first(nv, end + 1), last(nv, -1);
+    for (int s = 0; s < end; ++s) {
+      for (int v : ex.steps_[static_cast<size_t>(s)].outputs) {
+        int r = root[static_cast<size_t>(v)];
+        first[static_cast<size_t>(r)] = std::min(first[static_cast<size_t>(r)], s);
+        last[static_cast<size_t>(r)] = std::max(last[static_cast<size_t>(r)], s);
+      }
+      for (int v : ex.steps_[static_cast<size_t>(s)].inputs) {
+        if (v < 0) continue;
+        int r = root[static_cast<size_t>(v)];
+        last[static_cast<size_t>(r)] = std::max(last[static_cast<size_t>(r)], s);
+      }
+    }
+    struct Buf {
+      int v;
+      size_t size;
+      int first, last;
+      size_t offset;
+    };
+    std::vector<Buf> bufs;
+    for (size_t v = 0; v < nv; ++v) {
+      if (ex.values_[v].storage != Storage::kArena) continue;
+      if (last[v] < 0) last[v] = first[v];
+      bufs.push_back({static_cast<int>(v), align_up(std::max<size_t>(ex.values_[v].info.nbytes(), 1)), first[v], last[v], 0});
+    }
+    std::sort(bufs.begin(), bufs.end(), [](const Buf& a, const Buf& b) {
+      return a.size != b.size ? a.size > b.size : a.first < b.first;
+    });
+    std::vector<const Buf*> placed;
+    size_t total = 0;
+    for (auto& b : bufs) {
+      std::vector<std::pair<size_t, size_t>> busy;
+      for (const Buf* p : placed)
+        if (!(p->last < b.first || b.last < p->first)) busy.emplace_back(p->offset, p->offset + p->size);
+      std::sort(busy.begin(), busy.end());
+      size_t off = 0;
+      for (const auto& [s, e] : busy) {
+        if (off + b.size <= s) break;
+        off = std::max(off, e);
+      }
+      b.offset = off;
+      total = std::max(total, off + b.size);
+      placed.push_back(&b);
+    }
+    for (const auto& b : bufs) ex.values_[static_cast<size_t>(b.v)].offset = b.offset;
+    arena_size = total;
+  }
+
+  size_t arena_size = 0;
+};
+
+CudaExecutor::~CudaExecutor() {
+  if (stream_) cudaStreamSynchronize(stream_.get());
+}
+
+Result<std::unique_ptr<CudaExecutor>> CudaExecutor::build(SpecializedGraph graph, const CudaBuildOptions& options) {
+  if (cuda::device_count() == 0) return device_error("no CUDA device is available");
+  auto ex = std::unique_ptr<CudaExecutor>(new CudaExecutor());
+  ex->graph_ = std::move(graph);
+  ex->options_ = options;
+  QYOLO_CUDA_CHECK(cudaSetDevice(options.device));
+  cudaDeviceProp prop{};
+  QYOLO_CUDA_CHECK(cudaGetDeviceProperties(&prop, options.device));
+  QYOLO_ASSIGN_OR_RETURN(ex->cudnn_, cuda::make_cudnn());
+  QYOLO_ASSIGN_OR_RETURN(ex->stream_, cuda::make_stream());
+  QYOLO_CUDA_CHECK(cudnnSetStream(ex->cudnn_.get(), ex->stream_.get()));
+
+  Impl im{*ex, {}, {}, {}, {}, {}};
+  cuda::DeviceBuffer tuning;
+  std::map<std::string, std::vector<int64_t>> tune_cache;
+  im.pctx.cudnn = ex->cudnn_.get();
+  im.pctx.stream = ex->stream_.get();
+  im.pctx.options = &ex->options_;
+  im.pctx.prop = &prop;
+  im.pctx.opset = ex->graph_.graph.opset;
+  im.pctx.tuning_workspace = &tuning;
+  im.pctx.tune_cache = &tune_cache;
+  im.pctx.weight_bytes = &ex->weight_bytes_;
+  im.compute_reaches_conv();
+  // Values are referenced by pointer during a node's preparation: reserve generously.
+  ex->values_.reserve(ex->graph_.values.size() * 3 + 16);
+
+  const Graph& g = ex->graph_.graph;
+  const bool nhwc = options.layout == CudaLayout::kNHWC ||
+                    (options.layout == CudaLayout::kAuto && options.precision == CudaPrecision::kFp16);
+  for (size_t k = 0; k < g.inputs.size(); ++k) {
+    const ValueDesc& d = ex->graph_.values.at(g.inputs[k].name);
+    int id = im.add_value(g.inputs[k].name, TensorInfo{d.dtype, d.shape, Layout::kPlain, nullptr}, Storage::kInput);
+    ex->values_[static_cast<size_t>(id)].binding = static_cast<int>(k);
+    im.ids[g.inputs[k].name] = id;
+    ex->inputs_.push_back({g.inputs[k].name, d.dtype, d.shape});
+    ex->input_values_.push_back(id);
+  }
+  for (const auto& node : g.nodes) {
+    Status st = im.add_node(node, nhwc);
+    if (!st.is_ok()) return st.with_context(g.source_path);
+  }
+  // Outputs: written in place by their producer when possible, else converted/copied at the end.
+  std::set<int> bound;
+  for (size_t k = 0; k < g.outputs.size(); ++k) {
+    const std::string& name = g.outputs[k].name;
+    const ValueDesc& d = ex->graph_.values.at(name);
+    ex->outputs_.push_back({name, d.dtype, d.shape});
+    int v;
+    if (auto it = im.ids.find(name); it != im.ids.end()) {
+      v = it->second;
+    } else if (d.value) {
+      QYOLO_ASSIGN_OR_RETURN(v, im.constant_value(name, d.dtype));
+    } else {
+      return internal_error(g.source_path + ": graph output '" + name + "' is never computed");
+    }
+    Value& val = ex->values_[static_cast<size_t>(v)];
+    if (val.storage == Storage::kArena && val.info.dtype == d.dtype && val.info.layout == Layout::kPlain &&
+        !bound.count(v)) {
+      val.storage = Storage::kOutput;
+      val.binding = static_cast<int>(k);
+      bound.insert(v);
+      ex->output_values_.push_back(v);
+      continue;
+    }
+    int out = im.add_value(name + "#out", TensorInfo{d.dtype, d.shape, Layout::kPlain, nullptr}, Storage::kOutput);
+    ex->values_[static_cast<size_t>(out)].binding = static_cast<int>(k);
+    QYOLO_RETURN_IF_ERROR(im.add_convert_step(v, out, "output '" + name + "'"));
+    ex->output_values_.push_back(out);
+  }
+  tuning.reset();
+
+  im.plan_memory();
+  QYOLO_ASSIGN_OR_RETURN(ex->arena_, cuda::DeviceBuffer::allocate(im.arena_size));
+  size_t ws = 0;
+  for (const auto& s : ex->steps_) ws = std::max(ws, s.kernel->workspace_bytes());
+  QYOLO_ASSIGN_OR_RETURN(ex->workspace_, cuda::DeviceBuffer::allocate(ws));
+  ex->ptrs_.assign(ex->values_.size(), nullptr);
+  for (size_t v = 0; v < ex->values_.size(); ++v) {
+    const Value& val = ex->values_[v];
+    if (val.storage == Storage::kArena) ex->ptrs_[v] = static_cast<char*>(ex->arena_.get()) + val.offset;
+    if (val.storage == Storage::kConstant) ex->ptrs_[v] = ex->constants_[static_cast<size_t>(val.constant)].get();
+  }
+  size_t max_in = 0, max_out = 0;
+  for (const auto& s : ex->steps_) {
+    max_in = std::max(max_in, s.inputs.size());
+    max_out = std::max(max_out, s.outputs.size());
+  }
+  ex->in_scratch_.resize(max_in);
+  ex->out_scratch_.resize(max_out);
+  QYOLO_CUDA_CHECK(cudaStreamSynchronize(ex->stream_.get()));
+  return ex;
+}
+
+Status CudaExecutor::enqueue(const std::vector<const void*>& device_inputs, const std::vector<void*>& device_outputs,
+                             cudaStream_t stream) {
+  if (device_inputs.size() != inputs_.size())
+    return invalid_argument("enqueue: " + std::to_string(device_inputs.size()) + " inputs given, the engine has " +
+                            std::to_string(inputs_.size()));
+  if (device_outputs.size() != outputs_.size())
+    return invalid_argument("enqueue: " + std::to_string(device_outputs.size()) + " outputs given, the engine has " +
+                            std::to_string(outputs_.size()));
+  for (size_t k = 0; k < inputs_.size(); ++k) {
+    if (device_inputs[k] == nullptr && inputs_[k].nbytes() > 0)
+      return invalid_argument("enqueue: input '" + inputs_[k].name + "' is a null pointer");
+    ptrs_[static_cast<size_t>(input_values_[k])] = const_cast<void*>(device_inputs[k]);
+  }
+  for (size_t k = 0; k < outputs_.size(); ++k) {
+    if (device_outputs[k] == nullptr && outputs_[k].nbytes() > 0)
+      return invalid_argument("enqueue: output '" + outputs_[k].name + "' is a null pointer");
+    ptrs_[static_cast<size_t>(output_values_[k])] = device_outputs[k];
+  }
+  QYOLO_CUDA_CHECK(cudnnSetStream(cudnn_.get(), stream));
+  cuda::LaunchContext lc{stream, cudnn_.get(), workspace_.get(), workspace_.size()};
+  for (const auto& s : steps_) {
+    if (s.alias) {
+      ptrs_[static_cast<size_t>(s.outputs[0])] = ptrs_[static_cast<size_t>(s.inputs[0])];
+      continue;
+    }
+    for (size_t i = 0; i < s.inputs.size(); ++i)
+      in_scratch_[i] = s.inputs[i] >= 0 ? ptrs_[static_cast<size_t>(s.inputs[i])] : nullptr;
+    for (size_t i = 0; i < s.outputs.size(); ++i) out_scratch_[i] = ptrs_[static_cast<size_t>(s.outputs[i])];
+    Status st = s.kernel->enqueue(lc, std::span<const void* const>(in_scratch_.data(), s.inputs.size()),
+                                  std::span<void* const>(out_scratch_.data(), s.outputs.size()));
+    if (!st.is_ok()) return st.with_context(graph_.graph.source_path + ": " + s.label);
+  }
+  return Status::ok();
+}
+
+Status CudaExecutor::run(const std::map<std::string, Tensor>& inputs, std::map<std::string, Tensor>& outputs) {
+  QYOLO_CUDA_CHECK(cudaSetDevice(options_.device));
+  std::vector<cuda::DeviceBuffer> dev_in, dev_out;
+  std::vector<const void*> in_ptrs;
+  std::vector<void*> out_ptrs;
+  cudaStream_t s = stream_.get();
+  for (const auto& b : inputs_) {
+    auto it = inputs.find(b.name);
+    if (it == inputs.end()) return invalid_argument("input '" + b.name + "' was not provided");
+    if (it->second.shape() != b.shape || it->second.dtype() != b.dtype)
+      return invalid_argument("input '" + b.name + "' is " + dtype_name(it->second.dtype()) + " " +
+                              shape_str(it->second.shape()) + ", the engine was built for " + dtype_name(b.dtype) + " " +
+                              shape_str(b.shape));
+    QYOLO_ASSIGN_OR_RETURN(auto buf, cuda::DeviceBuffer::allocate(b.nbytes()));
+    QYOLO_CUDA_CHECK(cudaMemcpyAsync(buf.get(), it->second.raw(), b.nbytes(), cudaMemcpyHostToDevice, s));
+    in_ptrs.push_back(buf.get());
+    dev_in.push_back(std::move(buf));
+  }
+  for (const auto& b : outputs_) {
+    QYOLO_ASSIGN_OR_RETURN(auto buf, cuda::DeviceBuffer::allocate(b.nbytes()));
+    out_ptrs.push_back(buf.get());
+    dev_out.push_back(std::move(buf));
+  }
+  QYOLO_RETURN_IF_ERROR(enqueue(in_ptrs, out_ptrs, s));
+  outputs.clear();
+  for (size_t k = 0; k < outputs_.size(); ++k) {
+    Tensor t = Tensor::uninitialized(outputs_[k].dtype, outputs_[k].shape);
+    QYOLO_CUDA_CHECK(cudaMemcpyAsync(t.raw(), out_ptrs[k], outputs_[k].nbytes(), cudaMemcpyDeviceToHost, s));
+    outputs[outputs_[k].name] = t;
+  }
+  QYOLO_CUDA_CHECK(cudaStreamSynchronize(s));
+  return Status::ok();
+}
+
+std::string CudaExecutor::summary() const {
+  std::ostringstream os;
+  os << "CUDA engine: " << cuda_precision_name(options_.precision) << ", " << steps_.size() << " steps, arena "
+     << arena_.size() / (1 << 20) << " MiB, workspace " << workspace_.size() / (1 << 20) << " MiB, weights "
+     << weight_bytes_ / (1 << 20) << " MiB\n";
+  for (const auto& s : steps_) {
+    os << "  " << s.label;
+    for (int v : s.outputs) {
+      const Value& val = values_[static_cast<size_t>(v)];
+      os << " -> " << dtype_name(val.info.dtype) << " " << layout_name(val.info.layout) << " " << shape_str(val.info.shape);
+    }
+    if (s.alias) os << " (alias)";
+    std::string info = s.kernel->info();
+    if (!info.empty()) os << " [" << info << "]";
+    os << "\n";
+  }
+  return os.str();
+}
+
+}  // namespace qyolo

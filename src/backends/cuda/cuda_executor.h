@@ -1,0 +1,97 @@
+// Runs a specialised graph on one CUDA device: one prepared CudaKernel per node (plus the
+// layout/dtype conversions the executor inserts), activations in one arena with liveness-based
+// offsets, reshape-family outputs aliasing their input, one shared workspace.
+//
+// Bindings: every graph input and output is float32 (or its ONNX dtype if not float), row-major
+// (NCHW) in device memory owned by the caller; in fp16 mode the executor converts at the edges.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "backends/cuda/cuda_kernel.h"
+#include "passes/specialize.h"
+
+namespace qyolo {
+
+struct CudaBinding {
+  std::string name;
+  DataType dtype = DataType::kFloat32;
+  Shape shape;
+  size_t nbytes() const { return static_cast<size_t>(shape_numel(shape)) * dtype_size(dtype); }
+};
+
+class CudaExecutor {
+ public:
+  static Result<std::unique_ptr<CudaExecutor>> build(SpecializedGraph graph, const CudaBuildOptions& options = {});
+  ~CudaExecutor();
+  CudaExecutor(const CudaExecutor&) = delete;
+  CudaExecutor& operator=(const CudaExecutor&) = delete;
+
+  // Launches the whole graph on `stream`: device_inputs in inputs() order, device_outputs in
+  // outputs() order. Never allocates or synchronises; one enqueue at a time per executor (the
+  // arena and workspace are shared). Capturable into a CUDA graph.
+  Status enqueue(const std::vector<const void*>& device_inputs, const std::vector<void*>& device_outputs,
+                 cudaStream_t stream);
+
+  // Host convenience: copies inputs in, runs on the executor's stream, waits, copies outputs out.
+  Status run(const std::map<std::string, Tensor>& inputs, std::map<std::string, Tensor>& outputs);
+
+  const std::vector<CudaBinding>& inputs() const { return inputs_; }
+  const std::vector<CudaBinding>& outputs() const { return outputs_; }
+  const SpecializedGraph& graph() const { return graph_; }
+  const CudaBuildOptions& options() const { return options_; }
+  size_t arena_bytes() const { return arena_.size(); }
+  size_t workspace_bytes() const { return workspace_.size(); }
+  size_t weight_bytes() const { return weight_bytes_; }
+  int num_steps() const { return static_cast<int>(steps_.size()); }
+  // One line per step: node, op, output dtype/layout/shape, kernel info.
+  std::string summary() const;
+
+ private:
+  CudaExecutor() = default;
+  struct Impl;
+  friend struct Impl;
+
+  enum class Storage : uint8_t { kArena, kInput, kOutput, kConstant, kAlias, kNone };
+  struct Value {
+    std::string name;
+    cuda::TensorInfo info;
+    Storage storage = Storage::kNone;
+    size_t offset = 0;    // arena offset
+    int binding = -1;     // input/output index
+    int alias_of = -1;    // value id
+    int constant = -1;    // index into constants_
+  };
+  struct Step {
+    const Node* node = nullptr;  // nullptr for executor-inserted conversions
+    std::string label;
+    std::unique_ptr<cuda::CudaKernel> kernel;
+    std::vector<int> inputs;   // value ids (-1: omitted or host parameter)
+    std::vector<int> outputs;  // value ids
+    bool alias = false;        // no launch: output aliases input
+  };
+
+  // The handle and stream outlive the kernels (members are destroyed in reverse order).
+  cuda::CudnnHandle cudnn_;
+  cuda::Stream stream_;
+  SpecializedGraph graph_;
+  CudaBuildOptions options_;
+  std::vector<Value> values_;
+  std::vector<Step> steps_;
+  std::vector<CudaBinding> inputs_, outputs_;
+  std::vector<int> input_values_, output_values_;
+  std::vector<cuda::DeviceBuffer> constants_;
+  cuda::DeviceBuffer arena_, workspace_;
+  size_t weight_bytes_ = 0;
+  // Per-enqueue pointer table, sized at build (enqueue does not allocate).
+  std::vector<void*> ptrs_;
+  std::vector<const void*> in_scratch_;
+  std::vector<void*> out_scratch_;
+};
+
+}  // namespace qyolo

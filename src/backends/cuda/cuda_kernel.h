@@ -1,0 +1,137 @@
+// CUDA backend: one kernel class per op stem (src/backends/cuda/<stem>.cu), mirroring the CPU
+// backend. Build phase: the factory + prepare() see final shapes, device dtypes and layouts, and
+// constant inputs (upload weights, create cuDNN descriptors, choose algorithms, fill a POD params
+// struct). Run phase: enqueue() launches on the given stream with raw pointers and the shared
+// workspace; it never allocates or synchronises.
+#pragma once
+
+#include <cuda_runtime.h>
+#include <cudnn.h>
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "backends/cuda/cuda_check.h"
+#include "ir/graph.h"
+
+namespace qyolo {
+
+enum class CudaPrecision { kFp32, kFp16 };
+enum class CudaLayout { kAuto, kNCHW, kNHWC };
+
+const char* cuda_precision_name(CudaPrecision p);
+
+struct CudaBuildOptions {
+  CudaPrecision precision = CudaPrecision::kFp32;
+  int device = 0;
+  size_t workspace_limit = size_t{256} << 20;  // per-convolution cuDNN workspace cap
+  // Activation layout of rank-4 tensors: kAuto = NHWC for fp16 (tensor cores), NCHW for fp32.
+  CudaLayout layout = CudaLayout::kAuto;
+  // fp16: values no convolution depends on (the YOLO detect-head decode: grids, anchors, box
+  // coordinates up to 640 px) stay fp32, so output boxes keep float resolution.
+  bool fp32_tail = true;
+  // cudnnFindConvolutionForwardAlgorithmEx (times every algorithm) instead of the heuristic.
+  bool exhaustive_tuning = true;
+  // fp32 convolutions may use TF32 tensor cores (off: true fp32, CUDNN_FMA_MATH).
+  bool allow_tf32 = false;
+};
+
+namespace cuda {
+
+// Physical layout of a value. kPlain is row-major in logical dim order; kNHWC applies to rank-4
+// values whose logical shape stays N, C, H, W.
+enum class Layout : uint8_t { kPlain, kNHWC };
+
+struct TensorInfo {
+  DataType dtype = DataType::kFloat32;  // device element type
+  Shape shape;                          // logical shape
+  Layout layout = Layout::kPlain;
+  const Tensor* constant = nullptr;     // host value (original dtype) for constants
+
+  int64_t numel() const { return shape_numel(shape); }
+  size_t nbytes() const { return static_cast<size_t>(numel()) * dtype_size(dtype); }
+  // Element strides per logical dim (0 is never used; size-1 dims get their natural stride).
+  std::vector<int64_t> strides() const;
+};
+
+// Row-major strides of a shape.
+std::vector<int64_t> plain_strides(const Shape& s);
+
+struct PrepareContext {
+  cudnnHandle_t cudnn = nullptr;
+  cudaStream_t stream = nullptr;
+  const CudaBuildOptions* options = nullptr;
+  const cudaDeviceProp* prop = nullptr;
+  int64_t opset = 0;
+  // Scratch for algorithm search (allocated on first use, freed after the build).
+  DeviceBuffer* tuning_workspace = nullptr;
+  // Memoised algorithm choices, by a key that describes the problem.
+  std::map<std::string, std::vector<int64_t>>* tune_cache = nullptr;
+  // Device bytes of weights this build uploaded (reporting).
+  size_t* weight_bytes = nullptr;
+};
+
+struct LaunchContext {
+  cudaStream_t stream = nullptr;
+  cudnnHandle_t cudnn = nullptr;
+  void* workspace = nullptr;
+  size_t workspace_bytes = 0;
+};
+
+class CudaKernel {
+ public:
+  virtual ~CudaKernel() = default;
+  virtual Status prepare(PrepareContext& ctx, const Node& node, std::span<const TensorInfo* const> inputs,
+                         std::span<const TensorInfo> outputs) = 0;
+  // Scratch the kernel needs at enqueue (shared by all kernels; valid only during the launch).
+  virtual size_t workspace_bytes() const { return 0; }
+  // inputs[i] is nullptr for omitted inputs and for host-parameter inputs (see CudaOpTraits).
+  virtual Status enqueue(const LaunchContext& ctx, std::span<const void* const> inputs,
+                         std::span<void* const> outputs) = 0;
+  // Short description of the choices made (algorithm, path), for engine summaries.
+  virtual std::string info() const { return {}; }
+};
+
+using CudaKernelFactory = Result<std::unique_ptr<CudaKernel>> (*)(const Node& node);
+
+// What the executor must know about an op before preparing it.
+struct CudaOpTraits {
+  const char* stem = "";
+  CudaKernelFactory factory = nullptr;
+  bool alias = false;            // output 0 is input 0's storage, reinterpreted (reshape family)
+  uint32_t host_inputs = 0;      // bitmask: inputs read at prepare as constants, never bound
+  bool any_float_inputs = false; // float inputs may differ from the output dtype (data movement)
+  bool nhwc_output = false;      // a rank-4 output may be NHWC when its first input is
+  bool compute = true;           // needs float outputs (arithmetic); false: moves any dtype
+};
+
+// nullptr when the CUDA backend has no kernel for this op type.
+const CudaOpTraits* find_cuda_op(std::string_view op_type);
+
+// Kernel factories (one per supported stem).
+Result<std::unique_ptr<CudaKernel>> make_cuda_conv2d(const Node& node);
+Result<std::unique_ptr<CudaKernel>> make_cuda_unary(const Node& node);
+Result<std::unique_ptr<CudaKernel>> make_cuda_binary(const Node& node);
+Result<std::unique_ptr<CudaKernel>> make_cuda_concat(const Node& node);
+Result<std::unique_ptr<CudaKernel>> make_cuda_max_pool(const Node& node);
+Result<std::unique_ptr<CudaKernel>> make_cuda_resize(const Node& node);
+Result<std::unique_ptr<CudaKernel>> make_cuda_reshape(const Node& node);
+Result<std::unique_ptr<CudaKernel>> make_cuda_transpose(const Node& node);
+Result<std::unique_ptr<CudaKernel>> make_cuda_split(const Node& node);
+Result<std::unique_ptr<CudaKernel>> make_cuda_slice(const Node& node);
+// Internal: copies one value into another of the same logical shape, converting dtype/layout.
+std::unique_ptr<CudaKernel> make_cuda_convert();
+
+}  // namespace cuda
+
+// Whether the CUDA backend has a kernel for this node (op type and the attributes it checks
+// without shapes). CudaExecutor::build gives the precise error for anything else.
+bool cuda_supports(const Node& node);
+// The op types the CUDA backend implements.
+std::vector<std::string> cuda_supported_ops();
+
+}  // namespace qyolo

@@ -1,0 +1,99 @@
+#include <cstring>
+
+#include "backends/cuda/cuda_kernel.h"
+
+namespace qyolo {
+
+const char* cuda_precision_name(CudaPrecision p) { return p == CudaPrecision::kFp16 ? "fp16" : "fp32"; }
+
+namespace cuda {
+
+std::vector<int64_t> plain_strides(const Shape& s) {
+  std::vector<int64_t> st(s.size(), 1);
+  for (size_t d = s.size(); d-- > 1;) st[d - 1] = st[d] * s[d];
+  return st;
+}
+
+std::vector<int64_t> TensorInfo::strides() const {
+  if (layout == Layout::kNHWC && shape.size() == 4) {
+    const int64_t c = shape[1], h = shape[2], w = shape[3];
+    return {h * w * c, 1, w * c, c};
+  }
+  return plain_strides(shape);
+}
+
+namespace {
+struct Entry {
+  const char* op_type;
+  CudaOpTraits traits;
+};
+constexpr uint32_t bit(int i) { return 1u << i; }
+
+// stem, factory, alias, host_inputs, any_float_inputs, nhwc_output, compute
+const Entry kOps[] = {
+    {"Conv", {"conv2d", &make_cuda_conv2d, false, bit(1) | bit(2), false, true, true}},
+    {"MaxPool", {"max_pool", &make_cuda_max_pool, false, 0, false, true, true}},
+    {"Resize", {"resize", &make_cuda_resize, false, bit(1) | bit(2) | bit(3), false, true, true}},
+    {"Upsample", {"resize", &make_cuda_resize, false, bit(1), false, true, true}},
+    {"Concat", {"concat", &make_cuda_concat, false, 0, true, true, false}},
+    {"Split", {"split", &make_cuda_split, false, bit(1), true, false, false}},
+    {"Slice", {"slice", &make_cuda_slice, false, bit(1) | bit(2) | bit(3) | bit(4), true, false, false}},
+    {"Transpose", {"transpose", &make_cuda_transpose, false, 0, true, false, false}},
+    {"Reshape", {"reshape", &make_cuda_reshape, true, bit(1), false, false, false}},
+    {"Flatten", {"reshape", &make_cuda_reshape, true, 0, false, false, false}},
+    {"Squeeze", {"reshape", &make_cuda_reshape, true, bit(1), false, false, false}},
+    {"Unsqueeze", {"reshape", &make_cuda_reshape, true, bit(1), false, false, false}},
+    {"Identity", {"reshape", &make_cuda_reshape, true, 0, false, false, false}},
+    {"Sigmoid", {"unary", &make_cuda_unary, false, 0, false, true, true}},
+    {"Relu", {"unary", &make_cuda_unary, false, 0, false, true, true}},
+    {"LeakyRelu", {"unary", &make_cuda_unary, false, 0, false, true, true}},
+    {"HardSigmoid", {"unary", &make_cuda_unary, false, 0, false, true, true}},
+    {"HardSwish", {"unary", &make_cuda_unary, false, 0, false, true, true}},
+    {"Tanh", {"unary", &make_cuda_unary, false, 0, false, true, true}},
+    {"Exp", {"unary", &make_cuda_unary, false, 0, false, true, true}},
+    {"Log", {"unary", &make_cuda_unary, false, 0, false, true, true}},
+    {"Sqrt", {"unary", &make_cuda_unary, false, 0, false, true, true}},
+    {"Neg", {"unary", &make_cuda_unary, false, 0, false, true, true}},
+    {"Abs", {"unary", &make_cuda_unary, false, 0, false, true, true}},
+    {"Softplus", {"unary", &make_cuda_unary, false, 0, false, true, true}},
+    {"Elu", {"unary", &make_cuda_unary, false, 0, false, true, true}},
+    {"Add", {"binary", &make_cuda_binary, false, 0, false, true, true}},
+    {"Sub", {"binary", &make_cuda_binary, false, 0, false, true, true}},
+    {"Mul", {"binary", &make_cuda_binary, false, 0, false, true, true}},
+    {"Div", {"binary", &make_cuda_binary, false, 0, false, true, true}},
+    {"Pow", {"binary", &make_cuda_binary, false, 0, false, true, true}},
+    {"Max", {"binary", &make_cuda_binary, false, 0, false, true, true}},
+    {"Min", {"binary", &make_cuda_binary, false, 0, false, true, true}},
+};
+}  // namespace
+
+const CudaOpTraits* find_cuda_op(std::string_view op_type) {
+  for (const auto& e : kOps)
+    if (op_type == e.op_type) return &e.traits;
+  return nullptr;
+}
+
+}  // namespace cuda
+
+bool cuda_supports(const Node& node) {
+  if (!node.domain.empty() && node.domain != "ai.onnx") return false;
+  if (cuda::find_cuda_op(node.op_type) == nullptr) return false;
+  if (node.op_type == "Resize" || node.op_type == "Upsample") {
+    auto mode = node.attr_string("mode", std::string("nearest"));
+    if (!mode || *mode != "nearest") return false;
+  }
+  if (node.op_type == "MaxPool") {
+    auto ks = node.attr_ints("kernel_shape", std::vector<int64_t>{});
+    if (!ks || ks->size() != 2) return false;
+    if (node.outputs.size() > 1) return false;
+  }
+  return true;
+}
+
+std::vector<std::string> cuda_supported_ops() {
+  std::vector<std::string> out;
+  for (const auto& e : cuda::kOps) out.emplace_back(e.op_type);
+  return out;
+}
+
+}  // namespace qyolo

@@ -1,0 +1,95 @@
+// MaxPool 2-D on float/half, NCHW or NHWC (same layout in and out). Padding never wins.
+#include <cfloat>
+
+#include "backends/cuda/cuda_common.cuh"
+#include "backends/cuda/cuda_kernel.h"
+#include "ir/ops/max_pool.h"
+
+namespace qyolo::cuda {
+
+namespace {
+
+struct PoolParams {
+  int n, c, h, w, oh, ow;
+  int kh, kw, sh, sw, ph, pw, dh, dw;
+  int64_t total;
+};
+
+template <typename T, bool NHWC>
+__global__ void max_pool_kernel(PoolParams p, T* __restrict__ y, const T* __restrict__ x) {
+  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < p.total;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    int64_t r = i;
+    int c, ox, oy, n;
+    if (NHWC) {
+      c = static_cast<int>(r % p.c); r /= p.c;
+      ox = static_cast<int>(r % p.ow); r /= p.ow;
+      oy = static_cast<int>(r % p.oh); r /= p.oh;
+      n = static_cast<int>(r);
+    } else {
+      ox = static_cast<int>(r % p.ow); r /= p.ow;
+      oy = static_cast<int>(r % p.oh); r /= p.oh;
+      c = static_cast<int>(r % p.c); r /= p.c;
+      n = static_cast<int>(r);
+    }
+    float m = -INFINITY;
+    const int y0 = oy * p.sh - p.ph, x0 = ox * p.sw - p.pw;
+    for (int ky = 0; ky < p.kh; ++ky) {
+      const int iy = y0 + ky * p.dh;
+      if (iy < 0 || iy >= p.h) continue;
+      for (int kx = 0; kx < p.kw; ++kx) {
+        const int ix = x0 + kx * p.dw;
+        if (ix < 0 || ix >= p.w) continue;
+        const int64_t off = NHWC ? ((static_cast<int64_t>(n) * p.h + iy) * p.w + ix) * p.c + c
+                                 : ((static_cast<int64_t>(n) * p.c + c) * p.h + iy) * p.w + ix;
+        m = fmaxf(m, to_f(x[off]));
+      }
+    }
+    y[i] = from_f<T>(m);
+  }
+}
+
+class MaxPoolKernel final : public CudaKernel {
+ public:
+  Status prepare(PrepareContext&, const Node& node, std::span<const TensorInfo* const> in,
+                 std::span<const TensorInfo> out) override {
+    const TensorInfo& x = *in[0];
+    if (x.shape.size() != 4) return unsupported(node.describe() + ": the GPU MaxPool is 2-D only");
+    QYOLO_ASSIGN_OR_RETURN(PoolAttrs a, PoolAttrs::parse(node, x.shape));
+    if (a.out_shape != out[0].shape) return internal_error(node.describe() + ": pool output shape mismatch");
+    if (x.layout != out[0].layout || x.dtype != out[0].dtype) return internal_error(node.describe() + ": layout mismatch");
+    const auto& w = a.window;
+    p_ = {static_cast<int>(x.shape[0]), static_cast<int>(x.shape[1]), static_cast<int>(x.shape[2]),
+          static_cast<int>(x.shape[3]), static_cast<int>(w.out[0]), static_cast<int>(w.out[1]),
+          static_cast<int>(w.kernel[0]), static_cast<int>(w.kernel[1]), static_cast<int>(w.strides[0]),
+          static_cast<int>(w.strides[1]), static_cast<int>(w.pads_begin[0]), static_cast<int>(w.pads_begin[1]),
+          static_cast<int>(w.dilations[0]), static_cast<int>(w.dilations[1]), out[0].numel()};
+    nhwc_ = x.layout == Layout::kNHWC;
+    dtype_ = x.dtype;
+    return Status::ok();
+  }
+  Status enqueue(const LaunchContext& ctx, std::span<const void* const> in, std::span<void* const> out) override {
+    if (p_.total == 0) return Status::ok();
+    constexpr int kThreads = 256;
+    const unsigned g = grid_for(p_.total, kThreads);
+    if (dtype_ == DataType::kFloat16) {
+      if (nhwc_) max_pool_kernel<__half, true><<<g, kThreads, 0, ctx.stream>>>(p_, static_cast<__half*>(out[0]), static_cast<const __half*>(in[0]));
+      else max_pool_kernel<__half, false><<<g, kThreads, 0, ctx.stream>>>(p_, static_cast<__half*>(out[0]), static_cast<const __half*>(in[0]));
+    } else {
+      if (nhwc_) max_pool_kernel<float, true><<<g, kThreads, 0, ctx.stream>>>(p_, static_cast<float*>(out[0]), static_cast<const float*>(in[0]));
+      else max_pool_kernel<float, false><<<g, kThreads, 0, ctx.stream>>>(p_, static_cast<float*>(out[0]), static_cast<const float*>(in[0]));
+    }
+    QYOLO_CUDA_CHECK_LAUNCH("max_pool_kernel");
+    return Status::ok();
+  }
+
+ private:
+  PoolParams p_{};
+  bool nhwc_ = false;
+  DataType dtype_ = DataType::kFloat32;
+};
+}  // namespace
+
+Result<std::unique_ptr<CudaKernel>> make_cuda_max_pool(const Node&) { return std::unique_ptr<CudaKernel>(new MaxPoolKernel()); }
+
+}  // namespace qyolo::cuda

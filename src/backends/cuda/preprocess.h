@@ -1,0 +1,26 @@
+// CUDA letterbox: uint8 HWC RGB image in device memory -> float/half NCHW network input, bit-exact
+// with the CPU letterbox (src/image/letterbox.cpp: ultralytics letterbox on OpenCV INTER_LINEAR
+// fixed-point resize, pad 114, x / 255.f).
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cstddef>
+#include <cstdint>
+
+#include "image/letterbox.h"
+#include "qyolo/status.h"
+#include "qyolo/tensor.h"
+
+namespace qyolo::cuda {
+
+// The geometry letterbox() uses (scale, padding), without touching pixels.
+LetterboxInfo letterbox_geometry(int src_w, int src_h, int dst_h, int dst_w);
+
+// src: src_h rows of src_pitch bytes, each src_w RGB pixels. dst: 3 planes of dst_h x dst_w in
+// out_dtype (kFloat32 or kFloat16), e.g. one image of a batch input. Never allocates or
+// synchronises. An empty source gives an all-pad image (as the CPU letterbox does).
+Status letterbox_to_nchw_gpu(const uint8_t* src, int src_w, int src_h, size_t src_pitch, int dst_h, int dst_w,
+                             DataType out_dtype, void* dst, cudaStream_t stream, LetterboxInfo* info = nullptr);
+
+}  // namespace qyolo::cuda

@@ -1,0 +1,106 @@
+// Resize / Upsample, mode nearest, rank 4 with N and C unscaled, NCHW or NHWC. The source index of
+// every output row and column is computed at build with ResizeAttrs (the CPU backend's mapping)
+// and uploaded as two small tables.
+#include "backends/cuda/cuda_common.cuh"
+#include "backends/cuda/cuda_kernel.h"
+#include "ir/ops/resize.h"
+
+namespace qyolo::cuda {
+
+namespace {
+
+struct ResizeParams {
+  int n, c, h, w, oh, ow;
+  int64_t total;
+  const int* ys;  // [oh]
+  const int* xs;  // [ow]
+};
+
+template <typename T, bool NHWC>
+__global__ void resize_nearest_kernel(ResizeParams p, T* __restrict__ y, const T* __restrict__ x) {
+  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < p.total;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    int64_t r = i;
+    int c, ox, oy, n;
+    if (NHWC) {
+      c = static_cast<int>(r % p.c); r /= p.c;
+      ox = static_cast<int>(r % p.ow); r /= p.ow;
+      oy = static_cast<int>(r % p.oh); r /= p.oh;
+      n = static_cast<int>(r);
+    } else {
+      ox = static_cast<int>(r % p.ow); r /= p.ow;
+      oy = static_cast<int>(r % p.oh); r /= p.oh;
+      c = static_cast<int>(r % p.c); r /= p.c;
+      n = static_cast<int>(r);
+    }
+    const int iy = p.ys[oy], ix = p.xs[ox];
+    const int64_t off = NHWC ? ((static_cast<int64_t>(n) * p.h + iy) * p.w + ix) * p.c + c
+                             : ((static_cast<int64_t>(n) * p.c + c) * p.h + iy) * p.w + ix;
+    y[i] = x[off];
+  }
+}
+
+class ResizeKernel final : public CudaKernel {
+ public:
+  Status prepare(PrepareContext&, const Node& node, std::span<const TensorInfo* const> in,
+                 std::span<const TensorInfo> out) override {
+    const TensorInfo& x = *in[0];
+    if (x.shape.size() != 4) return unsupported(node.describe() + ": the GPU Resize is 4-D only");
+    auto floats = [&](size_t i) -> std::optional<std::vector<float>> {
+      if (i < in.size() && in[i] && in[i]->constant && in[i]->constant->numel() > 0) return in[i]->constant->to_float_vector();
+      return std::nullopt;
+    };
+    std::optional<std::vector<int64_t>> sizes;
+    if (in.size() > 3 && in[3] && in[3]->constant && in[3]->constant->numel() > 0) sizes = in[3]->constant->to_int64_vector();
+    Result<ResizeAttrs> ar = in.size() == 2 ? ResizeAttrs::parse(node, x.shape, std::nullopt, floats(1), std::nullopt)
+                                            : ResizeAttrs::parse(node, x.shape, floats(1), floats(2), sizes);
+    if (!ar) return ar.status();
+    const ResizeAttrs& a = *ar;
+    if (a.mode != ResizeMode::kNearest) return unsupported(node.describe() + ": only nearest Resize runs on the GPU");
+    if (a.coord == ResizeCoordMode::kTfCropAndResize) return unsupported(node.describe() + ": tf_crop_and_resize on the GPU");
+    if (a.out_shape != out[0].shape) return internal_error(node.describe() + ": resize output shape mismatch");
+    if (a.out_shape[0] != x.shape[0] || a.out_shape[1] != x.shape[1])
+      return unsupported(node.describe() + ": the GPU Resize scales H and W only");
+    std::vector<int> table;
+    for (int64_t o = 0; o < a.out_shape[2]; ++o)
+      table.push_back(static_cast<int>(a.nearest_index(2, a.source_coord(2, o, x.shape[2]), x.shape[2])));
+    for (int64_t o = 0; o < a.out_shape[3]; ++o)
+      table.push_back(static_cast<int>(a.nearest_index(3, a.source_coord(3, o, x.shape[3]), x.shape[3])));
+    QYOLO_ASSIGN_OR_RETURN(tables_, DeviceBuffer::allocate(table.size() * sizeof(int)));
+    QYOLO_RETURN_IF_ERROR(tables_.upload(table.data(), table.size() * sizeof(int)));
+    p_ = {static_cast<int>(x.shape[0]), static_cast<int>(x.shape[1]), static_cast<int>(x.shape[2]),
+          static_cast<int>(x.shape[3]), static_cast<int>(a.out_shape[2]), static_cast<int>(a.out_shape[3]),
+          out[0].numel(), tables_.as<int>(), tables_.as<int>() + a.out_shape[2]};
+    nhwc_ = x.layout == Layout::kNHWC;
+    if (x.layout != out[0].layout || x.dtype != out[0].dtype) return internal_error(node.describe() + ": layout mismatch");
+    esize_ = dtype_size(x.dtype);
+    return Status::ok();
+  }
+  Status enqueue(const LaunchContext& ctx, std::span<const void* const> in, std::span<void* const> out) override {
+    if (p_.total == 0) return Status::ok();
+    constexpr int kThreads = 256;
+    const unsigned g = grid_for(p_.total, kThreads);
+    if (esize_ == 2) {
+      if (nhwc_) resize_nearest_kernel<uint16_t, true><<<g, kThreads, 0, ctx.stream>>>(p_, static_cast<uint16_t*>(out[0]), static_cast<const uint16_t*>(in[0]));
+      else resize_nearest_kernel<uint16_t, false><<<g, kThreads, 0, ctx.stream>>>(p_, static_cast<uint16_t*>(out[0]), static_cast<const uint16_t*>(in[0]));
+    } else if (esize_ == 4) {
+      if (nhwc_) resize_nearest_kernel<uint32_t, true><<<g, kThreads, 0, ctx.stream>>>(p_, static_cast<uint32_t*>(out[0]), static_cast<const uint32_t*>(in[0]));
+      else resize_nearest_kernel<uint32_t, false><<<g, kThreads, 0, ctx.stream>>>(p_, static_cast<uint32_t*>(out[0]), static_cast<const uint32_t*>(in[0]));
+    } else {
+      return unsupported("Resize: element size");
+    }
+    QYOLO_CUDA_CHECK_LAUNCH("resize_nearest_kernel");
+    return Status::ok();
+  }
+
+ private:
+  DeviceBuffer tables_;
+  ResizeParams p_{};
+  bool nhwc_ = false;
+  size_t esize_ = 4;
+};
+}  // namespace
+
+Result<std::unique_ptr<CudaKernel>> make_cuda_resize(const Node&) { return std::unique_ptr<CudaKernel>(new ResizeKernel()); }
+
+}  // namespace qyolo::cuda

@@ -1,0 +1,33 @@
+// INT8 graph quantisation (implicit, TensorRT-style PTQ, and explicit Q/DQ models).
+//
+// Scale convention: see src/quant/quant_params.h (real = scale * q, symmetric, zero point 0).
+// What runs in INT8: every Conv whose input activation has a scale. Its input is quantised to int8
+// with that scale, weights are quantised per output channel (scale_w[c] = max|W[c]| / 127), the
+// product is accumulated in int32 and requantised per channel (scale_x * scale_w[c]) to float, where
+// bias, activation and residual are applied. The conv output is then rounded to the int8 grid of
+// its own calibrated scale when it has one (what TensorRT does when the next layer reads int8).
+// Other ops (Concat, MaxPool, Resize, the Detect head) run in float.
+#pragma once
+
+#include <map>
+#include <string>
+
+#include "passes/specialize.h"
+
+namespace qyolo {
+
+struct QuantizeOptions {
+  std::string float_layers_regex;  // nodes whose name matches stay in float
+};
+
+// Marks Convs for INT8 (attributes qyolo_input_scale, qyolo_output_scale) using `scales`
+// (ONNX tensor name -> scale), and folds activation Q->DQ pairs of explicit Q/DQ models into the
+// Conv that reads them. Returns the number of INT8 convs via `num_int8` (optional).
+Status quantize_graph(SpecializedGraph& g, const std::map<std::string, float>& scales, const QuantizeOptions& options,
+                      int* num_int8 = nullptr);
+
+// Reads a TensorRT calibration cache or PPQ json and checks it belongs to `graph`: errors if none of
+// its tensor names exist in the graph (a cache for another model).
+Result<std::map<std::string, float>> load_activation_scales(const std::string& path, const Graph& graph);
+
+}  // namespace qyolo

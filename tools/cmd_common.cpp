@@ -1,0 +1,76 @@
+#include "cmd_common.h"
+
+#include <cstdio>
+
+namespace qyolo::cli {
+
+void add_engine_options(CLI::App* cmd, EngineArgs& a, bool allow_engine_file) {
+  cmd->add_option("--model,-m", a.model, "ONNX model file");
+  if (allow_engine_file) cmd->add_option("--engine,-e", a.engine, "engine file written by `qyolo build`");
+  cmd->add_option("--device", a.device, "cpu or cuda")->capture_default_str();
+  cmd->add_flag("--int8", a.int8, "run convolutions in INT8 (needs --cache, or a Q/DQ model)");
+  cmd->add_flag("--fp16", a.fp16, "FP16 (CUDA device)");
+  cmd->add_option("--cache,--calib-cache", a.cache, "TensorRT calibration cache or PPQ json (INT8 scales)");
+  cmd->add_option("--float-layers,--fp16-layers", a.float_layers, "regex: layers that stay in float under --int8");
+  cmd->add_option("--min-shapes", a.min_shapes, "dynamic models: e.g. images:1x3x320x320");
+  cmd->add_option("--opt-shapes", a.opt_shapes, "dynamic models: e.g. images:1x3x640x640");
+  cmd->add_option("--max-shapes", a.max_shapes, "dynamic models: e.g. images:32x3x1280x1280");
+}
+
+BuildOptions build_options_from(const EngineArgs& a, Status* error) {
+  BuildOptions o;
+  *error = Status::ok();
+  auto dev = parse_device(a.device);
+  if (!dev) {
+    *error = dev.status();
+    return o;
+  }
+  o.device = *dev;
+  if (a.int8 && a.fp16) {
+    *error = invalid_argument("choose one of --int8 and --fp16");
+    return o;
+  }
+  o.precision = a.int8 ? Precision::kInt8 : a.fp16 ? Precision::kFp16 : Precision::kFp32;
+  o.calibration_file = a.cache;
+  o.float_layers_regex = a.float_layers;
+  if (!a.min_shapes.empty() || !a.opt_shapes.empty() || !a.max_shapes.empty()) {
+    if (a.min_shapes.empty() || a.opt_shapes.empty() || a.max_shapes.empty()) {
+      *error = invalid_argument("give all three of --min-shapes, --opt-shapes and --max-shapes");
+      return o;
+    }
+    ShapeProfile p;
+    for (auto [spec, dst] : {std::pair{&a.min_shapes, &p.min}, {&a.opt_shapes, &p.opt}, {&a.max_shapes, &p.max}}) {
+      auto s = parse_shape_spec(*spec);
+      if (!s) {
+        *error = s.status();
+        return o;
+      }
+      *dst = *s;
+    }
+    o.profile = p;
+  }
+  return o;
+}
+
+Result<std::shared_ptr<const Engine>> open_engine(const EngineArgs& a, bool verbose) {
+  if (a.model.empty() == a.engine.empty()) return invalid_argument("give exactly one of --model and --engine");
+  std::shared_ptr<const Engine> engine;
+  if (!a.engine.empty()) {
+    QYOLO_ASSIGN_OR_RETURN(engine, Engine::load(a.engine));
+  } else {
+    Status st;
+    BuildOptions o = build_options_from(a, &st);
+    QYOLO_RETURN_IF_ERROR(st);
+    QYOLO_ASSIGN_OR_RETURN(engine, Engine::build(a.model, o));
+  }
+  if (verbose) {
+    const auto& o = engine->options();
+    auto p = engine->profile();
+    std::fprintf(stderr, "qyolo: %s  device %s  precision %s  input %s %s..%s\n", engine->info().source.c_str(),
+                 device_name(o.device), precision_name(o.precision), engine->info().input_name.c_str(),
+                 shape_str(p.min).c_str(), shape_str(p.max).c_str());
+  }
+  return engine;
+}
+
+}  // namespace qyolo::cli

@@ -1,0 +1,30 @@
+// Options shared by the subcommands that need an engine (--model/--engine, precision, profile).
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+#include <memory>
+#include <string>
+
+#include "qyolo/engine.h"
+
+namespace qyolo::cli {
+
+struct EngineArgs {
+  std::string model;         // ONNX file
+  std::string engine;        // .qengine file
+  std::string device = "cpu";
+  bool int8 = false;
+  bool fp16 = false;
+  std::string cache;         // calibration cache / PPQ json
+  std::string float_layers;  // regex of layers kept in float
+  std::string min_shapes, opt_shapes, max_shapes;
+};
+
+// Adds --model, --engine (if allowed), --device, --int8, --fp16, --cache, --float-layers, --*-shapes.
+void add_engine_options(CLI::App* cmd, EngineArgs& args, bool allow_engine_file = true);
+BuildOptions build_options_from(const EngineArgs& args, Status* error);
+// Builds from --model or loads --engine; prints a one-line summary to stderr.
+Result<std::shared_ptr<const Engine>> open_engine(const EngineArgs& args, bool verbose = true);
+
+}  // namespace qyolo::cli

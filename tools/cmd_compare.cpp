@@ -1,0 +1,4 @@
+#include "commands.h"
+namespace qyolo::cli {
+void register_compare(CLI::App& app, int& exit_code) {}
+}  // namespace qyolo::cli

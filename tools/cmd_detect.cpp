@@ -1,0 +1,132 @@
+// `qyolo detect`: annotated images + one JSON with every detection in original-image pixels.
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "cmd_common.h"
+#include "commands.h"
+#include "image/draw.h"
+#include "progress.h"
+#include "runtime/detector.h"
+#include "runtime/image_source.h"
+
+namespace qyolo::cli {
+
+namespace {
+
+struct DetectArgs {
+  EngineArgs engine;
+  std::string source, out = "runs/detect";
+  float conf = 0.25f, iou = 0.45f;
+  int max_det = 300, imgsz = 640;
+  std::vector<int> classes;
+  bool agnostic = false, no_images = false;
+};
+
+std::string class_name(const std::vector<std::string>& names, int id) {
+  if (id >= 0 && static_cast<size_t>(id) < names.size() && !names[static_cast<size_t>(id)].empty())
+    return names[static_cast<size_t>(id)];
+  return "class" + std::to_string(id);
+}
+
+Status write_text_atomic(const std::string& path, const std::string& text) {
+  std::string tmp = path + ".tmp";
+  {
+    std::ofstream f(tmp, std::ios::trunc);
+    if (!f) return io_error("cannot write '" + tmp + "'");
+    f << text;
+    if (!f) return io_error("writing '" + tmp + "' failed");
+  }
+  std::error_code ec;
+  std::filesystem::rename(tmp, path, ec);
+  if (ec) return io_error("cannot rename '" + tmp + "' to '" + path + "': " + ec.message());
+  return Status::ok();
+}
+
+Status run_detect(const DetectArgs& a) {
+  QYOLO_ASSIGN_OR_RETURN(auto files, list_image_files(a.source));
+  QYOLO_ASSIGN_OR_RETURN(auto engine, open_engine(a.engine));
+  DetectOptions opt;
+  opt.input_h = opt.input_w = a.imgsz;
+  opt.nms.conf = a.conf;
+  opt.nms.iou = a.iou;
+  opt.nms.max_det = a.max_det;
+  opt.nms.classes = a.classes;
+  opt.nms.agnostic = a.agnostic;
+  QYOLO_ASSIGN_OR_RETURN(auto detector, Detector::create(engine, opt));
+  std::error_code ec;
+  std::filesystem::create_directories(a.out, ec);
+  if (ec) return io_error("cannot create output folder '" + a.out + "': " + ec.message());
+
+  const auto& names = engine->info().class_names;
+  nlohmann::json results = nlohmann::json::array();
+  ProgressBar bar("detect", files.size(), files.size() > 1);
+  double infer_s = 0;
+  for (size_t i = 0; i < files.size(); ++i) {
+    QYOLO_ASSIGN_OR_RETURN(Image img, load_image(files[i]));
+    QYOLO_ASSIGN_OR_RETURN(auto dets, detector->detect({&img}));
+    infer_s += detector->last_infer_s;
+    nlohmann::json jd = nlohmann::json::array();
+    for (const auto& d : dets[0]) {
+      jd.push_back({{"box_xyxy", {d.x1, d.y1, d.x2, d.y2}},
+                    {"score", d.score},
+                    {"class_id", d.class_id},
+                    {"name", class_name(names, d.class_id)}});
+      if (!a.no_images) {
+        RGB color = class_color(d.class_id);
+        draw_box(img, d.x1, d.y1, d.x2, d.y2, color, std::max(2, label_scale(img)));
+        char label[128];
+        std::snprintf(label, sizeof label, "%s %.2f", class_name(names, d.class_id).c_str(), d.score);
+        draw_label(img, static_cast<int>(d.x1), static_cast<int>(d.y1), label, color);
+      }
+    }
+    std::string stem = std::filesystem::path(files[i]).stem().string();
+    if (!a.no_images) QYOLO_RETURN_IF_ERROR(save_jpeg((std::filesystem::path(a.out) / (stem + ".jpg")).string(), img));
+    results.push_back({{"image", files[i]}, {"width", img.width}, {"height", img.height}, {"detections", jd}});
+    if (files.size() == 1 || !isatty(fileno(stdout))) {
+      std::printf("%s: %zu detections (%.1f ms network)\n", files[i].c_str(), dets[0].size(),
+                  detector->last_infer_s * 1e3);
+      for (const auto& d : dets[0])
+        std::printf("  %-14s %.3f  [%.1f, %.1f, %.1f, %.1f]\n", class_name(names, d.class_id).c_str(), d.score, d.x1,
+                    d.y1, d.x2, d.y2);
+    }
+    bar.update(i + 1);
+  }
+  bar.finish();
+  nlohmann::json doc = {{"model", engine->info().source},
+                        {"precision", precision_name(engine->options().precision)},
+                        {"imgsz", a.imgsz},
+                        {"conf", a.conf},
+                        {"iou", a.iou},
+                        {"results", results}};
+  std::string json_path = (std::filesystem::path(a.out) / "detections.json").string();
+  QYOLO_RETURN_IF_ERROR(write_text_atomic(json_path, doc.dump(1)));
+  std::printf("%zu images, %.1f ms/image network; results in %s (annotated images + detections.json)\n", files.size(),
+              infer_s * 1e3 / static_cast<double>(files.size()), a.out.c_str());
+  return Status::ok();
+}
+
+}  // namespace
+
+void register_detect(CLI::App& app, int& exit_code) {
+  auto* cmd = app.add_subcommand("detect", "detect objects in an image or a folder; writes annotated images + JSON");
+  auto a = std::make_shared<DetectArgs>();
+  add_engine_options(cmd, a->engine);
+  cmd->add_option("--source,-s", a->source, "image file or folder")->required();
+  cmd->add_option("--out,-o", a->out, "output folder")->capture_default_str();
+  cmd->add_option("--conf", a->conf, "confidence threshold")->capture_default_str();
+  cmd->add_option("--iou", a->iou, "NMS IoU threshold")->capture_default_str();
+  cmd->add_option("--max-det", a->max_det, "maximum detections per image")->capture_default_str();
+  cmd->add_option("--classes", a->classes, "keep only these class ids");
+  cmd->add_option("--imgsz", a->imgsz, "letterbox size (square)")->capture_default_str();
+  cmd->add_flag("--agnostic-nms", a->agnostic, "NMS across classes");
+  cmd->add_flag("--no-images", a->no_images, "write only detections.json");
+  cmd->callback([&exit_code, a] {
+    Status st = run_detect(*a);
+    exit_code = st ? 0 : report("detect", st);
+  });
+}
+
+
+}  // namespace qyolo::cli

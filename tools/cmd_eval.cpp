@@ -1,0 +1,179 @@
+// `qyolo eval`: COCO mAP of a model/engine on a dataset folder (images/ + instances.json or labels/).
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <set>
+#include <nlohmann/json.hpp>
+
+#include "cmd_common.h"
+#include "commands.h"
+#include "eval/coco_eval.h"
+#include "progress.h"
+#include "runtime/detector.h"
+
+namespace qyolo::cli {
+
+namespace {
+namespace fs = std::filesystem;
+
+struct EvalArgs {
+  EngineArgs engine;
+  std::string data, json_out, results_out;
+  int imgsz = 640, batch = 1, limit = 0, max_det = 300;
+  float conf = 0.001f, iou = 0.65f;
+  bool quiet = false;
+};
+
+Status run_eval(const EvalArgs& a) {
+  fs::path data(a.data);
+  std::error_code ec;
+  if (!fs::is_directory(data / "images", ec))
+    return not_found("dataset '" + a.data + "' has no images/ folder (expected images/ plus instances.json or labels/)");
+  GroundTruth gt;
+  std::vector<int> class_to_category;  // model class index -> GT category id
+  if (fs::exists(data / "instances.json", ec)) {
+    QYOLO_ASSIGN_OR_RETURN(gt, load_coco_json((data / "instances.json").string()));
+    bool coco91 = false;
+    for (const auto& c : gt.categories)
+      if (c.id > 80) coco91 = true;
+    if (coco91) class_to_category = coco80_to_coco91();
+  } else if (fs::is_directory(data / "labels", ec)) {
+    QYOLO_ASSIGN_OR_RETURN(gt, load_yolo_labels((data / "images").string(), (data / "labels").string(),
+                                                [](const std::string& p) { return read_image_size(p); }));
+  } else {
+    return not_found("dataset '" + a.data + "' has neither instances.json nor labels/");
+  }
+  std::vector<GtImage> images = gt.images;
+  std::sort(images.begin(), images.end(), [](const GtImage& x, const GtImage& y) { return x.file_name < y.file_name; });
+  if (a.limit > 0 && static_cast<size_t>(a.limit) < images.size()) {
+    images.resize(static_cast<size_t>(a.limit));
+    // Evaluate on the subset only.
+    std::set<int> keep;
+    for (const auto& im : images) keep.insert(im.id);
+    std::erase_if(gt.images, [&](const GtImage& im) { return !keep.count(im.id); });
+    std::erase_if(gt.annotations, [&](const GtAnnotation& an) { return !keep.count(an.image_id); });
+  }
+  if (images.empty()) return not_found("dataset '" + a.data + "' lists no images");
+
+  QYOLO_ASSIGN_OR_RETURN(auto engine, open_engine(a.engine));
+  DetectOptions opt;
+  opt.input_h = opt.input_w = a.imgsz;
+  opt.nms.conf = a.conf;
+  opt.nms.iou = a.iou;
+  opt.nms.max_det = a.max_det;
+  opt.nms.multi_label = true;  // as ultralytics val.py
+  QYOLO_ASSIGN_OR_RETURN(auto detector, Detector::create(engine, opt));
+  CocoEvaluator evaluator(gt);
+
+  ProgressBar bar("eval", images.size(), !a.quiet);
+  double pre_s = 0, infer_s = 0, post_s = 0, decode_s = 0;
+  auto t_start = std::chrono::steady_clock::now();
+  const size_t batch = static_cast<size_t>(std::max(1, a.batch));
+  for (size_t start = 0; start < images.size(); start += batch) {
+    size_t n = std::min(batch, images.size() - start);
+    std::vector<Image> decoded(n);
+    std::vector<Status> errors(n);
+    auto t0 = std::chrono::steady_clock::now();
+#pragma omp parallel for schedule(dynamic)
+    for (size_t i = 0; i < n; ++i) {
+      auto img = load_image((data / "images" / images[start + i].file_name).string());
+      if (img) decoded[i] = std::move(img).value();
+      else errors[i] = img.status();
+    }
+    for (const auto& e : errors) QYOLO_RETURN_IF_ERROR(e);
+    decode_s += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    std::vector<const Image*> ptrs;
+    for (const auto& d : decoded) ptrs.push_back(&d);
+    QYOLO_ASSIGN_OR_RETURN(auto dets, detector->detect(ptrs));
+    pre_s += detector->last_pre_s;
+    infer_s += detector->last_infer_s;
+    post_s += detector->last_post_s;
+    for (size_t i = 0; i < n; ++i)
+      QYOLO_RETURN_IF_ERROR(evaluator.add_detections(images[start + i].id, dets[i], class_to_category));
+    bar.update(start + n);
+  }
+  bar.finish();
+  double total_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
+  QYOLO_ASSIGN_OR_RETURN(CocoMetrics m, evaluator.evaluate());
+
+  const double n_img = static_cast<double>(images.size());
+  std::printf("%s", format_summary(m).c_str());
+  std::printf("images %zu  gt boxes %d  detections %d\n", images.size(), m.num_gt, m.num_dets);
+  std::printf("mAP50-95 %.4f  mAP50 %.4f  mAP75 %.4f\n", m.map, m.map50, m.map75);
+  std::printf("speed: %.1f images/s end to end (decode %.1f ms, pre %.1f ms, network %.1f ms, NMS %.1f ms per image)\n",
+              n_img / total_s, decode_s * 1e3 / n_img, pre_s * 1e3 / n_img, infer_s * 1e3 / n_img, post_s * 1e3 / n_img);
+
+  std::map<int, std::string> cat_names;
+  for (const auto& c : gt.categories) cat_names[c.id] = c.name;
+  if (!a.quiet) {
+    std::printf("\n%-16s %8s %8s\n", "class", "AP50-95", "AP50");
+    for (size_t i = 0; i < m.per_class_ap.size(); ++i) {
+      auto [cat, ap] = m.per_class_ap[i];
+      if (ap < 0) continue;
+      double ap50 = i < m.per_class_ap50.size() ? m.per_class_ap50[i].second : -1;
+      std::string name = cat_names.count(cat) ? cat_names[cat] : std::to_string(cat);
+      std::printf("%-16s %8.3f %8.3f\n", name.c_str(), ap, ap50);
+    }
+  }
+  if (!a.results_out.empty()) QYOLO_RETURN_IF_ERROR(write_coco_results_json(a.results_out, evaluator.detections()));
+  if (!a.json_out.empty()) {
+    nlohmann::json per_class = nlohmann::json::object();
+    for (size_t i = 0; i < m.per_class_ap.size(); ++i) {
+      auto [cat, ap] = m.per_class_ap[i];
+      if (ap < 0) continue;
+      std::string name = cat_names.count(cat) ? cat_names[cat] : std::to_string(cat);
+      per_class[name] = {{"ap", ap}, {"ap50", i < m.per_class_ap50.size() ? m.per_class_ap50[i].second : -1}};
+    }
+    nlohmann::json j = {
+        {"model", engine->info().source},
+        {"device", device_name(engine->options().device)},
+        {"precision", precision_name(engine->options().precision)},
+        {"calibration", engine->options().calibration_file},
+        {"data", a.data},
+        {"imgsz", a.imgsz},
+        {"conf", a.conf},
+        {"iou", a.iou},
+        {"images", images.size()},
+        {"map50_95", m.map}, {"map50", m.map50}, {"map75", m.map75},
+        {"map_small", m.map_small}, {"map_medium", m.map_medium}, {"map_large", m.map_large},
+        {"ar1", m.ar1}, {"ar10", m.ar10}, {"ar100", m.ar100},
+        {"images_per_s", n_img / total_s},
+        {"network_ms_per_image", infer_s * 1e3 / n_img},
+        {"per_class", per_class}};
+    std::string tmp = a.json_out + ".tmp";
+    {
+      std::ofstream f(tmp, std::ios::trunc);
+      if (!f) return io_error("cannot write '" + tmp + "'");
+      f << j.dump(1) << "\n";
+    }
+    fs::rename(tmp, a.json_out, ec);
+    if (ec) return io_error("cannot write '" + a.json_out + "': " + ec.message());
+  }
+  return Status::ok();
+}
+
+}  // namespace
+
+void register_eval(CLI::App& app, int& exit_code) {
+  auto* cmd = app.add_subcommand("eval", "COCO mAP on a dataset (images/ + instances.json or YOLO labels/)");
+  auto a = std::make_shared<EvalArgs>();
+  add_engine_options(cmd, a->engine);
+  cmd->add_option("--data,-d", a->data, "dataset folder, e.g. ../shared/data/val500")->required();
+  cmd->add_option("--imgsz", a->imgsz, "letterbox size")->capture_default_str();
+  cmd->add_option("--batch", a->batch, "images per batch")->capture_default_str();
+  cmd->add_option("--conf", a->conf, "confidence threshold")->capture_default_str();
+  cmd->add_option("--iou", a->iou, "NMS IoU threshold")->capture_default_str();
+  cmd->add_option("--max-det", a->max_det, "detections per image")->capture_default_str();
+  cmd->add_option("--limit", a->limit, "evaluate only the first N images (by file name)");
+  cmd->add_option("--json", a->json_out, "write a machine-readable summary here");
+  cmd->add_option("--save-results", a->results_out, "write COCO results json (detections) here");
+  cmd->add_flag("--quiet,-q", a->quiet, "no progress bar or per-class table");
+  cmd->callback([&exit_code, a] {
+    Status st = run_eval(*a);
+    exit_code = st ? 0 : report("eval", st);
+  });
+}
+
+}  // namespace qyolo::cli

@@ -1,0 +1,47 @@
+// `qyolo info`: what a model is and whether qyolo supports it; `qyolo info --ops`: the op table.
+#include <cstdio>
+#include <map>
+
+#include "backends/cpu/cpu_kernel.h"
+#include "commands.h"
+#include "ir/op_registry.h"
+#include "onnx/onnx_import.h"
+
+namespace qyolo::cli {
+
+namespace {
+int run_info(const std::string& model, bool list_ops) {
+  if (list_ops) {
+    std::printf("%-20s %-18s %s\n", "op", "stem", "backends");
+    for (const auto& op : all_ops()) {
+      std::string backends = find_cpu_kernel(op.op_type) ? "cpu" : "";
+      std::printf("%-20.*s %-18.*s %s\n", static_cast<int>(op.op_type.size()), op.op_type.data(),
+                  static_cast<int>(op.stem.size()), op.stem.data(), backends.c_str());
+    }
+    return 0;
+  }
+  if (model.empty()) return report("info", invalid_argument("give --model M.onnx or --ops"));
+  auto g = import_onnx(model);
+  if (!g) return report("info", g.status());
+  std::printf("model    %s\nopset    %lld\n", model.c_str(), static_cast<long long>(g->opset));
+  for (const auto& in : g->inputs) std::printf("input    %s %s %s\n", in.name.c_str(), dtype_name(in.dtype), in.dims_str().c_str());
+  for (const auto& o : g->outputs) std::printf("output   %s %s %s\n", o.name.c_str(), dtype_name(o.dtype), o.dims_str().c_str());
+  std::map<std::string, int> counts;
+  for (const auto& n : g->nodes) counts[n.op_type]++;
+  std::printf("nodes    %zu\n", g->nodes.size());
+  for (const auto& [op, c] : counts) std::printf("  %-18s %d\n", op.c_str(), c);
+  for (const auto& [k, v] : g->metadata) std::printf("meta     %s = %.80s%s\n", k.c_str(), v.c_str(), v.size() > 80 ? "..." : "");
+  return 0;
+}
+}  // namespace
+
+void register_info(CLI::App& app, int& exit_code) {
+  auto* cmd = app.add_subcommand("info", "show a model's inputs, outputs, ops and metadata; --ops lists supported ops");
+  auto model = std::make_shared<std::string>();
+  auto ops = std::make_shared<bool>(false);
+  cmd->add_option("--model,-m", *model, "ONNX model");
+  cmd->add_flag("--ops", *ops, "list the operators qyolo supports");
+  cmd->callback([&exit_code, model, ops] { exit_code = run_info(*model, *ops); });
+}
+
+}  // namespace qyolo::cli
