@@ -55,8 +55,8 @@ Node make_conv_node(const ConvCase& c) {
 }
 
 // Naive direct convolution in double (1-3 spatial dims, treated as 3-D with leading 1s).
-Tensor reference_conv(const ConvCase& c, const ConvAttrs& a, const Tensor& x, const Tensor& w, const Tensor* b,
-                      const Tensor* r) {
+Tensor reference_conv(const ConvCase& c, const ConvAttrs& a, const Tensor& x, const Tensor& w,
+                      const Tensor* b, const Tensor* r) {
   const size_t k = c.x.size() - 2, skip = 3 - k;
   int64_t in[3] = {1, 1, 1}, out[3] = {1, 1, 1}, ker[3] = {1, 1, 1}, st[3] = {1, 1, 1}, dil[3] = {1, 1, 1},
           pb[3] = {0, 0, 0};
@@ -110,7 +110,8 @@ Result<Tensor> run_conv_kernel(const Node& node, const std::vector<Tensor>& ins,
     descs.push_back(d);
   }
   InferContext ctx{node, 13, {}, {}};
-  for (size_t i = 0; i < node.inputs.size(); ++i) ctx.inputs.push_back(node.has_input(i) ? &descs[i] : nullptr);
+  for (size_t i = 0; i < node.inputs.size(); ++i)
+    ctx.inputs.push_back(node.has_input(i) ? &descs[i] : nullptr);
   QYOLO_RETURN_IF_ERROR(infer_node(ctx));
   QYOLO_ASSIGN_OR_RETURN(auto kernel, make_cpu_conv2d(node));
   QYOLO_RETURN_IF_ERROR(kernel->prepare(node, ctx.inputs, ctx.outputs));
@@ -119,13 +120,15 @@ Result<Tensor> run_conv_kernel(const Node& node, const std::vector<Tensor>& ins,
   Tensor y = Tensor::uninitialized(ctx.outputs[0].dtype, ctx.outputs[0].shape);
   Tensor* out_ptr = &y;
   // Twice: the second run checks that state carried between runs (residual seeding) is right.
-  for (int rep = 0; rep < 2; ++rep) QYOLO_RETURN_IF_ERROR(kernel->run(in_ptrs, std::span<Tensor* const>(&out_ptr, 1)));
+  for (int rep = 0; rep < 2; ++rep)
+    QYOLO_RETURN_IF_ERROR(kernel->run(in_ptrs, std::span<Tensor* const>(&out_ptr, 1)));
   return y;
 }
 
 ::testing::AssertionResult close(const Tensor& ref, const Tensor& got, double rtol = 1e-4) {
   if (ref.shape() != got.shape())
-    return ::testing::AssertionFailure() << "shape " << shape_str(got.shape()) << " != " << shape_str(ref.shape());
+    return ::testing::AssertionFailure()
+           << "shape " << shape_str(got.shape()) << " != " << shape_str(ref.shape());
   for (int64_t i = 0; i < ref.numel(); ++i) {
     const double e = ref.data<float>()[i], a = got.data<float>()[i];
     if (!(std::fabs(a - e) <= rtol * (1.0 + std::fabs(e))))
@@ -143,8 +146,8 @@ class ScopedLayout {
 };
 
 void check_case(const ConvCase& c, uint32_t seed, const char* layout = nullptr, bool weights_const = true) {
-  SCOPED_TRACE("x " + shape_str(c.x) + " w " + shape_str(c.w) + " group " + std::to_string(c.group) + " act '" +
-               c.activation + "' residual " + std::to_string(c.residual) + " layout " +
+  SCOPED_TRACE("x " + shape_str(c.x) + " w " + shape_str(c.w) + " group " + std::to_string(c.group) +
+               " act '" + c.activation + "' residual " + std::to_string(c.residual) + " layout " +
                (layout ? layout : "auto") + " const weights " + std::to_string(weights_const));
   ScopedLayout scoped(layout);
   std::mt19937 rng(seed);
@@ -157,20 +160,21 @@ void check_case(const ConvCase& c, uint32_t seed, const char* layout = nullptr, 
   if (!c.residual && !c.bias) ins.pop_back();
   auto got = run_conv_kernel(node, ins, weights_const);
   ASSERT_TRUE(got.is_ok()) << got.status().to_string();
-  Tensor ref = reference_conv(c, *attrs, ins[0], ins[1], c.bias ? &ins[2] : nullptr, c.residual ? &ins[3] : nullptr);
+  Tensor ref =
+      reference_conv(c, *attrs, ins[0], ins[1], c.bias ? &ins[2] : nullptr, c.residual ? &ins[3] : nullptr);
   EXPECT_TRUE(close(ref, *got));
 }
 
 TEST(Conv2d, BasicShapesAgainstNaive) {
   std::vector<ConvCase> cases = {
       {{1, 3, 8, 8}, {4, 3, 3, 3}, 1, {}, {}, {1, 1, 1, 1}},
-      {{2, 5, 9, 7}, {6, 5, 3, 2}, 1, {2, 1}, {}, {0, 1, 1, 0}},            // stride, asymmetric pads
-      {{1, 8, 11, 10}, {6, 4, 3, 3}, 2, {1, 2}, {2, 2}, {2, 1, 2, 1}},      // groups, dilation
-      {{1, 16, 12, 12}, {16, 1, 3, 3}, 16, {2, 2}, {}, {1, 1, 1, 1}},      // depthwise
-      {{1, 3, 13, 13}, {8, 3, 6, 6}, 1, {2, 2}, {}, {2, 2, 2, 2}},         // YOLOv5 stem shape, scaled down
-      {{1, 32, 20, 20}, {64, 32, 3, 3}, 1, {2, 2}, {}, {1, 1, 1, 1}},      // YOLOv5 down-sampling conv
-      {{1, 64, 10, 10}, {32, 64, 1, 1}, 1, {}, {}, {}},                    // 1x1
-      {{1, 4, 7, 9}, {5, 4, 3, 3}, 1, {1, 1}, {}, {}, "", false},          // no bias
+      {{2, 5, 9, 7}, {6, 5, 3, 2}, 1, {2, 1}, {}, {0, 1, 1, 0}},        // stride, asymmetric pads
+      {{1, 8, 11, 10}, {6, 4, 3, 3}, 2, {1, 2}, {2, 2}, {2, 1, 2, 1}},  // groups, dilation
+      {{1, 16, 12, 12}, {16, 1, 3, 3}, 16, {2, 2}, {}, {1, 1, 1, 1}},   // depthwise
+      {{1, 3, 13, 13}, {8, 3, 6, 6}, 1, {2, 2}, {}, {2, 2, 2, 2}},      // YOLOv5 stem shape, scaled down
+      {{1, 32, 20, 20}, {64, 32, 3, 3}, 1, {2, 2}, {}, {1, 1, 1, 1}},   // YOLOv5 down-sampling conv
+      {{1, 64, 10, 10}, {32, 64, 1, 1}, 1, {}, {}, {}},                 // 1x1
+      {{1, 4, 7, 9}, {5, 4, 3, 3}, 1, {1, 1}, {}, {}, "", false},       // no bias
   };
   uint32_t seed = 1;
   for (const auto& c : cases) {
@@ -211,20 +215,21 @@ TEST(Conv2d, FusedActivationsAndResidual) {
   for (const char* act : {"", "relu", "silu", "sigmoid", "leaky_relu", "hardswish"})
     for (bool residual : {false, true})
       for (const char* layout : {"plain", "blocked"}) {
-        // 3 input channels (the blocked stem path by default) and 16 (plain by default).
-        check_case({{1, 3, 12, 12}, {8, 3, 3, 3}, 1, {1, 1}, {}, {1, 1, 1, 1}, "", true, act, 0.1f, residual}, seed++,
+        // Both layouts: blocked (default; residual as a sum post-op) and plain (residual as a pass).
+        check_case({{1, 3, 12, 12}, {8, 3, 3, 3}, 1, {1, 1}, {}, {1, 1, 1, 1}, "", true, act, 0.1f, residual},
+                   seed++, layout);
+        check_case({{1, 16, 9, 9}, {16, 16, 1, 1}, 1, {}, {}, {}, "", true, act, 0.2f, residual}, seed++,
                    layout);
-        check_case({{1, 16, 9, 9}, {16, 16, 1, 1}, 1, {}, {}, {}, "", true, act, 0.2f, residual}, seed++, layout);
-        check_case({{1, 8, 9, 9}, {8, 2, 3, 3}, 4, {2, 2}, {}, {1, 1, 1, 1}, "", false, act, 0.05f, residual}, seed++,
-                   layout);
+        check_case({{1, 8, 9, 9}, {8, 2, 3, 3}, 4, {2, 2}, {}, {1, 1, 1, 1}, "", false, act, 0.05f, residual},
+                   seed++, layout);
       }
 }
 
 TEST(Conv2d, RuntimeWeights) {
   // W and B produced at run time (not constants): reordered on every run.
   check_case({{1, 6, 8, 8}, {4, 3, 3, 3}, 2, {1, 1}, {}, {1, 1, 1, 1}}, 21, "plain", false);
-  check_case({{1, 3, 8, 8}, {4, 3, 3, 3}, 1, {2, 2}, {}, {1, 1, 1, 1}, "", true, "silu", 0.1f, true}, 22, "blocked",
-             false);
+  check_case({{1, 3, 8, 8}, {4, 3, 3, 3}, 1, {2, 2}, {}, {1, 1, 1, 1}, "", true, "silu", 0.1f, true}, 22,
+             "blocked", false);
 }
 
 TEST(Conv2d, ErrorsNameTheNode) {
@@ -253,7 +258,8 @@ Result<Tensor> run_single(const Node& node, const std::vector<Tensor>& ins, cons
     descs.push_back(d);
   }
   InferContext ctx{node, opset, {}, {}};
-  for (size_t i = 0; i < node.inputs.size(); ++i) ctx.inputs.push_back(node.has_input(i) ? &descs[i] : nullptr);
+  for (size_t i = 0; i < node.inputs.size(); ++i)
+    ctx.inputs.push_back(node.has_input(i) ? &descs[i] : nullptr);
   QYOLO_RETURN_IF_ERROR(infer_node(ctx));
   CpuKernelFactory f = find_cpu_kernel(node.op_type);
   if (!f) return internal_error("no kernel");

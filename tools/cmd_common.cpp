@@ -4,14 +4,17 @@
 
 namespace qyolo::cli {
 
-void add_engine_options(CLI::App* cmd, EngineArgs& a, bool allow_engine_file) {
+void add_engine_options(CLI::App* cmd, EngineArgs& a, bool allow_engine_file, bool with_precision) {
   cmd->add_option("--model,-m", a.model, "ONNX model file");
   if (allow_engine_file) cmd->add_option("--engine,-e", a.engine, "engine file written by `qyolo build`");
   cmd->add_option("--device", a.device, "cpu or cuda")->capture_default_str();
-  cmd->add_flag("--int8", a.int8, "run convolutions in INT8 (needs --cache, or a Q/DQ model)");
-  cmd->add_flag("--fp16", a.fp16, "FP16 (CUDA device)");
-  cmd->add_option("--cache,--calib-cache", a.cache, "TensorRT calibration cache or PPQ json (INT8 scales)");
-  cmd->add_option("--float-layers,--fp16-layers", a.float_layers, "regex: layers that stay in float under --int8");
+  if (with_precision) {
+    cmd->add_flag("--int8", a.int8, "run convolutions in INT8 (needs --cache, or a Q/DQ model)");
+    cmd->add_flag("--fp16", a.fp16, "FP16 (CUDA device)");
+    cmd->add_option("--cache,--calib-cache", a.cache, "TensorRT calibration cache or PPQ json (INT8 scales)");
+    cmd->add_option("--float-layers,--fp16-layers", a.float_layers,
+                    "regex: layers that stay in float under --int8");
+  }
   cmd->add_option("--min-shapes", a.min_shapes, "dynamic models: e.g. images:1x3x320x320");
   cmd->add_option("--opt-shapes", a.opt_shapes, "dynamic models: e.g. images:1x3x640x640");
   cmd->add_option("--max-shapes", a.max_shapes, "dynamic models: e.g. images:32x3x1280x1280");
@@ -39,7 +42,8 @@ BuildOptions build_options_from(const EngineArgs& a, Status* error) {
       return o;
     }
     ShapeProfile p;
-    for (auto [spec, dst] : {std::pair{&a.min_shapes, &p.min}, {&a.opt_shapes, &p.opt}, {&a.max_shapes, &p.max}}) {
+    for (auto [spec, dst] :
+         {std::pair{&a.min_shapes, &p.min}, {&a.opt_shapes, &p.opt}, {&a.max_shapes, &p.max}}) {
       auto s = parse_shape_spec(*spec);
       if (!s) {
         *error = s.status();
@@ -53,7 +57,8 @@ BuildOptions build_options_from(const EngineArgs& a, Status* error) {
 }
 
 Result<std::shared_ptr<const Engine>> open_engine(const EngineArgs& a, bool verbose) {
-  if (a.model.empty() == a.engine.empty()) return invalid_argument("give exactly one of --model and --engine");
+  if (a.model.empty() == a.engine.empty())
+    return invalid_argument("give exactly one of --model and --engine");
   std::shared_ptr<const Engine> engine;
   if (!a.engine.empty()) {
     QYOLO_ASSIGN_OR_RETURN(engine, Engine::load(a.engine));
@@ -66,9 +71,9 @@ Result<std::shared_ptr<const Engine>> open_engine(const EngineArgs& a, bool verb
   if (verbose) {
     const auto& o = engine->options();
     auto p = engine->profile();
-    std::fprintf(stderr, "qyolo: %s  device %s  precision %s  input %s %s..%s\n", engine->info().source.c_str(),
-                 device_name(o.device), precision_name(o.precision), engine->info().input_name.c_str(),
-                 shape_str(p.min).c_str(), shape_str(p.max).c_str());
+    std::fprintf(stderr, "qyolo: %s  device %s  precision %s  input %s %s..%s\n",
+                 engine->info().source.c_str(), device_name(o.device), precision_name(o.precision),
+                 engine->info().input_name.c_str(), shape_str(p.min).c_str(), shape_str(p.max).c_str());
   }
   return engine;
 }

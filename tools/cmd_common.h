@@ -22,7 +22,7 @@ struct EngineArgs {
 };
 
 // Adds --model, --engine (if allowed), --device, --int8, --fp16, --cache, --float-layers, --*-shapes.
-void add_engine_options(CLI::App* cmd, EngineArgs& args, bool allow_engine_file = true);
+void add_engine_options(CLI::App* cmd, EngineArgs& args, bool allow_engine_file = true, bool with_precision = true);
 BuildOptions build_options_from(const EngineArgs& args, Status* error);
 // Builds from --model or loads --engine; prints a one-line summary to stderr.
 Result<std::shared_ptr<const Engine>> open_engine(const EngineArgs& args, bool verbose = true);

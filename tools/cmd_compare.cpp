@@ -1,4 +1,50 @@
+// `qyolo compare`: per-layer FP32 vs INT8 error (SNR, cosine), worst first.
+#include <cstdio>
+
+#include "cmd_common.h"
 #include "commands.h"
+#include "quant/compare_layers.h"
+#include "runtime/image_source.h"
+
 namespace qyolo::cli {
-void register_compare(CLI::App& app, int& exit_code) {}
+
+void register_compare(CLI::App& app, int& exit_code) {
+  auto* cmd = app.add_subcommand("compare", "layer-wise FP32 vs INT8 comparison (SNR, cosine), worst layers first");
+  struct Args {
+    EngineArgs engine;
+    std::string images = "../shared/data/coco128/images";
+    int num = 4, imgsz = 640, top = 25;
+  };
+  auto a = std::make_shared<Args>();
+  add_engine_options(cmd, a->engine, /*allow_engine_file=*/false);
+  cmd->add_option("--images", a->images, "image file or folder")->capture_default_str();
+  cmd->add_option("--num", a->num, "images to use")->capture_default_str();
+  cmd->add_option("--imgsz", a->imgsz, "letterbox size")->capture_default_str();
+  cmd->add_option("--top", a->top, "rows to print (0 = all)")->capture_default_str();
+  cmd->callback([&exit_code, a] {
+    auto run = [&]() -> Status {
+      QYOLO_ASSIGN_OR_RETURN(auto files, list_image_files(a->images));
+      if (a->num > 0 && static_cast<size_t>(a->num) < files.size()) files.resize(static_cast<size_t>(a->num));
+      EngineArgs f = a->engine, q = a->engine;
+      f.int8 = false;
+      f.cache.clear();
+      q.int8 = true;
+      QYOLO_ASSIGN_OR_RETURN(auto e_f, open_engine(f, false));
+      QYOLO_ASSIGN_OR_RETURN(auto e_q, open_engine(q, false));
+      QYOLO_ASSIGN_OR_RETURN(auto rows, compare_layers(*e_f, *e_q, files, a->imgsz));
+      std::printf("%-48s %-22s %9s %9s %11s\n", "tensor", "op", "SNR dB", "cosine", "max |err|");
+      size_t shown = 0;
+      for (const auto& r : rows) {
+        if (a->top > 0 && shown++ >= static_cast<size_t>(a->top)) break;
+        std::printf("%-48.48s %-22.22s %9.2f %9.5f %11.4g\n", r.tensor.c_str(), r.op.c_str(), r.snr_db, r.cosine,
+                    r.max_abs_err);
+      }
+      std::printf("%zu tensors compared over %zu images (sorted by SNR, worst first)\n", rows.size(), files.size());
+      return Status::ok();
+    };
+    Status st = run();
+    exit_code = st ? 0 : report("compare", st);
+  });
+}
+
 }  // namespace qyolo::cli

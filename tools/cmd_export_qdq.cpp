@@ -1,4 +1,36 @@
+// `qyolo export-qdq`: explicit-quantisation ONNX (Q/DQ) from a calibration cache.
+#include <cstdio>
+
 #include "commands.h"
+#include "onnx/onnx_import.h"
+#include "quant/export_qdq.h"
+#include "quant/quantize_graph.h"
+
 namespace qyolo::cli {
-void register_export_qdq(CLI::App& app, int& exit_code) {}
+
+void register_export_qdq(CLI::App& app, int& exit_code) {
+  auto* cmd = app.add_subcommand("export-qdq", "write a Q/DQ ONNX model (for ONNX Runtime / TensorRT explicit INT8)");
+  struct Args {
+    std::string model, cache, out;
+  };
+  auto a = std::make_shared<Args>();
+  cmd->add_option("--model,-m", a->model, "FP32 ONNX model")->required();
+  cmd->add_option("--cache", a->cache, "calibration cache or PPQ json")->required();
+  cmd->add_option("--out,-o", a->out, "Q/DQ ONNX to write")->required();
+  cmd->callback([&exit_code, a] {
+    auto run = [&]() -> Status {
+      QYOLO_ASSIGN_OR_RETURN(Graph g, import_onnx(a->model));
+      QYOLO_ASSIGN_OR_RETURN(auto scales, load_activation_scales(a->cache, g));
+      QdqExportReport rep;
+      QYOLO_RETURN_IF_ERROR(export_qdq(a->model, scales, a->out, &rep));
+      std::printf("wrote %s: %d activation Q/DQ pairs, %d per-channel weights, %d residual adds, %d convs left float\n",
+                  a->out.c_str(), rep.quantized_activations, rep.quantized_weights, rep.residual_adds,
+                  rep.missing_scales);
+      return Status::ok();
+    };
+    Status st = run();
+    exit_code = st ? 0 : report("export-qdq", st);
+  });
+}
+
 }  // namespace qyolo::cli

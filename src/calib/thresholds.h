@@ -36,7 +36,8 @@ Result<double> percentile_amax(const Histogram& h, double percentile = 99.99);
 //    and p > 0, q == 0 -> +inf;
 //  * amax = edge[i*] for the LAST i* reaching the minimum (upper edge of bin i*-1; not the
 //    (i + 0.5) * width of the legacy TensorRT description).
-// A histogram with fewer than start_bin bins has the single candidate i = nbins.
+// A histogram with fewer than start_bin bins has the single candidate i = nbins. If only bin 0
+// holds data (erased by the substitution) the result is minmax_amax.
 Result<double> entropy_amax(const Histogram& h, size_t num_quant_bins = 128, size_t start_bin = 128);
 
 // MSE threshold (pytorch-quantization _compute_amax_mse): candidates are the bin centres c_i for

@@ -13,7 +13,7 @@ class TensorProto;
 namespace qyolo {
 
 struct ImportOptions {
-  int min_opset = 7;
+  int min_opset = 1;
   int max_opset = 21;
 };
 

@@ -65,8 +65,6 @@ Status quantize_graph(SpecializedGraph& sg, const std::map<std::string, float>& 
     }
     if (!in_scale || !(*in_scale > 0.f)) continue;
     node.attrs["qyolo_input_scale"] = *in_scale;
-    if (auto it = scales.find(node.outputs[0]); it != scales.end() && it->second > 0.f)
-      node.attrs["qyolo_output_scale"] = it->second;
     ++count;
   }
   g.remove_dead_nodes();

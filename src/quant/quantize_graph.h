@@ -4,9 +4,10 @@
 // What runs in INT8: every Conv whose input activation has a scale. Its input is quantised to int8
 // with that scale, weights are quantised per output channel (scale_w[c] = max|W[c]| / 127), the
 // product is accumulated in int32 and requantised per channel (scale_x * scale_w[c]) to float, where
-// bias, activation and residual are applied. The conv output is then rounded to the int8 grid of
-// its own calibrated scale when it has one (what TensorRT does when the next layer reads int8).
-// Other ops (Concat, MaxPool, Resize, the Detect head) run in float.
+// bias, activation and residual are applied. Other ops (Concat, MaxPool, Resize, the Detect head)
+// run in float on those values. TensorRT would also run Concat/MaxPool/Resize in int8; since their
+// outputs feed convs that quantise with the same calibrated scales, the difference is the rounding
+// of values that no conv reads (the Detect head inputs are conv outputs, kept in float here).
 #pragma once
 
 #include <map>
@@ -20,7 +21,7 @@ struct QuantizeOptions {
   std::string float_layers_regex;  // nodes whose name matches stay in float
 };
 
-// Marks Convs for INT8 (attributes qyolo_input_scale, qyolo_output_scale) using `scales`
+// Marks Convs for INT8 (attribute qyolo_input_scale) using `scales`
 // (ONNX tensor name -> scale), and folds activation Q->DQ pairs of explicit Q/DQ models into the
 // Conv that reads them. Returns the number of INT8 convs via `num_int8` (optional).
 Status quantize_graph(SpecializedGraph& g, const std::map<std::string, float>& scales, const QuantizeOptions& options,

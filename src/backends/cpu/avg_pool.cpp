@@ -1,9 +1,10 @@
 // AveragePool (float32; 1-3 spatial dims): the divisor counts the taps inside the input, or with
 // count_include_pad those inside the padded input (never the ceil_mode overhang).
+#include "ir/ops/avg_pool.h"
+
 #include <array>
 
 #include "backends/cpu/cpu_kernel.h"
-#include "ir/ops/avg_pool.h"
 
 namespace qyolo {
 

@@ -1,9 +1,10 @@
 // BatchNormalization (inference): y = x * a[c] + b[c] with a = scale / sqrt(var + eps),
 // b = B - mean * a (folded once in prepare() when the parameters are constants).
+#include "ir/ops/batch_norm.h"
+
 #include <cmath>
 
 #include "backends/cpu/cpu_kernel.h"
-#include "ir/ops/batch_norm.h"
 
 namespace qyolo {
 
@@ -23,8 +24,7 @@ class CpuBatchNorm final : public CpuKernel {
     add_.resize(static_cast<size_t>(channels_));
     params_const_ = true;
     for (size_t i = 1; i < 5; ++i) params_const_ = params_const_ && inputs[i]->value.has_value();
-    if (params_const_)
-      fold(&*inputs[1]->value, &*inputs[2]->value, &*inputs[3]->value, &*inputs[4]->value);
+    if (params_const_) fold(&*inputs[1]->value, &*inputs[2]->value, &*inputs[3]->value, &*inputs[4]->value);
     return Status::ok();
   }
 

@@ -1,8 +1,9 @@
 // Concat: byte copies of each input's contiguous chunks into the output (any dtype).
+#include "ir/ops/concat.h"
+
 #include <cstring>
 
 #include "backends/cpu/cpu_kernel.h"
-#include "ir/ops/concat.h"
 
 namespace qyolo {
 
@@ -37,7 +38,8 @@ class CpuConcat final : public CpuKernel {
     for (size_t i = 0; i < shapes.size(); ++i) {
       const int64_t chunk = shapes[i][a.axis] * inner;
       if (chunk > 0)
-        for (int64_t o = 0; o < outer; ++o) add_task(tasks_, {i, o * chunk, o * out_row + col, chunk}, kPiece);
+        for (int64_t o = 0; o < outer; ++o)
+          add_task(tasks_, {i, o * chunk, o * out_row + col, chunk}, kPiece);
       col += chunk;
     }
     return Status::ok();

@@ -1,17 +1,30 @@
 // Conv on the CPU through oneDNN (fp32), with qyolo's fused activation and residual (see conv2d.h).
 //
-// Layout: activations are dense NCHW tensors in qyolo. prepare() builds the primitive for the
-// concrete shapes and picks, per layer, between running oneDNN directly on the plain NCHW buffers
-// and letting oneDNN choose its preferred (blocked) layout with reorders around the convolution.
-// See choose_layout() for the measured rule; QYOLO_CONV_LAYOUT=plain|blocked forces one (benchmarks).
-#include <oneapi/dnnl/dnnl.hpp>
+// Layout: qyolo activations are dense NCHW. prepare() lets oneDNN pick its preferred activation
+// layout (format_tag::any, in practice nChw16c + the brgconv kernels) and puts reorders around the
+// convolution. Measured on this AVX-512 machine (bench/bench_cpu_conv.cpp, YOLOv5s layers), that
+// is 1.2-4x faster than running oneDNN on the plain NCHW buffers, where it falls back to
+// im2col + sgemm. QYOLO_CONV_LAYOUT=plain forces the plain path (benchmarks, debugging).
+//
+// Memory: the blocked copies of src/dst live in a per-thread scratch shared by all Conv kernels
+// (kernels of a thread run one at a time), so they cost 2 x the largest layer instead of the sum
+// over layers (about 265 MB for YOLOv5s at 640). To be replaced by an executor-owned workspace.
+//
+// Fusions: the activation is an eltwise post-op; the residual is a sum post-op (dst is seeded with
+// the residual before the convolution). Where the chosen implementation cannot do that efficiently
+// (oneDNN's gemm path has no fast sum-after-eltwise: it drops to the reference kernel), the
+// residual is added by a separate pass instead.
+#include "ir/ops/conv2d.h"
 
 #include <cstdlib>
 #include <cstring>
+#include <memory>
+#include <oneapi/dnnl/dnnl.hpp>
+#include <string_view>
 #include <unordered_map>
 
+#include "backends/cpu/conv2d_int8.h"
 #include "backends/cpu/cpu_kernel.h"
-#include "ir/ops/conv2d.h"
 
 namespace qyolo {
 
@@ -20,15 +33,47 @@ namespace {
 using dnnl::memory;
 using tag = memory::format_tag;
 
-enum class ConvLayout { kPlain, kBlocked };
-
-tag plain_act_tag(size_t spatial) { return spatial == 1 ? tag::ncw : spatial == 2 ? tag::nchw : tag::ncdhw; }
+tag plain_act_tag(size_t spatial) {
+  return spatial == 1 ? tag::ncw : spatial == 2 ? tag::nchw : tag::ncdhw;
+}
 tag plain_weight_tag(size_t spatial, bool grouped) {
   if (grouped) return spatial == 1 ? tag::goiw : spatial == 2 ? tag::goihw : tag::goidhw;
   return spatial == 1 ? tag::oiw : spatial == 2 ? tag::oihw : tag::oidhw;
 }
 
-memory::dims to_dims(const std::vector<int64_t>& v) { return memory::dims(v.begin(), v.end()); }
+memory::dims to_dims(const std::vector<int64_t>& v) {
+  return memory::dims(v.begin(), v.end());
+}
+
+// Grow-only, 64-byte aligned scratch buffer.
+class Scratch {
+ public:
+  void* get(size_t bytes) {
+    if (bytes > size_) {
+      ptr_.reset(static_cast<std::byte*>(std::aligned_alloc(64, (bytes + 63) / 64 * 64)));
+      size_ = ptr_ ? bytes : 0;
+    }
+    return ptr_.get();
+  }
+
+ private:
+  struct Free {
+    void operator()(std::byte* p) const { std::free(p); }
+  };
+  std::unique_ptr<std::byte, Free> ptr_;
+  size_t size_ = 0;
+};
+
+// [0]: blocked src, [1]: blocked dst of the convolution currently running on this thread.
+Scratch& thread_scratch(int i) {
+  thread_local Scratch scratch[2];
+  return scratch[i];
+}
+
+bool force_plain_layout() {
+  const char* env = std::getenv("QYOLO_CONV_LAYOUT");
+  return env != nullptr && std::strcmp(env, "plain") == 0;
+}
 
 class CpuConv final : public CpuKernel {
  public:
@@ -37,7 +82,7 @@ class CpuConv final : public CpuKernel {
   Status prepare(const Node& node, std::span<const ValueDesc* const> inputs,
                  std::span<const ValueDesc> outputs) override {
     try {
-      return prepare_impl(node, inputs, outputs);
+      return prepare_impl(node, inputs);
     } catch (const dnnl::error& e) {
       return unsupported(name_ + ": oneDNN could not build this convolution (" + e.what() + ", status " +
                          std::to_string(static_cast<int>(e.status)) + ")");
@@ -53,103 +98,103 @@ class CpuConv final : public CpuKernel {
   }
 
  private:
-  static ConvLayout choose_layout(const ConvAttrs& a, const Shape& x, const Shape& w) {
-    if (const char* env = std::getenv("QYOLO_CONV_LAYOUT")) {
-      if (std::strcmp(env, "plain") == 0) return ConvLayout::kPlain;
-      if (std::strcmp(env, "blocked") == 0) return ConvLayout::kBlocked;
-    }
-    // Measured on AVX-512 (bench/bench_cpu_conv.cpp): with NCHW buffers oneDNN falls back to
-    // im2col + sgemm, which beats blocked direct convolution plus two activation reorders for all
-    // YOLOv5 layers except those with very few input channels (the 3-channel stem).
-    (void)a;
-    (void)w;
-    return x[1] / a.group <= 4 ? ConvLayout::kBlocked : ConvLayout::kPlain;
-  }
-
-  Status prepare_impl(const Node& node, std::span<const ValueDesc* const> inputs,
-                      std::span<const ValueDesc> outputs) {
-    const Shape& x = inputs[0]->shape;
-    const Shape& w = inputs[1]->shape;
-    QYOLO_ASSIGN_OR_RETURN(attrs_, ConvAttrs::parse(node, x, w));
+  dnnl::convolution_forward::primitive_desc make_pd(bool blocked, bool residual_post_op) const {
     const ConvAttrs& a = attrs_;
-    const size_t k = x.size() - 2;
-    const bool grouped = a.group > 1;
-    layout_ = choose_layout(a, x, w);
-
-    eng_ = dnnl::engine(dnnl::engine::kind::cpu, 0);
-    strm_ = dnnl::stream(eng_);
-
-    memory::dims src_dims = to_dims(x), dst_dims = to_dims(a.out_shape);
-    memory::dims w_dims;
-    if (grouped) {
-      w_dims = {a.group, w[0] / a.group, w[1]};
-      for (size_t i = 2; i < w.size(); ++i) w_dims.push_back(w[i]);
-    } else {
-      w_dims = to_dims(w);
-    }
-    memory::desc src_user_md(src_dims, memory::data_type::f32, plain_act_tag(k));
-    memory::desc dst_user_md(dst_dims, memory::data_type::f32, plain_act_tag(k));
-    memory::desc w_user_md(w_dims, memory::data_type::f32, plain_weight_tag(k, grouped));
-    memory::desc bias_md({w[0]}, memory::data_type::f32, tag::x);
-    const tag act_tag = layout_ == ConvLayout::kPlain ? plain_act_tag(k) : tag::any;
-    memory::desc src_md(src_dims, memory::data_type::f32, act_tag);
-    memory::desc dst_md(dst_dims, memory::data_type::f32, act_tag);
-    memory::desc w_md(w_dims, memory::data_type::f32, tag::any);
-
+    const size_t k = x_shape_.size() - 2;
+    const tag act_tag = blocked ? tag::any : plain_act_tag(k);
+    memory::desc src_md(to_dims(x_shape_), memory::data_type::f32, act_tag);
+    memory::desc dst_md(to_dims(a.out_shape), memory::data_type::f32, act_tag);
+    memory::desc w_md(w_dims_, memory::data_type::f32, tag::any);
+    memory::desc bias_md({a.out_shape[1]}, memory::data_type::f32, tag::x);
     memory::dims strides = to_dims(a.window.strides), pads_l = to_dims(a.window.pads_begin),
                  pads_r = to_dims(a.window.pads_end), dil(k);
     for (size_t i = 0; i < k; ++i) dil[i] = a.window.dilations[i] - 1;
 
     dnnl::post_ops po;
     switch (a.activation) {
-      case FusedActivation::kNone: break;
-      case FusedActivation::kRelu: po.append_eltwise(1.f, dnnl::algorithm::eltwise_relu, 0.f, 0.f); break;
+      case FusedActivation::kNone:
+        break;
+      case FusedActivation::kRelu:
+        po.append_eltwise(1.f, dnnl::algorithm::eltwise_relu, 0.f, 0.f);
+        break;
       case FusedActivation::kLeakyRelu:
         po.append_eltwise(1.f, dnnl::algorithm::eltwise_relu, a.activation_alpha, 0.f);
         break;
-      case FusedActivation::kSilu: po.append_eltwise(1.f, dnnl::algorithm::eltwise_swish, 1.f, 0.f); break;
-      case FusedActivation::kSigmoid: po.append_eltwise(1.f, dnnl::algorithm::eltwise_logistic, 0.f, 0.f); break;
-      case FusedActivation::kHardSwish: po.append_eltwise(1.f, dnnl::algorithm::eltwise_hardswish, 0.f, 0.f); break;
+      case FusedActivation::kSilu:
+        po.append_eltwise(1.f, dnnl::algorithm::eltwise_swish, 1.f, 0.f);
+        break;
+      case FusedActivation::kSigmoid:
+        po.append_eltwise(1.f, dnnl::algorithm::eltwise_logistic, 0.f, 0.f);
+        break;
+      case FusedActivation::kHardSwish:
+        po.append_eltwise(1.f, dnnl::algorithm::eltwise_hardswish, 0.f, 0.f);
+        break;
     }
-    if (a.has_residual) {
-      residual_post_op_ = po.len();
-      po.append_sum(1.f);
-    }
+    if (residual_post_op) po.append_sum(1.f);
     dnnl::primitive_attr pattr;
     pattr.set_post_ops(po);
+    const auto prop = dnnl::prop_kind::forward_inference;
+    const auto alg = dnnl::algorithm::convolution_direct;
+    if (a.has_bias) {
+      return {dnnl::convolution_forward::desc(prop, alg, src_md, w_md, bias_md, dst_md, strides, dil, pads_l,
+                                              pads_r),
+              pattr, eng_};
+    }
+    return {dnnl::convolution_forward::desc(prop, alg, src_md, w_md, dst_md, strides, dil, pads_l, pads_r),
+            pattr, eng_};
+  }
 
-    dnnl::convolution_forward::desc d =
-        a.has_bias ? dnnl::convolution_forward::desc(dnnl::prop_kind::forward_inference,
-                                                     dnnl::algorithm::convolution_direct, src_md, w_md, bias_md,
-                                                     dst_md, strides, dil, pads_l, pads_r)
-                   : dnnl::convolution_forward::desc(dnnl::prop_kind::forward_inference,
-                                                     dnnl::algorithm::convolution_direct, src_md, w_md, dst_md,
-                                                     strides, dil, pads_l, pads_r);
-    dnnl::convolution_forward::primitive_desc pd(d, pattr, eng_);
+  Status prepare_impl(const Node& node, std::span<const ValueDesc* const> inputs) {
+    x_shape_ = inputs[0]->shape;
+    const Shape& w = inputs[1]->shape;
+    QYOLO_ASSIGN_OR_RETURN(attrs_, ConvAttrs::parse(node, x_shape_, w));
+    const ConvAttrs& a = attrs_;
+    const size_t k = x_shape_.size() - 2;
+    const bool grouped = a.group > 1;
+    if (grouped) {
+      w_dims_ = {a.group, w[0] / a.group, w[1]};
+      for (size_t i = 2; i < w.size(); ++i) w_dims_.push_back(w[i]);
+    } else {
+      w_dims_ = to_dims(w);
+    }
+    eng_ = dnnl::engine(dnnl::engine::kind::cpu, 0);
+    strm_ = dnnl::stream(eng_);
+
+    const bool blocked = !force_plain_layout();
+    auto pd = make_pd(blocked, a.has_residual);
+    if (a.has_residual && std::string_view(pd.impl_info_str()).substr(0, 3) == "ref") {
+      pd = make_pd(blocked, false);
+      residual_pass_ = true;
+    }
     conv_ = dnnl::convolution_forward(pd);
+    impl_ = pd.impl_info_str();
 
+    memory::desc src_user_md(to_dims(x_shape_), memory::data_type::f32, plain_act_tag(k));
+    memory::desc dst_user_md(to_dims(a.out_shape), memory::data_type::f32, plain_act_tag(k));
     src_user_ = memory(src_user_md, eng_, DNNL_MEMORY_NONE);
     dst_user_ = memory(dst_user_md, eng_, DNNL_MEMORY_NONE);
-    if (pd.src_desc() != src_user_md) {
-      src_conv_ = memory(pd.src_desc(), eng_);
+    src_reordered_ = pd.src_desc() != src_user_md;
+    dst_reordered_ = pd.dst_desc() != dst_user_md;
+    if (src_reordered_) {
+      src_conv_ = memory(pd.src_desc(), eng_, DNNL_MEMORY_NONE);
       src_reorder_ = dnnl::reorder(src_user_, src_conv_);
     } else {
       src_conv_ = src_user_;
     }
-    if (pd.dst_desc() != dst_user_md) {
-      dst_conv_ = memory(pd.dst_desc(), eng_);
+    if (dst_reordered_) {
+      dst_conv_ = memory(pd.dst_desc(), eng_, DNNL_MEMORY_NONE);
       dst_reorder_ = dnnl::reorder(dst_conv_, dst_user_);
-      if (a.has_residual) {
+      if (a.has_residual && !residual_pass_) {
         residual_user_ = memory(dst_user_md, eng_, DNNL_MEMORY_NONE);
         residual_reorder_ = dnnl::reorder(residual_user_, dst_conv_);
       }
     } else {
       dst_conv_ = dst_user_;
     }
-    blocked_ = pd.src_desc() != src_user_md || pd.dst_desc() != dst_user_md;
 
-    // Weights: reorder once when constant, else on every run.
-    w_user_ = memory(w_user_md, eng_, DNNL_MEMORY_NONE);
+    // Weights: reordered once when constant, else on every run.
+    w_user_ = memory(memory::desc(w_dims_, memory::data_type::f32, plain_weight_tag(k, grouped)), eng_,
+                     DNNL_MEMORY_NONE);
     w_conv_ = memory(pd.weights_desc(), eng_);
     w_reorder_ = dnnl::reorder(w_user_, w_conv_);
     weights_const_ = inputs[1]->value.has_value();
@@ -158,13 +203,13 @@ class CpuConv final : public CpuKernel {
       w_reorder_.execute(strm_, w_user_, w_conv_);
       strm_.wait();
       w_user_ = memory();
+      w_reorder_ = dnnl::reorder();
     }
     if (a.has_bias) {
-      bias_ = memory(bias_md, eng_, DNNL_MEMORY_NONE);
+      bias_ = memory(memory::desc({a.out_shape[1]}, memory::data_type::f32, tag::x), eng_, DNNL_MEMORY_NONE);
       bias_const_ = inputs[2]->value.has_value();
-      if (bias_const_) bias_tensor_ = *inputs[2]->value;
+      if (bias_const_) bias_tensor_ = *inputs[2]->value;  // shares storage; keeps the pointer valid
     }
-    impl_ = pd.impl_info_str();
     return Status::ok();
   }
 
@@ -178,34 +223,52 @@ class CpuConv final : public CpuKernel {
     }
     if (a.has_bias)
       bias_.set_data_handle(const_cast<void*>(bias_const_ ? bias_tensor_.raw() : inputs[2]->raw()));
-    if (src_conv_ != src_user_) src_reorder_.execute(strm_, src_user_, src_conv_);
-    if (a.has_residual) {
+    if (src_reordered_) {
+      void* p = thread_scratch(0).get(src_conv_.get_desc().get_size());
+      if (p == nullptr) return internal_error(name_ + ": out of memory for the blocked input");
+      src_conv_.set_data_handle(p);
+      src_reorder_.execute(strm_, src_user_, src_conv_);
+    }
+    if (dst_reordered_) {
+      void* p = thread_scratch(1).get(dst_conv_.get_desc().get_size());
+      if (p == nullptr) return internal_error(name_ + ": out of memory for the blocked output");
+      dst_conv_.set_data_handle(p);
+    }
+    if (a.has_residual && !residual_pass_) {
       // The sum post-op accumulates into dst: seed dst with the residual.
       const Tensor* r = inputs[3];
-      if (dst_conv_ != dst_user_) {
+      if (dst_reordered_) {
         residual_user_.set_data_handle(const_cast<void*>(r->raw()));
         residual_reorder_.execute(strm_, residual_user_, dst_conv_);
       } else {
+        strm_.wait();
         std::memcpy(outputs[0]->raw(), r->raw(), r->nbytes());
       }
     }
-    std::unordered_map<int, memory> args{{DNNL_ARG_SRC, src_conv_}, {DNNL_ARG_WEIGHTS, w_conv_},
-                                         {DNNL_ARG_DST, dst_conv_}};
+    std::unordered_map<int, memory> args{
+        {DNNL_ARG_SRC, src_conv_}, {DNNL_ARG_WEIGHTS, w_conv_}, {DNNL_ARG_DST, dst_conv_}};
     if (a.has_bias) args[DNNL_ARG_BIAS] = bias_;
     conv_.execute(strm_, args);
-    if (dst_conv_ != dst_user_) dst_reorder_.execute(strm_, dst_conv_, dst_user_);
+    if (dst_reordered_) dst_reorder_.execute(strm_, dst_conv_, dst_user_);
     strm_.wait();
+    if (residual_pass_) {
+      float* y = outputs[0]->data<float>();
+      const float* r = inputs[3]->data<float>();
+      const int64_t n = outputs[0]->numel();
+#pragma omp parallel for schedule(static) if (n > (1 << 15))
+      for (int64_t i = 0; i < n; ++i) y[i] += r[i];
+    }
     return Status::ok();
   }
 
   std::string name_;
   ConvAttrs attrs_;
-  ConvLayout layout_ = ConvLayout::kPlain;
-  bool blocked_ = false;
-  bool weights_const_ = false;
-  bool bias_const_ = false;
-  int residual_post_op_ = -1;
-  std::string impl_;
+  Shape x_shape_;
+  memory::dims w_dims_;
+  bool src_reordered_ = false, dst_reordered_ = false;
+  bool residual_pass_ = false;  // residual added after the convolution instead of as a post-op
+  bool weights_const_ = false, bias_const_ = false;
+  std::string impl_;  // oneDNN implementation name (for debugging)
   dnnl::engine eng_;
   dnnl::stream strm_;
   dnnl::convolution_forward conv_;
@@ -217,6 +280,8 @@ class CpuConv final : public CpuKernel {
 }  // namespace
 
 Result<std::unique_ptr<CpuKernel>> make_cpu_conv2d(const Node& node) {
+  // quantize_graph marks the convs that run in INT8 with their input scale.
+  if (node.has_attr("qyolo_input_scale")) return make_cpu_conv2d_int8(node);
   return std::unique_ptr<CpuKernel>(std::make_unique<CpuConv>(node));
 }
 

@@ -1,5 +1,6 @@
 #include "backends/cpu/cpu_executor.h"
 
+#include <chrono>
 #include <unordered_map>
 
 namespace qyolo {
@@ -76,7 +77,8 @@ Result<std::unique_ptr<CpuExecutor>> CpuExecutor::build(SpecializedGraph graph) 
 }
 
 Status CpuExecutor::run(const std::map<std::string, Tensor>& inputs, std::map<std::string, Tensor>& outputs,
-                        const ValueObserver& observer) const {
+                        const ValueObserver& observer, std::vector<double>* step_seconds) const {
+  if (step_seconds) step_seconds->assign(steps_.size(), 0.0);
   const Graph& g = graph_.graph;
   std::vector<Tensor> slots(value_names_.size());
   std::vector<int> remaining = consumers_;
@@ -97,7 +99,9 @@ Status CpuExecutor::run(const std::map<std::string, Tensor>& inputs, std::map<st
 
   std::vector<const Tensor*> in_ptrs;
   std::vector<Tensor*> out_ptrs;
-  for (const auto& step : steps_) {
+  for (size_t si = 0; si < steps_.size(); ++si) {
+    const Step& step = steps_[si];
+    auto t0 = std::chrono::steady_clock::now();
     in_ptrs.clear();
     out_ptrs.clear();
     for (int id : step.input_ids) in_ptrs.push_back(id >= 0 ? &slots[static_cast<size_t>(id)] : nullptr);
@@ -108,6 +112,8 @@ Status CpuExecutor::run(const std::map<std::string, Tensor>& inputs, std::map<st
     }
     Status st = step.kernel->run(in_ptrs, out_ptrs);
     if (!st.is_ok()) return st.with_context(g.source_path + ": " + step.node->describe());
+    if (step_seconds)
+      (*step_seconds)[si] = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     if (observer)
       for (int id : step.output_ids) observer(value_names_[static_cast<size_t>(id)], slots[static_cast<size_t>(id)]);
     for (int id : step.input_ids) {

@@ -21,8 +21,9 @@ class CpuExecutor {
   static Result<std::unique_ptr<CpuExecutor>> build(SpecializedGraph graph);
 
   // `inputs` by graph input name; fills `outputs` by graph output name.
+  // `step_seconds` (optional) receives each node's wall time, in graph().graph.nodes order.
   Status run(const std::map<std::string, Tensor>& inputs, std::map<std::string, Tensor>& outputs,
-             const ValueObserver& observer = nullptr) const;
+             const ValueObserver& observer = nullptr, std::vector<double>* step_seconds = nullptr) const;
 
   const SpecializedGraph& graph() const { return graph_; }
 

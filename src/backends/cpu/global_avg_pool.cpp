@@ -1,6 +1,7 @@
 // GlobalAveragePool: the mean of each [N, C] plane (accumulated in double).
-#include "backends/cpu/cpu_kernel.h"
 #include "ir/ops/global_avg_pool.h"
+
+#include "backends/cpu/cpu_kernel.h"
 
 namespace qyolo {
 

@@ -1,9 +1,10 @@
 // MaxPool (float32, int8, uint8; 1-3 spatial dims): padded positions never win.
+#include "ir/ops/max_pool.h"
+
 #include <array>
 #include <limits>
 
 #include "backends/cpu/cpu_kernel.h"
-#include "ir/ops/max_pool.h"
 
 namespace qyolo {
 
@@ -96,10 +97,17 @@ class CpuMaxPool final : public CpuKernel {
 
   Status run(std::span<const Tensor* const> inputs, std::span<Tensor* const> outputs) override {
     switch (dtype_) {
-      case DataType::kFloat32: max_pool(dims_, planes_, inputs[0]->data<float>(), outputs[0]->data<float>()); break;
-      case DataType::kInt8: max_pool(dims_, planes_, inputs[0]->data<int8_t>(), outputs[0]->data<int8_t>()); break;
-      case DataType::kUInt8: max_pool(dims_, planes_, inputs[0]->data<uint8_t>(), outputs[0]->data<uint8_t>()); break;
-      default: return unsupported(std::string("MaxPool: dtype ") + dtype_name(dtype_) + " is not supported");
+      case DataType::kFloat32:
+        max_pool(dims_, planes_, inputs[0]->data<float>(), outputs[0]->data<float>());
+        break;
+      case DataType::kInt8:
+        max_pool(dims_, planes_, inputs[0]->data<int8_t>(), outputs[0]->data<int8_t>());
+        break;
+      case DataType::kUInt8:
+        max_pool(dims_, planes_, inputs[0]->data<uint8_t>(), outputs[0]->data<uint8_t>());
+        break;
+      default:
+        return unsupported(std::string("MaxPool: dtype ") + dtype_name(dtype_) + " is not supported");
     }
     return Status::ok();
   }

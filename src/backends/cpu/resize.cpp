@@ -4,23 +4,24 @@
 //  (edge-clamped indices, coefficients; exclude_outside renormalises), ping-ponging between two
 //  buffers allocated in prepare(). tf_crop_and_resize positions outside the input get
 //  extrapolation_value.
+#include "ir/ops/resize.h"
+
 #include <algorithm>
 #include <array>
 #include <cmath>
 #include <cstring>
 
 #include "backends/cpu/cpu_kernel.h"
-#include "ir/ops/resize.h"
 
 namespace qyolo {
 
 namespace {
 
 struct Taps {
-  int64_t n = 1;                // taps per output index
-  std::vector<int64_t> index;   // out * n, clamped
-  std::vector<float> coeff;     // out * n
-  std::vector<uint8_t> outside; // out: tf_crop_and_resize extrapolation
+  int64_t n = 1;                 // taps per output index
+  std::vector<int64_t> index;    // out * n, clamped
+  std::vector<float> coeff;      // out * n
+  std::vector<uint8_t> outside;  // out: tf_crop_and_resize extrapolation
   bool identity = false;
 };
 
@@ -105,7 +106,8 @@ void nearest_gather(const std::vector<Taps>& taps, const Shape& in, const Shape&
 }
 
 // One separable pass along a dim: x [outer, in, inner] -> y [outer, out, inner].
-void interp_pass(const Taps& t, int64_t outer, int64_t in, int64_t out, int64_t inner, const float* x, float* y) {
+void interp_pass(const Taps& t, int64_t outer, int64_t in, int64_t out, int64_t inner, const float* x,
+                 float* y) {
   const int64_t n = t.n;
 #pragma omp parallel for schedule(static) if (outer * out * inner > (1 << 14))
   for (int64_t l = 0; l < outer * out; ++l) {
@@ -137,7 +139,8 @@ class CpuResize final : public CpuKernel {
     const bool legacy = node.op_type == "Upsample" || node.inputs.size() == 2;
     auto floats = [&](size_t i) -> Result<std::optional<std::vector<float>>> {
       if (i >= inputs.size() || inputs[i] == nullptr) return std::optional<std::vector<float>>();
-      if (!inputs[i]->value) return unsupported(node.describe() + ": input " + std::to_string(i) + " must be a constant");
+      if (!inputs[i]->value)
+        return unsupported(node.describe() + ": input " + std::to_string(i) + " must be a constant");
       if (inputs[i]->value->numel() == 0) return std::optional<std::vector<float>>();
       return std::optional<std::vector<float>>(inputs[i]->value->to_float_vector());
     };
@@ -162,7 +165,8 @@ class CpuResize final : public CpuKernel {
     if (in_shape_.empty()) return unsupported(node.describe() + ": scalar input");
     for (size_t d = 0; d < in_shape_.size(); ++d) {
       taps_.push_back(make_taps(attrs_, d, in_shape_[d], out_shape_[d]));
-      if (taps_.back().outside.end() != std::find(taps_.back().outside.begin(), taps_.back().outside.end(), 1))
+      if (taps_.back().outside.end() !=
+          std::find(taps_.back().outside.begin(), taps_.back().outside.end(), 1))
         any_outside_ = true;
     }
     if (attrs_.mode != ResizeMode::kNearest) {
@@ -184,11 +188,24 @@ class CpuResize final : public CpuKernel {
     if (empty_) return Status::ok();
     if (attrs_.mode == ResizeMode::kNearest) {
       switch (dtype_size(dtype_)) {
-        case 1: nearest_gather(taps_, in_shape_, out_shape_, inputs[0]->data<uint8_t>(), outputs[0]->data<uint8_t>()); break;
-        case 2: nearest_gather(taps_, in_shape_, out_shape_, inputs[0]->data<uint16_t>(), outputs[0]->data<uint16_t>()); break;
-        case 4: nearest_gather(taps_, in_shape_, out_shape_, inputs[0]->data<uint32_t>(), outputs[0]->data<uint32_t>()); break;
-        case 8: nearest_gather(taps_, in_shape_, out_shape_, inputs[0]->data<uint64_t>(), outputs[0]->data<uint64_t>()); break;
-        default: return internal_error("Resize: unexpected element size");
+        case 1:
+          nearest_gather(taps_, in_shape_, out_shape_, inputs[0]->data<uint8_t>(),
+                         outputs[0]->data<uint8_t>());
+          break;
+        case 2:
+          nearest_gather(taps_, in_shape_, out_shape_, inputs[0]->data<uint16_t>(),
+                         outputs[0]->data<uint16_t>());
+          break;
+        case 4:
+          nearest_gather(taps_, in_shape_, out_shape_, inputs[0]->data<uint32_t>(),
+                         outputs[0]->data<uint32_t>());
+          break;
+        case 8:
+          nearest_gather(taps_, in_shape_, out_shape_, inputs[0]->data<uint64_t>(),
+                         outputs[0]->data<uint64_t>());
+          break;
+        default:
+          return internal_error("Resize: unexpected element size");
       }
     } else {
       Shape cur = in_shape_;

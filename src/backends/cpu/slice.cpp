@@ -1,8 +1,9 @@
 // Slice: a strided gather over the input (any dtype; negative steps are negative strides).
+#include "ir/ops/slice.h"
+
 #include <cstring>
 
 #include "backends/cpu/cpu_kernel.h"
-#include "ir/ops/slice.h"
 
 namespace qyolo {
 
@@ -60,11 +61,20 @@ void strided_copy(const StridedView& v, const T* src, T* dst) {
 
 Status strided_copy_bytes(const StridedView& v, size_t elem, const void* src, void* dst) {
   switch (elem) {
-    case 1: strided_copy(v, static_cast<const uint8_t*>(src), static_cast<uint8_t*>(dst)); break;
-    case 2: strided_copy(v, static_cast<const uint16_t*>(src), static_cast<uint16_t*>(dst)); break;
-    case 4: strided_copy(v, static_cast<const uint32_t*>(src), static_cast<uint32_t*>(dst)); break;
-    case 8: strided_copy(v, static_cast<const uint64_t*>(src), static_cast<uint64_t*>(dst)); break;
-    default: return internal_error("unexpected element size " + std::to_string(elem));
+    case 1:
+      strided_copy(v, static_cast<const uint8_t*>(src), static_cast<uint8_t*>(dst));
+      break;
+    case 2:
+      strided_copy(v, static_cast<const uint16_t*>(src), static_cast<uint16_t*>(dst));
+      break;
+    case 4:
+      strided_copy(v, static_cast<const uint32_t*>(src), static_cast<uint32_t*>(dst));
+      break;
+    case 8:
+      strided_copy(v, static_cast<const uint64_t*>(src), static_cast<uint64_t*>(dst));
+      break;
+    default:
+      return internal_error("unexpected element size " + std::to_string(elem));
   }
   return Status::ok();
 }
@@ -77,7 +87,8 @@ class CpuSlice final : public CpuKernel {
     std::optional<std::vector<int64_t>> in[4];
     for (size_t i = 1; i < inputs.size() && i <= 4; ++i) {
       if (inputs[i] == nullptr) continue;
-      if (!inputs[i]->value) return unsupported(node.describe() + ": input " + std::to_string(i) + " must be a constant");
+      if (!inputs[i]->value)
+        return unsupported(node.describe() + ": input " + std::to_string(i) + " must be a constant");
       in[i - 1] = inputs[i]->value->to_int64_vector();
     }
     QYOLO_ASSIGN_OR_RETURN(SliceAttrs a, SliceAttrs::parse(node, x, in[0], in[1], in[2], in[3]));

@@ -1,9 +1,10 @@
 // Softmax over the middle dim of [outer, n, inner] (max-subtracted for stability).
+#include "ir/ops/softmax.h"
+
 #include <algorithm>
 #include <cmath>
 
 #include "backends/cpu/cpu_kernel.h"
-#include "ir/ops/softmax.h"
 
 namespace qyolo {
 

@@ -1,8 +1,9 @@
 // Split: byte copies of contiguous chunks of the input into each output (any dtype).
+#include "ir/ops/split.h"
+
 #include <cstring>
 
 #include "backends/cpu/cpu_kernel.h"
-#include "ir/ops/split.h"
 
 namespace qyolo {
 

@@ -1,9 +1,10 @@
 // Tile: each output row (all dims but the last) is the matching input row repeated along the last
 // dim; rows are located with a modulo per dim (any dtype).
+#include "ir/ops/tile.h"
+
 #include <cstring>
 
 #include "backends/cpu/cpu_kernel.h"
-#include "ir/ops/tile.h"
 
 namespace qyolo {
 
@@ -15,7 +16,8 @@ class CpuTile final : public CpuKernel {
                  std::span<const ValueDesc> outputs) override {
     if (!inputs[1]->value) return unsupported(node.describe() + ": repeats must be a constant");
     in_shape_ = inputs[0]->shape;
-    QYOLO_ASSIGN_OR_RETURN(TileAttrs a, TileAttrs::parse(node, in_shape_, inputs[1]->value->to_int64_vector()));
+    QYOLO_ASSIGN_OR_RETURN(TileAttrs a,
+                           TileAttrs::parse(node, in_shape_, inputs[1]->value->to_int64_vector()));
     out_shape_ = a.out_shape;
     elem_ = dtype_size(inputs[0]->dtype);
     if (in_shape_.empty()) {  // scalar

@@ -1,8 +1,9 @@
 // Transpose: a strided gather over the collapsed permuted view of the input (any dtype).
+#include "ir/ops/transpose.h"
+
 #include <cstring>
 
 #include "backends/cpu/cpu_kernel.h"
-#include "ir/ops/transpose.h"
 
 namespace qyolo {
 
@@ -60,11 +61,20 @@ void strided_copy(const StridedView& v, const T* src, T* dst) {
 
 Status strided_copy_bytes(const StridedView& v, size_t elem, const void* src, void* dst) {
   switch (elem) {
-    case 1: strided_copy(v, static_cast<const uint8_t*>(src), static_cast<uint8_t*>(dst)); break;
-    case 2: strided_copy(v, static_cast<const uint16_t*>(src), static_cast<uint16_t*>(dst)); break;
-    case 4: strided_copy(v, static_cast<const uint32_t*>(src), static_cast<uint32_t*>(dst)); break;
-    case 8: strided_copy(v, static_cast<const uint64_t*>(src), static_cast<uint64_t*>(dst)); break;
-    default: return internal_error("unexpected element size " + std::to_string(elem));
+    case 1:
+      strided_copy(v, static_cast<const uint8_t*>(src), static_cast<uint8_t*>(dst));
+      break;
+    case 2:
+      strided_copy(v, static_cast<const uint16_t*>(src), static_cast<uint16_t*>(dst));
+      break;
+    case 4:
+      strided_copy(v, static_cast<const uint32_t*>(src), static_cast<uint32_t*>(dst));
+      break;
+    case 8:
+      strided_copy(v, static_cast<const uint64_t*>(src), static_cast<uint64_t*>(dst));
+      break;
+    default:
+      return internal_error("unexpected element size " + std::to_string(elem));
   }
   return Status::ok();
 }

@@ -9,6 +9,7 @@
 
 #include "backends/cuda/cuda_common.cuh"
 #include "backends/cuda/cuda_kernel.h"
+#include "backends/cuda/cudnn_graph.h"
 #include "ir/ops/conv2d.h"
 
 namespace qyolo::cuda {
@@ -26,23 +27,40 @@ struct EpilogueParams {
 
 template <typename T, int V> struct alignas(sizeof(T) * V) Vec { T v[V]; };
 
-// Vectorised: NHWC needs c % V == 0 (a vector holds channels c0..c0+V-1); NCHW needs hw % V == 0
-// (a vector holds one channel).
-template <typename T, bool NHWC, bool RES>
+// Vectorised, 32-bit indexing (n < 2^31): NHWC needs c % V == 0 (a vector holds channels
+// c0..c0+V-1); NCHW needs hw % V == 0 (a vector holds one channel).
+template <typename T, bool NHWC, bool RES, bool BIAS>
 __global__ void epilogue_vec_kernel(EpilogueParams p, T* __restrict__ y, const T* __restrict__ r) {
   constexpr int V = 16 / sizeof(T);
-  const int64_t nvec = p.n / V;
-  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < nvec;
-       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+  const uint32_t nvec = static_cast<uint32_t>(p.n / V);
+  const uint32_t cvec = static_cast<uint32_t>(p.c / V);  // NHWC: vectors per pixel
+  const uint32_t hwvec = static_cast<uint32_t>(p.hw / V);  // NCHW: vectors per plane
+  const uint32_t c = static_cast<uint32_t>(p.c);
+  for (uint32_t i = blockIdx.x * blockDim.x + threadIdx.x; i < nvec; i += gridDim.x * blockDim.x) {
     Vec<T, V> v = reinterpret_cast<const Vec<T, V>*>(y)[i];
     Vec<T, V> rv;
     if constexpr (RES) rv = reinterpret_cast<const Vec<T, V>*>(r)[i];
-    const int64_t e = i * V;
-    const int c0 = NHWC ? static_cast<int>(e % p.c) : static_cast<int>((e / p.hw) % p.c);
+    const uint32_t c0 = NHWC ? (i % cvec) * V : (i / hwvec) % c;
+    float b[V];
+    if constexpr (BIAS) {
+      if constexpr (NHWC) {
+#pragma unroll
+        for (int k = 0; k < V; k += 4) {
+          const float4 q = *reinterpret_cast<const float4*>(p.bias + c0 + k);
+          b[k] = q.x, b[k + 1] = q.y, b[k + 2] = q.z, b[k + 3] = q.w;
+        }
+      } else {
+        const float bb = p.bias[c0];
+#pragma unroll
+        for (int k = 0; k < V; ++k) b[k] = bb;
+      }
+    } else {
+#pragma unroll
+      for (int k = 0; k < V; ++k) b[k] = 0.f;
+    }
 #pragma unroll
     for (int k = 0; k < V; ++k) {
-      float b = p.bias ? p.bias[NHWC ? c0 + k : c0] : 0.f;
-      float t = apply_act(p.act, to_f(v.v[k]) + b, p.alpha);
+      float t = apply_act(p.act, to_f(v.v[k]) + b[k], p.alpha);
       if constexpr (RES) t += to_f(rv.v[k]);
       v.v[k] = from_f<T>(t);
     }
@@ -61,6 +79,15 @@ __global__ void epilogue_kernel(EpilogueParams p, T* __restrict__ y, const T* __
   }
 }
 
+template <typename T, bool NHWC, bool RES>
+void launch_vec(const EpilogueParams& p, T* y, const T* r, cudaStream_t s) {
+  constexpr int V = 16 / sizeof(T);
+  constexpr int kThreads = 256;
+  const unsigned g = grid_for(p.n / V, kThreads);
+  if (p.bias) epilogue_vec_kernel<T, NHWC, RES, true><<<g, kThreads, 0, s>>>(p, y, r);
+  else epilogue_vec_kernel<T, NHWC, RES, false><<<g, kThreads, 0, s>>>(p, y, r);
+}
+
 template <typename T>
 Status launch_epilogue(const EpilogueParams& p, bool nhwc, void* y, const void* r, cudaStream_t s) {
   constexpr int V = 16 / sizeof(T);
@@ -68,15 +95,14 @@ Status launch_epilogue(const EpilogueParams& p, bool nhwc, void* y, const void* 
   T* Y = static_cast<T*>(y);
   const T* R = static_cast<const T*>(r);
   const bool aligned = ((reinterpret_cast<uintptr_t>(y) | reinterpret_cast<uintptr_t>(r)) % 16) == 0;
-  const bool vec = aligned && (nhwc ? p.c % V == 0 : p.hw % V == 0);
+  const bool vec = aligned && p.n < (int64_t{1} << 31) && (nhwc ? p.c % V == 0 : p.hw % V == 0);
   if (vec) {
-    const unsigned g = grid_for(p.n / V, kThreads);
     if (nhwc) {
-      if (R) epilogue_vec_kernel<T, true, true><<<g, kThreads, 0, s>>>(p, Y, R);
-      else epilogue_vec_kernel<T, true, false><<<g, kThreads, 0, s>>>(p, Y, R);
+      if (R) launch_vec<T, true, true>(p, Y, R, s);
+      else launch_vec<T, true, false>(p, Y, R, s);
     } else {
-      if (R) epilogue_vec_kernel<T, false, true><<<g, kThreads, 0, s>>>(p, Y, R);
-      else epilogue_vec_kernel<T, false, false><<<g, kThreads, 0, s>>>(p, Y, R);
+      if (R) launch_vec<T, false, true>(p, Y, R, s);
+      else launch_vec<T, false, false>(p, Y, R, s);
     }
   } else {
     const unsigned g = grid_for(p.n, kThreads);
@@ -85,6 +111,19 @@ Status launch_epilogue(const EpilogueParams& p, bool nhwc, void* y, const void* 
   }
   QYOLO_CUDA_CHECK_LAUNCH("conv epilogue kernel");
   return Status::ok();
+}
+
+// Largest scratch up to the limit, allocated once per build.
+void ensure_tuning_workspace(PrepareContext& ctx) {
+  const size_t limit = ctx.options->workspace_limit;
+  if (ctx.tuning_workspace->size() != 0 || limit == 0) return;
+  for (size_t sz = limit; sz >= (size_t{1} << 20); sz /= 2) {
+    auto buf = DeviceBuffer::allocate(sz);
+    if (buf) {
+      *ctx.tuning_workspace = std::move(buf).value();
+      return;
+    }
+  }
 }
 
 const char* algo_name(cudnnConvolutionFwdAlgo_t a) {
@@ -193,6 +232,36 @@ class ConvKernel final : public CudaKernel {
         << 'x' << Cg << 'x' << R << 'x' << S << ':' << win.pads_begin[0] << ',' << win.pads_begin[1] << ':'
         << win.strides[0] << ',' << win.strides[1] << ':' << win.dilations[0] << ',' << win.dilations[1] << ':'
         << a.group << ':' << static_cast<int>(math) << ':' << ctx.options->exhaustive_tuning;
+    // Graph API first (fp16, or fp32 with TF32 allowed); the legacy API is the fallback.
+    if (ctx.options->cudnn_graph && (half_ || ctx.options->allow_tf32)) {
+      const std::string gkey = "graph:" + key.str();
+      auto& objs = *ctx.object_cache;
+      if (auto it = objs.find(gkey); it != objs.end()) {
+        if (it->second) graph_ = static_cast<const GraphConvPlan*>(it->second.get())->share();
+      } else {
+        ensure_tuning_workspace(ctx);
+        GraphConvProblem gp;
+        gp.dtype = dt;
+        gp.nhwc = nhwc_;
+        gp.n = N, gp.c = C, gp.h = H, gp.w = W, gp.k = K, gp.cg = Cg, gp.r = R, gp.s = S, gp.oh = OH, gp.ow = OW;
+        gp.pad[0] = win.pads_begin[0], gp.pad[1] = win.pads_begin[1];
+        gp.stride[0] = win.strides[0], gp.stride[1] = win.strides[1];
+        gp.dil[0] = win.dilations[0], gp.dil[1] = win.dilations[1];
+        auto plan = GraphConvPlan::create(ctx.cudnn, ctx.stream, gp, weights_.get(), ctx.options->workspace_limit,
+                                          ctx.tuning_workspace, ctx.options->graph_max_plans, ctx.options->allow_tf32);
+        if (plan) {
+          graph_ = std::move(plan).value();
+          objs[gkey] = std::shared_ptr<void>(graph_->share().release(), [](void* p) { delete static_cast<GraphConvPlan*>(p); });
+        } else {
+          graph_error_ = plan.status().message();
+          objs[gkey] = nullptr;
+        }
+      }
+      if (graph_) {
+        ws_ = graph_->workspace_bytes();
+        return Status::ok();
+      }
+    }
     auto& cache = *ctx.tune_cache;
     if (auto it = cache.find(key.str()); it != cache.end()) {
       algo_ = static_cast<cudnnConvolutionFwdAlgo_t>(it->second[0]);
@@ -212,8 +281,12 @@ class ConvKernel final : public CudaKernel {
   Status enqueue(const LaunchContext& ctx, std::span<const void* const> in, std::span<void* const> out) override {
     const float one = 1.f, zero = 0.f;
     if (ws_ > ctx.workspace_bytes) return internal_error("conv workspace too small");
-    QYOLO_CUDA_CHECK(cudnnConvolutionForward(ctx.cudnn, &one, xd_.get(), in[0], wd_.get(), weights_.get(), cd_.get(),
-                                             algo_, ctx.workspace, ws_, &zero, yd_.get(), out[0]));
+    if (graph_) {
+      QYOLO_RETURN_IF_ERROR(graph_->execute(ctx.cudnn, in[0], weights_.get(), out[0], ctx.workspace));
+    } else {
+      QYOLO_CUDA_CHECK(cudnnConvolutionForward(ctx.cudnn, &one, xd_.get(), in[0], wd_.get(), weights_.get(), cd_.get(),
+                                               algo_, ctx.workspace, ws_, &zero, yd_.get(), out[0]));
+    }
     if (!has_epilogue_) return Status::ok();
     const void* r = in.size() > 3 ? in[3] : nullptr;
     if (half_) return launch_epilogue<__half>(epi_, nhwc_, out[0], r, ctx.stream);
@@ -221,7 +294,9 @@ class ConvKernel final : public CudaKernel {
   }
 
   std::string info() const override {
+    if (graph_) return graph_->info();
     std::ostringstream os;
+    if (!graph_error_.empty()) os << "graph API: " << graph_error_ << "; legacy ";
     os << algo_name(algo_) << (math_ == CUDNN_TENSOR_OP_MATH ? " tensor_op" : math_ == CUDNN_FMA_MATH ? " fma" : " default")
        << " ws=" << ws_ / 1024 << "KiB";
     if (tuned_ms_ > 0) os << " " << tuned_ms_ << "ms";
@@ -235,16 +310,7 @@ class ConvKernel final : public CudaKernel {
     cudnnConvolutionFwdAlgoPerf_t perf[CUDNN_CONVOLUTION_FWD_ALGO_COUNT];
     int returned = 0;
     if (ctx.options->exhaustive_tuning) {
-      if (ctx.tuning_workspace->size() == 0 && limit > 0) {
-        // Largest scratch we can get up to the limit.
-        for (size_t sz = limit; sz >= (size_t{1} << 20); sz /= 2) {
-          auto buf = DeviceBuffer::allocate(sz);
-          if (buf) {
-            *ctx.tuning_workspace = std::move(buf).value();
-            break;
-          }
-        }
-      }
+      ensure_tuning_workspace(ctx);
       QYOLO_ASSIGN_OR_RETURN(auto xb, DeviceBuffer::allocate(x.nbytes()));
       QYOLO_ASSIGN_OR_RETURN(auto yb, DeviceBuffer::allocate(y.nbytes()));
       // Finite data: NaN/denormal garbage could skew the timings.
@@ -260,7 +326,9 @@ class ConvKernel final : public CudaKernel {
     for (int i = 0; i < returned; ++i) {
       const auto& p = perf[i];
       if (p.status != CUDNN_STATUS_SUCCESS || p.memory > limit) continue;
-      if (strict_fp32 && p.mathType != CUDNN_FMA_MATH) continue;
+      // True fp32: FMA kernels only (DEFAULT_MATH may pick TF32 tensor cores on sm_80+; the
+      // descriptor is pinned to FMA below, so a DEFAULT result runs its FMA variant).
+      if (strict_fp32 && p.mathType != CUDNN_FMA_MATH && p.mathType != CUDNN_DEFAULT_MATH) continue;
       if (!ctx.options->exhaustive_tuning) {
         // The heuristic does not check memory; ask for the real size.
         size_t need = 0;
@@ -275,7 +343,7 @@ class ConvKernel final : public CudaKernel {
         algo_ = p.algo;
         ws_ = p.memory;
       }
-      math_ = p.mathType;
+      math_ = strict_fp32 ? CUDNN_FMA_MATH : p.mathType;
       tuned_ms_ = p.time;
       return Status::ok();
     }
@@ -294,6 +362,8 @@ class ConvKernel final : public CudaKernel {
   size_t ws_ = 0;
   float tuned_ms_ = 0;
   EpilogueParams epi_{};
+  std::unique_ptr<GraphConvPlan> graph_;
+  std::string graph_error_;
 };
 }  // namespace
 

@@ -19,7 +19,7 @@ size_t align_up(size_t n) { return (n + kAlign - 1) / kAlign * kAlign; }
 
 bool is_float(DataType t) { return t == DataType::kFloat32 || t == DataType::kFloat16; }
 
-const char* layout_name(Layout l) { return l == Layout::kNHWC ? "nhwc" : "plain"; }
+const char* layout_name(Layout l) { return l == Layout::kNHWC ? "nhwc" : l == Layout::kStrided ? "strided" : "plain"; }
 
 // Host bytes of `t` in device dtype `dtype` (float <-> half conversion, int -> float for
 // constants feeding arithmetic).
@@ -79,7 +79,7 @@ struct CudaExecutor::Impl {
     QYOLO_ASSIGN_OR_RETURN(auto buf, cuda::DeviceBuffer::allocate(std::max<size_t>(bytes.size(), 1)));
     QYOLO_RETURN_IF_ERROR(buf.upload(bytes.data(), bytes.size()));
     ex.constants_.push_back(std::move(buf));
-    TensorInfo info{dtype, d.shape, Layout::kPlain, &*d.value};
+    TensorInfo info{dtype, d.shape, Layout::kPlain, &*d.value, {}};
     int id = add_value(name, info, Storage::kConstant);
     ex.values_[static_cast<size_t>(id)].constant = static_cast<int>(ex.constants_.size()) - 1;
     uploaded[key] = id;
@@ -94,7 +94,7 @@ struct CudaExecutor::Impl {
     if (vi.dtype == dtype && vi.layout == layout) return v;
     auto key = std::make_tuple(v, dtype, layout);
     if (auto it = converted.find(key); it != converted.end()) return it->second;
-    TensorInfo info{dtype, vi.shape, layout, nullptr};
+    TensorInfo info{dtype, vi.shape, layout, nullptr, {}};
     const std::string name = vname + "#" + dtype_name(dtype) + "_" + layout_name(layout);
     int out = add_value(name, info, Storage::kArena);
     QYOLO_RETURN_IF_ERROR(add_convert_step(v, out, "convert '" + vname + "'"));
@@ -146,6 +146,7 @@ struct CudaExecutor::Impl {
                          (tr ? std::string(" with these attributes") : std::string()) + " (supported: " + list + ")");
     }
     const bool is_conv = node.op_type == "Conv";
+    if (tr->alias) return add_alias_node(node, tr);
 
     // First non-host, non-constant input decides the layout of layout-following ops.
     Layout follow = Layout::kPlain;
@@ -197,7 +198,7 @@ struct CudaExecutor::Impl {
         if (!d.value)
           return unsupported(node.describe() + ": input " + std::to_string(i) + " ('" + name +
                              "') must be a constant for the CUDA backend");
-        host_infos[i] = TensorInfo{d.dtype, d.shape, Layout::kPlain, &*d.value};
+        host_infos[i] = TensorInfo{d.dtype, d.shape, Layout::kPlain, &*d.value, {}};
         step.inputs.push_back(-1);
         in_infos.push_back(&host_infos[i]);
         continue;
@@ -242,6 +243,66 @@ struct CudaExecutor::Impl {
     step.alias = tr->alias;
     QYOLO_ASSIGN_OR_RETURN(step.kernel, tr->factory(node));
     QYOLO_RETURN_IF_ERROR(step.kernel->prepare(pctx, node, in_infos, out_infos).with_context(g.source_path));
+    ex.steps_.push_back(std::move(step));
+    return Status::ok();
+  }
+
+  // Reshape family: the output views the input's memory (strided when the input is NHWC or
+  // already a view and no copy is needed), in the input's dtype.
+  Status add_alias_node(const Node& node, const cuda::CudaOpTraits* tr) {
+    const Graph& g = ex.graph_.graph;
+    if (node.inputs.empty() || node.inputs[0].empty()) return invalid_argument(node.describe() + ": input 0 is required");
+    const std::string& name = node.inputs[0];
+    const std::string& out = node.outputs[0];
+    auto dit = ex.graph_.values.find(name);
+    auto oit = ex.graph_.values.find(out);
+    if (dit == ex.graph_.values.end() || oit == ex.graph_.values.end())
+      return internal_error(node.describe() + ": missing value description");
+    int v;
+    if (dit->second.value) {
+      QYOLO_ASSIGN_OR_RETURN(v, constant_value(name, output_dtype(node, out, dit->second.dtype)));
+    } else {
+      auto it = ids.find(name);
+      if (it == ids.end()) return internal_error(node.describe() + ": input '" + name + "' is not computed before it");
+      v = it->second;
+    }
+    const Shape& oshape = oit->second.shape;
+    TensorInfo vi = ex.values_[static_cast<size_t>(v)].info;
+    auto vs = cuda::view_strides(vi.shape, vi.strides(), oshape);
+    if (!vs) {
+      QYOLO_ASSIGN_OR_RETURN(v, as(v, vi.dtype, Layout::kPlain));
+      vi = ex.values_[static_cast<size_t>(v)].info;
+      vs = cuda::plain_strides(oshape);
+    }
+    TensorInfo oi;
+    oi.dtype = vi.dtype;
+    oi.shape = oshape;
+    if (cuda::same_strides(oshape, *vs, cuda::plain_strides(oshape))) {
+      oi.layout = Layout::kPlain;
+    } else {
+      TensorInfo nhwc{vi.dtype, oshape, Layout::kNHWC, nullptr, {}};
+      if (oshape.size() == 4 && cuda::same_strides(oshape, *vs, nhwc.strides())) {
+        oi.layout = Layout::kNHWC;
+      } else {
+        oi.layout = Layout::kStrided;
+        oi.view = *vs;
+      }
+    }
+    Step step;
+    step.node = &node;
+    step.label = node.describe();
+    step.alias = true;
+    step.inputs.assign(node.inputs.size(), -1);
+    step.inputs[0] = v;
+    int id = add_value(out, oi, Storage::kAlias);
+    ex.values_[static_cast<size_t>(id)].alias_of = v;
+    ids[out] = id;
+    step.outputs = {id};
+    std::vector<const TensorInfo*> in_infos(node.inputs.size(), nullptr);
+    in_infos[0] = &ex.values_[static_cast<size_t>(v)].info;
+    TensorInfo outs[] = {oi};
+    QYOLO_ASSIGN_OR_RETURN(step.kernel, tr->factory(node));
+    QYOLO_RETURN_IF_ERROR(step.kernel->prepare(pctx, node, in_infos, outs).with_context(g.source_path));
     ex.steps_.push_back(std::move(step));
     return Status::ok();
   }
@@ -326,6 +387,7 @@ Result<std::unique_ptr<CudaExecutor>> CudaExecutor::build(SpecializedGraph graph
   Impl im{*ex, {}, {}, {}, {}, {}};
   cuda::DeviceBuffer tuning;
   std::map<std::string, std::vector<int64_t>> tune_cache;
+  std::map<std::string, std::shared_ptr<void>> object_cache;
   im.pctx.cudnn = ex->cudnn_.get();
   im.pctx.stream = ex->stream_.get();
   im.pctx.options = &ex->options_;
@@ -333,6 +395,7 @@ Result<std::unique_ptr<CudaExecutor>> CudaExecutor::build(SpecializedGraph graph
   im.pctx.opset = ex->graph_.graph.opset;
   im.pctx.tuning_workspace = &tuning;
   im.pctx.tune_cache = &tune_cache;
+  im.pctx.object_cache = &object_cache;
   im.pctx.weight_bytes = &ex->weight_bytes_;
   im.compute_reaches_conv();
   // Values are referenced by pointer during a node's preparation: reserve generously.
@@ -343,7 +406,7 @@ Result<std::unique_ptr<CudaExecutor>> CudaExecutor::build(SpecializedGraph graph
                     (options.layout == CudaLayout::kAuto && options.precision == CudaPrecision::kFp16);
   for (size_t k = 0; k < g.inputs.size(); ++k) {
     const ValueDesc& d = ex->graph_.values.at(g.inputs[k].name);
-    int id = im.add_value(g.inputs[k].name, TensorInfo{d.dtype, d.shape, Layout::kPlain, nullptr}, Storage::kInput);
+    int id = im.add_value(g.inputs[k].name, TensorInfo{d.dtype, d.shape, Layout::kPlain, nullptr, {}}, Storage::kInput);
     ex->values_[static_cast<size_t>(id)].binding = static_cast<int>(k);
     im.ids[g.inputs[k].name] = id;
     ex->inputs_.push_back({g.inputs[k].name, d.dtype, d.shape});
@@ -376,12 +439,13 @@ Result<std::unique_ptr<CudaExecutor>> CudaExecutor::build(SpecializedGraph graph
       ex->output_values_.push_back(v);
       continue;
     }
-    int out = im.add_value(name + "#out", TensorInfo{d.dtype, d.shape, Layout::kPlain, nullptr}, Storage::kOutput);
+    int out = im.add_value(name + "#out", TensorInfo{d.dtype, d.shape, Layout::kPlain, nullptr, {}}, Storage::kOutput);
     ex->values_[static_cast<size_t>(out)].binding = static_cast<int>(k);
     QYOLO_RETURN_IF_ERROR(im.add_convert_step(v, out, "output '" + name + "'"));
     ex->output_values_.push_back(out);
   }
   tuning.reset();
+  object_cache.clear();
 
   im.plan_memory();
   QYOLO_ASSIGN_OR_RETURN(ex->arena_, cuda::DeviceBuffer::allocate(im.arena_size));
@@ -471,6 +535,13 @@ Status CudaExecutor::run(const std::map<std::string, Tensor>& inputs, std::map<s
     outputs[outputs_[k].name] = t;
   }
   QYOLO_CUDA_CHECK(cudaStreamSynchronize(s));
+  return Status::ok();
+}
+
+Status CudaExecutor::debug_fill_arena(int byte) {
+  if (arena_.size() == 0) return Status::ok();
+  QYOLO_CUDA_CHECK(cudaMemset(arena_.get(), byte, arena_.size()));
+  QYOLO_CUDA_CHECK(cudaDeviceSynchronize());
   return Status::ok();
 }
 

@@ -49,6 +49,9 @@ class CudaExecutor {
   size_t workspace_bytes() const { return workspace_.size(); }
   size_t weight_bytes() const { return weight_bytes_; }
   int num_steps() const { return static_cast<int>(steps_.size()); }
+  // Test hook: fills the activation arena with `byte` (synchronous), so that values a kernel
+  // fails to write show up as garbage (0xFF: NaN in float and half).
+  Status debug_fill_arena(int byte);
   // One line per step: node, op, output dtype/layout/shape, kernel info.
   std::string summary() const;
 

@@ -10,6 +10,7 @@
 
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <memory>
 #include <span>
 #include <string>
@@ -38,19 +39,26 @@ struct CudaBuildOptions {
   bool exhaustive_tuning = true;
   // fp32 convolutions may use TF32 tensor cores (off: true fp32, CUDNN_FMA_MATH).
   bool allow_tf32 = false;
+  // fp16 (and TF32) convolutions through the cuDNN graph API, timing the engines its heuristics
+  // propose (falls back to the legacy API per convolution when no engine fits).
+  bool cudnn_graph = true;
+  int graph_max_plans = 10;
 };
 
 namespace cuda {
 
 // Physical layout of a value. kPlain is row-major in logical dim order; kNHWC applies to rank-4
 // values whose logical shape stays N, C, H, W.
-enum class Layout : uint8_t { kPlain, kNHWC };
+// kStrided: a view with arbitrary element strides (a reshape of an NHWC value, say); only
+// strided-access kernels (binary ops, data movement) read it, others get a converted copy.
+enum class Layout : uint8_t { kPlain, kNHWC, kStrided };
 
 struct TensorInfo {
   DataType dtype = DataType::kFloat32;  // device element type
   Shape shape;                          // logical shape
   Layout layout = Layout::kPlain;
   const Tensor* constant = nullptr;     // host value (original dtype) for constants
+  std::vector<int64_t> view;            // kStrided: element strides per logical dim
 
   int64_t numel() const { return shape_numel(shape); }
   size_t nbytes() const { return static_cast<size_t>(numel()) * dtype_size(dtype); }
@@ -60,6 +68,12 @@ struct TensorInfo {
 
 // Row-major strides of a shape.
 std::vector<int64_t> plain_strides(const Shape& s);
+// Strides of `new_shape` viewing memory laid out as (old_shape, old_strides) without a copy, or
+// nullopt when no view exists (PyTorch's view rule).
+std::optional<std::vector<int64_t>> view_strides(const Shape& old_shape, const std::vector<int64_t>& old_strides,
+                                                 const Shape& new_shape);
+// Equal strides on every dim of size > 1 (size-1 dims never move the address).
+bool same_strides(const Shape& shape, const std::vector<int64_t>& a, const std::vector<int64_t>& b);
 
 struct PrepareContext {
   cudnnHandle_t cudnn = nullptr;
@@ -73,6 +87,8 @@ struct PrepareContext {
   std::map<std::string, std::vector<int64_t>>* tune_cache = nullptr;
   // Device bytes of weights this build uploaded (reporting).
   size_t* weight_bytes = nullptr;
+  // Build-time objects shared between kernels solving the same problem (e.g. cuDNN plans).
+  std::map<std::string, std::shared_ptr<void>>* object_cache = nullptr;
 };
 
 struct LaunchContext {

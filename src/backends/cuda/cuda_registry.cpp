@@ -14,7 +14,44 @@ std::vector<int64_t> plain_strides(const Shape& s) {
   return st;
 }
 
+std::optional<std::vector<int64_t>> view_strides(const Shape& old_shape, const std::vector<int64_t>& old_strides,
+                                                 const Shape& new_shape) {
+  if (shape_numel(old_shape) != shape_numel(new_shape)) return std::nullopt;
+  if (old_shape.empty() || shape_numel(old_shape) == 0) return plain_strides(new_shape);
+  std::vector<int64_t> ns(new_shape.size(), 1);
+  int64_t view_d = static_cast<int64_t>(new_shape.size()) - 1;
+  int64_t chunk_base = old_strides.back();
+  int64_t tensor_numel = 1, view_numel = 1;
+  for (int64_t d = static_cast<int64_t>(old_shape.size()) - 1; d >= 0; --d) {
+    tensor_numel *= old_shape[static_cast<size_t>(d)];
+    if (d == 0 || (old_shape[static_cast<size_t>(d - 1)] != 1 &&
+                   old_strides[static_cast<size_t>(d - 1)] != tensor_numel * chunk_base)) {
+      while (view_d >= 0 && (view_numel < tensor_numel || new_shape[static_cast<size_t>(view_d)] == 1)) {
+        ns[static_cast<size_t>(view_d)] = view_numel * chunk_base;
+        view_numel *= new_shape[static_cast<size_t>(view_d)];
+        --view_d;
+      }
+      if (view_numel != tensor_numel) return std::nullopt;
+      if (d > 0) {
+        chunk_base = old_strides[static_cast<size_t>(d - 1)];
+        tensor_numel = 1;
+        view_numel = 1;
+      }
+    }
+  }
+  if (view_d != -1) return std::nullopt;
+  return ns;
+}
+
+bool same_strides(const Shape& shape, const std::vector<int64_t>& a, const std::vector<int64_t>& b) {
+  if (a.size() != shape.size() || b.size() != shape.size()) return false;
+  for (size_t d = 0; d < shape.size(); ++d)
+    if (shape[d] != 1 && a[d] != b[d]) return false;
+  return true;
+}
+
 std::vector<int64_t> TensorInfo::strides() const {
+  if (layout == Layout::kStrided) return view;
   if (layout == Layout::kNHWC && shape.size() == 4) {
     const int64_t c = shape[1], h = shape[2], w = shape[3];
     return {h * w * c, 1, w * c, c};

@@ -60,6 +60,32 @@ Result<NdCopy> make_nd_copy(const Shape& shape, const std::vector<int64_t>& dst_
   c.narrow = narrow_plan<2>(p, c.p32);
   copy_plan<2>(p, c.p64);
   c.memcpy_ok = dst_type == src_type && p.rank == 1 && p.strides[0][0] == 1 && p.strides[1][0] == 1;
+  const int64_t es = static_cast<int64_t>(dtype_size(dst_type));
+  const int in = p.rank - 1;
+  if (!c.memcpy_ok && dst_type == src_type && p.strides[0][in] == 1 && p.strides[1][in] == 1) {
+    for (int vb : {16, 8, 4}) {
+      if (vb <= es) break;
+      bool ok = (p.dims[in] * es) % vb == 0 && (dst_offset * es) % vb == 0 && (src_offset * es) % vb == 0;
+      for (int d = 0; ok && d < in; ++d)
+        ok = (p.strides[0][d] * es) % vb == 0 && (p.strides[1][d] * es) % vb == 0;
+      if (!ok) continue;
+      NdPlan<4, int64_t> v = p;
+      const int64_t f = vb / es;
+      v.dims[in] = p.dims[in] / f;
+      for (int d = 0; d < in; ++d) {
+        v.strides[0][d] = p.strides[0][d] / f;
+        v.strides[1][d] = p.strides[1][d] / f;
+      }
+      v.numel = p.numel / f;
+      c.vec_bytes = vb;
+      c.vec_narrow = narrow_plan<2>(v, c.v32);
+      copy_plan<2>(v, c.v64);
+      c.vec_dst_offset = dst_offset / f;
+      c.vec_src_offset = src_offset / f;
+      c.vec_numel = v.numel;
+      break;
+    }
+  }
   return c;
 }
 
@@ -71,6 +97,18 @@ Status enqueue_nd_copy(const NdCopy& c, const void* src, void* dst, cudaStream_t
                                      static_cast<const char*>(src) + c.src_offset * es, c.numel * es,
                                      cudaMemcpyDeviceToDevice, stream));
     return Status::ok();
+  }
+  if (c.vec_bytes > 0 && (reinterpret_cast<uintptr_t>(src) | reinterpret_cast<uintptr_t>(dst)) % c.vec_bytes == 0) {
+    NdCopy v = c;
+    v.narrow = c.vec_narrow;
+    v.p32 = c.v32;
+    v.p64 = c.v64;
+    v.dst_offset = c.vec_dst_offset;
+    v.src_offset = c.vec_src_offset;
+    v.numel = c.vec_numel;
+    if (c.vec_bytes == 16) return launch<uint4, uint4>(v, src, dst, stream);
+    if (c.vec_bytes == 8) return launch<uint2, uint2>(v, src, dst, stream);
+    return launch<uint32_t, uint32_t>(v, src, dst, stream);
   }
   if (c.dst_type == DataType::kFloat32 && c.src_type == DataType::kFloat16) return launch<float, __half>(c, src, dst, stream);
   if (c.dst_type == DataType::kFloat16 && c.src_type == DataType::kFloat32) return launch<__half, float>(c, src, dst, stream);

@@ -20,6 +20,13 @@ struct NdCopy {
   int64_t dst_offset = 0, src_offset = 0;  // elements
   int64_t numel = 0;
   bool memcpy_ok = false;  // both contiguous with the same type: one cudaMemcpyAsync
+  // Same type with a contiguous innermost run: the plan in units of vec_bytes (16, 8 or 4),
+  // used when both base pointers are aligned to it.
+  int vec_bytes = 0;
+  bool vec_narrow = false;
+  NdPlan<2, int32_t> v32;
+  NdPlan<2, int64_t> v64;
+  int64_t vec_dst_offset = 0, vec_src_offset = 0, vec_numel = 0;
 };
 
 // Iterates `shape`; element c goes from src[src_offset + c . src_strides] to

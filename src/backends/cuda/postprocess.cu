@@ -239,7 +239,7 @@ Result<std::unique_ptr<GpuPostprocessor>> GpuPostprocessor::create(const Shape& 
       pp->vals_sorted_.as<int>(), static_cast<int>(n), p.batch, pp->begin_.as<int>(), pp->end_.as<int>()));
   pp->temp_bytes_ = std::max<size_t>(temp, 1);
   QYOLO_ASSIGN_OR_RETURN(pp->temp_, DeviceBuffer::allocate(pp->temp_bytes_));
-  return std::move(pp);
+  return Result<std::unique_ptr<GpuPostprocessor>>(std::move(pp));
 }
 
 Status GpuPostprocessor::enqueue(const float* output, cudaStream_t stream) {

@@ -1,7 +1,7 @@
-#include "backends/cuda/cuda_kernel.h"
-#include "backends/cuda/nd_copy.h"
 #include <optional>
 
+#include "backends/cuda/cuda_kernel.h"
+#include "backends/cuda/nd_copy.h"
 #include "ir/ops/split.h"
 
 namespace qyolo::cuda {

@@ -24,7 +24,7 @@ Result<ClipAttrs> ClipAttrs::parse(const Node& node, int64_t opset) {
 }
 
 Status infer_clip(InferContext& ctx) {
-  QYOLO_ASSIGN_OR_RETURN(ClipAttrs a, ClipAttrs::parse(ctx.node, ctx.opset));
+  QYOLO_RETURN_IF_ERROR(ClipAttrs::parse(ctx.node, ctx.opset).status());  // validates the opset form
   const ValueDesc* x = ctx.input(0);
   if (x == nullptr) return ctx.error("input 0 is required");
   if (x->dtype == DataType::kBool) return ctx.error("bool input is not supported");

@@ -19,12 +19,13 @@ Result<ConcatAttrs> ConcatAttrs::parse(const Node& node, const std::vector<Shape
   for (size_t i = 0; i < inputs.size(); ++i) {
     const Shape& s = inputs[i];
     if (static_cast<int64_t>(s.size()) != rank)
-      return err("input " + std::to_string(i) + " has shape " + shape_str(s) + ", rank differs from input 0 " +
-                 shape_str(inputs[0]));
+      return err("input " + std::to_string(i) + " has shape " + shape_str(s) +
+                 ", rank differs from input 0 " + shape_str(inputs[0]));
     for (int64_t d = 0; d < rank; ++d)
       if (d != a.axis && s[d] != inputs[0][d])
-        return err("input " + std::to_string(i) + " has shape " + shape_str(s) + ", incompatible with input 0 " +
-                   shape_str(inputs[0]) + " for axis " + std::to_string(a.axis));
+        return err("input " + std::to_string(i) + " has shape " + shape_str(s) +
+                   ", incompatible with input 0 " + shape_str(inputs[0]) + " for axis " +
+                   std::to_string(a.axis));
     a.out_shape[a.axis] += s[a.axis];
   }
   return a;

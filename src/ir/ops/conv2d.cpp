@@ -35,10 +35,12 @@ Result<WindowGeometry> resolve_window(const Node& node, const std::vector<int64_
   QYOLO_ASSIGN_OR_RETURN(g.dilations, node.attr_ints("dilations", std::vector<int64_t>(k, 1)));
   QYOLO_ASSIGN_OR_RETURN(std::vector<int64_t> pads, node.attr_ints("pads", std::vector<int64_t>(2 * k, 0)));
   QYOLO_ASSIGN_OR_RETURN(AutoPad auto_pad, parse_auto_pad(node));
-  if (g.strides.size() != k) return err("strides " + ints_str(g.strides) + " must have " + std::to_string(k) + " values");
+  if (g.strides.size() != k)
+    return err("strides " + ints_str(g.strides) + " must have " + std::to_string(k) + " values");
   if (g.dilations.size() != k)
     return err("dilations " + ints_str(g.dilations) + " must have " + std::to_string(k) + " values");
-  if (pads.size() != 2 * k) return err("pads " + ints_str(pads) + " must have " + std::to_string(2 * k) + " values");
+  if (pads.size() != 2 * k)
+    return err("pads " + ints_str(pads) + " must have " + std::to_string(2 * k) + " values");
   if (auto_pad != AutoPad::kNotSet && node.has_attr("pads")) {
     // ONNX says pads must not be used together with auto_pad; exporters sometimes write zeros.
     for (int64_t p : pads)
@@ -61,7 +63,8 @@ Result<WindowGeometry> resolve_window(const Node& node, const std::vector<int64_
         int64_t span = in[i] + g.pads_begin[i] + g.pads_end[i] - eff;
         if (span < 0)
           return err("kernel (effective size " + std::to_string(eff) + ") is larger than padded input dim " +
-                     std::to_string(i) + " (" + std::to_string(in[i] + g.pads_begin[i] + g.pads_end[i]) + ")");
+                     std::to_string(i) + " (" + std::to_string(in[i] + g.pads_begin[i] + g.pads_end[i]) +
+                     ")");
         int64_t o = (ceil_mode ? (span + s - 1) / s : span / s) + 1;
         // A window that would start inside the end padding is dropped (PyTorch/ONNX rule).
         if (ceil_mode && (o - 1) * s >= in[i] + g.pads_begin[i]) --o;
@@ -90,24 +93,36 @@ Result<WindowGeometry> resolve_window(const Node& node, const std::vector<int64_
 
 const char* fused_activation_name(FusedActivation a) {
   switch (a) {
-    case FusedActivation::kNone: return "";
-    case FusedActivation::kRelu: return "relu";
-    case FusedActivation::kSilu: return "silu";
-    case FusedActivation::kSigmoid: return "sigmoid";
-    case FusedActivation::kLeakyRelu: return "leaky_relu";
-    case FusedActivation::kHardSwish: return "hardswish";
+    case FusedActivation::kNone:
+      return "";
+    case FusedActivation::kRelu:
+      return "relu";
+    case FusedActivation::kSilu:
+      return "silu";
+    case FusedActivation::kSigmoid:
+      return "sigmoid";
+    case FusedActivation::kLeakyRelu:
+      return "leaky_relu";
+    case FusedActivation::kHardSwish:
+      return "hardswish";
   }
   return "?";
 }
 
 float apply_fused_activation(FusedActivation a, float alpha, float v) {
   switch (a) {
-    case FusedActivation::kNone: return v;
-    case FusedActivation::kRelu: return v > 0.f ? v : 0.f;
-    case FusedActivation::kSilu: return v / (1.f + std::exp(-v));
-    case FusedActivation::kSigmoid: return 1.f / (1.f + std::exp(-v));
-    case FusedActivation::kLeakyRelu: return v >= 0.f ? v : alpha * v;
-    case FusedActivation::kHardSwish: return v * std::min(std::max(v + 3.f, 0.f), 6.f) / 6.f;
+    case FusedActivation::kNone:
+      return v;
+    case FusedActivation::kRelu:
+      return v > 0.f ? v : 0.f;
+    case FusedActivation::kSilu:
+      return v / (1.f + std::exp(-v));
+    case FusedActivation::kSigmoid:
+      return 1.f / (1.f + std::exp(-v));
+    case FusedActivation::kLeakyRelu:
+      return v >= 0.f ? v : alpha * v;
+    case FusedActivation::kHardSwish:
+      return v * std::min(std::max(v + 3.f, 0.f), 6.f) / 6.f;
   }
   return v;
 }
@@ -127,11 +142,13 @@ Result<ConvAttrs> ConvAttrs::parse(const Node& node, const Shape& x, const Shape
     return err("input channels " + std::to_string(c) + " do not match W " + shape_str(w) + " with group " +
                std::to_string(a.group));
   if (m % a.group != 0)
-    return err("output channels " + std::to_string(m) + " are not divisible by group " + std::to_string(a.group));
+    return err("output channels " + std::to_string(m) + " are not divisible by group " +
+               std::to_string(a.group));
   std::vector<int64_t> wk(w.begin() + 2, w.end());
   QYOLO_ASSIGN_OR_RETURN(std::vector<int64_t> kernel, node.attr_ints("kernel_shape", wk));
   if (kernel != wk) return err("kernel_shape " + ints_str(kernel) + " does not match W " + shape_str(w));
-  QYOLO_ASSIGN_OR_RETURN(a.window, resolve_window(node, std::vector<int64_t>(x.begin() + 2, x.end()), kernel, false));
+  QYOLO_ASSIGN_OR_RETURN(a.window,
+                         resolve_window(node, std::vector<int64_t>(x.begin() + 2, x.end()), kernel, false));
   a.out_shape = {x[0], m};
   for (size_t i = 0; i < k; ++i) a.out_shape.push_back(a.window.out[i]);
 
@@ -162,8 +179,8 @@ Status infer_conv2d(InferContext& ctx) {
   const ValueDesc* w = ctx.input(1);
   if (x == nullptr || w == nullptr) return ctx.error("inputs X and W are required");
   if (x->dtype != DataType::kFloat32 || w->dtype != DataType::kFloat32)
-    return unsupported(ctx.node.describe() + ": only float32 X and W are supported (got " + dtype_name(x->dtype) +
-                       ", " + dtype_name(w->dtype) + ")");
+    return unsupported(ctx.node.describe() + ": only float32 X and W are supported (got " +
+                       dtype_name(x->dtype) + ", " + dtype_name(w->dtype) + ")");
   QYOLO_ASSIGN_OR_RETURN(ConvAttrs a, ConvAttrs::parse(ctx.node, x->shape, w->shape));
   if (a.has_bias) {
     const ValueDesc* b = ctx.input(2);
@@ -174,8 +191,8 @@ Status infer_conv2d(InferContext& ctx) {
   if (a.has_residual) {
     const ValueDesc* r = ctx.input(3);
     if (r->dtype != DataType::kFloat32 || r->shape != a.out_shape)
-      return ctx.error("residual input must be float32 of the output shape " + shape_str(a.out_shape) + ", got " +
-                       dtype_name(r->dtype) + " " + shape_str(r->shape));
+      return ctx.error("residual input must be float32 of the output shape " + shape_str(a.out_shape) +
+                       ", got " + dtype_name(r->dtype) + " " + shape_str(r->shape));
   }
   ctx.outputs[0].dtype = DataType::kFloat32;
   ctx.outputs[0].shape = a.out_shape;

@@ -31,7 +31,7 @@ struct WindowGeometry {
   std::vector<int64_t> dilations;   // >= 1
   std::vector<int64_t> pads_begin;  // resolved (auto_pad applied)
   std::vector<int64_t> pads_end;
-  std::vector<int64_t> out;         // output spatial size
+  std::vector<int64_t> out;  // output spatial size
 };
 
 // Reads strides/dilations/pads/auto_pad (kernel is given) and resolves the output size for the

@@ -6,7 +6,8 @@ namespace qyolo {
 
 Result<GlobalAvgPoolAttrs> GlobalAvgPoolAttrs::parse(const Node& node, const Shape& x) {
   if (x.size() < 3)
-    return invalid_argument(node.describe() + ": input must have rank >= 3 (N, C, spatial...), got " + shape_str(x));
+    return invalid_argument(node.describe() + ": input must have rank >= 3 (N, C, spatial...), got " +
+                            shape_str(x));
   GlobalAvgPoolAttrs a;
   a.out_shape = x;
   for (size_t i = 2; i < x.size(); ++i) a.out_shape[i] = 1;

@@ -18,8 +18,8 @@ Result<PoolAttrs> PoolAttrs::parse(const Node& node, const Shape& x) {
   }
   a.ceil_mode = ceil_mode != 0;
   a.count_include_pad = count_include_pad != 0;
-  QYOLO_ASSIGN_OR_RETURN(a.window,
-                         resolve_window(node, std::vector<int64_t>(x.begin() + 2, x.end()), kernel, a.ceil_mode));
+  QYOLO_ASSIGN_OR_RETURN(
+      a.window, resolve_window(node, std::vector<int64_t>(x.begin() + 2, x.end()), kernel, a.ceil_mode));
   a.out_shape = {x[0], x[1]};
   for (int64_t o : a.window.out) a.out_shape.push_back(o);
   return a;

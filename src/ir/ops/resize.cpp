@@ -6,7 +6,8 @@
 
 namespace qyolo {
 
-Result<ResizeAttrs> ResizeAttrs::parse(const Node& node, const Shape& x, const std::optional<std::vector<float>>& roi,
+Result<ResizeAttrs> ResizeAttrs::parse(const Node& node, const Shape& x,
+                                       const std::optional<std::vector<float>>& roi,
                                        const std::optional<std::vector<float>>& scales,
                                        const std::optional<std::vector<int64_t>>& sizes) {
   auto err = [&](const std::string& what) { return invalid_argument(node.describe() + ": " + what); };
@@ -27,7 +28,8 @@ Result<ResizeAttrs> ResizeAttrs::parse(const Node& node, const Shape& x, const s
     a.coord = ResizeCoordMode::kAsymmetric;
     a.nearest = ResizeNearestMode::kSimple;
   } else {
-    QYOLO_ASSIGN_OR_RETURN(std::string cm, node.attr_string("coordinate_transformation_mode", std::string("half_pixel")));
+    QYOLO_ASSIGN_OR_RETURN(std::string cm,
+                           node.attr_string("coordinate_transformation_mode", std::string("half_pixel")));
     if (cm == "half_pixel") {
       a.coord = ResizeCoordMode::kHalfPixel;
     } else if (cm == "pytorch_half_pixel") {
@@ -45,7 +47,8 @@ Result<ResizeAttrs> ResizeAttrs::parse(const Node& node, const Shape& x, const s
     } else {
       return err("unknown coordinate_transformation_mode '" + cm + "'");
     }
-    QYOLO_ASSIGN_OR_RETURN(std::string nm, node.attr_string("nearest_mode", std::string("round_prefer_floor")));
+    QYOLO_ASSIGN_OR_RETURN(std::string nm,
+                           node.attr_string("nearest_mode", std::string("round_prefer_floor")));
     if (nm == "round_prefer_floor") {
       a.nearest = ResizeNearestMode::kRoundPreferFloor;
     } else if (nm == "round_prefer_ceil") {
@@ -63,9 +66,11 @@ Result<ResizeAttrs> ResizeAttrs::parse(const Node& node, const Shape& x, const s
     QYOLO_ASSIGN_OR_RETURN(a.extrapolation_value, node.attr_float("extrapolation_value", 0.f));
     if (node.has_attr("axes") || node.has_attr("keep_aspect_ratio_policy") || node.has_attr("antialias")) {
       QYOLO_ASSIGN_OR_RETURN(int64_t antialias, node.attr_int("antialias", 0));
-      QYOLO_ASSIGN_OR_RETURN(std::string policy, node.attr_string("keep_aspect_ratio_policy", std::string("stretch")));
+      QYOLO_ASSIGN_OR_RETURN(std::string policy,
+                             node.attr_string("keep_aspect_ratio_policy", std::string("stretch")));
       if (node.has_attr("axes") || antialias != 0 || policy != "stretch")
-        return unsupported(node.describe() + ": opset 18 attributes axes/antialias/keep_aspect_ratio_policy are not supported");
+        return unsupported(node.describe() +
+                           ": opset 18 attributes axes/antialias/keep_aspect_ratio_policy are not supported");
     }
   }
 
@@ -73,14 +78,16 @@ Result<ResizeAttrs> ResizeAttrs::parse(const Node& node, const Shape& x, const s
   a.out_shape = x;
   if (sizes) {
     if (scales) return err("scales and sizes must not both be given");
-    if (sizes->size() != rank) return err("sizes has " + std::to_string(sizes->size()) + " values for input " + shape_str(x));
+    if (sizes->size() != rank)
+      return err("sizes has " + std::to_string(sizes->size()) + " values for input " + shape_str(x));
     for (size_t d = 0; d < rank; ++d) {
       if ((*sizes)[d] < 0) return err("sizes must be non-negative");
       a.out_shape[d] = (*sizes)[d];
       a.scales[d] = x[d] == 0 ? 1.0 : static_cast<double>((*sizes)[d]) / static_cast<double>(x[d]);
     }
   } else if (scales) {
-    if (scales->size() != rank) return err("scales has " + std::to_string(scales->size()) + " values for input " + shape_str(x));
+    if (scales->size() != rank)
+      return err("scales has " + std::to_string(scales->size()) + " values for input " + shape_str(x));
     for (size_t d = 0; d < rank; ++d) {
       double s = (*scales)[d];
       if (!(s > 0)) return err("scales must be positive");
@@ -103,12 +110,16 @@ double ResizeAttrs::source_coord(size_t d, int64_t x, int64_t in) const {
   const double xd = static_cast<double>(x);
   const double out_len = s * static_cast<double>(in);  // the reference uses the real-valued length
   switch (coord) {
-    case ResizeCoordMode::kHalfPixel: return (xd + 0.5) / s - 0.5;
-    case ResizeCoordMode::kPytorchHalfPixel: return out_len == 1.0 ? -0.5 : (xd + 0.5) / s - 0.5;
+    case ResizeCoordMode::kHalfPixel:
+      return (xd + 0.5) / s - 0.5;
+    case ResizeCoordMode::kPytorchHalfPixel:
+      return out_len == 1.0 ? -0.5 : (xd + 0.5) / s - 0.5;
     case ResizeCoordMode::kAlignCorners:
       return out_len == 1.0 ? 0.0 : xd * static_cast<double>(in - 1) / (out_len - 1.0);
-    case ResizeCoordMode::kAsymmetric: return xd / s;
-    case ResizeCoordMode::kTfHalfPixelForNN: return (xd + 0.5) / s;
+    case ResizeCoordMode::kAsymmetric:
+      return xd / s;
+    case ResizeCoordMode::kTfHalfPixelForNN:
+      return (xd + 0.5) / s;
     case ResizeCoordMode::kTfCropAndResize: {
       const size_t rank = roi.size() / 2;
       const double start = roi[d], end = roi[d + rank];
@@ -131,11 +142,21 @@ int64_t ResizeAttrs::nearest_index(size_t d, double c, int64_t in) const {
   const double fl = std::floor(c);
   const double frac = c - fl;
   switch (nearest) {
-    case ResizeNearestMode::kRoundPreferFloor: r = frac <= 0.5 ? fl : fl + 1.0; break;
-    case ResizeNearestMode::kRoundPreferCeil: r = frac < 0.5 ? fl : fl + 1.0; break;
-    case ResizeNearestMode::kFloor: r = fl; break;
-    case ResizeNearestMode::kCeil: r = std::ceil(c); break;
-    case ResizeNearestMode::kSimple: r = scales[d] < 1.0 ? std::ceil(c) : fl; break;
+    case ResizeNearestMode::kRoundPreferFloor:
+      r = frac <= 0.5 ? fl : fl + 1.0;
+      break;
+    case ResizeNearestMode::kRoundPreferCeil:
+      r = frac < 0.5 ? fl : fl + 1.0;
+      break;
+    case ResizeNearestMode::kFloor:
+      r = fl;
+      break;
+    case ResizeNearestMode::kCeil:
+      r = std::ceil(c);
+      break;
+    case ResizeNearestMode::kSimple:
+      r = scales[d] < 1.0 ? std::ceil(c) : fl;
+      break;
   }
   if (frac == 0.0) r = c;
   int64_t i = static_cast<int64_t>(r);
@@ -149,7 +170,9 @@ Status infer_resize(InferContext& ctx) {
   auto const_floats = [&](size_t i) -> Result<std::optional<std::vector<float>>> {
     const ValueDesc* d = ctx.input(i);
     if (d == nullptr) return std::optional<std::vector<float>>();
-    if (!d->value) return unsupported(ctx.node.describe() + ": input " + std::to_string(i) + " must be a constant");
+    if (!d->value)
+      return unsupported(ctx.node.describe() + ": input " + std::to_string(i) + " ('" + ctx.node.inputs[i] +
+                         "') must be a constant (data-dependent shapes are not supported)");
     if (d->value->numel() == 0) return std::optional<std::vector<float>>();
     return std::optional<std::vector<float>>(d->value->to_float_vector());
   };
@@ -166,7 +189,8 @@ Status infer_resize(InferContext& ctx) {
   }
   QYOLO_ASSIGN_OR_RETURN(ResizeAttrs a, ResizeAttrs::parse(ctx.node, x->shape, roi, scales, sizes));
   if (a.mode != ResizeMode::kNearest && x->dtype != DataType::kFloat32)
-    return unsupported(ctx.node.describe() + ": linear/cubic resize supports float32 only, got " + dtype_name(x->dtype));
+    return unsupported(ctx.node.describe() + ": linear/cubic resize supports float32 only, got " +
+                       dtype_name(x->dtype));
   ctx.outputs[0].dtype = x->dtype;
   ctx.outputs[0].shape = a.out_shape;
   return Status::ok();

@@ -48,7 +48,8 @@ struct ResizeAttrs {
 
   // Inputs as the node has them: roi (float), scales (float), sizes (int64); nullopt when omitted
   // or an empty tensor.
-  static Result<ResizeAttrs> parse(const Node& node, const Shape& x, const std::optional<std::vector<float>>& roi,
+  static Result<ResizeAttrs> parse(const Node& node, const Shape& x,
+                                   const std::optional<std::vector<float>>& roi,
                                    const std::optional<std::vector<float>>& scales,
                                    const std::optional<std::vector<int64_t>>& sizes);
 };

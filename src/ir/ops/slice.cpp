@@ -33,8 +33,8 @@ Result<SliceAttrs> SliceAttrs::parse(const Node& node, const Shape& x,
     steps = steps_in ? *steps_in : std::vector<int64_t>(starts.size(), 1);
   }
   if (ends.size() != starts.size() || axes.size() != starts.size() || steps.size() != starts.size())
-    return err("starts, ends, axes and steps must have the same length (" + std::to_string(starts.size()) + ", " +
-               std::to_string(ends.size()) + ", " + std::to_string(axes.size()) + ", " +
+    return err("starts, ends, axes and steps must have the same length (" + std::to_string(starts.size()) +
+               ", " + std::to_string(ends.size()) + ", " + std::to_string(axes.size()) + ", " +
                std::to_string(steps.size()) + ")");
   SliceAttrs a;
   a.start.assign(static_cast<size_t>(rank), 0);
@@ -79,7 +79,8 @@ Status infer_slice(InferContext& ctx) {
       in[i - 1] = std::move(v);
     }
   } else if (ctx.inputs.size() > 1) {
-    return ctx.error("opset " + std::to_string(ctx.opset) + " Slice takes one input (starts/ends are attributes)");
+    return ctx.error("opset " + std::to_string(ctx.opset) +
+                     " Slice takes one input (starts/ends are attributes)");
   }
   QYOLO_ASSIGN_OR_RETURN(SliceAttrs a, SliceAttrs::parse(ctx.node, x->shape, in[0], in[1], in[2], in[3]));
   ctx.outputs[0].dtype = x->dtype;

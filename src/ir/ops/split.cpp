@@ -10,7 +10,8 @@ Result<SplitAttrs> SplitAttrs::parse(const Node& node, const Shape& x,
   SplitAttrs a;
   QYOLO_ASSIGN_OR_RETURN(int64_t axis, node.attr_int("axis", 0));
   auto ax = normalize_axis(axis, static_cast<int64_t>(x.size()));
-  if (!ax || x.empty()) return err("axis " + std::to_string(axis) + " is out of range for input " + shape_str(x));
+  if (!ax || x.empty())
+    return err("axis " + std::to_string(axis) + " is out of range for input " + shape_str(x));
   a.axis = *ax;
   const int64_t dim = x[a.axis];
   const int64_t n = static_cast<int64_t>(node.outputs.size());
@@ -20,7 +21,8 @@ Result<SplitAttrs> SplitAttrs::parse(const Node& node, const Shape& x,
     QYOLO_ASSIGN_OR_RETURN(a.sizes, node.attr_ints("split"));
   } else if (node.has_attr("num_outputs")) {
     QYOLO_ASSIGN_OR_RETURN(int64_t num, node.attr_int("num_outputs"));
-    if (num != n) return err("num_outputs " + std::to_string(num) + " != number of outputs " + std::to_string(n));
+    if (num != n)
+      return err("num_outputs " + std::to_string(num) + " != number of outputs " + std::to_string(n));
     int64_t piece = (dim + n - 1) / n;
     for (int64_t i = 0; i < n; ++i) a.sizes.push_back(std::max<int64_t>(0, std::min(piece, dim - i * piece)));
   } else {
@@ -30,7 +32,8 @@ Result<SplitAttrs> SplitAttrs::parse(const Node& node, const Shape& x,
     a.sizes.assign(static_cast<size_t>(n), dim / n);
   }
   if (static_cast<int64_t>(a.sizes.size()) != n)
-    return err("split has " + std::to_string(a.sizes.size()) + " sizes for " + std::to_string(n) + " outputs");
+    return err("split has " + std::to_string(a.sizes.size()) + " sizes for " + std::to_string(n) +
+               " outputs");
   int64_t total = 0;
   for (int64_t s : a.sizes) {
     if (s < 0) return err("split sizes must be non-negative");
@@ -46,7 +49,8 @@ Status infer_split(InferContext& ctx) {
   const ValueDesc* x = ctx.input(0);
   std::optional<std::vector<int64_t>> split_input;
   if (ctx.input(1) != nullptr && ctx.opset < 13)
-    return ctx.error("the split input requires opset 13 (opset " + std::to_string(ctx.opset) + " uses the 'split' attribute)");
+    return ctx.error("the split input requires opset 13 (opset " + std::to_string(ctx.opset) +
+                     " uses the 'split' attribute)");
   if (ctx.node.has_attr("split") && ctx.opset >= 13)
     return ctx.error("the 'split' attribute was removed in opset 13 (use the 2nd input)");
   if (ctx.input(1) != nullptr) {

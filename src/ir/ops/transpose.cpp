@@ -19,7 +19,8 @@ Result<TransposeAttrs> TransposeAttrs::parse(const Node& node, const Shape& x) {
     int64_t p = a.perm[i];
     if (p < 0) p += rank;
     if (p < 0 || p >= rank || seen[static_cast<size_t>(p)])
-      return invalid_argument(node.describe() + ": perm is not a permutation of 0.." + std::to_string(rank - 1));
+      return invalid_argument(node.describe() + ": perm is not a permutation of 0.." +
+                              std::to_string(rank - 1));
     seen[static_cast<size_t>(p)] = true;
     a.perm[i] = p;
     a.out_shape[i] = x[static_cast<size_t>(p)];

@@ -1,0 +1,154 @@
+#!/usr/bin/env bash
+# CUDA backend check on the GPU machine: GPU tests, compute-sanitizer on a short run, the engine
+# benchmark and the PyTorch peer (../shared/bench/torch_peer.py) side by side in one table.
+#
+# Two halves, because the device machine has no ONNX/oneDNN libraries and no ../shared:
+#
+#   scripts/device-check.sh prepare [BUILD_DIR]
+#       here (the build machine): builds qyolo_gpu_tests and bench_gpu in BUILD_DIR (default
+#       build-cuda) and packs them, the non-system shared libraries they need, the models, the
+#       reference input and torch_peer.py into .device-carry/bundle.tar.xz (git-ignored; < 64 MiB).
+#
+#   scripts/device-check.sh run [tests|sanitizer|bench|all]...   (default: all)
+#       on the device machine, from the repository root, with .device-carry carried. Unpacks to
+#       /tmp/qyolo-carry, points QYOLO_SHARED there, writes logs to $OUT (or ./device-out).
+#
+# The lead's device call (one command, carry [".device-carry"]):
+#   bash scripts/device-check.sh run all
+set -uo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+CARRY="$ROOT/.device-carry"
+MODE="${1:-run}"
+shift || true
+
+prepare() {
+  local build="${1:-$ROOT/build-cuda}"
+  local shared="${QYOLO_SHARED:-$ROOT/../shared}"
+  set -e
+  if [ ! -f "$build/build.ninja" ]; then
+    # CMake 3.25 does not know nvcc's C++20 flag; tell it.
+    cmake -S "$ROOT" -B "$build" -G Ninja -DQYOLO_CUDA=AUTO \
+      -DCMAKE_CUDA20_STANDARD_COMPILE_OPTION=-std=c++20 -DCMAKE_CUDA20_EXTENSION_COMPILE_OPTION=-std=c++20
+  fi
+  ninja -C "$build" qyolo_gpu_tests
+  if ninja -C "$build" -t targets all 2>/dev/null | grep -q '^bench_gpu:'; then
+    ninja -C "$build" bench_gpu
+  else
+    # No CMake target yet: compile and link like qyolo_gpu_tests.
+    local flags
+    flags=$(ninja -C "$build" -t commands qyolo_gpu_tests | grep -m1 'test_cuda_model.cpp.o -c' |
+            sed -e 's/ -MD .*//' -e 's/^[^ ]* //' -e 's/-DQYOLO_VERSION_STRING=[^ ]*//')
+    local link
+    link=$(ninja -C "$build" -t commands qyolo_gpu_tests | tail -1 | sed -e 's/^: && //' -e 's/ && :$//' |
+           sed -e 's/ CMakeFiles[^ ]*\.o//g' -e 's/-o qyolo_gpu_tests//' -e 's#[^ ]*libgtest[^ ]*\.a##g' -e 's/^[^ ]* //')
+    (cd "$build" && c++ $flags -o bench_gpu.o -c "$ROOT/bench/bench_gpu.cpp" && c++ -O3 bench_gpu.o -o bench_gpu $link)
+  fi
+  local stage
+  stage=$(mktemp -d)
+  mkdir -p "$stage/bin" "$stage/lib" "$stage/models" "$stage/reference" "$stage/bench"
+  cp "$build/qyolo_gpu_tests" "$build/bench_gpu" "$stage/bin/"
+  for l in libonnx_proto.so.1 libprotobuf.so.32 libdnnl.so.2 libturbojpeg.so.0 libpng16.so.16 libgomp.so.1 \
+           libOpenCL.so.1; do
+    cp -L "/usr/lib/x86_64-linux-gnu/$l" "$stage/lib/$l"
+  done
+  cp "$shared/models/yolov5n.onnx" "$shared/models/yolov5s.onnx" "$stage/models/"
+  cp "$shared/reference/bus_input.npy" "$stage/reference/"
+  cp "$shared/bench/torch_peer.py" "$stage/bench/"
+  mkdir -p "$CARRY"
+  rm -f "$CARRY/bundle.tar.xz"
+  tar -C "$stage" -cf - . | xz -T0 -6 > "$CARRY/bundle.tar.xz"
+  rm -rf "$stage"
+  ls -la "$CARRY"
+  du -sh "$CARRY"
+}
+
+run() {
+  local phases=("$@")
+  [ ${#phases[@]} -eq 0 ] && phases=(all)
+  has() { local p; for p in "${phases[@]}"; do [ "$p" = "$1" ] || [ "$p" = all ] && return 0; done; return 1; }
+  local out="${OUT:-$ROOT/device-out}"
+  mkdir -p "$out"
+  local q=/tmp/qyolo-carry
+  rm -rf "$q" && mkdir -p "$q"
+  xz -dc "$CARRY/bundle.tar.xz" | tar -C "$q" -xf - || { echo "cannot unpack $CARRY/bundle.tar.xz"; return 1; }
+  local cudnn_dir
+  cudnn_dir=$(dirname "$( (ls /usr/local/cuda/lib64/libcudnn.so.9 /usr/lib/x86_64-linux-gnu/libcudnn.so.9 2>/dev/null;
+                          find / -name 'libcudnn.so.9' -not -path '/proc/*' 2>/dev/null) | head -1)")
+  export LD_LIBRARY_PATH="$q/lib:${cudnn_dir}:/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}"
+  export QYOLO_SHARED="$q"
+  nvidia-smi -L 2>&1 | head -2
+  echo "cuDNN from: $cudnn_dir"
+  ldd "$q/bin/qyolo_gpu_tests" | grep -i "not found" && echo "MISSING LIBRARIES" || true
+  local py=python3
+  for n in 4 32; do $py "$ROOT/tests/gpu/rebatch_onnx.py" "$q/models/yolov5n.onnx" "$q/models/yolov5n-b$n.onnx" $n; done
+  $py "$ROOT/tests/gpu/rebatch_onnx.py" "$q/models/yolov5s.onnx" "$q/models/yolov5s-b32.onnx" 32
+
+  local rc=0
+  if has tests; then
+    echo "== qyolo_gpu_tests"
+    timeout "${QYOLO_TESTS_TIMEOUT:-120}" "$q/bin/qyolo_gpu_tests" --gtest_color=no 2>&1 | tee "$out/gpu_tests.log" |
+      grep -E '^\[ *(FAILED|PASSED|SKIPPED) *\]|^\[(fp|yolov|NMS)|^NMS|Failure|error|Expected|Which is|max abs|: ' | head -150
+    [ "${PIPESTATUS[0]}" -eq 0 ] || rc=1
+  fi
+  if has sanitizer; then
+    echo "== compute-sanitizer (memcheck, short run)"
+    local cs
+    cs=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer 2>/dev/null)
+    if [ -n "$cs" ]; then
+      timeout "${QYOLO_SANITIZER_TIMEOUT:-45}" "$cs" --tool memcheck --leak-check no --error-exitcode 9 "$q/bin/qyolo_gpu_tests" --gtest_color=no \
+        --gtest_filter='CudaKernels.DetectHead:CudaKernels.ConcatMixedLayouts:Cuda/ConvTest.MatchesCpu/hardswish_residual:CudaNms.*:CudaLetterbox.*' \
+        > "$out/sanitizer.log" 2>&1
+      local s=$?
+      grep -E "ERROR SUMMARY|PASSED|FAILED" "$out/sanitizer.log" | tail -5
+      [ $s -eq 0 ] || rc=1
+    else
+      echo "compute-sanitizer not found"
+    fi
+  fi
+  if has bench; then
+    echo "== bench (ours: bench_gpu; peer: torch_peer.py --graph --channels-last)"
+    : > "$out/bench.jsonl"
+    local m b dt
+    for m in yolov5n yolov5s; do
+      for b in 1 32; do
+        local model="$q/models/$m.onnx"
+        [ "$b" -ne 1 ] && model="$q/models/$m-b$b.onnx"
+        for dt in fp16 fp32; do
+          [ $SECONDS -gt "${QYOLO_DEADLINE:-215}" ] && { echo "deadline: skipping $m b$b $dt"; continue; }
+          local errf="$out/bench.err"
+          local extra=()
+          [ "$m$b$dt" = "yolov5s32fp16" ] && { extra=(--summary); errf="$out/summary_yolov5s_b32_fp16.txt"; }
+          timeout 40 "$q/bin/bench_gpu" "$model" --batch $b --precision $dt --graph --iters 100 --json "${extra[@]}" \
+            2>>"$errf" |
+            sed "s/^{/{\"who\": \"qyolo\", \"name\": \"$m\", /" >> "$out/bench.jsonl"
+        done
+        [ $SECONDS -gt "${QYOLO_DEADLINE:-215}" ] && { echo "deadline: skipping peer $m b$b"; continue; }
+        PYTHONUNBUFFERED=1 timeout 40 $py "$q/bench/torch_peer.py" "$q/models/$m.onnx" --batch $b --dtype fp16 --graph \
+          --channels-last --iters 100 --json 2>>"$out/bench.err" |
+          sed "s/^{/{\"who\": \"peer\", \"name\": \"$m\", /" >> "$out/bench.jsonl"
+      done
+    done
+    grep -v "^  " "$out/bench.err" 2>/dev/null | tail -8
+    $py - "$out/bench.jsonl" <<'PYEOF'
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1]) if l.startswith('{')]
+peer = {(r['name'], r['batch']): r for r in rows if r['who'] == 'peer'}
+print(f"{'model':8} {'batch':>5} {'dtype':5} {'qyolo ms':>9} {'img/s':>8} {'peer fp16 ms':>13} {'peer/qyolo':>10}")
+for r in rows:
+    if r['who'] != 'qyolo':
+        continue
+    p = peer.get((r['name'], r['batch']))
+    ratio = f"{p['median_ms'] / r['median_ms']:.2f}x" if p else '-'
+    pm = f"{p['median_ms']:.3f}" if p else '-'
+    print(f"{r['name']:8} {r['batch']:>5} {r['dtype']:5} {r['median_ms']:>9.3f} {r['images_per_s']:>8.0f} {pm:>13} {ratio:>10}")
+PYEOF
+  fi
+  return $rc
+}
+
+case "$MODE" in
+  prepare) prepare "$@" ;;
+  run) run "$@" ;;
+  *) echo "usage: $0 prepare [BUILD_DIR] | run [tests|sanitizer|bench|all]..." >&2; exit 2 ;;
+esac

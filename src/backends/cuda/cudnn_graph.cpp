@@ -1,0 +1,235 @@
+#include "backends/cuda/cudnn_graph.h"
+
+#include <algorithm>
+#include <sstream>
+#include <vector>
+
+namespace qyolo::cuda {
+
+namespace {
+
+constexpr int64_t kUidX = 1, kUidW = 2, kUidY = 3;
+
+Result<BackendDesc> make(cudnnBackendDescriptorType_t t) {
+  cudnnBackendDescriptor_t d = nullptr;
+  QYOLO_CUDA_CHECK(cudnnBackendCreateDescriptor(t, &d));
+  return BackendDesc(d);
+}
+
+Result<BackendDesc> tensor(int64_t uid, cudnnDataType_t dt, const int64_t dims[4], const int64_t strides[4]) {
+  QYOLO_ASSIGN_OR_RETURN(BackendDesc d, make(CUDNN_BACKEND_TENSOR_DESCRIPTOR));
+  const int64_t align = 16;
+  QYOLO_CUDA_CHECK(cudnnBackendSetAttribute(d.get(), CUDNN_ATTR_TENSOR_DATA_TYPE, CUDNN_TYPE_DATA_TYPE, 1, &dt));
+  QYOLO_CUDA_CHECK(cudnnBackendSetAttribute(d.get(), CUDNN_ATTR_TENSOR_DIMENSIONS, CUDNN_TYPE_INT64, 4, dims));
+  QYOLO_CUDA_CHECK(cudnnBackendSetAttribute(d.get(), CUDNN_ATTR_TENSOR_STRIDES, CUDNN_TYPE_INT64, 4, strides));
+  QYOLO_CUDA_CHECK(cudnnBackendSetAttribute(d.get(), CUDNN_ATTR_TENSOR_UNIQUE_ID, CUDNN_TYPE_INT64, 1, &uid));
+  QYOLO_CUDA_CHECK(cudnnBackendSetAttribute(d.get(), CUDNN_ATTR_TENSOR_BYTE_ALIGNMENT, CUDNN_TYPE_INT64, 1, &align));
+  QYOLO_CUDA_CHECK(cudnnBackendFinalize(d.get()));
+  return d;
+}
+
+void strides_of(bool nhwc, int64_t c, int64_t h, int64_t w, int64_t out[4]) {
+  if (nhwc) {
+    out[0] = h * w * c, out[1] = 1, out[2] = w * c, out[3] = c;
+  } else {
+    out[0] = c * h * w, out[1] = h * w, out[2] = w, out[3] = 1;
+  }
+}
+
+Result<BackendDesc> variant_pack(const void* x, const void* w, void* y, void* ws) {
+  QYOLO_ASSIGN_OR_RETURN(BackendDesc vp, make(CUDNN_BACKEND_VARIANT_PACK_DESCRIPTOR));
+  const int64_t uids[3] = {kUidX, kUidW, kUidY};
+  void* ptrs[3] = {const_cast<void*>(x), const_cast<void*>(w), y};
+  QYOLO_CUDA_CHECK(cudnnBackendSetAttribute(vp.get(), CUDNN_ATTR_VARIANT_PACK_UNIQUE_IDS, CUDNN_TYPE_INT64, 3, uids));
+  QYOLO_CUDA_CHECK(cudnnBackendSetAttribute(vp.get(), CUDNN_ATTR_VARIANT_PACK_DATA_POINTERS, CUDNN_TYPE_VOID_PTR, 3, ptrs));
+  QYOLO_CUDA_CHECK(cudnnBackendSetAttribute(vp.get(), CUDNN_ATTR_VARIANT_PACK_WORKSPACE, CUDNN_TYPE_VOID_PTR, 1, &ws));
+  QYOLO_CUDA_CHECK(cudnnBackendFinalize(vp.get()));
+  return vp;
+}
+
+struct Candidate {
+  BackendDesc plan;
+  size_t ws = 0;
+  int64_t engine = -1;
+  float ms = 1e30f;
+};
+
+}  // namespace
+
+Result<std::unique_ptr<GraphConvPlan>> GraphConvPlan::create(cudnnHandle_t handle, cudaStream_t stream,
+                                                             const GraphConvProblem& p, const void* weights,
+                                                             size_t workspace_limit, DeviceBuffer* tuning_workspace,
+                                                             int max_plans, bool allow_tf32) {
+  int64_t xd[4] = {p.n, p.c, p.h, p.w}, xs[4];
+  int64_t wd[4] = {p.k, p.cg, p.r, p.s}, ws[4];
+  int64_t yd[4] = {p.n, p.k, p.oh, p.ow}, ys[4];
+  strides_of(p.nhwc, p.c, p.h, p.w, xs);
+  strides_of(p.nhwc, p.cg, p.r, p.s, ws);
+  strides_of(p.nhwc, p.k, p.oh, p.ow, ys);
+  QYOLO_ASSIGN_OR_RETURN(BackendDesc tx, tensor(kUidX, p.dtype, xd, xs));
+  QYOLO_ASSIGN_OR_RETURN(BackendDesc tw, tensor(kUidW, p.dtype, wd, ws));
+  QYOLO_ASSIGN_OR_RETURN(BackendDesc ty, tensor(kUidY, p.dtype, yd, ys));
+
+  QYOLO_ASSIGN_OR_RETURN(BackendDesc conv, make(CUDNN_BACKEND_CONVOLUTION_DESCRIPTOR));
+  const cudnnDataType_t comp = CUDNN_DATA_FLOAT;
+  const cudnnConvolutionMode_t mode = CUDNN_CROSS_CORRELATION;
+  const int64_t spatial = 2;
+  QYOLO_CUDA_CHECK(cudnnBackendSetAttribute(conv.get(), CUDNN_ATTR_CONVOLUTION_COMP_TYPE, CUDNN_TYPE_DATA_TYPE, 1, &comp));
+  QYOLO_CUDA_CHECK(cudnnBackendSetAttribute(conv.get(), CUDNN_ATTR_CONVOLUTION_CONV_MODE, CUDNN_TYPE_CONVOLUTION_MODE, 1, &mode));
+  QYOLO_CUDA_CHECK(cudnnBackendSetAttribute(conv.get(), CUDNN_ATTR_CONVOLUTION_SPATIAL_DIMS, CUDNN_TYPE_INT64, 1, &spatial));
+  QYOLO_CUDA_CHECK(cudnnBackendSetAttribute(conv.get(), CUDNN_ATTR_CONVOLUTION_DILATIONS, CUDNN_TYPE_INT64, 2, p.dil));
+  QYOLO_CUDA_CHECK(cudnnBackendSetAttribute(conv.get(), CUDNN_ATTR_CONVOLUTION_FILTER_STRIDES, CUDNN_TYPE_INT64, 2, p.stride));
+  QYOLO_CUDA_CHECK(cudnnBackendSetAttribute(conv.get(), CUDNN_ATTR_CONVOLUTION_PRE_PADDINGS, CUDNN_TYPE_INT64, 2, p.pad));
+  QYOLO_CUDA_CHECK(cudnnBackendSetAttribute(conv.get(), CUDNN_ATTR_CONVOLUTION_POST_PADDINGS, CUDNN_TYPE_INT64, 2, p.pad));
+  QYOLO_CUDA_CHECK(cudnnBackendFinalize(conv.get()));
+
+  QYOLO_ASSIGN_OR_RETURN(BackendDesc op, make(CUDNN_BACKEND_OPERATION_CONVOLUTION_FORWARD_DESCRIPTOR));
+  const float alpha = 1.f, beta = 0.f;
+  cudnnBackendDescriptor_t d;
+  d = tx.get();
+  QYOLO_CUDA_CHECK(cudnnBackendSetAttribute(op.get(), CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_X, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &d));
+  d = tw.get();
+  QYOLO_CUDA_CHECK(cudnnBackendSetAttribute(op.get(), CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_W, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &d));
+  d = ty.get();
+  QYOLO_CUDA_CHECK(cudnnBackendSetAttribute(op.get(), CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_Y, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &d));
+  d = conv.get();
+  QYOLO_CUDA_CHECK(cudnnBackendSetAttribute(op.get(), CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_CONV_DESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &d));
+  QYOLO_CUDA_CHECK(cudnnBackendSetAttribute(op.get(), CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_ALPHA, CUDNN_TYPE_FLOAT, 1, &alpha));
+  QYOLO_CUDA_CHECK(cudnnBackendSetAttribute(op.get(), CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_BETA, CUDNN_TYPE_FLOAT, 1, &beta));
+  QYOLO_CUDA_CHECK(cudnnBackendFinalize(op.get()));
+
+  QYOLO_ASSIGN_OR_RETURN(BackendDesc graph, make(CUDNN_BACKEND_OPERATIONGRAPH_DESCRIPTOR));
+  d = op.get();
+  QYOLO_CUDA_CHECK(cudnnBackendSetAttribute(graph.get(), CUDNN_ATTR_OPERATIONGRAPH_OPS, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &d));
+  QYOLO_CUDA_CHECK(cudnnBackendSetAttribute(graph.get(), CUDNN_ATTR_OPERATIONGRAPH_HANDLE, CUDNN_TYPE_HANDLE, 1, &handle));
+  QYOLO_CUDA_CHECK(cudnnBackendFinalize(graph.get()));
+
+  QYOLO_ASSIGN_OR_RETURN(BackendDesc heur, make(CUDNN_BACKEND_ENGINEHEUR_DESCRIPTOR));
+  const cudnnBackendHeurMode_t hmode = CUDNN_HEUR_MODE_A;
+  d = graph.get();
+  QYOLO_CUDA_CHECK(cudnnBackendSetAttribute(heur.get(), CUDNN_ATTR_ENGINEHEUR_OPERATION_GRAPH, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &d));
+  QYOLO_CUDA_CHECK(cudnnBackendSetAttribute(heur.get(), CUDNN_ATTR_ENGINEHEUR_MODE, CUDNN_TYPE_HEUR_MODE, 1, &hmode));
+  QYOLO_CUDA_CHECK(cudnnBackendFinalize(heur.get()));
+  int64_t count = 0;
+  QYOLO_CUDA_CHECK(cudnnBackendGetAttribute(heur.get(), CUDNN_ATTR_ENGINEHEUR_RESULTS, CUDNN_TYPE_BACKEND_DESCRIPTOR, 0, &count, nullptr));
+  if (count <= 0) return unsupported("cuDNN heuristics proposed no engine");
+  std::vector<BackendDesc> cfgs;
+  std::vector<cudnnBackendDescriptor_t> raw;
+  for (int64_t i = 0; i < count; ++i) {
+    QYOLO_ASSIGN_OR_RETURN(BackendDesc c, make(CUDNN_BACKEND_ENGINECFG_DESCRIPTOR));
+    raw.push_back(c.get());
+    cfgs.push_back(std::move(c));
+  }
+  int64_t got = 0;
+  QYOLO_CUDA_CHECK(cudnnBackendGetAttribute(heur.get(), CUDNN_ATTR_ENGINEHEUR_RESULTS, CUDNN_TYPE_BACKEND_DESCRIPTOR, count, &got, raw.data()));
+
+  // Finalise the acceptable plans.
+  std::vector<Candidate> cands;
+  const size_t scratch = tuning_workspace ? tuning_workspace->size() : 0;
+  for (int64_t i = 0; i < got && static_cast<int>(cands.size()) < max_plans; ++i) {
+    auto eng = make(CUDNN_BACKEND_ENGINE_DESCRIPTOR);
+    if (!eng) continue;
+    cudnnBackendDescriptor_t e = eng->get();
+    int64_t n = 0;
+    if (cudnnBackendGetAttribute(raw[i], CUDNN_ATTR_ENGINECFG_ENGINE, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &n, &e) !=
+        CUDNN_STATUS_SUCCESS)
+      continue;
+    cudnnBackendNumericalNote_t notes[CUDNN_NUMERICAL_NOTE_TYPE_COUNT];
+    int64_t nn = 0;
+    bool ok = true;
+    if (cudnnBackendGetAttribute(e, CUDNN_ATTR_ENGINE_NUMERICAL_NOTE, CUDNN_TYPE_NUMERICAL_NOTE,
+                                 CUDNN_NUMERICAL_NOTE_TYPE_COUNT, &nn, notes) == CUDNN_STATUS_SUCCESS) {
+      for (int64_t k = 0; k < nn; ++k) {
+        if (notes[k] == CUDNN_NUMERICAL_NOTE_REDUCED_PRECISION_REDUCTION) ok = false;
+        if (p.dtype == CUDNN_DATA_FLOAT && !allow_tf32 &&
+            (notes[k] == CUDNN_NUMERICAL_NOTE_DOWN_CONVERT_INPUTS || notes[k] == CUDNN_NUMERICAL_NOTE_TENSOR_CORE))
+          ok = false;
+      }
+    }
+    cudnnBackendBehaviorNote_t behav[CUDNN_BEHAVIOR_NOTE_TYPE_COUNT];
+    int64_t nb = 0;
+    if (cudnnBackendGetAttribute(e, CUDNN_ATTR_ENGINE_BEHAVIOR_NOTE, CUDNN_TYPE_BEHAVIOR_NOTE,
+                                 CUDNN_BEHAVIOR_NOTE_TYPE_COUNT, &nb, behav) == CUDNN_STATUS_SUCCESS) {
+      for (int64_t k = 0; k < nb; ++k)
+        if (behav[k] == CUDNN_BEHAVIOR_NOTE_RUNTIME_COMPILATION) ok = false;
+    }
+    if (!ok) continue;
+    int64_t gidx = -1;
+    cudnnBackendGetAttribute(e, CUDNN_ATTR_ENGINE_GLOBAL_INDEX, CUDNN_TYPE_INT64, 1, &n, &gidx);
+    auto plan = make(CUDNN_BACKEND_EXECUTION_PLAN_DESCRIPTOR);
+    if (!plan) continue;
+    cudnnBackendDescriptor_t cfg = raw[i];
+    if (cudnnBackendSetAttribute(plan->get(), CUDNN_ATTR_EXECUTION_PLAN_HANDLE, CUDNN_TYPE_HANDLE, 1, &handle) !=
+            CUDNN_STATUS_SUCCESS ||
+        cudnnBackendSetAttribute(plan->get(), CUDNN_ATTR_EXECUTION_PLAN_ENGINE_CONFIG, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1,
+                                 &cfg) != CUDNN_STATUS_SUCCESS ||
+        cudnnBackendFinalize(plan->get()) != CUDNN_STATUS_SUCCESS)
+      continue;
+    int64_t wsz = 0;
+    if (cudnnBackendGetAttribute(plan->get(), CUDNN_ATTR_EXECUTION_PLAN_WORKSPACE_SIZE, CUDNN_TYPE_INT64, 1, &n, &wsz) !=
+        CUDNN_STATUS_SUCCESS)
+      continue;
+    if (static_cast<size_t>(wsz) > workspace_limit || static_cast<size_t>(wsz) > scratch) continue;
+    Candidate c;
+    c.plan = std::move(plan).value();
+    c.ws = static_cast<size_t>(wsz);
+    c.engine = gidx;
+    cands.push_back(std::move(c));
+  }
+  cudaGetLastError();
+  if (cands.empty()) return unsupported("no cuDNN graph engine could be finalised for this convolution");
+
+  // Time each on scratch data (finite values).
+  const size_t es = p.dtype == CUDNN_DATA_HALF ? 2 : 4;
+  QYOLO_ASSIGN_OR_RETURN(auto xb, DeviceBuffer::allocate(static_cast<size_t>(p.n * p.c * p.h * p.w) * es));
+  QYOLO_ASSIGN_OR_RETURN(auto yb, DeviceBuffer::allocate(static_cast<size_t>(p.n * p.k * p.oh * p.ow) * es));
+  QYOLO_CUDA_CHECK(cudaMemsetAsync(xb.get(), 0x11, xb.size(), stream));
+  QYOLO_ASSIGN_OR_RETURN(Event e0, make_event());
+  QYOLO_ASSIGN_OR_RETURN(Event e1, make_event());
+  void* wsp = tuning_workspace ? tuning_workspace->get() : nullptr;
+  int best = -1;
+  for (size_t i = 0; i < cands.size(); ++i) {
+    auto vp = variant_pack(xb.get(), weights, yb.get(), wsp);
+    if (!vp) continue;
+    if (cudnnBackendExecute(handle, cands[i].plan.get(), vp->get()) != CUDNN_STATUS_SUCCESS) {
+      cudaGetLastError();
+      continue;
+    }
+    QYOLO_CUDA_CHECK(cudaEventRecord(e0.get(), stream));
+    const int reps = 3;
+    bool failed = false;
+    for (int r = 0; r < reps && !failed; ++r)
+      failed = cudnnBackendExecute(handle, cands[i].plan.get(), vp->get()) != CUDNN_STATUS_SUCCESS;
+    QYOLO_CUDA_CHECK(cudaEventRecord(e1.get(), stream));
+    QYOLO_CUDA_CHECK(cudaEventSynchronize(e1.get()));
+    if (failed) continue;
+    float ms = 0;
+    QYOLO_CUDA_CHECK(cudaEventElapsedTime(&ms, e0.get(), e1.get()));
+    cands[i].ms = ms / reps;
+    if (best < 0 || cands[i].ms < cands[static_cast<size_t>(best)].ms) best = static_cast<int>(i);
+  }
+  QYOLO_CUDA_CHECK(cudaStreamSynchronize(stream));
+  if (best < 0) return unsupported("no cuDNN graph engine ran for this convolution");
+  auto out = std::unique_ptr<GraphConvPlan>(new GraphConvPlan());
+  Candidate& b = cands[static_cast<size_t>(best)];
+  out->plan_ = std::make_shared<BackendDesc>(std::move(b.plan));
+  out->workspace_ = b.ws;
+  std::ostringstream os;
+  os << "graph engine " << b.engine << " (" << cands.size() << " timed) ws=" << b.ws / 1024 << "KiB " << b.ms << "ms";
+  out->info_ = os.str();
+  return Result<std::unique_ptr<GraphConvPlan>>(std::move(out));
+}
+
+Status GraphConvPlan::execute(cudnnHandle_t handle, const void* x, const void* w, void* y, void* workspace) {
+  if (!vp_ || vp_ptrs_[0] != x || vp_ptrs_[1] != w || vp_ptrs_[2] != y || vp_ptrs_[3] != workspace) {
+    QYOLO_ASSIGN_OR_RETURN(vp_, variant_pack(x, w, y, workspace));
+    vp_ptrs_[0] = x;
+    vp_ptrs_[1] = w;
+    vp_ptrs_[2] = y;
+    vp_ptrs_[3] = workspace;
+  }
+  QYOLO_CUDA_CHECK(cudnnBackendExecute(handle, plan_->get(), vp_.get()));
+  return Status::ok();
+}
+
+}  // namespace qyolo::cuda

@@ -1,0 +1,61 @@
+// cuDNN graph (backend) API convolution: an operation graph with one forward convolution, the
+// engine configurations the heuristics (mode A) propose, each finalised into an execution plan
+// and timed on scratch buffers at build; the fastest is kept. This reaches the engines the
+// legacy cudnnConvolutionForward API does not (the ones PyTorch's cudnn.benchmark finds).
+#pragma once
+
+#include <cudnn.h>
+
+#include <memory>
+#include <string>
+
+#include "backends/cuda/cuda_check.h"
+
+namespace qyolo::cuda {
+
+struct BackendDescTraits {
+  static void destroy(cudnnBackendDescriptor_t d) { cudnnBackendDestroyDescriptor(d); }
+};
+using BackendDesc = Owner<cudnnBackendDescriptor_t, BackendDescTraits>;
+
+struct GraphConvProblem {
+  cudnnDataType_t dtype = CUDNN_DATA_HALF;  // x, w, y
+  bool nhwc = true;
+  int64_t n = 0, c = 0, h = 0, w = 0;  // input
+  int64_t k = 0, cg = 0, r = 0, s = 0; // filter (cg = c / group)
+  int64_t oh = 0, ow = 0;
+  int64_t pad[2] = {0, 0}, stride[2] = {1, 1}, dil[2] = {1, 1};
+};
+
+class GraphConvPlan {
+ public:
+  // max_plans: engine configurations finalised and timed. Plans that compile at run time
+  // (NVRTC) are skipped; so are reduced-precision reductions (fp16 accumulation) and, for fp32,
+  // anything that down-converts inputs (TF32), unless allow_tf32.
+  static Result<std::unique_ptr<GraphConvPlan>> create(cudnnHandle_t handle, cudaStream_t stream,
+                                                       const GraphConvProblem& p, const void* weights,
+                                                       size_t workspace_limit, DeviceBuffer* tuning_workspace,
+                                                       int max_plans, bool allow_tf32);
+  size_t workspace_bytes() const { return workspace_; }
+  // Runs the plan (the variant pack is rebuilt only when a pointer changed).
+  Status execute(cudnnHandle_t handle, const void* x, const void* w, void* y, void* workspace);
+  std::string info() const { return info_; }
+  // Another user of the same plan (its own variant pack): identical convolutions share plans.
+  std::unique_ptr<GraphConvPlan> share() const {
+    auto p = std::unique_ptr<GraphConvPlan>(new GraphConvPlan());
+    p->plan_ = plan_;
+    p->workspace_ = workspace_;
+    p->info_ = info_ + " (shared)";
+    return p;
+  }
+
+ private:
+  GraphConvPlan() = default;
+  std::shared_ptr<BackendDesc> plan_;
+  BackendDesc vp_;
+  const void* vp_ptrs_[4] = {nullptr, nullptr, nullptr, nullptr};
+  size_t workspace_ = 0;
+  std::string info_;
+};
+
+}  // namespace qyolo::cuda

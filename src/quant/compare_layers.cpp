@@ -1,0 +1,78 @@
+#include "quant/compare_layers.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <map>
+
+#include "runtime/detector.h"
+#include "runtime/engine_impl.h"
+
+namespace qyolo {
+
+namespace {
+struct Accum {
+  double ref2 = 0, err2 = 0, dot = 0, q2 = 0, max_err = 0;
+  int64_t n = 0;
+};
+}  // namespace
+
+Result<std::vector<LayerError>> compare_layers(const Engine& fp32, const Engine& int8,
+                                               const std::vector<std::string>& image_files, int imgsz) {
+  if (image_files.empty()) return invalid_argument("compare needs at least one image");
+  const Shape shape = {1, 3, imgsz, imgsz};
+  QYOLO_ASSIGN_OR_RETURN(auto ctx_f, fp32.create_context());
+  QYOLO_ASSIGN_OR_RETURN(auto ctx_q, int8.create_context());
+  QYOLO_ASSIGN_OR_RETURN(CpuExecutor * ex_f, ctx_f->impl().executor_for(shape));
+  QYOLO_ASSIGN_OR_RETURN(CpuExecutor * ex_q, ctx_q->impl().executor_for(shape));
+  std::map<std::string, std::pair<std::string, std::string>> producer;  // tensor -> (node, op)
+  for (const auto& n : ex_q->graph().graph.nodes) {
+    std::string op = n.op_type;
+    if (n.has_attr("qyolo_input_scale")) op += "[int8]";
+    for (const auto& o : n.outputs) producer[o] = {n.name, op};
+  }
+  std::map<std::string, Accum> acc;
+  const std::string input_name = fp32.info().input_name;
+  for (const auto& file : image_files) {
+    QYOLO_ASSIGN_OR_RETURN(Image img, load_image(file));
+    Tensor input = Detector::preprocess({&img}, imgsz, imgsz, nullptr);
+    std::map<std::string, Tensor> ref;
+    std::map<std::string, Tensor> outs;
+    QYOLO_RETURN_IF_ERROR(ex_f->run({{input_name, input}}, outs, [&](const std::string& name, const Tensor& t) {
+      if (producer.count(name) && t.dtype() == DataType::kFloat32) ref[name] = t;
+    }));
+    QYOLO_RETURN_IF_ERROR(ex_q->run({{input_name, input}}, outs, [&](const std::string& name, const Tensor& t) {
+      auto it = ref.find(name);
+      if (it == ref.end() || it->second.shape() != t.shape()) return;
+      const float* r = it->second.data<float>();
+      const float* q = t.data<float>();
+      Accum& a = acc[name];
+      for (int64_t i = 0; i < t.numel(); ++i) {
+        double e = static_cast<double>(r[i]) - q[i];
+        a.ref2 += static_cast<double>(r[i]) * r[i];
+        a.q2 += static_cast<double>(q[i]) * q[i];
+        a.dot += static_cast<double>(r[i]) * q[i];
+        a.err2 += e * e;
+        a.max_err = std::max(a.max_err, std::fabs(e));
+      }
+      a.n += t.numel();
+      ref.erase(it);  // free memory early
+    }));
+  }
+  std::vector<LayerError> rows;
+  for (const auto& [name, a] : acc) {
+    LayerError e;
+    e.tensor = name;
+    e.node = producer[name].first;
+    e.op = producer[name].second;
+    e.snr_db = a.err2 > 0 ? 10.0 * std::log10(a.ref2 / a.err2) : std::numeric_limits<double>::infinity();
+    e.cosine = (a.ref2 > 0 && a.q2 > 0) ? a.dot / std::sqrt(a.ref2 * a.q2) : 1.0;
+    e.max_abs_err = a.max_err;
+    e.elements = a.n;
+    rows.push_back(e);
+  }
+  std::sort(rows.begin(), rows.end(), [](const LayerError& x, const LayerError& y) { return x.snr_db < y.snr_db; });
+  return rows;
+}
+
+}  // namespace qyolo

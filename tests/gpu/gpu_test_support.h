@@ -1,0 +1,157 @@
+// Helpers for the GPU tests (binary qyolo_gpu_tests, run on the device machine only): skipping
+// without a GPU, one-node graphs, CPU-vs-GPU comparison with poisoned outputs and arena.
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdlib>
+#include <filesystem>
+#include <map>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "backends/cpu/cpu_executor.h"
+#include "backends/cuda/cuda_executor.h"
+#include "passes/specialize.h"
+
+namespace qyolo::gputest {
+
+inline bool have_gpu() { return cuda::device_count() > 0; }
+
+// QYOLO_SHARED, else ../shared next to the source tree (the device machine has no ../shared:
+// device-check.sh points QYOLO_SHARED into the carried folder).
+inline std::filesystem::path shared_dir() {
+  if (const char* env = std::getenv("QYOLO_SHARED"); env && *env) return env;
+#ifdef QYOLO_SOURCE_DIR
+  return std::filesystem::path(QYOLO_SOURCE_DIR) / ".." / "shared";
+#else
+  return std::filesystem::path("..") / "shared";
+#endif
+}
+
+// A fresh seed per process (printed on failure through SCOPED_TRACE by the callers).
+inline uint32_t test_seed() {
+  static const uint32_t seed = [] {
+    if (const char* env = std::getenv("QYOLO_TEST_SEED"); env && *env) return static_cast<uint32_t>(std::atoi(env));
+    return static_cast<uint32_t>(std::random_device{}());
+  }();
+  return seed;
+}
+
+inline Tensor random_tensor(const Shape& shape, std::mt19937& rng, float lo = -2.f, float hi = 2.f) {
+  Tensor t(DataType::kFloat32, shape);
+  std::uniform_real_distribution<float> d(lo, hi);
+  float* p = t.data<float>();
+  for (int64_t i = 0; i < t.numel(); ++i) p[i] = d(rng);
+  return t;
+}
+
+// Builds a graph of the given nodes; `inputs` are runtime inputs, `constants` initializers.
+struct GraphSpec {
+  std::vector<std::pair<std::string, Shape>> inputs;
+  std::map<std::string, Tensor> constants;
+  std::vector<Node> nodes;
+  std::vector<std::string> outputs;
+  int64_t opset = 13;
+};
+
+inline Node make_node(const std::string& op, std::vector<std::string> in, std::vector<std::string> out,
+                      std::map<std::string, AttrValue> attrs = {}) {
+  Node n;
+  n.op_type = op;
+  n.name = op + "_" + (out.empty() ? std::string() : out[0]);
+  n.inputs = std::move(in);
+  n.outputs = std::move(out);
+  n.attrs = std::move(attrs);
+  return n;
+}
+
+inline Result<SpecializedGraph> specialize_spec(const GraphSpec& s) {
+  Graph g;
+  g.source_path = "<test graph>";
+  g.opset = s.opset;
+  std::map<std::string, Shape> shapes;
+  for (const auto& [name, shape] : s.inputs) {
+    ValueInfo vi;
+    vi.name = name;
+    vi.dtype = DataType::kFloat32;
+    for (int64_t d : shape) vi.dims.push_back(Dim{d, ""});
+    g.inputs.push_back(vi);
+    shapes[name] = shape;
+  }
+  g.initializers = s.constants;
+  g.nodes = s.nodes;
+  for (const auto& o : s.outputs) {
+    ValueInfo vi;
+    vi.name = o;
+    g.outputs.push_back(vi);
+  }
+  QYOLO_RETURN_IF_ERROR(g.toposort());
+  return specialize(g, shapes);
+}
+
+// Runs through enqueue with outputs and arena poisoned (0xFF bytes: NaN in float and half).
+inline Status run_gpu_poisoned(CudaExecutor& ex, const std::map<std::string, Tensor>& inputs,
+                               std::map<std::string, Tensor>& outputs) {
+  QYOLO_RETURN_IF_ERROR(ex.debug_fill_arena(0xFF));
+  std::vector<cuda::DeviceBuffer> in_bufs, out_bufs;
+  std::vector<const void*> in_ptrs;
+  std::vector<void*> out_ptrs;
+  for (const auto& b : ex.inputs()) {
+    auto it = inputs.find(b.name);
+    if (it == inputs.end()) return invalid_argument("missing input " + b.name);
+    QYOLO_ASSIGN_OR_RETURN(auto buf, cuda::DeviceBuffer::allocate(b.nbytes()));
+    QYOLO_RETURN_IF_ERROR(buf.upload(it->second.raw(), b.nbytes()));
+    in_ptrs.push_back(buf.get());
+    in_bufs.push_back(std::move(buf));
+  }
+  for (const auto& b : ex.outputs()) {
+    QYOLO_ASSIGN_OR_RETURN(auto buf, cuda::DeviceBuffer::allocate(b.nbytes()));
+    if (cudaMemset(buf.get(), 0xFF, b.nbytes()) != cudaSuccess) return device_error("memset");
+    out_ptrs.push_back(buf.get());
+    out_bufs.push_back(std::move(buf));
+  }
+  // The memsets ran on the legacy default stream, which a non-blocking stream does not wait for.
+  if (cudaDeviceSynchronize() != cudaSuccess) return device_error("sync after poisoning failed");
+  QYOLO_ASSIGN_OR_RETURN(auto stream, cuda::make_stream());
+  QYOLO_RETURN_IF_ERROR(ex.enqueue(in_ptrs, out_ptrs, stream.get()));
+  if (cudaStreamSynchronize(stream.get()) != cudaSuccess) return device_error("sync after enqueue failed");
+  outputs.clear();
+  for (size_t k = 0; k < ex.outputs().size(); ++k) {
+    const auto& b = ex.outputs()[k];
+    Tensor t = Tensor::uninitialized(b.dtype, b.shape);
+    if (cudaMemcpy(t.raw(), out_ptrs[k], b.nbytes(), cudaMemcpyDeviceToHost) != cudaSuccess)
+      return device_error("download failed");
+    outputs[b.name] = t;
+  }
+  return Status::ok();
+}
+
+struct Diff {
+  double max_abs_err = 0, max_abs_ref = 0;
+  int64_t nan_count = 0;
+  double rel() const { return max_abs_ref > 0 ? max_abs_err / max_abs_ref : max_abs_err; }
+};
+
+inline Diff compare(const Tensor& got, const Tensor& ref) {
+  Diff d;
+  std::vector<float> g = got.to_float_vector(), r = ref.to_float_vector();
+  for (size_t i = 0; i < r.size() && i < g.size(); ++i) {
+    if (std::isnan(g[i]) && !std::isnan(r[i])) {
+      ++d.nan_count;
+      continue;
+    }
+    d.max_abs_err = std::max(d.max_abs_err, static_cast<double>(std::fabs(g[i] - r[i])));
+    d.max_abs_ref = std::max(d.max_abs_ref, static_cast<double>(std::fabs(r[i])));
+  }
+  return d;
+}
+
+}  // namespace qyolo::gputest
+
+#define QYOLO_REQUIRE_GPU()                                                                     \
+  do {                                                                                          \
+    if (!::qyolo::gputest::have_gpu()) GTEST_SKIP() << "no CUDA device: GPU tests run on the device machine"; \
+  } while (0)

@@ -1,0 +1,367 @@
+// Each CUDA kernel against the CPU backend on random inputs, outputs and arena poisoned first, in
+// every precision/layout configuration (fp32 NCHW/NHWC, fp16 NHWC/NCHW with and without the fp32
+// tail). Small graphs put a Conv in front where a kernel has an NHWC path to exercise.
+#include <gtest/gtest.h>
+
+#include "gpu_test_support.h"
+
+using namespace qyolo;
+using namespace qyolo::gputest;
+
+namespace {
+
+struct Config {
+  const char* name;
+  CudaPrecision precision;
+  CudaLayout layout;
+  bool fp32_tail;
+  double tol;
+};
+
+const Config kConfigs[] = {
+    {"fp32_nchw", CudaPrecision::kFp32, CudaLayout::kNCHW, true, 1e-4},
+    {"fp32_nhwc", CudaPrecision::kFp32, CudaLayout::kNHWC, true, 1e-4},
+    {"fp16_nhwc", CudaPrecision::kFp16, CudaLayout::kNHWC, false, 2e-2},
+    {"fp16_nchw", CudaPrecision::kFp16, CudaLayout::kNCHW, false, 2e-2},
+    {"fp16_nhwc_tail", CudaPrecision::kFp16, CudaLayout::kNHWC, true, 2e-2},
+};
+
+Tensor ints(const std::vector<int64_t>& v) { return Tensor::from_vector<int64_t>({static_cast<int64_t>(v.size())}, v); }
+Tensor floats(const Shape& s, const std::vector<float>& v) { return Tensor::from_vector<float>(s, v); }
+
+// Runs `spec` on the CPU and on the GPU in every config; inputs uniform in [lo, hi].
+void check(const GraphSpec& spec, float lo = -2.f, float hi = 2.f, double tol_scale = 1.0) {
+  SCOPED_TRACE("seed " + std::to_string(test_seed()) + " (QYOLO_TEST_SEED to repeat)");
+  auto sg = specialize_spec(spec);
+  ASSERT_TRUE(sg.is_ok()) << sg.status().to_string();
+  auto cpu = CpuExecutor::build(*sg);
+  if (!cpu && cpu.status().code() == StatusCode::kUnsupported) GTEST_SKIP() << "CPU reference: " << cpu.status().to_string();
+  ASSERT_TRUE(cpu.is_ok()) << cpu.status().to_string();
+  std::mt19937 rng(test_seed());
+  std::map<std::string, Tensor> inputs, ref;
+  for (const auto& [name, shape] : spec.inputs) inputs[name] = random_tensor(shape, rng, lo, hi);
+  Status st = (*cpu)->run(inputs, ref);
+  ASSERT_TRUE(st.is_ok()) << st.to_string();
+  for (const Config& c : kConfigs) {
+    SCOPED_TRACE(c.name);
+    CudaBuildOptions opt;
+    opt.precision = c.precision;
+    opt.layout = c.layout;
+    opt.fp32_tail = c.fp32_tail;
+    auto gpu = CudaExecutor::build(*sg, opt);
+    ASSERT_TRUE(gpu.is_ok()) << gpu.status().to_string();
+    std::map<std::string, Tensor> got;
+    st = run_gpu_poisoned(**gpu, inputs, got);
+    ASSERT_TRUE(st.is_ok()) << st.to_string() << "\n" << (*gpu)->summary();
+    for (const auto& [name, r] : ref) {
+      ASSERT_TRUE(got.count(name)) << name;
+      EXPECT_EQ(got[name].shape(), r.shape());
+      Diff d = compare(got[name], r);
+      EXPECT_EQ(d.nan_count, 0) << name << ": unwritten or NaN elements\n" << (*gpu)->summary();
+      EXPECT_LE(d.rel(), c.tol * tol_scale) << name << ": max abs err " << d.max_abs_err << ", max abs " << d.max_abs_ref
+                                            << "\n" << (*gpu)->summary();
+    }
+  }
+}
+
+std::map<std::string, AttrValue> conv_attrs(std::vector<int64_t> k, std::vector<int64_t> s, std::vector<int64_t> p,
+                                            int64_t group = 1, std::vector<int64_t> d = {1, 1}) {
+  return {{"kernel_shape", k}, {"strides", s}, {"pads", p}, {"group", group}, {"dilations", d}};
+}
+
+// Adds Conv(x -> out) with random weights (and bias) to `spec`.
+void add_conv(GraphSpec& spec, std::mt19937& rng, const std::string& x, const std::string& out, int64_t c, int64_t k,
+              int64_t ks, int64_t stride, int64_t pad, bool bias = true, int64_t group = 1,
+              const std::string& act = "", const std::string& residual = "", int64_t dil = 1, float alpha = 0.1f) {
+  const float scale = 1.0f / std::sqrt(static_cast<float>(c / group * ks * ks));
+  spec.constants[out + "_w"] = random_tensor({k, c / group, ks, ks}, rng, -scale, scale);
+  std::vector<std::string> in = {x, out + "_w"};
+  if (bias) {
+    spec.constants[out + "_b"] = random_tensor({k}, rng, -0.5f, 0.5f);
+    in.push_back(out + "_b");
+  }
+  if (!residual.empty()) {
+    if (!bias) in.push_back("");
+    in.push_back(residual);
+  }
+  auto attrs = conv_attrs({ks, ks}, {stride, stride}, {pad, pad, pad, pad}, group, {dil, dil});
+  if (!act.empty()) {
+    attrs["qyolo_activation"] = act;
+    attrs["qyolo_activation_alpha"] = alpha;
+  }
+  spec.nodes.push_back(make_node("Conv", in, {out}, attrs));
+}
+
+struct ConvCase {
+  const char* name;
+  int64_t n, c, h, w, k, ks, stride, pad, group, dil;
+  bool bias;
+  const char* act;
+  bool residual;
+};
+
+class ConvTest : public ::testing::TestWithParam<ConvCase> {};
+
+TEST_P(ConvTest, MatchesCpu) {
+  QYOLO_REQUIRE_GPU();
+  const ConvCase& cc = GetParam();
+  std::mt19937 rng(test_seed() + 1);
+  GraphSpec spec;
+  spec.inputs = {{"x", {cc.n, cc.c, cc.h, cc.w}}};
+  std::string res;
+  if (cc.residual) {
+    const int64_t oh = (cc.h + 2 * cc.pad - cc.dil * (cc.ks - 1) - 1) / cc.stride + 1;
+    const int64_t ow = (cc.w + 2 * cc.pad - cc.dil * (cc.ks - 1) - 1) / cc.stride + 1;
+    spec.inputs.push_back({"r", {cc.n, cc.k, oh, ow}});
+    res = "r";
+  }
+  add_conv(spec, rng, "x", "y", cc.c, cc.k, cc.ks, cc.stride, cc.pad, cc.bias, cc.group, cc.act, res, cc.dil);
+  spec.outputs = {"y"};
+  check(spec);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Cuda, ConvTest,
+    ::testing::Values(ConvCase{"k1", 1, 16, 20, 20, 32, 1, 1, 0, 1, 1, true, "", false},
+                      ConvCase{"k3_silu", 1, 32, 24, 24, 32, 3, 1, 1, 1, 1, true, "silu", false},
+                      ConvCase{"k3s2_relu", 2, 16, 33, 31, 24, 3, 2, 1, 1, 1, true, "relu", false},
+                      ConvCase{"k6s2_first_layer", 1, 3, 64, 64, 16, 6, 2, 2, 1, 1, true, "silu", false},
+                      ConvCase{"grouped_leaky", 1, 16, 12, 12, 16, 3, 1, 1, 4, 1, true, "leaky_relu", false},
+                      ConvCase{"dilated_sigmoid", 1, 8, 17, 19, 8, 3, 1, 2, 1, 2, true, "sigmoid", false},
+                      ConvCase{"hardswish_residual", 1, 16, 10, 10, 16, 3, 1, 1, 1, 1, true, "hardswish", true},
+                      ConvCase{"silu_residual_nobias", 1, 24, 9, 9, 24, 1, 1, 0, 1, 1, false, "silu", true},
+                      ConvCase{"odd_nobias", 1, 5, 13, 11, 7, 3, 1, 1, 1, 1, false, "", false},
+                      ConvCase{"head_255", 2, 32, 8, 8, 255, 1, 1, 0, 1, 1, true, "", false}),
+    [](const ::testing::TestParamInfo<ConvCase>& i) { return std::string(i.param.name); });
+
+TEST(CudaKernels, MaxPoolAfterConv) {
+  QYOLO_REQUIRE_GPU();
+  std::mt19937 rng(test_seed() + 2);
+  GraphSpec spec;
+  spec.inputs = {{"x", {1, 16, 20, 20}}};
+  add_conv(spec, rng, "x", "c", 16, 16, 1, 1, 0, true, 1, "silu");
+  spec.nodes.push_back(make_node("MaxPool", {"c"}, {"p1"},
+                                 {{"kernel_shape", std::vector<int64_t>{5, 5}}, {"strides", std::vector<int64_t>{1, 1}},
+                                  {"pads", std::vector<int64_t>{2, 2, 2, 2}}}));
+  spec.nodes.push_back(make_node("MaxPool", {"p1"}, {"p2"},
+                                 {{"kernel_shape", std::vector<int64_t>{3, 3}}, {"strides", std::vector<int64_t>{2, 2}},
+                                  {"pads", std::vector<int64_t>{1, 1, 1, 1}}, {"ceil_mode", int64_t{1}}}));
+  spec.outputs = {"p1", "p2"};
+  check(spec);
+}
+
+TEST(CudaKernels, MaxPoolPlain) {
+  QYOLO_REQUIRE_GPU();
+  GraphSpec spec;
+  spec.inputs = {{"x", {2, 3, 9, 11}}};
+  spec.nodes.push_back(make_node("MaxPool", {"x"}, {"y"},
+                                 {{"kernel_shape", std::vector<int64_t>{2, 2}}, {"strides", std::vector<int64_t>{2, 2}}}));
+  spec.outputs = {"y"};
+  check(spec);
+}
+
+TEST(CudaKernels, ResizeNearest) {
+  QYOLO_REQUIRE_GPU();
+  std::mt19937 rng(test_seed() + 3);
+  GraphSpec spec;
+  spec.opset = 12;
+  spec.inputs = {{"x", {1, 16, 10, 12}}};
+  add_conv(spec, rng, "x", "c", 16, 16, 1, 1, 0, true, 1, "silu");
+  spec.constants["scales"] = floats({4}, {1, 1, 2, 2});
+  spec.constants["sizes"] = ints({1, 16, 15, 30});
+  spec.nodes.push_back(make_node("Resize", {"c", "", "scales"}, {"up"},
+                                 {{"mode", std::string("nearest")},
+                                  {"coordinate_transformation_mode", std::string("asymmetric")},
+                                  {"nearest_mode", std::string("floor")}}));
+  spec.nodes.push_back(make_node("Resize", {"x", "", "", "sizes"}, {"up2"},
+                                 {{"mode", std::string("nearest")},
+                                  {"coordinate_transformation_mode", std::string("half_pixel")},
+                                  {"nearest_mode", std::string("round_prefer_floor")}}));
+  spec.outputs = {"up", "up2"};
+  check(spec);
+}
+
+TEST(CudaKernels, ConcatMixedLayouts) {
+  QYOLO_REQUIRE_GPU();
+  std::mt19937 rng(test_seed() + 4);
+  GraphSpec spec;
+  spec.inputs = {{"x", {2, 8, 6, 7}}};
+  add_conv(spec, rng, "x", "a", 8, 16, 3, 1, 1, true, 1, "silu");
+  add_conv(spec, rng, "x", "b", 8, 8, 1, 1, 0, true, 1, "silu");
+  spec.nodes.push_back(make_node("Concat", {"a", "b", "x"}, {"cat"}, {{"axis", int64_t{1}}}));
+  add_conv(spec, rng, "cat", "y", 32, 8, 1, 1, 0, true, 1, "relu");
+  spec.nodes.push_back(make_node("Concat", {"x", "y"}, {"cat2"}, {{"axis", int64_t{-1}}}));
+  spec.outputs = {"cat", "cat2"};
+  check(spec);
+}
+
+// The YOLOv5 v7.0 Detect decode for one level, as the TorchScript exporter writes it.
+TEST(CudaKernels, DetectHead) {
+  QYOLO_REQUIRE_GPU();
+  std::mt19937 rng(test_seed() + 5);
+  GraphSpec spec;
+  const int64_t n = 2, h = 8, w = 8, no = 85;
+  spec.inputs = {{"x", {n, 32, h, w}}};
+  add_conv(spec, rng, "x", "c", 32, 3 * no, 1, 1, 0, true);
+  spec.constants["shape5"] = ints({n, 3, no, h, w});
+  spec.constants["split"] = ints({2, 2, 81});
+  spec.constants["two"] = floats({}, {2.f});
+  spec.constants["half"] = floats({}, {0.5f});
+  spec.constants["stride"] = floats({}, {8.f});
+  spec.constants["grid"] = random_tensor({1, 3, h, w, 2}, rng, -0.5f, 7.5f);
+  spec.constants["anchor"] = random_tensor({1, 3, h, w, 2}, rng, 10.f, 100.f);
+  spec.constants["shape3"] = ints({n, -1, no});
+  spec.nodes.push_back(make_node("Reshape", {"c", "shape5"}, {"r"}));
+  spec.nodes.push_back(make_node("Transpose", {"r"}, {"t"}, {{"perm", std::vector<int64_t>{0, 1, 3, 4, 2}}}));
+  spec.nodes.push_back(make_node("Sigmoid", {"t"}, {"s"}));
+  spec.nodes.push_back(make_node("Split", {"s", "split"}, {"xy", "wh", "conf"}, {{"axis", int64_t{4}}}));
+  spec.nodes.push_back(make_node("Mul", {"xy", "two"}, {"xy2"}));
+  spec.nodes.push_back(make_node("Sub", {"xy2", "half"}, {"xy3"}));
+  spec.nodes.push_back(make_node("Add", {"xy3", "grid"}, {"xy4"}));
+  spec.nodes.push_back(make_node("Mul", {"xy4", "stride"}, {"xy5"}));
+  spec.nodes.push_back(make_node("Mul", {"wh", "two"}, {"wh2"}));
+  spec.nodes.push_back(make_node("Pow", {"wh2", "two"}, {"wh3"}));
+  spec.nodes.push_back(make_node("Mul", {"wh3", "anchor"}, {"wh4"}));
+  spec.nodes.push_back(make_node("Concat", {"xy5", "wh4", "conf"}, {"cat"}, {{"axis", int64_t{4}}}));
+  spec.nodes.push_back(make_node("Reshape", {"cat", "shape3"}, {"out"}));
+  spec.outputs = {"out"};
+  check(spec);
+}
+
+TEST(CudaKernels, UnaryFamily) {
+  QYOLO_REQUIRE_GPU();
+  GraphSpec spec;
+  spec.inputs = {{"x", {2, 3, 17, 5}}};
+  const char* ops[] = {"Sigmoid", "Relu", "HardSigmoid", "HardSwish", "Tanh", "Exp", "Abs", "Neg", "Softplus", "Elu"};
+  for (const char* op : ops) {
+    spec.nodes.push_back(make_node(op, {"x"}, {std::string("y_") + op}));
+    spec.outputs.push_back(std::string("y_") + op);
+  }
+  spec.nodes.push_back(make_node("LeakyRelu", {"x"}, {"y_leaky"}, {{"alpha", 0.2f}}));
+  spec.nodes.push_back(make_node("Abs", {"x"}, {"ax"}));
+  spec.nodes.push_back(make_node("Sqrt", {"ax"}, {"y_sqrt"}));
+  spec.nodes.push_back(make_node("Exp", {"x"}, {"ex"}));
+  spec.nodes.push_back(make_node("Log", {"ex"}, {"y_log"}));
+  spec.outputs.insert(spec.outputs.end(), {"y_leaky", "y_sqrt", "y_log"});
+  check(spec);
+}
+
+TEST(CudaKernels, BinaryBroadcast) {
+  QYOLO_REQUIRE_GPU();
+  std::mt19937 rng(test_seed() + 6);
+  GraphSpec spec;
+  spec.inputs = {{"a", {2, 3, 4, 5}}, {"b", {3, 1, 5}}, {"c", {2, 3, 4, 5}}};
+  spec.constants["k"] = random_tensor({1, 3, 1, 1}, rng, 0.5f, 1.5f);
+  spec.constants["s"] = floats({}, {0.75f});
+  spec.constants["two"] = floats({1}, {2.f});
+  spec.nodes.push_back(make_node("Add", {"a", "b"}, {"add"}));
+  spec.nodes.push_back(make_node("Mul", {"a", "k"}, {"mul"}));
+  spec.nodes.push_back(make_node("Sub", {"s", "a"}, {"sub"}));
+  spec.nodes.push_back(make_node("Div", {"a", "k"}, {"div"}));
+  spec.nodes.push_back(make_node("Pow", {"a", "two"}, {"pow"}));
+  spec.nodes.push_back(make_node("Max", {"a", "b", "c"}, {"max"}));
+  spec.nodes.push_back(make_node("Min", {"c", "a"}, {"min"}));
+  spec.outputs = {"add", "mul", "sub", "div", "pow", "max", "min"};
+  check(spec);
+}
+
+TEST(CudaKernels, BinaryOnNhwcValues) {
+  QYOLO_REQUIRE_GPU();
+  std::mt19937 rng(test_seed() + 7);
+  GraphSpec spec;
+  spec.inputs = {{"x", {2, 8, 5, 6}}, {"p", {2, 8, 5, 6}}};
+  add_conv(spec, rng, "x", "c", 8, 8, 3, 1, 1, true);
+  spec.constants["k"] = random_tensor({1, 8, 1, 1}, rng, 0.5f, 1.5f);
+  spec.nodes.push_back(make_node("Sigmoid", {"c"}, {"sg"}));
+  spec.nodes.push_back(make_node("Mul", {"c", "sg"}, {"silu"}));     // NHWC * NHWC (flat)
+  spec.nodes.push_back(make_node("Mul", {"silu", "k"}, {"scaled"}));  // NHWC * [1,C,1,1]
+  spec.nodes.push_back(make_node("Add", {"scaled", "p"}, {"sum"}));   // NHWC + plain
+  spec.outputs = {"sum"};
+  check(spec);
+}
+
+TEST(CudaKernels, SliceSplitTranspose) {
+  QYOLO_REQUIRE_GPU();
+  std::mt19937 rng(test_seed() + 8);
+  GraphSpec spec;
+  spec.inputs = {{"x", {2, 6, 7, 9}}};
+  add_conv(spec, rng, "x", "c", 6, 12, 1, 1, 0, true);
+  spec.constants["st"] = ints({1, 2});
+  spec.constants["en"] = ints({9, 100});
+  spec.constants["ax"] = ints({1, 3});
+  spec.constants["sp"] = ints({2, 3});
+  spec.constants["st2"] = ints({-1});
+  spec.constants["en2"] = ints({-100});
+  spec.constants["ax2"] = ints({2});
+  spec.constants["sp2"] = ints({-2});
+  spec.constants["parts"] = ints({4, 8});
+  spec.nodes.push_back(make_node("Slice", {"c", "st", "en", "ax", "sp"}, {"sl"}));
+  spec.nodes.push_back(make_node("Slice", {"x", "st2", "en2", "ax2", "sp2"}, {"sl2"}));
+  spec.nodes.push_back(make_node("Split", {"c", "parts"}, {"s0", "s1"}, {{"axis", int64_t{1}}}));
+  spec.nodes.push_back(make_node("Transpose", {"c"}, {"tr"}, {{"perm", std::vector<int64_t>{0, 2, 3, 1}}}));
+  spec.nodes.push_back(make_node("Flatten", {"tr"}, {"fl"}, {{"axis", int64_t{2}}}));
+  spec.outputs = {"sl", "sl2", "s0", "s1", "fl"};
+  check(spec);
+}
+
+TEST(CudaKernels, UnsupportedOpIsAClearError) {
+  QYOLO_REQUIRE_GPU();
+  GraphSpec spec;
+  spec.inputs = {{"x", {1, 4}}};
+  spec.nodes.push_back(make_node("Softmax", {"x"}, {"y"}, {{"axis", int64_t{1}}}));
+  spec.outputs = {"y"};
+  auto sg = specialize_spec(spec);
+  ASSERT_TRUE(sg.is_ok()) << sg.status().to_string();
+  EXPECT_FALSE(cuda_supports(sg->graph.nodes[0]));
+  auto gpu = CudaExecutor::build(*sg);
+  ASSERT_FALSE(gpu.is_ok());
+  EXPECT_EQ(gpu.status().code(), StatusCode::kUnsupported);
+  EXPECT_NE(gpu.status().message().find("Softmax"), std::string::npos) << gpu.status().to_string();
+}
+
+TEST(CudaKernels, GraphCaptureReplaysTheSameResult) {
+  QYOLO_REQUIRE_GPU();
+  std::mt19937 rng(test_seed() + 9);
+  GraphSpec spec;
+  spec.inputs = {{"x", {1, 8, 16, 16}}};
+  add_conv(spec, rng, "x", "a", 8, 16, 3, 2, 1, true, 1, "silu");
+  add_conv(spec, rng, "a", "b", 16, 16, 3, 1, 1, true, 1, "silu", "a");
+  spec.outputs = {"b"};
+  auto sg = specialize_spec(spec);
+  ASSERT_TRUE(sg.is_ok()) << sg.status().to_string();
+  CudaBuildOptions opt;
+  opt.precision = CudaPrecision::kFp16;
+  auto gpu = CudaExecutor::build(*sg, opt);
+  ASSERT_TRUE(gpu.is_ok()) << gpu.status().to_string();
+  auto& ex = **gpu;
+  Tensor x = random_tensor({1, 8, 16, 16}, rng);
+  auto in = cuda::DeviceBuffer::allocate(x.nbytes());
+  auto out = cuda::DeviceBuffer::allocate(ex.outputs()[0].nbytes());
+  ASSERT_TRUE(in.is_ok() && out.is_ok());
+  ASSERT_TRUE(in->upload(x.raw(), x.nbytes()).is_ok());
+  auto stream = cuda::make_stream();
+  ASSERT_TRUE(stream.is_ok());
+  cudaStream_t s = stream->get();
+  ASSERT_TRUE(ex.enqueue({in->get()}, {out->get()}, s).is_ok());
+  std::vector<float> eager(static_cast<size_t>(shape_numel(ex.outputs()[0].shape)));
+  ASSERT_EQ(cudaMemcpyAsync(eager.data(), out->get(), eager.size() * 4, cudaMemcpyDeviceToHost, s), cudaSuccess);
+  ASSERT_EQ(cudaStreamSynchronize(s), cudaSuccess);
+  ASSERT_EQ(cudaMemset(out->get(), 0xFF, eager.size() * 4), cudaSuccess);
+  ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+  cudaGraph_t graph = nullptr;
+  ASSERT_EQ(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal), cudaSuccess);
+  Status st = ex.enqueue({in->get()}, {out->get()}, s);
+  ASSERT_EQ(cudaStreamEndCapture(s, &graph), cudaSuccess);
+  ASSERT_TRUE(st.is_ok()) << st.to_string();
+  cuda::Graph g(graph);
+  cudaGraphExec_t exec = nullptr;
+  ASSERT_EQ(cudaGraphInstantiate(&exec, graph, 0), cudaSuccess);
+  cuda::GraphExec ge(exec);
+  ASSERT_EQ(cudaGraphLaunch(exec, s), cudaSuccess);
+  std::vector<float> replay(eager.size());
+  ASSERT_EQ(cudaMemcpyAsync(replay.data(), out->get(), replay.size() * 4, cudaMemcpyDeviceToHost, s), cudaSuccess);
+  ASSERT_EQ(cudaStreamSynchronize(s), cudaSuccess);
+  EXPECT_EQ(0, std::memcmp(eager.data(), replay.data(), eager.size() * 4));
+}
+
+}  // namespace
