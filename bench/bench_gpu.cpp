@@ -30,6 +30,7 @@ struct Args {
   CudaPrecision precision = CudaPrecision::kFp16;
   CudaLayout layout = CudaLayout::kAuto;
   bool graph = false, fused = true, fp32_tail = true, exhaustive = true, json = false, summary = false;
+  bool cudnn_graph = true, profile = false;
   int iters = 200, warmup = 20;
 };
 
@@ -37,7 +38,7 @@ int usage(const char* msg) {
   std::fprintf(stderr,
                "error: %s\nusage: bench_gpu MODEL.onnx [--batch N] [--size S] [--precision fp32|fp16] [--graph]\n"
                "       [--layout auto|nchw|nhwc] [--iters N] [--warmup N] [--unfused] [--no-fp32-tail] [--heuristic]\n"
-               "       [--summary] [--json]\n",
+               "       [--legacy-conv] [--summary] [--profile] [--json]\n",
                msg);
   return 2;
 }
@@ -86,6 +87,8 @@ int main(int argc, char** argv) {
     else if (s == "--heuristic") a.exhaustive = false;
     else if (s == "--json") a.json = true;
     else if (s == "--summary") a.summary = true;
+    else if (s == "--profile") a.profile = true;
+    else if (s == "--legacy-conv") a.cudnn_graph = false;
     else if (!s.empty() && s[0] == '-') return usage(("unknown option " + s).c_str());
     else a.model = s;
   }
@@ -107,6 +110,7 @@ int main(int argc, char** argv) {
   opt.layout = a.layout;
   opt.fp32_tail = a.fp32_tail;
   opt.exhaustive_tuning = a.exhaustive;
+  opt.cudnn_graph = a.cudnn_graph;
   auto ex = CudaExecutor::build(std::move(*sg), opt);
   if (!ex) return fail(ex.status());
   const double build_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -141,6 +145,11 @@ int main(int argc, char** argv) {
     if (!st.is_ok()) return fail(st);
   }
   CHECK_CUDA(cudaStreamSynchronize(s));
+  if (a.profile) {
+    auto prof = e.profile(ins, outs, s, 10);
+    if (!prof) return fail(prof.status());
+    std::fputs(prof->c_str(), stderr);
+  }
   cudaGraphExec_t exec = nullptr;
   cudaGraph_t graph = nullptr;
   if (a.graph) {
@@ -178,12 +187,14 @@ int main(int argc, char** argv) {
   const char* prec = cuda_precision_name(a.precision);
   if (a.json) {
     std::printf("{\"model\": \"%s\", \"batch\": %d, \"dtype\": \"%s\", \"graph\": %s, \"median_ms\": %.4f, "
-                "\"p99_ms\": %.4f, \"images_per_s\": %.1f, \"build_s\": %.2f, \"arena_mib\": %zu, \"steps\": %d}\n",
+                "\"p99_ms\": %.4f, \"images_per_s\": %.1f, \"build_s\": %.2f, \"arena_mib\": %zu, \"steps\": %d, "
+                "\"conv\": \"%s\"}\n",
                 a.model.c_str(), a.batch, prec, a.graph ? "true" : "false", median, p99, a.batch * 1e3 / median, build_s,
-                e.arena_bytes() >> 20, e.num_steps());
+                e.arena_bytes() >> 20, e.num_steps(), a.cudnn_graph ? "graph" : "legacy");
   } else {
-    std::printf("qyolo %s b%d %s%s%s: median %.3f ms  p99 %.3f ms  %.0f img/s  (build %.1f s, %d steps, arena %zu MiB)\n",
-                a.model.c_str(), a.batch, prec, a.graph ? " graph" : "", a.fused ? "" : " unfused", median, p99,
+    std::printf("qyolo %s b%d %s%s%s%s: median %.3f ms  p99 %.3f ms  %.0f img/s  (build %.1f s, %d steps, arena %zu MiB)\n",
+                a.model.c_str(), a.batch, prec, a.graph ? " graph" : "", a.fused ? "" : " unfused",
+                a.cudnn_graph ? "" : " legacy-conv", median, p99,
                 a.batch * 1e3 / median, build_s, e.num_steps(), e.arena_bytes() >> 20);
   }
   if (exec) cudaGraphExecDestroy(exec);

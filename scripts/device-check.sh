@@ -107,41 +107,46 @@ run() {
     fi
   fi
   if has bench; then
-    echo "== bench (ours: bench_gpu; peer: torch_peer.py --graph --channels-last)"
+    echo "== bench (ours: bench_gpu --graph; peer: torch_peer.py --dtype fp16 --graph --channels-last)"
     : > "$out/bench.jsonl"
-    local m b dt
-    for m in yolov5n yolov5s; do
-      for b in 1 32; do
-        local model="$q/models/$m.onnx"
-        [ "$b" -ne 1 ] && model="$q/models/$m-b$b.onnx"
-        for dt in fp16 fp32; do
-          [ $SECONDS -gt "${QYOLO_DEADLINE:-215}" ] && { echo "deadline: skipping $m b$b $dt"; continue; }
-          local errf="$out/bench.err"
-          local extra=()
-          [ "$m$b$dt" = "yolov5s32fp16" ] && { extra=(--summary); errf="$out/summary_yolov5s_b32_fp16.txt"; }
-          timeout 40 "$q/bin/bench_gpu" "$model" --batch $b --precision $dt --graph --iters 100 --json "${extra[@]}" \
-            2>>"$errf" |
-            sed "s/^{/{\"who\": \"qyolo\", \"name\": \"$m\", /" >> "$out/bench.jsonl"
-        done
-        [ $SECONDS -gt "${QYOLO_DEADLINE:-215}" ] && { echo "deadline: skipping peer $m b$b"; continue; }
-        PYTHONUNBUFFERED=1 timeout 40 $py "$q/bench/torch_peer.py" "$q/models/$m.onnx" --batch $b --dtype fp16 --graph \
-          --channels-last --iters 100 --json 2>>"$out/bench.err" |
-          sed "s/^{/{\"who\": \"peer\", \"name\": \"$m\", /" >> "$out/bench.jsonl"
-      done
+    : > "$out/bench.err"
+    # name batch dtype [extra bench_gpu flags]; QYOLO_BENCH overrides the list.
+    local configs="${QYOLO_BENCH:-yolov5n:1:fp16 yolov5n:32:fp16 yolov5s:1:fp16 yolov5s:32:fp16 yolov5s:32:fp16:--legacy-conv yolov5s:1:fp32 yolov5s:32:fp32}"
+    local cfg m b dt flag
+    for cfg in $configs; do
+      IFS=: read -r m b dt flag <<< "$cfg"
+      [ $SECONDS -gt "${QYOLO_DEADLINE:-215}" ] && { echo "deadline: skipping $cfg"; continue; }
+      local model="$q/models/$m.onnx"
+      [ "$b" -ne 1 ] && model="$q/models/$m-b$b.onnx"
+      local errf="$out/bench.err" extra=()
+      [ -n "$flag" ] && extra+=("$flag")
+      if [ "$cfg" = "yolov5s:32:fp16" ]; then extra+=(--summary --profile); errf="$out/profile_yolov5s_b32_fp16.txt"; fi
+      timeout 60 "$q/bin/bench_gpu" "$model" --batch "$b" --precision "$dt" --graph --iters 100 --json "${extra[@]}" \
+        2>>"$errf" | sed "s/^{/{\"who\": \"qyolo\", \"name\": \"$m\", /" >> "$out/bench.jsonl"
     done
-    grep -v "^  " "$out/bench.err" 2>/dev/null | tail -8
+    for cfg in ${QYOLO_PEER:-yolov5n:1 yolov5n:32 yolov5s:1 yolov5s:32}; do
+      IFS=: read -r m b <<< "$cfg"
+      [ $SECONDS -gt "${QYOLO_DEADLINE:-215}" ] && { echo "deadline: skipping peer $cfg"; continue; }
+      PYTHONUNBUFFERED=1 timeout 40 $py "$q/bench/torch_peer.py" "$q/models/$m.onnx" --batch "$b" --dtype fp16 --graph \
+        --channels-last --iters 100 --json 2>>"$out/bench.err" |
+        sed "s/^{/{\"who\": \"peer\", \"name\": \"$m\", /" >> "$out/bench.jsonl"
+    done
+    grep -v "^  " "$out/bench.err" | tail -8
+    grep -A12 "^profile:" "$out/profile_yolov5s_b32_fp16.txt" 2>/dev/null | head -16
     $py - "$out/bench.jsonl" <<'PYEOF'
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.startswith('{')]
 peer = {(r['name'], r['batch']): r for r in rows if r['who'] == 'peer'}
-print(f"{'model':8} {'batch':>5} {'dtype':5} {'qyolo ms':>9} {'img/s':>8} {'peer fp16 ms':>13} {'peer/qyolo':>10}")
+print(f"{'model':8} {'batch':>5} {'qyolo':14} {'ms':>8} {'img/s':>7} {'build s':>7} | {'peer fp16 ms':>12} {'img/s':>7} | {'peer/qyolo':>10}")
 for r in rows:
     if r['who'] != 'qyolo':
         continue
     p = peer.get((r['name'], r['batch']))
-    ratio = f"{p['median_ms'] / r['median_ms']:.2f}x" if p else '-'
+    what = r['dtype'] + ('' if r.get('conv', 'graph') == 'graph' or r['dtype'] == 'fp32' else ' legacy')
     pm = f"{p['median_ms']:.3f}" if p else '-'
-    print(f"{r['name']:8} {r['batch']:>5} {r['dtype']:5} {r['median_ms']:>9.3f} {r['images_per_s']:>8.0f} {pm:>13} {ratio:>10}")
+    pi = f"{p['images_per_s']:.0f}" if p else '-'
+    ratio = f"{p['median_ms'] / r['median_ms']:.2f}x" if p else '-'
+    print(f"{r['name']:8} {r['batch']:>5} {what:14} {r['median_ms']:>8.3f} {r['images_per_s']:>7.0f} {r['build_s']:>7.1f} | {pm:>12} {pi:>7} | {ratio:>10}")
 PYEOF
   fi
   return $rc

@@ -25,7 +25,9 @@ std::vector<float> random_values(size_t n, unsigned seed, float lo = -1.f, float
 Tensor run_graph(const Graph& g, const Tensor& x, bool passes, size_t* nodes_after = nullptr) {
   auto sg = specialize(g, {{"x", x.shape()}});
   EXPECT_TRUE(sg.is_ok()) << sg.status().to_string();
-  if (passes) EXPECT_TRUE(run_default_passes(*sg).is_ok());
+  if (passes) {
+    EXPECT_TRUE(run_default_passes(*sg).is_ok());
+  }
   if (nodes_after) *nodes_after = sg->graph.nodes.size();
   auto ex = CpuExecutor::build(std::move(sg).value());
   EXPECT_TRUE(ex.is_ok()) << ex.status().to_string();

@@ -98,7 +98,7 @@ void erase_nodes(Graph& g, std::vector<int> idx) {
 }
 }  // namespace
 
-Result<int> fuse_conv_epilogues(SpecializedGraph& sg) {
+Result<int> fuse_conv_epilogues(SpecializedGraph& sg, bool fuse_residual) {
   Graph& g = sg.graph;
   int fused = 0;
   for (size_t i = 0; i < g.nodes.size(); ++i) {
@@ -110,6 +110,7 @@ Result<int> fuse_conv_epilogues(SpecializedGraph& sg) {
       erase_nodes(g, dead);
       i -= before;
     }
+    if (!fuse_residual) continue;
     dead = try_fuse_residual(sg, i);
     if (!dead.empty()) {
       ++fused;
@@ -123,7 +124,7 @@ Result<int> fuse_conv_epilogues(SpecializedGraph& sg) {
 
 Status run_default_passes(SpecializedGraph& g, const PassOptions& options) {
   if (options.fold_batch_norm) QYOLO_RETURN_IF_ERROR(fold_batch_norm(g).status());
-  if (options.fuse_epilogues) QYOLO_RETURN_IF_ERROR(fuse_conv_epilogues(g).status());
+  if (options.fuse_epilogues) QYOLO_RETURN_IF_ERROR(fuse_conv_epilogues(g, options.fuse_residual).status());
   return Status::ok();
 }
 

@@ -6,6 +6,7 @@
 
 #include "runtime/detector.h"
 #include "runtime/engine_impl.h"
+#include <map>
 #include "runtime/image_source.h"
 
 namespace qyolo {
@@ -44,23 +45,29 @@ Result<CalibrationTable> calibrate(const Engine& engine, const std::string& imag
   }
 
   // Tensors to observe: what INT8 convs read (inputs, residuals) and write, in the fused graph.
-  QYOLO_ASSIGN_OR_RETURN(SpecializedGraph sg, engine.impl().prepare(shape));
+  // Residual Adds stay separate here so that both of their inputs are observed (export-qdq puts
+  // Q/DQ on both, as TensorRT wants); the names of every other tensor match the deployed graph.
+  PassOptions passes;
+  passes.fuse_residual = false;
+  QYOLO_ASSIGN_OR_RETURN(SpecializedGraph sg, engine.impl().prepare(shape, passes));
   std::set<std::string> targets;
   for (const auto& n : sg.graph.nodes) {
-    if (n.op_type != "Conv") continue;
-    targets.insert(n.inputs[0]);
-    if (n.inputs.size() > 3 && !n.inputs[3].empty()) targets.insert(n.inputs[3]);
-    targets.insert(n.outputs[0]);
+    if (n.op_type == "Conv") {
+      targets.insert(n.inputs[0]);
+      targets.insert(n.outputs[0]);
+    } else if (n.op_type == "Add") {
+      for (const auto& in : n.inputs)
+        if (!sg.values.at(in).value) targets.insert(in);
+      targets.insert(n.outputs[0]);
+    }
   }
-  QYOLO_ASSIGN_OR_RETURN(auto ctx, engine.create_context());
 
   Calibrator calibrator(options.algo, options.percentile);
   ValueObserver observer = [&](const std::string& name, const Tensor& t) {
     if (targets.count(name) && t.dtype() == DataType::kFloat32)
       calibrator.collect(name, t.data<float>(), static_cast<size_t>(t.numel()));
   };
-  QYOLO_ASSIGN_OR_RETURN(CpuExecutor * exec_full, ctx->impl().executor_for(shape));
-  (void)exec_full;
+  std::map<int64_t, std::unique_ptr<CpuExecutor>> executors;  // by batch (the last may be partial)
   for (size_t start = 0; start < files.size(); start += static_cast<size_t>(batch)) {
     size_t n = std::min(static_cast<size_t>(batch), files.size() - start);
     std::vector<Image> images(n);
@@ -72,7 +79,11 @@ Result<CalibrationTable> calibrate(const Engine& engine, const std::string& imag
     std::vector<const Image*> ptrs;
     for (const auto& im : images) ptrs.push_back(&im);
     Tensor input = Detector::preprocess(ptrs, static_cast<int>(shape[2]), static_cast<int>(shape[3]), nullptr);
-    QYOLO_ASSIGN_OR_RETURN(CpuExecutor * exec, ctx->impl().executor_for(input.shape()));
+    auto& exec = executors[input.dim(0)];
+    if (!exec) {
+      QYOLO_ASSIGN_OR_RETURN(SpecializedGraph g, engine.impl().prepare(input.shape(), passes));
+      QYOLO_ASSIGN_OR_RETURN(exec, CpuExecutor::build(std::move(g)));
+    }
     // The network input itself is observed too (the first conv reads it).
     observer(engine.info().input_name, input);
     std::map<std::string, Tensor> outputs;

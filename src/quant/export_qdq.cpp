@@ -184,8 +184,9 @@ Status export_qdq(const std::string& onnx_path, const std::map<std::string, floa
   std::map<std::string, std::vector<onnx::NodeProto>> after;  // activation -> its Q, DQ
   std::vector<onnx::NodeProto> weight_nodes;
   for (auto& n : new_nodes) {
-    if (n.op_type() == "DequantizeLinear" && n.input(0).size() > 10 &&
-        n.input(0).compare(n.input(0).size() - 10, 10, "/qyolo_int8") == 0) {
+    const std::string suffix = "/qyolo_int8";
+    if (n.op_type() == "DequantizeLinear" && n.input(0).size() > suffix.size() &&
+        n.input(0).compare(n.input(0).size() - suffix.size(), suffix.size(), suffix) == 0) {
       weight_nodes.push_back(n);
     } else if (n.op_type() == "QuantizeLinear") {
       after[n.input(0)].push_back(n);

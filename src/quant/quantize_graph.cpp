@@ -50,6 +50,20 @@ Status quantize_graph(SpecializedGraph& sg, const std::map<std::string, float>& 
       return invalid_argument("bad layer regex '" + options.float_layers_regex + "': " + e.what());
     }
   }
+  // Q/DQ models: a Q->DQ pair whose DequantizeLinear node matches --float-layers is bypassed (the
+  // tensor stays float). Everything else honours the model's scales exactly. Needed for e.g. ONNX
+  // Runtime's quantiser, which Q/DQs YOLO's Detect-head concats with one scale shared by boxes
+  // (up to ~640 px) and scores (0..1), rounding every score to 0.
+  if (keep_float) {
+    for (auto& node : g.nodes) {
+      if (node.op_type != "DequantizeLinear" || !std::regex_search(node.name, *keep_float)) continue;
+      if (auto folded = folded_qdq_input(g, node.outputs[0])) {
+        node.op_type = "Identity";
+        node.inputs = {folded->first};
+        node.attrs.clear();
+      }
+    }
+  }
   int count = 0;
   for (auto& node : g.nodes) {
     if (node.op_type != "Conv") continue;

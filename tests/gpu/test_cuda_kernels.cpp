@@ -300,7 +300,16 @@ TEST(CudaKernels, SliceSplitTranspose) {
   spec.nodes.push_back(make_node("Split", {"c", "parts"}, {"s0", "s1"}, {{"axis", int64_t{1}}}));
   spec.nodes.push_back(make_node("Transpose", {"c"}, {"tr"}, {{"perm", std::vector<int64_t>{0, 2, 3, 1}}}));
   spec.nodes.push_back(make_node("Flatten", {"tr"}, {"fl"}, {{"axis", int64_t{2}}}));
-  spec.outputs = {"sl", "sl2", "s0", "s1", "fl"};
+  // Views of an NHWC value: not viewable (copied to plain), channel split (strided view) read by
+  // a compute op, identity (NHWC view) feeding a conv.
+  spec.constants["split_c"] = ints({2, 3, 4, 7, 9});
+  spec.nodes.push_back(make_node("Flatten", {"c"}, {"flc"}, {{"axis", int64_t{1}}}));
+  spec.nodes.push_back(make_node("Reshape", {"c", "split_c"}, {"rs"}));
+  spec.nodes.push_back(make_node("Sigmoid", {"rs"}, {"rs_sig"}));
+  spec.nodes.push_back(make_node("Transpose", {"rs"}, {"rs_t"}, {{"perm", std::vector<int64_t>{0, 1, 3, 4, 2}}}));
+  spec.nodes.push_back(make_node("Identity", {"c"}, {"ci"}));
+  add_conv(spec, rng, "ci", "c2", 12, 8, 3, 1, 1, true, 1, "relu");
+  spec.outputs = {"sl", "sl2", "s0", "s1", "fl", "flc", "rs_sig", "rs_t", "c2"};
   check(spec);
 }
 

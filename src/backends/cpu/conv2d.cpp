@@ -279,9 +279,32 @@ class CpuConv final : public CpuKernel {
 
 }  // namespace
 
+namespace {
+// INT8 where oneDNN has an int8 kernel for the layer; otherwise the layer runs in FP32, as TensorRT
+// falls back to a higher-precision tactic. `ran_int8()` tells which.
+class CpuConvInt8OrFloat final : public CpuKernel {
+ public:
+  explicit CpuConvInt8OrFloat(const Node& node) : node_(node) {}
+  Status prepare(const Node& node, std::span<const ValueDesc* const> inputs,
+                 std::span<const ValueDesc> outputs) override {
+    QYOLO_ASSIGN_OR_RETURN(impl_, make_cpu_conv2d_int8(node));
+    if (impl_->prepare(node, inputs, outputs).is_ok()) return Status::ok();
+    impl_ = std::make_unique<CpuConv>(node);
+    return impl_->prepare(node, inputs, outputs);
+  }
+  Status run(std::span<const Tensor* const> inputs, std::span<Tensor* const> outputs) override {
+    return impl_->run(inputs, outputs);
+  }
+
+ private:
+  const Node& node_;
+  std::unique_ptr<CpuKernel> impl_;
+};
+}  // namespace
+
 Result<std::unique_ptr<CpuKernel>> make_cpu_conv2d(const Node& node) {
   // quantize_graph marks the convs that run in INT8 with their input scale.
-  if (node.has_attr("qyolo_input_scale")) return make_cpu_conv2d_int8(node);
+  if (node.has_attr("qyolo_input_scale")) return std::unique_ptr<CpuKernel>(std::make_unique<CpuConvInt8OrFloat>(node));
   return std::unique_ptr<CpuKernel>(std::make_unique<CpuConv>(node));
 }
 

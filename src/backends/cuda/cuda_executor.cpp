@@ -538,6 +538,57 @@ Status CudaExecutor::run(const std::map<std::string, Tensor>& inputs, std::map<s
   return Status::ok();
 }
 
+Result<std::string> CudaExecutor::profile(const std::vector<const void*>& device_inputs,
+                                          const std::vector<void*>& device_outputs, cudaStream_t stream, int iters) {
+  // Resolve pointers through one plain enqueue first.
+  QYOLO_RETURN_IF_ERROR(enqueue(device_inputs, device_outputs, stream));
+  std::vector<cuda::Event> ev;
+  for (size_t i = 0; i <= steps_.size(); ++i) {
+    QYOLO_ASSIGN_OR_RETURN(auto e, cuda::make_event());
+    ev.push_back(std::move(e));
+  }
+  std::vector<double> total(steps_.size(), 0.0);
+  cuda::LaunchContext lc{stream, cudnn_.get(), workspace_.get(), workspace_.size()};
+  for (int it = 0; it < iters; ++it) {
+    for (size_t k = 0; k < steps_.size(); ++k) {
+      const Step& s = steps_[k];
+      QYOLO_CUDA_CHECK(cudaEventRecord(ev[k].get(), stream));
+      if (s.alias) continue;
+      for (size_t i = 0; i < s.inputs.size(); ++i)
+        in_scratch_[i] = s.inputs[i] >= 0 ? ptrs_[static_cast<size_t>(s.inputs[i])] : nullptr;
+      for (size_t i = 0; i < s.outputs.size(); ++i) out_scratch_[i] = ptrs_[static_cast<size_t>(s.outputs[i])];
+      QYOLO_RETURN_IF_ERROR(s.kernel->enqueue(lc, std::span<const void* const>(in_scratch_.data(), s.inputs.size()),
+                                              std::span<void* const>(out_scratch_.data(), s.outputs.size())));
+    }
+    QYOLO_CUDA_CHECK(cudaEventRecord(ev.back().get(), stream));
+    QYOLO_CUDA_CHECK(cudaEventSynchronize(ev.back().get()));
+    for (size_t k = 0; k < steps_.size(); ++k) {
+      float ms = 0;
+      QYOLO_CUDA_CHECK(cudaEventElapsedTime(&ms, ev[k].get(), ev[k + 1].get()));
+      total[k] += ms;
+    }
+  }
+  double sum = 0;
+  for (double t : total) sum += t;
+  std::vector<size_t> order(steps_.size());
+  for (size_t k = 0; k < order.size(); ++k) order[k] = k;
+  std::sort(order.begin(), order.end(), [&](size_t a, size_t b) { return total[a] > total[b]; });
+  std::ostringstream os;
+  os << "profile: " << sum / iters << " ms per run over " << steps_.size() << " steps\n";
+  std::map<std::string, double> by_op;
+  for (size_t k = 0; k < steps_.size(); ++k)
+    by_op[steps_[k].node ? steps_[k].node->op_type : std::string("convert")] += total[k] / iters;
+  for (const auto& [op, t] : by_op) os << "  op " << op << ": " << t << " ms\n";
+  for (size_t k : order) {
+    const Step& s = steps_[k];
+    if (total[k] / iters < 0.005) break;
+    const Value& o = values_[static_cast<size_t>(s.outputs[0])];
+    os << "  " << total[k] / iters << " ms  " << s.label << " -> " << dtype_name(o.info.dtype) << " "
+       << layout_name(o.info.layout) << " " << shape_str(o.info.shape) << " [" << s.kernel->info() << "]\n";
+  }
+  return os.str();
+}
+
 Status CudaExecutor::debug_fill_arena(int byte) {
   if (arena_.size() == 0) return Status::ok();
   QYOLO_CUDA_CHECK(cudaMemset(arena_.get(), byte, arena_.size()));

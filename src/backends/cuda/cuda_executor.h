@@ -49,6 +49,10 @@ class CudaExecutor {
   size_t workspace_bytes() const { return workspace_.size(); }
   size_t weight_bytes() const { return weight_bytes_; }
   int num_steps() const { return static_cast<int>(steps_.size()); }
+  // Profiling: runs the graph `iters` times timing every step with events; returns one line per
+  // step, sorted by time, with its share (allocates events; not for the hot path).
+  Result<std::string> profile(const std::vector<const void*>& device_inputs, const std::vector<void*>& device_outputs,
+                              cudaStream_t stream, int iters = 10);
   // Test hook: fills the activation arena with `byte` (synchronous), so that values a kernel
   // fails to write show up as garbage (0xFF: NaN in float and half).
   Status debug_fill_arena(int byte);

@@ -6,8 +6,9 @@ namespace qyolo {
 
 Result<QLinearAttrs> QLinearAttrs::parse(const Node& node, int64_t opset) {
   QLinearAttrs a;
-  if (opset < 13 && node.has_attr("axis"))
-    return invalid_argument(node.describe() + ": the 'axis' attribute needs opset 13");
+  // 'axis' is opset 13+, but ONNX Runtime's quantiser writes it into opset-12 models too (per-channel
+  // weights); accept it at any opset, as ONNX Runtime does.
+  (void)opset;
   QYOLO_ASSIGN_OR_RETURN(a.axis, node.attr_int("axis", 1));
   QYOLO_ASSIGN_OR_RETURN(int64_t block, node.attr_int("block_size", 0));
   if (block != 0)
@@ -57,8 +58,7 @@ Result<QLinearLayout> qlinear_layout(const InferContext& ctx, const QLinearAttrs
   const int64_t rank = static_cast<int64_t>(x->shape.size());
   const bool per_tensor = shape_numel(scale->shape) == 1 && scale->shape.size() <= 1;
   if (!per_tensor) {
-    if (ctx.opset < 13)
-      return ctx.error("per-axis scales need opset 13, scale has shape " + shape_str(scale->shape));
+    // Per-axis is opset 13+ in the spec; accepted earlier too (ONNX Runtime's quantiser emits it).
     if (scale->shape.size() != 1)
       return ctx.error("scale must be a scalar or 1-D, got " + shape_str(scale->shape));
     auto axis = normalize_axis(a.axis, rank);
