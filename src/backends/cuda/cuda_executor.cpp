@@ -90,7 +90,7 @@ struct CudaExecutor::Impl {
   Result<int> as(int v, DataType dtype, Layout layout) {
     const TensorInfo vi = ex.values_[static_cast<size_t>(v)].info;
     const std::string vname = ex.values_[static_cast<size_t>(v)].name;
-    if (vi.shape.size() != 4) layout = Layout::kPlain;
+    if (vi.shape.size() != 4 && layout == Layout::kNHWC) layout = Layout::kPlain;
     if (vi.dtype == dtype && vi.layout == layout) return v;
     auto key = std::make_tuple(v, dtype, layout);
     if (auto it = converted.find(key); it != converted.end()) return it->second;

@@ -62,6 +62,14 @@ Result<NdCopy> make_nd_copy(const Shape& shape, const std::vector<int64_t>& dst_
   c.memcpy_ok = dst_type == src_type && p.rank == 1 && p.strides[0][0] == 1 && p.strides[1][0] == 1;
   const int64_t es = static_cast<int64_t>(dtype_size(dst_type));
   const int in = p.rank - 1;
+  if (!c.memcpy_ok && dst_type == src_type && p.rank == 2 && p.strides[0][1] == 1 && p.strides[1][1] == 1 &&
+      p.dims[1] * es >= 512 && p.strides[0][0] >= p.dims[1] && p.strides[1][0] >= p.dims[1]) {
+    c.memcpy2d_ok = true;
+    c.row_bytes = static_cast<size_t>(p.dims[1] * es);
+    c.rows = static_cast<size_t>(p.dims[0]);
+    c.dst_pitch = static_cast<size_t>(p.strides[0][0] * es);
+    c.src_pitch = static_cast<size_t>(p.strides[1][0] * es);
+  }
   if (!c.memcpy_ok && dst_type == src_type && p.strides[0][in] == 1 && p.strides[1][in] == 1) {
     for (int vb : {16, 8, 4}) {
       if (vb <= es) break;
@@ -96,6 +104,13 @@ Status enqueue_nd_copy(const NdCopy& c, const void* src, void* dst, cudaStream_t
     QYOLO_CUDA_CHECK(cudaMemcpyAsync(static_cast<char*>(dst) + c.dst_offset * es,
                                      static_cast<const char*>(src) + c.src_offset * es, c.numel * es,
                                      cudaMemcpyDeviceToDevice, stream));
+    return Status::ok();
+  }
+  if (c.memcpy2d_ok) {
+    const size_t es = dtype_size(c.dst_type);
+    QYOLO_CUDA_CHECK(cudaMemcpy2DAsync(static_cast<char*>(dst) + c.dst_offset * es, c.dst_pitch,
+                                       static_cast<const char*>(src) + c.src_offset * es, c.src_pitch, c.row_bytes,
+                                       c.rows, cudaMemcpyDeviceToDevice, stream));
     return Status::ok();
   }
   if (c.vec_bytes > 0 && (reinterpret_cast<uintptr_t>(src) | reinterpret_cast<uintptr_t>(dst)) % c.vec_bytes == 0) {

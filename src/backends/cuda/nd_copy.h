@@ -20,6 +20,9 @@ struct NdCopy {
   int64_t dst_offset = 0, src_offset = 0;  // elements
   int64_t numel = 0;
   bool memcpy_ok = false;  // both contiguous with the same type: one cudaMemcpyAsync
+  // Same type, two dims, contiguous rows of at least 512 bytes: one cudaMemcpy2DAsync.
+  bool memcpy2d_ok = false;
+  size_t row_bytes = 0, rows = 0, dst_pitch = 0, src_pitch = 0;
   // Same type with a contiguous innermost run: the plan in units of vec_bytes (16, 8 or 4),
   // used when both base pointers are aligned to it.
   int vec_bytes = 0;

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Installs qyolo's build and test dependencies from Debian 12 (apt only).
+set -euo pipefail
+pkgs=(build-essential cmake ninja-build pkg-config
+      libonnx-dev libprotobuf-dev protobuf-compiler libdnnl-dev
+      libturbojpeg0-dev libpng-dev nlohmann-json3-dev libcli11-dev
+      libgtest-dev libonnx-testdata)
+missing=()
+for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+if ((${#missing[@]})); then
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
