@@ -9,7 +9,7 @@
 #       build-cuda) and packs them, the non-system shared libraries they need, the models, the
 #       reference input and torch_peer.py into .device-carry/bundle.tar.xz (git-ignored; < 64 MiB).
 #
-#   scripts/device-check.sh run [tests|sanitizer|bench|all]...   (default: all)
+#   scripts/device-check.sh run [tests|sanitizer|ort|bench|all]...   (default: all)
 #       on the device machine, from the repository root, with .device-carry carried. Unpacks to
 #       /tmp/qyolo-carry, points QYOLO_SHARED there, writes logs to $OUT (or ./device-out).
 #
@@ -106,12 +106,18 @@ run() {
       echo "compute-sanitizer not found"
     fi
   fi
+  if has ort && [ -f "$CARRY/ort/qdq.onnx" ]; then
+    echo "== ONNX Runtime on qyolo's exported Q/DQ model vs qyolo INT8 (bus.jpg)"
+    $py "$ROOT/scripts/ort_check.py" "$CARRY/ort/qdq.onnx" "$q/reference/bus_input.npy" "$CARRY/ort/detections.json" \
+      "$CARRY/ort/yolov5n-ort-qdq.onnx" 2>&1 | tee "$out/ort_check.log"
+    [ "${PIPESTATUS[0]}" -eq 0 ] || rc=1
+  fi
   if has bench; then
     echo "== bench (ours: bench_gpu --graph; peer: torch_peer.py --dtype fp16 --graph --channels-last)"
     : > "$out/bench.jsonl"
     : > "$out/bench.err"
     # name batch dtype [extra bench_gpu flags]; QYOLO_BENCH overrides the list.
-    local configs="${QYOLO_BENCH:-yolov5n:1:fp16 yolov5n:32:fp16 yolov5s:1:fp16 yolov5s:32:fp16 yolov5s:32:fp16:--legacy-conv yolov5s:1:fp32 yolov5s:32:fp32}"
+    local configs="${QYOLO_BENCH:-yolov5n:1:fp16 yolov5n:32:fp16 yolov5s:1:fp16 yolov5s:32:fp16 yolov5n:1:fp32 yolov5n:32:fp32 yolov5s:1:fp32 yolov5s:32:fp32}"
     local cfg m b dt flag
     for cfg in $configs; do
       IFS=: read -r m b dt flag <<< "$cfg"

@@ -1,6 +1,8 @@
 #include "cmd_common.h"
 
 #include <cstdio>
+#include <filesystem>
+#include <fstream>
 
 namespace qyolo::cli {
 
@@ -76,6 +78,20 @@ Result<std::shared_ptr<const Engine>> open_engine(const EngineArgs& a, bool verb
                  engine->info().input_name.c_str(), shape_str(p.min).c_str(), shape_str(p.max).c_str());
   }
   return engine;
+}
+
+Status write_text_atomic(const std::string& path, const std::string& text) {
+  std::string tmp = path + ".tmp";
+  {
+    std::ofstream f(tmp, std::ios::trunc);
+    if (!f) return io_error("cannot write '" + tmp + "'");
+    f << text;
+    if (!f) return io_error("writing '" + tmp + "' failed");
+  }
+  std::error_code ec;
+  std::filesystem::rename(tmp, path, ec);
+  if (ec) return io_error("cannot rename '" + tmp + "' to '" + path + "': " + ec.message());
+  return Status::ok();
 }
 
 }  // namespace qyolo::cli

@@ -27,4 +27,7 @@ BuildOptions build_options_from(const EngineArgs& args, Status* error);
 // Builds from --model or loads --engine; prints a one-line summary to stderr.
 Result<std::shared_ptr<const Engine>> open_engine(const EngineArgs& args, bool verbose = true);
 
+// Writes `text` to path + ".tmp", then renames: `path` is never left half-written.
+Status write_text_atomic(const std::string& path, const std::string& text);
+
 }  // namespace qyolo::cli

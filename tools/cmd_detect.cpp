@@ -30,19 +30,6 @@ std::string class_name(const std::vector<std::string>& names, int id) {
   return "class" + std::to_string(id);
 }
 
-Status write_text_atomic(const std::string& path, const std::string& text) {
-  std::string tmp = path + ".tmp";
-  {
-    std::ofstream f(tmp, std::ios::trunc);
-    if (!f) return io_error("cannot write '" + tmp + "'");
-    f << text;
-    if (!f) return io_error("writing '" + tmp + "' failed");
-  }
-  std::error_code ec;
-  std::filesystem::rename(tmp, path, ec);
-  if (ec) return io_error("cannot rename '" + tmp + "' to '" + path + "': " + ec.message());
-  return Status::ok();
-}
 
 Status run_detect(const DetectArgs& a) {
   QYOLO_ASSIGN_OR_RETURN(auto files, list_image_files(a.source));

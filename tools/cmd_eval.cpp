@@ -142,14 +142,7 @@ Status run_eval(const EvalArgs& a) {
         {"images_per_s", n_img / total_s},
         {"network_ms_per_image", infer_s * 1e3 / n_img},
         {"per_class", per_class}};
-    std::string tmp = a.json_out + ".tmp";
-    {
-      std::ofstream f(tmp, std::ios::trunc);
-      if (!f) return io_error("cannot write '" + tmp + "'");
-      f << j.dump(1) << "\n";
-    }
-    fs::rename(tmp, a.json_out, ec);
-    if (ec) return io_error("cannot write '" + a.json_out + "': " + ec.message());
+    QYOLO_RETURN_IF_ERROR(write_text_atomic(a.json_out, j.dump(1) + "\n"));
   }
   return Status::ok();
 }

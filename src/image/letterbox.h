@@ -8,13 +8,7 @@
 
 namespace qyolo {
 
-struct LetterboxInfo {
-  float scale = 1.f;  // resize ratio r = min(dst_h / src_h, dst_w / src_w)
-  float pad_x = 0.f;  // left padding in pixels (where the resized image starts)
-  float pad_y = 0.f;  // top padding in pixels
-  int src_w = 0, src_h = 0;
-  int dst_w = 0, dst_h = 0;
-};
+
 
 // The pad value ultralytics uses (114, 114, 114).
 inline constexpr uint8_t kLetterboxPad = 114;

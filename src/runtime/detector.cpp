@@ -50,9 +50,10 @@ Result<std::vector<std::vector<Detection>>> Detector::detect(const std::vector<c
   t0 = std::chrono::steady_clock::now();
   if (!head_) {
     int nc_hint = static_cast<int>(engine_->info().class_names.size());
-    QYOLO_ASSIGN_OR_RETURN(head_, detect_head_kind(output.shape(), nc_hint > 0 ? nc_hint : -1));
+    QYOLO_ASSIGN_OR_RETURN(HeadKind kind, detect_head_kind(output.shape(), nc_hint > 0 ? nc_hint : -1));
+    head_ = static_cast<int>(kind);
   }
-  QYOLO_ASSIGN_OR_RETURN(auto dets, postprocess(output, *head_, options_.nms));
+  QYOLO_ASSIGN_OR_RETURN(auto dets, postprocess(output, static_cast<HeadKind>(*head_), options_.nms));
   for (size_t i = 0; i < dets.size(); ++i)
     unletterbox(dets[i], infos[i].scale, infos[i].pad_x, infos[i].pad_y, infos[i].src_w, infos[i].src_h);
   last_post_s = seconds_since(t0);

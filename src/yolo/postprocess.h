@@ -26,16 +26,7 @@ Result<HeadKind> detect_head_kind(const Shape& output_shape, int num_classes_hin
 // Number of classes implied by shape and head kind (error if the shape is too small).
 Result<int> head_num_classes(const Shape& output_shape, HeadKind kind);
 
-struct NmsOptions {
-  float conf = 0.25f;        // candidates need obj > conf (v5) and class conf > conf
-  float iou = 0.45f;         // suppress when IoU > iou (strictly)
-  int max_det = 300;         // detections kept per image
-  bool multi_label = false;  // one detection per (box, class) above conf; needs nc > 1
-  bool agnostic = false;     // NMS across classes
-  std::vector<int> classes;  // keep only these classes; empty = all
-  int max_wh = 7680;         // per-class box offset for batched NMS
-  int max_nms = 30000;       // candidates entering NMS (highest scores)
-};
+
 
 // Greedy NMS over n boxes (xyxy, 4 floats each): visits boxes by score descending (stable for
 // ties), keeps one unless an already kept box has IoU > iou_thres with it. IoU uses areas

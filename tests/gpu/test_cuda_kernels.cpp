@@ -191,7 +191,11 @@ TEST(CudaKernels, ConcatMixedLayouts) {
   spec.nodes.push_back(make_node("Concat", {"a", "b", "x"}, {"cat"}, {{"axis", int64_t{1}}}));
   add_conv(spec, rng, "cat", "y", 32, 8, 1, 1, 0, true, 1, "relu");
   spec.nodes.push_back(make_node("Concat", {"x", "y"}, {"cat2"}, {{"axis", int64_t{-1}}}));
-  spec.outputs = {"cat", "cat2"};
+  // Wide contiguous rows (the detect head's final concat): the 2-D memcpy path.
+  spec.inputs.push_back({"p", {2, 300, 85}});
+  spec.inputs.push_back({"q", {2, 100, 85}});
+  spec.nodes.push_back(make_node("Concat", {"p", "q", "p"}, {"cat3"}, {{"axis", int64_t{1}}}));
+  spec.outputs = {"cat", "cat2", "cat3"};
   check(spec);
 }
 

@@ -147,10 +147,11 @@ class CpuConvInt8 final : public CpuKernel {
     const float* x = inputs[0]->data<float>();
     int8_t* q = src_q_.data<int8_t>();
     const int64_t n = src_q_.numel();
-    const float inv = 1.f / input_scale_;
+    const float scale = input_scale_;
+    // x / scale, not x * (1 / scale): the rounding of ONNX QuantizeLinear (ONNX Runtime, TensorRT).
 #pragma omp parallel for simd schedule(static)
     for (int64_t i = 0; i < n; ++i) {
-      float v = std::nearbyint(x[i] * inv);
+      float v = std::nearbyint(x[i] / scale);
       v = std::min(127.f, std::max(-127.f, v));
       q[i] = static_cast<int8_t>(v);
     }

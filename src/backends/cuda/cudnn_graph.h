@@ -45,7 +45,7 @@ class GraphConvPlan {
     auto p = std::unique_ptr<GraphConvPlan>(new GraphConvPlan());
     p->plan_ = plan_;
     p->workspace_ = workspace_;
-    p->info_ = info_ + " (shared)";
+    p->info_ = info_.find(" (shared)") == std::string::npos ? info_ + " (shared)" : info_;
     return p;
   }
 

@@ -49,6 +49,45 @@ __global__ void max_pool_kernel(PoolParams p, T* __restrict__ y, const T* __rest
   }
 }
 
+template <typename T, int V> struct alignas(sizeof(T) * V) Vec { T v[V]; };
+
+// NHWC with C % V == 0: one thread per 16-byte channel vector, 32-bit indexing.
+template <typename T>
+__global__ void max_pool_nhwc_vec_kernel(PoolParams p, T* __restrict__ y, const T* __restrict__ x) {
+  constexpr int V = 16 / sizeof(T);
+  const uint32_t cv = static_cast<uint32_t>(p.c / V);
+  const uint32_t total = static_cast<uint32_t>(p.total / V);
+  const auto* xv = reinterpret_cast<const Vec<T, V>*>(x);
+  for (uint32_t i = blockIdx.x * blockDim.x + threadIdx.x; i < total; i += gridDim.x * blockDim.x) {
+    uint32_t r = i;
+    const uint32_t c = r % cv;
+    r /= cv;
+    const int ox = static_cast<int>(r % static_cast<uint32_t>(p.ow));
+    r /= static_cast<uint32_t>(p.ow);
+    const int oy = static_cast<int>(r % static_cast<uint32_t>(p.oh));
+    const uint32_t n = r / static_cast<uint32_t>(p.oh);
+    float m[V];
+#pragma unroll
+    for (int k = 0; k < V; ++k) m[k] = -INFINITY;
+    const int y0 = oy * p.sh - p.ph, x0 = ox * p.sw - p.pw;
+    for (int ky = 0; ky < p.kh; ++ky) {
+      const int iy = y0 + ky * p.dh;
+      if (iy < 0 || iy >= p.h) continue;
+      for (int kx = 0; kx < p.kw; ++kx) {
+        const int ix = x0 + kx * p.dw;
+        if (ix < 0 || ix >= p.w) continue;
+        const Vec<T, V> v = xv[((n * static_cast<uint32_t>(p.h) + iy) * static_cast<uint32_t>(p.w) + ix) * cv + c];
+#pragma unroll
+        for (int k = 0; k < V; ++k) m[k] = fmaxf(m[k], to_f(v.v[k]));
+      }
+    }
+    Vec<T, V> o;
+#pragma unroll
+    for (int k = 0; k < V; ++k) o.v[k] = from_f<T>(m[k]);
+    reinterpret_cast<Vec<T, V>*>(y)[i] = o;
+  }
+}
+
 class MaxPoolKernel final : public CudaKernel {
  public:
   Status prepare(PrepareContext&, const Node& node, std::span<const TensorInfo* const> in,
@@ -72,6 +111,18 @@ class MaxPoolKernel final : public CudaKernel {
     if (p_.total == 0) return Status::ok();
     constexpr int kThreads = 256;
     const unsigned g = grid_for(p_.total, kThreads);
+    const int V = dtype_ == DataType::kFloat16 ? 8 : 4;
+    if (nhwc_ && p_.c % V == 0 && p_.total < (int64_t{1} << 31) &&
+        static_cast<int64_t>(p_.n) * p_.c * p_.h * p_.w < (int64_t{1} << 31) &&
+        ((reinterpret_cast<uintptr_t>(in[0]) | reinterpret_cast<uintptr_t>(out[0])) % 16) == 0) {
+      const unsigned gv = grid_for(p_.total / V, kThreads);
+      if (dtype_ == DataType::kFloat16)
+        max_pool_nhwc_vec_kernel<__half><<<gv, kThreads, 0, ctx.stream>>>(p_, static_cast<__half*>(out[0]), static_cast<const __half*>(in[0]));
+      else
+        max_pool_nhwc_vec_kernel<float><<<gv, kThreads, 0, ctx.stream>>>(p_, static_cast<float*>(out[0]), static_cast<const float*>(in[0]));
+      QYOLO_CUDA_CHECK_LAUNCH("max_pool_nhwc_vec_kernel");
+      return Status::ok();
+    }
     if (dtype_ == DataType::kFloat16) {
       if (nhwc_) max_pool_kernel<__half, true><<<g, kThreads, 0, ctx.stream>>>(p_, static_cast<__half*>(out[0]), static_cast<const __half*>(in[0]));
       else max_pool_kernel<__half, false><<<g, kThreads, 0, ctx.stream>>>(p_, static_cast<__half*>(out[0]), static_cast<const __half*>(in[0]));

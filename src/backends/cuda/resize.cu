@@ -40,6 +40,23 @@ __global__ void resize_nearest_kernel(ResizeParams p, T* __restrict__ y, const T
   }
 }
 
+// NHWC, C * element size a multiple of 16 bytes: one thread per 16-byte channel vector.
+__global__ void resize_nearest_nhwc_vec_kernel(ResizeParams p, uint32_t cv, uint4* __restrict__ y,
+                                               const uint4* __restrict__ x) {
+  const uint32_t total = static_cast<uint32_t>(static_cast<int64_t>(p.n) * p.oh * p.ow * cv);
+  for (uint32_t i = blockIdx.x * blockDim.x + threadIdx.x; i < total; i += gridDim.x * blockDim.x) {
+    uint32_t r = i;
+    const uint32_t c = r % cv;
+    r /= cv;
+    const uint32_t ox = r % static_cast<uint32_t>(p.ow);
+    r /= static_cast<uint32_t>(p.ow);
+    const uint32_t oy = r % static_cast<uint32_t>(p.oh);
+    const uint32_t n = r / static_cast<uint32_t>(p.oh);
+    y[i] = x[((n * static_cast<uint32_t>(p.h) + static_cast<uint32_t>(p.ys[oy])) * static_cast<uint32_t>(p.w) +
+              static_cast<uint32_t>(p.xs[ox])) * cv + c];
+  }
+}
+
 class ResizeKernel final : public CudaKernel {
  public:
   Status prepare(PrepareContext&, const Node& node, std::span<const TensorInfo* const> in,
@@ -80,6 +97,16 @@ class ResizeKernel final : public CudaKernel {
     if (p_.total == 0) return Status::ok();
     constexpr int kThreads = 256;
     const unsigned g = grid_for(p_.total, kThreads);
+    const size_t row = static_cast<size_t>(p_.c) * esize_;
+    if (nhwc_ && row % 16 == 0 && p_.total < (int64_t{1} << 31) &&
+        static_cast<int64_t>(p_.n) * p_.c * p_.h * p_.w < (int64_t{1} << 31) &&
+        ((reinterpret_cast<uintptr_t>(in[0]) | reinterpret_cast<uintptr_t>(out[0])) % 16) == 0) {
+      const uint32_t cv = static_cast<uint32_t>(row / 16);
+      resize_nearest_nhwc_vec_kernel<<<grid_for(p_.total * static_cast<int64_t>(esize_) / 16, kThreads), kThreads, 0,
+                                       ctx.stream>>>(p_, cv, static_cast<uint4*>(out[0]), static_cast<const uint4*>(in[0]));
+      QYOLO_CUDA_CHECK_LAUNCH("resize_nearest_nhwc_vec_kernel");
+      return Status::ok();
+    }
     if (esize_ == 2) {
       if (nhwc_) resize_nearest_kernel<uint16_t, true><<<g, kThreads, 0, ctx.stream>>>(p_, static_cast<uint16_t*>(out[0]), static_cast<const uint16_t*>(in[0]));
       else resize_nearest_kernel<uint16_t, false><<<g, kThreads, 0, ctx.stream>>>(p_, static_cast<uint16_t*>(out[0]), static_cast<const uint16_t*>(in[0]));
