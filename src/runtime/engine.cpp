@@ -8,6 +8,10 @@
 #include "quant/quantize_graph.h"
 #include "runtime/engine_impl.h"
 
+#ifdef QYOLO_HAS_CUDA
+#include "backends/cuda/cuda_executor.h"
+#endif
+
 namespace qyolo {
 
 // ---- small helpers ---------------------------------------------------------------------------
@@ -173,14 +177,17 @@ Status finish_build(Engine::Impl& impl) {
       return invalid_argument("INT8 needs a calibration cache (--cache) or a model with Q/DQ nodes; run `qyolo calibrate` first");
     QYOLO_ASSIGN_OR_RETURN(impl.activation_scales, load_activation_scales(impl.options.calibration_file, impl.graph));
   }
-  if (impl.options.device == Device::kCuda)
-    return unsupported("the CUDA device is not available in this build path yet; use --device cpu");
-  if (impl.options.precision == Precision::kFp16)
-    return unsupported("fp16 precision needs the CUDA device; the CPU backend runs fp32 or int8");
+  if (impl.options.device == Device::kCpu && impl.options.precision == Precision::kFp16)
+    return unsupported("fp16 precision needs --device cuda; the CPU backend runs fp32 or int8");
+  if (impl.options.device == Device::kCuda && impl.options.precision == Precision::kInt8)
+    return unsupported("INT8 on the CUDA backend is not implemented yet; use --device cpu for INT8, or --fp16 on cuda");
   // Validate by preparing at the opt shape: unsupported ops / shapes fail here, not at run time.
   QYOLO_ASSIGN_OR_RETURN(SpecializedGraph sg, impl.prepare(impl.profile.opt));
+  if (impl.options.device == Device::kCuda) {
+    QYOLO_ASSIGN_OR_RETURN(auto exec, build_cuda_executor(std::move(sg), impl.options));
+    return Status::ok();
+  }
   QYOLO_ASSIGN_OR_RETURN(auto exec, CpuExecutor::build(std::move(sg)));
-  (void)exec;
   return Status::ok();
 }
 
@@ -383,6 +390,41 @@ Result<std::unique_ptr<ExecutionContext>> Engine::create_context() const {
 ExecutionContext::ExecutionContext(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 ExecutionContext::~ExecutionContext() = default;
 
+#ifdef QYOLO_HAS_CUDA
+Result<std::unique_ptr<CudaExecutor>> build_cuda_executor(SpecializedGraph graph, const BuildOptions& options) {
+  CudaBuildOptions o;
+  o.precision = options.precision == Precision::kFp16 ? CudaPrecision::kFp16 : CudaPrecision::kFp32;
+  return CudaExecutor::build(std::move(graph), o);
+}
+#else
+Result<std::unique_ptr<CudaExecutor>> build_cuda_executor(SpecializedGraph, const BuildOptions&) {
+  return unsupported("this qyolo was built without CUDA (no nvcc at build time); use --device cpu");
+}
+#endif
+
+ExecutionContext::Impl::~Impl() = default;
+
+Status ExecutionContext::Impl::run(const Shape& shape, const std::map<std::string, Tensor>& inputs,
+                                   std::map<std::string, Tensor>& outputs) {
+  if (engine->options.device == Device::kCuda) {
+#ifdef QYOLO_HAS_CUDA
+    auto it = cuda_executors.find(shape);
+    if (it == cuda_executors.end()) {
+      QYOLO_ASSIGN_OR_RETURN(SpecializedGraph sg, engine->prepare(shape));
+      QYOLO_ASSIGN_OR_RETURN(auto exec, build_cuda_executor(std::move(sg), engine->options));
+      constexpr size_t kMaxCachedShapes = 8;
+      if (cuda_executors.size() >= kMaxCachedShapes) cuda_executors.erase(cuda_executors.begin());
+      it = cuda_executors.emplace(shape, std::move(exec)).first;
+    }
+    return it->second->run(inputs, outputs);
+#else
+    return build_cuda_executor({}, engine->options).status();
+#endif
+  }
+  QYOLO_ASSIGN_OR_RETURN(CpuExecutor * exec, executor_for(shape));
+  return exec->run(inputs, outputs);
+}
+
 Result<CpuExecutor*> ExecutionContext::Impl::executor_for(const Shape& shape) {
   auto it = executors.find(shape);
   if (it != executors.end()) return it->second.get();
@@ -402,9 +444,8 @@ Status ExecutionContext::run(const Tensor& input, Tensor& output) {
   if (input.rank() != 4)
     return invalid_argument("input '" + info.input_name + "' must have rank 4 (NCHW), got shape " +
                             shape_str(input.shape()));
-  QYOLO_ASSIGN_OR_RETURN(CpuExecutor * exec, impl_->executor_for(input.shape()));
   std::map<std::string, Tensor> outputs;
-  QYOLO_RETURN_IF_ERROR(exec->run({{info.input_name, input}}, outputs));
+  QYOLO_RETURN_IF_ERROR(impl_->run(input.shape(), {{info.input_name, input}}, outputs));
   output = outputs.at(info.output_name);
   return Status::ok();
 }

@@ -26,13 +26,22 @@ struct Engine::Impl {
   Result<SpecializedGraph> prepare(const Shape& input_shape, const PassOptions& passes = {}) const;
 };
 
+class CudaExecutor;  // src/backends/cuda (builds with CUDA only)
+
 struct ExecutionContext::Impl {
   const Engine::Impl* engine = nullptr;
-  std::shared_ptr<const Engine> keep_alive;
   std::map<Shape, std::unique_ptr<CpuExecutor>> executors;  // one per input shape seen
+  std::map<Shape, std::unique_ptr<CudaExecutor>> cuda_executors;
 
+  ~Impl();
+  // CPU executor for a shape (also used for calibration/compare/bench on any engine).
   Result<CpuExecutor*> executor_for(const Shape& input_shape);
+  // Runs on the engine's device.
+  Status run(const Shape& shape, const std::map<std::string, Tensor>& inputs, std::map<std::string, Tensor>& outputs);
 };
+
+// Builds the device executor for a prepared graph (CUDA builds only; otherwise an error).
+Result<std::unique_ptr<CudaExecutor>> build_cuda_executor(SpecializedGraph graph, const BuildOptions& options);
 
 // Ultralytics stores class names as a Python dict literal: "{0: 'person', 1: 'bicycle'}".
 std::vector<std::string> parse_class_names(const std::string& names_literal);
