@@ -44,7 +44,8 @@ class Tensor {
   template <typename T>
   static Tensor scalar(T v) { return from_vector<T>({}, {v}); }
 
-  bool empty() const { return storage_ == nullptr && numel() == 0 && shape_.empty(); }
+  // True for a default-constructed tensor (no storage); a scalar or zero-size tensor is not empty.
+  bool empty() const { return storage_ == nullptr; }
   DataType dtype() const { return dtype_; }
   const Shape& shape() const { return shape_; }
   int64_t rank() const { return static_cast<int64_t>(shape_.size()); }
