@@ -40,4 +40,20 @@ inline unsigned grid_for(int64_t n, int threads, int max_blocks = 65535 * 8) {
   return static_cast<unsigned>(b);
 }
 
+// Splits a flat output index of an N x C x OH x OW tensor stored NCHW or NHWC into coordinates.
+template <bool NHWC>
+__device__ __forceinline__ void split_image_index(int64_t i, int64_t c_dim, int64_t h_dim, int64_t w_dim, int& n,
+                                                  int& c, int& y, int& x) {
+  if (NHWC) {
+    c = static_cast<int>(i % c_dim); i /= c_dim;
+    x = static_cast<int>(i % w_dim); i /= w_dim;
+    y = static_cast<int>(i % h_dim); i /= h_dim;
+  } else {
+    x = static_cast<int>(i % w_dim); i /= w_dim;
+    y = static_cast<int>(i % h_dim); i /= h_dim;
+    c = static_cast<int>(i % c_dim); i /= c_dim;
+  }
+  n = static_cast<int>(i);
+}
+
 }  // namespace qyolo::cuda

@@ -20,19 +20,8 @@ template <typename T, bool NHWC>
 __global__ void resize_nearest_kernel(ResizeParams p, T* __restrict__ y, const T* __restrict__ x) {
   for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < p.total;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    int64_t r = i;
     int c, ox, oy, n;
-    if (NHWC) {
-      c = static_cast<int>(r % p.c); r /= p.c;
-      ox = static_cast<int>(r % p.ow); r /= p.ow;
-      oy = static_cast<int>(r % p.oh); r /= p.oh;
-      n = static_cast<int>(r);
-    } else {
-      ox = static_cast<int>(r % p.ow); r /= p.ow;
-      oy = static_cast<int>(r % p.oh); r /= p.oh;
-      c = static_cast<int>(r % p.c); r /= p.c;
-      n = static_cast<int>(r);
-    }
+    split_image_index<NHWC>(i, p.c, p.oh, p.ow, n, c, oy, ox);
     const int iy = p.ys[oy], ix = p.xs[ox];
     const int64_t off = NHWC ? ((static_cast<int64_t>(n) * p.h + iy) * p.w + ix) * p.c + c
                              : ((static_cast<int64_t>(n) * p.c + c) * p.h + iy) * p.w + ix;
