@@ -57,6 +57,7 @@ double time_layer(const Layer& l, const char* layout, int runs) {
   auto kernel = make_cpu_conv2d(n);
   if (!infer_node(ctx).is_ok() || !kernel.is_ok() || !(*kernel)->prepare(n, ctx.inputs, ctx.outputs).is_ok())
     return -1;
+  Tensor workspace = give_own_workspace(**kernel);
   std::vector<const Tensor*> in_ptrs;
   for (auto& t : ins) in_ptrs.push_back(&t);
   double best = 1e30;

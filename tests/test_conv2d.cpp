@@ -115,6 +115,7 @@ Result<Tensor> run_conv_kernel(const Node& node, const std::vector<Tensor>& ins,
   QYOLO_RETURN_IF_ERROR(infer_node(ctx));
   QYOLO_ASSIGN_OR_RETURN(auto kernel, make_cpu_conv2d(node));
   QYOLO_RETURN_IF_ERROR(kernel->prepare(node, ctx.inputs, ctx.outputs));
+  Tensor workspace = give_own_workspace(*kernel);
   std::vector<const Tensor*> in_ptrs;
   for (size_t i = 0; i < node.inputs.size(); ++i) in_ptrs.push_back(node.has_input(i) ? &ins[i] : nullptr);
   Tensor y = Tensor::uninitialized(ctx.outputs[0].dtype, ctx.outputs[0].shape);
@@ -265,6 +266,7 @@ Result<Tensor> run_single(const Node& node, const std::vector<Tensor>& ins, cons
   if (!f) return internal_error("no kernel");
   QYOLO_ASSIGN_OR_RETURN(auto kernel, f(node));
   QYOLO_RETURN_IF_ERROR(kernel->prepare(node, ctx.inputs, ctx.outputs));
+  Tensor workspace = give_own_workspace(*kernel);
   std::vector<const Tensor*> in_ptrs;
   for (size_t i = 0; i < node.inputs.size(); ++i) in_ptrs.push_back(node.has_input(i) ? &ins[i] : nullptr);
   Tensor y = Tensor::uninitialized(ctx.outputs[0].dtype, ctx.outputs[0].shape);

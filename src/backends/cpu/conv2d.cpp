@@ -6,9 +6,9 @@
 // is 1.2-4x faster than running oneDNN on the plain NCHW buffers, where it falls back to
 // im2col + sgemm. QYOLO_CONV_LAYOUT=plain forces the plain path (benchmarks, debugging).
 //
-// Memory: the blocked copies of src/dst live in a per-thread scratch shared by all Conv kernels
-// (kernels of a thread run one at a time), so they cost 2 x the largest layer instead of the sum
-// over layers (about 265 MB for YOLOv5s at 640). To be replaced by an executor-owned workspace.
+// Memory: the blocked copies of src/dst live in the executor's shared workspace (kernels of an
+// executor run one at a time), so they cost the largest layer instead of the sum over layers
+// (about 265 MB for YOLOv5s at 640).
 //
 // Fusions: the activation is an eltwise post-op; the residual is a sum post-op (dst is seeded with
 // the residual before the convolution). Where the chosen implementation cannot do that efficiently
@@ -45,31 +45,6 @@ memory::dims to_dims(const std::vector<int64_t>& v) {
   return memory::dims(v.begin(), v.end());
 }
 
-// Grow-only, 64-byte aligned scratch buffer.
-class Scratch {
- public:
-  void* get(size_t bytes) {
-    if (bytes > size_) {
-      ptr_.reset(static_cast<std::byte*>(std::aligned_alloc(64, (bytes + 63) / 64 * 64)));
-      size_ = ptr_ ? bytes : 0;
-    }
-    return ptr_.get();
-  }
-
- private:
-  struct Free {
-    void operator()(std::byte* p) const { std::free(p); }
-  };
-  std::unique_ptr<std::byte, Free> ptr_;
-  size_t size_ = 0;
-};
-
-// [0]: blocked src, [1]: blocked dst of the convolution currently running on this thread.
-Scratch& thread_scratch(int i) {
-  thread_local Scratch scratch[2];
-  return scratch[i];
-}
-
 bool force_plain_layout() {
   const char* env = std::getenv("QYOLO_CONV_LAYOUT");
   return env != nullptr && std::strcmp(env, "plain") == 0;
@@ -88,6 +63,12 @@ class CpuConv final : public CpuKernel {
                          std::to_string(static_cast<int>(e.status)) + ")");
     }
   }
+
+  size_t workspace_bytes() const override {
+    return (src_reordered_ ? align64(src_conv_.get_desc().get_size()) : 0) +
+           (dst_reordered_ ? align64(dst_conv_.get_desc().get_size()) : 0);
+  }
+  void set_workspace(std::byte* workspace) override { workspace_ = workspace; }
 
   Status run(std::span<const Tensor* const> inputs, std::span<Tensor* const> outputs) override {
     try {
@@ -224,15 +205,11 @@ class CpuConv final : public CpuKernel {
     if (a.has_bias)
       bias_.set_data_handle(const_cast<void*>(bias_const_ ? bias_tensor_.raw() : inputs[2]->raw()));
     if (src_reordered_) {
-      void* p = thread_scratch(0).get(src_conv_.get_desc().get_size());
-      if (p == nullptr) return internal_error(name_ + ": out of memory for the blocked input");
-      src_conv_.set_data_handle(p);
+      src_conv_.set_data_handle(workspace_);
       src_reorder_.execute(strm_, src_user_, src_conv_);
     }
     if (dst_reordered_) {
-      void* p = thread_scratch(1).get(dst_conv_.get_desc().get_size());
-      if (p == nullptr) return internal_error(name_ + ": out of memory for the blocked output");
-      dst_conv_.set_data_handle(p);
+      dst_conv_.set_data_handle(workspace_ + (src_reordered_ ? align64(src_conv_.get_desc().get_size()) : 0));
     }
     if (a.has_residual && !residual_pass_) {
       // The sum post-op accumulates into dst: seed dst with the residual.
@@ -266,6 +243,7 @@ class CpuConv final : public CpuKernel {
   Shape x_shape_;
   memory::dims w_dims_;
   bool src_reordered_ = false, dst_reordered_ = false;
+  std::byte* workspace_ = nullptr;
   bool residual_pass_ = false;  // residual added after the convolution instead of as a post-op
   bool weights_const_ = false, bias_const_ = false;
   std::string impl_;  // oneDNN implementation name (for debugging)
@@ -295,6 +273,8 @@ class CpuConvInt8OrFloat final : public CpuKernel {
   Status run(std::span<const Tensor* const> inputs, std::span<Tensor* const> outputs) override {
     return impl_->run(inputs, outputs);
   }
+  size_t workspace_bytes() const override { return impl_->workspace_bytes(); }
+  void set_workspace(std::byte* workspace) override { impl_->set_workspace(workspace); }
 
  private:
   const Node& node_;

@@ -41,6 +41,11 @@ class CpuConvInt8 final : public CpuKernel {
     }
   }
 
+  size_t workspace_bytes() const override {
+    return src_q_bytes_ + align64(src_conv_.get_desc().get_size()) + align64(dst_conv_.get_desc().get_size());
+  }
+  void set_workspace(std::byte* workspace) override { workspace_ = workspace; }
+
   Status run(std::span<const Tensor* const> inputs, std::span<Tensor* const> outputs) override {
     try {
       return run_impl(inputs, outputs);
@@ -123,12 +128,13 @@ class CpuConvInt8 final : public CpuKernel {
     conv_ = dnnl::convolution_forward(pd);
     impl_ = pd.impl_info_str();
 
-    src_q_ = Tensor::uninitialized(DataType::kInt8, x);
-    src_user_ = memory(src_user_md, eng_, src_q_.raw());
-    src_conv_ = memory(pd.src_desc(), eng_);
+    // Quantised input, its blocked copy and the blocked output live in the executor's workspace.
+    src_q_bytes_ = align64(static_cast<size_t>(shape_numel(x)));
+    src_user_ = memory(src_user_md, eng_, DNNL_MEMORY_NONE);
+    src_conv_ = memory(pd.src_desc(), eng_, DNNL_MEMORY_NONE);
     src_reorder_ = dnnl::reorder(src_user_, src_conv_);
     dst_user_ = memory(dst_user_md, eng_, DNNL_MEMORY_NONE);
-    dst_conv_ = memory(pd.dst_desc(), eng_);
+    dst_conv_ = memory(pd.dst_desc(), eng_, DNNL_MEMORY_NONE);
     dst_reorder_ = dnnl::reorder(dst_conv_, dst_user_);
     if (a.has_residual) {
       residual_user_ = memory(dst_user_md, eng_, DNNL_MEMORY_NONE);
@@ -145,8 +151,11 @@ class CpuConvInt8 final : public CpuKernel {
   Status run_impl(std::span<const Tensor* const> inputs, std::span<Tensor* const> outputs) {
     // Quantise the input: round half to even, saturate to [-127, 127].
     const float* x = inputs[0]->data<float>();
-    int8_t* q = src_q_.data<int8_t>();
-    const int64_t n = src_q_.numel();
+    int8_t* q = reinterpret_cast<int8_t*>(workspace_);
+    const int64_t n = inputs[0]->numel();
+    src_user_.set_data_handle(workspace_);
+    src_conv_.set_data_handle(workspace_ + src_q_bytes_);
+    dst_conv_.set_data_handle(workspace_ + src_q_bytes_ + align64(src_conv_.get_desc().get_size()));
     const float scale = input_scale_;
     // x / scale, not x * (1 / scale): the rounding of ONNX QuantizeLinear (ONNX Runtime, TensorRT).
 #pragma omp parallel for simd schedule(static)
@@ -172,7 +181,9 @@ class CpuConvInt8 final : public CpuKernel {
   ConvAttrs attrs_;
   float input_scale_ = 0.f;
   std::vector<float> weight_scales_;
-  Tensor weights_q_, bias_scaled_, src_q_;
+  Tensor weights_q_, bias_scaled_;
+  size_t src_q_bytes_ = 0;
+  std::byte* workspace_ = nullptr;
   std::string impl_;
   dnnl::engine eng_;
   dnnl::stream strm_;

@@ -1,5 +1,6 @@
 #include "backends/cpu/cpu_executor.h"
 
+#include <algorithm>
 #include <chrono>
 #include <unordered_map>
 
@@ -17,6 +18,7 @@ Result<std::vector<Tensor>> evaluate_node_cpu(const Node& node, const std::vecto
                                               const std::vector<ValueDesc>& outputs) {
   QYOLO_ASSIGN_OR_RETURN(auto kernel, make_kernel(node));
   QYOLO_RETURN_IF_ERROR(kernel->prepare(node, inputs, outputs).with_context("preparing"));
+  Tensor workspace = give_own_workspace(*kernel);
   std::vector<const Tensor*> in_ptrs;
   for (const auto* d : inputs) in_ptrs.push_back(d ? &*d->value : nullptr);
   std::vector<Tensor> outs;
@@ -68,6 +70,10 @@ Result<std::unique_ptr<CpuExecutor>> CpuExecutor::build(SpecializedGraph graph) 
     QYOLO_RETURN_IF_ERROR(step.kernel->prepare(node, in_descs, out_descs).with_context(g.source_path));
     ex->steps_.push_back(std::move(step));
   }
+  size_t workspace = 0;
+  for (const auto& s : ex->steps_) workspace = std::max(workspace, s.kernel->workspace_bytes());
+  ex->workspace_ = Tensor::uninitialized(DataType::kUInt8, {static_cast<int64_t>(workspace)});
+  for (auto& s : ex->steps_) s.kernel->set_workspace(static_cast<std::byte*>(ex->workspace_.raw()));
   for (const auto& o : g.outputs) ex->output_ids_.push_back(id_of(o.name));
   ex->consumers_.assign(ex->value_names_.size(), 0);
   for (const auto& s : ex->steps_)

@@ -41,6 +41,7 @@ class CpuExecutor {
   std::vector<int> consumers_;         // per value: number of step inputs reading it
   std::vector<int> input_ids_, output_ids_;
   std::vector<int> constant_ids_;
+  Tensor workspace_;  // shared scratch of all kernels (see CpuKernel::workspace_bytes)
 };
 
 // Evaluates one node on constant inputs (constant folding). `outputs` carry the inferred descs.

@@ -19,7 +19,23 @@ class CpuKernel {
     return Status::ok();
   }
   virtual Status run(std::span<const Tensor* const> inputs, std::span<Tensor* const> outputs) = 0;
+
+  // Scratch memory: after prepare(), the executor allocates one workspace of the largest
+  // workspace_bytes() of its kernels (64-byte aligned) and hands it to every kernel; kernels of an
+  // executor run one at a time, so they share it. Valid for the executor's lifetime.
+  virtual size_t workspace_bytes() const { return 0; }
+  virtual void set_workspace(std::byte* workspace) {}
 };
+
+inline size_t align64(size_t n) { return (n + 63) / 64 * 64; }
+
+// For a kernel used on its own (constant folding, tests, benchmarks): allocates its workspace and
+// hands it over; keep the returned tensor alive while the kernel runs.
+inline Tensor give_own_workspace(CpuKernel& kernel) {
+  Tensor ws = Tensor::uninitialized(DataType::kUInt8, {static_cast<int64_t>(kernel.workspace_bytes())});
+  kernel.set_workspace(static_cast<std::byte*>(ws.raw()));
+  return ws;
+}
 
 using CpuKernelFactory = Result<std::unique_ptr<CpuKernel>> (*)(const Node& node);
 
