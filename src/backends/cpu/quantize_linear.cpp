@@ -98,7 +98,7 @@ class QuantizeKernel : public CpuKernel {
 }  // namespace
 
 Result<std::unique_ptr<CpuKernel>> make_cpu_quantize_linear(const Node& node) {
-  // Kernels see no opset; infer_quantize_linear validated the node (axis needs opset 13).
+  // Kernels see no opset; infer_quantize_linear validated the node.
   QYOLO_ASSIGN_OR_RETURN(QLinearAttrs a, QLinearAttrs::parse(node, 13));
   return std::unique_ptr<CpuKernel>(new QuantizeKernel(a));
 }

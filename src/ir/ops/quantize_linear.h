@@ -8,7 +8,7 @@
 namespace qyolo {
 
 struct QLinearAttrs {
-  int64_t axis = 1;                      // per-axis quantization axis (opset >= 13)
+  int64_t axis = 1;                      // per-axis axis (opset >= 13; accepted earlier, as ORT does)
   std::optional<DataType> output_dtype;  // QuantizeLinear opset 21 'output_dtype'
 
   static Result<QLinearAttrs> parse(const Node& node, int64_t opset);
