@@ -22,6 +22,12 @@ void add_engine_options(CLI::App* cmd, EngineArgs& a, bool allow_engine_file, bo
   cmd->add_option("--max-shapes", a.max_shapes, "dynamic models: e.g. images:32x3x1280x1280");
 }
 
+void add_nms_options(CLI::App* cmd, float& conf, float& iou, int& max_det) {
+  cmd->add_option("--conf", conf, "confidence threshold")->capture_default_str();
+  cmd->add_option("--iou", iou, "NMS IoU threshold")->capture_default_str();
+  cmd->add_option("--max-det", max_det, "maximum detections per image")->capture_default_str();
+}
+
 BuildOptions build_options_from(const EngineArgs& a, Status* error) {
   BuildOptions o;
   *error = Status::ok();

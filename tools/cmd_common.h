@@ -23,6 +23,8 @@ struct EngineArgs {
 
 // Adds --model, --engine (if allowed), --device, --int8, --fp16, --cache, --float-layers, --*-shapes.
 void add_engine_options(CLI::App* cmd, EngineArgs& args, bool allow_engine_file = true, bool with_precision = true);
+// --conf, --iou, --max-det (defaults: the caller's current values).
+void add_nms_options(CLI::App* cmd, float& conf, float& iou, int& max_det);
 BuildOptions build_options_from(const EngineArgs& args, Status* error);
 // Builds from --model or loads --engine; prints a one-line summary to stderr.
 Result<std::shared_ptr<const Engine>> open_engine(const EngineArgs& args, bool verbose = true);

@@ -102,9 +102,7 @@ void register_detect(CLI::App& app, int& exit_code) {
   add_engine_options(cmd, a->engine);
   cmd->add_option("--source,-s", a->source, "image file or folder")->required();
   cmd->add_option("--out,-o", a->out, "output folder")->capture_default_str();
-  cmd->add_option("--conf", a->conf, "confidence threshold")->capture_default_str();
-  cmd->add_option("--iou", a->iou, "NMS IoU threshold")->capture_default_str();
-  cmd->add_option("--max-det", a->max_det, "maximum detections per image")->capture_default_str();
+  add_nms_options(cmd, a->conf, a->iou, a->max_det);
   cmd->add_option("--classes", a->classes, "keep only these class ids");
   cmd->add_option("--imgsz", a->imgsz, "letterbox size (square)")->capture_default_str();
   cmd->add_flag("--agnostic-nms", a->agnostic, "NMS across classes");

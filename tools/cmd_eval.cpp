@@ -156,9 +156,7 @@ void register_eval(CLI::App& app, int& exit_code) {
   cmd->add_option("--data,-d", a->data, "dataset folder, e.g. ../shared/data/val500")->required();
   cmd->add_option("--imgsz", a->imgsz, "letterbox size")->capture_default_str();
   cmd->add_option("--batch", a->batch, "images per batch")->capture_default_str();
-  cmd->add_option("--conf", a->conf, "confidence threshold")->capture_default_str();
-  cmd->add_option("--iou", a->iou, "NMS IoU threshold")->capture_default_str();
-  cmd->add_option("--max-det", a->max_det, "detections per image")->capture_default_str();
+  add_nms_options(cmd, a->conf, a->iou, a->max_det);
   cmd->add_option("--limit", a->limit, "evaluate only the first N images (by file name)");
   cmd->add_option("--json", a->json_out, "write a machine-readable summary here");
   cmd->add_option("--save-results", a->results_out, "write COCO results json (detections) here");
