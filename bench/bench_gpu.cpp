@@ -2,7 +2,7 @@
 // enqueue (optionally replayed as a captured CUDA graph) with CUDA events: median and p99 over
 // --iters runs after --warmup runs. One result line (or JSON with --json).
 //
-//   bench_gpu MODEL.onnx --batch 32 --precision fp16 [--graph] [--layout auto|nchw|nhwc]
+//   bench_gpu MODEL.onnx --batch 32 --precision fp16|fp32|int8 [--calib CACHE] [--graph] [--layout auto|nchw|nhwc]
 //             [--iters 200] [--warmup 20] [--unfused] [--no-fp32-tail] [--heuristic] [--summary]
 //
 // A static-batch export only builds for its own batch (re-batch it first, e.g. with
@@ -11,13 +11,19 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <memory>
 #include <random>
 #include <string>
 #include <vector>
 
+#include <cublasLt.h>
+
 #include "backends/cuda/cuda_executor.h"
+#include "backends/cuda/postprocess.h"
+#include "backends/cuda/preprocess.h"
 #include "onnx/onnx_import.h"
 #include "passes/passes.h"
+#include "quant/quantize_graph.h"
 
 using namespace qyolo;
 
@@ -31,12 +37,18 @@ struct Args {
   CudaLayout layout = CudaLayout::kAuto;
   bool graph = false, fused = true, fp32_tail = true, exhaustive = true, json = false, summary = false;
   bool cudnn_graph = true, profile = false;
+  // Time the whole detection path on the GPU: letterbox from uint8 1080x810 RGB images already in
+  // device memory, the network, decode + NMS (detections stay on the device).
+  bool prepost = false;
   int iters = 200, warmup = 20;
+  int int8_tactic = -1;
+  std::string calib, float_layers;  // int8: TensorRT cache / PPQ json; float-layer regex
 };
 
 int usage(const char* msg) {
   std::fprintf(stderr,
-               "error: %s\nusage: bench_gpu MODEL.onnx [--batch N] [--size S] [--precision fp32|fp16] [--graph]\n"
+               "error: %s\nusage: bench_gpu MODEL.onnx [--batch N] [--size S] [--precision fp32|fp16|int8] [--calib CACHE]\n"
+               "       [--float-layers REGEX] [--int8-tactic N] [--prepost] [--graph]\n"
                "       [--layout auto|nchw|nhwc] [--iters N] [--warmup N] [--unfused] [--no-fp32-tail] [--heuristic]\n"
                "       [--legacy-conv] [--summary] [--profile] [--json]\n",
                msg);
@@ -57,9 +69,130 @@ int fail(const Status& st) {
     }                                                                                  \
   } while (0)
 
+// The chip's ceilings, measured in the same run: device-to-device copy bandwidth (bytes read +
+// written) and cuBLASLt dense GEMM throughput, int8 (s8 x s8 -> s32) and fp16 (fp32 accumulate),
+// M = N = K = 8192, "TN" layout (the one IMMA kernels want).
+struct Ceilings {
+  double copy_gbs = 0, int8_tops = 0, fp16_tflops = 0;
+};
+
+#define CHECK_LT(expr)                                                                             \
+  do {                                                                                             \
+    cublasStatus_t s_ = (expr);                                                                    \
+    if (s_ != CUBLAS_STATUS_SUCCESS) {                                                             \
+      std::fprintf(stderr, "error: %s failed: %d\n", #expr, static_cast<int>(s_));                \
+      return false;                                                                                \
+    }                                                                                              \
+  } while (0)
+#define CHECK_CU(expr)                                                                             \
+  do {                                                                                             \
+    cudaError_t e_ = (expr);                                                                       \
+    if (e_ != cudaSuccess) {                                                                       \
+      std::fprintf(stderr, "error: %s failed: %s\n", #expr, cudaGetErrorString(e_));              \
+      return false;                                                                                \
+    }                                                                                              \
+  } while (0)
+
+bool time_gemm(cublasLtHandle_t lt, bool int8, int64_t n, void* a, void* b, void* c, void* ws, size_t ws_bytes,
+               cudaStream_t s, double* ops_per_s) {
+  const cudaDataType_t ab = int8 ? CUDA_R_8I : CUDA_R_16F, cd = int8 ? CUDA_R_32I : CUDA_R_16F;
+  cublasLtMatmulDesc_t op = nullptr;
+  cublasLtMatrixLayout_t la = nullptr, lb = nullptr, lc = nullptr;
+  CHECK_LT(cublasLtMatmulDescCreate(&op, int8 ? CUBLAS_COMPUTE_32I : CUBLAS_COMPUTE_32F, int8 ? CUDA_R_32I : CUDA_R_32F));
+  const cublasOperation_t t = CUBLAS_OP_T;
+  CHECK_LT(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSA, &t, sizeof(t)));
+  CHECK_LT(cublasLtMatrixLayoutCreate(&la, ab, n, n, n));
+  CHECK_LT(cublasLtMatrixLayoutCreate(&lb, ab, n, n, n));
+  CHECK_LT(cublasLtMatrixLayoutCreate(&lc, cd, n, n, n));
+  cublasLtMatmulPreference_t pref = nullptr;
+  CHECK_LT(cublasLtMatmulPreferenceCreate(&pref));
+  CHECK_LT(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws_bytes, sizeof(ws_bytes)));
+  cublasLtMatmulHeuristicResult_t heur{};
+  int found = 0;
+  CHECK_LT(cublasLtMatmulAlgoGetHeuristic(lt, op, la, lb, lc, lc, pref, 1, &heur, &found));
+  if (found == 0) return false;
+  const int32_t ia = 1, ib = 0;
+  const float fa = 1.f, fb = 0.f;
+  const void* alpha = int8 ? static_cast<const void*>(&ia) : static_cast<const void*>(&fa);
+  const void* beta = int8 ? static_cast<const void*>(&ib) : static_cast<const void*>(&fb);
+  for (int i = 0; i < 3; ++i)
+    CHECK_LT(cublasLtMatmul(lt, op, alpha, a, la, b, lb, beta, c, lc, c, lc, &heur.algo, ws, ws_bytes, s));
+  cudaEvent_t e0, e1;
+  CHECK_CU(cudaEventCreate(&e0));
+  CHECK_CU(cudaEventCreate(&e1));
+  const int reps = 20;
+  CHECK_CU(cudaEventRecord(e0, s));
+  for (int i = 0; i < reps; ++i)
+    CHECK_LT(cublasLtMatmul(lt, op, alpha, a, la, b, lb, beta, c, lc, c, lc, &heur.algo, ws, ws_bytes, s));
+  CHECK_CU(cudaEventRecord(e1, s));
+  CHECK_CU(cudaEventSynchronize(e1));
+  float ms = 0;
+  CHECK_CU(cudaEventElapsedTime(&ms, e0, e1));
+  *ops_per_s = 2.0 * n * n * n * reps / (ms * 1e-3);
+  cudaEventDestroy(e0);
+  cudaEventDestroy(e1);
+  cublasLtMatmulPreferenceDestroy(pref);
+  cublasLtMatrixLayoutDestroy(la);
+  cublasLtMatrixLayoutDestroy(lb);
+  cublasLtMatrixLayoutDestroy(lc);
+  cublasLtMatmulDescDestroy(op);
+  return true;
+}
+
+bool measure_ceilings(Ceilings* out) {
+  cudaStream_t s = nullptr;
+  CHECK_CU(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+  const size_t bytes = size_t{1} << 30;
+  void *a = nullptr, *b = nullptr, *c = nullptr, *ws = nullptr;
+  CHECK_CU(cudaMalloc(&a, bytes));
+  CHECK_CU(cudaMalloc(&b, bytes));
+  CHECK_CU(cudaMemsetAsync(a, 1, bytes, s));
+  CHECK_CU(cudaMemsetAsync(b, 1, bytes, s));
+  cudaEvent_t e0, e1;
+  CHECK_CU(cudaEventCreate(&e0));
+  CHECK_CU(cudaEventCreate(&e1));
+  CHECK_CU(cudaMemcpyAsync(b, a, bytes, cudaMemcpyDeviceToDevice, s));
+  CHECK_CU(cudaEventRecord(e0, s));
+  const int reps = 10;
+  for (int i = 0; i < reps; ++i) CHECK_CU(cudaMemcpyAsync(b, a, bytes, cudaMemcpyDeviceToDevice, s));
+  CHECK_CU(cudaEventRecord(e1, s));
+  CHECK_CU(cudaEventSynchronize(e1));
+  float ms = 0;
+  CHECK_CU(cudaEventElapsedTime(&ms, e0, e1));
+  out->copy_gbs = 2.0 * bytes * reps / (ms * 1e-3) / 1e9;
+  // 8192^2 int32/fp16 outputs fit the same buffers (256 MiB).
+  const int64_t n = 8192;
+  const size_t ws_bytes = 64 << 20;
+  CHECK_CU(cudaMalloc(&c, static_cast<size_t>(n) * n * 4));
+  CHECK_CU(cudaMalloc(&ws, ws_bytes));
+  CHECK_CU(cudaMemsetAsync(a, 0x11, static_cast<size_t>(n) * n * 2, s));
+  CHECK_CU(cudaMemsetAsync(b, 0x11, static_cast<size_t>(n) * n * 2, s));
+  cublasLtHandle_t lt = nullptr;
+  CHECK_LT(cublasLtCreate(&lt));
+  double ops = 0;
+  if (time_gemm(lt, true, n, a, b, c, ws, ws_bytes, s, &ops)) out->int8_tops = ops / 1e12;
+  if (time_gemm(lt, false, n, a, b, c, ws, ws_bytes, s, &ops)) out->fp16_tflops = ops / 1e12;
+  cublasLtDestroy(lt);
+  cudaEventDestroy(e0);
+  cudaEventDestroy(e1);
+  cudaFree(a);
+  cudaFree(b);
+  cudaFree(c);
+  cudaFree(ws);
+  cudaStreamDestroy(s);
+  return true;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
+  if (argc == 2 && std::string(argv[1]) == "--ceilings") {
+    Ceilings c;
+    if (!measure_ceilings(&c)) return 1;
+    std::printf("{\"who\": \"ceilings\", \"copy_gbs\": %.1f, \"int8_tops\": %.1f, \"fp16_tflops\": %.1f}\n", c.copy_gbs,
+                c.int8_tops, c.fp16_tflops);
+    return 0;
+  }
   Args a;
   for (int i = 1; i < argc; ++i) {
     std::string s = argv[i];
@@ -73,7 +206,20 @@ int main(int argc, char** argv) {
       if (!v) return usage("--precision needs a value");
       if (std::strcmp(v, "fp16") == 0) a.precision = CudaPrecision::kFp16;
       else if (std::strcmp(v, "fp32") == 0) a.precision = CudaPrecision::kFp32;
-      else return usage("--precision is fp32 or fp16");
+      else if (std::strcmp(v, "int8") == 0) a.precision = CudaPrecision::kInt8;
+      else return usage("--precision is fp32, fp16 or int8");
+    } else if (s == "--calib") {
+      const char* v = next();
+      if (!v) return usage("--calib needs a file");
+      a.calib = v;
+    } else if (s == "--float-layers") {
+      const char* v = next();
+      if (!v) return usage("--float-layers needs a regex");
+      a.float_layers = v;
+    } else if (s == "--int8-tactic") {
+      const char* v = next();
+      if (!v) return usage("--int8-tactic needs a value");
+      a.int8_tactic = std::atoi(v);
     } else if (s == "--layout") {
       const char* v = next();
       if (!v) return usage("--layout needs a value");
@@ -89,6 +235,7 @@ int main(int argc, char** argv) {
     else if (s == "--summary") a.summary = true;
     else if (s == "--profile") a.profile = true;
     else if (s == "--legacy-conv") a.cudnn_graph = false;
+    else if (s == "--prepost") a.prepost = true;
     else if (!s.empty() && s[0] == '-') return usage(("unknown option " + s).c_str());
     else a.model = s;
   }
@@ -105,12 +252,23 @@ int main(int argc, char** argv) {
     Status st = run_default_passes(*sg);
     if (!st.is_ok()) return fail(st);
   }
+  int n_int8 = 0;
+  if (a.precision == CudaPrecision::kInt8) {
+    if (a.calib.empty()) return usage("--precision int8 needs --calib CACHE (qyolo calibrate writes one)");
+    auto scales = load_activation_scales(a.calib, *g);
+    if (!scales) return fail(scales.status());
+    QuantizeOptions qo;
+    qo.float_layers_regex = a.float_layers;
+    Status st = quantize_graph(*sg, *scales, qo, &n_int8);
+    if (!st.is_ok()) return fail(st);
+  }
   CudaBuildOptions opt;
   opt.precision = a.precision;
   opt.layout = a.layout;
   opt.fp32_tail = a.fp32_tail;
   opt.exhaustive_tuning = a.exhaustive;
   opt.cudnn_graph = a.cudnn_graph;
+  opt.int8_tactic = a.int8_tactic;
   auto ex = CudaExecutor::build(std::move(*sg), opt);
   if (!ex) return fail(ex.status());
   const double build_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -140,8 +298,38 @@ int main(int argc, char** argv) {
   }
   cudaStream_t s = nullptr;
   CHECK_CUDA(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+  // --prepost: one synthetic 1080x810 image per batch slot, letterboxed into the input each run.
+  constexpr int kImgW = 810, kImgH = 1080;
+  void* images = nullptr;
+  std::unique_ptr<cuda::GpuPostprocessor> post;
+  if (a.prepost) {
+    std::vector<uint8_t> host(static_cast<size_t>(kImgW) * kImgH * 3 * a.batch);
+    for (auto& v : host) v = static_cast<uint8_t>(rng() & 0xFF);
+    CHECK_CUDA(cudaMalloc(&images, host.size()));
+    CHECK_CUDA(cudaMemcpy(images, host.data(), host.size(), cudaMemcpyHostToDevice));
+    bufs.push_back(images);
+    NmsOptions nms;  // conf 0.25, iou 0.45, max_det 300
+    auto pp = cuda::GpuPostprocessor::create(e.outputs().at(0).shape, HeadKind::kYoloV5, nms);
+    if (!pp) return fail(pp.status());
+    post = std::move(pp).value();
+  }
+  const Shape in_shape = e.inputs().at(0).shape;
+  auto run_once = [&]() -> Status {
+    if (a.prepost) {
+      const size_t plane = static_cast<size_t>(in_shape[2]) * in_shape[3];
+      for (int b = 0; b < a.batch; ++b) {
+        QYOLO_RETURN_IF_ERROR(cuda::letterbox_to_nchw_gpu(
+            static_cast<const uint8_t*>(images) + static_cast<size_t>(b) * kImgW * kImgH * 3, kImgW, kImgH,
+            static_cast<size_t>(kImgW) * 3, static_cast<int>(in_shape[2]), static_cast<int>(in_shape[3]),
+            DataType::kFloat32, static_cast<float*>(const_cast<void*>(ins[0])) + b * 3 * plane, s));
+      }
+    }
+    QYOLO_RETURN_IF_ERROR(e.enqueue(ins, outs, s));
+    if (a.prepost) QYOLO_RETURN_IF_ERROR(post->enqueue(static_cast<const float*>(outs[0]), s));
+    return Status::ok();
+  };
   for (int i = 0; i < a.warmup; ++i) {
-    Status st = e.enqueue(ins, outs, s);
+    Status st = run_once();
     if (!st.is_ok()) return fail(st);
   }
   CHECK_CUDA(cudaStreamSynchronize(s));
@@ -154,7 +342,7 @@ int main(int argc, char** argv) {
   cudaGraph_t graph = nullptr;
   if (a.graph) {
     CHECK_CUDA(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal));
-    Status st = e.enqueue(ins, outs, s);
+    Status st = run_once();
     cudaError_t ce = cudaStreamEndCapture(s, &graph);
     if (!st.is_ok()) return fail(st);
     CHECK_CUDA(ce);
@@ -171,7 +359,7 @@ int main(int argc, char** argv) {
     if (a.graph) {
       CHECK_CUDA(cudaGraphLaunch(exec, s));
     } else {
-      Status st = e.enqueue(ins, outs, s);
+      Status st = run_once();
       if (!st.is_ok()) return fail(st);
     }
     CHECK_CUDA(cudaEventRecord(e1, s));
@@ -185,18 +373,22 @@ int main(int argc, char** argv) {
   const double median = ms[ms.size() / 2];
   const double p99 = ms[std::min(ms.size() - 1, static_cast<size_t>(ms.size() * 0.99))];
   const char* prec = cuda_precision_name(a.precision);
+  const CudaExecutor::Cost cost = e.cost();
   if (a.json) {
     std::printf("{\"model\": \"%s\", \"batch\": %d, \"dtype\": \"%s\", \"graph\": %s, \"median_ms\": %.4f, "
                 "\"p99_ms\": %.4f, \"images_per_s\": %.1f, \"build_s\": %.2f, \"arena_mib\": %zu, \"steps\": %d, "
-                "\"conv\": \"%s\"}\n",
+                "\"conv\": \"%s\", \"prepost\": %s, \"int8_convs\": %d, \"conv_gmacs\": %.3f, \"int8_gmacs\": %.3f, "
+                "\"gbytes\": %.4f}\n",
                 a.model.c_str(), a.batch, prec, a.graph ? "true" : "false", median, p99, a.batch * 1e3 / median, build_s,
-                e.arena_bytes() >> 20, e.num_steps(), a.cudnn_graph ? "graph" : "legacy");
+                e.arena_bytes() >> 20, e.num_steps(), a.cudnn_graph ? "graph" : "legacy", a.prepost ? "true" : "false",
+                n_int8, cost.conv_macs / 1e9, cost.int8_macs / 1e9, cost.bytes / 1e9);
   } else {
-    std::printf("qyolo %s b%d %s%s%s%s: median %.3f ms  p99 %.3f ms  %.0f img/s  (build %.1f s, %d steps, arena %zu MiB)\n",
-                a.model.c_str(), a.batch, prec, a.graph ? " graph" : "", a.fused ? "" : " unfused",
+    std::printf("qyolo %s b%d %s%s%s%s%s: median %.3f ms  p99 %.3f ms  %.0f img/s  (build %.1f s, %d steps, arena %zu MiB)\n",
+                a.model.c_str(), a.batch, prec, a.prepost ? " +pre/post" : "", a.graph ? " graph" : "", a.fused ? "" : " unfused",
                 a.cudnn_graph ? "" : " legacy-conv", median, p99,
                 a.batch * 1e3 / median, build_s, e.num_steps(), e.arena_bytes() >> 20);
   }
+  post.reset();
   if (exec) cudaGraphExecDestroy(exec);
   if (graph) cudaGraphDestroy(graph);
   cudaEventDestroy(e0);

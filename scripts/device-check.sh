@@ -48,13 +48,30 @@ prepare() {
   stage=$(mktemp -d)
   mkdir -p "$stage/bin" "$stage/lib" "$stage/models" "$stage/reference" "$stage/bench"
   cp "$build/qyolo_gpu_tests" "$build/bench_gpu" "$stage/bin/"
+  [ -x "$build/qyolo" ] && cp "$build/qyolo" "$stage/bin/"
   for l in libonnx_proto.so.1 libprotobuf.so.32 libdnnl.so.2 libturbojpeg.so.0 libpng16.so.16 libgomp.so.1 \
            libOpenCL.so.1; do
     cp -L "/usr/lib/x86_64-linux-gnu/$l" "$stage/lib/$l"
   done
   cp "$shared/models/yolov5n.onnx" "$shared/models/yolov5s.onnx" "$stage/models/"
   cp "$shared/reference/bus_input.npy" "$stage/reference/"
+  mkdir -p "$stage/data/samples"
+  cp "$shared/data/samples/bus.jpg" "$shared/data/samples/zidane.jpg" "$stage/data/samples/"
+  cp "$shared/models/yolov5n-dynamic.onnx" "$stage/models/"
   cp "$shared/bench/torch_peer.py" "$stage/bench/"
+  # INT8 scales for the bench (qyolo calibrate on coco128: min-max for yolov5n, mse for yolov5s,
+  # the best per model in docs/accuracy.md); written here by scripts/accuracy-table.sh.
+  mkdir -p "$stage/calib"
+  local m algo
+  for m in yolov5n:minmax yolov5s:mse; do
+    algo=${m#*:}; m=${m%%:*}
+    local cache="$ROOT/out/accuracy/$m.$algo.cache"
+    if [ ! -f "$cache" ]; then
+      "$build/qyolo" calibrate --model "$shared/models/$m.onnx" --data "$shared/data/coco128/images" --algo "$algo" \
+        --out "$cache" -q || { echo "calibration of $m failed"; return 1; }
+    fi
+    cp "$cache" "$stage/calib/$m.cache"
+  done
   mkdir -p "$CARRY"
   rm -f "$CARRY/bundle.tar.xz"
   tar -C "$stage" -cf - . | xz -T0 -6 > "$CARRY/bundle.tar.xz"
@@ -97,7 +114,7 @@ run() {
     cs=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer 2>/dev/null)
     if [ -n "$cs" ]; then
       timeout "${QYOLO_SANITIZER_TIMEOUT:-45}" "$cs" --tool memcheck --leak-check no --error-exitcode 9 "$q/bin/qyolo_gpu_tests" --gtest_color=no \
-        --gtest_filter='CudaKernels.DetectHead:CudaKernels.ConcatMixedLayouts:Cuda/ConvTest.MatchesCpu/hardswish_residual:CudaNms.*:CudaLetterbox.*' \
+        --gtest_filter='CudaKernels.DetectHead:CudaKernels.ConcatMixedLayouts:Cuda/ConvTest.MatchesCpu/hardswish_residual:CudaNms.*:CudaLetterbox.*:Cuda/Int8ConvTest.WithinOneLsbOfCpu/hardswish_residual:Cuda/Int8ConvTest.WithinOneLsbOfCpu/odd_channels:CudaInt8.ChainFusesRequantisation' \
         > "$out/sanitizer.log" 2>&1
       local s=$?
       grep -E "ERROR SUMMARY|PASSED|FAILED" "$out/sanitizer.log" | tail -5
@@ -116,8 +133,10 @@ run() {
     echo "== bench (ours: bench_gpu --graph; peer: torch_peer.py --dtype fp16 --graph --channels-last)"
     : > "$out/bench.jsonl"
     : > "$out/bench.err"
+    # The chip's ceilings in this run: D2D copy, cuBLASLt int8 and fp16 8192^3 GEMMs.
+    timeout 60 "$q/bin/bench_gpu" --ceilings >> "$out/bench.jsonl" 2>>"$out/bench.err"
     # name batch dtype [extra bench_gpu flags]; QYOLO_BENCH overrides the list.
-    local configs="${QYOLO_BENCH:-yolov5n:1:fp16 yolov5n:32:fp16 yolov5s:1:fp16 yolov5s:32:fp16 yolov5n:1:fp32 yolov5n:32:fp32 yolov5s:1:fp32 yolov5s:32:fp32}"
+    local configs="${QYOLO_BENCH:-yolov5n:1:fp16 yolov5n:32:fp16 yolov5s:1:fp16 yolov5s:32:fp16 yolov5n:1:int8 yolov5n:32:int8 yolov5s:1:int8 yolov5s:32:int8 yolov5s:1:int8:--prepost yolov5s:32:int8:--prepost yolov5s:32:fp16:--prepost yolov5n:32:fp32 yolov5s:32:fp32}"
     local cfg m b dt flag
     for cfg in $configs; do
       IFS=: read -r m b dt flag <<< "$cfg"
@@ -126,7 +145,9 @@ run() {
       [ "$b" -ne 1 ] && model="$q/models/$m-b$b.onnx"
       local errf="$out/bench.err" extra=()
       [ -n "$flag" ] && extra+=("$flag")
+      [ "$dt" = int8 ] && extra+=(--calib "$q/calib/$m.cache")
       if [ "$cfg" = "yolov5s:32:fp16" ]; then extra+=(--summary --profile); errf="$out/profile_yolov5s_b32_fp16.txt"; fi
+      if [ "$cfg" = "yolov5s:32:int8" ]; then extra+=(--summary --profile); errf="$out/profile_yolov5s_b32_int8.txt"; fi
       timeout 60 "$q/bin/bench_gpu" "$model" --batch "$b" --precision "$dt" --graph --iters 100 --json "${extra[@]}" \
         2>>"$errf" | sed "s/^{/{\"who\": \"qyolo\", \"name\": \"$m\", /" >> "$out/bench.jsonl"
     done
@@ -139,20 +160,29 @@ run() {
     done
     grep -v "^  " "$out/bench.err" | tail -8
     grep -A12 "^profile:" "$out/profile_yolov5s_b32_fp16.txt" 2>/dev/null | head -16
+    grep -A16 "^profile:" "$out/profile_yolov5s_b32_int8.txt" 2>/dev/null | head -20
     $py - "$out/bench.jsonl" <<'PYEOF'
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.startswith('{')]
 peer = {(r['name'], r['batch']): r for r in rows if r['who'] == 'peer'}
-print(f"{'model':8} {'batch':>5} {'qyolo':14} {'ms':>8} {'img/s':>7} {'build s':>7} | {'peer fp16 ms':>12} {'img/s':>7} | {'peer/qyolo':>10}")
+ceil = next((r for r in rows if r['who'] == 'ceilings'), None)
+if ceil:
+    print(f"ceilings (this run): copy {ceil['copy_gbs']:.0f} GB/s, cuBLASLt int8 {ceil['int8_tops']:.0f} TOPS, "
+          f"fp16 {ceil['fp16_tflops']:.0f} TFLOPS (8192^3 GEMMs)")
+print("TOPS: 2 x conv MACs / median time; GB/s: bytes every step reads + writes / median time")
+print(f"{'model':8} {'batch':>5} {'qyolo':18} {'ms':>8} {'img/s':>7} {'TOPS':>6} {'GB/s':>6} {'build s':>7} | {'peer fp16 ms':>12} {'img/s':>7} | {'peer/qyolo':>10}")
 for r in rows:
     if r['who'] != 'qyolo':
         continue
     p = peer.get((r['name'], r['batch']))
-    what = r['dtype'] + ('' if r.get('conv', 'graph') == 'graph' or r['dtype'] == 'fp32' else ' legacy')
+    what = r['dtype'] + ('' if r.get('conv', 'graph') == 'graph' or r['dtype'] == 'fp32' else ' legacy') + \
+        (' +pre/post' if r.get('prepost') else '')
     pm = f"{p['median_ms']:.3f}" if p else '-'
     pi = f"{p['images_per_s']:.0f}" if p else '-'
     ratio = f"{p['median_ms'] / r['median_ms']:.2f}x" if p else '-'
-    print(f"{r['name']:8} {r['batch']:>5} {what:14} {r['median_ms']:>8.3f} {r['images_per_s']:>7.0f} {r['build_s']:>7.1f} | {pm:>12} {pi:>7} | {ratio:>10}")
+    tops = 2 * r.get('conv_gmacs', 0) / r['median_ms']
+    gbs = r.get('gbytes', 0) / (r['median_ms'] * 1e-3)
+    print(f"{r['name']:8} {r['batch']:>5} {what:18} {r['median_ms']:>8.3f} {r['images_per_s']:>7.0f} {tops:>6.1f} {gbs:>6.0f} {r['build_s']:>7.1f} | {pm:>12} {pi:>7} | {ratio:>10}")
 PYEOF
   fi
   return $rc

@@ -247,9 +247,15 @@ class ConvKernel final : public CudaKernel {
         gp.pad[0] = win.pads_begin[0], gp.pad[1] = win.pads_begin[1];
         gp.stride[0] = win.strides[0], gp.stride[1] = win.strides[1];
         gp.dil[0] = win.dilations[0], gp.dil[1] = win.dilations[1];
+        // The tactic is stored by problem key (engine files reuse it on the same GPU).
+        GraphConvPlan::Tactic tactic;
+        auto& tc = *ctx.tune_cache;
+        if (auto it = tc.find(gkey); it != tc.end() && it->second.size() == 2) tactic = {it->second[0], it->second[1]};
         auto plan = GraphConvPlan::create(ctx.cudnn, ctx.stream, gp, weights_.get(), ctx.options->workspace_limit,
-                                          ctx.tuning_workspace, ctx.options->graph_max_plans, ctx.options->allow_tf32);
+                                          ctx.tuning_workspace, ctx.options->graph_max_plans, ctx.options->allow_tf32,
+                                          &tactic);
         if (plan) {
+          tc[gkey] = {tactic.heuristic_index, tactic.engine};
           graph_ = std::move(plan).value();
           objs[gkey] = std::shared_ptr<void>(graph_->share().release(), [](void* p) { delete static_cast<GraphConvPlan*>(p); });
         } else {

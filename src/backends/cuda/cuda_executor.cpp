@@ -1,5 +1,7 @@
 #include "backends/cuda/cuda_executor.h"
 
+#include "ir/ops/conv2d.h"
+
 #include <algorithm>
 #include <optional>
 #include <cstring>
@@ -58,6 +60,7 @@ struct CudaExecutor::Impl {
   std::unordered_map<std::string, int> ids;
   std::map<std::tuple<int, DataType, Layout>, int> converted;  // (value, dtype, layout) -> value
   std::map<std::pair<std::string, DataType>, int> uploaded;    // constant in a dtype -> value
+  std::map<std::tuple<int, float, int>, int> quantized_values;  // (float value, scale, s2d) -> int8 value
   std::set<std::string> reaches_conv;
   cuda::PrepareContext pctx;
 
@@ -118,6 +121,110 @@ struct CudaExecutor::Impl {
     return Status::ok();
   }
 
+  // int8 NHWC copy of value `v` (channels padded to 16) quantised with `scale`, for INT8 convs.
+  Result<int> quantized(int v, float scale, int s2d) {
+    auto key = std::make_tuple(v, scale, s2d);
+    if (auto it = quantized_values.find(key); it != quantized_values.end()) return it->second;
+    const TensorInfo vi = ex.values_[static_cast<size_t>(v)].info;
+    if (vi.shape.size() != 4 || !is_float(vi.dtype))
+      return internal_error("INT8 conv input '" + ex.values_[static_cast<size_t>(v)].name + "' is not a 4-D float value");
+    int src = v;
+    if (vi.layout == Layout::kStrided) {
+      QYOLO_ASSIGN_OR_RETURN(src, as(v, vi.dtype, Layout::kNHWC));
+    }
+    Shape qs = vi.shape;
+    qs[1] = (qs[1] * s2d * s2d + 15) / 16 * 16;
+    qs[2] /= s2d;
+    qs[3] /= s2d;
+    const std::string name = ex.values_[static_cast<size_t>(v)].name + "#int8" + (s2d > 1 ? "_s2d" : "");
+    TensorInfo qi{DataType::kInt8, qs, Layout::kNHWC, nullptr, {}};
+    qi.s2d = s2d;
+    const int out = add_value(name, qi, Storage::kArena);
+    Step s;
+    s.label = "quantize '" + ex.values_[static_cast<size_t>(v)].name + "'";
+    s.kernel = cuda::make_cuda_quantize(scale, s2d);
+    s.inputs = {src};
+    s.outputs = {out};
+    s.quantize_scale = scale;
+    const TensorInfo* ins[] = {&ex.values_[static_cast<size_t>(src)].info};
+    TensorInfo outs[] = {ex.values_[static_cast<size_t>(out)].info};
+    Node dummy;
+    dummy.name = s.label;
+    dummy.op_type = "qyolo.Quantize";
+    QYOLO_RETURN_IF_ERROR(s.kernel->prepare(pctx, dummy, ins, outs).with_context(s.label));
+    ex.steps_.push_back(std::move(s));
+    quantized_values[key] = out;
+    return out;
+  }
+
+  // Whether this Conv runs on the INT8 tensor-core kernel: INT8 build, a calibrated input scale
+  // (quantize_graph), sm_80+, group 1, 2-D, constant weights. Other convs run in fp16.
+  bool int8_conv(const Node& node) const {
+    if (ex.options_.precision != CudaPrecision::kInt8 || node.op_type != "Conv") return false;
+    if (!node.has_attr("qyolo_input_scale") || pctx.prop->major < 8) return false;
+    auto group = node.attr_int("group", 1);
+    if (!group || *group != 1 || node.inputs.size() < 2) return false;
+    auto x = ex.graph_.values.find(node.inputs[0]);
+    auto w = ex.graph_.values.find(node.inputs[1]);
+    return x != ex.graph_.values.end() && w != ex.graph_.values.end() && x->second.shape.size() == 4 &&
+           w->second.value.has_value() && w->second.shape.size() == 4;
+  }
+
+  // Space-to-depth factor for an INT8 conv's input: a stride-s conv whose kernel and leading pads
+  // are multiples of s, on so few channels that s*s*C still fits the 16-channel granule (the
+  // 6x6/2 stem on RGB: 16 instead of 3 -> 16 padded channels, and a quarter of the MACs).
+  int space_to_depth_factor(const Node& node) const {
+    const auto& x = ex.graph_.values.at(node.inputs[0]).shape;
+    const auto& w = ex.graph_.values.at(node.inputs[1]).shape;
+    auto a = ConvAttrs::parse(node, x, w);
+    if (!a) return 1;
+    const auto& win = a->window;
+    const int64_t s = win.strides[0];
+    if (s < 2 || win.strides[1] != s || win.dilations[0] != 1 || win.dilations[1] != 1) return 1;
+    if (w[2] % s || w[3] % s || win.pads_begin[0] % s || win.pads_begin[1] % s || x[2] % s || x[3] % s) return 1;
+    if (x[1] * s * s > 16) return 1;
+    return static_cast<int>(s);
+  }
+
+  // INT8 convs whose output is read by quantize steps write the int8 copy themselves.
+  void fuse_requantization() {
+    std::vector<int> producer(ex.values_.size(), -1);
+    for (size_t s = 0; s < ex.steps_.size(); ++s)
+      for (int v : ex.steps_[s].outputs) producer[static_cast<size_t>(v)] = static_cast<int>(s);
+    std::vector<bool> drop(ex.steps_.size(), false);
+    for (size_t s = 0; s < ex.steps_.size(); ++s) {
+      Step& q = ex.steps_[s];
+      if (!(q.quantize_scale > 0.f)) continue;
+      const int v = q.inputs[0];
+      const int ps = producer[static_cast<size_t>(v)];
+      if (ps < 0) continue;
+      Step& prod = ex.steps_[static_cast<size_t>(ps)];
+      const TensorInfo& vi = ex.values_[static_cast<size_t>(v)].info;
+      const TensorInfo& qi = ex.values_[static_cast<size_t>(q.outputs[0])].info;
+      if (prod.outputs.size() != 1 || vi.layout != Layout::kNHWC || qi.shape != vi.shape) continue;
+      if (!prod.kernel->fuse_quantized_output(q.quantize_scale)) continue;
+      prod.outputs.push_back(q.outputs[0]);
+      prod.label += " +quantize";
+      drop[s] = true;
+    }
+    std::vector<Step> kept;
+    for (size_t s = 0; s < ex.steps_.size(); ++s)
+      if (!drop[s]) kept.push_back(std::move(ex.steps_[s]));
+    ex.steps_ = std::move(kept);
+    // Float outputs nobody reads any more are not written (their producer gets nullptr).
+    std::vector<int> readers(ex.values_.size(), 0);
+    for (const auto& st : ex.steps_)
+      for (int v : st.inputs)
+        if (v >= 0) ++readers[static_cast<size_t>(v)];
+    for (auto& val : ex.values_)
+      if (val.storage == Storage::kAlias) ++readers[static_cast<size_t>(val.alias_of)];
+    for (const auto& st : ex.steps_) {
+      if (st.outputs.size() < 2 || !(st.node && st.node->op_type == "Conv")) continue;
+      Value& f = ex.values_[static_cast<size_t>(st.outputs[0])];
+      if (f.storage == Storage::kArena && readers[static_cast<size_t>(st.outputs[0])] == 0) f.storage = Storage::kNone;
+    }
+  }
+
   void compute_reaches_conv() {
     const Graph& g = ex.graph_.graph;
     for (auto it = g.nodes.rbegin(); it != g.nodes.rend(); ++it) {
@@ -131,7 +238,9 @@ struct CudaExecutor::Impl {
 
   DataType output_dtype(const Node& node, const std::string& out, DataType onnx_dtype) const {
     if (onnx_dtype != DataType::kFloat32) return onnx_dtype;
-    if (ex.options_.precision != CudaPrecision::kFp16) return DataType::kFloat32;
+    if (ex.options_.precision == CudaPrecision::kFp32) return DataType::kFloat32;
+    // INT8 convs feeding only the fp32 tail (the detect head) write fp32 from their fp32 epilogue.
+    if (int8_conv(node) && ex.options_.fp32_tail && !reaches_conv.count(out)) return DataType::kFloat32;
     if (node.op_type == "Conv" || !ex.options_.fp32_tail || reaches_conv.count(out)) return DataType::kFloat16;
     return DataType::kFloat32;
   }
@@ -146,6 +255,7 @@ struct CudaExecutor::Impl {
                          (tr ? std::string(" with these attributes") : std::string()) + " (supported: " + list + ")");
     }
     const bool is_conv = node.op_type == "Conv";
+    const bool is_int8 = int8_conv(node);
     if (tr->alias) return add_alias_node(node, tr);
 
     // First non-host, non-constant input decides the layout of layout-following ops.
@@ -224,6 +334,13 @@ struct CudaExecutor::Impl {
       if (tr->compute && !is_float(vdt))
         return unsupported(node.describe() + ": input '" + name + "' is " + dtype_name(vdt) +
                            ", the CUDA backend computes this op on float tensors only");
+      if (is_int8 && i == 0) {
+        QYOLO_ASSIGN_OR_RETURN(float scale, node.attr_float("qyolo_input_scale"));
+        QYOLO_ASSIGN_OR_RETURN(v, quantized(v, scale, space_to_depth_factor(node)));
+        step.inputs.push_back(v);
+        in_infos.push_back(&ex.values_[static_cast<size_t>(v)].info);
+        continue;
+      }
       DataType dt = vdt;
       if (tr->compute || (tr->alias && is_float(vdt) && is_float(o0.dtype))) dt = o0.dtype;
       QYOLO_ASSIGN_OR_RETURN(v, as(v, dt, want_layout.value_or(vlayout)));
@@ -241,7 +358,11 @@ struct CudaExecutor::Impl {
     for (size_t i = 0; i < step.inputs.size(); ++i)
       if (step.inputs[i] >= 0) in_infos[i] = &ex.values_[static_cast<size_t>(step.inputs[i])].info;
     step.alias = tr->alias;
-    QYOLO_ASSIGN_OR_RETURN(step.kernel, tr->factory(node));
+    if (is_int8) {
+      QYOLO_ASSIGN_OR_RETURN(step.kernel, cuda::make_cuda_conv2d_int8(node));
+    } else {
+      QYOLO_ASSIGN_OR_RETURN(step.kernel, tr->factory(node));
+    }
     QYOLO_RETURN_IF_ERROR(step.kernel->prepare(pctx, node, in_infos, out_infos).with_context(g.source_path));
     ex.steps_.push_back(std::move(step));
     return Status::ok();
@@ -386,7 +507,7 @@ Result<std::unique_ptr<CudaExecutor>> CudaExecutor::build(SpecializedGraph graph
 
   Impl im{*ex, {}, {}, {}, {}, {}};
   cuda::DeviceBuffer tuning;
-  std::map<std::string, std::vector<int64_t>> tune_cache;
+  std::map<std::string, std::vector<int64_t>> tune_cache = options.tactics;
   std::map<std::string, std::shared_ptr<void>> object_cache;
   im.pctx.cudnn = ex->cudnn_.get();
   im.pctx.stream = ex->stream_.get();
@@ -403,7 +524,7 @@ Result<std::unique_ptr<CudaExecutor>> CudaExecutor::build(SpecializedGraph graph
 
   const Graph& g = ex->graph_.graph;
   const bool nhwc = options.layout == CudaLayout::kNHWC ||
-                    (options.layout == CudaLayout::kAuto && options.precision == CudaPrecision::kFp16);
+                    (options.layout == CudaLayout::kAuto && options.precision != CudaPrecision::kFp32);
   for (size_t k = 0; k < g.inputs.size(); ++k) {
     const ValueDesc& d = ex->graph_.values.at(g.inputs[k].name);
     int id = im.add_value(g.inputs[k].name, TensorInfo{d.dtype, d.shape, Layout::kPlain, nullptr, {}}, Storage::kInput);
@@ -446,6 +567,8 @@ Result<std::unique_ptr<CudaExecutor>> CudaExecutor::build(SpecializedGraph graph
   }
   tuning.reset();
   object_cache.clear();
+  ex->tactics_ = std::move(tune_cache);
+  im.fuse_requantization();
 
   im.plan_memory();
   QYOLO_ASSIGN_OR_RETURN(ex->arena_, cuda::DeviceBuffer::allocate(im.arena_size));
@@ -594,6 +717,30 @@ Status CudaExecutor::debug_fill_arena(int byte) {
   QYOLO_CUDA_CHECK(cudaMemset(arena_.get(), byte, arena_.size()));
   QYOLO_CUDA_CHECK(cudaDeviceSynchronize());
   return Status::ok();
+}
+
+CudaExecutor::Cost CudaExecutor::cost() const {
+  Cost c;
+  for (const auto& s : steps_) {
+    if (s.alias) continue;
+    for (int v : s.inputs)
+      if (v >= 0) c.bytes += static_cast<double>(values_[static_cast<size_t>(v)].info.nbytes());
+    for (int v : s.outputs)
+      if (values_[static_cast<size_t>(v)].storage != Storage::kNone)
+        c.bytes += static_cast<double>(values_[static_cast<size_t>(v)].info.nbytes());
+    if (!s.node || s.node->op_type != "Conv" || s.node->inputs.size() < 2) continue;
+    auto w = graph_.values.find(s.node->inputs[1]);
+    if (w == graph_.values.end() || s.outputs.empty()) continue;
+    const Shape& y = values_[static_cast<size_t>(s.outputs[0])].info.shape;
+    // y: [N, K, OH, OW]; w: [K, C/g, R, S]: N*K*OH*OW*(C/g)*R*S.
+    const double macs = static_cast<double>(shape_numel(y)) * static_cast<double>(shape_numel(w->second.shape)) /
+                        static_cast<double>(std::max<int64_t>(w->second.shape.empty() ? 1 : w->second.shape[0], 1));
+    c.bytes += static_cast<double>(shape_numel(w->second.shape)) *
+               (s.kernel->info().rfind("int8", 0) == 0 ? 1.0 : dtype_size(values_[static_cast<size_t>(s.outputs[0])].info.dtype));
+    c.conv_macs += macs;
+    if (s.kernel->info().rfind("int8", 0) == 0) c.int8_macs += macs;
+  }
+  return c;
 }
 
 std::string CudaExecutor::summary() const {

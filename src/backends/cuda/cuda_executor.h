@@ -48,7 +48,16 @@ class CudaExecutor {
   size_t arena_bytes() const { return arena_.size(); }
   size_t workspace_bytes() const { return workspace_.size(); }
   size_t weight_bytes() const { return weight_bytes_; }
+  // Tactics chosen (or reused) by this build, by problem key (see CudaBuildOptions::tactics).
+  const std::map<std::string, std::vector<int64_t>>& tactics() const { return tactics_; }
   int num_steps() const { return static_cast<int>(steps_.size()); }
+  // Work of one enqueue, for achieved-throughput reports: convolution multiply-accumulates, of
+  // which on the INT8 kernel, and the bytes every launched step reads and writes (activations,
+  // bindings and weights; aliases and unwritten values excluded).
+  struct Cost {
+    double conv_macs = 0, int8_macs = 0, bytes = 0;
+  };
+  Cost cost() const;
   // Profiling: runs the graph `iters` times timing every step with events; returns one line per
   // step, sorted by time, with its share (allocates events; not for the hot path).
   Result<std::string> profile(const std::vector<const void*>& device_inputs, const std::vector<void*>& device_outputs,
@@ -81,6 +90,7 @@ class CudaExecutor {
     std::vector<int> inputs;   // value ids (-1: omitted or host parameter)
     std::vector<int> outputs;  // value ids
     bool alias = false;        // no launch: output aliases input
+    float quantize_scale = 0;  // > 0: an executor-inserted quantize step (INT8 conv input)
   };
 
   // The handle and stream outlive the kernels (members are destroyed in reverse order).
@@ -95,6 +105,7 @@ class CudaExecutor {
   std::vector<cuda::DeviceBuffer> constants_;
   cuda::DeviceBuffer arena_, workspace_;
   size_t weight_bytes_ = 0;
+  std::map<std::string, std::vector<int64_t>> tactics_;
   // Per-enqueue pointer table, sized at build (enqueue does not allocate).
   std::vector<void*> ptrs_;
   std::vector<const void*> in_scratch_;

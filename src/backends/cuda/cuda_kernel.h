@@ -21,7 +21,9 @@
 
 namespace qyolo {
 
-enum class CudaPrecision { kFp32, kFp16 };
+// kInt8: convolutions carrying a calibrated input scale (qyolo_input_scale) run as int8 x int8 ->
+// int32 on tensor cores; everything else runs as in kFp16.
+enum class CudaPrecision { kFp32, kFp16, kInt8 };
 enum class CudaLayout { kAuto, kNCHW, kNHWC };
 
 const char* cuda_precision_name(CudaPrecision p);
@@ -43,6 +45,11 @@ struct CudaBuildOptions {
   // propose (falls back to the legacy API per convolution when no engine fits).
   bool cudnn_graph = true;
   int graph_max_plans = 10;
+  // Tactic choices from an earlier build on the same GPU (engine file), by problem key: reused
+  // instead of timing again. CudaExecutor::tactics() returns what a build chose.
+  std::map<std::string, std::vector<int64_t>> tactics;
+  // INT8 convolutions: force one implicit-GEMM tactic (tests, debugging); -1 times them all.
+  int int8_tactic = -1;
 };
 
 namespace cuda {
@@ -59,6 +66,10 @@ struct TensorInfo {
   Layout layout = Layout::kPlain;
   const Tensor* constant = nullptr;     // host value (original dtype) for constants
   std::vector<int64_t> view;            // kStrided: element strides per logical dim
+  // Quantised int8 NHWC inputs of INT8 convs: space-to-depth factor. s > 1: the value is
+  // [N, Cp, H/s, W/s] holding x[n, c, i*s+dy, j*s+dx] at channel (dy*s + dx) * C + c, which turns
+  // a stride-s conv on few channels (the 6x6/2 stem on RGB) into a stride-1 conv on s*s*C.
+  int s2d = 1;
 
   int64_t numel() const { return shape_numel(shape); }
   size_t nbytes() const { return static_cast<size_t>(numel()) * dtype_size(dtype); }
@@ -108,6 +119,12 @@ class CudaKernel {
   // inputs[i] is nullptr for omitted inputs and for host-parameter inputs (see CudaOpTraits).
   virtual Status enqueue(const LaunchContext& ctx, std::span<const void* const> inputs,
                          std::span<void* const> outputs) = 0;
+  // INT8 producers: also write the output requantised with `scale` as a second output (int8,
+  // same NHWC shape). Returns false when this kernel cannot.
+  virtual bool fuse_quantized_output(float scale) {
+    (void)scale;
+    return false;
+  }
   // Short description of the choices made (algorithm, path), for engine summaries.
   virtual std::string info() const { return {}; }
 };
@@ -130,6 +147,9 @@ const CudaOpTraits* find_cuda_op(std::string_view op_type);
 
 // Kernel factories (one per supported stem).
 Result<std::unique_ptr<CudaKernel>> make_cuda_conv2d(const Node& node);
+// INT8 conv (conv2d_int8.cu): input 0 is the quantised NHWC int8 value (channels padded to 16).
+Result<std::unique_ptr<CudaKernel>> make_cuda_conv2d_int8(const Node& node);
+int cuda_int8_tactic_count();
 Result<std::unique_ptr<CudaKernel>> make_cuda_unary(const Node& node);
 Result<std::unique_ptr<CudaKernel>> make_cuda_binary(const Node& node);
 Result<std::unique_ptr<CudaKernel>> make_cuda_concat(const Node& node);
@@ -141,6 +161,10 @@ Result<std::unique_ptr<CudaKernel>> make_cuda_split(const Node& node);
 Result<std::unique_ptr<CudaKernel>> make_cuda_slice(const Node& node);
 // Internal: copies one value into another of the same logical shape, converting dtype/layout.
 std::unique_ptr<CudaKernel> make_cuda_convert();
+// Internal: quantises a float value (plain or NHWC) to int8 NHWC with channels padded to the
+// output's channel count: q = round(x / scale), saturated to [-127, 127]; with space-to-depth
+// factor s2d > 1 (TensorInfo::s2d) on the way.
+std::unique_ptr<CudaKernel> make_cuda_quantize(float scale, int s2d = 1);
 
 }  // namespace cuda
 

@@ -4,7 +4,13 @@
 
 namespace qyolo {
 
-const char* cuda_precision_name(CudaPrecision p) { return p == CudaPrecision::kFp16 ? "fp16" : "fp32"; }
+const char* cuda_precision_name(CudaPrecision p) {
+  switch (p) {
+    case CudaPrecision::kFp16: return "fp16";
+    case CudaPrecision::kInt8: return "int8";
+    default: return "fp32";
+  }
+}
 
 namespace cuda {
 

@@ -51,6 +51,7 @@ struct Candidate {
   BackendDesc plan;
   size_t ws = 0;
   int64_t engine = -1;
+  int64_t heuristic_index = -1;
   float ms = 1e30f;
 };
 
@@ -59,7 +60,7 @@ struct Candidate {
 Result<std::unique_ptr<GraphConvPlan>> GraphConvPlan::create(cudnnHandle_t handle, cudaStream_t stream,
                                                              const GraphConvProblem& p, const void* weights,
                                                              size_t workspace_limit, DeviceBuffer* tuning_workspace,
-                                                             int max_plans, bool allow_tf32) {
+                                                             int max_plans, bool allow_tf32, Tactic* tactic) {
   int64_t xd[4] = {p.n, p.c, p.h, p.w}, xs[4];
   int64_t wd[4] = {p.k, p.cg, p.r, p.s}, ws[4];
   int64_t yd[4] = {p.n, p.k, p.oh, p.ow}, ys[4];
@@ -126,7 +127,11 @@ Result<std::unique_ptr<GraphConvPlan>> GraphConvPlan::create(cudnnHandle_t handl
   // Finalise the acceptable plans.
   std::vector<Candidate> cands;
   const size_t scratch = tuning_workspace ? tuning_workspace->size() : 0;
-  for (int64_t i = 0; i < got && static_cast<int>(cands.size()) < max_plans; ++i) {
+  // A stored tactic (heuristic rank + engine id) is tried alone first; if it no longer finalises
+  // or names another engine (other cuDNN), everything is timed again.
+  const bool reuse = tactic && tactic->heuristic_index >= 0 && tactic->heuristic_index < got;
+  auto gather = [&](int64_t begin, int64_t end) {
+  for (int64_t i = begin; i < end && static_cast<int>(cands.size()) < max_plans; ++i) {
     auto eng = make(CUDNN_BACKEND_ENGINE_DESCRIPTOR);
     if (!eng) continue;
     cudnnBackendDescriptor_t e = eng->get();
@@ -174,8 +179,23 @@ Result<std::unique_ptr<GraphConvPlan>> GraphConvPlan::create(cudnnHandle_t handl
     c.plan = std::move(plan).value();
     c.ws = static_cast<size_t>(wsz);
     c.engine = gidx;
+    c.heuristic_index = i;
     cands.push_back(std::move(c));
   }
+  };
+  if (reuse) {
+    gather(tactic->heuristic_index, tactic->heuristic_index + 1);
+    if (cands.size() == 1 && cands[0].engine == tactic->engine) {
+      auto out = std::unique_ptr<GraphConvPlan>(new GraphConvPlan());
+      out->plan_ = std::make_shared<BackendDesc>(std::move(cands[0].plan));
+      out->workspace_ = cands[0].ws;
+      out->info_ = "graph engine " + std::to_string(tactic->engine) + " (stored tactic) ws=" +
+                   std::to_string(cands[0].ws / 1024) + "KiB";
+      return Result<std::unique_ptr<GraphConvPlan>>(std::move(out));
+    }
+    cands.clear();  // another cuDNN or GPU: time them all again
+  }
+  gather(0, got);
   cudaGetLastError();
   if (cands.empty()) return unsupported("no cuDNN graph engine could be finalised for this convolution");
 
@@ -212,6 +232,7 @@ Result<std::unique_ptr<GraphConvPlan>> GraphConvPlan::create(cudnnHandle_t handl
   if (best < 0) return unsupported("no cuDNN graph engine ran for this convolution");
   auto out = std::unique_ptr<GraphConvPlan>(new GraphConvPlan());
   Candidate& b = cands[static_cast<size_t>(best)];
+  if (tactic) *tactic = {b.heuristic_index, b.engine};
   out->plan_ = std::make_shared<BackendDesc>(std::move(b.plan));
   out->workspace_ = b.ws;
   std::ostringstream os;

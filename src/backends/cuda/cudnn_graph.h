@@ -32,10 +32,18 @@ class GraphConvPlan {
   // max_plans: engine configurations finalised and timed. Plans that compile at run time
   // (NVRTC) are skipped; so are reduced-precision reductions (fp16 accumulation) and, for fp32,
   // anything that down-converts inputs (TF32), unless allow_tf32.
+  // The choice, storable in an engine file: rank in the heuristics' list and cuDNN's global
+  // engine id (checked on reuse: another cuDNN may rank differently).
+  struct Tactic {
+    int64_t heuristic_index = -1;
+    int64_t engine = -1;
+  };
+  // tactic: in: a stored choice to reuse without timing (heuristic_index < 0: none); out: the
+  // choice made.
   static Result<std::unique_ptr<GraphConvPlan>> create(cudnnHandle_t handle, cudaStream_t stream,
                                                        const GraphConvProblem& p, const void* weights,
                                                        size_t workspace_limit, DeviceBuffer* tuning_workspace,
-                                                       int max_plans, bool allow_tf32);
+                                                       int max_plans, bool allow_tf32, Tactic* tactic = nullptr);
   size_t workspace_bytes() const { return workspace_; }
   // Runs the plan (the variant pack is rebuilt only when a pointer changed).
   Status execute(cudnnHandle_t handle, const void* x, const void* w, void* y, void* workspace);

@@ -1,0 +1,648 @@
+// INT8 Conv 2-D on tensor cores: our own implicit-GEMM kernel (mma.sync m16n8k32 s8 x s8 -> s32,
+// sm_80+), with the whole epilogue fused: per-channel dequantisation, bias, activation, residual
+// add, and optionally requantisation of the output for the next INT8 convolution.
+//
+// Scale convention (src/quant/quant_params.h): real = scale * q, symmetric, q in [-127, 127].
+// The numbers are those of the CPU INT8 kernel (src/backends/cpu/conv2d_int8.cpp):
+//   x_q = round(x / s_x) (a quantize step, or the producer's requantising epilogue)
+//   w_q[c] = round(W[c] / s_w[c]),  s_w[c] = max|W[c]| / 127
+//   y[c] = act(s_x * s_w[c] * (sum(x_q * w_q[c]) + b[c] / (s_x * s_w[c]))) + residual
+//   y_q  = round(y / s_next)        (fused requantisation, when the only readers are INT8 convs)
+//
+// GEMM view (NHWC): M = N*OH*OW output pixels, N = output channels, K = R*S*Cp with the input
+// channels padded to Cp (a multiple of 16, zeros) so that every 16-byte chunk of A is 16 channels
+// of one pixel at one filter tap. A is gathered from the input by cp.async (zero-fill for padding
+// and tails), B is the packed weight [Cout][R][S][Cp]. Shared-memory rows are 64 + 16 bytes, which
+// makes the ldmatrix reads conflict-free without swizzling.
+//
+// Tactics: several tile shapes; prepare() times each on the real problem and keeps the fastest
+// (memoised by problem key, so identical convolutions and engine reloads skip the timing).
+#include <cuda_fp16.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <sstream>
+
+#include "backends/cuda/cuda_common.cuh"
+#include "backends/cuda/cuda_kernel.h"
+#include "ir/ops/conv2d.h"
+#include "quant/quant_params.h"
+
+// The compute_75 PTX pass compiles the tensor-core kernel bodies out (sm_80+ only), leaving the
+// device helpers unreferenced there.
+#pragma nv_diag_suppress 177
+
+namespace qyolo::cuda {
+
+namespace {
+
+struct ConvInt8Params {
+  const int8_t* x;         // NHWC [N][H][W][Cp]
+  const int8_t* wt;        // [K][R][S][Cp]
+  const float* out_scale;  // [K]: s_x * s_w[c]
+  const float* bias_q;     // [K]: b[c] / out_scale[c] (accumulator units), or nullptr
+  const void* residual;    // like y (NHWC [N][OH][OW][K]), or nullptr
+  void* y;                 // NHWC [N][OH][OW][K], half or float; nullptr: not written
+  int8_t* yq;              // NHWC [N][OH][OW][K] int8 (requantised), or nullptr
+  float yq_scale;
+  int n, h, w, cp, k, r, s, oh, ow;
+  int pad_h, pad_w, stride_h, stride_w, dil_h, dil_w;
+  int m;      // n * oh * ow
+  int kgemm;  // r * s * cp
+  int act;
+  float alpha;
+  int y_fp32;  // y (and residual) are float instead of half
+};
+
+// BK: bytes (= int8 elements) of K per pipeline stage, 64 or 128. Shared-memory rows are BK + 16
+// bytes: 80 or 144, both odd multiples of 16 bytes, so 8 consecutive rows hit 8 distinct 16-byte
+// bank groups and ldmatrix is conflict-free without swizzling.
+template <int BM_, int BN_, int BK_, int WARPS_M_, int WARPS_N_, int STAGES_>
+struct TileConfig {
+  static constexpr int BM = BM_, BN = BN_, BK = BK_, WARPS_M = WARPS_M_, WARPS_N = WARPS_N_, STAGES = STAGES_;
+  static constexpr int kThreads = WARPS_M * WARPS_N * 32;
+  static constexpr int kChunks = BK / 16;  // 16-byte chunks per row and stage
+  static constexpr int kRow = BK + 16;
+  static constexpr int WTM = BM / WARPS_M, WTN = BN / WARPS_N;
+  static constexpr int MT = WTM / 16, NT = WTN / 8;
+  static constexpr int kStageBytes = (BM + BN) * kRow;
+  static constexpr int kSmem = STAGES * kStageBytes;
+  static_assert(BK == 64 || BK == 128, "BK");
+  static_assert(WTM % 16 == 0 && WTN % 16 == 0, "warp tile: 16-row A fragments, pairs of n8 B fragments");
+  static_assert((BM * kChunks) % kThreads == 0, "A chunks per thread");
+};
+
+__device__ __forceinline__ void cp_async16(void* smem, const void* gmem, int src_bytes) {
+  const unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(smem));
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(s), "l"(gmem), "r"(src_bytes));
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+template <int N> __device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N)); }
+
+__device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], const void* smem) {
+  const unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(smem));
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(s));
+}
+
+__device__ __forceinline__ void mma_s8(int (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  asm volatile(
+      "mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+      "{%0,%1,%2,%3};\n"
+      : "+r"(d[0]), "+r"(d[1]), "+r"(d[2]), "+r"(d[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+#endif
+}
+
+__device__ __forceinline__ int8_t quantize_dev(float v, float scale) {
+  // x / scale (not x * (1/scale)), round half to even, saturate: quant_params.h.
+  float q = rintf(__fdiv_rn(v, scale));
+  q = fminf(fmaxf(q, -127.f), 127.f);
+  return static_cast<int8_t>(q != q ? 0.f : q);
+}
+
+// Epilogue for two adjacent output channels (c, c + 1) of one pixel; `pair` when both exist and
+// the addresses allow 2-element vectors (K even).
+__device__ __forceinline__ void store_pair(const ConvInt8Params& p, int64_t pix, int c, int acc0, int acc1, bool pair) {
+  const int64_t o = pix * p.k + c;
+  const bool has1 = c + 1 < p.k;
+  float v0 = static_cast<float>(acc0), v1 = static_cast<float>(acc1);
+  if (p.bias_q) {
+    v0 += p.bias_q[c];
+    if (has1) v1 += p.bias_q[c + 1];
+  }
+  v0 *= p.out_scale[c];
+  if (has1) v1 *= p.out_scale[c + 1];
+  v0 = apply_act(static_cast<Act>(p.act), v0, p.alpha);
+  v1 = apply_act(static_cast<Act>(p.act), v1, p.alpha);
+  if (p.residual) {
+    if (p.y_fp32) {
+      const float* r = static_cast<const float*>(p.residual) + o;
+      v0 += r[0];
+      if (has1) v1 += r[1];
+    } else if (pair) {
+      const float2 r = __half22float2(*reinterpret_cast<const __half2*>(static_cast<const __half*>(p.residual) + o));
+      v0 += r.x, v1 += r.y;
+    } else {
+      const __half* r = static_cast<const __half*>(p.residual) + o;
+      v0 += __half2float(r[0]);
+      if (has1) v1 += __half2float(r[1]);
+    }
+  }
+  if (p.y) {
+    if (p.y_fp32) {
+      float* y = static_cast<float*>(p.y) + o;
+      if (pair) {
+        *reinterpret_cast<float2*>(y) = make_float2(v0, v1);
+      } else {
+        y[0] = v0;
+        if (has1) y[1] = v1;
+      }
+    } else {
+      __half* y = static_cast<__half*>(p.y) + o;
+      if (pair) {
+        *reinterpret_cast<__half2*>(y) = __floats2half2_rn(v0, v1);
+      } else {
+        y[0] = __float2half_rn(v0);
+        if (has1) y[1] = __float2half_rn(v1);
+      }
+    }
+  }
+  if (p.yq) {
+    const int8_t q0 = quantize_dev(v0, p.yq_scale);
+    if (pair) {
+      const int8_t q1 = quantize_dev(v1, p.yq_scale);
+      *reinterpret_cast<char2*>(p.yq + o) = make_char2(q0, q1);
+    } else {
+      p.yq[o] = q0;
+      if (has1) p.yq[o + 1] = quantize_dev(v1, p.yq_scale);
+    }
+  }
+}
+
+template <class C>
+__global__ void __launch_bounds__(C::kThreads) conv_int8_kernel(ConvInt8Params p) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  extern __shared__ __align__(16) uint8_t smem[];
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  const int wm = warp % C::WARPS_M, wn = warp / C::WARPS_M;
+  const int m0 = blockIdx.x * C::BM, n0 = blockIdx.y * C::BN;
+  constexpr int kRow = C::kRow;
+  constexpr int kRowsPerPass = C::kThreads / C::kChunks;
+  constexpr int kAIters = C::BM / kRowsPerPass;
+  constexpr int kBIters = (C::BN + kRowsPerPass - 1) / kRowsPerPass;
+  const int kc = tid % C::kChunks;  // this thread's 16-byte chunk within a BK-byte K slice
+  const int row0 = tid / C::kChunks;
+
+  // Output pixels of this thread's A rows (fixed across K).
+  int64_t a_base[kAIters];
+  int a_ih[kAIters], a_iw[kAIters];
+#pragma unroll
+  for (int i = 0; i < kAIters; ++i) {
+    const int gm = m0 + row0 + i * kRowsPerPass;
+    if (gm < p.m) {
+      const int ow = gm % p.ow, t = gm / p.ow;
+      const int oh = t % p.oh, img = t / p.oh;
+      a_base[i] = static_cast<int64_t>(img) * p.h * p.w * p.cp;
+      a_ih[i] = oh * p.stride_h - p.pad_h;
+      a_iw[i] = ow * p.stride_w - p.pad_w;
+    } else {
+      a_base[i] = 0;
+      a_ih[i] = -(1 << 28);  // never inside the image
+      a_iw[i] = 0;
+    }
+  }
+
+  // K position of this thread's chunk: k = (r * S + s) * Cp + c.
+  int ld_k = kc * 16;
+  int ld_c = ld_k % p.cp, ld_rs = ld_k / p.cp;
+  int ld_r = ld_rs / p.s, ld_s = ld_rs % p.s;
+
+  auto load_stage = [&](int stage) {
+    uint8_t* as = smem + stage * C::kStageBytes;
+    uint8_t* bs = as + C::BM * kRow;
+    const bool kvalid = ld_k < p.kgemm;
+    const int dh = ld_r * p.dil_h, dw = ld_s * p.dil_w;
+#pragma unroll
+    for (int i = 0; i < kAIters; ++i) {
+      const int row = row0 + i * kRowsPerPass;
+      const int ih = a_ih[i] + dh, iw = a_iw[i] + dw;
+      const bool v = kvalid && static_cast<unsigned>(ih) < static_cast<unsigned>(p.h) &&
+                     static_cast<unsigned>(iw) < static_cast<unsigned>(p.w);
+      const int8_t* src = v ? p.x + a_base[i] + (static_cast<int64_t>(ih) * p.w + iw) * p.cp + ld_c : p.x;
+      cp_async16(as + row * kRow + kc * 16, src, v ? 16 : 0);
+    }
+#pragma unroll
+    for (int i = 0; i < kBIters; ++i) {
+      const int row = row0 + i * kRowsPerPass;
+      if (row < C::BN) {
+        const int gn = n0 + row;
+        const bool v = kvalid && gn < p.k;
+        const int8_t* src = v ? p.wt + static_cast<int64_t>(gn) * p.kgemm + ld_k : p.wt;
+        cp_async16(bs + row * kRow + kc * 16, src, v ? 16 : 0);
+      }
+    }
+  };
+  auto advance = [&]() {
+    ld_k += C::BK;
+    ld_c += C::BK;
+    while (ld_c >= p.cp) {
+      ld_c -= p.cp;
+      if (++ld_s == p.s) {
+        ld_s = 0;
+        ++ld_r;
+      }
+    }
+  };
+
+  int acc[C::MT][C::NT][4];
+#pragma unroll
+  for (int i = 0; i < C::MT; ++i)
+#pragma unroll
+    for (int j = 0; j < C::NT; ++j)
+#pragma unroll
+      for (int q = 0; q < 4; ++q) acc[i][j][q] = 0;
+
+  const int ktiles = (p.kgemm + C::BK - 1) / C::BK;
+#pragma unroll
+  for (int st = 0; st < C::STAGES - 1; ++st) {
+    if (st < ktiles) load_stage(st);
+    advance();
+    cp_async_commit();
+  }
+
+  for (int kt = 0; kt < ktiles; ++kt) {
+    cp_async_wait<C::STAGES - 2>();
+    __syncthreads();
+    const int next = kt + C::STAGES - 1;
+    if (next < ktiles) load_stage(next % C::STAGES);
+    advance();
+    cp_async_commit();
+
+    const uint8_t* as = smem + (kt % C::STAGES) * C::kStageBytes;
+    const uint8_t* bs = as + C::BM * kRow;
+#pragma unroll
+    for (int kk = 0; kk < C::BK / 32; ++kk) {
+      uint32_t af[C::MT][4];
+      uint32_t bf[C::NT / 2][4];
+#pragma unroll
+      for (int mt = 0; mt < C::MT; ++mt) {
+        const int row = wm * C::WTM + mt * 16 + (lane & 15);
+        ldmatrix_x4(af[mt], as + row * kRow + kk * 32 + (lane >> 4) * 16);
+      }
+#pragma unroll
+      for (int j = 0; j < C::NT / 2; ++j) {
+        const int row = wn * C::WTN + j * 16 + (lane & 7) + ((lane >> 4) << 3);
+        ldmatrix_x4(bf[j], bs + row * kRow + kk * 32 + ((lane >> 3) & 1) * 16);
+      }
+#pragma unroll
+      for (int mt = 0; mt < C::MT; ++mt)
+#pragma unroll
+        for (int nt = 0; nt < C::NT; ++nt)
+          mma_s8(acc[mt][nt], af[mt], bf[nt / 2][(nt & 1) * 2], bf[nt / 2][(nt & 1) * 2 + 1]);
+    }
+  }
+  cp_async_wait<0>();
+  const int g = lane >> 2, t = lane & 3;
+
+  // Staged epilogue (K % 8 == 0, the tile fits in shared memory): dequantise + bias + activation
+  // into a float tile, then each thread finishes 8 consecutive channels of one pixel, so the
+  // residual loads and the half/int8 stores are 16/8-byte vectors along contiguous rows.
+  constexpr int kPitch = C::BN + 4;  // floats; +4 spreads rows over banks
+  if constexpr (C::BM * kPitch * 4 <= C::kSmem) {
+    {
+      __syncthreads();  // every warp is done reading the pipeline buffers
+      float* tile = reinterpret_cast<float*>(smem);
+#pragma unroll
+      for (int nt = 0; nt < C::NT; ++nt) {
+        const int lc = wn * C::WTN + nt * 8 + 2 * t;
+        const int col = n0 + lc;
+        float s0 = 0.f, s1 = 0.f, b0 = 0.f, b1 = 0.f;
+        if (col < p.k) {
+          s0 = p.out_scale[col];
+          if (p.bias_q) b0 = p.bias_q[col];
+        }
+        if (col + 1 < p.k) {
+          s1 = p.out_scale[col + 1];
+          if (p.bias_q) b1 = p.bias_q[col + 1];
+        }
+#pragma unroll
+        for (int mt = 0; mt < C::MT; ++mt)
+#pragma unroll
+          for (int hf = 0; hf < 2; ++hf) {
+            const int lr = wm * C::WTM + mt * 16 + g + hf * 8;
+            const float v0 = apply_act(static_cast<Act>(p.act), (static_cast<float>(acc[mt][nt][hf * 2]) + b0) * s0, p.alpha);
+            const float v1 = apply_act(static_cast<Act>(p.act), (static_cast<float>(acc[mt][nt][hf * 2 + 1]) + b1) * s1, p.alpha);
+            *reinterpret_cast<float2*>(tile + lr * kPitch + lc) = make_float2(v0, v1);
+          }
+      }
+      __syncthreads();
+      if ((p.k & 7) != 0) {
+        // Odd channel counts (the detect head's 3 * (5 + classes)): one element per thread,
+        // consecutive threads on consecutive channels of a pixel row (coalesced, no vectors).
+        for (int idx = tid; idx < C::BM * C::BN; idx += C::kThreads) {
+          const int lr = idx / C::BN, lc = idx % C::BN;
+          const int row = m0 + lr, col = n0 + lc;
+          if (row >= p.m || col >= p.k) continue;
+          float v = tile[lr * kPitch + lc];
+          const int64_t o = static_cast<int64_t>(row) * p.k + col;
+          if (p.residual)
+            v += p.y_fp32 ? static_cast<const float*>(p.residual)[o] : __half2float(static_cast<const __half*>(p.residual)[o]);
+          if (p.y) {
+            if (p.y_fp32) static_cast<float*>(p.y)[o] = v;
+            else static_cast<__half*>(p.y)[o] = __float2half_rn(v);
+          }
+          if (p.yq) p.yq[o] = quantize_dev(v, p.yq_scale);
+        }
+        return;
+      }
+      constexpr int kGroups = C::BN / 8;
+      for (int idx = tid; idx < C::BM * kGroups; idx += C::kThreads) {
+        const int lr = idx / kGroups, lg = idx % kGroups;
+        const int row = m0 + lr, col = n0 + lg * 8;
+        if (row >= p.m || col >= p.k) continue;
+        const float4 lo = *reinterpret_cast<const float4*>(tile + lr * kPitch + lg * 8);
+        const float4 hi = *reinterpret_cast<const float4*>(tile + lr * kPitch + lg * 8 + 4);
+        float v[8] = {lo.x, lo.y, lo.z, lo.w, hi.x, hi.y, hi.z, hi.w};
+        const int64_t o = static_cast<int64_t>(row) * p.k + col;
+        if (p.residual) {
+          if (p.y_fp32) {
+            const float4 r0 = *reinterpret_cast<const float4*>(static_cast<const float*>(p.residual) + o);
+            const float4 r1 = *reinterpret_cast<const float4*>(static_cast<const float*>(p.residual) + o + 4);
+            v[0] += r0.x, v[1] += r0.y, v[2] += r0.z, v[3] += r0.w, v[4] += r1.x, v[5] += r1.y, v[6] += r1.z, v[7] += r1.w;
+          } else {
+            const uint4 rv = *reinterpret_cast<const uint4*>(static_cast<const __half*>(p.residual) + o);
+            const __half2* rh = reinterpret_cast<const __half2*>(&rv);
+#pragma unroll
+            for (int k = 0; k < 4; ++k) {
+              const float2 f = __half22float2(rh[k]);
+              v[2 * k] += f.x, v[2 * k + 1] += f.y;
+            }
+          }
+        }
+        if (p.y) {
+          if (p.y_fp32) {
+            float* y = static_cast<float*>(p.y) + o;
+            *reinterpret_cast<float4*>(y) = make_float4(v[0], v[1], v[2], v[3]);
+            *reinterpret_cast<float4*>(y + 4) = make_float4(v[4], v[5], v[6], v[7]);
+          } else {
+            uint4 hv;
+            __half2* hh = reinterpret_cast<__half2*>(&hv);
+#pragma unroll
+            for (int k = 0; k < 4; ++k) hh[k] = __floats2half2_rn(v[2 * k], v[2 * k + 1]);
+            *reinterpret_cast<uint4*>(static_cast<__half*>(p.y) + o) = hv;
+          }
+        }
+        if (p.yq) {
+          uint2 qv;
+          int8_t* qs = reinterpret_cast<int8_t*>(&qv);
+#pragma unroll
+          for (int k = 0; k < 8; ++k) qs[k] = quantize_dev(v[k], p.yq_scale);
+          *reinterpret_cast<uint2*>(p.yq + o) = qv;
+        }
+      }
+      return;
+    }
+  }
+
+  // Direct epilogue from the accumulators: c0,c1 -> row g, channels 2t, 2t+1; c2,c3 -> row g+8.
+  const bool even_k = (p.k & 1) == 0;
+#pragma unroll
+  for (int mt = 0; mt < C::MT; ++mt) {
+#pragma unroll
+    for (int hf = 0; hf < 2; ++hf) {
+      const int row = m0 + wm * C::WTM + mt * 16 + g + hf * 8;
+      if (row >= p.m) continue;
+#pragma unroll
+      for (int nt = 0; nt < C::NT; ++nt) {
+        const int col = n0 + wn * C::WTN + nt * 8 + 2 * t;
+        if (col >= p.k) continue;
+        store_pair(p, row, col, acc[mt][nt][hf * 2], acc[mt][nt][hf * 2 + 1], even_k);
+      }
+    }
+  }
+#endif
+}
+
+// The tactics: tile shapes for large and small channel counts.
+struct Tactic {
+  const char* name;
+  int bm, bn, bk, threads, smem;
+  void (*kernel)(ConvInt8Params);
+};
+
+template <int BM, int BN, int BK, int WM, int WN, int ST> constexpr Tactic tactic(const char* name) {
+  using C = TileConfig<BM, BN, BK, WM, WN, ST>;
+  return {name, C::BM, C::BN, C::BK, C::kThreads, C::kSmem, &conv_int8_kernel<C>};
+}
+
+// Append only: engine files store tactic indices (by problem key, with the GPU name).
+const Tactic kTactics[] = {
+    tactic<128, 128, 64, 2, 2, 3>("igemm_128x128x64_s3"),  tactic<128, 64, 64, 2, 2, 4>("igemm_128x64x64_s4"),
+    tactic<64, 64, 64, 2, 2, 4>("igemm_64x64x64_s4"),      tactic<128, 32, 64, 4, 1, 4>("igemm_128x32x64_s4"),
+    tactic<64, 32, 64, 2, 1, 4>("igemm_64x32x64_s4"),      tactic<256, 64, 64, 4, 2, 3>("igemm_256x64x64_s3"),
+    tactic<128, 16, 64, 4, 1, 4>("igemm_128x16x64_s4"),    tactic<128, 128, 128, 2, 2, 3>("igemm_128x128x128_s3"),
+    tactic<128, 64, 128, 2, 2, 4>("igemm_128x64x128_s4"),  tactic<64, 64, 128, 2, 2, 4>("igemm_64x64x128_s4"),
+    tactic<256, 64, 128, 4, 2, 3>("igemm_256x64x128_s3"),  tactic<256, 128, 128, 4, 2, 3>("igemm_256x128x128_s3"),
+    tactic<128, 32, 128, 4, 1, 4>("igemm_128x32x128_s4"),
+};
+constexpr int kNumTactics = static_cast<int>(sizeof(kTactics) / sizeof(kTactics[0]));
+
+Status launch(const Tactic& t, const ConvInt8Params& p, cudaStream_t stream) {
+  const dim3 grid(static_cast<unsigned>((p.m + t.bm - 1) / t.bm), static_cast<unsigned>((p.k + t.bn - 1) / t.bn));
+  if (grid.y > 65535) return unsupported("int8 conv: too many output channels");
+  t.kernel<<<grid, t.threads, t.smem, stream>>>(p);
+  QYOLO_CUDA_CHECK_LAUNCH(t.name);
+  return Status::ok();
+}
+
+class ConvInt8Kernel final : public CudaKernel {
+ public:
+  Status prepare(PrepareContext& ctx, const Node& node, std::span<const TensorInfo* const> in,
+                 std::span<const TensorInfo> out) override {
+    const TensorInfo& x = *in[0];
+    const TensorInfo* w = in.size() > 1 ? in[1] : nullptr;
+    const TensorInfo* b = in.size() > 2 ? in[2] : nullptr;
+    const TensorInfo* r = in.size() > 3 ? in[3] : nullptr;
+    const TensorInfo& y = out[0];
+    name_ = node.describe();
+    if (ctx.prop->major < 8)
+      return unsupported(name_ + ": the INT8 tensor-core convolution needs sm_80 or newer (this GPU is sm_" +
+                         std::to_string(ctx.prop->major * 10 + ctx.prop->minor) + ")");
+    if (w == nullptr || w->constant == nullptr) return unsupported(name_ + ": INT8 convolution needs constant weights");
+    if (b != nullptr && b->constant == nullptr) return unsupported(name_ + ": INT8 convolution needs a constant bias");
+    if (x.dtype != DataType::kInt8 || x.layout != Layout::kNHWC || x.shape.size() != 4)
+      return internal_error(name_ + ": INT8 convolution expects a quantised NHWC input");
+    QYOLO_ASSIGN_OR_RETURN(input_scale_, node.attr_float("qyolo_input_scale"));
+    if (!(input_scale_ > 0.f) || !std::isfinite(input_scale_))
+      return invalid_argument(name_ + ": invalid input scale " + std::to_string(input_scale_));
+    // The logical input shape is the unpadded one; the quantised value has Cp >= C channels, and
+    // with space-to-depth (x.s2d = f) holds the image at 1/f resolution with f*f*C channels.
+    const int f = x.s2d;
+    Shape xs = x.shape;
+    const int64_t cp = xs[1];
+    xs[1] = w->shape[1];
+    xs[2] *= f;
+    xs[3] *= f;
+    QYOLO_ASSIGN_OR_RETURN(ConvAttrs a, ConvAttrs::parse(node, xs, w->shape));
+    if (a.group != 1) return unsupported(name_ + ": INT8 convolution supports group = 1 only");
+    if (a.out_shape != y.shape) return internal_error(name_ + ": conv output shape mismatch");
+    if (cp % 16 != 0 || cp < w->shape[1] * f * f) return internal_error(name_ + ": quantised input channels not padded to 16");
+    const auto& win = a.window;
+    if (f > 1 && (win.strides[0] != f || win.strides[1] != f || win.dilations[0] != 1 || win.dilations[1] != 1 ||
+                  w->shape[2] % f || w->shape[3] % f || win.pads_begin[0] % f || win.pads_begin[1] % f))
+      return internal_error(name_ + ": space-to-depth input does not fit this convolution");
+    if (y.layout != Layout::kNHWC || (y.dtype != DataType::kFloat16 && y.dtype != DataType::kFloat32))
+      return internal_error(name_ + ": INT8 convolution writes float/half NHWC");
+    if (r && (r->dtype != y.dtype || r->layout != y.layout || r->shape != y.shape))
+      return internal_error(name_ + ": residual must match the output");
+
+    const int64_t K = w->shape[0], C = w->shape[1], R = w->shape[2], S = w->shape[3];
+    const int64_t Rf = R / f, Sf = S / f;  // the taps of the equivalent stride-1 conv
+    const int64_t kgemm = Rf * Sf * cp;
+    const int64_t M = y.shape[0] * y.shape[2] * y.shape[3];
+    if (M >= (int64_t{1} << 31) || kgemm >= (int64_t{1} << 31) || x.numel() >= (int64_t{1} << 40))
+      return unsupported(name_ + ": problem too large for the INT8 convolution kernel");
+
+    // Per-output-channel weight quantisation, packed [K][R][S][Cp] (pad channels zero).
+    std::vector<float> wf = w->constant->to_float_vector();
+    std::vector<int8_t> wq(static_cast<size_t>(K * kgemm), 0);
+    std::vector<float> out_scale(static_cast<size_t>(K)), bias_q(static_cast<size_t>(K), 0.f);
+    const int64_t per_out = C * R * S;
+    for (int64_t k = 0; k < K; ++k) {
+      const float* src = wf.data() + k * per_out;
+      float amax = 0.f;
+      for (int64_t j = 0; j < per_out; ++j) amax = std::max(amax, std::fabs(src[j]));
+      const float sw = scale_from_amax(amax);
+      out_scale[static_cast<size_t>(k)] = input_scale_ * sw;
+      // Tap (rr, s) of the original kernel is tap (rr / f, s / f) of the stride-1 conv, on
+      // channel ((rr % f) * f + s % f) * C + c of the space-to-depth input.
+      for (int64_t c = 0; c < C; ++c)
+        for (int64_t rr = 0; rr < R; ++rr)
+          for (int64_t s = 0; s < S; ++s) {
+            const int64_t tap = (rr / f) * Sf + s / f, ch = ((rr % f) * f + s % f) * C + c;
+            wq[static_cast<size_t>(k * kgemm + tap * cp + ch)] = quantize_int8(src[(c * R + rr) * S + s], sw);
+          }
+    }
+    if (b != nullptr) {
+      std::vector<float> bf = b->constant->to_float_vector();
+      if (bf.size() != static_cast<size_t>(K)) return invalid_argument(name_ + ": bias size mismatch");
+      for (int64_t k = 0; k < K; ++k)
+        bias_q[static_cast<size_t>(k)] = bf[static_cast<size_t>(k)] / out_scale[static_cast<size_t>(k)];
+    }
+    QYOLO_ASSIGN_OR_RETURN(weights_, DeviceBuffer::allocate(wq.size()));
+    QYOLO_RETURN_IF_ERROR(weights_.upload(wq.data(), wq.size()));
+    QYOLO_ASSIGN_OR_RETURN(scales_, DeviceBuffer::allocate(static_cast<size_t>(K) * 8));
+    QYOLO_RETURN_IF_ERROR(scales_.upload(out_scale.data(), static_cast<size_t>(K) * 4));
+    QYOLO_RETURN_IF_ERROR(scales_.upload(bias_q.data(), static_cast<size_t>(K) * 4, static_cast<size_t>(K) * 4));
+    if (ctx.weight_bytes) *ctx.weight_bytes += weights_.size() + scales_.size();
+
+    p_ = ConvInt8Params{};
+    p_.wt = weights_.as<int8_t>();
+    p_.out_scale = scales_.as<float>();
+    p_.bias_q = b ? scales_.as<float>() + K : nullptr;
+    p_.n = static_cast<int>(x.shape[0]), p_.h = static_cast<int>(x.shape[2]), p_.w = static_cast<int>(x.shape[3]);
+    p_.cp = static_cast<int>(cp), p_.k = static_cast<int>(K), p_.r = static_cast<int>(Rf), p_.s = static_cast<int>(Sf);
+    p_.oh = static_cast<int>(y.shape[2]), p_.ow = static_cast<int>(y.shape[3]);
+    p_.pad_h = static_cast<int>(win.pads_begin[0] / f), p_.pad_w = static_cast<int>(win.pads_begin[1] / f);
+    p_.stride_h = static_cast<int>(win.strides[0] / f), p_.stride_w = static_cast<int>(win.strides[1] / f);
+    p_.dil_h = static_cast<int>(win.dilations[0]), p_.dil_w = static_cast<int>(win.dilations[1]);
+    p_.m = static_cast<int>(M);
+    p_.kgemm = static_cast<int>(kgemm);
+    p_.act = static_cast<int>(a.activation);
+    p_.alpha = a.activation_alpha;
+    p_.y_fp32 = y.dtype == DataType::kFloat32;
+    has_residual_ = r != nullptr;
+    s2d_ = f;
+    macs_ = static_cast<double>(M) * static_cast<double>(K) * static_cast<double>(C * R * S);
+
+    for (const Tactic& t : kTactics)
+      if (t.smem > 48 * 1024)
+        QYOLO_CUDA_CHECK(cudaFuncSetAttribute(t.kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, t.smem));
+
+    std::ostringstream key;
+    key << "i8conv:" << p_.n << 'x' << cp << 'x' << p_.h << 'x' << p_.w << ':' << K << 'x' << R << 'x' << S << ':'
+        << p_.pad_h << ',' << p_.pad_w << ':' << p_.stride_h << ',' << p_.stride_w << ':' << p_.dil_h << ','
+        << p_.dil_w << ':' << (p_.y_fp32 ? "f32" : "f16") << ":s2d" << f << ':' << ctx.prop->name;
+    const int forced = ctx.options->int8_tactic;
+    if (forced >= 0) {
+      if (forced >= kNumTactics)
+        return invalid_argument("int8 tactic " + std::to_string(forced) + " does not exist (0.." +
+                                std::to_string(kNumTactics - 1) + ")");
+      tactic_ = forced;
+    } else if (auto it = ctx.tune_cache->find(key.str());
+               it != ctx.tune_cache->end() && !it->second.empty() && it->second[0] >= 0 && it->second[0] < kNumTactics) {
+      tactic_ = static_cast<int>(it->second[0]);
+    } else {
+      QYOLO_RETURN_IF_ERROR(choose_tactic(ctx, x, y));
+      (*ctx.tune_cache)[key.str()] = {tactic_};
+    }
+    return Status::ok();
+  }
+
+  // The executor asks this kernel to also write its output requantised with `scale` (the input
+  // scale of every INT8 convolution reading it), so no separate quantize pass is needed.
+  bool fuse_quantized_output(float scale) override {
+    if (!(scale > 0.f) || p_.k % 16 != 0) return false;
+    p_.yq_scale = scale;
+    fused_quant_ = true;
+    return true;
+  }
+
+  Status enqueue(const LaunchContext& ctx, std::span<const void* const> in, std::span<void* const> out) override {
+    ConvInt8Params p = p_;
+    p.x = static_cast<const int8_t*>(in[0]);
+    p.residual = has_residual_ ? in[3] : nullptr;
+    p.y = out[0];
+    p.yq = fused_quant_ && out.size() > 1 ? static_cast<int8_t*>(out[1]) : nullptr;
+    return launch(kTactics[tactic_], p, ctx.stream);
+  }
+
+  std::string info() const override {
+    std::ostringstream os;
+    os << "int8 " << kTactics[tactic_].name << (s2d_ > 1 ? " s2d" : "") << (fused_quant_ ? " +requant" : "");
+    if (tuned_ms_ > 0) os << " " << tuned_ms_ << "ms " << 2.0 * macs_ / (tuned_ms_ * 1e9) << "TOPS";
+    return os.str();
+  }
+
+ private:
+  // Times every tactic on scratch tensors of the real problem; keeps the fastest.
+  Status choose_tactic(PrepareContext& ctx, const TensorInfo& x, const TensorInfo& y) {
+    QYOLO_ASSIGN_OR_RETURN(auto xb, DeviceBuffer::allocate(x.nbytes()));
+    QYOLO_ASSIGN_OR_RETURN(auto yb, DeviceBuffer::allocate(y.nbytes()));
+    QYOLO_CUDA_CHECK(cudaMemsetAsync(xb.get(), 0x11, x.nbytes(), ctx.stream));
+    QYOLO_ASSIGN_OR_RETURN(auto e0, make_event());
+    QYOLO_ASSIGN_OR_RETURN(auto e1, make_event());
+    ConvInt8Params p = p_;
+    p.x = xb.as<int8_t>();
+    p.y = yb.get();
+    p.residual = nullptr;
+    float best = 0.f;
+    tactic_ = -1;
+    for (int i = 0; i < kNumTactics; ++i) {
+      const Tactic& t = kTactics[i];
+      // Tiles far wider than the layer, or deeper than its K, only waste work.
+      if (t.bn >= 64 && p.k <= t.bn / 2) continue;
+      if (t.bk > 64 && p.kgemm <= 64) continue;
+      QYOLO_RETURN_IF_ERROR(launch(t, p, ctx.stream));  // warm-up
+      const int iters = macs_ > 5e9 ? 3 : 10;
+      QYOLO_CUDA_CHECK(cudaEventRecord(e0.get(), ctx.stream));
+      for (int it = 0; it < iters; ++it) QYOLO_RETURN_IF_ERROR(launch(t, p, ctx.stream));
+      QYOLO_CUDA_CHECK(cudaEventRecord(e1.get(), ctx.stream));
+      QYOLO_CUDA_CHECK(cudaEventSynchronize(e1.get()));
+      float ms = 0.f;
+      QYOLO_CUDA_CHECK(cudaEventElapsedTime(&ms, e0.get(), e1.get()));
+      ms /= static_cast<float>(iters);
+      if (tactic_ < 0 || ms < best) {
+        best = ms;
+        tactic_ = i;
+      }
+    }
+    if (tactic_ < 0) return internal_error(name_ + ": no INT8 tactic applies");
+    tuned_ms_ = best;
+    return Status::ok();
+  }
+
+  std::string name_;
+  float input_scale_ = 0.f;
+  DeviceBuffer weights_, scales_;
+  ConvInt8Params p_{};
+  bool has_residual_ = false, fused_quant_ = false;
+  int s2d_ = 1;
+  int tactic_ = 0;
+  float tuned_ms_ = 0.f;
+  double macs_ = 0.0;
+};
+
+}  // namespace
+
+int cuda_int8_tactic_count() { return kNumTactics; }
+
+Result<std::unique_ptr<CudaKernel>> make_cuda_conv2d_int8(const Node&) {
+  return std::unique_ptr<CudaKernel>(new ConvInt8Kernel());
+}
+
+}  // namespace qyolo::cuda

@@ -1,0 +1,143 @@
+// Executor-inserted quantisation for INT8 convolutions: a float value (fp32/fp16, NCHW or NHWC)
+// becomes int8 NHWC with the channels padded (zeros) to the output's channel count, a multiple of
+// 16, which is the layout conv2d_int8.cu reads. q = round_half_even(x / scale) saturated to
+// [-127, 127] (src/quant/quant_params.h), the same arithmetic as the CPU INT8 kernel.
+#include <cuda_fp16.h>
+
+#include <cmath>
+
+#include "backends/cuda/cuda_common.cuh"
+#include "backends/cuda/cuda_kernel.h"
+
+namespace qyolo::cuda {
+
+namespace {
+
+struct QuantizeParams {
+  int64_t pixels;           // N * OH * OW output pixels
+  int c, cp, oh, ow;        // input channels, padded output channels, output spatial size
+  int s2d;                  // space-to-depth factor (1: none)
+  int64_t sn, sc, sh, sw;   // input element strides
+  float scale;
+};
+
+__device__ __forceinline__ int8_t quantize_one(float v, float scale) {
+  float q = rintf(__fdiv_rn(v, scale));
+  q = fminf(fmaxf(q, -127.f), 127.f);
+  return static_cast<int8_t>(q != q ? 0.f : q);
+}
+
+// One thread per (pixel, 4 output channels); any input strides.
+template <typename T>
+__global__ void quantize_strided_kernel(QuantizeParams p, const T* __restrict__ x, int8_t* __restrict__ y) {
+  const int groups = p.cp / 4;
+  const int64_t n_items = p.pixels * groups;
+  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n_items;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const int g = static_cast<int>(i % groups);
+    const int64_t pix = i / groups;
+    const int wx = static_cast<int>(pix % p.ow);
+    const int64_t t = pix / p.ow;
+    const int hy = static_cast<int>(t % p.oh);
+    const int64_t n = t / p.oh;
+    char4 q;
+    int8_t* qs = reinterpret_cast<int8_t*>(&q);
+#pragma unroll
+    for (int k = 0; k < 4; ++k) {
+      const int oc = g * 4 + k;
+      const int sub = oc / p.c, c = oc % p.c;  // sub-pixel (dy * s2d + dx), input channel
+      const int64_t src = n * p.sn + static_cast<int64_t>(c) * p.sc +
+                          static_cast<int64_t>(hy * p.s2d + sub / p.s2d) * p.sh + static_cast<int64_t>(wx * p.s2d + sub % p.s2d) * p.sw;
+      qs[k] = sub < p.s2d * p.s2d ? quantize_one(to_f(x[src]), p.scale) : int8_t{0};
+    }
+    reinterpret_cast<char4*>(y)[i] = q;
+  }
+}
+
+// NHWC half input without padding (C == Cp, C % 8 == 0): 16-byte loads, 8-byte stores.
+__global__ void quantize_nhwc_half8_kernel(int64_t n_vec, float scale, const uint4* __restrict__ x,
+                                           uint2* __restrict__ y) {
+  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n_vec;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const uint4 v = x[i];
+    const __half2* h = reinterpret_cast<const __half2*>(&v);
+    uint2 out;
+    int8_t* o = reinterpret_cast<int8_t*>(&out);
+#pragma unroll
+    for (int k = 0; k < 4; ++k) {
+      const float2 f = __half22float2(h[k]);
+      o[2 * k] = quantize_one(f.x, scale);
+      o[2 * k + 1] = quantize_one(f.y, scale);
+    }
+    y[i] = out;
+  }
+}
+
+class QuantizeKernel final : public CudaKernel {
+ public:
+  QuantizeKernel(float scale, int s2d) {
+    p_.scale = scale;
+    p_.s2d = s2d;
+  }
+
+  Status prepare(PrepareContext&, const Node& node, std::span<const TensorInfo* const> in,
+                 std::span<const TensorInfo> out) override {
+    if (in.size() != 1 || out.size() != 1 || in[0] == nullptr) return internal_error(node.name + ": bad quantize step");
+    const TensorInfo& x = *in[0];
+    const TensorInfo& y = out[0];
+    const int s = p_.s2d;
+    if (x.shape.size() != 4 || y.shape.size() != 4 || y.dtype != DataType::kInt8 || y.layout != Layout::kNHWC ||
+        s < 1 || x.shape[0] != y.shape[0] || x.shape[2] != y.shape[2] * s || x.shape[3] != y.shape[3] * s ||
+        y.shape[1] % 16 != 0 || y.shape[1] < x.shape[1] * s * s)
+      return internal_error(node.name + ": quantize expects [N,C,H,W] float -> int8 NHWC [N,Cp,H/s,W/s]");
+    if (x.dtype != DataType::kFloat32 && x.dtype != DataType::kFloat16)
+      return internal_error(node.name + ": quantize reads float or half");
+    if (!(p_.scale > 0.f) || !std::isfinite(p_.scale))
+      return invalid_argument(node.name + ": invalid quantisation scale " + std::to_string(p_.scale));
+    half_ = x.dtype == DataType::kFloat16;
+    const std::vector<int64_t> st = x.strides();
+    p_.pixels = y.shape[0] * y.shape[2] * y.shape[3];
+    p_.c = static_cast<int>(x.shape[1]);
+    p_.cp = static_cast<int>(y.shape[1]);
+    p_.oh = static_cast<int>(y.shape[2]);
+    p_.ow = static_cast<int>(y.shape[3]);
+    p_.sn = st[0], p_.sc = st[1], p_.sh = st[2], p_.sw = st[3];
+    vec8_ = half_ && s == 1 && x.layout == Layout::kNHWC && p_.c == p_.cp && p_.c % 8 == 0;
+    return Status::ok();
+  }
+
+  Status enqueue(const LaunchContext& ctx, std::span<const void* const> in, std::span<void* const> out) override {
+    constexpr int kThreads = 256;
+    int8_t* y = static_cast<int8_t*>(out[0]);
+    if (vec8_ && reinterpret_cast<uintptr_t>(in[0]) % 16 == 0) {
+      const int64_t n_vec = p_.pixels * p_.c / 8;
+      quantize_nhwc_half8_kernel<<<grid_for(n_vec, kThreads), kThreads, 0, ctx.stream>>>(
+          n_vec, p_.scale, static_cast<const uint4*>(in[0]), reinterpret_cast<uint2*>(y));
+    } else if (half_) {
+      quantize_strided_kernel<__half><<<grid_for(p_.pixels * p_.cp / 4, kThreads), kThreads, 0, ctx.stream>>>(
+          p_, static_cast<const __half*>(in[0]), y);
+    } else {
+      quantize_strided_kernel<float><<<grid_for(p_.pixels * p_.cp / 4, kThreads), kThreads, 0, ctx.stream>>>(
+          p_, static_cast<const float*>(in[0]), y);
+    }
+    QYOLO_CUDA_CHECK_LAUNCH("quantize kernel");
+    return Status::ok();
+  }
+
+  std::string info() const override {
+    return "quantize scale=" + std::to_string(p_.scale) + (vec8_ ? " vec8" : "") +
+           (p_.s2d > 1 ? " space-to-depth " + std::to_string(p_.s2d) : "");
+  }
+
+ private:
+  QuantizeParams p_{};
+  bool half_ = false, vec8_ = false;
+};
+
+}  // namespace
+
+std::unique_ptr<CudaKernel> make_cuda_quantize(float scale, int s2d) {
+  return std::make_unique<QuantizeKernel>(scale, s2d);
+}
+
+}  // namespace qyolo::cuda
