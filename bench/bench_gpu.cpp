@@ -42,6 +42,7 @@ struct Args {
   bool prepost = false;
   int iters = 200, warmup = 20;
   int int8_tactic = -1;
+  bool int8_fp16 = false;  // --precision int8-fp16: fp16 instead of fp32 outside the INT8 convs
   std::string calib, float_layers;  // int8: TensorRT cache / PPQ json; float-layer regex
 };
 
@@ -207,7 +208,8 @@ int main(int argc, char** argv) {
       if (std::strcmp(v, "fp16") == 0) a.precision = CudaPrecision::kFp16;
       else if (std::strcmp(v, "fp32") == 0) a.precision = CudaPrecision::kFp32;
       else if (std::strcmp(v, "int8") == 0) a.precision = CudaPrecision::kInt8;
-      else return usage("--precision is fp32, fp16 or int8");
+      else if (std::strcmp(v, "int8-fp16") == 0) a.precision = CudaPrecision::kInt8, a.int8_fp16 = true;
+      else return usage("--precision is fp32, fp16, int8 or int8-fp16");
     } else if (s == "--calib") {
       const char* v = next();
       if (!v) return usage("--calib needs a file");
@@ -269,6 +271,7 @@ int main(int argc, char** argv) {
   opt.exhaustive_tuning = a.exhaustive;
   opt.cudnn_graph = a.cudnn_graph;
   opt.int8_tactic = a.int8_tactic;
+  opt.int8_fp16 = a.int8_fp16;
   auto ex = CudaExecutor::build(std::move(*sg), opt);
   if (!ex) return fail(ex.status());
   const double build_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -372,7 +375,7 @@ int main(int argc, char** argv) {
   std::sort(ms.begin(), ms.end());
   const double median = ms[ms.size() / 2];
   const double p99 = ms[std::min(ms.size() - 1, static_cast<size_t>(ms.size() * 0.99))];
-  const char* prec = cuda_precision_name(a.precision);
+  const char* prec = a.int8_fp16 ? "int8-fp16" : cuda_precision_name(a.precision);
   const CudaExecutor::Cost cost = e.cost();
   if (a.json) {
     std::printf("{\"model\": \"%s\", \"batch\": %d, \"dtype\": \"%s\", \"graph\": %s, \"median_ms\": %.4f, "

@@ -114,7 +114,7 @@ run() {
     cs=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer 2>/dev/null)
     if [ -n "$cs" ]; then
       timeout "${QYOLO_SANITIZER_TIMEOUT:-45}" "$cs" --tool memcheck --leak-check no --error-exitcode 9 "$q/bin/qyolo_gpu_tests" --gtest_color=no \
-        --gtest_filter='CudaKernels.DetectHead:CudaKernels.ConcatMixedLayouts:Cuda/ConvTest.MatchesCpu/hardswish_residual:CudaNms.*:CudaLetterbox.*:Cuda/Int8ConvTest.WithinOneLsbOfCpu/hardswish_residual:Cuda/Int8ConvTest.WithinOneLsbOfCpu/odd_channels:CudaInt8.ChainFusesRequantisation' \
+        --gtest_filter='CudaKernels.DetectHead:CudaKernels.ConcatMixedLayouts:Cuda/ConvTest.MatchesCpu/hardswish_residual:CudaNms.*:CudaLetterbox.*:Cuda/Int8ConvTest.WithinOneLsbOfCpu/hardswish_residual:Cuda/Int8ConvTest.WithinOneLsbOfCpu/odd_channels:CudaInt8.ChainFusesRequantisation:CudaYoloDecode.*' \
         > "$out/sanitizer.log" 2>&1
       local s=$?
       grep -E "ERROR SUMMARY|PASSED|FAILED" "$out/sanitizer.log" | tail -5
@@ -136,7 +136,7 @@ run() {
     # The chip's ceilings in this run: D2D copy, cuBLASLt int8 and fp16 8192^3 GEMMs.
     timeout 60 "$q/bin/bench_gpu" --ceilings >> "$out/bench.jsonl" 2>>"$out/bench.err"
     # name batch dtype [extra bench_gpu flags]; QYOLO_BENCH overrides the list.
-    local configs="${QYOLO_BENCH:-yolov5n:1:fp16 yolov5n:32:fp16 yolov5s:1:fp16 yolov5s:32:fp16 yolov5n:1:int8 yolov5n:32:int8 yolov5s:1:int8 yolov5s:32:int8 yolov5s:1:int8:--prepost yolov5s:32:int8:--prepost yolov5s:32:fp16:--prepost yolov5n:32:fp32 yolov5s:32:fp32}"
+    local configs="${QYOLO_BENCH:-yolov5n:1:fp16 yolov5n:32:fp16 yolov5s:1:fp16 yolov5s:32:fp16 yolov5n:1:int8 yolov5n:32:int8 yolov5s:1:int8 yolov5s:32:int8 yolov5n:1:int8-fp16 yolov5n:32:int8-fp16 yolov5s:1:int8-fp16 yolov5s:32:int8-fp16 yolov5s:1:int8-fp16:--prepost yolov5s:32:int8-fp16:--prepost yolov5s:32:fp16:--prepost yolov5n:32:fp32 yolov5s:32:fp32}"
     local cfg m b dt flag
     for cfg in $configs; do
       IFS=: read -r m b dt flag <<< "$cfg"
@@ -145,9 +145,9 @@ run() {
       [ "$b" -ne 1 ] && model="$q/models/$m-b$b.onnx"
       local errf="$out/bench.err" extra=()
       [ -n "$flag" ] && extra+=("$flag")
-      [ "$dt" = int8 ] && extra+=(--calib "$q/calib/$m.cache")
+      case "$dt" in int8*) extra+=(--calib "$q/calib/$m.cache") ;; esac
       if [ "$cfg" = "yolov5s:32:fp16" ]; then extra+=(--summary --profile); errf="$out/profile_yolov5s_b32_fp16.txt"; fi
-      if [ "$cfg" = "yolov5s:32:int8" ]; then extra+=(--summary --profile); errf="$out/profile_yolov5s_b32_int8.txt"; fi
+      if [ "$cfg" = "yolov5s:32:int8-fp16" ]; then extra+=(--summary --profile); errf="$out/profile_yolov5s_b32_int8.txt"; fi
       timeout 60 "$q/bin/bench_gpu" "$model" --batch "$b" --precision "$dt" --graph --iters 100 --json "${extra[@]}" \
         2>>"$errf" | sed "s/^{/{\"who\": \"qyolo\", \"name\": \"$m\", /" >> "$out/bench.jsonl"
     done

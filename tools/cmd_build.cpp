@@ -1,9 +1,12 @@
 // `qyolo build`: import, validate, quantise and serialise an engine (like trtexec --saveEngine).
+// Cuda engines also record the GPU (name, compute capability, cuDNN version) and the tactics the
+// build timed: loading elsewhere is an error, loading here skips the timing.
 #include <chrono>
 #include <cstdio>
 
 #include "cmd_common.h"
 #include "commands.h"
+#include "runtime/engine_impl.h"
 
 namespace qyolo::cli {
 
@@ -30,8 +33,13 @@ void register_build(CLI::App& app, int& exit_code) {
       return;
     }
     double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    std::printf("wrote %s (%s, %s) in %.1f s\n", out->c_str(), device_name((*engine)->options().device),
-                precision_name((*engine)->options().precision), secs);
+    const Engine::Impl& impl = (*engine)->impl();
+    std::string target;
+    if ((*engine)->options().device == Device::kCuda)
+      target = "; built on " + impl.cuda_target.str(/*with_cudnn=*/true) + ", " +
+               std::to_string(impl.tactics().size()) + " tactics: loads only on this GPU model";
+    std::printf("wrote %s (%s, %s%s) in %.1f s\n", out->c_str(), device_name((*engine)->options().device),
+                precision_name((*engine)->options().precision), target.c_str(), secs);
     exit_code = 0;
   });
 }

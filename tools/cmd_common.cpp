@@ -12,7 +12,7 @@ void add_engine_options(CLI::App* cmd, EngineArgs& a, bool allow_engine_file, bo
   cmd->add_option("--device", a.device, "cpu or cuda")->capture_default_str();
   if (with_precision) {
     cmd->add_flag("--int8", a.int8, "run convolutions in INT8 (needs --cache, or a Q/DQ model)");
-    cmd->add_flag("--fp16", a.fp16, "FP16 (CUDA device)");
+    cmd->add_flag("--fp16", a.fp16, "FP16 (CUDA device); with --int8: FP16 for what is not INT8 (else FP32)");
     cmd->add_option("--cache,--calib-cache", a.cache, "TensorRT calibration cache or PPQ json (INT8 scales)");
     cmd->add_option("--float-layers,--fp16-layers", a.float_layers,
                     "regex: layers that stay in float under --int8");
@@ -37,11 +37,9 @@ BuildOptions build_options_from(const EngineArgs& a, Status* error) {
     return o;
   }
   o.device = *dev;
-  if (a.int8 && a.fp16) {
-    *error = invalid_argument("choose one of --int8 and --fp16");
-    return o;
-  }
+  // --int8 --fp16: INT8 convolutions, FP16 elsewhere (TensorRT's meaning); --int8 alone: FP32 elsewhere.
   o.precision = a.int8 ? Precision::kInt8 : a.fp16 ? Precision::kFp16 : Precision::kFp32;
+  o.int8_fp16 = a.int8 && a.fp16;
   o.calibration_file = a.cache;
   o.float_layers_regex = a.float_layers;
   if (!a.min_shapes.empty() || !a.opt_shapes.empty() || !a.max_shapes.empty()) {

@@ -6,6 +6,19 @@
 //   (*ctx)->run(input /*1x3x640x640 float*/, out);
 //
 // Engines are immutable and shareable; an ExecutionContext holds per-shape state (one per thread).
+//
+// GPU engines (device kCuda) also take device pointers on a caller's CUDA stream, like TensorRT's
+// enqueueV3 (no CUDA headers here: streams and pointers are void*):
+//
+//   auto ctx = (*engine)->create_context();
+//   (*ctx)->set_input_shape({8, 3, 640, 640});           // within the engine's profile
+//   auto io = (*ctx)->bindings();                        // inputs first, then outputs
+//   // cudaMalloc one buffer of b.nbytes() per binding (float32, row-major NCHW), then:
+//   (*ctx)->enqueue({d_images}, {d_output0}, stream);    // async; never allocates or syncs
+//   cudaStreamSynchronize(stream);
+//
+// One enqueue in flight per context (it owns the activation memory): use one context per
+// concurrent stream. enqueue is capturable into a CUDA graph.
 #pragma once
 
 #include <map>
@@ -41,6 +54,9 @@ struct BuildOptions {
   std::string calibration_file;
   // INT8: nodes whose name matches this ECMAScript regex stay in float.
   std::string float_layers_regex;
+  // INT8 on cuda: layers outside INT8 and the tensors between layers in FP16 instead of FP32
+  // (TensorRT's --int8 --fp16): faster, further from the CPU INT8 reference.
+  bool int8_fp16 = false;
   // Dynamic models: the allowed input shapes. Static models: ignored / must equal the model's.
   std::optional<ShapeProfile> profile;
 };
@@ -56,6 +72,15 @@ struct ModelInfo {
   bool has_qdq = false;       // the model carries its own Q/DQ scales
 };
 
+// One input or output of a context at its current input shape.
+struct TensorBinding {
+  std::string name;
+  DataType dtype = DataType::kFloat32;
+  Shape shape;
+  bool is_input = false;
+  size_t nbytes() const { return static_cast<size_t>(shape_numel(shape)) * dtype_size(dtype); }
+};
+
 class ExecutionContext;
 
 class Engine {
@@ -63,7 +88,8 @@ class Engine {
   ~Engine();
   // Imports, validates and prepares the model (at the profile's opt shape).
   static Result<std::shared_ptr<const Engine>> build(const std::string& onnx_path, const BuildOptions& options);
-  // Reads an engine file written by save(); errors on another format version or a corrupted file.
+  // Reads an engine file written by save(); errors on another format version or a corrupted file,
+  // and for cuda engines on another GPU model / compute capability than the one it was built on.
   static Result<std::shared_ptr<const Engine>> load(const std::string& engine_path);
   // Writes atomically (temporary file + rename).
   Status save(const std::string& engine_path) const;
@@ -86,6 +112,22 @@ class ExecutionContext {
   ~ExecutionContext();
   // Runs one batch: input NCHW float32 within the profile; output e.g. [N, 25200, 85].
   Status run(const Tensor& input, Tensor& output);
+
+  // Selects the input shape for bindings() and enqueue(): checks it against the engine's profile
+  // and prepares the executor for it (built once per shape and cached; a cuda build reuses the
+  // engine's tactics). Static engines start at their only shape; dynamic ones need this first.
+  Status set_input_shape(const Shape& input_shape);
+  // The shape set by set_input_shape() (empty while none is set).
+  const Shape& input_shape() const;
+  // Names, dtypes and shapes of the inputs (first, in enqueue order) and the outputs (then, in
+  // enqueue order) at the current input shape. Works for cpu and cuda engines.
+  Result<std::vector<TensorBinding>> bindings();
+  // Cuda engines: launches one batch on `cuda_stream` (a cudaStream_t; nullptr is the legacy
+  // default stream). device_inputs / device_outputs follow bindings() order and point to device
+  // memory of at least nbytes() each, valid until the stream reaches this point. Asynchronous:
+  // returns after launching. Errors on a cpu engine or a build without CUDA.
+  Status enqueue(const std::vector<const void*>& device_inputs, const std::vector<void*>& device_outputs,
+                 void* cuda_stream);
 
   struct Impl;
   explicit ExecutionContext(std::unique_ptr<Impl> impl);

@@ -10,6 +10,12 @@
 
 #ifdef QYOLO_HAS_CUDA
 #include "backends/cuda/cuda_executor.h"
+#else
+namespace qyolo {
+// Without CUDA no executor is ever built (build_cuda_executor errors); a complete type lets the
+// executor caches of ExecutionContext::Impl compile and be destroyed.
+class CudaExecutor {};
+}  // namespace qyolo
 #endif
 
 namespace qyolo {
@@ -35,6 +41,39 @@ Result<Precision> parse_precision(const std::string& s) {
   if (s == "fp16") return Precision::kFp16;
   if (s == "int8") return Precision::kInt8;
   return invalid_argument("unknown precision '" + s + "' (expected fp32, fp16 or int8)");
+}
+
+std::string cudnn_version_str(int v) {
+  // cuDNN 9: major * 10000 + minor * 100 + patch; cuDNN 8: major * 1000 + minor * 100 + patch.
+  const int major_div = v >= 90000 ? 10000 : 1000;
+  return std::to_string(v / major_div) + "." + std::to_string(v % major_div / 100) + "." +
+         std::to_string(v % 100);
+}
+
+std::string CudaTarget::str(bool with_cudnn) const {
+  std::string s = (gpu_name.empty() ? std::string("<unknown GPU>") : gpu_name) + " (sm_" +
+                  std::to_string(cc_major) + std::to_string(cc_minor);
+  if (with_cudnn) s += ", cuDNN " + cudnn_version_str(cudnn_version);
+  return s + ")";
+}
+
+Result<CudaTarget> current_cuda_target() {
+#ifdef QYOLO_HAS_CUDA
+  if (cuda::device_count() == 0)
+    return device_error("no CUDA device is visible (cudaGetDeviceCount found none)");
+  int dev = 0;
+  QYOLO_CUDA_CHECK(cudaGetDevice(&dev));
+  cudaDeviceProp prop{};
+  QYOLO_CUDA_CHECK(cudaGetDeviceProperties(&prop, dev));
+  CudaTarget t;
+  t.gpu_name = prop.name;
+  t.cc_major = prop.major;
+  t.cc_minor = prop.minor;
+  t.cudnn_version = static_cast<int>(cudnnGetVersion());
+  return t;
+#else
+  return unsupported("this qyolo was built without CUDA (no nvcc at build time); use --device cpu");
+#endif
 }
 
 bool ShapeProfile::contains(const Shape& s) const {
@@ -86,6 +125,16 @@ Engine::~Engine() = default;
 const ModelInfo& Engine::info() const { return impl_->info; }
 const BuildOptions& Engine::options() const { return impl_->options; }
 ShapeProfile Engine::profile() const { return impl_->profile; }
+
+TacticMap Engine::Impl::tactics() const {
+  std::lock_guard<std::mutex> lock(tactics_mu_);
+  return tactics_;
+}
+
+void Engine::Impl::merge_tactics(const TacticMap& more) const {
+  std::lock_guard<std::mutex> lock(tactics_mu_);
+  for (const auto& [key, choice] : more) tactics_.emplace(key, choice);
+}
 
 Result<SpecializedGraph> Engine::Impl::prepare(const Shape& input_shape, const PassOptions& passes) const {
   if (!profile.contains(input_shape))
@@ -177,32 +226,39 @@ Status finish_build(Engine::Impl& impl) {
       return invalid_argument("INT8 needs a calibration cache (--cache) or a model with Q/DQ nodes; run `qyolo calibrate` first");
     QYOLO_ASSIGN_OR_RETURN(impl.activation_scales, load_activation_scales(impl.options.calibration_file, impl.graph));
   }
-  if (impl.options.device == Device::kCpu && impl.options.precision == Precision::kFp16)
+  if (impl.options.device == Device::kCpu && (impl.options.precision == Precision::kFp16 || impl.options.int8_fp16))
     return unsupported("fp16 precision needs --device cuda; the CPU backend runs fp32 or int8");
-  if (impl.options.device == Device::kCuda && impl.options.precision == Precision::kInt8)
-    return unsupported("INT8 on the CUDA backend is not implemented yet; use --device cpu for INT8, or --fp16 on cuda");
+  if (impl.options.int8_fp16 && impl.options.precision != Precision::kInt8)
+    return invalid_argument("the int8-fp16 option applies to INT8 engines only");
   // Validate by preparing at the opt shape: unsupported ops / shapes fail here, not at run time.
   QYOLO_ASSIGN_OR_RETURN(SpecializedGraph sg, impl.prepare(impl.profile.opt));
   if (impl.options.device == Device::kCuda) {
-    QYOLO_ASSIGN_OR_RETURN(auto exec, build_cuda_executor(std::move(sg), impl.options));
+    // A new build records the GPU; a loaded engine has been checked against it already. The
+    // executor starts from the stored tactics (none for a new build: it times them) and its
+    // choices become the engine's (serialised by save(), reused by every context).
+    if (impl.cuda_target.gpu_name.empty()) {
+      QYOLO_ASSIGN_OR_RETURN(impl.cuda_target, current_cuda_target());
+    }
+    const TacticMap seed = impl.tactics();
+    QYOLO_ASSIGN_OR_RETURN(auto exec, build_cuda_executor(std::move(sg), impl.options, &seed));
+#ifdef QYOLO_HAS_CUDA
+    impl.set_tactics(exec->tactics());
+#endif
     return Status::ok();
   }
   QYOLO_ASSIGN_OR_RETURN(auto exec, CpuExecutor::build(std::move(sg)));
   return Status::ok();
 }
 
-// Engine file: magic, format version, qyolo version, options, scales, the ONNX bytes, FNV-1a checksum.
+// Engine file (all integers little-endian; str = u64 length + bytes; shape = u32 rank + u64 dims):
+//   magic "QYOLOENG" | u32 format version (kEngineFormatVersion) | str qyolo version | str source
+//   | u32 device | u32 precision | u32 int8-fp16 | str float-layers regex | shape min, opt, max
+//   | u64 n, n x (str tensor, f32 scale)                              activation scales
+//   | str gpu name | u32 cc major | u32 cc minor | u32 cudnn version   (version 2; empty/0 for cpu)
+//   | u64 n, n x (str problem key, u64 m, m x i64)                     tactics (version 2)
+//   | str ONNX bytes | u64 FNV-1a of everything before it
 constexpr char kMagic[8] = {'Q', 'Y', 'O', 'L', 'O', 'E', 'N', 'G'};
-constexpr uint32_t kFormatVersion = 1;
-
-uint64_t fnv1a(const std::string& data) {
-  uint64_t h = 1469598103934665603ull;
-  for (unsigned char c : data) {
-    h ^= c;
-    h *= 1099511628211ull;
-  }
-  return h;
-}
+constexpr uint32_t kFormatVersion = kEngineFormatVersion;
 
 class Writer {
  public:
@@ -225,7 +281,8 @@ class Writer {
 
 class Reader {
  public:
-  Reader(const std::string& b, std::string path) : b_(b), path_(std::move(path)) {}
+  // Reads `b` (which must outlive the reader) from byte `pos`.
+  Reader(const std::string& b, std::string path, size_t pos = 0) : b_(b), path_(std::move(path)), pos_(pos) {}
   Status need(size_t n) {
     if (pos_ + n > b_.size()) return corrupt("engine file '" + path_ + "' is truncated");
     return Status::ok();
@@ -258,6 +315,7 @@ class Reader {
     pos_ += n;
     return s;
   }
+  size_t remaining() const { return b_.size() - pos_; }
   Result<Shape> shape() {
     QYOLO_ASSIGN_OR_RETURN(uint32_t n, u32());
     if (n > 16) return corrupt("engine file '" + path_ + "': implausible shape rank " + std::to_string(n));
@@ -272,7 +330,7 @@ class Reader {
  private:
   const std::string& b_;
   std::string path_;
-  size_t pos_ = 0;
+  size_t pos_;
 };
 
 }  // namespace
@@ -297,6 +355,7 @@ Status Engine::save(const std::string& path) const {
   w.str(impl_->info.source);
   w.u32(static_cast<uint32_t>(impl_->options.device));
   w.u32(static_cast<uint32_t>(impl_->options.precision));
+  w.u32(impl_->options.int8_fp16 ? 1u : 0u);
   w.str(impl_->options.float_layers_regex);
   w.shape(impl_->profile.min);
   w.shape(impl_->profile.opt);
@@ -306,8 +365,21 @@ Status Engine::save(const std::string& path) const {
     w.str(name);
     w.f32(scale);
   }
+  const bool cuda = impl_->options.device == Device::kCuda;
+  const CudaTarget target = cuda ? impl_->cuda_target : CudaTarget{};
+  w.str(target.gpu_name);
+  w.u32(static_cast<uint32_t>(target.cc_major));
+  w.u32(static_cast<uint32_t>(target.cc_minor));
+  w.u32(static_cast<uint32_t>(target.cudnn_version));
+  const TacticMap tactics = cuda ? impl_->tactics() : TacticMap{};
+  w.u64(tactics.size());
+  for (const auto& [key, choice] : tactics) {
+    w.str(key);
+    w.u64(choice.size());
+    for (int64_t v : choice) w.u64(static_cast<uint64_t>(v));
+  }
   w.str(impl_->onnx_bytes);
-  uint64_t checksum = fnv1a(w.bytes());
+  uint64_t checksum = engine_file_checksum(w.bytes());
   w.u64(checksum);
   std::string tmp = path + ".tmp";
   {
@@ -331,23 +403,21 @@ Result<std::shared_ptr<const Engine>> Engine::load(const std::string& path) {
   std::ifstream f(path, std::ios::binary);
   std::stringstream ss;
   ss << f.rdbuf();
-  std::string bytes = ss.str();
-  if (bytes.size() < 8 + 4 + 8 || std::memcmp(bytes.data(), kMagic, 8) != 0)
+  std::string payload = ss.str();
+  if (payload.size() < 8 || std::memcmp(payload.data(), kMagic, 8) != 0)
     return corrupt("'" + path + "' is not a qyolo engine file (bad magic)");
+  if (payload.size() < 8 + 4 + 8) return corrupt("engine file '" + path + "' is truncated");
   uint64_t stored;
-  std::memcpy(&stored, bytes.data() + bytes.size() - 8, 8);
-  std::string payload = bytes.substr(0, bytes.size() - 8);
-  Reader r(payload, path);
-  std::string magic(8, '\0');
-  QYOLO_RETURN_IF_ERROR(r.need(8));
-  QYOLO_ASSIGN_OR_RETURN(uint32_t format, (Reader(payload.substr(8), path).u32()));
+  std::memcpy(&stored, payload.data() + payload.size() - 8, 8);
+  payload.resize(payload.size() - 8);  // everything the checksum covers
+  Reader rd(payload, path, /*pos=*/8);
+  QYOLO_ASSIGN_OR_RETURN(uint32_t format, rd.u32());
   if (format != kFormatVersion)
     return version_mismatch("engine file '" + path + "' has format version " + std::to_string(format) +
                             ", this qyolo (" QYOLO_VERSION_STRING ") reads version " + std::to_string(kFormatVersion) +
                             "; rebuild it with `qyolo build`");
-  if (fnv1a(payload) != stored)
+  if (engine_file_checksum(payload) != stored)
     return corrupt("engine file '" + path + "' is corrupted (checksum mismatch)");
-  Reader rd(payload.substr(12), path);
   QYOLO_ASSIGN_OR_RETURN(std::string version, rd.str());
   if (version != QYOLO_VERSION_STRING)
     return version_mismatch("engine file '" + path + "' was built by qyolo " + version + ", this is qyolo " +
@@ -359,6 +429,9 @@ Result<std::shared_ptr<const Engine>> Engine::load(const std::string& path) {
   if (device > 1 || precision > 2) return corrupt("engine file '" + path + "': bad device/precision field");
   options.device = static_cast<Device>(device);
   options.precision = static_cast<Precision>(precision);
+  QYOLO_ASSIGN_OR_RETURN(uint32_t int8_fp16, rd.u32());
+  if (int8_fp16 > 1) return corrupt("engine file '" + path + "': bad int8-fp16 field");
+  options.int8_fp16 = int8_fp16 == 1;
   QYOLO_ASSIGN_OR_RETURN(options.float_layers_regex, rd.str());
   ShapeProfile profile;
   QYOLO_ASSIGN_OR_RETURN(profile.min, rd.shape());
@@ -372,16 +445,90 @@ Result<std::shared_ptr<const Engine>> Engine::load(const std::string& path) {
     QYOLO_ASSIGN_OR_RETURN(float s, rd.f32());
     scales[name] = s;
   }
+  CudaTarget target;
+  QYOLO_ASSIGN_OR_RETURN(target.gpu_name, rd.str());
+  QYOLO_ASSIGN_OR_RETURN(uint32_t cc_major, rd.u32());
+  QYOLO_ASSIGN_OR_RETURN(uint32_t cc_minor, rd.u32());
+  QYOLO_ASSIGN_OR_RETURN(uint32_t cudnn, rd.u32());
+  if (cc_major > 1000 || cc_minor > 1000 || cudnn > 100000000)
+    return corrupt("engine file '" + path + "': bad GPU record");
+  target.cc_major = static_cast<int>(cc_major);
+  target.cc_minor = static_cast<int>(cc_minor);
+  target.cudnn_version = static_cast<int>(cudnn);
+  QYOLO_ASSIGN_OR_RETURN(uint64_t n_tactics, rd.u64());
+  TacticMap tactics;
+  for (uint64_t i = 0; i < n_tactics; ++i) {
+    QYOLO_ASSIGN_OR_RETURN(std::string key, rd.str());
+    QYOLO_ASSIGN_OR_RETURN(uint64_t m, rd.u64());
+    if (m > rd.remaining() / 8)
+      return corrupt("engine file '" + path + "' is truncated (tactic '" + key + "')");
+    std::vector<int64_t> choice;
+    for (uint64_t k = 0; k < m; ++k) {
+      QYOLO_ASSIGN_OR_RETURN(uint64_t v, rd.u64());
+      choice.push_back(static_cast<int64_t>(v));
+    }
+    tactics[key] = std::move(choice);
+  }
   QYOLO_ASSIGN_OR_RETURN(std::string onnx_bytes, rd.str());
+  if (rd.remaining() != 0)
+    return corrupt("engine file '" + path + "': " + std::to_string(rd.remaining()) +
+                   " unexpected bytes after the model");
+
+  std::string note;
+  if (options.device == Device::kCuda) {
+    // Like TensorRT, an engine is specific to the GPU model it was tuned on.
+    if (target.gpu_name.empty())
+      return corrupt("engine file '" + path + "': cuda engine without its GPU record");
+    auto here = current_cuda_target();
+    if (!here)
+      return here.status().with_context("engine file '" + path + "' is a cuda engine built on " +
+                                        target.str() + "; it cannot be loaded here");
+    if (!here->same_gpu(target))
+      return version_mismatch(
+          "engine file '" + path + "' was built on " + target.str() + ", this GPU is " + here->str() +
+          "; engines are specific to the GPU model: rebuild it here with `qyolo build --model " + source +
+          " --device cuda" +
+          (options.precision == Precision::kFp16   ? " --fp16"
+           : options.precision == Precision::kInt8
+               ? std::string(" --int8") + (options.int8_fp16 ? " --fp16" : "") + " [--cache <calibration cache>]"
+                                                   : "") +
+          (options.float_layers_regex.empty() ? "" : " --float-layers '" + options.float_layers_regex + "'") +
+          " --min-shapes " + shape_str(profile.min) + " --opt-shapes " + shape_str(profile.opt) +
+          " --max-shapes " + shape_str(profile.max) + " --out " + path + "`");
+    if (here->cudnn_version != target.cudnn_version) {
+      // Tactics name cuDNN engines and knobs of that version: time them again (like a rebuild).
+      if (!tactics.empty())
+        note = "engine file '" + path + "' was tuned with cuDNN " + cudnn_version_str(target.cudnn_version) +
+               ", this is cuDNN " + cudnn_version_str(here->cudnn_version) + ": its " +
+               std::to_string(tactics.size()) + " tactics are timed again (rebuild the engine to keep them)";
+      tactics.clear();
+      target.cudnn_version = here->cudnn_version;
+    }
+  }
   QYOLO_ASSIGN_OR_RETURN(auto impl, make_impl(std::move(onnx_bytes), source, options));
   impl->activation_scales = std::move(scales);
+  if (options.device == Device::kCuda) {
+    impl->cuda_target = target;
+    impl->set_tactics(std::move(tactics));
+    impl->load_note = std::move(note);
+  }
   QYOLO_RETURN_IF_ERROR(finish_build(*impl));
   return std::shared_ptr<const Engine>(new Engine(std::move(impl)));
+}
+
+uint64_t engine_file_checksum(const std::string& payload) {
+  uint64_t h = 1469598103934665603ull;  // FNV-1a
+  for (unsigned char c : payload) {
+    h ^= c;
+    h *= 1099511628211ull;
+  }
+  return h;
 }
 
 Result<std::unique_ptr<ExecutionContext>> Engine::create_context() const {
   auto impl = std::make_unique<ExecutionContext::Impl>();
   impl->engine = impl_.get();
+  if (impl_->profile.min == impl_->profile.max) impl->input_shape = impl_->profile.opt;
   return std::make_unique<ExecutionContext>(std::move(impl));
 }
 
@@ -391,13 +538,19 @@ ExecutionContext::ExecutionContext(std::unique_ptr<Impl> impl) : impl_(std::move
 ExecutionContext::~ExecutionContext() = default;
 
 #ifdef QYOLO_HAS_CUDA
-Result<std::unique_ptr<CudaExecutor>> build_cuda_executor(SpecializedGraph graph, const BuildOptions& options) {
+Result<std::unique_ptr<CudaExecutor>> build_cuda_executor(SpecializedGraph graph, const BuildOptions& options,
+                                                          const TacticMap* tactics) {
   CudaBuildOptions o;
-  o.precision = options.precision == Precision::kFp16 ? CudaPrecision::kFp16 : CudaPrecision::kFp32;
+  o.precision = options.precision == Precision::kFp16   ? CudaPrecision::kFp16
+                : options.precision == Precision::kInt8 ? CudaPrecision::kInt8
+                                                        : CudaPrecision::kFp32;
+  o.int8_fp16 = options.int8_fp16;
+  if (tactics) o.tactics = *tactics;
   return CudaExecutor::build(std::move(graph), o);
 }
 #else
-Result<std::unique_ptr<CudaExecutor>> build_cuda_executor(SpecializedGraph, const BuildOptions&) {
+Result<std::unique_ptr<CudaExecutor>> build_cuda_executor(SpecializedGraph, const BuildOptions&,
+                                                          const TacticMap*) {
   return unsupported("this qyolo was built without CUDA (no nvcc at build time); use --device cpu");
 }
 #endif
@@ -408,21 +561,40 @@ Status ExecutionContext::Impl::run(const Shape& shape, const std::map<std::strin
                                    std::map<std::string, Tensor>& outputs) {
   if (engine->options.device == Device::kCuda) {
 #ifdef QYOLO_HAS_CUDA
-    auto it = cuda_executors.find(shape);
-    if (it == cuda_executors.end()) {
-      QYOLO_ASSIGN_OR_RETURN(SpecializedGraph sg, engine->prepare(shape));
-      QYOLO_ASSIGN_OR_RETURN(auto exec, build_cuda_executor(std::move(sg), engine->options));
-      constexpr size_t kMaxCachedShapes = 8;
-      if (cuda_executors.size() >= kMaxCachedShapes) cuda_executors.erase(cuda_executors.begin());
-      it = cuda_executors.emplace(shape, std::move(exec)).first;
-    }
-    return it->second->run(inputs, outputs);
+    QYOLO_ASSIGN_OR_RETURN(CudaExecutor * exec, cuda_executor_for(shape));
+    return exec->run(inputs, outputs);
 #else
     return build_cuda_executor({}, engine->options).status();
 #endif
   }
   QYOLO_ASSIGN_OR_RETURN(CpuExecutor * exec, executor_for(shape));
   return exec->run(inputs, outputs);
+}
+
+Result<CudaExecutor*> ExecutionContext::Impl::cuda_executor_for(const Shape& shape) {
+  if (engine->options.device != Device::kCuda)
+    return invalid_argument("this engine runs on " + std::string(device_name(engine->options.device)) +
+                            ", not cuda");
+#ifdef QYOLO_HAS_CUDA
+  auto it = cuda_executors.find(shape);
+  if (it == cuda_executors.end()) {
+    QYOLO_ASSIGN_OR_RETURN(SpecializedGraph sg, engine->prepare(shape));
+    const TacticMap seed = engine->tactics();
+    QYOLO_ASSIGN_OR_RETURN(auto exec, build_cuda_executor(std::move(sg), engine->options, &seed));
+    engine->merge_tactics(exec->tactics());  // later contexts / shapes skip what this one timed
+    constexpr size_t kMaxCachedShapes = 8;
+    if (cuda_executors.size() >= kMaxCachedShapes) {
+      // Evict the oldest-keyed shape, never the one set_input_shape() selected.
+      auto victim = cuda_executors.begin();
+      if (victim->first == input_shape) ++victim;
+      cuda_executors.erase(victim);
+    }
+    it = cuda_executors.emplace(shape, std::move(exec)).first;
+  }
+  return it->second.get();
+#else
+  return build_cuda_executor({}, engine->options).status();
+#endif
 }
 
 Result<CpuExecutor*> ExecutionContext::Impl::executor_for(const Shape& shape) {
@@ -435,6 +607,85 @@ Result<CpuExecutor*> ExecutionContext::Impl::executor_for(const Shape& shape) {
   auto* raw = exec.get();
   executors[shape] = std::move(exec);
   return raw;
+}
+
+const Shape& ExecutionContext::input_shape() const {
+  return impl_->input_shape;
+}
+
+Status ExecutionContext::set_input_shape(const Shape& shape) {
+  const Engine::Impl& e = *impl_->engine;
+  if (shape.size() != 4)
+    return invalid_argument("input '" + e.info.input_name + "' must have rank 4 (NCHW), got shape " +
+                            shape_str(shape));
+  if (!e.profile.contains(shape))
+    return invalid_argument("input shape " + shape_str(shape) + " is outside the engine's profile (min " +
+                            shape_str(e.profile.min) + ", opt " + shape_str(e.profile.opt) + ", max " +
+                            shape_str(e.profile.max) + ")");
+  if (e.options.device == Device::kCuda) {
+    QYOLO_RETURN_IF_ERROR(impl_->cuda_executor_for(shape).status());
+  } else {
+    QYOLO_RETURN_IF_ERROR(impl_->executor_for(shape).status());
+  }
+  impl_->input_shape = shape;
+  return Status::ok();
+}
+
+Result<std::vector<TensorBinding>> ExecutionContext::bindings() {
+  const Engine::Impl& e = *impl_->engine;
+  if (impl_->input_shape.empty())
+    return invalid_argument("no input shape: call set_input_shape() first (the engine's profile is min " +
+                            shape_str(e.profile.min) + ", max " + shape_str(e.profile.max) + ")");
+  std::vector<TensorBinding> out;
+  if (e.options.device == Device::kCuda) {
+#ifdef QYOLO_HAS_CUDA
+    QYOLO_ASSIGN_OR_RETURN(CudaExecutor * exec, impl_->cuda_executor_for(impl_->input_shape));
+    for (const auto& b : exec->inputs()) out.push_back({b.name, b.dtype, b.shape, true});
+    for (const auto& b : exec->outputs()) out.push_back({b.name, b.dtype, b.shape, false});
+    return out;
+#else
+    return build_cuda_executor({}, e.options).status();
+#endif
+  }
+  QYOLO_ASSIGN_OR_RETURN(CpuExecutor * exec, impl_->executor_for(impl_->input_shape));
+  const SpecializedGraph& sg = exec->graph();
+  for (const auto* list : {&sg.graph.inputs, &sg.graph.outputs})
+    for (const ValueInfo& v : *list) {
+      auto it = sg.values.find(v.name);
+      if (it == sg.values.end()) return internal_error("binding '" + v.name + "' has no value description");
+      out.push_back({v.name, it->second.dtype, it->second.shape, list == &sg.graph.inputs});
+    }
+  return out;
+}
+
+Status ExecutionContext::enqueue(const std::vector<const void*>& device_inputs,
+                                 const std::vector<void*>& device_outputs, void* cuda_stream) {
+  const Engine::Impl& e = *impl_->engine;
+  if (e.options.device != Device::kCuda)
+    return invalid_argument(
+        "enqueue() takes device pointers and needs a cuda engine; this engine runs on cpu (use run(), or "
+        "build with "
+        "--device cuda)");
+#ifdef QYOLO_HAS_CUDA
+  if (impl_->input_shape.empty())
+    return invalid_argument("enqueue() before set_input_shape(): the engine's profile is min " +
+                            shape_str(e.profile.min) + ", max " + shape_str(e.profile.max));
+  QYOLO_ASSIGN_OR_RETURN(CudaExecutor * exec, impl_->cuda_executor_for(impl_->input_shape));
+  if (device_inputs.size() != exec->inputs().size() || device_outputs.size() != exec->outputs().size())
+    return invalid_argument("enqueue() got " + std::to_string(device_inputs.size()) + " input and " +
+                            std::to_string(device_outputs.size()) + " output pointers; the engine has " +
+                            std::to_string(exec->inputs().size()) + " inputs and " +
+                            std::to_string(exec->outputs().size()) + " outputs (see bindings())");
+  for (size_t i = 0; i < device_inputs.size(); ++i)
+    if (device_inputs[i] == nullptr)
+      return invalid_argument("enqueue(): input '" + exec->inputs()[i].name + "' is null");
+  for (size_t i = 0; i < device_outputs.size(); ++i)
+    if (device_outputs[i] == nullptr)
+      return invalid_argument("enqueue(): output '" + exec->outputs()[i].name + "' is null");
+  return exec->enqueue(device_inputs, device_outputs, static_cast<cudaStream_t>(cuda_stream));
+#else
+  return build_cuda_executor({}, e.options).status();
+#endif
 }
 
 Status ExecutionContext::run(const Tensor& input, Tensor& output) {

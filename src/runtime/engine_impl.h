@@ -5,6 +5,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <vector>
 
 #include "backends/cpu/cpu_executor.h"
 #include "ir/graph.h"
@@ -12,6 +13,29 @@
 #include "qyolo/engine.h"
 
 namespace qyolo {
+
+// Tactic choices of the CUDA backend by problem key (CudaBuildOptions::tactics).
+using TacticMap = std::map<std::string, std::vector<int64_t>>;
+
+// The GPU a cuda engine was built on (serialised into engine files, checked on load).
+struct CudaTarget {
+  std::string gpu_name;  // cudaDeviceProp::name, e.g. "NVIDIA H100 80GB HBM3"
+  int cc_major = 0, cc_minor = 0;
+  int cudnn_version = 0;  // cudnnGetVersion(), e.g. 90300
+  // "NVIDIA H100 80GB HBM3 (sm_90)"; with_cudnn adds ", cuDNN 9.3.0".
+  std::string str(bool with_cudnn = false) const;
+  bool same_gpu(const CudaTarget& o) const {
+    return gpu_name == o.gpu_name && cc_major == o.cc_major && cc_minor == o.cc_minor;
+  }
+};
+// The current CUDA device (errors without a device, or in a build without CUDA).
+Result<CudaTarget> current_cuda_target();
+// "9.3.0" from cudnnGetVersion()'s number.
+std::string cudnn_version_str(int version);
+
+// FNV-1a of an engine file's payload (everything before the trailing 8-byte checksum).
+uint64_t engine_file_checksum(const std::string& payload);
+constexpr uint32_t kEngineFormatVersion = 2;
 
 struct Engine::Impl {
   std::string onnx_bytes;  // the model as imported (serialised into engine files)
@@ -21,9 +45,26 @@ struct Engine::Impl {
   ShapeProfile profile;
   // INT8: activation scales by ONNX tensor name (real = scale * q), from a cache / Q/DQ model.
   std::map<std::string, float> activation_scales;
+  // Cuda engines: the GPU it was built on, and whether the stored tactics were dropped on load
+  // (another cuDNN version: the tactics are timed again; load_note says so).
+  CudaTarget cuda_target;
+  std::string load_note;
+
+  // Cuda engines: tactics from the build-time executor (or the engine file), merged with those
+  // of executors built later for other shapes; every CudaExecutor of this engine starts from them.
+  TacticMap tactics() const;
+  void merge_tactics(const TacticMap& more) const;
+  void set_tactics(TacticMap t) {
+    std::lock_guard<std::mutex> lock(tactics_mu_);
+    tactics_ = std::move(t);
+  }
 
   // Specialises the graph for one input shape and runs the passes (and quantisation for INT8).
   Result<SpecializedGraph> prepare(const Shape& input_shape, const PassOptions& passes = {}) const;
+
+ private:
+  mutable std::mutex tactics_mu_;
+  mutable TacticMap tactics_;
 };
 
 class CudaExecutor;  // src/backends/cuda (builds with CUDA only)
@@ -32,16 +73,22 @@ struct ExecutionContext::Impl {
   const Engine::Impl* engine = nullptr;
   std::map<Shape, std::unique_ptr<CpuExecutor>> executors;  // one per input shape seen
   std::map<Shape, std::unique_ptr<CudaExecutor>> cuda_executors;
+  Shape input_shape;  // set_input_shape(); the only shape of a static engine
 
   ~Impl();
   // CPU executor for a shape (also used for calibration/compare/bench on any engine).
   Result<CpuExecutor*> executor_for(const Shape& input_shape);
+  // CUDA executor for a shape (built on first use, cached; errors outside the profile or
+  // on a CPU engine). Device-pointer enqueue, profiling and the GPU detector go through it.
+  Result<CudaExecutor*> cuda_executor_for(const Shape& input_shape);
   // Runs on the engine's device.
   Status run(const Shape& shape, const std::map<std::string, Tensor>& inputs, std::map<std::string, Tensor>& outputs);
 };
 
-// Builds the device executor for a prepared graph (CUDA builds only; otherwise an error).
-Result<std::unique_ptr<CudaExecutor>> build_cuda_executor(SpecializedGraph graph, const BuildOptions& options);
+// Builds the device executor for a prepared graph (CUDA builds only; otherwise an error),
+// starting from `tactics` (may be null) instead of timing the problems it names.
+Result<std::unique_ptr<CudaExecutor>> build_cuda_executor(SpecializedGraph graph, const BuildOptions& options,
+                                                          const TacticMap* tactics = nullptr);
 
 // Ultralytics stores class names as a Python dict literal: "{0: 'person', 1: 'bicycle'}".
 std::vector<std::string> parse_class_names(const std::string& names_literal);

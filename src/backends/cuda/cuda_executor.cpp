@@ -239,6 +239,7 @@ struct CudaExecutor::Impl {
   DataType output_dtype(const Node& node, const std::string& out, DataType onnx_dtype) const {
     if (onnx_dtype != DataType::kFloat32) return onnx_dtype;
     if (ex.options_.precision == CudaPrecision::kFp32) return DataType::kFloat32;
+    if (ex.options_.precision == CudaPrecision::kInt8 && !ex.options_.int8_fp16) return DataType::kFloat32;
     // INT8 convs feeding only the fp32 tail (the detect head) write fp32 from their fp32 epilogue.
     if (int8_conv(node) && ex.options_.fp32_tail && !reaches_conv.count(out)) return DataType::kFloat32;
     if (node.op_type == "Conv" || !ex.options_.fp32_tail || reaches_conv.count(out)) return DataType::kFloat16;
@@ -745,7 +746,9 @@ CudaExecutor::Cost CudaExecutor::cost() const {
 
 std::string CudaExecutor::summary() const {
   std::ostringstream os;
-  os << "CUDA engine: " << cuda_precision_name(options_.precision) << ", " << steps_.size() << " steps, arena "
+  os << "CUDA engine: " << cuda_precision_name(options_.precision)
+     << (options_.precision == CudaPrecision::kInt8 ? (options_.int8_fp16 ? " (fp16 elsewhere)" : " (fp32 elsewhere)") : "")
+     << ", " << steps_.size() << " steps, arena "
      << arena_.size() / (1 << 20) << " MiB, workspace " << workspace_.size() / (1 << 20) << " MiB, weights "
      << weight_bytes_ / (1 << 20) << " MiB\n";
   for (const auto& s : steps_) {

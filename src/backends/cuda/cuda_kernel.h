@@ -48,6 +48,9 @@ struct CudaBuildOptions {
   // Tactic choices from an earlier build on the same GPU (engine file), by problem key: reused
   // instead of timing again. CudaExecutor::tactics() returns what a build chose.
   std::map<std::string, std::vector<int64_t>> tactics;
+  // kInt8: the float type of everything not INT8 (tensors between layers, other layers): fp32
+  // (default, closest to the CPU INT8 backend) or fp16 (TensorRT's --int8 --fp16; faster).
+  bool int8_fp16 = false;
   // INT8 convolutions: force one implicit-GEMM tactic (tests, debugging); -1 times them all.
   int int8_tactic = -1;
 };
@@ -159,6 +162,7 @@ Result<std::unique_ptr<CudaKernel>> make_cuda_reshape(const Node& node);
 Result<std::unique_ptr<CudaKernel>> make_cuda_transpose(const Node& node);
 Result<std::unique_ptr<CudaKernel>> make_cuda_split(const Node& node);
 Result<std::unique_ptr<CudaKernel>> make_cuda_slice(const Node& node);
+Result<std::unique_ptr<CudaKernel>> make_cuda_yolo_decode(const Node& node);
 // Internal: copies one value into another of the same logical shape, converting dtype/layout.
 std::unique_ptr<CudaKernel> make_cuda_convert();
 // Internal: quantises a float value (plain or NHWC) to int8 NHWC with channels padded to the
