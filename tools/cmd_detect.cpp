@@ -21,7 +21,7 @@ struct DetectArgs {
   float conf = 0.25f, iou = 0.45f;
   int max_det = 300, imgsz = 640;
   std::vector<int> classes;
-  bool agnostic = false, no_images = false;
+  bool agnostic = false, no_images = false, cpu_prepost = false;
 };
 
 std::string class_name(const std::vector<std::string>& names, int id) {
@@ -41,6 +41,7 @@ Status run_detect(const DetectArgs& a) {
   opt.nms.max_det = a.max_det;
   opt.nms.classes = a.classes;
   opt.nms.agnostic = a.agnostic;
+  opt.gpu_prepost = !a.cpu_prepost;
   QYOLO_ASSIGN_OR_RETURN(auto detector, Detector::create(engine, opt));
   std::error_code ec;
   std::filesystem::create_directories(a.out, ec);
@@ -81,7 +82,10 @@ Status run_detect(const DetectArgs& a) {
     bar.update(i + 1);
   }
   bar.finish();
+  const char* prepost = device_name(detector->prepost_device());
   nlohmann::json doc = {{"model", engine->info().source},
+                        {"device", device_name(engine->options().device)},
+                        {"prepost_device", prepost},
                         {"precision", precision_name(engine->options().precision)},
                         {"imgsz", a.imgsz},
                         {"conf", a.conf},
@@ -89,8 +93,10 @@ Status run_detect(const DetectArgs& a) {
                         {"results", results}};
   std::string json_path = (std::filesystem::path(a.out) / "detections.json").string();
   QYOLO_RETURN_IF_ERROR(write_text_atomic(json_path, doc.dump(1)));
-  std::printf("%zu images, %.1f ms/image network; results in %s (annotated images + detections.json)\n", files.size(),
-              infer_s * 1e3 / static_cast<double>(files.size()), a.out.c_str());
+  std::printf("%zu images, %.1f ms/image network on %s, pre/post-processing on %s; results in %s (annotated images + "
+              "detections.json)\n",
+              files.size(), infer_s * 1e3 / static_cast<double>(files.size()), device_name(engine->options().device),
+              prepost, a.out.c_str());
   return Status::ok();
 }
 
@@ -107,6 +113,8 @@ void register_detect(CLI::App& app, int& exit_code) {
   cmd->add_option("--imgsz", a->imgsz, "letterbox size (square)")->capture_default_str();
   cmd->add_flag("--agnostic-nms", a->agnostic, "NMS across classes");
   cmd->add_flag("--no-images", a->no_images, "write only detections.json");
+  cmd->add_flag("--cpu-prepost", a->cpu_prepost,
+                "cuda engines: letterbox and NMS on the CPU instead of the GPU (the CPU engines' path)");
   cmd->callback([&exit_code, a] {
     Status st = run_detect(*a);
     exit_code = st ? 0 : report("detect", st);

@@ -1,4 +1,6 @@
-// `qyolo eval`: COCO mAP of a model/engine on a dataset folder (images/ + instances.json or labels/).
+// `qyolo eval`: COCO mAP of a model/engine on a dataset folder (images/ + instances.json or labels/),
+// or of saved detections (--results: COCO results json files, merged).
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -21,42 +23,76 @@ namespace fs = std::filesystem;
 struct EvalArgs {
   EngineArgs engine;
   std::string data, json_out, results_out;
-  int imgsz = 640, batch = 1, limit = 0, max_det = 300;
+  std::vector<std::string> results_in;  // --results: evaluate these detections, no model
+  std::vector<std::string> model_options_given;  // options that make no sense with --results
+  int imgsz = 640, batch = 0, limit = 0, max_det = 300;  // batch 0: default_batch()
   float conf = 0.001f, iou = 0.65f;
-  bool quiet = false;
+  bool quiet = false, cpu_prepost = false;
 };
 
-Status run_eval(const EvalArgs& a) {
+// --batch default: 8 on cuda engines (GPU pre/post and network batched; within the profile's
+// batch range), 1 on the CPU.
+int default_batch(const Engine& engine) {
+  if (engine.options().device != Device::kCuda) return 1;
+  const ShapeProfile p = engine.profile();
+  if (p.min.empty() || p.max.empty()) return 1;
+  return static_cast<int>(std::clamp<int64_t>(8, p.min[0], p.max[0]));
+}
+
+struct Dataset {
+  GroundTruth gt;                      // restricted to `images`
+  std::vector<GtImage> images;         // evaluated: by file name, the first --limit
+  std::vector<int> class_to_category;  // model class index -> GT category id (empty: identity)
+};
+
+// The dataset folder's ground truth. With --limit, `all` (when given) receives it before the
+// restriction to the first N images.
+Result<Dataset> load_dataset(const EvalArgs& a, GroundTruth* all = nullptr) {
   fs::path data(a.data);
   std::error_code ec;
   if (!fs::is_directory(data / "images", ec))
     return not_found("dataset '" + a.data + "' has no images/ folder (expected images/ plus instances.json or labels/)");
-  GroundTruth gt;
-  std::vector<int> class_to_category;  // model class index -> GT category id
+  Dataset ds;
+  GroundTruth& gt = ds.gt;
   if (fs::exists(data / "instances.json", ec)) {
     QYOLO_ASSIGN_OR_RETURN(gt, load_coco_json((data / "instances.json").string()));
     bool coco91 = false;
     for (const auto& c : gt.categories)
       if (c.id > 80) coco91 = true;
-    if (coco91) class_to_category = coco80_to_coco91();
+    if (coco91) ds.class_to_category = coco80_to_coco91();
   } else if (fs::is_directory(data / "labels", ec)) {
     QYOLO_ASSIGN_OR_RETURN(gt, load_yolo_labels((data / "images").string(), (data / "labels").string(),
                                                 [](const std::string& p) { return read_image_size(p); }));
   } else {
     return not_found("dataset '" + a.data + "' has neither instances.json nor labels/");
   }
-  std::vector<GtImage> images = gt.images;
-  std::sort(images.begin(), images.end(), [](const GtImage& x, const GtImage& y) { return x.file_name < y.file_name; });
-  if (a.limit > 0 && static_cast<size_t>(a.limit) < images.size()) {
-    images.resize(static_cast<size_t>(a.limit));
+  if (all) *all = gt;
+  ds.images = gt.images;
+  std::sort(ds.images.begin(), ds.images.end(),
+            [](const GtImage& x, const GtImage& y) { return x.file_name < y.file_name; });
+  if (a.limit > 0 && static_cast<size_t>(a.limit) < ds.images.size()) {
+    ds.images.resize(static_cast<size_t>(a.limit));
     // Evaluate on the subset only.
     std::set<int> keep;
-    for (const auto& im : images) keep.insert(im.id);
+    for (const auto& im : ds.images) keep.insert(im.id);
     std::erase_if(gt.images, [&](const GtImage& im) { return !keep.count(im.id); });
     std::erase_if(gt.annotations, [&](const GtAnnotation& an) { return !keep.count(an.image_id); });
   }
-  if (images.empty()) return not_found("dataset '" + a.data + "' lists no images");
+  if (ds.images.empty()) return not_found("dataset '" + a.data + "' lists no images");
+  return ds;
+}
 
+// Where the detections came from: the line printed in place of the speed line, and the --json
+// summary's fields that describe it.
+struct DetectionSource {
+  std::string line;
+  nlohmann::json fields = nlohmann::json::object();
+};
+
+// Runs the model over the dataset's images.
+Result<DetectionSource> detect_with_model(const EvalArgs& a, const Dataset& ds, CocoEvaluator& evaluator) {
+  const fs::path data(a.data);
+  const std::vector<GtImage>& images = ds.images;
   QYOLO_ASSIGN_OR_RETURN(auto engine, open_engine(a.engine));
   DetectOptions opt;
   opt.input_h = opt.input_w = a.imgsz;
@@ -64,13 +100,14 @@ Status run_eval(const EvalArgs& a) {
   opt.nms.iou = a.iou;
   opt.nms.max_det = a.max_det;
   opt.nms.multi_label = true;  // as ultralytics val.py
+  opt.gpu_prepost = !a.cpu_prepost;
   QYOLO_ASSIGN_OR_RETURN(auto detector, Detector::create(engine, opt));
-  CocoEvaluator evaluator(gt);
 
   ProgressBar bar("eval", images.size(), !a.quiet);
   double pre_s = 0, infer_s = 0, post_s = 0, decode_s = 0;
   auto t_start = std::chrono::steady_clock::now();
-  const size_t batch = static_cast<size_t>(std::max(1, a.batch));
+  const size_t batch = static_cast<size_t>(a.batch > 0 ? a.batch : default_batch(*engine));
+  const char* prepost = device_name(detector->prepost_device());
   for (size_t start = 0; start < images.size(); start += batch) {
     size_t n = std::min(batch, images.size() - start);
     std::vector<Image> decoded(n);
@@ -91,19 +128,76 @@ Status run_eval(const EvalArgs& a) {
     infer_s += detector->last_infer_s;
     post_s += detector->last_post_s;
     for (size_t i = 0; i < n; ++i)
-      QYOLO_RETURN_IF_ERROR(evaluator.add_detections(images[start + i].id, dets[i], class_to_category));
+      QYOLO_RETURN_IF_ERROR(evaluator.add_detections(images[start + i].id, dets[i], ds.class_to_category));
     bar.update(start + n);
   }
   bar.finish();
   double total_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
-  QYOLO_ASSIGN_OR_RETURN(CocoMetrics m, evaluator.evaluate());
 
   const double n_img = static_cast<double>(images.size());
+  DetectionSource src;
+  char line[512];
+  std::snprintf(line, sizeof line,
+                "speed: %.1f images/s end to end (decode %.1f ms, pre %.1f ms, network %.1f ms, NMS %.1f ms per image; "
+                "batch %zu, network on %s, pre/post-processing on %s)",
+                n_img / total_s, decode_s * 1e3 / n_img, pre_s * 1e3 / n_img, infer_s * 1e3 / n_img,
+                post_s * 1e3 / n_img, batch, device_name(engine->options().device), prepost);
+  src.line = line;
+  src.fields = {{"model", engine->info().source},
+                {"device", device_name(engine->options().device)},
+                {"prepost_device", prepost},
+                {"batch", batch},
+                {"precision", precision_name(engine->options().precision)},
+                {"calibration", engine->options().calibration_file},
+                {"imgsz", a.imgsz},
+                {"conf", a.conf},
+                {"iou", a.iou},
+                {"images_per_s", n_img / total_s},
+                {"network_ms_per_image", infer_s * 1e3 / n_img}};
+  return src;
+}
+
+// Detections from --results files (COCO results json, e.g. from --save-results). Several files
+// merge; an image's detections must all come from one file. Detections of dataset images past
+// --limit are left out; dataset images without detections in any file have none.
+Result<DetectionSource> detections_from_results(const EvalArgs& a, const GroundTruth& all, const Dataset& ds,
+                                                CocoEvaluator& evaluator) {
+  QYOLO_ASSIGN_OR_RETURN(std::vector<CocoDetection> dets,
+                         load_coco_results_files(a.results_in, all, "the dataset '" + a.data + "'"));
+  std::set<int> evaluated;
+  for (const auto& im : ds.images) evaluated.insert(im.id);
+  std::erase_if(dets, [&](const CocoDetection& d) { return !evaluated.count(d.image_id); });
+  QYOLO_RETURN_IF_ERROR(evaluator.add_detections(dets));
+  DetectionSource src;
+  src.line = "detections: from results files";
+  for (const auto& f : a.results_in) src.line += " " + f;
+  src.fields = {{"results", a.results_in}};
+  return src;
+}
+
+Status run_eval(const EvalArgs& a) {
+  const bool from_results = !a.results_in.empty();
+  if (from_results && !a.model_options_given.empty()) {
+    std::string given;
+    for (const auto& o : a.model_options_given) given += (given.empty() ? "" : ", ") + o;
+    return invalid_argument("--results evaluates saved detections, without a model: drop " + given);
+  }
+  GroundTruth all;
+  QYOLO_ASSIGN_OR_RETURN(Dataset ds, load_dataset(a, from_results ? &all : nullptr));
+  CocoEvaluator evaluator(ds.gt);
+  DetectionSource src;
+  if (from_results) {
+    QYOLO_ASSIGN_OR_RETURN(src, detections_from_results(a, all, ds, evaluator));
+  } else {
+    QYOLO_ASSIGN_OR_RETURN(src, detect_with_model(a, ds, evaluator));
+  }
+  QYOLO_ASSIGN_OR_RETURN(CocoMetrics m, evaluator.evaluate());
+
+  const GroundTruth& gt = ds.gt;
   std::printf("%s", format_summary(m).c_str());
-  std::printf("images %zu  gt boxes %d  detections %d\n", images.size(), m.num_gt, m.num_dets);
+  std::printf("images %zu  gt boxes %d  detections %d\n", ds.images.size(), m.num_gt, m.num_dets);
   std::printf("mAP50-95 %.4f  mAP50 %.4f  mAP75 %.4f\n", m.map, m.map50, m.map75);
-  std::printf("speed: %.1f images/s end to end (decode %.1f ms, pre %.1f ms, network %.1f ms, NMS %.1f ms per image)\n",
-              n_img / total_s, decode_s * 1e3 / n_img, pre_s * 1e3 / n_img, infer_s * 1e3 / n_img, post_s * 1e3 / n_img);
+  std::printf("%s\n", src.line.c_str());
 
   std::map<int, std::string> cat_names;
   for (const auto& c : gt.categories) cat_names[c.id] = c.name;
@@ -127,21 +221,13 @@ Status run_eval(const EvalArgs& a) {
       per_class[name] = {{"ap", ap}, {"ap50", i < m.per_class_ap50.size() ? m.per_class_ap50[i].second : -1}};
     }
     nlohmann::json j = {
-        {"model", engine->info().source},
-        {"device", device_name(engine->options().device)},
-        {"precision", precision_name(engine->options().precision)},
-        {"calibration", engine->options().calibration_file},
         {"data", a.data},
-        {"imgsz", a.imgsz},
-        {"conf", a.conf},
-        {"iou", a.iou},
-        {"images", images.size()},
+        {"images", ds.images.size()},
         {"map50_95", m.map}, {"map50", m.map50}, {"map75", m.map75},
         {"map_small", m.map_small}, {"map_medium", m.map_medium}, {"map_large", m.map_large},
         {"ar1", m.ar1}, {"ar10", m.ar10}, {"ar100", m.ar100},
-        {"images_per_s", n_img / total_s},
-        {"network_ms_per_image", infer_s * 1e3 / n_img},
         {"per_class", per_class}};
+    j.update(src.fields);
     QYOLO_RETURN_IF_ERROR(write_text_atomic(a.json_out, j.dump(1) + "\n"));
   }
   return Status::ok();
@@ -155,13 +241,27 @@ void register_eval(CLI::App& app, int& exit_code) {
   add_engine_options(cmd, a->engine);
   cmd->add_option("--data,-d", a->data, "dataset folder, e.g. ../shared/data/val500")->required();
   cmd->add_option("--imgsz", a->imgsz, "letterbox size")->capture_default_str();
-  cmd->add_option("--batch", a->batch, "images per batch")->capture_default_str();
+  cmd->add_option("--batch", a->batch, "images per batch (default: 8 on cuda engines, within the profile; 1 on cpu)");
   add_nms_options(cmd, a->conf, a->iou, a->max_det);
   cmd->add_option("--limit", a->limit, "evaluate only the first N images (by file name)");
   cmd->add_option("--json", a->json_out, "write a machine-readable summary here");
   cmd->add_option("--save-results", a->results_out, "write COCO results json (detections) here");
   cmd->add_flag("--quiet,-q", a->quiet, "no progress bar or per-class table");
-  cmd->callback([&exit_code, a] {
+  cmd->add_flag("--cpu-prepost", a->cpu_prepost,
+                "cuda engines: letterbox and NMS on the CPU instead of the GPU (the CPU engines' path)");
+  cmd->add_option("--results", a->results_in,
+                  "evaluate these COCO results files (e.g. from --save-results; repeat to merge files that "
+                  "cover different images) instead of running a model");
+  // Options of the model run, refused with --results.
+  std::vector<CLI::Option*> model_options;
+  for (const char* name : {"--model", "--engine", "--device", "--int8", "--fp16", "--cache", "--float-layers",
+                           "--min-shapes", "--opt-shapes", "--max-shapes", "--imgsz", "--batch", "--conf", "--iou",
+                           "--max-det", "--cpu-prepost"})
+    if (CLI::Option* o = cmd->get_option_no_throw(name)) model_options.push_back(o);
+  cmd->callback([&exit_code, a, model_options] {
+    a->model_options_given.clear();
+    for (const CLI::Option* o : model_options)
+      if (o->count() > 0) a->model_options_given.push_back(o->get_name());
     Status st = run_eval(*a);
     exit_code = st ? 0 : report("eval", st);
   });

@@ -38,9 +38,11 @@ Result<std::string> read_text_file(const std::string& path) {
 
 Result<json> read_json_file(const std::string& path) {
   QYOLO_ASSIGN_OR_RETURN(std::string text, read_text_file(path));
-  json j = json::parse(text, nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded()) return corrupt("invalid JSON in " + path);
-  return j;
+  try {
+    return json::parse(text);
+  } catch (const json::exception& e) {  // e.g. "parse error at line 3, column 7: ..."
+    return corrupt("invalid JSON in " + path + ": " + e.what());
+  }
 }
 
 // Integer field (JSON integer, or a float with an integral value).
@@ -329,6 +331,34 @@ Result<std::vector<CocoDetection>> load_coco_results_json(const std::string& pat
     }
   } catch (const json::exception& e) {
     return corrupt(path + ": " + e.what());
+  }
+  return out;
+}
+
+Result<std::vector<CocoDetection>> load_coco_results_files(const std::vector<std::string>& paths,
+                                                           const GroundTruth& gt, const std::string& gt_name) {
+  std::set<int> known;
+  for (const auto& im : gt.images) known.insert(im.id);
+  std::map<int, size_t> owner;  // image id -> index of the file that has its detections
+  std::vector<CocoDetection> out;
+  for (size_t f = 0; f < paths.size(); ++f) {
+    std::error_code ec;
+    for (size_t g = 0; g < f; ++g)
+      if (paths[g] == paths[f] || fs::equivalent(paths[g], paths[f], ec))
+        return invalid_argument("results file " + paths[f] + " is given twice");
+    QYOLO_ASSIGN_OR_RETURN(std::vector<CocoDetection> dets, load_coco_results_json(paths[f]));
+    for (const CocoDetection& d : dets) {
+      if (!known.count(d.image_id))
+        return invalid_argument(paths[f] + ": detection for image id " + std::to_string(d.image_id) +
+                                ", which is not an image of " + gt_name + " (" + std::to_string(known.size()) +
+                                " images)");
+      auto [it, fresh] = owner.emplace(d.image_id, f);
+      if (!fresh && it->second != f)
+        return invalid_argument("image id " + std::to_string(d.image_id) + " has detections in both " +
+                                paths[it->second] + " and " + paths[f] +
+                                " (each image's detections must come from one results file)");
+    }
+    out.insert(out.end(), dets.begin(), dets.end());
   }
   return out;
 }

@@ -72,6 +72,15 @@ Result<std::vector<CocoDetection>> to_coco_detections(int image_id, const std::v
 Status write_coco_results_json(const std::string& path, const std::vector<CocoDetection>& detections);
 Result<std::vector<CocoDetection>> load_coco_results_json(const std::string& path);
 
+// Merges COCO results files, e.g. halves of a dataset evaluated on different machines, in file
+// order. Errors (naming the files): a file given twice; an image with detections in two files
+// (naming the image id and both files); a detection whose image id is not one of gt's images
+// (gt_name describes the ground truth in that message). Category ids are not checked: as in
+// pycocotools, detections of categories absent from the ground truth are not evaluated.
+Result<std::vector<CocoDetection>> load_coco_results_files(const std::vector<std::string>& paths,
+                                                           const GroundTruth& gt,
+                                                           const std::string& gt_name = "the ground truth");
+
 struct CocoMetrics {
   double map = -1, map50 = -1, map75 = -1, map_small = -1, map_medium = -1, map_large = -1;
   double ar1 = -1, ar10 = -1, ar100 = -1, ar_small = -1, ar_medium = -1, ar_large = -1;

@@ -2,13 +2,23 @@
 
 #include <chrono>
 
+#include "runtime/gpu_pipeline.h"
+
 namespace qyolo {
 
 namespace {
 double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
+
+// Network-input pixels -> original-image pixels (both paths).
+void to_original(std::vector<std::vector<Detection>>& dets, const std::vector<LetterboxInfo>& infos) {
+  for (size_t i = 0; i < dets.size() && i < infos.size(); ++i)
+    unletterbox(dets[i], infos[i].scale, infos[i].pad_x, infos[i].pad_y, infos[i].src_w, infos[i].src_h);
+}
 }  // namespace
+
+Detector::~Detector() = default;
 
 Result<std::unique_ptr<Detector>> Detector::create(std::shared_ptr<const Engine> engine, const DetectOptions& options) {
   if (!engine) return invalid_argument("no engine");
@@ -20,6 +30,10 @@ Result<std::unique_ptr<Detector>> Detector::create(std::shared_ptr<const Engine>
   d->engine_ = std::move(engine);
   d->options_ = options;
   QYOLO_ASSIGN_OR_RETURN(d->context_, d->engine_->create_context());
+  if (d->engine_->options().device == Device::kCuda && options.gpu_prepost) {
+    const int nc = static_cast<int>(d->engine_->info().class_names.size());
+    QYOLO_ASSIGN_OR_RETURN(d->gpu_, GpuPipeline::create(*d->context_, options.nms, nc > 0 ? nc : -1));
+  }
   return d;
 }
 
@@ -37,8 +51,19 @@ Tensor Detector::preprocess(const std::vector<const Image*>& images, int h, int 
 
 Result<std::vector<std::vector<Detection>>> Detector::detect(const std::vector<const Image*>& images) {
   if (images.empty()) return std::vector<std::vector<Detection>>{};
-  auto t0 = std::chrono::steady_clock::now();
   std::vector<LetterboxInfo> infos;
+  if (gpu_) {
+    GpuPipeline::Times t;
+    QYOLO_ASSIGN_OR_RETURN(auto dets, gpu_->run(images, options_.input_h, options_.input_w, &infos, &t));
+    const auto t0 = std::chrono::steady_clock::now();
+    to_original(dets, infos);
+    last_pre_s = t.pre_s;
+    last_infer_s = t.infer_s;
+    last_post_s = t.post_s + seconds_since(t0);
+    return dets;
+  }
+
+  auto t0 = std::chrono::steady_clock::now();
   Tensor input = preprocess(images, options_.input_h, options_.input_w, &infos);
   last_pre_s = seconds_since(t0);
 
@@ -54,8 +79,7 @@ Result<std::vector<std::vector<Detection>>> Detector::detect(const std::vector<c
     head_ = static_cast<int>(kind);
   }
   QYOLO_ASSIGN_OR_RETURN(auto dets, postprocess(output, static_cast<HeadKind>(*head_), options_.nms));
-  for (size_t i = 0; i < dets.size(); ++i)
-    unletterbox(dets[i], infos[i].scale, infos[i].pad_x, infos[i].pad_y, infos[i].src_w, infos[i].src_h);
+  to_original(dets, infos);
   last_post_s = seconds_since(t0);
   return dets;
 }
