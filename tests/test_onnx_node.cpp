@@ -177,8 +177,12 @@ TEST(OnnxNodeCoverage, EveryOpHasARunningTest) {
     ASSERT_TRUE(load_model(node_dir() / c.name / "model.onnx", m));
     for (const auto& n : m.graph().node()) covered.insert(n.op_type());
   }
-  for (const auto& op : all_ops())
+  for (const auto& op : all_ops()) {
+    // qyolo-internal ops (created by passes, never in an ONNX file) have no ONNX node test:
+    // tests/test_yolo_decode.cpp runs QyoloYoloDecode against the unfused graph it replaces.
+    if (op.op_type.starts_with("Qyolo")) continue;
     EXPECT_TRUE(covered.count(std::string(op.op_type))) << "no ONNX node test runs op " << op.op_type;
+  }
 }
 
 }  // namespace

@@ -125,6 +125,7 @@ Result<int> fuse_conv_epilogues(SpecializedGraph& sg, bool fuse_residual) {
 Status run_default_passes(SpecializedGraph& g, const PassOptions& options) {
   if (options.fold_batch_norm) QYOLO_RETURN_IF_ERROR(fold_batch_norm(g).status());
   if (options.fuse_epilogues) QYOLO_RETURN_IF_ERROR(fuse_conv_epilogues(g, options.fuse_residual).status());
+  if (options.fuse_yolo_decode) QYOLO_RETURN_IF_ERROR(fuse_yolo_decode(g).status());
   return Status::ok();
 }
 

@@ -13,11 +13,17 @@ Result<int> fold_batch_norm(SpecializedGraph& g);
 // shape) fused as the Conv's 4th input. Only when the intermediate has no other consumer.
 Result<int> fuse_conv_epilogues(SpecializedGraph& g, bool fuse_residual = true);
 
+// YOLOv5 detect-head decode tail per level (Reshape -> Transpose -> Sigmoid -> Split -> xy/wh
+// arithmetic with constant grids -> Concat) replaced by one QyoloYoloDecode node
+// (src/ir/ops/yolo_decode.h). Matches exactly; anything else is left untouched.
+Result<int> fuse_yolo_decode(SpecializedGraph& g);
+
 struct PassOptions {
   bool fold_batch_norm = true;
   bool fuse_epilogues = true;
   // Residual Adds fused into the conv; off during calibration so both Add inputs are observed.
   bool fuse_residual = true;
+  bool fuse_yolo_decode = true;
 };
 // The standard pipeline (run after specialize()).
 Status run_default_passes(SpecializedGraph& g, const PassOptions& options = {});

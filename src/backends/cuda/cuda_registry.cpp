@@ -107,6 +107,8 @@ const Entry kOps[] = {
     {"Pow", {"binary", &make_cuda_binary, false, 0, false, true, true}},
     {"Max", {"binary", &make_cuda_binary, false, 0, false, true, true}},
     {"Min", {"binary", &make_cuda_binary, false, 0, false, true, true}},
+    // Reads X (float/half, any layout) as it comes; constants arrive in the output's float type.
+    {"QyoloYoloDecode", {"yolo_decode", &make_cuda_yolo_decode, false, 0, true, false, false}},
 };
 }  // namespace
 

@@ -1,0 +1,103 @@
+// QyoloYoloDecode on the CPU: sigmoid + transpose + box decode in one pass (see
+// src/ir/ops/yolo_decode.h). The arithmetic follows the unfused graph operation for operation
+// (the CPU Sigmoid's polynomial exp, Pow by 2 as x*x), so fusing does not move results.
+#include "ir/ops/yolo_decode.h"
+
+#include <cmath>
+#include <cstring>
+
+#include "backends/cpu/binary.h"
+#include "backends/cpu/cpu_kernel.h"
+
+namespace qyolo {
+
+namespace {
+
+inline float clampf(float v, float lo, float hi) {
+  v = v < lo ? lo : v;
+  return v > hi ? hi : v;
+}
+
+// Same as exp_poly in src/backends/cpu/unary.cpp (Cephes expf; CPU Sigmoid uses it).
+inline float exp_poly(float x, float lo, float hi) {
+  x = clampf(x, lo, hi);
+  const float t = x * 1.44269504088896341f;
+  const float n = (t + 12582912.f) - 12582912.f;
+  float r = x - n * 0.693359375f;
+  r = r - n * -2.12194440e-4f;
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  const float y = p * r * r + r + 1.f;
+  const int32_t bits = (static_cast<int32_t>(n) + 127) << 23;
+  float scale;
+  std::memcpy(&scale, &bits, sizeof(scale));
+  return y * scale;
+}
+
+class CpuYoloDecode final : public CpuKernel {
+ public:
+  Status prepare(const Node& node, std::span<const ValueDesc* const> inputs,
+                 std::span<const ValueDesc> outputs) override {
+    QYOLO_ASSIGN_OR_RETURN(a_, YoloDecodeAttrs::parse(node, inputs[0]->shape));
+    if (outputs[0].dtype != DataType::kFloat32 || outputs[0].shape != a_.out_shape())
+      return internal_error(node.describe() + ": unexpected output " + shape_str(outputs[0].shape));
+    return Status::ok();
+  }
+
+  Status run(std::span<const Tensor* const> inputs, std::span<Tensor* const> outputs) override {
+    const Tensor x32 = cpu::to_float32(*inputs[0]);
+    const Tensor g32 = cpu::to_float32(*inputs[1]);
+    const Tensor ag32 = cpu::to_float32(*inputs[2]);
+    const float* x = x32.data<float>();
+    const float* grid = g32.data<float>();
+    const float* anchor = ag32.data<float>();
+    float* y = outputs[0]->data<float>();
+    const int64_t A = a_.num_anchors, C = a_.channels, H = a_.h, W = a_.w;
+    const int64_t rows = a_.n * A * H;  // one (n, a, h) row: W*C outputs
+    const float c1 = a_.c1, c2 = a_.c2, c3 = a_.c3, stride = a_.stride;
+    const float lo = cpu::opaque(-87.3f), hi = cpu::opaque(88.f);
+    const bool square = c3 == 2.f;
+#pragma omp parallel for schedule(static) if (rows * W * C > (1 << 15))
+    for (int64_t r = 0; r < rows; ++r) {
+      const int64_t h = r % H, na = r / H, a = na % A;
+      const float* xs = x + (na * C * H + h) * W;  // channel c of this row at xs[c*H*W + w]
+      const float* gs = grid + (a * H + h) * W * 2;
+      const float* as = anchor + (a * H + h) * W * 2;
+      float* ys = y + r * W * C;
+      for (int64_t c = 0; c < C; ++c) {
+        const float* xc = xs + c * H * W;
+        float* yc = ys + c;
+        if (c < 2) {
+          for (int64_t w = 0; w < W; ++w) {
+            const float s = 1.f / (1.f + exp_poly(-xc[w], lo, hi));
+            yc[w * C] = (s * c1 + gs[w * 2 + c]) * stride;
+          }
+        } else if (c < 4) {
+          for (int64_t w = 0; w < W; ++w) {
+            const float s = 1.f / (1.f + exp_poly(-xc[w], lo, hi));
+            const float b = s * c2;
+            yc[w * C] = (square ? b * b : std::pow(b, c3)) * as[w * 2 + (c - 2)];
+          }
+        } else {
+          for (int64_t w = 0; w < W; ++w) yc[w * C] = 1.f / (1.f + exp_poly(-xc[w], lo, hi));
+        }
+      }
+    }
+    return Status::ok();
+  }
+
+ private:
+  YoloDecodeAttrs a_;
+};
+
+}  // namespace
+
+Result<std::unique_ptr<CpuKernel>> make_cpu_yolo_decode(const Node& node) {
+  return std::unique_ptr<CpuKernel>(std::make_unique<CpuYoloDecode>());
+}
+
+}  // namespace qyolo

@@ -1,0 +1,184 @@
+// QyoloYoloDecode on the GPU (src/ir/ops/yolo_decode.h): sigmoid, the [N, A, C, H, W] ->
+// [N, A, H, W, C] transpose and the box decode in one memory pass, replacing the Reshape /
+// Transpose / Sigmoid / Split / Mul / Add / Pow / Concat chain of the detect head.
+// X is read in whatever layout and float type it arrives (the head conv's NHWC fp16 output, or
+// plain fp32) through its strides; GRID/ANCHOR_GRID are uploaded by the executor in the output's
+// type; the output is plain (fp32, or fp16 when the build keeps no fp32 tail).
+// Arithmetic rounds like the unfused graph (one rounding per ONNX op: no FMA contraction).
+#include "backends/cuda/cuda_common.cuh"
+#include "backends/cuda/cuda_kernel.h"
+#include "ir/ops/yolo_decode.h"
+
+namespace qyolo::cuda {
+
+namespace {
+
+struct DecodeParams {
+  int64_t total;                 // N*A*H*W*C
+  int A, C, H, W;
+  int64_t sn, sc, sh, sw;        // X element strides (logical N, A*C, H, W)
+  float stride, c1, c2, c3;
+  int square;                    // c3 == 2: pow as a product
+};
+
+template <typename TO, typename TG>
+__device__ __forceinline__ TO decode_one(const DecodeParams& p, float v, int c, int64_t g_idx,
+                                         const TG* __restrict__ grid, const TG* __restrict__ anchor) {
+  const float s = 1.0f / (1.0f + expf(-v));
+  float y;
+  if (c < 2) {
+    y = __fmul_rn(__fadd_rn(__fmul_rn(s, p.c1), to_f(grid[g_idx + c])), p.stride);
+  } else if (c < 4) {
+    const float b = __fmul_rn(s, p.c2);
+    const float pw = p.square ? __fmul_rn(b, b) : powf(b, p.c3);
+    y = __fmul_rn(pw, to_f(anchor[g_idx + c - 2]));
+  } else {
+    y = s;
+  }
+  return from_f<TO>(y);
+}
+
+// One thread per output element (output order): coalesced writes; reads coalesce when X's
+// channels are innermost (NHWC), which is how the fp16 head conv writes it.
+// Index is uint32_t when the output has fewer than 2^31 elements (always, in practice): the four
+// divisions of the index split are then 32-bit, not the much slower 64-bit emulation.
+template <typename TX, typename TO, typename Index>
+__global__ void yolo_decode_flat(DecodeParams p, const TX* __restrict__ x, const TO* __restrict__ grid,
+                                 const TO* __restrict__ anchor, TO* __restrict__ y) {
+  const Index total = static_cast<Index>(p.total);
+  const Index C = p.C, W = p.W, H = p.H, A = p.A;
+  for (Index i = static_cast<Index>(blockIdx.x) * blockDim.x + threadIdx.x; i < total;
+       i += static_cast<Index>(gridDim.x) * blockDim.x) {
+    Index r = i;
+    const int c = static_cast<int>(r % C); r /= C;
+    const int w = static_cast<int>(r % W); r /= W;
+    const int h = static_cast<int>(r % H); r /= H;
+    const int a = static_cast<int>(r % A);
+    const int64_t n = static_cast<int64_t>(r / A);
+    const float v = to_f(x[n * p.sn + static_cast<int64_t>(a * p.C + c) * p.sc + h * p.sh + w * p.sw]);
+    const int64_t g = ((static_cast<int64_t>(a) * p.H + h) * p.W + w) * 2;
+    y[i] = decode_one<TO>(p, v, c, g, grid, anchor);
+  }
+}
+
+// X with W innermost (plain NCHW): a block handles kTileW pixels of one (n, a, h) row; it reads
+// [C][kTileW] along W (coalesced), transposes through shared memory and writes the contiguous
+// [kTileW][C] output run.
+constexpr int kTileW = 32;
+constexpr int kTiledThreads = 256;
+
+template <typename TX, typename TO>
+__global__ void yolo_decode_tiled(DecodeParams p, const TX* __restrict__ x, const TO* __restrict__ grid,
+                                  const TO* __restrict__ anchor, TO* __restrict__ y) {
+  extern __shared__ float tile[];  // [C][kTileW + 1]
+  const int tiles_w = (p.W + kTileW - 1) / kTileW;
+  const int64_t b = blockIdx.x;
+  const int tw = static_cast<int>(b % tiles_w);
+  int64_t row = b / tiles_w;  // (n, a, h)
+  const int h = static_cast<int>(row % p.H);
+  const int64_t na = row / p.H;
+  const int a = static_cast<int>(na % p.A);
+  const int64_t n = na / p.A;
+  const int w0 = tw * kTileW;
+  const int wn = min(kTileW, p.W - w0);
+  const TX* xs = x + n * p.sn + static_cast<int64_t>(a) * p.C * p.sc + h * p.sh + w0 * p.sw;
+  for (int k = threadIdx.x; k < p.C * kTileW; k += blockDim.x) {
+    const int c = k / kTileW, w = k % kTileW;
+    if (w < wn) tile[c * (kTileW + 1) + w] = to_f(xs[c * p.sc + w * p.sw]);
+  }
+  __syncthreads();
+  const int64_t g0 = ((static_cast<int64_t>(a) * p.H + h) * p.W + w0) * 2;
+  TO* ys = y + (row * p.W + w0) * p.C;
+  for (int k = threadIdx.x; k < wn * p.C; k += blockDim.x) {
+    const int w = k / p.C, c = k % p.C;
+    ys[k] = decode_one<TO>(p, tile[c * (kTileW + 1) + w], c, g0 + 2 * w, grid, anchor);
+  }
+}
+
+class YoloDecodeKernel final : public CudaKernel {
+ public:
+  Status prepare(PrepareContext&, const Node& node, std::span<const TensorInfo* const> in,
+                 std::span<const TensorInfo> out) override {
+    if (in.size() != 3 || !in[0] || !in[1] || !in[2] || out.size() != 1)
+      return internal_error(node.describe() + ": expects X, GRID, ANCHOR_GRID and one output");
+    const TensorInfo& x = *in[0];
+    QYOLO_ASSIGN_OR_RETURN(YoloDecodeAttrs a, YoloDecodeAttrs::parse(node, x.shape));
+    auto is_float = [](DataType t) { return t == DataType::kFloat32 || t == DataType::kFloat16; };
+    const TensorInfo& o = out[0];
+    if (!is_float(x.dtype) || !is_float(o.dtype))
+      return unsupported(node.describe() + ": the CUDA kernel decodes float/half tensors only");
+    if (o.layout != Layout::kPlain || o.shape != a.out_shape())
+      return internal_error(node.describe() + ": output must be plain " + shape_str(a.out_shape()));
+    for (int k = 1; k < 3; ++k)
+      if (in[k]->dtype != o.dtype || in[k]->layout != Layout::kPlain || in[k]->shape != a.grid_shape())
+        return internal_error(node.describe() + ": GRID/ANCHOR_GRID must be plain " + shape_str(a.grid_shape()) +
+                              " in the output's type");
+    if (a.n * a.num_anchors * a.channels > INT32_MAX || a.h > INT32_MAX || a.w > INT32_MAX)
+      return unsupported(node.describe() + ": tensor too large");
+    const auto st = x.strides();
+    p_.total = o.numel();
+    p_.A = static_cast<int>(a.num_anchors);
+    p_.C = static_cast<int>(a.channels);
+    p_.H = static_cast<int>(a.h);
+    p_.W = static_cast<int>(a.w);
+    p_.sn = st[0];
+    p_.sc = st[1];
+    p_.sh = st[2];
+    p_.sw = st[3];
+    p_.stride = a.stride;
+    p_.c1 = a.c1;
+    p_.c2 = a.c2;
+    p_.c3 = a.c3;
+    p_.square = a.c3 == 2.f;
+    x_half_ = x.dtype == DataType::kFloat16;
+    out_half_ = o.dtype == DataType::kFloat16;
+    smem_ = static_cast<size_t>(p_.C) * (kTileW + 1) * sizeof(float);
+    // Tiled when W is innermost and not the channels (plain NCHW): the flat kernel would read X
+    // with a stride of H*W between neighbouring threads.
+    rows_ = a.n * a.num_anchors * a.h;
+    tiled_ = p_.sw == 1 && p_.sc != 1 && smem_ <= 48 * 1024 && rows_ * ((a.w + kTileW - 1) / kTileW) <= INT32_MAX;
+    return Status::ok();
+  }
+
+  Status enqueue(const LaunchContext& ctx, std::span<const void* const> in, std::span<void* const> out) override {
+    if (p_.total == 0) return Status::ok();
+    if (x_half_) return out_half_ ? launch<__half, __half>(ctx, in, out) : launch<__half, float>(ctx, in, out);
+    return out_half_ ? launch<float, __half>(ctx, in, out) : launch<float, float>(ctx, in, out);
+  }
+
+  std::string info() const override { return tiled_ ? "tiled" : "flat"; }
+
+ private:
+  template <typename TX, typename TO>
+  Status launch(const LaunchContext& ctx, std::span<const void* const> in, std::span<void* const> out) {
+    const auto* x = static_cast<const TX*>(in[0]);
+    const auto* g = static_cast<const TO*>(in[1]);
+    const auto* an = static_cast<const TO*>(in[2]);
+    auto* y = static_cast<TO*>(out[0]);
+    if (tiled_) {
+      const int64_t blocks = rows_ * ((p_.W + kTileW - 1) / kTileW);
+      yolo_decode_tiled<TX, TO><<<static_cast<unsigned>(blocks), kTiledThreads, smem_, ctx.stream>>>(p_, x, g, an, y);
+    } else {
+      constexpr int kThreads = 256;
+      if (p_.total < (int64_t{1} << 31))
+        yolo_decode_flat<TX, TO, uint32_t><<<grid_for(p_.total, kThreads), kThreads, 0, ctx.stream>>>(p_, x, g, an, y);
+      else
+        yolo_decode_flat<TX, TO, uint64_t><<<grid_for(p_.total, kThreads), kThreads, 0, ctx.stream>>>(p_, x, g, an, y);
+    }
+    QYOLO_CUDA_CHECK_LAUNCH("yolo_decode");
+    return Status::ok();
+  }
+
+  DecodeParams p_{};
+  bool x_half_ = false, out_half_ = false, tiled_ = false;
+  size_t smem_ = 0;
+  int64_t rows_ = 0;
+};
+
+}  // namespace
+
+Result<std::unique_ptr<CudaKernel>> make_cuda_yolo_decode(const Node&) {
+  return std::unique_ptr<CudaKernel>(new YoloDecodeKernel());
+}
+
+}  // namespace qyolo::cuda
