@@ -72,6 +72,20 @@ TEST(OnnxImport, RejectsOpsetOutsideRange) {
   EXPECT_NE(g.status().message().find("opset 99"), std::string::npos) << g.status().to_string();
 }
 
+TEST(OnnxImport, RejectsUnknownAndInternalOps) {
+  for (const char* op : {"NotAnOnnxOp", "QyoloYoloDecode"}) {
+    OnnxBuilder b(13);
+    b.input("x", {1, 255, 4, 4});
+    b.output("y");
+    b.node(op, {"x"}, {"y"}, "n0");
+    auto g = import_onnx_bytes(b.bytes(), "odd.onnx", ".");
+    ASSERT_FALSE(g.is_ok()) << op;
+    EXPECT_EQ(g.status().code(), StatusCode::kUnsupported);
+    EXPECT_NE(g.status().message().find(std::string("operator '") + op + "' is not supported"), std::string::npos)
+        << g.status().to_string();
+  }
+}
+
 TEST(OnnxImport, ParsesUltralyticsClassNames) {
   auto names = parse_class_names("{0: 'person', 1: 'bicycle', 2: \"traffic light\", 10: 'x'}");
   ASSERT_EQ(names.size(), 11u);

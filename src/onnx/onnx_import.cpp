@@ -214,7 +214,8 @@ Result<Graph> import_onnx_bytes(const std::string& bytes, const std::string& ori
     std::string where = origin + ": " + node.describe();
     if (!node.domain.empty())
       return unsupported(where + ": operator domain '" + node.domain + "' is not supported");
-    if (find_op(node.op_type) == nullptr)
+    // Qyolo* ops are qyolo's own fused forms, made by its passes; a file naming one is not ONNX.
+    if (find_op(node.op_type) == nullptr || node.op_type.rfind("Qyolo", 0) == 0)
       return unsupported(where + ": operator '" + node.op_type + "' is not supported (run `qyolo ops` for the list)");
     for (const auto& a : np.attribute()) {
       QYOLO_ASSIGN_OR_RETURN(AttrValue v, convert_attribute(a, where, base_dir));
