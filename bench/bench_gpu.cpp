@@ -43,13 +43,14 @@ struct Args {
   int iters = 200, warmup = 20;
   int int8_tactic = -1;
   bool int8_fp16 = false;  // --precision int8-fp16: fp16 instead of fp32 outside the INT8 convs
+  bool all_int8 = false;   // int8-fp16: every eligible conv INT8 (no per-layer INT8/FP16 timing)
   std::string calib, float_layers;  // int8: TensorRT cache / PPQ json; float-layer regex
 };
 
 int usage(const char* msg) {
   std::fprintf(stderr,
                "error: %s\nusage: bench_gpu MODEL.onnx [--batch N] [--size S] [--precision fp32|fp16|int8] [--calib CACHE]\n"
-               "       [--float-layers REGEX] [--int8-tactic N] [--prepost] [--graph]\n"
+               "       [--float-layers REGEX] [--int8-tactic N] [--all-int8] [--prepost] [--graph]\n"
                "       [--layout auto|nchw|nhwc] [--iters N] [--warmup N] [--unfused] [--no-fp32-tail] [--heuristic]\n"
                "       [--legacy-conv] [--summary] [--profile] [--json]\n",
                msg);
@@ -238,6 +239,7 @@ int main(int argc, char** argv) {
     else if (s == "--profile") a.profile = true;
     else if (s == "--legacy-conv") a.cudnn_graph = false;
     else if (s == "--prepost") a.prepost = true;
+    else if (s == "--all-int8") a.all_int8 = true;
     else if (!s.empty() && s[0] == '-') return usage(("unknown option " + s).c_str());
     else a.model = s;
   }
@@ -272,6 +274,7 @@ int main(int argc, char** argv) {
   opt.cudnn_graph = a.cudnn_graph;
   opt.int8_tactic = a.int8_tactic;
   opt.int8_fp16 = a.int8_fp16;
+  opt.int8_fp16_choose = !a.all_int8;
   auto ex = CudaExecutor::build(std::move(*sg), opt);
   if (!ex) return fail(ex.status());
   const double build_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -375,7 +378,7 @@ int main(int argc, char** argv) {
   std::sort(ms.begin(), ms.end());
   const double median = ms[ms.size() / 2];
   const double p99 = ms[std::min(ms.size() - 1, static_cast<size_t>(ms.size() * 0.99))];
-  const char* prec = a.int8_fp16 ? "int8-fp16" : cuda_precision_name(a.precision);
+  const char* prec = a.int8_fp16 ? (a.all_int8 ? "int8-fp16 all" : "int8-fp16") : cuda_precision_name(a.precision);
   const CudaExecutor::Cost cost = e.cost();
   if (a.json) {
     std::printf("{\"model\": \"%s\", \"batch\": %d, \"dtype\": \"%s\", \"graph\": %s, \"median_ms\": %.4f, "
@@ -385,6 +388,8 @@ int main(int argc, char** argv) {
                 a.model.c_str(), a.batch, prec, a.graph ? "true" : "false", median, p99, a.batch * 1e3 / median, build_s,
                 e.arena_bytes() >> 20, e.num_steps(), a.cudnn_graph ? "graph" : "legacy", a.prepost ? "true" : "false",
                 n_int8, cost.conv_macs / 1e9, cost.int8_macs / 1e9, cost.bytes / 1e9);
+    std::fprintf(stderr, "%s b%d %s: %.1f of %.1f GMAC in INT8 convs\n", a.model.c_str(), a.batch, prec,
+                 cost.int8_macs / 1e9, cost.conv_macs / 1e9);
   } else {
     std::printf("qyolo %s b%d %s%s%s%s%s: median %.3f ms  p99 %.3f ms  %.0f img/s  (build %.1f s, %d steps, arena %zu MiB)\n",
                 a.model.c_str(), a.batch, prec, a.prepost ? " +pre/post" : "", a.graph ? " graph" : "", a.fused ? "" : " unfused",

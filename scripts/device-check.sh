@@ -136,7 +136,7 @@ run() {
     # The chip's ceilings in this run: D2D copy, cuBLASLt int8 and fp16 8192^3 GEMMs.
     timeout 60 "$q/bin/bench_gpu" --ceilings >> "$out/bench.jsonl" 2>>"$out/bench.err"
     # name batch dtype [extra bench_gpu flags]; QYOLO_BENCH overrides the list.
-    local configs="${QYOLO_BENCH:-yolov5n:1:fp16 yolov5n:32:fp16 yolov5s:1:fp16 yolov5s:32:fp16 yolov5n:1:int8 yolov5n:32:int8 yolov5s:1:int8 yolov5s:32:int8 yolov5n:1:int8-fp16 yolov5n:32:int8-fp16 yolov5s:1:int8-fp16 yolov5s:32:int8-fp16 yolov5s:1:int8-fp16:--prepost yolov5s:32:int8-fp16:--prepost yolov5s:32:fp16:--prepost yolov5n:32:fp32 yolov5s:32:fp32}"
+    local configs="${QYOLO_BENCH:-yolov5n:1:fp16 yolov5n:32:fp16 yolov5s:1:fp16 yolov5s:32:fp16 yolov5n:1:int8 yolov5n:32:int8 yolov5s:1:int8 yolov5s:32:int8 yolov5n:1:int8-fp16 yolov5n:32:int8-fp16 yolov5s:1:int8-fp16 yolov5s:32:int8-fp16 yolov5s:1:int8-fp16:--all-int8 yolov5s:32:int8-fp16:--all-int8 yolov5s:1:int8-fp16:--prepost yolov5s:32:int8-fp16:--prepost yolov5s:32:fp16:--prepost yolov5n:32:fp32 yolov5s:32:fp32}"
     local cfg m b dt flag
     for cfg in $configs; do
       IFS=: read -r m b dt flag <<< "$cfg"
@@ -170,19 +170,20 @@ if ceil:
     print(f"ceilings (this run): copy {ceil['copy_gbs']:.0f} GB/s, cuBLASLt int8 {ceil['int8_tops']:.0f} TOPS, "
           f"fp16 {ceil['fp16_tflops']:.0f} TFLOPS (8192^3 GEMMs)")
 print("TOPS: 2 x conv MACs / median time; GB/s: bytes every step reads + writes / median time")
-print(f"{'model':8} {'batch':>5} {'qyolo':18} {'ms':>8} {'img/s':>7} {'TOPS':>6} {'GB/s':>6} {'build s':>7} | {'peer fp16 ms':>12} {'img/s':>7} | {'peer/qyolo':>10}")
+print(f"{'model':8} {'batch':>5} {'qyolo':30} {'ms':>8} {'img/s':>7} {'TOPS':>6} {'GB/s':>6} {'build s':>7} | {'peer fp16 ms':>12} {'img/s':>7} | {'peer/qyolo':>10}")
 for r in rows:
     if r['who'] != 'qyolo':
         continue
     p = peer.get((r['name'], r['batch']))
     what = r['dtype'] + ('' if r.get('conv', 'graph') == 'graph' or r['dtype'] == 'fp32' else ' legacy') + \
-        (' +pre/post' if r.get('prepost') else '')
+        (' +pre/post' if r.get('prepost') else '') + \
+        (f" ({r['int8_gmacs'] / r['conv_gmacs']:.0%} int8)" if r['dtype'].startswith('int8') and r.get('conv_gmacs') else '')
     pm = f"{p['median_ms']:.3f}" if p else '-'
     pi = f"{p['images_per_s']:.0f}" if p else '-'
     ratio = f"{p['median_ms'] / r['median_ms']:.2f}x" if p else '-'
     tops = 2 * r.get('conv_gmacs', 0) / r['median_ms']
     gbs = r.get('gbytes', 0) / (r['median_ms'] * 1e-3)
-    print(f"{r['name']:8} {r['batch']:>5} {what:18} {r['median_ms']:>8.3f} {r['images_per_s']:>7.0f} {tops:>6.1f} {gbs:>6.0f} {r['build_s']:>7.1f} | {pm:>12} {pi:>7} | {ratio:>10}")
+    print(f"{r['name']:8} {r['batch']:>5} {what:30} {r['median_ms']:>8.3f} {r['images_per_s']:>7.0f} {tops:>6.1f} {gbs:>6.0f} {r['build_s']:>7.1f} | {pm:>12} {pi:>7} | {ratio:>10}")
 PYEOF
   fi
   return $rc

@@ -187,6 +187,7 @@ TEST(CudaInt8, ChainFusesRequantisation) {
   CudaBuildOptions opt;
   opt.precision = CudaPrecision::kInt8;
   opt.int8_fp16 = fp16;
+  opt.int8_fp16_choose = false;  // every conv INT8 (the per-layer choice is tested below)
   auto gpu = CudaExecutor::build(*sg, opt);
   ASSERT_TRUE(gpu.is_ok()) << gpu.status().to_string();
   const std::string summary = (*gpu)->summary();
@@ -331,6 +332,24 @@ TEST(CudaInt8, YoloV5nMatchesCpuInt8) {
     EXPECT_GT(best, 0.9f);
     EXPECT_NEAR(match->score, c.score, 0.05);
   }
+
+  // --int8 --fp16 with the per-layer choice: each eligible conv runs whichever of our INT8 kernel
+  // and cuDNN FP16 timed faster; the result stays an INT8/FP16 mix close to the CPU INT8 one.
+  CudaBuildOptions mixed;
+  mixed.precision = CudaPrecision::kInt8;
+  mixed.int8_fp16 = true;
+  auto gm = CudaExecutor::build(*sg, mixed);
+  ASSERT_TRUE(gm.is_ok()) << gm.status().to_string();
+  const std::string ms = (*gm)->summary();
+  size_t mixed_int8 = 0;
+  for (size_t pos = ms.find("int8 igemm"); pos != std::string::npos; pos = ms.find("int8 igemm", pos + 1)) ++mixed_int8;
+  std::map<std::string, Tensor> got_mixed;
+  ASSERT_TRUE(run_gpu_poisoned(**gm, inputs, got_mixed).is_ok());
+  auto dm = postprocess(got_mixed.at(out_name), HeadKind::kYoloV5, nms);
+  ASSERT_TRUE(dm.is_ok());
+  std::printf("int8 + fp16, per-layer choice: %zu of %d convs INT8; %zu detections (cpu int8 %zu)\n", mixed_int8, n_int8,
+              (*dm)[0].size(), (*dc)[0].size());
+  EXPECT_NEAR(static_cast<double>((*dm)[0].size()), static_cast<double>((*dc)[0].size()), 1.0);
 }
 
 }  // namespace

@@ -283,6 +283,11 @@ class ConvKernel final : public CudaKernel {
   }
 
   size_t workspace_bytes() const override { return ws_; }
+  float tuned_ms() const override {
+    // The conv alone; the epilogue pass over the output comes on top.
+    if (graph_) return graph_->tuned_ms();
+    return tuned_ms_;
+  }
 
   Status enqueue(const LaunchContext& ctx, std::span<const void* const> in, std::span<void* const> out) override {
     const float one = 1.f, zero = 0.f;

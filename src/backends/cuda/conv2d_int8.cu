@@ -581,6 +581,8 @@ class ConvInt8Kernel final : public CudaKernel {
     return launch(kTactics[tactic_], p, ctx.stream);
   }
 
+  float tuned_ms() const override { return tuned_ms_; }
+
   std::string info() const override {
     std::ostringstream os;
     os << "int8 " << kTactics[tactic_].name << (s2d_ > 1 ? " s2d" : "") << (fused_quant_ ? " +requant" : "");

@@ -62,6 +62,7 @@ struct CudaExecutor::Impl {
   std::map<std::pair<std::string, DataType>, int> uploaded;    // constant in a dtype -> value
   std::map<std::tuple<int, float, int>, int> quantized_values;  // (float value, scale, s2d) -> int8 value
   std::set<std::string> reaches_conv;
+  std::set<const Node*> fp16_instead;  // INT8-eligible convs that time faster in FP16
   cuda::PrepareContext pctx;
 
   int add_value(const std::string& name, TensorInfo info, Storage storage) {
@@ -160,6 +161,10 @@ struct CudaExecutor::Impl {
   // Whether this Conv runs on the INT8 tensor-core kernel: INT8 build, a calibrated input scale
   // (quantize_graph), sm_80+, group 1, 2-D, constant weights. Other convs run in fp16.
   bool int8_conv(const Node& node) const {
+    if (fp16_instead.count(&node)) return false;
+    return int8_eligible(node);
+  }
+  bool int8_eligible(const Node& node) const {
     if (ex.options_.precision != CudaPrecision::kInt8 || node.op_type != "Conv") return false;
     if (!node.has_attr("qyolo_input_scale") || pctx.prop->major < 8) return false;
     auto group = node.attr_int("group", 1);
@@ -184,6 +189,112 @@ struct CudaExecutor::Impl {
     if (w[2] % s || w[3] % s || win.pads_begin[0] % s || win.pads_begin[1] % s || x[2] % s || x[3] % s) return 1;
     if (x[1] * s * s > 16) return 1;
     return static_cast<int>(s);
+  }
+
+  // --int8 --fp16: times one INT8-eligible conv both ways, on scratch, and keeps the faster (the
+  // choice is a tactic: stored by problem, reused by engine files). INT8 pays for quantising its
+  // input unless the producer is an INT8 conv that can requantise in its epilogue; FP16 pays for
+  // its separate bias/activation/residual pass. Both kernels are discarded: add_node prepares the
+  // chosen one again from the cached tactic.
+  Status choose_conv_precision(const Node& node) {
+    const ValueDesc& xd = ex.graph_.values.at(node.inputs[0]);
+    const ValueDesc& wd = ex.graph_.values.at(node.inputs[1]);
+    QYOLO_ASSIGN_OR_RETURN(ConvAttrs a, ConvAttrs::parse(node, xd.shape, wd.shape));
+    const Shape& y = a.out_shape;
+    const int s2d = space_to_depth_factor(node);
+    std::ostringstream key;
+    key << "convprec:" << shape_str(xd.shape) << ':' << shape_str(wd.shape) << ':' << a.window.pads_begin[0] << ','
+        << a.window.pads_begin[1] << ':' << a.window.strides[0] << ':' << a.window.dilations[0] << ':'
+        << static_cast<int>(a.activation) << ':' << a.has_bias << a.has_residual << ':' << reaches_conv.count(node.outputs[0]);
+    auto& cache = *pctx.tune_cache;
+    if (auto it = cache.find(key.str()); it != cache.end() && it->second.size() == 1) {
+      if (it->second[0] == 0) fp16_instead.insert(&node);
+      return Status::ok();
+    }
+    auto host = [&](size_t i) -> TensorInfo {
+      const ValueDesc& d = ex.graph_.values.at(node.inputs[i]);
+      return TensorInfo{d.dtype, d.shape, Layout::kPlain, d.value ? &*d.value : nullptr, {}};
+    };
+    const TensorInfo w = host(1);
+    const TensorInfo b = node.inputs.size() > 2 && !node.inputs[2].empty() ? host(2) : TensorInfo{};
+    const bool has_b = node.inputs.size() > 2 && !node.inputs[2].empty();
+    const DataType y8_dtype = ex.options_.fp32_tail && !reaches_conv.count(node.outputs[0]) ? DataType::kFloat32 : DataType::kFloat16;
+    // INT8 candidate.
+    Shape qs = xd.shape;
+    qs[1] = (qs[1] * s2d * s2d + 15) / 16 * 16;
+    qs[2] /= s2d;
+    qs[3] /= s2d;
+    TensorInfo xq{DataType::kInt8, qs, Layout::kNHWC, nullptr, {}};
+    xq.s2d = s2d;
+    TensorInfo r8{y8_dtype, y, Layout::kNHWC, nullptr, {}};
+    const TensorInfo* in8[] = {&xq, &w, has_b ? &b : nullptr, &r8};
+    TensorInfo out8[] = {TensorInfo{y8_dtype, y, Layout::kNHWC, nullptr, {}}};
+    float t8 = -1.f, t16 = -1.f;
+    {
+      QYOLO_ASSIGN_OR_RETURN(auto k, cuda::make_cuda_conv2d_int8(node));
+      const size_t n_in = a.has_residual ? 4 : 3;
+      if (k->prepare(pctx, node, std::span<const TensorInfo* const>(in8, n_in), out8).is_ok()) t8 = k->tuned_ms();
+    }
+    // FP16 candidate.
+    TensorInfo x16{DataType::kFloat16, xd.shape, Layout::kNHWC, nullptr, {}};
+    TensorInfo r16{DataType::kFloat16, y, Layout::kNHWC, nullptr, {}};
+    const TensorInfo* in16[] = {&x16, &w, has_b ? &b : nullptr, &r16};
+    TensorInfo out16[] = {TensorInfo{DataType::kFloat16, y, Layout::kNHWC, nullptr, {}}};
+    {
+      QYOLO_ASSIGN_OR_RETURN(auto k, cuda::make_cuda_conv2d(node));
+      const size_t n_in = a.has_residual ? 4 : 3;
+      if (k->prepare(pctx, node, std::span<const TensorInfo* const>(in16, n_in), out16).is_ok()) t16 = k->tuned_ms();
+    }
+    if (t8 <= 0.f || t16 <= 0.f) return Status::ok();  // one side not measurable: INT8 as asked
+    // Memory passes the kernels' times leave out, at ~2 TB/s (bytes / 2e9 = ms).
+    bool fused_quant = false;
+    if (auto it = ids.find(node.inputs[0]); it != ids.end() && s2d == 1) {
+      for (const auto& st : ex.steps_)
+        for (int o : st.outputs)
+          if (o == it->second && st.kernel && st.kernel->info().rfind("int8", 0) == 0 && xd.shape[1] % 16 == 0)
+            fused_quant = true;
+    }
+    const double y_elems = static_cast<double>(shape_numel(y));
+    double quant_ms = 0.0;
+    if (!fused_quant) {
+      // Time the quantize pass this conv would need, from the input as it is stored now.
+      TensorInfo src{DataType::kFloat16, xd.shape, Layout::kNHWC, nullptr, {}};
+      if (auto it = ids.find(node.inputs[0]); it != ids.end()) {
+        const TensorInfo& cur = ex.values_[static_cast<size_t>(it->second)].info;
+        if (cur.layout != Layout::kStrided) src = TensorInfo{cur.dtype, cur.shape, cur.layout, nullptr, {}};
+      }
+      QYOLO_ASSIGN_OR_RETURN(float scale, node.attr_float("qyolo_input_scale"));
+      auto qk = cuda::make_cuda_quantize(scale, s2d);
+      Node dummy;
+      dummy.name = "quantize (timing)";
+      const TensorInfo* qin[] = {&src};
+      TensorInfo qout[] = {xq};
+      if (qk->prepare(pctx, dummy, qin, qout).is_ok()) {
+        QYOLO_ASSIGN_OR_RETURN(auto ib, cuda::DeviceBuffer::allocate(src.nbytes()));
+        QYOLO_ASSIGN_OR_RETURN(auto ob, cuda::DeviceBuffer::allocate(xq.nbytes()));
+        QYOLO_CUDA_CHECK(cudaMemsetAsync(ib.get(), 0, src.nbytes(), pctx.stream));
+        QYOLO_ASSIGN_OR_RETURN(auto e0, cuda::make_event());
+        QYOLO_ASSIGN_OR_RETURN(auto e1, cuda::make_event());
+        const void* ins[] = {ib.get()};
+        void* outs[] = {ob.get()};
+        cuda::LaunchContext lc{pctx.stream, pctx.cudnn, nullptr, 0};
+        QYOLO_RETURN_IF_ERROR(qk->enqueue(lc, ins, outs));
+        QYOLO_CUDA_CHECK(cudaEventRecord(e0.get(), pctx.stream));
+        for (int i = 0; i < 5; ++i) QYOLO_RETURN_IF_ERROR(qk->enqueue(lc, ins, outs));
+        QYOLO_CUDA_CHECK(cudaEventRecord(e1.get(), pctx.stream));
+        QYOLO_CUDA_CHECK(cudaEventSynchronize(e1.get()));
+        float ms = 0.f;
+        QYOLO_CUDA_CHECK(cudaEventElapsedTime(&ms, e0.get(), e1.get()));
+        quant_ms = ms / 5.0;
+      }
+    }
+    const double epi_ms = (has_b || a.activation != FusedActivation::kNone || a.has_residual)
+                              ? y_elems * (4.0 + (a.has_residual ? 2.0 : 0.0)) / 2e9
+                              : 0.0;
+    const bool int8_wins = t8 + quant_ms <= t16 + epi_ms;
+    cache[key.str()] = {int8_wins ? 1 : 0};
+    if (!int8_wins) fp16_instead.insert(&node);
+    return Status::ok();
   }
 
   // INT8 convs whose output is read by quantize steps write the int8 copy themselves.
@@ -256,6 +367,8 @@ struct CudaExecutor::Impl {
                          (tr ? std::string(" with these attributes") : std::string()) + " (supported: " + list + ")");
     }
     const bool is_conv = node.op_type == "Conv";
+    if (int8_eligible(node) && ex.options_.int8_fp16 && ex.options_.int8_fp16_choose)
+      QYOLO_RETURN_IF_ERROR(choose_conv_precision(node).with_context(node.describe()));
     const bool is_int8 = int8_conv(node);
     if (tr->alias) return add_alias_node(node, tr);
 

@@ -51,6 +51,9 @@ struct CudaBuildOptions {
   // kInt8: the float type of everything not INT8 (tensors between layers, other layers): fp32
   // (default, closest to the CPU INT8 backend) or fp16 (TensorRT's --int8 --fp16; faster).
   bool int8_fp16 = false;
+  // With int8_fp16: time each INT8-eligible conv both ways (our INT8 kernel vs cuDNN FP16) and keep
+  // the faster, as TensorRT does with --int8 --fp16. Off: every eligible conv runs INT8.
+  bool int8_fp16_choose = true;
   // INT8 convolutions: force one implicit-GEMM tactic (tests, debugging); -1 times them all.
   int int8_tactic = -1;
 };
@@ -128,6 +131,9 @@ class CudaKernel {
     (void)scale;
     return false;
   }
+  // Time of one launch measured while choosing the algorithm at build; 0 when not measured
+  // (reused tactic). Lets the executor compare implementations of one layer.
+  virtual float tuned_ms() const { return 0.f; }
   // Short description of the choices made (algorithm, path), for engine summaries.
   virtual std::string info() const { return {}; }
 };

@@ -235,6 +235,7 @@ Result<std::unique_ptr<GraphConvPlan>> GraphConvPlan::create(cudnnHandle_t handl
   if (tactic) *tactic = {b.heuristic_index, b.engine};
   out->plan_ = std::make_shared<BackendDesc>(std::move(b.plan));
   out->workspace_ = b.ws;
+  out->ms_ = b.ms;
   std::ostringstream os;
   os << "graph engine " << b.engine << " (" << cands.size() << " timed) ws=" << b.ws / 1024 << "KiB " << b.ms << "ms";
   out->info_ = os.str();

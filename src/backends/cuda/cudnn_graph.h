@@ -45,6 +45,8 @@ class GraphConvPlan {
                                                        size_t workspace_limit, DeviceBuffer* tuning_workspace,
                                                        int max_plans, bool allow_tf32, Tactic* tactic = nullptr);
   size_t workspace_bytes() const { return workspace_; }
+  // Measured time of the chosen engine at build (0 when reused from a stored tactic).
+  float tuned_ms() const { return ms_; }
   // Runs the plan (the variant pack is rebuilt only when a pointer changed).
   Status execute(cudnnHandle_t handle, const void* x, const void* w, void* y, void* workspace);
   std::string info() const { return info_; }
@@ -53,6 +55,7 @@ class GraphConvPlan {
     auto p = std::unique_ptr<GraphConvPlan>(new GraphConvPlan());
     p->plan_ = plan_;
     p->workspace_ = workspace_;
+    p->ms_ = ms_;
     p->info_ = info_.find(" (shared)") == std::string::npos ? info_ + " (shared)" : info_;
     return p;
   }
@@ -63,6 +66,7 @@ class GraphConvPlan {
   BackendDesc vp_;
   const void* vp_ptrs_[4] = {nullptr, nullptr, nullptr, nullptr};
   size_t workspace_ = 0;
+  float ms_ = 0;
   std::string info_;
 };
 
