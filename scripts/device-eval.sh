@@ -86,6 +86,7 @@ run() {
     m=${mc%%:*}
     for cfg in "int8::--int8 --cache $q/calib/$m.cache" "int8fp16::--int8 --fp16 --cache $q/calib/$m.cache" "fp16::--fp16"; do
       label=${cfg%%::*} flags=${cfg#*::}
+      [ -n "${EVAL_ONLY:-}" ] && [ "$label" != "$EVAL_ONLY" ] && continue
       $Q build --model "$q/models/$m.onnx" --device cuda $flags --out "$q/$m-$label.qengine" > "$out/build.log" 2>&1 ||
         { echo "$m $label build FAILED"; tail -3 "$out/build.log"; continue; }
       $Q eval --engine "$q/$m-$label.qengine" --data "$q/val" --limit "$n" -q \
@@ -105,7 +106,7 @@ merge() {
     if [ -f "$ROOT/out/int8ref/$m-cpu-int8.json" ]; then
       printf '%-8s %-22s %s\n' "$m" "cpu int8 (${mc#*:})" "$(grep -o '"map50_95": [0-9.]*\|"map50": [0-9.]*' "$ROOT/out/int8ref/$m-cpu-int8.json" | tr '\n' ' ')"
     fi
-    for label in int8 int8fp16 fp16; do
+    for label in int8 int8fp16 int8fp16all fp16; do
       args=()
       for f in "$d/$m-$label"-part*.json; do [ -f "$f" ] && args+=(--results "$f"); done
       [ ${#args[@]} -eq 0 ] && continue
