@@ -11,11 +11,15 @@
 #include <nlohmann/json.hpp>
 
 #include "runtime/engine_impl.h"
+#include "cli_runner.h"
 #include "test_support.h"
 
 namespace fs = std::filesystem;
 using namespace qyolo;
 using qyolo::testing::shared_dir;
+
+using qyolo::testing::CliResult;
+using qyolo::testing::run_cli;
 
 namespace {
 
@@ -418,24 +422,6 @@ TEST_F(EngineFile, CudaBuildWithoutCudaIsUnsupported) {
 #endif
 
 // ---- qyolo bench on the CPU ----------------------------------------------------------------
-
-struct CliResult {
-  int exit_code = -1;
-  std::string output;
-};
-
-CliResult run_cli(const std::string& args) {
-  std::string cmd = std::string(QYOLO_CLI_PATH) + " " + args + " 2>&1";
-  CliResult r;
-  FILE* p = popen(cmd.c_str(), "r");
-  if (!p) return r;
-  std::array<char, 4096> buf;
-  size_t n;
-  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) r.output.append(buf.data(), n);
-  int status = pclose(p);
-  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
-}
 
 TEST_F(EngineFile, BenchOnACpuEngine) {
   QYOLO_REQUIRE_SHARED("models/yolov5n-dynamic.onnx");

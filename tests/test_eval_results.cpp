@@ -13,34 +13,17 @@
 #include <vector>
 
 #include "eval/coco_eval.h"
+#include "cli_runner.h"
 #include "test_support.h"
 
 namespace fs = std::filesystem;
 using nlohmann::json;
 using qyolo::testing::shared_dir;
 
+using qyolo::testing::CliResult;
+using qyolo::testing::run_cli;
+
 namespace {
-
-struct CliResult {
-  int exit_code = -1;
-  bool signalled = false;
-  std::string output;
-};
-
-// stdout, plus stderr when with_stderr.
-CliResult run_cli(const std::string& args, bool with_stderr = true) {
-  std::string cmd = std::string(QYOLO_CLI_PATH) + " " + args + (with_stderr ? " 2>&1" : " 2>/dev/null");
-  CliResult r;
-  FILE* p = popen(cmd.c_str(), "r");
-  if (!p) return r;
-  std::array<char, 4096> buf;
-  size_t n;
-  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) r.output.append(buf.data(), n);
-  int status = pclose(p);
-  r.signalled = WIFSIGNALED(status);
-  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
-}
 
 json read_json(const std::string& path) {
   std::ifstream f(path);

@@ -8,35 +8,14 @@
 
 #include "backends/cpu/binary.h"
 #include "backends/cpu/cpu_kernel.h"
+#include "backends/cpu/float_math.h"
 
 namespace qyolo {
 
 namespace {
 
-inline float clampf(float v, float lo, float hi) {
-  v = v < lo ? lo : v;
-  return v > hi ? hi : v;
-}
-
-// Same as exp_poly in src/backends/cpu/unary.cpp (Cephes expf; CPU Sigmoid uses it).
-inline float exp_poly(float x, float lo, float hi) {
-  x = clampf(x, lo, hi);
-  const float t = x * 1.44269504088896341f;
-  const float n = (t + 12582912.f) - 12582912.f;
-  float r = x - n * 0.693359375f;
-  r = r - n * -2.12194440e-4f;
-  float p = 1.9875691500e-4f;
-  p = p * r + 1.3981999507e-3f;
-  p = p * r + 8.3334519073e-3f;
-  p = p * r + 4.1665795894e-2f;
-  p = p * r + 1.6666665459e-1f;
-  p = p * r + 5.0000001201e-1f;
-  const float y = p * r * r + r + 1.f;
-  const int32_t bits = (static_cast<int32_t>(n) + 127) << 23;
-  float scale;
-  std::memcpy(&scale, &bits, sizeof(scale));
-  return y * scale;
-}
+using cpu::clampf;
+using cpu::exp_poly;  // the CPU Sigmoid's exp: the fused decode equals the unfused tail exactly
 
 class CpuYoloDecode final : public CpuKernel {
  public:

@@ -97,13 +97,6 @@ __device__ __forceinline__ void mma_s8(int (&d)[4], const uint32_t (&a)[4], uint
 #endif
 }
 
-__device__ __forceinline__ int8_t quantize_dev(float v, float scale) {
-  // x / scale (not x * (1/scale)), round half to even, saturate: quant_params.h.
-  float q = rintf(__fdiv_rn(v, scale));
-  q = fminf(fmaxf(q, -127.f), 127.f);
-  return static_cast<int8_t>(q != q ? 0.f : q);
-}
-
 // Epilogue for two adjacent output channels (c, c + 1) of one pixel; `pair` when both exist and
 // the addresses allow 2-element vectors (K even).
 __device__ __forceinline__ void store_pair(const ConvInt8Params& p, int64_t pix, int c, int acc0, int acc1, bool pair) {
@@ -152,13 +145,13 @@ __device__ __forceinline__ void store_pair(const ConvInt8Params& p, int64_t pix,
     }
   }
   if (p.yq) {
-    const int8_t q0 = quantize_dev(v0, p.yq_scale);
+    const int8_t q0 = quantize_s8(v0, p.yq_scale);
     if (pair) {
-      const int8_t q1 = quantize_dev(v1, p.yq_scale);
+      const int8_t q1 = quantize_s8(v1, p.yq_scale);
       *reinterpret_cast<char2*>(p.yq + o) = make_char2(q0, q1);
     } else {
       p.yq[o] = q0;
-      if (has1) p.yq[o + 1] = quantize_dev(v1, p.yq_scale);
+      if (has1) p.yq[o + 1] = quantize_s8(v1, p.yq_scale);
     }
   }
 }
@@ -335,7 +328,7 @@ __global__ void __launch_bounds__(C::kThreads) conv_int8_kernel(ConvInt8Params p
             if (p.y_fp32) static_cast<float*>(p.y)[o] = v;
             else static_cast<__half*>(p.y)[o] = __float2half_rn(v);
           }
-          if (p.yq) p.yq[o] = quantize_dev(v, p.yq_scale);
+          if (p.yq) p.yq[o] = quantize_s8(v, p.yq_scale);
         }
         return;
       }
@@ -380,7 +373,7 @@ __global__ void __launch_bounds__(C::kThreads) conv_int8_kernel(ConvInt8Params p
           uint2 qv;
           int8_t* qs = reinterpret_cast<int8_t*>(&qv);
 #pragma unroll
-          for (int k = 0; k < 8; ++k) qs[k] = quantize_dev(v[k], p.yq_scale);
+          for (int k = 0; k < 8; ++k) qs[k] = quantize_s8(v[k], p.yq_scale);
           *reinterpret_cast<uint2*>(p.yq + o) = qv;
         }
       }

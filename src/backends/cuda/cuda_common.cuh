@@ -32,6 +32,14 @@ __device__ __forceinline__ float apply_act(Act a, float x, float alpha) {
   return x;
 }
 
+// q = round_half_even(v / scale) saturated to [-127, 127] (src/quant/quant_params.h): v / scale,
+// not v * (1 / scale), like ONNX QuantizeLinear and the CPU INT8 kernel; NaN -> 0.
+__device__ __forceinline__ int8_t quantize_s8(float v, float scale) {
+  float q = rintf(__fdiv_rn(v, scale));
+  q = fminf(fmaxf(q, -127.f), 127.f);
+  return static_cast<int8_t>(q != q ? 0.f : q);
+}
+
 // Blocks for a grid-stride loop over n elements.
 inline unsigned grid_for(int64_t n, int threads, int max_blocks = 65535 * 8) {
   int64_t b = (n + threads - 1) / threads;

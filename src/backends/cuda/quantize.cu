@@ -21,12 +21,6 @@ struct QuantizeParams {
   float scale;
 };
 
-__device__ __forceinline__ int8_t quantize_one(float v, float scale) {
-  float q = rintf(__fdiv_rn(v, scale));
-  q = fminf(fmaxf(q, -127.f), 127.f);
-  return static_cast<int8_t>(q != q ? 0.f : q);
-}
-
 // One thread per (pixel, 4 output channels); any input strides.
 template <typename T>
 __global__ void quantize_strided_kernel(QuantizeParams p, const T* __restrict__ x, int8_t* __restrict__ y) {
@@ -48,7 +42,7 @@ __global__ void quantize_strided_kernel(QuantizeParams p, const T* __restrict__ 
       const int sub = oc / p.c, c = oc % p.c;  // sub-pixel (dy * s2d + dx), input channel
       const int64_t src = n * p.sn + static_cast<int64_t>(c) * p.sc +
                           static_cast<int64_t>(hy * p.s2d + sub / p.s2d) * p.sh + static_cast<int64_t>(wx * p.s2d + sub % p.s2d) * p.sw;
-      qs[k] = sub < p.s2d * p.s2d ? quantize_one(to_f(x[src]), p.scale) : int8_t{0};
+      qs[k] = sub < p.s2d * p.s2d ? quantize_s8(to_f(x[src]), p.scale) : int8_t{0};
     }
     reinterpret_cast<char4*>(y)[i] = q;
   }
@@ -66,8 +60,8 @@ __global__ void quantize_nhwc_half8_kernel(int64_t n_vec, float scale, const uin
 #pragma unroll
     for (int k = 0; k < 4; ++k) {
       const float2 f = __half22float2(h[k]);
-      o[2 * k] = quantize_one(f.x, scale);
-      o[2 * k + 1] = quantize_one(f.y, scale);
+      o[2 * k] = quantize_s8(f.x, scale);
+      o[2 * k + 1] = quantize_s8(f.y, scale);
     }
     y[i] = out;
   }
