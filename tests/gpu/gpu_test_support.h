@@ -129,6 +129,30 @@ inline Status run_gpu_poisoned(CudaExecutor& ex, const std::map<std::string, Ten
   return Status::ok();
 }
 
+// The precision/layout configurations every kernel is checked in, with their tolerances
+// (relative to the largest reference value).
+struct PrecisionConfig {
+  const char* name;
+  CudaPrecision precision;
+  CudaLayout layout;
+  bool fp32_tail;
+  double tol;
+};
+
+inline constexpr PrecisionConfig kPrecisionConfigs[] = {
+    {"fp32_nchw", CudaPrecision::kFp32, CudaLayout::kNCHW, true, 1e-4},
+    {"fp32_nhwc", CudaPrecision::kFp32, CudaLayout::kNHWC, true, 1e-4},
+    {"fp16_nhwc", CudaPrecision::kFp16, CudaLayout::kNHWC, false, 2e-2},
+    {"fp16_nchw", CudaPrecision::kFp16, CudaLayout::kNCHW, false, 2e-2},
+    {"fp16_nhwc_tail", CudaPrecision::kFp16, CudaLayout::kNHWC, true, 2e-2},
+    {"fp16_nchw_tail", CudaPrecision::kFp16, CudaLayout::kNCHW, true, 2e-2},
+};
+
+inline Tensor ints(const std::vector<int64_t>& v) {
+  return Tensor::from_vector<int64_t>({static_cast<int64_t>(v.size())}, v);
+}
+inline Tensor floats(const Shape& s, const std::vector<float>& v) { return Tensor::from_vector<float>(s, v); }
+
 struct Diff {
   double max_abs_err = 0, max_abs_ref = 0;
   int64_t nan_count = 0;

@@ -10,25 +10,6 @@ using namespace qyolo::gputest;
 
 namespace {
 
-struct Config {
-  const char* name;
-  CudaPrecision precision;
-  CudaLayout layout;
-  bool fp32_tail;
-  double tol;
-};
-
-const Config kConfigs[] = {
-    {"fp32_nchw", CudaPrecision::kFp32, CudaLayout::kNCHW, true, 1e-4},
-    {"fp32_nhwc", CudaPrecision::kFp32, CudaLayout::kNHWC, true, 1e-4},
-    {"fp16_nhwc", CudaPrecision::kFp16, CudaLayout::kNHWC, false, 2e-2},
-    {"fp16_nchw", CudaPrecision::kFp16, CudaLayout::kNCHW, false, 2e-2},
-    {"fp16_nhwc_tail", CudaPrecision::kFp16, CudaLayout::kNHWC, true, 2e-2},
-};
-
-Tensor ints(const std::vector<int64_t>& v) { return Tensor::from_vector<int64_t>({static_cast<int64_t>(v.size())}, v); }
-Tensor floats(const Shape& s, const std::vector<float>& v) { return Tensor::from_vector<float>(s, v); }
-
 // Runs `spec` on the CPU and on the GPU in every config; inputs uniform in [lo, hi].
 void check(const GraphSpec& spec, float lo = -2.f, float hi = 2.f, double tol_scale = 1.0) {
   SCOPED_TRACE("seed " + std::to_string(test_seed()) + " (QYOLO_TEST_SEED to repeat)");
@@ -42,7 +23,7 @@ void check(const GraphSpec& spec, float lo = -2.f, float hi = 2.f, double tol_sc
   for (const auto& [name, shape] : spec.inputs) inputs[name] = random_tensor(shape, rng, lo, hi);
   Status st = (*cpu)->run(inputs, ref);
   ASSERT_TRUE(st.is_ok()) << st.to_string();
-  for (const Config& c : kConfigs) {
+  for (const PrecisionConfig& c : kPrecisionConfigs) {
     SCOPED_TRACE(c.name);
     CudaBuildOptions opt;
     opt.precision = c.precision;

@@ -12,26 +12,6 @@ using namespace qyolo::gputest;
 
 namespace {
 
-struct Config {
-  const char* name;
-  CudaPrecision precision;
-  CudaLayout layout;
-  bool fp32_tail;
-  double tol;
-};
-
-const Config kConfigs[] = {
-    {"fp32_nchw", CudaPrecision::kFp32, CudaLayout::kNCHW, true, 1e-4},
-    {"fp32_nhwc", CudaPrecision::kFp32, CudaLayout::kNHWC, true, 1e-4},
-    {"fp16_nhwc", CudaPrecision::kFp16, CudaLayout::kNHWC, false, 2e-2},
-    {"fp16_nchw", CudaPrecision::kFp16, CudaLayout::kNCHW, false, 2e-2},
-    {"fp16_nhwc_tail", CudaPrecision::kFp16, CudaLayout::kNHWC, true, 2e-2},
-    {"fp16_nchw_tail", CudaPrecision::kFp16, CudaLayout::kNCHW, true, 2e-2},
-};
-
-Tensor ints(const std::vector<int64_t>& v) { return Tensor::from_vector<int64_t>({static_cast<int64_t>(v.size())}, v); }
-Tensor floats(const Shape& s, const std::vector<float>& v) { return Tensor::from_vector<float>(s, v); }
-
 // The YOLOv5 export's decode tail for one level on value `x` [n, a*c, h, w] -> output "out".
 void add_tail(GraphSpec& spec, std::mt19937& rng, const std::string& x, int64_t n, int64_t a, int64_t c, int64_t h,
               int64_t w, float stride) {
@@ -99,7 +79,7 @@ void check(const GraphSpec& spec, const Shape& x_shape) {
   ASSERT_TRUE(st.is_ok()) << st.to_string();
   EXPECT_LE(compare(ref.at("out"), ref_unfused.at("out")).rel(), 1e-6);
 
-  for (const Config& c : kConfigs) {
+  for (const PrecisionConfig& c : kPrecisionConfigs) {
     SCOPED_TRACE(c.name);
     CudaBuildOptions opt;
     opt.precision = c.precision;

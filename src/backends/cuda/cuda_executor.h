@@ -91,6 +91,7 @@ class CudaExecutor {
     std::vector<int> outputs;  // value ids
     bool alias = false;        // no launch: output aliases input
     float quantize_scale = 0;  // > 0: an executor-inserted quantize step (INT8 conv input)
+    bool int8 = false;         // a conv on the INT8 kernel
   };
 
   // The handle and stream outlive the kernels (members are destroyed in reverse order).
