@@ -208,6 +208,73 @@ TEST(CudaInt8, ChainFusesRequantisation) {
   }
 }
 
+// C3-style block: two INT8 convs concatenated, the concat read only by the next INT8 conv. Each
+// producer requantises into its channel slice of the int8 buffer (no Concat, no quantize pass):
+// bit for bit what concat + quantize computes with fp32 between layers, and close to the CPU.
+TEST(CudaInt8, ConcatOfInt8ConvsIsWrittenInPlace) {
+  QYOLO_REQUIRE_INT8_GPU();
+  std::mt19937 rng(test_seed() + 13);
+  GraphSpec spec;
+  spec.inputs = {{"x", {2, 16, 20, 20}}};
+  auto conv = [&](const std::vector<std::string>& in, const std::string& y, int64_t c, int64_t k, int64_t ks,
+                  float amax) {
+    const float ws = 1.0f / std::sqrt(static_cast<float>(c * ks * ks));
+    spec.constants[y + "_w"] = random_tensor({k, c, ks, ks}, rng, -ws, ws);
+    spec.constants[y + "_b"] = random_tensor({k}, rng, -0.2f, 0.2f);
+    std::vector<std::string> inputs = {in[0], y + "_w", y + "_b"};
+    if (in.size() > 1) inputs.push_back(in[1]);  // residual
+    const int64_t p = ks / 2;
+    spec.nodes.push_back(make_node("Conv", inputs, {y},
+                                   {{"kernel_shape", std::vector<int64_t>{ks, ks}},
+                                    {"pads", std::vector<int64_t>{p, p, p, p}},
+                                    {"qyolo_activation", std::string("silu")},
+                                    {"qyolo_input_scale", scale_from_amax(amax)}}));
+  };
+  conv({"x"}, "a", 16, 32, 3, 2.0f);
+  conv({"a"}, "m", 32, 32, 1, 1.5f);
+  conv({"m", "a"}, "b", 32, 32, 3, 1.5f);  // with the residual a: the bottleneck
+  conv({"x"}, "c", 16, 48, 1, 2.0f);
+  spec.nodes.push_back(make_node("Concat", {"b", "c"}, {"cat"}, {{"axis", int64_t{1}}}));
+  conv({"cat"}, "y", 80, 16, 1, 3.0f);
+  spec.outputs = {"y"};
+  auto sg = specialize_spec(spec);
+  ASSERT_TRUE(sg.is_ok()) << sg.status().to_string();
+  auto cpu = CpuExecutor::build(*sg);
+  ASSERT_TRUE(cpu.is_ok());
+  std::map<std::string, Tensor> inputs{{"x", random_tensor({2, 16, 20, 20}, rng, -2.f, 2.f)}}, ref;
+  ASSERT_TRUE((*cpu)->run(inputs, ref).is_ok());
+  for (bool fp16 : {false, true}) {
+    SCOPED_TRACE(fp16 ? "fp16 elsewhere" : "fp32 elsewhere");
+    CudaBuildOptions opt;
+    opt.precision = CudaPrecision::kInt8;
+    opt.int8_fp16 = fp16;
+    opt.int8_fp16_choose = false;
+    auto gpu = CudaExecutor::build(*sg, opt);
+    ASSERT_TRUE(gpu.is_ok()) << gpu.status().to_string();
+    const std::string summary = (*gpu)->summary();
+    EXPECT_EQ(summary.find("Concat node"), std::string::npos) << summary;
+    EXPECT_EQ(summary.find("quantize 'cat'"), std::string::npos) << summary;
+    size_t in_place = 0;
+    for (size_t pos = summary.find("into concat"); pos != std::string::npos; pos = summary.find("into concat", pos + 1))
+      ++in_place;
+    EXPECT_EQ(in_place, 2u) << summary;
+    opt.concat_in_place = false;
+    auto copied = CudaExecutor::build(*sg, opt);
+    ASSERT_TRUE(copied.is_ok()) << copied.status().to_string();
+    EXPECT_EQ((*copied)->num_steps(), (*gpu)->num_steps() + 2);  // the Concat and its quantize pass
+    std::map<std::string, Tensor> got, got_copied;
+    ASSERT_TRUE(run_gpu_poisoned(**gpu, inputs, got).is_ok());
+    ASSERT_TRUE(run_gpu_poisoned(**copied, inputs, got_copied).is_ok());
+    // fp32 elsewhere: the epilogue quantises the same fp32 values the quantize pass would, bit for
+    // bit. fp16 elsewhere: the copy path rounds to half first, so single values may flip by 1 LSB.
+    if (!fp16) EXPECT_EQ(compare(got.at("y"), got_copied.at("y")).max_abs_err, 0.0) << summary;
+    else EXPECT_LE(compare(got.at("y"), got_copied.at("y")).rel(), 2e-2) << summary;
+    Diff d = compare(got.at("y"), ref.at("y"));
+    EXPECT_EQ(d.nan_count, 0);
+    EXPECT_LE(d.rel(), 2e-2) << "max abs err " << d.max_abs_err << " of " << d.max_abs_ref << "\n" << summary;
+  }
+}
+
 // The whole network, min-max scales from one image, CPU INT8 vs GPU INT8.
 TEST(CudaInt8, YoloV5nMatchesCpuInt8) {
   QYOLO_REQUIRE_INT8_GPU();
@@ -259,8 +326,8 @@ TEST(CudaInt8, YoloV5nMatchesCpuInt8) {
   ASSERT_TRUE(gpu.is_ok()) << gpu.status().to_string();
   const std::string summary = (*gpu)->summary();
   size_t int8_convs = 0;
-  for (size_t pos = summary.find("int8 igemm"); pos != std::string::npos; pos = summary.find("int8 igemm", pos + 1))
-    ++int8_convs;
+  for (size_t pos = summary.find("[int8 "); pos != std::string::npos; pos = summary.find("[int8 ", pos + 1))
+    ++int8_convs;  // "[int8 igemm..." or "[int8 wgmma..." kernel info
   EXPECT_EQ(int8_convs, static_cast<size_t>(n_int8)) << summary;
   ASSERT_TRUE(run_gpu_poisoned(**gpu, inputs, got).is_ok());
   // Layer by layer, in units of the tensor's own quantisation step (its min-max scale). The first
@@ -342,7 +409,7 @@ TEST(CudaInt8, YoloV5nMatchesCpuInt8) {
   ASSERT_TRUE(gm.is_ok()) << gm.status().to_string();
   const std::string ms = (*gm)->summary();
   size_t mixed_int8 = 0;
-  for (size_t pos = ms.find("int8 igemm"); pos != std::string::npos; pos = ms.find("int8 igemm", pos + 1)) ++mixed_int8;
+  for (size_t pos = ms.find("[int8 "); pos != std::string::npos; pos = ms.find("[int8 ", pos + 1)) ++mixed_int8;
   std::map<std::string, Tensor> got_mixed;
   ASSERT_TRUE(run_gpu_poisoned(**gm, inputs, got_mixed).is_ok());
   auto dm = postprocess(got_mixed.at(out_name), HeadKind::kYoloV5, nms);

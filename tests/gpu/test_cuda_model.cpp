@@ -132,6 +132,20 @@ TEST_P(CudaModel, MatchesCpu) {
                 file.c_str(), shape_str(in_shape).c_str(), run.name, d.max_abs_err, d.max_abs_ref, d.rel(), s.box_err,
                 s.score_err, dets, ref_dets, (*gpu)->num_steps(), (*gpu)->arena_bytes() >> 20);
     EXPECT_EQ(d.nan_count, 0);
+    if (run.fused) {
+      // The decode kernels write straight into the detect output (no final Concat), and that is
+      // bit for bit what the concat would have produced.
+      const std::string summary = (*gpu)->summary();
+      EXPECT_NE(summary.find("(into concat)"), std::string::npos) << summary;
+      opt.concat_in_place = false;
+      opt.tactics = (*gpu)->tactics();  // the same algorithms: timing may pick others
+      auto copied = CudaExecutor::build(*fused, opt);
+      ASSERT_TRUE(copied.is_ok()) << copied.status().to_string();
+      EXPECT_GT((*copied)->num_steps(), (*gpu)->num_steps());
+      std::map<std::string, Tensor> got_copied;
+      ASSERT_TRUE(run_gpu_poisoned(**copied, inputs, got_copied).is_ok());
+      EXPECT_EQ(compare(got_copied.at(out_name), o).max_abs_err, 0.0);
+    }
     if (run.precision == CudaPrecision::kFp32) {
       EXPECT_LT(d.rel(), 1e-4);
       EXPECT_EQ(dets, ref_dets);

@@ -128,6 +128,57 @@ TEST(CudaYoloDecode, FewClassesAfterHeadConv) {
   check(spec, {n, cin, h, w});
 }
 
+// An INT8 head conv applies the decode in its epilogue (no decode step): bit for bit the unfused
+// GPU result (the decode reads the same fp32 conv output either way), and close to the CPU INT8
+// graph. 85 channels take the elementwise epilogue anyway; 8 (K = 24) would otherwise vectorise.
+TEST(CudaYoloDecode, Int8HeadConvFusesTheDecode) {
+  QYOLO_REQUIRE_GPU();
+  cudaDeviceProp prop{};
+  ASSERT_EQ(cudaGetDeviceProperties(&prop, 0), cudaSuccess);
+  if (prop.major < 8) GTEST_SKIP() << "INT8 tensor-core convolution needs sm_80+";
+  for (int64_t c : {int64_t{85}, int64_t{8}}) {
+    SCOPED_TRACE("channels " + std::to_string(c));
+    std::mt19937 rng(test_seed() + 24);
+    const int64_t n = 2, a = 3, h = 12, w = 20, cin = 32;
+    GraphSpec spec;
+    spec.inputs = {{"x", {n, cin, h, w}}};
+    add_head_conv(spec, rng, cin, a * c);
+    spec.nodes.back().attrs["qyolo_input_scale"] = AttrValue(2.0f / 127.0f);
+    add_tail(spec, rng, "head", n, a, c, h, w, 16.f);
+    auto sg = fused_graph(spec, true);
+    ASSERT_TRUE(sg.is_ok()) << sg.status().to_string();
+    std::map<std::string, Tensor> inputs{{"x", random_tensor({n, cin, h, w}, rng, -2.f, 2.f)}}, ref;
+    auto cpu = CpuExecutor::build(*sg);
+    ASSERT_TRUE(cpu.is_ok()) << cpu.status().to_string();
+    ASSERT_TRUE((*cpu)->run(inputs, ref).is_ok());
+    for (bool fp16 : {false, true}) {
+      SCOPED_TRACE(fp16 ? "int8 + fp16" : "int8");
+      CudaBuildOptions opt;
+      opt.precision = CudaPrecision::kInt8;
+      opt.int8_fp16 = fp16;
+      opt.int8_fp16_choose = false;
+      auto fused = CudaExecutor::build(*sg, opt);
+      ASSERT_TRUE(fused.is_ok()) << fused.status().to_string();
+      const std::string summary = (*fused)->summary();
+      EXPECT_NE(summary.find("+decode"), std::string::npos) << summary;
+      EXPECT_EQ(summary.find("QyoloYoloDecode node"), std::string::npos) << summary;
+      opt.fuse_head_decode = false;
+      opt.tactics = (*fused)->tactics();
+      auto separate = CudaExecutor::build(*sg, opt);
+      ASSERT_TRUE(separate.is_ok()) << separate.status().to_string();
+      EXPECT_EQ((*separate)->num_steps(), (*fused)->num_steps() + 1);
+      std::map<std::string, Tensor> got, got_separate;
+      ASSERT_TRUE(run_gpu_poisoned(**fused, inputs, got).is_ok());
+      ASSERT_TRUE(run_gpu_poisoned(**separate, inputs, got_separate).is_ok());
+      Diff same = compare(got.at("out"), got_separate.at("out"));
+      EXPECT_EQ(same.nan_count, 0);
+      EXPECT_EQ(same.max_abs_err, 0.0) << summary;
+      Diff d = compare(got.at("out"), ref.at("out"));
+      EXPECT_LE(d.rel(), 2e-2) << "max abs err " << d.max_abs_err << " of " << d.max_abs_ref << "\n" << summary;
+    }
+  }
+}
+
 TEST(CudaYoloDecode, StraightFromInput) {
   QYOLO_REQUIRE_GPU();
   std::mt19937 rng(test_seed() + 23);

@@ -26,6 +26,7 @@
 
 #include "backends/cuda/cuda_common.cuh"
 #include "backends/cuda/cuda_kernel.h"
+#include "backends/cuda/yolo_decode.cuh"
 #include "ir/ops/conv2d.h"
 #include "quant/quant_params.h"
 
@@ -45,7 +46,8 @@ struct ConvInt8Params {
   const void* residual;    // like y (NHWC [N][OH][OW][K]), or nullptr
   void* y;                 // NHWC [N][OH][OW][K], half or float; nullptr: not written
   int8_t* yq;              // NHWC [N][OH][OW][K] int8 (requantised), or nullptr
-  float yq_scale;
+  float yq_scale, yq_inv_scale;
+  int fast_math;  // half between layers: fast exp/division in the epilogue (cuda_common.cuh)
   int n, h, w, cp, k, r, s, oh, ow;
   int pad_h, pad_w, stride_h, stride_w, dil_h, dil_w;
   int m;      // n * oh * ow
@@ -53,6 +55,9 @@ struct ConvInt8Params {
   int act;
   float alpha;
   int y_fp32;  // y (and residual) are float instead of half
+  int y_ld, yq_ld;  // elements between output pixels in y / yq: K, or more when written into a concat
+  int decode;       // the detect head: y is the YOLO decode of the conv output (dec), not the output
+  YoloDecodeParams dec;
 };
 
 // BK: bytes (= int8 elements) of K per pipeline stage, 64 or 128. Shared-memory rows are BK + 16
@@ -67,7 +72,9 @@ struct TileConfig {
   static constexpr int WTM = BM / WARPS_M, WTN = BN / WARPS_N;
   static constexpr int MT = WTM / 16, NT = WTN / 8;
   static constexpr int kStageBytes = (BM + BN) * kRow;
-  static constexpr int kSmem = STAGES * kStageBytes;
+  // The pipeline buffers, or the staged epilogue's float tile if that is larger.
+  static constexpr int kEpilogueBytes = BM * (BN + 4) * 4;
+  static constexpr int kSmem = STAGES * kStageBytes > kEpilogueBytes ? STAGES * kStageBytes : kEpilogueBytes;
   static_assert(BK == 64 || BK == 128, "BK");
   static_assert(WTM % 16 == 0 && WTN % 16 == 0, "warp tile: 16-row A fragments, pairs of n8 B fragments");
   static_assert((BM * kChunks) % kThreads == 0, "A chunks per thread");
@@ -97,61 +104,133 @@ __device__ __forceinline__ void mma_s8(int (&d)[4], const uint32_t (&a)[4], uint
 #endif
 }
 
-// Epilogue for two adjacent output channels (c, c + 1) of one pixel; `pair` when both exist and
-// the addresses allow 2-element vectors (K even).
-__device__ __forceinline__ void store_pair(const ConvInt8Params& p, int64_t pix, int c, int acc0, int acc1, bool pair) {
-  const int64_t o = pix * p.k + c;
-  const bool has1 = c + 1 < p.k;
-  float v0 = static_cast<float>(acc0), v1 = static_cast<float>(acc1);
-  if (p.bias_q) {
-    v0 += p.bias_q[c];
-    if (has1) v1 += p.bias_q[c + 1];
-  }
-  v0 *= p.out_scale[c];
-  if (has1) v1 *= p.out_scale[c + 1];
-  v0 = apply_act(static_cast<Act>(p.act), v0, p.alpha);
-  v1 = apply_act(static_cast<Act>(p.act), v1, p.alpha);
-  if (p.residual) {
-    if (p.y_fp32) {
-      const float* r = static_cast<const float*>(p.residual) + o;
-      v0 += r[0];
-      if (has1) v1 += r[1];
-    } else if (pair) {
-      const float2 r = __half22float2(*reinterpret_cast<const __half2*>(static_cast<const __half*>(p.residual) + o));
-      v0 += r.x, v1 += r.y;
-    } else {
-      const __half* r = static_cast<const __half*>(p.residual) + o;
-      v0 += __half2float(r[0]);
-      if (has1) v1 += __half2float(r[1]);
+// Staged epilogue, shared by the kernels: the accumulators are dequantised (+ bias, activation)
+// into a float tile in shared memory [BM][BN + 4] (+4 spreads rows over banks), then store_tile
+// finishes each pixel's channels with coalesced, vectorised residual loads and stores.
+struct EpiloguePair {
+  float s0 = 0.f, s1 = 0.f, b0 = 0.f, b1 = 0.f;
+  // Channels col, col + 1.
+  __device__ __forceinline__ EpiloguePair(const ConvInt8Params& p, int col) {
+    if (col < p.k) {
+      s0 = p.out_scale[col];
+      if (p.bias_q) b0 = p.bias_q[col];
+    }
+    if (col + 1 < p.k) {
+      s1 = p.out_scale[col + 1];
+      if (p.bias_q) b1 = p.bias_q[col + 1];
     }
   }
-  if (p.y) {
-    if (p.y_fp32) {
-      float* y = static_cast<float*>(p.y) + o;
-      if (pair) {
-        *reinterpret_cast<float2*>(y) = make_float2(v0, v1);
-      } else {
-        y[0] = v0;
-        if (has1) y[1] = v1;
-      }
-    } else {
-      __half* y = static_cast<__half*>(p.y) + o;
-      if (pair) {
-        *reinterpret_cast<__half2*>(y) = __floats2half2_rn(v0, v1);
-      } else {
-        y[0] = __float2half_rn(v0);
-        if (has1) y[1] = __float2half_rn(v1);
+  __device__ __forceinline__ float2 operator()(const ConvInt8Params& p, int acc0, int acc1) const {
+    const float x0 = (static_cast<float>(acc0) + b0) * s0;
+    const float x1 = (static_cast<float>(acc1) + b1) * s1;
+    const Act act = static_cast<Act>(p.act);
+    if (p.fast_math) return make_float2(apply_act_fast(act, x0, p.alpha), apply_act_fast(act, x1, p.alpha));
+    return make_float2(apply_act(act, x0, p.alpha), apply_act(act, x1, p.alpha));
+  }
+};
+
+// Rows m0.. and channels n0.. of the tile to y / yq (or through the fused decode); K % 8 == 0 gets
+// 8 channels of one pixel per thread (16/8-byte vectors), odd K one element per thread.
+template <int BM, int BN, int kThreads>
+__device__ __forceinline__ void store_tile(const ConvInt8Params& p, const float* tile, int m0, int n0, int tid) {
+  constexpr int kPitch = BN + 4;
+  static_assert(kThreads % BN == 0, "the decode epilogue: whole rows per pass");
+  if (p.decode) {
+    // The fused YOLO decode: pixel row = (n * OH + h) * OW + w, channel col = a * C + c ->
+    // output [n][a][h][w][c]. Each thread keeps one channel and walks rows, advancing (n, h, w)
+    // instead of dividing per element; neighbouring threads write neighbouring c (coalesced).
+    constexpr int kRowStep = kThreads / BN;
+    const int lc = tid % BN, col = n0 + lc;
+    if (col >= p.k) return;
+    const YoloDecodeParams& d = p.dec;
+    const int a = col / d.C, c = col - a * d.C;
+    int lr = tid / BN, row = m0 + lr;
+    int w = row % p.ow, t = row / p.ow;
+    int h = t % p.oh, img = t / p.oh;
+    for (; lr < BM && row < p.m; lr += kRowStep, row += kRowStep) {
+      const float v = tile[lr * kPitch + lc];
+      const int64_t cell = (static_cast<int64_t>(a) * d.H + h) * d.W + w;
+      const int64_t od = static_cast<int64_t>(img) * d.out_pitch + cell * d.C + c;
+      if (d.out_half)
+        static_cast<__half*>(p.y)[od] = yolo_decode_one<__half>(d, v, c, cell * 2, static_cast<const __half*>(d.grid),
+                                                                static_cast<const __half*>(d.anchor));
+      else
+        static_cast<float*>(p.y)[od] = yolo_decode_one<float>(d, v, c, cell * 2, static_cast<const float*>(d.grid),
+                                                              static_cast<const float*>(d.anchor));
+      for (w += kRowStep; w >= p.ow;) {
+        w -= p.ow;
+        if (++h == p.oh) h = 0, ++img;
       }
     }
+    return;
   }
-  if (p.yq) {
-    const int8_t q0 = quantize_s8(v0, p.yq_scale);
-    if (pair) {
-      const int8_t q1 = quantize_s8(v1, p.yq_scale);
-      *reinterpret_cast<char2*>(p.yq + o) = make_char2(q0, q1);
-    } else {
-      p.yq[o] = q0;
-      if (has1) p.yq[o + 1] = quantize_s8(v1, p.yq_scale);
+  if ((p.k & 7) != 0) {
+    // Odd channel counts (the detect head's 3 * (5 + classes)): one element per thread,
+    // consecutive threads on consecutive channels of a pixel row (coalesced, no vectors).
+    for (int idx = tid; idx < BM * BN; idx += kThreads) {
+      const int lr = idx / BN, lc = idx % BN;
+      const int row = m0 + lr, col = n0 + lc;
+      if (row >= p.m || col >= p.k) continue;
+      float v = tile[lr * kPitch + lc];
+      const int64_t o = static_cast<int64_t>(row) * p.k + col;
+      if (p.residual)
+        v += p.y_fp32 ? static_cast<const float*>(p.residual)[o] : __half2float(static_cast<const __half*>(p.residual)[o]);
+      if (p.y) {
+        const int64_t oy = static_cast<int64_t>(row) * p.y_ld + col;
+        if (p.y_fp32) static_cast<float*>(p.y)[oy] = v;
+        else static_cast<__half*>(p.y)[oy] = __float2half_rn(v);
+      }
+      if (p.yq)
+        p.yq[static_cast<int64_t>(row) * p.yq_ld + col] =
+            p.fast_math ? quantize_s8_fast(v, p.yq_inv_scale) : quantize_s8(v, p.yq_scale);
+    }
+    return;
+  }
+  constexpr int kGroups = BN / 8;
+  for (int idx = tid; idx < BM * kGroups; idx += kThreads) {
+    const int lr = idx / kGroups, lg = idx % kGroups;
+    const int row = m0 + lr, col = n0 + lg * 8;
+    if (row >= p.m || col >= p.k) continue;
+    const float4 lo = *reinterpret_cast<const float4*>(tile + lr * kPitch + lg * 8);
+    const float4 hi = *reinterpret_cast<const float4*>(tile + lr * kPitch + lg * 8 + 4);
+    float v[8] = {lo.x, lo.y, lo.z, lo.w, hi.x, hi.y, hi.z, hi.w};
+    const int64_t o = static_cast<int64_t>(row) * p.k + col;
+    if (p.residual) {
+      if (p.y_fp32) {
+        const float4 r0 = *reinterpret_cast<const float4*>(static_cast<const float*>(p.residual) + o);
+        const float4 r1 = *reinterpret_cast<const float4*>(static_cast<const float*>(p.residual) + o + 4);
+        v[0] += r0.x, v[1] += r0.y, v[2] += r0.z, v[3] += r0.w, v[4] += r1.x, v[5] += r1.y, v[6] += r1.z, v[7] += r1.w;
+      } else {
+        const uint4 rv = *reinterpret_cast<const uint4*>(static_cast<const __half*>(p.residual) + o);
+        const __half2* rh = reinterpret_cast<const __half2*>(&rv);
+#pragma unroll
+        for (int k = 0; k < 4; ++k) {
+          const float2 f = __half22float2(rh[k]);
+          v[2 * k] += f.x, v[2 * k + 1] += f.y;
+        }
+      }
+    }
+    if (p.y) {
+      const int64_t oy = static_cast<int64_t>(row) * p.y_ld + col;
+      if (p.y_fp32) {
+        float* y = static_cast<float*>(p.y) + oy;
+        *reinterpret_cast<float4*>(y) = make_float4(v[0], v[1], v[2], v[3]);
+        *reinterpret_cast<float4*>(y + 4) = make_float4(v[4], v[5], v[6], v[7]);
+      } else {
+        uint4 hv;
+        __half2* hh = reinterpret_cast<__half2*>(&hv);
+#pragma unroll
+        for (int k = 0; k < 4; ++k) hh[k] = __floats2half2_rn(v[2 * k], v[2 * k + 1]);
+        *reinterpret_cast<uint4*>(static_cast<__half*>(p.y) + oy) = hv;
+      }
+    }
+    if (p.yq) {
+      uint2 qv;
+      int8_t* qs = reinterpret_cast<int8_t*>(&qv);
+#pragma unroll
+      for (int k = 0; k < 8; ++k)
+        qs[k] = p.fast_math ? quantize_s8_fast(v[k], p.yq_inv_scale) : quantize_s8(v[k], p.yq_scale);
+      *reinterpret_cast<uint2*>(p.yq + static_cast<int64_t>(row) * p.yq_ld + col) = qv;
     }
   }
 }
@@ -171,7 +250,9 @@ __global__ void __launch_bounds__(C::kThreads) conv_int8_kernel(ConvInt8Params p
   const int row0 = tid / C::kChunks;
 
   // Output pixels of this thread's A rows (fixed across K).
-  int64_t a_base[kAIters];
+  // Per row: element offset of its (ih0, iw0) corner in x (may lie outside the image; only used
+  // with a tap that lands inside) and the corner itself for the bounds checks.
+  int64_t a_off[kAIters];
   int a_ih[kAIters], a_iw[kAIters];
 #pragma unroll
   for (int i = 0; i < kAIters; ++i) {
@@ -179,11 +260,11 @@ __global__ void __launch_bounds__(C::kThreads) conv_int8_kernel(ConvInt8Params p
     if (gm < p.m) {
       const int ow = gm % p.ow, t = gm / p.ow;
       const int oh = t % p.oh, img = t / p.oh;
-      a_base[i] = static_cast<int64_t>(img) * p.h * p.w * p.cp;
       a_ih[i] = oh * p.stride_h - p.pad_h;
       a_iw[i] = ow * p.stride_w - p.pad_w;
+      a_off[i] = (static_cast<int64_t>(img) * p.h * p.w + static_cast<int64_t>(a_ih[i]) * p.w + a_iw[i]) * p.cp;
     } else {
-      a_base[i] = 0;
+      a_off[i] = 0;
       a_ih[i] = -(1 << 28);  // never inside the image
       a_iw[i] = 0;
     }
@@ -199,13 +280,14 @@ __global__ void __launch_bounds__(C::kThreads) conv_int8_kernel(ConvInt8Params p
     uint8_t* bs = as + C::BM * kRow;
     const bool kvalid = ld_k < p.kgemm;
     const int dh = ld_r * p.dil_h, dw = ld_s * p.dil_w;
+    const int tap_off = (dh * p.w + dw) * p.cp + ld_c;  // the same for every row
 #pragma unroll
     for (int i = 0; i < kAIters; ++i) {
       const int row = row0 + i * kRowsPerPass;
       const int ih = a_ih[i] + dh, iw = a_iw[i] + dw;
       const bool v = kvalid && static_cast<unsigned>(ih) < static_cast<unsigned>(p.h) &&
                      static_cast<unsigned>(iw) < static_cast<unsigned>(p.w);
-      const int8_t* src = v ? p.x + a_base[i] + (static_cast<int64_t>(ih) * p.w + iw) * p.cp + ld_c : p.x;
+      const int8_t* src = v ? p.x + (a_off[i] + tap_off) : p.x;
       cp_async16(as + row * kRow + kc * 16, src, v ? 16 : 0);
     }
 #pragma unroll
@@ -280,125 +362,25 @@ __global__ void __launch_bounds__(C::kThreads) conv_int8_kernel(ConvInt8Params p
   }
   cp_async_wait<0>();
   const int g = lane >> 2, t = lane & 3;
-
-  // Staged epilogue (K % 8 == 0, the tile fits in shared memory): dequantise + bias + activation
-  // into a float tile, then each thread finishes 8 consecutive channels of one pixel, so the
-  // residual loads and the half/int8 stores are 16/8-byte vectors along contiguous rows.
-  constexpr int kPitch = C::BN + 4;  // floats; +4 spreads rows over banks
-  if constexpr (C::BM * kPitch * 4 <= C::kSmem) {
-    {
-      __syncthreads();  // every warp is done reading the pipeline buffers
-      float* tile = reinterpret_cast<float*>(smem);
+  __syncthreads();  // every warp is done reading the pipeline buffers
+  float* tile = reinterpret_cast<float*>(smem);
 #pragma unroll
-      for (int nt = 0; nt < C::NT; ++nt) {
-        const int lc = wn * C::WTN + nt * 8 + 2 * t;
-        const int col = n0 + lc;
-        float s0 = 0.f, s1 = 0.f, b0 = 0.f, b1 = 0.f;
-        if (col < p.k) {
-          s0 = p.out_scale[col];
-          if (p.bias_q) b0 = p.bias_q[col];
-        }
-        if (col + 1 < p.k) {
-          s1 = p.out_scale[col + 1];
-          if (p.bias_q) b1 = p.bias_q[col + 1];
-        }
+  for (int nt = 0; nt < C::NT; ++nt) {
+    const int lc = wn * C::WTN + nt * 8 + 2 * t;
+    const EpiloguePair e(p, n0 + lc);
 #pragma unroll
-        for (int mt = 0; mt < C::MT; ++mt)
+    for (int mt = 0; mt < C::MT; ++mt)
 #pragma unroll
-          for (int hf = 0; hf < 2; ++hf) {
-            const int lr = wm * C::WTM + mt * 16 + g + hf * 8;
-            const float v0 = apply_act(static_cast<Act>(p.act), (static_cast<float>(acc[mt][nt][hf * 2]) + b0) * s0, p.alpha);
-            const float v1 = apply_act(static_cast<Act>(p.act), (static_cast<float>(acc[mt][nt][hf * 2 + 1]) + b1) * s1, p.alpha);
-            *reinterpret_cast<float2*>(tile + lr * kPitch + lc) = make_float2(v0, v1);
-          }
+      for (int hf = 0; hf < 2; ++hf) {
+        const int lr = wm * C::WTM + mt * 16 + g + hf * 8;
+        *reinterpret_cast<float2*>(tile + lr * (C::BN + 4) + lc) = e(p, acc[mt][nt][hf * 2], acc[mt][nt][hf * 2 + 1]);
       }
-      __syncthreads();
-      if ((p.k & 7) != 0) {
-        // Odd channel counts (the detect head's 3 * (5 + classes)): one element per thread,
-        // consecutive threads on consecutive channels of a pixel row (coalesced, no vectors).
-        for (int idx = tid; idx < C::BM * C::BN; idx += C::kThreads) {
-          const int lr = idx / C::BN, lc = idx % C::BN;
-          const int row = m0 + lr, col = n0 + lc;
-          if (row >= p.m || col >= p.k) continue;
-          float v = tile[lr * kPitch + lc];
-          const int64_t o = static_cast<int64_t>(row) * p.k + col;
-          if (p.residual)
-            v += p.y_fp32 ? static_cast<const float*>(p.residual)[o] : __half2float(static_cast<const __half*>(p.residual)[o]);
-          if (p.y) {
-            if (p.y_fp32) static_cast<float*>(p.y)[o] = v;
-            else static_cast<__half*>(p.y)[o] = __float2half_rn(v);
-          }
-          if (p.yq) p.yq[o] = quantize_s8(v, p.yq_scale);
-        }
-        return;
-      }
-      constexpr int kGroups = C::BN / 8;
-      for (int idx = tid; idx < C::BM * kGroups; idx += C::kThreads) {
-        const int lr = idx / kGroups, lg = idx % kGroups;
-        const int row = m0 + lr, col = n0 + lg * 8;
-        if (row >= p.m || col >= p.k) continue;
-        const float4 lo = *reinterpret_cast<const float4*>(tile + lr * kPitch + lg * 8);
-        const float4 hi = *reinterpret_cast<const float4*>(tile + lr * kPitch + lg * 8 + 4);
-        float v[8] = {lo.x, lo.y, lo.z, lo.w, hi.x, hi.y, hi.z, hi.w};
-        const int64_t o = static_cast<int64_t>(row) * p.k + col;
-        if (p.residual) {
-          if (p.y_fp32) {
-            const float4 r0 = *reinterpret_cast<const float4*>(static_cast<const float*>(p.residual) + o);
-            const float4 r1 = *reinterpret_cast<const float4*>(static_cast<const float*>(p.residual) + o + 4);
-            v[0] += r0.x, v[1] += r0.y, v[2] += r0.z, v[3] += r0.w, v[4] += r1.x, v[5] += r1.y, v[6] += r1.z, v[7] += r1.w;
-          } else {
-            const uint4 rv = *reinterpret_cast<const uint4*>(static_cast<const __half*>(p.residual) + o);
-            const __half2* rh = reinterpret_cast<const __half2*>(&rv);
-#pragma unroll
-            for (int k = 0; k < 4; ++k) {
-              const float2 f = __half22float2(rh[k]);
-              v[2 * k] += f.x, v[2 * k + 1] += f.y;
-            }
-          }
-        }
-        if (p.y) {
-          if (p.y_fp32) {
-            float* y = static_cast<float*>(p.y) + o;
-            *reinterpret_cast<float4*>(y) = make_float4(v[0], v[1], v[2], v[3]);
-            *reinterpret_cast<float4*>(y + 4) = make_float4(v[4], v[5], v[6], v[7]);
-          } else {
-            uint4 hv;
-            __half2* hh = reinterpret_cast<__half2*>(&hv);
-#pragma unroll
-            for (int k = 0; k < 4; ++k) hh[k] = __floats2half2_rn(v[2 * k], v[2 * k + 1]);
-            *reinterpret_cast<uint4*>(static_cast<__half*>(p.y) + o) = hv;
-          }
-        }
-        if (p.yq) {
-          uint2 qv;
-          int8_t* qs = reinterpret_cast<int8_t*>(&qv);
-#pragma unroll
-          for (int k = 0; k < 8; ++k) qs[k] = quantize_s8(v[k], p.yq_scale);
-          *reinterpret_cast<uint2*>(p.yq + o) = qv;
-        }
-      }
-      return;
-    }
   }
-
-  // Direct epilogue from the accumulators: c0,c1 -> row g, channels 2t, 2t+1; c2,c3 -> row g+8.
-  const bool even_k = (p.k & 1) == 0;
-#pragma unroll
-  for (int mt = 0; mt < C::MT; ++mt) {
-#pragma unroll
-    for (int hf = 0; hf < 2; ++hf) {
-      const int row = m0 + wm * C::WTM + mt * 16 + g + hf * 8;
-      if (row >= p.m) continue;
-#pragma unroll
-      for (int nt = 0; nt < C::NT; ++nt) {
-        const int col = n0 + wn * C::WTN + nt * 8 + 2 * t;
-        if (col >= p.k) continue;
-        store_pair(p, row, col, acc[mt][nt][hf * 2], acc[mt][nt][hf * 2 + 1], even_k);
-      }
-    }
-  }
+  __syncthreads();
+  store_tile<C::BM, C::BN, C::kThreads>(p, tile, m0, n0, tid);
 #endif
 }
+
 
 // The tactics: tile shapes for large and small channel counts.
 struct Tactic {
@@ -421,6 +403,13 @@ const Tactic kTactics[] = {
     tactic<128, 64, 128, 2, 2, 4>("igemm_128x64x128_s4"),  tactic<64, 64, 128, 2, 2, 4>("igemm_64x64x128_s4"),
     tactic<256, 64, 128, 4, 2, 3>("igemm_256x64x128_s3"),  tactic<256, 128, 128, 4, 2, 3>("igemm_256x128x128_s3"),
     tactic<128, 32, 128, 4, 1, 4>("igemm_128x32x128_s4"),
+    // Two stages: for small K (1x1 convs on few channels, the stem) a deep pipeline has nothing to
+    // overlap, and half the shared memory doubles the CTAs per SM.
+    tactic<128, 32, 64, 4, 1, 2>("igemm_128x32x64_s2"),    tactic<64, 32, 64, 2, 1, 2>("igemm_64x32x64_s2"),
+    tactic<128, 64, 64, 2, 2, 2>("igemm_128x64x64_s2"),    tactic<64, 64, 64, 2, 2, 2>("igemm_64x64x64_s2"),
+    tactic<256, 64, 64, 4, 2, 2>("igemm_256x64x64_s2"),
+    // Small outputs (batch 1 at 20x20): more CTAs.
+    tactic<64, 16, 64, 2, 1, 4>("igemm_64x16x64_s4"),
 };
 constexpr int kNumTactics = static_cast<int>(sizeof(kTactics) / sizeof(kTactics[0]));
 
@@ -528,6 +517,10 @@ class ConvInt8Kernel final : public CudaKernel {
     p_.act = static_cast<int>(a.activation);
     p_.alpha = a.activation_alpha;
     p_.y_fp32 = y.dtype == DataType::kFloat32;
+    p_.y_ld = p_.yq_ld = static_cast<int>(K);
+    // With half between layers (--int8 --fp16) nothing downstream can see the fast functions'
+    // few-ulp error; --int8 alone keeps the CPU INT8 backend's exact arithmetic.
+    p_.fast_math = ctx.options->int8_fp16 ? 1 : 0;
     has_residual_ = r != nullptr;
     s2d_ = f;
     macs_ = static_cast<double>(M) * static_cast<double>(K) * static_cast<double>(C * R * S);
@@ -559,9 +552,35 @@ class ConvInt8Kernel final : public CudaKernel {
   // The executor asks this kernel to also write its output requantised with `scale` (the input
   // scale of every INT8 convolution reading it), so no separate quantize pass is needed.
   bool fuse_quantized_output(float scale) override {
-    if (!(scale > 0.f) || p_.k % 16 != 0) return false;
+    if (!(scale > 0.f) || p_.k % 16 != 0 || p_.decode) return false;
     p_.yq_scale = scale;
+    p_.yq_inv_scale = 1.0f / scale;
     fused_quant_ = true;
+    return true;
+  }
+
+  // Concat in place: output 0 (float) or 1 (the requantised int8) written with a pixel pitch of
+  // `pitch` channels. Multiples of 16 keep every vector store aligned.
+  bool set_output_pitch(int index, int64_t pitch) override {
+    if (p_.decode) {  // output 0 is the decode's [N][A][H][W][C]: batch items `pitch` apart
+      if (index != 0 || pitch < p_.dec.per_n) return false;
+      p_.dec.out_pitch = pitch;
+      return true;
+    }
+    if (pitch < p_.k || pitch % 16 != 0 || p_.k % 16 != 0 || pitch > (int64_t{1} << 30)) return false;
+    if (index == 0) p_.y_ld = static_cast<int>(pitch);
+    else if (index == 1 && fused_quant_) p_.yq_ld = static_cast<int>(pitch);
+    else return false;
+    return true;
+  }
+
+  // The detect head: the YOLO decode of this conv's output, written instead of it.
+  bool fuse_yolo_decode(const YoloDecodeParams& d) override {
+    if (fused_quant_ || has_residual_ || d.A * d.C != p_.k || d.H != p_.oh || d.W != p_.ow || !d.grid || !d.anchor ||
+        d.out_pitch < d.per_n || d.per_n != static_cast<int64_t>(d.A) * d.H * d.W * d.C)
+      return false;
+    p_.decode = 1;
+    p_.dec = d;
     return true;
   }
 
@@ -578,7 +597,8 @@ class ConvInt8Kernel final : public CudaKernel {
 
   std::string info() const override {
     std::ostringstream os;
-    os << "int8 " << kTactics[tactic_].name << (s2d_ > 1 ? " s2d" : "") << (fused_quant_ ? " +requant" : "");
+    os << "int8 " << kTactics[tactic_].name << (s2d_ > 1 ? " s2d" : "") << (fused_quant_ ? " +requant" : "")
+       << (p_.decode ? " +decode" : "");
     if (tuned_ms_ > 0) os << " " << tuned_ms_ << "ms " << 2.0 * macs_ / (tuned_ms_ * 1e9) << "TOPS";
     return os.str();
   }

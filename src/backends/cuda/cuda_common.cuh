@@ -40,6 +40,25 @@ __device__ __forceinline__ int8_t quantize_s8(float v, float scale) {
   return static_cast<int8_t>(q != q ? 0.f : q);
 }
 
+// Fast variants for builds that keep half precision between layers (--int8 --fp16): __expf and
+// approximate division/reciprocal err by a few fp32 ulps, far below the half or int8 rounding that
+// follows, and cost a fraction of the exact sequences (the INT8 conv epilogue is issue-bound).
+__device__ __forceinline__ float apply_act_fast(Act a, float x, float alpha) {
+  switch (a) {
+    case Act::kSilu: return __fdividef(x, 1.0f + __expf(-x));
+    case Act::kSigmoid: return __fdividef(1.0f, 1.0f + __expf(-x));
+    case Act::kHardSwish: return x * fminf(fmaxf(x + 3.f, 0.f), 6.f) * (1.0f / 6.0f);
+    default: return apply_act(a, x, alpha);
+  }
+}
+// q = round_half_even(v * inv_scale), saturated; may differ from quantize_s8 by one step when
+// v / scale lies within an ulp of a .5 tie.
+__device__ __forceinline__ int8_t quantize_s8_fast(float v, float inv_scale) {
+  float q = rintf(v * inv_scale);
+  q = fminf(fmaxf(q, -127.f), 127.f);
+  return static_cast<int8_t>(q != q ? 0.f : q);
+}
+
 // Blocks for a grid-stride loop over n elements.
 inline unsigned grid_for(int64_t n, int threads, int max_blocks = 65535 * 8) {
   int64_t b = (n + threads - 1) / threads;

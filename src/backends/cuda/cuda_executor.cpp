@@ -1,5 +1,6 @@
 #include "backends/cuda/cuda_executor.h"
 
+#include "ir/ops/concat.h"
 #include "ir/ops/conv2d.h"
 
 #include <algorithm>
@@ -56,6 +57,7 @@ Result<std::vector<uint8_t>> constant_bytes(const Tensor& t, DataType dtype) {
 
 // Build-time state.
 struct CudaExecutor::Impl {
+  explicit Impl(CudaExecutor& e) : ex(e) {}
   CudaExecutor& ex;
   std::unordered_map<std::string, int> ids;
   std::map<std::tuple<int, DataType, Layout>, int> converted;  // (value, dtype, layout) -> value
@@ -192,10 +194,10 @@ struct CudaExecutor::Impl {
   }
 
   // --int8 --fp16: times one INT8-eligible conv both ways, on scratch, and keeps the faster (the
-  // choice is a tactic: stored by problem, reused by engine files). INT8 pays for quantising its
-  // input unless the producer is an INT8 conv that can requantise in its epilogue; FP16 pays for
-  // its separate bias/activation/residual pass. Both kernels are discarded: add_node prepares the
-  // chosen one again from the cached tactic.
+  // choice is a tactic: stored by problem, reused by engine files). Each side is timed as its step
+  // runs: INT8 with its fused epilogue plus the quantize pass it needs unless the producer is an
+  // INT8 conv that requantises in its epilogue; FP16 with its separate bias/activation/residual
+  // pass. Both kernels are discarded: add_node prepares the chosen one again from the cached tactic.
   Status choose_conv_precision(const Node& node) {
     const ValueDesc& xd = ex.graph_.values.at(node.inputs[0]);
     const ValueDesc& wd = ex.graph_.values.at(node.inputs[1]);
@@ -229,25 +231,28 @@ struct CudaExecutor::Impl {
     TensorInfo r8{y8_dtype, y, Layout::kNHWC, nullptr, {}};
     const TensorInfo* in8[] = {&xq, &w, has_b ? &b : nullptr, &r8};
     TensorInfo out8[] = {TensorInfo{y8_dtype, y, Layout::kNHWC, nullptr, {}}};
+    // Each candidate as the step would run: INT8 with its fused epilogue, FP16 with its separate
+    // bias/activation/residual pass.
+    const size_t n_in = a.has_residual ? 4 : 3;
     float t8 = -1.f, t16 = -1.f;
     {
       QYOLO_ASSIGN_OR_RETURN(auto k, cuda::make_cuda_conv2d_int8(node));
-      const size_t n_in = a.has_residual ? 4 : 3;
-      if (k->prepare(pctx, node, std::span<const TensorInfo* const>(in8, n_in), out8).is_ok()) t8 = k->tuned_ms();
+      if (k->prepare(pctx, node, std::span<const TensorInfo* const>(in8, n_in), out8).is_ok()) {
+        QYOLO_ASSIGN_OR_RETURN(t8, time_kernel(*k, {in8, in8 + n_in}, {out8[0]}));
+      }
     }
-    // FP16 candidate.
     TensorInfo x16{DataType::kFloat16, xd.shape, Layout::kNHWC, nullptr, {}};
     TensorInfo r16{DataType::kFloat16, y, Layout::kNHWC, nullptr, {}};
     const TensorInfo* in16[] = {&x16, &w, has_b ? &b : nullptr, &r16};
     TensorInfo out16[] = {TensorInfo{DataType::kFloat16, y, Layout::kNHWC, nullptr, {}}};
     {
       QYOLO_ASSIGN_OR_RETURN(auto k, cuda::make_cuda_conv2d(node));
-      const size_t n_in = a.has_residual ? 4 : 3;
-      if (k->prepare(pctx, node, std::span<const TensorInfo* const>(in16, n_in), out16).is_ok()) t16 = k->tuned_ms();
+      if (k->prepare(pctx, node, std::span<const TensorInfo* const>(in16, n_in), out16).is_ok()) {
+        QYOLO_ASSIGN_OR_RETURN(t16, time_kernel(*k, {in16, in16 + n_in}, {out16[0]}));
+      }
     }
     if (t8 <= 0.f || t16 <= 0.f) return Status::ok();  // one side not measurable: INT8 as asked
-    // Memory passes the kernels' times leave out: INT8's quantize pass (timed, unless the producer
-    // requantises in its epilogue) and FP16's epilogue pass (estimated below).
+    // INT8 also pays for quantising its input, unless the producer requantises in its epilogue.
     bool fused_quant = false;
     if (auto it = ids.find(node.inputs[0]); it != ids.end() && s2d == 1) {
       for (const auto& st : ex.steps_)
@@ -255,10 +260,9 @@ struct CudaExecutor::Impl {
           if (o == it->second && st.int8 && xd.shape[1] % 16 == 0)
             fused_quant = true;
     }
-    const double y_elems = static_cast<double>(shape_numel(y));
-    double quant_ms = 0.0;
+    float quant_ms = 0.f;
     if (!fused_quant) {
-      // Time the quantize pass this conv would need, from the input as it is stored now.
+      // The quantize pass this conv would need, from the input as it is stored now.
       TensorInfo src{DataType::kFloat16, xd.shape, Layout::kNHWC, nullptr, {}};
       if (auto it = ids.find(node.inputs[0]); it != ids.end()) {
         const TensorInfo& cur = ex.values_[static_cast<size_t>(it->second)].info;
@@ -271,32 +275,53 @@ struct CudaExecutor::Impl {
       const TensorInfo* qin[] = {&src};
       TensorInfo qout[] = {xq};
       if (qk->prepare(pctx, dummy, qin, qout).is_ok()) {
-        QYOLO_ASSIGN_OR_RETURN(auto ib, cuda::DeviceBuffer::allocate(src.nbytes()));
-        QYOLO_ASSIGN_OR_RETURN(auto ob, cuda::DeviceBuffer::allocate(xq.nbytes()));
-        QYOLO_CUDA_CHECK(cudaMemsetAsync(ib.get(), 0, src.nbytes(), pctx.stream));
-        QYOLO_ASSIGN_OR_RETURN(auto e0, cuda::make_event());
-        QYOLO_ASSIGN_OR_RETURN(auto e1, cuda::make_event());
-        const void* ins[] = {ib.get()};
-        void* outs[] = {ob.get()};
-        cuda::LaunchContext lc{pctx.stream, pctx.cudnn, nullptr, 0};
-        QYOLO_RETURN_IF_ERROR(qk->enqueue(lc, ins, outs));
-        QYOLO_CUDA_CHECK(cudaEventRecord(e0.get(), pctx.stream));
-        for (int i = 0; i < 5; ++i) QYOLO_RETURN_IF_ERROR(qk->enqueue(lc, ins, outs));
-        QYOLO_CUDA_CHECK(cudaEventRecord(e1.get(), pctx.stream));
-        QYOLO_CUDA_CHECK(cudaEventSynchronize(e1.get()));
-        float ms = 0.f;
-        QYOLO_CUDA_CHECK(cudaEventElapsedTime(&ms, e0.get(), e1.get()));
-        quant_ms = ms / 5.0;
+        QYOLO_ASSIGN_OR_RETURN(quant_ms, time_kernel(*qk, {&src}, {xq}));
       }
     }
-    // The FP16 epilogue pass: read + write the output (and the residual), at ~2 TB/s (bytes / 2e9 = ms).
-    const double epi_ms = (has_b || a.activation != FusedActivation::kNone || a.has_residual)
-                              ? y_elems * (4.0 + (a.has_residual ? 2.0 : 0.0)) / 2e9
-                              : 0.0;
-    const bool int8_wins = t8 + quant_ms <= t16 + epi_ms;
+    const bool int8_wins = t8 + quant_ms <= t16;
     cache[key.str()] = {int8_wins ? 1 : 0};
     if (!int8_wins) fp16_instead.insert(&node);
     return Status::ok();
+  }
+
+  // Mean time of one enqueue of a prepared kernel on zeroed scratch tensors (constant and omitted
+  // inputs are passed as null, as the executor does), with its own workspace.
+  Result<float> time_kernel(cuda::CudaKernel& k, const std::vector<const TensorInfo*>& ins,
+                            const std::vector<TensorInfo>& outs) {
+    std::vector<cuda::DeviceBuffer> bufs;
+    std::vector<const void*> in_ptrs;
+    std::vector<void*> out_ptrs;
+    auto scratch = [&](size_t bytes) -> Result<void*> {
+      QYOLO_ASSIGN_OR_RETURN(auto b, cuda::DeviceBuffer::allocate(std::max<size_t>(bytes, 1)));
+      QYOLO_CUDA_CHECK(cudaMemsetAsync(b.get(), 0, std::max<size_t>(bytes, 1), pctx.stream));
+      bufs.push_back(std::move(b));
+      return bufs.back().get();
+    };
+    for (const TensorInfo* t : ins) {
+      if (t == nullptr || t->constant != nullptr) {
+        in_ptrs.push_back(nullptr);
+        continue;
+      }
+      QYOLO_ASSIGN_OR_RETURN(void* p, scratch(t->nbytes()));
+      in_ptrs.push_back(p);
+    }
+    for (const TensorInfo& t : outs) {
+      QYOLO_ASSIGN_OR_RETURN(void* p, scratch(t.nbytes()));
+      out_ptrs.push_back(p);
+    }
+    QYOLO_ASSIGN_OR_RETURN(void* ws, scratch(k.workspace_bytes()));
+    cuda::LaunchContext lc{pctx.stream, pctx.cudnn, ws, k.workspace_bytes()};
+    QYOLO_ASSIGN_OR_RETURN(auto e0, cuda::make_event());
+    QYOLO_ASSIGN_OR_RETURN(auto e1, cuda::make_event());
+    QYOLO_RETURN_IF_ERROR(k.enqueue(lc, in_ptrs, out_ptrs));  // warm-up
+    constexpr int kIters = 5;
+    QYOLO_CUDA_CHECK(cudaEventRecord(e0.get(), pctx.stream));
+    for (int i = 0; i < kIters; ++i) QYOLO_RETURN_IF_ERROR(k.enqueue(lc, in_ptrs, out_ptrs));
+    QYOLO_CUDA_CHECK(cudaEventRecord(e1.get(), pctx.stream));
+    QYOLO_CUDA_CHECK(cudaEventSynchronize(e1.get()));
+    float ms = 0.f;
+    QYOLO_CUDA_CHECK(cudaEventElapsedTime(&ms, e0.get(), e1.get()));
+    return ms / kIters;
   }
 
   // INT8 convs whose output is read by quantize steps write the int8 copy themselves.
@@ -320,11 +345,19 @@ struct CudaExecutor::Impl {
       prod.label += " +quantize";
       drop[s] = true;
     }
+    drop_steps(drop);
+  }
+
+  void drop_steps(const std::vector<bool>& drop) {
     std::vector<Step> kept;
     for (size_t s = 0; s < ex.steps_.size(); ++s)
       if (!drop[s]) kept.push_back(std::move(ex.steps_[s]));
     ex.steps_ = std::move(kept);
-    // Float outputs nobody reads any more are not written (their producer gets nullptr).
+  }
+
+  // Float conv outputs nobody reads any more (requantised or placed into a concat instead) are not
+  // written (their producer gets nullptr).
+  void drop_unread_outputs() {
     std::vector<int> readers(ex.values_.size(), 0);
     for (const auto& st : ex.steps_)
       for (int v : st.inputs)
@@ -336,6 +369,177 @@ struct CudaExecutor::Impl {
       Value& f = ex.values_[static_cast<size_t>(st.outputs[0])];
       if (f.storage == Storage::kArena && readers[static_cast<size_t>(st.outputs[0])] == 0) f.storage = Storage::kNone;
     }
+  }
+
+  // The non-alias steps reading each value, directly or through reshape views of it.
+  std::vector<std::vector<int>> step_readers() const {
+    std::vector<std::vector<int>> r(ex.values_.size());
+    for (size_t s = 0; s < ex.steps_.size(); ++s) {
+      if (ex.steps_[s].alias) continue;
+      for (int v : ex.steps_[s].inputs)
+        for (int u = v; u >= 0;) {
+          r[static_cast<size_t>(u)].push_back(static_cast<int>(s));
+          const Value& val = ex.values_[static_cast<size_t>(u)];
+          u = val.storage == Storage::kAlias ? val.alias_of : -1;
+        }
+    }
+    return r;
+  }
+
+  // Turns `v` into a slice of `base`, `offset` bytes in (the producer already writes it pitched).
+  void make_slice(int v, int base, size_t offset) {
+    Value& val = ex.values_[static_cast<size_t>(v)];
+    val.storage = Storage::kAlias;
+    val.alias_of = base;
+    val.view_offset = offset;
+    ex.slices_.push_back(v);
+  }
+
+  // The detect head: an INT8 head conv whose output only the YOLO decode reads applies the decode
+  // in its epilogue and writes the decode's output (one pass instead of a write + read of the raw
+  // head tensor, and one launch less).
+  void fuse_yolo_decodes() {
+    std::vector<int> producer(ex.values_.size(), -1);
+    for (size_t s = 0; s < ex.steps_.size(); ++s)
+      for (int v : ex.steps_[s].outputs) producer[static_cast<size_t>(v)] = static_cast<int>(s);
+    const auto readers = step_readers();
+    std::vector<bool> drop(ex.steps_.size(), false);
+    for (size_t di = 0; di < ex.steps_.size(); ++di) {
+      Step& dec = ex.steps_[di];
+      auto params = dec.kernel->yolo_decode_params();
+      if (!params || dec.inputs.size() != 3 || dec.outputs.size() != 1) continue;
+      const int x = dec.inputs[0];
+      const int ps = x >= 0 ? producer[static_cast<size_t>(x)] : -1;
+      if (ps < 0 || !ex.steps_[static_cast<size_t>(ps)].int8 || ex.steps_[static_cast<size_t>(ps)].outputs.size() != 1 ||
+          ex.values_[static_cast<size_t>(x)].storage != Storage::kArena || readers[static_cast<size_t>(x)].size() != 1)
+        continue;
+      const Value& grid = ex.values_[static_cast<size_t>(dec.inputs[1])];
+      const Value& anchor = ex.values_[static_cast<size_t>(dec.inputs[2])];
+      if (grid.storage != Storage::kConstant || anchor.storage != Storage::kConstant) continue;
+      params->grid = ex.constants_[static_cast<size_t>(grid.constant)].get();
+      params->anchor = ex.constants_[static_cast<size_t>(anchor.constant)].get();
+      Step& conv = ex.steps_[static_cast<size_t>(ps)];
+      if (!conv.kernel->fuse_yolo_decode(*params)) continue;
+      conv.outputs = dec.outputs;
+      conv.label += " +decode";
+      ex.values_[static_cast<size_t>(x)].storage = Storage::kNone;
+      drop[di] = true;
+    }
+    drop_steps(drop);
+  }
+
+  // Concat in place (TensorRT's concat elision). Two patterns:
+  //  (a) INT8: a channel Concat read only by a quantize step (the next INT8 conv's input), whose
+  //      inputs all come from INT8 convs and are read by nothing else. Quantising a concat is
+  //      quantising each part with the same scale, so each producer requantises its output into
+  //      its channel slice of the int8 buffer: the concat and quantize passes go, bit for bit.
+  //  (b) a Concat whose inputs are all outputs (or reshape views of outputs) that only it reads,
+  //      of kernels that can write with a row pitch (the YOLO decode into the detect output).
+  Status place_concats() {
+    if (!ex.options_.concat_in_place) return Status::ok();
+    std::vector<int> producer(ex.values_.size(), -1);
+    for (size_t s = 0; s < ex.steps_.size(); ++s)
+      for (int v : ex.steps_[s].outputs) producer[static_cast<size_t>(v)] = static_cast<int>(s);
+    const auto readers = step_readers();
+    auto only_reader = [&](int v, int step) {
+      const auto& r = readers[static_cast<size_t>(v)];
+      return r.size() == 1 && r[0] == step;
+    };
+    std::vector<bool> drop(ex.steps_.size(), false);
+    for (size_t ci = 0; ci < ex.steps_.size(); ++ci) {
+      Step& cat = ex.steps_[ci];
+      if (!cat.node || cat.node->op_type != "Concat" || cat.outputs.size() != 1) continue;
+      const int vc = cat.outputs[0];
+      const TensorInfo ci_info = ex.values_[static_cast<size_t>(vc)].info;  // copy: add_value may reallocate
+      std::vector<Shape> shapes;
+      bool distinct_inputs = true;
+      std::set<int> seen;
+      for (int v : cat.inputs) {
+        if (v < 0) { distinct_inputs = false; break; }
+        distinct_inputs = distinct_inputs && seen.insert(v).second;
+        shapes.push_back(ex.values_[static_cast<size_t>(v)].info.shape);
+      }
+      if (!distinct_inputs) continue;
+      auto attrs = ConcatAttrs::parse(*cat.node, shapes);
+      if (!attrs.is_ok()) continue;
+      const int64_t axis = attrs->axis;
+
+      // (a) INT8 channel concat feeding one quantize step.
+      const auto& rd = readers[static_cast<size_t>(vc)];
+      if (ci_info.layout == Layout::kNHWC && axis == 1 && ex.values_[static_cast<size_t>(vc)].storage == Storage::kArena &&
+          rd.size() == 1 && ex.steps_[static_cast<size_t>(rd[0])].quantize_scale > 0.f) {
+        const Step& q = ex.steps_[static_cast<size_t>(rd[0])];
+        const int vq = q.outputs[0];
+        const TensorInfo qi = ex.values_[static_cast<size_t>(vq)].info;
+        bool ok = qi.s2d == 1 && qi.shape == ci_info.shape;
+        for (int v : cat.inputs) {
+          const int ps = producer[static_cast<size_t>(v)];
+          ok = ok && ps >= 0 && ex.steps_[static_cast<size_t>(ps)].int8 &&
+               ex.steps_[static_cast<size_t>(ps)].outputs.size() == 1 &&
+               ex.values_[static_cast<size_t>(v)].storage == Storage::kArena && only_reader(v, static_cast<int>(ci)) &&
+               ex.values_[static_cast<size_t>(v)].info.shape[1] % 16 == 0;
+        }
+        if (ok) {
+          int64_t coff = 0;
+          for (int v : cat.inputs) {
+            Step& prod = ex.steps_[static_cast<size_t>(producer[static_cast<size_t>(v)])];
+            TensorInfo si = ex.values_[static_cast<size_t>(v)].info;
+            si.dtype = DataType::kInt8;
+            if (!prod.kernel->fuse_quantized_output(q.quantize_scale) || !prod.kernel->set_output_pitch(1, qi.shape[1]))
+              return internal_error(prod.label + ": cannot requantise into the concat '" + cat.label + "'");
+            const int slice = add_value(ex.values_[static_cast<size_t>(v)].name + "#int8_in_concat", si, Storage::kArena);
+            make_slice(slice, vq, static_cast<size_t>(coff));
+            prod.outputs.push_back(slice);
+            prod.label += " +quantize into concat";
+            coff += si.shape[1];
+          }
+          drop[ci] = true;
+          drop[static_cast<size_t>(rd[0])] = true;
+          continue;
+        }
+      }
+
+      // (b) producers that write with a row pitch, into a plain concat output whose rows are its dim 0.
+      const Value& out = ex.values_[static_cast<size_t>(vc)];
+      if (out.info.layout != Layout::kPlain || !(out.storage == Storage::kArena || out.storage == Storage::kOutput)) continue;
+      int64_t outer = 1, pitch = 1;
+      for (int64_t d = 0; d < axis; ++d) outer *= out.info.shape[static_cast<size_t>(d)];
+      for (size_t d = static_cast<size_t>(axis); d < out.info.shape.size(); ++d) pitch *= out.info.shape[d];
+      if (out.info.shape.empty() || outer != out.info.shape[0]) continue;
+      std::vector<int> roots;
+      bool ok = true;
+      for (int v : cat.inputs) {
+        int u = v;
+        while (ok && ex.values_[static_cast<size_t>(u)].storage == Storage::kAlias) {
+          ok = ex.values_[static_cast<size_t>(u)].info.layout == Layout::kPlain;
+          u = ex.values_[static_cast<size_t>(u)].alias_of;
+        }
+        const Value& root = ex.values_[static_cast<size_t>(u)];
+        const int ps = producer[static_cast<size_t>(u)];
+        ok = ok && root.storage == Storage::kArena && root.info.layout == Layout::kPlain &&
+             root.info.dtype == out.info.dtype && ps >= 0 && ex.steps_[static_cast<size_t>(ps)].outputs.size() == 1 &&
+             only_reader(u, static_cast<int>(ci)) && !root.info.shape.empty() && root.info.shape[0] == outer;
+        roots.push_back(u);
+      }
+      if (!ok) continue;
+      // Every producer must accept the pitch before anything changes.
+      for (int u : roots) ok = ok && ex.steps_[static_cast<size_t>(producer[static_cast<size_t>(u)])].kernel->set_output_pitch(0, pitch);
+      if (!ok) {
+        for (int u : roots)  // restore the ones that accepted
+          ex.steps_[static_cast<size_t>(producer[static_cast<size_t>(u)])].kernel->set_output_pitch(
+              0, ex.values_[static_cast<size_t>(u)].info.numel() / outer);
+        continue;
+      }
+      size_t off = 0;
+      for (int u : roots) {
+        make_slice(u, vc, off);
+        ex.steps_[static_cast<size_t>(producer[static_cast<size_t>(u)])].label += " (into concat)";
+        off += ex.values_[static_cast<size_t>(u)].info.nbytes() / static_cast<size_t>(outer);
+      }
+      drop[ci] = true;
+    }
+    drop_steps(drop);
+    return Status::ok();
   }
 
   void compute_reaches_conv() {
@@ -622,7 +826,7 @@ Result<std::unique_ptr<CudaExecutor>> CudaExecutor::build(SpecializedGraph graph
   QYOLO_ASSIGN_OR_RETURN(ex->stream_, cuda::make_stream());
   QYOLO_CUDA_CHECK(cudnnSetStream(ex->cudnn_.get(), ex->stream_.get()));
 
-  Impl im{*ex, {}, {}, {}, {}, {}};
+  Impl im(*ex);
   cuda::DeviceBuffer tuning;
   std::map<std::string, std::vector<int64_t>> tune_cache = options.tactics;
   std::map<std::string, std::shared_ptr<void>> object_cache;
@@ -686,6 +890,9 @@ Result<std::unique_ptr<CudaExecutor>> CudaExecutor::build(SpecializedGraph graph
   object_cache.clear();
   ex->tactics_ = std::move(tune_cache);
   im.fuse_requantization();
+  if (options.fuse_head_decode) im.fuse_yolo_decodes();
+  QYOLO_RETURN_IF_ERROR(im.place_concats());
+  im.drop_unread_outputs();
 
   im.plan_memory();
   QYOLO_ASSIGN_OR_RETURN(ex->arena_, cuda::DeviceBuffer::allocate(im.arena_size));
@@ -726,6 +933,10 @@ Status CudaExecutor::enqueue(const std::vector<const void*>& device_inputs, cons
     if (device_outputs[k] == nullptr && outputs_[k].nbytes() > 0)
       return invalid_argument("enqueue: output '" + outputs_[k].name + "' is a null pointer");
     ptrs_[static_cast<size_t>(output_values_[k])] = device_outputs[k];
+  }
+  for (int v : slices_) {
+    const Value& val = values_[static_cast<size_t>(v)];
+    ptrs_[static_cast<size_t>(v)] = static_cast<char*>(ptrs_[static_cast<size_t>(val.alias_of)]) + val.view_offset;
   }
   QYOLO_CUDA_CHECK(cudnnSetStream(cudnn_.get(), stream));
   cuda::LaunchContext lc{stream, cudnn_.get(), workspace_.get(), workspace_.size()};

@@ -82,6 +82,7 @@ class CudaExecutor {
     int binding = -1;     // input/output index
     int alias_of = -1;    // value id
     int constant = -1;    // index into constants_
+    size_t view_offset = 0;  // kAlias slices (concat in place): bytes into alias_of's storage
   };
   struct Step {
     const Node* node = nullptr;  // nullptr for executor-inserted conversions
@@ -103,6 +104,9 @@ class CudaExecutor {
   std::vector<Step> steps_;
   std::vector<CudaBinding> inputs_, outputs_;
   std::vector<int> input_values_, output_values_;
+  // Concat in place: values that are slices of another value's storage (resolved per enqueue,
+  // after the bindings, since the base may be an output binding).
+  std::vector<int> slices_;
   std::vector<cuda::DeviceBuffer> constants_;
   cuda::DeviceBuffer arena_, workspace_;
   size_t weight_bytes_ = 0;

@@ -56,6 +56,11 @@ struct CudaBuildOptions {
   bool int8_fp16_choose = true;
   // INT8 convolutions: force one implicit-GEMM tactic (tests, debugging); -1 times them all.
   int int8_tactic = -1;
+  // Concat in place: producers that can write into their slice of a concat's buffer do so, and
+  // the concat (and, on the INT8 path, its quantize pass) disappears. Off: tests compare.
+  bool concat_in_place = true;
+  // INT8 detect-head convs apply the YOLO decode in their epilogue (no separate decode pass).
+  bool fuse_head_decode = true;
 };
 
 namespace cuda {
@@ -115,6 +120,19 @@ struct LaunchContext {
   size_t workspace_bytes = 0;
 };
 
+// One detect level's box decode (QyoloYoloDecode, yolo_decode.cu), as the head conv fuses it:
+// output [N][A][H][W][C], batch items out_pitch elements apart; GRID/ANCHOR_GRID [A][H][W][2] on
+// the device in the output's type.
+struct YoloDecodeParams {
+  int A = 0, C = 0, H = 0, W = 0;
+  float stride = 0.f, c1 = 0.f, c2 = 0.f, c3 = 0.f;
+  int square = 0;  // c3 == 2: pow as a product
+  int64_t per_n = 0, out_pitch = 0;
+  int out_half = 0;
+  const void* grid = nullptr;
+  const void* anchor = nullptr;
+};
+
 class CudaKernel {
  public:
   virtual ~CudaKernel() = default;
@@ -129,6 +147,22 @@ class CudaKernel {
   // same NHWC shape). Returns false when this kernel cannot.
   virtual bool fuse_quantized_output(float scale) {
     (void)scale;
+    return false;
+  }
+  // Concat in place: output `index` becomes a slice of a larger buffer (the executor offsets the
+  // pointer) whose rows are `pitch` elements apart. A row is one pixel's channels for NHWC outputs
+  // and one batch item for plain ones. Returns false when this kernel cannot.
+  virtual bool set_output_pitch(int index, int64_t pitch) {
+    (void)index;
+    (void)pitch;
+    return false;
+  }
+  // The YOLO decode kernel: its parameters (grid/anchor pointers left null), for fusion.
+  virtual std::optional<YoloDecodeParams> yolo_decode_params() const { return std::nullopt; }
+  // Head convs: apply the decode in the epilogue and write its output instead of the conv's.
+  // Returns false when this kernel cannot.
+  virtual bool fuse_yolo_decode(const YoloDecodeParams& d) {
+    (void)d;
     return false;
   }
   // Time of one launch measured while choosing the algorithm at build; 0 when not measured

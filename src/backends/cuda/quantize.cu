@@ -21,30 +21,38 @@ struct QuantizeParams {
   float scale;
 };
 
-// One thread per (pixel, 4 output channels); any input strides.
-template <typename T>
+// One thread per (pixel, 16 output channels), any input strides, one 16-byte store. Index is
+// uint32_t when the output is below 2^31 bytes (always, in practice): 64-bit divisions are slow.
+template <typename T, typename Index>
 __global__ void quantize_strided_kernel(QuantizeParams p, const T* __restrict__ x, int8_t* __restrict__ y) {
-  const int groups = p.cp / 4;
-  const int64_t n_items = p.pixels * groups;
-  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n_items;
-       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    const int g = static_cast<int>(i % groups);
-    const int64_t pix = i / groups;
-    const int wx = static_cast<int>(pix % p.ow);
-    const int64_t t = pix / p.ow;
-    const int hy = static_cast<int>(t % p.oh);
-    const int64_t n = t / p.oh;
-    char4 q;
-    int8_t* qs = reinterpret_cast<int8_t*>(&q);
+  const Index chunks = static_cast<Index>(p.cp / 16);
+  const Index n_items = static_cast<Index>(p.pixels) * chunks;
+  const Index ow = static_cast<Index>(p.ow), oh = static_cast<Index>(p.oh);
+  for (Index i = static_cast<Index>(blockIdx.x) * blockDim.x + threadIdx.x; i < n_items;
+       i += static_cast<Index>(gridDim.x) * blockDim.x) {
+    const int chunk = static_cast<int>(i % chunks);
+    const Index pix = i / chunks;
+    const int wx = static_cast<int>(pix % ow);
+    const Index t = pix / ow;
+    const int hy = static_cast<int>(t % oh);
+    const int64_t n = static_cast<int64_t>(t / oh);
+    const T* xn = x + n * p.sn;
+    uint4 out;
+    int8_t* q = reinterpret_cast<int8_t*>(&out);
+    int sub = (chunk * 16) / p.c, c = (chunk * 16) % p.c;  // sub-pixel (dy * s2d + dx), input channel
 #pragma unroll
-    for (int k = 0; k < 4; ++k) {
-      const int oc = g * 4 + k;
-      const int sub = oc / p.c, c = oc % p.c;  // sub-pixel (dy * s2d + dx), input channel
-      const int64_t src = n * p.sn + static_cast<int64_t>(c) * p.sc +
-                          static_cast<int64_t>(hy * p.s2d + sub / p.s2d) * p.sh + static_cast<int64_t>(wx * p.s2d + sub % p.s2d) * p.sw;
-      qs[k] = sub < p.s2d * p.s2d ? quantize_s8(to_f(x[src]), p.scale) : int8_t{0};
+    for (int k = 0; k < 16; ++k) {
+      int8_t v = 0;
+      if (sub < p.s2d * p.s2d) {
+        const int dy = sub / p.s2d, dx = sub - dy * p.s2d;
+        v = quantize_s8(to_f(xn[static_cast<int64_t>(c) * p.sc + static_cast<int64_t>(hy * p.s2d + dy) * p.sh +
+                                static_cast<int64_t>(wx * p.s2d + dx) * p.sw]),
+                        p.scale);
+      }
+      q[k] = v;
+      if (++c == p.c) c = 0, ++sub;
     }
-    reinterpret_cast<char4*>(y)[i] = q;
+    reinterpret_cast<uint4*>(y)[i] = out;
   }
 }
 
@@ -108,14 +116,22 @@ class QuantizeKernel final : public CudaKernel {
       quantize_nhwc_half8_kernel<<<grid_for(n_vec, kThreads), kThreads, 0, ctx.stream>>>(
           n_vec, p_.scale, static_cast<const uint4*>(in[0]), reinterpret_cast<uint2*>(y));
     } else if (half_) {
-      quantize_strided_kernel<__half><<<grid_for(p_.pixels * p_.cp / 4, kThreads), kThreads, 0, ctx.stream>>>(
-          p_, static_cast<const __half*>(in[0]), y);
+      launch_strided<__half>(ctx, in[0], y);
     } else {
-      quantize_strided_kernel<float><<<grid_for(p_.pixels * p_.cp / 4, kThreads), kThreads, 0, ctx.stream>>>(
-          p_, static_cast<const float*>(in[0]), y);
+      launch_strided<float>(ctx, in[0], y);
     }
     QYOLO_CUDA_CHECK_LAUNCH("quantize kernel");
     return Status::ok();
+  }
+
+  template <typename T>
+  void launch_strided(const LaunchContext& ctx, const void* x, int8_t* y) const {
+    constexpr int kThreads = 256;
+    const int64_t items = p_.pixels * (p_.cp / 16);
+    if (p_.pixels * p_.cp < (int64_t{1} << 31))
+      quantize_strided_kernel<T, uint32_t><<<grid_for(items, kThreads), kThreads, 0, ctx.stream>>>(p_, static_cast<const T*>(x), y);
+    else
+      quantize_strided_kernel<T, uint64_t><<<grid_for(items, kThreads), kThreads, 0, ctx.stream>>>(p_, static_cast<const T*>(x), y);
   }
 
   std::string info() const override {

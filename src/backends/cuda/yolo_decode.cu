@@ -5,8 +5,7 @@
 // plain fp32) through its strides; GRID/ANCHOR_GRID are uploaded by the executor in the output's
 // type; the output is plain (fp32, or fp16 when the build keeps no fp32 tail).
 // Arithmetic rounds like the unfused graph (one rounding per ONNX op: no FMA contraction).
-#include "backends/cuda/cuda_common.cuh"
-#include "backends/cuda/cuda_kernel.h"
+#include "backends/cuda/yolo_decode.cuh"
 #include "ir/ops/yolo_decode.h"
 
 namespace qyolo::cuda {
@@ -15,28 +14,9 @@ namespace {
 
 struct DecodeParams {
   int64_t total;                 // N*A*H*W*C
-  int A, C, H, W;
   int64_t sn, sc, sh, sw;        // X element strides (logical N, A*C, H, W)
-  float stride, c1, c2, c3;
-  int square;                    // c3 == 2: pow as a product
+  YoloDecodeParams d;
 };
-
-template <typename TO, typename TG>
-__device__ __forceinline__ TO decode_one(const DecodeParams& p, float v, int c, int64_t g_idx,
-                                         const TG* __restrict__ grid, const TG* __restrict__ anchor) {
-  const float s = 1.0f / (1.0f + expf(-v));
-  float y;
-  if (c < 2) {
-    y = __fmul_rn(__fadd_rn(__fmul_rn(s, p.c1), to_f(grid[g_idx + c])), p.stride);
-  } else if (c < 4) {
-    const float b = __fmul_rn(s, p.c2);
-    const float pw = p.square ? __fmul_rn(b, b) : powf(b, p.c3);
-    y = __fmul_rn(pw, to_f(anchor[g_idx + c - 2]));
-  } else {
-    y = s;
-  }
-  return from_f<TO>(y);
-}
 
 // One thread per output element (output order): coalesced writes; reads coalesce when X's
 // channels are innermost (NHWC), which is how the fp16 head conv writes it.
@@ -46,7 +26,8 @@ template <typename TX, typename TO, typename Index>
 __global__ void yolo_decode_flat(DecodeParams p, const TX* __restrict__ x, const TO* __restrict__ grid,
                                  const TO* __restrict__ anchor, TO* __restrict__ y) {
   const Index total = static_cast<Index>(p.total);
-  const Index C = p.C, W = p.W, H = p.H, A = p.A;
+  const YoloDecodeParams& d = p.d;
+  const Index C = d.C, W = d.W, H = d.H, A = d.A;
   for (Index i = static_cast<Index>(blockIdx.x) * blockDim.x + threadIdx.x; i < total;
        i += static_cast<Index>(gridDim.x) * blockDim.x) {
     Index r = i;
@@ -55,9 +36,9 @@ __global__ void yolo_decode_flat(DecodeParams p, const TX* __restrict__ x, const
     const int h = static_cast<int>(r % H); r /= H;
     const int a = static_cast<int>(r % A);
     const int64_t n = static_cast<int64_t>(r / A);
-    const float v = to_f(x[n * p.sn + static_cast<int64_t>(a * p.C + c) * p.sc + h * p.sh + w * p.sw]);
-    const int64_t g = ((static_cast<int64_t>(a) * p.H + h) * p.W + w) * 2;
-    y[i] = decode_one<TO>(p, v, c, g, grid, anchor);
+    const float v = to_f(x[n * p.sn + static_cast<int64_t>(a * d.C + c) * p.sc + h * p.sh + w * p.sw]);
+    const int64_t g = ((static_cast<int64_t>(a) * d.H + h) * d.W + w) * 2;
+    y[static_cast<int64_t>(i) + n * (d.out_pitch - d.per_n)] = yolo_decode_one<TO>(d, v, c, g, grid, anchor);
   }
 }
 
@@ -71,27 +52,28 @@ template <typename TX, typename TO>
 __global__ void yolo_decode_tiled(DecodeParams p, const TX* __restrict__ x, const TO* __restrict__ grid,
                                   const TO* __restrict__ anchor, TO* __restrict__ y) {
   extern __shared__ float tile[];  // [C][kTileW + 1]
-  const int tiles_w = (p.W + kTileW - 1) / kTileW;
+  const YoloDecodeParams& d = p.d;
+  const int tiles_w = (d.W + kTileW - 1) / kTileW;
   const int64_t b = blockIdx.x;
   const int tw = static_cast<int>(b % tiles_w);
   int64_t row = b / tiles_w;  // (n, a, h)
-  const int h = static_cast<int>(row % p.H);
-  const int64_t na = row / p.H;
-  const int a = static_cast<int>(na % p.A);
-  const int64_t n = na / p.A;
+  const int h = static_cast<int>(row % d.H);
+  const int64_t na = row / d.H;
+  const int a = static_cast<int>(na % d.A);
+  const int64_t n = na / d.A;
   const int w0 = tw * kTileW;
-  const int wn = min(kTileW, p.W - w0);
-  const TX* xs = x + n * p.sn + static_cast<int64_t>(a) * p.C * p.sc + h * p.sh + w0 * p.sw;
-  for (int k = threadIdx.x; k < p.C * kTileW; k += blockDim.x) {
+  const int wn = min(kTileW, d.W - w0);
+  const TX* xs = x + n * p.sn + static_cast<int64_t>(a) * d.C * p.sc + h * p.sh + w0 * p.sw;
+  for (int k = threadIdx.x; k < d.C * kTileW; k += blockDim.x) {
     const int c = k / kTileW, w = k % kTileW;
     if (w < wn) tile[c * (kTileW + 1) + w] = to_f(xs[c * p.sc + w * p.sw]);
   }
   __syncthreads();
-  const int64_t g0 = ((static_cast<int64_t>(a) * p.H + h) * p.W + w0) * 2;
-  TO* ys = y + (row * p.W + w0) * p.C;
-  for (int k = threadIdx.x; k < wn * p.C; k += blockDim.x) {
-    const int w = k / p.C, c = k % p.C;
-    ys[k] = decode_one<TO>(p, tile[c * (kTileW + 1) + w], c, g0 + 2 * w, grid, anchor);
+  const int64_t g0 = ((static_cast<int64_t>(a) * d.H + h) * d.W + w0) * 2;
+  TO* ys = y + n * d.out_pitch + ((static_cast<int64_t>(a) * d.H + h) * d.W + w0) * d.C;
+  for (int k = threadIdx.x; k < wn * d.C; k += blockDim.x) {
+    const int w = k / d.C, c = k % d.C;
+    ys[k] = yolo_decode_one<TO>(d, tile[c * (kTileW + 1) + w], c, g0 + 2 * w, grid, anchor);
   }
 }
 
@@ -117,22 +99,26 @@ class YoloDecodeKernel final : public CudaKernel {
       return unsupported(node.describe() + ": tensor too large");
     const auto st = x.strides();
     p_.total = o.numel();
-    p_.A = static_cast<int>(a.num_anchors);
-    p_.C = static_cast<int>(a.channels);
-    p_.H = static_cast<int>(a.h);
-    p_.W = static_cast<int>(a.w);
     p_.sn = st[0];
     p_.sc = st[1];
     p_.sh = st[2];
     p_.sw = st[3];
-    p_.stride = a.stride;
-    p_.c1 = a.c1;
-    p_.c2 = a.c2;
-    p_.c3 = a.c3;
-    p_.square = a.c3 == 2.f;
+    YoloDecodeParams& d = p_.d;
+    d.A = static_cast<int>(a.num_anchors);
+    d.C = static_cast<int>(a.channels);
+    d.H = static_cast<int>(a.h);
+    d.W = static_cast<int>(a.w);
+    d.stride = a.stride;
+    d.c1 = a.c1;
+    d.c2 = a.c2;
+    d.c3 = a.c3;
+    d.square = a.c3 == 2.f;
+    d.per_n = a.num_anchors * a.h * a.w * a.channels;
+    d.out_pitch = d.per_n;
+    d.out_half = o.dtype == DataType::kFloat16;
     x_half_ = x.dtype == DataType::kFloat16;
     out_half_ = o.dtype == DataType::kFloat16;
-    smem_ = static_cast<size_t>(p_.C) * (kTileW + 1) * sizeof(float);
+    smem_ = static_cast<size_t>(d.C) * (kTileW + 1) * sizeof(float);
     // Tiled when W is innermost and not the channels (plain NCHW): the flat kernel would read X
     // with a stride of H*W between neighbouring threads.
     rows_ = a.n * a.num_anchors * a.h;
@@ -146,7 +132,18 @@ class YoloDecodeKernel final : public CudaKernel {
     return out_half_ ? launch<float, __half>(ctx, in, out) : launch<float, float>(ctx, in, out);
   }
 
-  std::string info() const override { return tiled_ ? "tiled" : "flat"; }
+  // Concat in place (the detect head's final Concat): batch items `pitch` elements apart.
+  bool set_output_pitch(int index, int64_t pitch) override {
+    if (index != 0 || pitch < p_.d.per_n) return false;
+    p_.d.out_pitch = pitch;
+    return true;
+  }
+
+  std::optional<YoloDecodeParams> yolo_decode_params() const override { return p_.d; }
+
+  std::string info() const override {
+    return std::string(tiled_ ? "tiled" : "flat") + (p_.d.out_pitch != p_.d.per_n ? " in place" : "");
+  }
 
  private:
   template <typename TX, typename TO>
@@ -156,7 +153,7 @@ class YoloDecodeKernel final : public CudaKernel {
     const auto* an = static_cast<const TO*>(in[2]);
     auto* y = static_cast<TO*>(out[0]);
     if (tiled_) {
-      const int64_t blocks = rows_ * ((p_.W + kTileW - 1) / kTileW);
+      const int64_t blocks = rows_ * ((p_.d.W + kTileW - 1) / kTileW);
       yolo_decode_tiled<TX, TO><<<static_cast<unsigned>(blocks), kTiledThreads, smem_, ctx.stream>>>(p_, x, g, an, y);
     } else {
       constexpr int kThreads = 256;
