@@ -105,8 +105,12 @@ TEST_P(Int8ConvTest, WithinOneLsbOfCpu) {
     opt.precision = CudaPrecision::kInt8;
     opt.int8_tactic = tactic;
     auto gpu = CudaExecutor::build(*sg, opt);
+    // The wgmma tactics exist on sm_90 only; elsewhere forcing one is a clear error.
+    if (!gpu.is_ok() && gpu.status().to_string().find("needs an sm_90") != std::string::npos) continue;
     ASSERT_TRUE(gpu.is_ok()) << gpu.status().to_string();
-    ASSERT_NE((*gpu)->summary().find("int8 igemm"), std::string::npos) << (*gpu)->summary();
+    const std::string summary = (*gpu)->summary();
+    ASSERT_TRUE(summary.find("int8 igemm") != std::string::npos || summary.find("int8 wgmma") != std::string::npos)
+        << summary;
     // Space-to-depth: a stride-2 conv on <= 4 channels whose kernel, pads and size are even.
     const bool s2d = std::string(cc.name).find("_s2d") != std::string::npos;
     EXPECT_EQ((*gpu)->summary().find(" s2d") != std::string::npos, s2d) << (*gpu)->summary();
@@ -350,8 +354,12 @@ TEST(CudaInt8, YoloV5nMatchesCpuInt8) {
       if (e > 1.0) ++off;
     }
     std::printf("  %-36s max %.2f steps, %.4f%% > 1 step\n", name.c_str(), worst, 100.0 * off / b.numel());
-    if (li == 0) EXPECT_LE(worst, 0.5) << name;
-    if (li == 1) EXPECT_LE(static_cast<double>(off) / b.numel(), 1e-3) << name;
+    if (li == 0) {
+      EXPECT_LE(worst, 0.5) << name;
+    }
+    if (li == 1) {
+      EXPECT_LE(static_cast<double>(off) / b.numel(), 1e-3) << name;
+    }
   }
   const std::string out_name = g->outputs.at(0).name;
   const Tensor& o = got.at(out_name);

@@ -17,6 +17,9 @@
 //
 // Tactics: several tile shapes; prepare() times each on the real problem and keeps the fastest
 // (memoised by problem key, so identical convolutions and engine reloads skip the timing).
+// On Hopper (compute capability 9.0) the tactics include a wgmma kernel (sm_90a code): the same
+// gather into 128-byte-swizzled shared memory, two warpgroups issuing wgmma from it. This file
+// is built for sm_90a and compute_80 PTX only (CMakeLists.txt: QYOLO_INT8_CUDA_FLAGS).
 #include <cuda_fp16.h>
 
 #include <algorithm>
@@ -382,16 +385,217 @@ __global__ void __launch_bounds__(C::kThreads) conv_int8_kernel(ConvInt8Params p
 }
 
 
+// ---- Hopper (sm_90a): wgmma ----------------------------------------------------------------
+// The same implicit GEMM with the tensor-core work on wgmma: two warpgroups (256 threads) each own
+// 64 rows of a 128 x BN tile; A and B stay in shared memory in the 128-byte-swizzled K-major layout
+// wgmma reads through matrix descriptors (BK = 128 bytes = one swizzle row), filled by the same
+// cp.async gather. Built only into the sm_90a code (and chosen only on compute capability 9.0).
+
+// Shared-memory matrix descriptor: 128-byte swizzle, 8-row groups 1024 bytes apart.
+__device__ __forceinline__ uint64_t wgmma_desc(const void* smem_ptr) {
+  const uint64_t a = static_cast<uint64_t>(__cvta_generic_to_shared(smem_ptr));
+  return ((a & 0x3FFFF) >> 4) | (uint64_t{1} << 16) | (uint64_t{1024 >> 4} << 32) | (uint64_t{1} << 62);
+}
+__device__ __forceinline__ void wgmma_fence() {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void wgmma_commit() {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
+#endif
+}
+// Waits until at most N committed wgmma groups of this warpgroup are still running.
+template <int N> __device__ __forceinline__ void wgmma_wait() {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N) : "memory");
+#endif
+}
+// cp.async writes are ordinary (generic-proxy) shared-memory writes; wgmma reads through the async
+// proxy: each writing thread fences before the barrier.
+__device__ __forceinline__ void fence_proxy_async() {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void wgmma_m64n64k32(int (&d)[32], uint64_t desc_a, uint64_t desc_b, int scale_d) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  asm volatile(
+      "{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n64k32.s32.s8.s8 {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}, %32, %33, p;\n}\n"
+      : "+r"(d[0]), "+r"(d[1]), "+r"(d[2]), "+r"(d[3]), "+r"(d[4]), "+r"(d[5]), "+r"(d[6]), "+r"(d[7]), "+r"(d[8]), "+r"(d[9]), "+r"(d[10]), "+r"(d[11]), "+r"(d[12]), "+r"(d[13]), "+r"(d[14]), "+r"(d[15]), "+r"(d[16]), "+r"(d[17]), "+r"(d[18]), "+r"(d[19]), "+r"(d[20]), "+r"(d[21]), "+r"(d[22]), "+r"(d[23]), "+r"(d[24]), "+r"(d[25]), "+r"(d[26]), "+r"(d[27]), "+r"(d[28]), "+r"(d[29]), "+r"(d[30]), "+r"(d[31])
+      : "l"(desc_a), "l"(desc_b), "r"(scale_d));
+#endif
+}
+__device__ __forceinline__ void wgmma_m64n128k32(int (&d)[64], uint64_t desc_a, uint64_t desc_b, int scale_d) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  asm volatile(
+      "{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n128k32.s32.s8.s8 {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63}, %64, %65, p;\n}\n"
+      : "+r"(d[0]), "+r"(d[1]), "+r"(d[2]), "+r"(d[3]), "+r"(d[4]), "+r"(d[5]), "+r"(d[6]), "+r"(d[7]), "+r"(d[8]), "+r"(d[9]), "+r"(d[10]), "+r"(d[11]), "+r"(d[12]), "+r"(d[13]), "+r"(d[14]), "+r"(d[15]), "+r"(d[16]), "+r"(d[17]), "+r"(d[18]), "+r"(d[19]), "+r"(d[20]), "+r"(d[21]), "+r"(d[22]), "+r"(d[23]), "+r"(d[24]), "+r"(d[25]), "+r"(d[26]), "+r"(d[27]), "+r"(d[28]), "+r"(d[29]), "+r"(d[30]), "+r"(d[31]), "+r"(d[32]), "+r"(d[33]), "+r"(d[34]), "+r"(d[35]), "+r"(d[36]), "+r"(d[37]), "+r"(d[38]), "+r"(d[39]), "+r"(d[40]), "+r"(d[41]), "+r"(d[42]), "+r"(d[43]), "+r"(d[44]), "+r"(d[45]), "+r"(d[46]), "+r"(d[47]), "+r"(d[48]), "+r"(d[49]), "+r"(d[50]), "+r"(d[51]), "+r"(d[52]), "+r"(d[53]), "+r"(d[54]), "+r"(d[55]), "+r"(d[56]), "+r"(d[57]), "+r"(d[58]), "+r"(d[59]), "+r"(d[60]), "+r"(d[61]), "+r"(d[62]), "+r"(d[63])
+      : "l"(desc_a), "l"(desc_b), "r"(scale_d));
+#endif
+}
+
+template <int BN> struct WgmmaN;
+template <> struct WgmmaN<64> {
+  static __device__ __forceinline__ void mma(int (&d)[32], uint64_t a, uint64_t b, int sd) { wgmma_m64n64k32(d, a, b, sd); }
+};
+template <> struct WgmmaN<128> {
+  static __device__ __forceinline__ void mma(int (&d)[64], uint64_t a, uint64_t b, int sd) { wgmma_m64n128k32(d, a, b, sd); }
+};
+
+template <int BN_, int STAGES_>
+struct WgmmaConfig {
+  static constexpr int BM = 128, BN = BN_, BK = 128, STAGES = STAGES_;
+  static constexpr int kThreads = 256;
+  static constexpr int kChunks = BK / 16;  // 16-byte chunks per 128-byte row
+  static constexpr int kStageBytes = (BM + BN) * BK;
+  static constexpr int kEpilogueBytes = BM * (BN + 4) * 4;
+  // + 1024: the swizzle atoms need a 1024-byte-aligned base.
+  static constexpr int kSmem = (STAGES * kStageBytes > kEpilogueBytes ? STAGES * kStageBytes : kEpilogueBytes) + 1024;
+};
+
+template <class C>
+__global__ void __launch_bounds__(C::kThreads) conv_int8_wgmma_kernel(ConvInt8Params p) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  extern __shared__ __align__(16) uint8_t smem_raw[];
+  uint8_t* smem = reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t{1023});
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, wg = warp >> 2;
+  const int m0 = blockIdx.x * C::BM, n0 = blockIdx.y * C::BN;
+  constexpr int kRowsPerPass = C::kThreads / C::kChunks;  // 32
+  constexpr int kAIters = C::BM / kRowsPerPass;
+  constexpr int kBIters = C::BN / kRowsPerPass;
+  const int kc = tid % C::kChunks;
+  const int row0 = tid / C::kChunks;
+
+  int64_t a_off[kAIters];
+  int a_ih[kAIters], a_iw[kAIters];
+#pragma unroll
+  for (int i = 0; i < kAIters; ++i) {
+    const int gm = m0 + row0 + i * kRowsPerPass;
+    if (gm < p.m) {
+      const int ow = gm % p.ow, t = gm / p.ow;
+      const int oh = t % p.oh, img = t / p.oh;
+      a_ih[i] = oh * p.stride_h - p.pad_h;
+      a_iw[i] = ow * p.stride_w - p.pad_w;
+      a_off[i] = (static_cast<int64_t>(img) * p.h * p.w + static_cast<int64_t>(a_ih[i]) * p.w + a_iw[i]) * p.cp;
+    } else {
+      a_off[i] = 0;
+      a_ih[i] = -(1 << 28);
+      a_iw[i] = 0;
+    }
+  }
+  int ld_k = kc * 16;
+  int ld_c = ld_k % p.cp, ld_rs = ld_k / p.cp;
+  int ld_r = ld_rs / p.s, ld_s = ld_rs % p.s;
+
+  // Row r's 16-byte chunk c lands at chunk c ^ (r % 8) of its 128-byte row (the 128B swizzle).
+  auto load_stage = [&](int stage) {
+    uint8_t* as = smem + stage * C::kStageBytes;
+    uint8_t* bs = as + C::BM * C::BK;
+    const bool kvalid = ld_k < p.kgemm;
+    const int dh = ld_r * p.dil_h, dw = ld_s * p.dil_w;
+    const int tap_off = (dh * p.w + dw) * p.cp + ld_c;
+#pragma unroll
+    for (int i = 0; i < kAIters; ++i) {
+      const int row = row0 + i * kRowsPerPass;
+      const int ih = a_ih[i] + dh, iw = a_iw[i] + dw;
+      const bool v = kvalid && static_cast<unsigned>(ih) < static_cast<unsigned>(p.h) &&
+                     static_cast<unsigned>(iw) < static_cast<unsigned>(p.w);
+      cp_async16(as + row * C::BK + ((kc ^ (row & 7)) << 4), v ? p.x + (a_off[i] + tap_off) : p.x, v ? 16 : 0);
+    }
+#pragma unroll
+    for (int i = 0; i < kBIters; ++i) {
+      const int row = row0 + i * kRowsPerPass;
+      const int gn = n0 + row;
+      const bool v = kvalid && gn < p.k;
+      cp_async16(bs + row * C::BK + ((kc ^ (row & 7)) << 4), v ? p.wt + static_cast<int64_t>(gn) * p.kgemm + ld_k : p.wt,
+                 v ? 16 : 0);
+    }
+  };
+  auto advance = [&]() {
+    ld_k += C::BK;
+    ld_c += C::BK;
+    while (ld_c >= p.cp) {
+      ld_c -= p.cp;
+      if (++ld_s == p.s) {
+        ld_s = 0;
+        ++ld_r;
+      }
+    }
+  };
+
+  int acc[C::BN / 2];
+#pragma unroll
+  for (int i = 0; i < C::BN / 2; ++i) acc[i] = 0;
+
+  // One k-tile's wgmma stays in flight while the next tile is waited for and issued, so the
+  // buffer refilled at iteration kt is the one iteration kt - 2 read: every warpgroup has waited
+  // for that (wgmma_wait<1> at kt - 1) before this iteration's barrier. Loads run STAGES - 2 ahead.
+  static_assert(C::STAGES >= 3, "one stage computing, one in flight, one loading");
+  const int ktiles = (p.kgemm + C::BK - 1) / C::BK;
+#pragma unroll
+  for (int st = 0; st < C::STAGES - 2; ++st) {
+    if (st < ktiles) load_stage(st);
+    advance();
+    cp_async_commit();
+  }
+  for (int kt = 0; kt < ktiles; ++kt) {
+    cp_async_wait<C::STAGES - 3>();  // this thread's part of tile kt has landed
+    fence_proxy_async();
+    __syncthreads();
+    const int next = kt + C::STAGES - 2;
+    if (next < ktiles) load_stage(next % C::STAGES);
+    advance();
+    cp_async_commit();
+
+    const uint8_t* as = smem + (kt % C::STAGES) * C::kStageBytes;
+    const uint8_t* bs = as + C::BM * C::BK;
+    const uint64_t da = wgmma_desc(as + wg * 64 * C::BK), db = wgmma_desc(bs);
+    wgmma_fence();
+#pragma unroll
+    for (int kk = 0; kk < C::BK / 32; ++kk)  // 32 bytes of K per wgmma: the start address moves 2 x 16 bytes
+      WgmmaN<C::BN>::mma(acc, da + 2 * kk, db + 2 * kk, 1);
+    wgmma_commit();
+    wgmma_wait<1>();
+  }
+  wgmma_wait<0>();
+  cp_async_wait<0>();
+  __syncthreads();  // every warpgroup is done reading the pipeline buffers
+
+  // Accumulator layout (per warpgroup): n8 block j holds rows w*16 + lane/4 (+8) and columns
+  // 8j + 2 (lane % 4) (+1) in acc[4j .. 4j+3].
+  float* tile = reinterpret_cast<float*>(smem);
+  const int g = lane >> 2, t = lane & 3, wrow = wg * 64 + (warp & 3) * 16 + g;
+#pragma unroll
+  for (int j = 0; j < C::BN / 8; ++j) {
+    const int lc = j * 8 + 2 * t;
+    const EpiloguePair e(p, n0 + lc);
+    *reinterpret_cast<float2*>(tile + wrow * (C::BN + 4) + lc) = e(p, acc[4 * j], acc[4 * j + 1]);
+    *reinterpret_cast<float2*>(tile + (wrow + 8) * (C::BN + 4) + lc) = e(p, acc[4 * j + 2], acc[4 * j + 3]);
+  }
+  __syncthreads();
+  store_tile<C::BM, C::BN, C::kThreads>(p, tile, m0, n0, tid);
+#endif
+}
+
 // The tactics: tile shapes for large and small channel counts.
 struct Tactic {
   const char* name;
   int bm, bn, bk, threads, smem;
   void (*kernel)(ConvInt8Params);
+  bool sm90a = false;  // wgmma: compute capability 9.0 only
 };
 
 template <int BM, int BN, int BK, int WM, int WN, int ST> constexpr Tactic tactic(const char* name) {
   using C = TileConfig<BM, BN, BK, WM, WN, ST>;
   return {name, C::BM, C::BN, C::BK, C::kThreads, C::kSmem, &conv_int8_kernel<C>};
+}
+template <int BN, int ST> constexpr Tactic wgmma_tactic(const char* name) {
+  using C = WgmmaConfig<BN, ST>;
+  return {name, C::BM, C::BN, C::BK, C::kThreads, C::kSmem, &conv_int8_wgmma_kernel<C>, true};
 }
 
 // Append only: engine files store tactic indices (by problem key, with the GPU name).
@@ -410,6 +614,9 @@ const Tactic kTactics[] = {
     tactic<256, 64, 64, 4, 2, 2>("igemm_256x64x64_s2"),
     // Small outputs (batch 1 at 20x20): more CTAs.
     tactic<64, 16, 64, 2, 1, 4>("igemm_64x16x64_s4"),
+    // Hopper.
+    wgmma_tactic<64, 4>("wgmma_128x64x128_s4"),            wgmma_tactic<128, 4>("wgmma_128x128x128_s4"),
+    wgmma_tactic<128, 3>("wgmma_128x128x128_s3"),          wgmma_tactic<64, 6>("wgmma_128x64x128_s6"),
 };
 constexpr int kNumTactics = static_cast<int>(sizeof(kTactics) / sizeof(kTactics[0]));
 
@@ -525,8 +732,9 @@ class ConvInt8Kernel final : public CudaKernel {
     s2d_ = f;
     macs_ = static_cast<double>(M) * static_cast<double>(K) * static_cast<double>(C * R * S);
 
+    hopper_ = ctx.prop->major == 9 && ctx.prop->minor == 0;
     for (const Tactic& t : kTactics)
-      if (t.smem > 48 * 1024)
+      if (t.smem > 48 * 1024 && (hopper_ || !t.sm90a))
         QYOLO_CUDA_CHECK(cudaFuncSetAttribute(t.kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, t.smem));
 
     std::ostringstream key;
@@ -538,9 +746,12 @@ class ConvInt8Kernel final : public CudaKernel {
       if (forced >= kNumTactics)
         return invalid_argument("int8 tactic " + std::to_string(forced) + " does not exist (0.." +
                                 std::to_string(kNumTactics - 1) + ")");
+      if (kTactics[forced].sm90a && !hopper_)
+        return unsupported(std::string("int8 tactic ") + kTactics[forced].name + " needs an sm_90 (Hopper) GPU");
       tactic_ = forced;
     } else if (auto it = ctx.tune_cache->find(key.str());
-               it != ctx.tune_cache->end() && !it->second.empty() && it->second[0] >= 0 && it->second[0] < kNumTactics) {
+               it != ctx.tune_cache->end() && !it->second.empty() && it->second[0] >= 0 && it->second[0] < kNumTactics &&
+               (hopper_ || !kTactics[it->second[0]].sm90a)) {
       tactic_ = static_cast<int>(it->second[0]);
     } else {
       QYOLO_RETURN_IF_ERROR(choose_tactic(ctx, x, y));
@@ -622,6 +833,7 @@ class ConvInt8Kernel final : public CudaKernel {
       // Tiles far wider than the layer, or deeper than its K, only waste work.
       if (t.bn >= 64 && p.k <= t.bn / 2) continue;
       if (t.bk > 64 && p.kgemm <= 64) continue;
+      if (t.sm90a && !hopper_) continue;
       QYOLO_RETURN_IF_ERROR(launch(t, p, ctx.stream));  // warm-up
       const int iters = macs_ > 5e9 ? 3 : 10;
       QYOLO_CUDA_CHECK(cudaEventRecord(e0.get(), ctx.stream));
@@ -645,7 +857,7 @@ class ConvInt8Kernel final : public CudaKernel {
   float input_scale_ = 0.f;
   DeviceBuffer weights_, scales_;
   ConvInt8Params p_{};
-  bool has_residual_ = false, fused_quant_ = false;
+  bool has_residual_ = false, fused_quant_ = false, hopper_ = false;
   int s2d_ = 1;
   int tactic_ = 0;
   float tuned_ms_ = 0.f;
