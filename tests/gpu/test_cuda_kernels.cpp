@@ -115,6 +115,58 @@ INSTANTIATE_TEST_SUITE_P(
                       ConvCase{"head_255", 2, 32, 8, 8, 255, 1, 1, 0, 1, 1, true, "", false}),
     [](const ::testing::TestParamInfo<ConvCase>& i) { return std::string(i.param.name); });
 
+// fp16 convs with bias / activation / residual fused into the cuDNN graph (runtime-compiled
+// fusion engines), forced on: the same result as the CPU and as our separate epilogue pass.
+TEST(CudaKernels, CudnnFusedEpilogue) {
+  QYOLO_REQUIRE_GPU();
+  const ConvCase cases[] = {
+      ConvCase{"k3_silu", 2, 32, 24, 24, 32, 3, 1, 1, 1, 1, true, "silu", false},
+      ConvCase{"k1_relu_residual", 1, 16, 20, 20, 16, 1, 1, 0, 1, 1, true, "relu", true},
+      ConvCase{"silu_residual_nobias", 1, 24, 9, 9, 24, 1, 1, 0, 1, 1, false, "silu", true},
+      ConvCase{"sigmoid_s2", 1, 16, 18, 18, 32, 3, 2, 1, 1, 1, true, "sigmoid", false},
+      ConvCase{"bias_only", 1, 32, 10, 10, 64, 1, 1, 0, 1, 1, true, "", false},
+  };
+  for (const ConvCase& cc : cases) {
+    SCOPED_TRACE(cc.name);
+    std::mt19937 rng(test_seed() + 31);
+    GraphSpec spec;
+    spec.inputs = {{"x", {cc.n, cc.c, cc.h, cc.w}}};
+    std::string res;
+    const int64_t oh = (cc.h + 2 * cc.pad - (cc.ks - 1) - 1) / cc.stride + 1;
+    const int64_t ow = (cc.w + 2 * cc.pad - (cc.ks - 1) - 1) / cc.stride + 1;
+    if (cc.residual) {
+      spec.inputs.push_back({"r", {cc.n, cc.k, oh, ow}});
+      res = "r";
+    }
+    add_conv(spec, rng, "x", "y", cc.c, cc.k, cc.ks, cc.stride, cc.pad, cc.bias, 1, cc.act, res);
+    spec.outputs = {"y"};
+    auto sg = specialize_spec(spec);
+    ASSERT_TRUE(sg.is_ok()) << sg.status().to_string();
+    auto cpu = CpuExecutor::build(*sg);
+    ASSERT_TRUE(cpu.is_ok());
+    std::map<std::string, Tensor> inputs, ref, fused, separate;
+    for (const auto& [name, shape] : spec.inputs) inputs[name] = random_tensor(shape, rng, -2.f, 2.f);
+    ASSERT_TRUE((*cpu)->run(inputs, ref).is_ok());
+    CudaBuildOptions opt;
+    opt.precision = CudaPrecision::kFp16;
+    opt.layout = CudaLayout::kNHWC;
+    opt.cudnn_fused_epilogue = 2;
+    auto gpu = CudaExecutor::build(*sg, opt);
+    ASSERT_TRUE(gpu.is_ok()) << gpu.status().to_string();
+    EXPECT_NE((*gpu)->summary().find("+fused epilogue"), std::string::npos) << (*gpu)->summary();
+    ASSERT_TRUE(run_gpu_poisoned(**gpu, inputs, fused).is_ok());
+    opt.cudnn_fused_epilogue = 0;
+    auto plain = CudaExecutor::build(*sg, opt);
+    ASSERT_TRUE(plain.is_ok()) << plain.status().to_string();
+    EXPECT_EQ((*plain)->summary().find("+fused epilogue"), std::string::npos) << (*plain)->summary();
+    ASSERT_TRUE(run_gpu_poisoned(**plain, inputs, separate).is_ok());
+    Diff d = compare(fused.at("y"), ref.at("y"));
+    EXPECT_EQ(d.nan_count, 0);
+    EXPECT_LE(d.rel(), 1e-2) << "max abs err " << d.max_abs_err << " of " << d.max_abs_ref << "\n" << (*gpu)->summary();
+    EXPECT_LE(compare(fused.at("y"), separate.at("y")).rel(), 1e-2);
+  }
+}
+
 TEST(CudaKernels, MaxPoolAfterConv) {
   QYOLO_REQUIRE_GPU();
   std::mt19937 rng(test_seed() + 2);

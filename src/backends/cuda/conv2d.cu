@@ -235,18 +235,19 @@ class ConvKernel final : public CudaKernel {
     // Graph API first (fp16, or fp32 with TF32 allowed); the legacy API is the fallback.
     if (ctx.options->cudnn_graph && (half_ || ctx.options->allow_tf32)) {
       const std::string gkey = "graph:" + key.str();
+      problem_.dtype = dt;
+      problem_.nhwc = nhwc_;
+      problem_.n = N, problem_.c = C, problem_.h = H, problem_.w = W, problem_.k = K, problem_.cg = Cg, problem_.r = R;
+      problem_.s = S, problem_.oh = OH, problem_.ow = OW;
+      problem_.pad[0] = win.pads_begin[0], problem_.pad[1] = win.pads_begin[1];
+      problem_.stride[0] = win.strides[0], problem_.stride[1] = win.strides[1];
+      problem_.dil[0] = win.dilations[0], problem_.dil[1] = win.dilations[1];
       auto& objs = *ctx.object_cache;
       if (auto it = objs.find(gkey); it != objs.end()) {
         if (it->second) graph_ = static_cast<const GraphConvPlan*>(it->second.get())->share();
       } else {
         ensure_tuning_workspace(ctx);
-        GraphConvProblem gp;
-        gp.dtype = dt;
-        gp.nhwc = nhwc_;
-        gp.n = N, gp.c = C, gp.h = H, gp.w = W, gp.k = K, gp.cg = Cg, gp.r = R, gp.s = S, gp.oh = OH, gp.ow = OW;
-        gp.pad[0] = win.pads_begin[0], gp.pad[1] = win.pads_begin[1];
-        gp.stride[0] = win.strides[0], gp.stride[1] = win.strides[1];
-        gp.dil[0] = win.dilations[0], gp.dil[1] = win.dilations[1];
+        const GraphConvProblem& gp = problem_;
         // The tactic is stored by problem key (engine files reuse it on the same GPU).
         GraphConvPlan::Tactic tactic;
         auto& tc = *ctx.tune_cache;
@@ -265,6 +266,7 @@ class ConvKernel final : public CudaKernel {
       }
       if (graph_) {
         ws_ = graph_->workspace_bytes();
+        QYOLO_RETURN_IF_ERROR(try_fused_epilogue(ctx, a, b != nullptr, r != nullptr, key.str(), dt));
         return Status::ok();
       }
     }
@@ -284,7 +286,8 @@ class ConvKernel final : public CudaKernel {
 
   size_t workspace_bytes() const override { return ws_; }
   float tuned_ms() const override {
-    // The conv alone; the epilogue pass over the output comes on top.
+    // The conv alone (the epilogue pass comes on top), or the conv with its epilogue fused.
+    if (fused_) return fused_->tuned_ms();
     if (graph_) return graph_->tuned_ms();
     return tuned_ms_;
   }
@@ -292,6 +295,10 @@ class ConvKernel final : public CudaKernel {
   Status enqueue(const LaunchContext& ctx, std::span<const void* const> in, std::span<void* const> out) override {
     const float one = 1.f, zero = 0.f;
     if (ws_ > ctx.workspace_bytes) return internal_error("conv workspace too small");
+    if (fused_) {  // bias, activation and residual inside the cuDNN plan
+      return fused_->execute(ctx.cudnn, in[0], weights_.get(), out[0], ctx.workspace, bias_.get(),
+                             in.size() > 3 ? in[3] : nullptr);
+    }
     if (graph_) {
       QYOLO_RETURN_IF_ERROR(graph_->execute(ctx.cudnn, in[0], weights_.get(), out[0], ctx.workspace));
     } else {
@@ -305,6 +312,7 @@ class ConvKernel final : public CudaKernel {
   }
 
   std::string info() const override {
+    if (fused_) return fused_->info() + " +fused epilogue";
     if (graph_) return graph_->info();
     std::ostringstream os;
     if (!graph_error_.empty()) os << "graph API: " << graph_error_ << "; legacy ";
@@ -315,6 +323,90 @@ class ConvKernel final : public CudaKernel {
   }
 
  private:
+  // fp16 NHWC with an epilogue cuDNN can express (bias, ReLU/SiLU/sigmoid, residual): a second
+  // graph with the epilogue fused (runtime-compiled engines), kept when it times faster than the
+  // plain plan plus our epilogue pass. The choice is a tactic ("graphfused:" key: heuristic rank,
+  // engine id, 1 = fused).
+  Status try_fused_epilogue(PrepareContext& ctx, const ConvAttrs& a, bool has_bias, bool has_res, const std::string& key,
+                            cudnnDataType_t dt) {
+    const int mode = ctx.options->cudnn_fused_epilogue;
+    if (mode == 0 || !half_ || !nhwc_ || !has_epilogue_) return Status::ok();
+    GraphConvProblem::Act act;
+    switch (a.activation) {
+      case FusedActivation::kNone: act = GraphConvProblem::Act::kNone; break;
+      case FusedActivation::kRelu: act = GraphConvProblem::Act::kRelu; break;
+      case FusedActivation::kSilu: act = GraphConvProblem::Act::kSilu; break;
+      case FusedActivation::kSigmoid: act = GraphConvProblem::Act::kSigmoid; break;
+      default: return Status::ok();
+    }
+    std::ostringstream fk;
+    fk << "graphfused:" << key << ":b" << has_bias << "r" << has_res << "a" << static_cast<int>(act);
+    auto& objs = *ctx.object_cache;
+    auto& tc = *ctx.tune_cache;
+    if (auto it = objs.find(fk.str()); it != objs.end()) {
+      if (it->second) fused_ = static_cast<const GraphConvPlan*>(it->second.get())->share();
+    } else {
+      GraphConvPlan::Tactic tactic;
+      int64_t use = -1;
+      if (auto it = tc.find(fk.str()); it != tc.end() && it->second.size() == 3) {
+        tactic = {it->second[0], it->second[1]};
+        use = it->second[2];
+      }
+      std::unique_ptr<GraphConvPlan> plan;
+      if (use != 0) {
+        GraphConvProblem gp = problem_;
+        gp.dtype = dt;
+        gp.fused = true;
+        gp.bias = has_bias;
+        gp.residual = has_res;
+        gp.act = act;
+        auto made = GraphConvPlan::create(ctx.cudnn, ctx.stream, gp, weights_.get(), ctx.options->workspace_limit,
+                                          ctx.tuning_workspace, std::min(ctx.options->graph_max_plans, 4),
+                                          ctx.options->allow_tf32, &tactic);
+        if (made) plan = std::move(made).value();
+      }
+      if (plan && mode == 2) {
+        use = 1;
+      } else if (plan && use < 0) {
+        // Timed now: the plain plan's time plus our epilogue pass, against the fused plan's.
+        QYOLO_ASSIGN_OR_RETURN(float epi_ms, time_epilogue(ctx, has_res));
+        use = plan->tuned_ms() > 0 && graph_->tuned_ms() > 0 && plan->tuned_ms() < graph_->tuned_ms() + epi_ms ? 1 : 0;
+      }
+      if (plan) tc[fk.str()] = {tactic.heuristic_index, tactic.engine, use};
+      if (plan && use == 1) {
+        fused_ = std::move(plan);
+        objs[fk.str()] = std::shared_ptr<void>(fused_->share().release(), [](void* q) { delete static_cast<GraphConvPlan*>(q); });
+      } else {
+        objs[fk.str()] = nullptr;
+      }
+    }
+    if (fused_) ws_ = fused_->workspace_bytes();
+    return Status::ok();
+  }
+
+  // Mean time of our epilogue pass over this conv's output (scratch buffers).
+  Result<float> time_epilogue(PrepareContext& ctx, bool has_res) {
+    const size_t bytes = static_cast<size_t>(epi_.n) * 2;
+    QYOLO_ASSIGN_OR_RETURN(auto yb, DeviceBuffer::allocate(bytes));
+    DeviceBuffer rb;
+    if (has_res) {
+      QYOLO_ASSIGN_OR_RETURN(rb, DeviceBuffer::allocate(bytes));
+      QYOLO_CUDA_CHECK(cudaMemsetAsync(rb.get(), 0, bytes, ctx.stream));
+    }
+    QYOLO_CUDA_CHECK(cudaMemsetAsync(yb.get(), 0, bytes, ctx.stream));
+    QYOLO_ASSIGN_OR_RETURN(auto e0, make_event());
+    QYOLO_ASSIGN_OR_RETURN(auto e1, make_event());
+    QYOLO_RETURN_IF_ERROR(launch_epilogue<__half>(epi_, true, yb.get(), rb.get(), ctx.stream));
+    QYOLO_CUDA_CHECK(cudaEventRecord(e0.get(), ctx.stream));
+    constexpr int kIters = 5;
+    for (int i = 0; i < kIters; ++i) QYOLO_RETURN_IF_ERROR(launch_epilogue<__half>(epi_, true, yb.get(), rb.get(), ctx.stream));
+    QYOLO_CUDA_CHECK(cudaEventRecord(e1.get(), ctx.stream));
+    QYOLO_CUDA_CHECK(cudaEventSynchronize(e1.get()));
+    float ms = 0.f;
+    QYOLO_CUDA_CHECK(cudaEventElapsedTime(&ms, e0.get(), e1.get()));
+    return ms / kIters;
+  }
+
   Status choose_algo(PrepareContext& ctx, const TensorInfo& x, const TensorInfo& y, bool strict_fp32,
                      cudnnMathType_t math) {
     const size_t limit = ctx.options->workspace_limit;
@@ -373,7 +465,8 @@ class ConvKernel final : public CudaKernel {
   size_t ws_ = 0;
   float tuned_ms_ = 0;
   EpilogueParams epi_{};
-  std::unique_ptr<GraphConvPlan> graph_;
+  std::unique_ptr<GraphConvPlan> graph_, fused_;
+  GraphConvProblem problem_;
   std::string graph_error_;
 };
 }  // namespace

@@ -45,6 +45,11 @@ struct CudaBuildOptions {
   // propose (falls back to the legacy API per convolution when no engine fits).
   bool cudnn_graph = true;
   int graph_max_plans = 10;
+  // fp16: also try each convolution with bias/activation/residual fused into the cuDNN graph
+  // (runtime-compiled fusion engines, NVRTC at build and at engine load): 0 never, 1 where it
+  // times faster than the plain plan plus qyolo's epilogue pass, 2 wherever cuDNN has an engine
+  // for it (tests).
+  int cudnn_fused_epilogue = 1;
   // Tactic choices from an earlier build on the same GPU (engine file), by problem key: reused
   // instead of timing again. CudaExecutor::tactics() returns what a build chose.
   std::map<std::string, std::vector<int64_t>> tactics;

@@ -8,7 +8,8 @@ namespace qyolo::cuda {
 
 namespace {
 
-constexpr int64_t kUidX = 1, kUidW = 2, kUidY = 3;
+constexpr int64_t kUidX = 1, kUidW = 2, kUidY = 3, kUidBias = 4, kUidResidual = 5;
+constexpr int64_t kUidVirtual = 100;  // + n: intermediates of the fused epilogue
 
 Result<BackendDesc> make(cudnnBackendDescriptorType_t t) {
   cudnnBackendDescriptor_t d = nullptr;
@@ -16,9 +17,14 @@ Result<BackendDesc> make(cudnnBackendDescriptorType_t t) {
   return BackendDesc(d);
 }
 
-Result<BackendDesc> tensor(int64_t uid, cudnnDataType_t dt, const int64_t dims[4], const int64_t strides[4]) {
+Result<BackendDesc> tensor(int64_t uid, cudnnDataType_t dt, const int64_t dims[4], const int64_t strides[4],
+                           bool is_virtual = false) {
   QYOLO_ASSIGN_OR_RETURN(BackendDesc d, make(CUDNN_BACKEND_TENSOR_DESCRIPTOR));
   const int64_t align = 16;
+  if (is_virtual) {
+    const bool v = true;
+    QYOLO_CUDA_CHECK(cudnnBackendSetAttribute(d.get(), CUDNN_ATTR_TENSOR_IS_VIRTUAL, CUDNN_TYPE_BOOLEAN, 1, &v));
+  }
   QYOLO_CUDA_CHECK(cudnnBackendSetAttribute(d.get(), CUDNN_ATTR_TENSOR_DATA_TYPE, CUDNN_TYPE_DATA_TYPE, 1, &dt));
   QYOLO_CUDA_CHECK(cudnnBackendSetAttribute(d.get(), CUDNN_ATTR_TENSOR_DIMENSIONS, CUDNN_TYPE_INT64, 4, dims));
   QYOLO_CUDA_CHECK(cudnnBackendSetAttribute(d.get(), CUDNN_ATTR_TENSOR_STRIDES, CUDNN_TYPE_INT64, 4, strides));
@@ -36,15 +42,37 @@ void strides_of(bool nhwc, int64_t c, int64_t h, int64_t w, int64_t out[4]) {
   }
 }
 
-Result<BackendDesc> variant_pack(const void* x, const void* w, void* y, void* ws) {
+Result<BackendDesc> variant_pack(const void* x, const void* w, void* y, void* ws, const void* bias = nullptr,
+                                 const void* residual = nullptr) {
   QYOLO_ASSIGN_OR_RETURN(BackendDesc vp, make(CUDNN_BACKEND_VARIANT_PACK_DESCRIPTOR));
-  const int64_t uids[3] = {kUidX, kUidW, kUidY};
-  void* ptrs[3] = {const_cast<void*>(x), const_cast<void*>(w), y};
-  QYOLO_CUDA_CHECK(cudnnBackendSetAttribute(vp.get(), CUDNN_ATTR_VARIANT_PACK_UNIQUE_IDS, CUDNN_TYPE_INT64, 3, uids));
-  QYOLO_CUDA_CHECK(cudnnBackendSetAttribute(vp.get(), CUDNN_ATTR_VARIANT_PACK_DATA_POINTERS, CUDNN_TYPE_VOID_PTR, 3, ptrs));
+  int64_t uids[5] = {kUidX, kUidW, kUidY, 0, 0};
+  void* ptrs[5] = {const_cast<void*>(x), const_cast<void*>(w), y, nullptr, nullptr};
+  int64_t n = 3;
+  if (bias) uids[n] = kUidBias, ptrs[n++] = const_cast<void*>(bias);
+  if (residual) uids[n] = kUidResidual, ptrs[n++] = const_cast<void*>(residual);
+  QYOLO_CUDA_CHECK(cudnnBackendSetAttribute(vp.get(), CUDNN_ATTR_VARIANT_PACK_UNIQUE_IDS, CUDNN_TYPE_INT64, n, uids));
+  QYOLO_CUDA_CHECK(cudnnBackendSetAttribute(vp.get(), CUDNN_ATTR_VARIANT_PACK_DATA_POINTERS, CUDNN_TYPE_VOID_PTR, n, ptrs));
   QYOLO_CUDA_CHECK(cudnnBackendSetAttribute(vp.get(), CUDNN_ATTR_VARIANT_PACK_WORKSPACE, CUDNN_TYPE_VOID_PTR, 1, &ws));
   QYOLO_CUDA_CHECK(cudnnBackendFinalize(vp.get()));
   return vp;
+}
+
+// One pointwise operation y = mode(x [, b]) in fp32 math.
+Result<BackendDesc> pointwise_op(cudnnPointwiseMode_t mode, cudnnBackendDescriptor_t x, cudnnBackendDescriptor_t b,
+                                 cudnnBackendDescriptor_t y) {
+  QYOLO_ASSIGN_OR_RETURN(BackendDesc pw, make(CUDNN_BACKEND_POINTWISE_DESCRIPTOR));
+  const cudnnDataType_t prec = CUDNN_DATA_FLOAT;
+  QYOLO_CUDA_CHECK(cudnnBackendSetAttribute(pw.get(), CUDNN_ATTR_POINTWISE_MODE, CUDNN_TYPE_POINTWISE_MODE, 1, &mode));
+  QYOLO_CUDA_CHECK(cudnnBackendSetAttribute(pw.get(), CUDNN_ATTR_POINTWISE_MATH_PREC, CUDNN_TYPE_DATA_TYPE, 1, &prec));
+  QYOLO_CUDA_CHECK(cudnnBackendFinalize(pw.get()));
+  QYOLO_ASSIGN_OR_RETURN(BackendDesc op, make(CUDNN_BACKEND_OPERATION_POINTWISE_DESCRIPTOR));
+  cudnnBackendDescriptor_t d = pw.get();
+  QYOLO_CUDA_CHECK(cudnnBackendSetAttribute(op.get(), CUDNN_ATTR_OPERATION_POINTWISE_PW_DESCRIPTOR, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &d));
+  QYOLO_CUDA_CHECK(cudnnBackendSetAttribute(op.get(), CUDNN_ATTR_OPERATION_POINTWISE_XDESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &x));
+  if (b) QYOLO_CUDA_CHECK(cudnnBackendSetAttribute(op.get(), CUDNN_ATTR_OPERATION_POINTWISE_BDESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &b));
+  QYOLO_CUDA_CHECK(cudnnBackendSetAttribute(op.get(), CUDNN_ATTR_OPERATION_POINTWISE_YDESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &y));
+  QYOLO_CUDA_CHECK(cudnnBackendFinalize(op.get()));
+  return op;
 }
 
 struct Candidate {
@@ -70,6 +98,33 @@ Result<std::unique_ptr<GraphConvPlan>> GraphConvPlan::create(cudnnHandle_t handl
   QYOLO_ASSIGN_OR_RETURN(BackendDesc tx, tensor(kUidX, p.dtype, xd, xs));
   QYOLO_ASSIGN_OR_RETURN(BackendDesc tw, tensor(kUidW, p.dtype, wd, ws));
   QYOLO_ASSIGN_OR_RETURN(BackendDesc ty, tensor(kUidY, p.dtype, yd, ys));
+  // Fused epilogue: conv -> [+ bias] -> [act] -> [+ residual] -> y, fp32 virtual intermediates.
+  struct Stage {
+    cudnnPointwiseMode_t mode;
+    int64_t operand_uid;  // 0: unary
+  };
+  std::vector<Stage> stages;
+  if (p.fused) {
+    if (p.bias) stages.push_back({CUDNN_POINTWISE_ADD, kUidBias});
+    if (p.act == GraphConvProblem::Act::kRelu) stages.push_back({CUDNN_POINTWISE_RELU_FWD, 0});
+    if (p.act == GraphConvProblem::Act::kSilu) stages.push_back({CUDNN_POINTWISE_SWISH_FWD, 0});
+    if (p.act == GraphConvProblem::Act::kSigmoid) stages.push_back({CUDNN_POINTWISE_SIGMOID_FWD, 0});
+    if (p.residual) stages.push_back({CUDNN_POINTWISE_ADD, kUidResidual});
+  }
+  std::vector<BackendDesc> virt;  // the conv's output and each stage's but the last
+  for (size_t i = 0; i < stages.size(); ++i) {
+    QYOLO_ASSIGN_OR_RETURN(BackendDesc t, tensor(kUidVirtual + static_cast<int64_t>(i), CUDNN_DATA_FLOAT, yd, ys, true));
+    virt.push_back(std::move(t));
+  }
+  BackendDesc tbias, tres;
+  if (p.fused && p.bias) {
+    const int64_t bd[4] = {1, p.k, 1, 1};
+    const int64_t bs[4] = {p.k, 1, p.k, p.k};
+    QYOLO_ASSIGN_OR_RETURN(tbias, tensor(kUidBias, CUDNN_DATA_FLOAT, bd, bs));
+  }
+  if (p.fused && p.residual) {
+    QYOLO_ASSIGN_OR_RETURN(tres, tensor(kUidResidual, p.dtype, yd, ys));
+  }
 
   QYOLO_ASSIGN_OR_RETURN(BackendDesc conv, make(CUDNN_BACKEND_CONVOLUTION_DESCRIPTOR));
   const cudnnDataType_t comp = CUDNN_DATA_FLOAT;
@@ -91,7 +146,7 @@ Result<std::unique_ptr<GraphConvPlan>> GraphConvPlan::create(cudnnHandle_t handl
   QYOLO_CUDA_CHECK(cudnnBackendSetAttribute(op.get(), CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_X, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &d));
   d = tw.get();
   QYOLO_CUDA_CHECK(cudnnBackendSetAttribute(op.get(), CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_W, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &d));
-  d = ty.get();
+  d = stages.empty() ? ty.get() : virt[0].get();
   QYOLO_CUDA_CHECK(cudnnBackendSetAttribute(op.get(), CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_Y, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &d));
   d = conv.get();
   QYOLO_CUDA_CHECK(cudnnBackendSetAttribute(op.get(), CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_CONV_DESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &d));
@@ -99,9 +154,20 @@ Result<std::unique_ptr<GraphConvPlan>> GraphConvPlan::create(cudnnHandle_t handl
   QYOLO_CUDA_CHECK(cudnnBackendSetAttribute(op.get(), CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_BETA, CUDNN_TYPE_FLOAT, 1, &beta));
   QYOLO_CUDA_CHECK(cudnnBackendFinalize(op.get()));
 
+  std::vector<BackendDesc> pw_ops;
+  for (size_t i = 0; i < stages.size(); ++i) {
+    cudnnBackendDescriptor_t operand = stages[i].operand_uid == kUidBias       ? tbias.get()
+                                       : stages[i].operand_uid == kUidResidual ? tres.get()
+                                                                               : nullptr;
+    cudnnBackendDescriptor_t out = i + 1 == stages.size() ? ty.get() : virt[i + 1].get();
+    QYOLO_ASSIGN_OR_RETURN(BackendDesc o, pointwise_op(stages[i].mode, virt[i].get(), operand, out));
+    pw_ops.push_back(std::move(o));
+  }
+  std::vector<cudnnBackendDescriptor_t> ops = {op.get()};
+  for (const auto& o : pw_ops) ops.push_back(o.get());
   QYOLO_ASSIGN_OR_RETURN(BackendDesc graph, make(CUDNN_BACKEND_OPERATIONGRAPH_DESCRIPTOR));
-  d = op.get();
-  QYOLO_CUDA_CHECK(cudnnBackendSetAttribute(graph.get(), CUDNN_ATTR_OPERATIONGRAPH_OPS, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &d));
+  QYOLO_CUDA_CHECK(cudnnBackendSetAttribute(graph.get(), CUDNN_ATTR_OPERATIONGRAPH_OPS, CUDNN_TYPE_BACKEND_DESCRIPTOR,
+                                            static_cast<int64_t>(ops.size()), ops.data()));
   QYOLO_CUDA_CHECK(cudnnBackendSetAttribute(graph.get(), CUDNN_ATTR_OPERATIONGRAPH_HANDLE, CUDNN_TYPE_HANDLE, 1, &handle));
   QYOLO_CUDA_CHECK(cudnnBackendFinalize(graph.get()));
 
@@ -156,7 +222,7 @@ Result<std::unique_ptr<GraphConvPlan>> GraphConvPlan::create(cudnnHandle_t handl
     if (cudnnBackendGetAttribute(e, CUDNN_ATTR_ENGINE_BEHAVIOR_NOTE, CUDNN_TYPE_BEHAVIOR_NOTE,
                                  CUDNN_BEHAVIOR_NOTE_TYPE_COUNT, &nb, behav) == CUDNN_STATUS_SUCCESS) {
       for (int64_t k = 0; k < nb; ++k)
-        if (behav[k] == CUDNN_BEHAVIOR_NOTE_RUNTIME_COMPILATION) ok = false;
+        if (behav[k] == CUDNN_BEHAVIOR_NOTE_RUNTIME_COMPILATION && !p.fused) ok = false;
     }
     if (!ok) continue;
     int64_t gidx = -1;
@@ -204,12 +270,21 @@ Result<std::unique_ptr<GraphConvPlan>> GraphConvPlan::create(cudnnHandle_t handl
   QYOLO_ASSIGN_OR_RETURN(auto xb, DeviceBuffer::allocate(static_cast<size_t>(p.n * p.c * p.h * p.w) * es));
   QYOLO_ASSIGN_OR_RETURN(auto yb, DeviceBuffer::allocate(static_cast<size_t>(p.n * p.k * p.oh * p.ow) * es));
   QYOLO_CUDA_CHECK(cudaMemsetAsync(xb.get(), 0x11, xb.size(), stream));
+  DeviceBuffer bb, rb;
+  if (p.fused && p.bias) {
+    QYOLO_ASSIGN_OR_RETURN(bb, DeviceBuffer::allocate(static_cast<size_t>(p.k) * 4));
+    QYOLO_CUDA_CHECK(cudaMemsetAsync(bb.get(), 0, bb.size(), stream));
+  }
+  if (p.fused && p.residual) {
+    QYOLO_ASSIGN_OR_RETURN(rb, DeviceBuffer::allocate(yb.size()));
+    QYOLO_CUDA_CHECK(cudaMemsetAsync(rb.get(), 0, rb.size(), stream));
+  }
   QYOLO_ASSIGN_OR_RETURN(Event e0, make_event());
   QYOLO_ASSIGN_OR_RETURN(Event e1, make_event());
   void* wsp = tuning_workspace ? tuning_workspace->get() : nullptr;
   int best = -1;
   for (size_t i = 0; i < cands.size(); ++i) {
-    auto vp = variant_pack(xb.get(), weights, yb.get(), wsp);
+    auto vp = variant_pack(xb.get(), weights, yb.get(), wsp, bb.get(), rb.get());
     if (!vp) continue;
     if (cudnnBackendExecute(handle, cands[i].plan.get(), vp->get()) != CUDNN_STATUS_SUCCESS) {
       cudaGetLastError();
@@ -242,13 +317,17 @@ Result<std::unique_ptr<GraphConvPlan>> GraphConvPlan::create(cudnnHandle_t handl
   return Result<std::unique_ptr<GraphConvPlan>>(std::move(out));
 }
 
-Status GraphConvPlan::execute(cudnnHandle_t handle, const void* x, const void* w, void* y, void* workspace) {
-  if (!vp_ || vp_ptrs_[0] != x || vp_ptrs_[1] != w || vp_ptrs_[2] != y || vp_ptrs_[3] != workspace) {
-    QYOLO_ASSIGN_OR_RETURN(vp_, variant_pack(x, w, y, workspace));
+Status GraphConvPlan::execute(cudnnHandle_t handle, const void* x, const void* w, void* y, void* workspace,
+                              const void* bias, const void* residual) {
+  if (!vp_ || vp_ptrs_[0] != x || vp_ptrs_[1] != w || vp_ptrs_[2] != y || vp_ptrs_[3] != workspace ||
+      vp_ptrs_[4] != bias || vp_ptrs_[5] != residual) {
+    QYOLO_ASSIGN_OR_RETURN(vp_, variant_pack(x, w, y, workspace, bias, residual));
     vp_ptrs_[0] = x;
     vp_ptrs_[1] = w;
     vp_ptrs_[2] = y;
     vp_ptrs_[3] = workspace;
+    vp_ptrs_[4] = bias;
+    vp_ptrs_[5] = residual;
   }
   QYOLO_CUDA_CHECK(cudnnBackendExecute(handle, plan_->get(), vp_.get()));
   return Status::ok();

@@ -25,6 +25,12 @@ struct GraphConvProblem {
   int64_t k = 0, cg = 0, r = 0, s = 0; // filter (cg = c / group)
   int64_t oh = 0, ow = 0;
   int64_t pad[2] = {0, 0}, stride[2] = {1, 1}, dil[2] = {1, 1};
+  // Fused epilogue, y = act(conv + bias) + residual, through cuDNN's runtime-fusion engines
+  // (compiled with NVRTC when the plan is finalised): bias [K] fp32 and residual (like y) are
+  // passed to execute(). act: kNone, kRelu, kSilu (swish) or kSigmoid.
+  bool fused = false;
+  bool bias = false, residual = false;
+  enum class Act { kNone, kRelu, kSilu, kSigmoid } act = Act::kNone;
 };
 
 class GraphConvPlan {
@@ -48,7 +54,8 @@ class GraphConvPlan {
   // Measured time of the chosen engine at build (0 when reused from a stored tactic).
   float tuned_ms() const { return ms_; }
   // Runs the plan (the variant pack is rebuilt only when a pointer changed).
-  Status execute(cudnnHandle_t handle, const void* x, const void* w, void* y, void* workspace);
+  Status execute(cudnnHandle_t handle, const void* x, const void* w, void* y, void* workspace,
+                 const void* bias = nullptr, const void* residual = nullptr);
   std::string info() const { return info_; }
   // Another user of the same plan (its own variant pack): identical convolutions share plans.
   std::unique_ptr<GraphConvPlan> share() const {
@@ -64,7 +71,7 @@ class GraphConvPlan {
   GraphConvPlan() = default;
   std::shared_ptr<BackendDesc> plan_;
   BackendDesc vp_;
-  const void* vp_ptrs_[4] = {nullptr, nullptr, nullptr, nullptr};
+  const void* vp_ptrs_[6] = {nullptr, nullptr, nullptr, nullptr, nullptr, nullptr};
   size_t workspace_ = 0;
   float ms_ = 0;
   std::string info_;
