@@ -167,6 +167,41 @@ TEST(CudaKernels, CudnnFusedEpilogue) {
   }
 }
 
+// The 6x6/2 stem on RGB in fp16 runs as a 3x3/1 conv on a space-to-depth copy (16 half
+// channels): same result as the CPU and as the direct 3-channel conv.
+TEST(CudaKernels, Fp16StemRunsOnSpaceToDepth) {
+  QYOLO_REQUIRE_GPU();
+  std::mt19937 rng(test_seed() + 32);
+  GraphSpec spec;
+  spec.inputs = {{"x", {2, 3, 64, 48}}};
+  add_conv(spec, rng, "x", "y", 3, 16, 6, 2, 2, true, 1, "silu");
+  spec.outputs = {"y"};
+  auto sg = specialize_spec(spec);
+  ASSERT_TRUE(sg.is_ok()) << sg.status().to_string();
+  auto cpu = CpuExecutor::build(*sg);
+  ASSERT_TRUE(cpu.is_ok());
+  std::map<std::string, Tensor> inputs{{"x", random_tensor({2, 3, 64, 48}, rng, 0.f, 1.f)}}, ref, s2d, direct;
+  ASSERT_TRUE((*cpu)->run(inputs, ref).is_ok());
+  CudaBuildOptions opt;
+  opt.precision = CudaPrecision::kFp16;
+  opt.layout = CudaLayout::kNHWC;
+  auto gpu = CudaExecutor::build(*sg, opt);
+  ASSERT_TRUE(gpu.is_ok()) << gpu.status().to_string();
+  const std::string summary = (*gpu)->summary();
+  EXPECT_NE(summary.find("space-to-depth 'x'"), std::string::npos) << summary;
+  EXPECT_NE(summary.find(" s2d"), std::string::npos) << summary;
+  ASSERT_TRUE(run_gpu_poisoned(**gpu, inputs, s2d).is_ok());
+  opt.fp16_space_to_depth = false;
+  auto plain = CudaExecutor::build(*sg, opt);
+  ASSERT_TRUE(plain.is_ok()) << plain.status().to_string();
+  EXPECT_EQ((*plain)->summary().find("space-to-depth"), std::string::npos) << (*plain)->summary();
+  ASSERT_TRUE(run_gpu_poisoned(**plain, inputs, direct).is_ok());
+  Diff d = compare(s2d.at("y"), ref.at("y"));
+  EXPECT_EQ(d.nan_count, 0);
+  EXPECT_LE(d.rel(), 1e-2) << "max abs err " << d.max_abs_err << " of " << d.max_abs_ref << "\n" << summary;
+  EXPECT_LE(compare(s2d.at("y"), direct.at("y")).rel(), 1e-2);
+}
+
 TEST(CudaKernels, MaxPoolAfterConv) {
   QYOLO_REQUIRE_GPU();
   std::mt19937 rng(test_seed() + 2);

@@ -153,9 +153,31 @@ class ConvKernel final : public CudaKernel {
       return unsupported(node.describe() + ": the CUDA backend needs constant weights");
     if (b != nullptr && b->constant == nullptr)
       return unsupported(node.describe() + ": the CUDA backend needs a constant bias");
-    QYOLO_ASSIGN_OR_RETURN(ConvAttrs a, ConvAttrs::parse(node, x.shape, w->shape));
     if (x.shape.size() != 4) return unsupported(node.describe() + ": the CUDA backend runs 2-D convolutions only");
-    const auto& win = a.window;
+    // Space-to-depth input (x.s2d = f, the FP16 stem): x is [N, Cp, H/f, W/f] holding the image's
+    // f x f sub-pixels as channels; the conv is parsed on the logical input and run as the
+    // equivalent stride-1 conv with R/f x S/f taps on Cp channels.
+    const int f = x.s2d;
+    s2d_ = f;
+    Shape logical = x.shape;
+    if (f > 1) {
+      logical[1] = w->shape[1];
+      logical[2] *= f;
+      logical[3] *= f;
+    }
+    QYOLO_ASSIGN_OR_RETURN(ConvAttrs a, ConvAttrs::parse(node, logical, w->shape));
+    WindowGeometry win = a.window;
+    if (f > 1) {
+      if (a.group != 1 || x.layout != Layout::kNHWC || win.strides[0] != f || win.strides[1] != f || win.dilations[0] != 1 ||
+          win.dilations[1] != 1 || w->shape[2] % f || w->shape[3] % f || win.pads_begin[0] % f || win.pads_begin[1] % f ||
+          x.shape[1] < w->shape[1] * f * f)
+        return internal_error(node.describe() + ": space-to-depth input does not fit this convolution");
+      for (int d = 0; d < 2; ++d) {
+        win.pads_begin[d] /= f;
+        win.pads_end[d] = win.pads_begin[d];
+        win.strides[d] = 1;
+      }
+    }
     if (win.pads_begin != win.pads_end)
       return unsupported(node.describe() + ": asymmetric padding is not supported by the CUDA backend");
     if (a.out_shape != y.shape) return internal_error(node.describe() + ": conv output shape mismatch");
@@ -168,19 +190,25 @@ class ConvKernel final : public CudaKernel {
     const cudnnTensorFormat_t fmt = nhwc_ ? CUDNN_TENSOR_NHWC : CUDNN_TENSOR_NCHW;
     const int N = static_cast<int>(x.shape[0]), C = static_cast<int>(x.shape[1]), H = static_cast<int>(x.shape[2]),
               W = static_cast<int>(x.shape[3]);
-    const int K = static_cast<int>(w->shape[0]), Cg = static_cast<int>(w->shape[1]), R = static_cast<int>(w->shape[2]),
-              S = static_cast<int>(w->shape[3]);
+    // The ONNX filter [K][C0][R0][S0]; the conv cuDNN runs has Cg x R x S (= C0 x R0 x S0 unless
+    // space-to-depth: Cp channels, R0/f x S0/f taps).
+    const int K = static_cast<int>(w->shape[0]), C0 = static_cast<int>(w->shape[1]), R0 = static_cast<int>(w->shape[2]),
+              S0 = static_cast<int>(w->shape[3]);
+    const int Cg = f > 1 ? C : C0, R = R0 / f, S = S0 / f;
     const int OH = static_cast<int>(y.shape[2]), OW = static_cast<int>(y.shape[3]);
 
-    // Weights: KCRS (NCHW) or KRSC (NHWC), in the activation dtype.
+    // Weights: KCRS (NCHW) or KRSC (NHWC), in the activation dtype. Space-to-depth: tap (rr, s) of
+    // the original is tap (rr / f, s / f) on channel ((rr % f) * f + s % f) * C0 + c (pad channels 0).
     std::vector<float> wf = w->constant->to_float_vector();
-    std::vector<float> wl(wf.size());
+    std::vector<float> wl(static_cast<size_t>(K) * Cg * R * S, 0.f);
     if (nhwc_) {
       for (int k = 0; k < K; ++k)
-        for (int c = 0; c < Cg; ++c)
-          for (int rr = 0; rr < R; ++rr)
-            for (int s = 0; s < S; ++s)
-              wl[((static_cast<size_t>(k) * R + rr) * S + s) * Cg + c] = wf[((static_cast<size_t>(k) * Cg + c) * R + rr) * S + s];
+        for (int c = 0; c < C0; ++c)
+          for (int rr = 0; rr < R0; ++rr)
+            for (int s = 0; s < S0; ++s) {
+              const int ch = ((rr % f) * f + s % f) * C0 + c;
+              wl[((static_cast<size_t>(k) * R + rr / f) * S + s / f) * Cg + ch] = wf[((static_cast<size_t>(k) * C0 + c) * R0 + rr) * S0 + s];
+            }
     } else {
       wl = wf;
     }
@@ -312,8 +340,9 @@ class ConvKernel final : public CudaKernel {
   }
 
   std::string info() const override {
-    if (fused_) return fused_->info() + " +fused epilogue";
-    if (graph_) return graph_->info();
+    const std::string s2d = s2d_ > 1 ? " s2d" : "";
+    if (fused_) return fused_->info() + " +fused epilogue" + s2d;
+    if (graph_) return graph_->info() + s2d;
     std::ostringstream os;
     if (!graph_error_.empty()) os << "graph API: " << graph_error_ << "; legacy ";
     os << algo_name(algo_) << (math_ == CUDNN_TENSOR_OP_MATH ? " tensor_op" : math_ == CUDNN_FMA_MATH ? " fma" : " default")
@@ -466,6 +495,7 @@ class ConvKernel final : public CudaKernel {
   float tuned_ms_ = 0;
   EpilogueParams epi_{};
   std::unique_ptr<GraphConvPlan> graph_, fused_;
+  int s2d_ = 1;
   GraphConvProblem problem_;
   std::string graph_error_;
 };

@@ -124,7 +124,8 @@ struct CudaExecutor::Impl {
     return Status::ok();
   }
 
-  // int8 NHWC copy of value `v` (channels padded to 16) quantised with `scale`, for INT8 convs.
+  // int8 NHWC copy of value `v` (channels padded to 16) quantised with `scale`, for INT8 convs;
+  // scale 0: a half NHWC space-to-depth copy (s2d > 1) for an FP16 stem conv.
   Result<int> quantized(int v, float scale, int s2d) {
     auto key = std::make_tuple(v, scale, s2d);
     if (auto it = quantized_values.find(key); it != quantized_values.end()) return it->second;
@@ -139,16 +140,17 @@ struct CudaExecutor::Impl {
     qs[1] = (qs[1] * s2d * s2d + 15) / 16 * 16;
     qs[2] /= s2d;
     qs[3] /= s2d;
-    const std::string name = ex.values_[static_cast<size_t>(v)].name + "#int8" + (s2d > 1 ? "_s2d" : "");
-    TensorInfo qi{DataType::kInt8, qs, Layout::kNHWC, nullptr, {}};
+    const bool to_half = scale == 0.f;
+    const std::string name = ex.values_[static_cast<size_t>(v)].name + (to_half ? "#half" : "#int8") + (s2d > 1 ? "_s2d" : "");
+    TensorInfo qi{to_half ? DataType::kFloat16 : DataType::kInt8, qs, Layout::kNHWC, nullptr, {}};
     qi.s2d = s2d;
     const int out = add_value(name, qi, Storage::kArena);
     Step s;
-    s.label = "quantize '" + ex.values_[static_cast<size_t>(v)].name + "'";
+    s.label = (to_half ? "space-to-depth '" : "quantize '") + ex.values_[static_cast<size_t>(v)].name + "'";
     s.kernel = cuda::make_cuda_quantize(scale, s2d);
     s.inputs = {src};
     s.outputs = {out};
-    s.quantize_scale = scale;
+    s.quantize_scale = scale;  // 0 for the half copy: not a quantize step
     const TensorInfo* ins[] = {&ex.values_[static_cast<size_t>(src)].info};
     TensorInfo outs[] = {ex.values_[static_cast<size_t>(out)].info};
     Node dummy;
@@ -175,6 +177,14 @@ struct CudaExecutor::Impl {
     auto w = ex.graph_.values.find(node.inputs[1]);
     return x != ex.graph_.values.end() && w != ex.graph_.values.end() && x->second.shape.size() == 4 &&
            w->second.value.has_value() && w->second.shape.size() == 4;
+  }
+
+  bool fp16_stem_s2d(const Node& node, const TensorInfo& out) const {
+    if (!ex.options_.fp16_space_to_depth || out.dtype != DataType::kFloat16 || out.layout != Layout::kNHWC) return false;
+    auto group = node.attr_int("group", 1);
+    auto w = ex.graph_.values.find(node.inputs.size() > 1 ? node.inputs[1] : std::string());
+    if (!group || *group != 1 || w == ex.graph_.values.end() || !w->second.value || w->second.shape.size() != 4) return false;
+    return space_to_depth_factor(node) > 1;
   }
 
   // Space-to-depth factor for an INT8 conv's input: a stride-s conv whose kernel and leading pads
@@ -242,6 +252,12 @@ struct CudaExecutor::Impl {
       }
     }
     TensorInfo x16{DataType::kFloat16, xd.shape, Layout::kNHWC, nullptr, {}};
+    TensorInfo out16_info{DataType::kFloat16, y, Layout::kNHWC, nullptr, {}};
+    const bool s2d16 = fp16_stem_s2d(node, out16_info);
+    if (s2d16) {  // the FP16 stem reads a space-to-depth copy too
+      x16 = xq;
+      x16.dtype = DataType::kFloat16;
+    }
     TensorInfo r16{DataType::kFloat16, y, Layout::kNHWC, nullptr, {}};
     const TensorInfo* in16[] = {&x16, &w, has_b ? &b : nullptr, &r16};
     TensorInfo out16[] = {TensorInfo{DataType::kFloat16, y, Layout::kNHWC, nullptr, {}}};
@@ -278,7 +294,19 @@ struct CudaExecutor::Impl {
         QYOLO_ASSIGN_OR_RETURN(quant_ms, time_kernel(*qk, {&src}, {xq}));
       }
     }
-    const bool int8_wins = t8 + quant_ms <= t16;
+    float s2d16_ms = 0.f;
+    if (s2d16) {
+      TensorInfo src{DataType::kFloat32, xd.shape, Layout::kPlain, nullptr, {}};
+      auto sk = cuda::make_cuda_quantize(0.f, s2d);
+      Node dummy;
+      dummy.name = "space-to-depth (timing)";
+      const TensorInfo* sin[] = {&src};
+      TensorInfo sout[] = {x16};
+      if (sk->prepare(pctx, dummy, sin, sout).is_ok()) {
+        QYOLO_ASSIGN_OR_RETURN(s2d16_ms, time_kernel(*sk, {&src}, {x16}));
+      }
+    }
+    const bool int8_wins = t8 + quant_ms <= t16 + s2d16_ms;
     cache[key.str()] = {int8_wins ? 1 : 0};
     if (!int8_wins) fp16_instead.insert(&node);
     return Status::ok();
@@ -657,6 +685,14 @@ struct CudaExecutor::Impl {
       if (is_int8 && i == 0) {
         QYOLO_ASSIGN_OR_RETURN(float scale, node.attr_float("qyolo_input_scale"));
         QYOLO_ASSIGN_OR_RETURN(v, quantized(v, scale, space_to_depth_factor(node)));
+        step.inputs.push_back(v);
+        in_infos.push_back(&ex.values_[static_cast<size_t>(v)].info);
+        continue;
+      }
+      // The FP16 stem (a stride-s conv on few channels, the 6x6/2 on RGB): space-to-depth into
+      // s*s*C half channels (padded to 16), a stride-1 conv cuDNN runs on tensor cores.
+      if (is_conv && i == 0 && fp16_stem_s2d(node, out_infos[0])) {
+        QYOLO_ASSIGN_OR_RETURN(v, quantized(v, 0.f, space_to_depth_factor(node)));
         step.inputs.push_back(v);
         in_infos.push_back(&ex.values_[static_cast<size_t>(v)].info);
         continue;

@@ -50,6 +50,9 @@ struct CudaBuildOptions {
   // times faster than the plain plan plus qyolo's epilogue pass, 2 wherever cuDNN has an engine
   // for it (tests).
   int cudnn_fused_epilogue = 1;
+  // fp16 NHWC: a stride-s conv on so few channels that s*s*C fits 16 (the 6x6/2 stem on RGB) runs
+  // as a stride-1 conv on a space-to-depth copy of its input (cuDNN is slow on 3 channels).
+  bool fp16_space_to_depth = true;
   // Tactic choices from an earlier build on the same GPU (engine file), by problem key: reused
   // instead of timing again. CudaExecutor::tactics() returns what a build chose.
   std::map<std::string, std::vector<int64_t>> tactics;

@@ -56,6 +56,40 @@ __global__ void quantize_strided_kernel(QuantizeParams p, const T* __restrict__ 
   }
 }
 
+// Space-to-depth into half (the FP16 stem): one thread per (pixel, 8 output channels), one
+// 16-byte store; same gather as above, values converted instead of quantised.
+template <typename T, typename Index>
+__global__ void space_to_depth_half_kernel(QuantizeParams p, const T* __restrict__ x, __half* __restrict__ y) {
+  const Index chunks = static_cast<Index>(p.cp / 8);
+  const Index n_items = static_cast<Index>(p.pixels) * chunks;
+  const Index ow = static_cast<Index>(p.ow), oh = static_cast<Index>(p.oh);
+  for (Index i = static_cast<Index>(blockIdx.x) * blockDim.x + threadIdx.x; i < n_items;
+       i += static_cast<Index>(gridDim.x) * blockDim.x) {
+    const int chunk = static_cast<int>(i % chunks);
+    const Index pix = i / chunks;
+    const int wx = static_cast<int>(pix % ow);
+    const Index t = pix / ow;
+    const int hy = static_cast<int>(t % oh);
+    const int64_t n = static_cast<int64_t>(t / oh);
+    const T* xn = x + n * p.sn;
+    uint4 out;
+    __half* h = reinterpret_cast<__half*>(&out);
+    int sub = (chunk * 8) / p.c, c = (chunk * 8) % p.c;
+#pragma unroll
+    for (int k = 0; k < 8; ++k) {
+      float v = 0.f;
+      if (sub < p.s2d * p.s2d) {
+        const int dy = sub / p.s2d, dx = sub - dy * p.s2d;
+        v = to_f(xn[static_cast<int64_t>(c) * p.sc + static_cast<int64_t>(hy * p.s2d + dy) * p.sh +
+                    static_cast<int64_t>(wx * p.s2d + dx) * p.sw]);
+      }
+      h[k] = __float2half_rn(v);
+      if (++c == p.c) c = 0, ++sub;
+    }
+    reinterpret_cast<uint4*>(y)[i] = out;
+  }
+}
+
 // NHWC half input without padding (C == Cp, C % 8 == 0): 16-byte loads, 8-byte stores.
 __global__ void quantize_nhwc_half8_kernel(int64_t n_vec, float scale, const uint4* __restrict__ x,
                                            uint2* __restrict__ y) {
@@ -77,6 +111,7 @@ __global__ void quantize_nhwc_half8_kernel(int64_t n_vec, float scale, const uin
 
 class QuantizeKernel final : public CudaKernel {
  public:
+  // scale 0: space-to-depth into half instead of quantising (the FP16 stem).
   QuantizeKernel(float scale, int s2d) {
     p_.scale = scale;
     p_.s2d = s2d;
@@ -88,13 +123,16 @@ class QuantizeKernel final : public CudaKernel {
     const TensorInfo& x = *in[0];
     const TensorInfo& y = out[0];
     const int s = p_.s2d;
-    if (x.shape.size() != 4 || y.shape.size() != 4 || y.dtype != DataType::kInt8 || y.layout != Layout::kNHWC ||
+    to_half_ = p_.scale == 0.f;
+    const DataType want = to_half_ ? DataType::kFloat16 : DataType::kInt8;
+    if (x.shape.size() != 4 || y.shape.size() != 4 || y.dtype != want || y.layout != Layout::kNHWC ||
         s < 1 || x.shape[0] != y.shape[0] || x.shape[2] != y.shape[2] * s || x.shape[3] != y.shape[3] * s ||
-        y.shape[1] % 16 != 0 || y.shape[1] < x.shape[1] * s * s)
-      return internal_error(node.name + ": quantize expects [N,C,H,W] float -> int8 NHWC [N,Cp,H/s,W/s]");
+        y.shape[1] % 16 != 0 || y.shape[1] < x.shape[1] * s * s || (to_half_ && s < 2))
+      return internal_error(node.name + ": quantize expects [N,C,H,W] float -> int8 NHWC [N,Cp,H/s,W/s]" +
+                            (to_half_ ? std::string(" (half, s > 1)") : std::string()));
     if (x.dtype != DataType::kFloat32 && x.dtype != DataType::kFloat16)
       return internal_error(node.name + ": quantize reads float or half");
-    if (!(p_.scale > 0.f) || !std::isfinite(p_.scale))
+    if (!to_half_ && (!(p_.scale > 0.f) || !std::isfinite(p_.scale)))
       return invalid_argument(node.name + ": invalid quantisation scale " + std::to_string(p_.scale));
     half_ = x.dtype == DataType::kFloat16;
     const std::vector<int64_t> st = x.strides();
@@ -104,12 +142,24 @@ class QuantizeKernel final : public CudaKernel {
     p_.oh = static_cast<int>(y.shape[2]);
     p_.ow = static_cast<int>(y.shape[3]);
     p_.sn = st[0], p_.sc = st[1], p_.sh = st[2], p_.sw = st[3];
-    vec8_ = half_ && s == 1 && x.layout == Layout::kNHWC && p_.c == p_.cp && p_.c % 8 == 0;
+    vec8_ = !to_half_ && half_ && s == 1 && x.layout == Layout::kNHWC && p_.c == p_.cp && p_.c % 8 == 0;
     return Status::ok();
   }
 
   Status enqueue(const LaunchContext& ctx, std::span<const void* const> in, std::span<void* const> out) override {
     constexpr int kThreads = 256;
+    if (to_half_) {
+      const int64_t items = p_.pixels * (p_.cp / 8);
+      __half* yh = static_cast<__half*>(out[0]);
+      if (half_)
+        space_to_depth_half_kernel<__half, uint32_t><<<grid_for(items, kThreads), kThreads, 0, ctx.stream>>>(
+            p_, static_cast<const __half*>(in[0]), yh);
+      else
+        space_to_depth_half_kernel<float, uint32_t><<<grid_for(items, kThreads), kThreads, 0, ctx.stream>>>(
+            p_, static_cast<const float*>(in[0]), yh);
+      QYOLO_CUDA_CHECK_LAUNCH("space-to-depth kernel");
+      return Status::ok();
+    }
     int8_t* y = static_cast<int8_t*>(out[0]);
     if (vec8_ && reinterpret_cast<uintptr_t>(in[0]) % 16 == 0) {
       const int64_t n_vec = p_.pixels * p_.c / 8;
@@ -135,13 +185,14 @@ class QuantizeKernel final : public CudaKernel {
   }
 
   std::string info() const override {
+    if (to_half_) return "space-to-depth " + std::to_string(p_.s2d) + " to half";
     return "quantize scale=" + std::to_string(p_.scale) + (vec8_ ? " vec8" : "") +
            (p_.s2d > 1 ? " space-to-depth " + std::to_string(p_.s2d) : "");
   }
 
  private:
   QuantizeParams p_{};
-  bool half_ = false, vec8_ = false;
+  bool half_ = false, vec8_ = false, to_half_ = false;
 };
 
 }  // namespace
