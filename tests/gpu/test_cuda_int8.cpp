@@ -337,7 +337,8 @@ TEST(CudaInt8, YoloV5nMatchesCpuInt8) {
   // Layer by layer, in units of the tensor's own quantisation step (its min-max scale). The first
   // conv sees identical int8 inputs: only the half-precision storage of its output differs. After
   // that, outputs that land within float rounding of a .5 step quantise to neighbouring integers
-  // on the two backends (oneDNN's SiLU is a polynomial, ours expf), and every such flip moves the
+  // on the two backends (oneDNN scales and adds the bias in its own order; glibc's and CUDA's expf
+  // in the SiLU differ in the last bit), and every such flip moves the
   // next layer's accumulators: the share of elements off by a step grows with depth. That is
   // expected of two valid INT8 implementations; equality is judged on the detections (below)
   // and on the mAP (scripts/device-eval.sh).

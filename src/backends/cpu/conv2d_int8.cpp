@@ -7,7 +7,9 @@
 //   w_q[c] = round(W[c] / s_w[c]),  s_w[c] = max|W[c]| / 127
 //   y[c] = act(s_x * s_w[c] * sum(x_q * w_q[c]) + b[c]) + residual
 // oneDNN adds the bias to the int32 accumulator before the output scale, so it receives
-// b[c] / (s_x * s_w[c]).
+// b[c] / (s_x * s_w[c]). SiLU and sigmoid (and then the residual) are applied by our own pass,
+// x / (1 + expf(-x)), the formula of the CUDA INT8 kernel: oneDNN's polynomial exp differs in the
+// last bits, which moves values that sit on a rounding boundary of the next layer's quantisation.
 #include <oneapi/dnnl/dnnl.hpp>
 
 #include <cmath>
@@ -108,15 +110,16 @@ class CpuConvInt8 final : public CpuKernel {
     for (size_t i = 0; i < 2; ++i) dil[i] = a.window.dilations[i] - 1;
 
     dnnl::post_ops po;
+    own_epilogue_ = a.activation == FusedActivation::kSilu || a.activation == FusedActivation::kSigmoid;
     switch (a.activation) {
       case FusedActivation::kNone: break;
       case FusedActivation::kRelu: po.append_eltwise(1.f, dnnl::algorithm::eltwise_relu, 0.f, 0.f); break;
       case FusedActivation::kLeakyRelu: po.append_eltwise(1.f, dnnl::algorithm::eltwise_relu, a.activation_alpha, 0.f); break;
-      case FusedActivation::kSilu: po.append_eltwise(1.f, dnnl::algorithm::eltwise_swish, 1.f, 0.f); break;
-      case FusedActivation::kSigmoid: po.append_eltwise(1.f, dnnl::algorithm::eltwise_logistic, 0.f, 0.f); break;
+      case FusedActivation::kSilu: break;     // own_epilogue_
+      case FusedActivation::kSigmoid: break;  // own_epilogue_
       case FusedActivation::kHardSwish: po.append_eltwise(1.f, dnnl::algorithm::eltwise_hardswish, 0.f, 0.f); break;
     }
-    if (a.has_residual) po.append_sum(1.f);
+    if (a.has_residual && !own_epilogue_) po.append_sum(1.f);
     dnnl::primitive_attr pattr;
     pattr.set_output_scales(1 << 1, out_scales);  // per output channel
     pattr.set_post_ops(po);
@@ -136,7 +139,7 @@ class CpuConvInt8 final : public CpuKernel {
     dst_user_ = memory(dst_user_md, eng_, DNNL_MEMORY_NONE);
     dst_conv_ = memory(pd.dst_desc(), eng_, DNNL_MEMORY_NONE);
     dst_reorder_ = dnnl::reorder(dst_conv_, dst_user_);
-    if (a.has_residual) {
+    if (a.has_residual && !own_epilogue_) {
       residual_user_ = memory(dst_user_md, eng_, DNNL_MEMORY_NONE);
       residual_reorder_ = dnnl::reorder(residual_user_, dst_conv_);
     }
@@ -166,7 +169,7 @@ class CpuConvInt8 final : public CpuKernel {
     }
     src_reorder_.execute(strm_, src_user_, src_conv_);
     dst_user_.set_data_handle(outputs[0]->raw());
-    if (attrs_.has_residual) {
+    if (attrs_.has_residual && !own_epilogue_) {
       residual_user_.set_data_handle(const_cast<void*>(inputs[3]->raw()));
       residual_reorder_.execute(strm_, residual_user_, dst_conv_);
     }
@@ -174,12 +177,26 @@ class CpuConvInt8 final : public CpuKernel {
                           {DNNL_ARG_DST, dst_conv_}});
     dst_reorder_.execute(strm_, dst_conv_, dst_user_);
     strm_.wait();
+    if (own_epilogue_) {
+      float* y = outputs[0]->data<float>();
+      const float* r = attrs_.has_residual ? inputs[3]->data<float>() : nullptr;
+      const int64_t m = outputs[0]->numel();
+      const bool silu = attrs_.activation == FusedActivation::kSilu;
+#pragma omp parallel for schedule(static)
+      for (int64_t i = 0; i < m; ++i) {
+        const float v = y[i];
+        float out = silu ? v / (1.0f + std::exp(-v)) : 1.0f / (1.0f + std::exp(-v));
+        if (r) out += r[i];
+        y[i] = out;
+      }
+    }
     return Status::ok();
   }
 
   std::string name_;
   ConvAttrs attrs_;
   float input_scale_ = 0.f;
+  bool own_epilogue_ = false;  // activation (+ residual) applied after oneDNN, see the top
   std::vector<float> weight_scales_;
   Tensor weights_q_, bias_scaled_;
   size_t src_q_bytes_ = 0;
