@@ -423,17 +423,7 @@ class ConvKernel final : public CudaKernel {
       QYOLO_CUDA_CHECK(cudaMemsetAsync(rb.get(), 0, bytes, ctx.stream));
     }
     QYOLO_CUDA_CHECK(cudaMemsetAsync(yb.get(), 0, bytes, ctx.stream));
-    QYOLO_ASSIGN_OR_RETURN(auto e0, make_event());
-    QYOLO_ASSIGN_OR_RETURN(auto e1, make_event());
-    QYOLO_RETURN_IF_ERROR(launch_epilogue<__half>(epi_, true, yb.get(), rb.get(), ctx.stream));
-    QYOLO_CUDA_CHECK(cudaEventRecord(e0.get(), ctx.stream));
-    constexpr int kIters = 5;
-    for (int i = 0; i < kIters; ++i) QYOLO_RETURN_IF_ERROR(launch_epilogue<__half>(epi_, true, yb.get(), rb.get(), ctx.stream));
-    QYOLO_CUDA_CHECK(cudaEventRecord(e1.get(), ctx.stream));
-    QYOLO_CUDA_CHECK(cudaEventSynchronize(e1.get()));
-    float ms = 0.f;
-    QYOLO_CUDA_CHECK(cudaEventElapsedTime(&ms, e0.get(), e1.get()));
-    return ms / kIters;
+    return time_launches(ctx.stream, 1, 5, [&] { return launch_epilogue<__half>(epi_, true, yb.get(), rb.get(), ctx.stream); });
   }
 
   Status choose_algo(PrepareContext& ctx, const TensorInfo& x, const TensorInfo& y, bool strict_fp32,

@@ -820,8 +820,6 @@ class ConvInt8Kernel final : public CudaKernel {
     QYOLO_ASSIGN_OR_RETURN(auto xb, DeviceBuffer::allocate(x.nbytes()));
     QYOLO_ASSIGN_OR_RETURN(auto yb, DeviceBuffer::allocate(y.nbytes()));
     QYOLO_CUDA_CHECK(cudaMemsetAsync(xb.get(), 0x11, x.nbytes(), ctx.stream));
-    QYOLO_ASSIGN_OR_RETURN(auto e0, make_event());
-    QYOLO_ASSIGN_OR_RETURN(auto e1, make_event());
     ConvInt8Params p = p_;
     p.x = xb.as<int8_t>();
     p.y = yb.get();
@@ -834,15 +832,8 @@ class ConvInt8Kernel final : public CudaKernel {
       if (t.bn >= 64 && p.k <= t.bn / 2) continue;
       if (t.bk > 64 && p.kgemm <= 64) continue;
       if (t.sm90a && !hopper_) continue;
-      QYOLO_RETURN_IF_ERROR(launch(t, p, ctx.stream));  // warm-up
-      const int iters = macs_ > 5e9 ? 3 : 10;
-      QYOLO_CUDA_CHECK(cudaEventRecord(e0.get(), ctx.stream));
-      for (int it = 0; it < iters; ++it) QYOLO_RETURN_IF_ERROR(launch(t, p, ctx.stream));
-      QYOLO_CUDA_CHECK(cudaEventRecord(e1.get(), ctx.stream));
-      QYOLO_CUDA_CHECK(cudaEventSynchronize(e1.get()));
-      float ms = 0.f;
-      QYOLO_CUDA_CHECK(cudaEventElapsedTime(&ms, e0.get(), e1.get()));
-      ms /= static_cast<float>(iters);
+      QYOLO_ASSIGN_OR_RETURN(const float ms, time_launches(ctx.stream, 1, macs_ > 5e9 ? 3 : 10,
+                                                            [&] { return launch(t, p, ctx.stream); }));
       if (tactic_ < 0 || ms < best) {
         best = ms;
         tactic_ = i;

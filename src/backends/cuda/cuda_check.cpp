@@ -60,6 +60,19 @@ Result<Event> make_event(bool timing) {
   return Event(e);
 }
 
+Result<float> time_launches(cudaStream_t stream, int warmup, int iters, const std::function<Status()>& launch) {
+  QYOLO_ASSIGN_OR_RETURN(Event e0, make_event());
+  QYOLO_ASSIGN_OR_RETURN(Event e1, make_event());
+  for (int i = 0; i < warmup; ++i) QYOLO_RETURN_IF_ERROR(launch());
+  QYOLO_CUDA_CHECK(cudaEventRecord(e0.get(), stream));
+  for (int i = 0; i < iters; ++i) QYOLO_RETURN_IF_ERROR(launch());
+  QYOLO_CUDA_CHECK(cudaEventRecord(e1.get(), stream));
+  QYOLO_CUDA_CHECK(cudaEventSynchronize(e1.get()));
+  float ms = 0.f;
+  QYOLO_CUDA_CHECK(cudaEventElapsedTime(&ms, e0.get(), e1.get()));
+  return ms / static_cast<float>(iters);
+}
+
 Result<CudnnHandle> make_cudnn() {
   cudnnHandle_t h = nullptr;
   QYOLO_CUDA_CHECK(cudnnCreate(&h));

@@ -8,6 +8,7 @@
 #include <cudnn.h>
 
 #include <cstddef>
+#include <functional>
 #include <string>
 #include <utility>
 
@@ -101,6 +102,9 @@ using GraphExec = Owner<cudaGraphExec_t, GraphExecTraits>;
 
 Result<Stream> make_stream(bool non_blocking = true);
 Result<Event> make_event(bool timing = true);
+// Mean time in ms of one `launch` on `stream` (build-time tuning): `warmup` launches first, then
+// `iters` between two events. A failing launch ends the timing with its status.
+Result<float> time_launches(cudaStream_t stream, int warmup, int iters, const std::function<Status()>& launch);
 Result<CudnnHandle> make_cudnn();
 Result<TensorDesc> make_tensor_desc();
 Result<FilterDesc> make_filter_desc();

@@ -62,7 +62,7 @@ struct CudaExecutor::Impl {
   std::unordered_map<std::string, int> ids;
   std::map<std::tuple<int, DataType, Layout>, int> converted;  // (value, dtype, layout) -> value
   std::map<std::pair<std::string, DataType>, int> uploaded;    // constant in a dtype -> value
-  std::map<std::tuple<int, float, int>, int> quantized_values;  // (float value, scale, s2d) -> int8 value
+  std::map<std::tuple<int, float, int>, int> quantized_values;  // (float value, scale or 0 for half, s2d) -> copy
   std::set<std::string> reaches_conv;
   std::set<const Node*> fp16_instead;  // INT8-eligible convs that time faster in FP16
   cuda::PrepareContext pctx;
@@ -124,14 +124,19 @@ struct CudaExecutor::Impl {
     return Status::ok();
   }
 
-  // int8 NHWC copy of value `v` (channels padded to 16) quantised with `scale`, for INT8 convs;
-  // scale 0: a half NHWC space-to-depth copy (s2d > 1) for an FP16 stem conv.
-  Result<int> quantized(int v, float scale, int s2d) {
-    auto key = std::make_tuple(v, scale, s2d);
+  // int8 NHWC copy of value `v` (channels padded to 16) quantised with `scale`, for INT8 convs.
+  Result<int> quantized(int v, float scale, int s2d) { return packed_input(v, s2d, scale); }
+  // Half NHWC space-to-depth copy (s2d > 1, channels padded to 16) for an FP16 stem conv.
+  Result<int> space_to_depth_half(int v, int s2d) { return packed_input(v, s2d, std::nullopt); }
+
+  // The conv-input copies above (one step each, memoised per value): quantised when `scale` is
+  // given, half otherwise.
+  Result<int> packed_input(int v, int s2d, std::optional<float> scale) {
+    auto key = std::make_tuple(v, scale.value_or(0.f), s2d);
     if (auto it = quantized_values.find(key); it != quantized_values.end()) return it->second;
     const TensorInfo vi = ex.values_[static_cast<size_t>(v)].info;
     if (vi.shape.size() != 4 || !is_float(vi.dtype))
-      return internal_error("INT8 conv input '" + ex.values_[static_cast<size_t>(v)].name + "' is not a 4-D float value");
+      return internal_error("conv input '" + ex.values_[static_cast<size_t>(v)].name + "' is not a 4-D float value");
     int src = v;
     if (vi.layout == Layout::kStrided) {
       QYOLO_ASSIGN_OR_RETURN(src, as(v, vi.dtype, Layout::kNHWC));
@@ -140,17 +145,17 @@ struct CudaExecutor::Impl {
     qs[1] = (qs[1] * s2d * s2d + 15) / 16 * 16;
     qs[2] /= s2d;
     qs[3] /= s2d;
-    const bool to_half = scale == 0.f;
+    const bool to_half = !scale.has_value();
     const std::string name = ex.values_[static_cast<size_t>(v)].name + (to_half ? "#half" : "#int8") + (s2d > 1 ? "_s2d" : "");
     TensorInfo qi{to_half ? DataType::kFloat16 : DataType::kInt8, qs, Layout::kNHWC, nullptr, {}};
     qi.s2d = s2d;
     const int out = add_value(name, qi, Storage::kArena);
     Step s;
     s.label = (to_half ? "space-to-depth '" : "quantize '") + ex.values_[static_cast<size_t>(v)].name + "'";
-    s.kernel = cuda::make_cuda_quantize(scale, s2d);
+    s.kernel = to_half ? cuda::make_cuda_space_to_depth_half(s2d) : cuda::make_cuda_quantize(*scale, s2d);
     s.inputs = {src};
     s.outputs = {out};
-    s.quantize_scale = scale;  // 0 for the half copy: not a quantize step
+    s.quantize_scale = scale.value_or(0.f);  // 0 for the half copy: not a quantize step
     const TensorInfo* ins[] = {&ex.values_[static_cast<size_t>(src)].info};
     TensorInfo outs[] = {ex.values_[static_cast<size_t>(out)].info};
     Node dummy;
@@ -297,7 +302,7 @@ struct CudaExecutor::Impl {
     float s2d16_ms = 0.f;
     if (s2d16) {
       TensorInfo src{DataType::kFloat32, xd.shape, Layout::kPlain, nullptr, {}};
-      auto sk = cuda::make_cuda_quantize(0.f, s2d);
+      auto sk = cuda::make_cuda_space_to_depth_half(s2d);
       Node dummy;
       dummy.name = "space-to-depth (timing)";
       const TensorInfo* sin[] = {&src};
@@ -339,24 +344,12 @@ struct CudaExecutor::Impl {
     }
     QYOLO_ASSIGN_OR_RETURN(void* ws, scratch(k.workspace_bytes()));
     cuda::LaunchContext lc{pctx.stream, pctx.cudnn, ws, k.workspace_bytes()};
-    QYOLO_ASSIGN_OR_RETURN(auto e0, cuda::make_event());
-    QYOLO_ASSIGN_OR_RETURN(auto e1, cuda::make_event());
-    QYOLO_RETURN_IF_ERROR(k.enqueue(lc, in_ptrs, out_ptrs));  // warm-up
-    constexpr int kIters = 5;
-    QYOLO_CUDA_CHECK(cudaEventRecord(e0.get(), pctx.stream));
-    for (int i = 0; i < kIters; ++i) QYOLO_RETURN_IF_ERROR(k.enqueue(lc, in_ptrs, out_ptrs));
-    QYOLO_CUDA_CHECK(cudaEventRecord(e1.get(), pctx.stream));
-    QYOLO_CUDA_CHECK(cudaEventSynchronize(e1.get()));
-    float ms = 0.f;
-    QYOLO_CUDA_CHECK(cudaEventElapsedTime(&ms, e0.get(), e1.get()));
-    return ms / kIters;
+    return cuda::time_launches(pctx.stream, 1, 5, [&] { return k.enqueue(lc, in_ptrs, out_ptrs); });
   }
 
   // INT8 convs whose output is read by quantize steps write the int8 copy themselves.
   void fuse_requantization() {
-    std::vector<int> producer(ex.values_.size(), -1);
-    for (size_t s = 0; s < ex.steps_.size(); ++s)
-      for (int v : ex.steps_[s].outputs) producer[static_cast<size_t>(v)] = static_cast<int>(s);
+    const std::vector<int> producer = step_producers();
     std::vector<bool> drop(ex.steps_.size(), false);
     for (size_t s = 0; s < ex.steps_.size(); ++s) {
       Step& q = ex.steps_[s];
@@ -399,6 +392,14 @@ struct CudaExecutor::Impl {
     }
   }
 
+  // The step writing each value (-1: none).
+  std::vector<int> step_producers() const {
+    std::vector<int> producer(ex.values_.size(), -1);
+    for (size_t s = 0; s < ex.steps_.size(); ++s)
+      for (int v : ex.steps_[s].outputs) producer[static_cast<size_t>(v)] = static_cast<int>(s);
+    return producer;
+  }
+
   // The non-alias steps reading each value, directly or through reshape views of it.
   std::vector<std::vector<int>> step_readers() const {
     std::vector<std::vector<int>> r(ex.values_.size());
@@ -427,9 +428,7 @@ struct CudaExecutor::Impl {
   // in its epilogue and writes the decode's output (one pass instead of a write + read of the raw
   // head tensor, and one launch less).
   void fuse_yolo_decodes() {
-    std::vector<int> producer(ex.values_.size(), -1);
-    for (size_t s = 0; s < ex.steps_.size(); ++s)
-      for (int v : ex.steps_[s].outputs) producer[static_cast<size_t>(v)] = static_cast<int>(s);
+    const std::vector<int> producer = step_producers();
     const auto readers = step_readers();
     std::vector<bool> drop(ex.steps_.size(), false);
     for (size_t di = 0; di < ex.steps_.size(); ++di) {
@@ -465,9 +464,7 @@ struct CudaExecutor::Impl {
   //      of kernels that can write with a row pitch (the YOLO decode into the detect output).
   Status place_concats() {
     if (!ex.options_.concat_in_place) return Status::ok();
-    std::vector<int> producer(ex.values_.size(), -1);
-    for (size_t s = 0; s < ex.steps_.size(); ++s)
-      for (int v : ex.steps_[s].outputs) producer[static_cast<size_t>(v)] = static_cast<int>(s);
+    const std::vector<int> producer = step_producers();
     const auto readers = step_readers();
     auto only_reader = [&](int v, int step) {
       const auto& r = readers[static_cast<size_t>(v)];
@@ -692,7 +689,7 @@ struct CudaExecutor::Impl {
       // The FP16 stem (a stride-s conv on few channels, the 6x6/2 on RGB): space-to-depth into
       // s*s*C half channels (padded to 16), a stride-1 conv cuDNN runs on tensor cores.
       if (is_conv && i == 0 && fp16_stem_s2d(node, out_infos[0])) {
-        QYOLO_ASSIGN_OR_RETURN(v, quantized(v, 0.f, space_to_depth_factor(node)));
+        QYOLO_ASSIGN_OR_RETURN(v, space_to_depth_half(v, space_to_depth_factor(node)));
         step.inputs.push_back(v);
         in_infos.push_back(&ex.values_[static_cast<size_t>(v)].info);
         continue;

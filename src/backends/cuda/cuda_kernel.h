@@ -217,6 +217,9 @@ std::unique_ptr<CudaKernel> make_cuda_convert();
 // output's channel count: q = round(x / scale), saturated to [-127, 127]; with space-to-depth
 // factor s2d > 1 (TensorInfo::s2d) on the way.
 std::unique_ptr<CudaKernel> make_cuda_quantize(float scale, int s2d = 1);
+// Internal: the same gather into half NHWC [N, Cp, H/s, W/s] (s > 1) without quantising, for the
+// FP16 stem conv.
+std::unique_ptr<CudaKernel> make_cuda_space_to_depth_half(int s2d);
 
 }  // namespace cuda
 

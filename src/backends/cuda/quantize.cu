@@ -111,8 +111,8 @@ __global__ void quantize_nhwc_half8_kernel(int64_t n_vec, float scale, const uin
 
 class QuantizeKernel final : public CudaKernel {
  public:
-  // scale 0: space-to-depth into half instead of quantising (the FP16 stem).
-  QuantizeKernel(float scale, int s2d) {
+  // to_half: space-to-depth into half instead of quantising (the FP16 stem); scale unused.
+  QuantizeKernel(float scale, int s2d, bool to_half) : to_half_(to_half) {
     p_.scale = scale;
     p_.s2d = s2d;
   }
@@ -123,7 +123,6 @@ class QuantizeKernel final : public CudaKernel {
     const TensorInfo& x = *in[0];
     const TensorInfo& y = out[0];
     const int s = p_.s2d;
-    to_half_ = p_.scale == 0.f;
     const DataType want = to_half_ ? DataType::kFloat16 : DataType::kInt8;
     if (x.shape.size() != 4 || y.shape.size() != 4 || y.dtype != want || y.layout != Layout::kNHWC ||
         s < 1 || x.shape[0] != y.shape[0] || x.shape[2] != y.shape[2] * s || x.shape[3] != y.shape[3] * s ||
@@ -198,7 +197,11 @@ class QuantizeKernel final : public CudaKernel {
 }  // namespace
 
 std::unique_ptr<CudaKernel> make_cuda_quantize(float scale, int s2d) {
-  return std::make_unique<QuantizeKernel>(scale, s2d);
+  return std::make_unique<QuantizeKernel>(scale, s2d, false);
+}
+
+std::unique_ptr<CudaKernel> make_cuda_space_to_depth_half(int s2d) {
+  return std::make_unique<QuantizeKernel>(0.f, s2d, true);
 }
 
 }  // namespace qyolo::cuda
