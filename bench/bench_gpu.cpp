@@ -37,6 +37,8 @@ struct Args {
   CudaLayout layout = CudaLayout::kAuto;
   bool graph = false, fused = true, fp32_tail = true, exhaustive = true, json = false, summary = false;
   bool cudnn_graph = true, profile = false, cudnn_fusion = true;
+  // A/B switches for this session's build features (the JSON "without" field lists those off).
+  bool direct_stem = true, concurrent = true, concat_in_place = true;
   // Time the whole detection path on the GPU: letterbox from uint8 1080x810 RGB images already in
   // device memory, the network, decode + NMS (detections stay on the device).
   bool prepost = false;
@@ -52,7 +54,8 @@ int usage(const char* msg) {
                "error: %s\nusage: bench_gpu MODEL.onnx [--batch N] [--size S] [--precision fp32|fp16|int8] [--calib CACHE]\n"
                "       [--float-layers REGEX] [--int8-tactic N] [--all-int8] [--prepost] [--graph]\n"
                "       [--layout auto|nchw|nhwc] [--iters N] [--warmup N] [--unfused] [--no-fp32-tail] [--heuristic]\n"
-               "       [--legacy-conv] [--no-cudnn-fusion] [--summary] [--profile] [--json]\n",
+               "       [--legacy-conv] [--no-cudnn-fusion] [--no-direct-stem] [--one-stream] [--no-concat-in-place]\n"
+               "       [--summary] [--profile] [--json]\n",
                msg);
   return 2;
 }
@@ -239,6 +242,9 @@ int main(int argc, char** argv) {
     else if (s == "--profile") a.profile = true;
     else if (s == "--legacy-conv") a.cudnn_graph = false;
     else if (s == "--no-cudnn-fusion") a.cudnn_fusion = false;
+    else if (s == "--no-direct-stem") a.direct_stem = false;
+    else if (s == "--one-stream") a.concurrent = false;
+    else if (s == "--no-concat-in-place") a.concat_in_place = false;
     else if (s == "--prepost") a.prepost = true;
     else if (s == "--all-int8") a.all_int8 = true;
     else if (!s.empty() && s[0] == '-') return usage(("unknown option " + s).c_str());
@@ -274,6 +280,9 @@ int main(int argc, char** argv) {
   opt.exhaustive_tuning = a.exhaustive;
   opt.cudnn_graph = a.cudnn_graph;
   opt.cudnn_fused_epilogue = a.cudnn_fusion ? 1 : 0;
+  opt.fp16_direct_stem = a.direct_stem;
+  opt.concurrent_branches = a.concurrent;
+  opt.concat_in_place = a.concat_in_place;
   opt.int8_tactic = a.int8_tactic;
   opt.int8_fp16 = a.int8_fp16;
   opt.int8_fp16_choose = !a.all_int8;
@@ -386,11 +395,13 @@ int main(int argc, char** argv) {
     std::printf("{\"model\": \"%s\", \"batch\": %d, \"dtype\": \"%s\", \"graph\": %s, \"median_ms\": %.4f, "
                 "\"p99_ms\": %.4f, \"images_per_s\": %.1f, \"build_s\": %.2f, \"arena_mib\": %zu, \"steps\": %d, "
                 "\"conv\": \"%s\", \"prepost\": %s, \"int8_convs\": %d, \"conv_gmacs\": %.3f, \"int8_gmacs\": %.3f, "
-                "\"gbytes\": %.4f}\n",
+                "\"gbytes\": %.4f, \"without\": \"%s\"}\n",
                 a.model.c_str(), a.batch, prec, a.graph ? "true" : "false", median, p99, a.batch * 1e3 / median, build_s,
                 e.arena_bytes() >> 20, e.num_steps(),
                 a.cudnn_graph ? (a.cudnn_fusion ? "graph" : "graph-unfused") : "legacy", a.prepost ? "true" : "false",
-                n_int8, cost.conv_macs / 1e9, cost.int8_macs / 1e9, cost.bytes / 1e9);
+                n_int8, cost.conv_macs / 1e9, cost.int8_macs / 1e9, cost.bytes / 1e9,
+                ((a.direct_stem ? "" : " direct-stem") + std::string(a.concurrent ? "" : " concurrency") +
+                 (a.concat_in_place ? "" : " concat-in-place")).c_str());
     std::fprintf(stderr, "%s b%d %s: %.1f of %.1f GMAC in INT8 convs\n", a.model.c_str(), a.batch, prec,
                  cost.int8_macs / 1e9, cost.conv_macs / 1e9);
   } else {

@@ -9,7 +9,7 @@
 #       build-cuda) and packs them, the non-system shared libraries they need, the models, the
 #       reference input and torch_peer.py into .device-carry/bundle.tar.xz (git-ignored; < 64 MiB).
 #
-#   scripts/device-check.sh run [tests|sanitizer|ort|bench|all]...   (default: all)
+#   scripts/device-check.sh run [tests|sanitizer|ort|bench|ncu|all]...   (default: all; ncu only when named)
 #       on the device machine, from the repository root, with .device-carry carried. Unpacks to
 #       /tmp/qyolo-carry, points QYOLO_SHARED there, writes logs to $OUT (or ./device-out).
 #
@@ -83,7 +83,7 @@ prepare() {
 run() {
   local phases=("$@")
   [ ${#phases[@]} -eq 0 ] && phases=(all)
-  has() { local p; for p in "${phases[@]}"; do [ "$p" = "$1" ] || [ "$p" = all ] && return 0; done; return 1; }
+  has() { local p; for p in "${phases[@]}"; do { [ "$p" = "$1" ] || { [ "$p" = all ] && [ "$1" != ncu ]; }; } && return 0; done; return 1; }
   local out="${OUT:-$ROOT/device-out}"
   mkdir -p "$out"
   local q=/tmp/qyolo-carry
@@ -104,7 +104,7 @@ run() {
   local rc=0
   if has tests; then
     echo "== qyolo_gpu_tests"
-    timeout "${QYOLO_TESTS_TIMEOUT:-400}" "$q/bin/qyolo_gpu_tests" --gtest_color=no 2>&1 | tee "$out/gpu_tests.log" |
+    timeout "${QYOLO_TESTS_TIMEOUT:-400}" "$q/bin/qyolo_gpu_tests" --gtest_color=no --gtest_filter="${QYOLO_TESTS_FILTER:-*}" 2>&1 | tee "$out/gpu_tests.log" |
       grep -E '^\[ *(FAILED|PASSED|SKIPPED) *\]|^\[(fp|yolov|NMS)|^NMS|Failure|error|Expected|Which is|max abs|: ' | head -150
     [ "${PIPESTATUS[0]}" -eq 0 ] || rc=1
   fi
@@ -114,7 +114,7 @@ run() {
     cs=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer 2>/dev/null)
     if [ -n "$cs" ]; then
       timeout "${QYOLO_SANITIZER_TIMEOUT:-45}" "$cs" --tool memcheck --leak-check no --error-exitcode 9 "$q/bin/qyolo_gpu_tests" --gtest_color=no \
-        --gtest_filter='CudaKernels.DetectHead:CudaKernels.ConcatMixedLayouts:Cuda/ConvTest.MatchesCpu/hardswish_residual:CudaNms.*:CudaLetterbox.*:Cuda/Int8ConvTest.WithinOneLsbOfCpu/hardswish_residual:Cuda/Int8ConvTest.WithinOneLsbOfCpu/odd_channels:Cuda/Int8ConvTest.WithinOneLsbOfCpu/k3_silu:CudaInt8.ChainFusesRequantisation:CudaInt8.ConcatOfInt8ConvsIsWrittenInPlace:CudaYoloDecode.*:CudaKernels.CudnnFusedEpilogue' \
+        --gtest_filter='CudaKernels.DetectHead:CudaKernels.ConcatMixedLayouts:Cuda/ConvTest.MatchesCpu/hardswish_residual:CudaNms.*:CudaLetterbox.*:Cuda/Int8ConvTest.WithinOneLsbOfCpu/hardswish_residual:Cuda/Int8ConvTest.WithinOneLsbOfCpu/odd_channels:Cuda/Int8ConvTest.WithinOneLsbOfCpu/k3_silu:CudaInt8.ChainFusesRequantisation:CudaInt8.ConcatOfInt8ConvsIsWrittenInPlace:CudaYoloDecode.*:CudaKernels.CudnnFusedEpilogue:CudaKernels.Fp16StemDirectAndSpaceToDepth:CudaKernels.Fp16ConcatWrittenInPlace:CudaKernels.ConcurrentBranchesMatchOneStream:CudaKernels.Fp16OddChannelsArePadded' \
         > "$out/sanitizer.log" 2>&1
       local s=$?
       grep -E "ERROR SUMMARY|PASSED|FAILED" "$out/sanitizer.log" | tail -5
@@ -129,6 +129,22 @@ run() {
       "$CARRY/ort/yolov5n-ort-qdq.onnx" 2>&1 | tee "$out/ort_check.log"
     [ "${PIPESTATUS[0]}" -eq 0 ] || rc=1
   fi
+  if has ncu; then
+    # Nsight Compute on a few kernels of yolov5s b32 fp16 (QYOLO_NCU_KERNELS: a kernel-name regex).
+    echo "== ncu (${QYOLO_NCU_KERNELS:=conv_stem|yolo_decode})"
+    local ncu_bin
+    ncu_bin=$(command -v ncu || ls /usr/local/cuda/bin/ncu 2>/dev/null)
+    if [ -n "$ncu_bin" ]; then
+      timeout 240 "$ncu_bin" --kernel-name "regex:$QYOLO_NCU_KERNELS" --launch-count "${QYOLO_NCU_COUNT:-4}" \
+        --section SpeedOfLight --section MemoryWorkloadAnalysis --section Occupancy --section LaunchStats \
+        --section WarpStateStats --section SchedulerStats \
+        "$q/bin/bench_gpu" "$q/models/yolov5s-b32.onnx" --batch 32 --precision fp16 --iters 2 --warmup 1 \
+        > "$out/ncu.txt" 2>&1
+      grep -E "^  [a-z_]+.*\(|Duration|Memory Throughput|DRAM Throughput|Compute \(SM\) Throughput|Achieved Occupancy|Registers Per|Issue Slots Busy|No Eligible|Stall" "$out/ncu.txt" | head -60
+    else
+      echo "ncu not found"
+    fi
+  fi
   if has bench; then
     echo "== bench (ours: bench_gpu --graph; peer: torch_peer.py --dtype fp16 --graph --channels-last)"
     : > "$out/bench.jsonl"
@@ -137,7 +153,7 @@ run() {
     timeout 60 "$q/bin/bench_gpu" --ceilings >> "$out/bench.jsonl" 2>>"$out/bench.err"
     # name batch dtype [extra bench_gpu flags], most wanted first (the deadline skips the rest: fp16
     # builds compile cuDNN fusion kernels with NVRTC); QYOLO_BENCH overrides the list.
-    local configs="${QYOLO_BENCH:-yolov5s:1:int8-fp16 yolov5s:32:int8-fp16 yolov5s:1:fp16 yolov5s:32:fp16 yolov5n:1:int8-fp16 yolov5n:32:int8-fp16 yolov5n:1:fp16 yolov5n:32:fp16 yolov5s:1:int8 yolov5s:32:int8 yolov5n:1:int8 yolov5n:32:int8 yolov5s:1:int8-fp16:--all-int8 yolov5s:32:int8-fp16:--all-int8 yolov5s:1:int8-fp16:--prepost yolov5s:32:int8-fp16:--prepost yolov5s:32:fp16:--prepost yolov5s:1:fp16:--no-cudnn-fusion yolov5s:32:fp16:--no-cudnn-fusion yolov5n:32:fp32 yolov5s:32:fp32}"
+    local configs="${QYOLO_BENCH:-yolov5s:1:int8-fp16 yolov5s:32:int8-fp16 yolov5s:1:fp16 yolov5s:32:fp16 yolov5n:1:int8-fp16 yolov5n:32:int8-fp16 yolov5n:1:fp16 yolov5n:32:fp16 yolov5s:1:int8 yolov5s:32:int8 yolov5n:1:int8 yolov5n:32:int8 yolov5s:1:int8-fp16:--all-int8 yolov5s:32:int8-fp16:--all-int8 yolov5s:1:int8-fp16:--prepost yolov5s:32:int8-fp16:--prepost yolov5s:32:fp16:--prepost yolov5s:1:int8-fp16:--no-direct-stem yolov5s:32:int8-fp16:--no-direct-stem yolov5s:1:int8-fp16:--one-stream yolov5s:32:int8-fp16:--one-stream yolov5s:1:int8-fp16:--no-concat-in-place yolov5s:32:int8-fp16:--no-concat-in-place yolov5s:1:fp16:--no-cudnn-fusion yolov5s:32:fp16:--no-cudnn-fusion yolov5n:32:fp32 yolov5s:32:fp32}"
     local cfg m b dt flag
     # The peer first: its numbers must be in the table even when the deadline cuts our configs.
     for cfg in ${QYOLO_PEER:-yolov5n:1 yolov5n:32 yolov5s:1 yolov5s:32}; do
@@ -172,7 +188,7 @@ if ceil:
     print(f"ceilings (this run): copy {ceil['copy_gbs']:.0f} GB/s, cuBLASLt int8 {ceil['int8_tops']:.0f} TOPS, "
           f"fp16 {ceil['fp16_tflops']:.0f} TFLOPS (8192^3 GEMMs)")
 print("TOPS: 2 x conv MACs / median time; GB/s: bytes every step reads + writes / median time")
-print(f"{'model':8} {'batch':>5} {'qyolo':30} {'ms':>8} {'img/s':>7} {'TOPS':>6} {'GB/s':>6} {'build s':>7} | {'peer fp16 ms':>12} {'img/s':>7} | {'peer/qyolo':>10}")
+print(f"{'model':8} {'batch':>5} {'qyolo':42} {'ms':>8} {'img/s':>7} {'TOPS':>6} {'GB/s':>6} {'build s':>7} | {'peer fp16 ms':>12} {'img/s':>7} | {'peer/qyolo':>10}")
 for r in rows:
     if r['who'] != 'qyolo':
         continue
@@ -180,13 +196,14 @@ for r in rows:
     conv = r.get('conv', 'graph')
     what = r['dtype'] + ('' if conv == 'graph' or r['dtype'] == 'fp32' else ' legacy' if conv == 'legacy' else ' no cuDNN fusion') + \
         (' +pre/post' if r.get('prepost') else '') + \
+        (' w/o' + r['without'] if r.get('without') else '') + \
         (f" ({r['int8_gmacs'] / r['conv_gmacs']:.0%} int8)" if r['dtype'].startswith('int8') and r.get('conv_gmacs') else '')
     pm = f"{p['median_ms']:.3f}" if p else '-'
     pi = f"{p['images_per_s']:.0f}" if p else '-'
     ratio = f"{p['median_ms'] / r['median_ms']:.2f}x" if p else '-'
     tops = 2 * r.get('conv_gmacs', 0) / r['median_ms']
     gbs = r.get('gbytes', 0) / (r['median_ms'] * 1e-3)
-    print(f"{r['name']:8} {r['batch']:>5} {what:30} {r['median_ms']:>8.3f} {r['images_per_s']:>7.0f} {tops:>6.1f} {gbs:>6.0f} {r['build_s']:>7.1f} | {pm:>12} {pi:>7} | {ratio:>10}")
+    print(f"{r['name']:8} {r['batch']:>5} {what:42} {r['median_ms']:>8.3f} {r['images_per_s']:>7.0f} {tops:>6.1f} {gbs:>6.0f} {r['build_s']:>7.1f} | {pm:>12} {pi:>7} | {ratio:>10}")
 PYEOF
   fi
   return $rc

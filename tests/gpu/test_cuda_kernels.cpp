@@ -167,20 +167,84 @@ TEST(CudaKernels, CudnnFusedEpilogue) {
   }
 }
 
-// The 6x6/2 stem on RGB in fp16 runs as a 3x3/1 conv on a space-to-depth copy (16 half
-// channels): same result as the CPU and as the direct 3-channel conv.
-TEST(CudaKernels, Fp16StemRunsOnSpaceToDepth) {
+// The stem (a conv on the RGB image) in fp16: by default qyolo's direct tensor-core kernel reads
+// the fp32 image; without it the 6x6/2 runs as a 3x3/1 conv on a space-to-depth copy (16 half
+// channels); without both, cuDNN on 3 channels. All three match the CPU. The other cases cover the
+// direct kernel's edges: partial tiles, 4 channels, k padding (3x3x4 = 36 of 48), other K.
+TEST(CudaKernels, Fp16StemDirectAndSpaceToDepth) {
   QYOLO_REQUIRE_GPU();
-  std::mt19937 rng(test_seed() + 32);
+  struct Case {
+    Shape x;
+    int64_t k, ks, stride, pad;
+    const char* act;
+    bool s2d_possible;
+  };
+  const Case cases[] = {{{2, 3, 64, 48}, 16, 6, 2, 2, "silu", true},
+                        {{1, 3, 72, 40}, 32, 6, 2, 2, "silu", true},
+                        {{1, 4, 37, 53}, 48, 3, 1, 1, "relu", false},
+                        {{2, 1, 19, 70}, 64, 5, 2, 2, "", false},
+                        {{1, 3, 34, 36}, 24, 2, 2, 0, "sigmoid", true}};
+  int index = 0;
+  for (const Case& c : cases) {
+    SCOPED_TRACE("case " + std::to_string(index) + " x " + shape_str(c.x) + " k " + std::to_string(c.k));
+    std::mt19937 rng(test_seed() + 32 + static_cast<unsigned>(index++));
+    GraphSpec spec;
+    spec.inputs = {{"x", c.x}};
+    add_conv(spec, rng, "x", "y", c.x[1], c.k, c.ks, c.stride, c.pad, true, 1, c.act);
+    spec.outputs = {"y"};
+    auto sg = specialize_spec(spec);
+    ASSERT_TRUE(sg.is_ok()) << sg.status().to_string();
+    auto cpu = CpuExecutor::build(*sg);
+    ASSERT_TRUE(cpu.is_ok());
+    std::map<std::string, Tensor> inputs{{"x", random_tensor(c.x, rng, 0.f, 1.f)}}, ref;
+    ASSERT_TRUE((*cpu)->run(inputs, ref).is_ok());
+    CudaBuildOptions opt;
+    opt.precision = CudaPrecision::kFp16;
+    opt.layout = CudaLayout::kNHWC;
+    std::map<std::string, Tensor> direct, s2d, plain;
+    auto gpu = CudaExecutor::build(*sg, opt);
+    ASSERT_TRUE(gpu.is_ok()) << gpu.status().to_string();
+    std::string summary = (*gpu)->summary();
+    EXPECT_NE(summary.find("direct stem"), std::string::npos) << summary;
+    EXPECT_EQ(summary.find("convert 'x'"), std::string::npos) << summary;  // reads the fp32 image itself
+    ASSERT_TRUE(run_gpu_poisoned(**gpu, inputs, direct).is_ok());
+    opt.fp16_direct_stem = false;
+    auto gs = CudaExecutor::build(*sg, opt);
+    ASSERT_TRUE(gs.is_ok()) << gs.status().to_string();
+    summary = (*gs)->summary();
+    EXPECT_EQ(summary.find("direct stem"), std::string::npos) << summary;
+    EXPECT_EQ(summary.find("space-to-depth 'x'") != std::string::npos, c.s2d_possible) << summary;
+    ASSERT_TRUE(run_gpu_poisoned(**gs, inputs, s2d).is_ok());
+    opt.fp16_space_to_depth = false;
+    auto gp = CudaExecutor::build(*sg, opt);
+    ASSERT_TRUE(gp.is_ok()) << gp.status().to_string();
+    EXPECT_EQ((*gp)->summary().find("space-to-depth"), std::string::npos) << (*gp)->summary();
+    ASSERT_TRUE(run_gpu_poisoned(**gp, inputs, plain).is_ok());
+    for (const auto* got : {&direct, &s2d, &plain}) {
+      Diff d = compare(got->at("y"), ref.at("y"));
+      EXPECT_EQ(d.nan_count, 0);
+      EXPECT_LE(d.rel(), 1e-2) << "max abs err " << d.max_abs_err << " of " << d.max_abs_ref;
+    }
+    EXPECT_LE(compare(direct.at("y"), plain.at("y")).rel(), 1e-2);
+  }
+}
+
+// fp16 NHWC convs with a channel count that is not a multiple of 8 compute the next multiple with
+// zero weights; readers (a graph output, a sigmoid, a second conv) see the first K channels.
+TEST(CudaKernels, Fp16OddChannelsArePadded) {
+  QYOLO_REQUIRE_GPU();
+  std::mt19937 rng(test_seed() + 35);
   GraphSpec spec;
-  spec.inputs = {{"x", {2, 3, 64, 48}}};
-  add_conv(spec, rng, "x", "y", 3, 16, 6, 2, 2, true, 1, "silu");
-  spec.outputs = {"y"};
+  spec.inputs = {{"x", {2, 16, 12, 10}}};
+  add_conv(spec, rng, "x", "h", 16, 21, 1, 1, 0, true, 1, "silu");
+  spec.nodes.push_back(make_node("Sigmoid", {"h"}, {"s"}));
+  add_conv(spec, rng, "h", "z", 21, 16, 3, 1, 1, true, 1, "relu");
+  spec.outputs = {"h", "s", "z"};
   auto sg = specialize_spec(spec);
   ASSERT_TRUE(sg.is_ok()) << sg.status().to_string();
   auto cpu = CpuExecutor::build(*sg);
   ASSERT_TRUE(cpu.is_ok());
-  std::map<std::string, Tensor> inputs{{"x", random_tensor({2, 3, 64, 48}, rng, 0.f, 1.f)}}, ref, s2d, direct;
+  std::map<std::string, Tensor> inputs{{"x", random_tensor({2, 16, 12, 10}, rng, -2.f, 2.f)}}, ref, got;
   ASSERT_TRUE((*cpu)->run(inputs, ref).is_ok());
   CudaBuildOptions opt;
   opt.precision = CudaPrecision::kFp16;
@@ -188,18 +252,144 @@ TEST(CudaKernels, Fp16StemRunsOnSpaceToDepth) {
   auto gpu = CudaExecutor::build(*sg, opt);
   ASSERT_TRUE(gpu.is_ok()) << gpu.status().to_string();
   const std::string summary = (*gpu)->summary();
-  EXPECT_NE(summary.find("space-to-depth 'x'"), std::string::npos) << summary;
-  EXPECT_NE(summary.find(" s2d"), std::string::npos) << summary;
-  ASSERT_TRUE(run_gpu_poisoned(**gpu, inputs, s2d).is_ok());
-  opt.fp16_space_to_depth = false;
+  EXPECT_NE(summary.find("2x24x12x10"), std::string::npos) << summary;
+  ASSERT_TRUE(run_gpu_poisoned(**gpu, inputs, got).is_ok());
+  for (const char* name : {"h", "s", "z"}) {
+    SCOPED_TRACE(name);
+    Diff d = compare(got.at(name), ref.at(name));
+    EXPECT_EQ(d.nan_count, 0) << summary;
+    EXPECT_LE(d.rel(), 1e-2) << "max abs err " << d.max_abs_err << " of " << d.max_abs_ref << "\n" << summary;
+  }
+}
+
+// FP16 concat in place: a C3-style concat of two convs (one with a fused residual) disappears,
+// the convs writing their channel slices through cuDNN plans with a strided output; a neck-style
+// concat of an upsample and a conv output also read elsewhere keeps copying only the latter.
+GraphSpec c3_and_neck_spec(std::mt19937& rng) {
+  GraphSpec spec;
+  spec.opset = 12;
+  spec.inputs = {{"x", {2, 16, 20, 20}}};
+  add_conv(spec, rng, "x", "a", 16, 32, 3, 1, 1, true, 1, "silu");
+  add_conv(spec, rng, "a", "m", 32, 32, 1, 1, 0, true, 1, "silu");
+  add_conv(spec, rng, "m", "b", 32, 32, 3, 1, 1, true, 1, "silu", "a");  // bottleneck with its residual
+  add_conv(spec, rng, "x", "c", 16, 48, 1, 1, 0, true, 1, "silu");
+  spec.nodes.push_back(make_node("Concat", {"b", "c"}, {"cat"}, {{"axis", int64_t{1}}}));
+  add_conv(spec, rng, "cat", "y", 80, 16, 1, 1, 0, true, 1, "silu");
+  add_conv(spec, rng, "x", "g", 16, 32, 3, 2, 1, true, 1, "silu");  // 10x10
+  spec.constants["scales"] = floats({4}, {1, 1, 2, 2});
+  spec.nodes.push_back(make_node("Resize", {"g", "", "scales"}, {"up"},
+                                 {{"mode", std::string("nearest")},
+                                  {"coordinate_transformation_mode", std::string("asymmetric")},
+                                  {"nearest_mode", std::string("floor")}}));
+  add_conv(spec, rng, "x", "d", 16, 16, 1, 1, 0, true, 1, "silu");
+  add_conv(spec, rng, "d", "e", 16, 16, 3, 1, 1, true, 1, "silu");  // a second reader of d
+  spec.nodes.push_back(make_node("Concat", {"up", "d"}, {"cat2"}, {{"axis", int64_t{1}}}));
+  add_conv(spec, rng, "cat2", "z", 48, 16, 1, 1, 0, true, 1, "silu");
+  spec.outputs = {"y", "z", "e"};
+  return spec;
+}
+
+TEST(CudaKernels, Fp16ConcatWrittenInPlace) {
+  QYOLO_REQUIRE_GPU();
+  std::mt19937 rng(test_seed() + 33);
+  const GraphSpec spec = c3_and_neck_spec(rng);
+  auto sg = specialize_spec(spec);
+  ASSERT_TRUE(sg.is_ok()) << sg.status().to_string();
+  auto cpu = CpuExecutor::build(*sg);
+  ASSERT_TRUE(cpu.is_ok());
+  std::map<std::string, Tensor> inputs{{"x", random_tensor({2, 16, 20, 20}, rng, -2.f, 2.f)}}, ref, got, copied;
+  ASSERT_TRUE((*cpu)->run(inputs, ref).is_ok());
+  CudaBuildOptions opt;
+  opt.precision = CudaPrecision::kFp16;
+  opt.layout = CudaLayout::kNHWC;
+  auto gpu = CudaExecutor::build(*sg, opt);
+  ASSERT_TRUE(gpu.is_ok()) << gpu.status().to_string();
+  const std::string summary = (*gpu)->summary();
+  size_t concats = 0, in_place = 0;
+  for (size_t pos = summary.find("Concat node"); pos != std::string::npos; pos = summary.find("Concat node", pos + 1)) ++concats;
+  for (size_t pos = summary.find("(into concat)"); pos != std::string::npos; pos = summary.find("(into concat)", pos + 1))
+    ++in_place;
+  EXPECT_EQ(concats, 1u) << summary;   // cat is gone, cat2 stays for d
+  EXPECT_EQ(in_place, 3u) << summary;  // b, c and the upsample
+  EXPECT_NE(summary.find("1 of 2 inputs in place"), std::string::npos) << summary;
+  EXPECT_NE(summary.find(" pitched"), std::string::npos) << summary;
+  ASSERT_TRUE(run_gpu_poisoned(**gpu, inputs, got).is_ok());
+  opt.concat_in_place = false;
   auto plain = CudaExecutor::build(*sg, opt);
   ASSERT_TRUE(plain.is_ok()) << plain.status().to_string();
-  EXPECT_EQ((*plain)->summary().find("space-to-depth"), std::string::npos) << (*plain)->summary();
-  ASSERT_TRUE(run_gpu_poisoned(**plain, inputs, direct).is_ok());
-  Diff d = compare(s2d.at("y"), ref.at("y"));
-  EXPECT_EQ(d.nan_count, 0);
-  EXPECT_LE(d.rel(), 1e-2) << "max abs err " << d.max_abs_err << " of " << d.max_abs_ref << "\n" << summary;
-  EXPECT_LE(compare(s2d.at("y"), direct.at("y")).rel(), 1e-2);
+  EXPECT_EQ((*plain)->num_steps(), (*gpu)->num_steps() + 1) << (*plain)->summary();
+  ASSERT_TRUE(run_gpu_poisoned(**plain, inputs, copied).is_ok());
+  for (const char* name : {"y", "z", "e"}) {
+    SCOPED_TRACE(name);
+    Diff d = compare(got.at(name), ref.at(name));
+    EXPECT_EQ(d.nan_count, 0) << summary;
+    EXPECT_LE(d.rel(), 1e-2) << "max abs err " << d.max_abs_err << " of " << d.max_abs_ref << "\n" << summary;
+    EXPECT_LE(compare(got.at(name), copied.at(name)).rel(), 1e-2);
+  }
+}
+
+// Concurrent branches: steps whose inputs were ready early (c, d, g read x) run on the side
+// stream; with the same tactics the result is bit-identical to one stream, eagerly and replayed
+// from a CUDA graph capture (the side stream joins the capture through the fork events).
+TEST(CudaKernels, ConcurrentBranchesMatchOneStream) {
+  QYOLO_REQUIRE_GPU();
+  std::mt19937 rng(test_seed() + 34);
+  const GraphSpec spec = c3_and_neck_spec(rng);
+  auto sg = specialize_spec(spec);
+  ASSERT_TRUE(sg.is_ok()) << sg.status().to_string();
+  std::map<std::string, Tensor> inputs{{"x", random_tensor({2, 16, 20, 20}, rng, -2.f, 2.f)}}, got, serial;
+  CudaBuildOptions opt;
+  opt.precision = CudaPrecision::kFp16;
+  auto gpu = CudaExecutor::build(*sg, opt);
+  ASSERT_TRUE(gpu.is_ok()) << gpu.status().to_string();
+  const std::string summary = (*gpu)->summary();
+  EXPECT_NE(summary.find("[side stream]"), std::string::npos) << summary;
+  ASSERT_TRUE(run_gpu_poisoned(**gpu, inputs, got).is_ok());
+  opt.concurrent_branches = false;
+  opt.tactics = (*gpu)->tactics();
+  auto one = CudaExecutor::build(*sg, opt);
+  ASSERT_TRUE(one.is_ok()) << one.status().to_string();
+  EXPECT_EQ((*one)->summary().find("[side stream]"), std::string::npos);
+  ASSERT_TRUE(run_gpu_poisoned(**one, inputs, serial).is_ok());
+  for (const char* name : {"y", "z", "e"}) EXPECT_EQ(compare(got.at(name), serial.at(name)).max_abs_err, 0.0) << name;
+
+  // Captured: the same bytes as the eager run.
+  auto& ex = **gpu;
+  const Tensor& x = inputs.at("x");
+  auto in = cuda::DeviceBuffer::allocate(x.nbytes());
+  ASSERT_TRUE(in.is_ok());
+  ASSERT_TRUE(in->upload(x.raw(), x.nbytes()).is_ok());
+  std::vector<cuda::DeviceBuffer> outs;
+  std::vector<void*> out_ptrs;
+  for (const auto& b : ex.outputs()) {
+    auto buf = cuda::DeviceBuffer::allocate(b.nbytes());
+    ASSERT_TRUE(buf.is_ok());
+    ASSERT_EQ(cudaMemset(buf->get(), 0xFF, b.nbytes()), cudaSuccess);
+    out_ptrs.push_back(buf->get());
+    outs.push_back(std::move(buf).value());
+  }
+  ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+  auto stream = cuda::make_stream();
+  ASSERT_TRUE(stream.is_ok());
+  cudaStream_t s = stream->get();
+  cudaGraph_t graph = nullptr;
+  ASSERT_EQ(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal), cudaSuccess);
+  Status st = ex.enqueue({in->get()}, out_ptrs, s);
+  ASSERT_EQ(cudaStreamEndCapture(s, &graph), cudaSuccess);
+  ASSERT_TRUE(st.is_ok()) << st.to_string();
+  cuda::Graph g(graph);
+  cudaGraphExec_t exec = nullptr;
+  ASSERT_EQ(cudaGraphInstantiate(&exec, graph, 0), cudaSuccess);
+  cuda::GraphExec ge(exec);
+  ASSERT_EQ(cudaGraphLaunch(exec, s), cudaSuccess);
+  ASSERT_EQ(cudaStreamSynchronize(s), cudaSuccess);
+  for (size_t k = 0; k < ex.outputs().size(); ++k) {
+    const auto& b = ex.outputs()[k];
+    Tensor t = Tensor::uninitialized(b.dtype, b.shape);
+    ASSERT_EQ(cudaMemcpy(t.raw(), out_ptrs[k], b.nbytes(), cudaMemcpyDeviceToHost), cudaSuccess);
+    EXPECT_EQ(compare(t, got.at(b.name)).max_abs_err, 0.0) << b.name;
+    EXPECT_EQ(compare(t, got.at(b.name)).nan_count, 0) << b.name;
+  }
 }
 
 TEST(CudaKernels, MaxPoolAfterConv) {

@@ -144,7 +144,10 @@ TEST_P(CudaModel, MatchesCpu) {
       EXPECT_GT((*copied)->num_steps(), (*gpu)->num_steps());
       std::map<std::string, Tensor> got_copied;
       ASSERT_TRUE(run_gpu_poisoned(**copied, inputs, got_copied).is_ok());
-      EXPECT_EQ(compare(got_copied.at(out_name), o).max_abs_err, 0.0);
+      // fp16: the C3 concats in place re-plan their producers with strided outputs (engines chosen
+      // for those), so only fp32 is bit for bit.
+      if (run.precision == CudaPrecision::kFp32) EXPECT_EQ(compare(got_copied.at(out_name), o).max_abs_err, 0.0);
+      else EXPECT_LT(compare(got_copied.at(out_name), o).rel(), 1e-2);
     }
     if (run.precision == CudaPrecision::kFp32) {
       EXPECT_LT(d.rel(), 1e-4);

@@ -180,7 +180,17 @@ class ConvKernel final : public CudaKernel {
     }
     if (win.pads_begin != win.pads_end)
       return unsupported(node.describe() + ": asymmetric padding is not supported by the CUDA backend");
-    if (a.out_shape != y.shape) return internal_error(node.describe() + ": conv output shape mismatch");
+    // y may carry more channels than the filter has (fp16 NHWC, no residual): the extra ones are
+    // computed with zero weights and bias, so that cuDNN sees a multiple of 8 (the detect heads'
+    // 255 channels run 2-3x slower than 256); the executor views the first K0 channels.
+    const bool padded = y.shape.size() == 4 && a.out_shape.size() == 4 && y.shape[1] > a.out_shape[1];
+    Shape y_model = y.shape;
+    if (padded) {
+      if (y.dtype != DataType::kFloat16 || y.layout != Layout::kNHWC || r != nullptr || y.shape[1] % 8 != 0)
+        return internal_error(node.describe() + ": padded output channels need fp16 NHWC without a residual");
+      y_model[1] = a.out_shape[1];
+    }
+    if (a.out_shape != y_model) return internal_error(node.describe() + ": conv output shape mismatch");
     if (x.dtype != y.dtype || x.layout != y.layout || (r && (r->dtype != y.dtype || r->layout != y.layout)))
       return internal_error(node.describe() + ": conv input/output dtype or layout mismatch");
 
@@ -192,8 +202,9 @@ class ConvKernel final : public CudaKernel {
               W = static_cast<int>(x.shape[3]);
     // The ONNX filter [K][C0][R0][S0]; the conv cuDNN runs has Cg x R x S (= C0 x R0 x S0 unless
     // space-to-depth: Cp channels, R0/f x S0/f taps).
-    const int K = static_cast<int>(w->shape[0]), C0 = static_cast<int>(w->shape[1]), R0 = static_cast<int>(w->shape[2]),
+    const int K0 = static_cast<int>(w->shape[0]), C0 = static_cast<int>(w->shape[1]), R0 = static_cast<int>(w->shape[2]),
               S0 = static_cast<int>(w->shape[3]);
+    const int K = static_cast<int>(y.shape[1]);  // >= K0: padded channels have zero weights
     const int Cg = f > 1 ? C : C0, R = R0 / f, S = S0 / f;
     const int OH = static_cast<int>(y.shape[2]), OW = static_cast<int>(y.shape[3]);
 
@@ -202,7 +213,7 @@ class ConvKernel final : public CudaKernel {
     std::vector<float> wf = w->constant->to_float_vector();
     std::vector<float> wl(static_cast<size_t>(K) * Cg * R * S, 0.f);
     if (nhwc_) {
-      for (int k = 0; k < K; ++k)
+      for (int k = 0; k < K0; ++k)
         for (int c = 0; c < C0; ++c)
           for (int rr = 0; rr < R0; ++rr)
             for (int s = 0; s < S0; ++s) {
@@ -224,7 +235,8 @@ class ConvKernel final : public CudaKernel {
     if (ctx.weight_bytes) *ctx.weight_bytes += weights_.size();
     if (b != nullptr) {
       std::vector<float> bf = b->constant->to_float_vector();
-      if (bf.size() != static_cast<size_t>(K)) return invalid_argument(node.describe() + ": bias size mismatch");
+      if (bf.size() != static_cast<size_t>(K0)) return invalid_argument(node.describe() + ": bias size mismatch");
+      bf.resize(static_cast<size_t>(K), 0.f);
       QYOLO_ASSIGN_OR_RETURN(bias_, DeviceBuffer::allocate(bf.size() * 4));
       QYOLO_RETURN_IF_ERROR(bias_.upload(bf.data(), bf.size() * 4));
       if (ctx.weight_bytes) *ctx.weight_bytes += bias_.size();
@@ -270,28 +282,11 @@ class ConvKernel final : public CudaKernel {
       problem_.pad[0] = win.pads_begin[0], problem_.pad[1] = win.pads_begin[1];
       problem_.stride[0] = win.strides[0], problem_.stride[1] = win.strides[1];
       problem_.dil[0] = win.dilations[0], problem_.dil[1] = win.dilations[1];
-      auto& objs = *ctx.object_cache;
-      if (auto it = objs.find(gkey); it != objs.end()) {
-        if (it->second) graph_ = static_cast<const GraphConvPlan*>(it->second.get())->share();
-      } else {
-        ensure_tuning_workspace(ctx);
-        const GraphConvProblem& gp = problem_;
-        // The tactic is stored by problem key (engine files reuse it on the same GPU).
-        GraphConvPlan::Tactic tactic;
-        auto& tc = *ctx.tune_cache;
-        if (auto it = tc.find(gkey); it != tc.end() && it->second.size() == 2) tactic = {it->second[0], it->second[1]};
-        auto plan = GraphConvPlan::create(ctx.cudnn, ctx.stream, gp, weights_.get(), ctx.options->workspace_limit,
-                                          ctx.tuning_workspace, ctx.options->graph_max_plans, ctx.options->allow_tf32,
-                                          &tactic);
-        if (plan) {
-          tc[gkey] = {tactic.heuristic_index, tactic.engine};
-          graph_ = std::move(plan).value();
-          objs[gkey] = std::shared_ptr<void>(graph_->share().release(), [](void* p) { delete static_cast<GraphConvPlan*>(p); });
-        } else {
-          graph_error_ = plan.status().message();
-          objs[gkey] = nullptr;
-        }
-      }
+      key_ = key.str();
+      out_pitch_ = K;
+      auto plan = shared_plan(ctx, problem_, gkey, ctx.options->graph_max_plans);
+      if (plan) graph_ = std::move(plan).value();
+      else graph_error_ = plan.status().message();
       if (graph_) {
         ws_ = graph_->workspace_bytes();
         QYOLO_RETURN_IF_ERROR(try_fused_epilogue(ctx, a, b != nullptr, r != nullptr, key.str(), dt));
@@ -339,8 +334,27 @@ class ConvKernel final : public CudaKernel {
     return launch_epilogue<float>(epi_, nhwc_, out[0], r, ctx.stream);
   }
 
+  // Concat in place: the cuDNN graph is planned again with the output's pixel pitch (its own engine
+  // search and tactic key). Only plans that write the final value themselves qualify: the fused
+  // epilogue, or a plain plan with no epilogue pass after it.
+  bool set_output_pitch(PrepareContext& ctx, int index, int64_t pitch) override {
+    if (index != 0 || !half_ || !nhwc_ || pitch < problem_.k || pitch % 8 != 0) return false;
+    if (pitch == out_pitch_) return true;
+    if (!fused_ && !(graph_ && !has_epilogue_)) return false;
+    GraphConvProblem gp = fused_ ? fused_problem_ : problem_;
+    gp.y_pitch = pitch == problem_.k ? 0 : pitch;
+    const std::string key = (fused_ ? fused_key_ : "graph:" + key_) + ":pitch" + std::to_string(pitch);
+    auto plan = shared_plan(ctx, gp, key, fused_ ? std::min(ctx.options->graph_max_plans, 4) : ctx.options->graph_max_plans);
+    if (!plan) return false;
+    std::unique_ptr<GraphConvPlan>& slot = fused_ ? fused_ : graph_;
+    slot = std::move(plan).value();
+    ws_ = slot->workspace_bytes();
+    out_pitch_ = pitch;
+    return true;
+  }
+
   std::string info() const override {
-    const std::string s2d = s2d_ > 1 ? " s2d" : "";
+    const std::string s2d = (s2d_ > 1 ? " s2d" : "") + std::string(out_pitch_ != problem_.k ? " pitched" : "");
     if (fused_) return fused_->info() + " +fused epilogue" + s2d;
     if (graph_) return graph_->info() + s2d;
     std::ostringstream os;
@@ -352,6 +366,30 @@ class ConvKernel final : public CudaKernel {
   }
 
  private:
+  // The graph plan for `gp`, shared with identical convs of this build (object cache) and stored as
+  // a tactic under `key` (heuristic rank, engine id) for engine files.
+  Result<std::unique_ptr<GraphConvPlan>> shared_plan(PrepareContext& ctx, const GraphConvProblem& gp,
+                                                     const std::string& key, int max_plans) {
+    auto& objs = *ctx.object_cache;
+    if (auto it = objs.find(key); it != objs.end()) {
+      if (!it->second) return unsupported("no cuDNN graph engine for this convolution (" + key + ")");
+      return static_cast<const GraphConvPlan*>(it->second.get())->share();
+    }
+    ensure_tuning_workspace(ctx);
+    GraphConvPlan::Tactic tactic;
+    auto& tc = *ctx.tune_cache;
+    if (auto it = tc.find(key); it != tc.end() && it->second.size() == 2) tactic = {it->second[0], it->second[1]};
+    auto plan = GraphConvPlan::create(ctx.cudnn, ctx.stream, gp, weights_.get(), ctx.options->workspace_limit,
+                                      ctx.tuning_workspace, max_plans, ctx.options->allow_tf32, &tactic);
+    if (!plan) {
+      objs[key] = nullptr;
+      return plan.status();
+    }
+    tc[key] = {tactic.heuristic_index, tactic.engine};
+    objs[key] = std::shared_ptr<void>((*plan)->share().release(), [](void* p) { delete static_cast<GraphConvPlan*>(p); });
+    return plan;
+  }
+
   // fp16 NHWC with an epilogue cuDNN can express (bias, ReLU/SiLU/sigmoid, residual): a second
   // graph with the epilogue fused (runtime-compiled engines), kept when it times faster than the
   // plain plan plus our epilogue pass. The choice is a tactic ("graphfused:" key: heuristic rank,
@@ -370,6 +408,13 @@ class ConvKernel final : public CudaKernel {
     }
     std::ostringstream fk;
     fk << "graphfused:" << key << ":b" << has_bias << "r" << has_res << "a" << static_cast<int>(act);
+    fused_key_ = fk.str();
+    fused_problem_ = problem_;
+    fused_problem_.dtype = dt;
+    fused_problem_.fused = true;
+    fused_problem_.bias = has_bias;
+    fused_problem_.residual = has_res;
+    fused_problem_.act = act;
     auto& objs = *ctx.object_cache;
     auto& tc = *ctx.tune_cache;
     if (auto it = objs.find(fk.str()); it != objs.end()) {
@@ -383,12 +428,7 @@ class ConvKernel final : public CudaKernel {
       }
       std::unique_ptr<GraphConvPlan> plan;
       if (use != 0) {
-        GraphConvProblem gp = problem_;
-        gp.dtype = dt;
-        gp.fused = true;
-        gp.bias = has_bias;
-        gp.residual = has_res;
-        gp.act = act;
+        const GraphConvProblem& gp = fused_problem_;
         auto made = GraphConvPlan::create(ctx.cudnn, ctx.stream, gp, weights_.get(), ctx.options->workspace_limit,
                                           ctx.tuning_workspace, std::min(ctx.options->graph_max_plans, 4),
                                           ctx.options->allow_tf32, &tactic);
@@ -486,7 +526,9 @@ class ConvKernel final : public CudaKernel {
   EpilogueParams epi_{};
   std::unique_ptr<GraphConvPlan> graph_, fused_;
   int s2d_ = 1;
-  GraphConvProblem problem_;
+  GraphConvProblem problem_, fused_problem_;
+  std::string key_, fused_key_;  // tactic keys of the plain and the fused plans
+  int64_t out_pitch_ = 0;        // elements between output pixels (NHWC)
   std::string graph_error_;
 };
 }  // namespace

@@ -772,7 +772,7 @@ class ConvInt8Kernel final : public CudaKernel {
 
   // Concat in place: output 0 (float) or 1 (the requantised int8) written with a pixel pitch of
   // `pitch` channels. Multiples of 16 keep every vector store aligned.
-  bool set_output_pitch(int index, int64_t pitch) override {
+  bool set_output_pitch(PrepareContext&, int index, int64_t pitch) override {
     if (p_.decode) {  // output 0 is the decode's [N][A][H][W][C]: batch items `pitch` apart
       if (index != 0 || pitch < p_.dec.per_n) return false;
       p_.dec.out_pitch = pitch;

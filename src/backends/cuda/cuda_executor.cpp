@@ -184,6 +184,34 @@ struct CudaExecutor::Impl {
            w->second.value.has_value() && w->second.shape.size() == 4;
   }
 
+  // The direct fp16 stem kernel: a conv reading a plain fp32 value of <= 4 channels (the image).
+  bool direct_stem(const Node& node, const TensorInfo& out) const {
+    if (!ex.options_.fp16_direct_stem || node.op_type != "Conv" || pctx.prop->major < 8 ||
+        out.dtype != DataType::kFloat16 || out.layout != Layout::kNHWC || node.inputs.size() < 2)
+      return false;
+    auto xit = ids.find(node.inputs[0]);
+    if (xit == ids.end()) return false;
+    const TensorInfo& x = ex.values_[static_cast<size_t>(xit->second)].info;
+    auto w = ex.graph_.values.find(node.inputs[1]);
+    if (x.dtype != DataType::kFloat32 || x.layout != Layout::kPlain || x.shape.size() != 4 ||
+        w == ex.graph_.values.end() || !w->second.value || w->second.shape.size() != 4)
+      return false;
+    auto a = ConvAttrs::parse(node, x.shape, w->second.shape);
+    return a.is_ok() && cuda::conv2d_stem_supports(x.shape, w->second.shape, *a);
+  }
+
+  // Output channels an fp16 cuDNN conv computes: K rounded up to 8 when fp16_pad_channels applies
+  // (fp16 NHWC output, no residual), else K.
+  int64_t computed_channels(const Node& node, const TensorInfo& out) const {
+    if (out.shape.size() != 4) return out.shape.size() > 1 ? out.shape[1] : 0;
+    const int64_t k = out.shape[1];
+    const bool residual = node.inputs.size() > 3 && !node.inputs[3].empty();
+    if (!ex.options_.fp16_pad_channels || node.op_type != "Conv" || out.dtype != DataType::kFloat16 ||
+        out.layout != Layout::kNHWC || residual || k % 8 == 0)
+      return k;
+    return (k + 7) / 8 * 8;
+  }
+
   bool fp16_stem_s2d(const Node& node, const TensorInfo& out) const {
     if (!ex.options_.fp16_space_to_depth || out.dtype != DataType::kFloat16 || out.layout != Layout::kNHWC) return false;
     auto group = node.attr_int("group", 1);
@@ -258,7 +286,9 @@ struct CudaExecutor::Impl {
     }
     TensorInfo x16{DataType::kFloat16, xd.shape, Layout::kNHWC, nullptr, {}};
     TensorInfo out16_info{DataType::kFloat16, y, Layout::kNHWC, nullptr, {}};
-    const bool s2d16 = fp16_stem_s2d(node, out16_info);
+    const bool stem16 = direct_stem(node, out16_info);
+    const bool s2d16 = !stem16 && fp16_stem_s2d(node, out16_info);
+    if (stem16) x16 = TensorInfo{DataType::kFloat32, xd.shape, Layout::kPlain, nullptr, {}};  // the image itself
     if (s2d16) {  // the FP16 stem reads a space-to-depth copy too
       x16 = xq;
       x16.dtype = DataType::kFloat16;
@@ -266,8 +296,9 @@ struct CudaExecutor::Impl {
     TensorInfo r16{DataType::kFloat16, y, Layout::kNHWC, nullptr, {}};
     const TensorInfo* in16[] = {&x16, &w, has_b ? &b : nullptr, &r16};
     TensorInfo out16[] = {TensorInfo{DataType::kFloat16, y, Layout::kNHWC, nullptr, {}}};
+    if (!stem16) out16[0].shape[1] = computed_channels(node, out16[0]);
     {
-      QYOLO_ASSIGN_OR_RETURN(auto k, cuda::make_cuda_conv2d(node));
+      QYOLO_ASSIGN_OR_RETURN(auto k, stem16 ? cuda::make_cuda_conv2d_stem(node) : cuda::make_cuda_conv2d(node));
       if (k->prepare(pctx, node, std::span<const TensorInfo* const>(in16, n_in), out16).is_ok()) {
         QYOLO_ASSIGN_OR_RETURN(t16, time_kernel(*k, {in16, in16 + n_in}, {out16[0]}));
       }
@@ -462,6 +493,11 @@ struct CudaExecutor::Impl {
   //      its channel slice of the int8 buffer: the concat and quantize passes go, bit for bit.
   //  (b) a Concat whose inputs are all outputs (or reshape views of outputs) that only it reads,
   //      of kernels that can write with a row pitch (the YOLO decode into the detect output).
+  //  (c) a channel Concat of NHWC values: each input that only the concat reads, from a kernel
+  //      that can write with a pixel pitch (cuDNN convs re-planned with a strided output, INT8
+  //      convs, resize), is written into its channel slice; the concat copies only the rest
+  //      (inputs read elsewhere too, the SPPF pools and the neck's skip connections) and goes
+  //      when nothing is left.
   Status place_concats() {
     if (!ex.options_.concat_in_place) return Status::ok();
     const std::vector<int> producer = step_producers();
@@ -510,7 +546,7 @@ struct CudaExecutor::Impl {
             Step& prod = ex.steps_[static_cast<size_t>(producer[static_cast<size_t>(v)])];
             TensorInfo si = ex.values_[static_cast<size_t>(v)].info;
             si.dtype = DataType::kInt8;
-            if (!prod.kernel->fuse_quantized_output(q.quantize_scale) || !prod.kernel->set_output_pitch(1, qi.shape[1]))
+            if (!prod.kernel->fuse_quantized_output(q.quantize_scale) || !prod.kernel->set_output_pitch(pctx, 1, qi.shape[1]))
               return internal_error(prod.label + ": cannot requantise into the concat '" + cat.label + "'");
             const int slice = add_value(ex.values_[static_cast<size_t>(v)].name + "#int8_in_concat", si, Storage::kArena);
             make_slice(slice, vq, static_cast<size_t>(coff));
@@ -522,6 +558,34 @@ struct CudaExecutor::Impl {
           drop[static_cast<size_t>(rd[0])] = true;
           continue;
         }
+      }
+
+      // (c) NHWC channel concat, input by input.
+      if (ci_info.layout == Layout::kNHWC && axis == 1 && ex.values_[static_cast<size_t>(vc)].storage == Storage::kArena) {
+        const int64_t pitch = ci_info.shape[1];
+        int64_t coff = 0;
+        size_t placed = 0;
+        for (size_t k = 0; k < cat.inputs.size(); ++k) {
+          const int v = cat.inputs[k];
+          const Value& in = ex.values_[static_cast<size_t>(v)];
+          const int ps = producer[static_cast<size_t>(v)];
+          const int64_t width = in.info.shape[1];
+          const bool ok = ps >= 0 && in.storage == Storage::kArena && in.info.layout == Layout::kNHWC &&
+                          in.info.dtype == ci_info.dtype && in.info.shape.size() == 4 &&
+                          ex.steps_[static_cast<size_t>(ps)].outputs.size() == 1 && only_reader(v, static_cast<int>(ci)) &&
+                          coff * static_cast<int64_t>(dtype_size(in.info.dtype)) % 16 == 0 &&
+                          ex.steps_[static_cast<size_t>(ps)].kernel->set_output_pitch(pctx, 0, pitch);
+          if (ok) {
+            make_slice(v, vc, static_cast<size_t>(coff) * dtype_size(in.info.dtype));
+            ex.steps_[static_cast<size_t>(ps)].label += " (into concat)";
+            cat.inputs[k] = -1;  // the concat kernel skips inputs already in place
+            ++placed;
+          }
+          coff += width;
+        }
+        if (placed == cat.inputs.size()) drop[ci] = true;
+        else if (placed > 0) cat.label += " (" + std::to_string(placed) + " of " + std::to_string(cat.inputs.size()) + " inputs in place)";
+        continue;
       }
 
       // (b) producers that write with a row pitch, into a plain concat output whose rows are its dim 0.
@@ -548,11 +612,11 @@ struct CudaExecutor::Impl {
       }
       if (!ok) continue;
       // Every producer must accept the pitch before anything changes.
-      for (int u : roots) ok = ok && ex.steps_[static_cast<size_t>(producer[static_cast<size_t>(u)])].kernel->set_output_pitch(0, pitch);
+      for (int u : roots) ok = ok && ex.steps_[static_cast<size_t>(producer[static_cast<size_t>(u)])].kernel->set_output_pitch(pctx, 0, pitch);
       if (!ok) {
         for (int u : roots)  // restore the ones that accepted
           ex.steps_[static_cast<size_t>(producer[static_cast<size_t>(u)])].kernel->set_output_pitch(
-              0, ex.values_[static_cast<size_t>(u)].info.numel() / outer);
+              pctx, 0, ex.values_[static_cast<size_t>(u)].info.numel() / outer);
         continue;
       }
       size_t off = 0;
@@ -564,6 +628,77 @@ struct CudaExecutor::Impl {
       drop[ci] = true;
     }
     drop_steps(drop);
+    return Status::ok();
+  }
+
+  // Concurrent branches. A step whose last producer ran well before it needs nothing from the
+  // steps in between (a C3's cv2 reads the block input, a detect-head conv reads a neck output the
+  // rest of the neck goes on from): it runs on the side stream from just after that producer
+  // (fork event) until just before its first reader (join event), overlapping them. Fills
+  // `window`: the step indices during which each step may run, for the memory plan.
+  Status assign_streams() {
+    const size_t n = ex.steps_.size();
+    window.assign(n, {0, 0});
+    for (size_t s = 0; s < n; ++s) window[s] = {static_cast<int>(s), static_cast<int>(s)};
+    if (!ex.options_.concurrent_branches) return Status::ok();
+    const size_t nv = ex.values_.size();
+    auto root = [&](int v) {
+      while (ex.values_[static_cast<size_t>(v)].storage == Storage::kAlias) v = ex.values_[static_cast<size_t>(v)].alias_of;
+      return v;
+    };
+    // dep[s]: the last launched step writing a buffer s reads (-1: only inputs and constants).
+    std::vector<int> last_writer(nv, -1), dep(n, -1);
+    for (size_t s = 0; s < n; ++s) {
+      const Step& st = ex.steps_[s];
+      if (st.alias) continue;
+      for (int v : st.inputs)
+        if (v >= 0) dep[s] = std::max(dep[s], last_writer[static_cast<size_t>(root(v))]);
+      for (int v : st.outputs) last_writer[static_cast<size_t>(root(v))] = static_cast<int>(s);
+    }
+    // First launched step after s reading a buffer s writes (n: none).
+    auto first_reader = [&](size_t s) {
+      std::set<int> written;
+      for (int v : ex.steps_[s].outputs) written.insert(root(v));
+      for (size_t t = s + 1; t < n; ++t) {
+        if (ex.steps_[t].alias) continue;
+        for (int v : ex.steps_[t].inputs)
+          if (v >= 0 && written.count(root(v))) return static_cast<int>(t);
+      }
+      return static_cast<int>(n);
+    };
+    std::map<int, int> fork_of;  // producer step (-1: start) -> fork event
+    size_t side_ws = 0;
+    for (size_t s = 1; s < n; ++s) {
+      Step& st = ex.steps_[s];
+      const int d = dep[s];
+      if (st.alias || d >= static_cast<int>(s) - 1 || (d >= 0 && ex.steps_[static_cast<size_t>(d)].side)) continue;
+      const int j = first_reader(s);
+      int fork;
+      if (auto it = fork_of.find(d); it != fork_of.end()) {
+        fork = it->second;
+      } else {
+        fork = static_cast<int>(ex.fork_events_.size());
+        QYOLO_ASSIGN_OR_RETURN(auto e, cuda::make_event(false));
+        ex.fork_events_.push_back(std::move(e));
+        fork_of[d] = fork;
+        if (d < 0) ex.start_forks_.push_back(fork);
+        else ex.steps_[static_cast<size_t>(d)].record_fork = fork;
+      }
+      const int join = static_cast<int>(ex.join_events_.size());
+      QYOLO_ASSIGN_OR_RETURN(auto e, cuda::make_event(false));
+      ex.join_events_.push_back(std::move(e));
+      st.side = true;
+      st.wait_fork = fork;
+      st.record_join = join;
+      st.label += " [side stream]";
+      if (j < static_cast<int>(n)) ex.steps_[static_cast<size_t>(j)].wait_joins.push_back(join);
+      else ex.end_joins_.push_back(join);
+      window[s] = {d + 1, std::min(j, static_cast<int>(n)) - 1};
+      side_ws = std::max(side_ws, st.kernel->workspace_bytes());
+    }
+    if (ex.join_events_.empty()) return Status::ok();
+    QYOLO_ASSIGN_OR_RETURN(ex.side_stream_, cuda::make_stream());
+    QYOLO_ASSIGN_OR_RETURN(ex.side_workspace_, cuda::DeviceBuffer::allocate(side_ws));
     return Status::ok();
   }
 
@@ -633,6 +768,13 @@ struct CudaExecutor::Impl {
     }
     if (tr->alias) out_infos[0].layout = Layout::kPlain;
 
+    const bool stem = is_conv && !is_int8 && direct_stem(node, out_infos[0]);
+    // Padded output channels (fp16_pad_channels): the conv writes [N, Kp, H, W]; the node's output
+    // is a strided view of its first K channels.
+    const bool conv4 = is_conv && out_infos[0].shape.size() == 4;
+    const int64_t model_channels = conv4 ? out_infos[0].shape[1] : 0;
+    if (conv4 && !is_int8 && !stem) out_infos[0].shape[1] = computed_channels(node, out_infos[0]);
+
     // Inputs, converted to what the kernel reads.
     Step step;
     step.node = &node;
@@ -686,6 +828,11 @@ struct CudaExecutor::Impl {
         in_infos.push_back(&ex.values_[static_cast<size_t>(v)].info);
         continue;
       }
+      if (stem && i == 0) {  // the direct stem kernel reads the fp32 image as it is
+        step.inputs.push_back(v);
+        in_infos.push_back(&ex.values_[static_cast<size_t>(v)].info);
+        continue;
+      }
       // The FP16 stem (a stride-s conv on few channels, the 6x6/2 on RGB): space-to-depth into
       // s*s*C half channels (padded to 16), a stride-1 conv cuDNN runs on tensor cores.
       if (is_conv && i == 0 && fp16_stem_s2d(node, out_infos[0])) {
@@ -702,10 +849,21 @@ struct CudaExecutor::Impl {
     }
 
     for (size_t i = 0; i < node.outputs.size(); ++i) {
-      int id = add_value(node.outputs[i], out_infos[i], tr->alias ? Storage::kAlias : Storage::kArena);
+      const bool padded = i == 0 && conv4 && out_infos[0].shape[1] != model_channels;
+      const std::string name = node.outputs[i] + (padded ? "#c" + std::to_string(out_infos[0].shape[1]) : std::string());
+      int id = add_value(name, out_infos[i], tr->alias ? Storage::kAlias : Storage::kArena);
       if (tr->alias) ex.values_[static_cast<size_t>(id)].alias_of = step.inputs[0];
       ids[node.outputs[i]] = id;
       step.outputs.push_back(id);
+      if (padded) {
+        TensorInfo view = out_infos[0];
+        view.shape[1] = model_channels;
+        view.layout = Layout::kStrided;
+        view.view = out_infos[0].strides();
+        const int v = add_value(node.outputs[i], view, Storage::kAlias);
+        make_slice(v, id, 0);
+        ids[node.outputs[i]] = v;
+      }
     }
     // in_infos may point into values_, which add_value can reallocate: refresh.
     for (size_t i = 0; i < step.inputs.size(); ++i)
@@ -714,6 +872,8 @@ struct CudaExecutor::Impl {
     step.int8 = is_int8;
     if (is_int8) {
       QYOLO_ASSIGN_OR_RETURN(step.kernel, cuda::make_cuda_conv2d_int8(node));
+    } else if (stem) {
+      QYOLO_ASSIGN_OR_RETURN(step.kernel, cuda::make_cuda_conv2d_stem(node));
     } else {
       QYOLO_ASSIGN_OR_RETURN(step.kernel, tr->factory(node));
     }
@@ -791,18 +951,21 @@ struct CudaExecutor::Impl {
       while (ex.values_[static_cast<size_t>(r)].storage == Storage::kAlias) r = ex.values_[static_cast<size_t>(r)].alias_of;
       root[v] = r;
     }
+    // A value lives from the earliest step that may write it to the latest that may read it; a
+    // side-stream step may run anywhere in its window (assign_streams).
     const int end = static_cast<int>(ex.steps_.size());
     std::vector<int> first(nv, end + 1), last(nv, -1);
     for (int s = 0; s < end; ++s) {
+      const auto [lo, hi] = window[static_cast<size_t>(s)];
       for (int v : ex.steps_[static_cast<size_t>(s)].outputs) {
         int r = root[static_cast<size_t>(v)];
-        first[static_cast<size_t>(r)] = std::min(first[static_cast<size_t>(r)], s);
-        last[static_cast<size_t>(r)] = std::max(last[static_cast<size_t>(r)], s);
+        first[static_cast<size_t>(r)] = std::min(first[static_cast<size_t>(r)], lo);
+        last[static_cast<size_t>(r)] = std::max(last[static_cast<size_t>(r)], hi);
       }
       for (int v : ex.steps_[static_cast<size_t>(s)].inputs) {
         if (v < 0) continue;
         int r = root[static_cast<size_t>(v)];
-        last[static_cast<size_t>(r)] = std::max(last[static_cast<size_t>(r)], s);
+        last[static_cast<size_t>(r)] = std::max(last[static_cast<size_t>(r)], hi);
       }
     }
     struct Buf {
@@ -841,9 +1004,11 @@ struct CudaExecutor::Impl {
   }
 
   size_t arena_size = 0;
+  std::vector<std::pair<int, int>> window;  // per step: [first, last] step index it may run during
 };
 
 CudaExecutor::~CudaExecutor() {
+  if (side_stream_) cudaStreamSynchronize(side_stream_.get());
   if (stream_) cudaStreamSynchronize(stream_.get());
 }
 
@@ -919,18 +1084,20 @@ Result<std::unique_ptr<CudaExecutor>> CudaExecutor::build(SpecializedGraph graph
     QYOLO_RETURN_IF_ERROR(im.add_convert_step(v, out, "output '" + name + "'"));
     ex->output_values_.push_back(out);
   }
+  im.fuse_requantization();
+  if (options.fuse_head_decode) im.fuse_yolo_decodes();
+  QYOLO_RETURN_IF_ERROR(im.place_concats());  // may re-plan cuDNN convs: before the tuning state goes
   tuning.reset();
   object_cache.clear();
   ex->tactics_ = std::move(tune_cache);
-  im.fuse_requantization();
-  if (options.fuse_head_decode) im.fuse_yolo_decodes();
-  QYOLO_RETURN_IF_ERROR(im.place_concats());
   im.drop_unread_outputs();
+  QYOLO_RETURN_IF_ERROR(im.assign_streams());
 
   im.plan_memory();
   QYOLO_ASSIGN_OR_RETURN(ex->arena_, cuda::DeviceBuffer::allocate(im.arena_size));
   size_t ws = 0;
-  for (const auto& s : ex->steps_) ws = std::max(ws, s.kernel->workspace_bytes());
+  for (const auto& s : ex->steps_)
+    if (!s.side) ws = std::max(ws, s.kernel->workspace_bytes());
   QYOLO_ASSIGN_OR_RETURN(ex->workspace_, cuda::DeviceBuffer::allocate(ws));
   ex->ptrs_.assign(ex->values_.size(), nullptr);
   for (size_t v = 0; v < ex->values_.size(); ++v) {
@@ -972,7 +1139,10 @@ Status CudaExecutor::enqueue(const std::vector<const void*>& device_inputs, cons
     ptrs_[static_cast<size_t>(v)] = static_cast<char*>(ptrs_[static_cast<size_t>(val.alias_of)]) + val.view_offset;
   }
   QYOLO_CUDA_CHECK(cudnnSetStream(cudnn_.get(), stream));
-  cuda::LaunchContext lc{stream, cudnn_.get(), workspace_.get(), workspace_.size()};
+  const cuda::LaunchContext main_lc{stream, cudnn_.get(), workspace_.get(), workspace_.size()};
+  const cuda::LaunchContext side_lc{side_stream_.get(), cudnn_.get(), side_workspace_.get(), side_workspace_.size()};
+  bool cudnn_on_side = false;
+  for (int f : start_forks_) QYOLO_CUDA_CHECK(cudaEventRecord(fork_events_[static_cast<size_t>(f)].get(), stream));
   for (const auto& s : steps_) {
     if (s.alias) {
       ptrs_[static_cast<size_t>(s.outputs[0])] = ptrs_[static_cast<size_t>(s.inputs[0])];
@@ -981,10 +1151,23 @@ Status CudaExecutor::enqueue(const std::vector<const void*>& device_inputs, cons
     for (size_t i = 0; i < s.inputs.size(); ++i)
       in_scratch_[i] = s.inputs[i] >= 0 ? ptrs_[static_cast<size_t>(s.inputs[i])] : nullptr;
     for (size_t i = 0; i < s.outputs.size(); ++i) out_scratch_[i] = ptrs_[static_cast<size_t>(s.outputs[i])];
-    Status st = s.kernel->enqueue(lc, std::span<const void* const>(in_scratch_.data(), s.inputs.size()),
+    if (s.side) {
+      QYOLO_CUDA_CHECK(cudaStreamWaitEvent(side_stream_.get(), fork_events_[static_cast<size_t>(s.wait_fork)].get(), 0));
+    } else {
+      for (int j : s.wait_joins) QYOLO_CUDA_CHECK(cudaStreamWaitEvent(stream, join_events_[static_cast<size_t>(j)].get(), 0));
+    }
+    if (s.side != cudnn_on_side) {  // one handle: cuDNN launches on the handle's stream
+      QYOLO_CUDA_CHECK(cudnnSetStream(cudnn_.get(), s.side ? side_stream_.get() : stream));
+      cudnn_on_side = s.side;
+    }
+    Status st = s.kernel->enqueue(s.side ? side_lc : main_lc, std::span<const void* const>(in_scratch_.data(), s.inputs.size()),
                                   std::span<void* const>(out_scratch_.data(), s.outputs.size()));
     if (!st.is_ok()) return st.with_context(graph_.graph.source_path + ": " + s.label);
+    if (s.side) QYOLO_CUDA_CHECK(cudaEventRecord(join_events_[static_cast<size_t>(s.record_join)].get(), side_stream_.get()));
+    if (s.record_fork >= 0) QYOLO_CUDA_CHECK(cudaEventRecord(fork_events_[static_cast<size_t>(s.record_fork)].get(), stream));
   }
+  if (cudnn_on_side) QYOLO_CUDA_CHECK(cudnnSetStream(cudnn_.get(), stream));
+  for (int j : end_joins_) QYOLO_CUDA_CHECK(cudaStreamWaitEvent(stream, join_events_[static_cast<size_t>(j)].get(), 0));
   return Status::ok();
 }
 
@@ -1032,7 +1215,9 @@ Result<std::string> CudaExecutor::profile(const std::vector<const void*>& device
     ev.push_back(std::move(e));
   }
   std::vector<double> total(steps_.size(), 0.0);
-  cuda::LaunchContext lc{stream, cudnn_.get(), workspace_.get(), workspace_.size()};
+  // Serial on one stream (every step's own time); side-stream steps keep their own workspace.
+  const cuda::LaunchContext lc{stream, cudnn_.get(), workspace_.get(), workspace_.size()};
+  const cuda::LaunchContext side_lc{stream, cudnn_.get(), side_workspace_.get(), side_workspace_.size()};
   for (int it = 0; it < iters; ++it) {
     for (size_t k = 0; k < steps_.size(); ++k) {
       const Step& s = steps_[k];
@@ -1041,7 +1226,7 @@ Result<std::string> CudaExecutor::profile(const std::vector<const void*>& device
       for (size_t i = 0; i < s.inputs.size(); ++i)
         in_scratch_[i] = s.inputs[i] >= 0 ? ptrs_[static_cast<size_t>(s.inputs[i])] : nullptr;
       for (size_t i = 0; i < s.outputs.size(); ++i) out_scratch_[i] = ptrs_[static_cast<size_t>(s.outputs[i])];
-      QYOLO_RETURN_IF_ERROR(s.kernel->enqueue(lc, std::span<const void* const>(in_scratch_.data(), s.inputs.size()),
+      QYOLO_RETURN_IF_ERROR(s.kernel->enqueue(s.side ? side_lc : lc, std::span<const void* const>(in_scratch_.data(), s.inputs.size()),
                                               std::span<void* const>(out_scratch_.data(), s.outputs.size())));
     }
     QYOLO_CUDA_CHECK(cudaEventRecord(ev.back().get(), stream));

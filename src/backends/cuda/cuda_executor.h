@@ -93,6 +93,12 @@ class CudaExecutor {
     bool alias = false;        // no launch: output aliases input
     float quantize_scale = 0;  // > 0: an executor-inserted quantize step (INT8 conv input)
     bool int8 = false;         // a conv on the INT8 kernel
+    // Concurrent branches (Impl::assign_streams): a side step waits for fork event `wait_fork`
+    // on the side stream and records join event `record_join` after it; main steps record fork
+    // event `record_fork` after them and wait for `wait_joins` before them.
+    bool side = false;
+    int wait_fork = -1, record_join = -1, record_fork = -1;
+    std::vector<int> wait_joins;
   };
 
   // The handle and stream outlive the kernels (members are destroyed in reverse order).
@@ -109,6 +115,13 @@ class CudaExecutor {
   std::vector<int> slices_;
   std::vector<cuda::DeviceBuffer> constants_;
   cuda::DeviceBuffer arena_, workspace_;
+  // Concurrent branches: the side stream, its own workspace, and the events that fork it from and
+  // join it back into the enqueue stream (fork events recorded before the first step, join events
+  // waited after the last: branches that start at the inputs or that nothing reads).
+  cuda::Stream side_stream_;
+  cuda::DeviceBuffer side_workspace_;
+  std::vector<cuda::Event> fork_events_, join_events_;
+  std::vector<int> start_forks_, end_joins_;
   size_t weight_bytes_ = 0;
   std::map<std::string, std::vector<int64_t>> tactics_;
   // Per-enqueue pointer table, sized at build (enqueue does not allocate).

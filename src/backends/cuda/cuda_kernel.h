@@ -21,6 +21,8 @@
 
 namespace qyolo {
 
+struct ConvAttrs;
+
 // kInt8: convolutions carrying a calibrated input scale (qyolo_input_scale) run as int8 x int8 ->
 // int32 on tensor cores; everything else runs as in kFp16.
 enum class CudaPrecision { kFp32, kFp16, kInt8 };
@@ -53,6 +55,13 @@ struct CudaBuildOptions {
   // fp16 NHWC: a stride-s conv on so few channels that s*s*C fits 16 (the 6x6/2 stem on RGB) runs
   // as a stride-1 conv on a space-to-depth copy of its input (cuDNN is slow on 3 channels).
   bool fp16_space_to_depth = true;
+  // fp16 NHWC, sm_80+: a conv on at most 4 fp32 NCHW input channels (the stem on the image) runs on
+  // qyolo's direct tensor-core kernel, reading the image itself (conv2d_stem.cu); otherwise as above.
+  bool fp16_direct_stem = true;
+  // fp16 NHWC convs whose output channel count is not a multiple of 8 (the detect heads' 255)
+  // compute up to the next multiple with zero weights (cuDNN is 2-3x faster); readers see a
+  // strided view of the first channels.
+  bool fp16_pad_channels = true;
   // Tactic choices from an earlier build on the same GPU (engine file), by problem key: reused
   // instead of timing again. CudaExecutor::tactics() returns what a build chose.
   std::map<std::string, std::vector<int64_t>> tactics;
@@ -69,6 +78,10 @@ struct CudaBuildOptions {
   bool concat_in_place = true;
   // INT8 detect-head convs apply the YOLO decode in their epilogue (no separate decode pass).
   bool fuse_head_decode = true;
+  // Concurrent branches: a step whose inputs were ready well before it (a C3's second 1x1 conv,
+  // the detect-head convs) runs on a second stream, overlapping the steps in between (the GPU is
+  // mostly idle between the small kernels of batch 1). Off: one stream (tests compare).
+  bool concurrent_branches = true;
 };
 
 namespace cuda {
@@ -159,8 +172,10 @@ class CudaKernel {
   }
   // Concat in place: output `index` becomes a slice of a larger buffer (the executor offsets the
   // pointer) whose rows are `pitch` elements apart. A row is one pixel's channels for NHWC outputs
-  // and one batch item for plain ones. Returns false when this kernel cannot.
-  virtual bool set_output_pitch(int index, int64_t pitch) {
+  // and one batch item for plain ones. Build phase (kernels may re-plan: cuDNN). Returns false,
+  // changing nothing, when this kernel cannot.
+  virtual bool set_output_pitch(PrepareContext& ctx, int index, int64_t pitch) {
+    (void)ctx;
     (void)index;
     (void)pitch;
     return false;
@@ -200,6 +215,10 @@ const CudaOpTraits* find_cuda_op(std::string_view op_type);
 Result<std::unique_ptr<CudaKernel>> make_cuda_conv2d(const Node& node);
 // INT8 conv (conv2d_int8.cu): input 0 is the quantised NHWC int8 value (channels padded to 16).
 Result<std::unique_ptr<CudaKernel>> make_cuda_conv2d_int8(const Node& node);
+// Direct fp16 stem conv (conv2d_stem.cu): fp32 NCHW input with <= 4 channels, fp16 NHWC output,
+// bias and activation fused, sm_80+; conv2d_stem_supports says which convs fit.
+Result<std::unique_ptr<CudaKernel>> make_cuda_conv2d_stem(const Node& node);
+bool conv2d_stem_supports(const Shape& x, const Shape& w, const ConvAttrs& a);
 int cuda_int8_tactic_count();
 Result<std::unique_ptr<CudaKernel>> make_cuda_unary(const Node& node);
 Result<std::unique_ptr<CudaKernel>> make_cuda_binary(const Node& node);

@@ -95,9 +95,13 @@ Result<std::unique_ptr<GraphConvPlan>> GraphConvPlan::create(cudnnHandle_t handl
   strides_of(p.nhwc, p.c, p.h, p.w, xs);
   strides_of(p.nhwc, p.cg, p.r, p.s, ws);
   strides_of(p.nhwc, p.k, p.oh, p.ow, ys);
+  if (p.y_pitch != 0 && (!p.nhwc || p.y_pitch < p.k)) return invalid_argument("cuDNN graph conv: bad output pitch");
+  const int64_t pitch = p.y_pitch != 0 ? p.y_pitch : p.k;
+  int64_t ys_out[4];
+  strides_of(p.nhwc, pitch, p.oh, p.ow, ys_out);
   QYOLO_ASSIGN_OR_RETURN(BackendDesc tx, tensor(kUidX, p.dtype, xd, xs));
   QYOLO_ASSIGN_OR_RETURN(BackendDesc tw, tensor(kUidW, p.dtype, wd, ws));
-  QYOLO_ASSIGN_OR_RETURN(BackendDesc ty, tensor(kUidY, p.dtype, yd, ys));
+  QYOLO_ASSIGN_OR_RETURN(BackendDesc ty, tensor(kUidY, p.dtype, yd, ys_out));
   // Fused epilogue: conv -> [+ bias] -> [act] -> [+ residual] -> y, fp32 virtual intermediates.
   struct Stage {
     cudnnPointwiseMode_t mode;
@@ -268,7 +272,7 @@ Result<std::unique_ptr<GraphConvPlan>> GraphConvPlan::create(cudnnHandle_t handl
   // Time each on scratch data (finite values).
   const size_t es = p.dtype == CUDNN_DATA_HALF ? 2 : 4;
   QYOLO_ASSIGN_OR_RETURN(auto xb, DeviceBuffer::allocate(static_cast<size_t>(p.n * p.c * p.h * p.w) * es));
-  QYOLO_ASSIGN_OR_RETURN(auto yb, DeviceBuffer::allocate(static_cast<size_t>(p.n * p.k * p.oh * p.ow) * es));
+  QYOLO_ASSIGN_OR_RETURN(auto yb, DeviceBuffer::allocate(static_cast<size_t>(p.n * pitch * p.oh * p.ow) * es));
   QYOLO_CUDA_CHECK(cudaMemsetAsync(xb.get(), 0x11, xb.size(), stream));
   DeviceBuffer bb, rb;
   if (p.fused && p.bias) {
@@ -276,7 +280,7 @@ Result<std::unique_ptr<GraphConvPlan>> GraphConvPlan::create(cudnnHandle_t handl
     QYOLO_CUDA_CHECK(cudaMemsetAsync(bb.get(), 0, bb.size(), stream));
   }
   if (p.fused && p.residual) {
-    QYOLO_ASSIGN_OR_RETURN(rb, DeviceBuffer::allocate(yb.size()));
+    QYOLO_ASSIGN_OR_RETURN(rb, DeviceBuffer::allocate(static_cast<size_t>(p.n * p.k * p.oh * p.ow) * es));
     QYOLO_CUDA_CHECK(cudaMemsetAsync(rb.get(), 0, rb.size(), stream));
   }
   QYOLO_ASSIGN_OR_RETURN(Event e0, make_event());

@@ -25,6 +25,9 @@ struct GraphConvProblem {
   int64_t k = 0, cg = 0, r = 0, s = 0; // filter (cg = c / group)
   int64_t oh = 0, ow = 0;
   int64_t pad[2] = {0, 0}, stride[2] = {1, 1}, dil[2] = {1, 1};
+  // NHWC y only: elements between output pixels (0: k). Larger when y is a channel slice of a
+  // concat's buffer (concat in place); the residual stays dense.
+  int64_t y_pitch = 0;
   // Fused epilogue, y = act(conv + bias) + residual, through cuDNN's runtime-fusion engines
   // (compiled with NVRTC when the plan is finalised): bias [K] fp32 and residual (like y) are
   // passed to execute(). act: kNone, kRelu, kSilu (swish) or kSigmoid.

@@ -12,6 +12,7 @@ namespace {
 struct ResizeParams {
   int n, c, h, w, oh, ow;
   int64_t total;
+  int y_pitch;  // NHWC: elements between output pixels (c, or more when y is a concat slice)
   const int* ys;  // [oh]
   const int* xs;  // [ow]
 };
@@ -25,23 +26,24 @@ __global__ void resize_nearest_kernel(ResizeParams p, T* __restrict__ y, const T
     const int iy = p.ys[oy], ix = p.xs[ox];
     const int64_t off = NHWC ? ((static_cast<int64_t>(n) * p.h + iy) * p.w + ix) * p.c + c
                              : ((static_cast<int64_t>(n) * p.c + c) * p.h + iy) * p.w + ix;
-    y[i] = x[off];
+    y[NHWC ? (i / p.c) * p.y_pitch + c : i] = x[off];
   }
 }
 
 // NHWC, C * element size a multiple of 16 bytes: one thread per 16-byte channel vector.
-__global__ void resize_nearest_nhwc_vec_kernel(ResizeParams p, uint32_t cv, uint4* __restrict__ y,
+__global__ void resize_nearest_nhwc_vec_kernel(ResizeParams p, uint32_t cv, uint32_t y_pitch_v, uint4* __restrict__ y,
                                                const uint4* __restrict__ x) {
   const uint32_t total = static_cast<uint32_t>(static_cast<int64_t>(p.n) * p.oh * p.ow * cv);
   for (uint32_t i = blockIdx.x * blockDim.x + threadIdx.x; i < total; i += gridDim.x * blockDim.x) {
     uint32_t r = i;
     const uint32_t c = r % cv;
     r /= cv;
+    const uint32_t pixel = r;
     const uint32_t ox = r % static_cast<uint32_t>(p.ow);
     r /= static_cast<uint32_t>(p.ow);
     const uint32_t oy = r % static_cast<uint32_t>(p.oh);
     const uint32_t n = r / static_cast<uint32_t>(p.oh);
-    y[i] = x[((n * static_cast<uint32_t>(p.h) + static_cast<uint32_t>(p.ys[oy])) * static_cast<uint32_t>(p.w) +
+    y[pixel * y_pitch_v + c] = x[((n * static_cast<uint32_t>(p.h) + static_cast<uint32_t>(p.ys[oy])) * static_cast<uint32_t>(p.w) +
               static_cast<uint32_t>(p.xs[ox])) * cv + c];
   }
 }
@@ -76,23 +78,29 @@ class ResizeKernel final : public CudaKernel {
     QYOLO_RETURN_IF_ERROR(tables_.upload(table.data(), table.size() * sizeof(int)));
     p_ = {static_cast<int>(x.shape[0]), static_cast<int>(x.shape[1]), static_cast<int>(x.shape[2]),
           static_cast<int>(x.shape[3]), static_cast<int>(a.out_shape[2]), static_cast<int>(a.out_shape[3]),
-          out[0].numel(), tables_.as<int>(), tables_.as<int>() + a.out_shape[2]};
+          out[0].numel(), static_cast<int>(x.shape[1]), tables_.as<int>(), tables_.as<int>() + a.out_shape[2]};
     nhwc_ = x.layout == Layout::kNHWC;
     if (x.layout != out[0].layout || x.dtype != out[0].dtype) return internal_error(node.describe() + ": layout mismatch");
     esize_ = dtype_size(x.dtype);
     return Status::ok();
+  }
+  bool set_output_pitch(PrepareContext&, int index, int64_t pitch) override {
+    if (index != 0 || !nhwc_ || pitch < p_.c || pitch > (int64_t{1} << 30)) return false;
+    p_.y_pitch = static_cast<int>(pitch);
+    return true;
   }
   Status enqueue(const LaunchContext& ctx, std::span<const void* const> in, std::span<void* const> out) override {
     if (p_.total == 0) return Status::ok();
     constexpr int kThreads = 256;
     const unsigned g = grid_for(p_.total, kThreads);
     const size_t row = static_cast<size_t>(p_.c) * esize_;
-    if (nhwc_ && row % 16 == 0 && p_.total < (int64_t{1} << 31) &&
+    const size_t y_row = static_cast<size_t>(p_.y_pitch) * esize_;
+    if (nhwc_ && row % 16 == 0 && y_row % 16 == 0 && p_.total / p_.c * p_.y_pitch < (int64_t{1} << 31) &&
         static_cast<int64_t>(p_.n) * p_.c * p_.h * p_.w < (int64_t{1} << 31) &&
         ((reinterpret_cast<uintptr_t>(in[0]) | reinterpret_cast<uintptr_t>(out[0])) % 16) == 0) {
       const uint32_t cv = static_cast<uint32_t>(row / 16);
       resize_nearest_nhwc_vec_kernel<<<grid_for(p_.total * static_cast<int64_t>(esize_) / 16, kThreads), kThreads, 0,
-                                       ctx.stream>>>(p_, cv, static_cast<uint4*>(out[0]), static_cast<const uint4*>(in[0]));
+                                       ctx.stream>>>(p_, cv, static_cast<uint32_t>(y_row / 16), static_cast<uint4*>(out[0]), static_cast<const uint4*>(in[0]));
       QYOLO_CUDA_CHECK_LAUNCH("resize_nearest_nhwc_vec_kernel");
       return Status::ok();
     }

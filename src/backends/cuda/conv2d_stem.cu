@@ -1,0 +1,448 @@
+// The first convolution of YOLOv5 (6x6 stride-2 pad-2 on the RGB image, 16..64 output channels) as one
+// direct tensor-core kernel: it reads the fp32 NCHW image itself (no conversion or space-to-depth
+// pass), runs an implicit GEMM with mma.sync m16n8k16 f16 x f16 -> f32 (sm_80+), and writes fp16 NHWC
+// with bias and activation fused (SiLU/sigmoid with the fast exp and division intrinsics: their
+// error is far below the half rounding of the output). cuDNN is slow on 3 input channels, and the separate
+// image -> half space-to-depth pass costs a full read and write of the image.
+//
+// GEMM view: M = output pixels, N = the K output channels, reduction k = (r * S + s) * 4 + c with the
+// input channels padded to 4 (zeros) and k padded to Kp = round_up(R * S * 4, 16) (zero weights).
+// A CTA (8 warps) computes an 8 x 32 tile of output pixels of one image; warp w computes tile row w
+// (two m16 tiles of consecutive columns) for all K channels. The CTA stages its input patch in shared
+// memory as half, 4 channels (8 bytes) per pixel with out-of-image pixels zero (the padding), so an
+// A-fragment pair (k even, k + 1) = channels (0, 1) or (2, 3) of one tap is one 32-bit load. The
+// weights ([K][Kp] half) sit in shared memory too, rows padded by 8 halves (conflict-free B loads).
+#include <cuda_fp16.h>
+
+#include <sstream>
+#include <vector>
+
+#include "backends/cuda/cuda_common.cuh"
+#include "backends/cuda/cuda_kernel.h"
+#include "ir/ops/conv2d.h"
+
+namespace qyolo::cuda {
+
+namespace {
+
+constexpr int kTileH = 8;   // output rows per CTA (one per warp)
+constexpr int kTileW = 32;  // output columns per CTA (two m16 tiles per warp)
+constexpr int kThreads = 256;
+constexpr int kLoadUnroll = 4;  // patch columns per lane while staging: rows up to 128 pixels wide
+
+struct StemParams {
+  const float* x;     // NCHW [N][C][H][W] fp32
+  const __half* wt;   // [K][kp] at k = (tap row * S + tap col) * 4 + c; zeros for c >= C and k >= R * S * 4
+  const float* bias;  // [K] (zeros when the conv has none)
+  __half* y;          // NHWC, element (n, k, oy, ox) at ((n * oh + oy) * ow + ox) * pitch + k
+  int c, h, w;        // input channels (<= 4) and size
+  int oh, ow;
+  int r, s, stride, pad_h, pad_w;
+  int kp;      // padded GEMM depth (multiple of 16)
+  int ph, pw;  // input patch of a CTA: (kTileH - 1) * stride + r rows, (kTileW - 1) * stride + s columns
+  int pitch;   // halves between output pixels: K, or more when y is a channel slice of a concat
+  int act;     // Act
+  float alpha;
+};
+
+// Dynamic shared memory: weights [K][kp + 8] half, the tap table [kp / 2] int (16-byte rounded), then
+// the patch [ph][pw] x 4 half.
+__host__ __device__ constexpr int weight_smem_bytes(int k, int kp) {
+  return k * (kp + 8) * 2;
+}
+__host__ __device__ constexpr int tap_smem_bytes(int kp) {
+  return (kp / 2 * 4 + 15) / 16 * 16;
+}
+__host__ __device__ constexpr int smem_bytes(int k, int kp, int ph, int pw) {
+  return weight_smem_bytes(k, kp) + tap_smem_bytes(kp) + ph * pw * 8;
+}
+
+__device__ __forceinline__ void mma_f16(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+      "{%0,%1,%2,%3};\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+#else
+  __trap();  // the executor selects this kernel on compute capability 8.0+ only
+#endif
+}
+
+__device__ __forceinline__ uint32_t pack_half2(float lo, float hi) {
+  __half2 h = __floats2half2_rn(lo, hi);
+  return *reinterpret_cast<uint32_t*>(&h);
+}
+
+// One k16 step of the warp's 32 x K tile. CHECK: the step reaches into the k padding (tap -1 reads 0).
+template <int NT, bool CHECK>
+__device__ __forceinline__ void mma_step(float (&acc)[2][NT][4], const uint32_t* __restrict__ patch,
+                                         const uint32_t* __restrict__ wrow, const int* __restrict__ tap,
+                                         const int (&a_base)[2][2], int ks, int q, int ldw32) {
+  // This thread's k pairs: j = ks * 8 + q (a0/a1, b0) and j + 4 (a2/a3, b1).
+  const int j = ks * 8 + q;
+  int t0 = tap[j], t1 = tap[j + 4];
+  const bool z0 = CHECK && t0 < 0, z1 = CHECK && t1 < 0;
+  if (CHECK) {
+    t0 = z0 ? 0 : t0;
+    t1 = z1 ? 0 : t1;
+  }
+  uint32_t a[2][4];
+#pragma unroll
+  for (int mt = 0; mt < 2; ++mt) {
+    a[mt][0] = patch[a_base[mt][0] + t0];
+    a[mt][1] = patch[a_base[mt][1] + t0];
+    a[mt][2] = patch[a_base[mt][0] + t1];
+    a[mt][3] = patch[a_base[mt][1] + t1];
+    if (CHECK) {
+      if (z0) a[mt][0] = a[mt][1] = 0u;
+      if (z1) a[mt][2] = a[mt][3] = 0u;
+    }
+  }
+#pragma unroll
+  for (int nt = 0; nt < NT; ++nt) {
+    const uint32_t* b = wrow + nt * 8 * ldw32 + ks * 8;
+    const uint32_t b0 = b[0], b1 = b[4];
+    mma_f16(acc[0][nt], a[0], b0, b1);
+    mma_f16(acc[1][nt], a[1], b0, b1);
+  }
+}
+
+// Exchanges 32-bit words within each quad of lanes so that lane q ends up with whole channel runs of
+// one pixel: before, word i (n-tile jb + i) holds channels 8 * (jb + i) + 2q, +1; after, with G = 4,
+// word i holds channels 8 * (jb + q) + 2i, +1 (a 16-byte run); with G = 2 (mask 1 only), lane q holds
+// n-tile jb + (q & 1), channels from 4 * (q >> 1) (an 8-byte run).
+template <int G>
+__device__ __forceinline__ void quad_transpose(uint32_t* v, int q) {
+#pragma unroll
+  for (int m = 1; m < G; m <<= 1) {
+    const bool hi = (q & m) != 0;
+#pragma unroll
+    for (int i = 0; i < G; ++i) {
+      if (i & m) continue;
+      const uint32_t send = hi ? v[i] : v[i | m];
+      const uint32_t got = __shfl_xor_sync(0xffffffffu, send, m);
+      if (hi)
+        v[i] = got;
+      else
+        v[i | m] = got;
+    }
+  }
+}
+
+// Resident CTAs per SM the register budget is sized for: the staging phase of one CTA overlaps the
+// math of the others, so occupancy matters (NT <= 4: 64 registers; NT = 8 needs 64 for accumulators).
+constexpr int kMinBlocks(int nt) {
+  return nt <= 4 ? 4 : nt <= 6 ? 3 : 2;
+}
+
+template <int NT>
+__global__ void __launch_bounds__(kThreads, kMinBlocks(NT)) conv_stem_kernel(StemParams p) {
+  constexpr int K = NT * 8;
+  extern __shared__ __align__(16) uint8_t smem[];
+  const int tid = threadIdx.x;
+  const int ldw = p.kp + 8;  // halves per weight row in shared memory
+  __half* wsm = reinterpret_cast<__half*>(smem);
+  int* tap = reinterpret_cast<int*>(smem + weight_smem_bytes(K, p.kp));
+  uint2* patch = reinterpret_cast<uint2*>(smem + weight_smem_bytes(K, p.kp) + tap_smem_bytes(p.kp));
+  const int ox0 = blockIdx.x * kTileW, oy0 = blockIdx.y * kTileH, img = blockIdx.z;
+
+  // Weights, 16-byte chunks (kp % 8 == 0; rows are 16-byte aligned in both layouts).
+  const int chunks = p.kp / 8;
+  for (int i = tid; i < K * chunks; i += kThreads) {
+    const int row = i / chunks, col = (i - row * chunks) * 8;
+    *reinterpret_cast<uint4*>(wsm + row * ldw + col) =
+        *reinterpret_cast<const uint4*>(p.wt + row * p.kp + col);
+  }
+  // Word offset of k pair j = k / 2 within the patch, relative to the output pixel's window corner;
+  // -1 in the k padding.
+  const int rs4 = p.r * p.s * 4;
+  for (int j = tid; j < p.kp / 2; j += kThreads) {
+    const int k = 2 * j;
+    int off = -1;
+    if (k < rs4) {
+      const int t = k >> 2, rr = t / p.s, ss = t - rr * p.s;
+      off = (rr * p.pw + ss) * 2 + ((k & 3) >> 1);
+    }
+    tap[j] = off;
+  }
+  // The input patch, fp32 NCHW -> half, 4 channels per pixel: warp-rows of consecutive columns
+  // (coalesced), no index division; the column loop is unrolled so each thread has up to
+  // kLoadUnroll x C loads in flight.
+  {
+    const int iy0 = oy0 * p.stride - p.pad_h, ix0 = ox0 * p.stride - p.pad_w;
+    const int64_t plane = static_cast<int64_t>(p.h) * p.w;
+    const float* __restrict__ xc[4];
+#pragma unroll
+    for (int c = 0; c < 4; ++c) xc[c] = p.x + (static_cast<int64_t>(img) * p.c + (c < p.c ? c : 0)) * plane;
+    const int lane = tid & 31;
+    for (int pr = tid >> 5; pr < p.ph; pr += kThreads / 32) {
+      const int iy = iy0 + pr;
+      const bool row_in = static_cast<unsigned>(iy) < static_cast<unsigned>(p.h);
+      float v[kLoadUnroll][4];
+#pragma unroll
+      for (int u = 0; u < kLoadUnroll; ++u) {
+        const int pc = u * 32 + lane, ix = ix0 + pc;
+        const bool in = row_in && pc < p.pw && static_cast<unsigned>(ix) < static_cast<unsigned>(p.w);
+        const int off = in ? iy * p.w + ix : 0;  // H * W < 2^31 (checked at prepare)
+#pragma unroll
+        for (int c = 0; c < 4; ++c) v[u][c] = in && c < p.c ? __ldg(xc[c] + off) : 0.f;
+      }
+#pragma unroll
+      for (int u = 0; u < kLoadUnroll; ++u) {
+        const int pc = u * 32 + lane;
+        if (pc < p.pw)
+          patch[pr * p.pw + pc] = make_uint2(pack_half2(v[u][0], v[u][1]), pack_half2(v[u][2], v[u][3]));
+      }
+    }
+  }
+  __syncthreads();
+
+  const int lane = tid & 31, warp = tid >> 5;
+  const int g = lane >> 2, q = lane & 3;  // fragment row / column group
+  const int oy = oy0 + warp;
+  if (oy >= p.oh) return;  // a tile row below the image (whole warp); no barrier follows
+  // Patch word offset of the window corner of this thread's A rows: output row `warp`, columns
+  // mt * 16 + g (a0, a2) and mt * 16 + g + 8 (a1, a3).
+  int a_base[2][2];
+#pragma unroll
+  for (int mt = 0; mt < 2; ++mt)
+#pragma unroll
+    for (int hh = 0; hh < 2; ++hh)
+      a_base[mt][hh] = (warp * p.stride * p.pw + (mt * 16 + hh * 8 + g) * p.stride) * 2;
+  const uint32_t* patch32 = reinterpret_cast<const uint32_t*>(patch);
+  const int ldw32 = ldw / 2;
+  // B fragments: n = nt * 8 + g, k pair j (b0) and j + 4 (b1).
+  const uint32_t* wrow = reinterpret_cast<const uint32_t*>(wsm) + g * ldw32 + q;
+
+  float acc[2][NT][4];
+#pragma unroll
+  for (int mt = 0; mt < 2; ++mt)
+#pragma unroll
+    for (int nt = 0; nt < NT; ++nt)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) acc[mt][nt][e] = 0.f;
+
+  const int full = rs4 / 16;  // k steps without padding
+  for (int ks = 0; ks < full; ++ks) mma_step<NT, false>(acc, patch32, wrow, tap, a_base, ks, q, ldw32);
+  if (full * 16 < p.kp) mma_step<NT, true>(acc, patch32, wrow, tap, a_base, full, q, ldw32);
+
+  // Epilogue: bias, activation, half; quad transposes turn the fragments' 4-byte channel pairs into
+  // 16-byte (or 8-byte) runs per lane, so each quad writes a pixel's channels contiguously.
+  float2 bias[NT];
+#pragma unroll
+  for (int nt = 0; nt < NT; ++nt) bias[nt] = *reinterpret_cast<const float2*>(p.bias + nt * 8 + 2 * q);
+  const Act act = static_cast<Act>(p.act);
+  const int64_t row_px = (static_cast<int64_t>(img) * p.oh + oy) * p.ow;
+#pragma unroll
+  for (int mt = 0; mt < 2; ++mt) {
+#pragma unroll
+    for (int hh = 0; hh < 2; ++hh) {
+      uint32_t v[NT];
+#pragma unroll
+      for (int nt = 0; nt < NT; ++nt)
+        v[nt] = pack_half2(apply_act_fast(act, acc[mt][nt][2 * hh] + bias[nt].x, p.alpha),
+                           apply_act_fast(act, acc[mt][nt][2 * hh + 1] + bias[nt].y, p.alpha));
+      // Shuffles before the bounds check: every lane of the quad takes part.
+      constexpr int kG4 = NT / 4 * 4, kG2 = kG4 + (NT - kG4) / 2 * 2;
+#pragma unroll
+      for (int jb = 0; jb < kG4; jb += 4) quad_transpose<4>(v + jb, q);
+      if constexpr (kG2 > kG4) quad_transpose<2>(v + kG4, q);
+      const int ox = ox0 + mt * 16 + hh * 8 + g;
+      if (ox >= p.ow) continue;
+      __half* yp = p.y + (row_px + ox) * p.pitch;
+#pragma unroll
+      for (int jb = 0; jb < kG4; jb += 4)
+        *reinterpret_cast<uint4*>(yp + (jb + q) * 8) = make_uint4(v[jb], v[jb + 1], v[jb + 2], v[jb + 3]);
+      if constexpr (kG2 > kG4)
+        *reinterpret_cast<uint2*>(yp + (kG4 + (q & 1)) * 8 + (q >> 1) * 4) = make_uint2(v[kG4], v[kG4 + 1]);
+      if constexpr (NT > kG2) *reinterpret_cast<uint32_t*>(yp + kG2 * 8 + 2 * q) = v[kG2];
+    }
+  }
+}
+
+using StemKernelFn = void (*)(StemParams);
+constexpr StemKernelFn kStemKernels[8] = {conv_stem_kernel<1>, conv_stem_kernel<2>, conv_stem_kernel<3>,
+                                          conv_stem_kernel<4>, conv_stem_kernel<5>, conv_stem_kernel<6>,
+                                          conv_stem_kernel<7>, conv_stem_kernel<8>};
+
+bool to_act(FusedActivation f, Act& a) {
+  switch (f) {
+    case FusedActivation::kNone:
+      a = Act::kNone;
+      return true;
+    case FusedActivation::kRelu:
+      a = Act::kRelu;
+      return true;
+    case FusedActivation::kSilu:
+      a = Act::kSilu;
+      return true;
+    case FusedActivation::kSigmoid:
+      a = Act::kSigmoid;
+      return true;
+    case FusedActivation::kLeakyRelu:
+      a = Act::kLeakyRelu;
+      return true;
+    case FusedActivation::kHardSwish:
+      a = Act::kHardSwish;
+      return true;
+  }
+  return false;
+}
+
+class ConvStemKernel final : public CudaKernel {
+ public:
+  Status prepare(PrepareContext& ctx, const Node& node, std::span<const TensorInfo* const> in,
+                 std::span<const TensorInfo> out) override {
+    const std::string name = node.describe();
+    if (in.empty() || in[0] == nullptr || out.empty())
+      return internal_error(name + ": stem conv needs X and Y");
+    const TensorInfo& x = *in[0];
+    const TensorInfo* w = in.size() > 1 ? in[1] : nullptr;
+    const TensorInfo* b = in.size() > 2 ? in[2] : nullptr;
+    const TensorInfo& y = out[0];
+    if (ctx.prop != nullptr && ctx.prop->major < 8)
+      return unsupported(name + ": the direct stem conv needs sm_80 or newer (this GPU is sm_" +
+                         std::to_string(ctx.prop->major * 10 + ctx.prop->minor) + ")");
+    if (w == nullptr || w->constant == nullptr)
+      return unsupported(name + ": the stem conv needs constant weights");
+    if (b != nullptr && b->constant == nullptr)
+      return unsupported(name + ": the stem conv needs a constant bias");
+    if (in.size() > 3 && in[3] != nullptr) return unsupported(name + ": the stem conv has no residual input");
+    if (x.dtype != DataType::kFloat32 || x.layout != Layout::kPlain || x.s2d != 1 || x.shape.size() != 4)
+      return internal_error(name + ": the stem conv reads a plain fp32 NCHW input, got " +
+                            dtype_name(x.dtype) + " " + shape_str(x.shape));
+    if (y.dtype != DataType::kFloat16 || y.layout != Layout::kNHWC)
+      return internal_error(name + ": the stem conv writes fp16 NHWC, got " + dtype_name(y.dtype));
+    QYOLO_ASSIGN_OR_RETURN(ConvAttrs a, ConvAttrs::parse(node, x.shape, w->shape));
+    if (!conv2d_stem_supports(x.shape, w->shape, a))
+      return unsupported(name + ": the direct stem conv does not fit X " + shape_str(x.shape) + ", W " +
+                         shape_str(w->shape) + " with these attributes");
+    if (a.out_shape != y.shape)
+      return internal_error(name + ": conv output shape " + shape_str(y.shape) + " != inferred " +
+                            shape_str(a.out_shape));
+
+    const int64_t N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3];
+    const int64_t K = w->shape[0], R = w->shape[2], S = w->shape[3];
+    const int64_t OH = y.shape[2], OW = y.shape[3];
+    const int stride = static_cast<int>(a.window.strides[0]);
+    // 32-bit offsets within an image plane and a CTA; grid limits.
+    if (N < 1 || H * W >= (int64_t{1} << 31) || OH < 1 || OW < 1 || N > 65535 ||
+        (OH + kTileH - 1) / kTileH > 65535 || OW >= (int64_t{1} << 30))
+      return unsupported(name + ": problem size outside the direct stem conv's limits");
+
+    const int kp = static_cast<int>((R * S * 4 + 15) / 16 * 16);
+    const int ph = (kTileH - 1) * stride + static_cast<int>(R),
+              pw = (kTileW - 1) * stride + static_cast<int>(S);
+    smem_ = smem_bytes(static_cast<int>(K), kp, ph, pw);
+    const int optin = ctx.prop != nullptr ? static_cast<int>(ctx.prop->sharedMemPerBlockOptin) : 48 * 1024;
+    if (smem_ > optin)
+      return unsupported(name + ": the direct stem conv needs " + std::to_string(smem_) +
+                         " bytes of shared memory (" + std::to_string(optin) + " available)");
+    kernel_ = kStemKernels[K / 8 - 1];
+    if (smem_ > 48 * 1024)
+      QYOLO_CUDA_CHECK(cudaFuncSetAttribute(kernel_, cudaFuncAttributeMaxDynamicSharedMemorySize, smem_));
+
+    // Weights [K][C][R][S] -> half [K][kp] at k = (r * S + s) * 4 + c; zeros for c >= C and past R * S * 4.
+    std::vector<float> wf = w->constant->to_float_vector();
+    if (wf.size() != static_cast<size_t>(K * C * R * S))
+      return invalid_argument(name + ": weight size mismatch");
+    std::vector<uint16_t> wh(static_cast<size_t>(K * kp), 0);
+    for (int64_t k = 0; k < K; ++k)
+      for (int64_t c = 0; c < C; ++c)
+        for (int64_t r = 0; r < R; ++r)
+          for (int64_t s = 0; s < S; ++s)
+            wh[static_cast<size_t>(k * kp + (r * S + s) * 4 + c)] =
+                float_to_half(wf[static_cast<size_t>(((k * C + c) * R + r) * S + s)]);
+    std::vector<float> bf(static_cast<size_t>(K), 0.f);
+    if (b != nullptr) {
+      bf = b->constant->to_float_vector();
+      if (bf.size() != static_cast<size_t>(K)) return invalid_argument(name + ": bias size mismatch");
+    }
+    QYOLO_ASSIGN_OR_RETURN(weights_, DeviceBuffer::allocate(wh.size() * 2));
+    QYOLO_RETURN_IF_ERROR(weights_.upload(wh.data(), wh.size() * 2));
+    QYOLO_ASSIGN_OR_RETURN(bias_, DeviceBuffer::allocate(bf.size() * 4));
+    QYOLO_RETURN_IF_ERROR(bias_.upload(bf.data(), bf.size() * 4));
+    if (ctx.weight_bytes) *ctx.weight_bytes += weights_.size() + bias_.size();
+
+    Act act = Act::kNone;
+    to_act(a.activation, act);  // conv2d_stem_supports checked it
+    p_ = StemParams{};
+    p_.wt = weights_.as<__half>();
+    p_.bias = bias_.as<float>();
+    p_.c = static_cast<int>(C), p_.h = static_cast<int>(H), p_.w = static_cast<int>(W);
+    p_.oh = static_cast<int>(OH), p_.ow = static_cast<int>(OW);
+    p_.r = static_cast<int>(R), p_.s = static_cast<int>(S), p_.stride = stride;
+    p_.pad_h = static_cast<int>(a.window.pads_begin[0]), p_.pad_w = static_cast<int>(a.window.pads_begin[1]);
+    p_.kp = kp, p_.ph = ph, p_.pw = pw;
+    p_.pitch = static_cast<int>(K);
+    p_.act = static_cast<int>(act);
+    p_.alpha = a.activation_alpha;
+    k_ = static_cast<int>(K);
+    grid_ = dim3(static_cast<unsigned>((OW + kTileW - 1) / kTileW),
+                 static_cast<unsigned>((OH + kTileH - 1) / kTileH), static_cast<unsigned>(N));
+    return Status::ok();
+  }
+
+  // Concat in place: y is a channel slice of a wider NHWC buffer. pitch % 8 == 0 keeps the 16-byte
+  // stores aligned (the executor places slices at 16-byte channel offsets).
+  bool set_output_pitch(PrepareContext&, int index, int64_t pitch) override {
+    if (index != 0 || pitch < k_ || pitch % 8 != 0 || pitch > (int64_t{1} << 30)) return false;
+    p_.pitch = static_cast<int>(pitch);
+    return true;
+  }
+
+  Status enqueue(const LaunchContext& ctx, std::span<const void* const> in,
+                 std::span<void* const> out) override {
+    StemParams p = p_;
+    p.x = static_cast<const float*>(in[0]);
+    p.y = static_cast<__half*>(out[0]);
+    if (p.x == nullptr || p.y == nullptr || reinterpret_cast<uintptr_t>(p.y) % 16 != 0)
+      return internal_error("direct stem conv: missing or misaligned input/output");
+    kernel_<<<grid_, kThreads, static_cast<size_t>(smem_), ctx.stream>>>(p);
+    QYOLO_CUDA_CHECK_LAUNCH("conv_stem_kernel");
+    return Status::ok();
+  }
+
+  std::string info() const override {
+    std::ostringstream os;
+    os << "direct stem mma.sync f16 tile " << kTileH << "x" << kTileW << " smem=" << smem_ << "B";
+    if (p_.pitch != k_) os << " pitched";
+    return os.str();
+  }
+
+ private:
+  StemKernelFn kernel_ = nullptr;
+  int smem_ = 0, k_ = 0;
+  dim3 grid_;
+  DeviceBuffer weights_, bias_;
+  StemParams p_{};
+};
+
+}  // namespace
+
+bool conv2d_stem_supports(const Shape& x, const Shape& w, const ConvAttrs& a) {
+  if (x.size() != 4 || w.size() != 4) return false;
+  const int64_t C = x[1], K = w[0], R = w[2], S = w[3];
+  if (C < 1 || C > 4 || w[1] != C) return false;
+  if (K % 8 != 0 || K < 8 || K > 64) return false;
+  if (R < 1 || S < 1 || R * S * 4 > 256) return false;
+  if (a.window.strides.empty() || (kTileW - 1) * a.window.strides[0] + S > kLoadUnroll * 32)
+    return false;  // patch row
+  if (a.group != 1 || a.has_residual) return false;
+  const WindowGeometry& win = a.window;
+  if (win.strides.size() != 2 || win.dilations.size() != 2 || win.pads_begin.size() != 2 ||
+      win.pads_end.size() != 2)
+    return false;
+  if (win.dilations[0] != 1 || win.dilations[1] != 1) return false;
+  if (win.strides[0] != win.strides[1] || win.strides[0] < 1 || win.strides[0] > 4) return false;
+  if (win.pads_begin != win.pads_end || win.pads_begin[0] < 0 || win.pads_begin[1] < 0) return false;
+  Act act = Act::kNone;
+  return to_act(a.activation, act);
+}
+
+Result<std::unique_ptr<CudaKernel>> make_cuda_conv2d_stem(const Node&) {
+  return std::unique_ptr<CudaKernel>(new ConvStemKernel());
+}
+
+}  // namespace qyolo::cuda
