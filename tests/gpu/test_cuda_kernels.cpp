@@ -167,6 +167,36 @@ TEST(CudaKernels, CudnnFusedEpilogue) {
   }
 }
 
+// CPU reference outputs of a graph (the fp16 tests below compare against it).
+void cpu_reference(const SpecializedGraph& sg, const std::map<std::string, Tensor>& inputs,
+                   std::map<std::string, Tensor>& ref) {
+  auto cpu = CpuExecutor::build(sg);
+  ASSERT_TRUE(cpu.is_ok()) << cpu.status().to_string();
+  ASSERT_TRUE((*cpu)->run(inputs, ref).is_ok());
+}
+
+CudaBuildOptions fp16_nhwc() {
+  CudaBuildOptions opt;
+  opt.precision = CudaPrecision::kFp16;
+  opt.layout = CudaLayout::kNHWC;
+  return opt;
+}
+
+// Captures one enqueue into a CUDA graph and replays it once, synchronously.
+void run_captured(CudaExecutor& ex, const std::vector<const void*>& in, const std::vector<void*>& out, cudaStream_t s) {
+  cudaGraph_t graph = nullptr;
+  ASSERT_EQ(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal), cudaSuccess);
+  Status st = ex.enqueue(in, out, s);
+  ASSERT_EQ(cudaStreamEndCapture(s, &graph), cudaSuccess);
+  ASSERT_TRUE(st.is_ok()) << st.to_string();
+  cuda::Graph g(graph);
+  cudaGraphExec_t exec = nullptr;
+  ASSERT_EQ(cudaGraphInstantiate(&exec, graph, 0), cudaSuccess);
+  cuda::GraphExec ge(exec);
+  ASSERT_EQ(cudaGraphLaunch(exec, s), cudaSuccess);
+  ASSERT_EQ(cudaStreamSynchronize(s), cudaSuccess);
+}
+
 // The stem (a conv on the RGB image) in fp16: by default qyolo's direct tensor-core kernel reads
 // the fp32 image; without it the 6x6/2 runs as a 3x3/1 conv on a space-to-depth copy (16 half
 // channels); without both, cuDNN on 3 channels. All three match the CPU. The other cases cover the
@@ -194,13 +224,9 @@ TEST(CudaKernels, Fp16StemDirectAndSpaceToDepth) {
     spec.outputs = {"y"};
     auto sg = specialize_spec(spec);
     ASSERT_TRUE(sg.is_ok()) << sg.status().to_string();
-    auto cpu = CpuExecutor::build(*sg);
-    ASSERT_TRUE(cpu.is_ok());
     std::map<std::string, Tensor> inputs{{"x", random_tensor(c.x, rng, 0.f, 1.f)}}, ref;
-    ASSERT_TRUE((*cpu)->run(inputs, ref).is_ok());
-    CudaBuildOptions opt;
-    opt.precision = CudaPrecision::kFp16;
-    opt.layout = CudaLayout::kNHWC;
+    ASSERT_NO_FATAL_FAILURE(cpu_reference(*sg, inputs, ref));
+    CudaBuildOptions opt = fp16_nhwc();
     std::map<std::string, Tensor> direct, s2d, plain;
     auto gpu = CudaExecutor::build(*sg, opt);
     ASSERT_TRUE(gpu.is_ok()) << gpu.status().to_string();
@@ -229,6 +255,38 @@ TEST(CudaKernels, Fp16StemDirectAndSpaceToDepth) {
   }
 }
 
+// cuBLASLt as the conv tactic (forced): 1x1 convs as one GEMM over the pixels, with our epilogue
+// pass for bias + SiLU, for the residual, and none at all; equal to the CPU.
+TEST(CudaKernels, CublasLtConvMatchesCpu) {
+  QYOLO_REQUIRE_GPU();
+  std::mt19937 rng(test_seed() + 36);
+  GraphSpec spec;
+  spec.inputs = {{"x", {2, 32, 9, 13}}};
+  add_conv(spec, rng, "x", "a", 32, 48, 1, 1, 0, true, 1, "silu");
+  add_conv(spec, rng, "a", "b", 48, 48, 1, 1, 0, true, 1, "silu", "a");  // with a residual
+  add_conv(spec, rng, "b", "c", 48, 16, 1, 1, 0, false);                  // no epilogue
+  spec.outputs = {"c", "b"};
+  auto sg = specialize_spec(spec);
+  ASSERT_TRUE(sg.is_ok()) << sg.status().to_string();
+  std::map<std::string, Tensor> inputs{{"x", random_tensor({2, 32, 9, 13}, rng, -2.f, 2.f)}}, ref, got;
+  ASSERT_NO_FATAL_FAILURE(cpu_reference(*sg, inputs, ref));
+  CudaBuildOptions opt = fp16_nhwc();
+  opt.cublaslt_convs = 2;
+  auto gpu = CudaExecutor::build(*sg, opt);
+  ASSERT_TRUE(gpu.is_ok()) << gpu.status().to_string();
+  const std::string summary = (*gpu)->summary();
+  size_t lt = 0;
+  for (size_t pos = summary.find("cublasLt algo"); pos != std::string::npos; pos = summary.find("cublasLt algo", pos + 1)) ++lt;
+  EXPECT_EQ(lt, 3u) << summary;
+  ASSERT_TRUE(run_gpu_poisoned(**gpu, inputs, got).is_ok());
+  for (const char* name : {"b", "c"}) {
+    SCOPED_TRACE(name);
+    Diff d = compare(got.at(name), ref.at(name));
+    EXPECT_EQ(d.nan_count, 0) << summary;
+    EXPECT_LE(d.rel(), 1e-2) << "max abs err " << d.max_abs_err << " of " << d.max_abs_ref << "\n" << summary;
+  }
+}
+
 // fp16 NHWC convs with a channel count that is not a multiple of 8 compute the next multiple with
 // zero weights; readers (a graph output, a sigmoid, a second conv) see the first K channels.
 TEST(CudaKernels, Fp16OddChannelsArePadded) {
@@ -242,14 +300,9 @@ TEST(CudaKernels, Fp16OddChannelsArePadded) {
   spec.outputs = {"h", "s", "z"};
   auto sg = specialize_spec(spec);
   ASSERT_TRUE(sg.is_ok()) << sg.status().to_string();
-  auto cpu = CpuExecutor::build(*sg);
-  ASSERT_TRUE(cpu.is_ok());
   std::map<std::string, Tensor> inputs{{"x", random_tensor({2, 16, 12, 10}, rng, -2.f, 2.f)}}, ref, got;
-  ASSERT_TRUE((*cpu)->run(inputs, ref).is_ok());
-  CudaBuildOptions opt;
-  opt.precision = CudaPrecision::kFp16;
-  opt.layout = CudaLayout::kNHWC;
-  auto gpu = CudaExecutor::build(*sg, opt);
+  ASSERT_NO_FATAL_FAILURE(cpu_reference(*sg, inputs, ref));
+  auto gpu = CudaExecutor::build(*sg, fp16_nhwc());
   ASSERT_TRUE(gpu.is_ok()) << gpu.status().to_string();
   const std::string summary = (*gpu)->summary();
   EXPECT_NE(summary.find("2x24x12x10"), std::string::npos) << summary;
@@ -295,13 +348,9 @@ TEST(CudaKernels, Fp16ConcatWrittenInPlace) {
   const GraphSpec spec = c3_and_neck_spec(rng);
   auto sg = specialize_spec(spec);
   ASSERT_TRUE(sg.is_ok()) << sg.status().to_string();
-  auto cpu = CpuExecutor::build(*sg);
-  ASSERT_TRUE(cpu.is_ok());
   std::map<std::string, Tensor> inputs{{"x", random_tensor({2, 16, 20, 20}, rng, -2.f, 2.f)}}, ref, got, copied;
-  ASSERT_TRUE((*cpu)->run(inputs, ref).is_ok());
-  CudaBuildOptions opt;
-  opt.precision = CudaPrecision::kFp16;
-  opt.layout = CudaLayout::kNHWC;
+  ASSERT_NO_FATAL_FAILURE(cpu_reference(*sg, inputs, ref));
+  CudaBuildOptions opt = fp16_nhwc();
   auto gpu = CudaExecutor::build(*sg, opt);
   ASSERT_TRUE(gpu.is_ok()) << gpu.status().to_string();
   const std::string summary = (*gpu)->summary();
@@ -371,18 +420,7 @@ TEST(CudaKernels, ConcurrentBranchesMatchOneStream) {
   ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
   auto stream = cuda::make_stream();
   ASSERT_TRUE(stream.is_ok());
-  cudaStream_t s = stream->get();
-  cudaGraph_t graph = nullptr;
-  ASSERT_EQ(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal), cudaSuccess);
-  Status st = ex.enqueue({in->get()}, out_ptrs, s);
-  ASSERT_EQ(cudaStreamEndCapture(s, &graph), cudaSuccess);
-  ASSERT_TRUE(st.is_ok()) << st.to_string();
-  cuda::Graph g(graph);
-  cudaGraphExec_t exec = nullptr;
-  ASSERT_EQ(cudaGraphInstantiate(&exec, graph, 0), cudaSuccess);
-  cuda::GraphExec ge(exec);
-  ASSERT_EQ(cudaGraphLaunch(exec, s), cudaSuccess);
-  ASSERT_EQ(cudaStreamSynchronize(s), cudaSuccess);
+  ASSERT_NO_FATAL_FAILURE(run_captured(ex, {in->get()}, out_ptrs, stream->get()));
   for (size_t k = 0; k < ex.outputs().size(); ++k) {
     const auto& b = ex.outputs()[k];
     Tensor t = Tensor::uninitialized(b.dtype, b.shape);
@@ -619,16 +657,7 @@ TEST(CudaKernels, GraphCaptureReplaysTheSameResult) {
   ASSERT_EQ(cudaStreamSynchronize(s), cudaSuccess);
   ASSERT_EQ(cudaMemset(out->get(), 0xFF, eager.size() * 4), cudaSuccess);
   ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
-  cudaGraph_t graph = nullptr;
-  ASSERT_EQ(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal), cudaSuccess);
-  Status st = ex.enqueue({in->get()}, {out->get()}, s);
-  ASSERT_EQ(cudaStreamEndCapture(s, &graph), cudaSuccess);
-  ASSERT_TRUE(st.is_ok()) << st.to_string();
-  cuda::Graph g(graph);
-  cudaGraphExec_t exec = nullptr;
-  ASSERT_EQ(cudaGraphInstantiate(&exec, graph, 0), cudaSuccess);
-  cuda::GraphExec ge(exec);
-  ASSERT_EQ(cudaGraphLaunch(exec, s), cudaSuccess);
+  ASSERT_NO_FATAL_FAILURE(run_captured(ex, {in->get()}, {out->get()}, s));
   std::vector<float> replay(eager.size());
   ASSERT_EQ(cudaMemcpyAsync(replay.data(), out->get(), replay.size() * 4, cudaMemcpyDeviceToHost, s), cudaSuccess);
   ASSERT_EQ(cudaStreamSynchronize(s), cudaSuccess);

@@ -9,6 +9,7 @@
 
 #include "backends/cuda/cuda_common.cuh"
 #include "backends/cuda/cuda_kernel.h"
+#include "backends/cuda/cublaslt_gemm.h"
 #include "backends/cuda/cudnn_graph.h"
 #include "ir/ops/conv2d.h"
 
@@ -244,6 +245,7 @@ class ConvKernel final : public CudaKernel {
     epi_ = {y.numel(), K, static_cast<int64_t>(OH) * OW, static_cast<Act>(static_cast<int>(a.activation)),
             a.activation_alpha, bias_.as<float>()};
     has_epilogue_ = b != nullptr || a.activation != FusedActivation::kNone || r != nullptr;
+    epi_has_residual_ = r != nullptr;
 
     // Descriptors.
     QYOLO_ASSIGN_OR_RETURN(xd_, make_tensor_desc());
@@ -290,6 +292,9 @@ class ConvKernel final : public CudaKernel {
       if (graph_) {
         ws_ = graph_->workspace_bytes();
         QYOLO_RETURN_IF_ERROR(try_fused_epilogue(ctx, a, b != nullptr, r != nullptr, key.str(), dt));
+        const bool one_by_one = f == 1 && a.group == 1 && R == 1 && S == 1 && win.strides[0] == 1 &&
+                                win.strides[1] == 1 && win.pads_begin[0] == 0 && win.pads_begin[1] == 0;
+        if (one_by_one) QYOLO_RETURN_IF_ERROR(try_cublaslt(ctx, key.str(), static_cast<int64_t>(N) * H * W, K, C));
         return Status::ok();
       }
     }
@@ -310,6 +315,7 @@ class ConvKernel final : public CudaKernel {
   size_t workspace_bytes() const override { return ws_; }
   float tuned_ms() const override {
     // The conv alone (the epilogue pass comes on top), or the conv with its epilogue fused.
+    if (lt_) return lt_->tuned_ms();
     if (fused_) return fused_->tuned_ms();
     if (graph_) return graph_->tuned_ms();
     return tuned_ms_;
@@ -318,11 +324,12 @@ class ConvKernel final : public CudaKernel {
   Status enqueue(const LaunchContext& ctx, std::span<const void* const> in, std::span<void* const> out) override {
     const float one = 1.f, zero = 0.f;
     if (ws_ > ctx.workspace_bytes) return internal_error("conv workspace too small");
-    if (fused_) {  // bias, activation and residual inside the cuDNN plan
+    if (lt_) {  // the GEMM; the epilogue pass below adds bias, activation and residual
+      QYOLO_RETURN_IF_ERROR(lt_->execute(ctx.cublaslt, in[0], weights_.get(), out[0], ctx.workspace, ctx.stream));
+    } else if (fused_) {  // bias, activation and residual inside the cuDNN plan
       return fused_->execute(ctx.cudnn, in[0], weights_.get(), out[0], ctx.workspace, bias_.get(),
                              in.size() > 3 ? in[3] : nullptr);
-    }
-    if (graph_) {
+    } else if (graph_) {
       QYOLO_RETURN_IF_ERROR(graph_->execute(ctx.cudnn, in[0], weights_.get(), out[0], ctx.workspace));
     } else {
       QYOLO_CUDA_CHECK(cudnnConvolutionForward(ctx.cudnn, &one, xd_.get(), in[0], wd_.get(), weights_.get(), cd_.get(),
@@ -340,7 +347,7 @@ class ConvKernel final : public CudaKernel {
   bool set_output_pitch(PrepareContext& ctx, int index, int64_t pitch) override {
     if (index != 0 || !half_ || !nhwc_ || pitch < problem_.k || pitch % 8 != 0) return false;
     if (pitch == out_pitch_) return true;
-    if (!fused_ && !(graph_ && !has_epilogue_)) return false;
+    if (lt_ || (!fused_ && !(graph_ && !has_epilogue_))) return false;
     GraphConvProblem gp = fused_ ? fused_problem_ : problem_;
     gp.y_pitch = pitch == problem_.k ? 0 : pitch;
     const std::string key = (fused_ ? fused_key_ : "graph:" + key_) + ":pitch" + std::to_string(pitch);
@@ -355,6 +362,7 @@ class ConvKernel final : public CudaKernel {
 
   std::string info() const override {
     const std::string s2d = (s2d_ > 1 ? " s2d" : "") + std::string(out_pitch_ != problem_.k ? " pitched" : "");
+    if (lt_) return lt_->info() + (has_epilogue_ ? " +epilogue pass" : "");
     if (fused_) return fused_->info() + " +fused epilogue" + s2d;
     if (graph_) return graph_->info() + s2d;
     std::ostringstream os;
@@ -453,6 +461,42 @@ class ConvKernel final : public CudaKernel {
     return Status::ok();
   }
 
+  // cuBLASLt as a third tactic for 1x1 stride-1 convs (one GEMM over the pixels), kept where it
+  // times faster than the cuDNN choice, each with the epilogue it needs (cuBLASLt has no SiLU: our
+  // pass). The choice is a tactic ("lt:" key: 1 = use, heuristic rank).
+  Status try_cublaslt(PrepareContext& ctx, const std::string& key, int64_t pixels, int k, int c) {
+    const int mode = ctx.options->cublaslt_convs;
+    if (mode == 0 || !half_ || !nhwc_ || ctx.cublaslt == nullptr) return Status::ok();
+    const std::string lk = "lt:" + key;
+    auto& tc = *ctx.tune_cache;
+    int64_t use = -1, algo = -1;
+    if (auto it = tc.find(lk); it != tc.end() && it->second.size() == 2) use = it->second[0], algo = it->second[1];
+    if (use == 0) return Status::ok();
+    const float cudnn_ms = fused_ ? fused_->tuned_ms() : graph_->tuned_ms();
+    if (use < 0 && mode == 1 && cudnn_ms <= 0.f) return Status::ok();  // cuDNN reused untimed: nothing to compare
+    ensure_tuning_workspace(ctx);
+    auto plan = LtGemmPlan::create(ctx.cublaslt, ctx.stream, LtGemmProblem{pixels, k, c, 0}, weights_.get(),
+                                   ctx.options->workspace_limit, ctx.tuning_workspace, &algo);
+    if (!plan) {
+      tc[lk] = {0, -1};
+      return Status::ok();
+    }
+    if (use < 0) {
+      float epi_ms = 0.f;
+      if (has_epilogue_) {
+        QYOLO_ASSIGN_OR_RETURN(epi_ms, time_epilogue(ctx, epi_has_residual_));
+      }
+      const float cudnn_total = cudnn_ms + (fused_ ? 0.f : epi_ms);
+      use = mode == 2 || (*plan)->tuned_ms() + epi_ms < cudnn_total ? 1 : 0;
+    }
+    tc[lk] = {use, algo};
+    if (use == 1) {
+      lt_ = std::move(plan).value();
+      ws_ = lt_->workspace_bytes();
+    }
+    return Status::ok();
+  }
+
   // Mean time of our epilogue pass over this conv's output (scratch buffers).
   Result<float> time_epilogue(PrepareContext& ctx, bool has_res) {
     const size_t bytes = static_cast<size_t>(epi_.n) * 2;
@@ -514,7 +558,7 @@ class ConvKernel final : public CudaKernel {
                        std::to_string(limit) + " bytes" + (strict_fp32 ? ", strict fp32" : "") + ")");
   }
 
-  bool half_ = false, nhwc_ = false, has_epilogue_ = false;
+  bool half_ = false, nhwc_ = false, has_epilogue_ = false, epi_has_residual_ = false;
   DeviceBuffer weights_, bias_;
   TensorDesc xd_, yd_;
   FilterDesc wd_;
@@ -525,6 +569,7 @@ class ConvKernel final : public CudaKernel {
   float tuned_ms_ = 0;
   EpilogueParams epi_{};
   std::unique_ptr<GraphConvPlan> graph_, fused_;
+  std::unique_ptr<LtGemmPlan> lt_;
   int s2d_ = 1;
   GraphConvProblem problem_, fused_problem_;
   std::string key_, fused_key_;  // tactic keys of the plain and the fused plans

@@ -266,29 +266,10 @@ constexpr StemKernelFn kStemKernels[8] = {conv_stem_kernel<1>, conv_stem_kernel<
                                           conv_stem_kernel<4>, conv_stem_kernel<5>, conv_stem_kernel<6>,
                                           conv_stem_kernel<7>, conv_stem_kernel<8>};
 
-bool to_act(FusedActivation f, Act& a) {
-  switch (f) {
-    case FusedActivation::kNone:
-      a = Act::kNone;
-      return true;
-    case FusedActivation::kRelu:
-      a = Act::kRelu;
-      return true;
-    case FusedActivation::kSilu:
-      a = Act::kSilu;
-      return true;
-    case FusedActivation::kSigmoid:
-      a = Act::kSigmoid;
-      return true;
-    case FusedActivation::kLeakyRelu:
-      a = Act::kLeakyRelu;
-      return true;
-    case FusedActivation::kHardSwish:
-      a = Act::kHardSwish;
-      return true;
-  }
-  return false;
-}
+// FusedActivation and Act list the same activations in the same order (conv2d.cu casts too).
+static_assert(static_cast<int>(FusedActivation::kNone) == static_cast<int>(Act::kNone) &&
+              static_cast<int>(FusedActivation::kHardSwish) == static_cast<int>(Act::kHardSwish));
+Act to_act(FusedActivation f) { return static_cast<Act>(static_cast<int>(f)); }
 
 class ConvStemKernel final : public CudaKernel {
  public:
@@ -365,8 +346,7 @@ class ConvStemKernel final : public CudaKernel {
     QYOLO_RETURN_IF_ERROR(bias_.upload(bf.data(), bf.size() * 4));
     if (ctx.weight_bytes) *ctx.weight_bytes += weights_.size() + bias_.size();
 
-    Act act = Act::kNone;
-    to_act(a.activation, act);  // conv2d_stem_supports checked it
+    const Act act = to_act(a.activation);
     p_ = StemParams{};
     p_.wt = weights_.as<__half>();
     p_.bias = bias_.as<float>();
@@ -437,8 +417,7 @@ bool conv2d_stem_supports(const Shape& x, const Shape& w, const ConvAttrs& a) {
   if (win.dilations[0] != 1 || win.dilations[1] != 1) return false;
   if (win.strides[0] != win.strides[1] || win.strides[0] < 1 || win.strides[0] > 4) return false;
   if (win.pads_begin != win.pads_end || win.pads_begin[0] < 0 || win.pads_begin[1] < 0) return false;
-  Act act = Act::kNone;
-  return to_act(a.activation, act);
+  return true;
 }
 
 Result<std::unique_ptr<CudaKernel>> make_cuda_conv2d_stem(const Node&) {

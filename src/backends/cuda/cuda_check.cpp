@@ -73,6 +73,12 @@ Result<float> time_launches(cudaStream_t stream, int warmup, int iters, const st
   return ms / static_cast<float>(iters);
 }
 
+Result<CublasLtHandle> make_cublaslt() {
+  cublasLtHandle_t h = nullptr;
+  QYOLO_CUDA_CHECK(cublasLtCreate(&h));
+  return CublasLtHandle(h);
+}
+
 Result<CudnnHandle> make_cudnn() {
   cudnnHandle_t h = nullptr;
   QYOLO_CUDA_CHECK(cudnnCreate(&h));

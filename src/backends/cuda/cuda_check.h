@@ -83,6 +83,7 @@ class Owner {
 struct StreamTraits { static void destroy(cudaStream_t s) { cudaStreamDestroy(s); } };
 struct EventTraits { static void destroy(cudaEvent_t e) { cudaEventDestroy(e); } };
 struct CudnnTraits { static void destroy(cudnnHandle_t h) { cudnnDestroy(h); } };
+struct CublasLtTraits { static void destroy(cublasLtHandle_t h) { cublasLtDestroy(h); } };
 struct TensorDescTraits { static void destroy(cudnnTensorDescriptor_t d) { cudnnDestroyTensorDescriptor(d); } };
 struct FilterDescTraits { static void destroy(cudnnFilterDescriptor_t d) { cudnnDestroyFilterDescriptor(d); } };
 struct ConvDescTraits { static void destroy(cudnnConvolutionDescriptor_t d) { cudnnDestroyConvolutionDescriptor(d); } };
@@ -93,6 +94,7 @@ struct GraphExecTraits { static void destroy(cudaGraphExec_t g) { cudaGraphExecD
 using Stream = Owner<cudaStream_t, StreamTraits>;
 using Event = Owner<cudaEvent_t, EventTraits>;
 using CudnnHandle = Owner<cudnnHandle_t, CudnnTraits>;
+using CublasLtHandle = Owner<cublasLtHandle_t, CublasLtTraits>;
 using TensorDesc = Owner<cudnnTensorDescriptor_t, TensorDescTraits>;
 using FilterDesc = Owner<cudnnFilterDescriptor_t, FilterDescTraits>;
 using ConvDesc = Owner<cudnnConvolutionDescriptor_t, ConvDescTraits>;
@@ -106,6 +108,7 @@ Result<Event> make_event(bool timing = true);
 // `iters` between two events. A failing launch ends the timing with its status.
 Result<float> time_launches(cudaStream_t stream, int warmup, int iters, const std::function<Status()>& launch);
 Result<CudnnHandle> make_cudnn();
+Result<CublasLtHandle> make_cublaslt();
 Result<TensorDesc> make_tensor_desc();
 Result<FilterDesc> make_filter_desc();
 Result<ConvDesc> make_conv_desc();

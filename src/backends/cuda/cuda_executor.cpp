@@ -374,7 +374,7 @@ struct CudaExecutor::Impl {
       out_ptrs.push_back(p);
     }
     QYOLO_ASSIGN_OR_RETURN(void* ws, scratch(k.workspace_bytes()));
-    cuda::LaunchContext lc{pctx.stream, pctx.cudnn, ws, k.workspace_bytes()};
+    cuda::LaunchContext lc{pctx.stream, pctx.cudnn, ws, k.workspace_bytes(), pctx.cublaslt};
     return cuda::time_launches(pctx.stream, 1, 5, [&] { return k.enqueue(lc, in_ptrs, out_ptrs); });
   }
 
@@ -1021,6 +1021,7 @@ Result<std::unique_ptr<CudaExecutor>> CudaExecutor::build(SpecializedGraph graph
   cudaDeviceProp prop{};
   QYOLO_CUDA_CHECK(cudaGetDeviceProperties(&prop, options.device));
   QYOLO_ASSIGN_OR_RETURN(ex->cudnn_, cuda::make_cudnn());
+  QYOLO_ASSIGN_OR_RETURN(ex->cublaslt_, cuda::make_cublaslt());
   QYOLO_ASSIGN_OR_RETURN(ex->stream_, cuda::make_stream());
   QYOLO_CUDA_CHECK(cudnnSetStream(ex->cudnn_.get(), ex->stream_.get()));
 
@@ -1029,6 +1030,7 @@ Result<std::unique_ptr<CudaExecutor>> CudaExecutor::build(SpecializedGraph graph
   std::map<std::string, std::vector<int64_t>> tune_cache = options.tactics;
   std::map<std::string, std::shared_ptr<void>> object_cache;
   im.pctx.cudnn = ex->cudnn_.get();
+  im.pctx.cublaslt = ex->cublaslt_.get();
   im.pctx.stream = ex->stream_.get();
   im.pctx.options = &ex->options_;
   im.pctx.prop = &prop;
@@ -1139,8 +1141,9 @@ Status CudaExecutor::enqueue(const std::vector<const void*>& device_inputs, cons
     ptrs_[static_cast<size_t>(v)] = static_cast<char*>(ptrs_[static_cast<size_t>(val.alias_of)]) + val.view_offset;
   }
   QYOLO_CUDA_CHECK(cudnnSetStream(cudnn_.get(), stream));
-  const cuda::LaunchContext main_lc{stream, cudnn_.get(), workspace_.get(), workspace_.size()};
-  const cuda::LaunchContext side_lc{side_stream_.get(), cudnn_.get(), side_workspace_.get(), side_workspace_.size()};
+  const cuda::LaunchContext main_lc{stream, cudnn_.get(), workspace_.get(), workspace_.size(), cublaslt_.get()};
+  const cuda::LaunchContext side_lc{side_stream_.get(), cudnn_.get(), side_workspace_.get(), side_workspace_.size(),
+                                    cublaslt_.get()};
   bool cudnn_on_side = false;
   for (int f : start_forks_) QYOLO_CUDA_CHECK(cudaEventRecord(fork_events_[static_cast<size_t>(f)].get(), stream));
   for (const auto& s : steps_) {
@@ -1216,8 +1219,8 @@ Result<std::string> CudaExecutor::profile(const std::vector<const void*>& device
   }
   std::vector<double> total(steps_.size(), 0.0);
   // Serial on one stream (every step's own time); side-stream steps keep their own workspace.
-  const cuda::LaunchContext lc{stream, cudnn_.get(), workspace_.get(), workspace_.size()};
-  const cuda::LaunchContext side_lc{stream, cudnn_.get(), side_workspace_.get(), side_workspace_.size()};
+  const cuda::LaunchContext lc{stream, cudnn_.get(), workspace_.get(), workspace_.size(), cublaslt_.get()};
+  const cuda::LaunchContext side_lc{stream, cudnn_.get(), side_workspace_.get(), side_workspace_.size(), cublaslt_.get()};
   for (int it = 0; it < iters; ++it) {
     for (size_t k = 0; k < steps_.size(); ++k) {
       const Step& s = steps_[k];

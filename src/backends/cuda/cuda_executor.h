@@ -103,6 +103,7 @@ class CudaExecutor {
 
   // The handle and stream outlive the kernels (members are destroyed in reverse order).
   cuda::CudnnHandle cudnn_;
+  cuda::CublasLtHandle cublaslt_;
   cuda::Stream stream_;
   SpecializedGraph graph_;
   CudaBuildOptions options_;

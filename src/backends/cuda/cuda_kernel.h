@@ -62,6 +62,10 @@ struct CudaBuildOptions {
   // compute up to the next multiple with zero weights (cuDNN is 2-3x faster); readers see a
   // strided view of the first channels.
   bool fp16_pad_channels = true;
+  // fp16 NHWC 1x1 stride-1 convs are also one cuBLASLt GEMM (cublaslt_gemm.cpp): 0 never, 1 where
+  // it times faster than the cuDNN choice (both with the epilogue they need), 2 wherever cuBLASLt
+  // has an algorithm (tests).
+  int cublaslt_convs = 1;
   // Tactic choices from an earlier build on the same GPU (engine file), by problem key: reused
   // instead of timing again. CudaExecutor::tactics() returns what a build chose.
   std::map<std::string, std::vector<int64_t>> tactics;
@@ -120,6 +124,7 @@ bool same_strides(const Shape& shape, const std::vector<int64_t>& a, const std::
 
 struct PrepareContext {
   cudnnHandle_t cudnn = nullptr;
+  cublasLtHandle_t cublaslt = nullptr;
   cudaStream_t stream = nullptr;
   const CudaBuildOptions* options = nullptr;
   const cudaDeviceProp* prop = nullptr;
@@ -139,6 +144,7 @@ struct LaunchContext {
   cudnnHandle_t cudnn = nullptr;
   void* workspace = nullptr;
   size_t workspace_bytes = 0;
+  cublasLtHandle_t cublaslt = nullptr;  // stream-free: safe on the side stream too
 };
 
 // One detect level's box decode (QyoloYoloDecode, yolo_decode.cu), as the head conv fuses it:
