@@ -238,6 +238,76 @@ __device__ __forceinline__ void store_tile(const ConvInt8Params& p, const float*
   }
 }
 
+// This thread's share of the implicit-GEMM gather, the same in both INT8 kernels: kAIters A rows
+// (output pixels, fixed across K; per row the element offset of its (ih0, iw0) corner in x, which
+// may lie outside the image and is only used with a tap that lands inside, and the corner for the
+// bounds checks) and the K position of its 16-byte chunk, k = (r * S + s) * Cp + c.
+template <int kAIters, int kRowsPerPass>
+struct GemmGather {
+  int64_t a_off[kAIters];
+  int a_ih[kAIters], a_iw[kAIters];
+  int ld_k, ld_c, ld_r, ld_s;
+  int dh = 0, dw = 0, tap_off = 0;  // the current k-tile's tap (begin_tile)
+  bool kvalid = false;
+
+  __device__ __forceinline__ GemmGather(const ConvInt8Params& p, int m0, int row0, int kc) {
+#pragma unroll
+    for (int i = 0; i < kAIters; ++i) {
+      const int gm = m0 + row0 + i * kRowsPerPass;
+      if (gm < p.m) {
+        const int ow = gm % p.ow, t = gm / p.ow;
+        const int oh = t % p.oh, img = t / p.oh;
+        a_ih[i] = oh * p.stride_h - p.pad_h;
+        a_iw[i] = ow * p.stride_w - p.pad_w;
+        a_off[i] = (static_cast<int64_t>(img) * p.h * p.w + static_cast<int64_t>(a_ih[i]) * p.w + a_iw[i]) * p.cp;
+      } else {
+        a_off[i] = 0;
+        a_ih[i] = -(1 << 28);  // never inside the image
+        a_iw[i] = 0;
+      }
+    }
+    ld_k = kc * 16;
+    ld_c = ld_k % p.cp;
+    const int rs = ld_k / p.cp;
+    ld_r = rs / p.s;
+    ld_s = rs % p.s;
+  }
+  // The tap this k-tile's chunk reads (the same for every row).
+  __device__ __forceinline__ void begin_tile(const ConvInt8Params& p) {
+    kvalid = ld_k < p.kgemm;
+    dh = ld_r * p.dil_h;
+    dw = ld_s * p.dil_w;
+    tap_off = (dh * p.w + dw) * p.cp + ld_c;
+  }
+  // Source of A row i's chunk; nullptr where it is zero (padding, past K).
+  __device__ __forceinline__ const int8_t* a_src(const ConvInt8Params& p, int i) const {
+    const int ih = a_ih[i] + dh, iw = a_iw[i] + dw;
+    const bool v = kvalid && static_cast<unsigned>(ih) < static_cast<unsigned>(p.h) &&
+                   static_cast<unsigned>(iw) < static_cast<unsigned>(p.w);
+    return v ? p.x + (a_off[i] + tap_off) : nullptr;
+  }
+  // Source of weight row gn's chunk; nullptr past K or past the output channels.
+  __device__ __forceinline__ const int8_t* b_src(const ConvInt8Params& p, int gn) const {
+    return kvalid && gn < p.k ? p.wt + static_cast<int64_t>(gn) * p.kgemm + ld_k : nullptr;
+  }
+  __device__ __forceinline__ void advance(const ConvInt8Params& p, int bk) {
+    ld_k += bk;
+    ld_c += bk;
+    while (ld_c >= p.cp) {
+      ld_c -= p.cp;
+      if (++ld_s == p.s) {
+        ld_s = 0;
+        ++ld_r;
+      }
+    }
+  }
+};
+
+// cp.async of 16 bytes from src, or 16 zeros when src is null (`any`: a valid address).
+__device__ __forceinline__ void cp_async16_or_zero(void* smem, const int8_t* src, const int8_t* any) {
+  cp_async16(smem, src ? src : any, src ? 16 : 0);
+}
+
 template <class C>
 __global__ void __launch_bounds__(C::kThreads) conv_int8_kernel(ConvInt8Params p) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
@@ -252,69 +322,20 @@ __global__ void __launch_bounds__(C::kThreads) conv_int8_kernel(ConvInt8Params p
   const int kc = tid % C::kChunks;  // this thread's 16-byte chunk within a BK-byte K slice
   const int row0 = tid / C::kChunks;
 
-  // Output pixels of this thread's A rows (fixed across K).
-  // Per row: element offset of its (ih0, iw0) corner in x (may lie outside the image; only used
-  // with a tap that lands inside) and the corner itself for the bounds checks.
-  int64_t a_off[kAIters];
-  int a_ih[kAIters], a_iw[kAIters];
-#pragma unroll
-  for (int i = 0; i < kAIters; ++i) {
-    const int gm = m0 + row0 + i * kRowsPerPass;
-    if (gm < p.m) {
-      const int ow = gm % p.ow, t = gm / p.ow;
-      const int oh = t % p.oh, img = t / p.oh;
-      a_ih[i] = oh * p.stride_h - p.pad_h;
-      a_iw[i] = ow * p.stride_w - p.pad_w;
-      a_off[i] = (static_cast<int64_t>(img) * p.h * p.w + static_cast<int64_t>(a_ih[i]) * p.w + a_iw[i]) * p.cp;
-    } else {
-      a_off[i] = 0;
-      a_ih[i] = -(1 << 28);  // never inside the image
-      a_iw[i] = 0;
-    }
-  }
-
-  // K position of this thread's chunk: k = (r * S + s) * Cp + c.
-  int ld_k = kc * 16;
-  int ld_c = ld_k % p.cp, ld_rs = ld_k / p.cp;
-  int ld_r = ld_rs / p.s, ld_s = ld_rs % p.s;
-
+  GemmGather<kAIters, kRowsPerPass> gather(p, m0, row0, kc);
   auto load_stage = [&](int stage) {
     uint8_t* as = smem + stage * C::kStageBytes;
     uint8_t* bs = as + C::BM * kRow;
-    const bool kvalid = ld_k < p.kgemm;
-    const int dh = ld_r * p.dil_h, dw = ld_s * p.dil_w;
-    const int tap_off = (dh * p.w + dw) * p.cp + ld_c;  // the same for every row
+    gather.begin_tile(p);
 #pragma unroll
-    for (int i = 0; i < kAIters; ++i) {
-      const int row = row0 + i * kRowsPerPass;
-      const int ih = a_ih[i] + dh, iw = a_iw[i] + dw;
-      const bool v = kvalid && static_cast<unsigned>(ih) < static_cast<unsigned>(p.h) &&
-                     static_cast<unsigned>(iw) < static_cast<unsigned>(p.w);
-      const int8_t* src = v ? p.x + (a_off[i] + tap_off) : p.x;
-      cp_async16(as + row * kRow + kc * 16, src, v ? 16 : 0);
-    }
+    for (int i = 0; i < kAIters; ++i) cp_async16_or_zero(as + (row0 + i * kRowsPerPass) * kRow + kc * 16, gather.a_src(p, i), p.x);
 #pragma unroll
     for (int i = 0; i < kBIters; ++i) {
       const int row = row0 + i * kRowsPerPass;
-      if (row < C::BN) {
-        const int gn = n0 + row;
-        const bool v = kvalid && gn < p.k;
-        const int8_t* src = v ? p.wt + static_cast<int64_t>(gn) * p.kgemm + ld_k : p.wt;
-        cp_async16(bs + row * kRow + kc * 16, src, v ? 16 : 0);
-      }
+      if (row < C::BN) cp_async16_or_zero(bs + row * kRow + kc * 16, gather.b_src(p, n0 + row), p.wt);
     }
   };
-  auto advance = [&]() {
-    ld_k += C::BK;
-    ld_c += C::BK;
-    while (ld_c >= p.cp) {
-      ld_c -= p.cp;
-      if (++ld_s == p.s) {
-        ld_s = 0;
-        ++ld_r;
-      }
-    }
-  };
+  auto advance = [&]() { gather.advance(p, C::BK); };
 
   int acc[C::MT][C::NT][4];
 #pragma unroll
@@ -470,62 +491,24 @@ __global__ void __launch_bounds__(C::kThreads) conv_int8_wgmma_kernel(ConvInt8Pa
   const int kc = tid % C::kChunks;
   const int row0 = tid / C::kChunks;
 
-  int64_t a_off[kAIters];
-  int a_ih[kAIters], a_iw[kAIters];
-#pragma unroll
-  for (int i = 0; i < kAIters; ++i) {
-    const int gm = m0 + row0 + i * kRowsPerPass;
-    if (gm < p.m) {
-      const int ow = gm % p.ow, t = gm / p.ow;
-      const int oh = t % p.oh, img = t / p.oh;
-      a_ih[i] = oh * p.stride_h - p.pad_h;
-      a_iw[i] = ow * p.stride_w - p.pad_w;
-      a_off[i] = (static_cast<int64_t>(img) * p.h * p.w + static_cast<int64_t>(a_ih[i]) * p.w + a_iw[i]) * p.cp;
-    } else {
-      a_off[i] = 0;
-      a_ih[i] = -(1 << 28);
-      a_iw[i] = 0;
-    }
-  }
-  int ld_k = kc * 16;
-  int ld_c = ld_k % p.cp, ld_rs = ld_k / p.cp;
-  int ld_r = ld_rs / p.s, ld_s = ld_rs % p.s;
-
+  GemmGather<kAIters, kRowsPerPass> gather(p, m0, row0, kc);
   // Row r's 16-byte chunk c lands at chunk c ^ (r % 8) of its 128-byte row (the 128B swizzle).
   auto load_stage = [&](int stage) {
     uint8_t* as = smem + stage * C::kStageBytes;
     uint8_t* bs = as + C::BM * C::BK;
-    const bool kvalid = ld_k < p.kgemm;
-    const int dh = ld_r * p.dil_h, dw = ld_s * p.dil_w;
-    const int tap_off = (dh * p.w + dw) * p.cp + ld_c;
+    gather.begin_tile(p);
 #pragma unroll
     for (int i = 0; i < kAIters; ++i) {
       const int row = row0 + i * kRowsPerPass;
-      const int ih = a_ih[i] + dh, iw = a_iw[i] + dw;
-      const bool v = kvalid && static_cast<unsigned>(ih) < static_cast<unsigned>(p.h) &&
-                     static_cast<unsigned>(iw) < static_cast<unsigned>(p.w);
-      cp_async16(as + row * C::BK + ((kc ^ (row & 7)) << 4), v ? p.x + (a_off[i] + tap_off) : p.x, v ? 16 : 0);
+      cp_async16_or_zero(as + row * C::BK + ((kc ^ (row & 7)) << 4), gather.a_src(p, i), p.x);
     }
 #pragma unroll
     for (int i = 0; i < kBIters; ++i) {
       const int row = row0 + i * kRowsPerPass;
-      const int gn = n0 + row;
-      const bool v = kvalid && gn < p.k;
-      cp_async16(bs + row * C::BK + ((kc ^ (row & 7)) << 4), v ? p.wt + static_cast<int64_t>(gn) * p.kgemm + ld_k : p.wt,
-                 v ? 16 : 0);
+      cp_async16_or_zero(bs + row * C::BK + ((kc ^ (row & 7)) << 4), gather.b_src(p, n0 + row), p.wt);
     }
   };
-  auto advance = [&]() {
-    ld_k += C::BK;
-    ld_c += C::BK;
-    while (ld_c >= p.cp) {
-      ld_c -= p.cp;
-      if (++ld_s == p.s) {
-        ld_s = 0;
-        ++ld_r;
-      }
-    }
-  };
+  auto advance = [&]() { gather.advance(p, C::BK); };
 
   int acc[C::BN / 2];
 #pragma unroll

@@ -283,28 +283,20 @@ Result<std::unique_ptr<GraphConvPlan>> GraphConvPlan::create(cudnnHandle_t handl
     QYOLO_ASSIGN_OR_RETURN(rb, DeviceBuffer::allocate(static_cast<size_t>(p.n * p.k * p.oh * p.ow) * es));
     QYOLO_CUDA_CHECK(cudaMemsetAsync(rb.get(), 0, rb.size(), stream));
   }
-  QYOLO_ASSIGN_OR_RETURN(Event e0, make_event());
-  QYOLO_ASSIGN_OR_RETURN(Event e1, make_event());
   void* wsp = tuning_workspace ? tuning_workspace->get() : nullptr;
   int best = -1;
   for (size_t i = 0; i < cands.size(); ++i) {
     auto vp = variant_pack(xb.get(), weights, yb.get(), wsp, bb.get(), rb.get());
     if (!vp) continue;
-    if (cudnnBackendExecute(handle, cands[i].plan.get(), vp->get()) != CUDNN_STATUS_SUCCESS) {
+    auto ms = time_launches(stream, 1, 3, [&]() -> Status {
+      QYOLO_CUDA_CHECK(cudnnBackendExecute(handle, cands[i].plan.get(), vp->get()));
+      return Status::ok();
+    });
+    if (!ms) {  // a plan that finalises but does not run here: skip it
       cudaGetLastError();
       continue;
     }
-    QYOLO_CUDA_CHECK(cudaEventRecord(e0.get(), stream));
-    const int reps = 3;
-    bool failed = false;
-    for (int r = 0; r < reps && !failed; ++r)
-      failed = cudnnBackendExecute(handle, cands[i].plan.get(), vp->get()) != CUDNN_STATUS_SUCCESS;
-    QYOLO_CUDA_CHECK(cudaEventRecord(e1.get(), stream));
-    QYOLO_CUDA_CHECK(cudaEventSynchronize(e1.get()));
-    if (failed) continue;
-    float ms = 0;
-    QYOLO_CUDA_CHECK(cudaEventElapsedTime(&ms, e0.get(), e1.get()));
-    cands[i].ms = ms / reps;
+    cands[i].ms = *ms;
     if (best < 0 || cands[i].ms < cands[static_cast<size_t>(best)].ms) best = static_cast<int>(i);
   }
   QYOLO_CUDA_CHECK(cudaStreamSynchronize(stream));

@@ -21,46 +21,26 @@ struct QuantizeParams {
   float scale;
 };
 
-// One thread per (pixel, 16 output channels), any input strides, one 16-byte store. Index is
-// uint32_t when the output is below 2^31 bytes (always, in practice): 64-bit divisions are slow.
-template <typename T, typename Index>
-__global__ void quantize_strided_kernel(QuantizeParams p, const T* __restrict__ x, int8_t* __restrict__ y) {
-  const Index chunks = static_cast<Index>(p.cp / 16);
-  const Index n_items = static_cast<Index>(p.pixels) * chunks;
-  const Index ow = static_cast<Index>(p.ow), oh = static_cast<Index>(p.oh);
-  for (Index i = static_cast<Index>(blockIdx.x) * blockDim.x + threadIdx.x; i < n_items;
-       i += static_cast<Index>(gridDim.x) * blockDim.x) {
-    const int chunk = static_cast<int>(i % chunks);
-    const Index pix = i / chunks;
-    const int wx = static_cast<int>(pix % ow);
-    const Index t = pix / ow;
-    const int hy = static_cast<int>(t % oh);
-    const int64_t n = static_cast<int64_t>(t / oh);
-    const T* xn = x + n * p.sn;
-    uint4 out;
-    int8_t* q = reinterpret_cast<int8_t*>(&out);
-    int sub = (chunk * 16) / p.c, c = (chunk * 16) % p.c;  // sub-pixel (dy * s2d + dx), input channel
-#pragma unroll
-    for (int k = 0; k < 16; ++k) {
-      int8_t v = 0;
-      if (sub < p.s2d * p.s2d) {
-        const int dy = sub / p.s2d, dx = sub - dy * p.s2d;
-        v = quantize_s8(to_f(xn[static_cast<int64_t>(c) * p.sc + static_cast<int64_t>(hy * p.s2d + dy) * p.sh +
-                                static_cast<int64_t>(wx * p.s2d + dx) * p.sw]),
-                        p.scale);
-      }
-      q[k] = v;
-      if (++c == p.c) c = 0, ++sub;
-    }
-    reinterpret_cast<uint4*>(y)[i] = out;
-  }
-}
+// What the gather writes: int8 quantised with the step's scale (16 per 16-byte store), or half
+// (8 per store: the FP16 stem's space-to-depth copy).
+struct ToInt8 {
+  using type = int8_t;
+  static constexpr int kPerStore = 16;
+  __device__ static int8_t make(float v, float scale) { return quantize_s8(v, scale); }
+};
+struct ToHalf {
+  using type = __half;
+  static constexpr int kPerStore = 8;
+  __device__ static __half make(float v, float) { return __float2half_rn(v); }
+};
 
-// Space-to-depth into half (the FP16 stem): one thread per (pixel, 8 output channels), one
-// 16-byte store; same gather as above, values converted instead of quantised.
-template <typename T, typename Index>
-__global__ void space_to_depth_half_kernel(QuantizeParams p, const T* __restrict__ x, __half* __restrict__ y) {
-  const Index chunks = static_cast<Index>(p.cp / 8);
+// One thread per (pixel, one 16-byte store of output channels), any input strides, optional
+// space-to-depth; channels past s2d^2 * C are zeros. Index is uint32_t when the output is below
+// 2^31 elements (always, in practice): 64-bit divisions are slow.
+template <typename T, typename Index, typename Out>
+__global__ void gather_nhwc_kernel(QuantizeParams p, const T* __restrict__ x, uint4* __restrict__ y) {
+  constexpr int V = Out::kPerStore;
+  const Index chunks = static_cast<Index>(p.cp / V);
   const Index n_items = static_cast<Index>(p.pixels) * chunks;
   const Index ow = static_cast<Index>(p.ow), oh = static_cast<Index>(p.oh);
   for (Index i = static_cast<Index>(blockIdx.x) * blockDim.x + threadIdx.x; i < n_items;
@@ -73,20 +53,20 @@ __global__ void space_to_depth_half_kernel(QuantizeParams p, const T* __restrict
     const int64_t n = static_cast<int64_t>(t / oh);
     const T* xn = x + n * p.sn;
     uint4 out;
-    __half* h = reinterpret_cast<__half*>(&out);
-    int sub = (chunk * 8) / p.c, c = (chunk * 8) % p.c;
+    auto* o = reinterpret_cast<typename Out::type*>(&out);
+    int sub = (chunk * V) / p.c, c = (chunk * V) % p.c;  // sub-pixel (dy * s2d + dx), input channel
 #pragma unroll
-    for (int k = 0; k < 8; ++k) {
+    for (int k = 0; k < V; ++k) {
       float v = 0.f;
       if (sub < p.s2d * p.s2d) {
         const int dy = sub / p.s2d, dx = sub - dy * p.s2d;
         v = to_f(xn[static_cast<int64_t>(c) * p.sc + static_cast<int64_t>(hy * p.s2d + dy) * p.sh +
                     static_cast<int64_t>(wx * p.s2d + dx) * p.sw]);
       }
-      h[k] = __float2half_rn(v);
+      o[k] = Out::make(v, p.scale);
       if (++c == p.c) c = 0, ++sub;
     }
-    reinterpret_cast<uint4*>(y)[i] = out;
+    y[i] = out;
   }
 }
 
@@ -148,39 +128,34 @@ class QuantizeKernel final : public CudaKernel {
   Status enqueue(const LaunchContext& ctx, std::span<const void* const> in, std::span<void* const> out) override {
     constexpr int kThreads = 256;
     if (to_half_) {
-      const int64_t items = p_.pixels * (p_.cp / 8);
-      __half* yh = static_cast<__half*>(out[0]);
-      if (half_)
-        space_to_depth_half_kernel<__half, uint32_t><<<grid_for(items, kThreads), kThreads, 0, ctx.stream>>>(
-            p_, static_cast<const __half*>(in[0]), yh);
-      else
-        space_to_depth_half_kernel<float, uint32_t><<<grid_for(items, kThreads), kThreads, 0, ctx.stream>>>(
-            p_, static_cast<const float*>(in[0]), yh);
+      if (half_) launch_gather<__half, ToHalf>(ctx, in[0], out[0]);
+      else launch_gather<float, ToHalf>(ctx, in[0], out[0]);
       QYOLO_CUDA_CHECK_LAUNCH("space-to-depth kernel");
       return Status::ok();
     }
-    int8_t* y = static_cast<int8_t*>(out[0]);
     if (vec8_ && reinterpret_cast<uintptr_t>(in[0]) % 16 == 0) {
       const int64_t n_vec = p_.pixels * p_.c / 8;
       quantize_nhwc_half8_kernel<<<grid_for(n_vec, kThreads), kThreads, 0, ctx.stream>>>(
-          n_vec, p_.scale, static_cast<const uint4*>(in[0]), reinterpret_cast<uint2*>(y));
+          n_vec, p_.scale, static_cast<const uint4*>(in[0]), static_cast<uint2*>(out[0]));
     } else if (half_) {
-      launch_strided<__half>(ctx, in[0], y);
+      launch_gather<__half, ToInt8>(ctx, in[0], out[0]);
     } else {
-      launch_strided<float>(ctx, in[0], y);
+      launch_gather<float, ToInt8>(ctx, in[0], out[0]);
     }
     QYOLO_CUDA_CHECK_LAUNCH("quantize kernel");
     return Status::ok();
   }
 
-  template <typename T>
-  void launch_strided(const LaunchContext& ctx, const void* x, int8_t* y) const {
+  template <typename T, typename Out>
+  void launch_gather(const LaunchContext& ctx, const void* x, void* y) const {
     constexpr int kThreads = 256;
-    const int64_t items = p_.pixels * (p_.cp / 16);
+    const int64_t items = p_.pixels * (p_.cp / Out::kPerStore);
+    const auto* xt = static_cast<const T*>(x);
+    auto* yv = static_cast<uint4*>(y);
     if (p_.pixels * p_.cp < (int64_t{1} << 31))
-      quantize_strided_kernel<T, uint32_t><<<grid_for(items, kThreads), kThreads, 0, ctx.stream>>>(p_, static_cast<const T*>(x), y);
+      gather_nhwc_kernel<T, uint32_t, Out><<<grid_for(items, kThreads), kThreads, 0, ctx.stream>>>(p_, xt, yv);
     else
-      quantize_strided_kernel<T, uint64_t><<<grid_for(items, kThreads), kThreads, 0, ctx.stream>>>(p_, static_cast<const T*>(x), y);
+      gather_nhwc_kernel<T, uint64_t, Out><<<grid_for(items, kThreads), kThreads, 0, ctx.stream>>>(p_, xt, yv);
   }
 
   std::string info() const override {
