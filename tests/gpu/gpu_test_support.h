@@ -92,6 +92,31 @@ inline Result<SpecializedGraph> specialize_spec(const GraphSpec& s) {
   return specialize(g, shapes);
 }
 
+// CPU backend outputs of a graph: the reference the GPU results are compared with.
+inline void cpu_reference(const SpecializedGraph& sg, const std::map<std::string, Tensor>& inputs,
+                          std::map<std::string, Tensor>& ref) {
+  auto cpu = CpuExecutor::build(sg);
+  ASSERT_TRUE(cpu.is_ok()) << cpu.status().to_string();
+  ASSERT_TRUE((*cpu)->run(inputs, ref).is_ok());
+}
+
+// INT8 build with every eligible conv on the INT8 kernel (no per-layer INT8/FP16 choice), fp16 or
+// fp32 between layers.
+inline CudaBuildOptions all_int8_options(bool fp16) {
+  CudaBuildOptions opt;
+  opt.precision = CudaPrecision::kInt8;
+  opt.int8_fp16 = fp16;
+  opt.int8_fp16_choose = false;
+  return opt;
+}
+
+// How often `needle` occurs in `text` (engine summaries: steps of a kind).
+inline size_t count_in(const std::string& text, const std::string& needle) {
+  size_t n = 0;
+  for (size_t pos = text.find(needle); pos != std::string::npos; pos = text.find(needle, pos + 1)) ++n;
+  return n;
+}
+
 // Runs through enqueue with outputs and arena poisoned (0xFF bytes: NaN in float and half).
 inline Status run_gpu_poisoned(CudaExecutor& ex, const std::map<std::string, Tensor>& inputs,
                                std::map<std::string, Tensor>& outputs) {

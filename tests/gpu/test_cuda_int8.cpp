@@ -182,25 +182,17 @@ TEST(CudaInt8, ChainFusesRequantisation) {
   spec.outputs = {"y"};
   auto sg = specialize_spec(spec);
   ASSERT_TRUE(sg.is_ok()) << sg.status().to_string();
-  auto cpu = CpuExecutor::build(*sg);
-  ASSERT_TRUE(cpu.is_ok());
   std::map<std::string, Tensor> inputs{{"x", random_tensor({2, 16, 24, 24}, rng, -2.f, 2.f)}}, ref, got;
-  ASSERT_TRUE((*cpu)->run(inputs, ref).is_ok());
+  ASSERT_NO_FATAL_FAILURE(cpu_reference(*sg, inputs, ref));
   for (bool fp16 : {false, true}) {
   SCOPED_TRACE(fp16 ? "fp16 elsewhere" : "fp32 elsewhere");
-  CudaBuildOptions opt;
-  opt.precision = CudaPrecision::kInt8;
-  opt.int8_fp16 = fp16;
-  opt.int8_fp16_choose = false;  // every conv INT8 (the per-layer choice is tested below)
+  CudaBuildOptions opt = all_int8_options(fp16);  // the per-layer choice is tested below
   auto gpu = CudaExecutor::build(*sg, opt);
   ASSERT_TRUE(gpu.is_ok()) << gpu.status().to_string();
   const std::string summary = (*gpu)->summary();
   EXPECT_NE(summary.find("+requant"), std::string::npos) << summary;
   // x and mp are quantised by quantize steps; a by conv a's epilogue.
-  size_t quantize_steps = 0;
-  for (size_t pos = summary.find("quantize '"); pos != std::string::npos; pos = summary.find("quantize '", pos + 1))
-    ++quantize_steps;
-  EXPECT_EQ(quantize_steps, 2u) << summary;
+  EXPECT_EQ(count_in(summary, "quantize '"), 2u) << summary;
   ASSERT_TRUE(run_gpu_poisoned(**gpu, inputs, got).is_ok());
   Diff d = compare(got.at("y"), ref.at("y"));
   EXPECT_EQ(d.nan_count, 0) << summary;
@@ -243,25 +235,17 @@ TEST(CudaInt8, ConcatOfInt8ConvsIsWrittenInPlace) {
   spec.outputs = {"y"};
   auto sg = specialize_spec(spec);
   ASSERT_TRUE(sg.is_ok()) << sg.status().to_string();
-  auto cpu = CpuExecutor::build(*sg);
-  ASSERT_TRUE(cpu.is_ok());
   std::map<std::string, Tensor> inputs{{"x", random_tensor({2, 16, 20, 20}, rng, -2.f, 2.f)}}, ref;
-  ASSERT_TRUE((*cpu)->run(inputs, ref).is_ok());
+  ASSERT_NO_FATAL_FAILURE(cpu_reference(*sg, inputs, ref));
   for (bool fp16 : {false, true}) {
     SCOPED_TRACE(fp16 ? "fp16 elsewhere" : "fp32 elsewhere");
-    CudaBuildOptions opt;
-    opt.precision = CudaPrecision::kInt8;
-    opt.int8_fp16 = fp16;
-    opt.int8_fp16_choose = false;
+    CudaBuildOptions opt = all_int8_options(fp16);
     auto gpu = CudaExecutor::build(*sg, opt);
     ASSERT_TRUE(gpu.is_ok()) << gpu.status().to_string();
     const std::string summary = (*gpu)->summary();
     EXPECT_EQ(summary.find("Concat node"), std::string::npos) << summary;
     EXPECT_EQ(summary.find("quantize 'cat'"), std::string::npos) << summary;
-    size_t in_place = 0;
-    for (size_t pos = summary.find("into concat"); pos != std::string::npos; pos = summary.find("into concat", pos + 1))
-      ++in_place;
-    EXPECT_EQ(in_place, 2u) << summary;
+    EXPECT_EQ(count_in(summary, "into concat"), 2u) << summary;
     opt.concat_in_place = false;
     auto copied = CudaExecutor::build(*sg, opt);
     ASSERT_TRUE(copied.is_ok()) << copied.status().to_string();
@@ -320,19 +304,15 @@ TEST(CudaInt8, YoloV5nMatchesCpuInt8) {
       vi.name = n.outputs[0];
       sg->graph.outputs.push_back(vi);
     }
-  auto cpu = CpuExecutor::build(*sg);
-  ASSERT_TRUE(cpu.is_ok());
   std::map<std::string, Tensor> ref, got;
-  ASSERT_TRUE((*cpu)->run(inputs, ref).is_ok());
+  ASSERT_NO_FATAL_FAILURE(cpu_reference(*sg, inputs, ref));
   CudaBuildOptions opt;
   opt.precision = CudaPrecision::kInt8;
   auto gpu = CudaExecutor::build(*sg, opt);
   ASSERT_TRUE(gpu.is_ok()) << gpu.status().to_string();
   const std::string summary = (*gpu)->summary();
-  size_t int8_convs = 0;
-  for (size_t pos = summary.find("[int8 "); pos != std::string::npos; pos = summary.find("[int8 ", pos + 1))
-    ++int8_convs;  // "[int8 igemm..." or "[int8 wgmma..." kernel info
-  EXPECT_EQ(int8_convs, static_cast<size_t>(n_int8)) << summary;
+  // "[int8 igemm..." or "[int8 wgmma..." kernel info
+  EXPECT_EQ(count_in(summary, "[int8 "), static_cast<size_t>(n_int8)) << summary;
   ASSERT_TRUE(run_gpu_poisoned(**gpu, inputs, got).is_ok());
   // Layer by layer, in units of the tensor's own quantisation step (its min-max scale). The first
   // conv sees identical int8 inputs: only the half-precision storage of its output differs. After

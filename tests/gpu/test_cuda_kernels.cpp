@@ -142,11 +142,9 @@ TEST(CudaKernels, CudnnFusedEpilogue) {
     spec.outputs = {"y"};
     auto sg = specialize_spec(spec);
     ASSERT_TRUE(sg.is_ok()) << sg.status().to_string();
-    auto cpu = CpuExecutor::build(*sg);
-    ASSERT_TRUE(cpu.is_ok());
     std::map<std::string, Tensor> inputs, ref, fused, separate;
     for (const auto& [name, shape] : spec.inputs) inputs[name] = random_tensor(shape, rng, -2.f, 2.f);
-    ASSERT_TRUE((*cpu)->run(inputs, ref).is_ok());
+    ASSERT_NO_FATAL_FAILURE(cpu_reference(*sg, inputs, ref));
     CudaBuildOptions opt;
     opt.precision = CudaPrecision::kFp16;
     opt.layout = CudaLayout::kNHWC;
@@ -165,14 +163,6 @@ TEST(CudaKernels, CudnnFusedEpilogue) {
     EXPECT_LE(d.rel(), 1e-2) << "max abs err " << d.max_abs_err << " of " << d.max_abs_ref << "\n" << (*gpu)->summary();
     EXPECT_LE(compare(fused.at("y"), separate.at("y")).rel(), 1e-2);
   }
-}
-
-// CPU reference outputs of a graph (the fp16 tests below compare against it).
-void cpu_reference(const SpecializedGraph& sg, const std::map<std::string, Tensor>& inputs,
-                   std::map<std::string, Tensor>& ref) {
-  auto cpu = CpuExecutor::build(sg);
-  ASSERT_TRUE(cpu.is_ok()) << cpu.status().to_string();
-  ASSERT_TRUE((*cpu)->run(inputs, ref).is_ok());
 }
 
 CudaBuildOptions fp16_nhwc() {
@@ -275,9 +265,7 @@ TEST(CudaKernels, CublasLtConvMatchesCpu) {
   auto gpu = CudaExecutor::build(*sg, opt);
   ASSERT_TRUE(gpu.is_ok()) << gpu.status().to_string();
   const std::string summary = (*gpu)->summary();
-  size_t lt = 0;
-  for (size_t pos = summary.find("cublasLt algo"); pos != std::string::npos; pos = summary.find("cublasLt algo", pos + 1)) ++lt;
-  EXPECT_EQ(lt, 3u) << summary;
+  EXPECT_EQ(count_in(summary, "cublasLt algo"), 3u) << summary;
   ASSERT_TRUE(run_gpu_poisoned(**gpu, inputs, got).is_ok());
   for (const char* name : {"b", "c"}) {
     SCOPED_TRACE(name);
@@ -354,12 +342,8 @@ TEST(CudaKernels, Fp16ConcatWrittenInPlace) {
   auto gpu = CudaExecutor::build(*sg, opt);
   ASSERT_TRUE(gpu.is_ok()) << gpu.status().to_string();
   const std::string summary = (*gpu)->summary();
-  size_t concats = 0, in_place = 0;
-  for (size_t pos = summary.find("Concat node"); pos != std::string::npos; pos = summary.find("Concat node", pos + 1)) ++concats;
-  for (size_t pos = summary.find("(into concat)"); pos != std::string::npos; pos = summary.find("(into concat)", pos + 1))
-    ++in_place;
-  EXPECT_EQ(concats, 1u) << summary;   // cat is gone, cat2 stays for d
-  EXPECT_EQ(in_place, 3u) << summary;  // b, c and the upsample
+  EXPECT_EQ(count_in(summary, "Concat node"), 1u) << summary;    // cat is gone, cat2 stays for d
+  EXPECT_EQ(count_in(summary, "(into concat)"), 3u) << summary;  // b, c and the upsample
   EXPECT_NE(summary.find("1 of 2 inputs in place"), std::string::npos) << summary;
   EXPECT_NE(summary.find(" pitched"), std::string::npos) << summary;
   ASSERT_TRUE(run_gpu_poisoned(**gpu, inputs, got).is_ok());

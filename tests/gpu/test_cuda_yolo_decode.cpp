@@ -148,15 +148,10 @@ TEST(CudaYoloDecode, Int8HeadConvFusesTheDecode) {
     auto sg = fused_graph(spec, true);
     ASSERT_TRUE(sg.is_ok()) << sg.status().to_string();
     std::map<std::string, Tensor> inputs{{"x", random_tensor({n, cin, h, w}, rng, -2.f, 2.f)}}, ref;
-    auto cpu = CpuExecutor::build(*sg);
-    ASSERT_TRUE(cpu.is_ok()) << cpu.status().to_string();
-    ASSERT_TRUE((*cpu)->run(inputs, ref).is_ok());
+    ASSERT_NO_FATAL_FAILURE(cpu_reference(*sg, inputs, ref));
     for (bool fp16 : {false, true}) {
       SCOPED_TRACE(fp16 ? "int8 + fp16" : "int8");
-      CudaBuildOptions opt;
-      opt.precision = CudaPrecision::kInt8;
-      opt.int8_fp16 = fp16;
-      opt.int8_fp16_choose = false;
+      CudaBuildOptions opt = all_int8_options(fp16);
       auto fused = CudaExecutor::build(*sg, opt);
       ASSERT_TRUE(fused.is_ok()) << fused.status().to_string();
       const std::string summary = (*fused)->summary();

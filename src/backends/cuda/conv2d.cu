@@ -245,7 +245,6 @@ class ConvKernel final : public CudaKernel {
     epi_ = {y.numel(), K, static_cast<int64_t>(OH) * OW, static_cast<Act>(static_cast<int>(a.activation)),
             a.activation_alpha, bias_.as<float>()};
     has_epilogue_ = b != nullptr || a.activation != FusedActivation::kNone || r != nullptr;
-    epi_has_residual_ = r != nullptr;
 
     // Descriptors.
     QYOLO_ASSIGN_OR_RETURN(xd_, make_tensor_desc());
@@ -294,7 +293,8 @@ class ConvKernel final : public CudaKernel {
         QYOLO_RETURN_IF_ERROR(try_fused_epilogue(ctx, a, b != nullptr, r != nullptr, key.str(), dt));
         const bool one_by_one = f == 1 && a.group == 1 && R == 1 && S == 1 && win.strides[0] == 1 &&
                                 win.strides[1] == 1 && win.pads_begin[0] == 0 && win.pads_begin[1] == 0;
-        if (one_by_one) QYOLO_RETURN_IF_ERROR(try_cublaslt(ctx, key.str(), static_cast<int64_t>(N) * H * W, K, C));
+        if (one_by_one)
+          QYOLO_RETURN_IF_ERROR(try_cublaslt(ctx, key.str(), static_cast<int64_t>(N) * H * W, K, C, r != nullptr));
         return Status::ok();
       }
     }
@@ -464,7 +464,7 @@ class ConvKernel final : public CudaKernel {
   // cuBLASLt as a third tactic for 1x1 stride-1 convs (one GEMM over the pixels), kept where it
   // times faster than the cuDNN choice, each with the epilogue it needs (cuBLASLt has no SiLU: our
   // pass). The choice is a tactic ("lt:" key: 1 = use, heuristic rank).
-  Status try_cublaslt(PrepareContext& ctx, const std::string& key, int64_t pixels, int k, int c) {
+  Status try_cublaslt(PrepareContext& ctx, const std::string& key, int64_t pixels, int k, int c, bool has_res) {
     const int mode = ctx.options->cublaslt_convs;
     if (mode == 0 || !half_ || !nhwc_ || ctx.cublaslt == nullptr) return Status::ok();
     const std::string lk = "lt:" + key;
@@ -484,7 +484,7 @@ class ConvKernel final : public CudaKernel {
     if (use < 0) {
       float epi_ms = 0.f;
       if (has_epilogue_) {
-        QYOLO_ASSIGN_OR_RETURN(epi_ms, time_epilogue(ctx, epi_has_residual_));
+        QYOLO_ASSIGN_OR_RETURN(epi_ms, time_epilogue(ctx, has_res));
       }
       const float cudnn_total = cudnn_ms + (fused_ ? 0.f : epi_ms);
       use = mode == 2 || (*plan)->tuned_ms() + epi_ms < cudnn_total ? 1 : 0;
@@ -558,7 +558,7 @@ class ConvKernel final : public CudaKernel {
                        std::to_string(limit) + " bytes" + (strict_fp32 ? ", strict fp32" : "") + ")");
   }
 
-  bool half_ = false, nhwc_ = false, has_epilogue_ = false, epi_has_residual_ = false;
+  bool half_ = false, nhwc_ = false, has_epilogue_ = false;
   DeviceBuffer weights_, bias_;
   TensorDesc xd_, yd_;
   FilterDesc wd_;

@@ -321,31 +321,28 @@ struct CudaExecutor::Impl {
         if (cur.layout != Layout::kStrided) src = TensorInfo{cur.dtype, cur.shape, cur.layout, nullptr, {}};
       }
       QYOLO_ASSIGN_OR_RETURN(float scale, node.attr_float("qyolo_input_scale"));
-      auto qk = cuda::make_cuda_quantize(scale, s2d);
-      Node dummy;
-      dummy.name = "quantize (timing)";
-      const TensorInfo* qin[] = {&src};
-      TensorInfo qout[] = {xq};
-      if (qk->prepare(pctx, dummy, qin, qout).is_ok()) {
-        QYOLO_ASSIGN_OR_RETURN(quant_ms, time_kernel(*qk, {&src}, {xq}));
-      }
+      QYOLO_ASSIGN_OR_RETURN(quant_ms, time_pass(*cuda::make_cuda_quantize(scale, s2d), src, xq));
     }
     float s2d16_ms = 0.f;
     if (s2d16) {
-      TensorInfo src{DataType::kFloat32, xd.shape, Layout::kPlain, nullptr, {}};
-      auto sk = cuda::make_cuda_space_to_depth_half(s2d);
-      Node dummy;
-      dummy.name = "space-to-depth (timing)";
-      const TensorInfo* sin[] = {&src};
-      TensorInfo sout[] = {x16};
-      if (sk->prepare(pctx, dummy, sin, sout).is_ok()) {
-        QYOLO_ASSIGN_OR_RETURN(s2d16_ms, time_kernel(*sk, {&src}, {x16}));
-      }
+      const TensorInfo image{DataType::kFloat32, xd.shape, Layout::kPlain, nullptr, {}};
+      QYOLO_ASSIGN_OR_RETURN(s2d16_ms, time_pass(*cuda::make_cuda_space_to_depth_half(s2d), image, x16));
     }
     const bool int8_wins = t8 + quant_ms <= t16 + s2d16_ms;
     cache[key.str()] = {int8_wins ? 1 : 0};
     if (!int8_wins) fp16_instead.insert(&node);
     return Status::ok();
+  }
+
+  // Time of a one-input pass the executor would insert (quantize, space-to-depth) from `src` to
+  // `dst`; 0 when the kernel does not take these tensors.
+  Result<float> time_pass(cuda::CudaKernel& k, const TensorInfo& src, const TensorInfo& dst) {
+    Node dummy;
+    dummy.name = "pass (timing)";
+    const TensorInfo* ins[] = {&src};
+    TensorInfo outs[] = {dst};
+    if (!k.prepare(pctx, dummy, ins, outs).is_ok()) return 0.f;
+    return time_kernel(k, {&src}, {dst});
   }
 
   // Mean time of one enqueue of a prepared kernel on zeroed scratch tensors (constant and omitted
@@ -423,6 +420,12 @@ struct CudaExecutor::Impl {
     }
   }
 
+  // The value whose storage `v` views (through reshape views and concat slices).
+  int root_of(int v) const {
+    while (ex.values_[static_cast<size_t>(v)].storage == Storage::kAlias) v = ex.values_[static_cast<size_t>(v)].alias_of;
+    return v;
+  }
+
   // The step writing each value (-1: none).
   std::vector<int> step_producers() const {
     std::vector<int> producer(ex.values_.size(), -1);
@@ -486,7 +489,7 @@ struct CudaExecutor::Impl {
     drop_steps(drop);
   }
 
-  // Concat in place (TensorRT's concat elision). Two patterns:
+  // Concat in place (TensorRT's concat elision). Three patterns:
   //  (a) INT8: a channel Concat read only by a quantize step (the next INT8 conv's input), whose
   //      inputs all come from INT8 convs and are read by nothing else. Quantising a concat is
   //      quantising each part with the same scale, so each producer requantises its output into
@@ -642,27 +645,23 @@ struct CudaExecutor::Impl {
     for (size_t s = 0; s < n; ++s) window[s] = {static_cast<int>(s), static_cast<int>(s)};
     if (!ex.options_.concurrent_branches) return Status::ok();
     const size_t nv = ex.values_.size();
-    auto root = [&](int v) {
-      while (ex.values_[static_cast<size_t>(v)].storage == Storage::kAlias) v = ex.values_[static_cast<size_t>(v)].alias_of;
-      return v;
-    };
     // dep[s]: the last launched step writing a buffer s reads (-1: only inputs and constants).
     std::vector<int> last_writer(nv, -1), dep(n, -1);
     for (size_t s = 0; s < n; ++s) {
       const Step& st = ex.steps_[s];
       if (st.alias) continue;
       for (int v : st.inputs)
-        if (v >= 0) dep[s] = std::max(dep[s], last_writer[static_cast<size_t>(root(v))]);
-      for (int v : st.outputs) last_writer[static_cast<size_t>(root(v))] = static_cast<int>(s);
+        if (v >= 0) dep[s] = std::max(dep[s], last_writer[static_cast<size_t>(root_of(v))]);
+      for (int v : st.outputs) last_writer[static_cast<size_t>(root_of(v))] = static_cast<int>(s);
     }
     // First launched step after s reading a buffer s writes (n: none).
     auto first_reader = [&](size_t s) {
       std::set<int> written;
-      for (int v : ex.steps_[s].outputs) written.insert(root(v));
+      for (int v : ex.steps_[s].outputs) written.insert(root_of(v));
       for (size_t t = s + 1; t < n; ++t) {
         if (ex.steps_[t].alias) continue;
         for (int v : ex.steps_[t].inputs)
-          if (v >= 0 && written.count(root(v))) return static_cast<int>(t);
+          if (v >= 0 && written.count(root_of(v))) return static_cast<int>(t);
       }
       return static_cast<int>(n);
     };
@@ -946,11 +945,7 @@ struct CudaExecutor::Impl {
   void plan_memory() {
     const size_t nv = ex.values_.size();
     std::vector<int> root(nv);
-    for (size_t v = 0; v < nv; ++v) {
-      int r = static_cast<int>(v);
-      while (ex.values_[static_cast<size_t>(r)].storage == Storage::kAlias) r = ex.values_[static_cast<size_t>(r)].alias_of;
-      root[v] = r;
-    }
+    for (size_t v = 0; v < nv; ++v) root[v] = root_of(static_cast<int>(v));
     // A value lives from the earliest step that may write it to the latest that may read it; a
     // side-stream step may run anywhere in its window (assign_streams).
     const int end = static_cast<int>(ex.steps_.size());
