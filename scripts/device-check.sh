@@ -9,7 +9,7 @@
 #       build-cuda) and packs them, the non-system shared libraries they need, the models, the
 #       reference input and torch_peer.py into .device-carry/bundle.tar.xz (git-ignored; < 64 MiB).
 #
-#   scripts/device-check.sh run [tests|sanitizer|ort|bench|ncu|all]...   (default: all; ncu only when named)
+#   scripts/device-check.sh run [tests|sanitizer|ort|bench|ncu|all]...   (default: all; ncu and probe only when named)
 #       on the device machine, from the repository root, with .device-carry carried. Unpacks to
 #       /tmp/qyolo-carry, points QYOLO_SHARED there, writes logs to $OUT (or ./device-out).
 #
@@ -33,7 +33,7 @@ prepare() {
   fi
   ninja -C "$build" qyolo_gpu_tests
   if ninja -C "$build" -t targets all 2>/dev/null | grep -q '^bench_gpu:'; then
-    ninja -C "$build" bench_gpu
+    ninja -C "$build" bench_gpu bench_cudnn_int8
   else
     # No CMake target yet: compile and link like qyolo_gpu_tests.
     local flags
@@ -49,6 +49,7 @@ prepare() {
   mkdir -p "$stage/bin" "$stage/lib" "$stage/models" "$stage/reference" "$stage/bench"
   cp "$build/qyolo_gpu_tests" "$build/bench_gpu" "$stage/bin/"
   [ -x "$build/qyolo" ] && cp "$build/qyolo" "$stage/bin/"
+  [ -x "$build/bench_cudnn_int8" ] && cp "$build/bench_cudnn_int8" "$stage/bin/"
   for l in libonnx_proto.so.1 libprotobuf.so.32 libdnnl.so.2 libturbojpeg.so.0 libpng16.so.16 libgomp.so.1 \
            libOpenCL.so.1; do
     cp -L "/usr/lib/x86_64-linux-gnu/$l" "$stage/lib/$l"
@@ -83,7 +84,7 @@ prepare() {
 run() {
   local phases=("$@")
   [ ${#phases[@]} -eq 0 ] && phases=(all)
-  has() { local p; for p in "${phases[@]}"; do { [ "$p" = "$1" ] || { [ "$p" = all ] && [ "$1" != ncu ]; }; } && return 0; done; return 1; }
+  has() { local p; for p in "${phases[@]}"; do { [ "$p" = "$1" ] || { [ "$p" = all ] && [ "$1" != ncu ] && [ "$1" != probe ]; }; } && return 0; done; return 1; }
   local out="${OUT:-$ROOT/device-out}"
   mkdir -p "$out"
   local q=/tmp/qyolo-carry
@@ -114,7 +115,7 @@ run() {
     cs=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer 2>/dev/null)
     if [ -n "$cs" ]; then
       timeout "${QYOLO_SANITIZER_TIMEOUT:-45}" "$cs" --tool memcheck --leak-check no --error-exitcode 9 "$q/bin/qyolo_gpu_tests" --gtest_color=no \
-        --gtest_filter='CudaKernels.DetectHead:CudaKernels.ConcatMixedLayouts:Cuda/ConvTest.MatchesCpu/hardswish_residual:CudaNms.*:CudaLetterbox.*:Cuda/Int8ConvTest.WithinOneLsbOfCpu/hardswish_residual:Cuda/Int8ConvTest.WithinOneLsbOfCpu/odd_channels:Cuda/Int8ConvTest.WithinOneLsbOfCpu/k3_silu:CudaInt8.ChainFusesRequantisation:CudaInt8.ConcatOfInt8ConvsIsWrittenInPlace:CudaYoloDecode.*:CudaKernels.CudnnFusedEpilogue:CudaKernels.Fp16StemDirectAndSpaceToDepth:CudaKernels.Fp16ConcatWrittenInPlace:CudaKernels.ConcurrentBranchesMatchOneStream:CudaKernels.Fp16OddChannelsArePadded' \
+        --gtest_filter='CudaKernels.DetectHead:CudaKernels.ConcatMixedLayouts:Cuda/ConvTest.MatchesCpu/hardswish_residual:CudaNms.*:CudaLetterbox.*:Cuda/Int8ConvTest.WithinOneLsbOfCpu/hardswish_residual:Cuda/Int8ConvTest.WithinOneLsbOfCpu/odd_channels:Cuda/Int8ConvTest.WithinOneLsbOfCpu/k3_silu:CudaInt8.ChainFusesRequantisation:CudaInt8.ConcatOfInt8ConvsIsWrittenInPlace:CudaYoloDecode.*:CudaKernels.CudnnFusedEpilogue:CudaKernels.Fp16StemDirectAndSpaceToDepth:CudaKernels.Fp16ConcatWrittenInPlace:CudaKernels.ConcurrentBranchesMatchOneStream:CudaKernels.Fp16OddChannelsArePadded:Cuda/Int8ConvTest.CudnnEngineWithinOneLsbOfCpu/k3_silu:Cuda/Int8ConvTest.CudnnEngineWithinOneLsbOfCpu/silu_residual_nobias' \
         > "$out/sanitizer.log" 2>&1
       local s=$?
       grep -E "ERROR SUMMARY|PASSED|FAILED" "$out/sanitizer.log" | tail -5
@@ -128,6 +129,11 @@ run() {
     $py "$ROOT/scripts/ort_check.py" "$CARRY/ort/qdq.onnx" "$q/reference/bus_input.npy" "$CARRY/ort/detections.json" \
       "$CARRY/ort/yolov5n-ort-qdq.onnx" 2>&1 | tee "$out/ort_check.log"
     [ "${PIPESTATUS[0]}" -eq 0 ] || rc=1
+  fi
+  if has probe; then
+    # cuDNN INT8 (runtime fusion) against cuDNN FP16 per conv shape of yolov5s (bench_cudnn_int8).
+    echo "== cuDNN int8 vs fp16 per conv shape (b${QYOLO_PROBE_BATCH:=32})"
+    timeout 300 "$q/bin/bench_cudnn_int8" --batch "$QYOLO_PROBE_BATCH" 2>&1 | tee "$out/probe.txt"
   fi
   if has ncu; then
     # Nsight Compute on a few kernels of yolov5s b32 fp16 (QYOLO_NCU_KERNELS: a kernel-name regex).
@@ -151,9 +157,9 @@ run() {
     : > "$out/bench.err"
     # The chip's ceilings in this run: D2D copy, cuBLASLt int8 and fp16 8192^3 GEMMs.
     timeout 60 "$q/bin/bench_gpu" --ceilings >> "$out/bench.jsonl" 2>>"$out/bench.err"
-    # name batch dtype [extra bench_gpu flags], most wanted first (the deadline skips the rest: fp16
+    # name:batch:dtype[:flag,flag...] (extra bench_gpu flags), most wanted first (the deadline skips the rest: fp16
     # builds compile cuDNN fusion kernels with NVRTC); QYOLO_BENCH overrides the list.
-    local configs="${QYOLO_BENCH:-yolov5s:1:int8-fp16 yolov5s:32:int8-fp16 yolov5s:1:fp16 yolov5s:32:fp16 yolov5n:1:int8-fp16 yolov5n:32:int8-fp16 yolov5n:1:fp16 yolov5n:32:fp16 yolov5s:1:int8 yolov5s:32:int8 yolov5n:1:int8 yolov5n:32:int8 yolov5s:1:int8-fp16:--all-int8 yolov5s:32:int8-fp16:--all-int8 yolov5s:1:int8-fp16:--prepost yolov5s:32:int8-fp16:--prepost yolov5s:1:fp16:--prepost yolov5s:32:fp16:--prepost yolov5n:1:int8-fp16:--prepost yolov5n:32:int8-fp16:--prepost yolov5n:1:fp16:--prepost yolov5n:32:fp16:--prepost yolov5s:32:int8-fp16:--no-cublaslt yolov5s:1:int8-fp16:--no-direct-stem yolov5s:32:int8-fp16:--no-direct-stem yolov5s:1:int8-fp16:--one-stream yolov5s:32:int8-fp16:--one-stream yolov5s:1:int8-fp16:--no-concat-in-place yolov5s:32:int8-fp16:--no-concat-in-place yolov5s:1:fp16:--no-cudnn-fusion yolov5s:32:fp16:--no-cudnn-fusion yolov5n:32:fp32 yolov5s:32:fp32}"
+    local configs="${QYOLO_BENCH:-yolov5s:1:int8-fp16 yolov5s:32:int8-fp16 yolov5s:1:fp16 yolov5s:32:fp16 yolov5n:1:int8-fp16 yolov5n:32:int8-fp16 yolov5n:1:fp16 yolov5n:32:fp16 yolov5s:1:int8 yolov5s:32:int8 yolov5n:1:int8 yolov5n:32:int8 yolov5s:1:int8-fp16:--all-int8 yolov5s:32:int8-fp16:--all-int8 yolov5n:1:int8-fp16:--all-int8 yolov5n:32:int8-fp16:--all-int8 yolov5s:1:int8-fp16:--all-int8,--prepost yolov5s:32:int8-fp16:--all-int8,--prepost yolov5s:1:int8-fp16:--all-int8,--no-cudnn-int8 yolov5s:32:int8-fp16:--all-int8,--no-cudnn-int8 yolov5s:1:int8-fp16:--prepost yolov5s:32:int8-fp16:--prepost yolov5s:1:fp16:--prepost yolov5s:32:fp16:--prepost yolov5n:1:int8-fp16:--prepost yolov5n:32:int8-fp16:--prepost yolov5n:1:fp16:--prepost yolov5n:32:fp16:--prepost yolov5s:32:int8-fp16:--no-cublaslt yolov5s:1:int8-fp16:--no-direct-stem yolov5s:32:int8-fp16:--no-direct-stem yolov5s:1:int8-fp16:--one-stream yolov5s:32:int8-fp16:--one-stream yolov5s:1:int8-fp16:--no-concat-in-place yolov5s:32:int8-fp16:--no-concat-in-place yolov5s:1:fp16:--no-cudnn-fusion yolov5s:32:fp16:--no-cudnn-fusion yolov5n:32:fp32 yolov5s:32:fp32}"
     local cfg m b dt flag
     # The peer first: its numbers must be in the table even when the deadline cuts our configs.
     for cfg in ${QYOLO_PEER:-yolov5n:1 yolov5n:32 yolov5s:1 yolov5s:32}; do
@@ -169,11 +175,12 @@ run() {
       local model="$q/models/$m.onnx"
       [ "$b" -ne 1 ] && model="$q/models/$m-b$b.onnx"
       local errf="$out/bench.err" extra=()
-      [ -n "$flag" ] && extra+=("$flag")
+      [ -n "$flag" ] && extra+=(${flag//,/ })  # several flags: comma-separated
       case "$dt" in int8*) extra+=(--calib "$q/calib/$m.cache") ;; esac
       if [ "$cfg" = "yolov5s:32:fp16" ]; then extra+=(--summary --profile); errf="$out/profile_yolov5s_b32_fp16.txt"; fi
       if [ "$cfg" = "yolov5s:32:int8-fp16" ]; then extra+=(--summary --profile); errf="$out/profile_yolov5s_b32_int8.txt"; fi
-      timeout 120 "$q/bin/bench_gpu" "$model" --batch "$b" --precision "$dt" --graph --iters 100 --json "${extra[@]}" \
+      if [ "$cfg" = "yolov5s:32:int8-fp16:--all-int8" ]; then extra+=(--summary --profile); errf="$out/profile_yolov5s_b32_allint8.txt"; fi
+      timeout "${QYOLO_BENCH_TIMEOUT:-120}" "$q/bin/bench_gpu" "$model" --batch "$b" --precision "$dt" --graph --iters 100 --json "${extra[@]}" \
         2>>"$errf" | sed "s/^{/{\"who\": \"qyolo\", \"name\": \"$m\", /" >> "$out/bench.jsonl"
     done
     grep -v "^  " "$out/bench.err" | tail -8

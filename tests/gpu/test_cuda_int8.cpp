@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <functional>
 
 #include "gpu_test_support.h"
 #include "ir/npy.h"
@@ -71,6 +72,37 @@ GraphSpec int8_conv_spec(const Int8Case& cc, std::mt19937& rng, float* input_sca
   return spec;
 }
 
+// 1 LSB of the accumulator per output channel: s_x * s_w[c] (computed here, independently).
+std::vector<double> accumulator_lsb(const Tensor& w, float sx) {
+  const int64_t k = w.shape()[0], per_out = w.numel() / k;
+  std::vector<double> lsb(static_cast<size_t>(k));
+  for (int64_t c = 0; c < k; ++c) {
+    float amax = 0.f;
+    for (int64_t j = 0; j < per_out; ++j) amax = std::max(amax, std::fabs(w.data<float>()[c * per_out + j]));
+    lsb[static_cast<size_t>(c)] = static_cast<double>(sx) * scale_from_amax(amax);
+  }
+  return lsb;
+}
+
+// Largest |gpu - cpu| of an NCHW output in its channel's accumulator LSBs, beyond `slack(i)`
+// (absolute, 0 without); NaNs (unwritten outputs) are counted instead.
+double worst_lsb(const Tensor& g, const Tensor& r, const std::vector<double>& lsb, int64_t* nan,
+                 const std::function<double(int64_t)>& slack = {}) {
+  const int64_t hw = r.shape()[2] * r.shape()[3], k = r.shape()[1];
+  double worst = 0.0;
+  *nan = 0;
+  for (int64_t i = 0; i < r.numel(); ++i) {
+    const float gv = g.data<float>()[i], rv = r.data<float>()[i];
+    if (std::isnan(gv)) {
+      ++*nan;
+      continue;
+    }
+    const double err = std::max(0.0, std::fabs(static_cast<double>(gv) - rv) - (slack ? slack(i) : 0.0));
+    worst = std::max(worst, err / lsb[static_cast<size_t>((i / hw) % k)]);
+  }
+  return worst;
+}
+
 class Int8ConvTest : public ::testing::TestWithParam<Int8Case> {};
 
 TEST_P(Int8ConvTest, WithinOneLsbOfCpu) {
@@ -88,17 +120,8 @@ TEST_P(Int8ConvTest, WithinOneLsbOfCpu) {
   for (const auto& [name, shape] : spec.inputs) inputs[name] = random_tensor(shape, rng, -2.f, 2.f);
   ASSERT_TRUE((*cpu)->run(inputs, ref).is_ok());
 
-  // 1 LSB of the accumulator per output channel: s_x * s_w[c] (computed here, independently).
-  const Tensor& w = spec.constants.at("w");
-  const int64_t per_out = w.numel() / cc.k;
-  std::vector<double> lsb(static_cast<size_t>(cc.k));
-  for (int64_t k = 0; k < cc.k; ++k) {
-    float amax = 0.f;
-    for (int64_t j = 0; j < per_out; ++j) amax = std::max(amax, std::fabs(w.data<float>()[k * per_out + j]));
-    lsb[static_cast<size_t>(k)] = static_cast<double>(sx) * scale_from_amax(amax);
-  }
+  const std::vector<double> lsb = accumulator_lsb(spec.constants.at("w"), sx);
   const Tensor& r = ref.at("y");
-  const int64_t hw = r.shape()[2] * r.shape()[3];
   for (int tactic = -1; tactic < cuda::cuda_int8_tactic_count(); ++tactic) {
     SCOPED_TRACE("tactic " + std::to_string(tactic));
     CudaBuildOptions opt;
@@ -119,22 +142,55 @@ TEST_P(Int8ConvTest, WithinOneLsbOfCpu) {
     ASSERT_TRUE(st.is_ok()) << st.to_string();
     const Tensor& g = got.at("y");
     ASSERT_EQ(g.shape(), r.shape());
-    double worst = 0.0;  // in LSBs
     int64_t nan = 0;
-    for (int64_t i = 0; i < r.numel(); ++i) {
-      const float gv = g.data<float>()[i], rv = r.data<float>()[i];
-      if (std::isnan(gv)) {
-        ++nan;
-        continue;
-      }
-      const int64_t c = (i / hw) % cc.k;
-      worst = std::max(worst, std::fabs(static_cast<double>(gv) - rv) / lsb[static_cast<size_t>(c)]);
-    }
+    const double worst = worst_lsb(g, r, lsb, &nan);
     EXPECT_EQ(nan, 0) << "unwritten outputs\n" << (*gpu)->summary();
     // SiLU/sigmoid/hardswish have slopes <= 1.1; float rounding of the two dequantisations.
     EXPECT_LE(worst, 1.1) << "max error in accumulator LSBs\n" << (*gpu)->summary();
     if (tactic == -1) std::printf("[%s] max |gpu - cpu| = %.3f LSB\n", cc.name, worst);
   }
+}
+
+// The same convs on cuDNN's runtime-fusion INT8 engines (--int8 --fp16, cudnn_int8 = 2: wherever
+// cuDNN has one): the same int8 operands, so within 1 LSB of the accumulator plus the half
+// rounding of the output.
+TEST_P(Int8ConvTest, CudnnEngineWithinOneLsbOfCpu) {
+  QYOLO_REQUIRE_INT8_GPU();
+  const Int8Case& cc = GetParam();
+  const std::string act = cc.act;
+  if (cc.k % 8 != 0 || act == "hardswish") GTEST_SKIP() << "cuDNN's INT8 tactic needs K % 8 == 0 and ReLU/SiLU/sigmoid";
+  SCOPED_TRACE("seed " + std::to_string(test_seed()) + " (QYOLO_TEST_SEED to repeat)");
+  std::mt19937 rng(test_seed() + 14);
+  float sx = 0.f;
+  GraphSpec spec = int8_conv_spec(cc, rng, &sx);
+  auto sg = specialize_spec(spec);
+  ASSERT_TRUE(sg.is_ok()) << sg.status().to_string();
+  std::map<std::string, Tensor> inputs, ref;
+  for (const auto& [name, shape] : spec.inputs) inputs[name] = random_tensor(shape, rng, -2.f, 2.f);
+  ASSERT_NO_FATAL_FAILURE(cpu_reference(*sg, inputs, ref));
+  CudaBuildOptions opt = all_int8_options(true);
+  opt.fp32_tail = false;  // a half output, as between layers (fp32 outputs stay on our kernel)
+  opt.cudnn_int8 = 2;
+  auto gpu = CudaExecutor::build(*sg, opt);
+  ASSERT_TRUE(gpu.is_ok()) << gpu.status().to_string();
+  const std::string summary = (*gpu)->summary();
+  if (summary.find("int8 cudnn") == std::string::npos) GTEST_SKIP() << "no cuDNN INT8 engine here:\n" << summary;
+  std::map<std::string, Tensor> got;
+  ASSERT_TRUE(run_gpu_poisoned(**gpu, inputs, got).is_ok());
+  const Tensor& r = ref.at("y");
+  const Tensor& g = got.at("y");
+  ASSERT_EQ(g.shape(), r.shape());
+  // The half output's rounding, and the half residual's (fp16 between layers).
+  auto half_rounding = [&](int64_t i) {
+    double ulp = std::fabs(r.data<float>()[i]) * std::ldexp(1.0, -10);
+    if (cc.residual) ulp += std::fabs(inputs.at("r").data<float>()[i]) * std::ldexp(1.0, -11);
+    return ulp;
+  };
+  int64_t nan = 0;
+  const double worst = worst_lsb(g, r, accumulator_lsb(spec.constants.at("w"), sx), &nan, half_rounding);
+  EXPECT_EQ(nan, 0) << summary;
+  EXPECT_LE(worst, 1.1) << "max error in accumulator LSBs (beyond half rounding)\n" << summary;
+  std::printf("[%s] cuDNN INT8: max |gpu - cpu| = %.3f LSB beyond half rounding\n", cc.name, worst);
 }
 
 INSTANTIATE_TEST_SUITE_P(
@@ -184,13 +240,20 @@ TEST(CudaInt8, ChainFusesRequantisation) {
   ASSERT_TRUE(sg.is_ok()) << sg.status().to_string();
   std::map<std::string, Tensor> inputs{{"x", random_tensor({2, 16, 24, 24}, rng, -2.f, 2.f)}}, ref, got;
   ASSERT_NO_FATAL_FAILURE(cpu_reference(*sg, inputs, ref));
-  for (bool fp16 : {false, true}) {
-  SCOPED_TRACE(fp16 ? "fp16 elsewhere" : "fp32 elsewhere");
+  for (int variant = 0; variant < 3; ++variant) {
+  const bool fp16 = variant > 0;
+  SCOPED_TRACE(variant == 0 ? "fp32 elsewhere" : variant == 1 ? "fp16 elsewhere, our kernel" : "fp16 elsewhere, cuDNN INT8");
   CudaBuildOptions opt = all_int8_options(fp16);  // the per-layer choice is tested below
+  opt.cudnn_int8 = variant == 2 ? 2 : 0;
   auto gpu = CudaExecutor::build(*sg, opt);
   ASSERT_TRUE(gpu.is_ok()) << gpu.status().to_string();
   const std::string summary = (*gpu)->summary();
   EXPECT_NE(summary.find("+requant"), std::string::npos) << summary;
+  // cuDNN: conv a writes only its int8 copy, b and b2 only their half outputs (the concat).
+  if (variant == 2 && summary.find("int8 cudnn") != std::string::npos) {
+    EXPECT_EQ(count_in(summary, "->int8 +requant"), 1u) << summary;
+    EXPECT_EQ(count_in(summary, "->half"), 2u) << summary;
+  }
   // x and mp are quantised by quantize steps; a by conv a's epilogue.
   EXPECT_EQ(count_in(summary, "quantize '"), 2u) << summary;
   ASSERT_TRUE(run_gpu_poisoned(**gpu, inputs, got).is_ok());

@@ -15,6 +15,18 @@
 
 namespace qyolo::cuda {
 
+void ensure_tuning_workspace(PrepareContext& ctx) {
+  const size_t limit = ctx.options->workspace_limit;
+  if (ctx.tuning_workspace->size() != 0 || limit == 0) return;
+  for (size_t sz = limit; sz >= (size_t{1} << 20); sz /= 2) {
+    auto buf = DeviceBuffer::allocate(sz);
+    if (buf) {
+      *ctx.tuning_workspace = std::move(buf).value();
+      return;
+    }
+  }
+}
+
 namespace {
 
 struct EpilogueParams {
@@ -112,19 +124,6 @@ Status launch_epilogue(const EpilogueParams& p, bool nhwc, void* y, const void* 
   }
   QYOLO_CUDA_CHECK_LAUNCH("conv epilogue kernel");
   return Status::ok();
-}
-
-// Largest scratch up to the limit, allocated once per build.
-void ensure_tuning_workspace(PrepareContext& ctx) {
-  const size_t limit = ctx.options->workspace_limit;
-  if (ctx.tuning_workspace->size() != 0 || limit == 0) return;
-  for (size_t sz = limit; sz >= (size_t{1} << 20); sz /= 2) {
-    auto buf = DeviceBuffer::allocate(sz);
-    if (buf) {
-      *ctx.tuning_workspace = std::move(buf).value();
-      return;
-    }
-  }
 }
 
 const char* algo_name(cudnnConvolutionFwdAlgo_t a) {
@@ -406,14 +405,9 @@ class ConvKernel final : public CudaKernel {
                             cudnnDataType_t dt) {
     const int mode = ctx.options->cudnn_fused_epilogue;
     if (mode == 0 || !half_ || !nhwc_ || !has_epilogue_) return Status::ok();
-    GraphConvProblem::Act act;
-    switch (a.activation) {
-      case FusedActivation::kNone: act = GraphConvProblem::Act::kNone; break;
-      case FusedActivation::kRelu: act = GraphConvProblem::Act::kRelu; break;
-      case FusedActivation::kSilu: act = GraphConvProblem::Act::kSilu; break;
-      case FusedActivation::kSigmoid: act = GraphConvProblem::Act::kSigmoid; break;
-      default: return Status::ok();
-    }
+    const auto graph_act = graph_activation(a.activation);
+    if (!graph_act) return Status::ok();
+    const GraphConvProblem::Act act = *graph_act;
     std::ostringstream fk;
     fk << "graphfused:" << key << ":b" << has_bias << "r" << has_res << "a" << static_cast<int>(act);
     fused_key_ = fk.str();

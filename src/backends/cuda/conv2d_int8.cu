@@ -20,6 +20,12 @@
 // On Hopper (compute capability 9.0) the tactics include a wgmma kernel (sm_90a code): the same
 // gather into 128-byte-swizzled shared memory, two warpgroups issuing wgmma from it. This file
 // is built for sm_90a and compute_80 PTX only (CMakeLists.txt: QYOLO_INT8_CUDA_FLAGS).
+//
+// With half between layers (--int8 --fp16) cuDNN's runtime-fusion INT8 engines are one more
+// tactic: the same int8 input and packed weights, int32 accumulation, then dequantisation, bias,
+// activation, residual and (for an int8 output) requantisation fused by cuDNN. They write one
+// output, half or int8, so the choice is final only once the executor knows which outputs are
+// read (finalize()); it is timed against our kernel on that configuration.
 #include <cuda_fp16.h>
 
 #include <algorithm>
@@ -29,6 +35,7 @@
 
 #include "backends/cuda/cuda_common.cuh"
 #include "backends/cuda/cuda_kernel.h"
+#include "backends/cuda/cudnn_graph.h"
 #include "backends/cuda/yolo_decode.cuh"
 #include "ir/ops/conv2d.h"
 #include "quant/quant_params.h"
@@ -564,6 +571,36 @@ __global__ void __launch_bounds__(C::kThreads) conv_int8_wgmma_kernel(ConvInt8Pa
 #endif
 }
 
+// yq = requantised y, 8 channels per thread (K % 16 == 0, 16-byte aligned rows): the int8 copy
+// when a cuDNN INT8 engine writes the half output and INT8 convs read the value too.
+__global__ void requantize_half_kernel(const __half* __restrict__ y, int y_ld, int8_t* __restrict__ yq, int yq_ld,
+                                       int k8, int64_t total, float inv_scale) {
+  const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i >= total) return;
+  const int64_t row = i / k8;
+  const int c = static_cast<int>(i - row * k8) * 8;
+  const uint4 v = *reinterpret_cast<const uint4*>(y + row * y_ld + c);
+  const __half2* h = reinterpret_cast<const __half2*>(&v);
+  alignas(8) int8_t q[8];
+#pragma unroll
+  for (int j = 0; j < 4; ++j) {
+    const float2 f = __half22float2(h[j]);
+    q[2 * j] = quantize_s8_fast(f.x, inv_scale);
+    q[2 * j + 1] = quantize_s8_fast(f.y, inv_scale);
+  }
+  *reinterpret_cast<uint2*>(yq + row * yq_ld + c) = *reinterpret_cast<const uint2*>(q);
+}
+
+Status launch_requantize(const void* y, int y_ld, int8_t* yq, int yq_ld, int k, int m, float inv_scale,
+                         cudaStream_t stream) {
+  const int64_t total = static_cast<int64_t>(m) * (k / 8);
+  constexpr int kThreads = 256;
+  requantize_half_kernel<<<static_cast<unsigned>((total + kThreads - 1) / kThreads), kThreads, 0, stream>>>(
+      static_cast<const __half*>(y), y_ld, yq, yq_ld, k / 8, total, inv_scale);
+  QYOLO_CUDA_CHECK_LAUNCH("requantize_half_kernel");
+  return Status::ok();
+}
+
 // The tactics: tile shapes for large and small channel counts.
 struct Tactic {
   const char* name;
@@ -610,6 +647,10 @@ Status launch(const Tactic& t, const ConvInt8Params& p, cudaStream_t stream) {
   QYOLO_CUDA_CHECK_LAUNCH(t.name);
   return Status::ok();
 }
+
+// Which output a cuDNN INT8 engine writes: the half one, the int8 one, or the half one followed by
+// our requantisation pass (both are read).
+enum class CudnnOut { kHalf, kInt8, kHalfThenRequantise };
 
 class ConvInt8Kernel final : public CudaKernel {
  public:
@@ -679,8 +720,9 @@ class ConvInt8Kernel final : public CudaKernel {
             wq[static_cast<size_t>(k * kgemm + tap * cp + ch)] = quantize_int8(src[(c * R + rr) * S + s], sw);
           }
     }
+    std::vector<float> bf;
     if (b != nullptr) {
-      std::vector<float> bf = b->constant->to_float_vector();
+      bf = b->constant->to_float_vector();
       if (bf.size() != static_cast<size_t>(K)) return invalid_argument(name_ + ": bias size mismatch");
       for (int64_t k = 0; k < K; ++k)
         bias_q[static_cast<size_t>(k)] = bf[static_cast<size_t>(k)] / out_scale[static_cast<size_t>(k)];
@@ -740,7 +782,48 @@ class ConvInt8Kernel final : public CudaKernel {
       QYOLO_RETURN_IF_ERROR(choose_tactic(ctx, x, y));
       (*ctx.tune_cache)[key.str()] = {tactic_};
     }
+
+    // cuDNN's INT8 engines: half between layers only (--int8 alone keeps the CPU's arithmetic),
+    // an activation cuDNN has, 16-byte aligned half rows.
+    const auto act = graph_activation(a.activation);
+    cudnn_eligible_ = ctx.options->cudnn_int8 > 0 && ctx.options->cudnn_graph && ctx.options->int8_fp16 && forced < 0 &&
+                      !p_.y_fp32 && act.has_value() && K % 8 == 0;
+    if (cudnn_eligible_) {
+      key_ = key.str();
+      cudnn_base_ = GraphConvProblem{};
+      GraphConvProblem& g = cudnn_base_;
+      g.dtype = CUDNN_DATA_INT8;
+      g.n = p_.n, g.c = g.cg = cp, g.h = p_.h, g.w = p_.w;
+      g.k = K, g.r = Rf, g.s = Sf, g.oh = p_.oh, g.ow = p_.ow;
+      g.pad[0] = p_.pad_h, g.pad[1] = p_.pad_w;
+      g.stride[0] = p_.stride_h, g.stride[1] = p_.stride_w;
+      g.dil[0] = p_.dil_h, g.dil[1] = p_.dil_w;
+      g.fused = true;
+      g.bias = b != nullptr;
+      g.residual = has_residual_;
+      g.act = *act;
+      if (b != nullptr) {  // cuDNN dequantises first, then adds the real bias
+        QYOLO_ASSIGN_OR_RETURN(bias_real_, DeviceBuffer::allocate(static_cast<size_t>(K) * 4));
+        QYOLO_RETURN_IF_ERROR(bias_real_.upload(bf.data(), static_cast<size_t>(K) * 4));
+      }
+      QYOLO_RETURN_IF_ERROR(choose_cudnn(ctx, CudnnOut::kHalf, K));
+    }
     return Status::ok();
+  }
+
+  Status finalize(PrepareContext& ctx, std::span<const bool> written) override {
+    if (!cudnn_eligible_) return Status::ok();
+    const bool y_out = !written.empty() && written[0];
+    const bool q_out = fused_quant_ && written.size() > 1 && written[1];
+    if (p_.decode || (!y_out && !q_out)) {  // our kernel: the decode
+      use_cudnn_ = false;
+      cudnn_.reset();
+      return Status::ok();
+    }
+    const CudnnOut o = y_out && q_out ? CudnnOut::kHalfThenRequantise : q_out ? CudnnOut::kInt8 : CudnnOut::kHalf;
+    const int64_t pitch = o == CudnnOut::kInt8 ? p_.yq_ld : p_.y_ld;
+    if (o == planned_out_ && pitch == planned_pitch_) return Status::ok();
+    return choose_cudnn(ctx, o, pitch);
   }
 
   // The executor asks this kernel to also write its output requantised with `scale` (the input
@@ -778,7 +861,18 @@ class ConvInt8Kernel final : public CudaKernel {
     return true;
   }
 
+  size_t workspace_bytes() const override { return use_cudnn_ ? cudnn_->workspace_bytes() : 0; }
+
   Status enqueue(const LaunchContext& ctx, std::span<const void* const> in, std::span<void* const> out) override {
+    if (use_cudnn_) {
+      const bool q = planned_out_ == CudnnOut::kInt8;
+      QYOLO_RETURN_IF_ERROR(cudnn_->execute(ctx.cudnn, in[0], weights_.get(), q ? out[1] : out[0], ctx.workspace,
+                                            bias_real_.get(), has_residual_ ? in[3] : nullptr, scales_.get(),
+                                            q ? inv_scale_.get() : nullptr));
+      if (planned_out_ != CudnnOut::kHalfThenRequantise) return Status::ok();
+      return launch_requantize(out[0], p_.y_ld, static_cast<int8_t*>(out[1]), p_.yq_ld, p_.k, p_.m, p_.yq_inv_scale,
+                               ctx.stream);
+    }
     ConvInt8Params p = p_;
     p.x = static_cast<const int8_t*>(in[0]);
     p.residual = has_residual_ ? in[3] : nullptr;
@@ -787,13 +881,20 @@ class ConvInt8Kernel final : public CudaKernel {
     return launch(kTactics[tactic_], p, ctx.stream);
   }
 
-  float tuned_ms() const override { return tuned_ms_; }
+  float tuned_ms() const override { return use_cudnn_ ? cudnn_ms_ : tuned_ms_; }
 
   std::string info() const override {
     std::ostringstream os;
+    if (use_cudnn_) {
+      os << "int8 cudnn " << cudnn_->info()
+         << (planned_out_ == CudnnOut::kInt8 ? " ->int8 +requant" : planned_out_ == CudnnOut::kHalf ? " ->half" : " ->half +requant pass");
+      if (own_ms_ > 0) os << " (ours " << kTactics[tactic_].name << " " << own_ms_ << "ms)";
+      return os.str();
+    }
     os << "int8 " << kTactics[tactic_].name << (s2d_ > 1 ? " s2d" : "") << (fused_quant_ ? " +requant" : "")
        << (p_.decode ? " +decode" : "");
     if (tuned_ms_ > 0) os << " " << tuned_ms_ << "ms " << 2.0 * macs_ / (tuned_ms_ * 1e9) << "TOPS";
+    if (cudnn_ms_ > 0) os << " (cudnn " << cudnn_ms_ << "ms)";
     return os.str();
   }
 
@@ -827,9 +928,124 @@ class ConvInt8Kernel final : public CudaKernel {
     return Status::ok();
   }
 
+  // cuDNN's INT8 engine for one output configuration (`pitch` elements between output pixels of
+  // the output it writes). Kept when it times faster than our kernel's tactic on the same
+  // configuration (with both outputs: plus the requantisation pass); the choice is a tactic
+  // ("i8cudnn:": heuristic rank, engine id, use), and plans are shared by identical convs.
+  Status choose_cudnn(PrepareContext& ctx, CudnnOut out, int64_t pitch) {
+    use_cudnn_ = false;
+    cudnn_.reset();
+    cudnn_ms_ = own_ms_ = 0.f;
+    planned_out_ = out;
+    planned_pitch_ = pitch;
+    const bool int8_out = out == CudnnOut::kInt8;
+    if (out == CudnnOut::kHalfThenRequantise && (p_.k % 16 != 0 || p_.yq_ld % 16 != 0)) return Status::ok();
+    if (int8_out) {
+      if (p_.k % 16 != 0) return Status::ok();
+      const float inv = p_.yq_inv_scale;
+      QYOLO_ASSIGN_OR_RETURN(inv_scale_, DeviceBuffer::allocate(4));
+      QYOLO_RETURN_IF_ERROR(inv_scale_.upload(&inv, 4));
+    }
+    GraphConvProblem gp = cudnn_base_;
+    gp.y_dtype = int8_out ? CUDNN_DATA_INT8 : CUDNN_DATA_HALF;
+    gp.y_pitch = pitch == p_.k ? 0 : pitch;
+    std::ostringstream ks;
+    ks << "i8cudnn:" << key_ << ":b" << gp.bias << "r" << gp.residual << "a" << static_cast<int>(gp.act)
+       << (int8_out ? ":i8" : out == CudnnOut::kHalf ? ":f16" : ":f16+q") << ":pitch" << pitch;
+    const std::string key = ks.str();
+    auto& tc = *ctx.tune_cache;
+    auto& objs = *ctx.object_cache;
+    GraphConvPlan::Tactic tactic;
+    int64_t use = -1;
+    if (auto it = tc.find(key); it != tc.end() && it->second.size() == 3) {
+      tactic = {it->second[0], it->second[1]};
+      use = it->second[2];
+    }
+    if (use == 0) return Status::ok();
+    if (auto it = objs.find(key); use == 1 && it != objs.end() && it->second) {
+      cudnn_ = static_cast<const GraphConvPlan*>(it->second.get())->share();
+    } else {
+      ensure_tuning_workspace(ctx);
+      auto plan = GraphConvPlan::create(ctx.cudnn, ctx.stream, gp, weights_.get(), ctx.options->workspace_limit,
+                                        ctx.tuning_workspace, std::min(ctx.options->graph_max_plans, 4), false, &tactic);
+      cudaGetLastError();
+      if (!plan) {  // no cuDNN engine for it here: our kernel
+        tc[key] = {-1, -1, 0};
+        return Status::ok();
+      }
+      cudnn_ = std::move(plan).value();
+      cudnn_ms_ = cudnn_->tuned_ms();
+      if (use < 0 && ctx.options->cudnn_int8 == 2) {
+        use = 1;
+      } else if (use < 0) {
+        QYOLO_ASSIGN_OR_RETURN(own_ms_, time_own(ctx, out, pitch));
+        if (out == CudnnOut::kHalfThenRequantise) {
+          QYOLO_ASSIGN_OR_RETURN(float requant_ms, time_requantize(ctx, pitch));
+          cudnn_ms_ += requant_ms;
+        }
+        use = cudnn_ms_ > 0 && own_ms_ > 0 && cudnn_ms_ < own_ms_ ? 1 : 0;
+      }
+      tc[key] = {tactic.heuristic_index, tactic.engine, use};
+      if (use == 1) objs[key] = std::shared_ptr<void>(cudnn_->share().release(), [](void* q) { delete static_cast<GraphConvPlan*>(q); });
+    }
+    use_cudnn_ = use == 1;
+    if (!use_cudnn_) cudnn_.reset();
+    return Status::ok();
+  }
+
+  // Our kernel's chosen tactic timed on one output configuration (as choose_cudnn plans it).
+  Result<float> time_own(PrepareContext& ctx, CudnnOut out, int64_t pitch) {
+    const size_t x_bytes = static_cast<size_t>(p_.n) * p_.h * p_.w * p_.cp;
+    const size_t rows = static_cast<size_t>(p_.m);
+    const bool int8_out = out == CudnnOut::kInt8, both = out == CudnnOut::kHalfThenRequantise;
+    QYOLO_ASSIGN_OR_RETURN(auto xb, DeviceBuffer::allocate(x_bytes));
+    QYOLO_ASSIGN_OR_RETURN(auto yb, DeviceBuffer::allocate(rows * static_cast<size_t>(pitch) * (int8_out ? 1 : 2)));
+    DeviceBuffer rb, qb;
+    QYOLO_CUDA_CHECK(cudaMemsetAsync(xb.get(), 0x11, x_bytes, ctx.stream));
+    ConvInt8Params p = p_;
+    p.x = xb.as<int8_t>();
+    p.y = int8_out ? nullptr : yb.get();
+    p.yq = int8_out ? yb.as<int8_t>() : nullptr;
+    p.y_ld = p.yq_ld = static_cast<int>(pitch);
+    if (both) {
+      QYOLO_ASSIGN_OR_RETURN(qb, DeviceBuffer::allocate(rows * static_cast<size_t>(p_.yq_ld)));
+      p.yq = qb.as<int8_t>();
+      p.yq_ld = p_.yq_ld;
+    }
+    p.residual = nullptr;
+    if (has_residual_) {
+      QYOLO_ASSIGN_OR_RETURN(rb, DeviceBuffer::allocate(rows * static_cast<size_t>(p_.k) * 2));
+      QYOLO_CUDA_CHECK(cudaMemsetAsync(rb.get(), 0, rb.size(), ctx.stream));
+      p.residual = rb.get();
+    }
+    return time_launches(ctx.stream, 1, 5, [&] { return launch(kTactics[tactic_], p, ctx.stream); });
+  }
+
+  // The requantisation pass after a half-output cuDNN engine, on scratch.
+  Result<float> time_requantize(PrepareContext& ctx, int64_t pitch) {
+    const size_t rows = static_cast<size_t>(p_.m);
+    QYOLO_ASSIGN_OR_RETURN(auto yb, DeviceBuffer::allocate(rows * static_cast<size_t>(pitch) * 2));
+    QYOLO_ASSIGN_OR_RETURN(auto qb, DeviceBuffer::allocate(rows * static_cast<size_t>(p_.yq_ld)));
+    QYOLO_CUDA_CHECK(cudaMemsetAsync(yb.get(), 0, yb.size(), ctx.stream));
+    return time_launches(ctx.stream, 1, 5, [&] {
+      return launch_requantize(yb.get(), static_cast<int>(pitch), qb.as<int8_t>(), p_.yq_ld, p_.k, p_.m, p_.yq_inv_scale,
+                               ctx.stream);
+    });
+  }
+
   std::string name_;
   float input_scale_ = 0.f;
   DeviceBuffer weights_, scales_;
+  // cuDNN INT8 tactic (choose_cudnn): the problem without output configuration, the real bias,
+  // the requantisation scalar 1/s_next on the device.
+  bool cudnn_eligible_ = false, use_cudnn_ = false;
+  CudnnOut planned_out_ = CudnnOut::kHalf;
+  int64_t planned_pitch_ = 0;
+  std::string key_;
+  GraphConvProblem cudnn_base_;
+  std::unique_ptr<GraphConvPlan> cudnn_;
+  DeviceBuffer bias_real_, inv_scale_;
+  float cudnn_ms_ = 0.f, own_ms_ = 0.f;
   ConvInt8Params p_{};
   bool has_residual_ = false, fused_quant_ = false, hopper_ = false;
   int s2d_ = 1;

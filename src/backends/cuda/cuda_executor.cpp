@@ -65,6 +65,9 @@ struct CudaExecutor::Impl {
   std::map<std::tuple<int, float, int>, int> quantized_values;  // (float value, scale or 0 for half, s2d) -> copy
   std::set<std::string> reaches_conv;
   std::set<const Node*> fp16_instead;  // INT8-eligible convs that time faster in FP16
+  // The precision choice's cost model (sum of conv and quantize-pass times): the chosen mix and
+  // every eligible conv in FP16, for the engine summary.
+  double modelled_choice_ms = 0.0, modelled_fp16_ms = 0.0;
   cuda::PrepareContext pctx;
 
   int add_value(const std::string& name, TensorInfo info, Storage storage) {
@@ -236,24 +239,128 @@ struct CudaExecutor::Impl {
     return static_cast<int>(s);
   }
 
-  // --int8 --fp16: times one INT8-eligible conv both ways, on scratch, and keeps the faster (the
-  // choice is a tactic: stored by problem, reused by engine files). Each side is timed as its step
-  // runs: INT8 with its fused epilogue plus the quantize pass it needs unless the producer is an
-  // INT8 conv that requantises in its epilogue; FP16 with its separate bias/activation/residual
-  // pass. Both kernels are discarded: add_node prepares the chosen one again from the cached tactic.
-  Status choose_conv_precision(const Node& node) {
+  // --int8 --fp16, as TensorRT's --int8 --fp16: each INT8-eligible conv runs INT8 or FP16,
+  // whichever makes the engine faster. Every such conv is timed both ways first (measure_conv):
+  // INT8 with its fused epilogue (our kernel or cuDNN's INT8 engine, whichever its prepare
+  // chose), FP16 as its step runs, and the quantize pass INT8 needs when its input does not come
+  // requantised from INT8 producers. A conv's best choice depends on its neighbours' (who pays
+  // for that pass: one pass serves every INT8 reader of a value), so the choice is a local search
+  // over the whole assignment on that cost model: from "all FP16", from "INT8 wherever its kernel
+  // is faster" and from "all INT8", flip single convs while the modelled time drops; keep the
+  // best. (build() then times the real engine against all-FP16.)
+  struct ConvTiming {
+    float t8 = -1.f, t16 = -1.f;  // ms; < 0: that side cannot run this conv
+    float quant = 0.f;            // the quantize pass (or space-to-depth quantize) INT8 would need
+    float t16_extra = 0.f;        // the half space-to-depth copy an FP16 stem would need
+  };
+
+  // all_fp16: every eligible conv that FP16 can run goes FP16 (the engine-level comparison).
+  Status choose_conv_precisions(bool all_fp16) {
+    const Graph& g = ex.graph_.graph;
+    std::map<std::string, const Node*> producer;
+    for (const auto& n : g.nodes)
+      for (const auto& o : n.outputs) producer[o] = &n;
+    std::vector<const Node*> convs;
+    std::vector<ConvTiming> t;
+    std::map<const Node*, size_t> index;
+    for (const auto& n : g.nodes) {
+      if (!int8_eligible(n)) continue;
+      ConvTiming ct;
+      QYOLO_RETURN_IF_ERROR(measure_conv(n, ct).with_context(n.describe()));
+      index[&n] = convs.size();
+      convs.push_back(&n);
+      t.push_back(ct);
+    }
+    const size_t n = convs.size();
+    // One side not measurable: INT8 as asked, fixed.
+    std::vector<bool> fixed(n);
+    for (size_t i = 0; i < n; ++i) fixed[i] = t[i].t8 <= 0.f || t[i].t16 <= 0.f;
+    auto int8_conv_output = [&](const std::vector<bool>& a, const std::string& v) {
+      auto p = producer.find(v);
+      if (p == producer.end()) return false;
+      auto it = index.find(p->second);
+      const Shape& sh = ex.graph_.values.at(v).shape;
+      return it != index.end() && a[it->second] && sh.size() == 4 && sh[1] % 16 == 0;
+    };
+    // The input arrives as int8 from INT8 producers' requantising epilogues (directly, or as the
+    // concat they write their slices of).
+    auto requantised_input = [&](const std::vector<bool>& a, const Node& c) {
+      if (space_to_depth_factor(c) != 1) return false;
+      auto p = producer.find(c.inputs[0]);
+      if (p == producer.end()) return false;
+      if (p->second->op_type == "Conv") return int8_conv_output(a, c.inputs[0]);
+      if (p->second->op_type != "Concat") return false;
+      for (const auto& in : p->second->inputs)
+        if (!int8_conv_output(a, in)) return false;
+      return true;
+    };
+    auto cost = [&](const std::vector<bool>& a) {
+      double total = 0.0;
+      std::map<std::string, float> passes;  // value -> its quantize pass (one per value)
+      for (size_t i = 0; i < n; ++i) {
+        if (!a[i]) {
+          total += t[i].t16 + t[i].t16_extra;
+          continue;
+        }
+        total += std::max(t[i].t8, 0.f);
+        if (!requantised_input(a, *convs[i])) {
+          float& q = passes[convs[i]->inputs[0]];
+          q = std::max(q, t[i].quant);
+        }
+      }
+      for (const auto& [v, q] : passes) total += q;
+      return total;
+    };
+    auto improve = [&](std::vector<bool> a) {
+      double best = cost(a);
+      for (int pass = 0; pass < 32; ++pass) {
+        bool changed = false;
+        for (size_t i = 0; i < n; ++i) {
+          if (fixed[i]) continue;
+          a[i] = !a[i];
+          const double c = cost(a);
+          if (c < best - 1e-7) {
+            best = c;
+            changed = true;
+          } else {
+            a[i] = !a[i];
+          }
+        }
+        if (!changed) break;
+      }
+      return std::make_pair(best, a);
+    };
+    std::vector<bool> faster(n), all(n, true);
+    for (size_t i = 0; i < n; ++i) faster[i] = fixed[i] || t[i].t8 <= t[i].t16 + t[i].t16_extra;
+    std::pair<double, std::vector<bool>> best = improve(fixed);  // from "all FP16"
+    for (const auto& start : {faster, all}) {
+      auto r = improve(start);
+      if (r.first < best.first) best = std::move(r);
+    }
+    std::vector<bool> chosen = all_fp16 ? fixed : best.second;
+    modelled_choice_ms = best.first;
+    modelled_fp16_ms = cost(fixed);
+    for (size_t i = 0; i < n; ++i)
+      if (!chosen[i] && !fixed[i]) fp16_instead.insert(convs[i]);
+    return Status::ok();
+  }
+
+  // Times one INT8-eligible conv both ways on scratch (stored as a tactic by problem, in
+  // nanoseconds, so engine files reproduce the choice). Both kernels are discarded: add_node
+  // prepares the chosen one again from the cached tactics.
+  Status measure_conv(const Node& node, ConvTiming& t) {
     const ValueDesc& xd = ex.graph_.values.at(node.inputs[0]);
     const ValueDesc& wd = ex.graph_.values.at(node.inputs[1]);
     QYOLO_ASSIGN_OR_RETURN(ConvAttrs a, ConvAttrs::parse(node, xd.shape, wd.shape));
     const Shape& y = a.out_shape;
     const int s2d = space_to_depth_factor(node);
     std::ostringstream key;
-    key << "convprec:" << shape_str(xd.shape) << ':' << shape_str(wd.shape) << ':' << a.window.pads_begin[0] << ','
+    key << "convtime:" << shape_str(xd.shape) << ':' << shape_str(wd.shape) << ':' << a.window.pads_begin[0] << ','
         << a.window.pads_begin[1] << ':' << a.window.strides[0] << ':' << a.window.dilations[0] << ':'
         << static_cast<int>(a.activation) << ':' << a.has_bias << a.has_residual << ':' << reaches_conv.count(node.outputs[0]);
     auto& cache = *pctx.tune_cache;
-    if (auto it = cache.find(key.str()); it != cache.end() && it->second.size() == 1) {
-      if (it->second[0] == 0) fp16_instead.insert(&node);
+    if (auto it = cache.find(key.str()); it != cache.end() && it->second.size() == 4) {
+      t = {it->second[0] * 1e-6f, it->second[1] * 1e-6f, it->second[2] * 1e-6f, it->second[3] * 1e-6f};
       return Status::ok();
     }
     auto host = [&](size_t i) -> TensorInfo {
@@ -274,14 +381,11 @@ struct CudaExecutor::Impl {
     TensorInfo r8{y8_dtype, y, Layout::kNHWC, nullptr, {}};
     const TensorInfo* in8[] = {&xq, &w, has_b ? &b : nullptr, &r8};
     TensorInfo out8[] = {TensorInfo{y8_dtype, y, Layout::kNHWC, nullptr, {}}};
-    // Each candidate as the step would run: INT8 with its fused epilogue, FP16 with its separate
-    // bias/activation/residual pass.
     const size_t n_in = a.has_residual ? 4 : 3;
-    float t8 = -1.f, t16 = -1.f;
     {
       QYOLO_ASSIGN_OR_RETURN(auto k, cuda::make_cuda_conv2d_int8(node));
       if (k->prepare(pctx, node, std::span<const TensorInfo* const>(in8, n_in), out8).is_ok()) {
-        QYOLO_ASSIGN_OR_RETURN(t8, time_kernel(*k, {in8, in8 + n_in}, {out8[0]}));
+        QYOLO_ASSIGN_OR_RETURN(t.t8, time_kernel(*k, {in8, in8 + n_in}, {out8[0]}));
       }
     }
     TensorInfo x16{DataType::kFloat16, xd.shape, Layout::kNHWC, nullptr, {}};
@@ -300,37 +404,24 @@ struct CudaExecutor::Impl {
     {
       QYOLO_ASSIGN_OR_RETURN(auto k, stem16 ? cuda::make_cuda_conv2d_stem(node) : cuda::make_cuda_conv2d(node));
       if (k->prepare(pctx, node, std::span<const TensorInfo* const>(in16, n_in), out16).is_ok()) {
-        QYOLO_ASSIGN_OR_RETURN(t16, time_kernel(*k, {in16, in16 + n_in}, {out16[0]}));
+        QYOLO_ASSIGN_OR_RETURN(t.t16, time_kernel(*k, {in16, in16 + n_in}, {out16[0]}));
       }
     }
-    if (t8 <= 0.f || t16 <= 0.f) return Status::ok();  // one side not measurable: INT8 as asked
-    // INT8 also pays for quantising its input, unless the producer requantises in its epilogue.
-    bool fused_quant = false;
-    if (auto it = ids.find(node.inputs[0]); it != ids.end() && s2d == 1) {
-      for (const auto& st : ex.steps_)
-        for (int o : st.outputs)
-          if (o == it->second && st.int8 && xd.shape[1] % 16 == 0)
-            fused_quant = true;
+    // The quantize pass, from the input as the graph holds it before this conv: the image as it
+    // is, anything else as half NHWC (what --int8 --fp16 keeps between layers).
+    TensorInfo src{DataType::kFloat16, xd.shape, Layout::kNHWC, nullptr, {}};
+    if (auto it = ids.find(node.inputs[0]); it != ids.end()) {
+      const TensorInfo& cur = ex.values_[static_cast<size_t>(it->second)].info;
+      if (cur.layout != Layout::kStrided) src = TensorInfo{cur.dtype, cur.shape, cur.layout, nullptr, {}};
     }
-    float quant_ms = 0.f;
-    if (!fused_quant) {
-      // The quantize pass this conv would need, from the input as it is stored now.
-      TensorInfo src{DataType::kFloat16, xd.shape, Layout::kNHWC, nullptr, {}};
-      if (auto it = ids.find(node.inputs[0]); it != ids.end()) {
-        const TensorInfo& cur = ex.values_[static_cast<size_t>(it->second)].info;
-        if (cur.layout != Layout::kStrided) src = TensorInfo{cur.dtype, cur.shape, cur.layout, nullptr, {}};
-      }
-      QYOLO_ASSIGN_OR_RETURN(float scale, node.attr_float("qyolo_input_scale"));
-      QYOLO_ASSIGN_OR_RETURN(quant_ms, time_pass(*cuda::make_cuda_quantize(scale, s2d), src, xq));
-    }
-    float s2d16_ms = 0.f;
+    QYOLO_ASSIGN_OR_RETURN(float scale, node.attr_float("qyolo_input_scale"));
+    QYOLO_ASSIGN_OR_RETURN(t.quant, time_pass(*cuda::make_cuda_quantize(scale, s2d), src, xq));
     if (s2d16) {
       const TensorInfo image{DataType::kFloat32, xd.shape, Layout::kPlain, nullptr, {}};
-      QYOLO_ASSIGN_OR_RETURN(s2d16_ms, time_pass(*cuda::make_cuda_space_to_depth_half(s2d), image, x16));
+      QYOLO_ASSIGN_OR_RETURN(t.t16_extra, time_pass(*cuda::make_cuda_space_to_depth_half(s2d), image, x16));
     }
-    const bool int8_wins = t8 + quant_ms <= t16 + s2d16_ms;
-    cache[key.str()] = {int8_wins ? 1 : 0};
-    if (!int8_wins) fp16_instead.insert(&node);
+    auto ns = [](float ms) { return static_cast<int64_t>(std::lround(ms * 1e6f)); };
+    cache[key.str()] = {ns(t.t8), ns(t.t16), ns(t.quant), ns(t.t16_extra)};
     return Status::ok();
   }
 
@@ -395,6 +486,20 @@ struct CudaExecutor::Impl {
       drop[s] = true;
     }
     drop_steps(drop);
+  }
+
+  // Every kernel learns which of its outputs are written (the others stay null) and settles its
+  // implementation for that.
+  Status finalize_kernels() {
+    for (auto& st : ex.steps_) {
+      if (st.alias || !st.kernel) continue;
+      const size_t n = st.outputs.size();
+      std::unique_ptr<bool[]> written(new bool[n]);
+      for (size_t i = 0; i < n; ++i)
+        written[i] = st.outputs[i] >= 0 && ex.values_[static_cast<size_t>(st.outputs[i])].storage != Storage::kNone;
+      QYOLO_RETURN_IF_ERROR(st.kernel->finalize(pctx, std::span<const bool>(written.get(), n)).with_context(st.label));
+    }
+    return Status::ok();
   }
 
   void drop_steps(const std::vector<bool>& drop) {
@@ -732,8 +837,6 @@ struct CudaExecutor::Impl {
                          (tr ? std::string(" with these attributes") : std::string()) + " (supported: " + list + ")");
     }
     const bool is_conv = node.op_type == "Conv";
-    if (int8_eligible(node) && ex.options_.int8_fp16 && ex.options_.int8_fp16_choose)
-      QYOLO_RETURN_IF_ERROR(choose_conv_precision(node).with_context(node.describe()));
     const bool is_int8 = int8_conv(node);
     if (tr->alias) return add_alias_node(node, tr);
 
@@ -1007,7 +1110,79 @@ CudaExecutor::~CudaExecutor() {
   if (stream_) cudaStreamSynchronize(stream_.get());
 }
 
+// --int8 --fp16 with the per-layer choice: the cost model sums isolated kernel times, which
+// misses launch gaps, concurrency and cache effects (at batch 1 they dominate). So the modelled
+// mix is built, then the engine with every eligible conv in FP16 (its timings are all cached by
+// then: a fast build), both are replayed as CUDA graphs, and the faster engine is kept. The
+// verdict is a tactic, so reloading an engine file rebuilds the same one without timing.
 Result<std::unique_ptr<CudaExecutor>> CudaExecutor::build(SpecializedGraph graph, const CudaBuildOptions& options) {
+  if (options.precision != CudaPrecision::kInt8 || !options.int8_fp16 || !options.int8_fp16_choose)
+    return build_variant(std::move(graph), options, PrecisionVariant::kModelled);
+  std::ostringstream key;
+  key << "engine-precision:";
+  for (const auto& in : graph.graph.inputs) key << shape_str(graph.values.at(in.name).shape) << ';';
+  if (auto it = options.tactics.find(key.str()); it != options.tactics.end() && it->second.size() == 1)
+    return build_variant(std::move(graph), options,
+                         it->second[0] == 1 ? PrecisionVariant::kAllFp16 : PrecisionVariant::kModelled);
+  QYOLO_ASSIGN_OR_RETURN(auto mixed, build_variant(graph, options, PrecisionVariant::kModelled));
+  if (mixed->cost().int8_macs == 0) {  // nothing INT8: the two are the same engine
+    mixed->tactics_[key.str()] = {0};
+    return mixed;
+  }
+  CudaBuildOptions again = options;
+  again.tactics = mixed->tactics_;
+  QYOLO_ASSIGN_OR_RETURN(auto fp16, build_variant(std::move(graph), again, PrecisionVariant::kAllFp16));
+  QYOLO_ASSIGN_OR_RETURN(float mixed_ms, mixed->time_replay(30));
+  QYOLO_ASSIGN_OR_RETURN(float fp16_ms, fp16->time_replay(30));
+  QYOLO_ASSIGN_OR_RETURN(float mixed_ms2, mixed->time_replay(30));  // both measured twice, interleaved
+  QYOLO_ASSIGN_OR_RETURN(float fp16_ms2, fp16->time_replay(30));
+  mixed_ms = std::min(mixed_ms, mixed_ms2);
+  fp16_ms = std::min(fp16_ms, fp16_ms2);
+  std::unique_ptr<CudaExecutor>& kept = mixed_ms <= fp16_ms ? mixed : fp16;
+  kept->tactics_ = fp16->tactics_;  // a superset of the mixed build's
+  kept->tactics_[key.str()] = {mixed_ms <= fp16_ms ? 0 : 1};
+  std::ostringstream note;
+  note << "; engines timed (CUDA graph): this mix " << mixed_ms << " ms, every eligible conv FP16 " << fp16_ms
+       << " ms -> kept " << (mixed_ms <= fp16_ms ? "the mix" : "FP16");
+  kept->precision_note_ = mixed->precision_note_ + note.str();
+  return std::move(kept);
+}
+
+Result<float> CudaExecutor::time_replay(int iters) {
+  std::vector<cuda::DeviceBuffer> bufs;
+  std::vector<const void*> ins;
+  std::vector<void*> outs;
+  for (const auto& b : inputs_) {
+    QYOLO_ASSIGN_OR_RETURN(auto d, cuda::DeviceBuffer::allocate(std::max<size_t>(b.nbytes(), 1)));
+    QYOLO_CUDA_CHECK(cudaMemsetAsync(d.get(), 0, d.size(), stream_.get()));
+    ins.push_back(d.get());
+    bufs.push_back(std::move(d));
+  }
+  for (const auto& b : outputs_) {
+    QYOLO_ASSIGN_OR_RETURN(auto d, cuda::DeviceBuffer::allocate(std::max<size_t>(b.nbytes(), 1)));
+    outs.push_back(d.get());
+    bufs.push_back(std::move(d));
+  }
+  QYOLO_RETURN_IF_ERROR(enqueue(ins, outs, stream_.get()));  // first launch outside the capture
+  QYOLO_CUDA_CHECK(cudaStreamSynchronize(stream_.get()));
+  QYOLO_CUDA_CHECK(cudaStreamBeginCapture(stream_.get(), cudaStreamCaptureModeThreadLocal));
+  Status st = enqueue(ins, outs, stream_.get());
+  cudaGraph_t raw = nullptr;
+  const cudaError_t end = cudaStreamEndCapture(stream_.get(), &raw);
+  cuda::Graph graph(raw);
+  QYOLO_RETURN_IF_ERROR(st);
+  QYOLO_CUDA_CHECK(end);
+  cudaGraphExec_t exec_raw = nullptr;
+  QYOLO_CUDA_CHECK(cudaGraphInstantiate(&exec_raw, graph.get(), 0));
+  cuda::GraphExec exec(exec_raw);
+  return cuda::time_launches(stream_.get(), 3, iters, [&]() -> Status {
+    QYOLO_CUDA_CHECK(cudaGraphLaunch(exec.get(), stream_.get()));
+    return Status::ok();
+  });
+}
+
+Result<std::unique_ptr<CudaExecutor>> CudaExecutor::build_variant(SpecializedGraph graph, const CudaBuildOptions& options,
+                                                                  PrecisionVariant variant) {
   if (cuda::device_count() == 0) return device_error("no CUDA device is available");
   auto ex = std::unique_ptr<CudaExecutor>(new CudaExecutor());
   ex->graph_ = std::move(graph);
@@ -1049,6 +1224,14 @@ Result<std::unique_ptr<CudaExecutor>> CudaExecutor::build(SpecializedGraph graph
     ex->inputs_.push_back({g.inputs[k].name, d.dtype, d.shape});
     ex->input_values_.push_back(id);
   }
+  if (options.precision == CudaPrecision::kInt8 && options.int8_fp16 && options.int8_fp16_choose) {
+    Status st = im.choose_conv_precisions(variant == PrecisionVariant::kAllFp16);
+    if (!st.is_ok()) return st.with_context(g.source_path);
+    std::ostringstream note;
+    note << "per-layer INT8/FP16 choice: modelled conv + quantize time " << im.modelled_choice_ms << " ms (all FP16: "
+         << im.modelled_fp16_ms << " ms)";
+    ex->precision_note_ = note.str();
+  }
   for (const auto& node : g.nodes) {
     Status st = im.add_node(node, nhwc);
     if (!st.is_ok()) return st.with_context(g.source_path);
@@ -1084,10 +1267,11 @@ Result<std::unique_ptr<CudaExecutor>> CudaExecutor::build(SpecializedGraph graph
   im.fuse_requantization();
   if (options.fuse_head_decode) im.fuse_yolo_decodes();
   QYOLO_RETURN_IF_ERROR(im.place_concats());  // may re-plan cuDNN convs: before the tuning state goes
+  im.drop_unread_outputs();
+  QYOLO_RETURN_IF_ERROR(im.finalize_kernels());  // may plan again too
   tuning.reset();
   object_cache.clear();
   ex->tactics_ = std::move(tune_cache);
-  im.drop_unread_outputs();
   QYOLO_RETURN_IF_ERROR(im.assign_streams());
 
   im.plan_memory();
@@ -1294,6 +1478,7 @@ std::string CudaExecutor::summary() const {
      << ", " << steps_.size() << " steps, arena "
      << arena_.size() / (1 << 20) << " MiB, workspace " << workspace_.size() / (1 << 20) << " MiB, weights "
      << weight_bytes_ / (1 << 20) << " MiB\n";
+  if (!precision_note_.empty()) os << "  " << precision_note_ << "\n";
   for (const auto& s : steps_) {
     os << "  " << s.label;
     for (int v : s.outputs) {

@@ -72,6 +72,13 @@ class CudaExecutor {
   CudaExecutor() = default;
   struct Impl;
   friend struct Impl;
+  // --int8 --fp16: which assignment of the INT8-eligible convs a build uses: the cost model's
+  // choice, or every one in FP16 (the engine-level check in build()).
+  enum class PrecisionVariant { kModelled, kAllFp16 };
+  static Result<std::unique_ptr<CudaExecutor>> build_variant(SpecializedGraph graph, const CudaBuildOptions& options,
+                                                              PrecisionVariant variant);
+  // Mean time of one enqueue replayed as a CUDA graph, on zeroed bindings (build-time choice).
+  Result<float> time_replay(int iters);
 
   enum class Storage : uint8_t { kArena, kInput, kOutput, kConstant, kAlias, kNone };
   struct Value {
@@ -125,6 +132,7 @@ class CudaExecutor {
   std::vector<int> start_forks_, end_joins_;
   size_t weight_bytes_ = 0;
   std::map<std::string, std::vector<int64_t>> tactics_;
+  std::string precision_note_;  // --int8 --fp16: the per-layer choice's modelled times (summary)
   // Per-enqueue pointer table, sized at build (enqueue does not allocate).
   std::vector<void*> ptrs_;
   std::vector<const void*> in_scratch_;

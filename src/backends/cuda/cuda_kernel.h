@@ -86,6 +86,11 @@ struct CudaBuildOptions {
   // the detect-head convs) runs on a second stream, overlapping the steps in between (the GPU is
   // mostly idle between the small kernels of batch 1). Off: one stream (tests compare).
   bool concurrent_branches = true;
+  // INT8 convs with half between layers (int8_fp16): also time cuDNN's runtime-fusion INT8
+  // engines (int8 x/w, int32 accumulation, dequantise + bias + activation + residual [+
+  // requantise] fused, NVRTC at build and load) against our kernel and keep the faster: 0 never,
+  // 1 where faster, 2 wherever cuDNN has an engine (tests).
+  int cudnn_int8 = 1;
 };
 
 namespace cuda {
@@ -194,6 +199,14 @@ class CudaKernel {
     (void)d;
     return false;
   }
+  // Build phase, after the executor's passes (requantisation, concat in place, decode fusion):
+  // written[i] says whether output i is written (false: it gets nullptr, nobody reads it).
+  // Kernels whose best implementation depends on that choose now.
+  virtual Status finalize(PrepareContext& ctx, std::span<const bool> written) {
+    (void)ctx;
+    (void)written;
+    return Status::ok();
+  }
   // Time of one launch measured while choosing the algorithm at build; 0 when not measured
   // (reused tactic). Lets the executor compare implementations of one layer.
   virtual float tuned_ms() const { return 0.f; }
@@ -225,6 +238,8 @@ Result<std::unique_ptr<CudaKernel>> make_cuda_conv2d_int8(const Node& node);
 // bias and activation fused, sm_80+; conv2d_stem_supports says which convs fit.
 Result<std::unique_ptr<CudaKernel>> make_cuda_conv2d_stem(const Node& node);
 bool conv2d_stem_supports(const Shape& x, const Shape& w, const ConvAttrs& a);
+// Allocates the build's algorithm-search scratch (the largest size up to the workspace limit) once.
+void ensure_tuning_workspace(PrepareContext& ctx);
 int cuda_int8_tactic_count();
 Result<std::unique_ptr<CudaKernel>> make_cuda_unary(const Node& node);
 Result<std::unique_ptr<CudaKernel>> make_cuda_binary(const Node& node);

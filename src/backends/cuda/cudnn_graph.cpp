@@ -8,7 +8,7 @@ namespace qyolo::cuda {
 
 namespace {
 
-constexpr int64_t kUidX = 1, kUidW = 2, kUidY = 3, kUidBias = 4, kUidResidual = 5;
+constexpr int64_t kUidX = 1, kUidW = 2, kUidY = 3, kUidBias = 4, kUidResidual = 5, kUidScale = 6, kUidOutInvScale = 7;
 constexpr int64_t kUidVirtual = 100;  // + n: intermediates of the fused epilogue
 
 Result<BackendDesc> make(cudnnBackendDescriptorType_t t) {
@@ -43,13 +43,16 @@ void strides_of(bool nhwc, int64_t c, int64_t h, int64_t w, int64_t out[4]) {
 }
 
 Result<BackendDesc> variant_pack(const void* x, const void* w, void* y, void* ws, const void* bias = nullptr,
-                                 const void* residual = nullptr) {
+                                 const void* residual = nullptr, const void* scale = nullptr,
+                                 const void* out_inv_scale = nullptr) {
   QYOLO_ASSIGN_OR_RETURN(BackendDesc vp, make(CUDNN_BACKEND_VARIANT_PACK_DESCRIPTOR));
-  int64_t uids[5] = {kUidX, kUidW, kUidY, 0, 0};
-  void* ptrs[5] = {const_cast<void*>(x), const_cast<void*>(w), y, nullptr, nullptr};
+  int64_t uids[7] = {kUidX, kUidW, kUidY};
+  void* ptrs[7] = {const_cast<void*>(x), const_cast<void*>(w), y};
   int64_t n = 3;
   if (bias) uids[n] = kUidBias, ptrs[n++] = const_cast<void*>(bias);
   if (residual) uids[n] = kUidResidual, ptrs[n++] = const_cast<void*>(residual);
+  if (scale) uids[n] = kUidScale, ptrs[n++] = const_cast<void*>(scale);
+  if (out_inv_scale) uids[n] = kUidOutInvScale, ptrs[n++] = const_cast<void*>(out_inv_scale);
   QYOLO_CUDA_CHECK(cudnnBackendSetAttribute(vp.get(), CUDNN_ATTR_VARIANT_PACK_UNIQUE_IDS, CUDNN_TYPE_INT64, n, uids));
   QYOLO_CUDA_CHECK(cudnnBackendSetAttribute(vp.get(), CUDNN_ATTR_VARIANT_PACK_DATA_POINTERS, CUDNN_TYPE_VOID_PTR, n, ptrs));
   QYOLO_CUDA_CHECK(cudnnBackendSetAttribute(vp.get(), CUDNN_ATTR_VARIANT_PACK_WORKSPACE, CUDNN_TYPE_VOID_PTR, 1, &ws));
@@ -85,6 +88,16 @@ struct Candidate {
 
 }  // namespace
 
+std::optional<GraphConvProblem::Act> graph_activation(FusedActivation a) {
+  switch (a) {
+    case FusedActivation::kNone: return GraphConvProblem::Act::kNone;
+    case FusedActivation::kRelu: return GraphConvProblem::Act::kRelu;
+    case FusedActivation::kSilu: return GraphConvProblem::Act::kSilu;
+    case FusedActivation::kSigmoid: return GraphConvProblem::Act::kSigmoid;
+    default: return std::nullopt;
+  }
+}
+
 Result<std::unique_ptr<GraphConvPlan>> GraphConvPlan::create(cudnnHandle_t handle, cudaStream_t stream,
                                                              const GraphConvProblem& p, const void* weights,
                                                              size_t workspace_limit, DeviceBuffer* tuning_workspace,
@@ -96,42 +109,57 @@ Result<std::unique_ptr<GraphConvPlan>> GraphConvPlan::create(cudnnHandle_t handl
   strides_of(p.nhwc, p.cg, p.r, p.s, ws);
   strides_of(p.nhwc, p.k, p.oh, p.ow, ys);
   if (p.y_pitch != 0 && (!p.nhwc || p.y_pitch < p.k)) return invalid_argument("cuDNN graph conv: bad output pitch");
+  const bool int8 = p.dtype == CUDNN_DATA_INT8;
+  if (int8 && (!p.nhwc || !p.fused || (p.y_dtype != CUDNN_DATA_HALF && p.y_dtype != CUDNN_DATA_INT8)))
+    return invalid_argument("cuDNN graph conv: int8 needs NHWC, the fused epilogue and half or int8 output");
+  const cudnnDataType_t y_dtype = int8 ? p.y_dtype : p.dtype;
   const int64_t pitch = p.y_pitch != 0 ? p.y_pitch : p.k;
   int64_t ys_out[4];
   strides_of(p.nhwc, pitch, p.oh, p.ow, ys_out);
   QYOLO_ASSIGN_OR_RETURN(BackendDesc tx, tensor(kUidX, p.dtype, xd, xs));
   QYOLO_ASSIGN_OR_RETURN(BackendDesc tw, tensor(kUidW, p.dtype, wd, ws));
-  QYOLO_ASSIGN_OR_RETURN(BackendDesc ty, tensor(kUidY, p.dtype, yd, ys_out));
-  // Fused epilogue: conv -> [+ bias] -> [act] -> [+ residual] -> y, fp32 virtual intermediates.
+  QYOLO_ASSIGN_OR_RETURN(BackendDesc ty, tensor(kUidY, y_dtype, yd, ys_out));
+  // Fused epilogue: conv -> [* scale] -> [+ bias] -> [act] -> [+ residual] -> [* 1/s_out] -> y,
+  // fp32 virtual intermediates (int32 out of an int8 conv).
   struct Stage {
     cudnnPointwiseMode_t mode;
     int64_t operand_uid;  // 0: unary
   };
   std::vector<Stage> stages;
   if (p.fused) {
+    if (int8) stages.push_back({CUDNN_POINTWISE_MUL, kUidScale});
     if (p.bias) stages.push_back({CUDNN_POINTWISE_ADD, kUidBias});
     if (p.act == GraphConvProblem::Act::kRelu) stages.push_back({CUDNN_POINTWISE_RELU_FWD, 0});
     if (p.act == GraphConvProblem::Act::kSilu) stages.push_back({CUDNN_POINTWISE_SWISH_FWD, 0});
     if (p.act == GraphConvProblem::Act::kSigmoid) stages.push_back({CUDNN_POINTWISE_SIGMOID_FWD, 0});
     if (p.residual) stages.push_back({CUDNN_POINTWISE_ADD, kUidResidual});
+    if (int8 && y_dtype == CUDNN_DATA_INT8) stages.push_back({CUDNN_POINTWISE_MUL, kUidOutInvScale});
   }
   std::vector<BackendDesc> virt;  // the conv's output and each stage's but the last
   for (size_t i = 0; i < stages.size(); ++i) {
-    QYOLO_ASSIGN_OR_RETURN(BackendDesc t, tensor(kUidVirtual + static_cast<int64_t>(i), CUDNN_DATA_FLOAT, yd, ys, true));
+    const cudnnDataType_t vt = int8 && i == 0 ? CUDNN_DATA_INT32 : CUDNN_DATA_FLOAT;
+    QYOLO_ASSIGN_OR_RETURN(BackendDesc t, tensor(kUidVirtual + static_cast<int64_t>(i), vt, yd, ys, true));
     virt.push_back(std::move(t));
   }
-  BackendDesc tbias, tres;
+  const int64_t kd[4] = {1, p.k, 1, 1};
+  const int64_t kstr[4] = {p.k, 1, p.k, p.k};
+  BackendDesc tbias, tres, tscale, tinv;
   if (p.fused && p.bias) {
-    const int64_t bd[4] = {1, p.k, 1, 1};
-    const int64_t bs[4] = {p.k, 1, p.k, p.k};
-    QYOLO_ASSIGN_OR_RETURN(tbias, tensor(kUidBias, CUDNN_DATA_FLOAT, bd, bs));
+    QYOLO_ASSIGN_OR_RETURN(tbias, tensor(kUidBias, CUDNN_DATA_FLOAT, kd, kstr));
   }
   if (p.fused && p.residual) {
-    QYOLO_ASSIGN_OR_RETURN(tres, tensor(kUidResidual, p.dtype, yd, ys));
+    QYOLO_ASSIGN_OR_RETURN(tres, tensor(kUidResidual, int8 ? CUDNN_DATA_HALF : p.dtype, yd, ys));
+  }
+  if (p.fused && int8) {
+    QYOLO_ASSIGN_OR_RETURN(tscale, tensor(kUidScale, CUDNN_DATA_FLOAT, kd, kstr));
+    const int64_t one[4] = {1, 1, 1, 1};
+    if (y_dtype == CUDNN_DATA_INT8) {
+      QYOLO_ASSIGN_OR_RETURN(tinv, tensor(kUidOutInvScale, CUDNN_DATA_FLOAT, one, one));
+    }
   }
 
   QYOLO_ASSIGN_OR_RETURN(BackendDesc conv, make(CUDNN_BACKEND_CONVOLUTION_DESCRIPTOR));
-  const cudnnDataType_t comp = CUDNN_DATA_FLOAT;
+  const cudnnDataType_t comp = int8 ? CUDNN_DATA_INT32 : CUDNN_DATA_FLOAT;
   const cudnnConvolutionMode_t mode = CUDNN_CROSS_CORRELATION;
   const int64_t spatial = 2;
   QYOLO_CUDA_CHECK(cudnnBackendSetAttribute(conv.get(), CUDNN_ATTR_CONVOLUTION_COMP_TYPE, CUDNN_TYPE_DATA_TYPE, 1, &comp));
@@ -160,9 +188,12 @@ Result<std::unique_ptr<GraphConvPlan>> GraphConvPlan::create(cudnnHandle_t handl
 
   std::vector<BackendDesc> pw_ops;
   for (size_t i = 0; i < stages.size(); ++i) {
-    cudnnBackendDescriptor_t operand = stages[i].operand_uid == kUidBias       ? tbias.get()
-                                       : stages[i].operand_uid == kUidResidual ? tres.get()
-                                                                               : nullptr;
+    const int64_t u = stages[i].operand_uid;
+    cudnnBackendDescriptor_t operand = u == kUidBias       ? tbias.get()
+                                       : u == kUidResidual ? tres.get()
+                                       : u == kUidScale    ? tscale.get()
+                                       : u == kUidOutInvScale ? tinv.get()
+                                                           : nullptr;
     cudnnBackendDescriptor_t out = i + 1 == stages.size() ? ty.get() : virt[i + 1].get();
     QYOLO_ASSIGN_OR_RETURN(BackendDesc o, pointwise_op(stages[i].mode, virt[i].get(), operand, out));
     pw_ops.push_back(std::move(o));
@@ -270,23 +301,31 @@ Result<std::unique_ptr<GraphConvPlan>> GraphConvPlan::create(cudnnHandle_t handl
   if (cands.empty()) return unsupported("no cuDNN graph engine could be finalised for this convolution");
 
   // Time each on scratch data (finite values).
-  const size_t es = p.dtype == CUDNN_DATA_HALF ? 2 : 4;
-  QYOLO_ASSIGN_OR_RETURN(auto xb, DeviceBuffer::allocate(static_cast<size_t>(p.n * p.c * p.h * p.w) * es));
-  QYOLO_ASSIGN_OR_RETURN(auto yb, DeviceBuffer::allocate(static_cast<size_t>(p.n * pitch * p.oh * p.ow) * es));
+  auto elem_size = [](cudnnDataType_t t) -> size_t { return t == CUDNN_DATA_INT8 ? 1 : t == CUDNN_DATA_HALF ? 2 : 4; };
+  QYOLO_ASSIGN_OR_RETURN(auto xb, DeviceBuffer::allocate(static_cast<size_t>(p.n * p.c * p.h * p.w) * elem_size(p.dtype)));
+  QYOLO_ASSIGN_OR_RETURN(auto yb, DeviceBuffer::allocate(static_cast<size_t>(p.n * pitch * p.oh * p.ow) * elem_size(y_dtype)));
   QYOLO_CUDA_CHECK(cudaMemsetAsync(xb.get(), 0x11, xb.size(), stream));
-  DeviceBuffer bb, rb;
+  DeviceBuffer bb, rb, sb;
   if (p.fused && p.bias) {
     QYOLO_ASSIGN_OR_RETURN(bb, DeviceBuffer::allocate(static_cast<size_t>(p.k) * 4));
     QYOLO_CUDA_CHECK(cudaMemsetAsync(bb.get(), 0, bb.size(), stream));
   }
   if (p.fused && p.residual) {
-    QYOLO_ASSIGN_OR_RETURN(rb, DeviceBuffer::allocate(static_cast<size_t>(p.n * p.k * p.oh * p.ow) * es));
+    const size_t res = int8 ? 2 : elem_size(p.dtype);
+    QYOLO_ASSIGN_OR_RETURN(rb, DeviceBuffer::allocate(static_cast<size_t>(p.n * p.k * p.oh * p.ow) * res));
     QYOLO_CUDA_CHECK(cudaMemsetAsync(rb.get(), 0, rb.size(), stream));
   }
+  if (p.fused && int8) {  // scales [K] then the requantisation scalar: small finite values
+    QYOLO_ASSIGN_OR_RETURN(sb, DeviceBuffer::allocate(static_cast<size_t>(p.k + 1) * 4));
+    std::vector<float> ones(static_cast<size_t>(p.k + 1), 1e-3f);
+    QYOLO_RETURN_IF_ERROR(sb.upload(ones.data(), sb.size()));
+  }
+  const void* scale_ptr = sb.get();
+  const void* inv_ptr = sb.get() && y_dtype == CUDNN_DATA_INT8 ? sb.as<float>() + p.k : nullptr;
   void* wsp = tuning_workspace ? tuning_workspace->get() : nullptr;
   int best = -1;
   for (size_t i = 0; i < cands.size(); ++i) {
-    auto vp = variant_pack(xb.get(), weights, yb.get(), wsp, bb.get(), rb.get());
+    auto vp = variant_pack(xb.get(), weights, yb.get(), wsp, bb.get(), rb.get(), scale_ptr, inv_ptr);
     if (!vp) continue;
     auto ms = time_launches(stream, 1, 3, [&]() -> Status {
       QYOLO_CUDA_CHECK(cudnnBackendExecute(handle, cands[i].plan.get(), vp->get()));
@@ -314,16 +353,11 @@ Result<std::unique_ptr<GraphConvPlan>> GraphConvPlan::create(cudnnHandle_t handl
 }
 
 Status GraphConvPlan::execute(cudnnHandle_t handle, const void* x, const void* w, void* y, void* workspace,
-                              const void* bias, const void* residual) {
-  if (!vp_ || vp_ptrs_[0] != x || vp_ptrs_[1] != w || vp_ptrs_[2] != y || vp_ptrs_[3] != workspace ||
-      vp_ptrs_[4] != bias || vp_ptrs_[5] != residual) {
-    QYOLO_ASSIGN_OR_RETURN(vp_, variant_pack(x, w, y, workspace, bias, residual));
-    vp_ptrs_[0] = x;
-    vp_ptrs_[1] = w;
-    vp_ptrs_[2] = y;
-    vp_ptrs_[3] = workspace;
-    vp_ptrs_[4] = bias;
-    vp_ptrs_[5] = residual;
+                              const void* bias, const void* residual, const void* scale, const void* out_inv_scale) {
+  const void* now[8] = {x, w, y, workspace, bias, residual, scale, out_inv_scale};
+  if (!vp_ || !std::equal(now, now + 8, vp_ptrs_)) {
+    QYOLO_ASSIGN_OR_RETURN(vp_, variant_pack(x, w, y, workspace, bias, residual, scale, out_inv_scale));
+    std::copy(now, now + 8, vp_ptrs_);
   }
   QYOLO_CUDA_CHECK(cudnnBackendExecute(handle, plan_->get(), vp_.get()));
   return Status::ok();

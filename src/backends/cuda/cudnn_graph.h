@@ -7,9 +7,11 @@
 #include <cudnn.h>
 
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "backends/cuda/cuda_check.h"
+#include "ir/ops/conv2d.h"
 
 namespace qyolo::cuda {
 
@@ -19,7 +21,12 @@ struct BackendDescTraits {
 using BackendDesc = Owner<cudnnBackendDescriptor_t, BackendDescTraits>;
 
 struct GraphConvProblem {
-  cudnnDataType_t dtype = CUDNN_DATA_HALF;  // x, w, y
+  // x, w and y. CUDNN_DATA_INT8: int8 x and w (NHWC, channels padded to 16), int32
+  // accumulation, y of y_dtype; the epilogue (always fused) starts with the per-channel
+  // dequantisation (`scale` [K] fp32: real = scale * acc) and, for int8 y, ends with the
+  // requantisation (`out_inv_scale` [1] fp32 on the device: y_q = round(y * out_inv_scale)).
+  cudnnDataType_t dtype = CUDNN_DATA_HALF;
+  cudnnDataType_t y_dtype = CUDNN_DATA_HALF;  // int8 x only: CUDNN_DATA_HALF or CUDNN_DATA_INT8
   bool nhwc = true;
   int64_t n = 0, c = 0, h = 0, w = 0;  // input
   int64_t k = 0, cg = 0, r = 0, s = 0; // filter (cg = c / group)
@@ -33,8 +40,12 @@ struct GraphConvProblem {
   // passed to execute(). act: kNone, kRelu, kSilu (swish) or kSigmoid.
   bool fused = false;
   bool bias = false, residual = false;
+  // int8 x: the residual is half (it is the float value other layers read); otherwise like y.
   enum class Act { kNone, kRelu, kSilu, kSigmoid } act = Act::kNone;
 };
+
+// The fused epilogue's activation for a conv's; nullopt when cuDNN's pointwise ops lack it.
+std::optional<GraphConvProblem::Act> graph_activation(FusedActivation a);
 
 class GraphConvPlan {
  public:
@@ -57,8 +68,10 @@ class GraphConvPlan {
   // Measured time of the chosen engine at build (0 when reused from a stored tactic).
   float tuned_ms() const { return ms_; }
   // Runs the plan (the variant pack is rebuilt only when a pointer changed).
+  // INT8 problems also take the dequantisation scales and, with int8 y, the requantisation scalar.
   Status execute(cudnnHandle_t handle, const void* x, const void* w, void* y, void* workspace,
-                 const void* bias = nullptr, const void* residual = nullptr);
+                 const void* bias = nullptr, const void* residual = nullptr, const void* scale = nullptr,
+                 const void* out_inv_scale = nullptr);
   std::string info() const { return info_; }
   // Another user of the same plan (its own variant pack): identical convolutions share plans.
   std::unique_ptr<GraphConvPlan> share() const {
@@ -74,7 +87,7 @@ class GraphConvPlan {
   GraphConvPlan() = default;
   std::shared_ptr<BackendDesc> plan_;
   BackendDesc vp_;
-  const void* vp_ptrs_[6] = {nullptr, nullptr, nullptr, nullptr, nullptr, nullptr};
+  const void* vp_ptrs_[8] = {};
   size_t workspace_ = 0;
   float ms_ = 0;
   std::string info_;
