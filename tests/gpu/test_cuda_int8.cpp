@@ -326,6 +326,63 @@ TEST(CudaInt8, ConcatOfInt8ConvsIsWrittenInPlace) {
   }
 }
 
+// --int8 --fp16 with the per-layer choice: the timings, cuDNN INT8 decisions and the engine-level
+// verdict are tactics, so a rebuild from them (an engine file load) times nothing new and gives the
+// same engine, bit for bit. (On an H100 this small graph stays all FP16, so the engine-level
+// timing is skipped; the mix's accuracy is YoloV5nMatchesCpuInt8's.)
+TEST(CudaInt8, PerLayerChoiceIsReproducedFromTactics) {
+  QYOLO_REQUIRE_INT8_GPU();
+  std::mt19937 rng(test_seed() + 15);
+  GraphSpec spec;
+  spec.inputs = {{"x", {2, 16, 40, 40}}};
+  auto conv = [&](const std::vector<std::string>& in, const std::string& y, int64_t c, int64_t k, int64_t ks) {
+    const float ws = 1.0f / std::sqrt(static_cast<float>(c * ks * ks));
+    spec.constants[y + "_w"] = random_tensor({k, c, ks, ks}, rng, -ws, ws);
+    spec.constants[y + "_b"] = random_tensor({k}, rng, -0.2f, 0.2f);
+    std::vector<std::string> inputs = {in[0], y + "_w", y + "_b"};
+    if (in.size() > 1) inputs.push_back(in[1]);  // residual
+    const int64_t p = ks / 2;
+    spec.nodes.push_back(make_node("Conv", inputs, {y},
+                                   {{"kernel_shape", std::vector<int64_t>{ks, ks}},
+                                    {"pads", std::vector<int64_t>{p, p, p, p}},
+                                    {"qyolo_activation", std::string("silu")},
+                                    {"qyolo_input_scale", scale_from_amax(2.0f)}}));
+  };
+  conv({"x"}, "a", 16, 32, 3);
+  conv({"a"}, "b", 32, 32, 1);
+  conv({"b", "a"}, "c", 32, 32, 3);
+  conv({"c"}, "y", 32, 16, 1);
+  spec.outputs = {"y"};
+  auto sg = specialize_spec(spec);
+  ASSERT_TRUE(sg.is_ok()) << sg.status().to_string();
+  std::map<std::string, Tensor> inputs{{"x", random_tensor({2, 16, 40, 40}, rng, -2.f, 2.f)}}, got1, got2;
+  CudaBuildOptions opt;
+  opt.precision = CudaPrecision::kInt8;
+  opt.int8_fp16 = true;
+  auto first = CudaExecutor::build(*sg, opt);
+  ASSERT_TRUE(first.is_ok()) << first.status().to_string();
+  const auto& tactics = (*first)->tactics();
+  auto has_prefix = [&](const std::string& prefix) {
+    return std::any_of(tactics.begin(), tactics.end(), [&](const auto& kv) { return kv.first.rfind(prefix, 0) == 0; });
+  };
+  EXPECT_TRUE(has_prefix("convtime:"));
+  EXPECT_TRUE(has_prefix("engine-precision:"));
+  opt.tactics = tactics;
+  auto second = CudaExecutor::build(*sg, opt);
+  ASSERT_TRUE(second.is_ok()) << second.status().to_string();
+  EXPECT_EQ((*second)->tactics(), tactics);  // nothing timed again
+  const std::string s1 = (*first)->summary(), s2 = (*second)->summary();
+  EXPECT_EQ(count_in(s1, "[int8 "), count_in(s2, "[int8 ")) << s1 << "\n" << s2;
+  EXPECT_EQ(count_in(s1, "int8 cudnn"), count_in(s2, "int8 cudnn")) << s1 << "\n" << s2;
+  ASSERT_TRUE(run_gpu_poisoned(**first, inputs, got1).is_ok());
+  ASSERT_TRUE(run_gpu_poisoned(**second, inputs, got2).is_ok());
+  const Diff d = compare(got1.at("y"), got2.at("y"));
+  EXPECT_EQ(d.nan_count, 0) << s1;
+  EXPECT_EQ(d.max_abs_err, 0.0) << s1 << "\n" << s2;
+  std::printf("per-layer choice: %zu of 4 convs INT8 (%zu on cuDNN INT8); rebuilt from %zu tactics\n%s",
+              count_in(s1, "[int8 "), count_in(s1, "int8 cudnn"), tactics.size(), s1.substr(0, s1.find("\n  Conv")).c_str());
+}
+
 // The whole network, min-max scales from one image, CPU INT8 vs GPU INT8.
 TEST(CudaInt8, YoloV5nMatchesCpuInt8) {
   QYOLO_REQUIRE_INT8_GPU();
