@@ -138,9 +138,9 @@ double ResizeAttrs::source_coord(size_t d, int64_t x, int64_t in) const {
 }
 
 int64_t ResizeAttrs::nearest_index(size_t d, double c, int64_t in) const {
-  double r;
   const double fl = std::floor(c);
   const double frac = c - fl;
+  double r = fl;  // every mode below sets it (initialised for -Wmaybe-uninitialized)
   switch (nearest) {
     case ResizeNearestMode::kRoundPreferFloor:
       r = frac <= 0.5 ? fl : fl + 1.0;
