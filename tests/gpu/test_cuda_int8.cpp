@@ -209,6 +209,23 @@ INSTANTIATE_TEST_SUITE_P(
                       Int8Case{"deep_k_c256", 1, 256, 10, 10, 128, 3, 1, 1, 1, true, "silu", false, 2.0f}),
     [](const ::testing::TestParamInfo<Int8Case>& i) { return std::string(i.param.name); });
 
+// Appends a same-padded SiLU conv (random weights ~ 1/sqrt(fan-in), bias in [-0.2, 0.2]) marked
+// INT8 with input scale amax / 127: in[0] is its input, in[1] (optional) its residual.
+void add_int8_silu_conv(GraphSpec& spec, std::mt19937& rng, const std::vector<std::string>& in, const std::string& y,
+                        int64_t c, int64_t k, int64_t ks, float amax) {
+  const float ws = 1.0f / std::sqrt(static_cast<float>(c * ks * ks));
+  spec.constants[y + "_w"] = random_tensor({k, c, ks, ks}, rng, -ws, ws);
+  spec.constants[y + "_b"] = random_tensor({k}, rng, -0.2f, 0.2f);
+  std::vector<std::string> inputs = {in[0], y + "_w", y + "_b"};
+  if (in.size() > 1) inputs.push_back(in[1]);  // residual
+  const int64_t p = ks / 2;
+  spec.nodes.push_back(make_node("Conv", inputs, {y},
+                                 {{"kernel_shape", std::vector<int64_t>{ks, ks}},
+                                  {"pads", std::vector<int64_t>{p, p, p, p}},
+                                  {"qyolo_activation", std::string("silu")},
+                                  {"qyolo_input_scale", scale_from_amax(amax)}}));
+}
+
 // conv -> conv (+ concat, + maxpool): the first conv requantises its output for the second in its
 // epilogue (no separate quantize pass); the result stays close to the CPU INT8 chain.
 TEST(CudaInt8, ChainFusesRequantisation) {
@@ -217,15 +234,7 @@ TEST(CudaInt8, ChainFusesRequantisation) {
   GraphSpec spec;
   spec.inputs = {{"x", {2, 16, 24, 24}}};
   auto conv = [&](const std::string& x, const std::string& y, int64_t c, int64_t k, int64_t ks, float amax) {
-    const float ws = 1.0f / std::sqrt(static_cast<float>(c * ks * ks));
-    spec.constants[y + "_w"] = random_tensor({k, c, ks, ks}, rng, -ws, ws);
-    spec.constants[y + "_b"] = random_tensor({k}, rng, -0.2f, 0.2f);
-    const int64_t p = ks / 2;
-    spec.nodes.push_back(make_node("Conv", {x, y + "_w", y + "_b"}, {y},
-                                   {{"kernel_shape", std::vector<int64_t>{ks, ks}},
-                                    {"pads", std::vector<int64_t>{p, p, p, p}},
-                                    {"qyolo_activation", std::string("silu")},
-                                    {"qyolo_input_scale", scale_from_amax(amax)}}));
+    add_int8_silu_conv(spec, rng, {x}, y, c, k, ks, amax);
   };
   conv("x", "a", 16, 32, 3, 2.0f);
   conv("a", "b", 32, 32, 1, 1.5f);  // a's only reader: the requantisation fuses into conv a
@@ -276,19 +285,7 @@ TEST(CudaInt8, ConcatOfInt8ConvsIsWrittenInPlace) {
   GraphSpec spec;
   spec.inputs = {{"x", {2, 16, 20, 20}}};
   auto conv = [&](const std::vector<std::string>& in, const std::string& y, int64_t c, int64_t k, int64_t ks,
-                  float amax) {
-    const float ws = 1.0f / std::sqrt(static_cast<float>(c * ks * ks));
-    spec.constants[y + "_w"] = random_tensor({k, c, ks, ks}, rng, -ws, ws);
-    spec.constants[y + "_b"] = random_tensor({k}, rng, -0.2f, 0.2f);
-    std::vector<std::string> inputs = {in[0], y + "_w", y + "_b"};
-    if (in.size() > 1) inputs.push_back(in[1]);  // residual
-    const int64_t p = ks / 2;
-    spec.nodes.push_back(make_node("Conv", inputs, {y},
-                                   {{"kernel_shape", std::vector<int64_t>{ks, ks}},
-                                    {"pads", std::vector<int64_t>{p, p, p, p}},
-                                    {"qyolo_activation", std::string("silu")},
-                                    {"qyolo_input_scale", scale_from_amax(amax)}}));
-  };
+                  float amax) { add_int8_silu_conv(spec, rng, in, y, c, k, ks, amax); };
   conv({"x"}, "a", 16, 32, 3, 2.0f);
   conv({"a"}, "m", 32, 32, 1, 1.5f);
   conv({"m", "a"}, "b", 32, 32, 3, 1.5f);  // with the residual a: the bottleneck
@@ -336,17 +333,7 @@ TEST(CudaInt8, PerLayerChoiceIsReproducedFromTactics) {
   GraphSpec spec;
   spec.inputs = {{"x", {2, 16, 40, 40}}};
   auto conv = [&](const std::vector<std::string>& in, const std::string& y, int64_t c, int64_t k, int64_t ks) {
-    const float ws = 1.0f / std::sqrt(static_cast<float>(c * ks * ks));
-    spec.constants[y + "_w"] = random_tensor({k, c, ks, ks}, rng, -ws, ws);
-    spec.constants[y + "_b"] = random_tensor({k}, rng, -0.2f, 0.2f);
-    std::vector<std::string> inputs = {in[0], y + "_w", y + "_b"};
-    if (in.size() > 1) inputs.push_back(in[1]);  // residual
-    const int64_t p = ks / 2;
-    spec.nodes.push_back(make_node("Conv", inputs, {y},
-                                   {{"kernel_shape", std::vector<int64_t>{ks, ks}},
-                                    {"pads", std::vector<int64_t>{p, p, p, p}},
-                                    {"qyolo_activation", std::string("silu")},
-                                    {"qyolo_input_scale", scale_from_amax(2.0f)}}));
+    add_int8_silu_conv(spec, rng, in, y, c, k, ks, 2.0f);
   };
   conv({"x"}, "a", 16, 32, 3);
   conv({"a"}, "b", 32, 32, 1);

@@ -815,7 +815,7 @@ class ConvInt8Kernel final : public CudaKernel {
     if (!cudnn_eligible_) return Status::ok();
     const bool y_out = !written.empty() && written[0];
     const bool q_out = fused_quant_ && written.size() > 1 && written[1];
-    if (p_.decode || (!y_out && !q_out)) {  // our kernel: the decode
+    if (p_.decode || (!y_out && !q_out)) {  // our kernel: the decode (or nothing read at all)
       use_cudnn_ = false;
       cudnn_.reset();
       return Status::ok();
