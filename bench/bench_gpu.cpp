@@ -39,6 +39,7 @@ struct Args {
   bool cudnn_graph = true, profile = false, cudnn_fusion = true;
   // A/B switches for this session's build features (the JSON "without" field lists those off).
   bool direct_stem = true, concurrent = true, concat_in_place = true, cublaslt = true, cudnn_int8 = true;
+  bool fp16_stem = true;  // int8-fp16: the image stem on the direct FP16 kernel writing int8 (--int8-stem: INT8)
   // Time the whole detection path on the GPU: letterbox from uint8 1080x810 RGB images already in
   // device memory, the network, decode + NMS (detections stay on the device).
   bool prepost = false;
@@ -55,7 +56,7 @@ int usage(const char* msg) {
                "       [--float-layers REGEX] [--int8-tactic N] [--all-int8] [--prepost] [--graph]\n"
                "       [--layout auto|nchw|nhwc] [--iters N] [--warmup N] [--unfused] [--no-fp32-tail] [--heuristic]\n"
                "       [--legacy-conv] [--no-cudnn-fusion] [--no-direct-stem] [--one-stream] [--no-concat-in-place]\n"
-               "       [--no-cublaslt] [--no-cudnn-int8]\n"
+               "       [--no-cublaslt] [--no-cudnn-int8] [--int8-stem]\n"
                "       [--summary] [--profile] [--json]\n",
                msg);
   return 2;
@@ -248,6 +249,7 @@ int main(int argc, char** argv) {
     else if (s == "--no-concat-in-place") a.concat_in_place = false;
     else if (s == "--no-cublaslt") a.cublaslt = false;
     else if (s == "--no-cudnn-int8") a.cudnn_int8 = false;
+    else if (s == "--int8-stem") a.fp16_stem = false;
     else if (s == "--prepost") a.prepost = true;
     else if (s == "--all-int8") a.all_int8 = true;
     else if (!s.empty() && s[0] == '-') return usage(("unknown option " + s).c_str());
@@ -288,6 +290,7 @@ int main(int argc, char** argv) {
   opt.concat_in_place = a.concat_in_place;
   opt.cublaslt_convs = a.cublaslt ? 1 : 0;
   opt.cudnn_int8 = a.cudnn_int8 ? 1 : 0;
+  opt.int8_fp16_stem = a.fp16_stem;
   opt.int8_tactic = a.int8_tactic;
   opt.int8_fp16 = a.int8_fp16;
   opt.int8_fp16_choose = !a.all_int8;
@@ -406,7 +409,7 @@ int main(int argc, char** argv) {
                 a.cudnn_graph ? (a.cudnn_fusion ? "graph" : "graph-unfused") : "legacy", a.prepost ? "true" : "false",
                 n_int8, cost.conv_macs / 1e9, cost.int8_macs / 1e9, cost.bytes / 1e9,
                 ((a.direct_stem ? "" : " direct-stem") + std::string(a.concurrent ? "" : " concurrency") +
-                 (a.concat_in_place ? "" : " concat-in-place") + (a.cublaslt ? "" : " cublaslt") + (a.cudnn_int8 ? "" : " cudnn-int8")).c_str());
+                 (a.concat_in_place ? "" : " concat-in-place") + (a.cublaslt ? "" : " cublaslt") + (a.cudnn_int8 ? "" : " cudnn-int8") + (a.fp16_stem ? "" : " fp16-stem")).c_str());
     std::fprintf(stderr, "%s b%d %s: %.1f of %.1f GMAC in INT8 convs\n", a.model.c_str(), a.batch, prec,
                  cost.int8_macs / 1e9, cost.conv_macs / 1e9);
   } else {

@@ -276,6 +276,29 @@ TEST(CudaInt8, ChainFusesRequantisation) {
   }
 }
 
+// Concat in place on the INT8 path against the same build without it (`extra_steps` more steps
+// there): output y bit for bit with fp32 between layers, where the requantising epilogue
+// quantises the same fp32 values the quantize pass would; with half between layers the copy path
+// rounds the producers' outputs to half first, so single values may flip by 1 LSB. Both close to
+// the CPU reference.
+void expect_matches_copied_concat(const SpecializedGraph& sg, const std::map<std::string, Tensor>& inputs,
+                                  const std::map<std::string, Tensor>& ref, CudaBuildOptions opt, CudaExecutor& gpu,
+                                  size_t extra_steps) {
+  const std::string summary = gpu.summary();
+  opt.concat_in_place = false;
+  auto copied = CudaExecutor::build(sg, opt);
+  ASSERT_TRUE(copied.is_ok()) << copied.status().to_string();
+  EXPECT_EQ((*copied)->num_steps(), gpu.num_steps() + extra_steps) << summary;
+  std::map<std::string, Tensor> got, got_copied;
+  ASSERT_TRUE(run_gpu_poisoned(gpu, inputs, got).is_ok());
+  ASSERT_TRUE(run_gpu_poisoned(**copied, inputs, got_copied).is_ok());
+  if (!opt.int8_fp16) EXPECT_EQ(compare(got.at("y"), got_copied.at("y")).max_abs_err, 0.0) << summary;
+  else EXPECT_LE(compare(got.at("y"), got_copied.at("y")).rel(), 2e-2) << summary;
+  Diff d = compare(got.at("y"), ref.at("y"));
+  EXPECT_EQ(d.nan_count, 0) << summary;
+  EXPECT_LE(d.rel(), 2e-2) << "max abs err " << d.max_abs_err << " of " << d.max_abs_ref << "\n" << summary;
+}
+
 // C3-style block: two INT8 convs concatenated, the concat read only by the next INT8 conv. Each
 // producer requantises into its channel slice of the int8 buffer (no Concat, no quantize pass):
 // bit for bit what concat + quantize computes with fp32 between layers, and close to the CPU.
@@ -306,20 +329,110 @@ TEST(CudaInt8, ConcatOfInt8ConvsIsWrittenInPlace) {
     EXPECT_EQ(summary.find("Concat node"), std::string::npos) << summary;
     EXPECT_EQ(summary.find("quantize 'cat'"), std::string::npos) << summary;
     EXPECT_EQ(count_in(summary, "into concat"), 2u) << summary;
-    opt.concat_in_place = false;
-    auto copied = CudaExecutor::build(*sg, opt);
-    ASSERT_TRUE(copied.is_ok()) << copied.status().to_string();
-    EXPECT_EQ((*copied)->num_steps(), (*gpu)->num_steps() + 2);  // the Concat and its quantize pass
-    std::map<std::string, Tensor> got, got_copied;
+    // The Concat and its quantize pass are two more steps without concat in place.
+    ASSERT_NO_FATAL_FAILURE(expect_matches_copied_concat(*sg, inputs, ref, opt, **gpu, 2));
+  }
+}
+
+// A concat with inputs other INT8 convs' own outputs (the SPPF pools, the neck's upsampled and
+// skip values): the float concat and its quantize pass become one quantize-concat step writing
+// the int8 slices of the inputs read elsewhere, while the INT8 conv read only by the concat
+// requantises into its own slice. Bit for bit the concat + quantize result with fp32 between
+// layers (the same values quantised with the same scale).
+TEST(CudaInt8, ConcatWithOtherInputsIsQuantisedIntoSlices) {
+  QYOLO_REQUIRE_INT8_GPU();
+  std::mt19937 rng(test_seed() + 16);
+  GraphSpec spec;
+  spec.inputs = {{"x", {2, 16, 20, 20}}};
+  auto conv = [&](const std::vector<std::string>& in, const std::string& y, int64_t c, int64_t k, int64_t ks,
+                  float amax) { add_int8_silu_conv(spec, rng, in, y, c, k, ks, amax); };
+  conv({"x"}, "a", 16, 32, 3, 2.0f);  // read by the pool and the concat
+  spec.nodes.push_back(make_node("MaxPool", {"a"}, {"mp"},
+                                 {{"kernel_shape", std::vector<int64_t>{3, 3}},
+                                  {"pads", std::vector<int64_t>{1, 1, 1, 1}}}));
+  conv({"x"}, "c", 16, 16, 1, 2.0f);  // read only by the concat
+  spec.nodes.push_back(make_node("Concat", {"a", "mp", "c"}, {"cat"}, {{"axis", int64_t{1}}}));
+  conv({"cat"}, "y", 80, 16, 1, 2.5f);
+  spec.outputs = {"y"};
+  auto sg = specialize_spec(spec);
+  ASSERT_TRUE(sg.is_ok()) << sg.status().to_string();
+  std::map<std::string, Tensor> inputs{{"x", random_tensor({2, 16, 20, 20}, rng, -2.f, 2.f)}}, ref;
+  ASSERT_NO_FATAL_FAILURE(cpu_reference(*sg, inputs, ref));
+  for (int variant = 0; variant < 3; ++variant) {
+    const bool fp16 = variant > 0;
+    SCOPED_TRACE(variant == 0 ? "fp32 elsewhere" : variant == 1 ? "fp16 elsewhere, our kernel" : "fp16 elsewhere, cuDNN INT8");
+    CudaBuildOptions opt = all_int8_options(fp16);
+    opt.cudnn_int8 = variant == 2 ? 2 : 0;
+    auto gpu = CudaExecutor::build(*sg, opt);
+    ASSERT_TRUE(gpu.is_ok()) << gpu.status().to_string();
+    const std::string summary = (*gpu)->summary();
+    EXPECT_NE(summary.find("quantize-concat 'cat' (2 of 3 inputs)"), std::string::npos) << summary;
+    EXPECT_EQ(summary.find("Concat node"), std::string::npos) << summary;
+    EXPECT_EQ(summary.find("quantize 'cat'"), std::string::npos) << summary;
+    EXPECT_EQ(count_in(summary, "+quantize into concat"), 1u) << summary;  // conv c
+    // Concat + quantize there against the quantize-concat here (a and mp are the same half
+    // values both ways; conv c requantises as in the test above).
+    ASSERT_NO_FATAL_FAILURE(expect_matches_copied_concat(*sg, inputs, ref, opt, **gpu, 1));
+  }
+}
+
+// --int8 --fp16: the stem on the image stays on the direct FP16 kernel and writes the int8 copy
+// its INT8 reader takes from its fp32 epilogue (no quantize pass), and the half copy too when
+// something else reads it (here: a graph output). The reference is the CPU with the stem in fp32
+// and the reader in INT8: only the half inputs of the stem can move a value across a rounding
+// boundary of the reader's quantisation.
+TEST(CudaInt8, Fp16StemWritesTheInt8CopyItsReaderTakes) {
+  QYOLO_REQUIRE_INT8_GPU();
+  for (bool also_half : {false, true}) {
+    SCOPED_TRACE(also_half ? "stem output read as half too" : "int8 copy only");
+    std::mt19937 rng(test_seed() + 17);
+    auto make = [&](bool stem_marked_int8) {
+      std::mt19937 r = rng;  // same weights for the GPU graph and the CPU reference
+      GraphSpec spec;
+      spec.inputs = {{"x", {2, 3, 64, 96}}};
+      const float ws = 1.0f / std::sqrt(3.0f * 36.0f);
+      spec.constants["s_w"] = random_tensor({32, 3, 6, 6}, r, -ws, ws);
+      spec.constants["s_b"] = random_tensor({32}, r, -0.2f, 0.2f);
+      std::map<std::string, AttrValue> attrs = {{"kernel_shape", std::vector<int64_t>{6, 6}},
+                                                {"strides", std::vector<int64_t>{2, 2}},
+                                                {"pads", std::vector<int64_t>{2, 2, 2, 2}},
+                                                {"qyolo_activation", std::string("silu")}};
+      if (stem_marked_int8) attrs["qyolo_input_scale"] = scale_from_amax(1.0f);
+      spec.nodes.push_back(make_node("Conv", {"x", "s_w", "s_b"}, {"s"}, attrs));
+      add_int8_silu_conv(spec, r, {"s"}, "y", 32, 32, 3, 1.5f);
+      spec.outputs = {"y"};
+      if (also_half) spec.outputs.push_back("s");
+      return specialize_spec(spec);
+    };
+    auto sg = make(true);
+    auto sg_ref = make(false);
+    ASSERT_TRUE(sg.is_ok() && sg_ref.is_ok());
+    std::map<std::string, Tensor> inputs{{"x", random_tensor({2, 3, 64, 96}, rng, 0.f, 1.f)}}, ref, got;
+    ASSERT_NO_FATAL_FAILURE(cpu_reference(*sg_ref, inputs, ref));
+    CudaBuildOptions opt = all_int8_options(true);
+    auto gpu = CudaExecutor::build(*sg, opt);
+    ASSERT_TRUE(gpu.is_ok()) << gpu.status().to_string();
+    const std::string summary = (*gpu)->summary();
+    EXPECT_NE(summary.find("direct stem"), std::string::npos) << summary;
+    EXPECT_NE(summary.find("->int8 scale="), std::string::npos) << summary;
+    EXPECT_EQ(count_in(summary, "quantize '"), 0u) << summary;
+    EXPECT_EQ(count_in(summary, "[int8 "), 1u) << summary;  // the reader only
     ASSERT_TRUE(run_gpu_poisoned(**gpu, inputs, got).is_ok());
-    ASSERT_TRUE(run_gpu_poisoned(**copied, inputs, got_copied).is_ok());
-    // fp32 elsewhere: the epilogue quantises the same fp32 values the quantize pass would, bit for
-    // bit. fp16 elsewhere: the copy path rounds to half first, so single values may flip by 1 LSB.
-    if (!fp16) EXPECT_EQ(compare(got.at("y"), got_copied.at("y")).max_abs_err, 0.0) << summary;
-    else EXPECT_LE(compare(got.at("y"), got_copied.at("y")).rel(), 2e-2) << summary;
     Diff d = compare(got.at("y"), ref.at("y"));
-    EXPECT_EQ(d.nan_count, 0);
+    EXPECT_EQ(d.nan_count, 0) << summary;
     EXPECT_LE(d.rel(), 2e-2) << "max abs err " << d.max_abs_err << " of " << d.max_abs_ref << "\n" << summary;
+    if (also_half) {
+      Diff ds = compare(got.at("s"), ref.at("s"));
+      EXPECT_EQ(ds.nan_count, 0);
+      EXPECT_LE(ds.rel(), 1e-2) << "stem half output: max abs err " << ds.max_abs_err << " of " << ds.max_abs_ref;
+    }
+    // With the option off the stem is INT8 like the rest: a space-to-depth quantize of the image.
+    opt.int8_fp16_stem = false;
+    auto int8_stem = CudaExecutor::build(*sg, opt);
+    ASSERT_TRUE(int8_stem.is_ok()) << int8_stem.status().to_string();
+    EXPECT_EQ(count_in((*int8_stem)->summary(), "[int8 "), 2u) << (*int8_stem)->summary();
+    std::printf("fp16 stem -> int8 (%s): max abs err %.4g of %.4g against the CPU\n", also_half ? "+half" : "int8 only",
+                d.max_abs_err, d.max_abs_ref);
   }
 }
 
@@ -513,6 +626,43 @@ TEST(CudaInt8, YoloV5nMatchesCpuInt8) {
   std::printf("int8 + fp16, per-layer choice: %zu of %d convs INT8; %zu detections (cpu int8 %zu)\n", mixed_int8, n_int8,
               (*dm)[0].size(), (*dc)[0].size());
   EXPECT_NEAR(static_cast<double>((*dm)[0].size()), static_cast<double>((*dc)[0].size()), 1.0);
+
+  // Every eligible conv INT8 with half between layers: the stem (no input scale here: the
+  // min-max pass above observes node outputs only) runs on the direct FP16 kernel writing the
+  // int8 copy, the heads write half padded to 256 channels, and the concats are quantised into
+  // their int8 slices (no float concat).
+  auto ga = CudaExecutor::build(*sg, all_int8_options(true));
+  ASSERT_TRUE(ga.is_ok()) << ga.status().to_string();
+  const std::string as = (*ga)->summary();
+  EXPECT_EQ(count_in(as, "[int8 "), static_cast<size_t>(n_int8)) << as;
+  EXPECT_NE(as.find("[direct stem"), std::string::npos) << as;
+  EXPECT_NE(as.find("->int8 scale="), std::string::npos) << as;
+  for (int h = 0; h < 3; ++h) {  // the detect-head convs: half, 256 channels, decode not fused
+    const std::string head = "Conv node '/model.24/m." + std::to_string(h) + "/Conv'";
+    const size_t at = as.find(head);
+    ASSERT_NE(at, std::string::npos) << as;
+    const std::string line = as.substr(at, as.find('\n', at) - at);
+    EXPECT_NE(line.find("-> float16 nhwc 1x256x"), std::string::npos) << line;
+    EXPECT_EQ(line.find("+decode"), std::string::npos) << line;
+  }
+  EXPECT_GE(count_in(as, "quantize-concat '"), 4u) << as;  // the SPPF and the neck's four
+  EXPECT_EQ(count_in(as, "Concat node '/model.9/"), 0u) << as;
+  std::map<std::string, Tensor> got_all;
+  ASSERT_TRUE(run_gpu_poisoned(**ga, inputs, got_all).is_ok());
+  auto da = postprocess(got_all.at(out_name), HeadKind::kYoloV5, nms);
+  ASSERT_TRUE(da.is_ok());
+  std::printf("all INT8, fp16 stem: %zu detections (cpu int8 %zu)\n", (*da)[0].size(), (*dc)[0].size());
+  EXPECT_NEAR(static_cast<double>((*da)[0].size()), static_cast<double>((*dc)[0].size()), 1.0);
+  // The stem in FP16 instead of INT8 moves scores near the threshold: at most one CPU detection
+  // may lack a same-class GPU box with IoU > 0.8.
+  size_t matched = 0;
+  for (const Detection& c : (*dc)[0]) {
+    float best = 0.f;
+    for (const Detection& gd : (*da)[0])
+      if (gd.class_id == c.class_id) best = std::max(best, iou(gd, c));
+    matched += best > 0.8f;
+  }
+  EXPECT_GE(matched + 1, (*dc)[0].size());
 }
 
 }  // namespace

@@ -131,6 +131,8 @@ TEST(CudaYoloDecode, FewClassesAfterHeadConv) {
 // An INT8 head conv applies the decode in its epilogue (no decode step): bit for bit the unfused
 // GPU result (the decode reads the same fp32 conv output either way), and close to the CPU INT8
 // graph. 85 channels take the elementwise epilogue anyway; 8 (K = 24) would otherwise vectorise.
+// With half between layers a 255-channel head instead writes half padded to 256 channels (so
+// cuDNN's INT8 engines can run it) and the decode is its own step: close to the fused result.
 TEST(CudaYoloDecode, Int8HeadConvFusesTheDecode) {
   QYOLO_REQUIRE_GPU();
   cudaDeviceProp prop{};
@@ -152,6 +154,7 @@ TEST(CudaYoloDecode, Int8HeadConvFusesTheDecode) {
     for (bool fp16 : {false, true}) {
       SCOPED_TRACE(fp16 ? "int8 + fp16" : "int8");
       CudaBuildOptions opt = all_int8_options(fp16);
+      opt.fp16_pad_channels = false;  // a padded head does not fuse (below)
       auto fused = CudaExecutor::build(*sg, opt);
       ASSERT_TRUE(fused.is_ok()) << fused.status().to_string();
       const std::string summary = (*fused)->summary();
@@ -170,6 +173,25 @@ TEST(CudaYoloDecode, Int8HeadConvFusesTheDecode) {
       EXPECT_EQ(same.max_abs_err, 0.0) << summary;
       Diff d = compare(got.at("out"), ref.at("out"));
       EXPECT_LE(d.rel(), 2e-2) << "max abs err " << d.max_abs_err << " of " << d.max_abs_ref << "\n" << summary;
+      if (!fp16 || (a * c) % 8 == 0) continue;
+      for (int cudnn : {0, 2}) {
+        SCOPED_TRACE(cudnn ? "padded head, cuDNN INT8" : "padded head, our kernel");
+        CudaBuildOptions po = all_int8_options(true);
+        po.cudnn_int8 = cudnn;
+        auto padded = CudaExecutor::build(*sg, po);
+        ASSERT_TRUE(padded.is_ok()) << padded.status().to_string();
+        const std::string ps = (*padded)->summary();
+        EXPECT_EQ(ps.find("+decode"), std::string::npos) << ps;
+        EXPECT_NE(ps.find("QyoloYoloDecode node"), std::string::npos) << ps;
+        EXPECT_NE(ps.find("float16 nhwc 2x256x12x20"), std::string::npos) << ps;
+        std::map<std::string, Tensor> got_padded;
+        ASSERT_TRUE(run_gpu_poisoned(**padded, inputs, got_padded).is_ok());
+        Diff dp = compare(got_padded.at("out"), ref.at("out"));
+        EXPECT_EQ(dp.nan_count, 0) << ps;
+        EXPECT_LE(dp.rel(), 2e-2) << "max abs err " << dp.max_abs_err << " of " << dp.max_abs_ref << "\n" << ps;
+        // Only the half rounding of the head's logits separates it from the fused fp32 result.
+        EXPECT_LE(compare(got_padded.at("out"), got.at("out")).rel(), 1e-2) << ps;
+      }
     }
   }
 }

@@ -3,7 +3,9 @@
 // pass), runs an implicit GEMM with mma.sync m16n8k16 f16 x f16 -> f32 (sm_80+), and writes fp16 NHWC
 // with bias and activation fused (SiLU/sigmoid with the fast exp and division intrinsics: their
 // error is far below the half rounding of the output). cuDNN is slow on 3 input channels, and the separate
-// image -> half space-to-depth pass costs a full read and write of the image.
+// image -> half space-to-depth pass costs a full read and write of the image. In INT8 builds with half
+// between layers the stem stays FP16 and also (or only) writes the int8 copy its INT8 readers take,
+// quantised from the fp32 epilogue value (fuse_quantized_output), so no quantize pass follows it.
 //
 // GEMM view: M = output pixels, N = the K output channels, reduction k = (r * S + s) * 4 + c with the
 // input channels padded to 4 (zeros) and k padded to Kp = round_up(R * S * 4, 16) (zero weights).
@@ -14,6 +16,7 @@
 // weights ([K][Kp] half) sit in shared memory too, rows padded by 8 halves (conflict-free B loads).
 #include <cuda_fp16.h>
 
+#include <cmath>
 #include <sstream>
 #include <vector>
 
@@ -34,7 +37,9 @@ struct StemParams {
   const float* x;     // NCHW [N][C][H][W] fp32
   const __half* wt;   // [K][kp] at k = (tap row * S + tap col) * 4 + c; zeros for c >= C and k >= R * S * 4
   const float* bias;  // [K] (zeros when the conv has none)
-  __half* y;          // NHWC, element (n, k, oy, ox) at ((n * oh + oy) * ow + ox) * pitch + k
+  __half* y;          // NHWC, element (n, k, oy, ox) at ((n * oh + oy) * ow + ox) * pitch + k; null: not written
+  int8_t* y8;         // int8 NHWC copy, K channels per pixel (K % 16 == 0); null: not written
+  float inv_scale;    // 1 / its quantisation scale
   int c, h, w;        // input channels (<= 4) and size
   int oh, ow;
   int r, s, stride, pad_h, pad_w;
@@ -234,29 +239,56 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks(NT)) conv_stem_kernel(Ste
   for (int nt = 0; nt < NT; ++nt) bias[nt] = *reinterpret_cast<const float2*>(p.bias + nt * 8 + 2 * q);
   const Act act = static_cast<Act>(p.act);
   const int64_t row_px = (static_cast<int64_t>(img) * p.oh + oy) * p.ow;
+  const bool write_half = p.y != nullptr, write_int8 = p.y8 != nullptr;  // uniform over the grid
+  constexpr int kG4 = NT / 4 * 4, kG2 = kG4 + (NT - kG4) / 2 * 2;
 #pragma unroll
   for (int mt = 0; mt < 2; ++mt) {
 #pragma unroll
     for (int hh = 0; hh < 2; ++hh) {
-      uint32_t v[NT];
+      // v: the channel pair as half2; v8: the same pair as two int8 in the low 16 bits (the quad
+      // transposes move 32-bit words, so both arrays go through the same exchange).
+      uint32_t v[NT], v8[NT];
 #pragma unroll
-      for (int nt = 0; nt < NT; ++nt)
-        v[nt] = pack_half2(apply_act_fast(act, acc[mt][nt][2 * hh] + bias[nt].x, p.alpha),
-                           apply_act_fast(act, acc[mt][nt][2 * hh + 1] + bias[nt].y, p.alpha));
+      for (int nt = 0; nt < NT; ++nt) {
+        const float f0 = apply_act_fast(act, acc[mt][nt][2 * hh] + bias[nt].x, p.alpha);
+        const float f1 = apply_act_fast(act, acc[mt][nt][2 * hh + 1] + bias[nt].y, p.alpha);
+        v[nt] = pack_half2(f0, f1);
+        v8[nt] = write_int8 ? static_cast<uint32_t>(static_cast<uint8_t>(quantize_s8_fast(f0, p.inv_scale))) |
+                                  static_cast<uint32_t>(static_cast<uint8_t>(quantize_s8_fast(f1, p.inv_scale))) << 8
+                            : 0u;
+      }
       // Shuffles before the bounds check: every lane of the quad takes part.
-      constexpr int kG4 = NT / 4 * 4, kG2 = kG4 + (NT - kG4) / 2 * 2;
+      if (write_half) {
 #pragma unroll
-      for (int jb = 0; jb < kG4; jb += 4) quad_transpose<4>(v + jb, q);
-      if constexpr (kG2 > kG4) quad_transpose<2>(v + kG4, q);
+        for (int jb = 0; jb < kG4; jb += 4) quad_transpose<4>(v + jb, q);
+        if constexpr (kG2 > kG4) quad_transpose<2>(v + kG4, q);
+      }
+      if (write_int8) {
+#pragma unroll
+        for (int jb = 0; jb < kG4; jb += 4) quad_transpose<4>(v8 + jb, q);
+        if constexpr (kG2 > kG4) quad_transpose<2>(v8 + kG4, q);
+      }
       const int ox = ox0 + mt * 16 + hh * 8 + g;
       if (ox >= p.ow) continue;
-      __half* yp = p.y + (row_px + ox) * p.pitch;
+      if (write_half) {
+        __half* yp = p.y + (row_px + ox) * p.pitch;
 #pragma unroll
-      for (int jb = 0; jb < kG4; jb += 4)
-        *reinterpret_cast<uint4*>(yp + (jb + q) * 8) = make_uint4(v[jb], v[jb + 1], v[jb + 2], v[jb + 3]);
-      if constexpr (kG2 > kG4)
-        *reinterpret_cast<uint2*>(yp + (kG4 + (q & 1)) * 8 + (q >> 1) * 4) = make_uint2(v[kG4], v[kG4 + 1]);
-      if constexpr (NT > kG2) *reinterpret_cast<uint32_t*>(yp + kG2 * 8 + 2 * q) = v[kG2];
+        for (int jb = 0; jb < kG4; jb += 4)
+          *reinterpret_cast<uint4*>(yp + (jb + q) * 8) = make_uint4(v[jb], v[jb + 1], v[jb + 2], v[jb + 3]);
+        if constexpr (kG2 > kG4)
+          *reinterpret_cast<uint2*>(yp + (kG4 + (q & 1)) * 8 + (q >> 1) * 4) = make_uint2(v[kG4], v[kG4 + 1]);
+        if constexpr (NT > kG2) *reinterpret_cast<uint32_t*>(yp + kG2 * 8 + 2 * q) = v[kG2];
+      }
+      if (write_int8) {  // same channel runs, a byte per channel
+        int8_t* yp = p.y8 + (row_px + ox) * (NT * 8);
+        auto pair = [](uint32_t lo, uint32_t hi) { return (lo & 0xffffu) | (hi << 16); };
+#pragma unroll
+        for (int jb = 0; jb < kG4; jb += 4)
+          *reinterpret_cast<uint2*>(yp + (jb + q) * 8) = make_uint2(pair(v8[jb], v8[jb + 1]), pair(v8[jb + 2], v8[jb + 3]));
+        if constexpr (kG2 > kG4)
+          *reinterpret_cast<uint32_t*>(yp + (kG4 + (q & 1)) * 8 + (q >> 1) * 4) = pair(v8[kG4], v8[kG4 + 1]);
+        if constexpr (NT > kG2) *reinterpret_cast<uint16_t*>(yp + kG2 * 8 + 2 * q) = static_cast<uint16_t>(v8[kG2]);
+      }
     }
   }
 }
@@ -372,12 +404,24 @@ class ConvStemKernel final : public CudaKernel {
     return true;
   }
 
+  // INT8 reader (--int8 --fp16): output 1 is the int8 NHWC copy quantised with `scale`, K channels
+  // per pixel, so K must already be the 16-channel granule INT8 convs read.
+  bool fuse_quantized_output(float scale) override {
+    if (k_ % 16 != 0 || !(scale > 0.f) || !std::isfinite(scale) || quantized_) return false;
+    p_.inv_scale = 1.0f / scale;
+    scale_ = scale;
+    quantized_ = true;
+    return true;
+  }
+
   Status enqueue(const LaunchContext& ctx, std::span<const void* const> in,
                  std::span<void* const> out) override {
     StemParams p = p_;
     p.x = static_cast<const float*>(in[0]);
-    p.y = static_cast<__half*>(out[0]);
-    if (p.x == nullptr || p.y == nullptr || reinterpret_cast<uintptr_t>(p.y) % 16 != 0)
+    p.y = static_cast<__half*>(out[0]);  // null when only the int8 copy is read
+    p.y8 = quantized_ && out.size() > 1 ? static_cast<int8_t*>(out[1]) : nullptr;
+    if (p.x == nullptr || (p.y == nullptr && p.y8 == nullptr) || reinterpret_cast<uintptr_t>(p.y) % 16 != 0 ||
+        reinterpret_cast<uintptr_t>(p.y8) % 16 != 0)
       return internal_error("direct stem conv: missing or misaligned input/output");
     kernel_<<<grid_, kThreads, static_cast<size_t>(smem_), ctx.stream>>>(p);
     QYOLO_CUDA_CHECK_LAUNCH("conv_stem_kernel");
@@ -388,12 +432,15 @@ class ConvStemKernel final : public CudaKernel {
     std::ostringstream os;
     os << "direct stem mma.sync f16 tile " << kTileH << "x" << kTileW << " smem=" << smem_ << "B";
     if (p_.pitch != k_) os << " pitched";
+    if (quantized_) os << " ->int8 scale=" << scale_;
     return os.str();
   }
 
  private:
   StemKernelFn kernel_ = nullptr;
   int smem_ = 0, k_ = 0;
+  bool quantized_ = false;
+  float scale_ = 0.f;
   dim3 grid_;
   DeviceBuffer weights_, bias_;
   StemParams p_{};

@@ -183,8 +183,18 @@ struct CudaExecutor::Impl {
     if (!group || *group != 1 || node.inputs.size() < 2) return false;
     auto x = ex.graph_.values.find(node.inputs[0]);
     auto w = ex.graph_.values.find(node.inputs[1]);
-    return x != ex.graph_.values.end() && w != ex.graph_.values.end() && x->second.shape.size() == 4 &&
-           w->second.value.has_value() && w->second.shape.size() == 4;
+    if (x == ex.graph_.values.end() || w == ex.graph_.values.end() || x->second.shape.size() != 4 ||
+        !w->second.value.has_value() || w->second.shape.size() != 4)
+      return false;
+    return !fp16_image_stem(node);
+  }
+
+  // --int8 --fp16: the conv on the image stays on the direct FP16 stem kernel (int8_fp16_stem).
+  bool fp16_image_stem(const Node& node) const {
+    if (!ex.options_.int8_fp16 || !ex.options_.int8_fp16_stem || node.outputs.empty()) return false;
+    auto y = ex.graph_.values.find(node.outputs[0]);
+    if (y == ex.graph_.values.end()) return false;
+    return direct_stem(node, TensorInfo{DataType::kFloat16, y->second.shape, Layout::kNHWC, nullptr, {}});
   }
 
   // The direct fp16 stem kernel: a conv reading a plain fp32 value of <= 4 channels (the image).
@@ -201,6 +211,20 @@ struct CudaExecutor::Impl {
       return false;
     auto a = ConvAttrs::parse(node, x.shape, w->second.shape);
     return a.is_ok() && cuda::conv2d_stem_supports(x.shape, w->second.shape, *a);
+  }
+
+  // --int8 --fp16: an INT8 conv feeding only the fp32 tail (a detect head) whose channel count
+  // is not a multiple of 8 (255) writes half with the channels padded like an FP16 conv's
+  // (fp16_pad_channels), so that cuDNN's INT8 engines can run it; the decode is then its own pass.
+  // (Unpadded, it writes fp32 with the decode fused into our kernel's epilogue: 2.5x slower on
+  // yolov5s b32, 0.63 against 0.25 ms.)
+  bool int8_head_padded(const Node& node) const {
+    if (!ex.options_.int8_fp16 || !ex.options_.fp16_pad_channels || !ex.options_.fp32_tail || node.outputs.empty() ||
+        reaches_conv.count(node.outputs[0]))
+      return false;
+    auto y = ex.graph_.values.find(node.outputs[0]);
+    const bool residual = node.inputs.size() > 3 && !node.inputs[3].empty();
+    return y != ex.graph_.values.end() && y->second.shape.size() == 4 && y->second.shape[1] % 8 != 0 && !residual;
   }
 
   // Output channels an fp16 cuDNN conv computes: K rounded up to 8 when fp16_pad_channels applies
@@ -254,8 +278,9 @@ struct CudaExecutor::Impl {
     float t16_extra = 0.f;        // the half space-to-depth copy an FP16 stem would need
   };
 
-  // all_fp16: every eligible conv that FP16 can run goes FP16 (the engine-level comparison).
-  Status choose_conv_precisions(bool all_fp16) {
+  // kAllFp16 / kAllInt8: every eligible conv that can go FP16 / INT8 does (the engine-level
+  // comparison); kModelled: the cost model's best assignment.
+  Status choose_conv_precisions(PrecisionVariant variant) {
     const Graph& g = ex.graph_.graph;
     std::map<std::string, const Node*> producer;
     for (const auto& n : g.nodes)
@@ -288,6 +313,9 @@ struct CudaExecutor::Impl {
       if (space_to_depth_factor(c) != 1) return false;
       auto p = producer.find(c.inputs[0]);
       if (p == producer.end()) return false;
+      // The FP16 image stem writes the int8 copy itself when its channels fill the 16-granule.
+      if (p->second->op_type == "Conv" && fp16_image_stem(*p->second))
+        return ex.graph_.values.at(c.inputs[0]).shape[1] % 16 == 0;
       if (p->second->op_type == "Conv") return int8_conv_output(a, c.inputs[0]);
       if (p->second->op_type != "Concat") return false;
       for (const auto& in : p->second->inputs)
@@ -337,7 +365,9 @@ struct CudaExecutor::Impl {
       auto r = improve(start);
       if (r.first < best.first) best = std::move(r);
     }
-    std::vector<bool> chosen = all_fp16 ? fixed : best.second;
+    std::vector<bool> chosen = variant == PrecisionVariant::kAllFp16   ? fixed
+                               : variant == PrecisionVariant::kAllInt8 ? all
+                                                                       : best.second;
     modelled_choice_ms = best.first;
     modelled_fp16_ms = cost(fixed);
     for (size_t i = 0; i < n; ++i)
@@ -370,7 +400,9 @@ struct CudaExecutor::Impl {
     const TensorInfo w = host(1);
     const TensorInfo b = node.inputs.size() > 2 && !node.inputs[2].empty() ? host(2) : TensorInfo{};
     const bool has_b = node.inputs.size() > 2 && !node.inputs[2].empty();
-    const DataType y8_dtype = ex.options_.fp32_tail && !reaches_conv.count(node.outputs[0]) ? DataType::kFloat32 : DataType::kFloat16;
+    const bool head_padded = int8_head_padded(node);
+    const DataType y8_dtype =
+        ex.options_.fp32_tail && !reaches_conv.count(node.outputs[0]) && !head_padded ? DataType::kFloat32 : DataType::kFloat16;
     // INT8 candidate.
     Shape qs = xd.shape;
     qs[1] = (qs[1] * s2d * s2d + 15) / 16 * 16;
@@ -381,6 +413,7 @@ struct CudaExecutor::Impl {
     TensorInfo r8{y8_dtype, y, Layout::kNHWC, nullptr, {}};
     const TensorInfo* in8[] = {&xq, &w, has_b ? &b : nullptr, &r8};
     TensorInfo out8[] = {TensorInfo{y8_dtype, y, Layout::kNHWC, nullptr, {}}};
+    if (head_padded) out8[0].shape[1] = computed_channels(node, out8[0]);
     const size_t n_in = a.has_residual ? 4 : 3;
     {
       QYOLO_ASSIGN_OR_RETURN(auto k, cuda::make_cuda_conv2d_int8(node));
@@ -666,6 +699,17 @@ struct CudaExecutor::Impl {
           drop[static_cast<size_t>(rd[0])] = true;
           continue;
         }
+        // (d) the same concat with other inputs too (the resized or pooled neck values, or convs
+        //     read elsewhere as well): INT8 producers read only by it requantise into their slices
+        //     as in (a), the rest are quantised into theirs by one quantize-concat step in place of
+        //     the quantize pass, and the float concat goes. Same int8 bytes, without the float copy.
+        if (qi.s2d == 1 && qi.shape == ci_info.shape) {
+          QYOLO_ASSIGN_OR_RETURN(bool done, quantize_concat(ci, rd[0], producer, only_reader));
+          if (done) {
+            drop[ci] = true;
+            continue;
+          }
+        }
       }
 
       // (c) NHWC channel concat, input by input.
@@ -737,6 +781,65 @@ struct CudaExecutor::Impl {
     }
     drop_steps(drop);
     return Status::ok();
+  }
+
+  // Pattern (d) of place_concats for concat step `ci` and the quantize step `qs` reading it: false
+  // (nothing changed) when some input fits neither way.
+  template <typename OnlyReader>
+  Result<bool> quantize_concat(size_t ci, int qs, const std::vector<int>& producer, const OnlyReader& only_reader) {
+    Step& cat = ex.steps_[ci];
+    const int vq = ex.steps_[static_cast<size_t>(qs)].outputs[0];
+    const float scale = ex.steps_[static_cast<size_t>(qs)].quantize_scale;
+    std::vector<int> own, rest;  // requantised by their INT8 producer / by the new step
+    std::vector<int64_t> own_off, rest_off;
+    int64_t coff = 0;
+    for (int v : cat.inputs) {
+      const Value& in = ex.values_[static_cast<size_t>(v)];
+      const int ps = producer[static_cast<size_t>(v)];
+      const int64_t width = in.info.shape.size() == 4 ? in.info.shape[1] : 0;
+      if (ps >= 0 && ex.steps_[static_cast<size_t>(ps)].int8 && ex.steps_[static_cast<size_t>(ps)].outputs.size() == 1 &&
+          in.storage == Storage::kArena && only_reader(v, static_cast<int>(ci)) && width % 16 == 0 && coff % 16 == 0) {
+        own.push_back(v);
+        own_off.push_back(coff);
+      } else if (in.info.layout == Layout::kNHWC && width % 8 == 0 && width > 0 && coff % 8 == 0 &&
+                 is_float(in.info.dtype) && (rest.empty() || ex.values_[static_cast<size_t>(rest[0])].info.dtype == in.info.dtype)) {
+        rest.push_back(v);
+        rest_off.push_back(coff);
+      } else {
+        return false;
+      }
+      coff += width;
+    }
+    if (rest.empty() || rest.size() > 8) return false;
+    Step step;
+    step.label = "quantize-concat '" + ex.values_[static_cast<size_t>(cat.outputs[0])].name + "' (" +
+                 std::to_string(rest.size()) + " of " + std::to_string(cat.inputs.size()) + " inputs)";
+    step.kernel = cuda::make_cuda_quantize_concat(scale, rest_off);
+    step.inputs = rest;
+    step.outputs = {vq};
+    std::vector<const TensorInfo*> ins;
+    for (int v : rest) ins.push_back(&ex.values_[static_cast<size_t>(v)].info);
+    TensorInfo outs[] = {ex.values_[static_cast<size_t>(vq)].info};
+    Node dummy;
+    dummy.name = step.label;
+    dummy.op_type = "qyolo.QuantizeConcat";
+    QYOLO_RETURN_IF_ERROR(step.kernel->prepare(pctx, dummy, ins, outs).with_context(step.label));
+    const TensorInfo qi = ex.values_[static_cast<size_t>(vq)].info;
+    for (size_t k = 0; k < own.size(); ++k) {
+      const int v = own[k];
+      Step& prod = ex.steps_[static_cast<size_t>(producer[static_cast<size_t>(v)])];
+      TensorInfo si = ex.values_[static_cast<size_t>(v)].info;
+      si.dtype = DataType::kInt8;
+      if (!prod.kernel->fuse_quantized_output(scale) || !prod.kernel->set_output_pitch(pctx, 1, qi.shape[1]))
+        return internal_error(prod.label + ": cannot requantise into the concat '" + cat.label + "'");
+      const int slice = add_value(ex.values_[static_cast<size_t>(v)].name + "#int8_in_concat", si, Storage::kArena);
+      make_slice(slice, vq, static_cast<size_t>(own_off[k]));
+      prod.outputs.push_back(slice);
+      prod.label += " +quantize into concat";
+    }
+    // The new step takes the quantize pass's place: after every producer, before every reader.
+    ex.steps_[static_cast<size_t>(qs)] = std::move(step);
+    return true;
   }
 
   // Concurrent branches. A step whose last producer ran well before it needs nothing from the
@@ -822,7 +925,8 @@ struct CudaExecutor::Impl {
     if (ex.options_.precision == CudaPrecision::kFp32) return DataType::kFloat32;
     if (ex.options_.precision == CudaPrecision::kInt8 && !ex.options_.int8_fp16) return DataType::kFloat32;
     // INT8 convs feeding only the fp32 tail (the detect head) write fp32 from their fp32 epilogue.
-    if (int8_conv(node) && ex.options_.fp32_tail && !reaches_conv.count(out)) return DataType::kFloat32;
+    if (int8_conv(node) && ex.options_.fp32_tail && !reaches_conv.count(out))
+      return int8_head_padded(node) ? DataType::kFloat16 : DataType::kFloat32;
     if (node.op_type == "Conv" || !ex.options_.fp32_tail || reaches_conv.count(out)) return DataType::kFloat16;
     return DataType::kFloat32;
   }
@@ -875,7 +979,7 @@ struct CudaExecutor::Impl {
     // is a strided view of its first K channels.
     const bool conv4 = is_conv && out_infos[0].shape.size() == 4;
     const int64_t model_channels = conv4 ? out_infos[0].shape[1] : 0;
-    if (conv4 && !is_int8 && !stem) out_infos[0].shape[1] = computed_channels(node, out_infos[0]);
+    if (conv4 && !stem && (!is_int8 || int8_head_padded(node))) out_infos[0].shape[1] = computed_channels(node, out_infos[0]);
 
     // Inputs, converted to what the kernel reads.
     Step step;
@@ -1111,41 +1215,62 @@ CudaExecutor::~CudaExecutor() {
 }
 
 // --int8 --fp16 with the per-layer choice: the cost model sums isolated kernel times, which
-// misses launch gaps, concurrency and cache effects (at batch 1 they dominate). So the modelled
-// mix is built, then the engine with every eligible conv in FP16 (its timings are all cached by
-// then: a fast build), both are replayed as CUDA graphs, and the faster engine is kept. The
-// verdict is a tactic, so reloading an engine file rebuilds the same one without timing.
+// misses launch gaps, concurrency, cache effects (at batch 1 they dominate) and the passes that
+// are not convs (concat copies, quantize-concats). So the modelled mix is built, then the engines
+// with every eligible conv in FP16 and in INT8 (their timings are mostly cached by then), each is
+// replayed as a CUDA graph, and the fastest is kept. The verdict is a tactic, so reloading an
+// engine file rebuilds the same one without timing.
 Result<std::unique_ptr<CudaExecutor>> CudaExecutor::build(SpecializedGraph graph, const CudaBuildOptions& options) {
   if (options.precision != CudaPrecision::kInt8 || !options.int8_fp16 || !options.int8_fp16_choose)
     return build_variant(std::move(graph), options, PrecisionVariant::kModelled);
   std::ostringstream key;
   key << "engine-precision:";
   for (const auto& in : graph.graph.inputs) key << shape_str(graph.values.at(in.name).shape) << ';';
-  if (auto it = options.tactics.find(key.str()); it != options.tactics.end() && it->second.size() == 1)
-    return build_variant(std::move(graph), options,
-                         it->second[0] == 1 ? PrecisionVariant::kAllFp16 : PrecisionVariant::kModelled);
-  QYOLO_ASSIGN_OR_RETURN(auto mixed, build_variant(graph, options, PrecisionVariant::kModelled));
-  if (mixed->cost().int8_macs == 0) {  // nothing INT8: the two are the same engine
-    mixed->tactics_[key.str()] = {0};
-    return mixed;
+  if (auto it = options.tactics.find(key.str());
+      it != options.tactics.end() && it->second.size() == 1 && it->second[0] >= 0 && it->second[0] <= 2)
+    return build_variant(std::move(graph), options, static_cast<PrecisionVariant>(it->second[0]));
+  // The modelled mix, all FP16 and all INT8 (the later builds reuse the earlier ones' timings);
+  // an engine with the same INT8 share as one already built is the same engine and is skipped.
+  struct Candidate {
+    PrecisionVariant variant;
+    const char* name;
+    std::unique_ptr<CudaExecutor> engine;
+    float ms = 0.f;
+  };
+  std::vector<Candidate> cands;
+  std::map<std::string, std::vector<int64_t>> tactics = options.tactics;
+  for (auto [variant, name] : {std::pair{PrecisionVariant::kModelled, "this mix"},
+                               std::pair{PrecisionVariant::kAllFp16, "every eligible conv FP16"},
+                               std::pair{PrecisionVariant::kAllInt8, "every eligible conv INT8"}}) {
+    CudaBuildOptions again = options;
+    again.tactics = tactics;
+    QYOLO_ASSIGN_OR_RETURN(auto e, build_variant(graph, again, variant));
+    tactics = e->tactics_;  // a superset of the earlier builds'
+    const double macs = e->cost().int8_macs;
+    if (std::any_of(cands.begin(), cands.end(), [&](const Candidate& c) { return c.engine->cost().int8_macs == macs; }))
+      continue;
+    cands.push_back({variant, name, std::move(e)});
   }
-  CudaBuildOptions again = options;
-  again.tactics = mixed->tactics_;
-  QYOLO_ASSIGN_OR_RETURN(auto fp16, build_variant(std::move(graph), again, PrecisionVariant::kAllFp16));
-  QYOLO_ASSIGN_OR_RETURN(float mixed_ms, mixed->time_replay(30));
-  QYOLO_ASSIGN_OR_RETURN(float fp16_ms, fp16->time_replay(30));
-  QYOLO_ASSIGN_OR_RETURN(float mixed_ms2, mixed->time_replay(30));  // both measured twice, interleaved
-  QYOLO_ASSIGN_OR_RETURN(float fp16_ms2, fp16->time_replay(30));
-  mixed_ms = std::min(mixed_ms, mixed_ms2);
-  fp16_ms = std::min(fp16_ms, fp16_ms2);
-  std::unique_ptr<CudaExecutor>& kept = mixed_ms <= fp16_ms ? mixed : fp16;
-  kept->tactics_ = fp16->tactics_;  // a superset of the mixed build's
-  kept->tactics_[key.str()] = {mixed_ms <= fp16_ms ? 0 : 1};
+  const std::string precision_note = cands[0].engine->precision_note_;
+  if (cands.size() > 1) {
+    for (int round = 0; round < 2; ++round)  // each measured twice, interleaved; the best of the two
+      for (auto& c : cands) {
+        QYOLO_ASSIGN_OR_RETURN(float ms, c.engine->time_replay(30));
+        c.ms = round == 0 ? ms : std::min(c.ms, ms);
+      }
+  }
+  size_t best = 0;
+  for (size_t i = 1; i < cands.size(); ++i)
+    if (cands[i].ms < cands[best].ms) best = i;
   std::ostringstream note;
-  note << "; engines timed (CUDA graph): this mix " << mixed_ms << " ms, every eligible conv FP16 " << fp16_ms
-       << " ms -> kept " << (mixed_ms <= fp16_ms ? "the mix" : "FP16");
-  kept->precision_note_ = mixed->precision_note_ + note.str();
-  return std::move(kept);
+  note << precision_note << "; engines timed (CUDA graph):";
+  for (const auto& c : cands) note << ' ' << c.name << ' ' << c.ms << " ms,";
+  note << " kept " << cands[best].name;
+  std::unique_ptr<CudaExecutor> kept = std::move(cands[best].engine);
+  kept->tactics_ = std::move(tactics);
+  kept->tactics_[key.str()] = {static_cast<int64_t>(cands[best].variant)};
+  kept->precision_note_ = cands.size() > 1 ? note.str() : precision_note;
+  return kept;
 }
 
 Result<float> CudaExecutor::time_replay(int iters) {
@@ -1225,7 +1350,7 @@ Result<std::unique_ptr<CudaExecutor>> CudaExecutor::build_variant(SpecializedGra
     ex->input_values_.push_back(id);
   }
   if (options.precision == CudaPrecision::kInt8 && options.int8_fp16 && options.int8_fp16_choose) {
-    Status st = im.choose_conv_precisions(variant == PrecisionVariant::kAllFp16);
+    Status st = im.choose_conv_precisions(variant);
     if (!st.is_ok()) return st.with_context(g.source_path);
     std::ostringstream note;
     note << "per-layer INT8/FP16 choice: modelled conv + quantize time " << im.modelled_choice_ms << " ms (all FP16: "

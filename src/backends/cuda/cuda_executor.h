@@ -73,8 +73,9 @@ class CudaExecutor {
   struct Impl;
   friend struct Impl;
   // --int8 --fp16: which assignment of the INT8-eligible convs a build uses: the cost model's
-  // choice, or every one in FP16 (the engine-level check in build()).
-  enum class PrecisionVariant { kModelled, kAllFp16 };
+  // choice, every one in FP16 or every one in INT8 (the engine-level check in build()). The
+  // values are stored in engine files (tactic "engine-precision:").
+  enum class PrecisionVariant { kModelled = 0, kAllFp16 = 1, kAllInt8 = 2 };
   static Result<std::unique_ptr<CudaExecutor>> build_variant(SpecializedGraph graph, const CudaBuildOptions& options,
                                                               PrecisionVariant variant);
   // Mean time of one enqueue replayed as a CUDA graph, on zeroed bindings (build-time choice).

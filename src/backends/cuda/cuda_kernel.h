@@ -75,6 +75,11 @@ struct CudaBuildOptions {
   // With int8_fp16: time each INT8-eligible conv both ways (our INT8 kernel vs cuDNN FP16) and keep
   // the faster, as TensorRT does with --int8 --fp16. Off: every eligible conv runs INT8.
   bool int8_fp16_choose = true;
+  // With int8_fp16: a conv the direct FP16 stem kernel runs (on the fp32 image, fp16_direct_stem)
+  // stays FP16 and writes the int8 copy its INT8 readers take itself. As INT8 it needs a
+  // space-to-depth quantize pass over the image first and runs slower on the 3 channels (yolov5s
+  // b32: 0.16 + 0.31 ms against 0.26). Off: INT8 like the other eligible convs.
+  bool int8_fp16_stem = true;
   // INT8 convolutions: force one implicit-GEMM tactic (tests, debugging); -1 times them all.
   int int8_tactic = -1;
   // Concat in place: producers that can write into their slice of a concat's buffer do so, and
@@ -257,6 +262,9 @@ std::unique_ptr<CudaKernel> make_cuda_convert();
 // output's channel count: q = round(x / scale), saturated to [-127, 127]; with space-to-depth
 // factor s2d > 1 (TensorInfo::s2d) on the way.
 std::unique_ptr<CudaKernel> make_cuda_quantize(float scale, int s2d = 1);
+// Internal: a channel concat of NHWC float values quantised straight into an int8 NHWC buffer:
+// input i (channels a multiple of 8) goes to channels [offset_i, offset_i + C_i) with `scale`.
+std::unique_ptr<CudaKernel> make_cuda_quantize_concat(float scale, std::vector<int64_t> channel_offsets);
 // Internal: the same gather into half NHWC [N, Cp, H/s, W/s] (s > 1) without quantising, for the
 // FP16 stem conv.
 std::unique_ptr<CudaKernel> make_cuda_space_to_depth_half(int s2d);

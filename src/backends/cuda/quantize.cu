@@ -4,7 +4,9 @@
 // [-127, 127] (src/quant/quant_params.h), the same arithmetic as the CPU INT8 kernel.
 #include <cuda_fp16.h>
 
+#include <algorithm>
 #include <cmath>
+#include <vector>
 
 #include "backends/cuda/cuda_common.cuh"
 #include "backends/cuda/cuda_kernel.h"
@@ -88,6 +90,143 @@ __global__ void quantize_nhwc_half8_kernel(int64_t n_vec, float scale, const uin
     y[i] = out;
   }
 }
+
+// Quantise-concat (--int8: a channel Concat read only by INT8 convs): the float inputs not already
+// written in place are quantised straight into their channel slices of the int8 buffer, instead
+// of a float concat followed by a quantize pass over it. Quantising a concat is quantising each
+// part with the same scale, so this is bit for bit the concat + quantize result.
+constexpr int kMaxConcatSources = 8;
+
+struct QuantizeConcatParams {
+  int64_t pixels;                    // N * H * W
+  int pitch;                         // int8 channels per output pixel
+  int chunks[kMaxConcatSources];     // source channels / 8
+  int offset[kMaxConcatSources];     // channel offset of each source's slice
+  float scale;
+};
+struct ConcatSources {
+  const void* p[kMaxConcatSources];  // NHWC, contiguous, 16-byte aligned
+};
+
+__device__ __forceinline__ void load8(const __half* x, int64_t i, float (&f)[8]) {
+  const uint4 v = reinterpret_cast<const uint4*>(x)[i];
+  const __half2* h = reinterpret_cast<const __half2*>(&v);
+#pragma unroll
+  for (int k = 0; k < 4; ++k) {
+    const float2 t = __half22float2(h[k]);
+    f[2 * k] = t.x;
+    f[2 * k + 1] = t.y;
+  }
+}
+__device__ __forceinline__ void load8(const float* x, int64_t i, float (&f)[8]) {
+  const float4 a = reinterpret_cast<const float4*>(x)[2 * i], b = reinterpret_cast<const float4*>(x)[2 * i + 1];
+  f[0] = a.x, f[1] = a.y, f[2] = a.z, f[3] = a.w, f[4] = b.x, f[5] = b.y, f[6] = b.z, f[7] = b.w;
+}
+
+// blockIdx.y: the source; one thread per (pixel, 8 channels): a 16-byte (half) or 32-byte (float)
+// load and an 8-byte store.
+template <typename T, typename Index>
+__global__ void quantize_concat_kernel(QuantizeConcatParams p, ConcatSources src, int8_t* __restrict__ y) {
+  // This block's source: picked with constant indices (a runtime index into the parameter arrays
+  // would make every thread copy them to local memory first: 6x slower, measured).
+  const int s = static_cast<int>(blockIdx.y);
+  int chunks_s = 0, offset_s = 0;
+  const void* x_s = nullptr;
+#pragma unroll
+  for (int k = 0; k < kMaxConcatSources; ++k)
+    if (k == s) chunks_s = p.chunks[k], offset_s = p.offset[k], x_s = src.p[k];
+  const Index chunks = static_cast<Index>(chunks_s);
+  const Index n_items = static_cast<Index>(p.pixels) * chunks;
+  const T* __restrict__ x = static_cast<const T*>(x_s);
+  int8_t* __restrict__ ys = y + offset_s;
+  for (Index i = static_cast<Index>(blockIdx.x) * blockDim.x + threadIdx.x; i < n_items;
+       i += static_cast<Index>(gridDim.x) * blockDim.x) {
+    const Index pix = i / chunks;
+    const int c8 = static_cast<int>(i - pix * chunks);
+    float f[8];
+    load8(x, static_cast<int64_t>(i), f);
+    uint2 out;
+    int8_t* o = reinterpret_cast<int8_t*>(&out);
+#pragma unroll
+    for (int k = 0; k < 8; ++k) o[k] = quantize_s8(f[k], p.scale);
+    *reinterpret_cast<uint2*>(ys + static_cast<int64_t>(pix) * p.pitch + c8 * 8) = out;
+  }
+}
+
+class QuantizeConcatKernel final : public CudaKernel {
+ public:
+  QuantizeConcatKernel(float scale, std::vector<int64_t> offsets) : offsets_(std::move(offsets)) { p_.scale = scale; }
+
+  Status prepare(PrepareContext&, const Node& node, std::span<const TensorInfo* const> in,
+                 std::span<const TensorInfo> out) override {
+    const std::string name = node.name;
+    if (in.empty() || in.size() > static_cast<size_t>(kMaxConcatSources) || in.size() != offsets_.size() || out.size() != 1)
+      return internal_error(name + ": quantize-concat takes 1-" + std::to_string(kMaxConcatSources) +
+                            " inputs with one channel offset each");
+    const TensorInfo& y = out[0];
+    if (y.dtype != DataType::kInt8 || y.layout != Layout::kNHWC || y.shape.size() != 4 || y.s2d != 1 ||
+        y.shape[1] % 16 != 0)
+      return internal_error(name + ": quantize-concat writes int8 NHWC with channels a multiple of 16");
+    if (!(p_.scale > 0.f) || !std::isfinite(p_.scale))
+      return invalid_argument(name + ": invalid quantisation scale " + std::to_string(p_.scale));
+    int max_chunks = 0;
+    for (size_t i = 0; i < in.size(); ++i) {
+      const TensorInfo* x = in[i];
+      if (x == nullptr || x->shape.size() != 4 || x->layout != Layout::kNHWC || x->shape[0] != y.shape[0] ||
+          x->shape[2] != y.shape[2] || x->shape[3] != y.shape[3] || x->shape[1] % 8 != 0 || offsets_[i] % 8 != 0 ||
+          offsets_[i] < 0 || offsets_[i] + x->shape[1] > y.shape[1])
+        return internal_error(name + ": quantize-concat input " + std::to_string(i) +
+                              " must be NHWC with a multiple of 8 channels at an 8-aligned offset inside the output");
+      const DataType dt = x->dtype;
+      if (dt != DataType::kFloat16 && dt != DataType::kFloat32)
+        return internal_error(name + ": quantize-concat reads half or float");
+      if (i > 0 && (dt == DataType::kFloat16) != half_) return internal_error(name + ": quantize-concat inputs mix dtypes");
+      half_ = dt == DataType::kFloat16;
+      p_.chunks[i] = static_cast<int>(x->shape[1] / 8);
+      p_.offset[i] = static_cast<int>(offsets_[i]);
+      max_chunks = std::max(max_chunks, p_.chunks[i]);
+    }
+    p_.pixels = y.shape[0] * y.shape[2] * y.shape[3];
+    p_.pitch = static_cast<int>(y.shape[1]);
+    n_ = static_cast<int>(in.size());
+    items_ = p_.pixels * max_chunks;
+    return Status::ok();
+  }
+
+  Status enqueue(const LaunchContext& ctx, std::span<const void* const> in, std::span<void* const> out) override {
+    constexpr int kThreads = 256;
+    ConcatSources src{};
+    for (int i = 0; i < n_; ++i) {
+      src.p[i] = in[static_cast<size_t>(i)];
+      if (src.p[i] == nullptr || reinterpret_cast<uintptr_t>(src.p[i]) % 16 != 0)
+        return internal_error("quantize-concat: missing or misaligned input");
+    }
+    auto* y = static_cast<int8_t*>(out[0]);
+    if (y == nullptr || reinterpret_cast<uintptr_t>(y) % 8 != 0) return internal_error("quantize-concat: bad output");
+    const dim3 grid(grid_for(items_, kThreads, 65535 * 4), static_cast<unsigned>(n_));
+    const bool small = items_ < (int64_t{1} << 31);
+    if (half_) {
+      if (small) quantize_concat_kernel<__half, uint32_t><<<grid, kThreads, 0, ctx.stream>>>(p_, src, y);
+      else quantize_concat_kernel<__half, uint64_t><<<grid, kThreads, 0, ctx.stream>>>(p_, src, y);
+    } else {
+      if (small) quantize_concat_kernel<float, uint32_t><<<grid, kThreads, 0, ctx.stream>>>(p_, src, y);
+      else quantize_concat_kernel<float, uint64_t><<<grid, kThreads, 0, ctx.stream>>>(p_, src, y);
+    }
+    QYOLO_CUDA_CHECK_LAUNCH("quantize-concat kernel");
+    return Status::ok();
+  }
+
+  std::string info() const override {
+    return "quantize-concat of " + std::to_string(n_) + " input(s) scale=" + std::to_string(p_.scale);
+  }
+
+ private:
+  std::vector<int64_t> offsets_;
+  QuantizeConcatParams p_{};
+  int n_ = 0;
+  int64_t items_ = 0;
+  bool half_ = true;
+};
 
 class QuantizeKernel final : public CudaKernel {
  public:
@@ -173,6 +312,10 @@ class QuantizeKernel final : public CudaKernel {
 
 std::unique_ptr<CudaKernel> make_cuda_quantize(float scale, int s2d) {
   return std::make_unique<QuantizeKernel>(scale, s2d, false);
+}
+
+std::unique_ptr<CudaKernel> make_cuda_quantize_concat(float scale, std::vector<int64_t> channel_offsets) {
+  return std::make_unique<QuantizeConcatKernel>(scale, std::move(channel_offsets));
 }
 
 std::unique_ptr<CudaKernel> make_cuda_space_to_depth_half(int s2d) {
