@@ -6,7 +6,7 @@
 #
 #   here:   bash scripts/device-eval.sh prepare K N    # part K of N (1-based): .device-carry/eval/
 #   device: bash scripts/device-eval.sh run            # carry [".device-carry/eval"]; writes $OUT/*.json
-#           (EVAL_ONLY="int8 int8fp16" limits the runs to those labels)
+#           (EVAL_ONLY="int8 int8fp16" limits the runs to those labels; int8fp16all: --all-int8)
 #   here:   (copy each call's $OUT files to out/device-eval/)
 #           bash scripts/device-eval.sh merge          # mAP over all 500 images vs the CPU INT8 runs
 #
@@ -85,7 +85,8 @@ run() {
   local mc m cfg label flags
   for mc in $MODELS; do
     m=${mc%%:*}
-    for cfg in "int8::--int8 --cache $q/calib/$m.cache" "int8fp16::--int8 --fp16 --cache $q/calib/$m.cache" "fp16::--fp16"; do
+    for cfg in "int8::--int8 --cache $q/calib/$m.cache" "int8fp16::--int8 --fp16 --cache $q/calib/$m.cache" \
+               "int8fp16all::--int8 --fp16 --all-int8 --cache $q/calib/$m.cache" "fp16::--fp16"; do
       label=${cfg%%::*} flags=${cfg#*::}
       [ -n "${EVAL_ONLY:-}" ] && [[ " $EVAL_ONLY " != *" $label "* ]] && continue
       $Q build --model "$q/models/$m.onnx" --device cuda $flags --out "$q/$m-$label.qengine" > "$out/build.log" 2>&1 ||

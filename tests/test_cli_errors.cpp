@@ -105,6 +105,17 @@ TEST_F(CliErrors, MissingImageFolder) {
   expect_clean_failure(r, "nope");
 }
 
+// --all-int8 only means something next to --int8 --fp16 (--int8 alone runs every eligible conv
+// in INT8 already): refused with the reason, and no engine file written.
+TEST_F(CliErrors, AllInt8WithoutInt8Fp16) {
+  QYOLO_REQUIRE_SHARED("models/yolov5n.onnx");
+  auto r = run_cli("build --model " + (shared_dir() / "models/yolov5n.onnx").string() + " --int8 --all-int8 --out " +
+                   (dir_ / "a.qengine").string());
+  expect_clean_failure(r, "--all-int8");
+  EXPECT_NE(r.output.find("--int8 --fp16"), std::string::npos) << r.output;
+  EXPECT_FALSE(fs::exists(dir_ / "a.qengine"));
+}
+
 TEST_F(CliErrors, CorruptedEngineFile) {
   QYOLO_REQUIRE_SHARED("models/yolov5n.onnx");
   std::string engine = (dir_ / "n.qengine").string();

@@ -13,6 +13,8 @@ void add_engine_options(CLI::App* cmd, EngineArgs& a, bool allow_engine_file, bo
   if (with_precision) {
     cmd->add_flag("--int8", a.int8, "run convolutions in INT8 (needs --cache, or a Q/DQ model)");
     cmd->add_flag("--fp16", a.fp16, "FP16 (CUDA device); with --int8: FP16 for what is not INT8 (else FP32)");
+    cmd->add_flag("--all-int8", a.all_int8,
+                  "with --int8 --fp16 (cuda): every eligible conv in INT8, even where FP16 times faster");
     cmd->add_option("--cache,--calib-cache", a.cache, "TensorRT calibration cache or PPQ json (INT8 scales)");
     cmd->add_option("--float-layers,--fp16-layers", a.float_layers,
                     "regex: layers that stay in float under --int8");
@@ -40,6 +42,7 @@ BuildOptions build_options_from(const EngineArgs& a, Status* error) {
   // --int8 --fp16: INT8 convolutions, FP16 elsewhere (TensorRT's meaning); --int8 alone: FP32 elsewhere.
   o.precision = a.int8 ? Precision::kInt8 : a.fp16 ? Precision::kFp16 : Precision::kFp32;
   o.int8_fp16 = a.int8 && a.fp16;
+  o.int8_all = a.all_int8;
   o.calibration_file = a.cache;
   o.float_layers_regex = a.float_layers;
   if (!a.min_shapes.empty() || !a.opt_shapes.empty() || !a.max_shapes.empty()) {

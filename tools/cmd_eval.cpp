@@ -254,7 +254,7 @@ void register_eval(CLI::App& app, int& exit_code) {
                   "cover different images) instead of running a model");
   // Options of the model run, refused with --results.
   std::vector<CLI::Option*> model_options;
-  for (const char* name : {"--model", "--engine", "--device", "--int8", "--fp16", "--cache", "--float-layers",
+  for (const char* name : {"--model", "--engine", "--device", "--int8", "--fp16", "--all-int8", "--cache", "--float-layers",
                            "--min-shapes", "--opt-shapes", "--max-shapes", "--imgsz", "--batch", "--conf", "--iou",
                            "--max-det", "--cpu-prepost"})
     if (CLI::Option* o = cmd->get_option_no_throw(name)) model_options.push_back(o);

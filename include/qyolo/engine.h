@@ -57,6 +57,10 @@ struct BuildOptions {
   // INT8 on cuda: layers outside INT8 and the tensors between layers in FP16 instead of FP32
   // (TensorRT's --int8 --fp16): faster, further from the CPU INT8 reference.
   bool int8_fp16 = false;
+  // With int8_fp16 on cuda: every INT8-eligible conv runs INT8. By default each build also times
+  // the engine with the convs in FP16 (and the per-layer mix) and keeps the fastest, as TensorRT's
+  // --int8 --fp16 does; this keeps INT8 even where FP16 would be faster.
+  bool int8_all = false;
   // Dynamic models: the allowed input shapes. Static models: ignored / must equal the model's.
   std::optional<ShapeProfile> profile;
 };

@@ -221,6 +221,8 @@ Result<std::unique_ptr<Engine::Impl>> make_impl(std::string onnx_bytes, const st
 }
 
 Status finish_build(Engine::Impl& impl) {
+  if (impl.options.int8_all && !impl.options.int8_fp16)
+    return invalid_argument("--all-int8 applies to --int8 --fp16 engines (--int8 alone already runs every eligible conv in INT8)");
   if (impl.options.precision == Precision::kInt8 && !impl.info.has_qdq && impl.activation_scales.empty()) {
     if (impl.options.calibration_file.empty())
       return invalid_argument("INT8 needs a calibration cache (--cache) or a model with Q/DQ nodes; run `qyolo calibrate` first");
@@ -252,7 +254,8 @@ Status finish_build(Engine::Impl& impl) {
 
 // Engine file (all integers little-endian; str = u64 length + bytes; shape = u32 rank + u64 dims):
 //   magic "QYOLOENG" | u32 format version (kEngineFormatVersion) | str qyolo version | str source
-//   | u32 device | u32 precision | u32 int8-fp16 | str float-layers regex | shape min, opt, max
+//   | u32 device | u32 precision | u32 int8-fp16 (0 off, 1 on, 2 on + all-int8) | str float-layers regex
+//   | shape min, opt, max
 //   | u64 n, n x (str tensor, f32 scale)                              activation scales
 //   | str gpu name | u32 cc major | u32 cc minor | u32 cudnn version   (version 2; empty/0 for cpu)
 //   | u64 n, n x (str problem key, u64 m, m x i64)                     tactics (version 2)
@@ -355,7 +358,7 @@ Status Engine::save(const std::string& path) const {
   w.str(impl_->info.source);
   w.u32(static_cast<uint32_t>(impl_->options.device));
   w.u32(static_cast<uint32_t>(impl_->options.precision));
-  w.u32(impl_->options.int8_fp16 ? 1u : 0u);
+  w.u32(impl_->options.int8_fp16 ? (impl_->options.int8_all ? 2u : 1u) : 0u);  // 2: --int8 --fp16 --all-int8
   w.str(impl_->options.float_layers_regex);
   w.shape(impl_->profile.min);
   w.shape(impl_->profile.opt);
@@ -430,8 +433,9 @@ Result<std::shared_ptr<const Engine>> Engine::load(const std::string& path) {
   options.device = static_cast<Device>(device);
   options.precision = static_cast<Precision>(precision);
   QYOLO_ASSIGN_OR_RETURN(uint32_t int8_fp16, rd.u32());
-  if (int8_fp16 > 1) return corrupt("engine file '" + path + "': bad int8-fp16 field");
-  options.int8_fp16 = int8_fp16 == 1;
+  if (int8_fp16 > 2) return corrupt("engine file '" + path + "': bad int8-fp16 field");
+  options.int8_fp16 = int8_fp16 >= 1;
+  options.int8_all = int8_fp16 == 2;
   QYOLO_ASSIGN_OR_RETURN(options.float_layers_regex, rd.str());
   ShapeProfile profile;
   QYOLO_ASSIGN_OR_RETURN(profile.min, rd.shape());
@@ -490,7 +494,8 @@ Result<std::shared_ptr<const Engine>> Engine::load(const std::string& path) {
           " --device cuda" +
           (options.precision == Precision::kFp16   ? " --fp16"
            : options.precision == Precision::kInt8
-               ? std::string(" --int8") + (options.int8_fp16 ? " --fp16" : "") + " [--cache <calibration cache>]"
+               ? std::string(" --int8") + (options.int8_fp16 ? " --fp16" : "") + (options.int8_all ? " --all-int8" : "") +
+                     " [--cache <calibration cache>]"
                                                    : "") +
           (options.float_layers_regex.empty() ? "" : " --float-layers '" + options.float_layers_regex + "'") +
           " --min-shapes " + shape_str(profile.min) + " --opt-shapes " + shape_str(profile.opt) +
@@ -545,6 +550,7 @@ Result<std::unique_ptr<CudaExecutor>> build_cuda_executor(SpecializedGraph graph
                 : options.precision == Precision::kInt8 ? CudaPrecision::kInt8
                                                         : CudaPrecision::kFp32;
   o.int8_fp16 = options.int8_fp16;
+  o.int8_fp16_choose = !options.int8_all;
   if (tactics) o.tactics = *tactics;
   return CudaExecutor::build(std::move(graph), o);
 }
