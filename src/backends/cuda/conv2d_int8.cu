@@ -579,15 +579,11 @@ __global__ void requantize_half_kernel(const __half* __restrict__ y, int y_ld, i
   if (i >= total) return;
   const int64_t row = i / k8;
   const int c = static_cast<int>(i - row * k8) * 8;
-  const uint4 v = *reinterpret_cast<const uint4*>(y + row * y_ld + c);
-  const __half2* h = reinterpret_cast<const __half2*>(&v);
+  float f[8];
+  load8(y + row * y_ld + c, 0, f);
   alignas(8) int8_t q[8];
 #pragma unroll
-  for (int j = 0; j < 4; ++j) {
-    const float2 f = __half22float2(h[j]);
-    q[2 * j] = quantize_s8_fast(f.x, inv_scale);
-    q[2 * j + 1] = quantize_s8_fast(f.y, inv_scale);
-  }
+  for (int j = 0; j < 8; ++j) q[j] = quantize_s8_fast(f[j], inv_scale);
   *reinterpret_cast<uint2*>(yq + row * yq_ld + c) = *reinterpret_cast<const uint2*>(q);
 }
 

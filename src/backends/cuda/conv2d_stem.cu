@@ -258,16 +258,13 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks(NT)) conv_stem_kernel(Ste
                             : 0u;
       }
       // Shuffles before the bounds check: every lane of the quad takes part.
-      if (write_half) {
+      auto to_channel_runs = [q](uint32_t* words) {
 #pragma unroll
-        for (int jb = 0; jb < kG4; jb += 4) quad_transpose<4>(v + jb, q);
-        if constexpr (kG2 > kG4) quad_transpose<2>(v + kG4, q);
-      }
-      if (write_int8) {
-#pragma unroll
-        for (int jb = 0; jb < kG4; jb += 4) quad_transpose<4>(v8 + jb, q);
-        if constexpr (kG2 > kG4) quad_transpose<2>(v8 + kG4, q);
-      }
+        for (int jb = 0; jb < kG4; jb += 4) quad_transpose<4>(words + jb, q);
+        if constexpr (kG2 > kG4) quad_transpose<2>(words + kG4, q);
+      };
+      if (write_half) to_channel_runs(v);
+      if (write_int8) to_channel_runs(v8);
       const int ox = ox0 + mt * 16 + hh * 8 + g;
       if (ox >= p.ow) continue;
       if (write_half) {

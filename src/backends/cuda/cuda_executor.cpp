@@ -213,18 +213,25 @@ struct CudaExecutor::Impl {
     return a.is_ok() && cuda::conv2d_stem_supports(x.shape, w->second.shape, *a);
   }
 
-  // --int8 --fp16: an INT8 conv feeding only the fp32 tail (a detect head) whose channel count
-  // is not a multiple of 8 (255) writes half with the channels padded like an FP16 conv's
-  // (fp16_pad_channels), so that cuDNN's INT8 engines can run it; the decode is then its own pass.
-  // (Unpadded, it writes fp32 with the decode fused into our kernel's epilogue: 2.5x slower on
-  // yolov5s b32, 0.63 against 0.25 ms.)
+  // --int8 --fp16: an INT8 conv feeding only the fp32 tail (a detect head) whose half output an
+  // FP16 conv would pad (computed_channels: 255 -> 256) writes half padded the same way, so that
+  // cuDNN's INT8 engines can run it; the decode is then its own pass. (Unpadded, it writes fp32
+  // with the decode fused into our kernel's epilogue: 2.5x slower on yolov5s b32, 0.63 against
+  // 0.25 ms.)
   bool int8_head_padded(const Node& node) const {
-    if (!ex.options_.int8_fp16 || !ex.options_.fp16_pad_channels || !ex.options_.fp32_tail || node.outputs.empty() ||
-        reaches_conv.count(node.outputs[0]))
+    if (!ex.options_.int8_fp16 || !ex.options_.fp32_tail || node.outputs.empty() || reaches_conv.count(node.outputs[0]))
       return false;
     auto y = ex.graph_.values.find(node.outputs[0]);
-    const bool residual = node.inputs.size() > 3 && !node.inputs[3].empty();
-    return y != ex.graph_.values.end() && y->second.shape.size() == 4 && y->second.shape[1] % 8 != 0 && !residual;
+    if (y == ex.graph_.values.end() || y->second.shape.size() != 4) return false;
+    const TensorInfo half_out{DataType::kFloat16, y->second.shape, Layout::kNHWC, nullptr, {}};
+    return computed_channels(node, half_out) != y->second.shape[1];
+  }
+
+  // What an INT8 conv writes: fp32 from its fp32 epilogue when only the fp32 tail (the detect
+  // head) reads it, unless it is a padded head; half otherwise.
+  DataType int8_output_dtype(const Node& node) const {
+    const bool tail = ex.options_.fp32_tail && !reaches_conv.count(node.outputs[0]);
+    return tail && !int8_head_padded(node) ? DataType::kFloat32 : DataType::kFloat16;
   }
 
   // Output channels an fp16 cuDNN conv computes: K rounded up to 8 when fp16_pad_channels applies
@@ -401,8 +408,7 @@ struct CudaExecutor::Impl {
     const TensorInfo b = node.inputs.size() > 2 && !node.inputs[2].empty() ? host(2) : TensorInfo{};
     const bool has_b = node.inputs.size() > 2 && !node.inputs[2].empty();
     const bool head_padded = int8_head_padded(node);
-    const DataType y8_dtype =
-        ex.options_.fp32_tail && !reaches_conv.count(node.outputs[0]) && !head_padded ? DataType::kFloat32 : DataType::kFloat16;
+    const DataType y8_dtype = int8_output_dtype(node);
     // INT8 candidate.
     Shape qs = xd.shape;
     qs[1] = (qs[1] * s2d * s2d + 15) / 16 * 16;
@@ -684,16 +690,8 @@ struct CudaExecutor::Impl {
         if (ok) {
           int64_t coff = 0;
           for (int v : cat.inputs) {
-            Step& prod = ex.steps_[static_cast<size_t>(producer[static_cast<size_t>(v)])];
-            TensorInfo si = ex.values_[static_cast<size_t>(v)].info;
-            si.dtype = DataType::kInt8;
-            if (!prod.kernel->fuse_quantized_output(q.quantize_scale) || !prod.kernel->set_output_pitch(pctx, 1, qi.shape[1]))
-              return internal_error(prod.label + ": cannot requantise into the concat '" + cat.label + "'");
-            const int slice = add_value(ex.values_[static_cast<size_t>(v)].name + "#int8_in_concat", si, Storage::kArena);
-            make_slice(slice, vq, static_cast<size_t>(coff));
-            prod.outputs.push_back(slice);
-            prod.label += " +quantize into concat";
-            coff += si.shape[1];
+            QYOLO_RETURN_IF_ERROR(requantise_into_slice(producer[static_cast<size_t>(v)], v, vq, coff, q.quantize_scale, cat.label));
+            coff += ex.values_[static_cast<size_t>(v)].info.shape[1];
           }
           drop[ci] = true;
           drop[static_cast<size_t>(rd[0])] = true;
@@ -783,6 +781,22 @@ struct CudaExecutor::Impl {
     return Status::ok();
   }
 
+  // Concat in place on the INT8 path: the INT8 conv step `ps` writing `v` also writes it requantised
+  // with `scale` into channels [coff, coff + C) of the int8 concat buffer `vq`.
+  Status requantise_into_slice(int ps, int v, int vq, int64_t coff, float scale, const std::string& concat_label) {
+    Step& prod = ex.steps_[static_cast<size_t>(ps)];
+    TensorInfo si = ex.values_[static_cast<size_t>(v)].info;
+    si.dtype = DataType::kInt8;
+    const int64_t pitch = ex.values_[static_cast<size_t>(vq)].info.shape[1];
+    if (!prod.kernel->fuse_quantized_output(scale) || !prod.kernel->set_output_pitch(pctx, 1, pitch))
+      return internal_error(prod.label + ": cannot requantise into the concat '" + concat_label + "'");
+    const int slice = add_value(ex.values_[static_cast<size_t>(v)].name + "#int8_in_concat", si, Storage::kArena);
+    make_slice(slice, vq, static_cast<size_t>(coff));
+    prod.outputs.push_back(slice);
+    prod.label += " +quantize into concat";
+    return Status::ok();
+  }
+
   // Pattern (d) of place_concats for concat step `ci` and the quantize step `qs` reading it: false
   // (nothing changed) when some input fits neither way.
   template <typename OnlyReader>
@@ -824,19 +838,8 @@ struct CudaExecutor::Impl {
     dummy.name = step.label;
     dummy.op_type = "qyolo.QuantizeConcat";
     QYOLO_RETURN_IF_ERROR(step.kernel->prepare(pctx, dummy, ins, outs).with_context(step.label));
-    const TensorInfo qi = ex.values_[static_cast<size_t>(vq)].info;
-    for (size_t k = 0; k < own.size(); ++k) {
-      const int v = own[k];
-      Step& prod = ex.steps_[static_cast<size_t>(producer[static_cast<size_t>(v)])];
-      TensorInfo si = ex.values_[static_cast<size_t>(v)].info;
-      si.dtype = DataType::kInt8;
-      if (!prod.kernel->fuse_quantized_output(scale) || !prod.kernel->set_output_pitch(pctx, 1, qi.shape[1]))
-        return internal_error(prod.label + ": cannot requantise into the concat '" + cat.label + "'");
-      const int slice = add_value(ex.values_[static_cast<size_t>(v)].name + "#int8_in_concat", si, Storage::kArena);
-      make_slice(slice, vq, static_cast<size_t>(own_off[k]));
-      prod.outputs.push_back(slice);
-      prod.label += " +quantize into concat";
-    }
+    for (size_t k = 0; k < own.size(); ++k)
+      QYOLO_RETURN_IF_ERROR(requantise_into_slice(producer[static_cast<size_t>(own[k])], own[k], vq, own_off[k], scale, cat.label));
     // The new step takes the quantize pass's place: after every producer, before every reader.
     ex.steps_[static_cast<size_t>(qs)] = std::move(step);
     return true;
@@ -924,9 +927,7 @@ struct CudaExecutor::Impl {
     if (onnx_dtype != DataType::kFloat32) return onnx_dtype;
     if (ex.options_.precision == CudaPrecision::kFp32) return DataType::kFloat32;
     if (ex.options_.precision == CudaPrecision::kInt8 && !ex.options_.int8_fp16) return DataType::kFloat32;
-    // INT8 convs feeding only the fp32 tail (the detect head) write fp32 from their fp32 epilogue.
-    if (int8_conv(node) && ex.options_.fp32_tail && !reaches_conv.count(out))
-      return int8_head_padded(node) ? DataType::kFloat16 : DataType::kFloat32;
+    if (int8_conv(node)) return int8_output_dtype(node);
     if (node.op_type == "Conv" || !ex.options_.fp32_tail || reaches_conv.count(out)) return DataType::kFloat16;
     return DataType::kFloat32;
   }

@@ -77,16 +77,12 @@ __global__ void quantize_nhwc_half8_kernel(int64_t n_vec, float scale, const uin
                                            uint2* __restrict__ y) {
   for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n_vec;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    const uint4 v = x[i];
-    const __half2* h = reinterpret_cast<const __half2*>(&v);
+    float f[8];
+    load8(reinterpret_cast<const __half*>(x), i, f);
     uint2 out;
     int8_t* o = reinterpret_cast<int8_t*>(&out);
 #pragma unroll
-    for (int k = 0; k < 4; ++k) {
-      const float2 f = __half22float2(h[k]);
-      o[2 * k] = quantize_s8(f.x, scale);
-      o[2 * k + 1] = quantize_s8(f.y, scale);
-    }
+    for (int k = 0; k < 8; ++k) o[k] = quantize_s8(f[k], scale);
     y[i] = out;
   }
 }
@@ -107,21 +103,6 @@ struct QuantizeConcatParams {
 struct ConcatSources {
   const void* p[kMaxConcatSources];  // NHWC, contiguous, 16-byte aligned
 };
-
-__device__ __forceinline__ void load8(const __half* x, int64_t i, float (&f)[8]) {
-  const uint4 v = reinterpret_cast<const uint4*>(x)[i];
-  const __half2* h = reinterpret_cast<const __half2*>(&v);
-#pragma unroll
-  for (int k = 0; k < 4; ++k) {
-    const float2 t = __half22float2(h[k]);
-    f[2 * k] = t.x;
-    f[2 * k + 1] = t.y;
-  }
-}
-__device__ __forceinline__ void load8(const float* x, int64_t i, float (&f)[8]) {
-  const float4 a = reinterpret_cast<const float4*>(x)[2 * i], b = reinterpret_cast<const float4*>(x)[2 * i + 1];
-  f[0] = a.x, f[1] = a.y, f[2] = a.z, f[3] = a.w, f[4] = b.x, f[5] = b.y, f[6] = b.z, f[7] = b.w;
-}
 
 // blockIdx.y: the source; one thread per (pixel, 8 channels): a 16-byte (half) or 32-byte (float)
 // load and an 8-byte store.
