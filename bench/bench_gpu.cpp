@@ -39,6 +39,7 @@ struct Args {
   bool cudnn_graph = true, profile = false, cudnn_fusion = true;
   // A/B switches for this session's build features (the JSON "without" field lists those off).
   bool direct_stem = true, concurrent = true, concat_in_place = true, cublaslt = true, cudnn_int8 = true;
+  bool pdl = true, pdl_ab = false;  // programmatic launch; --pdl-ab: also time the same engine without
   bool fp16_stem = true;  // int8-fp16: the image stem on the direct FP16 kernel writing int8 (--int8-stem: INT8)
   // Time the whole detection path on the GPU: letterbox from uint8 1080x810 RGB images already in
   // device memory, the network, decode + NMS (detections stay on the device).
@@ -56,7 +57,7 @@ int usage(const char* msg) {
                "       [--float-layers REGEX] [--int8-tactic N] [--all-int8] [--prepost] [--graph]\n"
                "       [--layout auto|nchw|nhwc] [--iters N] [--warmup N] [--unfused] [--no-fp32-tail] [--heuristic]\n"
                "       [--legacy-conv] [--no-cudnn-fusion] [--no-direct-stem] [--one-stream] [--no-concat-in-place]\n"
-               "       [--no-cublaslt] [--no-cudnn-int8] [--int8-stem]\n"
+               "       [--no-cublaslt] [--no-cudnn-int8] [--int8-stem] [--no-pdl] [--pdl-ab]\n"
                "       [--summary] [--profile] [--json]\n",
                msg);
   return 2;
@@ -250,6 +251,8 @@ int main(int argc, char** argv) {
     else if (s == "--no-cublaslt") a.cublaslt = false;
     else if (s == "--no-cudnn-int8") a.cudnn_int8 = false;
     else if (s == "--int8-stem") a.fp16_stem = false;
+    else if (s == "--no-pdl") a.pdl = false;
+    else if (s == "--pdl-ab") a.pdl_ab = true;
     else if (s == "--prepost") a.prepost = true;
     else if (s == "--all-int8") a.all_int8 = true;
     else if (!s.empty() && s[0] == '-') return usage(("unknown option " + s).c_str());
@@ -294,6 +297,7 @@ int main(int argc, char** argv) {
   opt.int8_tactic = a.int8_tactic;
   opt.int8_fp16 = a.int8_fp16;
   opt.int8_fp16_choose = !a.all_int8;
+  opt.programmatic_launch = a.pdl;
   auto ex = CudaExecutor::build(std::move(*sg), opt);
   if (!ex) return fail(ex.status());
   const double build_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -363,51 +367,71 @@ int main(int argc, char** argv) {
     if (!prof) return fail(prof.status());
     std::fputs(prof->c_str(), stderr);
   }
-  cudaGraphExec_t exec = nullptr;
-  cudaGraph_t graph = nullptr;
-  if (a.graph) {
-    CHECK_CUDA(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal));
-    Status st = run_once();
-    cudaError_t ce = cudaStreamEndCapture(s, &graph);
-    if (!st.is_ok()) return fail(st);
-    CHECK_CUDA(ce);
-    CHECK_CUDA(cudaGraphInstantiate(&exec, graph, 0));
-    for (int i = 0; i < std::max(3, a.warmup / 4); ++i) CHECK_CUDA(cudaGraphLaunch(exec, s));
-    CHECK_CUDA(cudaStreamSynchronize(s));
-  }
   cudaEvent_t e0, e1;
   CHECK_CUDA(cudaEventCreate(&e0));
   CHECK_CUDA(cudaEventCreate(&e1));
-  std::vector<float> ms;
-  for (int i = 0; i < a.iters; ++i) {
-    CHECK_CUDA(cudaEventRecord(e0, s));
+  // Median and p99 of `a.iters` timed runs (a CUDA graph of one run with --graph, captured here so
+  // that it takes the engine's current launch settings).
+  auto measure = [&](double& median, double& p99) -> Status {
+    cuda::Graph graph;
+    cuda::GraphExec exec;
     if (a.graph) {
-      CHECK_CUDA(cudaGraphLaunch(exec, s));
-    } else {
+      QYOLO_CUDA_CHECK(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal));
       Status st = run_once();
-      if (!st.is_ok()) return fail(st);
+      cudaGraph_t raw = nullptr;
+      const cudaError_t ce = cudaStreamEndCapture(s, &raw);
+      graph = cuda::Graph(raw);
+      QYOLO_RETURN_IF_ERROR(st);
+      QYOLO_CUDA_CHECK(ce);
+      cudaGraphExec_t raw_exec = nullptr;
+      QYOLO_CUDA_CHECK(cudaGraphInstantiate(&raw_exec, graph.get(), 0));
+      exec = cuda::GraphExec(raw_exec);
+      for (int i = 0; i < std::max(3, a.warmup / 4); ++i) QYOLO_CUDA_CHECK(cudaGraphLaunch(exec.get(), s));
+      QYOLO_CUDA_CHECK(cudaStreamSynchronize(s));
     }
-    CHECK_CUDA(cudaEventRecord(e1, s));
-    CHECK_CUDA(cudaEventSynchronize(e1));
-    float t = 0;
-    CHECK_CUDA(cudaEventElapsedTime(&t, e0, e1));
-    ms.push_back(t);
+    std::vector<float> ms;
+    for (int i = 0; i < a.iters; ++i) {
+      QYOLO_CUDA_CHECK(cudaEventRecord(e0, s));
+      if (a.graph) QYOLO_CUDA_CHECK(cudaGraphLaunch(exec.get(), s));
+      else QYOLO_RETURN_IF_ERROR(run_once());
+      QYOLO_CUDA_CHECK(cudaEventRecord(e1, s));
+      QYOLO_CUDA_CHECK(cudaEventSynchronize(e1));
+      float t = 0;
+      QYOLO_CUDA_CHECK(cudaEventElapsedTime(&t, e0, e1));
+      ms.push_back(t);
+    }
+    QYOLO_CUDA_CHECK(cudaGetLastError());
+    std::sort(ms.begin(), ms.end());
+    median = ms[ms.size() / 2];
+    p99 = ms[std::min(ms.size() - 1, static_cast<size_t>(ms.size() * 0.99))];
+    return Status::ok();
+  };
+  double median = 0, p99 = 0, median_no_pdl = -1, p99_no_pdl = -1;
+  const bool pdl_on = e.programmatic_launch();
+  Status mst = measure(median, p99);
+  if (!mst.is_ok()) return fail(mst);
+  if (a.pdl_ab && pdl_on) {  // the same engine with plain launches, then PDL again (drift check)
+    e.set_programmatic_launch(false);
+    mst = measure(median_no_pdl, p99_no_pdl);
+    if (!mst.is_ok()) return fail(mst);
+    e.set_programmatic_launch(true);
+    double again = 0, again99 = 0;
+    mst = measure(again, again99);
+    if (!mst.is_ok()) return fail(mst);
+    std::fprintf(stderr, "%s b%d: programmatic launch %.4f ms (again %.4f), plain %.4f ms\n", a.model.c_str(), a.batch,
+                 median, again, median_no_pdl);
   }
-  CHECK_CUDA(cudaGetLastError());
-  std::sort(ms.begin(), ms.end());
-  const double median = ms[ms.size() / 2];
-  const double p99 = ms[std::min(ms.size() - 1, static_cast<size_t>(ms.size() * 0.99))];
   const char* prec = a.int8_fp16 ? (a.all_int8 ? "int8-fp16 all" : "int8-fp16") : cuda_precision_name(a.precision);
   const CudaExecutor::Cost cost = e.cost();
   if (a.json) {
     std::printf("{\"model\": \"%s\", \"batch\": %d, \"dtype\": \"%s\", \"graph\": %s, \"median_ms\": %.4f, "
                 "\"p99_ms\": %.4f, \"images_per_s\": %.1f, \"build_s\": %.2f, \"arena_mib\": %zu, \"steps\": %d, "
                 "\"conv\": \"%s\", \"prepost\": %s, \"int8_convs\": %d, \"conv_gmacs\": %.3f, \"int8_gmacs\": %.3f, "
-                "\"gbytes\": %.4f, \"without\": \"%s\"}\n",
+                "\"gbytes\": %.4f, \"pdl\": %s, \"median_ms_no_pdl\": %.4f, \"without\": \"%s\"}\n",
                 a.model.c_str(), a.batch, prec, a.graph ? "true" : "false", median, p99, a.batch * 1e3 / median, build_s,
                 e.arena_bytes() >> 20, e.num_steps(),
                 a.cudnn_graph ? (a.cudnn_fusion ? "graph" : "graph-unfused") : "legacy", a.prepost ? "true" : "false",
-                n_int8, cost.conv_macs / 1e9, cost.int8_macs / 1e9, cost.bytes / 1e9,
+                n_int8, cost.conv_macs / 1e9, cost.int8_macs / 1e9, cost.bytes / 1e9, pdl_on ? "true" : "false", median_no_pdl,
                 ((a.direct_stem ? "" : " direct-stem") + std::string(a.concurrent ? "" : " concurrency") +
                  (a.concat_in_place ? "" : " concat-in-place") + (a.cublaslt ? "" : " cublaslt") + (a.cudnn_int8 ? "" : " cudnn-int8") + (a.fp16_stem ? "" : " fp16-stem")).c_str());
     std::fprintf(stderr, "%s b%d %s: %.1f of %.1f GMAC in INT8 convs\n", a.model.c_str(), a.batch, prec,
@@ -419,8 +443,6 @@ int main(int argc, char** argv) {
                 a.batch * 1e3 / median, build_s, e.num_steps(), e.arena_bytes() >> 20);
   }
   post.reset();
-  if (exec) cudaGraphExecDestroy(exec);
-  if (graph) cudaGraphDestroy(graph);
   cudaEventDestroy(e0);
   cudaEventDestroy(e1);
   cudaStreamDestroy(s);

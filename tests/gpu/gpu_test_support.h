@@ -6,6 +6,7 @@
 
 #include <cmath>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <map>
 #include <random>
@@ -152,6 +153,75 @@ inline Status run_gpu_poisoned(CudaExecutor& ex, const std::map<std::string, Ten
     outputs[b.name] = t;
   }
   return Status::ok();
+}
+
+// Programmatic dependent launch (sm_90+) against plain launches on the same engine: eager and as
+// a CUDA graph replayed `replays` times, each time from a poisoned arena and outputs, every output
+// byte-identical to the plain eager run. A kernel that read its input before its producer had
+// finished would see the poison (NaN) or a stale value. Returns false (nothing checked) where the
+// device has no programmatic launch.
+inline bool expect_programmatic_launch_matches_plain(CudaExecutor& ex, const std::map<std::string, Tensor>& inputs,
+                                                     int replays = 20) {
+  ex.set_programmatic_launch(true);
+  if (!ex.programmatic_launch()) return false;
+  std::map<std::string, Tensor> plain, eager;
+  ex.set_programmatic_launch(false);
+  Status st = run_gpu_poisoned(ex, inputs, plain);
+  EXPECT_TRUE(st.is_ok()) << st.to_string();
+  ex.set_programmatic_launch(true);
+  st = run_gpu_poisoned(ex, inputs, eager);
+  EXPECT_TRUE(st.is_ok()) << st.to_string();
+  if (!st.is_ok()) return true;
+  auto same_bytes = [&](const std::map<std::string, Tensor>& got, const char* what) {
+    for (const auto& [name, t] : plain)
+      EXPECT_EQ(0, std::memcmp(t.raw(), got.at(name).raw(), t.nbytes())) << what << ": output " << name;
+  };
+  same_bytes(eager, "eager");
+
+  std::vector<cuda::DeviceBuffer> in_bufs, out_bufs;
+  std::vector<const void*> in_ptrs;
+  std::vector<void*> out_ptrs;
+  for (const auto& b : ex.inputs()) {
+    auto buf = cuda::DeviceBuffer::allocate(b.nbytes());
+    EXPECT_TRUE(buf.is_ok() && buf->upload(inputs.at(b.name).raw(), b.nbytes()).is_ok());
+    in_ptrs.push_back(buf->get());
+    in_bufs.push_back(std::move(buf).value());
+  }
+  for (const auto& b : ex.outputs()) {
+    auto buf = cuda::DeviceBuffer::allocate(b.nbytes());
+    EXPECT_TRUE(buf.is_ok());
+    out_ptrs.push_back(buf->get());
+    out_bufs.push_back(std::move(buf).value());
+  }
+  auto stream = cuda::make_stream();
+  EXPECT_TRUE(stream.is_ok());
+  cudaStream_t s = stream->get();
+  EXPECT_EQ(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal), cudaSuccess);
+  st = ex.enqueue(in_ptrs, out_ptrs, s);
+  cudaGraph_t raw = nullptr;
+  EXPECT_EQ(cudaStreamEndCapture(s, &raw), cudaSuccess);
+  EXPECT_TRUE(st.is_ok()) << st.to_string();
+  cuda::Graph graph(raw);
+  cudaGraphExec_t raw_exec = nullptr;
+  EXPECT_EQ(cudaGraphInstantiate(&raw_exec, raw, 0), cudaSuccess);
+  cuda::GraphExec exec(raw_exec);
+  for (int r = 0; r < replays && !::testing::Test::HasFailure(); ++r) {
+    EXPECT_TRUE(ex.debug_fill_arena(0xFF).is_ok());
+    for (size_t k = 0; k < out_ptrs.size(); ++k)
+      EXPECT_EQ(cudaMemset(out_ptrs[k], 0xFF, ex.outputs()[k].nbytes()), cudaSuccess);
+    EXPECT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+    EXPECT_EQ(cudaGraphLaunch(exec.get(), s), cudaSuccess);
+    EXPECT_EQ(cudaStreamSynchronize(s), cudaSuccess);
+    std::map<std::string, Tensor> replayed;
+    for (size_t k = 0; k < ex.outputs().size(); ++k) {
+      const auto& b = ex.outputs()[k];
+      Tensor t = Tensor::uninitialized(b.dtype, b.shape);
+      EXPECT_EQ(cudaMemcpy(t.raw(), out_ptrs[k], b.nbytes(), cudaMemcpyDeviceToHost), cudaSuccess);
+      replayed[b.name] = t;
+    }
+    same_bytes(replayed, "graph replay");
+  }
+  return true;
 }
 
 // The precision/layout configurations every kernel is checked in, with their tolerances

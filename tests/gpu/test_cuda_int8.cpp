@@ -436,6 +436,62 @@ TEST(CudaInt8, Fp16StemWritesTheInt8CopyItsReaderTakes) {
   }
 }
 
+// Programmatic dependent launch (sm_90+): an INT8 engine with every kind of step our kernels run
+// (the direct stem writing its int8 copy, INT8 convs with residuals and fused requantisation, a
+// max pool, a quantize-concat, a resize, a cuDNN INT8 conv followed by our requantise pass) gives
+// the same bytes launched programmatically as launched plainly, eager and replayed as a graph.
+TEST(CudaInt8, ProgrammaticLaunchMatchesPlainLaunch) {
+  QYOLO_REQUIRE_INT8_GPU();
+  std::mt19937 rng(test_seed() + 19);
+  GraphSpec spec;
+  spec.inputs = {{"x", {1, 3, 64, 96}}};
+  const float ws = 1.0f / std::sqrt(3.0f * 36.0f);
+  spec.constants["s_w"] = random_tensor({32, 3, 6, 6}, rng, -ws, ws);
+  spec.constants["s_b"] = random_tensor({32}, rng, -0.2f, 0.2f);
+  spec.nodes.push_back(make_node("Conv", {"x", "s_w", "s_b"}, {"s"},
+                                 {{"kernel_shape", std::vector<int64_t>{6, 6}},
+                                  {"strides", std::vector<int64_t>{2, 2}},
+                                  {"pads", std::vector<int64_t>{2, 2, 2, 2}},
+                                  {"qyolo_activation", std::string("silu")},
+                                  {"qyolo_input_scale", scale_from_amax(1.0f)}}));
+  auto conv = [&](const std::vector<std::string>& in, const std::string& y, int64_t c, int64_t k, int64_t ks,
+                  float amax) { add_int8_silu_conv(spec, rng, in, y, c, k, ks, amax); };
+  conv({"s"}, "a", 32, 32, 1, 2.0f);
+  conv({"a"}, "b", 32, 32, 3, 1.5f);
+  conv({"b", "a"}, "c", 32, 32, 3, 1.5f);  // + residual a: c is read as half and as int8
+  conv({"c"}, "d", 32, 32, 1, 2.0f);
+  spec.nodes.push_back(make_node("MaxPool", {"c"}, {"mp"},
+                                 {{"kernel_shape", std::vector<int64_t>{5, 5}},
+                                  {"pads", std::vector<int64_t>{2, 2, 2, 2}}}));
+  spec.nodes.push_back(make_node("Concat", {"c", "mp", "d"}, {"cat"}, {{"axis", int64_t{1}}}));
+  conv({"cat"}, "e", 96, 32, 1, 2.5f);
+  spec.opset = 12;
+  spec.constants["up_scales"] = floats({4}, {1, 1, 2, 2});
+  spec.nodes.push_back(make_node("Resize", {"e", "", "up_scales"}, {"up"},
+                                 {{"mode", std::string("nearest")},
+                                  {"coordinate_transformation_mode", std::string("asymmetric")},
+                                  {"nearest_mode", std::string("floor")}}));
+  conv({"up"}, "y", 32, 16, 3, 2.0f);
+  spec.outputs = {"y", "c"};
+  auto sg = specialize_spec(spec);
+  ASSERT_TRUE(sg.is_ok()) << sg.status().to_string();
+  std::map<std::string, Tensor> inputs{{"x", random_tensor({1, 3, 64, 96}, rng, 0.f, 1.f)}};
+  for (int variant = 0; variant < 3; ++variant) {
+    SCOPED_TRACE(variant == 0 ? "fp32 elsewhere" : variant == 1 ? "fp16 elsewhere, our kernel" : "fp16 elsewhere, cuDNN INT8");
+    CudaBuildOptions opt = all_int8_options(variant > 0);
+    opt.cudnn_int8 = variant == 2 ? 2 : 0;
+    auto gpu = CudaExecutor::build(*sg, opt);
+    ASSERT_TRUE(gpu.is_ok()) << gpu.status().to_string();
+    const std::string summary = (*gpu)->summary();
+    EXPECT_NE(summary.find("quantize-concat 'cat'"), std::string::npos) << summary;
+    EXPECT_NE(summary.find("Resize node"), std::string::npos) << summary;
+    if (variant > 0) EXPECT_NE(summary.find("direct stem"), std::string::npos) << summary;
+    if (variant == 2) EXPECT_NE(summary.find("+requant pass"), std::string::npos) << summary;
+    if (!expect_programmatic_launch_matches_plain(**gpu, inputs)) GTEST_SKIP() << "no programmatic launch before sm_90";
+    EXPECT_NE((*gpu)->summary().find("programmatic launch"), std::string::npos);
+  }
+}
+
 // --int8 --fp16 with the per-layer choice: the timings, cuDNN INT8 decisions and the engine-level
 // verdict are tactics, so a rebuild from them (an engine file load) times nothing new and gives the
 // same engine, bit for bit. (On an H100 this small graph stays all FP16, so the engine-level

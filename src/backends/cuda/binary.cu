@@ -29,6 +29,7 @@ template <typename T, int V> struct alignas(sizeof(T) * V) Vec { T v[V]; };
 template <typename T, bool SA, bool SB>
 __global__ void binary_vec_kernel(int op, T* __restrict__ y, const T* __restrict__ a, const T* __restrict__ b,
                                   int64_t nvec) {
+  await_producers();
   constexpr int V = 16 / sizeof(T);
   const float as = SA ? 0.f : to_f(a[0]);
   const float bs = SB ? 0.f : to_f(b[0]);
@@ -46,6 +47,7 @@ __global__ void binary_vec_kernel(int op, T* __restrict__ y, const T* __restrict
 
 template <typename T, typename I>
 __global__ void binary_nd_kernel(int op, NdPlan<3, I> p, T* __restrict__ y, const T* a, const T* b) {
+  await_producers();
   for (I i = static_cast<I>(blockIdx.x) * blockDim.x + threadIdx.x; i < p.numel;
        i += static_cast<I>(gridDim.x) * blockDim.x) {
     I off[3];
@@ -111,8 +113,8 @@ class BinaryKernel final : public CudaKernel {
     for (const Pass& ps : passes_) {
       const void* a = ps.a < 0 ? out[0] : in[static_cast<size_t>(ps.a)];
       const void* b = in[static_cast<size_t>(ps.b)];
-      if (dtype_ == DataType::kFloat16) QYOLO_RETURN_IF_ERROR(launch<__half>(ps, out[0], a, b, ctx.stream));
-      else QYOLO_RETURN_IF_ERROR(launch<float>(ps, out[0], a, b, ctx.stream));
+      if (dtype_ == DataType::kFloat16) QYOLO_RETURN_IF_ERROR(launch<__half>(ps, out[0], a, b, ctx.stream, ctx.programmatic));
+      else QYOLO_RETURN_IF_ERROR(launch<float>(ps, out[0], a, b, ctx.stream, ctx.programmatic));
     }
     return Status::ok();
   }
@@ -125,7 +127,7 @@ class BinaryKernel final : public CudaKernel {
 
  private:
   template <typename T>
-  Status launch(const Pass& ps, void* y, const void* a, const void* b, cudaStream_t s) {
+  Status launch(const Pass& ps, void* y, const void* a, const void* b, cudaStream_t s, bool pdl) {
     constexpr int V = 16 / sizeof(T);
     constexpr int kThreads = 256;
     T* Y = static_cast<T*>(y);
@@ -136,13 +138,13 @@ class BinaryKernel final : public CudaKernel {
     if (ps.flat != 0 && aligned && n_ % V == 0) {
       const int64_t nvec = n_ / V;
       const unsigned g = grid_for(nvec, kThreads);
-      if (ps.flat == 1) binary_vec_kernel<T, true, true><<<g, kThreads, 0, s>>>(op_, Y, A, B, nvec);
-      else if (ps.flat == 2) binary_vec_kernel<T, true, false><<<g, kThreads, 0, s>>>(op_, Y, A, B, nvec);
-      else binary_vec_kernel<T, false, true><<<g, kThreads, 0, s>>>(op_, Y, A, B, nvec);
+      if (ps.flat == 1) launch_kernel(binary_vec_kernel<T, true, true>, g, kThreads, 0, s, pdl, op_, Y, A, B, nvec);
+      else if (ps.flat == 2) launch_kernel(binary_vec_kernel<T, true, false>, g, kThreads, 0, s, pdl, op_, Y, A, B, nvec);
+      else launch_kernel(binary_vec_kernel<T, false, true>, g, kThreads, 0, s, pdl, op_, Y, A, B, nvec);
     } else if (ps.narrow) {
-      binary_nd_kernel<T, int32_t><<<grid_for(n_, kThreads), kThreads, 0, s>>>(op_, ps.p32, Y, A, B);
+      launch_kernel(binary_nd_kernel<T, int32_t>, grid_for(n_, kThreads), kThreads, 0, s, pdl, op_, ps.p32, Y, A, B);
     } else {
-      binary_nd_kernel<T, int64_t><<<grid_for(n_, kThreads), kThreads, 0, s>>>(op_, ps.p64, Y, A, B);
+      launch_kernel(binary_nd_kernel<T, int64_t>, grid_for(n_, kThreads), kThreads, 0, s, pdl, op_, ps.p64, Y, A, B);
     }
     QYOLO_CUDA_CHECK_LAUNCH("binary kernel");
     return Status::ok();

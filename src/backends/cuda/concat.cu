@@ -32,7 +32,7 @@ class ConcatKernel final : public CudaKernel {
   Status enqueue(const LaunchContext& ctx, std::span<const void* const> in, std::span<void* const> out) override {
     // A null input is already in place: its producer wrote into its slice (concat in place).
     for (size_t k = 0; k < copies_.size(); ++k)
-      if (in[k] != nullptr) QYOLO_RETURN_IF_ERROR(enqueue_nd_copy(copies_[k], in[k], out[0], ctx.stream));
+      if (in[k] != nullptr) QYOLO_RETURN_IF_ERROR(enqueue_nd_copy(copies_[k], in[k], out[0], ctx.stream, ctx.programmatic));
     return Status::ok();
   }
 

@@ -44,6 +44,7 @@ template <typename T, int V> struct alignas(sizeof(T) * V) Vec { T v[V]; };
 // c0..c0+V-1); NCHW needs hw % V == 0 (a vector holds one channel).
 template <typename T, bool NHWC, bool RES, bool BIAS>
 __global__ void epilogue_vec_kernel(EpilogueParams p, T* __restrict__ y, const T* __restrict__ r) {
+  await_producers();
   constexpr int V = 16 / sizeof(T);
   const uint32_t nvec = static_cast<uint32_t>(p.n / V);
   const uint32_t cvec = static_cast<uint32_t>(p.c / V);  // NHWC: vectors per pixel
@@ -83,6 +84,7 @@ __global__ void epilogue_vec_kernel(EpilogueParams p, T* __restrict__ y, const T
 
 template <typename T, bool NHWC>
 __global__ void epilogue_kernel(EpilogueParams p, T* __restrict__ y, const T* __restrict__ r) {
+  await_producers();
   for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < p.n;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
     const int c = NHWC ? static_cast<int>(i % p.c) : static_cast<int>((i / p.hw) % p.c);
@@ -93,16 +95,16 @@ __global__ void epilogue_kernel(EpilogueParams p, T* __restrict__ y, const T* __
 }
 
 template <typename T, bool NHWC, bool RES>
-void launch_vec(const EpilogueParams& p, T* y, const T* r, cudaStream_t s) {
+void launch_vec(const EpilogueParams& p, T* y, const T* r, cudaStream_t s, bool pdl) {
   constexpr int V = 16 / sizeof(T);
   constexpr int kThreads = 256;
   const unsigned g = grid_for(p.n / V, kThreads);
-  if (p.bias) epilogue_vec_kernel<T, NHWC, RES, true><<<g, kThreads, 0, s>>>(p, y, r);
-  else epilogue_vec_kernel<T, NHWC, RES, false><<<g, kThreads, 0, s>>>(p, y, r);
+  if (p.bias) launch_kernel(epilogue_vec_kernel<T, NHWC, RES, true>, g, kThreads, 0, s, pdl, p, y, r);
+  else launch_kernel(epilogue_vec_kernel<T, NHWC, RES, false>, g, kThreads, 0, s, pdl, p, y, r);
 }
 
 template <typename T>
-Status launch_epilogue(const EpilogueParams& p, bool nhwc, void* y, const void* r, cudaStream_t s) {
+Status launch_epilogue(const EpilogueParams& p, bool nhwc, void* y, const void* r, cudaStream_t s, bool pdl) {
   constexpr int V = 16 / sizeof(T);
   constexpr int kThreads = 256;
   T* Y = static_cast<T*>(y);
@@ -111,16 +113,16 @@ Status launch_epilogue(const EpilogueParams& p, bool nhwc, void* y, const void* 
   const bool vec = aligned && p.n < (int64_t{1} << 31) && (nhwc ? p.c % V == 0 : p.hw % V == 0);
   if (vec) {
     if (nhwc) {
-      if (R) launch_vec<T, true, true>(p, Y, R, s);
-      else launch_vec<T, true, false>(p, Y, R, s);
+      if (R) launch_vec<T, true, true>(p, Y, R, s, pdl);
+      else launch_vec<T, true, false>(p, Y, R, s, pdl);
     } else {
-      if (R) launch_vec<T, false, true>(p, Y, R, s);
-      else launch_vec<T, false, false>(p, Y, R, s);
+      if (R) launch_vec<T, false, true>(p, Y, R, s, pdl);
+      else launch_vec<T, false, false>(p, Y, R, s, pdl);
     }
   } else {
     const unsigned g = grid_for(p.n, kThreads);
-    if (nhwc) epilogue_kernel<T, true><<<g, kThreads, 0, s>>>(p, Y, R);
-    else epilogue_kernel<T, false><<<g, kThreads, 0, s>>>(p, Y, R);
+    if (nhwc) launch_kernel(epilogue_kernel<T, true>, g, kThreads, 0, s, pdl, p, Y, R);
+    else launch_kernel(epilogue_kernel<T, false>, g, kThreads, 0, s, pdl, p, Y, R);
   }
   QYOLO_CUDA_CHECK_LAUNCH("conv epilogue kernel");
   return Status::ok();
@@ -336,8 +338,8 @@ class ConvKernel final : public CudaKernel {
     }
     if (!has_epilogue_) return Status::ok();
     const void* r = in.size() > 3 ? in[3] : nullptr;
-    if (half_) return launch_epilogue<__half>(epi_, nhwc_, out[0], r, ctx.stream);
-    return launch_epilogue<float>(epi_, nhwc_, out[0], r, ctx.stream);
+    if (half_) return launch_epilogue<__half>(epi_, nhwc_, out[0], r, ctx.stream, ctx.programmatic);
+    return launch_epilogue<float>(epi_, nhwc_, out[0], r, ctx.stream, ctx.programmatic);
   }
 
   // Concat in place: the cuDNN graph is planned again with the output's pixel pitch (its own engine
@@ -346,13 +348,19 @@ class ConvKernel final : public CudaKernel {
   bool set_output_pitch(PrepareContext& ctx, int index, int64_t pitch) override {
     if (index != 0 || !half_ || !nhwc_ || pitch < problem_.k || pitch % 8 != 0) return false;
     if (pitch == out_pitch_) return true;
-    if (lt_ || (!fused_ && !(graph_ && !has_epilogue_))) return false;
-    GraphConvProblem gp = fused_ ? fused_problem_ : problem_;
+    // A conv with an epilogue writes into the concat through the fused plan, even where the plain
+    // plan + our epilogue pass (or cuBLASLt + the pass) timed faster alone: concat in place saves
+    // the concat's copy and its launch, more than the fused plan loses. The cuBLASLt GEMM writes
+    // contiguous rows only.
+    const bool fused = fused_ || (has_epilogue_ && !fused_key_.empty());  // fused_key_: try_fused_epilogue's problem
+    if (!fused && !(graph_ && !has_epilogue_)) return false;
+    GraphConvProblem gp = fused ? fused_problem_ : problem_;
     gp.y_pitch = pitch == problem_.k ? 0 : pitch;
-    const std::string key = (fused_ ? fused_key_ : "graph:" + key_) + ":pitch" + std::to_string(pitch);
-    auto plan = shared_plan(ctx, gp, key, fused_ ? std::min(ctx.options->graph_max_plans, 4) : ctx.options->graph_max_plans);
+    const std::string key = (fused ? fused_key_ : "graph:" + key_) + ":pitch" + std::to_string(pitch);
+    auto plan = shared_plan(ctx, gp, key, fused ? std::min(ctx.options->graph_max_plans, 4) : ctx.options->graph_max_plans);
     if (!plan) return false;
-    std::unique_ptr<GraphConvPlan>& slot = fused_ ? fused_ : graph_;
+    lt_.reset();
+    std::unique_ptr<GraphConvPlan>& slot = fused ? fused_ : graph_;
     slot = std::move(plan).value();
     ws_ = slot->workspace_bytes();
     out_pitch_ = pitch;
@@ -501,7 +509,7 @@ class ConvKernel final : public CudaKernel {
       QYOLO_CUDA_CHECK(cudaMemsetAsync(rb.get(), 0, bytes, ctx.stream));
     }
     QYOLO_CUDA_CHECK(cudaMemsetAsync(yb.get(), 0, bytes, ctx.stream));
-    return time_launches(ctx.stream, 1, 5, [&] { return launch_epilogue<__half>(epi_, true, yb.get(), rb.get(), ctx.stream); });
+    return time_launches(ctx.stream, 1, 5, [&] { return launch_epilogue<__half>(epi_, true, yb.get(), rb.get(), ctx.stream, false); });
   }
 
   Status choose_algo(PrepareContext& ctx, const TensorInfo& x, const TensorInfo& y, bool strict_fp32,

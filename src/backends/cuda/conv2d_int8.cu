@@ -317,6 +317,7 @@ __device__ __forceinline__ void cp_async16_or_zero(void* smem, const int8_t* src
 
 template <class C>
 __global__ void __launch_bounds__(C::kThreads) conv_int8_kernel(ConvInt8Params p) {
+  await_producers();
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
   extern __shared__ __align__(16) uint8_t smem[];
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
@@ -487,6 +488,7 @@ struct WgmmaConfig {
 
 template <class C>
 __global__ void __launch_bounds__(C::kThreads) conv_int8_wgmma_kernel(ConvInt8Params p) {
+  await_producers();
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   extern __shared__ __align__(16) uint8_t smem_raw[];
   uint8_t* smem = reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t{1023});
@@ -575,6 +577,7 @@ __global__ void __launch_bounds__(C::kThreads) conv_int8_wgmma_kernel(ConvInt8Pa
 // when a cuDNN INT8 engine writes the half output and INT8 convs read the value too.
 __global__ void requantize_half_kernel(const __half* __restrict__ y, int y_ld, int8_t* __restrict__ yq, int yq_ld,
                                        int k8, int64_t total, float inv_scale) {
+  await_producers();
   const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i >= total) return;
   const int64_t row = i / k8;
@@ -588,11 +591,11 @@ __global__ void requantize_half_kernel(const __half* __restrict__ y, int y_ld, i
 }
 
 Status launch_requantize(const void* y, int y_ld, int8_t* yq, int yq_ld, int k, int m, float inv_scale,
-                         cudaStream_t stream) {
+                         cudaStream_t stream, bool pdl = false) {
   const int64_t total = static_cast<int64_t>(m) * (k / 8);
   constexpr int kThreads = 256;
-  requantize_half_kernel<<<static_cast<unsigned>((total + kThreads - 1) / kThreads), kThreads, 0, stream>>>(
-      static_cast<const __half*>(y), y_ld, yq, yq_ld, k / 8, total, inv_scale);
+  launch_kernel(requantize_half_kernel, static_cast<unsigned>((total + kThreads - 1) / kThreads), kThreads, 0, stream, pdl,
+                static_cast<const __half*>(y), y_ld, yq, yq_ld, k / 8, total, inv_scale);
   QYOLO_CUDA_CHECK_LAUNCH("requantize_half_kernel");
   return Status::ok();
 }
@@ -636,10 +639,10 @@ const Tactic kTactics[] = {
 };
 constexpr int kNumTactics = static_cast<int>(sizeof(kTactics) / sizeof(kTactics[0]));
 
-Status launch(const Tactic& t, const ConvInt8Params& p, cudaStream_t stream) {
+Status launch(const Tactic& t, const ConvInt8Params& p, cudaStream_t stream, bool pdl = false) {
   const dim3 grid(static_cast<unsigned>((p.m + t.bm - 1) / t.bm), static_cast<unsigned>((p.k + t.bn - 1) / t.bn));
   if (grid.y > 65535) return unsupported("int8 conv: too many output channels");
-  t.kernel<<<grid, t.threads, t.smem, stream>>>(p);
+  launch_kernel(t.kernel, grid, t.threads, t.smem, stream, pdl, p);
   QYOLO_CUDA_CHECK_LAUNCH(t.name);
   return Status::ok();
 }
@@ -873,14 +876,14 @@ class ConvInt8Kernel final : public CudaKernel {
                                             q ? inv_scale_.get() : nullptr));
       if (planned_out_ != CudnnOut::kHalfThenRequantise) return Status::ok();
       return launch_requantize(out[0], p_.y_ld, static_cast<int8_t*>(out[1]), p_.yq_ld, p_.k, p_.m, p_.yq_inv_scale,
-                               ctx.stream);
+                               ctx.stream, ctx.programmatic);
     }
     ConvInt8Params p = p_;
     p.x = static_cast<const int8_t*>(in[0]);
     p.residual = has_residual_ ? in[3] : nullptr;
     p.y = out[0];
     p.yq = fused_quant_ && out.size() > 1 ? static_cast<int8_t*>(out[1]) : nullptr;
-    return launch(kTactics[tactic_], p, ctx.stream);
+    return launch(kTactics[tactic_], p, ctx.stream, ctx.programmatic);
   }
 
   float tuned_ms() const override { return use_cudnn_ ? cudnn_ms_ : tuned_ms_; }

@@ -143,6 +143,7 @@ constexpr int kMinBlocks(int nt) {
 
 template <int NT>
 __global__ void __launch_bounds__(kThreads, kMinBlocks(NT)) conv_stem_kernel(StemParams p) {
+  await_producers();
   constexpr int K = NT * 8;
   extern __shared__ __align__(16) uint8_t smem[];
   const int tid = threadIdx.x;
@@ -420,7 +421,7 @@ class ConvStemKernel final : public CudaKernel {
     if (p.x == nullptr || (p.y == nullptr && p.y8 == nullptr) || reinterpret_cast<uintptr_t>(p.y) % 16 != 0 ||
         reinterpret_cast<uintptr_t>(p.y8) % 16 != 0)
       return internal_error("direct stem conv: missing or misaligned input/output");
-    kernel_<<<grid_, kThreads, static_cast<size_t>(smem_), ctx.stream>>>(p);
+    launch_kernel(kernel_, grid_, kThreads, static_cast<size_t>(smem_), ctx.stream, ctx.programmatic, p);
     QYOLO_CUDA_CHECK_LAUNCH("conv_stem_kernel");
     return Status::ok();
   }

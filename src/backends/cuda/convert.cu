@@ -16,7 +16,7 @@ class ConvertKernel final : public CudaKernel {
     return Status::ok();
   }
   Status enqueue(const LaunchContext& ctx, std::span<const void* const> in, std::span<void* const> out) override {
-    return enqueue_nd_copy(copy_, in[0], out[0], ctx.stream);
+    return enqueue_nd_copy(copy_, in[0], out[0], ctx.stream, ctx.programmatic);
   }
   std::string info() const override { return "convert"; }
 

@@ -104,8 +104,10 @@ using GraphExec = Owner<cudaGraphExec_t, GraphExecTraits>;
 
 Result<Stream> make_stream(bool non_blocking = true);
 Result<Event> make_event(bool timing = true);
-// Mean time in ms of one `launch` on `stream` (build-time tuning): `warmup` launches first, then
-// `iters` between two events. A failing launch ends the timing with its status.
+// Time in ms of one `launch` on `stream` (build-time tuning): `warmup` (at least one) eager launches
+// first, then `iters` or more launches captured into a CUDA graph, the best of three replays per
+// launch (eager between two events where the launches cannot be captured). A failing launch ends
+// the timing with its status.
 Result<float> time_launches(cudaStream_t stream, int warmup, int iters, const std::function<Status()>& launch);
 Result<CudnnHandle> make_cudnn();
 Result<CublasLtHandle> make_cublaslt();

@@ -1316,6 +1316,8 @@ Result<std::unique_ptr<CudaExecutor>> CudaExecutor::build_variant(SpecializedGra
   QYOLO_CUDA_CHECK(cudaSetDevice(options.device));
   cudaDeviceProp prop{};
   QYOLO_CUDA_CHECK(cudaGetDeviceProperties(&prop, options.device));
+  ex->programmatic_capable_ = prop.major >= 9;
+  ex->set_programmatic_launch(options.programmatic_launch);
   QYOLO_ASSIGN_OR_RETURN(ex->cudnn_, cuda::make_cudnn());
   QYOLO_ASSIGN_OR_RETURN(ex->cublaslt_, cuda::make_cublaslt());
   QYOLO_ASSIGN_OR_RETURN(ex->stream_, cuda::make_stream());
@@ -1446,9 +1448,10 @@ Status CudaExecutor::enqueue(const std::vector<const void*>& device_inputs, cons
     ptrs_[static_cast<size_t>(v)] = static_cast<char*>(ptrs_[static_cast<size_t>(val.alias_of)]) + val.view_offset;
   }
   QYOLO_CUDA_CHECK(cudnnSetStream(cudnn_.get(), stream));
-  const cuda::LaunchContext main_lc{stream, cudnn_.get(), workspace_.get(), workspace_.size(), cublaslt_.get()};
+  const cuda::LaunchContext main_lc{stream, cudnn_.get(), workspace_.get(), workspace_.size(), cublaslt_.get(),
+                                    programmatic_};
   const cuda::LaunchContext side_lc{side_stream_.get(), cudnn_.get(), side_workspace_.get(), side_workspace_.size(),
-                                    cublaslt_.get()};
+                                    cublaslt_.get(), programmatic_};
   bool cudnn_on_side = false;
   for (int f : start_forks_) QYOLO_CUDA_CHECK(cudaEventRecord(fork_events_[static_cast<size_t>(f)].get(), stream));
   for (const auto& s : steps_) {
@@ -1603,7 +1606,7 @@ std::string CudaExecutor::summary() const {
      << (options_.precision == CudaPrecision::kInt8 ? (options_.int8_fp16 ? " (fp16 elsewhere)" : " (fp32 elsewhere)") : "")
      << ", " << steps_.size() << " steps, arena "
      << arena_.size() / (1 << 20) << " MiB, workspace " << workspace_.size() / (1 << 20) << " MiB, weights "
-     << weight_bytes_ / (1 << 20) << " MiB\n";
+     << weight_bytes_ / (1 << 20) << " MiB" << (programmatic_ ? ", programmatic launch" : "") << "\n";
   if (!precision_note_.empty()) os << "  " << precision_note_ << "\n";
   for (const auto& s : steps_) {
     os << "  " << s.label;

@@ -51,6 +51,11 @@ class CudaExecutor {
   // Tactics chosen (or reused) by this build, by problem key (see CudaBuildOptions::tactics).
   const std::map<std::string, std::vector<int64_t>>& tactics() const { return tactics_; }
   int num_steps() const { return static_cast<int>(steps_.size()); }
+  // Programmatic dependent launch of our kernels (CudaBuildOptions::programmatic_launch): on only
+  // where the device has it (sm_90+). A run-time setting that applies from the next enqueue on
+  // (a CUDA graph keeps the launches it captured); not while another thread enqueues.
+  bool programmatic_launch() const { return programmatic_; }
+  void set_programmatic_launch(bool on) { programmatic_ = on && programmatic_capable_; }
   // Work of one enqueue, for achieved-throughput reports: convolution multiply-accumulates, of
   // which on the INT8 kernel, and the bytes every launched step reads and writes (activations,
   // bindings and weights; aliases and unwritten values excluded).
@@ -132,6 +137,8 @@ class CudaExecutor {
   std::vector<cuda::Event> fork_events_, join_events_;
   std::vector<int> start_forks_, end_joins_;
   size_t weight_bytes_ = 0;
+  // Our kernels launch programmatically (options_.programmatic_launch on an sm_90+ device).
+  bool programmatic_ = false, programmatic_capable_ = false;
   std::map<std::string, std::vector<int64_t>> tactics_;
   std::string precision_note_;  // --int8 --fp16: the per-layer choice's modelled times (summary)
   // Per-enqueue pointer table, sized at build (enqueue does not allocate).

@@ -96,6 +96,10 @@ struct CudaBuildOptions {
   // requantise] fused, NVRTC at build and load) against our kernel and keep the faster: 0 never,
   // 1 where faster, 2 wherever cuDNN has an engine (tests).
   int cudnn_int8 = 1;
+  // sm_90+: our kernels launch with programmatic dependent launch, so each can start launching
+  // while the kernel before it in the stream finishes (cuda_common.cuh await_producers). A
+  // run-time setting: engine files do not store it. Off: plain launches (bench_gpu --no-pdl).
+  bool programmatic_launch = true;
 };
 
 namespace cuda {
@@ -155,6 +159,8 @@ struct LaunchContext {
   void* workspace = nullptr;
   size_t workspace_bytes = 0;
   cublasLtHandle_t cublaslt = nullptr;  // stream-free: safe on the side stream too
+  // Our kernels launch with programmatic dependent launch (cuda_common.cuh launch_kernel).
+  bool programmatic = false;
 };
 
 // One detect level's box decode (QyoloYoloDecode, yolo_decode.cu), as the head conv fuses it:

@@ -17,6 +17,7 @@ struct PoolParams {
 
 template <typename T, bool NHWC>
 __global__ void max_pool_kernel(PoolParams p, T* __restrict__ y, const T* __restrict__ x) {
+  await_producers();
   for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < p.total;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
     int c, ox, oy, n;
@@ -43,6 +44,7 @@ template <typename T, int V> struct alignas(sizeof(T) * V) Vec { T v[V]; };
 // NHWC with C % V == 0: one thread per 16-byte channel vector, 32-bit indexing.
 template <typename T>
 __global__ void max_pool_nhwc_vec_kernel(PoolParams p, T* __restrict__ y, const T* __restrict__ x) {
+  await_producers();
   constexpr int V = 16 / sizeof(T);
   const uint32_t cv = static_cast<uint32_t>(p.c / V);
   const uint32_t total = static_cast<uint32_t>(p.total / V);
@@ -106,18 +108,18 @@ class MaxPoolKernel final : public CudaKernel {
         ((reinterpret_cast<uintptr_t>(in[0]) | reinterpret_cast<uintptr_t>(out[0])) % 16) == 0) {
       const unsigned gv = grid_for(p_.total / V, kThreads);
       if (dtype_ == DataType::kFloat16)
-        max_pool_nhwc_vec_kernel<__half><<<gv, kThreads, 0, ctx.stream>>>(p_, static_cast<__half*>(out[0]), static_cast<const __half*>(in[0]));
+        launch_kernel(max_pool_nhwc_vec_kernel<__half>, gv, kThreads, 0, ctx.stream, ctx.programmatic, p_, static_cast<__half*>(out[0]), static_cast<const __half*>(in[0]));
       else
-        max_pool_nhwc_vec_kernel<float><<<gv, kThreads, 0, ctx.stream>>>(p_, static_cast<float*>(out[0]), static_cast<const float*>(in[0]));
+        launch_kernel(max_pool_nhwc_vec_kernel<float>, gv, kThreads, 0, ctx.stream, ctx.programmatic, p_, static_cast<float*>(out[0]), static_cast<const float*>(in[0]));
       QYOLO_CUDA_CHECK_LAUNCH("max_pool_nhwc_vec_kernel");
       return Status::ok();
     }
     if (dtype_ == DataType::kFloat16) {
-      if (nhwc_) max_pool_kernel<__half, true><<<g, kThreads, 0, ctx.stream>>>(p_, static_cast<__half*>(out[0]), static_cast<const __half*>(in[0]));
-      else max_pool_kernel<__half, false><<<g, kThreads, 0, ctx.stream>>>(p_, static_cast<__half*>(out[0]), static_cast<const __half*>(in[0]));
+      if (nhwc_) launch_kernel(max_pool_kernel<__half, true>, g, kThreads, 0, ctx.stream, ctx.programmatic, p_, static_cast<__half*>(out[0]), static_cast<const __half*>(in[0]));
+      else launch_kernel(max_pool_kernel<__half, false>, g, kThreads, 0, ctx.stream, ctx.programmatic, p_, static_cast<__half*>(out[0]), static_cast<const __half*>(in[0]));
     } else {
-      if (nhwc_) max_pool_kernel<float, true><<<g, kThreads, 0, ctx.stream>>>(p_, static_cast<float*>(out[0]), static_cast<const float*>(in[0]));
-      else max_pool_kernel<float, false><<<g, kThreads, 0, ctx.stream>>>(p_, static_cast<float*>(out[0]), static_cast<const float*>(in[0]));
+      if (nhwc_) launch_kernel(max_pool_kernel<float, true>, g, kThreads, 0, ctx.stream, ctx.programmatic, p_, static_cast<float*>(out[0]), static_cast<const float*>(in[0]));
+      else launch_kernel(max_pool_kernel<float, false>, g, kThreads, 0, ctx.stream, ctx.programmatic, p_, static_cast<float*>(out[0]), static_cast<const float*>(in[0]));
     }
     QYOLO_CUDA_CHECK_LAUNCH("max_pool_kernel");
     return Status::ok();

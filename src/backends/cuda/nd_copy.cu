@@ -16,6 +16,7 @@ template <typename Td, typename Ts> __device__ __forceinline__ Td convert_elem(T
 
 template <typename Td, typename Ts, typename I>
 __global__ void nd_copy_kernel(NdPlan<2, I> p, Td* __restrict__ dst, const Ts* __restrict__ src) {
+  await_producers();
   for (I i = static_cast<I>(blockIdx.x) * blockDim.x + threadIdx.x; i < p.numel;
        i += static_cast<I>(gridDim.x) * blockDim.x) {
     I off[2];
@@ -25,14 +26,14 @@ __global__ void nd_copy_kernel(NdPlan<2, I> p, Td* __restrict__ dst, const Ts* _
 }
 
 template <typename Td, typename Ts>
-Status launch(const NdCopy& c, const void* src, void* dst, cudaStream_t stream) {
+Status launch(const NdCopy& c, const void* src, void* dst, cudaStream_t stream, bool pdl) {
   Td* d = static_cast<Td*>(dst) + c.dst_offset;
   const Ts* s = static_cast<const Ts*>(src) + c.src_offset;
   constexpr int kThreads = 256;
   if (c.narrow) {
-    nd_copy_kernel<Td, Ts, int32_t><<<grid_for(c.numel, kThreads), kThreads, 0, stream>>>(c.p32, d, s);
+    launch_kernel(nd_copy_kernel<Td, Ts, int32_t>, grid_for(c.numel, kThreads), kThreads, 0, stream, pdl, c.p32, d, s);
   } else {
-    nd_copy_kernel<Td, Ts, int64_t><<<grid_for(c.numel, kThreads), kThreads, 0, stream>>>(c.p64, d, s);
+    launch_kernel(nd_copy_kernel<Td, Ts, int64_t>, grid_for(c.numel, kThreads), kThreads, 0, stream, pdl, c.p64, d, s);
   }
   QYOLO_CUDA_CHECK_LAUNCH("nd_copy_kernel");
   return Status::ok();
@@ -97,7 +98,7 @@ Result<NdCopy> make_nd_copy(const Shape& shape, const std::vector<int64_t>& dst_
   return c;
 }
 
-Status enqueue_nd_copy(const NdCopy& c, const void* src, void* dst, cudaStream_t stream) {
+Status enqueue_nd_copy(const NdCopy& c, const void* src, void* dst, cudaStream_t stream, bool programmatic) {
   if (c.numel == 0) return Status::ok();
   if (c.memcpy_ok) {
     const size_t es = dtype_size(c.dst_type);
@@ -121,17 +122,17 @@ Status enqueue_nd_copy(const NdCopy& c, const void* src, void* dst, cudaStream_t
     v.dst_offset = c.vec_dst_offset;
     v.src_offset = c.vec_src_offset;
     v.numel = c.vec_numel;
-    if (c.vec_bytes == 16) return launch<uint4, uint4>(v, src, dst, stream);
-    if (c.vec_bytes == 8) return launch<uint2, uint2>(v, src, dst, stream);
-    return launch<uint32_t, uint32_t>(v, src, dst, stream);
+    if (c.vec_bytes == 16) return launch<uint4, uint4>(v, src, dst, stream, programmatic);
+    if (c.vec_bytes == 8) return launch<uint2, uint2>(v, src, dst, stream, programmatic);
+    return launch<uint32_t, uint32_t>(v, src, dst, stream, programmatic);
   }
-  if (c.dst_type == DataType::kFloat32 && c.src_type == DataType::kFloat16) return launch<float, __half>(c, src, dst, stream);
-  if (c.dst_type == DataType::kFloat16 && c.src_type == DataType::kFloat32) return launch<__half, float>(c, src, dst, stream);
+  if (c.dst_type == DataType::kFloat32 && c.src_type == DataType::kFloat16) return launch<float, __half>(c, src, dst, stream, programmatic);
+  if (c.dst_type == DataType::kFloat16 && c.src_type == DataType::kFloat32) return launch<__half, float>(c, src, dst, stream, programmatic);
   switch (dtype_size(c.dst_type)) {
-    case 1: return launch<uint8_t, uint8_t>(c, src, dst, stream);
-    case 2: return launch<uint16_t, uint16_t>(c, src, dst, stream);
-    case 4: return launch<uint32_t, uint32_t>(c, src, dst, stream);
-    case 8: return launch<uint64_t, uint64_t>(c, src, dst, stream);
+    case 1: return launch<uint8_t, uint8_t>(c, src, dst, stream, programmatic);
+    case 2: return launch<uint16_t, uint16_t>(c, src, dst, stream, programmatic);
+    case 4: return launch<uint32_t, uint32_t>(c, src, dst, stream, programmatic);
+    case 8: return launch<uint64_t, uint64_t>(c, src, dst, stream, programmatic);
   }
   return internal_error("nd copy: unexpected element size");
 }

@@ -38,6 +38,7 @@ Result<NdCopy> make_nd_copy(const Shape& shape, const std::vector<int64_t>& dst_
                             DataType dst_type, const std::vector<int64_t>& src_strides, int64_t src_offset,
                             DataType src_type);
 
-Status enqueue_nd_copy(const NdCopy& c, const void* src, void* dst, cudaStream_t stream);
+Status enqueue_nd_copy(const NdCopy& c, const void* src, void* dst, cudaStream_t stream,
+                       bool programmatic = false);
 
 }  // namespace qyolo::cuda

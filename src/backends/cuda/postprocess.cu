@@ -1,6 +1,7 @@
 #include <cub/cub.cuh>
 
 #include "backends/cuda/cuda_check.h"
+#include "backends/cuda/cuda_common.cuh"
 #include "backends/cuda/postprocess.h"
 
 namespace qyolo::cuda {
@@ -50,6 +51,7 @@ __device__ __forceinline__ void push(const DecodeArgs& a, int b, float4 box, flo
 }
 
 __global__ void decode_kernel(DecodeArgs a) {
+  await_producers();
   const int64_t total = static_cast<int64_t>(a.batch) * a.anchors;
   for (int64_t t = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; t < total;
        t += static_cast<int64_t>(gridDim.x) * blockDim.x) {
@@ -92,6 +94,7 @@ __global__ void decode_kernel(DecodeArgs a) {
 }
 
 __global__ void segment_ends_kernel(const int* counts, int cap, int batch, int* begin, int* end) {
+  await_producers();
   const int b = blockIdx.x * blockDim.x + threadIdx.x;
   if (b >= batch) return;
   begin[b] = b * cap;
@@ -125,6 +128,7 @@ constexpr int kNmsThreads = 1024;
 // One block per image: greedy NMS in score order; each round keeps the next unsuppressed box,
 // suppresses what overlaps it and finds the next survivor in one pass.
 __global__ void __launch_bounds__(kNmsThreads) nms_kernel(NmsArgs a) {
+  await_producers();
   const int b = blockIdx.x;
   const int64_t base = static_cast<int64_t>(b) * a.cap;
   const int n = min(min(a.counts[b], a.cap), a.max_nms);

@@ -73,6 +73,7 @@ __device__ __forceinline__ int body_pixel(const LbParams& p, int bx, int by, int
 
 template <typename T>
 __global__ void letterbox_kernel(LbParams p, T* __restrict__ dst) {
+  await_producers();
   const int x = blockIdx.x * blockDim.x + threadIdx.x;
   const int y = blockIdx.y * blockDim.y + threadIdx.y;
   if (x >= p.dw || y >= p.dh) return;

@@ -41,6 +41,7 @@ struct ToHalf {
 // 2^31 elements (always, in practice): 64-bit divisions are slow.
 template <typename T, typename Index, typename Out>
 __global__ void gather_nhwc_kernel(QuantizeParams p, const T* __restrict__ x, uint4* __restrict__ y) {
+  await_producers();
   constexpr int V = Out::kPerStore;
   const Index chunks = static_cast<Index>(p.cp / V);
   const Index n_items = static_cast<Index>(p.pixels) * chunks;
@@ -75,6 +76,7 @@ __global__ void gather_nhwc_kernel(QuantizeParams p, const T* __restrict__ x, ui
 // NHWC half input without padding (C == Cp, C % 8 == 0): 16-byte loads, 8-byte stores.
 __global__ void quantize_nhwc_half8_kernel(int64_t n_vec, float scale, const uint4* __restrict__ x,
                                            uint2* __restrict__ y) {
+  await_producers();
   for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n_vec;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
     float f[8];
@@ -108,6 +110,7 @@ struct ConcatSources {
 // load and an 8-byte store.
 template <typename T, typename Index>
 __global__ void quantize_concat_kernel(QuantizeConcatParams p, ConcatSources src, int8_t* __restrict__ y) {
+  await_producers();
   // This block's source: picked with constant indices (a runtime index into the parameter arrays
   // would make every thread copy them to local memory first: 6x slower, measured).
   const int s = static_cast<int>(blockIdx.y);
@@ -187,11 +190,11 @@ class QuantizeConcatKernel final : public CudaKernel {
     const dim3 grid(grid_for(items_, kThreads, 65535 * 4), static_cast<unsigned>(n_));
     const bool small = items_ < (int64_t{1} << 31);
     if (half_) {
-      if (small) quantize_concat_kernel<__half, uint32_t><<<grid, kThreads, 0, ctx.stream>>>(p_, src, y);
-      else quantize_concat_kernel<__half, uint64_t><<<grid, kThreads, 0, ctx.stream>>>(p_, src, y);
+      if (small) launch_kernel(quantize_concat_kernel<__half, uint32_t>, grid, kThreads, 0, ctx.stream, ctx.programmatic, p_, src, y);
+      else launch_kernel(quantize_concat_kernel<__half, uint64_t>, grid, kThreads, 0, ctx.stream, ctx.programmatic, p_, src, y);
     } else {
-      if (small) quantize_concat_kernel<float, uint32_t><<<grid, kThreads, 0, ctx.stream>>>(p_, src, y);
-      else quantize_concat_kernel<float, uint64_t><<<grid, kThreads, 0, ctx.stream>>>(p_, src, y);
+      if (small) launch_kernel(quantize_concat_kernel<float, uint32_t>, grid, kThreads, 0, ctx.stream, ctx.programmatic, p_, src, y);
+      else launch_kernel(quantize_concat_kernel<float, uint64_t>, grid, kThreads, 0, ctx.stream, ctx.programmatic, p_, src, y);
     }
     QYOLO_CUDA_CHECK_LAUNCH("quantize-concat kernel");
     return Status::ok();
@@ -255,7 +258,7 @@ class QuantizeKernel final : public CudaKernel {
     }
     if (vec8_ && reinterpret_cast<uintptr_t>(in[0]) % 16 == 0) {
       const int64_t n_vec = p_.pixels * p_.c / 8;
-      quantize_nhwc_half8_kernel<<<grid_for(n_vec, kThreads), kThreads, 0, ctx.stream>>>(
+      launch_kernel(quantize_nhwc_half8_kernel, grid_for(n_vec, kThreads), kThreads, 0, ctx.stream, ctx.programmatic,
           n_vec, p_.scale, static_cast<const uint4*>(in[0]), static_cast<uint2*>(out[0]));
     } else if (half_) {
       launch_gather<__half, ToInt8>(ctx, in[0], out[0]);
@@ -273,9 +276,9 @@ class QuantizeKernel final : public CudaKernel {
     const auto* xt = static_cast<const T*>(x);
     auto* yv = static_cast<uint4*>(y);
     if (p_.pixels * p_.cp < (int64_t{1} << 31))
-      gather_nhwc_kernel<T, uint32_t, Out><<<grid_for(items, kThreads), kThreads, 0, ctx.stream>>>(p_, xt, yv);
+      launch_kernel(gather_nhwc_kernel<T, uint32_t, Out>, grid_for(items, kThreads), kThreads, 0, ctx.stream, ctx.programmatic, p_, xt, yv);
     else
-      gather_nhwc_kernel<T, uint64_t, Out><<<grid_for(items, kThreads), kThreads, 0, ctx.stream>>>(p_, xt, yv);
+      launch_kernel(gather_nhwc_kernel<T, uint64_t, Out>, grid_for(items, kThreads), kThreads, 0, ctx.stream, ctx.programmatic, p_, xt, yv);
   }
 
   std::string info() const override {

@@ -19,6 +19,7 @@ struct ResizeParams {
 
 template <typename T, bool NHWC>
 __global__ void resize_nearest_kernel(ResizeParams p, T* __restrict__ y, const T* __restrict__ x) {
+  await_producers();
   for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < p.total;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
     int c, ox, oy, n;
@@ -33,6 +34,7 @@ __global__ void resize_nearest_kernel(ResizeParams p, T* __restrict__ y, const T
 // NHWC, C * element size a multiple of 16 bytes: one thread per 16-byte channel vector.
 __global__ void resize_nearest_nhwc_vec_kernel(ResizeParams p, uint32_t cv, uint32_t y_pitch_v, uint4* __restrict__ y,
                                                const uint4* __restrict__ x) {
+  await_producers();
   const uint32_t total = static_cast<uint32_t>(static_cast<int64_t>(p.n) * p.oh * p.ow * cv);
   for (uint32_t i = blockIdx.x * blockDim.x + threadIdx.x; i < total; i += gridDim.x * blockDim.x) {
     uint32_t r = i;
@@ -99,17 +101,16 @@ class ResizeKernel final : public CudaKernel {
         static_cast<int64_t>(p_.n) * p_.c * p_.h * p_.w < (int64_t{1} << 31) &&
         ((reinterpret_cast<uintptr_t>(in[0]) | reinterpret_cast<uintptr_t>(out[0])) % 16) == 0) {
       const uint32_t cv = static_cast<uint32_t>(row / 16);
-      resize_nearest_nhwc_vec_kernel<<<grid_for(p_.total * static_cast<int64_t>(esize_) / 16, kThreads), kThreads, 0,
-                                       ctx.stream>>>(p_, cv, static_cast<uint32_t>(y_row / 16), static_cast<uint4*>(out[0]), static_cast<const uint4*>(in[0]));
+      launch_kernel(resize_nearest_nhwc_vec_kernel, grid_for(p_.total * static_cast<int64_t>(esize_) / 16, kThreads), kThreads, 0, ctx.stream, ctx.programmatic, p_, cv, static_cast<uint32_t>(y_row / 16), static_cast<uint4*>(out[0]), static_cast<const uint4*>(in[0]));
       QYOLO_CUDA_CHECK_LAUNCH("resize_nearest_nhwc_vec_kernel");
       return Status::ok();
     }
     if (esize_ == 2) {
-      if (nhwc_) resize_nearest_kernel<uint16_t, true><<<g, kThreads, 0, ctx.stream>>>(p_, static_cast<uint16_t*>(out[0]), static_cast<const uint16_t*>(in[0]));
-      else resize_nearest_kernel<uint16_t, false><<<g, kThreads, 0, ctx.stream>>>(p_, static_cast<uint16_t*>(out[0]), static_cast<const uint16_t*>(in[0]));
+      if (nhwc_) launch_kernel(resize_nearest_kernel<uint16_t, true>, g, kThreads, 0, ctx.stream, ctx.programmatic, p_, static_cast<uint16_t*>(out[0]), static_cast<const uint16_t*>(in[0]));
+      else launch_kernel(resize_nearest_kernel<uint16_t, false>, g, kThreads, 0, ctx.stream, ctx.programmatic, p_, static_cast<uint16_t*>(out[0]), static_cast<const uint16_t*>(in[0]));
     } else if (esize_ == 4) {
-      if (nhwc_) resize_nearest_kernel<uint32_t, true><<<g, kThreads, 0, ctx.stream>>>(p_, static_cast<uint32_t*>(out[0]), static_cast<const uint32_t*>(in[0]));
-      else resize_nearest_kernel<uint32_t, false><<<g, kThreads, 0, ctx.stream>>>(p_, static_cast<uint32_t*>(out[0]), static_cast<const uint32_t*>(in[0]));
+      if (nhwc_) launch_kernel(resize_nearest_kernel<uint32_t, true>, g, kThreads, 0, ctx.stream, ctx.programmatic, p_, static_cast<uint32_t*>(out[0]), static_cast<const uint32_t*>(in[0]));
+      else launch_kernel(resize_nearest_kernel<uint32_t, false>, g, kThreads, 0, ctx.stream, ctx.programmatic, p_, static_cast<uint32_t*>(out[0]), static_cast<const uint32_t*>(in[0]));
     } else {
       return unsupported("Resize: element size");
     }

@@ -33,7 +33,7 @@ class SliceKernel final : public CudaKernel {
     return Status::ok();
   }
   Status enqueue(const LaunchContext& ctx, std::span<const void* const> in, std::span<void* const> out) override {
-    return enqueue_nd_copy(copy_, in[0], out[0], ctx.stream);
+    return enqueue_nd_copy(copy_, in[0], out[0], ctx.stream, ctx.programmatic);
   }
 
  private:

@@ -28,7 +28,7 @@ class SplitKernel final : public CudaKernel {
     return Status::ok();
   }
   Status enqueue(const LaunchContext& ctx, std::span<const void* const> in, std::span<void* const> out) override {
-    for (size_t k = 0; k < copies_.size(); ++k) QYOLO_RETURN_IF_ERROR(enqueue_nd_copy(copies_[k], in[0], out[k], ctx.stream));
+    for (size_t k = 0; k < copies_.size(); ++k) QYOLO_RETURN_IF_ERROR(enqueue_nd_copy(copies_[k], in[0], out[k], ctx.stream, ctx.programmatic));
     return Status::ok();
   }
 

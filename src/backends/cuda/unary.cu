@@ -37,6 +37,7 @@ template <typename T, int V> struct alignas(sizeof(T) * V) Vec { T v[V]; };
 
 template <typename T>
 __global__ void unary_vec_kernel(UnaryParams p, T* __restrict__ y, const T* __restrict__ x, int64_t nvec) {
+  await_producers();
   constexpr int V = 16 / sizeof(T);
   for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < nvec;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
@@ -49,23 +50,24 @@ __global__ void unary_vec_kernel(UnaryParams p, T* __restrict__ y, const T* __re
 
 template <typename T>
 __global__ void unary_kernel(UnaryParams p, T* __restrict__ y, const T* __restrict__ x, int64_t begin, int64_t n) {
+  await_producers();
   for (int64_t i = begin + static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x)
     y[i] = from_f<T>(unary_apply(p, to_f(x[i])));
 }
 
 template <typename T>
-Status launch(const UnaryParams& p, void* y, const void* x, int64_t n, cudaStream_t s) {
+Status launch(const UnaryParams& p, void* y, const void* x, int64_t n, cudaStream_t s, bool pdl) {
   constexpr int V = 16 / sizeof(T);
   constexpr int kThreads = 256;
   int64_t done = 0;
   if ((reinterpret_cast<uintptr_t>(x) | reinterpret_cast<uintptr_t>(y)) % 16 == 0 && n >= V) {
     const int64_t nvec = n / V;
-    unary_vec_kernel<T><<<grid_for(nvec, kThreads), kThreads, 0, s>>>(p, static_cast<T*>(y), static_cast<const T*>(x), nvec);
+    launch_kernel(unary_vec_kernel<T>, grid_for(nvec, kThreads), kThreads, 0, s, pdl, p, static_cast<T*>(y), static_cast<const T*>(x), nvec);
     done = nvec * V;
   }
   if (done < n)
-    unary_kernel<T><<<grid_for(n - done, kThreads), kThreads, 0, s>>>(p, static_cast<T*>(y), static_cast<const T*>(x), done, n);
+    launch_kernel(unary_kernel<T>, grid_for(n - done, kThreads), kThreads, 0, s, pdl, p, static_cast<T*>(y), static_cast<const T*>(x), done, n);
   QYOLO_CUDA_CHECK_LAUNCH("unary_kernel");
   return Status::ok();
 }
@@ -85,8 +87,8 @@ class UnaryKernel final : public CudaKernel {
   }
   Status enqueue(const LaunchContext& ctx, std::span<const void* const> in, std::span<void* const> out) override {
     if (n_ == 0) return Status::ok();
-    if (dtype_ == DataType::kFloat16) return launch<__half>(p_, out[0], in[0], n_, ctx.stream);
-    return launch<float>(p_, out[0], in[0], n_, ctx.stream);
+    if (dtype_ == DataType::kFloat16) return launch<__half>(p_, out[0], in[0], n_, ctx.stream, ctx.programmatic);
+    return launch<float>(p_, out[0], in[0], n_, ctx.stream, ctx.programmatic);
   }
 
  private:

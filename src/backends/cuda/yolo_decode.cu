@@ -25,6 +25,7 @@ struct DecodeParams {
 template <typename TX, typename TO, typename Index>
 __global__ void yolo_decode_flat(DecodeParams p, const TX* __restrict__ x, const TO* __restrict__ grid,
                                  const TO* __restrict__ anchor, TO* __restrict__ y) {
+  await_producers();
   const Index total = static_cast<Index>(p.total);
   const YoloDecodeParams& d = p.d;
   const Index C = d.C, W = d.W, H = d.H, A = d.A;
@@ -52,6 +53,7 @@ constexpr int kRowThreads = 256;
 template <typename TX, typename TO>
 __global__ void yolo_decode_rows(DecodeParams p, const TX* __restrict__ x, const TO* __restrict__ grid,
                                  const TO* __restrict__ anchor, TO* __restrict__ y) {
+  await_producers();
   const YoloDecodeParams& d = p.d;
   const int w0 = blockIdx.x * kRowPixels, h = blockIdx.y, n = blockIdx.z;
   const int wn = min(kRowPixels, d.W - w0);
@@ -74,6 +76,7 @@ constexpr int kTiledThreads = 256;
 template <typename TX, typename TO>
 __global__ void yolo_decode_tiled(DecodeParams p, const TX* __restrict__ x, const TO* __restrict__ grid,
                                   const TO* __restrict__ anchor, TO* __restrict__ y) {
+  await_producers();
   extern __shared__ float tile[];  // [C][kTileW + 1]
   const YoloDecodeParams& d = p.d;
   const int tiles_w = (d.W + kTileW - 1) / kTileW;
@@ -178,17 +181,17 @@ class YoloDecodeKernel final : public CudaKernel {
     auto* y = static_cast<TO*>(out[0]);
     if (tiled_) {
       const int64_t blocks = rows_ * ((p_.d.W + kTileW - 1) / kTileW);
-      yolo_decode_tiled<TX, TO><<<static_cast<unsigned>(blocks), kTiledThreads, smem_, ctx.stream>>>(p_, x, g, an, y);
+      launch_kernel(yolo_decode_tiled<TX, TO>, static_cast<unsigned>(blocks), kTiledThreads, smem_, ctx.stream, ctx.programmatic, p_, x, g, an, y);
     } else if (by_rows_) {
       const dim3 grid(static_cast<unsigned>((p_.d.W + kRowPixels - 1) / kRowPixels), static_cast<unsigned>(p_.d.H),
                       static_cast<unsigned>(p_.total / p_.d.per_n));
-      yolo_decode_rows<TX, TO><<<grid, kRowThreads, 0, ctx.stream>>>(p_, x, g, an, y);
+      launch_kernel(yolo_decode_rows<TX, TO>, grid, kRowThreads, 0, ctx.stream, ctx.programmatic, p_, x, g, an, y);
     } else {
       constexpr int kThreads = 256;
       if (p_.total < (int64_t{1} << 31))
-        yolo_decode_flat<TX, TO, uint32_t><<<grid_for(p_.total, kThreads), kThreads, 0, ctx.stream>>>(p_, x, g, an, y);
+        launch_kernel(yolo_decode_flat<TX, TO, uint32_t>, grid_for(p_.total, kThreads), kThreads, 0, ctx.stream, ctx.programmatic, p_, x, g, an, y);
       else
-        yolo_decode_flat<TX, TO, uint64_t><<<grid_for(p_.total, kThreads), kThreads, 0, ctx.stream>>>(p_, x, g, an, y);
+        launch_kernel(yolo_decode_flat<TX, TO, uint64_t>, grid_for(p_.total, kThreads), kThreads, 0, ctx.stream, ctx.programmatic, p_, x, g, an, y);
     }
     QYOLO_CUDA_CHECK_LAUNCH("yolo_decode");
     return Status::ok();
