@@ -155,6 +155,24 @@ inline Status run_gpu_poisoned(CudaExecutor& ex, const std::map<std::string, Ten
   return Status::ok();
 }
 
+// One enqueue captured into a CUDA graph and instantiated; an empty owner (and a test failure)
+// where that fails.
+inline cuda::GraphExec capture_enqueue(CudaExecutor& ex, const std::vector<const void*>& in,
+                                       const std::vector<void*>& out, cudaStream_t s) {
+  EXPECT_EQ(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal), cudaSuccess);
+  const Status st = ex.enqueue(in, out, s);
+  cudaGraph_t raw = nullptr;
+  EXPECT_EQ(cudaStreamEndCapture(s, &raw), cudaSuccess);
+  EXPECT_TRUE(st.is_ok()) << st.to_string();
+  const cuda::Graph graph(raw);
+  cudaGraphExec_t exec = nullptr;
+  if (!st.is_ok() || raw == nullptr || cudaGraphInstantiate(&exec, raw, 0) != cudaSuccess) {
+    ADD_FAILURE() << "the enqueue could not be captured into a CUDA graph";
+    return cuda::GraphExec();
+  }
+  return cuda::GraphExec(exec);
+}
+
 // Programmatic dependent launch (sm_90+) against plain launches on the same engine: eager and as
 // a CUDA graph replayed `replays` times, each time from a poisoned arena and outputs, every output
 // byte-identical to the plain eager run. A kernel that read its input before its producer had
@@ -196,15 +214,7 @@ inline bool expect_programmatic_launch_matches_plain(CudaExecutor& ex, const std
   auto stream = cuda::make_stream();
   EXPECT_TRUE(stream.is_ok());
   cudaStream_t s = stream->get();
-  EXPECT_EQ(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal), cudaSuccess);
-  st = ex.enqueue(in_ptrs, out_ptrs, s);
-  cudaGraph_t raw = nullptr;
-  EXPECT_EQ(cudaStreamEndCapture(s, &raw), cudaSuccess);
-  EXPECT_TRUE(st.is_ok()) << st.to_string();
-  cuda::Graph graph(raw);
-  cudaGraphExec_t raw_exec = nullptr;
-  EXPECT_EQ(cudaGraphInstantiate(&raw_exec, raw, 0), cudaSuccess);
-  cuda::GraphExec exec(raw_exec);
+  const cuda::GraphExec exec = capture_enqueue(ex, in_ptrs, out_ptrs, s);
   for (int r = 0; r < replays && !::testing::Test::HasFailure(); ++r) {
     EXPECT_TRUE(ex.debug_fill_arena(0xFF).is_ok());
     for (size_t k = 0; k < out_ptrs.size(); ++k)

@@ -175,16 +175,9 @@ CudaBuildOptions fp16_nhwc() {
 
 // Captures one enqueue into a CUDA graph and replays it once, synchronously.
 void run_captured(CudaExecutor& ex, const std::vector<const void*>& in, const std::vector<void*>& out, cudaStream_t s) {
-  cudaGraph_t graph = nullptr;
-  ASSERT_EQ(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal), cudaSuccess);
-  Status st = ex.enqueue(in, out, s);
-  ASSERT_EQ(cudaStreamEndCapture(s, &graph), cudaSuccess);
-  ASSERT_TRUE(st.is_ok()) << st.to_string();
-  cuda::Graph g(graph);
-  cudaGraphExec_t exec = nullptr;
-  ASSERT_EQ(cudaGraphInstantiate(&exec, graph, 0), cudaSuccess);
-  cuda::GraphExec ge(exec);
-  ASSERT_EQ(cudaGraphLaunch(exec, s), cudaSuccess);
+  const cuda::GraphExec exec = capture_enqueue(ex, in, out, s);
+  ASSERT_TRUE(exec);
+  ASSERT_EQ(cudaGraphLaunch(exec.get(), s), cudaSuccess);
   ASSERT_EQ(cudaStreamSynchronize(s), cudaSuccess);
 }
 
