@@ -16,8 +16,8 @@ set -uo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 MODE="${1:-run}"
 shift || true
-# model:calibrator (the best per model in docs/accuracy.md)
-MODELS="yolov5n:minmax yolov5s:mse"
+# model:calibrator (the best per model in docs/accuracy.md); QYOLO_EVAL_MODELS overrides (prepare, run and merge alike)
+MODELS="${QYOLO_EVAL_MODELS:-yolov5n:minmax yolov5s:mse}"
 
 prepare() {
   local part="${1:?part}" parts="${2:?parts}" build="${3:-$ROOT/build}"
