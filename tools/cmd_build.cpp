@@ -37,7 +37,8 @@ void register_build(CLI::App& app, int& exit_code) {
     std::string target;
     if ((*engine)->options().device == Device::kCuda)
       target = "; built on " + impl.cuda_target.str(/*with_cudnn=*/true) + ", " +
-               std::to_string(impl.tactics().size()) + " tactics: loads only on this GPU model";
+               std::to_string(impl.tactics().size()) + " tactics: loads only on this GPU model" +
+               (impl.build_note.empty() ? "" : "; " + impl.build_note);
     std::printf("wrote %s (%s, %s%s) in %.1f s\n", out->c_str(), device_name((*engine)->options().device),
                 precision_name((*engine)->options().precision), target.c_str(), secs);
     exit_code = 0;

@@ -1,3 +1,4 @@
+#include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -245,6 +246,12 @@ Status finish_build(Engine::Impl& impl) {
     QYOLO_ASSIGN_OR_RETURN(auto exec, build_cuda_executor(std::move(sg), impl.options, &seed));
 #ifdef QYOLO_HAS_CUDA
     impl.set_tactics(exec->tactics());
+    if (impl.options.precision == Precision::kInt8) {
+      const CudaExecutor::Cost cost = exec->cost();
+      if (cost.conv_macs > 0)
+        impl.build_note = std::to_string(std::lround(100.0 * cost.int8_macs / cost.conv_macs)) +
+                          "% of the conv MACs in INT8 at " + shape_str(impl.profile.opt);
+    }
 #endif
     return Status::ok();
   }
