@@ -31,7 +31,7 @@ prepare() {
     cmake -S "$ROOT" -B "$build" -G Ninja -DQYOLO_CUDA=AUTO \
       -DCMAKE_CUDA20_STANDARD_COMPILE_OPTION=-std=c++20 -DCMAKE_CUDA20_EXTENSION_COMPILE_OPTION=-std=c++20
   fi
-  ninja -C "$build" qyolo_gpu_tests
+  ninja -C "$build" qyolo_gpu_tests qyolo
   if ninja -C "$build" -t targets all 2>/dev/null | grep -q '^bench_gpu:'; then
     ninja -C "$build" bench_gpu bench_cudnn_int8
   else
@@ -68,8 +68,9 @@ prepare() {
     algo=${m#*:}; m=${m%%:*}
     local cache="$ROOT/out/accuracy/$m.$algo.cache"
     if [ ! -f "$cache" ]; then
-      "$build/qyolo" calibrate --model "$shared/models/$m.onnx" --data "$shared/data/coco128/images" --algo "$algo" \
-        --out "$cache" -q || { echo "calibration of $m failed"; return 1; }
+      mkdir -p "$(dirname "$cache")"
+      "$build/qyolo" calibrate --model "$shared/models/$m.onnx" --calib "$shared/data/coco128/images" --algo "$algo" \
+        --cache "$cache" || { echo "calibration of $m failed"; return 1; }
     fi
     cp "$cache" "$stage/calib/$m.cache"
   done

@@ -4,7 +4,8 @@ set -euo pipefail
 pkgs=(build-essential cmake ninja-build pkg-config
       libonnx-dev libprotobuf-dev protobuf-compiler libdnnl-dev
       libturbojpeg0-dev libpng-dev nlohmann-json3-dev libcli11-dev
-      libgtest-dev libonnx-testdata)
+      libgtest-dev libonnx-testdata
+      ocl-icd-opencl-dev)
 missing=()
 for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if ((${#missing[@]})); then

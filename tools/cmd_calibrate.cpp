@@ -14,7 +14,8 @@ struct CalibrateArgs {
   EngineArgs engine;
   std::string calib, algo = "entropy", cache;
   double percentile = 99.99;
-  int num = 128, batch = 8, imgsz = 640;
+  int num = 128, batch = 8;
+  std::vector<int> imgsz;
 };
 
 Status run_calibrate(const CalibrateArgs& a) {
@@ -28,7 +29,8 @@ Status run_calibrate(const CalibrateArgs& a) {
   opt.percentile = a.percentile;
   opt.num_images = a.num;
   opt.batch = a.batch;
-  opt.shape = {a.batch, 3, a.imgsz, a.imgsz};
+  QYOLO_ASSIGN_OR_RETURN(auto hw, image_size_for(a.imgsz, *engine));
+  opt.shape = {a.batch, 3, hw.first, hw.second};
   bool dynamic = false;
   for (auto d : engine->info().input_dims) dynamic |= d < 0;
   if (!dynamic) {
@@ -63,7 +65,7 @@ void register_calibrate(CLI::App& app, int& exit_code) {
   cmd->add_option("--percentile", a->percentile, "for --algo percentile")->capture_default_str();
   cmd->add_option("--num", a->num, "number of calibration images")->capture_default_str();
   cmd->add_option("--batch", a->batch, "calibration batch size")->capture_default_str();
-  cmd->add_option("--imgsz", a->imgsz, "calibration image size (dynamic models)")->capture_default_str();
+  add_imgsz_option(cmd, a->imgsz, "calibration image size (dynamic models)");
   cmd->add_option("--cache,-o", a->cache, "calibration cache to write")->required();
   cmd->callback([&exit_code, a] {
     Status st = run_calibrate(*a);

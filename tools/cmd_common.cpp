@@ -24,6 +24,25 @@ void add_engine_options(CLI::App* cmd, EngineArgs& a, bool allow_engine_file, bo
   cmd->add_option("--max-shapes", a.max_shapes, "dynamic models: e.g. images:32x3x1280x1280");
 }
 
+void add_imgsz_option(CLI::App* cmd, std::vector<int>& imgsz, const std::string& what) {
+  cmd->add_option("--imgsz", imgsz, what + ": one value (square) or H W; default: the model's own size")
+      ->expected(1, 2);
+}
+
+Result<std::pair<int, int>> image_size_from(const std::vector<int>& imgsz) {
+  if (imgsz.empty()) return std::pair{0, 0};
+  for (int v : imgsz)
+    if (v <= 0) return invalid_argument("--imgsz must be positive, got " + std::to_string(v));
+  return std::pair{imgsz[0], imgsz.size() == 2 ? imgsz[1] : imgsz[0]};
+}
+
+Result<std::pair<int, int>> image_size_for(const std::vector<int>& imgsz, const Engine& engine) {
+  QYOLO_ASSIGN_OR_RETURN(auto hw, image_size_from(imgsz));
+  const ShapeProfile p = engine.profile();
+  if (hw.first == 0) hw = {static_cast<int>(p.opt[2]), static_cast<int>(p.opt[3])};
+  return hw;
+}
+
 void add_nms_options(CLI::App* cmd, float& conf, float& iou, int& max_det) {
   cmd->add_option("--conf", conf, "confidence threshold")->capture_default_str();
   cmd->add_option("--iou", iou, "NMS IoU threshold")->capture_default_str();

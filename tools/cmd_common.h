@@ -5,6 +5,8 @@
 
 #include <memory>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "qyolo/engine.h"
 
@@ -24,6 +26,13 @@ struct EngineArgs {
 
 // Adds --model, --engine (if allowed), --device, --int8, --fp16, --cache, --float-layers, --*-shapes.
 void add_engine_options(CLI::App* cmd, EngineArgs& args, bool allow_engine_file = true, bool with_precision = true);
+// --imgsz: one value (square) or two (H W); left out, the engine's own size (see DetectOptions).
+void add_imgsz_option(CLI::App* cmd, std::vector<int>& imgsz, const std::string& what = "letterbox size");
+// (H, W) from --imgsz; (0, 0) when it was left out.
+Result<std::pair<int, int>> image_size_from(const std::vector<int>& imgsz);
+// (H, W) from --imgsz, or the engine's own size (its profile's opt H/W).
+Result<std::pair<int, int>> image_size_for(const std::vector<int>& imgsz, const Engine& engine);
+
 // --conf, --iou, --max-det (defaults: the caller's current values).
 void add_nms_options(CLI::App* cmd, float& conf, float& iou, int& max_det);
 BuildOptions build_options_from(const EngineArgs& args, Status* error);

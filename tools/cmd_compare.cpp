@@ -1,5 +1,6 @@
 // `qyolo compare`: per-layer FP32 vs INT8 error (SNR, cosine), worst first.
 #include <cstdio>
+#include <cstdlib>
 
 #include "cmd_common.h"
 #include "commands.h"
@@ -12,18 +13,24 @@ void register_compare(CLI::App& app, int& exit_code) {
   auto* cmd = app.add_subcommand("compare", "layer-wise FP32 vs INT8 comparison (SNR, cosine), worst layers first");
   struct Args {
     EngineArgs engine;
-    std::string images = "../shared/data/coco128/images";
-    int num = 4, imgsz = 640, top = 25;
+    std::string images;
+    std::vector<int> imgsz;
+    int num = 4, top = 25;
   };
   auto a = std::make_shared<Args>();
   add_engine_options(cmd, a->engine, /*allow_engine_file=*/false);
-  cmd->add_option("--images", a->images, "image file or folder")->capture_default_str();
+  cmd->add_option("--images", a->images, "image file or folder (default: $QYOLO_SHARED/data/coco128/images)");
   cmd->add_option("--num", a->num, "images to use")->capture_default_str();
-  cmd->add_option("--imgsz", a->imgsz, "letterbox size")->capture_default_str();
+  add_imgsz_option(cmd, a->imgsz);
   cmd->add_option("--top", a->top, "rows to print (0 = all)")->capture_default_str();
   cmd->callback([&exit_code, a] {
     auto run = [&]() -> Status {
-      QYOLO_ASSIGN_OR_RETURN(auto files, list_image_files(a->images));
+      std::string images = a->images;
+      if (images.empty()) {
+        const char* shared = std::getenv("QYOLO_SHARED");
+        images = std::string(shared && *shared ? shared : "../shared") + "/data/coco128/images";
+      }
+      QYOLO_ASSIGN_OR_RETURN(auto files, list_image_files(images));
       if (a->num > 0 && static_cast<size_t>(a->num) < files.size()) files.resize(static_cast<size_t>(a->num));
       EngineArgs f = a->engine, q = a->engine;
       f.int8 = false;
@@ -31,7 +38,8 @@ void register_compare(CLI::App& app, int& exit_code) {
       q.int8 = true;
       QYOLO_ASSIGN_OR_RETURN(auto e_f, open_engine(f, false));
       QYOLO_ASSIGN_OR_RETURN(auto e_q, open_engine(q, false));
-      QYOLO_ASSIGN_OR_RETURN(auto rows, compare_layers(*e_f, *e_q, files, a->imgsz));
+      QYOLO_ASSIGN_OR_RETURN(auto hw, image_size_for(a->imgsz, *e_f));
+      QYOLO_ASSIGN_OR_RETURN(auto rows, compare_layers(*e_f, *e_q, files, hw.first, hw.second));
       std::printf("%-48s %-22s %9s %9s %11s\n", "tensor", "op", "SNR dB", "cosine", "max |err|");
       size_t shown = 0;
       for (const auto& r : rows) {

@@ -1,5 +1,6 @@
 // qyolo: build, run, calibrate, evaluate and benchmark YOLO detectors exported to ONNX.
 #include <cstdio>
+#include <cstdlib>
 
 #include "commands.h"
 
@@ -24,6 +25,13 @@ int main(int argc, char** argv) {
   qyolo::cli::register_calibrate(app, exit_code);
   qyolo::cli::register_export_qdq(app, exit_code);
   qyolo::cli::register_compare(app, exit_code);
+  // QYOLO_PARSE_ONLY=1: parse the command line (unknown flags, missing values, bad numbers fail as
+  // usual) and stop before running anything. The tests run every qyolo line of the README and
+  // scripts/ this way, so that a renamed flag breaks CI, not a user.
+  app.parse_complete_callback([] {
+    const char* parse_only = std::getenv("QYOLO_PARSE_ONLY");
+    if (parse_only && *parse_only && *parse_only != '0') throw CLI::Success();
+  });
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -18,9 +18,10 @@ struct Accum {
 }  // namespace
 
 Result<std::vector<LayerError>> compare_layers(const Engine& fp32, const Engine& int8,
-                                               const std::vector<std::string>& image_files, int imgsz) {
+                                               const std::vector<std::string>& image_files, int input_h,
+                                               int input_w) {
   if (image_files.empty()) return invalid_argument("compare needs at least one image");
-  const Shape shape = {1, 3, imgsz, imgsz};
+  const Shape shape = {1, 3, input_h, input_w};
   QYOLO_ASSIGN_OR_RETURN(auto ctx_f, fp32.create_context());
   QYOLO_ASSIGN_OR_RETURN(auto ctx_q, int8.create_context());
   QYOLO_ASSIGN_OR_RETURN(CpuExecutor * ex_f, ctx_f->impl().executor_for(shape));
@@ -35,7 +36,7 @@ Result<std::vector<LayerError>> compare_layers(const Engine& fp32, const Engine&
   const std::string input_name = fp32.info().input_name;
   for (const auto& file : image_files) {
     QYOLO_ASSIGN_OR_RETURN(Image img, load_image(file));
-    Tensor input = Detector::preprocess({&img}, imgsz, imgsz, nullptr);
+    Tensor input = Detector::preprocess({&img}, input_h, input_w, nullptr);
     std::map<std::string, Tensor> ref;
     std::map<std::string, Tensor> outs;
     QYOLO_RETURN_IF_ERROR(ex_f->run({{input_name, input}}, outs, [&](const std::string& name, const Tensor& t) {

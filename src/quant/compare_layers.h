@@ -22,6 +22,7 @@ struct LayerError {
 
 // Sorted by SNR, worst first.
 Result<std::vector<LayerError>> compare_layers(const Engine& fp32, const Engine& int8,
-                                               const std::vector<std::string>& image_files, int imgsz);
+                                               const std::vector<std::string>& image_files, int input_h,
+                                               int input_w);
 
 }  // namespace qyolo

@@ -1,3 +1,4 @@
+#include <array>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
@@ -105,6 +106,19 @@ Result<Shape> parse_shape_spec(const std::string& spec, std::string* name) {
   return s;
 }
 
+std::optional<std::array<int64_t, 2>> parse_imgsz_metadata(const std::string& text) {
+  // "[640, 640]" (ultralytics 8), "640" or "[640]" (square).
+  std::vector<int64_t> v;
+  std::regex num(R"(\d+)");
+  for (auto it = std::sregex_iterator(text.begin(), text.end(), num); it != std::sregex_iterator(); ++it) {
+    if (it->str().size() > 6) return std::nullopt;
+    v.push_back(std::stoll(it->str()));
+  }
+  if (v.size() == 1) return std::array<int64_t, 2>{v[0], v[0]};
+  if (v.size() == 2) return std::array<int64_t, 2>{v[0], v[1]};
+  return std::nullopt;
+}
+
 std::vector<std::string> parse_class_names(const std::string& lit) {
   std::vector<std::pair<int, std::string>> entries;
   std::regex re(R"((\d+)\s*:\s*(['"])((?:(?!\2).)*)\2)");
@@ -205,9 +219,16 @@ Result<std::unique_ptr<Engine::Impl>> make_impl(std::string onnx_bytes, const st
                                 ", opt " + shape_str(p.opt) + ", max " + shape_str(p.max) + ")");
     impl->profile = p;
   } else if (dynamic) {
-    // No profile given: a generous default (the CPU backend specialises per shape anyway).
+    // No profile given: a generous default (the CPU backend specialises per shape anyway). Its opt
+    // H/W, the default image size, is the model's ultralytics `imgsz` metadata where it has one.
     Shape mn = fixed, opt = fixed, mx = fixed;
-    const int64_t dflt_min[4] = {1, 3, 32, 32}, dflt_opt[4] = {1, 3, 640, 640}, dflt_max[4] = {64, 3, 4096, 4096};
+    int64_t dflt_min[4] = {1, 3, 32, 32}, dflt_opt[4] = {1, 3, 640, 640}, dflt_max[4] = {64, 3, 4096, 4096};
+    if (auto it = g.metadata.find("imgsz"); it != g.metadata.end()) {
+      if (auto hw = parse_imgsz_metadata(it->second)) {
+        for (int i = 0; i < 2; ++i)
+          if ((*hw)[i] >= dflt_min[2 + i] && (*hw)[i] <= dflt_max[2 + i]) dflt_opt[2 + i] = (*hw)[i];
+      }
+    }
     for (size_t i = 0; i < 4; ++i)
       if (fixed[i] < 0) {
         mn[i] = dflt_min[i];

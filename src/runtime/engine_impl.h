@@ -1,7 +1,9 @@
 // Engine internals shared by the runtime, the calibrator and the CLI.
 #pragma once
 
+#include <array>
 #include <map>
+#include <optional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -92,6 +94,9 @@ struct ExecutionContext::Impl {
 // starting from `tactics` (may be null) instead of timing the problems it names.
 Result<std::unique_ptr<CudaExecutor>> build_cuda_executor(SpecializedGraph graph, const BuildOptions& options,
                                                           const TacticMap* tactics = nullptr);
+
+// Ultralytics' `imgsz` metadata ("[640, 640]", or one number): (H, W); nullopt if unreadable.
+std::optional<std::array<int64_t, 2>> parse_imgsz_metadata(const std::string& text);
 
 // Ultralytics stores class names as a Python dict literal: "{0: 'person', 1: 'bicycle'}".
 std::vector<std::string> parse_class_names(const std::string& names_literal);

@@ -30,6 +30,7 @@ class GpuPipeline {
   // (pre + infer + post = the run's wall time).
   struct Times {
     double pre_s = 0, infer_s = 0, post_s = 0;
+    double setup_s = 0;  // building the executor / buffers for a new input shape (first run only)
   };
 
   // `context` (of a cuda engine) runs the network through its CUDA executors and must outlive the

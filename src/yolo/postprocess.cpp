@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstdio>
 #include <numeric>
 #include <string>
 
@@ -77,6 +78,46 @@ Result<HeadKind> detect_head_kind(const Shape& output_shape, int num_classes_hin
   if (d2 > d1 && d1 >= 5) return HeadKind::kYoloV8;
   return invalid_argument("cannot tell the head layout of YOLO output " + shape_str(output_shape) +
                           "; pass the number of classes");
+}
+
+Status check_decoded_head(const float* output, const Shape& output_shape, HeadKind kind, const std::string& name) {
+  QYOLO_RETURN_IF_ERROR(check_shape(output_shape));
+  QYOLO_RETURN_IF_ERROR(head_num_classes(output_shape, kind).status());
+  const bool v5 = kind == HeadKind::kYoloV5;
+  const int64_t anchors = v5 ? output_shape[1] : output_shape[2];
+  const int64_t channels = v5 ? output_shape[2] : output_shape[1];
+  const int64_t first_score = 4;  // v5: objectness then classes; v8: classes
+  float score_min = INFINITY, score_max = -INFINITY;
+  int64_t non_finite = 0;
+  for (int64_t n = 0; n < output_shape[0]; ++n) {
+    HeadView view{output + n * anchors * channels, anchors, channels, v5};
+    for (int64_t a = 0; a < anchors; ++a)
+      for (int64_t c = 0; c < channels; ++c) {
+        const float v = view.at(a, c);
+        if (!std::isfinite(v)) {
+          ++non_finite;
+        } else if (c >= first_score) {
+          score_min = std::min(score_min, v);
+          score_max = std::max(score_max, v);
+        }
+      }
+  }
+  const std::string what = "output '" + name + "' " + shape_str(output_shape) + " read as a " + head_kind_name(kind) +
+                           (v5 ? " head [N, anchors, 4 box + objectness + classes]" : " head [N, 4 box + classes, anchors]");
+  if (non_finite > 0)
+    return invalid_argument(what + " holds " + std::to_string(non_finite) +
+                            " non-finite values (NaN/Inf): the model's output is not usable");
+  // Decoded heads end in a sigmoid: scores are probabilities. Raw logits go far below 0.
+  constexpr float kTolerance = 1e-3f;
+  if (score_min < -kTolerance || score_max > 1 + kTolerance) {
+    char range[96];
+    std::snprintf(range, sizeof range, "[%.3g, %.3g]", score_min, score_max);
+    return invalid_argument(what + " has scores in " + range +
+                            ", outside [0, 1]: this looks like raw logits and grid offsets (a head exported without its "
+                            "decode, e.g. YOLOX), not a decoded detection head. qyolo expects boxes in input pixels and "
+                            "sigmoid scores (ultralytics YOLOv5 [N, A, 5+nc] or YOLOv8 [N, 4+nc, A] exports)");
+  }
+  return Status::ok();
 }
 
 std::vector<int> nms(const float* boxes, const float* scores, int n, float iou_thres, int max_keep) {

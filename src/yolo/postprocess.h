@@ -3,6 +3,7 @@
 // variant for anchor-free heads) with torchvision.ops.nms semantics, on the host.
 #pragma once
 
+#include <string>
 #include <vector>
 
 #include "qyolo/status.h"
@@ -25,6 +26,12 @@ Result<HeadKind> detect_head_kind(const Shape& output_shape, int num_classes_hin
 
 // Number of classes implied by shape and head kind (error if the shape is too small).
 Result<int> head_num_classes(const Shape& output_shape, HeadKind kind);
+
+// Checks that `output` (float32, shape output_shape) is a decoded head of `kind`: every value
+// finite, scores (objectness and classes) in [0, 1]. A model that outputs raw logits and grid
+// offsets (e.g. YOLOX exported without its decode) fails here with a message that says what the
+// output holds and what is expected, instead of producing nonsense boxes. `name` names the output.
+Status check_decoded_head(const float* output, const Shape& output_shape, HeadKind kind, const std::string& name);
 
 
 
