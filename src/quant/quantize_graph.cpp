@@ -79,6 +79,12 @@ Status quantize_graph(SpecializedGraph& sg, const std::map<std::string, float>& 
     }
     if (!in_scale || !(*in_scale > 0.f)) continue;
     node.attrs["qyolo_input_scale"] = *in_scale;
+    // A fused residual (input 3) with a calibrated scale may be read as int8 by backends that keep
+    // int8 between layers (the CUDA --int8 --fp16 path); the scale says how.
+    if (node.has_input(3)) {
+      if (auto r = scales.find(node.inputs[3]); r != scales.end() && r->second > 0.f)
+        node.attrs["qyolo_residual_scale"] = r->second;
+    }
     ++count;
   }
   g.remove_dead_nodes();

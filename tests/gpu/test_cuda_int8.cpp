@@ -381,6 +381,54 @@ TEST(CudaInt8, ConcatWithOtherInputsIsQuantisedIntoSlices) {
 // something else reads it (here: a graph output). The reference is the CPU with the stem in fp32
 // and the reader in INT8: only the half inputs of the stem can move a value across a rounding
 // boundary of the reader's quantisation.
+// C3 bottleneck: y = t + conv(conv(t)). With half between layers the residual t is read as the
+// int8 copy its producer requantises for the next INT8 conv anyway (int8_residual): conv a writes
+// no half t, fewer bytes move, and y stays as close to the CPU as the half path (the residual
+// rounds to t's int8 grid: at most half of t's scale per element, on values of O(1)).
+TEST(CudaInt8, ResidualReadAsInt8) {
+  QYOLO_REQUIRE_INT8_GPU();
+  std::mt19937 rng(test_seed() + 17);
+  GraphSpec spec;
+  spec.inputs = {{"x", {2, 32, 20, 20}}};
+  add_int8_silu_conv(spec, rng, {"x"}, "t", 32, 32, 1, 2.0f);
+  add_int8_silu_conv(spec, rng, {"t"}, "u", 32, 32, 1, 1.5f);
+  add_int8_silu_conv(spec, rng, {"u", "t"}, "y", 32, 32, 3, 1.5f);
+  const float st = scale_from_amax(1.5f);  // t's scale: what conv u quantises it with
+  spec.nodes.back().attrs["qyolo_residual_scale"] = st;
+  spec.outputs = {"y"};
+  auto sg = specialize_spec(spec);
+  ASSERT_TRUE(sg.is_ok()) << sg.status().to_string();
+  std::map<std::string, Tensor> inputs{{"x", random_tensor({2, 32, 20, 20}, rng, -2.f, 2.f)}}, ref;
+  ASSERT_NO_FATAL_FAILURE(cpu_reference(*sg, inputs, ref));
+  for (int cudnn : {0, 2}) {
+    SCOPED_TRACE(cudnn ? "cuDNN INT8 where it has an engine" : "our kernel");
+    CudaBuildOptions opt = all_int8_options(/*fp16=*/true);
+    opt.cudnn_int8 = cudnn;
+    auto gpu = CudaExecutor::build(*sg, opt);
+    ASSERT_TRUE(gpu.is_ok()) << gpu.status().to_string();
+    opt.int8_residual = false;
+    auto half_residual = CudaExecutor::build(*sg, opt);
+    ASSERT_TRUE(half_residual.is_ok()) << half_residual.status().to_string();
+    const std::string summary = (*gpu)->summary();
+    // t's half copy is gone (written and read), the int8 residual read is half the bytes.
+    EXPECT_LT((*gpu)->cost().bytes, (*half_residual)->cost().bytes) << summary << (*half_residual)->summary();
+    // x is the only value quantised by a quantize step: t comes requantised from conv t.
+    EXPECT_EQ(count_in(summary, "quantize '"), 1u) << summary;
+    std::map<std::string, Tensor> got, got_half;
+    ASSERT_TRUE(run_gpu_poisoned(**gpu, inputs, got).is_ok());
+    ASSERT_TRUE(run_gpu_poisoned(**half_residual, inputs, got_half).is_ok());
+    const Diff d = compare(got.at("y"), ref.at("y"));
+    EXPECT_EQ(d.nan_count, 0) << summary;
+    EXPECT_LE(d.rel(), 2e-2) << "max abs err " << d.max_abs_err << " of " << d.max_abs_ref << "\n" << summary;
+    // The two residual paths differ (the int8 one is really read), by about t's rounding.
+    const Diff paths = compare(got.at("y"), got_half.at("y"));
+    EXPECT_GT(paths.max_abs_err, 0.0) << summary;
+    EXPECT_LE(paths.max_abs_err, 0.5 * st + 2e-2 * d.max_abs_ref) << summary;
+    std::printf("int8 residual (%s): max abs err %.4g of %.4g, against the half residual %.4g (t scale %.4g)\n",
+                cudnn ? "cuDNN" : "ours", d.max_abs_err, d.max_abs_ref, paths.max_abs_err, st);
+  }
+}
+
 TEST(CudaInt8, Fp16StemWritesTheInt8CopyItsReaderTakes) {
   QYOLO_REQUIRE_INT8_GPU();
   for (bool also_half : {false, true}) {

@@ -53,7 +53,7 @@ struct ConvInt8Params {
   const int8_t* wt;        // [K][R][S][Cp]
   const float* out_scale;  // [K]: s_x * s_w[c]
   const float* bias_q;     // [K]: b[c] / out_scale[c] (accumulator units), or nullptr
-  const void* residual;    // like y (NHWC [N][OH][OW][K]), or nullptr
+  const void* residual;    // like y (NHWC [N][OH][OW][K]), or int8 (residual_int8), or nullptr
   void* y;                 // NHWC [N][OH][OW][K], half or float; nullptr: not written
   int8_t* yq;              // NHWC [N][OH][OW][K] int8 (requantised), or nullptr
   float yq_scale, yq_inv_scale;
@@ -67,6 +67,9 @@ struct ConvInt8Params {
   int y_fp32;  // y (and residual) are float instead of half
   int y_ld, yq_ld;  // elements between output pixels in y / yq: K, or more when written into a concat
   int decode;       // the detect head: y is the YOLO decode of the conv output (dec), not the output
+  // The residual is int8 NHWC (residual_ld channels between pixels), added as residual_scale * r.
+  int residual_int8, residual_ld;
+  float residual_scale;
   YoloDecodeParams dec;
 };
 
@@ -183,7 +186,10 @@ __device__ __forceinline__ void store_tile(const ConvInt8Params& p, const float*
       if (row >= p.m || col >= p.k) continue;
       float v = tile[lr * kPitch + lc];
       const int64_t o = static_cast<int64_t>(row) * p.k + col;
-      if (p.residual)
+      if (p.residual && p.residual_int8)
+        v += p.residual_scale *
+             static_cast<float>(static_cast<const int8_t*>(p.residual)[static_cast<int64_t>(row) * p.residual_ld + col]);
+      else if (p.residual)
         v += p.y_fp32 ? static_cast<const float*>(p.residual)[o] : __half2float(static_cast<const __half*>(p.residual)[o]);
       if (p.y) {
         const int64_t oy = static_cast<int64_t>(row) * p.y_ld + col;
@@ -205,7 +211,13 @@ __device__ __forceinline__ void store_tile(const ConvInt8Params& p, const float*
     const float4 hi = *reinterpret_cast<const float4*>(tile + lr * kPitch + lg * 8 + 4);
     float v[8] = {lo.x, lo.y, lo.z, lo.w, hi.x, hi.y, hi.z, hi.w};
     const int64_t o = static_cast<int64_t>(row) * p.k + col;
-    if (p.residual) {
+    if (p.residual && p.residual_int8) {
+      const uint2 rv = *reinterpret_cast<const uint2*>(static_cast<const int8_t*>(p.residual) +
+                                                       static_cast<int64_t>(row) * p.residual_ld + col);
+      const int8_t* rq = reinterpret_cast<const int8_t*>(&rv);
+#pragma unroll
+      for (int k = 0; k < 8; ++k) v[k] += p.residual_scale * static_cast<float>(rq[k]);
+    } else if (p.residual) {
       if (p.y_fp32) {
         const float4 r0 = *reinterpret_cast<const float4*>(static_cast<const float*>(p.residual) + o);
         const float4 r1 = *reinterpret_cast<const float4*>(static_cast<const float*>(p.residual) + o + 4);
@@ -694,8 +706,20 @@ class ConvInt8Kernel final : public CudaKernel {
       return internal_error(name_ + ": space-to-depth input does not fit this convolution");
     if (y.layout != Layout::kNHWC || (y.dtype != DataType::kFloat16 && y.dtype != DataType::kFloat32))
       return internal_error(name_ + ": INT8 convolution writes float/half NHWC");
-    if (r && (r->dtype != y.dtype || r->layout != y.layout || r->shape != y.shape))
+    // The residual: like the output, or int8 NHWC (an INT8 reader's copy: channels padded to 16)
+    // with the scale of the node's qyolo_residual_scale.
+    const bool residual_int8 = r && r->dtype == DataType::kInt8;
+    if (residual_int8) {
+      QYOLO_ASSIGN_OR_RETURN(const float rs, node.attr_float("qyolo_residual_scale"));
+      if (!(rs > 0.f) || !std::isfinite(rs)) return invalid_argument(name_ + ": invalid residual scale " + std::to_string(rs));
+      if (r->layout != Layout::kNHWC || r->shape.size() != 4 || r->shape[0] != y.shape[0] || r->shape[2] != y.shape[2] ||
+          r->shape[3] != y.shape[3] || r->shape[1] < y.shape[1] || r->shape[1] % 16 != 0 || r->s2d != 1)
+        return internal_error(name_ + ": int8 residual must be the NHWC int8 copy of a value shaped like the output");
+      residual_scale_ = rs;
+      residual_ld_ = static_cast<int>(r->shape[1]);
+    } else if (r && (r->dtype != y.dtype || r->layout != y.layout || r->shape != y.shape)) {
       return internal_error(name_ + ": residual must match the output");
+    }
 
     const int64_t K_model = w->shape[0], K = y.shape[1], C = w->shape[1], R = w->shape[2], S = w->shape[3];
     const int64_t Rf = R / f, Sf = S / f;  // the taps of the equivalent stride-1 conv
@@ -759,6 +783,9 @@ class ConvInt8Kernel final : public CudaKernel {
     // few-ulp error; --int8 alone keeps the CPU INT8 backend's exact arithmetic.
     p_.fast_math = ctx.options->int8_fp16 ? 1 : 0;
     has_residual_ = r != nullptr;
+    p_.residual_int8 = residual_int8 ? 1 : 0;
+    p_.residual_ld = residual_int8 ? residual_ld_ : static_cast<int>(K);
+    p_.residual_scale = residual_scale_;
     s2d_ = f;
     macs_ = static_cast<double>(M) * static_cast<double>(K_model) * static_cast<double>(C * R * S);
 
@@ -806,6 +833,11 @@ class ConvInt8Kernel final : public CudaKernel {
       g.fused = true;
       g.bias = b != nullptr;
       g.residual = has_residual_;
+      if (residual_int8) {
+        g.residual_dtype = CUDNN_DATA_INT8;
+        g.residual_scale = residual_scale_;
+        g.residual_pitch = residual_ld_;
+      }
       g.act = *act;
       if (b != nullptr) {  // cuDNN dequantises first, then adds the real bias
         QYOLO_ASSIGN_OR_RETURN(bias_real_, DeviceBuffer::allocate(static_cast<size_t>(K) * 4));
@@ -955,7 +987,8 @@ class ConvInt8Kernel final : public CudaKernel {
     gp.y_dtype = int8_out ? CUDNN_DATA_INT8 : CUDNN_DATA_HALF;
     gp.y_pitch = pitch == p_.k ? 0 : pitch;
     std::ostringstream ks;
-    ks << "i8cudnn:" << key_ << ":b" << gp.bias << "r" << gp.residual << "a" << static_cast<int>(gp.act)
+    ks << "i8cudnn:" << key_ << ":b" << gp.bias << "r" << gp.residual << (p_.residual_int8 ? "i8" : "") << "a"
+       << static_cast<int>(gp.act)
        << (int8_out ? ":i8" : out == CudnnOut::kHalf ? ":f16" : ":f16+q") << ":pitch" << pitch;
     const std::string key = ks.str();
     auto& tc = *ctx.tune_cache;
@@ -1022,7 +1055,8 @@ class ConvInt8Kernel final : public CudaKernel {
     }
     p.residual = nullptr;
     if (has_residual_) {
-      QYOLO_ASSIGN_OR_RETURN(rb, DeviceBuffer::allocate(rows * static_cast<size_t>(p_.k) * 2));
+      const size_t res_bytes = p_.residual_int8 ? static_cast<size_t>(p_.residual_ld) : static_cast<size_t>(p_.k) * 2;
+      QYOLO_ASSIGN_OR_RETURN(rb, DeviceBuffer::allocate(rows * res_bytes));
       QYOLO_CUDA_CHECK(cudaMemsetAsync(rb.get(), 0, rb.size(), ctx.stream));
       p.residual = rb.get();
     }
@@ -1056,6 +1090,8 @@ class ConvInt8Kernel final : public CudaKernel {
   float cudnn_ms_ = 0.f, own_ms_ = 0.f;
   ConvInt8Params p_{};
   bool has_residual_ = false, fused_quant_ = false, hopper_ = false;
+  float residual_scale_ = 0.f;
+  int residual_ld_ = 0;
   int s2d_ = 1;
   int tactic_ = 0;
   float tuned_ms_ = 0.f;

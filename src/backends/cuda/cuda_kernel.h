@@ -96,6 +96,10 @@ struct CudaBuildOptions {
   // requantise] fused, NVRTC at build and load) against our kernel and keep the faster: 0 never,
   // 1 where faster, 2 wherever cuDNN has an engine (tests).
   int cudnn_int8 = 1;
+  // With int8_fp16: an INT8 conv with a fused residual whose value has a calibrated scale
+  // (qyolo_residual_scale) reads it as int8 (the copy its producer requantises for the INT8 convs
+  // that read it anyway), so the producer writes no half copy for it. Off: the residual is half.
+  bool int8_residual = true;
   // sm_90+: our kernels launch with programmatic dependent launch, so each can start launching
   // while the kernel before it in the stream finishes (cuda_common.cuh await_producers). A
   // run-time setting: engine files do not store it. Off: plain launches (bench_gpu --no-pdl).

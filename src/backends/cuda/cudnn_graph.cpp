@@ -60,9 +60,9 @@ Result<BackendDesc> variant_pack(const void* x, const void* w, void* y, void* ws
   return vp;
 }
 
-// One pointwise operation y = mode(x [, b]) in fp32 math.
+// One pointwise operation y = mode(x [, alpha2 * b]) in fp32 math.
 Result<BackendDesc> pointwise_op(cudnnPointwiseMode_t mode, cudnnBackendDescriptor_t x, cudnnBackendDescriptor_t b,
-                                 cudnnBackendDescriptor_t y) {
+                                 cudnnBackendDescriptor_t y, float alpha2 = 1.f) {
   QYOLO_ASSIGN_OR_RETURN(BackendDesc pw, make(CUDNN_BACKEND_POINTWISE_DESCRIPTOR));
   const cudnnDataType_t prec = CUDNN_DATA_FLOAT;
   QYOLO_CUDA_CHECK(cudnnBackendSetAttribute(pw.get(), CUDNN_ATTR_POINTWISE_MODE, CUDNN_TYPE_POINTWISE_MODE, 1, &mode));
@@ -73,6 +73,8 @@ Result<BackendDesc> pointwise_op(cudnnPointwiseMode_t mode, cudnnBackendDescript
   QYOLO_CUDA_CHECK(cudnnBackendSetAttribute(op.get(), CUDNN_ATTR_OPERATION_POINTWISE_PW_DESCRIPTOR, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &d));
   QYOLO_CUDA_CHECK(cudnnBackendSetAttribute(op.get(), CUDNN_ATTR_OPERATION_POINTWISE_XDESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &x));
   if (b) QYOLO_CUDA_CHECK(cudnnBackendSetAttribute(op.get(), CUDNN_ATTR_OPERATION_POINTWISE_BDESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &b));
+  if (b && alpha2 != 1.f)
+    QYOLO_CUDA_CHECK(cudnnBackendSetAttribute(op.get(), CUDNN_ATTR_OPERATION_POINTWISE_ALPHA2, CUDNN_TYPE_FLOAT, 1, &alpha2));
   QYOLO_CUDA_CHECK(cudnnBackendSetAttribute(op.get(), CUDNN_ATTR_OPERATION_POINTWISE_YDESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &y));
   QYOLO_CUDA_CHECK(cudnnBackendFinalize(op.get()));
   return op;
@@ -147,8 +149,13 @@ Result<std::unique_ptr<GraphConvPlan>> GraphConvPlan::create(cudnnHandle_t handl
   if (p.fused && p.bias) {
     QYOLO_ASSIGN_OR_RETURN(tbias, tensor(kUidBias, CUDNN_DATA_FLOAT, kd, kstr));
   }
+  const bool int8_residual = int8 && p.residual_dtype == CUDNN_DATA_INT8;
   if (p.fused && p.residual) {
-    QYOLO_ASSIGN_OR_RETURN(tres, tensor(kUidResidual, int8 ? CUDNN_DATA_HALF : p.dtype, yd, ys));
+    if (int8 && p.residual_dtype != CUDNN_DATA_HALF && !int8_residual)
+      return invalid_argument("cuDNN graph conv: an int8 conv's residual is half or int8");
+    int64_t rs[4];
+    strides_of(p.nhwc, int8_residual && p.residual_pitch ? p.residual_pitch : p.k, p.oh, p.ow, rs);
+    QYOLO_ASSIGN_OR_RETURN(tres, tensor(kUidResidual, int8 ? p.residual_dtype : p.dtype, yd, rs));
   }
   if (p.fused && int8) {
     QYOLO_ASSIGN_OR_RETURN(tscale, tensor(kUidScale, CUDNN_DATA_FLOAT, kd, kstr));
@@ -195,7 +202,8 @@ Result<std::unique_ptr<GraphConvPlan>> GraphConvPlan::create(cudnnHandle_t handl
                                        : u == kUidOutInvScale ? tinv.get()
                                                            : nullptr;
     cudnnBackendDescriptor_t out = i + 1 == stages.size() ? ty.get() : virt[i + 1].get();
-    QYOLO_ASSIGN_OR_RETURN(BackendDesc o, pointwise_op(stages[i].mode, virt[i].get(), operand, out));
+    const float alpha2 = u == kUidResidual && int8_residual ? p.residual_scale : 1.f;
+    QYOLO_ASSIGN_OR_RETURN(BackendDesc o, pointwise_op(stages[i].mode, virt[i].get(), operand, out, alpha2));
     pw_ops.push_back(std::move(o));
   }
   std::vector<cudnnBackendDescriptor_t> ops = {op.get()};
@@ -311,8 +319,9 @@ Result<std::unique_ptr<GraphConvPlan>> GraphConvPlan::create(cudnnHandle_t handl
     QYOLO_CUDA_CHECK(cudaMemsetAsync(bb.get(), 0, bb.size(), stream));
   }
   if (p.fused && p.residual) {
-    const size_t res = int8 ? 2 : elem_size(p.dtype);
-    QYOLO_ASSIGN_OR_RETURN(rb, DeviceBuffer::allocate(static_cast<size_t>(p.n * p.k * p.oh * p.ow) * res));
+    const size_t res = int8_residual ? 1 : int8 ? 2 : elem_size(p.dtype);
+    const int64_t rc = int8_residual && p.residual_pitch ? p.residual_pitch : p.k;
+    QYOLO_ASSIGN_OR_RETURN(rb, DeviceBuffer::allocate(static_cast<size_t>(p.n * rc * p.oh * p.ow) * res));
     QYOLO_CUDA_CHECK(cudaMemsetAsync(rb.get(), 0, rb.size(), stream));
   }
   if (p.fused && int8) {  // scales [K] then the requantisation scalar: small finite values

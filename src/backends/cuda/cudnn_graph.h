@@ -40,7 +40,11 @@ struct GraphConvProblem {
   // passed to execute(). act: kNone, kRelu, kSilu (swish) or kSigmoid.
   bool fused = false;
   bool bias = false, residual = false;
-  // int8 x: the residual is half (it is the float value other layers read); otherwise like y.
+  // int8 x: the residual is half, or int8 (NHWC, residual_pitch channels between pixels, 0: k)
+  // added as residual_scale * r; otherwise like y.
+  cudnnDataType_t residual_dtype = CUDNN_DATA_HALF;
+  float residual_scale = 1.f;
+  int64_t residual_pitch = 0;
   enum class Act { kNone, kRelu, kSilu, kSigmoid } act = Act::kNone;
 };
 

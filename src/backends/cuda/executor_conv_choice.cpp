@@ -19,6 +19,11 @@ bool CudaExecutor::Impl::int8_conv(const Node& node) const {
   return int8_eligible(node);
 }
 
+bool CudaExecutor::Impl::int8_residual(const Node& node) const {
+  return ex.options_.int8_fp16 && ex.options_.int8_residual && node.has_input(3) &&
+         node.has_attr("qyolo_residual_scale");
+}
+
 bool CudaExecutor::Impl::int8_eligible(const Node& node) const {
   if (ex.options_.precision != CudaPrecision::kInt8 || node.op_type != "Conv") return false;
   if (!node.has_attr("qyolo_input_scale") || pctx.prop->major < 8) return false;
@@ -174,6 +179,12 @@ Status CudaExecutor::Impl::choose_conv_precisions(PrecisionVariant variant) {
         float& q = passes[convs[i]->inputs[0]];
         q = std::max(q, t[i].quant);
       }
+      // An int8 residual not requantised by an INT8 producer needs its own quantize pass (costed
+      // like this conv's input pass: in a C3 bottleneck both are c_ channels at the same size).
+      if (int8_residual(*convs[i]) && !int8_conv_output(a, convs[i]->inputs[3])) {
+        float& q = passes[convs[i]->inputs[3]];
+        q = std::max(q, t[i].quant);
+      }
     }
     for (const auto& [v, q] : passes) total += q;
     return total;
@@ -226,8 +237,8 @@ Status CudaExecutor::Impl::measure_conv(const Node& node, ConvTiming& t) {
   std::ostringstream key;
   key << "convtime:" << shape_str(xd.shape) << ':' << shape_str(wd.shape) << ':' << a.window.pads_begin[0]
       << ',' << a.window.pads_begin[1] << ':' << a.window.strides[0] << ':' << a.window.dilations[0] << ':'
-      << static_cast<int>(a.activation) << ':' << a.has_bias << a.has_residual << ':'
-      << reaches_conv.count(node.outputs[0]);
+      << static_cast<int>(a.activation) << ':' << a.has_bias << a.has_residual
+      << (int8_residual(node) ? "i8" : "") << ':' << reaches_conv.count(node.outputs[0]);
   auto& cache = *pctx.tune_cache;
   if (auto it = cache.find(key.str()); it != cache.end() && it->second.size() == 4) {
     t = {it->second[0] * 1e-6f, it->second[1] * 1e-6f, it->second[2] * 1e-6f, it->second[3] * 1e-6f};
@@ -250,6 +261,10 @@ Status CudaExecutor::Impl::measure_conv(const Node& node, ConvTiming& t) {
   TensorInfo xq{DataType::kInt8, qs, Layout::kNHWC, nullptr, {}};
   xq.s2d = s2d;
   TensorInfo r8{y8_dtype, y, Layout::kNHWC, nullptr, {}};
+  if (int8_residual(node)) {  // the residual's int8 copy, channels padded to 16
+    r8.dtype = DataType::kInt8;
+    r8.shape[1] = (y[1] + 15) / 16 * 16;
+  }
   const TensorInfo* in8[] = {&xq, &w, has_b ? &b : nullptr, &r8};
   TensorInfo out8[] = {TensorInfo{y8_dtype, y, Layout::kNHWC, nullptr, {}}};
   if (head_padded) out8[0].shape[1] = computed_channels(node, out8[0]);

@@ -76,6 +76,10 @@ struct CudaExecutor::Impl {
   // Whether this Conv runs on the INT8 tensor-core kernel: INT8 build, a calibrated input scale
   // (quantize_graph), sm_80+, group 1, 2-D, constant weights. Other convs run in fp16.
   bool int8_conv(const Node& node) const;
+  // An INT8 conv (with half between layers) reads its fused residual as int8: the copy the
+  // residual's producer requantises anyway when INT8 convs read that value (C3 bottlenecks: the
+  // block input feeds the next 1x1 conv and the residual), so no half copy is written for it.
+  bool int8_residual(const Node& node) const;
   bool int8_eligible(const Node& node) const;
 
   // --int8 --fp16: the conv on the image stays on the direct FP16 stem kernel (int8_fp16_stem).

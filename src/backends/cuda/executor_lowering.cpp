@@ -266,6 +266,13 @@ Status CudaExecutor::Impl::add_node(const Node& node, bool nhwc) {
       in_infos.push_back(&ex.values_[static_cast<size_t>(v)].info);
       continue;
     }
+    if (is_int8 && i == 3 && int8_residual(node)) {  // the residual's int8 copy (see int8_residual)
+      QYOLO_ASSIGN_OR_RETURN(float scale, node.attr_float("qyolo_residual_scale"));
+      QYOLO_ASSIGN_OR_RETURN(v, quantized(v, scale, 1));
+      step.inputs.push_back(v);
+      in_infos.push_back(&ex.values_[static_cast<size_t>(v)].info);
+      continue;
+    }
     if (stem && i == 0) {  // the direct stem kernel reads the fp32 image as it is
       step.inputs.push_back(v);
       in_infos.push_back(&ex.values_[static_cast<size_t>(v)].info);
