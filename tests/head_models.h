@@ -34,7 +34,8 @@ class HeadModelBuilder {
     std::vector<float> wts(3 * 3 * 2 * 2);
     for (int o = 0; o < 3; ++o)
       for (int i = 0; i < 3; ++i)
-        for (int k = 0; k < 4; ++k) wts[static_cast<size_t>((o * 3 + i) * 4 + k)] = (o == i ? 0.25f : 0.f) + 0.08f * rnd();
+        for (int k = 0; k < 4; ++k)
+          wts[static_cast<size_t>((o * 3 + i) * 4 + k)] = (o == i ? 0.25f : 0.f) + 0.08f * rnd();
     std::vector<float> bias(3);
     for (float& v : bias) v = 0.05f * rnd();
     b_.initializer(name + "_w", {3, 3, 2, 2}, wts);
@@ -238,7 +239,8 @@ inline std::string yolov8_decoded_model(int64_t h, int64_t w, int nc, const std:
   }
   m.output(m.concat(levels, 2, "output0"));
   std::string names = "{";
-  for (int c = 0; c < nc; ++c) names += (c ? ", " : "") + std::to_string(c) + ": 'class" + std::to_string(c) + "'";
+  for (int c = 0; c < nc; ++c)
+    names += (c ? ", " : "") + std::to_string(c) + ": 'class" + std::to_string(c) + "'";
   m.metadata("names", names + "}");
   m.metadata("task", task);
   m.metadata("stride", "32");

@@ -27,7 +27,9 @@ using qyolo::testing::run_cli;
 
 namespace {
 
-float sigmoid(float v) { return 1.0f / (1.0f + std::exp(-v)); }
+float sigmoid(float v) {
+  return 1.0f / (1.0f + std::exp(-v));
+}
 
 Tensor random_tensor(const Shape& shape, uint32_t seed, float lo, float hi) {
   std::mt19937 rng(seed);
@@ -71,10 +73,12 @@ void expect_close(float got, float want, const std::string& what) {
 // ultralytics models/yolo.py Detect.forward (v7.0), inference: x[i] is [bs, na*no, ny, nx];
 // y = x[i].view(bs, na, no, ny, nx).permute(0, 1, 3, 4, 2).sigmoid(); xy = (y*2 + grid)*stride with
 // grid = (x, y) - 0.5; wh = (y*2)**2 * anchor_grid; z = y.view(bs, na*ny*nx, no).
-std::vector<float> ref_yolov5_row(const Tensor& level, int64_t n, int64_t a, int64_t y, int64_t x, float stride,
-                                  float aw, float ah, int nc) {
+std::vector<float> ref_yolov5_row(const Tensor& level, int64_t n, int64_t a, int64_t y, int64_t x,
+                                  float stride, float aw, float ah, int nc) {
   const int64_t no = 5 + nc, ny = level.dim(2), nx = level.dim(3);
-  auto raw = [&](int64_t c) { return level.data<float>()[((n * level.dim(1) + a * no + c) * ny + y) * nx + x]; };
+  auto raw = [&](int64_t c) {
+    return level.data<float>()[((n * level.dim(1) + a * no + c) * ny + y) * nx + x];
+  };
   std::vector<float> r(static_cast<size_t>(no));
   for (int64_t c = 0; c < no; ++c) r[static_cast<size_t>(c)] = sigmoid(raw(c));
   r[0] = (r[0] * 2 + (static_cast<float>(x) - 0.5f)) * stride;
@@ -87,8 +91,8 @@ std::vector<float> ref_yolov5_row(const Tensor& level, int64_t n, int64_t a, int
 // ultralytics nn/modules/head.py Detect._inference + DFL + utils/tal.py make_anchors/dist2bbox:
 // box [4*16 bins] -> softmax per side -> expectation (l, t, r, b); anchor (x + 0.5, y + 0.5);
 // xywh = ((x1y1 + x2y2) / 2, x2y2 - x1y1) * stride; cls.sigmoid().
-std::vector<float> ref_dfl_column(const Tensor& box, int64_t box_c0, const Tensor& cls, int64_t cls_c0, int64_t n,
-                                  int64_t y, int64_t x, float stride, int nc) {
+std::vector<float> ref_dfl_column(const Tensor& box, int64_t box_c0, const Tensor& cls, int64_t cls_c0,
+                                  int64_t n, int64_t y, int64_t x, float stride, int nc) {
   const int64_t H = box.dim(2), W = box.dim(3);
   auto v = [&](const Tensor& t, int64_t c) { return t.data<float>()[((n * t.dim(1) + c) * H + y) * W + x]; };
   float dist[4];
@@ -102,7 +106,8 @@ std::vector<float> ref_dfl_column(const Tensor& box, int64_t box_c0, const Tenso
   }
   const float ax = static_cast<float>(x) + 0.5f, ay = static_cast<float>(y) + 0.5f;
   const float x1 = ax - dist[0], y1 = ay - dist[1], x2 = ax + dist[2], y2 = ay + dist[3];
-  std::vector<float> r = {(x1 + x2) / 2 * stride, (y1 + y2) / 2 * stride, (x2 - x1) * stride, (y2 - y1) * stride};
+  std::vector<float> r = {(x1 + x2) / 2 * stride, (y1 + y2) / 2 * stride, (x2 - x1) * stride,
+                          (y2 - y1) * stride};
   for (int c = 0; c < nc; ++c) r.push_back(sigmoid(v(cls, cls_c0 + c)));
   return r;
 }
@@ -132,8 +137,8 @@ Tensor ref_yolox(const Tensor& out, int h, int w, bool logits) {
 // torchvision models/detection: anchors at (x*stride, y*stride) (AnchorGenerator shifts), the
 // head's view(N, A, K, H, W).permute(0, 3, 4, 1, 2) and BoxCoder.decode_single with weights
 // (1, 1, 1, 1), dw/dh clamped at log(1000/16); scores cls.sigmoid(). Returns cx, cy, w, h, scores.
-std::vector<float> ref_retina(const Tensor& cls, const Tensor& box, int64_t n, int64_t a, int64_t y, int64_t x,
-                              float stride, float aw, float ah, int nc) {
+std::vector<float> ref_retina(const Tensor& cls, const Tensor& box, int64_t n, int64_t a, int64_t y,
+                              int64_t x, float stride, float aw, float ah, int nc) {
   const int64_t H = cls.dim(2), W = cls.dim(3);
   auto v = [&](const Tensor& t, int64_t c) { return t.data<float>()[((n * t.dim(1) + c) * H + y) * W + x]; };
   const float x1 = static_cast<float>(x) * stride - aw / 2, x2 = static_cast<float>(x) * stride + aw / 2;
@@ -142,13 +147,14 @@ std::vector<float> ref_retina(const Tensor& cls, const Tensor& box, int64_t n, i
   const float clip = std::log(1000.0f / 16);
   const float dx = v(box, a * 4 + 0), dy = v(box, a * 4 + 1);
   const float dw = std::min(v(box, a * 4 + 2), clip), dh = std::min(v(box, a * 4 + 3), clip);
-  std::vector<float> r = {dx * widths + ctr_x, dy * heights + ctr_y, std::exp(dw) * widths, std::exp(dh) * heights};
+  std::vector<float> r = {dx * widths + ctr_x, dy * heights + ctr_y, std::exp(dw) * widths,
+                          std::exp(dh) * heights};
   for (int c = 0; c < nc; ++c) r.push_back(sigmoid(v(cls, a * nc + c)));
   return r;
 }
 
-const std::vector<std::vector<float>> kV5Anchors = {{10, 13, 16, 30, 33, 23}, {30, 61, 62, 45, 59, 119},
-                                                   {116, 90, 156, 198, 373, 326}};
+const std::vector<std::vector<float>> kV5Anchors = {
+    {10, 13, 16, 30, 33, 23}, {30, 61, 62, 45, 59, 119}, {116, 90, 156, 198, 373, 326}};
 
 // ---- descriptions ----------------------------------------------------------------------------
 
@@ -203,7 +209,8 @@ TEST(HeadSpecTest, BadDescriptionsAreClearErrors) {
     auto s = parse_head_json(c.json, "h.json");
     ASSERT_FALSE(s.is_ok()) << c.json;
     EXPECT_NE(s.status().message().find("h.json"), std::string::npos) << s.status().message();
-    EXPECT_NE(s.status().message().find(c.says), std::string::npos) << c.json << " -> " << s.status().message();
+    EXPECT_NE(s.status().message().find(c.says), std::string::npos)
+        << c.json << " -> " << s.status().message();
   }
 }
 
@@ -236,7 +243,9 @@ TEST(HeadBindTest, DecodedUltralyticsHeadsPassThrough) {
   EXPECT_EQ(v8->nc, 80);
   // Older YOLOv5 exports: the decoded output first, then the raw levels; the decoded one is used.
   auto v5 = bind_head(*builtin_head("yolov5"),
-                      descs({{"output", {1, 25200, 85}}, {"345", {1, 3, 80, 80, 85}}, {"403", {1, 3, 40, 40, 85}},
+                      descs({{"output", {1, 25200, 85}},
+                             {"345", {1, 3, 80, 80, 85}},
+                             {"403", {1, 3, 40, 40, 85}},
                              {"461", {1, 3, 20, 20, 85}}}),
                       ctx);
   ASSERT_TRUE(v5.is_ok()) << v5.status().to_string();
@@ -253,8 +262,9 @@ TEST(HeadBindTest, DecodedUltralyticsHeadsPassThrough) {
 TEST(HeadBindTest, RawLevelsFollowTheInputSize) {
   // YOLOv8 DFL levels at 256x384 (dynamic H/W): strides from H/W, 32*48 + 16*24 + 8*12 points.
   HeadBindContext ctx{256, 384, -1, 32};
-  auto h = bind_head(*builtin_head("yolov8"),
-                     descs({{"p8", {1, 67, 32, 48}}, {"p16", {1, 67, 16, 24}}, {"p32", {1, 67, 8, 12}}}), ctx);
+  auto h =
+      bind_head(*builtin_head("yolov8"),
+                descs({{"p8", {1, 67, 32, 48}}, {"p16", {1, 67, 16, 24}}, {"p32", {1, 67, 8, 12}}}), ctx);
   ASSERT_TRUE(h.is_ok()) << h.status().to_string();
   EXPECT_EQ(h->alternative, 1);
   EXPECT_EQ(h->passthrough_output, -1);
@@ -265,8 +275,12 @@ TEST(HeadBindTest, RawLevelsFollowTheInputSize) {
   EXPECT_EQ(h->decoded_shape(), (Shape{1, 7, 32 * 48 + 16 * 24 + 8 * 12}));
   // Separate box and class outputs per level (6 outputs), in any order.
   auto split = bind_head(*builtin_head("yolov8"),
-                         descs({{"cls32", {1, 3, 8, 12}}, {"box8", {1, 64, 32, 48}}, {"cls8", {1, 3, 32, 48}},
-                                {"box16", {1, 64, 16, 24}}, {"cls16", {1, 3, 16, 24}}, {"box32", {1, 64, 8, 12}}}),
+                         descs({{"cls32", {1, 3, 8, 12}},
+                                {"box8", {1, 64, 32, 48}},
+                                {"cls8", {1, 3, 32, 48}},
+                                {"box16", {1, 64, 16, 24}},
+                                {"cls16", {1, 3, 16, 24}},
+                                {"box32", {1, 64, 8, 12}}}),
                          ctx);
   ASSERT_TRUE(split.is_ok()) << split.status().to_string();
   EXPECT_EQ(split->levels[0].box.output, 1);
@@ -283,7 +297,8 @@ TEST(HeadBindTest, RawLevelsFollowTheInputSize) {
 TEST(HeadBindTest, MismatchesAreClearErrors) {
   HeadBindContext ctx{640, 640, 80, 32};
   // Names say 80 classes, the raw levels hold 3.
-  auto nc = bind_head(*builtin_head("yolov8"), descs({{"p8", {1, 67, 80, 80}}, {"p16", {1, 67, 40, 40}}}), ctx);
+  auto nc =
+      bind_head(*builtin_head("yolov8"), descs({{"p8", {1, 67, 80, 80}}, {"p16", {1, 67, 40, 40}}}), ctx);
   ASSERT_FALSE(nc.is_ok());
   EXPECT_NE(nc.status().message().find("80"), std::string::npos) << nc.status().message();
   // A description naming an output the model does not have.
@@ -298,7 +313,8 @@ TEST(HeadBindTest, MismatchesAreClearErrors) {
   ASSERT_FALSE(raw.is_ok());
   EXPECT_NE(raw.status().message().find("--head"), std::string::npos) << raw.status().message();
   // The built-in YOLOv5 levels (strides 8, 16, 32), a model with 2.
-  auto a = bind_head({builtin_head("yolov5")->at(1)}, descs({{"p8", {1, 255, 80, 80}}, {"p16", {1, 255, 40, 40}}}), ctx);
+  auto a = bind_head({builtin_head("yolov5")->at(1)},
+                     descs({{"p8", {1, 255, 80, 80}}, {"p16", {1, 255, 40, 40}}}), ctx);
   ASSERT_FALSE(a.is_ok());
   EXPECT_NE(a.status().message().find("stride 32"), std::string::npos) << a.status().message();
   // Anchors for 3 levels in a description without strides, a model with 2.
@@ -322,7 +338,8 @@ TEST(HeadDecodeTest, YoloV5RawLevelsMatchUltralyticsDetect) {
   auto h = bind_head(*builtin_head("yolov5"), descs(shapes), {H, W, nc, 32});
   ASSERT_TRUE(h.is_ok()) << h.status().to_string();
   // "auto" scores: logits here (values far outside [0, 1]).
-  HeadSpec resolved = resolve_activation(builtin_head("yolov5")->at(static_cast<size_t>(h->alternative)), *h, ptrs(outs));
+  HeadSpec resolved =
+      resolve_activation(builtin_head("yolov5")->at(static_cast<size_t>(h->alternative)), *h, ptrs(outs));
   EXPECT_EQ(resolved.scores, Activation::kLogits);
   h = bind_head({resolved}, descs(shapes), {H, W, nc, 32});
   ASSERT_TRUE(h.is_ok());
@@ -335,9 +352,11 @@ TEST(HeadDecodeTest, YoloV5RawLevelsMatchUltralyticsDetect) {
       for (int64_t a = 0; a < 3; ++a)
         for (int64_t y = 0; y < outs[l].dim(2); ++y)
           for (int64_t x = 0; x < outs[l].dim(3); ++x, ++p) {
-            auto r = ref_yolov5_row(outs[l], n, a, y, x, s, kV5Anchors[l][2 * a], kV5Anchors[l][2 * a + 1], nc);
+            auto r =
+                ref_yolov5_row(outs[l], n, a, y, x, s, kV5Anchors[l][2 * a], kV5Anchors[l][2 * a + 1], nc);
             for (int c = 0; c < 5 + nc; ++c)
-              expect_close(at(d, true, n, p, c), r[static_cast<size_t>(c)], "n" + std::to_string(n) + " p" + std::to_string(p) + " c" + std::to_string(c));
+              expect_close(at(d, true, n, p, c), r[static_cast<size_t>(c)],
+                           "n" + std::to_string(n) + " p" + std::to_string(p) + " c" + std::to_string(c));
           }
     }
   }
@@ -361,7 +380,8 @@ TEST(HeadDecodeTest, DflLevelsMatchUltralyticsV8) {
     for (int64_t y = 0; y < outs[l].dim(2); ++y)
       for (int64_t x = 0; x < outs[l].dim(3); ++x, ++p) {
         auto r = ref_dfl_column(outs[l], 0, outs[l], 64, 0, y, x, static_cast<float>(8 << l), nc);
-        for (int c = 0; c < 4 + nc; ++c) expect_close(at(d, false, 0, p, c), r[static_cast<size_t>(c)], "p" + std::to_string(p));
+        for (int c = 0; c < 4 + nc; ++c)
+          expect_close(at(d, false, 0, p, c), r[static_cast<size_t>(c)], "p" + std::to_string(p));
       }
   EXPECT_EQ(p, h->points);
 }
@@ -385,7 +405,8 @@ TEST(HeadDecodeTest, YoloXRowsMatchDemoPostprocess) {
     Tensor d = decode(*h, {in});
     Tensor r = ref_yolox(in, H, W, logits);
     ASSERT_EQ(d.shape(), r.shape());
-    for (int64_t i = 0; i < d.numel(); ++i) expect_close(d.data<float>()[i], r.data<float>()[i], "i" + std::to_string(i));
+    for (int64_t i = 0; i < d.numel(); ++i)
+      expect_close(d.data<float>()[i], r.data<float>()[i], "i" + std::to_string(i));
   }
 }
 
@@ -401,10 +422,10 @@ TEST(HeadDecodeTest, RetinaNetDeltasMatchTorchvision) {
     shapes.push_back({"cls" + lv, outs.back().shape()});
     outs.push_back(random_tensor({1, A * 4, H / s, W / s}, 500 + s, -1.f, 1.f));
     shapes.push_back({"box" + lv, outs.back().shape()});
-    json += std::string(s == 8 ? "" : ", ") + "[" + std::to_string(4 * s) + ", " + std::to_string(4 * s) + ", " +
-            std::to_string(8 * s) + ", " + std::to_string(2 * s) + "]";
-    outputs += std::string(s == 8 ? "" : ", ") + R"({"name": "cls)" + lv + R"(", "parts": ["cls"]}, {"name": "box)" +
-               lv + R"(", "parts": ["box"]})";
+    json += std::string(s == 8 ? "" : ", ") + "[" + std::to_string(4 * s) + ", " + std::to_string(4 * s) +
+            ", " + std::to_string(8 * s) + ", " + std::to_string(2 * s) + "]";
+    outputs += std::string(s == 8 ? "" : ", ") + R"({"name": "cls)" + lv +
+               R"(", "parts": ["cls"]}, {"name": "box)" + lv + R"(", "parts": ["box"]})";
   }
   json += "], \"outputs\": [" + outputs + "]}";
   auto spec = parse_head_json(json, "retina.json");
@@ -423,7 +444,8 @@ TEST(HeadDecodeTest, RetinaNetDeltasMatchTorchvision) {
           const int64_t p = lv.first_point + (a * lv.h + y) * lv.w + x;
           const float aw = a == 0 ? 4 * s : 8 * s, ah = a == 0 ? 4 * s : 2 * s;
           auto r = ref_retina(outs[2 * l], outs[2 * l + 1], 0, a, y, x, s, aw, ah, nc);
-          for (int c = 0; c < 4 + nc; ++c) expect_close(at(d, false, 0, p, c), r[static_cast<size_t>(c)], "p" + std::to_string(p));
+          for (int c = 0; c < 4 + nc; ++c)
+            expect_close(at(d, false, 0, p, c), r[static_cast<size_t>(c)], "p" + std::to_string(p));
         }
   }
 }
@@ -556,14 +578,13 @@ TEST(YoloV8NmsTest, MatchesUltralyticsSemantics) {
   // [1, 4+3, 4]: anchor 0 best class 2 (0.6) and class 0 (0.5); anchor 1 overlaps anchor 0 (IoU
   // 0.68) with class 2 0.55; anchor 2 max 0.25 (not > conf); anchor 3 NaN scores.
   const float nan = std::nanf("");
-  std::vector<float> buf = {
-      10,   11,    100,  200,   // cx
-      10,   11,    100,  200,   // cy
-      10,   10,    10,   10,    // w
-      10,   10,    10,   10,    // h
-      0.5f, 0.1f,  0.25f, nan,  // cls0
-      0.1f, 0.1f,  0.1f, nan,   // cls1
-      0.6f, 0.55f, 0.1f, nan};  // cls2
+  std::vector<float> buf = {10,   11,    100,   200,   // cx
+                            10,   11,    100,   200,   // cy
+                            10,   10,    10,    10,    // w
+                            10,   10,    10,    10,    // h
+                            0.5f, 0.1f,  0.25f, nan,   // cls0
+                            0.1f, 0.1f,  0.1f,  nan,   // cls1
+                            0.6f, 0.55f, 0.1f,  nan};  // cls2
   NmsOptions opt;
   opt.iou = 0.7f;
   auto single = postprocess(buf.data(), {1, 7, 4}, HeadKind::kYoloV8, opt);
@@ -606,7 +627,8 @@ TEST(DecodedHeadCheckTest, RawBoxesWithProbabilityScoresAreRefused) {
   auto h = bind_head(*builtin_head("yolox"), descs({{"output", t.shape()}}), {640, 640, 80, 0});
   ASSERT_TRUE(h.is_ok()) << h.status().to_string();
   Tensor d = decode(*h, {t});
-  EXPECT_TRUE(check_decoded_head(d.data<float>(), d.shape(), HeadKind::kYoloV5, "decoded", 640, 640, "yolox").is_ok());
+  EXPECT_TRUE(check_decoded_head(d.data<float>(), d.shape(), HeadKind::kYoloV5, "decoded", 640, 640, "yolox")
+                  .is_ok());
 }
 
 // ---- end to end on synthetic models ------------------------------------------------------------
@@ -677,7 +699,10 @@ class HeadModels : public ::testing::Test {
       for (size_t k = 0; k < gd.size(); ++k) {
         EXPECT_EQ(gd[k].class_id, wd[k].class_id);
         EXPECT_NEAR(gd[k].score, wd[k].score, 1e-5);
-        for (auto [g, r] : {std::pair{gd[k].x1, wd[k].x1}, {gd[k].y1, wd[k].y1}, {gd[k].x2, wd[k].x2}, {gd[k].y2, wd[k].y2}})
+        for (auto [g, r] : {std::pair{gd[k].x1, wd[k].x1},
+                            {gd[k].y1, wd[k].y1},
+                            {gd[k].x2, wd[k].x2},
+                            {gd[k].y2, wd[k].y2}})
           EXPECT_NEAR(g, r, 1e-3f * std::max(1.f, std::fabs(r)));
       }
       total += gd.size();
@@ -692,10 +717,12 @@ class HeadModels : public ::testing::Test {
 
 TEST_F(HeadModels, YoloV8DflOneOutputPerLevelDynamicSize) {
   const int nc = 3;
-  const std::string model = write("v8raw.onnx", qyolo::testing::yolov8_raw_model(-1, -1, nc, /*split=*/false));
+  const std::string model =
+      write("v8raw.onnx", qyolo::testing::yolov8_raw_model(-1, -1, nc, /*split=*/false));
   for (auto [h, w] : {std::pair{320, 320}, {256, 384}}) {
     expect_reference(model, "yolov8", h, w, HeadKind::kYoloV8, [&](const std::vector<Tensor>& outs) {
-      const int64_t P = outs[0].dim(2) * outs[0].dim(3) + outs[1].dim(2) * outs[1].dim(3) + outs[2].dim(2) * outs[2].dim(3);
+      const int64_t P =
+          outs[0].dim(2) * outs[0].dim(3) + outs[1].dim(2) * outs[1].dim(3) + outs[2].dim(2) * outs[2].dim(3);
       Tensor d(DataType::kFloat32, {outs[0].dim(0), 4 + nc, P});
       for (int64_t n = 0; n < d.dim(0); ++n) {
         int64_t p = 0;
@@ -703,7 +730,8 @@ TEST_F(HeadModels, YoloV8DflOneOutputPerLevelDynamicSize) {
           for (int64_t y = 0; y < outs[l].dim(2); ++y)
             for (int64_t x = 0; x < outs[l].dim(3); ++x, ++p) {
               auto r = ref_dfl_column(outs[l], 0, outs[l], 64, n, y, x, static_cast<float>(8 << l), nc);
-              for (int c = 0; c < 4 + nc; ++c) d.data<float>()[(n * (4 + nc) + c) * P + p] = r[static_cast<size_t>(c)];
+              for (int c = 0; c < 4 + nc; ++c)
+                d.data<float>()[(n * (4 + nc) + c) * P + p] = r[static_cast<size_t>(c)];
             }
       }
       return d;
@@ -713,7 +741,8 @@ TEST_F(HeadModels, YoloV8DflOneOutputPerLevelDynamicSize) {
 
 TEST_F(HeadModels, YoloV8DflSeparateBoxAndClassOutputs) {
   const int nc = 2;
-  const std::string model = write("v8split.onnx", qyolo::testing::yolov8_raw_model(320, 320, nc, /*split=*/true));
+  const std::string model =
+      write("v8split.onnx", qyolo::testing::yolov8_raw_model(320, 320, nc, /*split=*/true));
   expect_reference(model, "yolo11", 320, 320, HeadKind::kYoloV8, [&](const std::vector<Tensor>& outs) {
     // outputs: box8, cls8, box16, cls16, box32, cls32
     int64_t P = 0;
@@ -725,8 +754,10 @@ TEST_F(HeadModels, YoloV8DflSeparateBoxAndClassOutputs) {
       for (size_t l = 0; l < 3; ++l)
         for (int64_t y = 0; y < outs[2 * l].dim(2); ++y)
           for (int64_t x = 0; x < outs[2 * l].dim(3); ++x, ++p) {
-            auto r = ref_dfl_column(outs[2 * l], 0, outs[2 * l + 1], 0, n, y, x, static_cast<float>(8 << l), nc);
-            for (int c = 0; c < 4 + nc; ++c) d.data<float>()[(n * (4 + nc) + c) * P + p] = r[static_cast<size_t>(c)];
+            auto r =
+                ref_dfl_column(outs[2 * l], 0, outs[2 * l + 1], 0, n, y, x, static_cast<float>(8 << l), nc);
+            for (int c = 0; c < 4 + nc; ++c)
+              d.data<float>()[(n * (4 + nc) + c) * P + p] = r[static_cast<size_t>(c)];
           }
     }
     return d;
@@ -757,27 +788,33 @@ TEST_F(HeadModels, YoloV5RawLevels) {
 
 TEST_F(HeadModels, YoloXExportWithSigmoidScores) {
   const int nc = 3;
-  const std::string model = write("yolox.onnx", qyolo::testing::yolox_model(-1, -1, nc, /*sigmoid_scores=*/true));
+  const std::string model =
+      write("yolox.onnx", qyolo::testing::yolox_model(-1, -1, nc, /*sigmoid_scores=*/true));
   for (auto [h, w] : {std::pair{320, 320}, {224, 288}})
-    expect_reference(model, "yolox", h, w, HeadKind::kYoloV5,
-                     [&](const std::vector<Tensor>& outs) { return ref_yolox(outs[0], h, w, /*logits=*/false); });
+    expect_reference(model, "yolox", h, w, HeadKind::kYoloV5, [&](const std::vector<Tensor>& outs) {
+      return ref_yolox(outs[0], h, w, /*logits=*/false);
+    });
   // Raw logits everywhere: "auto" finds them.
-  const std::string logits = write("yolox_logits.onnx", qyolo::testing::yolox_model(-1, -1, nc, /*sigmoid_scores=*/false));
-  expect_reference(logits, "yolox", 320, 320, HeadKind::kYoloV5,
-                   [&](const std::vector<Tensor>& outs) { return ref_yolox(outs[0], 320, 320, /*logits=*/true); });
+  const std::string logits =
+      write("yolox_logits.onnx", qyolo::testing::yolox_model(-1, -1, nc, /*sigmoid_scores=*/false));
+  expect_reference(logits, "yolox", 320, 320, HeadKind::kYoloV5, [&](const std::vector<Tensor>& outs) {
+    return ref_yolox(outs[0], 320, 320, /*logits=*/true);
+  });
 }
 
 std::string retina_json(int nc, int anchors) {
-  std::string j = R"({"box": "deltas", "scores": "logits", "num_classes": )" + std::to_string(nc) + R"(, "anchors": [)";
+  std::string j =
+      R"({"box": "deltas", "scores": "logits", "num_classes": )" + std::to_string(nc) + R"(, "anchors": [)";
   std::string outs;
   for (int s : {8, 16, 32, 64, 128}) {
     j += std::string(s == 8 ? "" : ", ") + "[";
     for (int a = 0; a < anchors; ++a)
-      j += std::string(a ? ", " : "") + "[" + std::to_string(4 * s * (a + 1)) + ", " + std::to_string(3 * s) + "]";
+      j += std::string(a ? ", " : "") + "[" + std::to_string(4 * s * (a + 1)) + ", " + std::to_string(3 * s) +
+           "]";
     j += "]";
     const std::string lv = std::to_string(s);
-    outs += std::string(s == 8 ? "" : ", ") + R"({"name": "cls)" + lv + R"(", "parts": ["cls"]}, {"name": "box)" + lv +
-            R"(", "parts": ["box"]})";
+    outs += std::string(s == 8 ? "" : ", ") + R"({"name": "cls)" + lv +
+            R"(", "parts": ["cls"]}, {"name": "box)" + lv + R"(", "parts": ["box"]})";
   }
   return j + "], \"outputs\": [" + outs + "]}";
 }
@@ -787,26 +824,31 @@ TEST_F(HeadModels, RetinaNetTenOutputsDynamicSize) {
   const std::string model = write("retina.onnx", qyolo::testing::retinanet_model(-1, -1, nc, A));
   const std::string head = write("retina.json", retina_json(nc, A));
   for (auto [h, w] : {std::pair{256, 256}, {384, 512}}) {
-    expect_reference(model, head, h, w, HeadKind::kYoloV8, [&](const std::vector<Tensor>& outs) {
-      // torchvision order: per level, cells then anchors (the order does not change the detections).
-      int64_t P = 0;
-      for (size_t l = 0; l < 5; ++l) P += A * outs[2 * l].dim(2) * outs[2 * l].dim(3);
-      const int64_t N = outs[0].dim(0);
-      Tensor d(DataType::kFloat32, {N, 4 + nc, P});
-      for (int64_t n = 0; n < N; ++n) {
-        int64_t p = 0;
-        for (size_t l = 0; l < 5; ++l) {
-          const float s = static_cast<float>(8 << l);
-          for (int64_t y = 0; y < outs[2 * l].dim(2); ++y)
-            for (int64_t x = 0; x < outs[2 * l].dim(3); ++x)
-              for (int64_t a = 0; a < A; ++a, ++p) {
-                auto r = ref_retina(outs[2 * l], outs[2 * l + 1], n, a, y, x, s, 4 * s * (a + 1), 3 * s, nc);
-                for (int c = 0; c < 4 + nc; ++c) d.data<float>()[(n * (4 + nc) + c) * P + p] = r[static_cast<size_t>(c)];
-              }
-        }
-      }
-      return d;
-    }, 0.25f);
+    expect_reference(
+        model, head, h, w, HeadKind::kYoloV8,
+        [&](const std::vector<Tensor>& outs) {
+          // torchvision order: per level, cells then anchors (the order does not change the detections).
+          int64_t P = 0;
+          for (size_t l = 0; l < 5; ++l) P += A * outs[2 * l].dim(2) * outs[2 * l].dim(3);
+          const int64_t N = outs[0].dim(0);
+          Tensor d(DataType::kFloat32, {N, 4 + nc, P});
+          for (int64_t n = 0; n < N; ++n) {
+            int64_t p = 0;
+            for (size_t l = 0; l < 5; ++l) {
+              const float s = static_cast<float>(8 << l);
+              for (int64_t y = 0; y < outs[2 * l].dim(2); ++y)
+                for (int64_t x = 0; x < outs[2 * l].dim(3); ++x)
+                  for (int64_t a = 0; a < A; ++a, ++p) {
+                    auto r =
+                        ref_retina(outs[2 * l], outs[2 * l + 1], n, a, y, x, s, 4 * s * (a + 1), 3 * s, nc);
+                    for (int c = 0; c < 4 + nc; ++c)
+                      d.data<float>()[(n * (4 + nc) + c) * P + p] = r[static_cast<size_t>(c)];
+                  }
+            }
+          }
+          return d;
+        },
+        0.25f);
   }
 }
 
@@ -822,8 +864,9 @@ TEST_F(HeadModels, RetinaNetCalibrateAndInt8DetectThroughTheCli) {
   ASSERT_EQ(cal.exit_code, 0) << cal.output;
   EXPECT_NE(cal.output.find("2x3x256x384"), std::string::npos) << cal.output;
   ASSERT_TRUE(fs::exists(cache));
-  auto det = run_cli("detect --model " + model + " --int8 --cache " + cache + " --head " + head + " --imgsz 256 384 --conf 0.3 --source " +
-                     (dir_ / "images").string() + " --out " + (dir_ / "out").string());
+  auto det = run_cli("detect --model " + model + " --int8 --cache " + cache + " --head " + head +
+                     " --imgsz 256 384 --conf 0.3 --source " + (dir_ / "images").string() + " --out " +
+                     (dir_ / "out").string());
   ASSERT_EQ(det.exit_code, 0) << det.output;
   std::ifstream f(dir_ / "out" / "detections.json");
   auto doc = nlohmann::json::parse(f);
@@ -855,9 +898,12 @@ TEST_F(HeadModels, DecodedYoloV8FromMetadataAndTask) {
   ASSERT_TRUE(det.is_ok()) << det.status().to_string();
   ASSERT_TRUE((*det)->prepare(1).is_ok());
   EXPECT_FLOAT_EQ((*det)->options().nms.iou, 0.7f);
-  EXPECT_NE((*det)->head_description().find("decoded [N, 4+nc, P]"), std::string::npos) << (*det)->head_description();
-  expect_reference(model, "", 320, 320, HeadKind::kYoloV8, [](const std::vector<Tensor>& outs) { return outs[0]; });
-  expect_reference(model, "yolov8", 320, 320, HeadKind::kYoloV8, [](const std::vector<Tensor>& outs) { return outs[0]; });
+  EXPECT_NE((*det)->head_description().find("decoded [N, 4+nc, P]"), std::string::npos)
+      << (*det)->head_description();
+  expect_reference(model, "", 320, 320, HeadKind::kYoloV8,
+                   [](const std::vector<Tensor>& outs) { return outs[0]; });
+  expect_reference(model, "yolov8", 320, 320, HeadKind::kYoloV8,
+                   [](const std::vector<Tensor>& outs) { return outs[0]; });
   // Another task is refused by name, through the library and the CLI.
   const std::string seg = write("seg.onnx", qyolo::testing::yolov8_decoded_model(320, 320, nc, "segment"));
   auto seg_engine = Engine::build(seg, {});
@@ -865,7 +911,8 @@ TEST_F(HeadModels, DecodedYoloV8FromMetadataAndTask) {
   auto refused = Detector::create(*seg_engine, {});
   ASSERT_FALSE(refused.is_ok());
   EXPECT_NE(refused.status().message().find("'segment'"), std::string::npos) << refused.status().message();
-  auto r = run_cli("detect --model " + seg + " --source " + (dir_ / "images").string() + " --out " + (dir_ / "o").string());
+  auto r = run_cli("detect --model " + seg + " --source " + (dir_ / "images").string() + " --out " +
+                   (dir_ / "o").string());
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_NE(r.output.find("task 'detect'"), std::string::npos) << r.output;
 }
@@ -873,21 +920,23 @@ TEST_F(HeadModels, DecodedYoloV8FromMetadataAndTask) {
 // A YOLOX export without --head: scores are in [0, 1], so only the box check can tell; refused,
 // pointing to --head; with --head yolox the CLI detects.
 TEST_F(HeadModels, YoloXWithoutHeadIsRefusedWithHeadDetects) {
-  const std::string model = write("yolox.onnx", qyolo::testing::yolox_model(320, 320, 80, /*sigmoid_scores=*/true));
-  auto r = run_cli("detect --model " + model + " --source " + (dir_ / "images").string() + " --out " + (dir_ / "o").string());
+  const std::string model =
+      write("yolox.onnx", qyolo::testing::yolox_model(320, 320, 80, /*sigmoid_scores=*/true));
+  auto r = run_cli("detect --model " + model + " --source " + (dir_ / "images").string() + " --out " +
+                   (dir_ / "o").string());
   EXPECT_EQ(r.exit_code, 1) << r.output;
   EXPECT_NE(r.output.find("--head"), std::string::npos) << r.output;
   EXPECT_FALSE(fs::exists(dir_ / "o" / "detections.json"));
-  auto ok = run_cli("detect --model " + model + " --head yolox --conf 0.3 --source " + (dir_ / "images").string() +
-                    " --out " + (dir_ / "o2").string());
+  auto ok = run_cli("detect --model " + model + " --head yolox --conf 0.3 --source " +
+                    (dir_ / "images").string() + " --out " + (dir_ / "o2").string());
   ASSERT_EQ(ok.exit_code, 0) << ok.output;
   std::ifstream f(dir_ / "o2" / "detections.json");
   auto doc = nlohmann::json::parse(f);
   EXPECT_FLOAT_EQ(doc["iou"].get<float>(), 0.45f);  // objectness: the YOLOv5-style default
   EXPECT_NE(doc["head"].get<std::string>().find("yolox boxes"), std::string::npos) << doc["head"];
   // A head that does not fit is a clear error.
-  auto bad = run_cli("detect --model " + model + " --head yolov8 --source " + (dir_ / "images").string() + " --out " +
-                     (dir_ / "o3").string());
+  auto bad = run_cli("detect --model " + model + " --head yolov8 --source " + (dir_ / "images").string() +
+                     " --out " + (dir_ / "o3").string());
   EXPECT_EQ(bad.exit_code, 1) << bad.output;
   EXPECT_NE(bad.output.find("does not fit"), std::string::npos) << bad.output;
 }

@@ -9,33 +9,48 @@ namespace qyolo {
 
 const char* box_encoding_name(BoxEncoding e) {
   switch (e) {
-    case BoxEncoding::kXywh: return "xywh";
-    case BoxEncoding::kXyxy: return "xyxy";
-    case BoxEncoding::kYoloV5: return "yolov5";
-    case BoxEncoding::kYoloX: return "yolox";
-    case BoxEncoding::kDfl: return "dfl";
-    case BoxEncoding::kDeltas: return "deltas";
+    case BoxEncoding::kXywh:
+      return "xywh";
+    case BoxEncoding::kXyxy:
+      return "xyxy";
+    case BoxEncoding::kYoloV5:
+      return "yolov5";
+    case BoxEncoding::kYoloX:
+      return "yolox";
+    case BoxEncoding::kDfl:
+      return "dfl";
+    case BoxEncoding::kDeltas:
+      return "deltas";
   }
   return "?";
 }
 
 const char* head_part_name(HeadPart p) {
   switch (p) {
-    case HeadPart::kBox: return "box";
-    case HeadPart::kObj: return "obj";
-    case HeadPart::kCls: return "cls";
+    case HeadPart::kBox:
+      return "box";
+    case HeadPart::kObj:
+      return "obj";
+    case HeadPart::kCls:
+      return "cls";
   }
   return "?";
 }
 
 const char* output_layout_name(OutputLayout l) {
   switch (l) {
-    case OutputLayout::kAuto: return "auto";
-    case OutputLayout::kNchw: return "nchw";
-    case OutputLayout::kNhwc: return "nhwc";
-    case OutputLayout::kNahwc: return "nahwc";
-    case OutputLayout::kRows: return "rows";
-    case OutputLayout::kColumns: return "columns";
+    case OutputLayout::kAuto:
+      return "auto";
+    case OutputLayout::kNchw:
+      return "nchw";
+    case OutputLayout::kNhwc:
+      return "nhwc";
+    case OutputLayout::kNahwc:
+      return "nahwc";
+    case OutputLayout::kRows:
+      return "rows";
+    case OutputLayout::kColumns:
+      return "columns";
   }
   return "?";
 }
@@ -53,10 +68,13 @@ std::string BoundHead::describe() const {
     s += std::string(box_encoding_name(box)) + " boxes";
     if (box == BoxEncoding::kDfl) s += " (reg_max " + std::to_string(reg_max) + ")";
     if (box != BoxEncoding::kXywh && box != BoxEncoding::kXyxy) {
-      s += ", " + std::to_string(levels.size()) + (levels.size() == 1 ? " level (stride " : " levels (strides ");
-      for (size_t i = 0; i < levels.size(); ++i) s += (i ? ", " : "") + std::to_string(static_cast<int>(levels[i].stride));
+      s += ", " + std::to_string(levels.size()) +
+           (levels.size() == 1 ? " level (stride " : " levels (strides ");
+      for (size_t i = 0; i < levels.size(); ++i)
+        s += (i ? ", " : "") + std::to_string(static_cast<int>(levels[i].stride));
       s += ")";
-      if (!levels.empty() && !levels[0].anchors.empty()) s += ", " + std::to_string(levels[0].a) + " anchors per cell";
+      if (!levels.empty() && !levels[0].anchors.empty())
+        s += ", " + std::to_string(levels[0].a) + " anchors per cell";
     }
   }
   s += ", " + std::to_string(points) + " points, " + std::to_string(nc) + (nc == 1 ? " class" : " classes");
@@ -70,10 +88,11 @@ std::string BoundHead::describe() const {
 Result<HeadDecodeParams> make_decode_params(const BoundHead& h) {
   if (h.levels.empty()) return invalid_argument("head '" + h.spec_name + "' has no levels");
   if (h.levels.size() > static_cast<size_t>(kHeadMaxLevels))
-    return unsupported("head '" + h.spec_name + "' has " + std::to_string(h.levels.size()) + " levels; at most " +
-                       std::to_string(kHeadMaxLevels) + " are supported");
+    return unsupported("head '" + h.spec_name + "' has " + std::to_string(h.levels.size()) +
+                       " levels; at most " + std::to_string(kHeadMaxLevels) + " are supported");
   if (h.box == BoxEncoding::kDfl && (h.reg_max < 1 || h.reg_max > kHeadMaxRegMax))
-    return unsupported("DFL reg_max " + std::to_string(h.reg_max) + " is outside 1.." + std::to_string(kHeadMaxRegMax));
+    return unsupported("DFL reg_max " + std::to_string(h.reg_max) + " is outside 1.." +
+                       std::to_string(kHeadMaxRegMax));
   HeadDecodeParams p;
   p.encoding = static_cast<int>(h.box);
   p.objectness = h.objectness ? 1 : 0;
@@ -90,7 +109,8 @@ Result<HeadDecodeParams> make_decode_params(const BoundHead& h) {
     d.stride = l.stride;
     d.h = l.h, d.w = l.w, d.a = l.a, d.first_point = l.first_point;
     if (l.anchors.size() > static_cast<size_t>(2 * kHeadMaxAnchors))
-      return unsupported("head '" + h.spec_name + "': at most " + std::to_string(kHeadMaxAnchors) + " anchors per cell");
+      return unsupported("head '" + h.spec_name + "': at most " + std::to_string(kHeadMaxAnchors) +
+                         " anchors per cell");
     d.num_anchors = static_cast<int>(l.anchors.size() / 2);
     for (size_t k = 0; k < l.anchors.size(); ++k) d.anchors[k] = l.anchors[k];
     auto part = [](const PartAccess& a) {
@@ -122,10 +142,11 @@ Status decode_head(const BoundHead& h, const std::vector<const float*>& outputs,
 #pragma omp parallel for reduction(+ : bad) schedule(static) if (total > 4096)
   for (int64_t t = 0; t < total; ++t) bad += head_decode_point(p, outs, t / h.points, t % h.points, decoded);
   if (bad > 0)
-    return invalid_argument("head '" + h.spec_name + "': " + std::to_string(bad) +
-                            " score values that the description takes as probabilities lie outside [0, 1]: the "
-                            "scores are logits (set \"scores\": \"logits\" in the head description) or the "
-                            "description does not fit the model");
+    return invalid_argument(
+        "head '" + h.spec_name + "': " + std::to_string(bad) +
+        " score values that the description takes as probabilities lie outside [0, 1]: the "
+        "scores are logits (set \"scores\": \"logits\" in the head description) or the "
+        "description does not fit the model");
   return Status::ok();
 }
 

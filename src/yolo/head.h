@@ -33,7 +33,8 @@ enum class BoxEncoding {
   kXyxy,    // decoded: x1, y1, x2, y2 in input pixels
   kYoloV5,  // (sigmoid(t) * 2 + cell - 0.5) * stride, (sigmoid(t) * 2)^2 * anchor (ultralytics YOLOv5)
   kYoloX,   // (t + cell + offset) * stride, exp(t) * stride (YOLOX, YOLOv6 anchor-free)
-  kDfl,     // 4 x reg_max bins, softmax expectation = distances (l, t, r, b) from the cell centre (YOLOv8/YOLO11)
+  kDfl,     // 4 x reg_max bins, softmax expectation = distances (l, t, r, b) from the cell centre
+            // (YOLOv8/YOLO11)
   kDeltas,  // (dx, dy, dw, dh) relative to anchor boxes at each cell (RetinaNet: torchvision, mmdet)
 };
 const char* box_encoding_name(BoxEncoding e);
@@ -64,8 +65,8 @@ struct HeadOutputSpec {
   std::vector<HeadPart> parts;  // channel order; empty = from the channel count
   OutputLayout layout = OutputLayout::kAuto;
   Activation activation = Activation::kAuto;  // its scores (and YOLOv5 boxes); kAuto = the head's
-  bool cell_major = false;      // flat layouts with A > 1: points ordered (y, x, a) instead of (a, y, x)
-  std::vector<float> anchors;   // one-level outputs: this level's anchors (w, h pairs, input pixels)
+  bool cell_major = false;     // flat layouts with A > 1: points ordered (y, x, a) instead of (a, y, x)
+  std::vector<float> anchors;  // one-level outputs: this level's anchors (w, h pairs, input pixels)
 };
 
 struct HeadSpec {
@@ -73,11 +74,11 @@ struct HeadSpec {
   BoxEncoding box = BoxEncoding::kXywh;
   bool objectness = false;
   Activation scores = Activation::kAuto;
-  int reg_max = 16;              // kDfl: bins per side
+  int reg_max = 16;                  // kDfl: bins per side
   std::optional<float> grid_offset;  // cell centre offset in cells; default 0.5 (kDfl), 0 otherwise
   std::array<float, 4> delta_weights{1.f, 1.f, 1.f, 1.f};  // kDeltas: dx/wx, dy/wy, dw/ww, dh/wh
-  int num_classes = -1;          // -1: the model's names metadata, else from the channel counts
-  std::vector<int> strides;      // every level, ascending; empty = from the outputs / the usual P3..P5(-P7)
+  int num_classes = -1;      // -1: the model's names metadata, else from the channel counts
+  std::vector<int> strides;  // every level, ascending; empty = from the outputs / the usual P3..P5(-P7)
   std::vector<std::vector<float>> anchors;  // per level (w, h pairs); empty = anchor-free
   std::vector<HeadOutputSpec> outputs;      // empty = matched from the model's output shapes
   bool builtin = false;
@@ -128,7 +129,8 @@ struct BoundHead {
   int passthrough_output = -1;    // >= 0: this output already is the decoded tensor
   HeadKind kind() const { return objectness ? HeadKind::kYoloV5 : HeadKind::kYoloV8; }
   Shape decoded_shape() const;
-  // One line for logs: "yolov8 (alternative 2): DFL boxes, 3 levels (strides 8, 16, 32), 8400 points, 80 classes".
+  // One line for logs: "yolov8 (alternative 2): DFL boxes, 3 levels (strides 8, 16, 32), 8400 points, 80
+  // classes".
   std::string describe() const;
 };
 
@@ -153,7 +155,8 @@ Result<BoundHead> bind_default_head(const std::vector<OutputDesc>& outputs, cons
 
 // Decides kAuto score activations of `spec` from one run's host outputs (float32, bound by `head`):
 // returns the spec with spec.scores (and per-output activations) fixed, for later bindings.
-HeadSpec resolve_activation(const HeadSpec& spec, const BoundHead& head, const std::vector<const float*>& outputs);
+HeadSpec resolve_activation(const HeadSpec& spec, const BoundHead& head,
+                            const std::vector<const float*>& outputs);
 
 struct HeadDecodeParams;  // head_decode.h
 // The plain-data form both decoders read (errors past kHeadMaxLevels levels, kHeadMaxAnchors

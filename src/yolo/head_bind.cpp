@@ -11,9 +11,13 @@ namespace qyolo {
 
 namespace {
 
-int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+int64_t ceil_div(int64_t a, int64_t b) {
+  return (a + b - 1) / b;
+}
 
-bool is_decoded(BoxEncoding e) { return e == BoxEncoding::kXywh || e == BoxEncoding::kXyxy; }
+bool is_decoded(BoxEncoding e) {
+  return e == BoxEncoding::kXywh || e == BoxEncoding::kXyxy;
+}
 
 struct Level {
   int stride = 1;
@@ -27,11 +31,11 @@ struct Entry {
   int output = -1;
   bool explicit_spec = false;  // listed in the description (errors instead of being skipped)
   OutputLayout layout = OutputLayout::kAuto;
-  bool flat = false;           // kRows / kColumns: several levels, points concatenated
-  int stride = 0;              // one-level outputs
-  int64_t h = 0, w = 0;        // one-level outputs
-  std::vector<int> strides;    // flat outputs: the levels held (empty = all)
-  int64_t channels = 0;        // per anchor
+  bool flat = false;         // kRows / kColumns: several levels, points concatenated
+  int stride = 0;            // one-level outputs
+  int64_t h = 0, w = 0;      // one-level outputs
+  std::vector<int> strides;  // flat outputs: the levels held (empty = all)
+  int64_t channels = 0;      // per anchor
   std::vector<HeadPart> parts;
   Activation activation = Activation::kAuto;
   bool cell_major = false;
@@ -39,7 +43,8 @@ struct Entry {
 };
 
 struct Binder {
-  Binder(const HeadSpec& s, const std::vector<OutputDesc>& o, const HeadBindContext& c) : spec(s), outs(o), ctx(c) {}
+  Binder(const HeadSpec& s, const std::vector<OutputDesc>& o, const HeadBindContext& c)
+      : spec(s), outs(o), ctx(c) {}
   const HeadSpec& spec;
   const std::vector<OutputDesc>& outs;
   const HeadBindContext& ctx;
@@ -51,7 +56,9 @@ struct Binder {
   std::vector<Level> levels;
   std::vector<std::string> skipped;  // auto mode: outputs not used, and why
 
-  std::string out_name(int i) const { return "'" + outs[static_cast<size_t>(i)].name + "' " + shape_str(outs[static_cast<size_t>(i)].shape); }
+  std::string out_name(int i) const {
+    return "'" + outs[static_cast<size_t>(i)].name + "' " + shape_str(outs[static_cast<size_t>(i)].shape);
+  }
 
   Status fail(const Entry& e, const std::string& why) {
     if (e.explicit_spec) return invalid_argument("output " + out_name(e.output) + ": " + why);
@@ -59,7 +66,9 @@ struct Binder {
     return Status::ok();
   }
 
-  int64_t part_channels(HeadPart p) const { return p == HeadPart::kBox ? box_ch : p == HeadPart::kObj ? 1 : nc; }
+  int64_t part_channels(HeadPart p) const {
+    return p == HeadPart::kBox ? box_ch : p == HeadPart::kObj ? 1 : nc;
+  }
 
   // Stage 1: which outputs, their layout and (one-level outputs) stride and cells.
   Status collect() {
@@ -78,8 +87,9 @@ struct Binder {
           }
         } else {
           if (o.index >= static_cast<int>(outs.size()))
-            return invalid_argument("output index " + std::to_string(o.index) + " is out of range: the model has " +
-                                    std::to_string(outs.size()) + " outputs");
+            return invalid_argument("output index " + std::to_string(o.index) +
+                                    " is out of range: the model has " + std::to_string(outs.size()) +
+                                    " outputs");
           e.output = o.index;
         }
         e.layout = o.layout;
@@ -129,9 +139,13 @@ struct Binder {
       if (d <= 0) return invalid_argument("has an empty dimension");
     const bool layout_given = e.layout != OutputLayout::kAuto;
     if (!layout_given)
-      e.layout = s.size() == 5 ? OutputLayout::kNahwc : s.size() == 4 ? OutputLayout::kNchw : OutputLayout::kAuto;
-    if (e.layout == OutputLayout::kRows || e.layout == OutputLayout::kColumns || e.layout == OutputLayout::kAuto) {
-      if (s.size() != 3) return invalid_argument("has rank " + std::to_string(s.size()) + "; heads use rank 3, 4 or 5");
+      e.layout = s.size() == 5   ? OutputLayout::kNahwc
+                 : s.size() == 4 ? OutputLayout::kNchw
+                                 : OutputLayout::kAuto;
+    if (e.layout == OutputLayout::kRows || e.layout == OutputLayout::kColumns ||
+        e.layout == OutputLayout::kAuto) {
+      if (s.size() != 3)
+        return invalid_argument("has rank " + std::to_string(s.size()) + "; heads use rank 3, 4 or 5");
       e.flat = true;
       return Status::ok();
     }
@@ -140,7 +154,8 @@ struct Binder {
                               ") come as [N, P, C] or [N, C, P], not per level");
     const size_t rank = e.layout == OutputLayout::kNahwc ? 5 : 4;
     if (s.size() != rank)
-      return invalid_argument(std::string("layout ") + output_layout_name(e.layout) + " needs rank " + std::to_string(rank));
+      return invalid_argument(std::string("layout ") + output_layout_name(e.layout) + " needs rank " +
+                              std::to_string(rank));
     e.h = e.layout == OutputLayout::kNhwc ? s[1] : s[2];
     e.w = e.layout == OutputLayout::kNhwc ? s[2] : s[3];
     e.stride = infer_stride(e.h, e.w);
@@ -177,7 +192,8 @@ struct Binder {
       for (int s : e.strides) strides.insert(s);
     const bool have_flat = std::any_of(entries.begin(), entries.end(), [](const Entry& e) { return e.flat; });
     std::vector<std::vector<int>> candidates;
-    if (!strides.empty()) candidates.push_back({strides.begin(), strides.end()});
+    if (!strides.empty())
+      candidates.push_back({strides.begin(), strides.end()});
     else if (have_flat) {
       // The usual pyramids (P3-P5, P3-P6, P3-P7); a stride metadata value names the largest.
       for (std::vector<int> c : {std::vector<int>{8, 16, 32}, {8, 16, 32, 64}, {8, 16, 32, 64, 128}})
@@ -228,7 +244,8 @@ struct Binder {
         for (Level& l : lv)
           if (l.stride == e.stride) {
             if (!l.anchors.empty() && l.anchors != e.anchors)
-              return invalid_argument("two outputs of stride " + std::to_string(l.stride) + " give different anchors");
+              return invalid_argument("two outputs of stride " + std::to_string(l.stride) +
+                                      " give different anchors");
             l.anchors = e.anchors;
           }
     for (Level& l : lv) {
@@ -253,7 +270,9 @@ struct Binder {
       const Shape& s = outs[static_cast<size_t>(e.output)].shape;
       const int64_t p = entry_points(e, lv);
       const bool rows = s[1] == p, cols = s[2] == p;
-      if (e.layout == OutputLayout::kRows ? !rows : e.layout == OutputLayout::kColumns ? !cols : !(rows || cols))
+      if (e.layout == OutputLayout::kRows      ? !rows
+          : e.layout == OutputLayout::kColumns ? !cols
+                                               : !(rows || cols))
         return false;
     }
     return true;
@@ -278,7 +297,8 @@ struct Binder {
           const int64_t p = entry_points(e, levels);
           if (e.layout == OutputLayout::kAuto) {
             if (s[1] == p && s[2] == p) {
-              QYOLO_RETURN_IF_ERROR(fail(e, "both axes have " + std::to_string(p) + " entries; give \"layout\""));
+              QYOLO_RETURN_IF_ERROR(
+                  fail(e, "both axes have " + std::to_string(p) + " entries; give \"layout\""));
               continue;
             }
             e.layout = s[1] == p ? OutputLayout::kRows : OutputLayout::kColumns;
@@ -289,7 +309,8 @@ struct Binder {
         const Level& l = level_of(e.stride);
         if (e.layout == OutputLayout::kNahwc) {
           if (s[1] != l.a) {
-            QYOLO_RETURN_IF_ERROR(fail(e, "has " + std::to_string(s[1]) + " anchors, the level has " + std::to_string(l.a)));
+            QYOLO_RETURN_IF_ERROR(
+                fail(e, "has " + std::to_string(s[1]) + " anchors, the level has " + std::to_string(l.a)));
             continue;
           }
           e.channels = s[4];
@@ -331,9 +352,12 @@ struct Binder {
     std::map<std::vector<int>, std::vector<Entry*>> groups;
     for (Entry& e : entries) {
       std::vector<int> key;
-      if (decoded) key = {0};
-      else if (e.flat) key = e.strides.empty() ? std::vector<int>{-1} : e.strides;
-      else key = {e.stride};
+      if (decoded)
+        key = {0};
+      else if (e.flat)
+        key = e.strides.empty() ? std::vector<int>{-1} : e.strides;
+      else
+        key = {e.stride};
       groups[key].push_back(&e);
     }
     for (auto& [key, group] : groups) {
@@ -376,9 +400,12 @@ struct Binder {
     if (!e.parts.empty()) {
       int64_t known = 0, cls_parts = 0;
       for (HeadPart p : e.parts) {
-        if (p == HeadPart::kObj && !spec.objectness) return invalid_argument("\"obj\" in a head without objectness");
-        if (p == HeadPart::kCls) ++cls_parts;
-        else known += part_channels(p);
+        if (p == HeadPart::kObj && !spec.objectness)
+          return invalid_argument("\"obj\" in a head without objectness");
+        if (p == HeadPart::kCls)
+          ++cls_parts;
+        else
+          known += part_channels(p);
       }
       if (cls_parts && nc < 1) {
         if (c - known < 1) return invalid_argument(std::to_string(c) + " channels leave none for classes");
@@ -393,11 +420,12 @@ struct Binder {
       const int64_t cls = c - box_ch - obj_ch;
       if (cls < 1)
         return invalid_argument(std::to_string(c) + " channels per anchor leave no class channels after " +
-                                std::to_string(box_ch) + " box" + (obj_ch ? " + 1 objectness" : "") + " channels");
+                                std::to_string(box_ch) + " box" + (obj_ch ? " + 1 objectness" : "") +
+                                " channels");
       if (nc >= 1 && cls != nc)
-        return invalid_argument(std::to_string(c) + " channels per anchor are " + std::to_string(box_ch) + " box" +
-                                (obj_ch ? " + 1 objectness" : "") + " + " + std::to_string(cls) + " classes, not " +
-                                std::to_string(nc));
+        return invalid_argument(std::to_string(c) + " channels per anchor are " + std::to_string(box_ch) +
+                                " box" + (obj_ch ? " + 1 objectness" : "") + " + " + std::to_string(cls) +
+                                " classes, not " + std::to_string(nc));
       nc = static_cast<int>(cls);
       e.parts = {HeadPart::kBox};
       if (obj_ch) e.parts.push_back(HeadPart::kObj);
@@ -410,8 +438,10 @@ struct Binder {
                               std::to_string(box_ch) + (obj_ch ? ", obj 1" : "") + ", cls " +
                               (nc >= 1 ? std::to_string(nc) : std::string("?")) +
                               "); list \"parts\" in the head description");
-    if (is_box) e.parts = {HeadPart::kBox};
-    else if (is_obj) e.parts = {HeadPart::kObj};
+    if (is_box)
+      e.parts = {HeadPart::kBox};
+    else if (is_obj)
+      e.parts = {HeadPart::kObj};
     else {
       e.parts = {HeadPart::kCls};
       nc = static_cast<int>(c);
@@ -420,39 +450,48 @@ struct Binder {
   }
 };
 
-Activation effective(Activation entry, Activation head) { return entry == Activation::kAuto ? head : entry; }
+Activation effective(Activation entry, Activation head) {
+  return entry == Activation::kAuto ? head : entry;
+}
 
-PartAccess part_access(const Entry& e, const Shape& s, const BoundLevel& lv, int64_t level_offset, int64_t channel_offset,
-                       int64_t total_channels) {
+PartAccess part_access(const Entry& e, const Shape& s, const BoundLevel& lv, int64_t level_offset,
+                       int64_t channel_offset, int64_t total_channels) {
   PartAccess p;
   p.output = e.output;
   const int64_t A = lv.a, H = lv.h, W = lv.w, C = total_channels;
   switch (e.layout) {
     case OutputLayout::kNchw:  // [N, A*C, H, W]
-      p.batch_stride = A * C * H * W, p.anchor_stride = C * H * W, p.y_stride = W, p.x_stride = 1, p.channel_stride = H * W;
+      p.batch_stride = A * C * H * W, p.anchor_stride = C * H * W, p.y_stride = W, p.x_stride = 1,
+      p.channel_stride = H * W;
       p.base = channel_offset * H * W;
       break;
     case OutputLayout::kNhwc:  // [N, H, W, A*C]
-      p.batch_stride = H * W * A * C, p.anchor_stride = C, p.y_stride = W * A * C, p.x_stride = A * C, p.channel_stride = 1;
+      p.batch_stride = H * W * A * C, p.anchor_stride = C, p.y_stride = W * A * C, p.x_stride = A * C,
+      p.channel_stride = 1;
       p.base = channel_offset;
       break;
     case OutputLayout::kNahwc:  // [N, A, H, W, C]
-      p.batch_stride = A * H * W * C, p.anchor_stride = H * W * C, p.y_stride = W * C, p.x_stride = C, p.channel_stride = 1;
+      p.batch_stride = A * H * W * C, p.anchor_stride = H * W * C, p.y_stride = W * C, p.x_stride = C,
+      p.channel_stride = 1;
       p.base = channel_offset;
       break;
     case OutputLayout::kRows: {  // [N, P, C]
       const int64_t P = s[1];
       p.batch_stride = P * C, p.channel_stride = 1;
-      if (e.cell_major) p.anchor_stride = C, p.y_stride = W * A * C, p.x_stride = A * C;
-      else p.anchor_stride = H * W * C, p.y_stride = W * C, p.x_stride = C;
+      if (e.cell_major)
+        p.anchor_stride = C, p.y_stride = W * A * C, p.x_stride = A * C;
+      else
+        p.anchor_stride = H * W * C, p.y_stride = W * C, p.x_stride = C;
       p.base = level_offset * C + channel_offset;
       break;
     }
     case OutputLayout::kColumns: {  // [N, C, P]
       const int64_t P = s[2];
       p.batch_stride = C * P, p.channel_stride = P;
-      if (e.cell_major) p.anchor_stride = 1, p.y_stride = W * A, p.x_stride = A;
-      else p.anchor_stride = H * W, p.y_stride = W, p.x_stride = 1;
+      if (e.cell_major)
+        p.anchor_stride = 1, p.y_stride = W * A, p.x_stride = A;
+      else
+        p.anchor_stride = H * W, p.y_stride = W, p.x_stride = 1;
       p.base = channel_offset * P + level_offset;
       break;
     }
@@ -462,7 +501,8 @@ PartAccess part_access(const Entry& e, const Shape& s, const BoundLevel& lv, int
   return p;
 }
 
-Result<BoundHead> bind_one(const HeadSpec& spec, const std::vector<OutputDesc>& outs, const HeadBindContext& ctx) {
+Result<BoundHead> bind_one(const HeadSpec& spec, const std::vector<OutputDesc>& outs,
+                           const HeadBindContext& ctx) {
   Binder b(spec, outs, ctx);
   b.decoded = is_decoded(spec.box);
   b.box_ch = spec.box == BoxEncoding::kDfl ? 4 * static_cast<int64_t>(spec.reg_max) : 4;
@@ -475,8 +515,8 @@ Result<BoundHead> bind_one(const HeadSpec& spec, const std::vector<OutputDesc>& 
   QYOLO_RETURN_IF_ERROR(b.parts());
   if (b.nc < 1) return invalid_argument("cannot tell the number of classes" + b.skipped_list());
   if (ctx.nc_hint > 0 && spec.num_classes <= 0 && b.nc != ctx.nc_hint)
-    return invalid_argument("the outputs hold " + std::to_string(b.nc) + " classes, the model's names metadata lists " +
-                            std::to_string(ctx.nc_hint));
+    return invalid_argument("the outputs hold " + std::to_string(b.nc) +
+                            " classes, the model's names metadata lists " + std::to_string(ctx.nc_hint));
 
   BoundHead h;
   h.spec_name = spec.name;
@@ -528,8 +568,10 @@ Result<BoundHead> bind_one(const HeadSpec& spec, const std::vector<OutputDesc>& 
   for (size_t li = 0; li < h.levels.size(); ++li) {
     BoundLevel& bl = h.levels[li];
     for (const Entry& e : b.entries) {
-      const bool holds = b.decoded || (e.flat ? (e.strides.empty() || std::count(e.strides.begin(), e.strides.end(), levels[li].stride))
-                                               : e.stride == levels[li].stride);
+      const bool holds =
+          b.decoded ||
+          (e.flat ? (e.strides.empty() || std::count(e.strides.begin(), e.strides.end(), levels[li].stride))
+                  : e.stride == levels[li].stride);
       if (!holds) continue;
       int64_t level_offset = 0;
       if (e.flat && !b.decoded)
@@ -538,22 +580,26 @@ Result<BoundHead> bind_one(const HeadSpec& spec, const std::vector<OutputDesc>& 
             level_offset += levels[k].points();
       int64_t co = 0;
       for (HeadPart p : e.parts) {
-        PartAccess pa = part_access(e, outs[static_cast<size_t>(e.output)].shape, bl, level_offset, co, e.channels);
+        PartAccess pa =
+            part_access(e, outs[static_cast<size_t>(e.output)].shape, bl, level_offset, co, e.channels);
         const Activation act = effective(e.activation, spec.scores);
         pa.logits = act == Activation::kLogits;
         pa.auto_activation = act == Activation::kAuto;
         PartAccess& slot = p == HeadPart::kBox ? bl.box : p == HeadPart::kObj ? bl.obj : bl.cls;
         if (slot.output >= 0)
           return invalid_argument(std::string("two outputs hold the ") + head_part_name(p) + " of stride " +
-                                  std::to_string(levels[li].stride) + ": " + b.out_name(slot.output) + " and " +
-                                  b.out_name(e.output) + "; list the outputs in a head description");
+                                  std::to_string(levels[li].stride) + ": " + b.out_name(slot.output) +
+                                  " and " + b.out_name(e.output) +
+                                  "; list the outputs in a head description");
         slot = pa;
         co += b.part_channels(p);
       }
     }
-    const std::string lvl = b.decoded ? std::string("the head") : "stride " + std::to_string(levels[li].stride);
+    const std::string lvl =
+        b.decoded ? std::string("the head") : "stride " + std::to_string(levels[li].stride);
     if (bl.box.output < 0) return invalid_argument("no output holds the boxes of " + lvl + b.skipped_list());
-    if (bl.cls.output < 0) return invalid_argument("no output holds the class scores of " + lvl + b.skipped_list());
+    if (bl.cls.output < 0)
+      return invalid_argument("no output holds the class scores of " + lvl + b.skipped_list());
     if (spec.objectness && bl.obj.output < 0)
       return invalid_argument("no output holds the objectness of " + lvl + b.skipped_list());
   }
@@ -562,7 +608,8 @@ Result<BoundHead> bind_one(const HeadSpec& spec, const std::vector<OutputDesc>& 
   if (b.decoded && spec.box == BoxEncoding::kXywh && b.entries.size() == 1) {
     const Entry& e = b.entries.front();
     const bool all_applied = !h.levels[0].cls.logits && (!spec.objectness || !h.levels[0].obj.logits);
-    const bool layout_ok = spec.objectness ? e.layout == OutputLayout::kRows : e.layout == OutputLayout::kColumns;
+    const bool layout_ok =
+        spec.objectness ? e.layout == OutputLayout::kRows : e.layout == OutputLayout::kColumns;
     if (all_applied && layout_ok) h.passthrough_output = e.output;
   }
   return h;
@@ -582,15 +629,18 @@ Result<BoundHead> bind_head(const std::vector<HeadSpec>& alternatives, const std
       return h;
     }
     const HeadSpec& s = alternatives[i];
-    why += "\n  " + (alternatives.size() > 1 ? std::string("as ") + box_encoding_name(s.box) +
-                                                   (s.objectness ? " boxes with objectness" : " boxes") + ": "
-                                             : std::string()) +
+    why += "\n  " +
+           (alternatives.size() > 1 ? std::string("as ") + box_encoding_name(s.box) +
+                                          (s.objectness ? " boxes with objectness" : " boxes") + ": "
+                                    : std::string()) +
            h.status().message();
   }
   std::string outs;
-  for (const auto& o : outputs) outs += (outs.empty() ? "" : ", ") + ("'" + o.name + "' " + shape_str(o.shape));
-  return invalid_argument("head '" + alternatives.front().name + "' does not fit the model's outputs (" + outs +
-                          ") at input " + std::to_string(ctx.input_h) + "x" + std::to_string(ctx.input_w) + ":" + why);
+  for (const auto& o : outputs)
+    outs += (outs.empty() ? "" : ", ") + ("'" + o.name + "' " + shape_str(o.shape));
+  return invalid_argument("head '" + alternatives.front().name + "' does not fit the model's outputs (" +
+                          outs + ") at input " + std::to_string(ctx.input_h) + "x" +
+                          std::to_string(ctx.input_w) + ":" + why);
 }
 
 Result<BoundHead> bind_default_head(const std::vector<OutputDesc>& outputs, const HeadBindContext& ctx) {
@@ -606,11 +656,14 @@ Result<BoundHead> bind_default_head(const std::vector<OutputDesc>& outputs, cons
     // Without class names: the axis holding the P3-P5 points of this input size names the layout.
     int64_t p = 0;
     for (int st : {8, 16, 32}) p += ceil_div(ctx.input_h, st) * ceil_div(ctx.input_w, st);
-    if (s[2] == p && s[1] >= 5 && s[1] != 3 * p) kind = HeadKind::kYoloV8;
-    else if (s[1] == 3 * p && s[2] >= 6 && s[2] != p) kind = HeadKind::kYoloV5;
+    if (s[2] == p && s[1] >= 5 && s[1] != 3 * p)
+      kind = HeadKind::kYoloV8;
+    else if (s[1] == 3 * p && s[2] >= 6 && s[2] != p)
+      kind = HeadKind::kYoloV5;
   }
   if (!kind)
-    return invalid_argument("output '" + outputs[0].name + "'" + others + ": " + kind.status().message() + hint);
+    return invalid_argument("output '" + outputs[0].name + "'" + others + ": " + kind.status().message() +
+                            hint);
   HeadSpec spec;
   spec.name = "ultralytics";
   spec.box = BoxEncoding::kXywh;
@@ -628,8 +681,8 @@ Result<BoundHead> bind_default_head(const std::vector<OutputDesc>& outputs, cons
 namespace {
 // Calls fn(value) for every value of one part of one level (all images, anchors, cells, channels).
 template <typename Fn>
-void for_each_value(const BoundHead& h, const BoundLevel& lv, const PartAccess& p, int64_t channels, const float* data,
-                    Fn&& fn) {
+void for_each_value(const BoundHead& h, const BoundLevel& lv, const PartAccess& p, int64_t channels,
+                    const float* data, Fn&& fn) {
   for (int64_t n = 0; n < h.batch; ++n)
     for (int64_t a = 0; a < lv.a; ++a)
       for (int64_t y = 0; y < lv.h; ++y)
@@ -638,7 +691,8 @@ void for_each_value(const BoundHead& h, const BoundLevel& lv, const PartAccess& 
 }
 }  // namespace
 
-HeadSpec resolve_activation(const HeadSpec& spec, const BoundHead& head, const std::vector<const float*>& outputs) {
+HeadSpec resolve_activation(const HeadSpec& spec, const BoundHead& head,
+                            const std::vector<const float*>& outputs) {
   HeadSpec out = spec;
   bool any_auto = false, all_probabilities = true;
   for (const BoundLevel& lv : head.levels) {

@@ -55,7 +55,9 @@ struct HeadDecodeParams {
   HeadDecodeLevel levels[kHeadMaxLevels];
 };
 
-QYOLO_HD float head_sigmoid(float v) { return 1.0f / (1.0f + expf(-v)); }
+QYOLO_HD float head_sigmoid(float v) {
+  return 1.0f / (1.0f + expf(-v));
+}
 
 // An activated value (logits -> sigmoid); `bad` counts probabilities outside [0, 1] (NaN included).
 QYOLO_HD float head_score(const HeadDecodePart& p, float v, int& bad) {
@@ -66,8 +68,8 @@ QYOLO_HD float head_score(const HeadDecodePart& p, float v, int& bad) {
 
 // Decodes point `point` of image `n` into the decoded tensor `out` (layout by params.objectness).
 // Returns the number of score values that should be probabilities but are not.
-QYOLO_HD int head_decode_point(const HeadDecodeParams& hp, const float* const* outputs, int64_t n, int64_t point,
-                               float* out) {
+QYOLO_HD int head_decode_point(const HeadDecodeParams& hp, const float* const* outputs, int64_t n,
+                               int64_t point, float* out) {
   int l = 0;
   while (l + 1 < hp.num_levels && point >= hp.levels[l + 1].first_point) ++l;
   const HeadDecodeLevel& lv = hp.levels[l];
@@ -81,8 +83,10 @@ QYOLO_HD int head_decode_point(const HeadDecodeParams& hp, const float* const* o
   int bad = 0;
 
   const float* bx = outputs[lv.box.output];
-  auto box_at = [&](int64_t c) { return bx[lv.box.base + n * lv.box.batch_stride + a * lv.box.anchor_stride +
-                                           y * lv.box.y_stride + x * lv.box.x_stride + c * lv.box.channel_stride]; };
+  auto box_at = [&](int64_t c) {
+    return bx[lv.box.base + n * lv.box.batch_stride + a * lv.box.anchor_stride + y * lv.box.y_stride +
+              x * lv.box.x_stride + c * lv.box.channel_stride];
+  };
   float cx = 0.f, cy = 0.f, w = 0.f, h = 0.f;
   switch (hp.encoding) {
     case kHeadXywh:
@@ -139,7 +143,8 @@ QYOLO_HD int head_decode_point(const HeadDecodeParams& hp, const float* const* o
       const float acx = (static_cast<float>(x) + hp.grid_offset) * lv.stride;
       const float acy = (static_cast<float>(y) + hp.grid_offset) * lv.stride;
       const float dx = box_at(0) / hp.delta_weights[0], dy = box_at(1) / hp.delta_weights[1];
-      const float dw = fminf(box_at(2) / hp.delta_weights[2], kClip), dh = fminf(box_at(3) / hp.delta_weights[3], kClip);
+      const float dw = fminf(box_at(2) / hp.delta_weights[2], kClip),
+                  dh = fminf(box_at(3) / hp.delta_weights[3], kClip);
       cx = dx * aw + acx;
       cy = dy * ah + acy;
       w = expf(dw) * aw;
@@ -162,8 +167,8 @@ QYOLO_HD int head_decode_point(const HeadDecodeParams& hp, const float* const* o
     ++c_out;
   }
   const HeadDecodePart& p = lv.cls;
-  const float* cl = outputs[p.output] + p.base + n * p.batch_stride + a * p.anchor_stride + y * p.y_stride +
-                    x * p.x_stride;
+  const float* cl =
+      outputs[p.output] + p.base + n * p.batch_stride + a * p.anchor_stride + y * p.y_stride + x * p.x_stride;
   for (int c = 0; c < hp.nc; ++c) row[(c_out + c) * step] = head_score(p, cl[c * p.channel_stride], bad);
   return bad;
 }

@@ -49,7 +49,8 @@ Result<Activation> parse_activation(const json& v, const std::string& source, co
 }
 
 Result<int> parse_int(const json& v, const std::string& source, const std::string& where, int lo, int hi) {
-  if (!v.is_number_integer() && !(v.is_number_float() && v.get<double>() == static_cast<int64_t>(v.get<double>())))
+  if (!v.is_number_integer() &&
+      !(v.is_number_float() && v.get<double>() == static_cast<int64_t>(v.get<double>())))
     return spec_error(source, where + " must be a whole number");
   const int64_t i = v.is_number_integer() ? v.get<int64_t>() : static_cast<int64_t>(v.get<double>());
   if (i < lo || i > hi)
@@ -67,14 +68,16 @@ Result<std::vector<int>> parse_strides(const json& v, const std::string& source,
   if (!v.is_array() || v.empty()) return spec_error(source, where + " must be a stride or a list of strides");
   for (size_t i = 0; i < v.size(); ++i) {
     QYOLO_ASSIGN_OR_RETURN(int s, parse_int(v[i], source, where + "[" + std::to_string(i) + "]", 1, 4096));
-    if (!out.empty() && s <= out.back()) return spec_error(source, where + " must be ascending without repeats");
+    if (!out.empty() && s <= out.back())
+      return spec_error(source, where + " must be ascending without repeats");
     out.push_back(s);
   }
   return out;
 }
 
 // One level's anchors: [w, h, w, h, ...] or [[w, h], [w, h], ...], positive pixels.
-Result<std::vector<float>> parse_level_anchors(const json& v, const std::string& source, const std::string& where) {
+Result<std::vector<float>> parse_level_anchors(const json& v, const std::string& source,
+                                               const std::string& where) {
   std::vector<float> out;
   if (!v.is_array() || v.empty()) return spec_error(source, where + " must be a list of (w, h) pairs");
   for (size_t i = 0; i < v.size(); ++i) {
@@ -112,8 +115,8 @@ Result<HeadOutputSpec> parse_output(const json& v, size_t i, const std::string& 
   const std::string where = "outputs[" + std::to_string(i) + "]";
   if (!v.is_object()) return spec_error(source, where + " must be an object");
   Status st;
-  check_keys(v, {"name", "index", "stride", "strides", "parts", "layout", "scores", "point_order", "anchors"}, source,
-             " in " + where, &st);
+  check_keys(v, {"name", "index", "stride", "strides", "parts", "layout", "scores", "point_order", "anchors"},
+             source, " in " + where, &st);
   QYOLO_RETURN_IF_ERROR(st);
   HeadOutputSpec o;
   if (v.contains("name")) {
@@ -126,42 +129,58 @@ Result<HeadOutputSpec> parse_output(const json& v, size_t i, const std::string& 
   }
   if (!o.name.empty() && o.index >= 0) return spec_error(source, where + " gives both a name and an index");
   if (o.name.empty() && o.index < 0) o.index = static_cast<int>(i);
-  if (v.contains("stride") && v.contains("strides")) return spec_error(source, where + " gives both stride and strides");
+  if (v.contains("stride") && v.contains("strides"))
+    return spec_error(source, where + " gives both stride and strides");
   for (const char* k : {"stride", "strides"})
     if (v.contains(k)) {
       QYOLO_ASSIGN_OR_RETURN(o.strides, parse_strides(v[k], source, where + "." + k));
     }
   if (v.contains("parts")) {
     const json& p = v["parts"];
-    if (!p.is_array() || p.empty()) return spec_error(source, where + ".parts must be a list like [\"box\", \"obj\", \"cls\"]");
+    if (!p.is_array() || p.empty())
+      return spec_error(source, where + ".parts must be a list like [\"box\", \"obj\", \"cls\"]");
     std::set<std::string> seen;
     for (const auto& e : p) {
       const std::string s = e.is_string() ? e.get<std::string>() : "";
-      if (s == "box") o.parts.push_back(HeadPart::kBox);
-      else if (s == "obj" || s == "objectness") o.parts.push_back(HeadPart::kObj);
-      else if (s == "cls" || s == "classes" || s == "scores") o.parts.push_back(HeadPart::kCls);
-      else return spec_error(source, where + ".parts holds \"" + s + "\"; expected \"box\", \"obj\" or \"cls\"");
+      if (s == "box")
+        o.parts.push_back(HeadPart::kBox);
+      else if (s == "obj" || s == "objectness")
+        o.parts.push_back(HeadPart::kObj);
+      else if (s == "cls" || s == "classes" || s == "scores")
+        o.parts.push_back(HeadPart::kCls);
+      else
+        return spec_error(source, where + ".parts holds \"" + s + "\"; expected \"box\", \"obj\" or \"cls\"");
       if (!seen.insert(head_part_name(o.parts.back())).second)
         return spec_error(source, where + ".parts names \"" + s + "\" twice");
     }
   }
   if (v.contains("layout")) {
     const std::string s = v["layout"].is_string() ? v["layout"].get<std::string>() : "";
-    if (s == "nchw") o.layout = OutputLayout::kNchw;
-    else if (s == "nhwc") o.layout = OutputLayout::kNhwc;
-    else if (s == "nahwc") o.layout = OutputLayout::kNahwc;
-    else if (s == "rows") o.layout = OutputLayout::kRows;
-    else if (s == "columns") o.layout = OutputLayout::kColumns;
-    else if (s == "auto") o.layout = OutputLayout::kAuto;
-    else return spec_error(source, where + ".layout is \"" + s + "\"; expected nchw, nhwc, nahwc, rows, columns or auto");
+    if (s == "nchw")
+      o.layout = OutputLayout::kNchw;
+    else if (s == "nhwc")
+      o.layout = OutputLayout::kNhwc;
+    else if (s == "nahwc")
+      o.layout = OutputLayout::kNahwc;
+    else if (s == "rows")
+      o.layout = OutputLayout::kRows;
+    else if (s == "columns")
+      o.layout = OutputLayout::kColumns;
+    else if (s == "auto")
+      o.layout = OutputLayout::kAuto;
+    else
+      return spec_error(
+          source, where + ".layout is \"" + s + "\"; expected nchw, nhwc, nahwc, rows, columns or auto");
   }
   if (v.contains("scores")) {
     QYOLO_ASSIGN_OR_RETURN(o.activation, parse_activation(v["scores"], source, where + ".scores"));
   }
   if (v.contains("point_order")) {
     const std::string s = v["point_order"].is_string() ? v["point_order"].get<std::string>() : "";
-    if (s == "cell_major") o.cell_major = true;
-    else if (s != "anchor_major") return spec_error(source, where + ".point_order must be \"anchor_major\" or \"cell_major\"");
+    if (s == "cell_major")
+      o.cell_major = true;
+    else if (s != "anchor_major")
+      return spec_error(source, where + ".point_order must be \"anchor_major\" or \"cell_major\"");
   }
   if (v.contains("anchors")) {
     QYOLO_ASSIGN_OR_RETURN(o.anchors, parse_level_anchors(v["anchors"], source, where + ".anchors"));
@@ -210,22 +229,32 @@ Result<HeadSpec> parse_head_json(const std::string& text, const std::string& sou
   if (j.is_discarded()) return spec_error(source, "not valid JSON");
   if (!j.is_object()) return spec_error(source, "must be a JSON object");
   Status st;
-  check_keys(j, {"box", "objectness", "scores", "reg_max", "grid_offset", "delta_weights", "num_classes", "strides",
-                 "anchors", "outputs", "name", "comment", "description"},
+  check_keys(j,
+             {"box", "objectness", "scores", "reg_max", "grid_offset", "delta_weights", "num_classes",
+              "strides", "anchors", "outputs", "name", "comment", "description"},
              source, "", &st);
   QYOLO_RETURN_IF_ERROR(st);
   HeadSpec s;
   s.name = source;
   if (!j.contains("box") || !j["box"].is_string())
-    return spec_error(source, "\"box\" (the box encoding) is required: xywh, xyxy, yolov5, yolox, dfl or deltas");
+    return spec_error(source,
+                      "\"box\" (the box encoding) is required: xywh, xyxy, yolov5, yolox, dfl or deltas");
   const std::string box = j["box"].get<std::string>();
-  if (box == "xywh") s.box = BoxEncoding::kXywh;
-  else if (box == "xyxy") s.box = BoxEncoding::kXyxy;
-  else if (box == "yolov5") s.box = BoxEncoding::kYoloV5;
-  else if (box == "yolox") s.box = BoxEncoding::kYoloX;
-  else if (box == "dfl") s.box = BoxEncoding::kDfl;
-  else if (box == "deltas" || box == "retinanet") s.box = BoxEncoding::kDeltas;
-  else return spec_error(source, "\"box\" is \"" + box + "\"; expected xywh, xyxy, yolov5, yolox, dfl or deltas");
+  if (box == "xywh")
+    s.box = BoxEncoding::kXywh;
+  else if (box == "xyxy")
+    s.box = BoxEncoding::kXyxy;
+  else if (box == "yolov5")
+    s.box = BoxEncoding::kYoloV5;
+  else if (box == "yolox")
+    s.box = BoxEncoding::kYoloX;
+  else if (box == "dfl")
+    s.box = BoxEncoding::kDfl;
+  else if (box == "deltas" || box == "retinanet")
+    s.box = BoxEncoding::kDeltas;
+  else
+    return spec_error(source,
+                      "\"box\" is \"" + box + "\"; expected xywh, xyxy, yolov5, yolox, dfl or deltas");
   s.objectness = s.box == BoxEncoding::kYoloV5 || s.box == BoxEncoding::kYoloX;
   if (j.contains("objectness")) {
     if (!j["objectness"].is_boolean()) return spec_error(source, "\"objectness\" must be true or false");
@@ -240,13 +269,16 @@ Result<HeadSpec> parse_head_json(const std::string& text, const std::string& sou
   if (j.contains("grid_offset")) {
     if (!j["grid_offset"].is_number()) return spec_error(source, "\"grid_offset\" must be a number (cells)");
     s.grid_offset = j["grid_offset"].get<float>();
-    if (!(*s.grid_offset >= -1.f && *s.grid_offset <= 1.f)) return spec_error(source, "\"grid_offset\" must be in [-1, 1]");
+    if (!(*s.grid_offset >= -1.f && *s.grid_offset <= 1.f))
+      return spec_error(source, "\"grid_offset\" must be in [-1, 1]");
   }
   if (j.contains("delta_weights")) {
     const json& w = j["delta_weights"];
-    if (!w.is_array() || w.size() != 4) return spec_error(source, "\"delta_weights\" must be [wx, wy, ww, wh]");
+    if (!w.is_array() || w.size() != 4)
+      return spec_error(source, "\"delta_weights\" must be [wx, wy, ww, wh]");
     for (size_t i = 0; i < 4; ++i) {
-      if (!w[i].is_number() || !(w[i].get<float>() > 0)) return spec_error(source, "\"delta_weights\" must be positive");
+      if (!w[i].is_number() || !(w[i].get<float>() > 0))
+        return spec_error(source, "\"delta_weights\" must be positive");
       s.delta_weights[i] = w[i].get<float>();
     }
   }
@@ -258,14 +290,16 @@ Result<HeadSpec> parse_head_json(const std::string& text, const std::string& sou
   }
   if (j.contains("anchors")) {
     const json& a = j["anchors"];
-    if (!a.is_array() || a.empty()) return spec_error(source, "\"anchors\" must be a list with one entry per level");
+    if (!a.is_array() || a.empty())
+      return spec_error(source, "\"anchors\" must be a list with one entry per level");
     for (size_t i = 0; i < a.size(); ++i) {
-      QYOLO_ASSIGN_OR_RETURN(auto lv, parse_level_anchors(a[i], source, "\"anchors\"[" + std::to_string(i) + "]"));
+      QYOLO_ASSIGN_OR_RETURN(auto lv,
+                             parse_level_anchors(a[i], source, "\"anchors\"[" + std::to_string(i) + "]"));
       s.anchors.push_back(std::move(lv));
     }
     if (!s.strides.empty() && s.anchors.size() != s.strides.size())
-      return spec_error(source, "\"anchors\" has " + std::to_string(s.anchors.size()) + " levels, \"strides\" " +
-                                    std::to_string(s.strides.size()));
+      return spec_error(source, "\"anchors\" has " + std::to_string(s.anchors.size()) +
+                                    " levels, \"strides\" " + std::to_string(s.strides.size()));
   }
   if (j.contains("outputs")) {
     const json& o = j["outputs"];
@@ -300,7 +334,8 @@ Result<std::vector<HeadSpec>> load_head(const std::string& name_or_file) {
     return not_found("--head '" + name_or_file +
                      "' is neither a built-in head (yolov5, yolov8, yolo11, yolox) nor a JSON file");
   const auto size = std::filesystem::file_size(name_or_file, ec);
-  if (ec || size > (1u << 20)) return invalid_argument("head description '" + name_or_file + "' is larger than 1 MiB");
+  if (ec || size > (1u << 20))
+    return invalid_argument("head description '" + name_or_file + "' is larger than 1 MiB");
   std::ifstream f(name_or_file, std::ios::binary);
   if (!f) return io_error("cannot read head description '" + name_or_file + "'");
   std::stringstream ss;

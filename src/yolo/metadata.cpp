@@ -2,8 +2,8 @@
 
 #include <algorithm>
 #include <cctype>
-#include <cstdlib>
 #include <cmath>
+#include <cstdlib>
 #include <memory>
 
 namespace qyolo {
@@ -15,9 +15,9 @@ struct PyValue {
   enum Kind { kInt, kFloat, kStr, kList, kDict, kConst } kind = kConst;
   int64_t i = 0;
   double f = 0;
-  std::string s;  // kStr: the text; kConst: "True", "False", "None"
-  std::vector<PyValue> items;                         // kList
-  std::vector<std::pair<PyValue, PyValue>> entries;   // kDict
+  std::string s;                                     // kStr: the text; kConst: "True", "False", "None"
+  std::vector<PyValue> items;                        // kList
+  std::vector<std::pair<PyValue, PyValue>> entries;  // kDict
 };
 
 class PyParser {
@@ -75,8 +75,10 @@ class PyParser {
     const size_t start = p_;
     if (t_[p_] == '-' || t_[p_] == '+') ++p_;
     bool is_float = false;
-    while (p_ < t_.size() && (std::isdigit(static_cast<unsigned char>(t_[p_])) || t_[p_] == '.' || t_[p_] == 'e' ||
-                              t_[p_] == 'E' || ((t_[p_] == '-' || t_[p_] == '+') && (t_[p_ - 1] == 'e' || t_[p_ - 1] == 'E')))) {
+    while (p_ < t_.size() &&
+           (std::isdigit(static_cast<unsigned char>(t_[p_])) || t_[p_] == '.' || t_[p_] == 'e' ||
+            t_[p_] == 'E' ||
+            ((t_[p_] == '-' || t_[p_] == '+') && (t_[p_ - 1] == 'e' || t_[p_ - 1] == 'E')))) {
       if (!std::isdigit(static_cast<unsigned char>(t_[p_]))) is_float = true;
       ++p_;
     }
@@ -129,13 +131,26 @@ class PyParser {
       const char e = t_[p_++];
       int hex_digits = 0;
       switch (e) {
-        case 'n': v.s += '\n'; break;
-        case 't': v.s += '\t'; break;
-        case 'r': v.s += '\r'; break;
-        case 'x': hex_digits = 2; break;
-        case 'u': hex_digits = 4; break;
-        case 'U': hex_digits = 8; break;
-        default: v.s += e;  // \\, \', \" and anything else literally
+        case 'n':
+          v.s += '\n';
+          break;
+        case 't':
+          v.s += '\t';
+          break;
+        case 'r':
+          v.s += '\r';
+          break;
+        case 'x':
+          hex_digits = 2;
+          break;
+        case 'u':
+          hex_digits = 4;
+          break;
+        case 'U':
+          hex_digits = 8;
+          break;
+        default:
+          v.s += e;  // \\, \', \" and anything else literally
       }
       if (hex_digits > 0) {
         if (p_ + static_cast<size_t>(hex_digits) > t_.size()) return error("truncated escape");
@@ -143,7 +158,9 @@ class PyParser {
         for (int k = 0; k < hex_digits; ++k) {
           const char h = t_[p_++];
           if (!std::isxdigit(static_cast<unsigned char>(h))) return error("bad escape");
-          cp = cp * 16 + static_cast<uint32_t>(std::isdigit(static_cast<unsigned char>(h)) ? h - '0' : (std::tolower(h) - 'a' + 10));
+          cp = cp * 16 + static_cast<uint32_t>(std::isdigit(static_cast<unsigned char>(h))
+                                                   ? h - '0'
+                                                   : (std::tolower(h) - 'a' + 10));
         }
         if (cp > 0x10FFFF) return error("bad escape");
         append_utf8(v.s, cp);
@@ -185,7 +202,9 @@ class PyParser {
 
 Result<PyValue> parse_py(const std::string& key, const std::string& text) {
   auto v = PyParser(text).parse_all();
-  if (!v) return invalid_argument("metadata '" + key + "' = \"" + text.substr(0, 80) + "\": " + v.status().message());
+  if (!v)
+    return invalid_argument("metadata '" + key + "' = \"" + text.substr(0, 80) +
+                            "\": " + v.status().message());
   return v;
 }
 
@@ -202,7 +221,8 @@ Result<std::vector<int64_t>> int_list(const std::string& key, const std::string&
   std::vector<int64_t> out;
   if (auto i = as_int(v)) return std::vector<int64_t>{*i};
   if (v.kind != PyValue::kList)
-    return invalid_argument("metadata '" + key + "' = \"" + text + "\": expected a number or a list of numbers");
+    return invalid_argument("metadata '" + key + "' = \"" + text +
+                            "\": expected a number or a list of numbers");
   for (const auto& item : v.items) {
     auto i = as_int(item);
     if (!i) return invalid_argument("metadata '" + key + "' = \"" + text + "\": expected whole numbers");
@@ -222,7 +242,8 @@ Result<std::vector<std::string>> parse_names_literal(const std::string& text) {
     if (static_cast<int64_t>(v.items.size()) > kMaxClasses)
       return invalid_argument("metadata 'names' lists more than " + std::to_string(kMaxClasses) + " classes");
     for (const auto& item : v.items) {
-      if (item.kind != PyValue::kStr) return invalid_argument("metadata 'names': the list holds a non-string");
+      if (item.kind != PyValue::kStr)
+        return invalid_argument("metadata 'names': the list holds a non-string");
       names.push_back(item.s);
     }
     return names;
@@ -241,7 +262,8 @@ Result<std::vector<std::string>> parse_names_literal(const std::string& text) {
       return invalid_argument("metadata 'names': class ids must be whole numbers in 0.." +
                               std::to_string(kMaxClasses - 1));
     if (val.kind != PyValue::kStr)
-      return invalid_argument("metadata 'names': the name of class " + std::to_string(*id) + " is not a string");
+      return invalid_argument("metadata 'names': the name of class " + std::to_string(*id) +
+                              " is not a string");
     if (static_cast<size_t>(*id) >= names.size()) names.resize(static_cast<size_t>(*id) + 1);
     names[static_cast<size_t>(*id)] = val.s;
   }
@@ -253,7 +275,8 @@ Result<std::array<int64_t, 2>> parse_imgsz_literal(const std::string& text) {
   if (v.size() != 1 && v.size() != 2)
     return invalid_argument("metadata 'imgsz' = \"" + text + "\": expected one size or [H, W]");
   for (int64_t d : v)
-    if (d <= 0 || d > 1000000) return invalid_argument("metadata 'imgsz' = \"" + text + "\": sizes must be positive");
+    if (d <= 0 || d > 1000000)
+      return invalid_argument("metadata 'imgsz' = \"" + text + "\": sizes must be positive");
   return std::array<int64_t, 2>{v[0], v.size() == 2 ? v[1] : v[0]};
 }
 
@@ -265,8 +288,10 @@ UltralyticsMetadata parse_ultralytics_metadata(const std::map<std::string, std::
   };
   if (auto it = metadata.find("names"); it != metadata.end()) {
     auto names = parse_names_literal(it->second);
-    if (names) m.names = std::move(names).value();
-    else note(names.status());
+    if (names)
+      m.names = std::move(names).value();
+    else
+      note(names.status());
   }
   if (auto it = metadata.find("stride"); it != metadata.end()) {
     auto s = int_list("stride", it->second);
@@ -274,23 +299,31 @@ UltralyticsMetadata parse_ultralytics_metadata(const std::map<std::string, std::
     int64_t mx = 0;
     if (s)
       for (int64_t v : *s) mx = std::max(mx, v);
-    if (s && mx > 0 && mx <= 4096) m.stride = static_cast<int>(mx);
-    else note(s ? invalid_argument("metadata 'stride' = \"" + it->second + "\": expected a positive stride") : s.status());
+    if (s && mx > 0 && mx <= 4096)
+      m.stride = static_cast<int>(mx);
+    else
+      note(s ? invalid_argument("metadata 'stride' = \"" + it->second + "\": expected a positive stride")
+             : s.status());
   }
   if (auto it = metadata.find("imgsz"); it != metadata.end()) {
     auto hw = parse_imgsz_literal(it->second);
-    if (hw) m.imgsz = *hw;
-    else note(hw.status());
+    if (hw)
+      m.imgsz = *hw;
+    else
+      note(hw.status());
   }
   if (auto it = metadata.find("task"); it != metadata.end()) {
     m.task = it->second;
     while (!m.task.empty() && std::isspace(static_cast<unsigned char>(m.task.back()))) m.task.pop_back();
-    while (!m.task.empty() && std::isspace(static_cast<unsigned char>(m.task.front()))) m.task.erase(m.task.begin());
+    while (!m.task.empty() && std::isspace(static_cast<unsigned char>(m.task.front())))
+      m.task.erase(m.task.begin());
   }
   if (auto it = metadata.find("kpt_shape"); it != metadata.end()) {
     auto k = int_list("kpt_shape", it->second);
-    if (k) m.kpt_shape = *k;
-    else note(k.status());
+    if (k)
+      m.kpt_shape = *k;
+    else
+      note(k.status());
   }
   return m;
 }
@@ -298,13 +331,18 @@ UltralyticsMetadata parse_ultralytics_metadata(const std::map<std::string, std::
 Status check_detect_task(const std::string& task, const std::string& source) {
   if (task.empty() || task == "detect") return Status::ok();
   std::string what = "the model's ultralytics task is '" + task + "'";
-  if (task == "segment") what += " (instance segmentation: boxes plus mask coefficients and a prototype output)";
-  else if (task == "pose") what += " (keypoints: boxes plus keypoint channels)";
-  else if (task == "classify") what += " (image classification: no boxes)";
-  else if (task == "obb") what += " (oriented boxes: an angle channel per box)";
-  return unsupported(source + ": " + what +
-                     "; qyolo runs detection models only (task 'detect': YOLOv5/YOLOv8/YOLO11 detect exports, or "
-                     "raw heads described with --head yolov5|yolov8|yolox|FILE.json)");
+  if (task == "segment")
+    what += " (instance segmentation: boxes plus mask coefficients and a prototype output)";
+  else if (task == "pose")
+    what += " (keypoints: boxes plus keypoint channels)";
+  else if (task == "classify")
+    what += " (image classification: no boxes)";
+  else if (task == "obb")
+    what += " (oriented boxes: an angle channel per box)";
+  return unsupported(
+      source + ": " + what +
+      "; qyolo runs detection models only (task 'detect': YOLOv5/YOLOv8/YOLO11 detect exports, or "
+      "raw heads described with --head yolov5|yolov8|yolox|FILE.json)");
 }
 
 }  // namespace qyolo

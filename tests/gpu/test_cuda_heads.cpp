@@ -132,11 +132,11 @@ TEST_F(CudaHeads, RetinaNetTenOutputs) {
   std::string j = R"({"box": "deltas", "scores": "logits", "anchors": [)";
   std::string outs;
   for (int s : {8, 16, 32, 64, 128}) {
-    j += std::string(s == 8 ? "" : ", ") + "[[" + std::to_string(4 * s) + ", " + std::to_string(3 * s) + "], [" +
-         std::to_string(8 * s) + ", " + std::to_string(3 * s) + "]]";
+    j += std::string(s == 8 ? "" : ", ") + "[[" + std::to_string(4 * s) + ", " + std::to_string(3 * s) +
+         "], [" + std::to_string(8 * s) + ", " + std::to_string(3 * s) + "]]";
     const std::string lv = std::to_string(s);
-    outs += std::string(s == 8 ? "" : ", ") + R"({"name": "cls)" + lv + R"(", "parts": ["cls"]}, {"name": "box)" + lv +
-            R"(", "parts": ["box"]})";
+    outs += std::string(s == 8 ? "" : ", ") + R"({"name": "cls)" + lv +
+            R"(", "parts": ["cls"]}, {"name": "box)" + lv + R"(", "parts": ["box"]})";
   }
   const std::string head = write("retina.json", j + "], \"outputs\": [" + outs + "]}");
   compare(m, head, 256, 256, Precision::kFp32);
@@ -169,7 +169,8 @@ TEST_F(CudaHeads, DecodedTensorMatchesTheCpuDecode) {
   std::vector<Tensor> outs;
   ASSERT_TRUE((*ctx2)->run(*input, outs).is_ok());
   std::vector<OutputDesc> descs;
-  for (size_t i = 0; i < outs.size(); ++i) descs.push_back({(*engine)->info().output_names[i], outs[i].shape()});
+  for (size_t i = 0; i < outs.size(); ++i)
+    descs.push_back({(*engine)->info().output_names[i], outs[i].shape()});
   auto bound = bind_head({spec}, descs, {256, 320, -1, 32});
   ASSERT_TRUE(bound.is_ok()) << bound.status().to_string();
   Tensor cpu(DataType::kFloat32, bound->decoded_shape());
