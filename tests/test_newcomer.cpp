@@ -19,7 +19,7 @@ using qyolo::testing::run_cli;
 namespace {
 
 // A one-conv "detector": a stride-32 patchify conv to 85 channels, then either a sigmoid (decoded
-// scores in [0, 1], as ultralytics exports end) or nothing (raw logits, like a YOLOX export without
+// scores in [0, 1], as ultralytics exports end; box channels scaled to pixels) or nothing (raw logits, like a YOLOX export without
 // its decode), reshaped to [N, cells, 85]. H and W: fixed sizes or -1 for dynamic dims.
 std::string tiny_head_model(int64_t h, int64_t w, bool sigmoid, const std::string& imgsz_metadata = "") {
   OnnxBuilder b(13);
@@ -36,7 +36,12 @@ std::string tiny_head_model(int64_t h, int64_t w, bool sigmoid, const std::strin
   std::string last = "conv";
   if (sigmoid) {
     b.node("Sigmoid", {"conv"}, {"sig"}, "/head/sigmoid");
-    last = "sig";
+    // Decoded boxes are in input pixels (the head check looks for centres spread over the image).
+    std::vector<float> scale(85, 1.f);
+    for (int c = 0; c < 4; ++c) scale[c] = 320.f;
+    b.initializer("box_scale", {1, 85, 1, 1}, scale);
+    b.node("Mul", {"sig", "box_scale"}, {"scaled"}, "/head/scale");
+    last = "scaled";
   }
   auto* shape = b.model().mutable_graph()->add_initializer();
   shape->set_name("shape");

@@ -43,10 +43,18 @@ Result<std::pair<int, int>> image_size_for(const std::vector<int>& imgsz, const 
   return hw;
 }
 
-void add_nms_options(CLI::App* cmd, float& conf, float& iou, int& max_det) {
+void add_nms_options(CLI::App* cmd, float& conf, float& iou, int& max_det, const std::string& iou_default) {
   cmd->add_option("--conf", conf, "confidence threshold")->capture_default_str();
-  cmd->add_option("--iou", iou, "NMS IoU threshold")->capture_default_str();
+  if (iou_default.empty()) cmd->add_option("--iou", iou, "NMS IoU threshold")->capture_default_str();
+  else cmd->add_option("--iou", iou, "NMS IoU threshold (default: " + iou_default + ")");
   cmd->add_option("--max-det", max_det, "maximum detections per image")->capture_default_str();
+}
+
+void add_head_option(CLI::App* cmd, std::string& head) {
+  cmd->add_option("--head", head,
+                  "how the outputs encode detections: yolov5 | yolov8 | yolo11 | yolox (built-ins, decoded or raw "
+                  "grids) or a JSON head description (docs/heads.md); default: the first output is a decoded "
+                  "ultralytics head");
 }
 
 BuildOptions build_options_from(const EngineArgs& a, Status* error) {

@@ -33,8 +33,11 @@ Result<std::pair<int, int>> image_size_from(const std::vector<int>& imgsz);
 // (H, W) from --imgsz, or the engine's own size (its profile's opt H/W).
 Result<std::pair<int, int>> image_size_for(const std::vector<int>& imgsz, const Engine& engine);
 
-// --conf, --iou, --max-det (defaults: the caller's current values).
-void add_nms_options(CLI::App* cmd, float& conf, float& iou, int& max_det);
+// --conf, --iou, --max-det (defaults: the caller's current values; iou < 0: the head's default,
+// described by iou_default).
+void add_nms_options(CLI::App* cmd, float& conf, float& iou, int& max_det, const std::string& iou_default = "");
+// --head: how the outputs encode detections (DetectOptions::head).
+void add_head_option(CLI::App* cmd, std::string& head);
 BuildOptions build_options_from(const EngineArgs& args, Status* error);
 // Builds from --model or loads --engine; prints a one-line summary to stderr.
 Result<std::shared_ptr<const Engine>> open_engine(const EngineArgs& args, bool verbose = true);

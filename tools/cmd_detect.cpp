@@ -19,7 +19,8 @@ namespace {
 struct DetectArgs {
   EngineArgs engine;
   std::string source, out = "runs/detect";
-  float conf = 0.25f, iou = 0.45f;
+  float conf = 0.25f, iou = -1.f;  // iou < 0: the head's ultralytics default
+  std::string head;
   int max_det = 300;
   std::vector<int> imgsz, classes;
   bool agnostic = false, no_images = false, cpu_prepost = false;
@@ -42,11 +43,15 @@ Status run_detect(const DetectArgs& a) {
   opt.nms.max_det = a.max_det;
   opt.nms.classes = a.classes;
   opt.nms.agnostic = a.agnostic;
+  opt.head = a.head;
+  opt.iou_objectness = 0.45f;     // YOLOv5 detect.py
+  opt.iou_no_objectness = 0.7f;   // YOLOv8/YOLO11 `yolo predict`
   opt.gpu_prepost = !a.cpu_prepost;
   QYOLO_ASSIGN_OR_RETURN(auto detector, Detector::create(engine, opt));
   // One-time set-up (executor for this size, warm-up run, head check) is reported once, apart from
   // the per-image times, which are then steady-state.
   QYOLO_ASSIGN_OR_RETURN(double setup_s, detector->prepare(1));
+  std::fprintf(stderr, "head: %s; NMS IoU %.2f\n", detector->head_description().c_str(), detector->options().nms.iou);
   std::error_code ec;
   std::filesystem::create_directories(a.out, ec);
   if (ec) return io_error("cannot create output folder '" + a.out + "': " + ec.message());
@@ -93,7 +98,8 @@ Status run_detect(const DetectArgs& a) {
                         {"precision", precision_name(engine->options().precision)},
                         {"imgsz", {detector->options().input_h, detector->options().input_w}},
                         {"conf", a.conf},
-                        {"iou", a.iou},
+                        {"iou", detector->options().nms.iou},
+                        {"head", detector->head_description()},
                         {"results", results}};
   std::string json_path = (std::filesystem::path(a.out) / "detections.json").string();
   QYOLO_RETURN_IF_ERROR(write_text_atomic(json_path, doc.dump(1)));
@@ -112,7 +118,8 @@ void register_detect(CLI::App& app, int& exit_code) {
   add_engine_options(cmd, a->engine);
   cmd->add_option("--source,-s", a->source, "image file or folder")->required();
   cmd->add_option("--out,-o", a->out, "output folder")->capture_default_str();
-  add_nms_options(cmd, a->conf, a->iou, a->max_det);
+  add_nms_options(cmd, a->conf, a->iou, a->max_det, "0.45 for heads with objectness (YOLOv5, YOLOX), 0.7 without (YOLOv8/YOLO11)");
+  add_head_option(cmd, a->head);
   cmd->add_option("--classes", a->classes, "keep only these class ids");
   add_imgsz_option(cmd, a->imgsz);
   cmd->add_flag("--agnostic-nms", a->agnostic, "NMS across classes");

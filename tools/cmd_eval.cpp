@@ -28,7 +28,8 @@ struct EvalArgs {
   std::vector<std::string> model_options_given;  // options that make no sense with --results
   std::vector<int> imgsz;
   int batch = 0, limit = 0, max_det = 300;  // batch 0: default_batch()
-  float conf = 0.001f, iou = 0.65f;
+  float conf = 0.001f, iou = -1.f;  // iou < 0: the head's default (see register_eval)
+  std::string head;
   bool quiet = false, cpu_prepost = false;
 };
 
@@ -102,6 +103,9 @@ Result<DetectionSource> detect_with_model(const EvalArgs& a, const Dataset& ds, 
   opt.nms.iou = a.iou;
   opt.nms.max_det = a.max_det;
   opt.nms.multi_label = true;  // as ultralytics val.py
+  opt.head = a.head;
+  opt.iou_objectness = 0.65f;     // what qyolo always used for YOLOv5 (its README's mAP runs)
+  opt.iou_no_objectness = 0.7f;   // YOLOv8/YOLO11 `yolo val`
   opt.gpu_prepost = !a.cpu_prepost;
   QYOLO_ASSIGN_OR_RETURN(auto detector, Detector::create(engine, opt));
 
@@ -114,6 +118,8 @@ Result<DetectionSource> detect_with_model(const EvalArgs& a, const Dataset& ds, 
     QYOLO_ASSIGN_OR_RETURN(double s, detector->prepare(static_cast<int>(n)));
     setup_s += s;
   }
+  if (!a.quiet)
+    std::fprintf(stderr, "head: %s; NMS IoU %.2f\n", detector->head_description().c_str(), detector->options().nms.iou);
   ProgressBar bar("eval", images.size(), !a.quiet);
   double pre_s = 0, infer_s = 0, post_s = 0, decode_s = 0;
   auto t_start = std::chrono::steady_clock::now();
@@ -161,7 +167,8 @@ Result<DetectionSource> detect_with_model(const EvalArgs& a, const Dataset& ds, 
                 {"calibration", engine->options().calibration_file},
                 {"imgsz", {detector->options().input_h, detector->options().input_w}},
                 {"conf", a.conf},
-                {"iou", a.iou},
+                {"iou", detector->options().nms.iou},
+                {"head", detector->head_description()},
                 {"images_per_s", n_img / total_s},
                 {"network_ms_per_image", infer_s * 1e3 / n_img}};
   return src;
@@ -252,7 +259,8 @@ void register_eval(CLI::App& app, int& exit_code) {
   cmd->add_option("--data,-d", a->data, "dataset folder, e.g. ../shared/data/val500")->required();
   add_imgsz_option(cmd, a->imgsz);
   cmd->add_option("--batch", a->batch, "images per batch (default: 8 on cuda engines, within the profile; 1 on cpu)");
-  add_nms_options(cmd, a->conf, a->iou, a->max_det);
+  add_nms_options(cmd, a->conf, a->iou, a->max_det, "0.65 for heads with objectness (YOLOv5, YOLOX), 0.7 without (YOLOv8/YOLO11)");
+  add_head_option(cmd, a->head);
   cmd->add_option("--limit", a->limit, "evaluate only the first N images (by file name)");
   cmd->add_option("--json", a->json_out, "write a machine-readable summary here");
   cmd->add_option("--save-results", a->results_out, "write COCO results json (detections) here");
@@ -266,7 +274,7 @@ void register_eval(CLI::App& app, int& exit_code) {
   std::vector<CLI::Option*> model_options;
   for (const char* name : {"--model", "--engine", "--device", "--int8", "--fp16", "--all-int8", "--cache", "--float-layers",
                            "--min-shapes", "--opt-shapes", "--max-shapes", "--imgsz", "--batch", "--conf", "--iou",
-                           "--max-det", "--cpu-prepost"})
+                           "--max-det", "--cpu-prepost", "--head"})
     if (CLI::Option* o = cmd->get_option_no_throw(name)) model_options.push_back(o);
   cmd->callback([&exit_code, a, model_options] {
     a->model_options_given.clear();

@@ -6,6 +6,7 @@
 #include "commands.h"
 #include "ir/op_registry.h"
 #include "onnx/onnx_import.h"
+#include "yolo/metadata.h"
 
 namespace qyolo::cli {
 
@@ -31,6 +32,16 @@ int run_info(const std::string& model, bool list_ops) {
   std::printf("nodes    %zu\n", g->nodes.size());
   for (const auto& [op, c] : counts) std::printf("  %-18s %d\n", op.c_str(), c);
   for (const auto& [k, v] : g->metadata) std::printf("meta     %s = %.80s%s\n", k.c_str(), v.c_str(), v.size() > 80 ? "..." : "");
+  std::vector<std::string> problems;
+  const UltralyticsMetadata meta = parse_ultralytics_metadata(g->metadata, &problems);
+  for (const auto& p : problems) std::printf("warning  %s (ignored)\n", p.c_str());
+  if (!meta.names.empty()) std::printf("classes  %zu (names metadata)\n", meta.names.size());
+  if (Status task = check_detect_task(meta.task, model); !task)
+    std::printf("task     %s\n", task.message().c_str());
+  else if (g->outputs.size() > 1)
+    std::printf("head     %zu outputs: detect/eval read the first as a decoded head unless --head describes them "
+                "(docs/heads.md)\n",
+                g->outputs.size());
   return 0;
 }
 }  // namespace

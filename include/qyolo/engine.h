@@ -69,9 +69,11 @@ struct ModelInfo {
   std::string source;         // ONNX path
   std::string input_name;     // "images"
   std::vector<int64_t> input_dims;  // -1 for dynamic dims
-  std::string output_name;    // "output0"
+  std::string output_name;    // "output0" (the first output)
+  std::vector<std::string> output_names;  // every output, in the model's order
   std::vector<std::string> class_names;  // from ultralytics metadata ("names"); empty if absent
-  int stride = 32;
+  std::string task;           // ultralytics metadata "task" ("detect", "segment", ...); "" if absent
+  int stride = 32;            // ultralytics metadata "stride" (the largest head stride), else 32
   int opset = 0;
   bool has_qdq = false;       // the model carries its own Q/DQ scales
 };
@@ -114,8 +116,11 @@ class Engine {
 class ExecutionContext {
  public:
   ~ExecutionContext();
-  // Runs one batch: input NCHW float32 within the profile; output e.g. [N, 25200, 85].
+  // Runs one batch: input NCHW float32 within the profile; output e.g. [N, 25200, 85] (the first
+  // output of the model).
   Status run(const Tensor& input, Tensor& output);
+  // Same, every output in info().output_names order (multi-output heads).
+  Status run(const Tensor& input, std::vector<Tensor>& outputs);
 
   // Selects the input shape for bindings() and enqueue(): checks it against the engine's profile
   // and prepares the executor for it (built once per shape and cached; a cuda build reuses the

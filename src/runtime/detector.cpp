@@ -3,6 +3,8 @@
 #include <chrono>
 
 #include "runtime/gpu_pipeline.h"
+#include "yolo/head.h"
+#include "yolo/metadata.h"
 
 namespace qyolo {
 
@@ -18,10 +20,37 @@ void to_original(std::vector<std::vector<Detection>>& dets, const std::vector<Le
 }
 }  // namespace
 
+// The head: its description (empty: the first output is a decoded ultralytics head), the binding
+// for the last output shapes, and the decode buffer.
+struct Detector::HeadState {
+  std::vector<HeadSpec> specs;
+  HeadBindContext ctx;
+  bool checked = false;  // the first output was checked (and "auto" activations resolved)
+  std::vector<Shape> shapes;
+  std::optional<BoundHead> bound;
+  Tensor decoded;
+
+  Result<const BoundHead*> bind(const std::vector<Tensor>& outputs, const std::vector<std::string>& names, int h, int w) {
+    std::vector<Shape> now;
+    for (const Tensor& t : outputs) now.push_back(t.shape());
+    if (bound && now == shapes && ctx.input_h == h && ctx.input_w == w) return &*bound;
+    std::vector<OutputDesc> descs;
+    for (size_t i = 0; i < outputs.size(); ++i) descs.push_back({i < names.size() ? names[i] : "", outputs[i].shape()});
+    ctx.input_h = h;
+    ctx.input_w = w;
+    auto b = specs.empty() ? bind_default_head(descs, ctx) : bind_head(specs, descs, ctx);
+    if (!b) return b.status();
+    bound = std::move(b).value();
+    shapes = std::move(now);
+    return &*bound;
+  }
+};
+
 Detector::~Detector() = default;
 
 Result<std::unique_ptr<Detector>> Detector::create(std::shared_ptr<const Engine> engine, const DetectOptions& options) {
   if (!engine) return invalid_argument("no engine");
+  QYOLO_RETURN_IF_ERROR(check_detect_task(engine->info().task, engine->info().source));
   const ShapeProfile profile = engine->profile();
   DetectOptions opt = options;
   // 0: the engine's own size (the profile's opt H/W: a static model's size, its imgsz metadata, --opt-shapes).
@@ -40,28 +69,73 @@ Result<std::unique_ptr<Detector>> Detector::create(std::shared_ptr<const Engine>
                             std::to_string(profile.min[3]) + ".." + std::to_string(profile.max[3]) +
                             (profile.min == profile.max ? " (a static model: leave the size out to use its own)"
                                                         : " (set a wider range with --min-shapes/--max-shapes)"));
+  if (opt.nms.iou < 0 && !(opt.iou_objectness >= 0 && opt.iou_objectness <= 1 && opt.iou_no_objectness >= 0 &&
+                           opt.iou_no_objectness <= 1))
+    return invalid_argument("the default IoU thresholds must lie in [0, 1]");
   auto d = std::unique_ptr<Detector>(new Detector());
+  d->head_ = std::make_unique<HeadState>();
+  if (!opt.head.empty()) {
+    QYOLO_ASSIGN_OR_RETURN(d->head_->specs, load_head(opt.head));
+  }
+  const int nc = static_cast<int>(engine->info().class_names.size());
+  d->head_->ctx.nc_hint = nc > 0 ? nc : -1;
+  d->head_->ctx.max_stride = stride;
   d->engine_ = std::move(engine);
   d->options_ = opt;
   QYOLO_ASSIGN_OR_RETURN(d->context_, d->engine_->create_context());
   if (d->engine_->options().device == Device::kCuda && opt.gpu_prepost) {
-    const int nc = static_cast<int>(d->engine_->info().class_names.size());
     QYOLO_ASSIGN_OR_RETURN(d->gpu_, GpuPipeline::create(*d->context_, opt.nms, nc > 0 ? nc : -1));
   }
   return d;
 }
 
-Status Detector::check_output(const Tensor& output) {
-  if (head_) return Status::ok();
-  const int nc_hint = static_cast<int>(engine_->info().class_names.size());
-  QYOLO_ASSIGN_OR_RETURN(HeadKind kind, detect_head_kind(output.shape(), nc_hint > 0 ? nc_hint : -1));
-  if (output.dtype() != DataType::kFloat32)
-    return unsupported("output '" + engine_->info().output_name + "' is " + dtype_name(output.dtype()) +
-                       ", float32 expected");
-  QYOLO_RETURN_IF_ERROR(check_decoded_head(output.data<float>(), output.shape(), kind, engine_->info().output_name)
-                            .with_context(engine_->info().source));
-  head_ = static_cast<int>(kind);
-  return Status::ok();
+std::string Detector::head_description() const {
+  return head_ && head_->bound ? head_->bound->describe() : std::string();
+}
+
+Result<Tensor> Detector::decode_outputs(const std::vector<Tensor>& outputs) {
+  const ModelInfo& info = engine_->info();
+  for (size_t i = 0; i < outputs.size(); ++i)
+    if (outputs[i].dtype() != DataType::kFloat32)
+      return unsupported("output '" + (i < info.output_names.size() ? info.output_names[i] : std::string("?")) +
+                         "' is " + dtype_name(outputs[i].dtype()) + ", float32 expected");
+  HeadState& hs = *head_;
+  auto bound = hs.bind(outputs, info.output_names, options_.input_h, options_.input_w);
+  if (!bound) return bound.status().with_context(info.source);
+  auto host_ptrs = [&] {
+    std::vector<const float*> p;
+    for (const Tensor& t : outputs) p.push_back(t.data<float>());
+    return p;
+  };
+  if (!hs.checked && !hs.specs.empty()) {
+    // "auto" score activations: decided on this first output, fixed for every later binding.
+    const HeadSpec resolved = resolve_activation(hs.specs[static_cast<size_t>((*bound)->alternative)], **bound, host_ptrs());
+    hs.specs = {resolved};
+    hs.bound.reset();
+    bound = hs.bind(outputs, info.output_names, options_.input_h, options_.input_w);
+    if (!bound) return bound.status().with_context(info.source);
+  }
+  const BoundHead& h = **bound;
+  Tensor decoded;
+  if (h.passthrough_output >= 0) {
+    decoded = outputs[static_cast<size_t>(h.passthrough_output)];
+  } else {
+    if (hs.decoded.shape() != h.decoded_shape()) hs.decoded = Tensor::uninitialized(DataType::kFloat32, h.decoded_shape());
+    Status st = decode_head(h, host_ptrs(), hs.decoded.data<float>());
+    if (!st) return st.with_context(info.source);
+    decoded = hs.decoded;
+  }
+  if (!hs.checked) {
+    const std::string name = h.passthrough_output >= 0 ? info.output_names[static_cast<size_t>(h.passthrough_output)]
+                                                       : std::string("decoded head");
+    QYOLO_RETURN_IF_ERROR(check_decoded_head(decoded.data<float>(), decoded.shape(), h.kind(), name, options_.input_h,
+                                             options_.input_w, hs.specs.empty() ? "" : h.spec_name)
+                              .with_context(info.source));
+    if (options_.nms.iou < 0) options_.nms.iou = h.objectness ? options_.iou_objectness : options_.iou_no_objectness;
+    if (gpu_) QYOLO_RETURN_IF_ERROR(gpu_->set_head(hs.specs, options_.nms));
+    hs.checked = true;
+  }
+  return decoded;
 }
 
 Result<double> Detector::prepare(int batch) {
@@ -72,9 +146,9 @@ Result<double> Detector::prepare(int batch) {
   const std::vector<const Image*> images(static_cast<size_t>(batch), &blank);
   Tensor input = preprocess(images, options_.input_h, options_.input_w, nullptr);
   QYOLO_RETURN_IF_ERROR(context_->set_input_shape(input.shape()));
-  Tensor output;
-  QYOLO_RETURN_IF_ERROR(context_->run(input, output));
-  QYOLO_RETURN_IF_ERROR(check_output(output));
+  std::vector<Tensor> outputs;
+  QYOLO_RETURN_IF_ERROR(context_->run(input, outputs));
+  QYOLO_RETURN_IF_ERROR(decode_outputs(outputs).status());
   if (gpu_) QYOLO_RETURN_IF_ERROR(detect(images).status());  // the GPU pipeline's buffers for this size
   return seconds_since(t0);
 }
@@ -95,7 +169,7 @@ Result<std::vector<std::vector<Detection>>> Detector::detect(const std::vector<c
   if (images.empty()) return std::vector<std::vector<Detection>>{};
   // The first call checks the model's head on blank images (prepare) before any real output is used.
   double first_setup_s = 0;
-  if (!head_) {
+  if (!head_->checked) {
     QYOLO_ASSIGN_OR_RETURN(first_setup_s, prepare(static_cast<int>(images.size())));
   }
   std::vector<LetterboxInfo> infos;
@@ -121,13 +195,13 @@ Result<std::vector<std::vector<Detection>>> Detector::detect(const std::vector<c
   last_setup_s = first_setup_s + seconds_since(t0);
 
   t0 = std::chrono::steady_clock::now();
-  Tensor output;
-  QYOLO_RETURN_IF_ERROR(context_->run(input, output));
+  std::vector<Tensor> outputs;
+  QYOLO_RETURN_IF_ERROR(context_->run(input, outputs));
   last_infer_s = seconds_since(t0);
 
   t0 = std::chrono::steady_clock::now();
-  QYOLO_RETURN_IF_ERROR(check_output(output));
-  QYOLO_ASSIGN_OR_RETURN(auto dets, postprocess(output, static_cast<HeadKind>(*head_), options_.nms));
+  QYOLO_ASSIGN_OR_RETURN(Tensor decoded, decode_outputs(outputs));
+  QYOLO_ASSIGN_OR_RETURN(auto dets, postprocess(decoded, head_->bound->kind(), options_.nms));
   to_original(dets, infos);
   last_post_s = seconds_since(t0);
   return dets;

@@ -9,6 +9,7 @@
 #include "onnx/onnx_import.h"
 #include "quant/quantize_graph.h"
 #include "runtime/engine_impl.h"
+#include "yolo/metadata.h"
 
 #ifdef QYOLO_HAS_CUDA
 #include "backends/cuda/cuda_executor.h"
@@ -107,30 +108,14 @@ Result<Shape> parse_shape_spec(const std::string& spec, std::string* name) {
 }
 
 std::optional<std::array<int64_t, 2>> parse_imgsz_metadata(const std::string& text) {
-  // "[640, 640]" (ultralytics 8), "640" or "[640]" (square).
-  std::vector<int64_t> v;
-  std::regex num(R"(\d+)");
-  for (auto it = std::sregex_iterator(text.begin(), text.end(), num); it != std::sregex_iterator(); ++it) {
-    if (it->str().size() > 6) return std::nullopt;
-    v.push_back(std::stoll(it->str()));
-  }
-  if (v.size() == 1) return std::array<int64_t, 2>{v[0], v[0]};
-  if (v.size() == 2) return std::array<int64_t, 2>{v[0], v[1]};
-  return std::nullopt;
+  auto hw = parse_imgsz_literal(text);
+  if (!hw) return std::nullopt;
+  return *hw;
 }
 
 std::vector<std::string> parse_class_names(const std::string& lit) {
-  std::vector<std::pair<int, std::string>> entries;
-  std::regex re(R"((\d+)\s*:\s*(['"])((?:(?!\2).)*)\2)");
-  for (auto it = std::sregex_iterator(lit.begin(), lit.end(), re); it != std::sregex_iterator(); ++it)
-    entries.emplace_back(std::stoi((*it)[1].str()), (*it)[3].str());
-  std::vector<std::string> names;
-  for (auto& [idx, n] : entries) {
-    if (idx < 0 || idx > 100000) continue;
-    if (static_cast<size_t>(idx) >= names.size()) names.resize(static_cast<size_t>(idx) + 1);
-    names[static_cast<size_t>(idx)] = n;
-  }
-  return names;
+  auto names = parse_names_literal(lit);
+  return names ? *names : std::vector<std::string>{};
 }
 
 // ---- Engine --------------------------------------------------------------------------------
@@ -190,9 +175,13 @@ Result<std::unique_ptr<Engine::Impl>> make_impl(std::string onnx_bytes, const st
   info.input_name = in.name;
   for (const auto& d : in.dims) info.input_dims.push_back(d.is_static() ? d.value : -1);
   info.output_name = g.outputs[0].name;
+  for (const auto& o : g.outputs) info.output_names.push_back(o.name);
   info.opset = static_cast<int>(g.opset);
-  if (auto it = g.metadata.find("names"); it != g.metadata.end()) info.class_names = parse_class_names(it->second);
-  if (auto it = g.metadata.find("stride"); it != g.metadata.end()) info.stride = std::max(1, std::atoi(it->second.c_str()));
+  // ultralytics metadata (names, stride, imgsz, task); unreadable fields are left out (`qyolo info` lists them).
+  const UltralyticsMetadata meta = parse_ultralytics_metadata(g.metadata);
+  info.class_names = meta.names;
+  info.task = meta.task;
+  if (meta.stride) info.stride = *meta.stride;
   for (const auto& n : g.nodes)
     if (n.op_type == "QuantizeLinear" || n.op_type == "DequantizeLinear") info.has_qdq = true;
 
@@ -223,11 +212,9 @@ Result<std::unique_ptr<Engine::Impl>> make_impl(std::string onnx_bytes, const st
     // H/W, the default image size, is the model's ultralytics `imgsz` metadata where it has one.
     Shape mn = fixed, opt = fixed, mx = fixed;
     int64_t dflt_min[4] = {1, 3, 32, 32}, dflt_opt[4] = {1, 3, 640, 640}, dflt_max[4] = {64, 3, 4096, 4096};
-    if (auto it = g.metadata.find("imgsz"); it != g.metadata.end()) {
-      if (auto hw = parse_imgsz_metadata(it->second)) {
-        for (int i = 0; i < 2; ++i)
-          if ((*hw)[i] >= dflt_min[2 + i] && (*hw)[i] <= dflt_max[2 + i]) dflt_opt[2 + i] = (*hw)[i];
-      }
+    if (meta.imgsz) {
+      for (int i = 0; i < 2; ++i)
+        if ((*meta.imgsz)[i] >= dflt_min[2 + i] && (*meta.imgsz)[i] <= dflt_max[2 + i]) dflt_opt[2 + i] = (*meta.imgsz)[i];
     }
     for (size_t i = 0; i < 4; ++i)
       if (fixed[i] < 0) {
@@ -732,6 +719,24 @@ Status ExecutionContext::run(const Tensor& input, Tensor& output) {
   std::map<std::string, Tensor> outputs;
   QYOLO_RETURN_IF_ERROR(impl_->run(input.shape(), {{info.input_name, input}}, outputs));
   output = outputs.at(info.output_name);
+  return Status::ok();
+}
+
+Status ExecutionContext::run(const Tensor& input, std::vector<Tensor>& outputs) {
+  const auto& info = impl_->engine->info;
+  if (input.dtype() != DataType::kFloat32)
+    return invalid_argument("input '" + info.input_name + "' must be float32, got " + dtype_name(input.dtype()));
+  if (input.rank() != 4)
+    return invalid_argument("input '" + info.input_name + "' must have rank 4 (NCHW), got shape " +
+                            shape_str(input.shape()));
+  std::map<std::string, Tensor> by_name;
+  QYOLO_RETURN_IF_ERROR(impl_->run(input.shape(), {{info.input_name, input}}, by_name));
+  outputs.clear();
+  for (const auto& name : info.output_names) {
+    auto it = by_name.find(name);
+    if (it == by_name.end()) return internal_error("the executor produced no output '" + name + "'");
+    outputs.push_back(it->second);
+  }
   return Status::ok();
 }
 

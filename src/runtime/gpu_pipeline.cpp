@@ -54,14 +54,17 @@ struct GpuPipeline::Impl {
     std::vector<cuda::DeviceBuffer> outputs;  // every executor output (enqueue binds them all)
     std::vector<const void*> input_ptrs;
     std::vector<void*> output_ptrs;
-    size_t head = 0;  // index of the detection head among the outputs
+    BoundHead bound;                            // the head at this shape
+    cuda::DeviceBuffer decoded;                 // raw heads: the decoded tensor
+    std::unique_ptr<cuda::GpuHeadDecoder> decoder;  // raw heads
+    const float* nms_input = nullptr;           // the decoded tensor (an output for decoded heads)
     std::unique_ptr<cuda::GpuPostprocessor> post;
   };
 
   ExecutionContext::Impl* context = nullptr;
   NmsOptions nms;
-  int nc_hint = -1;
-  std::optional<HeadKind> head_kind;  // decided from the head output's shape, once
+  std::vector<HeadSpec> head_specs;  // empty: the first output is a decoded ultralytics head
+  HeadBindContext head_ctx;
   int device = -1;                    // set with the stream on the first run
   cuda::Stream stream;
   cuda::Event ev_start, ev_pre, ev_infer;
@@ -105,23 +108,20 @@ Result<std::unique_ptr<GpuPipeline::Impl::ShapeBuffers>> GpuPipeline::Impl::make
   if (in.dtype != DataType::kFloat32 && in.dtype != DataType::kFloat16)
     return unsupported("input '" + in.name + "' is " + dtype_name(in.dtype) +
                        "; the GPU letterbox writes float32 or float16");
-  const std::string& head_name = context->engine->info.output_name;
   auto sb = std::make_unique<ShapeBuffers>();
-  sb->head = exec.outputs().size();
-  for (size_t k = 0; k < exec.outputs().size(); ++k)
-    if (exec.outputs()[k].name == head_name) sb->head = k;
-  if (sb->head == exec.outputs().size())
-    return internal_error("the executor has no output '" + head_name + "'");
-  const CudaBinding& out = exec.outputs()[sb->head];
-  if (out.dtype != DataType::kFloat32)
-    return unsupported("output '" + out.name + "' is " + dtype_name(out.dtype) +
-                       "; the GPU NMS reads float32");
-  if (!head_kind) {
-    QYOLO_ASSIGN_OR_RETURN(HeadKind kind, detect_head_kind(out.shape, nc_hint));
-    head_kind = kind;
+  std::vector<OutputDesc> descs;
+  for (const CudaBinding& b : exec.outputs()) descs.push_back({b.name, b.shape});
+  HeadBindContext hc = head_ctx;
+  hc.input_h = static_cast<int>(shape[2]);
+  hc.input_w = static_cast<int>(shape[3]);
+  QYOLO_ASSIGN_OR_RETURN(sb->bound, head_specs.empty() ? bind_default_head(descs, hc) : bind_head(head_specs, descs, hc));
+  for (int k : sb->bound.outputs_used) {
+    const CudaBinding& out = exec.outputs()[static_cast<size_t>(k)];
+    if (out.dtype != DataType::kFloat32)
+      return unsupported("output '" + out.name + "' is " + dtype_name(out.dtype) + "; the GPU decode and NMS read float32");
   }
   sb->input_shape = shape;
-  sb->head_shape = out.shape;
+  sb->head_shape = sb->bound.decoded_shape();
   sb->input_dtype = in.dtype;
   sb->image_input_bytes = in.nbytes() / static_cast<size_t>(shape[0]);
   QYOLO_ASSIGN_OR_RETURN(sb->input, cuda::DeviceBuffer::allocate(in.nbytes()));
@@ -131,7 +131,17 @@ Result<std::unique_ptr<GpuPipeline::Impl::ShapeBuffers>> GpuPipeline::Impl::make
     sb->output_ptrs.push_back(buf.get());
     sb->outputs.push_back(std::move(buf));
   }
-  QYOLO_ASSIGN_OR_RETURN(sb->post, cuda::GpuPostprocessor::create(out.shape, *head_kind, nms));
+  if (sb->bound.passthrough_output >= 0) {
+    sb->nms_input = static_cast<const float*>(sb->output_ptrs[static_cast<size_t>(sb->bound.passthrough_output)]);
+  } else {
+    std::vector<const float*> ptrs;
+    for (void* p : sb->output_ptrs) ptrs.push_back(static_cast<const float*>(p));
+    QYOLO_ASSIGN_OR_RETURN(sb->decoded,
+                           cuda::DeviceBuffer::allocate(static_cast<size_t>(shape_numel(sb->head_shape)) * sizeof(float)));
+    QYOLO_ASSIGN_OR_RETURN(sb->decoder, cuda::GpuHeadDecoder::create(sb->bound, ptrs, sb->decoded.as<float>()));
+    sb->nms_input = sb->decoded.as<float>();
+  }
+  QYOLO_ASSIGN_OR_RETURN(sb->post, cuda::GpuPostprocessor::create(sb->head_shape, sb->bound.kind(), nms));
   return sb;
 }
 
@@ -170,7 +180,8 @@ Status GpuPipeline::Impl::enqueue(const std::vector<const Image*>& batch, const 
   QYOLO_CUDA_CHECK(cudaEventRecord(ev_pre.get(), s));
   QYOLO_RETURN_IF_ERROR(exec.enqueue(sb.input_ptrs, sb.output_ptrs, s));
   QYOLO_CUDA_CHECK(cudaEventRecord(ev_infer.get(), s));
-  return sb.post->enqueue(static_cast<const float*>(sb.output_ptrs[sb.head]), s);
+  if (sb.decoder) QYOLO_RETURN_IF_ERROR(sb.decoder->enqueue(s));
+  return sb.post->enqueue(sb.nms_input, s);
 }
 
 Result<Tensor> GpuPipeline::Impl::download(const cuda::DeviceBuffer& buf, DataType dtype,
@@ -196,8 +207,16 @@ Result<std::unique_ptr<GpuPipeline>> GpuPipeline::create(ExecutionContext& conte
   p->impl_ = std::make_unique<Impl>();
   p->impl_->context = &ctx;
   p->impl_->nms = nms;
-  p->impl_->nc_hint = num_classes_hint;
+  p->impl_->head_ctx.nc_hint = num_classes_hint;
+  p->impl_->head_ctx.max_stride = ctx.engine->info.stride;
   return p;
+}
+
+Status GpuPipeline::set_head(const std::vector<HeadSpec>& specs, const NmsOptions& nms) {
+  if (!impl_->shapes.empty()) return internal_error("GPU pipeline: set_head() after the first run");
+  impl_->head_specs = specs;
+  impl_->nms = nms;
+  return Status::ok();
 }
 
 Result<std::vector<std::vector<Detection>>> GpuPipeline::run(const std::vector<const Image*>& batch,
@@ -259,6 +278,10 @@ Result<std::vector<std::vector<Detection>>> GpuPipeline::run(const std::vector<c
     (void)cudaStreamSynchronize(im.stream.get());
     return dets.status().with_context("GPU pipeline at input " + shape_str(shape));
   }
+  if (sb->decoder) {
+    Status st = sb->decoder->check();  // read after the synchronisation above
+    if (!st) return st.with_context(im.context->engine->info.source);
+  }
   im.last = sb;
   if (times) {
     float pre_ms = 0, infer_ms = 0;
@@ -281,7 +304,13 @@ Result<Tensor> GpuPipeline::last_input() const {
 Result<Tensor> GpuPipeline::last_output() const {
   const Impl::ShapeBuffers* sb = impl_->last;
   if (sb == nullptr) return invalid_argument("GPU pipeline: no successful run to read the output of");
-  return impl_->download(sb->outputs[sb->head], DataType::kFloat32, sb->head_shape);
+  if (sb->decoder) return impl_->download(sb->decoded, DataType::kFloat32, sb->head_shape);
+  return impl_->download(sb->outputs[static_cast<size_t>(sb->bound.passthrough_output)], DataType::kFloat32,
+                         sb->head_shape);
+}
+
+std::string GpuPipeline::last_head_description() const {
+  return impl_->last ? impl_->last->bound.describe() : std::string();
 }
 
 }  // namespace qyolo
@@ -313,6 +342,12 @@ Result<Tensor> GpuPipeline::last_input() const {
 }
 Result<Tensor> GpuPipeline::last_output() const {
   return no_cuda();
+}
+Status GpuPipeline::set_head(const std::vector<HeadSpec>&, const NmsOptions&) {
+  return no_cuda();
+}
+std::string GpuPipeline::last_head_description() const {
+  return {};
 }
 
 }  // namespace qyolo

@@ -1,7 +1,8 @@
 // GPU detection pipeline for cuda engines: decoded uint8 RGB images -> pinned staging buffer ->
 // device (one cudaMemcpyAsync per image) -> letterbox kernels straight into the batch input ->
-// CudaExecutor::enqueue -> GpuPostprocessor (decode + class-aware NMS) -> one download of the
-// detections. Everything runs on the pipeline's stream with one synchronisation per batch.
+// CudaExecutor::enqueue -> GpuHeadDecoder (raw heads: the decode of src/yolo/head_decode.h into
+// one decoded tensor; decoded heads skip it) -> GpuPostprocessor (candidates + class-aware NMS)
+// -> one download of the detections. Everything runs on the pipeline's stream with one synchronisation per batch.
 //
 // Detections come back in network-input pixels together with the letterbox geometry; the Detector
 // maps them to the original image with the same function as its CPU path (unletterbox), so the two
@@ -20,6 +21,7 @@
 #include "qyolo/image.h"
 #include "qyolo/status.h"
 #include "qyolo/tensor.h"
+#include "yolo/head.h"
 
 namespace qyolo {
 
@@ -38,6 +40,10 @@ class GpuPipeline {
   static Result<std::unique_ptr<GpuPipeline>> create(ExecutionContext& context, const NmsOptions& nms,
                                                      int num_classes_hint = -1);
   ~GpuPipeline();
+  // Reads the outputs with this head description (alternatives as load_head gives them, score
+  // activations resolved: see resolve_activation) instead of taking the first output as a decoded
+  // head, and NMS with `nms` instead of create()'s options. Before the first run only.
+  Status set_head(const std::vector<HeadSpec>& specs, const NmsOptions& nms);
   GpuPipeline(const GpuPipeline&) = delete;
   GpuPipeline& operator=(const GpuPipeline&) = delete;
 
@@ -49,9 +55,11 @@ class GpuPipeline {
                                                   Times* times = nullptr);
 
   // Test hooks: the network input (float32 or float16 NCHW, as the executor binds it) and the
-  // head output (float32) of the last run, copied to the host (synchronous).
+  // decoded head (float32, what the NMS reads: the output itself for a decoded head) of the last
+  // run, copied to the host (synchronous); the head as bound at the last run's shape.
   Result<Tensor> last_input() const;
   Result<Tensor> last_output() const;
+  std::string last_head_description() const;
 
   struct Impl;
 

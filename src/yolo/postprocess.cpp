@@ -80,7 +80,8 @@ Result<HeadKind> detect_head_kind(const Shape& output_shape, int num_classes_hin
                           "; pass the number of classes");
 }
 
-Status check_decoded_head(const float* output, const Shape& output_shape, HeadKind kind, const std::string& name) {
+Status check_decoded_head(const float* output, const Shape& output_shape, HeadKind kind, const std::string& name,
+                          int input_h, int input_w, const std::string& head) {
   QYOLO_RETURN_IF_ERROR(check_shape(output_shape));
   QYOLO_RETURN_IF_ERROR(head_num_classes(output_shape, kind).status());
   const bool v5 = kind == HeadKind::kYoloV5;
@@ -88,6 +89,7 @@ Status check_decoded_head(const float* output, const Shape& output_shape, HeadKi
   const int64_t channels = v5 ? output_shape[2] : output_shape[1];
   const int64_t first_score = 4;  // v5: objectness then classes; v8: classes
   float score_min = INFINITY, score_max = -INFINITY;
+  float cx_max = -INFINITY, cy_max = -INFINITY, wh_min = INFINITY;
   int64_t non_finite = 0;
   for (int64_t n = 0; n < output_shape[0]; ++n) {
     HeadView view{output + n * anchors * channels, anchors, channels, v5};
@@ -99,11 +101,25 @@ Status check_decoded_head(const float* output, const Shape& output_shape, HeadKi
         } else if (c >= first_score) {
           score_min = std::min(score_min, v);
           score_max = std::max(score_max, v);
+        } else if (c == 0) {
+          cx_max = std::max(cx_max, v);
+        } else if (c == 1) {
+          cy_max = std::max(cy_max, v);
+        } else {
+          wh_min = std::min(wh_min, v);
         }
       }
   }
-  const std::string what = "output '" + name + "' " + shape_str(output_shape) + " read as a " + head_kind_name(kind) +
-                           (v5 ? " head [N, anchors, 4 box + objectness + classes]" : " head [N, 4 box + classes, anchors]");
+  const std::string what =
+      "output '" + name + "' " + shape_str(output_shape) +
+      (head.empty() ? std::string(" read as a ") + head_kind_name(kind) +
+                          (v5 ? " head [N, anchors, 4 box + objectness + classes]" : " head [N, 4 box + classes, anchors]")
+                    : " decoded with head '" + head + "'");
+  const std::string advice =
+      head.empty() ? ". qyolo reads boxes in input pixels and sigmoid scores as they are (ultralytics YOLOv5 [N, A, 5+nc] "
+                     "or YOLOv8 [N, 4+nc, A] exports); describe any other head with --head yolov5|yolov8|yolox|FILE.json "
+                     "(docs/heads.md)"
+                   : ": the head description does not fit this model (docs/heads.md)";
   if (non_finite > 0)
     return invalid_argument(what + " holds " + std::to_string(non_finite) +
                             " non-finite values (NaN/Inf): the model's output is not usable");
@@ -114,8 +130,23 @@ Status check_decoded_head(const float* output, const Shape& output_shape, HeadKi
     std::snprintf(range, sizeof range, "[%.3g, %.3g]", score_min, score_max);
     return invalid_argument(what + " has scores in " + range +
                             ", outside [0, 1]: this looks like raw logits and grid offsets (a head exported without its "
-                            "decode, e.g. YOLOX), not a decoded detection head. qyolo expects boxes in input pixels and "
-                            "sigmoid scores (ultralytics YOLOv5 [N, A, 5+nc] or YOLOv8 [N, 4+nc, A] exports)");
+                            "decode, e.g. YOLOX), not a decoded detection head" + advice);
+  }
+  // Decoded boxes are in input pixels: centres spread over the image (the grid of the finest level
+  // reaches its far side) and sizes are never negative. Raw grid offsets stay near 0.
+  if (input_h > 0 && input_w > 0 && anchors > 0 && output_shape[0] > 0) {
+    char box[160];
+    if (wh_min < -1.0f) {
+      std::snprintf(box, sizeof box, " has box widths/heights down to %.3g", wh_min);
+      return invalid_argument(what + box + ": decoded boxes have none below 0, so these are raw (log-space) box "
+                              "offsets, not boxes in input pixels" + advice);
+    }
+    if (cx_max < 0.25f * static_cast<float>(input_w) && cy_max < 0.25f * static_cast<float>(input_h)) {
+      std::snprintf(box, sizeof box, " has box centres only up to x %.3g, y %.3g for a %dx%d input", cx_max, cy_max,
+                    input_h, input_w);
+      return invalid_argument(what + box + ": these look like raw grid offsets (e.g. YOLOX exported without its "
+                              "decode), not boxes in input pixels" + advice);
+    }
   }
   return Status::ok();
 }

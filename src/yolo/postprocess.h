@@ -28,12 +28,14 @@ Result<HeadKind> detect_head_kind(const Shape& output_shape, int num_classes_hin
 Result<int> head_num_classes(const Shape& output_shape, HeadKind kind);
 
 // Checks that `output` (float32, shape output_shape) is a decoded head of `kind`: every value
-// finite, scores (objectness and classes) in [0, 1]. A model that outputs raw logits and grid
-// offsets (e.g. YOLOX exported without its decode) fails here with a message that says what the
-// output holds and what is expected, instead of producing nonsense boxes. `name` names the output.
-Status check_decoded_head(const float* output, const Shape& output_shape, HeadKind kind, const std::string& name);
-
-
+// finite, scores (objectness and classes) in [0, 1], and, when the input size is given, boxes in
+// input pixels (some box centre lies past a quarter of the input, no negative width or height). A
+// model that outputs raw logits or grid offsets (e.g. YOLOX exported without its decode) fails here
+// with a message that says what the output holds and points to --head, instead of producing
+// nonsense boxes. `name` names the output; `head` the head description it was decoded with ("" for
+// an output read as it is).
+Status check_decoded_head(const float* output, const Shape& output_shape, HeadKind kind, const std::string& name,
+                          int input_h = 0, int input_w = 0, const std::string& head = "");
 
 // Greedy NMS over n boxes (xyxy, 4 floats each): visits boxes by score descending (stable for
 // ties), keeps one unless an already kept box has IoU > iou_thres with it. IoU uses areas

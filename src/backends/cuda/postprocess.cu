@@ -185,7 +185,65 @@ __global__ void __launch_bounds__(kNmsThreads) nms_kernel(NmsArgs a) {
   if (threadIdx.x == 0) a.det_counts[b] = kept;
 }
 
+__global__ void head_decode_kernel(const HeadDecodeParams* hp, GpuHeadDecoder::Pointers ptrs, float* decoded, int* bad,
+                                   int64_t total) {
+  await_producers();
+  int local_bad = 0;
+  for (int64_t t = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; t < total;
+       t += static_cast<int64_t>(gridDim.x) * blockDim.x)
+    local_bad += head_decode_point(*hp, ptrs.p, t / hp->points, t % hp->points, decoded);
+  if (local_bad) atomicAdd(bad, local_bad);
+}
+
 }  // namespace
+
+GpuHeadDecoder::~GpuHeadDecoder() = default;
+
+Result<std::unique_ptr<GpuHeadDecoder>> GpuHeadDecoder::create(const BoundHead& head,
+                                                               const std::vector<const float*>& outputs, float* decoded) {
+  QYOLO_ASSIGN_OR_RETURN(HeadDecodeParams params, make_decode_params(head));
+  if (outputs.size() > static_cast<size_t>(kMaxOutputs))
+    return unsupported("the GPU head decode reads at most " + std::to_string(kMaxOutputs) + " outputs, the model has " +
+                       std::to_string(outputs.size()));
+  for (int o : head.outputs_used)
+    if (o < 0 || static_cast<size_t>(o) >= outputs.size() || outputs[static_cast<size_t>(o)] == nullptr)
+      return invalid_argument("GPU head decode: output " + std::to_string(o) + " has no buffer");
+  if (decoded == nullptr) return invalid_argument("GPU head decode: no buffer for the decoded head");
+  auto d = std::unique_ptr<GpuHeadDecoder>(new GpuHeadDecoder());
+  d->name_ = head.spec_name;
+  d->total_ = head.batch * head.points;
+  for (size_t i = 0; i < outputs.size(); ++i) d->ptrs_.p[i] = outputs[i];
+  d->decoded_ = decoded;
+  QYOLO_ASSIGN_OR_RETURN(d->params_, DeviceBuffer::allocate(sizeof(HeadDecodeParams)));
+  QYOLO_RETURN_IF_ERROR(d->params_.upload(&params, sizeof(HeadDecodeParams)));
+  QYOLO_ASSIGN_OR_RETURN(d->bad_, DeviceBuffer::allocate(sizeof(int)));
+  QYOLO_ASSIGN_OR_RETURN(d->bad_host_, HostBuffer::allocate(sizeof(int)));
+  *d->bad_host_.as<int>() = 0;
+  return Result<std::unique_ptr<GpuHeadDecoder>>(std::move(d));
+}
+
+Status GpuHeadDecoder::enqueue(cudaStream_t stream) {
+  QYOLO_CUDA_CHECK(cudaMemsetAsync(bad_.get(), 0, sizeof(int), stream));
+  if (total_ > 0) {
+    const int threads = 256;
+    const unsigned blocks = static_cast<unsigned>(std::min<int64_t>((total_ + threads - 1) / threads, 65535 * 8));
+    head_decode_kernel<<<blocks, threads, 0, stream>>>(params_.as<HeadDecodeParams>(), ptrs_, decoded_, bad_.as<int>(),
+                                                      total_);
+    QYOLO_CUDA_CHECK_LAUNCH("head_decode_kernel");
+  }
+  QYOLO_CUDA_CHECK(cudaMemcpyAsync(bad_host_.get(), bad_.get(), sizeof(int), cudaMemcpyDeviceToHost, stream));
+  return Status::ok();
+}
+
+Status GpuHeadDecoder::check() const {
+  const int bad = *bad_host_.as<int>();
+  if (bad > 0)
+    return invalid_argument("head '" + name_ + "': " + std::to_string(bad) +
+                            " score values that the description takes as probabilities lie outside [0, 1]: the "
+                            "scores are logits (set \"scores\": \"logits\" in the head description) or the "
+                            "description does not fit the model");
+  return Status::ok();
+}
 
 GpuPostprocessor::~GpuPostprocessor() = default;
 

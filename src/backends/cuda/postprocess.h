@@ -10,9 +10,41 @@
 #include <vector>
 
 #include "backends/cuda/cuda_check.h"
+#include "yolo/head.h"
+#include "yolo/head_decode.h"
 #include "yolo/postprocess.h"
 
 namespace qyolo::cuda {
+
+// The head decode of src/yolo/head_decode.h on the GPU: raw head outputs (device memory) -> the
+// decoded tensor [N, P, 5+nc] / [N, 4+nc, P] that GpuPostprocessor reads. One thread per point.
+class GpuHeadDecoder {
+ public:
+  static constexpr int kMaxOutputs = 32;
+  // `outputs`: device pointers of every model output (bound order); `decoded`: decoded_shape()
+  // floats. Both stay fixed for the decoder's life (uploads its parameters once).
+  static Result<std::unique_ptr<GpuHeadDecoder>> create(const BoundHead& head, const std::vector<const float*>& outputs,
+                                                        float* decoded);
+  ~GpuHeadDecoder();
+  // Decodes; also queues the copy of its probability check to the host. Never allocates or syncs.
+  Status enqueue(cudaStream_t stream);
+  // After the stream has synchronised: an error when the last decode found scores that the head
+  // takes as probabilities outside [0, 1] (the CPU decode's error).
+  Status check() const;
+
+  struct Pointers {  // passed by value to the kernel
+    const float* p[kMaxOutputs];
+  };
+
+ private:
+  GpuHeadDecoder() = default;
+  std::string name_;
+  int64_t total_ = 0;
+  Pointers ptrs_{};
+  float* decoded_ = nullptr;
+  DeviceBuffer params_, bad_;
+  HostBuffer bad_host_;
+};
 
 class GpuPostprocessor {
  public:
