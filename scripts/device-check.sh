@@ -9,7 +9,7 @@
 #       build-cuda) and packs them, the non-system shared libraries they need, the models, the
 #       reference input and torch_peer.py into .device-carry/bundle.tar.xz (git-ignored; < 64 MiB).
 #
-#   scripts/device-check.sh run [tests|sanitizer|ort|bench|ncu|all]...   (default: all; ncu and probe only when named)
+#   scripts/device-check.sh run [tests|sanitizer|ort|bench|ncu|ncuconv|all]...   (default: all; ncu, ncuconv and probe only when named)
 #       on the device machine, from the repository root, with .device-carry carried. Unpacks to
 #       /tmp/qyolo-carry, points QYOLO_SHARED there, writes logs to $OUT (or ./device-out).
 #
@@ -23,7 +23,8 @@ MODE="${1:-run}"
 shift || true
 
 prepare() {
-  local build="${1:-$ROOT/build-cuda}"
+  local build
+  build=$(realpath -m "${1:-$ROOT/build-cuda}")
   local shared="${QYOLO_SHARED:-$ROOT/../shared}"
   set -e
   if [ ! -f "$build/build.ninja" ]; then
@@ -32,7 +33,8 @@ prepare() {
       -DCMAKE_CUDA20_STANDARD_COMPILE_OPTION=-std=c++20 -DCMAKE_CUDA20_EXTENSION_COMPILE_OPTION=-std=c++20
   fi
   ninja -C "$build" qyolo_gpu_tests qyolo
-  if ninja -C "$build" -t targets all 2>/dev/null | grep -q '^bench_gpu:'; then
+  # (grep without -q: under pipefail an early-exiting grep makes the pipeline fail on SIGPIPE)
+  if ninja -C "$build" -t targets all 2>/dev/null | grep '^bench_gpu:' >/dev/null; then
     ninja -C "$build" bench_gpu bench_cudnn_int8
   else
     # No CMake target yet: compile and link like qyolo_gpu_tests.
@@ -85,7 +87,7 @@ prepare() {
 run() {
   local phases=("$@")
   [ ${#phases[@]} -eq 0 ] && phases=(all)
-  has() { local p; for p in "${phases[@]}"; do { [ "$p" = "$1" ] || { [ "$p" = all ] && [ "$1" != ncu ] && [ "$1" != probe ]; }; } && return 0; done; return 1; }
+  has() { local p; for p in "${phases[@]}"; do { [ "$p" = "$1" ] || { [ "$p" = all ] && [ "$1" != ncu ] && [ "$1" != ncuconv ] && [ "$1" != probe ]; }; } && return 0; done; return 1; }
   local out="${OUT:-$ROOT/device-out}"
   mkdir -p "$out"
   local q=/tmp/qyolo-carry
@@ -148,6 +150,45 @@ run() {
         "$q/bin/bench_gpu" "$q/models/yolov5s-b32.onnx" --batch 32 --precision fp16 --iters 2 --warmup 1 \
         > "$out/ncu.txt" 2>&1
       grep -E "^  [a-z_]+.*\(|Duration|Memory Throughput|DRAM Throughput|Compute \(SM\) Throughput|Achieved Occupancy|Registers Per|Issue Slots Busy|No Eligible|Stall" "$out/ncu.txt" | head -60
+    else
+      echo "ncu not found"
+    fi
+  fi
+  if has ncuconv; then
+    # Nsight Compute on one yolov5s b32 --int8 --fp16 run (bench_gpu --ncu-range: the build's tactic
+    # timing is not profiled): every kernel's time, SM and DRAM throughput and tensor-pipe activity;
+    # the longest kernels are the largest convs (match them with the --profile table of the bench).
+    echo "== ncu: the longest kernels of yolov5s b32 int8-fp16"
+    local ncu_bin
+    ncu_bin=$(command -v ncu || ls /usr/local/cuda/bin/ncu 2>/dev/null)
+    if [ -n "$ncu_bin" ]; then
+      local tensor
+      tensor=$("$ncu_bin" --query-metrics --chip gh100 2>/dev/null | awk '{print $1}' |
+               grep -E '^sm__pipe_tensor.*cycles_active$|^sm__pipe_shared_cycles_active$' | sed 's/$/.avg.pct_of_peak_sustained_active/' | paste -sd,)
+      timeout 300 "$ncu_bin" --profile-from-start off --csv \
+        --metrics "gpu__time_duration.sum,sm__throughput.avg.pct_of_peak_sustained_elapsed,dram__throughput.avg.pct_of_peak_sustained_elapsed,launch__grid_size${tensor:+,$tensor}" \
+        "$q/bin/bench_gpu" "$q/models/yolov5s-b32.onnx" --batch 32 --precision int8-fp16 --calib "$q/calib/yolov5s.cache" \
+        --ncu-range > "$out/ncu_convs.csv" 2>"$out/ncu_convs.err"
+      echo "ncu exit $?"; tail -3 "$out/ncu_convs.err"
+      $py - "$out/ncu_convs.csv" <<'PYEOF'
+import csv, sys, collections
+rows = [r for r in csv.reader(l for l in open(sys.argv[1]) if l.startswith('"'))]
+if not rows: sys.exit("no ncu rows")
+h = rows[0]; i_id, i_name, i_m, i_v = h.index('ID'), h.index('Kernel Name'), h.index('Metric Name'), h.index('Metric Value')
+k = collections.OrderedDict()
+for r in rows[1:]:
+    d = k.setdefault(r[i_id], {'name': r[i_name]})
+    try: d[r[i_m]] = float(r[i_v].replace(',', ''))
+    except ValueError: d[r[i_m]] = r[i_v]
+ks = sorted(k.values(), key=lambda d: -d.get('gpu__time_duration.sum', 0))
+tot = sum(d.get('gpu__time_duration.sum', 0) for d in ks)
+print(f"{len(ks)} kernels, {tot/1e3:.1f} us summed (serial, under ncu)")
+cols = [c for c in ks[0] if c.startswith('sm__pipe')]
+print('us      SM%   DRAM%  ' + '  '.join(c.replace('sm__pipe_', '').replace('_cycles_active.avg.pct_of_peak_sustained_active', '') for c in cols) + '  kernel')
+for d in ks[:12]:
+    print(f"{d.get('gpu__time_duration.sum',0)/1e3:6.1f} {d.get('sm__throughput.avg.pct_of_peak_sustained_elapsed',0):5.1f} {d.get('dram__throughput.avg.pct_of_peak_sustained_elapsed',0):6.1f}  " +
+          '  '.join(f"{d.get(c,0):5.1f}" for c in cols) + '  ' + d['name'][:90])
+PYEOF
     else
       echo "ncu not found"
     fi

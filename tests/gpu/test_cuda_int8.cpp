@@ -424,6 +424,36 @@ TEST(CudaInt8, ResidualReadAsInt8) {
     const Diff paths = compare(got.at("y"), got_half.at("y"));
     EXPECT_GT(paths.max_abs_err, 0.0) << summary;
     EXPECT_LE(paths.max_abs_err, 0.5 * st + 2e-2 * d.max_abs_ref) << summary;
+    if (std::getenv("QYOLO_DEBUG_RESIDUAL")) {  // DEBUG (temporary): which way is y off?
+      GraphSpec nores = spec;
+      nores.nodes.back().inputs.resize(3);
+      nores.nodes.back().attrs.erase("qyolo_residual_scale");
+      auto sg2 = specialize_spec(nores);
+      std::map<std::string, Tensor> ref2;
+      ASSERT_NO_FATAL_FAILURE(cpu_reference(*sg2, inputs, ref2));
+      const float* g = got.at("y").data<float>();
+      const float* r1 = ref.at("y").data<float>();
+      const float* r0 = ref2.at("y").data<float>();
+      double e_missing = 0, e_double = 0, e_ok = 0;
+      int64_t n = got.at("y").numel(), worst = 0;
+      for (int64_t i = 0; i < n; ++i) {
+        e_missing = std::max(e_missing, std::fabs(double(g[i]) - r0[i]));
+        e_double = std::max(e_double, std::fabs(double(g[i]) - (2.0 * r1[i] - r0[i])));
+        if (std::fabs(double(g[i]) - r1[i]) > e_ok) e_ok = std::fabs(double(g[i]) - r1[i]), worst = i;
+      }
+      std::printf("DEBUG residual: vs ref %.4g (worst at %lld: got %.4g ref %.4g nores %.4g), vs no-residual %.4g, vs doubled %.4g\n",
+                  e_ok, (long long)worst, g[worst], r1[worst], r0[worst], e_missing, e_double);
+      int bad = 0;
+      for (int64_t i = 0; i < n && bad < 12; ++i)
+        if (std::fabs(double(g[i]) - r1[i]) > 0.05) {
+          std::printf("  bad %lld (c %lld, pix %lld): got %.4g ref %.4g nores %.4g\n", (long long)i, (long long)(i / 400 % 32),
+                      (long long)(i % 400), g[i], r1[i], r0[i]);
+          ++bad;
+        }
+      int64_t nbad = 0;
+      for (int64_t i = 0; i < n; ++i) nbad += std::fabs(double(g[i]) - r1[i]) > 0.05;
+      std::printf("  %lld of %lld elements off by > 0.05\n", (long long)nbad, (long long)n);
+    }
     std::printf("int8 residual (%s): max abs err %.4g of %.4g, against the half residual %.4g (t scale %.4g)\n",
                 cudnn ? "cuDNN" : "ours", d.max_abs_err, d.max_abs_ref, paths.max_abs_err, st);
   }

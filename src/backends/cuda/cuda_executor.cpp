@@ -3,6 +3,7 @@
 #include "backends/cuda/cuda_executor.h"
 
 #include <algorithm>
+#include <iomanip>
 #include <set>
 #include <sstream>
 
@@ -388,7 +389,12 @@ Result<std::string> CudaExecutor::profile(const std::vector<const void*>& device
     if (total[k] / iters < 0.005) break;
     const Value& o = values_[static_cast<size_t>(s.outputs[0])];
     os << "  " << total[k] / iters << " ms  " << s.label << " -> " << dtype_name(o.info.dtype) << " "
-       << layout_name(o.info.layout) << " " << shape_str(o.info.shape) << " [" << s.kernel->info() << "]\n";
+       << layout_name(o.info.layout) << " " << shape_str(o.info.shape) << " [" << s.kernel->info() << "]";
+    // Conv steps: tera-ops per second (2 x MACs / time), to compare with the chip's int8/fp16 peaks.
+    if (const double macs = conv_macs(s); macs > 0)
+      os << "  " << std::fixed << std::setprecision(0) << 2.0 * macs / (total[k] / iters * 1e-3) / 1e12
+         << " TOPS" << std::defaultfloat << std::setprecision(6);
+    os << "\n";
   }
   return os.str();
 }
@@ -400,6 +406,16 @@ Status CudaExecutor::debug_fill_arena(int byte) {
   return Status::ok();
 }
 
+double CudaExecutor::conv_macs(const Step& s) const {
+  if (!s.node || s.node->op_type != "Conv" || s.node->inputs.size() < 2 || s.outputs.empty()) return 0.0;
+  auto w = graph_.values.find(s.node->inputs[1]);
+  if (w == graph_.values.end()) return 0.0;
+  const Shape& y = values_[static_cast<size_t>(s.outputs[0])].info.shape;
+  // y: [N, K, OH, OW]; w: [K, C/g, R, S]: N*K*OH*OW*(C/g)*R*S.
+  return static_cast<double>(shape_numel(y)) * static_cast<double>(shape_numel(w->second.shape)) /
+         static_cast<double>(std::max<int64_t>(w->second.shape.empty() ? 1 : w->second.shape[0], 1));
+}
+
 CudaExecutor::Cost CudaExecutor::cost() const {
   Cost c;
   for (const auto& s : steps_) {
@@ -409,15 +425,10 @@ CudaExecutor::Cost CudaExecutor::cost() const {
     for (int v : s.outputs)
       if (values_[static_cast<size_t>(v)].storage != Storage::kNone)
         c.bytes += static_cast<double>(values_[static_cast<size_t>(v)].info.nbytes());
-    if (!s.node || s.node->op_type != "Conv" || s.node->inputs.size() < 2) continue;
-    auto w = graph_.values.find(s.node->inputs[1]);
-    if (w == graph_.values.end() || s.outputs.empty()) continue;
-    const Shape& y = values_[static_cast<size_t>(s.outputs[0])].info.shape;
-    // y: [N, K, OH, OW]; w: [K, C/g, R, S]: N*K*OH*OW*(C/g)*R*S.
-    const double macs =
-        static_cast<double>(shape_numel(y)) * static_cast<double>(shape_numel(w->second.shape)) /
-        static_cast<double>(std::max<int64_t>(w->second.shape.empty() ? 1 : w->second.shape[0], 1));
-    c.bytes += static_cast<double>(shape_numel(w->second.shape)) *
+    const double macs = conv_macs(s);
+    if (macs <= 0) continue;
+    const Shape& w = graph_.values.at(s.node->inputs[1]).shape;
+    c.bytes += static_cast<double>(shape_numel(w)) *
                (s.int8 ? 1.0 : dtype_size(values_[static_cast<size_t>(s.outputs[0])].info.dtype));
     c.conv_macs += macs;
     if (s.int8) c.int8_macs += macs;

@@ -114,6 +114,9 @@ class CudaExecutor {
     std::vector<int> wait_joins;
   };
 
+  // Multiply-accumulates of a Conv step (0 for other steps).
+  double conv_macs(const Step& s) const;
+
   // The handle and stream outlive the kernels (members are destroyed in reverse order).
   cuda::CudnnHandle cudnn_;
   cuda::CublasLtHandle cublaslt_;

@@ -133,6 +133,9 @@ struct TensorInfo {
 
 // Row-major strides of a shape.
 std::vector<int64_t> plain_strides(const Shape& s);
+// Elements between pixels of a rank-4 value stored channels-innermost: C for NHWC, the concat
+// buffer's channel count for a strided NHWC slice of one (concat in place); nullopt otherwise.
+std::optional<int64_t> nhwc_pixel_pitch(const TensorInfo& t);
 // Strides of `new_shape` viewing memory laid out as (old_shape, old_strides) without a copy, or
 // nullopt when no view exists (PyTorch's view rule).
 std::optional<std::vector<int64_t>> view_strides(const Shape& old_shape, const std::vector<int64_t>& old_strides,
@@ -274,7 +277,9 @@ std::unique_ptr<CudaKernel> make_cuda_convert();
 std::unique_ptr<CudaKernel> make_cuda_quantize(float scale, int s2d = 1);
 // Internal: a channel concat of NHWC float values quantised straight into an int8 NHWC buffer:
 // input i (channels a multiple of 8) goes to channels [offset_i, offset_i + C_i) with `scale`.
-std::unique_ptr<CudaKernel> make_cuda_quantize_concat(float scale, std::vector<int64_t> channel_offsets);
+// int8 inputs (NHWC, or strided NHWC slices) are requantised from their source_scales[i].
+std::unique_ptr<CudaKernel> make_cuda_quantize_concat(float scale, std::vector<int64_t> channel_offsets,
+                                                     std::vector<float> source_scales = {});
 // Internal: the same gather into half NHWC [N, Cp, H/s, W/s] (s > 1) without quantising, for the
 // FP16 stem conv.
 std::unique_ptr<CudaKernel> make_cuda_space_to_depth_half(int s2d);

@@ -49,6 +49,16 @@ std::optional<std::vector<int64_t>> view_strides(const Shape& old_shape, const s
   return ns;
 }
 
+std::optional<int64_t> nhwc_pixel_pitch(const TensorInfo& t) {
+  if (t.shape.size() != 4) return std::nullopt;
+  if (t.layout == Layout::kNHWC) return t.shape[1];
+  if (t.layout != Layout::kStrided || t.view.size() != 4) return std::nullopt;
+  const int64_t pitch = t.view[3];
+  const std::vector<int64_t> want = {t.shape[2] * t.shape[3] * pitch, 1, t.shape[3] * pitch, pitch};
+  if (pitch < t.shape[1] || !same_strides(t.shape, t.view, want)) return std::nullopt;
+  return pitch;
+}
+
 bool same_strides(const Shape& shape, const std::vector<int64_t>& a, const std::vector<int64_t>& b) {
   if (a.size() != shape.size() || b.size() != shape.size()) return false;
   for (size_t d = 0; d < shape.size(); ++d)

@@ -4,6 +4,8 @@
 // [-127, 127] (src/quant/quant_params.h), the same arithmetic as the CPU INT8 kernel.
 #include <cuda_fp16.h>
 
+#include <type_traits>
+
 #include <algorithm>
 #include <cmath>
 #include <vector>
@@ -92,7 +94,9 @@ __global__ void quantize_nhwc_half8_kernel(int64_t n_vec, float scale, const uin
 // Quantise-concat (--int8: a channel Concat read only by INT8 convs): the float inputs not already
 // written in place are quantised straight into their channel slices of the int8 buffer, instead
 // of a float concat followed by a quantize pass over it. Quantising a concat is quantising each
-// part with the same scale, so this is bit for bit the concat + quantize result.
+// part with the same scale, so this is bit for bit the concat + quantize result. The sources may
+// also be int8 values of another scale (a precision plan with int8 between layers: concat inputs
+// read elsewhere keep their own scale): those are requantised, q * s_source / scale.
 constexpr int kMaxConcatSources = 8;
 
 struct QuantizeConcatParams {
@@ -100,8 +104,17 @@ struct QuantizeConcatParams {
   int pitch;                         // int8 channels per output pixel
   int chunks[kMaxConcatSources];     // source channels / 8
   int offset[kMaxConcatSources];     // channel offset of each source's slice
+  int src_ld[kMaxConcatSources];     // int8 sources: elements between source pixels
+  float src_scale[kMaxConcatSources];  // int8 sources: their scale
   float scale;
 };
+
+__device__ __forceinline__ void load8_s8(const int8_t* x, int64_t offset, float scale, float (&f)[8]) {
+  const uint2 v = *reinterpret_cast<const uint2*>(x + offset);
+  const int8_t* q = reinterpret_cast<const int8_t*>(&v);
+#pragma unroll
+  for (int k = 0; k < 8; ++k) f[k] = static_cast<float>(q[k]) * scale;
+}
 struct ConcatSources {
   const void* p[kMaxConcatSources];  // NHWC, contiguous, 16-byte aligned
 };
@@ -114,11 +127,12 @@ __global__ void quantize_concat_kernel(QuantizeConcatParams p, ConcatSources src
   // This block's source: picked with constant indices (a runtime index into the parameter arrays
   // would make every thread copy them to local memory first: 6x slower, measured).
   const int s = static_cast<int>(blockIdx.y);
-  int chunks_s = 0, offset_s = 0;
+  int chunks_s = 0, offset_s = 0, ld_s = 0;
+  float scale_s = 0.f;
   const void* x_s = nullptr;
 #pragma unroll
   for (int k = 0; k < kMaxConcatSources; ++k)
-    if (k == s) chunks_s = p.chunks[k], offset_s = p.offset[k], x_s = src.p[k];
+    if (k == s) chunks_s = p.chunks[k], offset_s = p.offset[k], x_s = src.p[k], ld_s = p.src_ld[k], scale_s = p.src_scale[k];
   const Index chunks = static_cast<Index>(chunks_s);
   const Index n_items = static_cast<Index>(p.pixels) * chunks;
   const T* __restrict__ x = static_cast<const T*>(x_s);
@@ -128,7 +142,8 @@ __global__ void quantize_concat_kernel(QuantizeConcatParams p, ConcatSources src
     const Index pix = i / chunks;
     const int c8 = static_cast<int>(i - pix * chunks);
     float f[8];
-    load8(x, static_cast<int64_t>(i), f);
+    if constexpr (std::is_same_v<T, int8_t>) load8_s8(x, static_cast<int64_t>(pix) * ld_s + c8 * 8, scale_s, f);
+    else load8(x, static_cast<int64_t>(i), f);
     uint2 out;
     int8_t* o = reinterpret_cast<int8_t*>(&out);
 #pragma unroll
@@ -139,7 +154,10 @@ __global__ void quantize_concat_kernel(QuantizeConcatParams p, ConcatSources src
 
 class QuantizeConcatKernel final : public CudaKernel {
  public:
-  QuantizeConcatKernel(float scale, std::vector<int64_t> offsets) : offsets_(std::move(offsets)) { p_.scale = scale; }
+  QuantizeConcatKernel(float scale, std::vector<int64_t> offsets, std::vector<float> source_scales)
+      : offsets_(std::move(offsets)), source_scales_(std::move(source_scales)) {
+    p_.scale = scale;
+  }
 
   Status prepare(PrepareContext&, const Node& node, std::span<const TensorInfo* const> in,
                  std::span<const TensorInfo> out) override {
@@ -156,16 +174,26 @@ class QuantizeConcatKernel final : public CudaKernel {
     int max_chunks = 0;
     for (size_t i = 0; i < in.size(); ++i) {
       const TensorInfo* x = in[i];
-      if (x == nullptr || x->shape.size() != 4 || x->layout != Layout::kNHWC || x->shape[0] != y.shape[0] ||
+      const DataType dt = x ? x->dtype : DataType::kFloat32;
+      const bool s8 = dt == DataType::kInt8;
+      const auto ld = x ? nhwc_pixel_pitch(*x) : std::nullopt;
+      if (x == nullptr || x->shape.size() != 4 || (s8 ? !ld || *ld % 8 != 0 : x->layout != Layout::kNHWC) ||
+          x->shape[0] != y.shape[0] ||
           x->shape[2] != y.shape[2] || x->shape[3] != y.shape[3] || x->shape[1] % 8 != 0 || offsets_[i] % 8 != 0 ||
           offsets_[i] < 0 || offsets_[i] + x->shape[1] > y.shape[1])
         return internal_error(name + ": quantize-concat input " + std::to_string(i) +
                               " must be NHWC with a multiple of 8 channels at an 8-aligned offset inside the output");
-      const DataType dt = x->dtype;
-      if (dt != DataType::kFloat16 && dt != DataType::kFloat32)
-        return internal_error(name + ": quantize-concat reads half or float");
-      if (i > 0 && (dt == DataType::kFloat16) != half_) return internal_error(name + ": quantize-concat inputs mix dtypes");
-      half_ = dt == DataType::kFloat16;
+      if (dt != DataType::kFloat16 && dt != DataType::kFloat32 && !s8)
+        return internal_error(name + ": quantize-concat reads half, float or int8");
+      if (i > 0 && dt != dtype_) return internal_error(name + ": quantize-concat inputs mix dtypes");
+      dtype_ = dt;
+      if (s8) {
+        const float ss = i < source_scales_.size() ? source_scales_[i] : 0.f;
+        if (!(ss > 0.f) || !std::isfinite(ss))
+          return internal_error(name + ": int8 input " + std::to_string(i) + " of quantize-concat has no scale");
+        p_.src_scale[i] = ss;
+        p_.src_ld[i] = static_cast<int>(*ld);
+      }
       p_.chunks[i] = static_cast<int>(x->shape[1] / 8);
       p_.offset[i] = static_cast<int>(offsets_[i]);
       max_chunks = std::max(max_chunks, p_.chunks[i]);
@@ -182,14 +210,17 @@ class QuantizeConcatKernel final : public CudaKernel {
     ConcatSources src{};
     for (int i = 0; i < n_; ++i) {
       src.p[i] = in[static_cast<size_t>(i)];
-      if (src.p[i] == nullptr || reinterpret_cast<uintptr_t>(src.p[i]) % 16 != 0)
+      if (src.p[i] == nullptr || reinterpret_cast<uintptr_t>(src.p[i]) % (dtype_ == DataType::kInt8 ? 8 : 16) != 0)
         return internal_error("quantize-concat: missing or misaligned input");
     }
     auto* y = static_cast<int8_t*>(out[0]);
     if (y == nullptr || reinterpret_cast<uintptr_t>(y) % 8 != 0) return internal_error("quantize-concat: bad output");
     const dim3 grid(grid_for(items_, kThreads, 65535 * 4), static_cast<unsigned>(n_));
     const bool small = items_ < (int64_t{1} << 31);
-    if (half_) {
+    if (dtype_ == DataType::kInt8) {
+      if (small) launch_kernel(quantize_concat_kernel<int8_t, uint32_t>, grid, kThreads, 0, ctx.stream, ctx.programmatic, p_, src, y);
+      else launch_kernel(quantize_concat_kernel<int8_t, uint64_t>, grid, kThreads, 0, ctx.stream, ctx.programmatic, p_, src, y);
+    } else if (dtype_ == DataType::kFloat16) {
       if (small) launch_kernel(quantize_concat_kernel<__half, uint32_t>, grid, kThreads, 0, ctx.stream, ctx.programmatic, p_, src, y);
       else launch_kernel(quantize_concat_kernel<__half, uint64_t>, grid, kThreads, 0, ctx.stream, ctx.programmatic, p_, src, y);
     } else {
@@ -206,10 +237,11 @@ class QuantizeConcatKernel final : public CudaKernel {
 
  private:
   std::vector<int64_t> offsets_;
+  std::vector<float> source_scales_;
   QuantizeConcatParams p_{};
   int n_ = 0;
   int64_t items_ = 0;
-  bool half_ = true;
+  DataType dtype_ = DataType::kFloat16;
 };
 
 class QuantizeKernel final : public CudaKernel {
@@ -298,8 +330,9 @@ std::unique_ptr<CudaKernel> make_cuda_quantize(float scale, int s2d) {
   return std::make_unique<QuantizeKernel>(scale, s2d, false);
 }
 
-std::unique_ptr<CudaKernel> make_cuda_quantize_concat(float scale, std::vector<int64_t> channel_offsets) {
-  return std::make_unique<QuantizeConcatKernel>(scale, std::move(channel_offsets));
+std::unique_ptr<CudaKernel> make_cuda_quantize_concat(float scale, std::vector<int64_t> channel_offsets,
+                                                     std::vector<float> source_scales) {
+  return std::make_unique<QuantizeConcatKernel>(scale, std::move(channel_offsets), std::move(source_scales));
 }
 
 std::unique_ptr<CudaKernel> make_cuda_space_to_depth_half(int s2d) {

@@ -1,6 +1,7 @@
 // Resize / Upsample, mode nearest, rank 4 with N and C unscaled, NCHW or NHWC. The source index of
 // every output row and column is computed at build with ResizeAttrs (the CPU backend's mapping)
-// and uploaded as two small tables.
+// and uploaded as two small tables. Any element type (int8 too: the copy is exact, the scale is the
+// input's); NHWC input and output may be channel slices of concat buffers (pixel pitches).
 #include "backends/cuda/cuda_common.cuh"
 #include "backends/cuda/cuda_kernel.h"
 #include "ir/ops/resize.h"
@@ -13,6 +14,7 @@ struct ResizeParams {
   int n, c, h, w, oh, ow;
   int64_t total;
   int y_pitch;  // NHWC: elements between output pixels (c, or more when y is a concat slice)
+  int x_pitch;  // NHWC: elements between input pixels (c, or more when x is a concat slice)
   const int* ys;  // [oh]
   const int* xs;  // [ow]
 };
@@ -25,15 +27,15 @@ __global__ void resize_nearest_kernel(ResizeParams p, T* __restrict__ y, const T
     int c, ox, oy, n;
     split_image_index<NHWC>(i, p.c, p.oh, p.ow, n, c, oy, ox);
     const int iy = p.ys[oy], ix = p.xs[ox];
-    const int64_t off = NHWC ? ((static_cast<int64_t>(n) * p.h + iy) * p.w + ix) * p.c + c
+    const int64_t off = NHWC ? ((static_cast<int64_t>(n) * p.h + iy) * p.w + ix) * p.x_pitch + c
                              : ((static_cast<int64_t>(n) * p.c + c) * p.h + iy) * p.w + ix;
     y[NHWC ? (i / p.c) * p.y_pitch + c : i] = x[off];
   }
 }
 
 // NHWC, C * element size a multiple of 16 bytes: one thread per 16-byte channel vector.
-__global__ void resize_nearest_nhwc_vec_kernel(ResizeParams p, uint32_t cv, uint32_t y_pitch_v, uint4* __restrict__ y,
-                                               const uint4* __restrict__ x) {
+__global__ void resize_nearest_nhwc_vec_kernel(ResizeParams p, uint32_t cv, uint32_t y_pitch_v, uint32_t x_pitch_v,
+                                               uint4* __restrict__ y, const uint4* __restrict__ x) {
   await_producers();
   const uint32_t total = static_cast<uint32_t>(static_cast<int64_t>(p.n) * p.oh * p.ow * cv);
   for (uint32_t i = blockIdx.x * blockDim.x + threadIdx.x; i < total; i += gridDim.x * blockDim.x) {
@@ -46,7 +48,7 @@ __global__ void resize_nearest_nhwc_vec_kernel(ResizeParams p, uint32_t cv, uint
     const uint32_t oy = r % static_cast<uint32_t>(p.oh);
     const uint32_t n = r / static_cast<uint32_t>(p.oh);
     y[pixel * y_pitch_v + c] = x[((n * static_cast<uint32_t>(p.h) + static_cast<uint32_t>(p.ys[oy])) * static_cast<uint32_t>(p.w) +
-              static_cast<uint32_t>(p.xs[ox])) * cv + c];
+              static_cast<uint32_t>(p.xs[ox])) * x_pitch_v + c];
   }
 }
 
@@ -80,9 +82,13 @@ class ResizeKernel final : public CudaKernel {
     QYOLO_RETURN_IF_ERROR(tables_.upload(table.data(), table.size() * sizeof(int)));
     p_ = {static_cast<int>(x.shape[0]), static_cast<int>(x.shape[1]), static_cast<int>(x.shape[2]),
           static_cast<int>(x.shape[3]), static_cast<int>(a.out_shape[2]), static_cast<int>(a.out_shape[3]),
-          out[0].numel(), static_cast<int>(x.shape[1]), tables_.as<int>(), tables_.as<int>() + a.out_shape[2]};
-    nhwc_ = x.layout == Layout::kNHWC;
-    if (x.layout != out[0].layout || x.dtype != out[0].dtype) return internal_error(node.describe() + ": layout mismatch");
+          out[0].numel(), static_cast<int>(x.shape[1]), static_cast<int>(x.shape[1]), tables_.as<int>(),
+          tables_.as<int>() + a.out_shape[2]};
+    const auto x_pitch = nhwc_pixel_pitch(x);
+    nhwc_ = x_pitch.has_value();
+    if (nhwc_) p_.x_pitch = static_cast<int>(*x_pitch);
+    const Layout want = nhwc_ ? Layout::kNHWC : x.layout;
+    if (want != out[0].layout || x.dtype != out[0].dtype) return internal_error(node.describe() + ": layout mismatch");
     esize_ = dtype_size(x.dtype);
     return Status::ok();
   }
@@ -97,15 +103,19 @@ class ResizeKernel final : public CudaKernel {
     const unsigned g = grid_for(p_.total, kThreads);
     const size_t row = static_cast<size_t>(p_.c) * esize_;
     const size_t y_row = static_cast<size_t>(p_.y_pitch) * esize_;
-    if (nhwc_ && row % 16 == 0 && y_row % 16 == 0 && p_.total / p_.c * p_.y_pitch < (int64_t{1} << 31) &&
-        static_cast<int64_t>(p_.n) * p_.c * p_.h * p_.w < (int64_t{1} << 31) &&
+    const size_t x_row = static_cast<size_t>(p_.x_pitch) * esize_;
+    if (nhwc_ && row % 16 == 0 && y_row % 16 == 0 && x_row % 16 == 0 && p_.total / p_.c * p_.y_pitch < (int64_t{1} << 31) &&
+        static_cast<int64_t>(p_.n) * p_.x_pitch * p_.h * p_.w < (int64_t{1} << 31) &&
         ((reinterpret_cast<uintptr_t>(in[0]) | reinterpret_cast<uintptr_t>(out[0])) % 16) == 0) {
       const uint32_t cv = static_cast<uint32_t>(row / 16);
-      launch_kernel(resize_nearest_nhwc_vec_kernel, grid_for(p_.total * static_cast<int64_t>(esize_) / 16, kThreads), kThreads, 0, ctx.stream, ctx.programmatic, p_, cv, static_cast<uint32_t>(y_row / 16), static_cast<uint4*>(out[0]), static_cast<const uint4*>(in[0]));
+      launch_kernel(resize_nearest_nhwc_vec_kernel, grid_for(p_.total * static_cast<int64_t>(esize_) / 16, kThreads), kThreads, 0, ctx.stream, ctx.programmatic, p_, cv, static_cast<uint32_t>(y_row / 16), static_cast<uint32_t>(x_row / 16), static_cast<uint4*>(out[0]), static_cast<const uint4*>(in[0]));
       QYOLO_CUDA_CHECK_LAUNCH("resize_nearest_nhwc_vec_kernel");
       return Status::ok();
     }
-    if (esize_ == 2) {
+    if (esize_ == 1) {
+      if (nhwc_) launch_kernel(resize_nearest_kernel<uint8_t, true>, g, kThreads, 0, ctx.stream, ctx.programmatic, p_, static_cast<uint8_t*>(out[0]), static_cast<const uint8_t*>(in[0]));
+      else launch_kernel(resize_nearest_kernel<uint8_t, false>, g, kThreads, 0, ctx.stream, ctx.programmatic, p_, static_cast<uint8_t*>(out[0]), static_cast<const uint8_t*>(in[0]));
+    } else if (esize_ == 2) {
       if (nhwc_) launch_kernel(resize_nearest_kernel<uint16_t, true>, g, kThreads, 0, ctx.stream, ctx.programmatic, p_, static_cast<uint16_t*>(out[0]), static_cast<const uint16_t*>(in[0]));
       else launch_kernel(resize_nearest_kernel<uint16_t, false>, g, kThreads, 0, ctx.stream, ctx.programmatic, p_, static_cast<uint16_t*>(out[0]), static_cast<const uint16_t*>(in[0]));
     } else if (esize_ == 4) {
