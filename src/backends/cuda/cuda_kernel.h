@@ -98,8 +98,12 @@ struct CudaBuildOptions {
   int cudnn_int8 = 1;
   // With int8_fp16: an INT8 conv with a fused residual whose value has a calibrated scale
   // (qyolo_residual_scale) reads it as int8 (the copy its producer requantises for the INT8 convs
-  // that read it anyway), so the producer writes no half copy for it. Off: the residual is half.
-  bool int8_residual = true;
+  // that read it anyway), so the producer writes no half copy for it. Off (default): the residual
+  // is half. Off by default because the calibrated scale clips the identity path: calibrators that
+  // clip outliers (entropy, percentile, mse) would cut large residual values the CPU INT8 engine
+  // adds in float (GPU test ResidualReadAsInt8, device run 2 of session 8), and it made no engine
+  // faster on yolov5s b32 (NOTES.md).
+  bool int8_residual = false;
   // sm_90+: our kernels launch with programmatic dependent launch, so each can start launching
   // while the kernel before it in the stream finishes (cuda_common.cuh await_producers). A
   // run-time setting: engine files do not store it. Off: plain launches (bench_gpu --no-pdl).
