@@ -79,6 +79,11 @@ def confusion(d, out_dir):
     if m.size == 0:
         return
     names = [c["name"] for c in d["classes"]] + ["background"]
+    # Many classes (COCO's 80): only those with ground truth or detections, so the labels stay readable.
+    shown = np.flatnonzero((m.sum(axis=0) + m.sum(axis=1)) > 0) if len(names) > 30 else np.arange(len(names))
+    hidden = len(names) - len(shown)
+    m = m[np.ix_(shown, shown)]
+    names = [names[i] for i in shown]
     # Columns are true classes: normalise each column (ultralytics' normalize=True); the
     # background column counts false positives, normalised by its own sum.
     col = m.sum(axis=0, keepdims=True)
@@ -98,7 +103,8 @@ def confusion(d, out_dir):
                             color="white" if norm[i, j] > 0.5 else "black")
     ax.set(xlabel="true class", ylabel="predicted class")
     ax.set_title(f"Confusion matrix (each column sums to 1; detections with score > 0.25 matched at IoU > 0.45)\n"
-                 f"{d['label']}, {int(m.sum())} pairs", fontsize=10)
+                 f"{d['label']}, {int(m.sum())} pairs"
+                 + (f"; {hidden} classes without ground truth or detections left out" if hidden else ""), fontsize=10)
     fig.colorbar(im, ax=ax, fraction=0.03, pad=0.02)
     save(fig, out_dir, "confusion_matrix.png")
 
