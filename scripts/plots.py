@@ -150,8 +150,11 @@ def snr(d, out_dir):
     fig, ax = plt.subplots(figsize=(max(8, 0.09 * len(layers) + 4), 5))
     ax.bar(x[int8], v[int8], color="tab:blue", label="INT8 layer output")
     ax.bar(x[~int8], v[~int8], color="tab:orange", label="float layer output")
-    worst = np.argsort(v)[:8]
-    for i in worst:
+    labelled = []
+    for i in np.argsort(v)[:8]:  # the worst layers by name, unless a neighbour already has a label
+        if any(abs(i - j) < 3 for j in labelled):
+            continue
+        labelled.append(i)
         ax.annotate(layers[i]["tensor"][-28:], (x[i], v[i]), textcoords="offset points", xytext=(0, 4),
                     rotation=90, fontsize=6, ha="center", va="bottom")
     ax.set(xlabel="layer (network order)", ylabel="SNR dB (FP32 vs INT8, higher is better)",
@@ -159,7 +162,7 @@ def snr(d, out_dir):
     ax.set_title(f"Per-layer SNR of the INT8 engine against FP32: {os.path.basename(d['model'])}, "
                  f"{os.path.basename(d['calibration'] or 'Q/DQ')}, {d['images']} images")
     ax.grid(axis="y", alpha=0.3)
-    ax.legend(loc="lower left")
+    ax.legend(loc="upper left")
     save(fig, out_dir, "snr_per_layer.png")
 
 
