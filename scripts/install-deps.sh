@@ -5,7 +5,8 @@ pkgs=(build-essential cmake ninja-build pkg-config
       libonnx-dev libprotobuf-dev protobuf-compiler libdnnl-dev
       libturbojpeg0-dev libpng-dev nlohmann-json3-dev libcli11-dev
       libgtest-dev libonnx-testdata
-      ocl-icd-opencl-dev)
+      ocl-icd-opencl-dev
+      python3-dev python3-pybind11 python3-numpy python3-pytest python3-matplotlib)
 missing=()
 for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if ((${#missing[@]})); then
