@@ -160,7 +160,8 @@ void register_calibrate(CLI::App& app, int& exit_code) {
       "N x H x W x 3 RGB images");
   cmd->add_option("--data-loader-script", a->loader_script,
                   "Python file with a load_data() generator yielding {input_name: array} dicts (polygraphy's "
-                  "convention) of float32 N x 3 x H x W batches (or uint8 N x H x W x 3 images)");
+                  "convention) of float32 N x 3 x H x W batches (or uint8 N x H x W x 3 images); run by "
+                  "$QYOLO_PYTHON, else /usr/bin/python3");
   cmd->add_option("--algo", a->algo, "entropy | minmax | percentile | mse")->capture_default_str();
   cmd->add_option("--percentile", a->percentile, "for --algo percentile")->capture_default_str();
   auto* num = cmd->add_option("--num", a->num, "number of calibration images (.npy and loaders: default all)")

@@ -3,11 +3,15 @@
 // python3-matplotlib are installed), else python3 on PATH.
 #pragma once
 
+#include <fcntl.h>
+#include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -50,21 +54,24 @@ inline Result<std::string> run_python(const std::vector<std::string>& args, cons
                                       const std::filesystem::path& work_dir) {
   const std::string py = python_executable();
   const auto out_path = work_dir / "python.stdout", err_path = work_dir / "python.stderr";
-  const pid_t pid = fork();
-  if (pid < 0) return internal_error("cannot start " + py + " for " + what);
-  if (pid == 0) {
-    if (!std::freopen(out_path.c_str(), "w", stdout) || !std::freopen(err_path.c_str(), "w", stderr))
-      _exit(126);
-    std::vector<char*> argv{const_cast<char*>(py.c_str())};
-    for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-    argv.push_back(nullptr);
-    execvp(py.c_str(), argv.data());
-    std::fprintf(stderr, "cannot run %s\n", py.c_str());
-    _exit(127);
-  }
+  // posix_spawn, not fork: the CLI has OpenMP threads, and nothing runs in a forked copy of them.
+  posix_spawn_file_actions_t files;
+  posix_spawn_file_actions_init(&files);
+  posix_spawn_file_actions_addopen(&files, STDOUT_FILENO, out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC,
+                                   0644);
+  posix_spawn_file_actions_addopen(&files, STDERR_FILENO, err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC,
+                                   0644);
+  std::vector<char*> argv{const_cast<char*>(py.c_str())};
+  for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+  argv.push_back(nullptr);
+  pid_t pid = 0;
+  const int rc = posix_spawnp(&pid, py.c_str(), &files, nullptr, argv.data(), environ);
+  posix_spawn_file_actions_destroy(&files);
+  if (rc != 0) return not_found("cannot run " + py + " for " + what + ": " + std::strerror(rc));
   int status = 0;
-  while (waitpid(pid, &status, 0) < 0) {
-  }
+  while (waitpid(pid, &status, 0) < 0)
+    if (errno != EINTR)
+      return internal_error("waiting for " + py + " (" + what + "): " + std::strerror(errno));
   const std::string out = read_file_text(out_path), err = read_file_text(err_path);
   if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return out;
   // The last line of stderr: the exception Python raised (or the script's own message).
