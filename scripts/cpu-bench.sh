@@ -5,6 +5,10 @@
 # shared machine move with it.
 #
 #   scripts/cpu-bench.sh [--models "yolov5n yolov5s"] [--batches "1 8"] [--iters 20] [--profile]
+#                        [--baseline OTHER_QYOLO]
+#
+# --baseline: also times INT8 with another qyolo binary (e.g. one built from an older commit), in
+# the same run, as one more column.
 #
 # --profile: instead of the table, one INT8 run per model/batch with ONEDNN_VERBOSE=1: the oneDNN
 # implementation of every primitive that executes (counted), then `qyolo bench --dump-profile`
@@ -24,12 +28,14 @@ MODELS="yolov5n yolov5s"
 BATCHES="1 8"
 ITERS=20
 PROFILE=0
+BASELINE=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --models) MODELS=$2; shift 2 ;;
     --batches) BATCHES=$2; shift 2 ;;
     --iters) ITERS=$2; shift 2 ;;
     --profile) PROFILE=1; shift ;;
+    --baseline) BASELINE=$2; shift 2 ;;
     *) echo "cpu-bench: unknown argument '$1'" >&2; exit 2 ;;
   esac
 done
@@ -40,23 +46,24 @@ export OMP_NUM_THREADS=$THREADS
 mkdir -p "$CACHE_DIR"
 
 algo_for() { [ "$1" = yolov5n ] && echo minmax || echo mse; }
-# The dynamic exports take every batch; the cache is made on the same file.
+# The dynamic exports take every batch. The cache is made on the static export (batch 1, same
+# tensor names) and serves both.
 model_file() { echo "$SHARED/models/$1-dynamic.onnx"; }
 cache_for() {
   local m=$1 algo
   algo=$(algo_for "$m")
-  local c="$CACHE_DIR/$m-dynamic-$algo.cache"
+  local c="$CACHE_DIR/$m-$algo.cache"
   if [ ! -s "$c" ]; then
     echo "calibrating $m ($algo, 128 coco128 images) -> $c" >&2
-    "$QYOLO" calibrate --model "$(model_file "$m")" --calib "$SHARED/data/coco128" --algo "$algo" --num 128 \
+    "$QYOLO" calibrate --model "$SHARED/models/$m.onnx" --calib "$SHARED/data/coco128" --algo "$algo" --num 128 \
       --cache "$c" >&2
   fi
   echo "$c"
 }
-qyolo_median() {  # model batch [int8 args...]: median ms of `qyolo bench`
-  local m=$1 b=$2
-  shift 2
-  "$QYOLO" bench --model "$(model_file "$m")" "$@" --shapes "images:${b}x3x640x640" --warmup 3 \
+qyolo_median() {  # binary model batch [int8 args...]: median ms of `qyolo bench`
+  local bin=$1 m=$2 b=$3
+  shift 3
+  "$bin" bench --model "$(model_file "$m")" "$@" --shapes "images:${b}x3x640x640" --warmup 3 \
     --iterations "$ITERS" | sed -n 's/^latency ms:.* median \([0-9.]*\).*/\1/p'
 }
 ort_median() {
@@ -93,16 +100,20 @@ if [ "$PROFILE" = 1 ]; then
 fi
 
 echo
-echo "| model | batch | qyolo fp32 ms | ONNX Runtime fp32 ms | qyolo int8 ms | int8 vs our fp32 | int8 vs ORT fp32 |"
-echo "| --- | --- | --- | --- | --- | --- | --- |"
+extra_head="" extra_rule=""
+[ -n "$BASELINE" ] && extra_head=" int8 with --baseline ms |" extra_rule=" --- |"
+echo "| model | batch | qyolo fp32 ms | ONNX Runtime fp32 ms | qyolo int8 ms | int8 vs our fp32 | int8 vs ORT fp32 |$extra_head"
+echo "| --- | --- | --- | --- | --- | --- | --- |$extra_rule"
+ratio() { [ -n "$2" ] && awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2fx", b / a }' || echo "-"; }
 for m in $MODELS; do
   cache=$(cache_for "$m")
   for b in $BATCHES; do
-    f=$(qyolo_median "$m" "$b")
+    f=$(qyolo_median "$QYOLO" "$m" "$b")
     o=$(ort_median "$m" "$b" || true)
-    i=$(qyolo_median "$m" "$b" --int8 --cache "$cache")
-    ratio() { [ -n "$2" ] && awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2fx", b / a }' || echo "-"; }
-    echo "| $m ($(algo_for "$m") cache) | $b | $f | ${o:--} | $i | $(ratio "$i" "$f") | $(ratio "$i" "$o") |"
+    i=$(qyolo_median "$QYOLO" "$m" "$b" --int8 --cache "$cache")
+    extra=""
+    [ -n "$BASELINE" ] && extra=" $(qyolo_median "$BASELINE" "$m" "$b" --int8 --cache "$cache") |"
+    echo "| $m ($(algo_for "$m") cache) | $b | $f | ${o:--} | $i | $(ratio "$i" "$f") | $(ratio "$i" "$o") |$extra"
   done
 done
 echo
