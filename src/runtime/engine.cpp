@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "onnx/onnx_import.h"
+#include "quant/int8_dataflow.h"
 #include "quant/quantize_graph.h"
 #include "runtime/engine_impl.h"
 #include "yolo/metadata.h"
@@ -146,6 +147,10 @@ Result<SpecializedGraph> Engine::Impl::prepare(const Shape& input_shape, const P
     QuantizeOptions q;
     q.float_layers_regex = options.float_layers_regex;
     QYOLO_RETURN_IF_ERROR(quantize_graph(sg, activation_scales, q));
+    // The CPU keeps int8 between layers; the CUDA executor makes its own choices (issue 19).
+    if (options.device == Device::kCpu) {
+      QYOLO_RETURN_IF_ERROR(plan_int8_dataflow(sg, activation_scales).status());
+    }
   }
   return sg;
 }
