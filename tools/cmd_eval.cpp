@@ -245,7 +245,8 @@ Status run_eval(const EvalArgs& a) {
         {"ar1", m.ar1}, {"ar10", m.ar10}, {"ar100", m.ar100},
         {"per_class", per_class}};
     j.update(src.fields);
-    QYOLO_RETURN_IF_ERROR(write_text_atomic(a.json_out, j.dump(1) + "\n"));
+    QYOLO_RETURN_IF_ERROR(write_text_atomic(
+        a.json_out, j.dump(1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n"));
   }
   return Status::ok();
 }
