@@ -177,7 +177,7 @@ Status run_eval(const EvalArgs& a) {
       if (c.ap >= 0) std::printf("%-16s %8.3f %8.3f\n", c.name.c_str(), c.ap, c.ap50);
   }
   if (!a.json_out.empty())
-    QYOLO_RETURN_IF_ERROR(write_text_atomic(a.json_out, summary_json(ev).dump(1) + "\n"));
+    QYOLO_RETURN_IF_ERROR(write_text_atomic(a.json_out, summary_json(ev).dump(1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n"));
   if (!a.plots_dir.empty()) {
     nlohmann::json data = plot_json(ev, run_label(ev));
     if (!a.compare.empty()) {

@@ -19,7 +19,7 @@ inline Result<std::vector<std::string>> draw_plots(const std::string& kind, cons
   std::filesystem::create_directories(dir, ec);
   if (ec) return io_error("--plots: cannot create '" + dir + "': " + ec.message());
   const std::string json_path = (std::filesystem::path(dir) / (kind + ".json")).string();
-  QYOLO_RETURN_IF_ERROR(write_text_atomic(json_path, data.dump() + "\n"));
+  QYOLO_RETURN_IF_ERROR(write_text_atomic(json_path, data.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n"));
   TempDir work("qyolo_plots_");
   if (!work.ok()) return io_error("cannot create a temporary folder");
   const std::string script = scripts_dir() + "/plots.py";

@@ -60,13 +60,16 @@ Result<int> get_int(const json& obj, const char* key, const std::string& where) 
     if (v == std::floor(v) && std::abs(v) < 2e9) return static_cast<int>(v);
   }
   if (it->is_boolean()) return it->get<bool>() ? 1 : 0;
-  return corrupt(where + ": '" + key + "' is not an integer: " + it->dump());
+  return corrupt(where + ": '" + key +
+                 "' is not an integer: " + it->dump(-1, ' ', false, json::error_handler_t::replace));
 }
 
 Result<double> get_number(const json& obj, const char* key, const std::string& where) {
   auto it = obj.find(key);
   if (it == obj.end()) return corrupt(where + ": missing '" + key + "'");
-  if (!it->is_number()) return corrupt(where + ": '" + key + "' is not a number: " + it->dump());
+  if (!it->is_number())
+    return corrupt(where + ": '" + key +
+                   "' is not a number: " + it->dump(-1, ' ', false, json::error_handler_t::replace));
   return it->get<double>();
 }
 
@@ -74,10 +77,13 @@ Result<std::array<double, 4>> get_bbox(const json& obj, const std::string& where
   auto it = obj.find("bbox");
   if (it == obj.end()) return corrupt(where + ": missing 'bbox'");
   if (!it->is_array() || it->size() != 4)
-    return corrupt(where + ": 'bbox' is not [x, y, w, h]: " + it->dump());
+    return corrupt(
+        where + ": 'bbox' is not [x, y, w, h]: " + it->dump(-1, ' ', false, json::error_handler_t::replace));
   std::array<double, 4> b{};
   for (size_t k = 0; k < 4; ++k) {
-    if (!(*it)[k].is_number()) return corrupt(where + ": 'bbox' has a non-number: " + it->dump());
+    if (!(*it)[k].is_number())
+      return corrupt(
+          where + ": 'bbox' has a non-number: " + it->dump(-1, ' ', false, json::error_handler_t::replace));
     b[k] = (*it)[k].get<double>();
   }
   return b;
