@@ -15,3 +15,12 @@ if ((${#missing[@]})); then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
+# Optional (QYOLO_ORT_REFERENCE=1): ONNX Runtime from npm (onnxruntime-node) for the tests that
+# compare with ONNX Runtime at run time (tests/ort_reference.h); without it they skip.
+if [ "${QYOLO_ORT_REFERENCE:-0}" = 1 ]; then
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  for p in nodejs npm; do dpkg -s "$p" >/dev/null 2>&1 || DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "$p"; done
+  mkdir -p ~/.ort-peer
+  [ -f ~/.ort-peer/package.json ] || echo '{"name":"ort-peer","private":true}' > ~/.ort-peer/package.json
+  [ -d ~/.ort-peer/node_modules/onnxruntime-node ] || (cd ~/.ort-peer && npm install --ignore-scripts onnxruntime-node@1.30.0)
+fi

@@ -6,6 +6,7 @@
 #include "commands.h"
 #include "ir/op_registry.h"
 #include "onnx/onnx_import.h"
+#include "onnx/qoperator.h"
 #include "yolo/metadata.h"
 
 namespace qyolo::cli {
@@ -19,6 +20,10 @@ int run_info(const std::string& model, bool list_ops) {
       std::printf("%-20.*s %-18.*s %s\n", static_cast<int>(op.op_type.size()), op.op_type.data(),
                   static_cast<int>(op.stem.size()), op.stem.data(), backends.c_str());
     }
+    std::printf("\nrewritten at import into DequantizeLinear -> float op -> QuantizeLinear (ONNX Runtime QOperator):\n");
+    for (const auto& op : qoperator_ops())
+      std::printf("%-26.*s -> %.*s\n", static_cast<int>(op.op_type.size()), op.op_type.data(),
+                  static_cast<int>(op.float_op.size()), op.float_op.data());
     return 0;
   }
   if (model.empty()) return report("info", invalid_argument("give --model M.onnx or --ops"));

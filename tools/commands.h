@@ -18,6 +18,7 @@ void register_bench(CLI::App& app, int& exit_code);
 void register_calibrate(CLI::App& app, int& exit_code);
 void register_export_qdq(CLI::App& app, int& exit_code);
 void register_compare(CLI::App& app, int& exit_code);
+void register_export_float(CLI::App& app, int& exit_code);
 
 // Prints "qyolo <cmd>: error: <message>" to stderr and returns 1.
 int report(const std::string& command, const Status& status);

@@ -25,6 +25,7 @@ int main(int argc, char** argv) {
   qyolo::cli::register_calibrate(app, exit_code);
   qyolo::cli::register_export_qdq(app, exit_code);
   qyolo::cli::register_compare(app, exit_code);
+  qyolo::cli::register_export_float(app, exit_code);
   // QYOLO_PARSE_ONLY=1: parse the command line (unknown flags, missing values, bad numbers fail as
   // usual) and stop before running anything. The tests run every qyolo line of the README and
   // scripts/ this way, so that a renamed flag breaks CI, not a user.

@@ -13,6 +13,7 @@
 #include "ir/op_registry.h"
 #include "ir/shape_arith.h"
 #include "onnx/onnx_pb.h"
+#include "onnx/qoperator.h"
 
 namespace qyolo {
 
@@ -240,14 +241,22 @@ Result<Graph> import_onnx_bytes(const std::string& bytes, const std::string& ori
     node.inputs.assign(np.input().begin(), np.input().end());
     node.outputs.assign(np.output().begin(), np.output().end());
     std::string where = origin + ": " + node.describe();
-    if (!node.domain.empty())
+    // ONNX Runtime writes its quantizer's int16/int4-capable Q/DQ in its own domain; same semantics.
+    if (node.domain == "com.microsoft" && (node.op_type == "QuantizeLinear" || node.op_type == "DequantizeLinear"))
+      node.domain.clear();
+    const bool qoperator = is_qoperator(node.op_type, node.domain);
+    if (!node.domain.empty() && !qoperator)
       return unsupported(where + ": operator domain '" + node.domain + "' is not supported");
     // Qyolo* ops are qyolo's own fused forms, made by its passes; a file naming one is not ONNX.
-    if (find_op(node.op_type) == nullptr || node.op_type.rfind("Qyolo", 0) == 0)
+    if (!qoperator && (find_op(node.op_type) == nullptr || node.op_type.rfind("Qyolo", 0) == 0))
       return unsupported(where + ": operator '" + node.op_type + "' is not supported (run `qyolo ops` for the list)");
     for (const auto& a : np.attribute()) {
       QYOLO_ASSIGN_OR_RETURN(AttrValue v, convert_attribute(a, where, base_dir));
       node.attrs[a.name()] = std::move(v);
+    }
+    if (qoperator) {
+      QYOLO_RETURN_IF_ERROR(rewrite_qoperator(node, g, where));
+      continue;
     }
     g.nodes.push_back(std::move(node));
   }

@@ -52,7 +52,10 @@ Result<QLinearLayout> qlinear_layout(const InferContext& ctx, const QLinearAttrs
   if (x == nullptr || scale == nullptr) return ctx.error("x and scale are required");
   if (scale->dtype != DataType::kFloat32 && scale->dtype != DataType::kFloat16)
     return ctx.error(std::string("scale must be float, got ") + dtype_name(scale->dtype));
-  if (zp != nullptr && zp->shape != scale->shape)
+  // A one-element zero point with a one-element scale is per tensor whatever its rank ([1] vs scalar,
+  // as ONNX Runtime accepts and test_matmulinteger writes).
+  const bool one_each = zp != nullptr && shape_numel(zp->shape) == 1 && shape_numel(scale->shape) == 1;
+  if (zp != nullptr && zp->shape != scale->shape && !one_each)
     return ctx.error("zero point shape " + shape_str(zp->shape) + " differs from scale shape " +
                      shape_str(scale->shape));
   const int64_t rank = static_cast<int64_t>(x->shape.size());
