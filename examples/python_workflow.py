@@ -45,7 +45,7 @@ def main():
     out.mkdir(parents=True, exist_ok=True)
 
     # 1-2. Calibrate with the loader, build INT8, save, load.
-    # MSE thresholds, as scripts/demo.sh (entropy from 16-32 images lost 0.07 mAP on a small val500 subset here).
+    # MSE thresholds: the algorithm scripts/demo.sh (and the README numbers) use for yolov5n.
     calibrator = qyolo.MseCalibrator(load_data(args.calib_images), cache=out / "model.cache")
     engine = qyolo.build(args.model, precision="int8", calibrator=calibrator)
     print("calibrated:", calibrator.summary)
