@@ -136,7 +136,7 @@ def ap_compare(d, out_dir):
     ax_d.set(xlabel="AP difference (blue - grey)")
     ax_d.grid(axis="x", alpha=0.3)
     fig.suptitle(f"Per-class AP@0.5:0.95 on {d['data']}, worst difference first", fontsize=11)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 0.985))  # room for the title above the bars
     save(fig, out_dir, "ap_compare.png")
 
 
