@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """qyolo's whole INT8 workflow from Python, the way TensorRT PTQ scripts go:
 
-  1. a polygraphy-style data loader (a load_data() generator of {input_name: batch}) feeds an
-     EntropyCalibrator2, which writes a TensorRT calibration cache;
+  1. a polygraphy-style data loader (a load_data() generator of {input_name: batch}) feeds a
+     calibrator (MseCalibrator here, as scripts/demo.sh; EntropyCalibrator2, MinMaxCalibrator and
+     PercentileCalibrator take the same arguments), which writes a TensorRT calibration cache;
   2. build an INT8 engine with it, save it, load it back;
   3. run it on a numpy batch, detect objects in an image;
   4. evaluate FP32 and INT8 on a dataset (COCO mAP, per-class AP).
@@ -36,7 +37,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default=str(SHARED / "models" / "yolov5n.onnx"))
     ap.add_argument("--data", default=str(SHARED / "data" / "val500"), help="evaluation dataset")
-    ap.add_argument("--calib-images", type=int, default=32)
+    ap.add_argument("--calib-images", type=int, default=64)
     ap.add_argument("--limit", type=int, default=50, help="images to evaluate (0: all)")
     ap.add_argument("--out", default=tempfile.mkdtemp(prefix="qyolo_example_"))
     args = ap.parse_args()
@@ -44,7 +45,8 @@ def main():
     out.mkdir(parents=True, exist_ok=True)
 
     # 1-2. Calibrate with the loader, build INT8, save, load.
-    calibrator = qyolo.EntropyCalibrator2(load_data(args.calib_images), cache=out / "model.cache")
+    # MSE thresholds: the algorithm scripts/demo.sh (and the README numbers) use for yolov5n.
+    calibrator = qyolo.MseCalibrator(load_data(args.calib_images), cache=out / "model.cache")
     engine = qyolo.build(args.model, precision="int8", calibrator=calibrator)
     print("calibrated:", calibrator.summary)
     path = engine.save(out / "model-int8.qengine")

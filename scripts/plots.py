@@ -16,7 +16,8 @@ import sys
 
 import matplotlib
 
-matplotlib.use("Agg")  # files only, no display
+if __name__ == "__main__":
+    matplotlib.use("Agg")  # files only, no display (imported by qyolo.plot_evaluation: the caller's backend)
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
@@ -25,7 +26,7 @@ def save(fig, out_dir, name):
     path = os.path.join(out_dir, name)
     fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
-    print(path)
+    return path
 
 
 def curve(precision):
@@ -47,7 +48,7 @@ def pr_overall(d, out_dir):
            title=f"Precision-recall at IoU 0.5: {d['label']}\n{d['data']}, mAP@0.5:0.95 {d['map50_95']:.3f}")
     ax.grid(alpha=0.3)
     ax.legend(loc="lower left")
-    save(fig, out_dir, "pr_curve.png")
+    return save(fig, out_dir, "pr_curve.png")
 
 
 def pr_per_class(d, out_dir):
@@ -71,7 +72,7 @@ def pr_per_class(d, out_dir):
     fig.supxlabel("recall", fontsize=8)
     fig.supylabel("precision", fontsize=8)
     fig.tight_layout()
-    save(fig, out_dir, "pr_per_class.png")
+    return save(fig, out_dir, "pr_per_class.png")
 
 
 def confusion(d, out_dir):
@@ -106,7 +107,7 @@ def confusion(d, out_dir):
                  f"{d['label']}, {int(m.sum())} pairs"
                  + (f"; {hidden} classes without ground truth or detections left out" if hidden else ""), fontsize=10)
     fig.colorbar(im, ax=ax, fraction=0.03, pad=0.02)
-    save(fig, out_dir, "confusion_matrix.png")
+    return save(fig, out_dir, "confusion_matrix.png")
 
 
 def ap_compare(d, out_dir):
@@ -136,8 +137,8 @@ def ap_compare(d, out_dir):
     ax_d.set(xlabel="AP difference (blue - grey)")
     ax_d.grid(axis="x", alpha=0.3)
     fig.suptitle(f"Per-class AP@0.5:0.95 on {d['data']}, worst difference first", fontsize=11)
-    fig.tight_layout()
-    save(fig, out_dir, "ap_compare.png")
+    fig.tight_layout(rect=(0, 0, 1, 0.985))  # room for the title above the bars
+    return save(fig, out_dir, "ap_compare.png")
 
 
 def snr(d, out_dir):
@@ -163,7 +164,16 @@ def snr(d, out_dir):
                  f"{os.path.basename(d['calibration'] or 'Q/DQ')}, {d['images']} images")
     ax.grid(axis="y", alpha=0.3)
     ax.legend(loc="upper left")
-    save(fig, out_dir, "snr_per_layer.png")
+    return save(fig, out_dir, "snr_per_layer.png")
+
+
+def draw(kind, d, out_dir):
+    """The PNGs of one report ("eval" or "compare"); returns their paths."""
+    if kind == "eval":
+        steps = [pr_overall, pr_per_class, confusion] + ([ap_compare] if "compare" in d else [])
+    else:
+        steps = [snr]
+    return [p for p in (step(d, out_dir) for step in steps) if p]
 
 
 def main(argv):
@@ -172,14 +182,8 @@ def main(argv):
     with open(argv[2]) as f:
         d = json.load(f)
     os.makedirs(argv[3], exist_ok=True)
-    if argv[1] == "eval":
-        pr_overall(d, argv[3])
-        pr_per_class(d, argv[3])
-        confusion(d, argv[3])
-        if "compare" in d:
-            ap_compare(d, argv[3])
-    else:
-        snr(d, argv[3])
+    for path in draw(argv[1], d, argv[3]):
+        print(path)
 
 
 if __name__ == "__main__":

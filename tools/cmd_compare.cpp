@@ -24,7 +24,8 @@ void register_compare(CLI::App& app, int& exit_code) {
   cmd->add_option("--num", a->num, "images to use")->capture_default_str();
   add_imgsz_option(cmd, a->imgsz);
   cmd->add_option("--top", a->top, "rows to print (0 = all)")->capture_default_str();
-  cmd->add_option("--plots", a->plots_dir, "write a PNG of every layer's SNR here (scripts/plots.py, matplotlib)");
+  cmd->add_option("--plots", a->plots_dir,
+                  "write a PNG of every layer's SNR here (scripts/plots.py, matplotlib)");
   cmd->callback([&exit_code, a] {
     auto run = [&]() -> Status {
       std::string images = a->images;
@@ -53,10 +54,17 @@ void register_compare(CLI::App& app, int& exit_code) {
       if (!a->plots_dir.empty()) {
         nlohmann::json layers = nlohmann::json::array();
         for (const auto& r : rows)
-          layers.push_back({{"tensor", r.tensor}, {"node", r.node}, {"op", r.op}, {"position", r.position}, {"snr_db", r.snr_db},
-                            {"cosine", r.cosine}, {"max_abs_err", r.max_abs_err}});
-        nlohmann::json data = {{"model", e_f->info().source}, {"calibration", e_q->options().calibration_file},
-                               {"images", files.size()}, {"layers", layers}};
+          layers.push_back({{"tensor", r.tensor},
+                            {"node", r.node},
+                            {"op", r.op},
+                            {"position", r.position},
+                            {"snr_db", r.snr_db},
+                            {"cosine", r.cosine},
+                            {"max_abs_err", r.max_abs_err}});
+        nlohmann::json data = {{"model", e_f->info().source},
+                               {"calibration", e_q->options().calibration_file},
+                               {"images", files.size()},
+                               {"layers", layers}};
         QYOLO_ASSIGN_OR_RETURN(std::vector<std::string> written, draw_plots("compare", data, a->plots_dir));
         for (const auto& f : written) std::printf("wrote %s\n", f.c_str());
       }

@@ -8,7 +8,8 @@ calibrate from any iterable of batches, detect and evaluate.
     ctx = qyolo.load("yolov5n-int8.qengine").create_context()
     outputs = ctx.infer(batch)                      # {"output0": ndarray}
     dets = qyolo.Detector(engine).detect("bus.jpg")  # dets.boxes, dets.scores, dets.classes
-    print(qyolo.evaluate(engine, "../shared/data/val500")["map50_95"])
+    ev = qyolo.evaluate(engine, "../shared/data/val500")     # ev["map50_95"], ev["per_class"], ...
+    qyolo.plot_evaluation(ev, "report")             # PR curves, confusion matrix (PNGs)
 
 The compiled part is the `_qyolo` extension (build/python after the CMake build); run with
 PYTHONPATH=build/python:python.
@@ -21,13 +22,14 @@ from .calibrators import (Calibrator, EntropyCalibrator2, MinMaxCalibrator, Perc
                           MseCalibrator)
 from .detector import Detector, Detections, load_image, preprocess
 from .evaluate import evaluate, evaluate_results
+from .report import plot_evaluation
 
 __version__ = __import__("_qyolo").__version__
 
 __all__ = [
     "build", "load", "Engine", "ExecutionContext",
     "Calibrator", "EntropyCalibrator2", "MinMaxCalibrator", "PercentileCalibrator", "MseCalibrator",
-    "Detector", "Detections", "load_image", "preprocess", "evaluate", "evaluate_results",
+    "Detector", "Detections", "load_image", "preprocess", "evaluate", "evaluate_results", "plot_evaluation",
     "QyoloError", "InvalidArgumentError", "NotFoundError", "CorruptError", "UnsupportedError",
     "VersionMismatchError", "IoError", "InternalError", "DeviceError",
 ]

@@ -27,7 +27,7 @@ Result<std::vector<LayerError>> compare_layers(const Engine& fp32, const Engine&
   QYOLO_ASSIGN_OR_RETURN(CpuExecutor * ex_f, ctx_f->impl().executor_for(shape));
   QYOLO_ASSIGN_OR_RETURN(CpuExecutor * ex_q, ctx_q->impl().executor_for(shape));
   std::map<std::string, std::pair<std::string, std::string>> producer;  // tensor -> (node, op)
-  std::map<std::string, int> position;                                 // tensor -> producer's index
+  std::map<std::string, int> position;                                  // tensor -> producer's index
   int node_index = 0;
   for (const auto& n : ex_q->graph().graph.nodes) {
     std::string op = n.op_type;

@@ -71,6 +71,13 @@ def test_evaluate_gives_the_cli_numbers(shared, fp32_engine, cli, tmp_path):
     assert ev["confusion"].shape == (n + 1, n + 1)
     gt = np.array([c["num_gt"] for c in ev["classes"]])
     np.testing.assert_array_equal(ev["confusion"][:, :n].sum(axis=0), gt)
+    # The same report as `qyolo eval --plots` from the dicts.
+    written = qyolo.plot_evaluation(ev, tmp_path / "report", compare=ev)
+    assert [p.rsplit("/", 1)[1] for p in written] == ["pr_curve.png", "pr_per_class.png", "confusion_matrix.png",
+                                                      "ap_compare.png"]
+    for p in written:
+        with open(p, "rb") as f:
+            assert f.read(8) == b"\x89PNG\r\n\x1a\n"
 
 
 def test_evaluate_errors(shared, fp32_engine, tmp_path):
