@@ -79,8 +79,9 @@ for f in avx2 avx512f avx512_vnni avx512_bf16 amx_tile amx_int8 amx_bf16; do
 done
 echo "cpu flags:$isa"
 first=${MODELS%% *}
-echo "oneDNN: $(ONEDNN_VERBOSE=1 "$QYOLO" bench --model "$(model_file "$first")" --shapes images:1x3x64x64 \
-  --warmup 0 --iterations 1 2>&1 | grep -m1 -o 'isa:[^,]*' || echo 'isa: unknown')"
+onednn_isa=$(ONEDNN_VERBOSE=1 "$QYOLO" bench --model "$(model_file "$first")" --shapes images:1x3x64x64 \
+  --warmup 0 --iterations 1 2>&1 | sed -n 's/.*isa:\([^,]*\).*/\1/p' | head -1)
+echo "oneDNN dispatches to: ${onednn_isa:-unknown}"
 echo "load: $(uptime | sed 's/.*load average/load average/')"
 
 if [ "$PROFILE" = 1 ]; then

@@ -287,8 +287,11 @@ TEST(Int8Dataflow, PlanKeepsTheNeckInt8WithConsumerScales) {
   for (const char* n : {"A", "P", "D", "U", "C"}) EXPECT_EQ(out_scale(n), nc.s_cat) << n;
   EXPECT_EQ(out_scale("E"), nc.s_e);
   EXPECT_EQ(out_scale("F"), 0.f);
-  for (const Node& n : sg->graph.nodes)
-    if (n.name == "E") EXPECT_EQ(n.attr_float(kInt8ResidualScaleAttr, 0.f).value(), nc.s_cat);
+  for (const Node& n : sg->graph.nodes) {
+    if (n.name == "E") {
+      EXPECT_EQ(n.attr_float(kInt8ResidualScaleAttr, 0.f).value(), nc.s_cat);
+    }
+  }
   EXPECT_EQ(sg->values.at("y").dtype, DataType::kFloat32);  // graph output
   EXPECT_EQ(sg->values.at("x").dtype, DataType::kFloat32);
   // By default a fused residual is read in float: a (E's residual) stays float, so do the pool of
