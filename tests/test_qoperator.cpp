@@ -390,6 +390,8 @@ TEST(ExportFloat, YoloV8nFloatMatchesOnnxRuntime) {
   Status st = dequantize_graph(*g, &rep);
   ASSERT_TRUE(st.is_ok()) << st.to_string();
   EXPECT_EQ(rep.integer_biases, 63);  // this quantizer adds each conv's bias as int8 after QLinearConv
+  EXPECT_EQ(rep.conv_biases, 63);     // ... and export-float puts them back into the convs
+  EXPECT_EQ(count_ops(*g, {"Add"}), 71 - 63);
   EXPECT_EQ(count_ops(*g, {"QuantizeLinear", "DequantizeLinear"}), 0);
   EXPECT_EQ(count_ops(*g, {"Conv"}), 64);
   const fs::path dir = work_dir("v8float");
