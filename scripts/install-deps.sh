@@ -5,7 +5,9 @@ pkgs=(build-essential cmake ninja-build pkg-config
       libonnx-dev libprotobuf-dev protobuf-compiler libdnnl-dev
       libturbojpeg0-dev libpng-dev nlohmann-json3-dev libcli11-dev
       libgtest-dev libonnx-testdata
-      ocl-icd-opencl-dev)
+      ocl-icd-opencl-dev
+      python3-dev python3-pybind11 python3-numpy python3-pytest python3-matplotlib
+      clang libclang-rt-14-dev libomp-dev llvm-14)  # sanitizer/fuzz build (scripts/sanitize-check.sh)
 missing=()
 for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if ((${#missing[@]})); then

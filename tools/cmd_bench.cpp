@@ -80,7 +80,8 @@ nlohmann::json stats_json(const Stats& s) {
 
 Status write_json(const std::string& path, const nlohmann::json& j) {
   if (path.empty()) return Status::ok();
-  QYOLO_RETURN_IF_ERROR(write_text_atomic(path, j.dump(2) + "\n"));
+  QYOLO_RETURN_IF_ERROR(
+      write_text_atomic(path, j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n"));
   std::printf("wrote %s\n", path.c_str());
   return Status::ok();
 }

@@ -1,73 +1,176 @@
-// `qyolo calibrate`: PTQ calibration -> TensorRT-format calibration cache.
+// `qyolo calibrate`: PTQ calibration -> TensorRT-format calibration cache. Calibration data the
+// TensorRT ways: an image folder, a trtexec-style .npy array, or a polygraphy data loader script.
+#include <algorithm>
 #include <cstdio>
+#include <filesystem>
 
-#include "calib/calib_cache.h"
 #include "cmd_common.h"
 #include "commands.h"
 #include "progress.h"
-#include "quant/calibrate_model.h"
+#include "python_tool.h"
+#include "qyolo/calibration.h"
 
 namespace qyolo::cli {
 
 namespace {
+namespace fs = std::filesystem;
+
 struct CalibrateArgs {
   EngineArgs engine;
-  std::string calib, algo = "entropy", cache;
+  std::string calib, loader_script, algo = "entropy", cache;
   double percentile = 99.99;
   int num = 128, batch = 8;
+  bool num_given = false;
   std::vector<int> imgsz;
 };
 
+// Runs the loader script's load_data() (polygraphy's convention: a generator of
+// {input_name: array} dicts, or of bare arrays) and saves each batch as float32 .npy.
+// The script runs in its own Python (python_tool.h), so it may import whatever that Python has.
+constexpr const char* kLoaderDriver = R"PY(
+import importlib.util, os, sys
+import numpy as np
+script, out_dir, input_name, limit = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+spec = importlib.util.spec_from_file_location("qyolo_data_loader", script)
+module = importlib.util.module_from_spec(spec)
+sys.path.insert(0, os.path.dirname(os.path.abspath(script)))
+spec.loader.exec_module(module)
+if not hasattr(module, "load_data"):
+    sys.exit(f"{script} defines no load_data() function (polygraphy's data loader convention)")
+images = 0
+for i, item in enumerate(module.load_data()):
+    if isinstance(item, dict):
+        if input_name in item:
+            item = item[input_name]
+        elif len(item) == 1:
+            item = next(iter(item.values()))
+        else:
+            sys.exit(f"batch {i} has inputs {sorted(item)}, none of them the model's input '{input_name}'")
+    a = np.asarray(item)
+    if a.dtype != np.uint8:
+        a = a.astype(np.float32)
+    np.save(os.path.join(out_dir, f"batch_{i:06d}.npy"), np.ascontiguousarray(a))
+    images += a.shape[0] if a.ndim else 1
+    if limit and images >= limit:
+        break
+)PY";
+
+// Batches from the .npy files the driver wrote, in order; uint8 NHWC files are letterboxed.
+BatchSource loader_batches(const fs::path& dir, int input_h, int input_w) {
+  auto index = std::make_shared<size_t>(0);
+  return [=]() -> Result<Tensor> {
+    char name[32];
+    std::snprintf(name, sizeof name, "batch_%06zu.npy", *index);
+    const fs::path p = dir / name;
+    std::error_code ec;
+    if (!fs::exists(p, ec)) return Tensor();
+    ++*index;
+    QYOLO_ASSIGN_OR_RETURN(Tensor t, load_npy(p.string()));
+    const std::string what = "data loader batch " + std::to_string(*index - 1);
+    QYOLO_ASSIGN_OR_RETURN(BatchSource one,
+                           npy_batches(t, static_cast<int>(std::max<int64_t>(t.rank() ? t.dim(0) : 1, 1)),
+                                       input_h, input_w, what));
+    return one();
+  };
+}
+
 Status run_calibrate(const CalibrateArgs& a) {
-  QYOLO_ASSIGN_OR_RETURN(CalibAlgo algo, parse_calib_algo(a.algo));
-  if (a.engine.int8 || a.engine.fp16) return invalid_argument("calibration runs the FP32 model; drop --int8/--fp16");
-  EngineArgs ea = a.engine;
+  if (a.engine.int8 || a.engine.fp16)
+    return invalid_argument("calibration runs the FP32 model; drop --int8/--fp16");
+  if (a.calib.empty() == a.loader_script.empty())
+    return invalid_argument("give exactly one of --calib (image folder or .npy) and --data-loader-script");
   // Dynamic models calibrate at a stated shape (like TensorRT's calibration profile).
-  QYOLO_ASSIGN_OR_RETURN(auto engine, open_engine(ea));
-  CalibrationOptions opt;
-  opt.algo = algo;
-  opt.percentile = a.percentile;
-  opt.num_images = a.num;
-  opt.batch = a.batch;
+  QYOLO_ASSIGN_OR_RETURN(auto engine, open_engine(a.engine));
   QYOLO_ASSIGN_OR_RETURN(auto hw, image_size_for(a.imgsz, *engine));
-  opt.shape = {a.batch, 3, hw.first, hw.second};
+  CalibrationSettings s;
+  s.algorithm = a.algo;
+  s.percentile = a.percentile;
+  s.num_images = a.num;
+  s.batch = a.batch;
+  s.shape = {a.batch, 3, hw.first, hw.second};
   bool dynamic = false;
   for (auto d : engine->info().input_dims) dynamic |= d < 0;
+  const std::string source = a.loader_script.empty() ? a.calib : a.loader_script;
+  const bool image_folder = a.loader_script.empty() && fs::is_directory(a.calib);
   if (!dynamic) {
     // A static model fixes the batch: calibrate at its shape.
-    opt.shape = engine->profile().opt;
-    if (opt.batch != opt.shape[0])
+    s.shape = engine->profile().opt;
+    if (s.batch != s.shape[0] && image_folder)
       std::fprintf(stderr, "note: static model with batch %lld: calibrating with --batch %lld\n",
-                   static_cast<long long>(opt.shape[0]), static_cast<long long>(opt.shape[0]));
-    opt.batch = static_cast<int>(opt.shape[0]);
+                   static_cast<long long>(s.shape[0]), static_cast<long long>(s.shape[0]));
+    s.batch = static_cast<int>(s.shape[0]);
   }
-  std::fprintf(stderr, "calibrating %s with %s on %d images from %s at %s%s\n", engine->info().source.c_str(),
-               calib_algo_cache_name(algo), a.num, a.calib.c_str(), shape_str(opt.shape).c_str(),
-               dynamic ? " (calibration profile of a dynamic model)" : "");
-  ProgressBar bar("calibrate", static_cast<size_t>(a.num));
-  CalibrationReport report;
-  QYOLO_ASSIGN_OR_RETURN(CalibrationTable table,
-                         calibrate(*engine, a.calib, opt, &report, [&](size_t d, size_t) { bar.update(d); }));
+  std::fprintf(stderr, "calibrating %s with %s on %s%s\n", engine->info().source.c_str(), a.algo.c_str(),
+               source.c_str(), dynamic ? " (calibration profile of a dynamic model)" : "");
+  // The bar's total: the images planned (unknown for a loader script without --num).
+  ProgressBar bar("calibrate", 0);
+  auto progress = [&](size_t done, size_t total) { bar.update(done, total); };
+  CalibrationSummary summary;
+  if (image_folder) {
+    bar.update(0, static_cast<size_t>(a.num));
+    QYOLO_ASSIGN_OR_RETURN(summary, calibrate_images(*engine, a.calib, s, a.cache, progress));
+  } else {
+    // Batch sources use every image they give unless --num caps them.
+    s.num_images = a.num_given ? a.num : 0;
+    BatchSource batches;
+    TempDir work("qyolo_loader_");
+    if (!a.loader_script.empty()) {
+      if (!fs::is_regular_file(a.loader_script))
+        return not_found("data loader script '" + a.loader_script + "' does not exist");
+      if (!work.ok()) return io_error("cannot create a temporary folder");
+      QYOLO_RETURN_IF_ERROR(run_python({"-c", kLoaderDriver, a.loader_script, work.path().string(),
+                                        engine->info().input_name, std::to_string(s.num_images)},
+                                       "data loader script '" + a.loader_script + "'", work.path())
+                                .status());
+      batches = loader_batches(work.path(), hw.first, hw.second);
+      bar.update(0, static_cast<size_t>(s.num_images));
+    } else {
+      std::error_code ec;
+      if (!fs::exists(a.calib, ec)) return not_found("calibration data '" + a.calib + "' does not exist");
+      if (fs::path(a.calib).extension() != ".npy")
+        return invalid_argument("--calib '" + a.calib + "' is neither a folder of images nor a .npy array");
+      QYOLO_ASSIGN_OR_RETURN(Tensor array, load_npy(a.calib));
+      if (array.rank() > 0)
+        bar.update(0, static_cast<size_t>(s.num_images > 0 ? std::min<int64_t>(s.num_images, array.dim(0))
+                                                           : array.dim(0)));
+      QYOLO_ASSIGN_OR_RETURN(batches, npy_batches(array, s.batch, hw.first, hw.second, a.calib));
+    }
+    QYOLO_ASSIGN_OR_RETURN(summary, calibrate_batches(*engine, batches, s, a.cache, progress));
+  }
   bar.finish();
-  QYOLO_RETURN_IF_ERROR(write_calibration_cache(a.cache, table));
-  std::printf("wrote %s: %d tensors, %s, %d images at %s, %.1f s\n", a.cache.c_str(), report.tensors,
-              table.algorithm.c_str(), report.images, shape_str(report.shape).c_str(), report.seconds);
+  if (summary.dropped)
+    std::fprintf(stderr,
+                 "note: the last %d images do not fill a batch of the model's fixed batch %lld: left out\n",
+                 summary.dropped, static_cast<long long>(s.batch));
+  std::printf("wrote %s: %d tensors, %s, %d images at %s, %.1f s\n", a.cache.c_str(), summary.tensors,
+              summary.algorithm.c_str(), summary.images, shape_str(summary.shape).c_str(), summary.seconds);
   return Status::ok();
 }
 }  // namespace
 
 void register_calibrate(CLI::App& app, int& exit_code) {
-  auto* cmd = app.add_subcommand("calibrate", "INT8 post-training calibration; writes a TensorRT-format cache");
+  auto* cmd =
+      app.add_subcommand("calibrate", "INT8 post-training calibration; writes a TensorRT-format cache");
   auto a = std::make_shared<CalibrateArgs>();
   add_engine_options(cmd, a->engine, /*allow_engine_file=*/false, /*with_precision=*/false);
-  cmd->add_option("--calib,-c", a->calib, "folder of calibration images (or a dataset with images/)")->required();
+  cmd->add_option(
+      "--calib,-c", a->calib,
+      "calibration data: a folder of images (or a dataset with images/), letterboxed as inference does; "
+      "or a .npy array as trtexec takes: float32 N x C x H x W already pre-processed, or uint8 "
+      "N x H x W x 3 RGB images");
+  cmd->add_option("--data-loader-script", a->loader_script,
+                  "Python file with a load_data() generator yielding {input_name: array} dicts (polygraphy's "
+                  "convention) of float32 N x 3 x H x W batches (or uint8 N x H x W x 3 images); run by "
+                  "$QYOLO_PYTHON, else /usr/bin/python3");
   cmd->add_option("--algo", a->algo, "entropy | minmax | percentile | mse")->capture_default_str();
   cmd->add_option("--percentile", a->percentile, "for --algo percentile")->capture_default_str();
-  cmd->add_option("--num", a->num, "number of calibration images")->capture_default_str();
-  cmd->add_option("--batch", a->batch, "calibration batch size")->capture_default_str();
+  auto* num = cmd->add_option("--num", a->num, "number of calibration images (.npy and loaders: default all)")
+                  ->capture_default_str();
+  cmd->add_option("--batch", a->batch, "calibration batch size (folders and .npy)")->capture_default_str();
   add_imgsz_option(cmd, a->imgsz, "calibration image size (dynamic models)");
   cmd->add_option("--cache,-o", a->cache, "calibration cache to write")->required();
-  cmd->callback([&exit_code, a] {
+  cmd->callback([&exit_code, a, num] {
+    a->num_given = num->count() > 0;
     Status st = run_calibrate(*a);
     exit_code = st ? 0 : report("calibrate", st);
   });

@@ -4,6 +4,7 @@
 
 #include "cmd_common.h"
 #include "commands.h"
+#include "plots.h"
 #include "quant/compare_layers.h"
 #include "runtime/image_source.h"
 
@@ -13,7 +14,7 @@ void register_compare(CLI::App& app, int& exit_code) {
   auto* cmd = app.add_subcommand("compare", "layer-wise FP32 vs INT8 comparison (SNR, cosine), worst layers first");
   struct Args {
     EngineArgs engine;
-    std::string images;
+    std::string images, plots_dir;
     std::vector<int> imgsz;
     int num = 4, top = 25;
   };
@@ -23,6 +24,7 @@ void register_compare(CLI::App& app, int& exit_code) {
   cmd->add_option("--num", a->num, "images to use")->capture_default_str();
   add_imgsz_option(cmd, a->imgsz);
   cmd->add_option("--top", a->top, "rows to print (0 = all)")->capture_default_str();
+  cmd->add_option("--plots", a->plots_dir, "write a PNG of every layer's SNR here (scripts/plots.py, matplotlib)");
   cmd->callback([&exit_code, a] {
     auto run = [&]() -> Status {
       std::string images = a->images;
@@ -48,6 +50,16 @@ void register_compare(CLI::App& app, int& exit_code) {
                     r.max_abs_err);
       }
       std::printf("%zu tensors compared over %zu images (sorted by SNR, worst first)\n", rows.size(), files.size());
+      if (!a->plots_dir.empty()) {
+        nlohmann::json layers = nlohmann::json::array();
+        for (const auto& r : rows)
+          layers.push_back({{"tensor", r.tensor}, {"node", r.node}, {"op", r.op}, {"position", r.position}, {"snr_db", r.snr_db},
+                            {"cosine", r.cosine}, {"max_abs_err", r.max_abs_err}});
+        nlohmann::json data = {{"model", e_f->info().source}, {"calibration", e_q->options().calibration_file},
+                               {"images", files.size()}, {"layers", layers}};
+        QYOLO_ASSIGN_OR_RETURN(std::vector<std::string> written, draw_plots("compare", data, a->plots_dir));
+        for (const auto& f : written) std::printf("wrote %s\n", f.c_str());
+      }
       return Status::ok();
     };
     Status st = run();

@@ -75,7 +75,7 @@ Status run_detect(const DetectArgs& a) {
         draw_box(img, d.x1, d.y1, d.x2, d.y2, color, std::max(2, label_scale(img)));
         char label[128];
         std::snprintf(label, sizeof label, "%s %.2f", class_name(names, d.class_id).c_str(), d.score);
-        draw_label(img, static_cast<int>(d.x1), static_cast<int>(d.y1), label, color);
+        draw_label(img, d.x1, d.y1, label, color);
       }
     }
     std::string stem = std::filesystem::path(files[i]).stem().string();
@@ -102,7 +102,8 @@ Status run_detect(const DetectArgs& a) {
                         {"head", detector->head_description()},
                         {"results", results}};
   std::string json_path = (std::filesystem::path(a.out) / "detections.json").string();
-  QYOLO_RETURN_IF_ERROR(write_text_atomic(json_path, doc.dump(1)));
+  QYOLO_RETURN_IF_ERROR(
+      write_text_atomic(json_path, doc.dump(1, ' ', false, nlohmann::json::error_handler_t::replace)));
   std::printf("%zu images, %.1f ms/image network on %s (set-up %.1f ms once, not included), pre/post-processing on "
               "%s; results in %s (annotated images + detections.json)\n",
               files.size(), infer_s * 1e3 / static_cast<double>(files.size()), device_name(engine->options().device),

@@ -1,20 +1,17 @@
 // `qyolo eval`: COCO mAP of a model/engine on a dataset folder (images/ + instances.json or labels/),
-// or of saved detections (--results: COCO results json files, merged).
-#include <algorithm>
-#include <chrono>
+// or of saved detections (--results: COCO results json files, merged). The work is qyolo::evaluate
+// (qyolo/evaluate.h); --plots hands its curves and matrix to scripts/plots.py.
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
-#include <tuple>
-#include <map>
-#include <set>
 #include <nlohmann/json.hpp>
+#include <tuple>
 
 #include "cmd_common.h"
 #include "commands.h"
-#include "eval/coco_eval.h"
+#include "plots.h"
 #include "progress.h"
-#include "runtime/detector.h"
+#include "qyolo/evaluate.h"
 
 namespace qyolo::cli {
 
@@ -23,173 +20,109 @@ namespace fs = std::filesystem;
 
 struct EvalArgs {
   EngineArgs engine;
-  std::string data, json_out, results_out;
-  std::vector<std::string> results_in;  // --results: evaluate these detections, no model
+  std::string data, json_out, results_out, plots_dir, compare;
+  std::vector<std::string> results_in;           // --results: evaluate these detections, no model
   std::vector<std::string> model_options_given;  // options that make no sense with --results
   std::vector<int> imgsz;
-  int batch = 0, limit = 0, max_det = 300;  // batch 0: default_batch()
-  float conf = 0.001f, iou = -1.f;  // iou < 0: the head's default (see register_eval)
+  int batch = 0, limit = 0, max_det = 300;  // batch 0: the API's default
+  float conf = 0.001f, iou = -1.f;          // iou < 0: the head's default (see register_eval)
   std::string head;
   bool quiet = false, cpu_prepost = false;
 };
 
-// --batch default: 8 on cuda engines (GPU pre/post and network batched; within the profile's
-// batch range), 1 on the CPU.
-int default_batch(const Engine& engine) {
-  if (engine.options().device != Device::kCuda) return 1;
-  const ShapeProfile p = engine.profile();
-  if (p.min.empty() || p.max.empty()) return 1;
-  return static_cast<int>(std::clamp<int64_t>(8, p.min[0], p.max[0]));
-}
-
-struct Dataset {
-  GroundTruth gt;                      // restricted to `images`
-  std::vector<GtImage> images;         // evaluated: by file name, the first --limit
-  std::vector<int> class_to_category;  // model class index -> GT category id (empty: identity)
-};
-
-// The dataset folder's ground truth. With --limit, `all` (when given) receives it before the
-// restriction to the first N images.
-Result<Dataset> load_dataset(const EvalArgs& a, GroundTruth* all = nullptr) {
-  fs::path data(a.data);
-  std::error_code ec;
-  if (!fs::is_directory(data / "images", ec))
-    return not_found("dataset '" + a.data + "' has no images/ folder (expected images/ plus instances.json or labels/)");
-  Dataset ds;
-  GroundTruth& gt = ds.gt;
-  if (fs::exists(data / "instances.json", ec)) {
-    QYOLO_ASSIGN_OR_RETURN(gt, load_coco_json((data / "instances.json").string()));
-    bool coco91 = false;
-    for (const auto& c : gt.categories)
-      if (c.id > 80) coco91 = true;
-    if (coco91) ds.class_to_category = coco80_to_coco91();
-  } else if (fs::is_directory(data / "labels", ec)) {
-    QYOLO_ASSIGN_OR_RETURN(gt, load_yolo_labels((data / "images").string(), (data / "labels").string(),
-                                                [](const std::string& p) { return read_image_size(p); }));
+// The --json summary: numbers per class and, for a model run, what ran.
+nlohmann::json summary_json(const Evaluation& ev) {
+  nlohmann::json per_class = nlohmann::json::object();
+  for (const auto& c : ev.classes)
+    if (c.ap >= 0) per_class[c.name] = {{"ap", c.ap}, {"ap50", c.ap50}};
+  nlohmann::json j = {{"data", ev.data},
+                      {"images", ev.images},
+                      {"map50_95", ev.map},
+                      {"map50", ev.map50},
+                      {"map75", ev.map75},
+                      {"map_small", ev.map_small},
+                      {"map_medium", ev.map_medium},
+                      {"map_large", ev.map_large},
+                      {"ar1", ev.ar1},
+                      {"ar10", ev.ar10},
+                      {"ar100", ev.ar100},
+                      {"per_class", per_class}};
+  if (!ev.results_files.empty()) {
+    j["results"] = ev.results_files;
   } else {
-    return not_found("dataset '" + a.data + "' has neither instances.json nor labels/");
+    j.update({{"model", ev.model},
+              {"device", ev.device},
+              {"prepost_device", ev.prepost_device},
+              {"batch", ev.batch},
+              {"precision", ev.precision},
+              {"calibration", ev.calibration},
+              {"imgsz", {ev.input_h, ev.input_w}},
+              {"conf", ev.conf},
+              {"iou", ev.iou},
+              {"head", ev.head},
+              {"images_per_s", ev.images_per_s},
+              {"network_ms_per_image", ev.network_ms}});
   }
-  if (all) *all = gt;
-  ds.images = gt.images;
-  std::sort(ds.images.begin(), ds.images.end(),
-            [](const GtImage& x, const GtImage& y) { return x.file_name < y.file_name; });
-  if (a.limit > 0 && static_cast<size_t>(a.limit) < ds.images.size()) {
-    ds.images.resize(static_cast<size_t>(a.limit));
-    // Evaluate on the subset only.
-    std::set<int> keep;
-    for (const auto& im : ds.images) keep.insert(im.id);
-    std::erase_if(gt.images, [&](const GtImage& im) { return !keep.count(im.id); });
-    std::erase_if(gt.annotations, [&](const GtAnnotation& an) { return !keep.count(an.image_id); });
-  }
-  if (ds.images.empty()) return not_found("dataset '" + a.data + "' lists no images");
-  return ds;
+  return j;
 }
 
-// Where the detections came from: the line printed in place of the speed line, and the --json
-// summary's fields that describe it.
-struct DetectionSource {
-  std::string line;
-  nlohmann::json fields = nlohmann::json::object();
-};
+// What scripts/plots.py draws: PR curves, confusion matrix, per-class AP.
+nlohmann::json plot_json(const Evaluation& ev, const std::string& label) {
+  nlohmann::json classes = nlohmann::json::array();
+  for (const auto& c : ev.classes)
+    classes.push_back({{"name", c.name},
+                       {"id", c.category_id},
+                       {"num_gt", c.num_gt},
+                       {"ap", c.ap},
+                       {"ap50", c.ap50},
+                       {"precision50", c.precision50}});
+  return {{"label", label},
+          {"data", ev.data},
+          {"map50_95", ev.map},
+          {"map50", ev.map50},
+          {"classes", classes},
+          {"recall", ev.recall_points},
+          {"precision50", ev.precision50},
+          {"confusion", ev.confusion}};
+}
 
-// Runs the model over the dataset's images.
-Result<DetectionSource> detect_with_model(const EvalArgs& a, const Dataset& ds, CocoEvaluator& evaluator) {
-  const fs::path data(a.data);
-  const std::vector<GtImage>& images = ds.images;
-  QYOLO_ASSIGN_OR_RETURN(auto engine, open_engine(a.engine));
-  DetectOptions opt;
-  QYOLO_ASSIGN_OR_RETURN(std::tie(opt.input_h, opt.input_w), image_size_from(a.imgsz));
-  opt.nms.conf = a.conf;
-  opt.nms.iou = a.iou;
-  opt.nms.max_det = a.max_det;
-  opt.nms.multi_label = true;  // as ultralytics val.py
-  opt.head = a.head;
-  opt.iou_objectness = 0.65f;     // what qyolo always used for YOLOv5 (its README's mAP runs)
-  opt.iou_no_objectness = 0.7f;   // YOLOv8/YOLO11 `yolo val`
-  opt.gpu_prepost = !a.cpu_prepost;
-  QYOLO_ASSIGN_OR_RETURN(auto detector, Detector::create(engine, opt));
+std::string run_label(const Evaluation& ev) {
+  if (!ev.results_files.empty()) return fs::path(ev.results_files[0]).filename().string();
+  return fs::path(ev.model).filename().string() + " " + ev.precision + " (" + ev.device + ")";
+}
 
-  const size_t batch = static_cast<size_t>(a.batch > 0 ? a.batch : default_batch(*engine));
-  // Set-up for the batch sizes this run uses (a full batch, a partial last one), once, apart from the
-  // steady-state times below.
-  double setup_s = 0;
-  for (size_t n : {std::min(batch, images.size()), images.size() % batch}) {
-    if (n == 0) continue;
-    QYOLO_ASSIGN_OR_RETURN(double s, detector->prepare(static_cast<int>(n)));
-    setup_s += s;
-  }
-  if (!a.quiet)
-    std::fprintf(stderr, "head: %s; NMS IoU %.2f\n", detector->head_description().c_str(), detector->options().nms.iou);
-  ProgressBar bar("eval", images.size(), !a.quiet);
-  double pre_s = 0, infer_s = 0, post_s = 0, decode_s = 0;
-  auto t_start = std::chrono::steady_clock::now();
-  const char* prepost = device_name(detector->prepost_device());
-  for (size_t start = 0; start < images.size(); start += batch) {
-    size_t n = std::min(batch, images.size() - start);
-    std::vector<Image> decoded(n);
-    std::vector<Status> errors(n);
-    auto t0 = std::chrono::steady_clock::now();
-#pragma omp parallel for schedule(dynamic)
-    for (size_t i = 0; i < n; ++i) {
-      auto img = load_image((data / "images" / images[start + i].file_name).string());
-      if (img) decoded[i] = std::move(img).value();
-      else errors[i] = img.status();
+// --compare: a `qyolo eval --json` summary, or a model (.onnx built with this run's flags but in
+// FP32, or a .qengine) evaluated here on the same data.
+Result<nlohmann::json> compare_plot_json(const EvalArgs& a, const EvaluateOptions& opt) {
+  if (fs::path(a.compare).extension() == ".json") {
+    nlohmann::json j;
+    try {
+      std::ifstream f(a.compare);
+      if (!f) return not_found("--compare: cannot read '" + a.compare + "'");
+      j = nlohmann::json::parse(f);
+    } catch (const std::exception& e) {
+      return corrupt("--compare: '" + a.compare + "' is not JSON: " + e.what());
     }
-    for (const auto& e : errors) QYOLO_RETURN_IF_ERROR(e);
-    decode_s += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    std::vector<const Image*> ptrs;
-    for (const auto& d : decoded) ptrs.push_back(&d);
-    QYOLO_ASSIGN_OR_RETURN(auto dets, detector->detect(ptrs));
-    pre_s += detector->last_pre_s;
-    infer_s += detector->last_infer_s;
-    post_s += detector->last_post_s;
-    for (size_t i = 0; i < n; ++i)
-      QYOLO_RETURN_IF_ERROR(evaluator.add_detections(images[start + i].id, dets[i], ds.class_to_category));
-    bar.update(start + n);
+    if (!j.contains("per_class") || !j["per_class"].is_object())
+      return invalid_argument("--compare: '" + a.compare +
+                              "' has no per_class table (write it with qyolo eval --json)");
+    nlohmann::json classes = nlohmann::json::array();
+    for (auto& [name, v] : j["per_class"].items())
+      classes.push_back({{"name", name}, {"ap", v.value("ap", -1.0)}, {"ap50", v.value("ap50", -1.0)}});
+    std::string label = j.value("model", a.compare);
+    label = fs::path(label).filename().string() + " " + j.value("precision", std::string());
+    return nlohmann::json{{"label", label}, {"map50_95", j.value("map50_95", -1.0)}, {"classes", classes}};
   }
-  bar.finish();
-  double total_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
-
-  const double n_img = static_cast<double>(images.size());
-  DetectionSource src;
-  char line[512];
-  std::snprintf(line, sizeof line,
-                "speed: %.1f images/s end to end (decode %.1f ms, pre %.1f ms, network %.1f ms, NMS %.1f ms per image; "
-                "batch %zu, network on %s, pre/post-processing on %s; set-up %.1f ms once, not included)",
-                n_img / total_s, decode_s * 1e3 / n_img, pre_s * 1e3 / n_img, infer_s * 1e3 / n_img,
-                post_s * 1e3 / n_img, batch, device_name(engine->options().device), prepost, setup_s * 1e3);
-  src.line = line;
-  src.fields = {{"model", engine->info().source},
-                {"device", device_name(engine->options().device)},
-                {"prepost_device", prepost},
-                {"batch", batch},
-                {"precision", precision_name(engine->options().precision)},
-                {"calibration", engine->options().calibration_file},
-                {"imgsz", {detector->options().input_h, detector->options().input_w}},
-                {"conf", a.conf},
-                {"iou", detector->options().nms.iou},
-                {"head", detector->head_description()},
-                {"images_per_s", n_img / total_s},
-                {"network_ms_per_image", infer_s * 1e3 / n_img}};
-  return src;
-}
-
-// Detections from --results files (COCO results json, e.g. from --save-results). Several files
-// merge; an image's detections must all come from one file. Detections of dataset images past
-// --limit are left out; dataset images without detections in any file have none.
-Result<DetectionSource> detections_from_results(const EvalArgs& a, const GroundTruth& all, const Dataset& ds,
-                                                CocoEvaluator& evaluator) {
-  QYOLO_ASSIGN_OR_RETURN(std::vector<CocoDetection> dets,
-                         load_coco_results_files(a.results_in, all, "the dataset '" + a.data + "'"));
-  std::set<int> evaluated;
-  for (const auto& im : ds.images) evaluated.insert(im.id);
-  std::erase_if(dets, [&](const CocoDetection& d) { return !evaluated.count(d.image_id); });
-  QYOLO_RETURN_IF_ERROR(evaluator.add_detections(dets));
-  DetectionSource src;
-  src.line = "detections: from results files";
-  for (const auto& f : a.results_in) src.line += " " + f;
-  src.fields = {{"results", a.results_in}};
-  return src;
+  EngineArgs other = a.engine;
+  other.model.clear();
+  other.engine.clear();
+  (fs::path(a.compare).extension() == ".onnx" ? other.model : other.engine) = a.compare;
+  other.int8 = other.fp16 = other.all_int8 = false;
+  other.cache.clear();
+  QYOLO_ASSIGN_OR_RETURN(auto engine, open_engine(other));
+  QYOLO_ASSIGN_OR_RETURN(Evaluation ev, evaluate(engine, a.data, opt));
+  std::fprintf(stderr, "compare: %s mAP50-95 %.4f\n", run_label(ev).c_str(), ev.map);
+  return plot_json(ev, run_label(ev));
 }
 
 Status run_eval(const EvalArgs& a) {
@@ -199,53 +132,62 @@ Status run_eval(const EvalArgs& a) {
     for (const auto& o : a.model_options_given) given += (given.empty() ? "" : ", ") + o;
     return invalid_argument("--results evaluates saved detections, without a model: drop " + given);
   }
-  GroundTruth all;
-  QYOLO_ASSIGN_OR_RETURN(Dataset ds, load_dataset(a, from_results ? &all : nullptr));
-  CocoEvaluator evaluator(ds.gt);
-  DetectionSource src;
+  if (!a.compare.empty() && a.plots_dir.empty())
+    return invalid_argument("--compare draws into --plots DIR: give it");
+  EvaluateOptions opt;
+  QYOLO_ASSIGN_OR_RETURN(std::tie(opt.input_h, opt.input_w), image_size_from(a.imgsz));
+  opt.batch = a.batch;
+  opt.limit = a.limit;
+  opt.conf = a.conf;
+  opt.iou = a.iou;
+  opt.max_det = a.max_det;
+  opt.head = a.head;
+  opt.gpu_prepost = !a.cpu_prepost;
+  opt.save_results = a.results_out;
+  Evaluation ev;
   if (from_results) {
-    QYOLO_ASSIGN_OR_RETURN(src, detections_from_results(a, all, ds, evaluator));
+    QYOLO_ASSIGN_OR_RETURN(ev, evaluate_results(a.results_in, a.data, opt));
   } else {
-    QYOLO_ASSIGN_OR_RETURN(src, detect_with_model(a, ds, evaluator));
+    QYOLO_ASSIGN_OR_RETURN(auto engine, open_engine(a.engine));
+    auto bar = std::make_shared<ProgressBar>("eval", 0, !a.quiet);
+    opt.progress = [bar](size_t done, size_t total) { bar->update(done, total); };
+    QYOLO_ASSIGN_OR_RETURN(ev, evaluate(engine, a.data, opt));
+    bar->finish();
+    if (!a.quiet) std::fprintf(stderr, "head: %s; NMS IoU %.2f\n", ev.head.c_str(), ev.iou);
   }
-  QYOLO_ASSIGN_OR_RETURN(CocoMetrics m, evaluator.evaluate());
 
-  const GroundTruth& gt = ds.gt;
-  std::printf("%s", format_summary(m).c_str());
-  std::printf("images %zu  gt boxes %d  detections %d\n", ds.images.size(), m.num_gt, m.num_dets);
-  std::printf("mAP50-95 %.4f  mAP50 %.4f  mAP75 %.4f\n", m.map, m.map50, m.map75);
-  std::printf("%s\n", src.line.c_str());
-
-  std::map<int, std::string> cat_names;
-  for (const auto& c : gt.categories) cat_names[c.id] = c.name;
+  std::printf("%s", ev.summary.c_str());
+  std::printf("images %d  gt boxes %d  detections %d\n", ev.images, ev.num_gt, ev.num_dets);
+  std::printf("mAP50-95 %.4f  mAP50 %.4f  mAP75 %.4f\n", ev.map, ev.map50, ev.map75);
+  if (from_results) {
+    std::string line = "detections: from results files";
+    for (const auto& f : a.results_in) line += " " + f;
+    std::printf("%s\n", line.c_str());
+  } else {
+    std::printf(
+        "speed: %.1f images/s end to end (decode %.1f ms, pre %.1f ms, network %.1f ms, NMS %.1f ms per "
+        "image; "
+        "batch %d, network on %s, pre/post-processing on %s; set-up %.1f ms once, not included)\n",
+        ev.images_per_s, ev.decode_ms, ev.pre_ms, ev.network_ms, ev.post_ms, ev.batch, ev.device.c_str(),
+        ev.prepost_device.c_str(), ev.setup_ms);
+  }
   if (!a.quiet) {
     std::printf("\n%-16s %8s %8s\n", "class", "AP50-95", "AP50");
-    for (size_t i = 0; i < m.per_class_ap.size(); ++i) {
-      auto [cat, ap] = m.per_class_ap[i];
-      if (ap < 0) continue;
-      double ap50 = i < m.per_class_ap50.size() ? m.per_class_ap50[i].second : -1;
-      std::string name = cat_names.count(cat) ? cat_names[cat] : std::to_string(cat);
-      std::printf("%-16s %8.3f %8.3f\n", name.c_str(), ap, ap50);
-    }
+    for (const auto& c : ev.classes)
+      if (c.ap >= 0) std::printf("%-16s %8.3f %8.3f\n", c.name.c_str(), c.ap, c.ap50);
   }
-  if (!a.results_out.empty()) QYOLO_RETURN_IF_ERROR(write_coco_results_json(a.results_out, evaluator.detections()));
-  if (!a.json_out.empty()) {
-    nlohmann::json per_class = nlohmann::json::object();
-    for (size_t i = 0; i < m.per_class_ap.size(); ++i) {
-      auto [cat, ap] = m.per_class_ap[i];
-      if (ap < 0) continue;
-      std::string name = cat_names.count(cat) ? cat_names[cat] : std::to_string(cat);
-      per_class[name] = {{"ap", ap}, {"ap50", i < m.per_class_ap50.size() ? m.per_class_ap50[i].second : -1}};
+  if (!a.json_out.empty())
+    QYOLO_RETURN_IF_ERROR(write_text_atomic(a.json_out, summary_json(ev).dump(1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n"));
+  if (!a.plots_dir.empty()) {
+    nlohmann::json data = plot_json(ev, run_label(ev));
+    if (!a.compare.empty()) {
+      EvaluateOptions quiet = opt;
+      quiet.progress = nullptr;
+      quiet.save_results.clear();
+      QYOLO_ASSIGN_OR_RETURN(data["compare"], compare_plot_json(a, quiet));
     }
-    nlohmann::json j = {
-        {"data", a.data},
-        {"images", ds.images.size()},
-        {"map50_95", m.map}, {"map50", m.map50}, {"map75", m.map75},
-        {"map_small", m.map_small}, {"map_medium", m.map_medium}, {"map_large", m.map_large},
-        {"ar1", m.ar1}, {"ar10", m.ar10}, {"ar100", m.ar100},
-        {"per_class", per_class}};
-    j.update(src.fields);
-    QYOLO_RETURN_IF_ERROR(write_text_atomic(a.json_out, j.dump(1) + "\n"));
+    QYOLO_ASSIGN_OR_RETURN(std::vector<std::string> written, draw_plots("eval", data, a.plots_dir));
+    for (const auto& f : written) std::printf("wrote %s\n", f.c_str());
   }
   return Status::ok();
 }
@@ -258,12 +200,21 @@ void register_eval(CLI::App& app, int& exit_code) {
   add_engine_options(cmd, a->engine);
   cmd->add_option("--data,-d", a->data, "dataset folder, e.g. ../shared/data/val500")->required();
   add_imgsz_option(cmd, a->imgsz);
-  cmd->add_option("--batch", a->batch, "images per batch (default: 8 on cuda engines, within the profile; 1 on cpu)");
-  add_nms_options(cmd, a->conf, a->iou, a->max_det, "0.65 for heads with objectness (YOLOv5, YOLOX), 0.7 without (YOLOv8/YOLO11)");
+  cmd->add_option("--batch", a->batch,
+                  "images per batch (default: 8 on cuda engines, within the profile; 1 on cpu)");
+  add_nms_options(cmd, a->conf, a->iou, a->max_det,
+                  "0.65 for heads with objectness (YOLOv5, YOLOX), 0.7 without (YOLOv8/YOLO11)");
   add_head_option(cmd, a->head);
   cmd->add_option("--limit", a->limit, "evaluate only the first N images (by file name)");
   cmd->add_option("--json", a->json_out, "write a machine-readable summary here");
   cmd->add_option("--save-results", a->results_out, "write COCO results json (detections) here");
+  cmd->add_option("--plots", a->plots_dir,
+                  "write PNGs here: precision-recall curves (overall and per class), confusion matrix "
+                  "(scripts/plots.py, matplotlib)");
+  cmd->add_option(
+      "--compare", a->compare,
+      "with --plots: per-class AP bars against another run: a `qyolo eval --json` summary, or a model "
+      "(.onnx built in FP32 with the same flags, or a .qengine) evaluated here on the same data");
   cmd->add_flag("--quiet,-q", a->quiet, "no progress bar or per-class table");
   cmd->add_flag("--cpu-prepost", a->cpu_prepost,
                 "cuda engines: letterbox and NMS on the CPU instead of the GPU (the CPU engines' path)");
@@ -272,9 +223,9 @@ void register_eval(CLI::App& app, int& exit_code) {
                   "cover different images) instead of running a model");
   // Options of the model run, refused with --results.
   std::vector<CLI::Option*> model_options;
-  for (const char* name : {"--model", "--engine", "--device", "--int8", "--fp16", "--all-int8", "--cache", "--float-layers",
-                           "--min-shapes", "--opt-shapes", "--max-shapes", "--imgsz", "--batch", "--conf", "--iou",
-                           "--max-det", "--cpu-prepost", "--head"})
+  for (const char* name : {"--model", "--engine", "--device", "--int8", "--fp16", "--all-int8", "--cache",
+                           "--float-layers", "--min-shapes", "--opt-shapes", "--max-shapes", "--imgsz",
+                           "--batch", "--conf", "--iou", "--max-det", "--cpu-prepost", "--head"})
     if (CLI::Option* o = cmd->get_option_no_throw(name)) model_options.push_back(o);
   cmd->callback([&exit_code, a, model_options] {
     a->model_options_given.clear();

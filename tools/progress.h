@@ -40,6 +40,11 @@ class ProgressBar {
                  done, total_, rate, eta, tty_ ? "" : "\n");
     std::fflush(stderr);
   }
+  // Same, also setting the total (when it becomes known only once the work starts).
+  void update(size_t done, size_t total) {
+    if (total) total_ = total;
+    update(done);
+  }
   void finish() {
     if (!enabled_ || finished_) return;
     finished_ = true;

@@ -7,9 +7,11 @@
 //   auto dets = (*detector)->detect({&*image});                       // original-image pixels
 #pragma once
 
+#include "qyolo/calibration.h"
 #include "qyolo/detection.h"
 #include "qyolo/detector.h"
 #include "qyolo/engine.h"
+#include "qyolo/evaluate.h"
 #include "qyolo/image.h"
 #include "qyolo/status.h"
 #include "qyolo/tensor.h"

@@ -61,12 +61,16 @@ Result<double> ppq_amax(const nlohmann::json& v, const std::string& where) {
   }
   if (v.is_array()) {
     if (v.size() != 2 || !v[0].is_number() || !v[1].is_number())
-      return corrupt(where + ": a list range must be [min, max] numbers, got " + v.dump());
+      return corrupt(where + ": a list range must be [min, max] numbers, got " +
+                     v.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
     const double r = std::max(std::fabs(v[0].get<double>()), std::fabs(v[1].get<double>()));
-    if (!std::isfinite(r)) return corrupt(where + ": range " + v.dump() + " is not finite");
+    if (!std::isfinite(r))
+      return corrupt(where + ": range " + v.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) +
+                     " is not finite");
     return r;
   }
-  return corrupt(where + ": range must be a number or [min, max], got " + v.dump());
+  return corrupt(where + ": range must be a number or [min, max], got " +
+                 v.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
 }
 
 }  // namespace
@@ -124,9 +128,10 @@ Result<CalibrationTable> parse_calibration_cache(std::string_view text, const st
       return corrupt(where + ": tensor '" + name + "': scale '" + std::string(hex) +
                      "' is not 1 to 8 hex digits");
     const float scale = float_from_bits(bits);
-    if (!std::isfinite(scale) || scale < 0.0f)
+    if (!is_valid_scale(scale))
       return corrupt(where + ": tensor '" + name + "': scale " + std::string(hex) + " = " +
-                     fmt_double(scale) + " is not a finite non-negative float");
+                     fmt_double(scale) +
+                     " is not a positive normal float (0, -0, denormal, inf and NaN are refused)");
     if (!table.scales.emplace(name, scale).second)
       return corrupt(where + ": tensor '" + name + "' appears twice");
   }
@@ -151,9 +156,9 @@ Result<std::string> format_calibration_cache(const CalibrationTable& table) {
   for (const auto& [name, scale] : table.scales) {  // std::map: sorted, deterministic
     if (name.empty() || name.find_first_of("\r\n") != std::string::npos)
       return invalid_argument("tensor name '" + name + "' is empty or has a newline");
-    if (!std::isfinite(scale) || scale < 0.0f)
+    if (!is_valid_scale(scale))
       return invalid_argument("tensor '" + name + "': scale " + fmt_double(scale) +
-                              " is not finite and >= 0");
+                              " is not a positive normal float");
     char hex[16];
     std::snprintf(hex, sizeof(hex), "%08x", static_cast<unsigned>(float_to_bits(scale)));
     out += name;
@@ -199,8 +204,13 @@ Result<CalibrationTable> parse_ppq_json(std::string_view text, const std::string
   CalibrationTable table;
   table.algorithm = kPpqAlgorithmName;
   for (const auto& [name, value] : doc["act_quant_info"].items()) {
-    QYOLO_ASSIGN_OR_RETURN(double amax, ppq_amax(value, source + ": tensor '" + name + "'"));
-    table.scales[name] = static_cast<float>(amax / kInt8QMax);
+    const std::string where = source + ": tensor '" + name + "'";
+    QYOLO_ASSIGN_OR_RETURN(double amax, ppq_amax(value, where));
+    const float scale = static_cast<float>(amax / kInt8QMax);
+    if (!is_valid_scale(scale))
+      return corrupt(where + ": range " + fmt_double(amax) + " gives scale " + fmt_double(scale) +
+                     ", not a positive normal float (a range must be > 0 and < 4e40)");
+    table.scales[name] = scale;
   }
   return table;
 }

@@ -40,14 +40,15 @@ uint32_t float_to_bits(float f);
 float float_from_bits(uint32_t bits);
 
 // Parses cache text; `source` names the file in errors. Errors (kCorrupt) carry the 1-based line
-// number: bad header, a line without ": ", empty name, bad hex, a negative or non-finite scale,
+// number: bad header, a line without ": ", empty name, bad hex, a scale that is not a positive
+// normal float (0, -0, denormal, negative, inf, NaN: see is_valid_scale in quant/quant_params.h),
 // a duplicate tensor.
 Result<CalibrationTable> parse_calibration_cache(std::string_view text, const std::string& source);
 Result<CalibrationTable> read_calibration_cache(const std::filesystem::path& path);
 
 // The cache text; header_version defaults to kCalibCacheVersion when empty. Rejects an empty
-// algorithm, names containing a newline or that are empty, and scales that are negative or not
-// finite.
+// algorithm, names containing a newline or that are empty, and scales that are not positive normal
+// floats.
 Result<std::string> format_calibration_cache(const CalibrationTable& table);
 // Atomic: writes <path>.tmp.<pid> in the same directory, then renames it over path.
 Status write_calibration_cache(const std::filesystem::path& path, const CalibrationTable& table);

@@ -60,13 +60,16 @@ Result<int> get_int(const json& obj, const char* key, const std::string& where) 
     if (v == std::floor(v) && std::abs(v) < 2e9) return static_cast<int>(v);
   }
   if (it->is_boolean()) return it->get<bool>() ? 1 : 0;
-  return corrupt(where + ": '" + key + "' is not an integer: " + it->dump());
+  return corrupt(where + ": '" + key +
+                 "' is not an integer: " + it->dump(-1, ' ', false, json::error_handler_t::replace));
 }
 
 Result<double> get_number(const json& obj, const char* key, const std::string& where) {
   auto it = obj.find(key);
   if (it == obj.end()) return corrupt(where + ": missing '" + key + "'");
-  if (!it->is_number()) return corrupt(where + ": '" + key + "' is not a number: " + it->dump());
+  if (!it->is_number())
+    return corrupt(where + ": '" + key +
+                   "' is not a number: " + it->dump(-1, ' ', false, json::error_handler_t::replace));
   return it->get<double>();
 }
 
@@ -74,10 +77,13 @@ Result<std::array<double, 4>> get_bbox(const json& obj, const std::string& where
   auto it = obj.find("bbox");
   if (it == obj.end()) return corrupt(where + ": missing 'bbox'");
   if (!it->is_array() || it->size() != 4)
-    return corrupt(where + ": 'bbox' is not [x, y, w, h]: " + it->dump());
+    return corrupt(
+        where + ": 'bbox' is not [x, y, w, h]: " + it->dump(-1, ' ', false, json::error_handler_t::replace));
   std::array<double, 4> b{};
   for (size_t k = 0; k < 4; ++k) {
-    if (!(*it)[k].is_number()) return corrupt(where + ": 'bbox' has a non-number: " + it->dump());
+    if (!(*it)[k].is_number())
+      return corrupt(
+          where + ": 'bbox' has a non-number: " + it->dump(-1, ' ', false, json::error_handler_t::replace));
     b[k] = (*it)[k].get<double>();
   }
   return b;
@@ -525,6 +531,7 @@ Result<CocoMetrics> CocoEvaluator::evaluate() const {
   auto idx = [&](int t, size_t k, int a, int m) { return ((t * K + k) * kNumArea + a) * kNumMaxDet + m; };
   std::vector<double> prec_mean(kNumIou * K * kNumArea * kNumMaxDet, -1.0);
   std::vector<double> recall(prec_mean.size(), -1.0);
+  std::vector<std::vector<double>> pr50(K);  // precision at IoU .50, area all, maxDets 100
   const int max_det_last = p.max_dets[kNumMaxDet - 1];
 
   for (size_t k = 0; k < K; ++k) {
@@ -579,11 +586,14 @@ Result<CocoMetrics> CocoEvaluator::evaluate() const {
           for (size_t j = nd; j-- > 1;)
             if (pr[j] > pr[j - 1]) pr[j - 1] = pr[j];
           double sum = 0;
+          const bool keep_curve = t == 0 && a == 0 && m == kNumMaxDet - 1;
+          if (keep_curve) pr50[k].assign(kNumRec, 0.0);
           for (int r = 0; r < kNumRec; ++r) {
             // np.searchsorted(rc, recThrs, side='left'); recall points past the end count 0.
             size_t j =
                 static_cast<size_t>(std::lower_bound(rc.begin(), rc.end(), p.rec_thrs[r]) - rc.begin());
             if (j < nd) sum += pr[j];
+            if (keep_curve && j < nd) pr50[k][r] = pr[j];
           }
           prec_mean[idx(t, k, a, m)] = sum / kNumRec;
         }
@@ -628,6 +638,7 @@ Result<CocoMetrics> CocoEvaluator::evaluate() const {
     r.per_class_ap.emplace_back(cat_ids[k], ap);
     r.per_class_ap50.emplace_back(cat_ids[k], prec_mean[idx(0, k, 0, m100)]);
   }
+  r.per_class_pr50 = std::move(pr50);
   r.num_images = static_cast<int>(I);
   r.num_gt = num_gt;
   r.num_dets = static_cast<int>(dets_.size());

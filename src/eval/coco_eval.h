@@ -87,6 +87,9 @@ struct CocoMetrics {
   // category id -> AP (area all, maxDets 100); -1 for categories without ground truth.
   std::vector<std::pair<int, double>> per_class_ap;    // IoU .50:.95
   std::vector<std::pair<int, double>> per_class_ap50;  // IoU .50
+  // Per category (same order): the interpolated precision at IoU .50 on the 101 recall points
+  // (area all, maxDets 100; COCOeval's eval['precision'][0, :, k, 0, 2]); empty without ground truth.
+  std::vector<std::vector<double>> per_class_pr50;
   int num_images = 0, num_gt = 0, num_dets = 0;
 };
 

@@ -156,17 +156,21 @@ int label_scale(const Image& image) {
   return std::max(1, (image.width + image.height) / 640);
 }
 
-void draw_label(Image& image, int x, int y, const std::string& text, RGB bg) {
+void draw_label(Image& image, float fx, float fy, const std::string& text, RGB bg) {
   if (image.empty()) return;
+  // A decoded box may be NaN/inf or huge: to_pixel keeps x, y within +-1e7, and the glyph loop
+  // stops at the image's right edge, so no label arithmetic can overflow an int.
+  const int x = to_pixel(fx), y = to_pixel(fy);
   const int s = label_scale(image);
-  const int w = (static_cast<int>(text.size()) * (kGlyphW + 1) + 1) * s;
+  const size_t visible = std::min<size_t>(text.size(), static_cast<size_t>(image.width) / (kGlyphW + 1) + 1);
+  const int w = (static_cast<int>(visible) * (kGlyphW + 1) + 1) * s;
   const int h = (kGlyphH + 2) * s;
   const int top = (y - h >= 0) ? y - h : y;
   fill_rect(image, x, top, x + w, top + h, bg);
   // Rec. 601 luma decides the text colour.
   const bool light = 299 * bg.r + 587 * bg.g + 114 * bg.b > 160 * 1000;
   const RGB fg = light ? RGB{0, 0, 0} : RGB{255, 255, 255};
-  for (size_t i = 0; i < text.size(); ++i) {
+  for (size_t i = 0; i < visible; ++i) {
     const unsigned char ch = static_cast<unsigned char>(text[i]);
     const uint8_t* glyph = kFont5x7[(ch >= 32 && ch < 127 ? ch : '?') - 32];
     const int gx = x + s + static_cast<int>(i) * (kGlyphW + 1) * s;

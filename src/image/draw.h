@@ -28,6 +28,7 @@ int label_scale(const Image& image);
 // (x, y) is the label's bottom-left corner, so passing a box's top-left puts the label on top of
 // the box; when that would leave the image the label is drawn below y instead. Text is white or
 // black, whichever contrasts with `bg`; characters outside printable ASCII are drawn as '?'.
-void draw_label(Image& image, int x, int y, const std::string& text, RGB bg);
+// (x, y) are rounded like draw_box's; NaN, inf and huge values are clipped, never an overflow.
+void draw_label(Image& image, float x, float y, const std::string& text, RGB bg);
 
 }  // namespace qyolo

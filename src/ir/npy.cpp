@@ -10,6 +10,8 @@
 #include <system_error>
 #include <vector>
 
+#include "ir/shape_arith.h"
+
 namespace qyolo {
 namespace {
 
@@ -224,13 +226,9 @@ Result<Tensor> read_npy(const std::string& path) {
 
   // Size check before allocating, so a corrupt shape cannot request absurd memory.
   const uintmax_t available = file_size - prefix - header_len;
-  uintmax_t numel = 1;
-  for (int64_t d : h.shape) {
-    if (d != 0 && numel > std::numeric_limits<uintmax_t>::max() / 16 / static_cast<uintmax_t>(d))
-      return corrupt("npy '" + path + "': shape " + shape_str(h.shape) + " overflows");
-    numel *= static_cast<uintmax_t>(d);
-  }
-  const uintmax_t need = numel * dtype_size(dtype);
+  auto bytes = checked_nbytes(h.shape, dtype, "npy '" + path + "'");
+  if (!bytes) return Status(StatusCode::kCorrupt, bytes.status().message());
+  const uintmax_t need = static_cast<uintmax_t>(*bytes);
   if (available < need)
     return corrupt("npy '" + path + "': truncated data: shape " + shape_str(h.shape) + " " + h.descr +
                    " needs " + std::to_string(need) + " bytes, file has " + std::to_string(available));

@@ -4,6 +4,8 @@
 #include <cstring>
 #include <new>
 
+#include "ir/shape_arith.h"
+
 namespace qyolo {
 
 size_t dtype_size(DataType t) {
@@ -32,9 +34,12 @@ const char* dtype_name(DataType t) {
   return "?";
 }
 
+// Shapes from files are checked (checked_numel) before they get here; saturating instead of
+// wrapping keeps a missed check an allocation failure rather than a too-small buffer.
 int64_t shape_numel(const Shape& s) {
   int64_t n = 1;
-  for (int64_t d : s) n *= d;
+  for (int64_t d : s)
+    if (checked_mul(n, d, &n)) return INT64_MAX;
   return n;
 }
 
@@ -53,8 +58,12 @@ Tensor::Tensor(DataType dtype, Shape shape) : Tensor(dtype, std::move(shape), tr
 Tensor Tensor::uninitialized(DataType dtype, Shape shape) { return Tensor(dtype, std::move(shape), false); }
 
 Tensor::Tensor(DataType dtype, Shape shape, bool zero) : dtype_(dtype), shape_(std::move(shape)) {
-  size_t bytes = nbytes();
-  size_t alloc = ((bytes + 63) / 64) * 64;
+  int64_t bytes = 0;
+  // Callers check shapes from files first (checked_nbytes); this is the last line of defence.
+  if (checked_mul(numel(), static_cast<int64_t>(dtype_size(dtype_)), &bytes) || bytes < 0 ||
+      bytes > kMaxTensorBytes)
+    throw std::bad_alloc();
+  size_t alloc = ((static_cast<size_t>(bytes) + 63) / 64) * 64;
   if (alloc == 0) alloc = 64;
   void* p = std::aligned_alloc(64, alloc);
   if (p == nullptr) throw std::bad_alloc();

@@ -3,12 +3,15 @@
 #include <google/protobuf/io/coded_stream.h>
 #include <google/protobuf/io/zero_copy_stream_impl_lite.h>
 
+#include <algorithm>
+#include <charconv>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
 
 #include "ir/op_registry.h"
+#include "ir/shape_arith.h"
 #include "onnx/onnx_pb.h"
 #include "onnx/qoperator.h"
 
@@ -78,8 +81,14 @@ Result<ValueInfo> convert_value_info(const onnx::ValueInfoProto& v, const std::s
   if (tt.has_shape()) {
     for (const auto& d : tt.shape().dim()) {
       Dim dim;
-      if (d.has_dim_value()) dim.value = d.dim_value();
-      else dim.param = d.dim_param();
+      if (d.has_dim_value()) {
+        if (d.dim_value() < 0)
+          return corrupt(where + ": value '" + v.name() + "' has negative dimension " +
+                         std::to_string(d.dim_value()) + " (dim " + std::to_string(info.dims.size()) + ")");
+        dim.value = d.dim_value();
+      } else {
+        dim.param = d.dim_param();
+      }
       info.dims.push_back(dim);
     }
   }
@@ -94,23 +103,41 @@ Result<Tensor> tensor_from_proto(const onnx::TensorProto& p, const std::string& 
   Shape shape(p.dims().begin(), p.dims().end());
   for (int64_t d : shape)
     if (d < 0) return corrupt(where + ": negative dimension in " + shape_str(shape));
-  Tensor t(dtype, shape);
-  const size_t nbytes = t.nbytes();
-  const size_t n = static_cast<size_t>(t.numel());
+  // Sizes are checked (overflow, cap, bytes present) before anything is allocated.
+  auto nbytes_checked = checked_nbytes(shape, dtype, where);
+  if (!nbytes_checked) return Status(StatusCode::kCorrupt, nbytes_checked.status().message());
+  const size_t nbytes = static_cast<size_t>(*nbytes_checked);
+  const size_t n = nbytes / dtype_size(dtype);
 
   if (p.data_location() == onnx::TensorProto::EXTERNAL) {
     std::string location;
     int64_t offset = 0, length = -1;
     for (const auto& kv : p.external_data()) {
+      int64_t* field = kv.key() == "offset" ? &offset : kv.key() == "length" ? &length : nullptr;
       if (kv.key() == "location") location = kv.value();
-      else if (kv.key() == "offset") offset = std::stoll(kv.value());
-      else if (kv.key() == "length") length = std::stoll(kv.value());
+      if (field == nullptr) continue;
+      const std::string& v = kv.value();
+      auto [ptr, ec] = std::from_chars(v.data(), v.data() + v.size(), *field);
+      if (ec != std::errc() || ptr != v.data() + v.size() || *field < 0)
+        return corrupt(where + ": external data " + kv.key() + " '" + v + "' is not a non-negative integer");
     }
-    std::string file = (std::filesystem::path(base_dir) / location).string();
+    // ONNX keeps external data next to the model: no absolute paths, no way out of the directory.
+    const std::filesystem::path rel(location);
+    if (location.empty() || rel.is_absolute() || std::find(rel.begin(), rel.end(), "..") != rel.end())
+      return corrupt(where + ": external data location '" + location +
+                     "' must be a relative path inside the model's directory");
+    std::string file = (std::filesystem::path(base_dir) / rel).string();
     std::ifstream f(file, std::ios::binary);
     if (!f) return not_found(where + ": external data file '" + file + "' cannot be opened");
     if (length >= 0 && static_cast<size_t>(length) != nbytes)
       return corrupt(where + ": external data length " + std::to_string(length) + " != expected " + std::to_string(nbytes));
+    std::error_code ec;
+    const uintmax_t file_size = std::filesystem::file_size(file, ec);
+    if (ec || static_cast<uintmax_t>(offset) > file_size ||
+        file_size - static_cast<uintmax_t>(offset) < nbytes)
+      return corrupt(where + ": external data file '" + file + "' has " + std::to_string(ec ? 0 : file_size) +
+                     " bytes, offset " + std::to_string(offset) + " + " + std::to_string(nbytes) + " needed");
+    Tensor t(dtype, shape);
     f.seekg(offset);
     f.read(static_cast<char*>(t.raw()), static_cast<std::streamsize>(nbytes));
     if (static_cast<size_t>(f.gcount()) != nbytes)
@@ -121,20 +148,22 @@ Result<Tensor> tensor_from_proto(const onnx::TensorProto& p, const std::string& 
     if (p.raw_data().size() != nbytes)
       return corrupt(where + ": raw_data has " + std::to_string(p.raw_data().size()) + " bytes, shape " +
                      shape_str(shape) + " of " + dtype_name(dtype) + " needs " + std::to_string(nbytes));
+    Tensor t = Tensor::uninitialized(dtype, shape);
     if (nbytes) std::memcpy(t.raw(), p.raw_data().data(), nbytes);
     return t;
   }
-  auto size_error = [&](size_t got) {
-    return corrupt(where + ": has " + std::to_string(got) + " values, shape " + shape_str(shape) + " needs " +
-                   std::to_string(n));
-  };
+  const int typed_count = dtype == DataType::kFloat32 ? p.float_data_size()
+                          : dtype == DataType::kInt64 ? p.int64_data_size()
+                                                      : p.int32_data_size();
+  if (static_cast<size_t>(typed_count) != n)
+    return corrupt(where + ": has " + std::to_string(typed_count) + " values, shape " + shape_str(shape) +
+                   " needs " + std::to_string(n));
+  Tensor t = Tensor::uninitialized(dtype, shape);
   switch (dtype) {
     case DataType::kFloat32:
-      if (static_cast<size_t>(p.float_data_size()) != n) return size_error(p.float_data_size());
       std::copy(p.float_data().begin(), p.float_data().end(), t.data<float>());
       break;
     case DataType::kInt64:
-      if (static_cast<size_t>(p.int64_data_size()) != n) return size_error(p.int64_data_size());
       std::copy(p.int64_data().begin(), p.int64_data().end(), t.data<int64_t>());
       break;
     case DataType::kInt32:
@@ -142,7 +171,6 @@ Result<Tensor> tensor_from_proto(const onnx::TensorProto& p, const std::string& 
     case DataType::kUInt8:
     case DataType::kBool:
     case DataType::kFloat16: {
-      if (static_cast<size_t>(p.int32_data_size()) != n) return size_error(p.int32_data_size());
       for (size_t i = 0; i < n; ++i) {
         int32_t v = p.int32_data(static_cast<int>(i));
         switch (dtype) {

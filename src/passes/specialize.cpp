@@ -1,6 +1,7 @@
 #include "passes/specialize.h"
 
 #include "backends/cpu/cpu_executor.h"
+#include "ir/shape_arith.h"
 
 namespace qyolo {
 
@@ -35,6 +36,8 @@ Result<SpecializedGraph> specialize(const Graph& graph, const std::map<std::stri
                                 std::to_string(in.dims[d].value) + ", got " + std::to_string(s[d]) + " (shape " +
                                 shape_str(s) + ", model expects " + in.dims_str() + ")");
     }
+    auto bytes = checked_nbytes(s, in.dtype, g.source_path + ": input '" + in.name + "'");
+    if (!bytes) return bytes.status();
     values[in.name] = ValueDesc{in.dtype, s, std::nullopt};
   }
   for (const auto& [name, _] : input_shapes)
@@ -59,8 +62,16 @@ Result<SpecializedGraph> specialize(const Graph& graph, const std::map<std::stri
     Status st = infer_node(ctx);
     if (!st.is_ok()) return st.with_context(g.source_path);
 
+    // Every inferred shape is checked here, once: no op's output may overflow or exceed the cap.
     int64_t out_elems = 0;
-    for (const auto& o : ctx.outputs) out_elems += shape_numel(o.shape);
+    for (size_t i = 0; i < ctx.outputs.size(); ++i) {
+      const ValueDesc& o = ctx.outputs[i];
+      const std::string what = g.source_path + ": " + node.describe() + ": output '" +
+                               (i < node.outputs.size() ? node.outputs[i] : std::to_string(i)) + "'";
+      auto bytes = checked_nbytes(o.shape, o.dtype, what);
+      if (!bytes) return bytes.status();
+      out_elems += *bytes / static_cast<int64_t>(dtype_size(o.dtype));  // <= 2^34 each: no overflow
+    }
     if (all_const && out_elems <= kMaxFoldElements && !g.is_graph_output(node.outputs[0])) {
       auto folded = evaluate_node_cpu(node, ctx.inputs, ctx.outputs);
       if (!folded) return folded.status().with_context(g.source_path + ": folding constants");

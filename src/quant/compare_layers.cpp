@@ -27,10 +27,16 @@ Result<std::vector<LayerError>> compare_layers(const Engine& fp32, const Engine&
   QYOLO_ASSIGN_OR_RETURN(CpuExecutor * ex_f, ctx_f->impl().executor_for(shape));
   QYOLO_ASSIGN_OR_RETURN(CpuExecutor * ex_q, ctx_q->impl().executor_for(shape));
   std::map<std::string, std::pair<std::string, std::string>> producer;  // tensor -> (node, op)
+  std::map<std::string, int> position;                                 // tensor -> producer's index
+  int node_index = 0;
   for (const auto& n : ex_q->graph().graph.nodes) {
     std::string op = n.op_type;
     if (n.has_attr("qyolo_input_scale")) op += "[int8]";
-    for (const auto& o : n.outputs) producer[o] = {n.name, op};
+    for (const auto& o : n.outputs) {
+      producer[o] = {n.name, op};
+      position[o] = node_index;
+    }
+    ++node_index;
   }
   std::map<std::string, Accum> acc;
   const std::string input_name = fp32.info().input_name;
@@ -70,6 +76,7 @@ Result<std::vector<LayerError>> compare_layers(const Engine& fp32, const Engine&
     e.cosine = (a.ref2 > 0 && a.q2 > 0) ? a.dot / std::sqrt(a.ref2 * a.q2) : 1.0;
     e.max_abs_err = a.max_err;
     e.elements = a.n;
+    e.position = position[name];
     rows.push_back(e);
   }
   std::sort(rows.begin(), rows.end(), [](const LayerError& x, const LayerError& y) { return x.snr_db < y.snr_db; });

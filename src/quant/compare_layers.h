@@ -18,6 +18,7 @@ struct LayerError {
   double cosine = 0;    // cosine similarity
   double max_abs_err = 0;
   int64_t elements = 0;
+  int position = 0;     // the producing node's place in the (fused, topologically sorted) graph
 };
 
 // Sorted by SNR, worst first.

@@ -25,6 +25,13 @@ inline float scale_from_amax(double amax) {
   return s > 0.0f ? s : kMinScale;  // guards float underflow of subnormal amax
 }
 
+// A scale read from a file (calibration cache, PPQ json, engine) must be a positive normal float:
+// 0 and -0 make every q 0 and dividing by them inf/NaN, a denormal overflows 1/scale, inf/NaN
+// poison everything downstream. scale_from_amax never produces anything else.
+inline bool is_valid_scale(float scale) {
+  return std::isnormal(scale) && scale > 0.0f;
+}
+
 inline double amax_from_scale(float scale) {
   return static_cast<double>(scale) * kInt8QMax;
 }

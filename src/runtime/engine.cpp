@@ -1,12 +1,17 @@
 #include <array>
+#include <charconv>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <regex>
 #include <sstream>
 
+#include "ir/shape_arith.h"
 #include "onnx/onnx_import.h"
+#include "quant/int8_dataflow.h"
+#include "quant/quant_params.h"
 #include "quant/quantize_graph.h"
 #include "runtime/engine_impl.h"
 #include "yolo/metadata.h"
@@ -93,17 +98,21 @@ Result<Shape> parse_shape_spec(const std::string& spec, std::string* name) {
     if (name) *name = spec.substr(0, colon);
     dims = spec.substr(colon + 1);
   }
+  // Dims are decimal digits only (no sign, spaces or overflow: from_chars reports them), > 0.
   Shape s;
-  std::stringstream ss(dims);
-  std::string part;
-  while (std::getline(ss, part, 'x')) {
-    char* end = nullptr;
-    long long v = std::strtoll(part.c_str(), &end, 10);
-    if (part.empty() || *end != '\0' || v <= 0)
-      return invalid_argument("bad shape '" + spec + "': expected e.g. images:1x3x640x640");
+  size_t pos = 0;
+  while (true) {
+    const size_t x = std::min(dims.find('x', pos), dims.size());
+    const std::string part = dims.substr(pos, x - pos);
+    int64_t v = 0;
+    const auto [ptr, ec] = std::from_chars(part.data(), part.data() + part.size(), v);
+    if (part.empty() || ec != std::errc() || ptr != part.data() + part.size() || v <= 0)
+      return invalid_argument("bad shape '" + spec + "': dim '" + part +
+                              "' is not a positive integer (expected e.g. images:1x3x640x640)");
     s.push_back(v);
+    if (x == dims.size()) break;
+    pos = x + 1;
   }
-  if (s.empty()) return invalid_argument("bad shape '" + spec + "'");
   return s;
 }
 
@@ -146,6 +155,10 @@ Result<SpecializedGraph> Engine::Impl::prepare(const Shape& input_shape, const P
     QuantizeOptions q;
     q.float_layers_regex = options.float_layers_regex;
     QYOLO_RETURN_IF_ERROR(quantize_graph(sg, activation_scales, q));
+    // The CPU keeps int8 between layers; the CUDA executor makes its own choices (issue 19).
+    if (options.device == Device::kCpu) {
+      QYOLO_RETURN_IF_ERROR(plan_int8_dataflow(sg, activation_scales).status());
+    }
   }
   return sg;
 }
@@ -226,6 +239,15 @@ Result<std::unique_ptr<Engine::Impl>> make_impl(std::string onnx_bytes, const st
   } else {
     impl->profile = {fixed, fixed, fixed};
   }
+  // Profiles come from the command line or an engine file: every dim positive, every shape sized.
+  for (const Shape* s : {&impl->profile.min, &impl->profile.opt, &impl->profile.max}) {
+    for (int64_t d : *s)
+      if (d <= 0)
+        return invalid_argument(source + ": input '" + in.name + "': profile shape " + shape_str(*s) +
+                                " must have positive dims");
+    auto bytes = checked_nbytes(*s, DataType::kFloat32, source + ": input '" + in.name + "' profile");
+    if (!bytes) return bytes.status();
+  }
   return impl;
 }
 
@@ -297,12 +319,19 @@ class Writer {
   std::string buf_;
 };
 
+std::string float_str(float v) {
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "%.9g", static_cast<double>(v));
+  return buf;
+}
+
 class Reader {
  public:
   // Reads `b` (which must outlive the reader) from byte `pos`.
   Reader(const std::string& b, std::string path, size_t pos = 0) : b_(b), path_(std::move(path)), pos_(pos) {}
   Status need(size_t n) {
-    if (pos_ + n > b_.size()) return corrupt("engine file '" + path_ + "' is truncated");
+    if (n > b_.size() - pos_)
+      return corrupt("engine file '" + path_ + "' is truncated");  // no pos_ + n overflow
     return Status::ok();
   }
   Result<uint32_t> u32() {
@@ -415,13 +444,7 @@ Status Engine::save(const std::string& path) const {
   return Status::ok();
 }
 
-Result<std::shared_ptr<const Engine>> Engine::load(const std::string& path) {
-  std::error_code ec;
-  if (!std::filesystem::exists(path, ec)) return not_found("engine file '" + path + "' does not exist");
-  std::ifstream f(path, std::ios::binary);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  std::string payload = ss.str();
+Result<EngineFileContents> parse_engine_file(std::string payload, const std::string& path) {
   if (payload.size() < 8 || std::memcmp(payload.data(), kMagic, 8) != 0)
     return corrupt("'" + path + "' is not a qyolo engine file (bad magic)");
   if (payload.size() < 8 + 4 + 8) return corrupt("engine file '" + path + "' is truncated");
@@ -440,8 +463,9 @@ Result<std::shared_ptr<const Engine>> Engine::load(const std::string& path) {
   if (version != QYOLO_VERSION_STRING)
     return version_mismatch("engine file '" + path + "' was built by qyolo " + version + ", this is qyolo " +
                             QYOLO_VERSION_STRING + "; rebuild it with `qyolo build`");
-  BuildOptions options;
-  QYOLO_ASSIGN_OR_RETURN(std::string source, rd.str());
+  EngineFileContents c;
+  BuildOptions& options = c.options;
+  QYOLO_ASSIGN_OR_RETURN(c.source, rd.str());
   QYOLO_ASSIGN_OR_RETURN(uint32_t device, rd.u32());
   QYOLO_ASSIGN_OR_RETURN(uint32_t precision, rd.u32());
   if (device > 1 || precision > 2) return corrupt("engine file '" + path + "': bad device/precision field");
@@ -452,19 +476,21 @@ Result<std::shared_ptr<const Engine>> Engine::load(const std::string& path) {
   options.int8_fp16 = int8_fp16 >= 1;
   options.int8_all = int8_fp16 == 2;
   QYOLO_ASSIGN_OR_RETURN(options.float_layers_regex, rd.str());
-  ShapeProfile profile;
+  ShapeProfile& profile = c.profile;
   QYOLO_ASSIGN_OR_RETURN(profile.min, rd.shape());
   QYOLO_ASSIGN_OR_RETURN(profile.opt, rd.shape());
   QYOLO_ASSIGN_OR_RETURN(profile.max, rd.shape());
   options.profile = profile;
   QYOLO_ASSIGN_OR_RETURN(uint64_t n_scales, rd.u64());
-  std::map<std::string, float> scales;
   for (uint64_t i = 0; i < n_scales; ++i) {
     QYOLO_ASSIGN_OR_RETURN(std::string name, rd.str());
     QYOLO_ASSIGN_OR_RETURN(float s, rd.f32());
-    scales[name] = s;
+    if (!is_valid_scale(s))
+      return corrupt("engine file '" + path + "': tensor '" + name + "' has scale " + float_str(s) +
+                     ", not a positive normal float");
+    c.scales[name] = s;
   }
-  CudaTarget target;
+  CudaTarget& target = c.target;
   QYOLO_ASSIGN_OR_RETURN(target.gpu_name, rd.str());
   QYOLO_ASSIGN_OR_RETURN(uint32_t cc_major, rd.u32());
   QYOLO_ASSIGN_OR_RETURN(uint32_t cc_minor, rd.u32());
@@ -475,7 +501,6 @@ Result<std::shared_ptr<const Engine>> Engine::load(const std::string& path) {
   target.cc_minor = static_cast<int>(cc_minor);
   target.cudnn_version = static_cast<int>(cudnn);
   QYOLO_ASSIGN_OR_RETURN(uint64_t n_tactics, rd.u64());
-  TacticMap tactics;
   for (uint64_t i = 0; i < n_tactics; ++i) {
     QYOLO_ASSIGN_OR_RETURN(std::string key, rd.str());
     QYOLO_ASSIGN_OR_RETURN(uint64_t m, rd.u64());
@@ -486,12 +511,29 @@ Result<std::shared_ptr<const Engine>> Engine::load(const std::string& path) {
       QYOLO_ASSIGN_OR_RETURN(uint64_t v, rd.u64());
       choice.push_back(static_cast<int64_t>(v));
     }
-    tactics[key] = std::move(choice);
+    c.tactics[key] = std::move(choice);
   }
-  QYOLO_ASSIGN_OR_RETURN(std::string onnx_bytes, rd.str());
+  QYOLO_ASSIGN_OR_RETURN(c.onnx_bytes, rd.str());
   if (rd.remaining() != 0)
     return corrupt("engine file '" + path + "': " + std::to_string(rd.remaining()) +
                    " unexpected bytes after the model");
+  return c;
+}
+
+Result<std::shared_ptr<const Engine>> Engine::load(const std::string& path) {
+  std::error_code ec;
+  if (!std::filesystem::exists(path, ec)) return not_found("engine file '" + path + "' does not exist");
+  std::ifstream f(path, std::ios::binary);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  QYOLO_ASSIGN_OR_RETURN(EngineFileContents c, parse_engine_file(ss.str(), path));
+  BuildOptions& options = c.options;
+  const ShapeProfile& profile = c.profile;
+  CudaTarget& target = c.target;
+  TacticMap& tactics = c.tactics;
+  const std::string& source = c.source;
+  std::map<std::string, float>& scales = c.scales;
+  std::string& onnx_bytes = c.onnx_bytes;
 
   std::string note;
   if (options.device == Device::kCuda) {

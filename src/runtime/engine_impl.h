@@ -39,6 +39,20 @@ std::string cudnn_version_str(int version);
 uint64_t engine_file_checksum(const std::string& payload);
 constexpr uint32_t kEngineFormatVersion = 2;
 
+// An engine file's fields, read and checked (layout in engine.cpp) but not built into an engine.
+struct EngineFileContents {
+  std::string source;
+  BuildOptions options;  // options.profile set
+  ShapeProfile profile;
+  std::map<std::string, float> scales;
+  CudaTarget target;
+  TacticMap tactics;
+  std::string onnx_bytes;
+};
+// Parses a whole engine file (payload + checksum); `path` names it in errors. Engine::load is
+// this plus building the model; fuzz/fuzz_engine_file.cpp calls it directly.
+Result<EngineFileContents> parse_engine_file(std::string file_bytes, const std::string& path);
+
 struct Engine::Impl {
   std::string onnx_bytes;  // the model as imported (serialised into engine files)
   Graph graph;             // imported graph (not specialised)

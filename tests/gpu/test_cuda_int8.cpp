@@ -444,6 +444,58 @@ TEST(CudaInt8, ResidualReadAsInt8) {
   }
 }
 
+// SPPF (yolov5's last backbone block): conv a -> three chained 5x5 max-pools -> concat(a, p1, p2,
+// p3) -> INT8 conv. Max commutes with quantisation, so conv a requantises into its slice of the
+// concat's int8 buffer and the pools run on int8 from slice to slice (int8_pools): no half pools,
+// no concat, no quantize pass. With fp32 between layers the int8 bytes are those of the
+// quantize-concat path exactly; with half between layers a's int8 copy comes from the fp32
+// epilogue instead of the half value (rare one-step differences).
+TEST(CudaInt8, SppfPoolsRunOnInt8InTheConcat) {
+  QYOLO_REQUIRE_INT8_GPU();
+  std::mt19937 rng(test_seed() + 23);
+  GraphSpec spec;
+  spec.inputs = {{"x", {2, 32, 20, 20}}};
+  add_int8_silu_conv(spec, rng, {"x"}, "a", 32, 32, 1, 2.0f);
+  const std::map<std::string, AttrValue> pool = {{"kernel_shape", std::vector<int64_t>{5, 5}},
+                                                 {"pads", std::vector<int64_t>{2, 2, 2, 2}}};
+  spec.nodes.push_back(make_node("MaxPool", {"a"}, {"p1"}, pool));
+  spec.nodes.push_back(make_node("MaxPool", {"p1"}, {"p2"}, pool));
+  spec.nodes.push_back(make_node("MaxPool", {"p2"}, {"p3"}, pool));
+  spec.nodes.push_back(make_node("Concat", {"a", "p1", "p2", "p3"}, {"cat"}, {{"axis", int64_t{1}}}));
+  add_int8_silu_conv(spec, rng, {"cat"}, "y", 128, 32, 1, 1.5f);
+  spec.outputs = {"y"};
+  auto sg = specialize_spec(spec);
+  ASSERT_TRUE(sg.is_ok()) << sg.status().to_string();
+  std::map<std::string, Tensor> inputs{{"x", random_tensor({2, 32, 20, 20}, rng, -2.f, 2.f)}}, ref;
+  ASSERT_NO_FATAL_FAILURE(cpu_reference(*sg, inputs, ref));
+  for (bool fp16 : {false, true}) {
+    SCOPED_TRACE(fp16 ? "half between layers" : "fp32 between layers");
+    CudaBuildOptions opt = all_int8_options(fp16);
+    opt.cudnn_int8 = 0;
+    auto on = CudaExecutor::build(*sg, opt);
+    ASSERT_TRUE(on.is_ok()) << on.status().to_string();
+    opt.int8_pools = false;
+    auto off = CudaExecutor::build(*sg, opt);
+    ASSERT_TRUE(off.is_ok()) << off.status().to_string();
+    const std::string summary = (*on)->summary(), summary_off = (*off)->summary();
+    EXPECT_EQ(count_in(summary, "(int8, into concat)"), 3u) << summary;
+    EXPECT_EQ(count_in(summary, "quantize-concat"), 0u) << summary;
+    EXPECT_EQ(count_in(summary_off, "quantize-concat 'cat'"), 1u) << summary_off;
+    EXPECT_LT((*on)->cost().bytes, (*off)->cost().bytes) << summary << summary_off;
+    std::map<std::string, Tensor> got_on, got_off;
+    ASSERT_TRUE(run_gpu_poisoned(**on, inputs, got_on).is_ok());
+    ASSERT_TRUE(run_gpu_poisoned(**off, inputs, got_off).is_ok());
+    const Diff d = compare(got_on.at("y"), ref.at("y"));
+    EXPECT_EQ(d.nan_count, 0) << summary;
+    EXPECT_LE(d.rel(), 2e-2) << "max abs err " << d.max_abs_err << " of " << d.max_abs_ref << "\n" << summary;
+    const Diff paths = compare(got_on.at("y"), got_off.at("y"));
+    if (!fp16) EXPECT_EQ(paths.max_abs_err, 0.0) << summary << summary_off;
+    else EXPECT_LE(paths.max_abs_err, 2e-2 * d.max_abs_ref) << summary << summary_off;
+    std::printf("int8 SPPF pools (%s): max abs err %.4g of %.4g, against the half pools %.4g\n",
+                fp16 ? "fp16" : "fp32", d.max_abs_err, d.max_abs_ref, paths.max_abs_err);
+  }
+}
+
 TEST(CudaInt8, Fp16StemWritesTheInt8CopyItsReaderTakes) {
   QYOLO_REQUIRE_INT8_GPU();
   for (bool also_half : {false, true}) {

@@ -1,9 +1,14 @@
 // Concat: byte copies of each input's contiguous chunks into the output (any dtype).
+// An int8 channels-last output of the int8 plan (src/quant/int8_dataflow.h) takes each pixel's
+// channels from int8 inputs of its scale (copies) and from float NCHW inputs, quantised.
 #include "ir/ops/concat.h"
 
+#include <cmath>
 #include <cstring>
 
 #include "backends/cpu/cpu_kernel.h"
+#include "quant/int8_dataflow.h"
+#include "quant/quant_params.h"
 
 namespace qyolo {
 
@@ -28,6 +33,7 @@ class CpuConcat final : public CpuKernel {
     std::vector<Shape> shapes;
     for (const auto* d : inputs) shapes.push_back(d->shape);
     QYOLO_ASSIGN_OR_RETURN(ConcatAttrs a, ConcatAttrs::parse(node, shapes));
+    if (node.has_attr(kInt8OutputScaleAttr)) return prepare_channels_last(node, inputs, outputs[0], a);
     const int64_t es = static_cast<int64_t>(dtype_size(outputs[0].dtype));
     int64_t outer = 1, inner = es;
     for (int64_t d = 0; d < a.axis; ++d) outer *= a.out_shape[d];
@@ -46,6 +52,10 @@ class CpuConcat final : public CpuKernel {
   }
 
   Status run(std::span<const Tensor* const> inputs, std::span<Tensor* const> outputs) override {
+    if (channels_last_) {
+      run_channels_last(inputs, outputs[0]->data<int8_t>());
+      return Status::ok();
+    }
     auto* dst = static_cast<std::byte*>(outputs[0]->raw());
     const int64_t n = static_cast<int64_t>(tasks_.size());
 #pragma omp parallel for schedule(static) if (n > 8)
@@ -58,7 +68,56 @@ class CpuConcat final : public CpuKernel {
   }
 
  private:
+  Status prepare_channels_last(const Node& node, std::span<const ValueDesc* const> inputs,
+                               const ValueDesc& out, const ConcatAttrs& a) {
+    if (a.axis != 1 || out.shape.size() != 4 || out.dtype != DataType::kInt8)
+      return internal_error(node.describe() +
+                            ": a channels-last Concat must join the channels of int8 NCHW values");
+    channels_last_ = true;
+    QYOLO_ASSIGN_OR_RETURN(scale_, node.attr_float(kInt8OutputScaleAttr));
+    batch_ = out.shape[0];
+    pixels_ = out.shape[2] * out.shape[3];
+    out_channels_ = out.shape[1];
+    for (const auto* in : inputs) {
+      // The plan gives int8 inputs the concat's scale.
+      const bool int8 = in->dtype == DataType::kInt8;
+      if (!int8 && in->dtype != DataType::kFloat32)
+        return unsupported(node.describe() + ": int8 Concat: inputs must be int8 channels-last or float32");
+      parts_.push_back({in->shape[1], int8});
+    }
+    return Status::ok();
+  }
+
+  void run_channels_last(std::span<const Tensor* const> inputs, int8_t* y) const {
+    const int64_t rows = batch_ * pixels_, c_out = out_channels_, hw = pixels_;
+    const float scale = scale_;
+#pragma omp parallel for schedule(static)
+    for (int64_t row = 0; row < rows; ++row) {
+      const int64_t b = row / hw, p = row % hw;
+      int8_t* yp = y + row * c_out;
+      for (size_t i = 0; i < parts_.size(); ++i) {
+        const int64_t c = parts_[i].channels;
+        if (parts_[i].int8) {
+          std::memcpy(yp, inputs[i]->data<int8_t>() + row * c, static_cast<size_t>(c));
+        } else {
+          // Float NCHW: the quantisation an INT8 conv would apply to it (quant_params.h).
+          const float* x = inputs[i]->data<float>() + b * c * hw + p;
+          for (int64_t ch = 0; ch < c; ++ch) yp[ch] = quantize_int8(x[ch * hw], scale);
+        }
+        yp += c;
+      }
+    }
+  }
+
+  struct Part {
+    int64_t channels;
+    bool int8;  // int8 channels-last (else float NCHW)
+  };
   std::vector<CopyTask> tasks_;
+  bool channels_last_ = false;
+  float scale_ = 0.f;
+  int64_t batch_ = 0, pixels_ = 0, out_channels_ = 0;
+  std::vector<Part> parts_;
 };
 
 }  // namespace

@@ -266,7 +266,12 @@ class CpuConvInt8OrFloat final : public CpuKernel {
   Status prepare(const Node& node, std::span<const ValueDesc* const> inputs,
                  std::span<const ValueDesc> outputs) override {
     QYOLO_ASSIGN_OR_RETURN(impl_, make_cpu_conv2d_int8(node));
-    if (impl_->prepare(node, inputs, outputs).is_ok()) return Status::ok();
+    Status int8 = impl_->prepare(node, inputs, outputs);
+    if (int8.is_ok()) return Status::ok();
+    // Int8 values planned around the conv (src/quant/int8_dataflow.h) leave no float fallback.
+    bool planned = outputs[0].dtype == DataType::kInt8;
+    for (const auto* in : inputs) planned = planned || (in != nullptr && in->dtype == DataType::kInt8);
+    if (planned) return int8;
     impl_ = std::make_unique<CpuConv>(node);
     return impl_->prepare(node, inputs, outputs);
   }

@@ -10,14 +10,26 @@
 // b[c] / (s_x * s_w[c]). SiLU and sigmoid (and then the residual) are applied by our own pass,
 // x / (1 + expf(-x)), the formula of the CUDA INT8 kernel: oneDNN's polynomial exp differs in the
 // last bits, which moves values that sit on a rounding boundary of the next layer's quantisation.
-#include <oneapi/dnnl/dnnl.hpp>
+//
+// Int8 between layers (src/quant/int8_dataflow.h): an input planned int8 is read as it is
+// (channels-last, oneDNN's nhwc: no quantisation, no reorder). An output planned int8 (scale s_y)
+// is q_y = round(clip((act(v) + s_r * q_r) / s_y, -127, 127)) from the float v = out_scale * acc:
+//  - SiLU / sigmoid: oneDNN writes v (float, channels-last, in the workspace) and our epilogue
+//    computes the float path's own arithmetic, x / (1 + expf(-x)), then nearbyint(y / s_y): the
+//    same integers the float path's next conv computed. oneDNN's swish post-op instead (polynomial
+//    exp, a few ulps off) cost 0.002 val500 mAP on yolov5n (docs/cpu-int8.md).
+//  - other activations: oneDNN writes int8 itself, act as an eltwise post-op with scale 1 / s_y
+//    (without an activation 1 / s_y joins the output scales), the residual a sum post-op on the
+//    int8 copy of q_r placed in the output first, then a clip.
+#include "backends/cpu/conv2d_int8.h"
 
 #include <cmath>
 #include <cstring>
+#include <oneapi/dnnl/dnnl.hpp>
 #include <unordered_map>
 
-#include "backends/cpu/conv2d_int8.h"
 #include "ir/ops/conv2d.h"
+#include "quant/int8_dataflow.h"
 #include "quant/quant_params.h"
 
 namespace qyolo {
@@ -37,14 +49,16 @@ class CpuConvInt8 final : public CpuKernel {
   Status prepare(const Node& node, std::span<const ValueDesc* const> inputs,
                  std::span<const ValueDesc> outputs) override {
     try {
-      return prepare_impl(node, inputs);
+      return prepare_impl(node, inputs, outputs);
     } catch (const dnnl::error& e) {
       return unsupported(name_ + ": oneDNN could not build this INT8 convolution (" + e.what() + ")");
     }
   }
 
   size_t workspace_bytes() const override {
-    return src_q_bytes_ + align64(src_conv_.get_desc().get_size()) + align64(dst_conv_.get_desc().get_size());
+    size_t n = src_q_bytes_ + (src_reordered_ ? align64(src_conv_.get_desc().get_size()) : 0);
+    if (!int8_out_ || own_epilogue_) n += align64(dst_conv_.get_desc().get_size());
+    return n;
   }
   void set_workspace(std::byte* workspace) override { workspace_ = workspace; }
 
@@ -57,7 +71,8 @@ class CpuConvInt8 final : public CpuKernel {
   }
 
  private:
-  Status prepare_impl(const Node& node, std::span<const ValueDesc* const> inputs) {
+  Status prepare_impl(const Node& node, std::span<const ValueDesc* const> inputs,
+                      std::span<const ValueDesc> outputs) {
     const Shape& x = inputs[0]->shape;
     const Shape& w = inputs[1]->shape;
     QYOLO_ASSIGN_OR_RETURN(attrs_, ConvAttrs::parse(node, x, w));
@@ -69,6 +84,19 @@ class CpuConvInt8 final : public CpuKernel {
     QYOLO_ASSIGN_OR_RETURN(input_scale_, node.attr_float("qyolo_input_scale"));
     if (!(input_scale_ > 0.f) || !std::isfinite(input_scale_))
       return invalid_argument(name_ + ": invalid input scale " + std::to_string(input_scale_));
+    // The int8 plan (src/quant/int8_dataflow.h): int8 values are channels-last.
+    int8_in_ = inputs[0]->dtype == DataType::kInt8;
+    int8_out_ = node.has_attr(kInt8OutputScaleAttr);
+    int8_residual_ = a.has_residual && inputs[3]->dtype == DataType::kInt8;
+    QYOLO_ASSIGN_OR_RETURN(out_scale_, node.attr_float(kInt8OutputScaleAttr, 1.f));
+    QYOLO_ASSIGN_OR_RETURN(residual_scale_, node.attr_float(kInt8ResidualScaleAttr, 1.f));
+    const float out_scale = out_scale_, residual_scale = residual_scale_;
+    if (int8_out_ != (outputs[0].dtype == DataType::kInt8) || !(out_scale > 0.f) || !(residual_scale > 0.f) ||
+        (a.has_residual && int8_residual_ != int8_out_) ||
+        (int8_residual_ && !node.has_attr(kInt8ResidualScaleAttr)))
+      return internal_error(name_ +
+                            ": inconsistent int8 plan (an int8 output needs its scale attribute, an int8 "
+                            "residual its scale, and a residual the output's type)");
 
     // Per-output-channel weight quantisation.
     const Tensor& wt = *inputs[1]->value;
@@ -77,6 +105,9 @@ class CpuConvInt8 final : public CpuKernel {
     weights_q_ = Tensor(DataType::kInt8, w);
     weight_scales_.resize(static_cast<size_t>(cout));
     std::vector<float> out_scales(static_cast<size_t>(cout));
+    own_epilogue_ = a.activation == FusedActivation::kSilu || a.activation == FusedActivation::kSigmoid;
+    // Without an activation the int8 output's 1 / s_y is one more factor of the output scales.
+    const float extra = int8_out_ && a.activation == FusedActivation::kNone ? 1.f / out_scale : 1.f;
     for (int64_t c = 0; c < cout; ++c) {
       const float* src = wt.data<float>() + c * per_out;
       float amax = 0.f;
@@ -85,7 +116,7 @@ class CpuConvInt8 final : public CpuKernel {
       weight_scales_[static_cast<size_t>(c)] = s;
       int8_t* dst = weights_q_.data<int8_t>() + c * per_out;
       for (int64_t j = 0; j < per_out; ++j) dst[j] = quantize_int8(src[j], s);
-      out_scales[static_cast<size_t>(c)] = input_scale_ * s;
+      out_scales[static_cast<size_t>(c)] = input_scale_ * s * extra;
     }
     bias_scaled_ = Tensor(DataType::kFloat32, {cout});
     if (a.has_bias) {
@@ -99,27 +130,38 @@ class CpuConvInt8 final : public CpuKernel {
     memory::dims w_dims;
     if (grouped) w_dims = {a.group, w[0] / a.group, w[1], w[2], w[3]};
     else w_dims = to_dims(w);
-    memory::desc src_user_md(to_dims(x), dt::s8, tag::nchw);
-    memory::desc dst_user_md(to_dims(a.out_shape), dt::f32, tag::nchw);
+    const dt dst_dt = int8_out_ && !own_epilogue_ ? dt::s8 : dt::f32;
+    memory::desc src_user_md(to_dims(x), dt::s8, int8_in_ ? tag::nhwc : tag::nchw);
+    memory::desc dst_user_md(to_dims(a.out_shape), int8_out_ ? dt::s8 : dt::f32,
+                             int8_out_ ? tag::nhwc : tag::nchw);
     memory::desc w_user_md(w_dims, dt::s8, grouped ? tag::goihw : tag::oihw);
     memory::desc bias_md({cout}, dt::f32, tag::x);
-    memory::desc src_md(to_dims(x), dt::s8, tag::any);
-    memory::desc dst_md(to_dims(a.out_shape), dt::f32, tag::any);
+    // Int8 values between layers are nhwc; float ones let oneDNN choose (reorders around it).
+    memory::desc src_md(to_dims(x), dt::s8, int8_in_ ? tag::nhwc : tag::any);
+    memory::desc dst_md(to_dims(a.out_shape), dst_dt, int8_out_ ? tag::nhwc : tag::any);
     memory::desc w_md(w_dims, dt::s8, tag::any);
     memory::dims dil(2);
     for (size_t i = 0; i < 2; ++i) dil[i] = a.window.dilations[i] - 1;
 
     dnnl::post_ops po;
-    own_epilogue_ = a.activation == FusedActivation::kSilu || a.activation == FusedActivation::kSigmoid;
+    const float act_scale = int8_out_ ? 1.f / out_scale : 1.f;
     switch (a.activation) {
       case FusedActivation::kNone: break;
-      case FusedActivation::kRelu: po.append_eltwise(1.f, dnnl::algorithm::eltwise_relu, 0.f, 0.f); break;
-      case FusedActivation::kLeakyRelu: po.append_eltwise(1.f, dnnl::algorithm::eltwise_relu, a.activation_alpha, 0.f); break;
+      case FusedActivation::kRelu:
+        po.append_eltwise(act_scale, dnnl::algorithm::eltwise_relu, 0.f, 0.f);
+        break;
+      case FusedActivation::kLeakyRelu:
+        po.append_eltwise(act_scale, dnnl::algorithm::eltwise_relu, a.activation_alpha, 0.f);
+        break;
       case FusedActivation::kSilu: break;     // own_epilogue_
       case FusedActivation::kSigmoid: break;  // own_epilogue_
-      case FusedActivation::kHardSwish: po.append_eltwise(1.f, dnnl::algorithm::eltwise_hardswish, 0.f, 0.f); break;
+      case FusedActivation::kHardSwish:
+        po.append_eltwise(act_scale, dnnl::algorithm::eltwise_hardswish, 0.f, 0.f);
+        break;
     }
-    if (a.has_residual && !own_epilogue_) po.append_sum(1.f);
+    if (a.has_residual && !own_epilogue_) po.append_sum(int8_residual_ ? residual_scale / out_scale : 1.f);
+    // Our convention saturates to [-127, 127]; oneDNN's s8 conversion would allow -128.
+    if (int8_out_ && !own_epilogue_) po.append_eltwise(1.f, dnnl::algorithm::eltwise_clip, -127.f, 127.f);
     dnnl::primitive_attr pattr;
     pattr.set_output_scales(1 << 1, out_scales);  // per output channel
     pattr.set_post_ops(po);
@@ -131,53 +173,99 @@ class CpuConvInt8 final : public CpuKernel {
     conv_ = dnnl::convolution_forward(pd);
     impl_ = pd.impl_info_str();
 
-    // Quantised input, its blocked copy and the blocked output live in the executor's workspace.
-    src_q_bytes_ = align64(static_cast<size_t>(shape_numel(x)));
+    // A float input is quantised (NCHW) into the workspace and reordered to oneDNN's layout
+    // there; a float output is written blocked into the workspace and reordered out.
+    src_q_bytes_ = int8_in_ ? 0 : align64(static_cast<size_t>(shape_numel(x)));
     src_user_ = memory(src_user_md, eng_, DNNL_MEMORY_NONE);
-    src_conv_ = memory(pd.src_desc(), eng_, DNNL_MEMORY_NONE);
-    src_reorder_ = dnnl::reorder(src_user_, src_conv_);
+    src_reordered_ = pd.src_desc() != src_user_md;
+    if (src_reordered_) {
+      src_conv_ = memory(pd.src_desc(), eng_, DNNL_MEMORY_NONE);
+      src_reorder_ = dnnl::reorder(src_user_, src_conv_);
+    } else {
+      src_conv_ = src_user_;
+    }
     dst_user_ = memory(dst_user_md, eng_, DNNL_MEMORY_NONE);
-    dst_conv_ = memory(pd.dst_desc(), eng_, DNNL_MEMORY_NONE);
-    dst_reorder_ = dnnl::reorder(dst_conv_, dst_user_);
-    if (a.has_residual && !own_epilogue_) {
-      residual_user_ = memory(dst_user_md, eng_, DNNL_MEMORY_NONE);
-      residual_reorder_ = dnnl::reorder(residual_user_, dst_conv_);
+    if (int8_out_ && !own_epilogue_) {
+      if (pd.dst_desc() != dst_user_md)
+        return internal_error(name_ + ": oneDNN chose another int8 output layout");
+      dst_conv_ = dst_user_;
+    } else if (int8_out_) {
+      // v in float, channels-last like the int8 output: the epilogue is elementwise.
+      if (pd.dst_desc() != memory::desc(to_dims(a.out_shape), dt::f32, tag::nhwc))
+        return internal_error(name_ + ": oneDNN chose another output layout");
+      dst_conv_ = memory(pd.dst_desc(), eng_, DNNL_MEMORY_NONE);
+    } else {
+      dst_conv_ = memory(pd.dst_desc(), eng_, DNNL_MEMORY_NONE);
+      dst_reorder_ = dnnl::reorder(dst_conv_, dst_user_);
+      if (a.has_residual && !own_epilogue_) {
+        residual_user_ = memory(dst_user_md, eng_, DNNL_MEMORY_NONE);
+        residual_reorder_ = dnnl::reorder(residual_user_, dst_conv_);
+      }
     }
     memory w_user(w_user_md, eng_, weights_q_.raw());
     w_conv_ = memory(pd.weights_desc(), eng_);
     dnnl::reorder(w_user, w_conv_).execute(strm_, w_user, w_conv_);
     bias_ = memory(bias_md, eng_, bias_scaled_.raw());
     strm_.wait();
+    weights_q_ = Tensor();  // packed into w_conv_
     return Status::ok();
   }
 
   Status run_impl(std::span<const Tensor* const> inputs, std::span<Tensor* const> outputs) {
-    // Quantise the input: round half to even, saturate to [-127, 127].
-    const float* x = inputs[0]->data<float>();
-    int8_t* q = reinterpret_cast<int8_t*>(workspace_);
-    const int64_t n = inputs[0]->numel();
-    src_user_.set_data_handle(workspace_);
-    src_conv_.set_data_handle(workspace_ + src_q_bytes_);
-    dst_conv_.set_data_handle(workspace_ + src_q_bytes_ + align64(src_conv_.get_desc().get_size()));
-    const float scale = input_scale_;
-    // x / scale, not x * (1 / scale): the rounding of ONNX QuantizeLinear (ONNX Runtime, TensorRT).
+    std::byte* ws = workspace_;
+    if (int8_in_) {
+      src_user_.set_data_handle(const_cast<void*>(inputs[0]->raw()));
+    } else {
+      // Quantise the input: round half to even, saturate to [-127, 127].
+      const float* x = inputs[0]->data<float>();
+      int8_t* q = reinterpret_cast<int8_t*>(ws);
+      const int64_t n = inputs[0]->numel();
+      const float scale = input_scale_;
+      // x / scale, not x * (1 / scale): the rounding of ONNX QuantizeLinear (ONNX Runtime, TensorRT).
 #pragma omp parallel for simd schedule(static)
-    for (int64_t i = 0; i < n; ++i) {
-      float v = std::nearbyint(x[i] / scale);
-      v = std::min(127.f, std::max(-127.f, v));
-      q[i] = static_cast<int8_t>(v);
+      for (int64_t i = 0; i < n; ++i) {
+        float v = std::nearbyint(x[i] / scale);
+        v = std::min(127.f, std::max(-127.f, v));
+        q[i] = static_cast<int8_t>(v);
+      }
+      src_user_.set_data_handle(ws);
+      ws += src_q_bytes_;
     }
-    src_reorder_.execute(strm_, src_user_, src_conv_);
+    if (src_reordered_) {
+      src_conv_.set_data_handle(ws);
+      ws += align64(src_conv_.get_desc().get_size());
+      src_reorder_.execute(strm_, src_user_, src_conv_);
+    }
     dst_user_.set_data_handle(outputs[0]->raw());
-    if (attrs_.has_residual && !own_epilogue_) {
-      residual_user_.set_data_handle(const_cast<void*>(inputs[3]->raw()));
-      residual_reorder_.execute(strm_, residual_user_, dst_conv_);
+    if (int8_out_ && !own_epilogue_) {
+      // The sum post-op accumulates into the output: seed it with the int8 residual.
+      if (attrs_.has_residual) std::memcpy(outputs[0]->raw(), inputs[3]->raw(), inputs[3]->nbytes());
+    } else {
+      dst_conv_.set_data_handle(ws);
+      if (attrs_.has_residual && !own_epilogue_) {
+        residual_user_.set_data_handle(const_cast<void*>(inputs[3]->raw()));
+        residual_reorder_.execute(strm_, residual_user_, dst_conv_);
+      }
     }
     conv_.execute(strm_, {{DNNL_ARG_SRC, src_conv_}, {DNNL_ARG_WEIGHTS, w_conv_}, {DNNL_ARG_BIAS, bias_},
                           {DNNL_ARG_DST, dst_conv_}});
-    dst_reorder_.execute(strm_, dst_conv_, dst_user_);
+    if (!int8_out_) dst_reorder_.execute(strm_, dst_conv_, dst_user_);
     strm_.wait();
-    if (own_epilogue_) {
+    if (own_epilogue_ && int8_out_) {
+      // The float path's arithmetic (below, then the next conv's quantisation), written as int8.
+      const float* v = reinterpret_cast<const float*>(ws);
+      int8_t* q = outputs[0]->data<int8_t>();
+      const int8_t* r = attrs_.has_residual ? inputs[3]->data<int8_t>() : nullptr;
+      const int64_t m = outputs[0]->numel();
+      const bool silu = attrs_.activation == FusedActivation::kSilu;
+      const float s_y = out_scale_, s_r = residual_scale_;
+#pragma omp parallel for schedule(static)
+      for (int64_t i = 0; i < m; ++i) {
+        float out = silu ? v[i] / (1.0f + std::exp(-v[i])) : 1.0f / (1.0f + std::exp(-v[i]));
+        if (r) out += s_r * static_cast<float>(r[i]);
+        q[i] = static_cast<int8_t>(std::min(127.f, std::max(-127.f, std::nearbyint(out / s_y))));
+      }
+    } else if (own_epilogue_) {
       float* y = outputs[0]->data<float>();
       const float* r = attrs_.has_residual ? inputs[3]->data<float>() : nullptr;
       const int64_t m = outputs[0]->numel();
@@ -196,7 +284,10 @@ class CpuConvInt8 final : public CpuKernel {
   std::string name_;
   ConvAttrs attrs_;
   float input_scale_ = 0.f;
+  float out_scale_ = 1.f, residual_scale_ = 1.f;                     // int8 output / int8 residual scales
+  bool int8_in_ = false, int8_out_ = false, int8_residual_ = false;  // the int8 plan (see the top)
   bool own_epilogue_ = false;  // activation (+ residual) applied after oneDNN, see the top
+  bool src_reordered_ = false;
   std::vector<float> weight_scales_;
   Tensor weights_q_, bias_scaled_;
   size_t src_q_bytes_ = 0;

@@ -4,9 +4,24 @@
 #include <chrono>
 #include <unordered_map>
 
+#include "quant/int8_dataflow.h"
+
 namespace qyolo {
 
 namespace {
+// scale * q, channels-last -> NCHW float (what the observer of an int8 value sees).
+Tensor dequantize_channels_last(const Tensor& q, float scale) {
+  const Shape& s = q.shape();
+  Tensor out(DataType::kFloat32, s);
+  const int64_t n = s[0], c = s[1], hw = s[2] * s[3];
+  const int8_t* src = q.data<int8_t>();
+  float* dst = out.data<float>();
+  for (int64_t b = 0; b < n; ++b)
+    for (int64_t p = 0; p < hw; ++p)
+      for (int64_t ch = 0; ch < c; ++ch) dst[(b * c + ch) * hw + p] = scale * src[(b * hw + p) * c + ch];
+  return out;
+}
+
 Result<std::unique_ptr<CpuKernel>> make_kernel(const Node& node) {
   CpuKernelFactory factory = find_cpu_kernel(node.op_type);
   if (factory == nullptr) return unsupported(node.describe() + ": the CPU backend has no kernel for this op");
@@ -121,7 +136,13 @@ Status CpuExecutor::run(const std::map<std::string, Tensor>& inputs, std::map<st
     if (step_seconds)
       (*step_seconds)[si] = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     if (observer)
-      for (int id : step.output_ids) observer(value_names_[static_cast<size_t>(id)], slots[static_cast<size_t>(id)]);
+      for (int id : step.output_ids) {
+        // Int8 values of the int8 plan (src/quant/int8_dataflow.h) are passed dequantised, NCHW.
+        const Tensor& v = slots[static_cast<size_t>(id)];
+        auto s = step.node->attrs.find(kInt8OutputScaleAttr);
+        observer(value_names_[static_cast<size_t>(id)],
+                 s != step.node->attrs.end() ? dequantize_channels_last(v, std::get<float>(s->second)) : v);
+      }
     for (int id : step.input_ids) {
       if (id < 0) continue;
       if (--remaining[static_cast<size_t>(id)] == 0 && !is_output[static_cast<size_t>(id)])

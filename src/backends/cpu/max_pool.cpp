@@ -1,4 +1,5 @@
-// MaxPool (float32, int8, uint8; 1-3 spatial dims): padded positions never win.
+// MaxPool (float32, int8, uint8; 1-3 spatial dims): padded positions never win. Int8 values of
+// the int8 plan (channels-last, src/quant/int8_dataflow.h) are pooled in place of their layout.
 #include "ir/ops/max_pool.h"
 
 #include <array>
@@ -6,6 +7,7 @@
 
 #include "backends/cpu/cpu_kernel.h"
 #include "backends/cpu/pool_dims.h"
+#include "quant/int8_dataflow.h"
 
 namespace qyolo {
 
@@ -40,6 +42,27 @@ void max_pool(const std::array<PoolDim, 3>& d, int64_t planes, const T* x, T* y)
   }
 }
 
+// Int8 channels-last values of the int8 plan (2-D): per output pixel, an elementwise max over the
+// window's pixels of C contiguous values.
+void max_pool_channels_last(const std::array<PoolDim, 3>& d, int64_t n, int64_t c, const int8_t* x,
+                            int8_t* y) {
+  const PoolDim &ph = d[1], &pw = d[2];
+#pragma omp parallel for collapse(2) schedule(static)
+  for (int64_t b = 0; b < n; ++b)
+    for (int64_t oh = 0; oh < ph.out; ++oh)
+      for (int64_t ow = 0; ow < pw.out; ++ow) {
+        int8_t* yp = y + ((b * ph.out + oh) * pw.out + ow) * c;
+        for (int64_t ch = 0; ch < c; ++ch) yp[ch] = std::numeric_limits<int8_t>::lowest();
+        for (int64_t th = ph.lo[oh]; th < ph.hi[oh]; ++th) {
+          const int64_t ih = ph.start[oh] + th * ph.dil;
+          for (int64_t tw = pw.lo[ow]; tw < pw.hi[ow]; ++tw) {
+            const int8_t* xp = x + ((b * ph.in + ih) * pw.in + pw.start[ow] + tw * pw.dil) * c;
+            for (int64_t ch = 0; ch < c; ++ch) yp[ch] = xp[ch] > yp[ch] ? xp[ch] : yp[ch];
+          }
+        }
+      }
+}
+
 class CpuMaxPool final : public CpuKernel {
  public:
   Status prepare(const Node& node, std::span<const ValueDesc* const> inputs,
@@ -50,10 +73,19 @@ class CpuMaxPool final : public CpuKernel {
     dims_ = make_pool_dims(x, a.window);
     planes_ = x[0] * x[1];
     dtype_ = inputs[0]->dtype;
+    channels_last_ = node.has_attr(kInt8OutputScaleAttr);
+    if (channels_last_ && (x.size() != 4 || dtype_ != DataType::kInt8 || outputs[0].dtype != DataType::kInt8))
+      return internal_error(node.describe() + ": a channels-last MaxPool needs a 2-D int8 input and output");
+    batch_ = x[0];
+    channels_ = x[1];
     return Status::ok();
   }
 
   Status run(std::span<const Tensor* const> inputs, std::span<Tensor* const> outputs) override {
+    if (channels_last_) {
+      max_pool_channels_last(dims_, batch_, channels_, inputs[0]->data<int8_t>(), outputs[0]->data<int8_t>());
+      return Status::ok();
+    }
     switch (dtype_) {
       case DataType::kFloat32:
         max_pool(dims_, planes_, inputs[0]->data<float>(), outputs[0]->data<float>());
@@ -74,6 +106,8 @@ class CpuMaxPool final : public CpuKernel {
   std::array<PoolDim, 3> dims_;
   int64_t planes_ = 0;
   DataType dtype_ = DataType::kFloat32;
+  bool channels_last_ = false;  // int8 plan: NHWC
+  int64_t batch_ = 0, channels_ = 0;
 };
 
 }  // namespace

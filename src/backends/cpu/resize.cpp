@@ -12,6 +12,7 @@
 #include <cstring>
 
 #include "backends/cpu/cpu_kernel.h"
+#include "quant/int8_dataflow.h"
 
 namespace qyolo {
 
@@ -168,6 +169,23 @@ class CpuResize final : public CpuKernel {
       if (taps_.back().outside.end() !=
           std::find(taps_.back().outside.begin(), taps_.back().outside.end(), 1))
         any_outside_ = true;
+    }
+    if (node.has_attr(kInt8OutputScaleAttr)) {
+      // Int8 plan (src/quant/int8_dataflow.h): the bytes are NHWC; gather in that order.
+      if (attrs_.mode != ResizeMode::kNearest || any_outside_ || in_shape_.size() != 4 ||
+          dtype_ != DataType::kInt8)
+        return internal_error(node.describe() + ": a channels-last Resize must be nearest, int8, rank 4");
+      const size_t nhwc[4] = {0, 2, 3, 1};
+      Shape in(4), out(4);
+      std::vector<Taps> taps(4);
+      for (size_t d = 0; d < 4; ++d) {
+        in[d] = in_shape_[nhwc[d]];
+        out[d] = out_shape_[nhwc[d]];
+        taps[d] = taps_[nhwc[d]];
+      }
+      in_shape_ = in;
+      out_shape_ = out;
+      taps_ = std::move(taps);
     }
     if (attrs_.mode != ResizeMode::kNearest) {
       // Buffer sizes of the passes (dims processed last to first).

@@ -339,7 +339,7 @@ Status CudaExecutor::run(const std::map<std::string, Tensor>& inputs,
 
 Result<std::string> CudaExecutor::profile(const std::vector<const void*>& device_inputs,
                                           const std::vector<void*>& device_outputs, cudaStream_t stream,
-                                          int iters) {
+                                          int iters, const Roofline& roofline) {
   // Resolve pointers through one plain enqueue first.
   QYOLO_RETURN_IF_ERROR(enqueue(device_inputs, device_outputs, stream));
   std::vector<cuda::Event> ev;
@@ -375,6 +375,15 @@ Result<std::string> CudaExecutor::profile(const std::vector<const void*>& device
   }
   double sum = 0;
   for (double t : total) sum += t;
+  // Roofline floor of a step in ms (0 without ceilings), and whether memory or math sets it.
+  const bool roof = roofline.gbs > 0 && roofline.int8_tops > 0 && roofline.fp16_tflops > 0;
+  auto floor_of = [&](const Step& s, bool* memory_bound) {
+    const double mem_ms = step_bytes(s) / (roofline.gbs * 1e9) * 1e3;
+    const double peak = (s.int8 ? roofline.int8_tops : roofline.fp16_tflops) * 1e12;
+    const double math_ms = 2.0 * conv_macs(s) / peak * 1e3;
+    *memory_bound = mem_ms >= math_ms;
+    return std::max(mem_ms, math_ms);
+  };
   std::vector<size_t> order(steps_.size());
   for (size_t k = 0; k < order.size(); ++k) order[k] = k;
   std::sort(order.begin(), order.end(), [&](size_t a, size_t b) { return total[a] > total[b]; });
@@ -384,18 +393,31 @@ Result<std::string> CudaExecutor::profile(const std::vector<const void*>& device
   for (size_t k = 0; k < steps_.size(); ++k)
     by_op[steps_[k].node ? steps_[k].node->op_type : std::string("convert")] += total[k] / iters;
   for (const auto& [op, t] : by_op) os << "  op " << op << ": " << t << " ms\n";
+  double floor_sum = 0, conv_floor_sum = 0, conv_ms = 0;
   for (size_t k : order) {
     const Step& s = steps_[k];
-    if (total[k] / iters < 0.005) break;
+    bool memory_bound = false;
+    const double floor_ms = roof && !s.alias ? floor_of(s, &memory_bound) : 0.0;
+    const double ms = total[k] / iters;
+    floor_sum += floor_ms;
+    if (conv_macs(s) > 0) conv_floor_sum += floor_ms, conv_ms += ms;
+    if (ms < 0.005) continue;
     const Value& o = values_[static_cast<size_t>(s.outputs[0])];
-    os << "  " << total[k] / iters << " ms  " << s.label << " -> " << dtype_name(o.info.dtype) << " "
+    os << "  " << ms << " ms  " << s.label << " -> " << dtype_name(o.info.dtype) << " "
        << layout_name(o.info.layout) << " " << shape_str(o.info.shape) << " [" << s.kernel->info() << "]";
+    os << std::fixed << std::setprecision(0);
     // Conv steps: tera-ops per second (2 x MACs / time), to compare with the chip's int8/fp16 peaks.
-    if (const double macs = conv_macs(s); macs > 0)
-      os << "  " << std::fixed << std::setprecision(0) << 2.0 * macs / (total[k] / iters * 1e-3) / 1e12
-         << " TOPS" << std::defaultfloat << std::setprecision(6);
-    os << "\n";
+    if (const double macs = conv_macs(s); macs > 0) os << "  " << 2.0 * macs / (ms * 1e-3) / 1e12 << " TOPS";
+    os << "  " << step_bytes(s) / (ms * 1e-3) / 1e9 << " GB/s";
+    if (floor_ms > 0)
+      os << "  floor " << std::setprecision(1) << floor_ms * 1e3 << " us (" << (memory_bound ? "memory" : "math")
+         << "), at " << std::setprecision(0) << 100.0 * floor_ms / ms << "%";
+    os << std::defaultfloat << std::setprecision(6) << "\n";
   }
+  if (roof)
+    os << "roofline (ceilings " << roofline.gbs << " GB/s, " << roofline.int8_tops << " int8 TOPS, "
+       << roofline.fp16_tflops << " fp16 TFLOPS): sum of step floors " << floor_sum << " ms (the steps take "
+       << sum / iters << " ms serially); convs " << conv_floor_sum << " ms of floor in " << conv_ms << " ms\n";
   return os.str();
 }
 
@@ -416,20 +438,28 @@ double CudaExecutor::conv_macs(const Step& s) const {
          static_cast<double>(std::max<int64_t>(w->second.shape.empty() ? 1 : w->second.shape[0], 1));
 }
 
+double CudaExecutor::step_bytes(const Step& s) const {
+  if (s.alias) return 0.0;
+  double bytes = 0;
+  for (int v : s.inputs)
+    if (v >= 0) bytes += static_cast<double>(values_[static_cast<size_t>(v)].info.nbytes());
+  for (int v : s.outputs)
+    if (values_[static_cast<size_t>(v)].storage != Storage::kNone)
+      bytes += static_cast<double>(values_[static_cast<size_t>(v)].info.nbytes());
+  if (conv_macs(s) > 0) {
+    const Shape& w = graph_.values.at(s.node->inputs[1]).shape;
+    bytes += static_cast<double>(shape_numel(w)) *
+             (s.int8 ? 1.0 : dtype_size(values_[static_cast<size_t>(s.outputs[0])].info.dtype));
+  }
+  return bytes;
+}
+
 CudaExecutor::Cost CudaExecutor::cost() const {
   Cost c;
   for (const auto& s : steps_) {
     if (s.alias) continue;
-    for (int v : s.inputs)
-      if (v >= 0) c.bytes += static_cast<double>(values_[static_cast<size_t>(v)].info.nbytes());
-    for (int v : s.outputs)
-      if (values_[static_cast<size_t>(v)].storage != Storage::kNone)
-        c.bytes += static_cast<double>(values_[static_cast<size_t>(v)].info.nbytes());
+    c.bytes += step_bytes(s);
     const double macs = conv_macs(s);
-    if (macs <= 0) continue;
-    const Shape& w = graph_.values.at(s.node->inputs[1]).shape;
-    c.bytes += static_cast<double>(shape_numel(w)) *
-               (s.int8 ? 1.0 : dtype_size(values_[static_cast<size_t>(s.outputs[0])].info.dtype));
     c.conv_macs += macs;
     if (s.int8) c.int8_macs += macs;
   }

@@ -25,6 +25,12 @@ struct CudaBinding {
   size_t nbytes() const { return static_cast<size_t>(shape_numel(shape)) * dtype_size(dtype); }
 };
 
+// The chip's measured ceilings for a profile's roofline (bench_gpu measures them in the same run);
+// zeros: unknown.
+struct CudaRoofline {
+  double gbs = 0, int8_tops = 0, fp16_tflops = 0;
+};
+
 class CudaExecutor {
  public:
   static Result<std::unique_ptr<CudaExecutor>> build(SpecializedGraph graph, const CudaBuildOptions& options = {});
@@ -63,10 +69,13 @@ class CudaExecutor {
     double conv_macs = 0, int8_macs = 0, bytes = 0;
   };
   Cost cost() const;
+  using Roofline = CudaRoofline;
   // Profiling: runs the graph `iters` times timing every step with events; returns one line per
-  // step, sorted by time, with its share (allocates events; not for the hot path).
+  // step, sorted by time, with its share (allocates events; not for the hot path). With ceilings,
+  // each step also gets its roofline floor, max(bytes / bandwidth, 2 x MACs / tensor peak), and
+  // the report ends with the sum of the floors: what this data flow could reach at best.
   Result<std::string> profile(const std::vector<const void*>& device_inputs, const std::vector<void*>& device_outputs,
-                              cudaStream_t stream, int iters = 10);
+                              cudaStream_t stream, int iters = 10, const Roofline& roofline = {});
   // Test hook: fills the activation arena with `byte` (synchronous), so that values a kernel
   // fails to write show up as garbage (0xFF: NaN in float and half).
   Status debug_fill_arena(int byte);
@@ -116,6 +125,8 @@ class CudaExecutor {
 
   // Multiply-accumulates of a Conv step (0 for other steps).
   double conv_macs(const Step& s) const;
+  // Bytes a step reads and writes: its inputs, written outputs and (convs) weights.
+  double step_bytes(const Step& s) const;
 
   // The handle and stream outlive the kernels (members are destroyed in reverse order).
   cuda::CudnnHandle cudnn_;

@@ -85,6 +85,9 @@ struct CudaBuildOptions {
   // Concat in place: producers that can write into their slice of a concat's buffer do so, and
   // the concat (and, on the INT8 path, its quantize pass) disappears. Off: tests compare.
   bool concat_in_place = true;
+  // With concat in place on the INT8 path: SPPF's max-pools run on int8 inside the concat's int8
+  // buffer (exact: max commutes with quantisation). Off: half pools and a quantize-concat.
+  bool int8_pools = true;
   // INT8 detect-head convs apply the YOLO decode in their epilogue (no separate decode pass).
   bool fuse_head_decode = true;
   // Concurrent branches: a step whose inputs were ready well before it (a C3's second 1x1 conv,

@@ -2,6 +2,10 @@
 #include "backends/cuda/executor_impl.h"
 #include "ir/ops/concat.h"
 
+#include <algorithm>
+#include <map>
+#include <set>
+
 namespace qyolo {
 
 using cuda::Layout;
@@ -212,6 +216,15 @@ Status CudaExecutor::Impl::place_concats() {
         drop[static_cast<size_t>(rd[0])] = true;
         continue;
       }
+      // (e) SPPF: a conv and the max-pools chained from it, all on int8 in the concat's buffer.
+      if (ex.options_.int8_pools && qi.s2d == 1 && qi.shape == ci_info.shape) {
+        QYOLO_ASSIGN_OR_RETURN(bool done, int8_pool_chain(ci, rd[0], producer, readers));
+        if (done) {
+          drop[ci] = true;
+          drop[static_cast<size_t>(rd[0])] = true;
+          continue;
+        }
+      }
       // (d) the same concat with other inputs too (the resized or pooled neck values, or convs
       //     read elsewhere as well): INT8 producers read only by it requantise into their slices
       //     as in (a), the rest are quantised into theirs by one quantize-concat step in place of
@@ -322,6 +335,80 @@ Status CudaExecutor::Impl::requantise_into_slice(int ps, int v, int vq, int64_t 
   prod.outputs.push_back(slice);
   prod.label += " +quantize into concat";
   return Status::ok();
+}
+
+Result<bool> CudaExecutor::Impl::int8_pool_chain(size_t ci, int qs, const std::vector<int>& producer,
+                                                  const std::vector<std::vector<int>>& readers) {
+  const Step& cat = ex.steps_[ci];
+  const int vq = ex.steps_[static_cast<size_t>(qs)].outputs[0];
+  const float scale = ex.steps_[static_cast<size_t>(qs)].quantize_scale;
+  const int64_t pitch = ex.values_[static_cast<size_t>(vq)].info.shape[1];
+  std::map<int, int64_t> offset_of;  // concat input -> its channel offset
+  int64_t coff = 0;
+  for (int v : cat.inputs) {
+    const TensorInfo& in = ex.values_[static_cast<size_t>(v)].info;
+    if (ex.values_[static_cast<size_t>(v)].storage != Storage::kArena || in.layout != Layout::kNHWC ||
+        in.shape.size() != 4 || in.shape[1] % 16 != 0 || coff % 16 != 0 || !offset_of.emplace(v, coff).second)
+      return false;
+    coff += in.shape[1];
+  }
+  int root = -1;
+  std::vector<int> pools;  // steps, in step order (each reads an input of the concat written earlier)
+  std::set<int> chain = {static_cast<int>(ci)};
+  for (int v : cat.inputs) {
+    const int ps = producer[static_cast<size_t>(v)];
+    if (ps < 0) return false;
+    const Step& p = ex.steps_[static_cast<size_t>(ps)];
+    if (p.node && p.node->op_type == "MaxPool" && p.inputs.size() == 1 && p.outputs.size() == 1 &&
+        offset_of.count(p.inputs[0])) {
+      pools.push_back(ps);
+      chain.insert(ps);
+    } else if (p.int8 && p.outputs.size() == 1 && root < 0) {
+      root = v;
+    } else {
+      return false;
+    }
+  }
+  if (root < 0 || pools.empty()) return false;
+  for (int v : cat.inputs)  // nothing outside the chain reads its values
+    for (int r : readers[static_cast<size_t>(v)])
+      if (!chain.count(r)) return false;
+  std::sort(pools.begin(), pools.end());
+  // The int8 pool kernels first: nothing changes if one refuses.
+  std::vector<std::unique_ptr<cuda::CudaKernel>> kernels;
+  for (int ps : pools) {
+    const Step& p = ex.steps_[static_cast<size_t>(ps)];
+    TensorInfo xi = ex.values_[static_cast<size_t>(p.inputs[0])].info, yi = ex.values_[static_cast<size_t>(p.outputs[0])].info;
+    xi.dtype = yi.dtype = DataType::kInt8;
+    xi.layout = Layout::kStrided;  // the source's slice of the concat buffer
+    xi.view = {xi.shape[2] * xi.shape[3] * pitch, 1, xi.shape[3] * pitch, pitch};
+    yi.layout = Layout::kNHWC;
+    QYOLO_ASSIGN_OR_RETURN(auto k, cuda::make_cuda_max_pool(*p.node));
+    const TensorInfo* ins[] = {&xi};
+    if (!k->prepare(pctx, *p.node, ins, std::span<const TensorInfo>(&yi, 1)).is_ok() ||
+        !k->set_output_pitch(pctx, 0, pitch))
+      return false;
+    kernels.push_back(std::move(k));
+  }
+  std::map<int, int> slice_of;  // concat input -> its int8 slice value
+  const int root_step = producer[static_cast<size_t>(root)];
+  QYOLO_RETURN_IF_ERROR(requantise_into_slice(root_step, root, vq, offset_of[root], scale, cat.label));
+  slice_of[root] = ex.steps_[static_cast<size_t>(root_step)].outputs.back();
+  for (size_t k = 0; k < pools.size(); ++k) {
+    Step& p = ex.steps_[static_cast<size_t>(pools[k])];
+    const int v = p.outputs[0];
+    TensorInfo si = ex.values_[static_cast<size_t>(v)].info;
+    si.dtype = DataType::kInt8;
+    const int slice = add_value(ex.values_[static_cast<size_t>(v)].name + "#int8_in_concat", si, Storage::kArena);
+    make_slice(slice, vq, static_cast<size_t>(offset_of[v]));
+    slice_of[v] = slice;
+    p.inputs[0] = slice_of.at(p.inputs[0]);
+    p.outputs[0] = slice;
+    p.kernel = std::move(kernels[k]);
+    p.label += " (int8, into concat)";
+    ex.values_[static_cast<size_t>(v)].storage = Storage::kNone;  // the half value is gone
+  }
+  return true;
 }
 
 // Pattern (d) of place_concats for concat step `ci` and the quantize step `qs` reading it: false

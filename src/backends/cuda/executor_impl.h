@@ -192,6 +192,14 @@ struct CudaExecutor::Impl {
   Status requantise_into_slice(int ps, int v, int vq, int64_t coff, float scale,
                                const std::string& concat_label);
 
+  // Pattern (e) of place_concats (SPPF on int8): a concat read by quantize step `qs` whose inputs
+  // are one INT8 conv's output and MaxPools chained from it. Max commutes with quantisation, so
+  // the conv requantises into its slice of the int8 buffer and each pool runs on int8 from its
+  // source's slice into its own: the half pools, the concat and the quantize pass go, with the
+  // same int8 bytes. False (nothing changed) when the concat is not of that shape.
+  Result<bool> int8_pool_chain(size_t ci, int qs, const std::vector<int>& producer,
+                               const std::vector<std::vector<int>>& readers);
+
   // Pattern (d) of place_concats for concat step `ci` and the quantize step `qs` reading it: false
   // (nothing changed) when some input fits neither way.
   Result<bool> quantize_concat(size_t ci, int qs, const std::vector<int>& producer,

@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "ir/op_registry.h"
+#include "ir/shape_arith.h"
 
 namespace qyolo {
 
@@ -54,24 +55,28 @@ Result<WindowGeometry> resolve_window(const Node& node, const std::vector<int64_
     if (g.strides[i] < 1) return err("strides " + ints_str(g.strides) + " must be positive");
     if (g.dilations[i] < 1) return err("dilations " + ints_str(g.dilations) + " must be positive");
     if (pads[i] < 0 || pads[i + k] < 0) return err("pads " + ints_str(pads) + " must be non-negative");
-    const int64_t eff = (kernel[i] - 1) * g.dilations[i] + 1;
+    // Attribute values come from the file: every step is checked (pads = INT64_MAX is an error).
+    ShapeArith m;
+    const int64_t eff = m.add(m.mul(kernel[i] - 1, g.dilations[i]), 1);
     const int64_t s = g.strides[i];
     switch (auto_pad) {
       case AutoPad::kNotSet: {
         g.pads_begin[i] = pads[i];
         g.pads_end[i] = pads[i + k];
-        int64_t span = in[i] + g.pads_begin[i] + g.pads_end[i] - eff;
+        const int64_t padded = m.add(m.add(in[i], g.pads_begin[i]), g.pads_end[i]);
+        if (!m.ok()) break;
+        int64_t span = padded - eff;  // both >= 0: cannot overflow
         if (span < 0)
           return err("kernel (effective size " + std::to_string(eff) + ") is larger than padded input dim " +
-                     std::to_string(i) + " (" + std::to_string(in[i] + g.pads_begin[i] + g.pads_end[i]) +
-                     ")");
-        int64_t o = (ceil_mode ? (span + s - 1) / s : span / s) + 1;
+                     std::to_string(i) + " (" + std::to_string(padded) + ")");
+        int64_t o = (ceil_mode ? span / s + (span % s != 0) : span / s) + 1;
         // A window that would start inside the end padding is dropped (PyTorch/ONNX rule).
-        if (ceil_mode && (o - 1) * s >= in[i] + g.pads_begin[i]) --o;
+        if (ceil_mode && m.mul(o - 1, s) >= m.add(in[i], g.pads_begin[i])) --o;
         g.out[i] = o;
         break;
       }
       case AutoPad::kValid:
+        if (!m.ok()) break;
         if (in[i] < eff)
           return err("kernel (effective size " + std::to_string(eff) + ") is larger than input dim " +
                      std::to_string(i) + " (" + std::to_string(in[i]) + ")");
@@ -79,14 +84,18 @@ Result<WindowGeometry> resolve_window(const Node& node, const std::vector<int64_
         break;
       case AutoPad::kSameUpper:
       case AutoPad::kSameLower: {
-        g.out[i] = (in[i] + s - 1) / s;
-        int64_t total = std::max<int64_t>(0, (g.out[i] - 1) * s + eff - in[i]);
+        g.out[i] = in[i] / s + (in[i] % s != 0);
+        int64_t total = std::max<int64_t>(0, m.sub(m.add(m.mul(g.out[i] - 1, s), eff), in[i]));
         int64_t small = total / 2, big = total - small;
         g.pads_begin[i] = auto_pad == AutoPad::kSameUpper ? small : big;
         g.pads_end[i] = total - g.pads_begin[i];
         break;
       }
     }
+    if (!m.ok())
+      return m.status(node.describe() + ": window of spatial dim " + std::to_string(i) + " (kernel " +
+                      ints_str(kernel) + ", pads " + ints_str(pads) + ", strides " + ints_str(g.strides) +
+                      ", dilations " + ints_str(g.dilations) + ")");
   }
   return g;
 }
@@ -138,7 +147,7 @@ Result<ConvAttrs> ConvAttrs::parse(const Node& node, const Shape& x, const Shape
   QYOLO_ASSIGN_OR_RETURN(a.group, node.attr_int("group", 1));
   if (a.group < 1) return err("group must be >= 1, got " + std::to_string(a.group));
   const int64_t c = x[1], m = w[0];
-  if (c % a.group != 0 || w[1] * a.group != c)
+  if (c % a.group != 0 || w[1] != c / a.group)
     return err("input channels " + std::to_string(c) + " do not match W " + shape_str(w) + " with group " +
                std::to_string(a.group));
   if (m % a.group != 0)

@@ -3,18 +3,20 @@
 #include <cmath>
 
 #include "ir/op_registry.h"
+#include "ir/shape_arith.h"
 
 namespace qyolo {
 
+// Counts are computed in long double and saturated at 2^62 (more than any tensor may hold; the
+// caller's shape check turns that into an error): limit - start of two int64s may overflow int64.
 int64_t range_count_int(int64_t start, int64_t limit, int64_t delta) {
-  int64_t span = limit - start;
-  int64_t n = span / delta;
-  if (n * delta != span && ((span < 0) == (delta < 0))) ++n;  // ceil for a positive quotient
-  return std::max<int64_t>(n, 0);
+  const long double n = std::ceil((static_cast<long double>(limit) - start) / delta);
+  return n <= 0 ? 0 : n >= 0x1p62L ? int64_t{1} << 62 : static_cast<int64_t>(n);
 }
 
 int64_t range_count_float(double start, double limit, double delta) {
-  return std::max<int64_t>(static_cast<int64_t>(std::ceil((limit - start) / delta)), 0);
+  const double n = std::ceil((limit - start) / delta);
+  return !(n > 0) ? 0 : n >= 0x1p62 ? int64_t{1} << 62 : static_cast<int64_t>(n);
 }
 
 Status infer_range(InferContext& ctx) {
@@ -45,6 +47,7 @@ Status infer_range(InferContext& ctx) {
     if (d == 0) return ctx.error("delta must be non-zero");
     n = range_count_int(s, l, d);
   }
+  QYOLO_RETURN_IF_ERROR(checked_numel({n}, ctx.node.describe() + ": output").status());
   ctx.outputs[0].dtype = t;
   ctx.outputs[0].shape = {n};
   return Status::ok();

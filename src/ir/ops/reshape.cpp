@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "ir/op_registry.h"
+#include "ir/shape_arith.h"
 
 namespace qyolo {
 
@@ -54,6 +55,7 @@ Result<Shape> reshape_shape(InferContext& ctx, const ReshapeAttrs& a, const Shap
   Shape out(spec.size());
   int64_t infer_at = -1;
   int64_t known = 1;
+  ShapeArith m;
   bool has_zero = false;
   for (size_t i = 0; i < spec.size(); ++i) {
     int64_t d = spec[i];
@@ -73,11 +75,12 @@ Result<Shape> reshape_shape(InferContext& ctx, const ReshapeAttrs& a, const Shap
       }
     }
     out[i] = d;
-    known *= d;
+    known = m.mul(known, d);
   }
+  if (!m.ok()) return m.status(ctx.node.describe() + ": shape " + shape_str(spec));
   if (a.allowzero && has_zero && infer_at >= 0)
     return ctx.error("with allowzero=1 the shape cannot hold both 0 and -1");
-  const int64_t numel = shape_numel(in);
+  QYOLO_ASSIGN_OR_RETURN(const int64_t numel, checked_numel(in, ctx.node.describe() + ": input"));
   if (infer_at >= 0) {
     if (known == 0 || numel % known != 0)
       return ctx.error("cannot reshape " + shape_str(in) + " to " + shape_str(spec));
@@ -125,10 +128,12 @@ Status infer_reshape(InferContext& ctx) {
     if (axis < 0 || axis > rank)
       return ctx.error("axis " + std::to_string(a.axis) + " is out of range for rank " +
                        std::to_string(rank));
+    ShapeArith m;  // a zero-size dim elsewhere can hide an overflowing partial product
     int64_t outer = 1;
-    for (int64_t i = 0; i < axis; ++i) outer *= in[static_cast<size_t>(i)];
+    for (int64_t i = 0; i < axis; ++i) outer = m.mul(outer, in[static_cast<size_t>(i)]);
     int64_t inner = 1;
-    for (int64_t i = axis; i < rank; ++i) inner *= in[static_cast<size_t>(i)];
+    for (int64_t i = axis; i < rank; ++i) inner = m.mul(inner, in[static_cast<size_t>(i)]);
+    if (!m.ok()) return m.status(ctx.node.describe() + ": flattening " + shape_str(in));
     out = {outer, inner};
   } else if (op == "Squeeze") {
     if (a.axes_from_input || a.axes) {

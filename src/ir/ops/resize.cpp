@@ -90,9 +90,13 @@ Result<ResizeAttrs> ResizeAttrs::parse(const Node& node, const Shape& x,
       return err("scales has " + std::to_string(scales->size()) + " values for input " + shape_str(x));
     for (size_t d = 0; d < rank; ++d) {
       double s = (*scales)[d];
-      if (!(s > 0)) return err("scales must be positive");
+      if (!(s > 0) || !std::isfinite(s)) return err("scales must be positive and finite");
+      const double out = std::floor(s * static_cast<double>(x[d]));
+      if (out >= 0x1p40)  // dims are < 2^34: this is a shape no tensor may have, and no int64 overflow
+        return err("scale " + std::to_string(s) + " makes dim " + std::to_string(d) + " of " + shape_str(x) +
+                   " too large");
       a.scales[d] = s;
-      a.out_shape[d] = static_cast<int64_t>(std::floor(s * static_cast<double>(x[d])));
+      a.out_shape[d] = static_cast<int64_t>(out);
     }
   } else {
     return err("one of scales and sizes is required");

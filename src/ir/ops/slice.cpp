@@ -59,10 +59,13 @@ Result<SliceAttrs> SliceAttrs::parse(const Node& node, const Shape& x,
       s = std::clamp<int64_t>(s, 0, dim - 1);
       e = std::clamp<int64_t>(e, -1, dim - 1);
     }
-    int64_t n = step > 0 ? (e - s + step - 1) / step : (s - e + (-step) - 1) / (-step);
+    // e - s is within [-1, dim]; a step beyond +-2^40 (any dim is < 2^34) takes one element at
+    // most, so clamping it keeps the count exact without overflowing on INT64_MIN/INT64_MAX.
+    const int64_t st = std::clamp<int64_t>(step, -(int64_t{1} << 40), int64_t{1} << 40);
+    int64_t n = st > 0 ? (e - s + st - 1) / st : (s - e + (-st) - 1) / (-st);
     a.out_shape[d] = std::max<int64_t>(0, n);
     a.start[d] = s;
-    a.step[d] = step;
+    a.step[d] = st;
   }
   return a;
 }

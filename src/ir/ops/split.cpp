@@ -37,7 +37,8 @@ Result<SplitAttrs> SplitAttrs::parse(const Node& node, const Shape& x,
   int64_t total = 0;
   for (int64_t s : a.sizes) {
     if (s < 0) return err("split sizes must be non-negative");
-    total += s;
+    if (__builtin_add_overflow(total, s, &total))
+      return err("split sizes " + shape_str(a.sizes) + " overflow int64");
   }
   if (total != dim)
     return err("split sizes sum to " + std::to_string(total) + ", the split dim of " + shape_str(x) + " is " +

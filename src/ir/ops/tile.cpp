@@ -1,6 +1,7 @@
 #include "ir/ops/tile.h"
 
 #include "ir/op_registry.h"
+#include "ir/shape_arith.h"
 
 namespace qyolo {
 
@@ -11,10 +12,12 @@ Result<TileAttrs> TileAttrs::parse(const Node& node, const Shape& x, const std::
   TileAttrs a;
   a.repeats = repeats;
   a.out_shape = x;
+  ShapeArith m;
   for (size_t i = 0; i < x.size(); ++i) {
     if (repeats[i] < 0) return invalid_argument(node.describe() + ": repeats must be non-negative");
-    a.out_shape[i] = x[i] * repeats[i];
+    a.out_shape[i] = m.mul(x[i], repeats[i]);
   }
+  if (!m.ok()) return m.status(node.describe() + ": tiling " + shape_str(x) + " by " + shape_str(repeats));
   return a;
 }
 

@@ -1,0 +1,121 @@
+#!/usr/bin/env bash
+# CPU speed table (issue 13): qyolo FP32, qyolo INT8 and ONNX Runtime FP32 (the peer) on the same
+# models, batches and threads, in one run; medians of ITERS runs each. Prints the machine's ISA
+# (what /proc/cpuinfo offers and what oneDNN dispatches to) and the load, since timings on a
+# shared machine move with it.
+#
+#   scripts/cpu-bench.sh [--models "yolov5n yolov5s"] [--batches "1 8"] [--iters 20] [--profile]
+#                        [--baseline OTHER_QYOLO]
+#
+# --baseline: also times INT8 with another qyolo binary (e.g. one built from an older commit), in
+# the same run, as one more column.
+#
+# --profile: instead of the table, one INT8 run per model/batch with ONEDNN_VERBOSE=1: the oneDNN
+# implementation of every primitive that executes (counted), then `qyolo bench --dump-profile`
+# (per layer: time, int8 in/out of the int8 plan, implementation).
+#
+# Needs: build/qyolo (scripts/build.sh), $QYOLO_SHARED (default ../shared) with models/ and
+# data/coco128, and onnxruntime-node for the peer (set-up line in shared/bench/ort_cpu_peer.js;
+# ORT_PEER_DIR, default ~/.ort-peer). INT8 caches: `qyolo calibrate` on coco128 (128 images,
+# minmax for yolov5n, mse for yolov5s: the issue's caches), made once into $CACHE_DIR.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SHARED=${QYOLO_SHARED:-../shared}
+QYOLO=${QYOLO:-build/qyolo}
+ORT_PEER_DIR=${ORT_PEER_DIR:-$HOME/.ort-peer}
+CACHE_DIR=${CACHE_DIR:-build/cpu-bench}
+MODELS="yolov5n yolov5s"
+BATCHES="1 8"
+ITERS=20
+PROFILE=0
+BASELINE=""
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --models) MODELS=$2; shift 2 ;;
+    --batches) BATCHES=$2; shift 2 ;;
+    --iters) ITERS=$2; shift 2 ;;
+    --profile) PROFILE=1; shift ;;
+    --baseline) BASELINE=$2; shift 2 ;;
+    *) echo "cpu-bench: unknown argument '$1'" >&2; exit 2 ;;
+  esac
+done
+[ -x "$QYOLO" ] || { echo "cpu-bench: $QYOLO not found (run scripts/build.sh)" >&2; exit 1; }
+[ -d "$SHARED/models" ] || { echo "cpu-bench: $SHARED/models not found (set QYOLO_SHARED)" >&2; exit 1; }
+THREADS=${THREADS:-$(nproc)}
+export OMP_NUM_THREADS=$THREADS
+mkdir -p "$CACHE_DIR"
+
+algo_for() { [ "$1" = yolov5n ] && echo minmax || echo mse; }
+# The dynamic exports take every batch. The cache is made on the static export (batch 1, same
+# tensor names) and serves both.
+model_file() { echo "$SHARED/models/$1-dynamic.onnx"; }
+cache_for() {
+  local m=$1 algo
+  algo=$(algo_for "$m")
+  local c="$CACHE_DIR/$m-$algo.cache"
+  if [ ! -s "$c" ]; then
+    echo "calibrating $m ($algo, 128 coco128 images) -> $c" >&2
+    "$QYOLO" calibrate --model "$SHARED/models/$m.onnx" --calib "$SHARED/data/coco128" --algo "$algo" --num 128 \
+      --cache "$c" >&2
+  fi
+  echo "$c"
+}
+qyolo_median() {  # binary model batch [int8 args...]: median ms of `qyolo bench`
+  local bin=$1 m=$2 b=$3
+  shift 3
+  "$bin" bench --model "$(model_file "$m")" "$@" --shapes "images:${b}x3x640x640" --warmup 3 \
+    --iterations "$ITERS" | sed -n 's/^latency ms:.* median \([0-9.]*\).*/\1/p'
+}
+ort_median() {
+  NODE_PATH="$ORT_PEER_DIR/node_modules" node "$SHARED/bench/ort_cpu_peer.js" "$(model_file "$1")" --batch "$2" \
+    --iters "$ITERS" --threads "$THREADS" | sed -n 's/.*"median_ms":\([0-9.]*\).*/\1/p'
+}
+
+echo "machine: $(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1), $(nproc) cores, threads $THREADS"
+flags=$(grep -m1 '^flags' /proc/cpuinfo)
+isa=""
+for f in avx2 avx512f avx512_vnni avx512_bf16 amx_tile amx_int8 amx_bf16; do
+  [[ " $flags " == *" $f "* ]] && isa="$isa $f"
+done
+echo "cpu flags:$isa"
+first=${MODELS%% *}
+echo "oneDNN: $(ONEDNN_VERBOSE=1 "$QYOLO" bench --model "$(model_file "$first")" --shapes images:1x3x64x64 \
+  --warmup 0 --iterations 1 2>&1 | grep -m1 -o 'isa:[^,]*' || echo 'isa: unknown')"
+echo "load: $(uptime | sed 's/.*load average/load average/')"
+
+if [ "$PROFILE" = 1 ]; then
+  for m in $MODELS; do
+    cache=$(cache_for "$m")
+    for b in $BATCHES; do
+      echo
+      echo "=== $m batch $b INT8: oneDNN implementations executed in one run (count) ==="
+      ONEDNN_VERBOSE=1 "$QYOLO" bench --model "$(model_file "$m")" --int8 --cache "$cache" \
+        --shapes "images:${b}x3x640x640" --warmup 0 --iterations 1 2>&1 |
+        awk -F, '$2 == "exec" { print $4, $5, $7 }' | sort | uniq -c | sort -rn
+      "$QYOLO" bench --model "$(model_file "$m")" --int8 --cache "$cache" --shapes "images:${b}x3x640x640" \
+        --warmup 1 --iterations 3 --dump-profile
+    done
+  done
+  exit 0
+fi
+
+echo
+extra_head="" extra_rule=""
+[ -n "$BASELINE" ] && extra_head=" int8 with --baseline ms |" extra_rule=" --- |"
+echo "| model | batch | qyolo fp32 ms | ONNX Runtime fp32 ms | qyolo int8 ms | int8 vs our fp32 | int8 vs ORT fp32 |$extra_head"
+echo "| --- | --- | --- | --- | --- | --- | --- |$extra_rule"
+ratio() { [ -n "$2" ] && awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2fx", b / a }' || echo "-"; }
+for m in $MODELS; do
+  cache=$(cache_for "$m")
+  for b in $BATCHES; do
+    f=$(qyolo_median "$QYOLO" "$m" "$b")
+    o=$(ort_median "$m" "$b" || true)
+    i=$(qyolo_median "$QYOLO" "$m" "$b" --int8 --cache "$cache")
+    extra=""
+    [ -n "$BASELINE" ] && extra=" $(qyolo_median "$BASELINE" "$m" "$b" --int8 --cache "$cache") |"
+    echo "| $m ($(algo_for "$m") cache) | $b | $f | ${o:--} | $i | $(ratio "$i" "$f") | $(ratio "$i" "$o") |$extra"
+  done
+done
+echo
+echo "(medians of $ITERS runs after 3 warm-ups, 640x640, $THREADS threads; ratios: how many times faster int8 is;"
+echo " load after the run: $(uptime | sed 's/.*load average/load average/'))"

@@ -1,0 +1,127 @@
+#include "quant/int8_dataflow.h"
+
+#include <optional>
+#include <unordered_map>
+
+namespace qyolo {
+
+namespace {
+
+bool is_int8_conv(const Node& n) {
+  return n.op_type == "Conv" && n.has_attr("qyolo_input_scale");
+}
+
+// Nodes that move int8 values without arithmetic: 2-D MaxPool, nearest Resize of H/W only,
+// Concat along channels. All on rank-4 NCHW values.
+bool is_int8_mover(const SpecializedGraph& sg, const Node& n) {
+  auto shape_of = [&](const std::string& v) -> const Shape& { return sg.values.at(v).shape; };
+  if (n.outputs.size() != 1 || n.inputs.empty() || n.inputs[0].empty()) return false;
+  // Only float inputs (an int8 value of a Q/DQ model is NCHW, not the plan's).
+  if (sg.values.at(n.inputs[0]).dtype != DataType::kFloat32) return false;
+  const Shape& out = shape_of(n.outputs[0]);
+  if (out.size() != 4) return false;
+  if (n.op_type == "MaxPool") return shape_of(n.inputs[0]).size() == 4;
+  if (n.op_type == "Resize" || n.op_type == "Upsample") {
+    auto mode = n.attr_string("mode", "nearest");
+    auto coord = n.attr_string("coordinate_transformation_mode", "half_pixel");
+    const Shape& in = shape_of(n.inputs[0]);
+    return mode && *mode == "nearest" && coord && *coord != "tf_crop_and_resize" && in.size() == 4 &&
+           in[0] == out[0] && in[1] == out[1];
+  }
+  if (n.op_type == "Concat") {
+    auto axis = n.attr_int("axis");
+    if (!axis || (*axis != 1 && *axis != -3)) return false;
+    for (const auto& in : n.inputs)
+      if (in.empty() || shape_of(in).size() != 4 || sg.values.at(in).dtype != DataType::kFloat32)
+        return false;
+    return true;
+  }
+  return false;
+}
+
+bool can_write_int8(const SpecializedGraph& sg, const Node& n) {
+  return n.outputs.size() == 1 && (is_int8_conv(n) || is_int8_mover(sg, n));
+}
+
+struct Use {
+  size_t node;
+  size_t slot;
+};
+
+}  // namespace
+
+Result<int> plan_int8_dataflow(SpecializedGraph& sg, const std::map<std::string, float>& scales,
+                               const Int8DataflowOptions& options) {
+  Graph& g = sg.graph;
+  std::unordered_map<std::string, std::vector<Use>> uses;
+  for (size_t i = 0; i < g.nodes.size(); ++i)
+    for (size_t s = 0; s < g.nodes[i].inputs.size(); ++s)
+      if (!g.nodes[i].inputs[s].empty()) uses[g.nodes[i].inputs[s]].push_back({i, s});
+  std::unordered_map<std::string, float> planned;  // int8 values -> scale
+  auto planned_scale = [&](const std::string& v) -> std::optional<float> {
+    auto it = planned.find(v);
+    if (it == planned.end()) return std::nullopt;
+    return it->second;
+  };
+
+  // Backwards: consumers decide before their producers (nodes are in execution order).
+  for (size_t i = g.nodes.size(); i-- > 0;) {
+    const Node& n = g.nodes[i];
+    if (!can_write_int8(sg, n)) continue;
+    const std::string& out = n.outputs[0];
+    if (g.is_graph_output(out) || sg.values.at(out).shape.size() != 4) continue;
+    auto it = uses.find(out);
+    if (it == uses.end()) continue;
+    std::optional<float> scale;
+    bool ok = true;
+    for (const Use& u : it->second) {
+      const Node& c = g.nodes[u.node];
+      std::optional<float> want;  // nullopt: any scale
+      if (is_int8_conv(c) && u.slot == 0) {
+        QYOLO_ASSIGN_OR_RETURN(float s, c.attr_float("qyolo_input_scale"));
+        want = s;
+      } else if (is_int8_conv(c) && u.slot == 3 && options.int8_residual && planned.count(c.outputs[0])) {
+        want = std::nullopt;
+      } else if (is_int8_mover(sg, c) && (u.slot == 0 || c.op_type == "Concat") &&
+                 planned.count(c.outputs[0])) {
+        want = planned_scale(c.outputs[0]);
+      } else {
+        ok = false;
+        break;
+      }
+      if (want) {
+        if (scale && *scale != *want) {
+          ok = false;
+          break;
+        }
+        scale = want;
+      }
+    }
+    if (ok && !scale) {
+      if (auto s = scales.find(out); s != scales.end()) scale = s->second;
+    }
+    if (ok && scale && *scale > 0.f) planned[out] = *scale;
+  }
+
+  // Forwards: MaxPool/Resize need an int8 input and an int8-writing conv an int8 residual; where
+  // that input stayed float, the node writes float too (its consumers accept float or come later).
+  for (const Node& n : g.nodes) {
+    if (n.outputs.size() != 1 || !planned.count(n.outputs[0])) continue;
+    const bool mover = n.op_type == "MaxPool" || n.op_type == "Resize" || n.op_type == "Upsample";
+    if ((mover && !planned.count(n.inputs[0])) ||
+        (is_int8_conv(n) && n.has_input(3) && !planned.count(n.inputs[3])))
+      planned.erase(n.outputs[0]);
+  }
+
+  for (Node& n : g.nodes) {
+    if (n.outputs.size() != 1) continue;
+    if (auto s = planned_scale(n.outputs[0])) {
+      n.attrs[kInt8OutputScaleAttr] = *s;
+      sg.values.at(n.outputs[0]).dtype = DataType::kInt8;
+      if (n.op_type == "Conv" && n.has_input(3)) n.attrs[kInt8ResidualScaleAttr] = planned.at(n.inputs[3]);
+    }
+  }
+  return static_cast<int>(planned.size());
+}
+
+}  // namespace qyolo

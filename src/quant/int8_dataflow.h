@@ -1,0 +1,45 @@
+// The CPU INT8 plan: which activations stay int8 between layers, with which scale.
+//
+// quantize_graph marks the INT8 convs (qyolo_input_scale). Without this plan every INT8 conv
+// quantises its float input and writes float. With it, a value is kept int8 (channels-last, the
+// layout oneDNN's int8 kernels read without a reorder) when its producer can write int8 (an INT8 conv,
+// MaxPool, nearest Resize, channel Concat) and every consumer reads int8 at one scale:
+//   - an INT8 conv's input: the conv's qyolo_input_scale;
+//   - an INT8 conv's fused residual (input 3), when that conv writes int8 and int8_residual is
+//     on: any scale (rescaled in the epilogue), the value's own calibrated scale if nothing else
+//     decides. Off by default: the float path adds the residual unquantised, and reading it
+//     quantised cost 0.0093 val500 mAP on yolov5n (minmax cache, docs/cpu-int8.md); a conv with a
+//     float residual writes float;
+//   - an int8 MaxPool / nearest Resize / Concat: that node's output scale (max, nearest copy and
+//     concatenation commute with a monotone per-tensor quantisation, so this is exact).
+// Each INT8 consumer quantised its float input with exactly that scale before, so an int8 value
+// holds the same integers the float path produced (conv2d_int8.cpp keeps SiLU's arithmetic; only
+// a ReLU/linear output rounds v * (1 / s) instead of v / s, an ulp apart at most).
+// How it is recorded: the value's desc becomes int8 (its shape stays NCHW, its bytes are NHWC) and
+// its producer gets the attribute qyolo_int8_output_scale; an INT8 conv reading an int8 residual
+// gets qyolo_int8_residual_scale. Kernels: int8 inputs are read channels-last; a node with the
+// output attribute writes int8 channels-last with that scale.
+// A value with consumers that disagree (e.g. YOLOv5's upsampled conv output, concatenated at two
+// scales) stays float; a Concat quantises float inputs into its int8 output.
+#pragma once
+
+#include <map>
+#include <string>
+
+#include "passes/specialize.h"
+
+namespace qyolo {
+
+inline constexpr char kInt8OutputScaleAttr[] = "qyolo_int8_output_scale";
+inline constexpr char kInt8ResidualScaleAttr[] = "qyolo_int8_residual_scale";
+
+struct Int8DataflowOptions {
+  bool int8_residual = false;  // fused residuals read as int8 (else their convs write float)
+};
+
+// Marks the chosen values and their producers (see above). `scales` are the calibrated activation
+// scales (for residual-only values). Returns the number of int8 values.
+Result<int> plan_int8_dataflow(SpecializedGraph& sg, const std::map<std::string, float>& scales,
+                               const Int8DataflowOptions& options = {});
+
+}  // namespace qyolo
