@@ -31,7 +31,7 @@ fs::path work_dir(const std::string& name) {
   return d;
 }
 
-// Typed constants the shared builder does not write (uint8/int8/int32 through int32_data).
+// Typed constants the shared builder does not write (int64_data, or int32_data for the small types).
 void typed_init(OnnxBuilder& b, const std::string& name, int elem, const std::vector<int64_t>& dims,
                 const std::vector<double>& values) {
   auto* t = b.model().mutable_graph()->add_initializer();
@@ -41,6 +41,8 @@ void typed_init(OnnxBuilder& b, const std::string& name, int elem, const std::ve
   for (double v : values) {
     if (elem == onnx::TensorProto::FLOAT)
       t->add_float_data(static_cast<float>(v));
+    else if (elem == onnx::TensorProto::INT64)
+      t->add_int64_data(static_cast<int64_t>(v));
     else
       t->add_int32_data(static_cast<int32_t>(v));
   }
@@ -390,6 +392,8 @@ TEST(ExportFloat, YoloV8nFloatMatchesOnnxRuntime) {
   Status st = dequantize_graph(*g, &rep);
   ASSERT_TRUE(st.is_ok()) << st.to_string();
   EXPECT_EQ(rep.integer_biases, 63);  // this quantizer adds each conv's bias as int8 after QLinearConv
+  EXPECT_EQ(rep.conv_biases, 63);     // ... and export-float puts them back into the convs
+  EXPECT_EQ(count_ops(*g, {"Add"}), 71 - 63);
   EXPECT_EQ(count_ops(*g, {"QuantizeLinear", "DequantizeLinear"}), 0);
   EXPECT_EQ(count_ops(*g, {"Conv"}), 64);
   const fs::path dir = work_dir("v8float");
@@ -409,6 +413,75 @@ TEST(ExportFloat, YoloV8nFloatMatchesOnnxRuntime) {
   std::printf("yolov8n export-float output0: max |qyolo - onnxruntime| %.3g, max |ref| %.3g, ratio %.3g\n",
               d.max_abs, max_ref, d.max_abs / max_ref);
   EXPECT_LT(d.max_abs / max_ref, 1e-4);
+  fs::remove_all(dir);
+}
+
+}  // namespace
+
+namespace {
+
+// A YOLO11 C2PSA-style attention block (Reshape -> Split q/k/v -> Transpose -> MatMul -> scale ->
+// Softmax -> MatMul) followed by GELU through Erf, LayerNormalization, a Gemm and a ReduceMean, in
+// FP32 against ONNX Runtime on the same file.
+TEST(FloatOps, AttentionBlockMatchesOnnxRuntime) {
+  if (auto why = qyolo::testing::ort_unavailable_reason(); !why.empty()) GTEST_SKIP() << why;
+  OnnxBuilder b(17);
+  const auto F = onnx::TensorProto::FLOAT, I64 = onnx::TensorProto::INT64;
+  b.input("x", {1, 16, 4, 4});
+  typed_init(b, "qkv_shape", I64, {4}, {1, 2, 8, 16});
+  typed_init(b, "splits", I64, {3}, {2, 2, 4});
+  typed_init(b, "out_shape", I64, {2}, {8, 16});
+  scalar(b, "scale", F, 0.7071);
+  scalar(b, "half", F, 0.5);
+  scalar(b, "one", F, 1.0);
+  scalar(b, "inv_sqrt2", F, 0.70710678);
+  std::vector<double> gamma(16), beta(16), gw(16 * 5), gb(5);
+  for (size_t i = 0; i < gamma.size(); ++i)
+    gamma[i] = 0.5 + 0.05 * i, beta[i] = 0.1 * (static_cast<double>(i) - 8);
+  for (size_t i = 0; i < gw.size(); ++i) gw[i] = std::sin(0.37 * static_cast<double>(i));
+  for (size_t i = 0; i < gb.size(); ++i) gb[i] = 0.2 * static_cast<double>(i);
+  typed_init(b, "gamma", F, {16}, gamma);
+  typed_init(b, "beta", F, {16}, beta);
+  typed_init(b, "gw", F, {5, 16}, gw);
+  typed_init(b, "gb", F, {5}, gb);
+  b.node("Reshape", {"x", "qkv_shape"}, {"qkv"});
+  auto* split = b.node("Split", {"qkv", "splits"}, {"q", "k", "v"});
+  attr_int(split, "axis", 2);
+  auto* tq = b.node("Transpose", {"q"}, {"qt"});
+  OnnxBuilder::attr_ints(tq, "perm", {0, 1, 3, 2});
+  b.node("MatMul", {"qt", "k"}, {"scores"});
+  b.node("Mul", {"scores", "scale"}, {"scaled"});
+  attr_int(b.node("Softmax", {"scaled"}, {"attn"}), "axis", -1);
+  auto* ta = b.node("Transpose", {"attn"}, {"attn_t"});
+  OnnxBuilder::attr_ints(ta, "perm", {0, 1, 3, 2});
+  b.node("MatMul", {"v", "attn_t"}, {"ctx"});
+  b.node("Reshape", {"ctx", "out_shape"}, {"flat"});  // [8, 16]
+  b.node("Mul", {"flat", "inv_sqrt2"}, {"g0"});
+  b.node("Erf", {"g0"}, {"g1"});
+  b.node("Add", {"g1", "one"}, {"g2"});
+  b.node("Mul", {"flat", "g2"}, {"g3"});
+  b.node("Mul", {"g3", "half"}, {"gelu"});
+  attr_float(b.node("LayerNormalization", {"gelu", "gamma", "beta"}, {"ln"}), "epsilon", 1e-5f);
+  attr_int(b.node("Gemm", {"ln", "gw", "gb"}, {"gemm_out"}), "transB", 1);
+  OnnxBuilder::attr_ints(b.node("ReduceMean", {"gemm_out"}, {"mean_out"}), "axes",
+                         {1});  // opset 17: an attribute
+  b.output("gemm_out");
+  b.output("mean_out");
+  const fs::path dir = work_dir("attention");
+  const fs::path model = dir / "attention.onnx";
+  write_file(model, b.bytes());
+  const Tensor x = random_input({1, 16, 4, 4}, -2.f, 2.f, 11);
+  const std::vector<std::string> names = {"gemm_out", "mean_out"};
+  auto ref = qyolo::testing::run_onnxruntime(model, x, names, dir);
+  ASSERT_TRUE(ref.is_ok()) << ref.status().to_string();
+  auto got = run_qyolo(model, x);
+  ASSERT_TRUE(got.is_ok()) << got.status().to_string();
+  for (const auto& n : names) {
+    ASSERT_EQ(got->at(n).shape(), ref->at(n).shape()) << n;
+    Diff d = compare(ref->at(n), got->at(n));
+    std::printf("%s: max |qyolo - onnxruntime| %.3g\n", n.c_str(), d.max_abs);
+    EXPECT_LT(d.max_abs, 1e-4) << n;
+  }
   fs::remove_all(dir);
 }
 

@@ -27,8 +27,8 @@ void register_export_float(CLI::App& app, int& exit_code) {
       QYOLO_RETURN_IF_ERROR(write_onnx(g, a->out, "qyolo export-float"));
       std::printf(
           "wrote %s: %d weights dequantized, %d activation Q/DQ nodes removed, %d integer biases made "
-          "float\n",
-          a->out.c_str(), rep.weights, rep.activation_qdq, rep.integer_biases);
+          "float, %d bias adds folded into convs\n",
+          a->out.c_str(), rep.weights, rep.activation_qdq, rep.integer_biases, rep.conv_biases);
       return Status::ok();
     };
     Status st = run();

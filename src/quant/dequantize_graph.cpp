@@ -40,6 +40,49 @@ Result<Tensor> dequantize_constant(const Node& n, const Tensor& x, const Tensor&
   return out;
 }
 
+// Conv (no bias) -> Add(per-channel constant [C,1,1] / [1,C,1,1] / [C]) back into one Conv with that
+// bias, as the float model had it before quantization (the older quantizer split them), so the
+// conv epilogue fusions (bias + SiLU) apply again. Returns the number folded.
+int fold_conv_bias_adds(Graph& g) {
+  std::map<std::string, size_t> conv_of;  // conv output -> node index
+  for (size_t i = 0; i < g.nodes.size(); ++i)
+    if (g.nodes[i].op_type == "Conv" && g.nodes[i].inputs.size() == 2) conv_of[g.nodes[i].outputs[0]] = i;
+  int folded = 0;
+  std::vector<bool> drop(g.nodes.size(), false);
+  for (size_t i = 0; i < g.nodes.size(); ++i) {
+    Node& add = g.nodes[i];
+    if (add.op_type != "Add" || add.inputs.size() != 2) continue;
+    for (size_t side = 0; side < 2; ++side) {
+      auto c = conv_of.find(add.inputs[side]);
+      const Tensor* b = find_init(g, add.inputs[1 - side]);
+      if (c == conv_of.end() || b == nullptr || b->dtype() != DataType::kFloat32) continue;
+      if (g.consumer_count(c->first) != 1 || g.is_graph_output(c->first)) continue;
+      Node& conv = g.nodes[c->second];
+      const Tensor* w = find_init(g, conv.inputs[1]);
+      if (w == nullptr || w->shape().empty()) continue;
+      const int64_t channels = w->shape()[0];
+      const Shape& bs = b->shape();
+      const bool per_channel =
+          b->numel() == channels &&
+          (bs == Shape{channels} || bs == Shape{channels, 1, 1} || bs == Shape{1, channels, 1, 1});
+      if (!per_channel) continue;
+      const std::string bias = add.inputs[1 - side] + "/conv_bias";
+      g.initializers[bias] = b->reshaped({channels});
+      conv.inputs.push_back(bias);
+      conv.outputs[0] = add.outputs[0];
+      conv_of.erase(c);
+      drop[i] = true;
+      ++folded;
+      break;
+    }
+  }
+  std::vector<Node> kept;
+  for (size_t i = 0; i < g.nodes.size(); ++i)
+    if (!drop[i]) kept.push_back(std::move(g.nodes[i]));
+  g.nodes = std::move(kept);
+  return folded;
+}
+
 }  // namespace
 
 Status dequantize_graph(Graph& g, DequantizeReport* report) {
@@ -116,6 +159,7 @@ Status dequantize_graph(Graph& g, DequantizeReport* report) {
   }
   g.nodes = std::move(kept);
   QYOLO_RETURN_IF_ERROR(g.toposort());
+  rep.conv_biases = fold_conv_bias_adds(g);
   g.remove_dead_nodes();
   // Anything still integer-typed in float arithmetic would be silently wrong: refuse it by name.
   for (const Node& n : g.nodes)
