@@ -14,7 +14,9 @@
 #include "commands.h"
 #include "eval/coco_eval.h"
 #include "progress.h"
+#include "quant/accuracy_proxy.h"
 #include "runtime/detector.h"
+#include "runtime/image_source.h"
 
 namespace qyolo::cli {
 
@@ -31,6 +33,11 @@ struct EvalArgs {
   float conf = 0.001f, iou = -1.f;  // iou < 0: the head's default (see register_eval)
   std::string head;
   bool quiet = false, cpu_prepost = false;
+  // Accuracy proxy: labels from this FP32 model's own detections (score >= labels_conf) instead of
+  // the dataset's ground truth; --skip leaves out the first images (those that calibrated the scales).
+  std::string labels_from;
+  float labels_conf = 0.25f;
+  int skip = 0;
 };
 
 // --batch default: 8 on cuda engines (GPU pre/post and network batched; within the profile's
@@ -192,7 +199,57 @@ Result<DetectionSource> detections_from_results(const EvalArgs& a, const GroundT
   return src;
 }
 
+// --labels-from: agreement mAP of the engine with an FP32 model's detections on held-out images
+// (src/quant/accuracy_proxy.h); the dataset's own labels are not read.
+Status run_proxy_eval(const EvalArgs& a) {
+  if (!a.results_in.empty()) return invalid_argument("--labels-from runs models; it cannot evaluate --results files");
+  if (a.skip < 0) return invalid_argument("--skip must be >= 0");
+  std::string folder = a.data;
+  if (fs::is_directory(fs::path(a.data) / "images")) folder += "/images";
+  QYOLO_ASSIGN_OR_RETURN(auto files, list_image_files(folder));
+  if (static_cast<size_t>(a.skip) >= files.size())
+    return invalid_argument("--skip " + std::to_string(a.skip) + " leaves none of the " + std::to_string(files.size()) +
+                            " images of '" + folder + "'");
+  files.erase(files.begin(), files.begin() + a.skip);
+  if (a.limit > 0 && static_cast<size_t>(a.limit) < files.size()) files.resize(static_cast<size_t>(a.limit));
+  EngineArgs ref = a.engine;
+  ref.model = a.labels_from;
+  ref.engine.clear();
+  ref.int8 = ref.fp16 = ref.all_int8 = false;
+  ref.cache.clear();
+  ref.float_layers.clear();
+  ref.device = "cpu";  // the FP32 CPU engine is the reference
+  QYOLO_ASSIGN_OR_RETURN(auto ref_engine, open_engine(ref, !a.quiet));
+  QYOLO_ASSIGN_OR_RETURN(auto engine, open_engine(a.engine, !a.quiet));
+  ProxyOptions po;
+  po.label_conf = a.labels_conf;
+  QYOLO_ASSIGN_OR_RETURN(std::tie(po.input_h, po.input_w), image_size_from(a.imgsz));
+  po.head = a.head;
+  auto t0 = std::chrono::steady_clock::now();
+  QYOLO_ASSIGN_OR_RETURN(auto proxy, AccuracyProxy::create(ref_engine, files, po));
+  QYOLO_ASSIGN_OR_RETURN(CocoMetrics m, proxy->evaluate(engine));
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  std::printf("%s", format_summary(m).c_str());
+  std::printf("images %zu (after --skip %d)  labels %zu (FP32 detections with score >= %.2f from %s)  detections %d\n",
+              files.size(), a.skip, proxy->num_labels(), a.labels_conf, a.labels_from.c_str(), m.num_dets);
+  std::printf("mAP50-95 %.4f  mAP50 %.4f  mAP75 %.4f\n", m.map, m.map50, m.map75);
+  std::printf("proxy: agreement with FP32, %.1f s\n", secs);
+  if (!a.json_out.empty()) {
+    nlohmann::json j = {{"data", a.data}, {"images", files.size()}, {"skip", a.skip},
+                        {"labels_from", a.labels_from}, {"labels_conf", a.labels_conf},
+                        {"labels", proxy->num_labels()}, {"map50_95", m.map}, {"map50", m.map50},
+                        {"map75", m.map75}, {"model", engine->info().source},
+                        {"precision", precision_name(engine->options().precision)},
+                        {"calibration", engine->options().calibration_file},
+                        {"float_layers", engine->options().float_layers_regex}};
+    QYOLO_RETURN_IF_ERROR(write_text_atomic(a.json_out, j.dump(1) + "\n"));
+  }
+  return Status::ok();
+}
+
 Status run_eval(const EvalArgs& a) {
+  if (!a.labels_from.empty()) return run_proxy_eval(a);
+  if (a.skip != 0) return invalid_argument("--skip applies to --labels-from (the proxy's held-out images)");
   const bool from_results = !a.results_in.empty();
   if (from_results && !a.model_options_given.empty()) {
     std::string given;
@@ -270,6 +327,13 @@ void register_eval(CLI::App& app, int& exit_code) {
   cmd->add_option("--results", a->results_in,
                   "evaluate these COCO results files (e.g. from --save-results; repeat to merge files that "
                   "cover different images) instead of running a model");
+  cmd->add_option("--labels-from", a->labels_from,
+                  "accuracy proxy: FP32 ONNX model whose own detections are the labels (no ground truth read; "
+                  "see docs/accuracy.md)");
+  cmd->add_option("--labels-conf", a->labels_conf, "with --labels-from: score a detection needs to become a label")
+      ->capture_default_str();
+  cmd->add_option("--skip", a->skip,
+                  "with --labels-from: leave out the first N images by file name (e.g. the calibration images)");
   // Options of the model run, refused with --results.
   std::vector<CLI::Option*> model_options;
   for (const char* name : {"--model", "--engine", "--device", "--int8", "--fp16", "--all-int8", "--cache", "--float-layers",
