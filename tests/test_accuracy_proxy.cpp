@@ -22,7 +22,7 @@ TEST(AccuracyProxy, IdenticalDetectionsScoreOne) {
       {box(10, 10, 110, 110, 0.9f), box(200, 200, 300, 260, 0.6f, 3), box(400, 100, 450, 180, 0.05f)},
       {box(0, 0, 50, 50, 0.3f, 1)}};
   auto m = agreement_metrics(ref, ref, {{640, 480}, {320, 320}}, 0.25f);
-  ASSERT_TRUE(m.ok()) << m.status().message();
+  ASSERT_TRUE(m.is_ok()) << m.status().message();
   EXPECT_DOUBLE_EQ(m->map, 1.0);
   EXPECT_DOUBLE_EQ(m->map50, 1.0);
   EXPECT_EQ(m->num_gt, 3);  // the 0.05 detection is not a label
@@ -34,7 +34,7 @@ TEST(AccuracyProxy, MissingHalfTheLabelsGivesHandComputedAp) {
   std::vector<std::vector<Detection>> ref = {{box(10, 10, 110, 110, 0.9f), box(300, 300, 400, 400, 0.8f)}};
   std::vector<std::vector<Detection>> cand = {{box(10, 10, 110, 110, 0.7f)}};
   auto m = agreement_metrics(ref, cand, kOneImage, 0.25f);
-  ASSERT_TRUE(m.ok()) << m.status().message();
+  ASSERT_TRUE(m.is_ok()) << m.status().message();
   EXPECT_NEAR(m->map, 51.0 / 101.0, 1e-9);
 }
 
@@ -43,7 +43,7 @@ TEST(AccuracyProxy, ShiftedBoxCountsOnlyAtLowIouThresholds) {
   std::vector<std::vector<Detection>> ref = {{box(0, 0, 100, 100, 0.9f)}};
   std::vector<std::vector<Detection>> cand = {{box(0, 0, 100, 72, 0.9f)}};
   auto m = agreement_metrics(ref, cand, kOneImage, 0.25f);
-  ASSERT_TRUE(m.ok()) << m.status().message();
+  ASSERT_TRUE(m.is_ok()) << m.status().message();
   EXPECT_NEAR(m->map, 0.5, 1e-9);
   EXPECT_NEAR(m->map50, 1.0, 1e-9);
   EXPECT_NEAR(m->map75, 0.0, 1e-9);
@@ -53,7 +53,7 @@ TEST(AccuracyProxy, WrongClassIsAMiss) {
   std::vector<std::vector<Detection>> ref = {{box(0, 0, 100, 100, 0.9f, 2)}};
   std::vector<std::vector<Detection>> cand = {{box(0, 0, 100, 100, 0.9f, 5)}};
   auto m = agreement_metrics(ref, cand, kOneImage, 0.25f);
-  ASSERT_TRUE(m.ok()) << m.status().message();
+  ASSERT_TRUE(m.is_ok()) << m.status().message();
   EXPECT_DOUBLE_EQ(m->map, 0.0);
 }
 
@@ -61,6 +61,6 @@ TEST(AccuracyProxy, MismatchedListsAreAnError) {
   std::vector<std::vector<Detection>> ref = {{}, {}};
   std::vector<std::vector<Detection>> cand = {{}};
   auto m = agreement_metrics(ref, cand, {{1, 1}, {1, 1}}, 0.25f);
-  ASSERT_FALSE(m.ok());
+  ASSERT_FALSE(m.is_ok());
   EXPECT_NE(m.status().message().find("one of each per image"), std::string::npos);
 }

@@ -32,17 +32,17 @@ TEST(OutputError, PerChannelNoiseToSignalAveraged) {
   // holds 2, 4, 6 (56). Errors: 1 on one channel-0 element, 2 on one channel-1 element.
   OutputError e;
   ASSERT_TRUE(
-      e.add(make_tensor({1, 3, 2}, {1, 2, 3, 4, 5, 6}), make_tensor({1, 3, 2}, {2, 2, 3, 6, 5, 6})).ok());
+      e.add(make_tensor({1, 3, 2}, {1, 2, 3, 4, 5, 6}), make_tensor({1, 3, 2}, {2, 2, 3, 6, 5, 6})).is_ok());
   EXPECT_NEAR(e.nsr(), (1.0 / 35 + 4.0 / 56) / 2, 1e-12);
   // YOLOv8-like [1, 2, 3]: channel is dim 1 (2 < 3). Channel 0 = 1, 2, 3 (14), channel 1 = 4, 5, 6 (77).
   OutputError v8;
   ASSERT_TRUE(
-      v8.add(make_tensor({1, 2, 3}, {1, 2, 3, 4, 5, 6}), make_tensor({1, 2, 3}, {1, 2, 3, 4, 5, 7})).ok());
+      v8.add(make_tensor({1, 2, 3}, {1, 2, 3, 4, 5, 6}), make_tensor({1, 2, 3}, {1, 2, 3, 4, 5, 7})).is_ok());
   EXPECT_NEAR(v8.nsr(), (0.0 / 14 + 1.0 / 77) / 2, 1e-12);
   OutputError same;
-  ASSERT_TRUE(same.add(make_tensor({1, 2}, {3, 4}), make_tensor({1, 2}, {3, 4})).ok());
+  ASSERT_TRUE(same.add(make_tensor({1, 2}, {3, 4}), make_tensor({1, 2}, {3, 4})).is_ok());
   EXPECT_EQ(same.nsr(), 0.0);
-  EXPECT_FALSE(same.add(make_tensor({1, 2}, {3, 4}), make_tensor({2, 1}, {3, 4})).ok());
+  EXPECT_FALSE(same.add(make_tensor({1, 2}, {3, 4}), make_tensor({2, 1}, {3, 4})).is_ok());
 }
 
 TEST(ExactNamesRegex, MatchesOnlyTheNamesGiven) {
@@ -97,12 +97,12 @@ TEST(LayerSensitivity, HostileRangeRanksFirst) {
   table.algorithm = "MinMaxCalibration";
   table.scales = {{"x", 1.0f / 127}, {"a", amax_a / 50 / 127}};
   const std::string cache = (dir / "hostile.cache").string();
-  ASSERT_TRUE(write_calibration_cache(cache, table).ok());
+  ASSERT_TRUE(write_calibration_cache(cache, table).is_ok());
   BuildOptions o;
   o.precision = Precision::kInt8;
   o.calibration_file = cache;
   auto ranking = rank_layer_sensitivity(model, o, images);
-  ASSERT_TRUE(ranking.ok()) << ranking.status().to_string();
+  ASSERT_TRUE(ranking.is_ok()) << ranking.status().to_string();
   ASSERT_EQ(ranking->size(), 2u);
   EXPECT_EQ((*ranking)[0].node, "conv_b");
   EXPECT_EQ((*ranking)[1].node, "conv_a");

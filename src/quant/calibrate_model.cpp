@@ -2,11 +2,11 @@
 
 #include <chrono>
 #include <filesystem>
+#include <map>
 #include <set>
 
 #include "runtime/detector.h"
 #include "runtime/engine_impl.h"
-#include <map>
 #include "runtime/image_source.h"
 
 namespace qyolo {
@@ -14,6 +14,15 @@ namespace qyolo {
 Result<CalibrationTable> calibrate(const Engine& engine, const std::string& image_folder,
                                    const CalibrationOptions& options, CalibrationReport* report,
                                    const ProgressFn& progress) {
+  QYOLO_ASSIGN_OR_RETURN(
+      auto tables, calibrate_algorithms(engine, image_folder, options, {options.algo}, report, progress));
+  return std::move(tables[0]);
+}
+
+Result<std::vector<CalibrationTable>> calibrate_algorithms(
+    const Engine& engine, const std::string& image_folder, const CalibrationOptions& options,
+    const std::vector<CalibAlgo>& algos, CalibrationReport* report, const ProgressFn& progress) {
+  if (algos.empty()) return invalid_argument("calibration needs at least one algorithm");
   auto t0 = std::chrono::steady_clock::now();
   if (engine.options().precision != Precision::kFp32)
     return invalid_argument("calibration runs on an FP32 engine (got " +
@@ -62,7 +71,7 @@ Result<CalibrationTable> calibrate(const Engine& engine, const std::string& imag
     }
   }
 
-  Calibrator calibrator(options.algo, options.percentile);
+  Calibrator calibrator(algos[0], options.percentile);
   ValueObserver observer = [&](const std::string& name, const Tensor& t) {
     if (targets.count(name) && t.dtype() == DataType::kFloat32)
       calibrator.collect(name, t.data<float>(), static_cast<size_t>(t.numel()));
@@ -78,7 +87,8 @@ Result<CalibrationTable> calibrate(const Engine& engine, const std::string& imag
     }
     std::vector<const Image*> ptrs;
     for (const auto& im : images) ptrs.push_back(&im);
-    Tensor input = Detector::preprocess(ptrs, static_cast<int>(shape[2]), static_cast<int>(shape[3]), nullptr);
+    Tensor input =
+        Detector::preprocess(ptrs, static_cast<int>(shape[2]), static_cast<int>(shape[3]), nullptr);
     auto& exec = executors[input.dim(0)];
     if (!exec) {
       QYOLO_ASSIGN_OR_RETURN(SpecializedGraph g, engine.impl().prepare(input.shape(), passes));
@@ -90,14 +100,18 @@ Result<CalibrationTable> calibrate(const Engine& engine, const std::string& imag
     QYOLO_RETURN_IF_ERROR(exec->run({{engine.info().input_name, input}}, outputs, observer));
     if (progress) progress(start + n, files.size());
   }
-  QYOLO_ASSIGN_OR_RETURN(CalibrationTable table, calibrator.finish());
+  std::vector<CalibrationTable> tables;
+  for (CalibAlgo algo : algos) {
+    QYOLO_ASSIGN_OR_RETURN(CalibrationTable table, calibrator.finish(algo));
+    tables.push_back(std::move(table));
+  }
   if (report) {
     report->images = static_cast<int>(files.size());
     report->shape = shape;
-    report->tensors = static_cast<int>(table.scales.size());
+    report->tensors = static_cast<int>(tables[0].scales.size());
     report->seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   }
-  return table;
+  return tables;
 }
 
 }  // namespace qyolo

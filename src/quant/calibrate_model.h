@@ -5,6 +5,7 @@
 
 #include <functional>
 #include <string>
+#include <vector>
 
 #include "calib/calibrator.h"
 #include "qyolo/engine.h"
@@ -16,17 +17,25 @@ struct CalibrationOptions {
   double percentile = 99.99;
   int num_images = 128;  // must not exceed the images available
   int batch = 8;
-  Shape shape;           // N is ignored (batch is used); C,H,W = the calibration profile
+  Shape shape;  // N is ignored (batch is used); C,H,W = the calibration profile
 };
 
 struct CalibrationReport {
   int images = 0;
-  Shape shape;          // the shape calibration ran at
+  Shape shape;  // the shape calibration ran at
   int tensors = 0;
   double seconds = 0;
 };
 
 using ProgressFn = std::function<void(size_t done, size_t total)>;
+
+// One calibration pass, one table per algorithm in `algos` (same order); options.algo is ignored.
+Result<std::vector<CalibrationTable>> calibrate_algorithms(const Engine& engine,
+                                                           const std::string& image_folder,
+                                                           const CalibrationOptions& options,
+                                                           const std::vector<CalibAlgo>& algos,
+                                                           CalibrationReport* report = nullptr,
+                                                           const ProgressFn& progress = nullptr);
 
 // `engine` must be an FP32 engine (calibration observes float activations).
 Result<CalibrationTable> calibrate(const Engine& engine, const std::string& image_folder,
