@@ -5,10 +5,10 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
-#include <tuple>
 #include <map>
-#include <set>
 #include <nlohmann/json.hpp>
+#include <set>
+#include <tuple>
 
 #include "cmd_common.h"
 #include "commands.h"
@@ -26,16 +26,16 @@ namespace fs = std::filesystem;
 struct EvalArgs {
   EngineArgs engine;
   std::string data, json_out, results_out;
-  std::vector<std::string> results_in;  // --results: evaluate these detections, no model
+  std::vector<std::string> results_in;           // --results: evaluate these detections, no model
   std::vector<std::string> model_options_given;  // options that make no sense with --results
   std::vector<int> imgsz;
   int batch = 0, limit = 0, max_det = 300;  // batch 0: default_batch()
-  float conf = 0.001f, iou = -1.f;  // iou < 0: the head's default (see register_eval)
+  float conf = 0.001f, iou = -1.f;          // iou < 0: the head's default (see register_eval)
   std::string head;
   bool quiet = false, cpu_prepost = false;
   // Accuracy proxy: labels from this FP32 model's own detections (score >= labels_conf) instead of
   // the dataset's ground truth; --skip leaves out the first images (those that calibrated the scales).
-  std::string labels_from;
+  std::string labels_from, labels_cache;
   float labels_conf = 0.25f;
   int skip = 0;
 };
@@ -61,7 +61,8 @@ Result<Dataset> load_dataset(const EvalArgs& a, GroundTruth* all = nullptr) {
   fs::path data(a.data);
   std::error_code ec;
   if (!fs::is_directory(data / "images", ec))
-    return not_found("dataset '" + a.data + "' has no images/ folder (expected images/ plus instances.json or labels/)");
+    return not_found("dataset '" + a.data +
+                     "' has no images/ folder (expected images/ plus instances.json or labels/)");
   Dataset ds;
   GroundTruth& gt = ds.gt;
   if (fs::exists(data / "instances.json", ec)) {
@@ -111,8 +112,8 @@ Result<DetectionSource> detect_with_model(const EvalArgs& a, const Dataset& ds, 
   opt.nms.max_det = a.max_det;
   opt.nms.multi_label = true;  // as ultralytics val.py
   opt.head = a.head;
-  opt.iou_objectness = 0.65f;     // what qyolo always used for YOLOv5 (its README's mAP runs)
-  opt.iou_no_objectness = 0.7f;   // YOLOv8/YOLO11 `yolo val`
+  opt.iou_objectness = 0.65f;    // what qyolo always used for YOLOv5 (its README's mAP runs)
+  opt.iou_no_objectness = 0.7f;  // YOLOv8/YOLO11 `yolo val`
   opt.gpu_prepost = !a.cpu_prepost;
   QYOLO_ASSIGN_OR_RETURN(auto detector, Detector::create(engine, opt));
 
@@ -126,7 +127,8 @@ Result<DetectionSource> detect_with_model(const EvalArgs& a, const Dataset& ds, 
     setup_s += s;
   }
   if (!a.quiet)
-    std::fprintf(stderr, "head: %s; NMS IoU %.2f\n", detector->head_description().c_str(), detector->options().nms.iou);
+    std::fprintf(stderr, "head: %s; NMS IoU %.2f\n", detector->head_description().c_str(),
+                 detector->options().nms.iou);
   ProgressBar bar("eval", images.size(), !a.quiet);
   double pre_s = 0, infer_s = 0, post_s = 0, decode_s = 0;
   auto t_start = std::chrono::steady_clock::now();
@@ -139,8 +141,10 @@ Result<DetectionSource> detect_with_model(const EvalArgs& a, const Dataset& ds, 
 #pragma omp parallel for schedule(dynamic)
     for (size_t i = 0; i < n; ++i) {
       auto img = load_image((data / "images" / images[start + i].file_name).string());
-      if (img) decoded[i] = std::move(img).value();
-      else errors[i] = img.status();
+      if (img)
+        decoded[i] = std::move(img).value();
+      else
+        errors[i] = img.status();
     }
     for (const auto& e : errors) QYOLO_RETURN_IF_ERROR(e);
     decode_s += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -160,11 +164,12 @@ Result<DetectionSource> detect_with_model(const EvalArgs& a, const Dataset& ds, 
   const double n_img = static_cast<double>(images.size());
   DetectionSource src;
   char line[512];
-  std::snprintf(line, sizeof line,
-                "speed: %.1f images/s end to end (decode %.1f ms, pre %.1f ms, network %.1f ms, NMS %.1f ms per image; "
-                "batch %zu, network on %s, pre/post-processing on %s; set-up %.1f ms once, not included)",
-                n_img / total_s, decode_s * 1e3 / n_img, pre_s * 1e3 / n_img, infer_s * 1e3 / n_img,
-                post_s * 1e3 / n_img, batch, device_name(engine->options().device), prepost, setup_s * 1e3);
+  std::snprintf(
+      line, sizeof line,
+      "speed: %.1f images/s end to end (decode %.1f ms, pre %.1f ms, network %.1f ms, NMS %.1f ms per image; "
+      "batch %zu, network on %s, pre/post-processing on %s; set-up %.1f ms once, not included)",
+      n_img / total_s, decode_s * 1e3 / n_img, pre_s * 1e3 / n_img, infer_s * 1e3 / n_img,
+      post_s * 1e3 / n_img, batch, device_name(engine->options().device), prepost, setup_s * 1e3);
   src.line = line;
   src.fields = {{"model", engine->info().source},
                 {"device", device_name(engine->options().device)},
@@ -202,14 +207,15 @@ Result<DetectionSource> detections_from_results(const EvalArgs& a, const GroundT
 // --labels-from: agreement mAP of the engine with an FP32 model's detections on held-out images
 // (src/quant/accuracy_proxy.h); the dataset's own labels are not read.
 Status run_proxy_eval(const EvalArgs& a) {
-  if (!a.results_in.empty()) return invalid_argument("--labels-from runs models; it cannot evaluate --results files");
+  if (!a.results_in.empty())
+    return invalid_argument("--labels-from runs models; it cannot evaluate --results files");
   if (a.skip < 0) return invalid_argument("--skip must be >= 0");
   std::string folder = a.data;
   if (fs::is_directory(fs::path(a.data) / "images")) folder += "/images";
   QYOLO_ASSIGN_OR_RETURN(auto files, list_image_files(folder));
   if (static_cast<size_t>(a.skip) >= files.size())
-    return invalid_argument("--skip " + std::to_string(a.skip) + " leaves none of the " + std::to_string(files.size()) +
-                            " images of '" + folder + "'");
+    return invalid_argument("--skip " + std::to_string(a.skip) + " leaves none of the " +
+                            std::to_string(files.size()) + " images of '" + folder + "'");
   files.erase(files.begin(), files.begin() + a.skip);
   if (a.limit > 0 && static_cast<size_t>(a.limit) < files.size()) files.resize(static_cast<size_t>(a.limit));
   EngineArgs ref = a.engine;
@@ -219,26 +225,68 @@ Status run_proxy_eval(const EvalArgs& a) {
   ref.cache.clear();
   ref.float_layers.clear();
   ref.device = "cpu";  // the FP32 CPU engine is the reference
-  QYOLO_ASSIGN_OR_RETURN(auto ref_engine, open_engine(ref, !a.quiet));
   QYOLO_ASSIGN_OR_RETURN(auto engine, open_engine(a.engine, !a.quiet));
   ProxyOptions po;
   po.label_conf = a.labels_conf;
   QYOLO_ASSIGN_OR_RETURN(std::tie(po.input_h, po.input_w), image_size_from(a.imgsz));
   po.head = a.head;
   auto t0 = std::chrono::steady_clock::now();
-  QYOLO_ASSIGN_OR_RETURN(auto proxy, AccuracyProxy::create(ref_engine, files, po));
+  // --labels-cache: the FP32 detections of an earlier run, valid only for the same model, images,
+  // letterbox and head (all recorded in it and compared).
+  const nlohmann::json key = {
+      {"labels_from", a.labels_from}, {"images", files}, {"imgsz", a.imgsz}, {"head", a.head}};
+  std::unique_ptr<AccuracyProxy> proxy;
+  if (!a.labels_cache.empty() && fs::exists(a.labels_cache)) {
+    std::ifstream f(a.labels_cache);
+    nlohmann::json j = nlohmann::json::parse(f, nullptr, /*allow_exceptions=*/false);
+    if (j.is_discarded() || !j.contains("key") || !j.contains("detections"))
+      return corrupt("--labels-cache '" + a.labels_cache + "' is not a labels cache written by qyolo eval");
+    if (j["key"] != key)
+      return invalid_argument(
+          "--labels-cache '" + a.labels_cache +
+          "' holds labels of another model, image list, --imgsz or --head; delete it or give another path");
+    std::vector<std::vector<Detection>> ref;
+    for (const auto& image : j["detections"]) {
+      ref.emplace_back();
+      for (const auto& d : image)
+        ref.back().push_back({d[0].get<float>(), d[1].get<float>(), d[2].get<float>(), d[3].get<float>(),
+                              d[4].get<float>(), d[5].get<int>()});
+    }
+    QYOLO_ASSIGN_OR_RETURN(proxy, AccuracyProxy::create(std::move(ref), files, po));
+  } else {
+    QYOLO_ASSIGN_OR_RETURN(auto ref_engine, open_engine(ref, !a.quiet));
+    QYOLO_ASSIGN_OR_RETURN(proxy, AccuracyProxy::create(ref_engine, files, po));
+    if (!a.labels_cache.empty()) {
+      nlohmann::json dets = nlohmann::json::array();
+      for (const auto& image : proxy->reference()) {
+        nlohmann::json list = nlohmann::json::array();
+        for (const auto& d : image) list.push_back({d.x1, d.y1, d.x2, d.y2, d.score, d.class_id});
+        dets.push_back(list);
+      }
+      QYOLO_RETURN_IF_ERROR(write_text_atomic(
+          a.labels_cache, nlohmann::json{{"key", key}, {"detections", dets}}.dump() + "\n"));
+    }
+  }
   QYOLO_ASSIGN_OR_RETURN(CocoMetrics m, proxy->evaluate(engine));
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   std::printf("%s", format_summary(m).c_str());
-  std::printf("images %zu (after --skip %d)  labels %zu (FP32 detections with score >= %.2f from %s)  detections %d\n",
-              files.size(), a.skip, proxy->num_labels(), a.labels_conf, a.labels_from.c_str(), m.num_dets);
+  std::printf(
+      "images %zu (after --skip %d)  labels %zu (FP32 detections with score >= %.2f from %s)  detections "
+      "%d\n",
+      files.size(), a.skip, proxy->num_labels(), a.labels_conf, a.labels_from.c_str(), m.num_dets);
   std::printf("mAP50-95 %.4f  mAP50 %.4f  mAP75 %.4f\n", m.map, m.map50, m.map75);
   std::printf("proxy: agreement with FP32, %.1f s\n", secs);
   if (!a.json_out.empty()) {
-    nlohmann::json j = {{"data", a.data}, {"images", files.size()}, {"skip", a.skip},
-                        {"labels_from", a.labels_from}, {"labels_conf", a.labels_conf},
-                        {"labels", proxy->num_labels()}, {"map50_95", m.map}, {"map50", m.map50},
-                        {"map75", m.map75}, {"model", engine->info().source},
+    nlohmann::json j = {{"data", a.data},
+                        {"images", files.size()},
+                        {"skip", a.skip},
+                        {"labels_from", a.labels_from},
+                        {"labels_conf", a.labels_conf},
+                        {"labels", proxy->num_labels()},
+                        {"map50_95", m.map},
+                        {"map50", m.map50},
+                        {"map75", m.map75},
+                        {"model", engine->info().source},
                         {"precision", precision_name(engine->options().precision)},
                         {"calibration", engine->options().calibration_file},
                         {"float_layers", engine->options().float_layers_regex}};
@@ -285,7 +333,8 @@ Status run_eval(const EvalArgs& a) {
       std::printf("%-16s %8.3f %8.3f\n", name.c_str(), ap, ap50);
     }
   }
-  if (!a.results_out.empty()) QYOLO_RETURN_IF_ERROR(write_coco_results_json(a.results_out, evaluator.detections()));
+  if (!a.results_out.empty())
+    QYOLO_RETURN_IF_ERROR(write_coco_results_json(a.results_out, evaluator.detections()));
   if (!a.json_out.empty()) {
     nlohmann::json per_class = nlohmann::json::object();
     for (size_t i = 0; i < m.per_class_ap.size(); ++i) {
@@ -294,13 +343,18 @@ Status run_eval(const EvalArgs& a) {
       std::string name = cat_names.count(cat) ? cat_names[cat] : std::to_string(cat);
       per_class[name] = {{"ap", ap}, {"ap50", i < m.per_class_ap50.size() ? m.per_class_ap50[i].second : -1}};
     }
-    nlohmann::json j = {
-        {"data", a.data},
-        {"images", ds.images.size()},
-        {"map50_95", m.map}, {"map50", m.map50}, {"map75", m.map75},
-        {"map_small", m.map_small}, {"map_medium", m.map_medium}, {"map_large", m.map_large},
-        {"ar1", m.ar1}, {"ar10", m.ar10}, {"ar100", m.ar100},
-        {"per_class", per_class}};
+    nlohmann::json j = {{"data", a.data},
+                        {"images", ds.images.size()},
+                        {"map50_95", m.map},
+                        {"map50", m.map50},
+                        {"map75", m.map75},
+                        {"map_small", m.map_small},
+                        {"map_medium", m.map_medium},
+                        {"map_large", m.map_large},
+                        {"ar1", m.ar1},
+                        {"ar10", m.ar10},
+                        {"ar100", m.ar100},
+                        {"per_class", per_class}};
     j.update(src.fields);
     QYOLO_RETURN_IF_ERROR(write_text_atomic(a.json_out, j.dump(1) + "\n"));
   }
@@ -315,8 +369,10 @@ void register_eval(CLI::App& app, int& exit_code) {
   add_engine_options(cmd, a->engine);
   cmd->add_option("--data,-d", a->data, "dataset folder, e.g. ../shared/data/val500")->required();
   add_imgsz_option(cmd, a->imgsz);
-  cmd->add_option("--batch", a->batch, "images per batch (default: 8 on cuda engines, within the profile; 1 on cpu)");
-  add_nms_options(cmd, a->conf, a->iou, a->max_det, "0.65 for heads with objectness (YOLOv5, YOLOX), 0.7 without (YOLOv8/YOLO11)");
+  cmd->add_option("--batch", a->batch,
+                  "images per batch (default: 8 on cuda engines, within the profile; 1 on cpu)");
+  add_nms_options(cmd, a->conf, a->iou, a->max_det,
+                  "0.65 for heads with objectness (YOLOv5, YOLOX), 0.7 without (YOLOv8/YOLO11)");
   add_head_option(cmd, a->head);
   cmd->add_option("--limit", a->limit, "evaluate only the first N images (by file name)");
   cmd->add_option("--json", a->json_out, "write a machine-readable summary here");
@@ -327,18 +383,25 @@ void register_eval(CLI::App& app, int& exit_code) {
   cmd->add_option("--results", a->results_in,
                   "evaluate these COCO results files (e.g. from --save-results; repeat to merge files that "
                   "cover different images) instead of running a model");
-  cmd->add_option("--labels-from", a->labels_from,
-                  "accuracy proxy: FP32 ONNX model whose own detections are the labels (no ground truth read; "
-                  "see docs/accuracy.md)");
-  cmd->add_option("--labels-conf", a->labels_conf, "with --labels-from: score a detection needs to become a label")
+  cmd->add_option(
+      "--labels-from", a->labels_from,
+      "accuracy proxy: FP32 ONNX model whose own detections are the labels (no ground truth read; "
+      "see docs/accuracy.md)");
+  cmd->add_option(
+      "--labels-cache", a->labels_cache,
+      "with --labels-from: keep the FP32 detections in this file and reuse them on later runs with the "
+      "same model, images, --imgsz and --head");
+  cmd->add_option("--labels-conf", a->labels_conf,
+                  "with --labels-from: score a detection needs to become a label")
       ->capture_default_str();
-  cmd->add_option("--skip", a->skip,
-                  "with --labels-from: leave out the first N images by file name (e.g. the calibration images)");
+  cmd->add_option(
+      "--skip", a->skip,
+      "with --labels-from: leave out the first N images by file name (e.g. the calibration images)");
   // Options of the model run, refused with --results.
   std::vector<CLI::Option*> model_options;
-  for (const char* name : {"--model", "--engine", "--device", "--int8", "--fp16", "--all-int8", "--cache", "--float-layers",
-                           "--min-shapes", "--opt-shapes", "--max-shapes", "--imgsz", "--batch", "--conf", "--iou",
-                           "--max-det", "--cpu-prepost", "--head"})
+  for (const char* name : {"--model", "--engine", "--device", "--int8", "--fp16", "--all-int8", "--cache",
+                           "--float-layers", "--min-shapes", "--opt-shapes", "--max-shapes", "--imgsz",
+                           "--batch", "--conf", "--iou", "--max-det", "--cpu-prepost", "--head"})
     if (CLI::Option* o = cmd->get_option_no_throw(name)) model_options.push_back(o);
   cmd->callback([&exit_code, a, model_options] {
     a->model_options_given.clear();

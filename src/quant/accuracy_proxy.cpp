@@ -74,14 +74,34 @@ Result<std::unique_ptr<AccuracyProxy>> AccuracyProxy::create(std::shared_ptr<con
                             std::string(precision_name(reference->options().precision)) + ")");
   std::unique_ptr<AccuracyProxy> p(new AccuracyProxy());
   p->options_ = options;
+  QYOLO_RETURN_IF_ERROR(p->load_images(image_files));
+  QYOLO_ASSIGN_OR_RETURN(p->reference_, p->detect_all(std::move(reference)));
+  return p;
+}
+
+Result<std::unique_ptr<AccuracyProxy>> AccuracyProxy::create(std::vector<std::vector<Detection>> reference,
+                                                             const std::vector<std::string>& image_files,
+                                                             const ProxyOptions& options) {
+  if (image_files.empty()) return invalid_argument("the accuracy proxy needs at least one held-out image");
+  if (reference.size() != image_files.size())
+    return invalid_argument("accuracy proxy: " + std::to_string(reference.size()) +
+                            " reference detection lists for " + std::to_string(image_files.size()) +
+                            " images");
+  std::unique_ptr<AccuracyProxy> p(new AccuracyProxy());
+  p->options_ = options;
+  QYOLO_RETURN_IF_ERROR(p->load_images(image_files));
+  p->reference_ = std::move(reference);
+  return p;
+}
+
+Status AccuracyProxy::load_images(const std::vector<std::string>& image_files) {
   for (const auto& f : image_files) {
     auto img = load_image(f);
     if (!img) return img.status().with_context("accuracy proxy image");
-    p->sizes_.emplace_back(img->width, img->height);
-    p->images_.push_back(std::move(img).value());
+    sizes_.emplace_back(img->width, img->height);
+    images_.push_back(std::move(img).value());
   }
-  QYOLO_ASSIGN_OR_RETURN(p->reference_, p->detect_all(std::move(reference)));
-  return p;
+  return Status::ok();
 }
 
 size_t AccuracyProxy::num_labels() const {

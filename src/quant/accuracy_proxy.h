@@ -40,6 +40,12 @@ class AccuracyProxy {
   static Result<std::unique_ptr<AccuracyProxy>> create(std::shared_ptr<const Engine> reference,
                                                        const std::vector<std::string>& image_files,
                                                        const ProxyOptions& options = {});
+  // Same, with the reference's detections given (e.g. saved from an earlier run of the same model
+  // on the same images): one list per image file.
+  static Result<std::unique_ptr<AccuracyProxy>> create(std::vector<std::vector<Detection>> reference,
+                                                       const std::vector<std::string>& image_files,
+                                                       const ProxyOptions& options = {});
+  const std::vector<std::vector<Detection>>& reference() const { return reference_; }
   // Agreement of `candidate` with the reference on the same images (same letterbox, NMS as `qyolo
   // eval`: conf 0.001, IoU 0.65 for objectness heads, multi-label, 300 detections).
   Result<CocoMetrics> evaluate(std::shared_ptr<const Engine> candidate) const;
@@ -48,6 +54,7 @@ class AccuracyProxy {
 
  private:
   AccuracyProxy() = default;
+  Status load_images(const std::vector<std::string>& image_files);
   Result<std::vector<std::vector<Detection>>> detect_all(std::shared_ptr<const Engine> engine) const;
 
   ProxyOptions options_;
