@@ -110,7 +110,10 @@ Result<CalibrationTable> choose_scales_per_tensor(const Engine& fp32, const std:
   if (fp32.options().precision != Precision::kFp32)
     return invalid_argument("per-tensor scale choice observes an FP32 engine");
   const std::string input_name = fp32.info().input_name;
-  QYOLO_ASSIGN_OR_RETURN(SpecializedGraph sg, fp32.impl().prepare(images[0].shape()));
+  QYOLO_ASSIGN_OR_RETURN(SpecializedGraph prepared, fp32.impl().prepare(images[0].shape()));
+  // The executor owns the graph: readers and constants below point into it.
+  QYOLO_ASSIGN_OR_RETURN(auto exec, CpuExecutor::build(std::move(prepared)));
+  const SpecializedGraph& sg = exec->graph();
   // Conv readers of each tensor that every candidate has a scale for.
   std::map<std::string, std::vector<const Node*>> readers;
   for (const Node& node : sg.graph.nodes) {
@@ -151,7 +154,6 @@ Result<CalibrationTable> choose_scales_per_tensor(const Engine& fp32, const std:
       for (size_t s = 0; s < scales.size(); ++s) sc[s] += ref > 0 ? err[s] / ref : 0.0;
     }
   };
-  QYOLO_ASSIGN_OR_RETURN(auto exec, CpuExecutor::build(std::move(sg)));
   for (const Tensor& image : images) {
     judge(input_name, image);
     std::map<std::string, Tensor> outputs;
