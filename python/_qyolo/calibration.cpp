@@ -24,6 +24,7 @@ py::dict summary_dict(const CalibrationSummary& s, const std::string& cache) {
   py::dict d;
   d["cache"] = cache;
   d["algorithm"] = s.algorithm;
+  d["caches"] = s.caches;
   d["images"] = s.images;
   d["dropped"] = s.dropped;
   d["shape"] = py::tuple(py::cast(s.shape));

@@ -6,6 +6,7 @@
 
 #include <functional>
 #include <string>
+#include <vector>
 
 #include "calib/calibrator.h"
 #include "qyolo/calibration.h"
@@ -31,6 +32,14 @@ struct CalibrationReport {
 
 using ProgressFn = std::function<void(size_t done, size_t total)>;
 
+// One calibration pass, one table per algorithm in `algos` (same order); options.algo is ignored.
+Result<std::vector<CalibrationTable>> calibrate_algorithms(const Engine& engine,
+                                                           const std::string& image_folder,
+                                                           const CalibrationOptions& options,
+                                                           const std::vector<CalibAlgo>& algos,
+                                                           CalibrationReport* report = nullptr,
+                                                           const ProgressFn& progress = nullptr);
+
 // `engine` must be an FP32 engine (calibration observes float activations).
 Result<CalibrationTable> calibrate(const Engine& engine, const std::string& image_folder,
                                    const CalibrationOptions& options, CalibrationReport* report = nullptr,
@@ -42,5 +51,11 @@ Result<CalibrationTable> calibrate_from_batches(const Engine& engine, const Batc
                                                 const CalibrationOptions& options,
                                                 CalibrationReport* report = nullptr,
                                                 const ProgressFn& progress = nullptr, size_t total = 0);
+
+// One pass over the batches, one table per algorithm in `algos` (same order); options.algo is ignored.
+Result<std::vector<CalibrationTable>> calibrate_algorithms_from_batches(
+    const Engine& engine, const BatchSource& next, const CalibrationOptions& options,
+    const std::vector<CalibAlgo>& algos, CalibrationReport* report = nullptr,
+    const ProgressFn& progress = nullptr, size_t total = 0);
 
 }  // namespace qyolo
