@@ -17,7 +17,7 @@ MODELS=${MODELS:-yolov5n yolov5s}
 BUDGET=${BUDGET:-5}
 VAL500=${VAL500-fp32 default budget}
 REUSE=${REUSE:-0}
-DEFAULT_ALGO=auto  # qyolo calibrate's default (tools/cmd_calibrate.cpp), chosen on the proxy
+DEFAULT_ALGO=mse  # qyolo calibrate's default (tools/cmd_calibrate.cpp), chosen on the proxy
 CALIB="$SHARED/data/coco128"
 DATA="$SHARED/data/val500"
 mkdir -p "$OUT"
@@ -67,7 +67,7 @@ for m in $MODELS; do
   done
   engine="$OUT/$m.budget$BUDGET.qengine"
   step "$OUT/$m.budget.log" '^wrote' "$Q" build --model "$model" --int8 --cache "$OUT/$m.$DEFAULT_ALGO.cache" \
-    --accuracy-budget "$BUDGET" --calib "$CALIB" --holdout 32 -o "$engine" || true
+    --accuracy-budget "$BUDGET" --calib "$CALIB" --holdout 32 --sensitivity-images 4 -o "$engine" || true
   plan=$(grep '^accuracy budget' "$OUT/$m.budget.log" || echo "accuracy budget: failed")
   kept=$(echo "$plan" | sed -E 's/.*; ([0-9]+ of [0-9]+ convs kept in float \([0-9.]+% of conv MACs\)).*/\1/')
   build_s=$(echo "$plan" | sed -E 's/.* ([0-9.]+) s$/\1/')
