@@ -107,6 +107,14 @@ done
   cat "$OUT"/*.kept.txt 2>/dev/null || true
   echo '```'
   echo
+  echo "Models in this run: $MODELS. \"not run\": val500 was not evaluated for that row (only the chosen rows"
+  echo "are, once). The earlier table, which picked calibrators on val500 itself, is in docs/accuracy-history.md."
+  echo
+  echo "How to use it: \`qyolo calibrate\` (default \`--algo mse\`, the proxy's choice) on your own images,"
+  echo "holding some out; \`qyolo eval --labels-from model.onnx --data <held-out images>\` scores any engine"
+  echo "without labels; \`qyolo build --int8 --cache c --accuracy-budget B --calib <images> --holdout N\`"
+  echo "plans the float layers on the last N images and stores the plan in the engine file."
+  echo
   echo "Reference (MODELS.md, ultralytics val.py, rectangular batches): yolov5n 0.283 / 0.459, yolov5s 0.380 / 0.562."
 } >docs/accuracy.md
 cat docs/accuracy.md
