@@ -91,11 +91,12 @@ done
   echo
   echo "INT8 = every Conv in int8 (per-tensor activation scale from the cache, per-channel weights, int32"
   echo "accumulation); other ops in float (src/quant/quantize_graph.h). \`--accuracy-budget B\`: \`qyolo build\`"
-  echo "ranks the convs by output error with only that conv in INT8 (8 calibration images), then keeps the"
+  echo "ranks the convs by output error with only that conv in INT8 (4 calibration images), then keeps the"
   echo "k most sensitive in float for the smallest k whose proxy loses at most B points (1 - proxy, x100);"
-  echo "\`auto\` = \`qyolo calibrate --algo auto\`: per tensor, the calibrator whose threshold gives the least"
-  echo "error at the sampled outputs of the convs reading the tensor (src/quant/scale_choice.h)."
-  echo "the plan is stored in the engine file (its float-layers regex)."
+  echo "the plan is stored in the engine file (its float-layers regex). \`auto\` = \`qyolo calibrate --algo"
+  echo "auto\`: per tensor, the calibrator whose threshold gives the least error at the sampled outputs of"
+  echo "the convs reading the tensor (src/quant/scale_choice.h). Times are wall seconds on $(nproc) cores"
+  echo "shared with other jobs (load average $(cut -d' ' -f1 /proc/loadavg) when this table was assembled)."
   echo
   echo "| model / precision | calibration | proxy (agreement mAP50-95, 32 held-out coco128) | val500 mAP50-95 | val500 mAP50 |"
   echo "|---|---|---|---|---|"
