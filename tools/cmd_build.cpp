@@ -22,7 +22,7 @@ namespace {
 struct BudgetArgs {
   double budget = -1;  // < 0: off
   std::string calib;   // calibration-side images (default $QYOLO_SHARED/data/coco128)
-  int holdout = 32, sensitivity_images = 8;
+  int holdout = 32, sensitivity_images = 4;
 };
 
 // Median seconds of `runs` single-image runs at the engine's opt shape (after one warm-up).
