@@ -7,7 +7,8 @@
 # Environment: MODELS (default "yolov5n yolov5s"), BUDGET (proxy points, default 5), VAL500 = the
 # val500 rows to run (default "fp32 default budget"; "" runs none: proxy columns only), OUT_DIR
 # (default out/accuracy), REUSE=1 keeps any step whose log in OUT_DIR already ends well (a table
-# assembled from runs made one at a time with these same commands).
+# assembled from runs made one at a time with these same commands); RUN=0 runs nothing and marks
+# the rows whose logs are missing "not run".
 set -euo pipefail
 cd "$(dirname "$0")/.."
 Q=${1:-./build/qyolo}
@@ -17,6 +18,7 @@ MODELS=${MODELS:-yolov5n yolov5s}
 BUDGET=${BUDGET:-5}
 VAL500=${VAL500-fp32 default budget}
 REUSE=${REUSE:-0}
+RUN=${RUN:-1}
 DEFAULT_ALGO=mse  # qyolo calibrate's default (tools/cmd_calibrate.cpp), chosen on the proxy
 CALIB="$SHARED/data/coco128"
 DATA="$SHARED/data/val500"
@@ -28,6 +30,7 @@ rows=()
 step() {  # log, done_pattern, command...
   local log=$1 pattern=$2; shift 2
   if [ "$REUSE" = 1 ] && [ -f "$log" ] && grep -q "$pattern" "$log"; then return 0; fi
+  [ "$RUN" = 1 ] || return 1
   "$@" >"$log" 2>&1 || { echo "FAILED: $* (see $log)" >&2; return 1; }
 }
 proxy() {  # log, then qyolo eval arguments (model or engine)
@@ -39,7 +42,7 @@ proxy() {  # log, then qyolo eval arguments (model or engine)
 val500() {  # row name, log, then qyolo eval arguments
   local row=$1 log=$2; shift 2
   case " $VAL500 " in *" $row "*) ;; *) echo "not run | "; return ;; esac
-  step "$log" '^mAP50-95' "$Q" eval "$@" --data "$DATA" -q || { echo "failed | "; return; }
+  step "$log" '^mAP50-95' "$Q" eval "$@" --data "$DATA" -q || { echo "not run | "; return; }
   grep '^mAP50-95' "$log" | awk '{print $2 " | " $4}'
 }
 
@@ -68,7 +71,11 @@ for m in $MODELS; do
   engine="$OUT/$m.budget$BUDGET.qengine"
   step "$OUT/$m.budget.log" '^wrote' "$Q" build --model "$model" --int8 --cache "$OUT/$m.$DEFAULT_ALGO.cache" \
     --accuracy-budget "$BUDGET" --calib "$CALIB" --holdout 32 --sensitivity-images 4 -o "$engine" || true
-  plan=$(grep '^accuracy budget' "$OUT/$m.budget.log" || echo "accuracy budget: failed")
+  plan=$(grep '^accuracy budget' "$OUT/$m.budget.log" 2>/dev/null || true)
+  if [ -z "$plan" ]; then
+    rows+=("| $m INT8 $DEFAULT_ALGO, --accuracy-budget $BUDGET | not run | | not run | |")
+    continue
+  fi
   kept=$(echo "$plan" | sed -E 's/.*; ([0-9]+ of [0-9]+ convs kept in float \([0-9.]+% of conv MACs\)).*/\1/')
   build_s=$(echo "$plan" | sed -E 's/.* ([0-9.]+) s$/\1/')
   p=$(echo "$plan" | sed -E 's/.*plan ([0-9.]+) .*/\1/')
