@@ -3,6 +3,7 @@
 #include <cmath>
 #include <fstream>
 #include <random>
+#include <sstream>
 
 #include "backends/cpu/cpu_executor.h"
 #include "calib/calib_cache.h"
@@ -12,6 +13,7 @@
 #include "quant/export_qdq.h"
 #include "quant/quant_params.h"
 #include "quant/quantize_graph.h"
+#include "qyolo/calibration.h"
 #include "runtime/detector.h"
 #include "runtime/engine_impl.h"
 #include "test_support.h"
@@ -233,6 +235,46 @@ TEST_F(CalibrationFixture, CacheForAnotherModelIsRejected) {
   auto e = Engine::build((shared_dir() / "models/yolov5n.onnx").string(), o);
   ASSERT_FALSE(e.is_ok());
   EXPECT_NE(e.status().message().find("does not belong"), std::string::npos) << e.status().to_string();
+}
+
+// One pass, several algorithms (the public API's "minmax,mse", qyolo calibrate --algo minmax,mse):
+// each cache is byte for byte the one a run of that algorithm alone writes; several need {algo}.
+TEST_F(CalibrationFixture, SeveralAlgorithmsInOnePassMatchSeparateRuns) {
+  QYOLO_REQUIRE_SHARED("models/yolov5n.onnx");
+  QYOLO_REQUIRE_SHARED("data/samples");
+  auto engine = Engine::build((shared_dir() / "models/yolov5n.onnx").string(), {});
+  ASSERT_TRUE(engine.is_ok());
+  const std::string folder = (shared_dir() / "data/samples").string();
+  auto text = [](const fs::path& p) {
+    std::ifstream f(p);
+    std::stringstream ss;
+    ss << f.rdbuf();
+    return ss.str();
+  };
+  CalibrationSettings s;
+  s.num_images = 2;
+  s.batch = 1;
+  s.algorithm = "minmax,mse";
+  auto no_slot = calibrate_images(**engine, folder, s, (dir_ / "one.cache").string());
+  ASSERT_FALSE(no_slot.is_ok());
+  EXPECT_NE(no_slot.status().message().find("{algo}"), std::string::npos) << no_slot.status().to_string();
+  auto both = calibrate_images(**engine, folder, s, (dir_ / "both.{algo}.cache").string());
+  ASSERT_TRUE(both.is_ok()) << both.status().to_string();
+  EXPECT_EQ(both->algorithm, "MinMaxCalibration,MseCalibration");
+  EXPECT_EQ(both->caches, (std::vector<std::string>{(dir_ / "both.minmax.cache").string(),
+                                                    (dir_ / "both.mse.cache").string()}));
+  EXPECT_EQ(both->images, 2);
+  for (const char* algo : {"minmax", "mse"}) {
+    s.algorithm = algo;
+    const fs::path alone = dir_ / (std::string(algo) + ".cache");
+    auto single = calibrate_images(**engine, folder, s, alone.string());
+    ASSERT_TRUE(single.is_ok()) << single.status().to_string();
+    EXPECT_EQ(single->caches, std::vector<std::string>{alone.string()});
+    const std::string expected = text(alone);
+    EXPECT_GT(expected.size(), 100u);
+    EXPECT_EQ(text(dir_ / ("both." + std::string(algo) + ".cache")), expected) << algo;
+  }
+  EXPECT_NE(text(dir_ / "both.minmax.cache"), text(dir_ / "both.mse.cache"));
 }
 
 // Calibrate (minmax, 4 images) -> export Q/DQ -> import the Q/DQ model: the explicit model runs the

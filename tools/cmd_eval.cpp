@@ -1,17 +1,24 @@
 // `qyolo eval`: COCO mAP of a model/engine on a dataset folder (images/ + instances.json or labels/),
 // or of saved detections (--results: COCO results json files, merged). The work is qyolo::evaluate
-// (qyolo/evaluate.h); --plots hands its curves and matrix to scripts/plots.py.
+// (qyolo/evaluate.h); --plots hands its curves and matrix to scripts/plots.py. --labels-from is the
+// accuracy proxy (quant/accuracy_proxy.h): agreement with an FP32 model's detections, no ground truth.
+#include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <tuple>
 
 #include "cmd_common.h"
 #include "commands.h"
+#include "eval/coco_eval.h"
 #include "plots.h"
 #include "progress.h"
+#include "quant/accuracy_proxy.h"
 #include "qyolo/evaluate.h"
+#include "runtime/detector.h"
+#include "runtime/image_source.h"
 
 namespace qyolo::cli {
 
@@ -28,6 +35,11 @@ struct EvalArgs {
   float conf = 0.001f, iou = -1.f;          // iou < 0: the head's default (see register_eval)
   std::string head;
   bool quiet = false, cpu_prepost = false;
+  // Accuracy proxy: labels from this FP32 model's own detections (score >= labels_conf) instead of
+  // the dataset's ground truth; --skip leaves out the first images (those that calibrated the scales).
+  std::string labels_from, labels_cache;
+  float labels_conf = 0.25f;
+  int skip = 0;
 };
 
 // The --json summary: numbers per class and, for a model run, what ran.
@@ -125,7 +137,105 @@ Result<nlohmann::json> compare_plot_json(const EvalArgs& a, const EvaluateOption
   return plot_json(ev, run_label(ev));
 }
 
+// --labels-from: agreement mAP of the engine with an FP32 model's detections on held-out images
+// (src/quant/accuracy_proxy.h); the dataset's own labels are not read.
+Status run_proxy_eval(const EvalArgs& a) {
+  if (!a.results_in.empty())
+    return invalid_argument("--labels-from runs models; it cannot evaluate --results files");
+  if (a.skip < 0) return invalid_argument("--skip must be >= 0");
+  std::string folder = a.data;
+  if (fs::is_directory(fs::path(a.data) / "images")) folder += "/images";
+  QYOLO_ASSIGN_OR_RETURN(auto files, list_image_files(folder));
+  if (static_cast<size_t>(a.skip) >= files.size())
+    return invalid_argument("--skip " + std::to_string(a.skip) + " leaves none of the " +
+                            std::to_string(files.size()) + " images of '" + folder + "'");
+  files.erase(files.begin(), files.begin() + a.skip);
+  if (a.limit > 0 && static_cast<size_t>(a.limit) < files.size()) files.resize(static_cast<size_t>(a.limit));
+  EngineArgs ref = a.engine;
+  ref.model = a.labels_from;
+  ref.engine.clear();
+  ref.int8 = ref.fp16 = ref.all_int8 = false;
+  ref.cache.clear();
+  ref.float_layers.clear();
+  ref.device = "cpu";  // the FP32 CPU engine is the reference
+  QYOLO_ASSIGN_OR_RETURN(auto engine, open_engine(a.engine, !a.quiet));
+  ProxyOptions po;
+  po.label_conf = a.labels_conf;
+  QYOLO_ASSIGN_OR_RETURN(std::tie(po.input_h, po.input_w), image_size_from(a.imgsz));
+  po.head = a.head;
+  auto t0 = std::chrono::steady_clock::now();
+  // --labels-cache: the FP32 detections of an earlier run, valid only for the same model, images,
+  // letterbox and head (all recorded in it and compared).
+  const nlohmann::json key = {
+      {"labels_from", a.labels_from}, {"images", files}, {"imgsz", a.imgsz}, {"head", a.head}};
+  std::unique_ptr<AccuracyProxy> proxy;
+  if (!a.labels_cache.empty() && fs::exists(a.labels_cache)) {
+    std::ifstream f(a.labels_cache);
+    nlohmann::json j = nlohmann::json::parse(f, nullptr, /*allow_exceptions=*/false);
+    if (j.is_discarded() || !j.contains("key") || !j.contains("detections"))
+      return corrupt("--labels-cache '" + a.labels_cache + "' is not a labels cache written by qyolo eval");
+    if (j["key"] != key)
+      return invalid_argument(
+          "--labels-cache '" + a.labels_cache +
+          "' holds labels of another model, image list, --imgsz or --head; delete it or give another path");
+    std::vector<std::vector<Detection>> ref;
+    for (const auto& image : j["detections"]) {
+      ref.emplace_back();
+      for (const auto& d : image)
+        ref.back().push_back({d[0].get<float>(), d[1].get<float>(), d[2].get<float>(), d[3].get<float>(),
+                              d[4].get<float>(), d[5].get<int>()});
+    }
+    QYOLO_ASSIGN_OR_RETURN(proxy, AccuracyProxy::create(std::move(ref), files, po));
+  } else {
+    QYOLO_ASSIGN_OR_RETURN(auto ref_engine, open_engine(ref, !a.quiet));
+    QYOLO_ASSIGN_OR_RETURN(proxy, AccuracyProxy::create(ref_engine, files, po));
+    if (!a.labels_cache.empty()) {
+      nlohmann::json dets = nlohmann::json::array();
+      for (const auto& image : proxy->reference()) {
+        nlohmann::json list = nlohmann::json::array();
+        for (const auto& d : image) list.push_back({d.x1, d.y1, d.x2, d.y2, d.score, d.class_id});
+        dets.push_back(list);
+      }
+      QYOLO_RETURN_IF_ERROR(write_text_atomic(
+          a.labels_cache, nlohmann::json{{"key", key}, {"detections", dets}}.dump() + "\n"));
+    }
+  }
+  QYOLO_ASSIGN_OR_RETURN(CocoMetrics m, proxy->evaluate(engine));
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  std::printf("%s", format_summary(m).c_str());
+  std::printf(
+      "images %zu (after --skip %d)  labels %zu (FP32 detections with score >= %.2f from %s)  detections "
+      "%d\n",
+      files.size(), a.skip, proxy->num_labels(), a.labels_conf, a.labels_from.c_str(), m.num_dets);
+  std::printf("mAP50-95 %.4f  mAP50 %.4f  mAP75 %.4f\n", m.map, m.map50, m.map75);
+  std::printf("proxy: agreement with FP32, %.1f s\n", secs);
+  if (!a.json_out.empty()) {
+    nlohmann::json j = {{"data", a.data},
+                        {"images", files.size()},
+                        {"skip", a.skip},
+                        {"labels_from", a.labels_from},
+                        {"labels_conf", a.labels_conf},
+                        {"labels", proxy->num_labels()},
+                        {"map50_95", m.map},
+                        {"map50", m.map50},
+                        {"map75", m.map75},
+                        {"model", engine->info().source},
+                        {"precision", precision_name(engine->options().precision)},
+                        {"calibration", engine->options().calibration_file},
+                        {"float_layers", engine->options().float_layers_regex}};
+    QYOLO_RETURN_IF_ERROR(write_text_atomic(a.json_out, j.dump(1) + "\n"));
+  }
+  return Status::ok();
+}
+
 Status run_eval(const EvalArgs& a) {
+  if (!a.labels_from.empty()) {
+    if (!a.plots_dir.empty() || !a.compare.empty() || !a.results_out.empty())
+      return invalid_argument("--labels-from prints the proxy's agreement mAP only; drop --plots, --compare "
+                              "and --save-results");
+    return run_proxy_eval(a);
+  }
+  if (a.skip != 0) return invalid_argument("--skip applies to --labels-from (the proxy's held-out images)");
   const bool from_results = !a.results_in.empty();
   if (from_results && !a.model_options_given.empty()) {
     std::string given;
@@ -221,6 +331,20 @@ void register_eval(CLI::App& app, int& exit_code) {
   cmd->add_option("--results", a->results_in,
                   "evaluate these COCO results files (e.g. from --save-results; repeat to merge files that "
                   "cover different images) instead of running a model");
+  cmd->add_option(
+      "--labels-from", a->labels_from,
+      "accuracy proxy: FP32 ONNX model whose own detections are the labels (no ground truth read; "
+      "see docs/accuracy.md)");
+  cmd->add_option(
+      "--labels-cache", a->labels_cache,
+      "with --labels-from: keep the FP32 detections in this file and reuse them on later runs with the "
+      "same model, images, --imgsz and --head");
+  cmd->add_option("--labels-conf", a->labels_conf,
+                  "with --labels-from: score a detection needs to become a label")
+      ->capture_default_str();
+  cmd->add_option(
+      "--skip", a->skip,
+      "with --labels-from: leave out the first N images by file name (e.g. the calibration images)");
   // Options of the model run, refused with --results.
   std::vector<CLI::Option*> model_options;
   for (const char* name : {"--model", "--engine", "--device", "--int8", "--fp16", "--all-int8", "--cache",

@@ -11,6 +11,7 @@
 
 #include <functional>
 #include <string>
+#include <vector>
 
 #include "qyolo/engine.h"
 #include "qyolo/status.h"
@@ -19,8 +20,11 @@
 namespace qyolo {
 
 struct CalibrationSettings {
-  // "entropy" (TensorRT's EntropyCalibration2), "minmax", "percentile", "mse".
-  std::string algorithm = "entropy";
+  // "mse" (the default, chosen on the held-out accuracy proxy: docs/accuracy.md), "entropy"
+  // (TensorRT's EntropyCalibration2), "minmax", "percentile"; or several separated by commas
+  // ("minmax,mse"): one pass over the data, one cache per algorithm, each written to the cache path
+  // with "{algo}" replaced by the name as given (the path must then contain {algo}).
+  std::string algorithm = "mse";
   double percentile = 99.99;  // for "percentile"
   // Image folders: images used (the first by name) and batch size; `shape`'s H/W the letterbox
   // size (empty: the engine's profile opt shape). Batch sources: num_images caps the images used
@@ -31,12 +35,14 @@ struct CalibrationSettings {
 };
 
 struct CalibrationSummary {
-  std::string algorithm;  // the cache's name, e.g. "EntropyCalibration2"
+  std::string algorithm;  // the cache's name, e.g. "EntropyCalibration2" (several: comma-separated)
   int images = 0;         // images observed
   int dropped = 0;        // images of a last partial batch a fixed-batch model cannot run
   Shape shape;            // the (first) shape calibration ran at
   int tensors = 0;        // scales written
   double seconds = 0;
+  // The caches written, one per algorithm in the settings' order.
+  std::vector<std::string> caches;
 };
 
 // Called after each batch with (images done, images planned; 0 when unknown).

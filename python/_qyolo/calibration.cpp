@@ -24,6 +24,7 @@ py::dict summary_dict(const CalibrationSummary& s, const std::string& cache) {
   py::dict d;
   d["cache"] = cache;
   d["algorithm"] = s.algorithm;
+  d["caches"] = s.caches;
   d["images"] = s.images;
   d["dropped"] = s.dropped;
   d["shape"] = py::tuple(py::cast(s.shape));
@@ -47,7 +48,7 @@ void bind_calibration(py::module_& m) {
         }
         return summary_dict(value_or_throw(std::move(r)), cache);
       },
-      py::arg("engine"), py::arg("folder"), py::arg("cache"), py::arg("algorithm") = "entropy",
+      py::arg("engine"), py::arg("folder"), py::arg("cache"), py::arg("algorithm") = "mse",
       py::arg("percentile") = 99.99, py::arg("num_images") = 128, py::arg("batch") = 8,
       py::arg("shape") = Shape{});
   m.def(
@@ -83,7 +84,7 @@ void bind_calibration(py::module_& m) {
         if (raised) throw std::move(*raised);
         return summary_dict(value_or_throw(std::move(r)), cache);
       },
-      py::arg("engine"), py::arg("batches"), py::arg("cache"), py::arg("algorithm") = "entropy",
+      py::arg("engine"), py::arg("batches"), py::arg("cache"), py::arg("algorithm") = "mse",
       py::arg("percentile") = 99.99, py::arg("num_images") = 0);
 }
 

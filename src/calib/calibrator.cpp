@@ -43,7 +43,11 @@ void Calibrator::collect(const std::string& tensor, const float* x, size_t n) {
 }
 
 Result<double> Calibrator::amax(const TensorStats& stats) const {
-  switch (algo_) {
+  return amax(stats, algo_);
+}
+
+Result<double> Calibrator::amax(const TensorStats& stats, CalibAlgo algo) const {
+  switch (algo) {
     case CalibAlgo::kMinMax:
       return static_cast<double>(stats.absmax());
     case CalibAlgo::kEntropy:
@@ -57,14 +61,18 @@ Result<double> Calibrator::amax(const TensorStats& stats) const {
 }
 
 Result<CalibrationTable> Calibrator::finish() const {
+  return finish(algo_);
+}
+
+Result<CalibrationTable> Calibrator::finish(CalibAlgo algo) const {
   CalibrationTable table;
   table.header_version = kCalibCacheVersion;
-  table.algorithm = calib_algo_cache_name(algo_);
+  table.algorithm = calib_algo_cache_name(algo);
   for (const auto& [name, stats] : stats_) {
     if (stats.nonfinite_count() > 0)
       return invalid_argument("tensor '" + name + "': " + std::to_string(stats.nonfinite_count()) +
                               " NaN/inf values seen during calibration");
-    auto a = amax(stats);
+    auto a = amax(stats, algo);
     if (!a.is_ok()) return a.status().with_context("calibrating tensor '" + name + "'");
     table.scales[name] = scale_from_amax(*a);
   }

@@ -39,9 +39,12 @@ class Calibrator {
   // One scale per collected tensor. Fails, naming the tensor, if it saw NaN/inf (a broken FP32
   // reference run must not silently produce a cache) or a threshold function fails.
   Result<CalibrationTable> finish() const;
+  // The same statistics under another algorithm (one calibration pass, several tables).
+  Result<CalibrationTable> finish(CalibAlgo algo) const;
 
   // amax for one tensor's statistics under this calibrator's algorithm.
   Result<double> amax(const TensorStats& stats) const;
+  Result<double> amax(const TensorStats& stats, CalibAlgo algo) const;
 
   CalibAlgo algo() const { return algo_; }
   const std::map<std::string, TensorStats>& stats() const { return stats_; }

@@ -14,22 +14,51 @@ namespace qyolo {
 
 namespace {
 
-Result<CalibrationOptions> options_from(const CalibrationSettings& s) {
-  CalibrationOptions o;
-  QYOLO_ASSIGN_OR_RETURN(o.algo, parse_calib_algo(s.algorithm));
-  o.percentile = s.percentile;
-  o.num_images = s.num_images;
-  o.batch = s.batch;
-  o.shape = s.shape;
-  return o;
+// The algorithms of settings.algorithm ("minmax" or "minmax,mse") and the cache each one writes:
+// several need "{algo}" in cache_path, replaced by the name as given.
+struct AlgorithmPlan {
+  CalibrationOptions options;
+  std::vector<CalibAlgo> algos;
+  std::vector<std::string> caches;
+};
+
+Result<AlgorithmPlan> plan_from(const CalibrationSettings& s, const std::string& cache_path) {
+  if (cache_path.empty()) return invalid_argument("no calibration cache path given");
+  AlgorithmPlan plan;
+  std::vector<std::string> names;
+  for (size_t start = 0; start <= s.algorithm.size();) {
+    size_t end = s.algorithm.find(',', start);
+    if (end == std::string::npos) end = s.algorithm.size();
+    names.push_back(s.algorithm.substr(start, end - start));
+    QYOLO_ASSIGN_OR_RETURN(CalibAlgo algo, parse_calib_algo(names.back()));
+    plan.algos.push_back(algo);
+    start = end + 1;
+  }
+  const size_t slot = cache_path.find("{algo}");
+  if (names.size() > 1 && slot == std::string::npos)
+    return invalid_argument("calibration algorithms '" + s.algorithm +
+                            "' write one cache each: put {algo} in the cache path, e.g. m.{algo}.cache");
+  for (const auto& name : names) {
+    std::string path = cache_path;
+    if (slot != std::string::npos) path.replace(slot, 6, name);
+    plan.caches.push_back(path);
+  }
+  plan.options.algo = plan.algos[0];
+  plan.options.percentile = s.percentile;
+  plan.options.num_images = s.num_images;
+  plan.options.batch = s.batch;
+  plan.options.shape = s.shape;
+  return plan;
 }
 
-Result<CalibrationSummary> write_cache(const CalibrationTable& table, const CalibrationReport& report,
-                                       const std::string& cache_path) {
-  if (cache_path.empty()) return invalid_argument("no calibration cache path given");
-  QYOLO_RETURN_IF_ERROR(write_calibration_cache(cache_path, table));
+Result<CalibrationSummary> write_caches(const std::vector<CalibrationTable>& tables,
+                                        const CalibrationReport& report, const AlgorithmPlan& plan) {
   CalibrationSummary s;
-  s.algorithm = table.algorithm;
+  for (size_t i = 0; i < tables.size(); ++i) {
+    QYOLO_RETURN_IF_ERROR(write_calibration_cache(plan.caches[i], tables[i]));
+    s.algorithm += (i ? "," : "") + tables[i].algorithm;
+  }
+  s.caches = plan.caches;
   s.images = report.images;
   s.dropped = report.dropped;
   s.shape = report.shape;
@@ -44,21 +73,24 @@ Result<CalibrationSummary> calibrate_images(const Engine& engine, const std::str
                                             const CalibrationSettings& settings,
                                             const std::string& cache_path,
                                             const CalibrationProgress& progress) {
-  QYOLO_ASSIGN_OR_RETURN(CalibrationOptions o, options_from(settings));
+  QYOLO_ASSIGN_OR_RETURN(AlgorithmPlan plan, plan_from(settings, cache_path));
   CalibrationReport report;
-  QYOLO_ASSIGN_OR_RETURN(CalibrationTable table, calibrate(engine, image_folder, o, &report, progress));
-  return write_cache(table, report, cache_path);
+  QYOLO_ASSIGN_OR_RETURN(
+      auto tables, calibrate_algorithms(engine, image_folder, plan.options, plan.algos, &report, progress));
+  return write_caches(tables, report, plan);
 }
 
 Result<CalibrationSummary> calibrate_batches(const Engine& engine, const BatchSource& next,
                                              const CalibrationSettings& settings,
                                              const std::string& cache_path,
                                              const CalibrationProgress& progress) {
-  QYOLO_ASSIGN_OR_RETURN(CalibrationOptions o, options_from(settings));
+  QYOLO_ASSIGN_OR_RETURN(AlgorithmPlan plan, plan_from(settings, cache_path));
+  const CalibrationOptions& o = plan.options;
   CalibrationReport report;
-  QYOLO_ASSIGN_OR_RETURN(CalibrationTable table, calibrate_from_batches(engine, next, o, &report, progress,
-                                                                        o.num_images > 0 ? o.num_images : 0));
-  return write_cache(table, report, cache_path);
+  QYOLO_ASSIGN_OR_RETURN(auto tables,
+                         calibrate_algorithms_from_batches(engine, next, o, plan.algos, &report, progress,
+                                                           o.num_images > 0 ? o.num_images : 0));
+  return write_caches(tables, report, plan);
 }
 
 Result<Tensor> load_npy(const std::string& path) {

@@ -61,7 +61,9 @@ class BatchRunner {
     return Status::ok();
   }
 
-  Result<CalibrationTable> finish(CalibrationReport* report) {
+  // One table per algorithm, all from the statistics of this one pass.
+  Result<std::vector<CalibrationTable>> finish(const std::vector<CalibAlgo>& algos,
+                                               CalibrationReport* report) {
     if (images_ == 0)
       return invalid_argument(
           "no calibration batches were given" +
@@ -70,14 +72,18 @@ class BatchRunner {
                           : " (the " + std::to_string(pending_.dim(0)) +
                                 " images given do not fill one batch of the model's fixed batch " +
                                 std::to_string(fixed_batch_) + ")"));
-    QYOLO_ASSIGN_OR_RETURN(CalibrationTable table, calibrator_.finish());
+    std::vector<CalibrationTable> tables;
+    for (CalibAlgo algo : algos) {
+      QYOLO_ASSIGN_OR_RETURN(CalibrationTable table, calibrator_.finish(algo));
+      tables.push_back(std::move(table));
+    }
     if (report) {
       report->images = static_cast<int>(images_);
       report->dropped = pending_.empty() ? 0 : static_cast<int>(pending_.dim(0));
       report->shape = first_shape_;
-      report->tensors = static_cast<int>(table.scales.size());
+      report->tensors = tables.empty() ? 0 : static_cast<int>(tables[0].scales.size());
     }
-    return table;
+    return tables;
   }
 
   int64_t images() const { return images_; }
@@ -178,8 +184,18 @@ Status check_fp32(const Engine& engine) {
 Result<CalibrationTable> calibrate_from_batches(const Engine& engine, const BatchSource& next,
                                                 const CalibrationOptions& options, CalibrationReport* report,
                                                 const ProgressFn& progress, size_t total) {
+  QYOLO_ASSIGN_OR_RETURN(auto tables, calibrate_algorithms_from_batches(engine, next, options, {options.algo},
+                                                                        report, progress, total));
+  return std::move(tables[0]);
+}
+
+Result<std::vector<CalibrationTable>> calibrate_algorithms_from_batches(
+    const Engine& engine, const BatchSource& next, const CalibrationOptions& options,
+    const std::vector<CalibAlgo>& algos, CalibrationReport* report, const ProgressFn& progress,
+    size_t total) {
   auto t0 = std::chrono::steady_clock::now();
   QYOLO_RETURN_IF_ERROR(check_fp32(engine));
+  if (algos.empty()) return invalid_argument("calibration needs at least one algorithm");
   if (options.num_images < 0)
     return invalid_argument("the number of calibration images must not be negative");
   if (!next) return invalid_argument("no batch source");
@@ -191,14 +207,22 @@ Result<CalibrationTable> calibrate_from_batches(const Engine& engine, const Batc
     if (progress) progress(static_cast<size_t>(runner.images()), total);
     if (options.num_images > 0 && runner.images() >= options.num_images) break;
   }
-  QYOLO_ASSIGN_OR_RETURN(CalibrationTable table, runner.finish(report));
+  QYOLO_ASSIGN_OR_RETURN(auto tables, runner.finish(algos, report));
   if (report) report->seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  return table;
+  return tables;
 }
 
 Result<CalibrationTable> calibrate(const Engine& engine, const std::string& image_folder,
                                    const CalibrationOptions& options, CalibrationReport* report,
                                    const ProgressFn& progress) {
+  QYOLO_ASSIGN_OR_RETURN(
+      auto tables, calibrate_algorithms(engine, image_folder, options, {options.algo}, report, progress));
+  return std::move(tables[0]);
+}
+
+Result<std::vector<CalibrationTable>> calibrate_algorithms(
+    const Engine& engine, const std::string& image_folder, const CalibrationOptions& options,
+    const std::vector<CalibAlgo>& algos, CalibrationReport* report, const ProgressFn& progress) {
   QYOLO_RETURN_IF_ERROR(check_fp32(engine));
   if (options.num_images <= 0) return invalid_argument("--num must be positive");
   if (options.batch <= 0) return invalid_argument("--batch must be positive");
@@ -241,8 +265,7 @@ Result<CalibrationTable> calibrate(const Engine& engine, const std::string& imag
     for (const auto& im : images) ptrs.push_back(&im);
     return Detector::preprocess(ptrs, static_cast<int>(shape[2]), static_cast<int>(shape[3]), nullptr);
   };
-  CalibrationOptions o = options;
-  return calibrate_from_batches(engine, next, o, report, progress, files.size());
+  return calibrate_algorithms_from_batches(engine, next, options, algos, report, progress, files.size());
 }
 
 }  // namespace qyolo

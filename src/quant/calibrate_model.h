@@ -6,6 +6,7 @@
 
 #include <functional>
 #include <string>
+#include <vector>
 
 #include "calib/calibrator.h"
 #include "qyolo/calibration.h"
@@ -14,7 +15,7 @@
 namespace qyolo {
 
 struct CalibrationOptions {
-  CalibAlgo algo = CalibAlgo::kEntropy;
+  CalibAlgo algo = CalibAlgo::kMse;  // best on the held-out proxy (docs/accuracy.md)
   double percentile = 99.99;
   int num_images = 128;  // image folders: must not exceed the images available; batch sources: cap (0 = all)
   int batch = 8;         // image folders only
@@ -31,6 +32,14 @@ struct CalibrationReport {
 
 using ProgressFn = std::function<void(size_t done, size_t total)>;
 
+// One calibration pass, one table per algorithm in `algos` (same order); options.algo is ignored.
+Result<std::vector<CalibrationTable>> calibrate_algorithms(const Engine& engine,
+                                                           const std::string& image_folder,
+                                                           const CalibrationOptions& options,
+                                                           const std::vector<CalibAlgo>& algos,
+                                                           CalibrationReport* report = nullptr,
+                                                           const ProgressFn& progress = nullptr);
+
 // `engine` must be an FP32 engine (calibration observes float activations).
 Result<CalibrationTable> calibrate(const Engine& engine, const std::string& image_folder,
                                    const CalibrationOptions& options, CalibrationReport* report = nullptr,
@@ -42,5 +51,11 @@ Result<CalibrationTable> calibrate_from_batches(const Engine& engine, const Batc
                                                 const CalibrationOptions& options,
                                                 CalibrationReport* report = nullptr,
                                                 const ProgressFn& progress = nullptr, size_t total = 0);
+
+// One pass over the batches, one table per algorithm in `algos` (same order); options.algo is ignored.
+Result<std::vector<CalibrationTable>> calibrate_algorithms_from_batches(
+    const Engine& engine, const BatchSource& next, const CalibrationOptions& options,
+    const std::vector<CalibAlgo>& algos, CalibrationReport* report = nullptr,
+    const ProgressFn& progress = nullptr, size_t total = 0);
 
 }  // namespace qyolo
