@@ -62,7 +62,7 @@ Result<Shape> broadcast_shapes(const Shape& a, const Shape& b) {
 
 Result<int64_t> normalize_axis(int64_t axis, int64_t rank) {
   int64_t a = axis < 0 ? axis + rank : axis;
-  if (a < 0 || a >= std::max<int64_t>(rank, 1))
+  if (a < 0 || a >= rank)  // a rank-0 tensor has no axis: callers index dims with the result
     return invalid_argument("axis " + std::to_string(axis) + " is out of range for rank " + std::to_string(rank));
   return a;
 }
