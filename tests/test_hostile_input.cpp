@@ -230,6 +230,19 @@ TEST(HostileInput, AxesOfAScalarAreRefused) {
   EXPECT_MENTIONS(err, "out of range for rank 0");
 }
 
+// Found by fuzz_onnx: a required input given as "" (the marker of an omitted optional input)
+// reached MaxPool's shape inference as a null pointer.
+TEST(HostileInput, EmptyRequiredInputIsRefused) {
+  OnnxBuilder b;
+  b.input("x", {1, 1, 4, 4});
+  b.output("y");
+  auto* n = b.node("MaxPool", {""}, {"y"}, "pool_without_input");
+  OnnxBuilder::attr_ints(n, "kernel_shape", {2, 2});
+  const std::string err = load_error(b.bytes());
+  EXPECT_MENTIONS(err, "pool_without_input");
+  EXPECT_MENTIONS(err, "input 0 is required");
+}
+
 // The --*-shapes parser: overflowing, signed and empty dims are errors, not LLONG_MAX.
 TEST(HostileInput, ShapeSpecsRejectOverflowAndJunk) {
   for (const char* spec : {"images:1x3x99999999999999999999x640", "1x3x640x", "1x+3x640x640", "1x 3", "x", "",

@@ -43,6 +43,11 @@ Status infer_node(InferContext& ctx) {
   if (n_out < def->min_outputs || n_out > def->max_outputs)
     return ctx.error("has " + std::to_string(n_out) + " outputs, expected " + std::to_string(def->min_outputs) +
                      ".." + std::to_string(def->max_outputs));
+  // An empty name marks an omitted optional input; the first min_inputs are not optional, and
+  // the ops' infer functions rely on them being present.
+  for (int i = 0; i < def->min_inputs; ++i)
+    if (ctx.input(static_cast<size_t>(i)) == nullptr)
+      return ctx.error("input " + std::to_string(i) + " is required but its name is empty");
   ctx.outputs.assign(ctx.node.outputs.size(), ValueDesc{});
   return def->infer(ctx);
 }
