@@ -175,7 +175,7 @@ void engine_seeds(const fs::path& out, const fs::path& tmp) {
   const fs::path file = tmp / "e.qengine";
   if (!(*e)->save(file.string()).is_ok()) std::exit(1);
   std::string bytes = slurp(file);
-  put(out, "engine", "fp32.qengine", bytes.substr(0, bytes.size() - 8));
+  put(out, "engine_file", "fp32.qengine", bytes.substr(0, bytes.size() - 8));
   // INT8 with a calibration cache: the file then carries activation scales.
   qyolo::CalibrationTable t;
   t.algorithm = "EntropyCalibration2";
@@ -188,7 +188,7 @@ void engine_seeds(const fs::path& out, const fs::path& tmp) {
   auto q = qyolo::Engine::build(model.string(), int8);
   if (q && (*q)->save(file.string()).is_ok()) {
     bytes = slurp(file);
-    put(out, "engine", "int8.qengine", bytes.substr(0, bytes.size() - 8));
+    put(out, "engine_file", "int8.qengine", bytes.substr(0, bytes.size() - 8));
   }
 }
 

@@ -92,7 +92,7 @@ TEST_F(CliErrors, ShapeOutsideProfile) {
 
 TEST_F(CliErrors, CorruptImage) {
   QYOLO_REQUIRE_SHARED("models/yolov5n.onnx");
-  std::string img = write("broken.jpg", std::string("\xff\xd8\xff\xe0 not really a jpeg", 24));
+  std::string img = write("broken.jpg", std::string("\xff\xd8\xff\xe0 not really a jpeg"));
   auto r = run_cli("detect --model " + (shared_dir() / "models/yolov5n.onnx").string() + " --source " + img +
                    " --out " + (dir_ / "out").string());
   expect_clean_failure(r, "broken.jpg");

@@ -790,10 +790,12 @@ TEST_F(HeadModels, YoloXExportWithSigmoidScores) {
   const int nc = 3;
   const std::string model =
       write("yolox.onnx", qyolo::testing::yolox_model(-1, -1, nc, /*sigmoid_scores=*/true));
-  for (auto [h, w] : {std::pair{320, 320}, {224, 288}})
+  for (auto hw : {std::pair{320, 320}, {224, 288}}) {
+    const int h = hw.first, w = hw.second;  // not a structured binding: clang 14 cannot capture those
     expect_reference(model, "yolox", h, w, HeadKind::kYoloV5, [&](const std::vector<Tensor>& outs) {
       return ref_yolox(outs[0], h, w, /*logits=*/false);
     });
+  }
   // Raw logits everywhere: "auto" finds them.
   const std::string logits =
       write("yolox_logits.onnx", qyolo::testing::yolox_model(-1, -1, nc, /*sigmoid_scores=*/false));

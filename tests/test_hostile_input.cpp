@@ -203,6 +203,46 @@ TEST(HostileInput, LabelsAtNonFiniteBoxesAreClipped) {
   EXPECT_EQ(im.pixel(0, 0)[1], bg.g);
 }
 
+// Found by fuzz_onnx: axis 0 was accepted for a rank-0 input, and Slice / per-axis QuantizeLinear
+// then read dim 0 of a scalar (out of bounds).
+TEST(HostileInput, AxesOfAScalarAreRefused) {
+  OnnxBuilder b;
+  b.input("x", {});
+  b.output("y");
+  add_int64s(b, "starts", {0});
+  add_int64s(b, "ends", {1});
+  b.node("Slice", {"x", "starts", "ends"}, {"y"}, "scalar_slice");
+  std::string err = load_error(b.bytes(), Shape{});
+  EXPECT_MENTIONS(err, "scalar_slice");
+  EXPECT_MENTIONS(err, "axis 0 is out of range");
+
+  OnnxBuilder q;
+  q.input("x", {});
+  q.output("y");
+  q.initializer("s", {2}, {0.1f, 0.2f});
+  auto* n = q.node("QuantizeLinear", {"x", "s"}, {"y"}, "scalar_quant");
+  auto* axis = n->add_attribute();
+  axis->set_name("axis");
+  axis->set_type(onnx::AttributeProto::INT);
+  axis->set_i(0);
+  err = load_error(q.bytes(), Shape{});
+  EXPECT_MENTIONS(err, "scalar_quant");
+  EXPECT_MENTIONS(err, "out of range for rank 0");
+}
+
+// Found by fuzz_onnx: a required input given as "" (the marker of an omitted optional input)
+// reached MaxPool's shape inference as a null pointer.
+TEST(HostileInput, EmptyRequiredInputIsRefused) {
+  OnnxBuilder b;
+  b.input("x", {1, 1, 4, 4});
+  b.output("y");
+  auto* n = b.node("MaxPool", {""}, {"y"}, "pool_without_input");
+  OnnxBuilder::attr_ints(n, "kernel_shape", {2, 2});
+  const std::string err = load_error(b.bytes());
+  EXPECT_MENTIONS(err, "pool_without_input");
+  EXPECT_MENTIONS(err, "input 0 is required");
+}
+
 // The --*-shapes parser: overflowing, signed and empty dims are errors, not LLONG_MAX.
 TEST(HostileInput, ShapeSpecsRejectOverflowAndJunk) {
   for (const char* spec : {"images:1x3x99999999999999999999x640", "1x3x640x", "1x+3x640x640", "1x 3", "x", "",

@@ -43,6 +43,11 @@ Status infer_node(InferContext& ctx) {
   if (n_out < def->min_outputs || n_out > def->max_outputs)
     return ctx.error("has " + std::to_string(n_out) + " outputs, expected " + std::to_string(def->min_outputs) +
                      ".." + std::to_string(def->max_outputs));
+  // An empty name marks an omitted optional input; the first min_inputs are not optional, and
+  // the ops' infer functions rely on them being present.
+  for (int i = 0; i < def->min_inputs; ++i)
+    if (ctx.input(static_cast<size_t>(i)) == nullptr)
+      return ctx.error("input " + std::to_string(i) + " is required but its name is empty");
   ctx.outputs.assign(ctx.node.outputs.size(), ValueDesc{});
   return def->infer(ctx);
 }
@@ -62,7 +67,7 @@ Result<Shape> broadcast_shapes(const Shape& a, const Shape& b) {
 
 Result<int64_t> normalize_axis(int64_t axis, int64_t rank) {
   int64_t a = axis < 0 ? axis + rank : axis;
-  if (a < 0 || a >= std::max<int64_t>(rank, 1))
+  if (a < 0 || a >= rank)  // a rank-0 tensor has no axis: callers index dims with the result
     return invalid_argument("axis " + std::to_string(axis) + " is out of range for rank " + std::to_string(rank));
   return a;
 }

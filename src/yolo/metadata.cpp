@@ -10,6 +10,8 @@ namespace qyolo {
 
 namespace {
 
+struct PyEntry;
+
 // A Python literal as str() writes it: int, float, str, list/tuple, dict, True/False/None.
 struct PyValue {
   enum Kind { kInt, kFloat, kStr, kList, kDict, kConst } kind = kConst;
@@ -17,7 +19,11 @@ struct PyValue {
   double f = 0;
   std::string s;                                     // kStr: the text; kConst: "True", "False", "None"
   std::vector<PyValue> items;                        // kList
-  std::vector<std::pair<PyValue, PyValue>> entries;  // kDict
+  std::vector<PyEntry> entries;                      // kDict
+};
+// Not std::pair<PyValue, PyValue>: clang cannot instantiate that inside PyValue's own definition.
+struct PyEntry {
+  PyValue key, value;
 };
 
 class PyParser {
@@ -192,7 +198,7 @@ class PyParser {
       QYOLO_ASSIGN_OR_RETURN(PyValue key, value(depth + 1));
       if (!eat(':')) return error("expected ':'");
       QYOLO_ASSIGN_OR_RETURN(PyValue val, value(depth + 1));
-      v.entries.emplace_back(std::move(key), std::move(val));
+      v.entries.push_back({std::move(key), std::move(val)});
       if (eat('}')) return v;
       if (!eat(',')) return error("expected ',' or '}'");
       if (eat('}')) return v;
