@@ -489,8 +489,11 @@ TEST(CudaInt8, SppfPoolsRunOnInt8InTheConcat) {
     EXPECT_EQ(d.nan_count, 0) << summary;
     EXPECT_LE(d.rel(), 2e-2) << "max abs err " << d.max_abs_err << " of " << d.max_abs_ref << "\n" << summary;
     const Diff paths = compare(got_on.at("y"), got_off.at("y"));
-    if (!fp16) EXPECT_EQ(paths.max_abs_err, 0.0) << summary << summary_off;
-    else EXPECT_LE(paths.max_abs_err, 2e-2 * d.max_abs_ref) << summary << summary_off;
+    if (!fp16) {
+      EXPECT_EQ(paths.max_abs_err, 0.0) << summary << summary_off;
+    } else {
+      EXPECT_LE(paths.max_abs_err, 2e-2 * d.max_abs_ref) << summary << summary_off;
+    }
     std::printf("int8 SPPF pools (%s): max abs err %.4g of %.4g, against the half pools %.4g\n",
                 fp16 ? "fp16" : "fp32", d.max_abs_err, d.max_abs_ref, paths.max_abs_err);
   }

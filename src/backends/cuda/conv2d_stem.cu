@@ -141,7 +141,20 @@ constexpr int kMinBlocks(int nt) {
   return nt <= 4 ? 4 : nt <= 6 ? 3 : 2;
 }
 
-template <int NT>
+// cp.async of 4 bytes, or 4 zeros when `in` is false (`src` must still be a valid address).
+__device__ __forceinline__ void cp_async4_or_zero(void* smem, const float* src, bool in) {
+  const unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(smem));
+  asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(s), "l"(src), "r"(in ? 4 : 0));
+}
+__device__ __forceinline__ void cp_async16_stem(void* smem, const void* src) {
+  const unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(smem));
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(s), "l"(src));
+}
+
+// ASYNC: the CTA stages its weights and its fp32 input patch with cp.async (every load of the CTA
+// in flight at once, no registers held; the register-staged path waits for ~3 round trips of
+// kLoadUnroll x C loads per thread), then converts the fp32 patch to the half patch in shared memory.
+template <int NT, bool ASYNC>
 __global__ void __launch_bounds__(kThreads, kMinBlocks(NT)) conv_stem_kernel(StemParams p) {
   await_producers();
   constexpr int K = NT * 8;
@@ -157,8 +170,10 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks(NT)) conv_stem_kernel(Ste
   const int chunks = p.kp / 8;
   for (int i = tid; i < K * chunks; i += kThreads) {
     const int row = i / chunks, col = (i - row * chunks) * 8;
-    *reinterpret_cast<uint4*>(wsm + row * ldw + col) =
-        *reinterpret_cast<const uint4*>(p.wt + row * p.kp + col);
+    if constexpr (ASYNC)
+      cp_async16_stem(wsm + row * ldw + col, p.wt + row * p.kp + col);
+    else
+      *reinterpret_cast<uint4*>(wsm + row * ldw + col) = *reinterpret_cast<const uint4*>(p.wt + row * p.kp + col);
   }
   // Word offset of k pair j = k / 2 within the patch, relative to the output pixel's window corner;
   // -1 in the k padding.
@@ -172,33 +187,62 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks(NT)) conv_stem_kernel(Ste
     }
     tap[j] = off;
   }
-  // The input patch, fp32 NCHW -> half, 4 channels per pixel: warp-rows of consecutive columns
-  // (coalesced), no index division; the column loop is unrolled so each thread has up to
-  // kLoadUnroll x C loads in flight.
-  {
+  if constexpr (ASYNC) {
+    // fp32 patch [C][ph][pw] after the half patch; out-of-image pixels are zero-filled copies.
+    float* stage = reinterpret_cast<float*>(smem + smem_bytes(K, p.kp, p.ph, p.pw));
     const int iy0 = oy0 * p.stride - p.pad_h, ix0 = ox0 * p.stride - p.pad_w;
     const int64_t plane = static_cast<int64_t>(p.h) * p.w;
-    const float* __restrict__ xc[4];
-#pragma unroll
-    for (int c = 0; c < 4; ++c) xc[c] = p.x + (static_cast<int64_t>(img) * p.c + (c < p.c ? c : 0)) * plane;
+    const float* __restrict__ xi = p.x + static_cast<int64_t>(img) * p.c * plane;
     const int lane = tid & 31;
-    for (int pr = tid >> 5; pr < p.ph; pr += kThreads / 32) {
+    for (int row = tid >> 5; row < p.c * p.ph; row += kThreads / 32) {
+      const int c = row / p.ph, pr = row - c * p.ph;  // one division per warp-row
       const int iy = iy0 + pr;
       const bool row_in = static_cast<unsigned>(iy) < static_cast<unsigned>(p.h);
-      float v[kLoadUnroll][4];
-#pragma unroll
-      for (int u = 0; u < kLoadUnroll; ++u) {
-        const int pc = u * 32 + lane, ix = ix0 + pc;
-        const bool in = row_in && pc < p.pw && static_cast<unsigned>(ix) < static_cast<unsigned>(p.w);
-        const int off = in ? iy * p.w + ix : 0;  // H * W < 2^31 (checked at prepare)
-#pragma unroll
-        for (int c = 0; c < 4; ++c) v[u][c] = in && c < p.c ? __ldg(xc[c] + off) : 0.f;
+      const float* src_row = xi + c * plane + static_cast<int64_t>(row_in ? iy : 0) * p.w;
+      for (int pc = lane; pc < p.pw; pc += 32) {
+        const int ix = ix0 + pc;
+        const bool in = row_in && static_cast<unsigned>(ix) < static_cast<unsigned>(p.w);
+        cp_async4_or_zero(stage + row * p.pw + pc, in ? src_row + ix : xi, in);
       }
+    }
+    asm volatile("cp.async.commit_group;\n" ::);
+    asm volatile("cp.async.wait_group 0;\n" ::);
+    __syncthreads();
+    const int cpw = p.ph * p.pw;
+    for (int i = tid; i < cpw; i += kThreads) {
+      const float f0 = stage[i], f1 = p.c > 1 ? stage[cpw + i] : 0.f, f2 = p.c > 2 ? stage[2 * cpw + i] : 0.f,
+                  f3 = p.c > 3 ? stage[3 * cpw + i] : 0.f;
+      patch[i] = make_uint2(pack_half2(f0, f1), pack_half2(f2, f3));
+    }
+  } else {
+    // The input patch, fp32 NCHW -> half, 4 channels per pixel: warp-rows of consecutive columns
+    // (coalesced), no index division; the column loop is unrolled so each thread has up to
+    // kLoadUnroll x C loads in flight.
+    {
+      const int iy0 = oy0 * p.stride - p.pad_h, ix0 = ox0 * p.stride - p.pad_w;
+      const int64_t plane = static_cast<int64_t>(p.h) * p.w;
+      const float* __restrict__ xc[4];
 #pragma unroll
-      for (int u = 0; u < kLoadUnroll; ++u) {
-        const int pc = u * 32 + lane;
-        if (pc < p.pw)
-          patch[pr * p.pw + pc] = make_uint2(pack_half2(v[u][0], v[u][1]), pack_half2(v[u][2], v[u][3]));
+      for (int c = 0; c < 4; ++c) xc[c] = p.x + (static_cast<int64_t>(img) * p.c + (c < p.c ? c : 0)) * plane;
+      const int lane = tid & 31;
+      for (int pr = tid >> 5; pr < p.ph; pr += kThreads / 32) {
+        const int iy = iy0 + pr;
+        const bool row_in = static_cast<unsigned>(iy) < static_cast<unsigned>(p.h);
+        float v[kLoadUnroll][4];
+#pragma unroll
+        for (int u = 0; u < kLoadUnroll; ++u) {
+          const int pc = u * 32 + lane, ix = ix0 + pc;
+          const bool in = row_in && pc < p.pw && static_cast<unsigned>(ix) < static_cast<unsigned>(p.w);
+          const int off = in ? iy * p.w + ix : 0;  // H * W < 2^31 (checked at prepare)
+#pragma unroll
+          for (int c = 0; c < 4; ++c) v[u][c] = in && c < p.c ? __ldg(xc[c] + off) : 0.f;
+        }
+#pragma unroll
+        for (int u = 0; u < kLoadUnroll; ++u) {
+          const int pc = u * 32 + lane;
+          if (pc < p.pw)
+            patch[pr * p.pw + pc] = make_uint2(pack_half2(v[u][0], v[u][1]), pack_half2(v[u][2], v[u][3]));
+        }
       }
     }
   }
@@ -292,9 +336,11 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks(NT)) conv_stem_kernel(Ste
 }
 
 using StemKernelFn = void (*)(StemParams);
-constexpr StemKernelFn kStemKernels[8] = {conv_stem_kernel<1>, conv_stem_kernel<2>, conv_stem_kernel<3>,
-                                          conv_stem_kernel<4>, conv_stem_kernel<5>, conv_stem_kernel<6>,
-                                          conv_stem_kernel<7>, conv_stem_kernel<8>};
+constexpr StemKernelFn kStemKernels[2][8] = {
+    {conv_stem_kernel<1, false>, conv_stem_kernel<2, false>, conv_stem_kernel<3, false>, conv_stem_kernel<4, false>,
+     conv_stem_kernel<5, false>, conv_stem_kernel<6, false>, conv_stem_kernel<7, false>, conv_stem_kernel<8, false>},
+    {conv_stem_kernel<1, true>, conv_stem_kernel<2, true>, conv_stem_kernel<3, true>, conv_stem_kernel<4, true>,
+     conv_stem_kernel<5, true>, conv_stem_kernel<6, true>, conv_stem_kernel<7, true>, conv_stem_kernel<8, true>}};
 
 // FusedActivation and Act list the same activations in the same order (conv2d.cu casts too).
 static_assert(static_cast<int>(FusedActivation::kNone) == static_cast<int>(Act::kNone) &&
@@ -345,12 +391,13 @@ class ConvStemKernel final : public CudaKernel {
     const int kp = static_cast<int>((R * S * 4 + 15) / 16 * 16);
     const int ph = (kTileH - 1) * stride + static_cast<int>(R),
               pw = (kTileW - 1) * stride + static_cast<int>(S);
-    smem_ = smem_bytes(static_cast<int>(K), kp, ph, pw);
+    async_ = ctx.options == nullptr || ctx.options->stem_async_staging;
+    smem_ = smem_bytes(static_cast<int>(K), kp, ph, pw) + (async_ ? static_cast<int>(C * ph * pw * 4) : 0);
     const int optin = ctx.prop != nullptr ? static_cast<int>(ctx.prop->sharedMemPerBlockOptin) : 48 * 1024;
     if (smem_ > optin)
       return unsupported(name + ": the direct stem conv needs " + std::to_string(smem_) +
                          " bytes of shared memory (" + std::to_string(optin) + " available)");
-    kernel_ = kStemKernels[K / 8 - 1];
+    kernel_ = kStemKernels[async_ ? 1 : 0][K / 8 - 1];
     if (smem_ > 48 * 1024)
       QYOLO_CUDA_CHECK(cudaFuncSetAttribute(kernel_, cudaFuncAttributeMaxDynamicSharedMemorySize, smem_));
 
@@ -428,7 +475,8 @@ class ConvStemKernel final : public CudaKernel {
 
   std::string info() const override {
     std::ostringstream os;
-    os << "direct stem mma.sync f16 tile " << kTileH << "x" << kTileW << " smem=" << smem_ << "B";
+    os << "direct stem mma.sync f16 tile " << kTileH << "x" << kTileW << (async_ ? " cp.async" : "")
+       << " smem=" << smem_ << "B";
     if (p_.pitch != k_) os << " pitched";
     if (quantized_) os << " ->int8 scale=" << scale_;
     return os.str();
@@ -437,7 +485,7 @@ class ConvStemKernel final : public CudaKernel {
  private:
   StemKernelFn kernel_ = nullptr;
   int smem_ = 0, k_ = 0;
-  bool quantized_ = false;
+  bool quantized_ = false, async_ = true;
   float scale_ = 0.f;
   dim3 grid_;
   DeviceBuffer weights_, bias_;

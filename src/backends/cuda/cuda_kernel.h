@@ -58,6 +58,9 @@ struct CudaBuildOptions {
   // fp16 NHWC, sm_80+: a conv on at most 4 fp32 NCHW input channels (the stem on the image) runs on
   // qyolo's direct tensor-core kernel, reading the image itself (conv2d_stem.cu); otherwise as above.
   bool fp16_direct_stem = true;
+  // The direct stem stages its input patch and weights with cp.async (all loads of a CTA in flight
+  // at once) instead of through registers. Off: the register-staged kernel (bench_gpu --stem-sync).
+  bool stem_async_staging = true;
   // fp16 NHWC convs whose output channel count is not a multiple of 8 (the detect heads' 255)
   // compute up to the next multiple with zero weights (cuDNN is 2-3x faster); readers see a
   // strided view of the first channels.

@@ -217,9 +217,17 @@ Status CudaExecutor::Impl::place_concats() {
         continue;
       }
       // (e) SPPF: a conv and the max-pools chained from it, all on int8 in the concat's buffer.
-      if (ex.options_.int8_pools && qi.s2d == 1 && qi.shape == ci_info.shape) {
-        QYOLO_ASSIGN_OR_RETURN(bool done, int8_pool_chain(ci, rd[0], producer, readers));
-        if (done) {
+      //     Why it did not apply goes into the summary (a concat with pool inputs only).
+      std::string pools_note;
+      bool pool_input = false;
+      for (int v : cat.inputs) {
+        const int ps = producer[static_cast<size_t>(v)];
+        pool_input = pool_input || (ps >= 0 && ex.steps_[static_cast<size_t>(ps)].node &&
+                                    ex.steps_[static_cast<size_t>(ps)].node->op_type == "MaxPool");
+      }
+      if (ex.options_.int8_pools && pool_input && qi.s2d == 1 && qi.shape == ci_info.shape) {
+        QYOLO_ASSIGN_OR_RETURN(pools_note, int8_pool_chain(ci, rd[0], producer, readers));
+        if (pools_note.empty()) {
           drop[ci] = true;
           drop[static_cast<size_t>(rd[0])] = true;
           continue;
@@ -232,6 +240,7 @@ Status CudaExecutor::Impl::place_concats() {
       if (qi.s2d == 1 && qi.shape == ci_info.shape) {
         QYOLO_ASSIGN_OR_RETURN(bool done, quantize_concat(ci, rd[0], producer, only_reader));
         if (done) {
+          if (!pools_note.empty()) ex.steps_[static_cast<size_t>(rd[0])].label += " [no int8 pools: " + pools_note + "]";
           drop[ci] = true;
           continue;
         }
@@ -337,7 +346,7 @@ Status CudaExecutor::Impl::requantise_into_slice(int ps, int v, int vq, int64_t 
   return Status::ok();
 }
 
-Result<bool> CudaExecutor::Impl::int8_pool_chain(size_t ci, int qs, const std::vector<int>& producer,
+Result<std::string> CudaExecutor::Impl::int8_pool_chain(size_t ci, int qs, const std::vector<int>& producer,
                                                   const std::vector<std::vector<int>>& readers) {
   const Step& cat = ex.steps_[ci];
   const int vq = ex.steps_[static_cast<size_t>(qs)].outputs[0];
@@ -349,7 +358,7 @@ Result<bool> CudaExecutor::Impl::int8_pool_chain(size_t ci, int qs, const std::v
     const TensorInfo& in = ex.values_[static_cast<size_t>(v)].info;
     if (ex.values_[static_cast<size_t>(v)].storage != Storage::kArena || in.layout != Layout::kNHWC ||
         in.shape.size() != 4 || in.shape[1] % 16 != 0 || coff % 16 != 0 || !offset_of.emplace(v, coff).second)
-      return false;
+      return "input '" + ex.values_[static_cast<size_t>(v)].name + "' is not an NHWC arena value in 16s of channels";
     coff += in.shape[1];
   }
   int root = -1;
@@ -357,7 +366,7 @@ Result<bool> CudaExecutor::Impl::int8_pool_chain(size_t ci, int qs, const std::v
   std::set<int> chain = {static_cast<int>(ci)};
   for (int v : cat.inputs) {
     const int ps = producer[static_cast<size_t>(v)];
-    if (ps < 0) return false;
+    if (ps < 0) return "input '" + ex.values_[static_cast<size_t>(v)].name + "' has no producer step";
     const Step& p = ex.steps_[static_cast<size_t>(ps)];
     if (p.node && p.node->op_type == "MaxPool" && p.inputs.size() == 1 && p.outputs.size() == 1 &&
         offset_of.count(p.inputs[0])) {
@@ -366,13 +375,15 @@ Result<bool> CudaExecutor::Impl::int8_pool_chain(size_t ci, int qs, const std::v
     } else if (p.int8 && p.outputs.size() == 1 && root < 0) {
       root = v;
     } else {
-      return false;
+      return "input '" + ex.values_[static_cast<size_t>(v)].name + "' is neither the INT8 conv nor a pool of the chain";
     }
   }
-  if (root < 0 || pools.empty()) return false;
+  if (root < 0 || pools.empty()) return std::string("no INT8 conv with pools chained from it");
   for (int v : cat.inputs)  // nothing outside the chain reads its values
     for (int r : readers[static_cast<size_t>(v)])
-      if (!chain.count(r)) return false;
+      if (!chain.count(r))
+        return "'" + ex.values_[static_cast<size_t>(v)].name + "' is read outside the chain (" +
+               ex.steps_[static_cast<size_t>(r)].label + ")";
   std::sort(pools.begin(), pools.end());
   // The int8 pool kernels first: nothing changes if one refuses.
   std::vector<std::unique_ptr<cuda::CudaKernel>> kernels;
@@ -385,9 +396,9 @@ Result<bool> CudaExecutor::Impl::int8_pool_chain(size_t ci, int qs, const std::v
     yi.layout = Layout::kNHWC;
     QYOLO_ASSIGN_OR_RETURN(auto k, cuda::make_cuda_max_pool(*p.node));
     const TensorInfo* ins[] = {&xi};
-    if (!k->prepare(pctx, *p.node, ins, std::span<const TensorInfo>(&yi, 1)).is_ok() ||
-        !k->set_output_pitch(pctx, 0, pitch))
-      return false;
+    if (Status st = k->prepare(pctx, *p.node, ins, std::span<const TensorInfo>(&yi, 1)); !st.is_ok())
+      return st.to_string();
+    if (!k->set_output_pitch(pctx, 0, pitch)) return p.label + ": no int8 output pitch " + std::to_string(pitch);
     kernels.push_back(std::move(k));
   }
   std::map<int, int> slice_of;  // concat input -> its int8 slice value
@@ -408,7 +419,7 @@ Result<bool> CudaExecutor::Impl::int8_pool_chain(size_t ci, int qs, const std::v
     p.label += " (int8, into concat)";
     ex.values_[static_cast<size_t>(v)].storage = Storage::kNone;  // the half value is gone
   }
-  return true;
+  return std::string();
 }
 
 // Pattern (d) of place_concats for concat step `ci` and the quantize step `qs` reading it: false

@@ -196,8 +196,9 @@ struct CudaExecutor::Impl {
   // are one INT8 conv's output and MaxPools chained from it. Max commutes with quantisation, so
   // the conv requantises into its slice of the int8 buffer and each pool runs on int8 from its
   // source's slice into its own: the half pools, the concat and the quantize pass go, with the
-  // same int8 bytes. False (nothing changed) when the concat is not of that shape.
-  Result<bool> int8_pool_chain(size_t ci, int qs, const std::vector<int>& producer,
+  // same int8 bytes. Returns why not (nothing changed) when the concat is not of that shape, or
+  // an empty string when done.
+  Result<std::string> int8_pool_chain(size_t ci, int qs, const std::vector<int>& producer,
                                const std::vector<std::vector<int>>& readers);
 
   // Pattern (d) of place_concats for concat step `ci` and the quantize step `qs` reading it: false
