@@ -116,7 +116,8 @@ done
   echo '```'
   echo
   echo "Models in this run: $MODELS. \"not run\": val500 was not evaluated for that row (only the chosen rows"
-  echo "are, once). The earlier table, which picked calibrators on val500 itself, is in docs/accuracy-history.md."
+  echo "are, once). The earlier table, which picked calibrators on val500 itself, is in docs/accuracy-history.md;"
+  echo "its FP32 rows (no calibration involved) are the FP32 val500 reference where that row is not run here."
   echo
   echo "How to use it: \`qyolo calibrate\` (default \`--algo mse\`, the proxy's choice) on your own images,"
   echo "holding some out; \`qyolo eval --labels-from model.onnx --data <held-out images>\` scores any engine"
