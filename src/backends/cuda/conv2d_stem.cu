@@ -391,7 +391,7 @@ class ConvStemKernel final : public CudaKernel {
     const int kp = static_cast<int>((R * S * 4 + 15) / 16 * 16);
     const int ph = (kTileH - 1) * stride + static_cast<int>(R),
               pw = (kTileW - 1) * stride + static_cast<int>(S);
-    async_ = ctx.options == nullptr || ctx.options->stem_async_staging;
+    async_ = ctx.options != nullptr && ctx.options->stem_async_staging;
     smem_ = smem_bytes(static_cast<int>(K), kp, ph, pw) + (async_ ? static_cast<int>(C * ph * pw * 4) : 0);
     const int optin = ctx.prop != nullptr ? static_cast<int>(ctx.prop->sharedMemPerBlockOptin) : 48 * 1024;
     if (smem_ > optin)
@@ -485,7 +485,7 @@ class ConvStemKernel final : public CudaKernel {
  private:
   StemKernelFn kernel_ = nullptr;
   int smem_ = 0, k_ = 0;
-  bool quantized_ = false, async_ = true;
+  bool quantized_ = false, async_ = false;
   float scale_ = 0.f;
   dim3 grid_;
   DeviceBuffer weights_, bias_;

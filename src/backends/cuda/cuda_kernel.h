@@ -59,8 +59,9 @@ struct CudaBuildOptions {
   // qyolo's direct tensor-core kernel, reading the image itself (conv2d_stem.cu); otherwise as above.
   bool fp16_direct_stem = true;
   // The direct stem stages its input patch and weights with cp.async (all loads of a CTA in flight
-  // at once) instead of through registers. Off: the register-staged kernel (bench_gpu --stem-sync).
-  bool stem_async_staging = true;
+  // at once) instead of through registers (bench_gpu --stem-async). Off by default until it has run
+  // on a GPU: written in session 9, when no device was free to test or time it.
+  bool stem_async_staging = false;
   // fp16 NHWC convs whose output channel count is not a multiple of 8 (the detect heads' 255)
   // compute up to the next multiple with zero weights (cuDNN is 2-3x faster); readers see a
   // strided view of the first channels.
