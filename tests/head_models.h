@@ -225,9 +225,10 @@ inline std::string retinanet_model(int64_t h, int64_t w, int nc, int anchors, ui
 // per level cx, cy = (cell + 0.5) * stride + a small offset, w, h in (0, 4 * stride), sigmoid
 // class scores; ultralytics metadata (task, names, stride, imgsz).
 // output_step > 0: output0 passes through an int8 QuantizeLinear -> DequantizeLinear with that step
-// (as the last QLinearConcat of an ONNX Runtime-quantized YOLOv8 writes it).
+// (as the last QLinearConcat of an ONNX Runtime-quantized YOLOv8 writes it); level_step > 0: so does
+// each level before the concat (as ONNX Runtime's QDQ quantizer writes YOLOv5's Detect head).
 inline std::string yolov8_decoded_model(int64_t h, int64_t w, int nc, const std::string& task = "detect",
-                                        uint32_t seed = 19, float output_step = 0) {
+                                        uint32_t seed = 19, float output_step = 0, float level_step = 0) {
   HeadModelBuilder m(h, w, seed);
   std::vector<std::string> levels;
   const int64_t ch = 4 + nc;
@@ -248,7 +249,9 @@ inline std::string yolov8_decoded_model(int64_t h, int64_t w, int nc, const std:
       }
     const std::string gr = "grid" + std::to_string(s);
     m.constant(gr, {1, ch, gh, gw}, grid);
-    levels.push_back(m.flatten_cells(m.binary("Add", x, gr), ch));
+    std::string level = m.flatten_cells(m.binary("Add", x, gr), ch);
+    if (level_step > 0) level = m.qdq(level, level_step, "level" + std::to_string(s));
+    levels.push_back(level);
   }
   if (output_step > 0)
     m.output(m.qdq(m.concat(levels, 2), output_step, "output0"));

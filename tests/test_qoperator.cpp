@@ -8,6 +8,7 @@
 #include <cmath>
 #include <random>
 
+#include "cli_runner.h"
 #include "head_models.h"
 #include "image/letterbox.h"
 #include "onnx/onnx_export.h"
@@ -369,6 +370,38 @@ TEST_F(OutputQuantization, StepThatZeroesEveryScoreIsRefusedByName) {
   EXPECT_NE(msg.find("output 'output0' is quantized by the model itself with step 8"), std::string::npos)
       << msg;
   EXPECT_NE(msg.find("--float-output"), std::string::npos) << msg;
+}
+
+// The same grid inside the model (each level Q/DQ'd before the concat, no pair at the output): the
+// output still carries only values of those grids, so --float-output cannot help; refused too.
+TEST_F(OutputQuantization, GridsInsideTheModelAreRefused) {
+  const fs::path p = dir_ / "v8_levels.onnx";
+  write_file(p, qyolo::testing::yolov8_decoded_model(64, 64, 3, "detect", 19, 0.f, 8.f));
+  auto dets = detect(p.string(), false);
+  ASSERT_FALSE(dets.is_ok()) << "detected " << dets->size() << " boxes from scores that are all 0";
+  const std::string msg = dets.status().message();
+  EXPECT_NE(msg.find("with step 8 (DequantizeLinear"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("and 2 more such Q/DQ pairs"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("--float-layers"), std::string::npos) << msg;
+  // One level on a finer grid (step 0.5 there: with the float model's values, some scores survive)
+  // is not refused: the output is not confined to grids without score levels.
+  const fs::path fine = dir_ / "v8_fine.onnx";
+  write_file(fine, qyolo::testing::yolov8_decoded_model(64, 64, 3, "detect", 19, 0.f, 0.5f));
+  auto ok = detect(fine.string(), false);
+  EXPECT_TRUE(ok.is_ok()) << ok.status().to_string();
+}
+
+// `qyolo info` says so before anything runs.
+TEST_F(OutputQuantization, InfoNamesTheStep) {
+  auto r = qyolo::testing::run_cli("info --model " + model(8.f));
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("output0 is quantized by the model: step 8, zero point 0"), std::string::npos)
+      << r.output;
+  EXPECT_NE(r.output.find("every score in [0, 1] rounds to 0 on it: use --float-output"), std::string::npos)
+      << r.output;
+  auto fine = qyolo::testing::run_cli("info --model " + model(0.5f));
+  EXPECT_NE(fine.output.find("step 0.5"), std::string::npos) << fine.output;
+  EXPECT_EQ(fine.output.find("rounds to 0"), std::string::npos) << fine.output;
 }
 
 TEST_F(OutputQuantization, FloatOutputsGiveTheFloatModelsDetections) {

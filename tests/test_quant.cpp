@@ -165,6 +165,19 @@ TEST(QdqImport, OrtQdqModelDetectsReferenceObjects) {
     EXPECT_NE(dets.status().message().find("every score in [0, 1] rounds to 0"), std::string::npos)
         << dets.status().message();
   }
+  {
+    // --float-output drops only output0's own pair: the concat still carries the head's step-5.6
+    // grids (its per-level Q/DQ), so it is refused as well, pointing to --float-layers.
+    BuildOptions fo;
+    fo.float_outputs = true;
+    auto e = Engine::build((shared_dir() / "models/yolov5n-ort-qdq.onnx").string(), fo);
+    ASSERT_TRUE(e.is_ok()) << e.status().to_string();
+    auto det = Detector::create(*e, {});
+    ASSERT_TRUE(det.is_ok());
+    auto dets = (*det)->detect({&*img});
+    ASSERT_FALSE(dets.is_ok()) << "detected " << (*dets)[0].size() << " boxes from scores that are all 0";
+    EXPECT_NE(dets.status().message().find("--float-layers"), std::string::npos) << dets.status().message();
+  }
   // Keeping the Detect head's Q/DQ in float (--float-layers) recovers the reference objects.
   o.float_layers_regex = "^/model\\.24/|^output0";
   engine = Engine::build((shared_dir() / "models/yolov5n-ort-qdq.onnx").string(), o);

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <set>
 
 namespace qyolo {
 
@@ -42,6 +43,42 @@ std::optional<OutputQuantization> output_quantization(const Graph& g, const std:
     return std::nullopt;  // int32 (bias-style) outputs: no score grid to judge
   }
   return q;
+}
+
+namespace {
+
+bool moves_values_only(const std::string& op) {
+  return op == "Identity" || op == "Reshape" || op == "Flatten" || op == "Squeeze" || op == "Unsqueeze" ||
+         op == "Transpose" || op == "Slice" || op == "Split" || op == "Concat";
+}
+
+bool collect_grids(const Graph& g, const std::string& value, std::set<std::string>& seen,
+                   std::vector<OutputQuantization>& grids) {
+  if (!seen.insert(value).second) return true;
+  const int p = g.producer_of(value);
+  if (p < 0) return false;
+  const Node& n = g.nodes[static_cast<size_t>(p)];
+  if (n.op_type == "DequantizeLinear") {
+    auto q = output_quantization(g, value);
+    if (!q) return false;
+    grids.push_back(*q);
+    return true;
+  }
+  if (!moves_values_only(n.op_type)) return false;
+  // Concat moves every input's values; the others move their data input's (the rest are shapes/indices).
+  const size_t data_inputs = n.op_type == "Concat" ? n.inputs.size() : 1;
+  for (size_t i = 0; i < data_inputs; ++i)
+    if (n.has_input(i) && !collect_grids(g, n.inputs[i], seen, grids)) return false;
+  return true;
+}
+
+}  // namespace
+
+std::optional<std::vector<OutputQuantization>> output_grids(const Graph& g, const std::string& value) {
+  std::set<std::string> seen;
+  std::vector<OutputQuantization> grids;
+  if (!collect_grids(g, value, seen, grids) || grids.empty()) return std::nullopt;
+  return grids;
 }
 
 int remove_output_quantization(Graph& g) {

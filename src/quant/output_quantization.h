@@ -9,6 +9,7 @@
 
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "ir/graph.h"
 
@@ -26,6 +27,12 @@ struct OutputQuantization {
 // The per-tensor quantization of graph output `output`, when a DequantizeLinear with constant
 // scale and zero point produces it; nullopt otherwise (float outputs, per-axis scales, runtime scales).
 std::optional<OutputQuantization> output_quantization(const Graph& g, const std::string& output);
+
+// The grids every value of `value` lies on: walking back through ops that only move values
+// (Identity, Reshape, Flatten, Squeeze, Unsqueeze, Transpose, Slice, Split, Concat) to the per-tensor
+// DequantizeLinear nodes that produced them. nullopt when some value comes from anything else
+// (arithmetic, an input, a constant): then the output is not confined to those grids.
+std::optional<std::vector<OutputQuantization>> output_grids(const Graph& g, const std::string& value);
 
 // Replaces every DequantizeLinear(QuantizeLinear(x)) that produces a graph output by x (the
 // output then takes the float value the model quantized last). Returns how many outputs changed.

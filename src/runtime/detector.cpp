@@ -36,18 +36,30 @@ Status check_score_quantization(const Engine& engine, const BoundHead& h, const 
   for (int i : outputs) {
     if (i < 0 || static_cast<size_t>(i) >= info.output_names.size()) continue;
     const std::string& name = info.output_names[static_cast<size_t>(i)];
-    const auto q = output_quantization(sg.graph, name);
-    if (!q || q->probability_levels() > 0) continue;
+    const auto grids = output_grids(sg.graph, name);
+    if (!grids) continue;
+    bool any_level = false;
+    for (const auto& q : *grids) any_level |= q.probability_levels() > 0;
+    if (any_level) continue;
+    const OutputQuantization& q = grids->front();
+    const bool own_pair = output_quantization(sg.graph, name).has_value();  // the output itself is a DQ
     char step[64];
-    std::snprintf(step, sizeof step, "%g", static_cast<double>(q->scale));
+    std::snprintf(step, sizeof step, "%g", static_cast<double>(q.scale));
+    const std::string more =
+        grids->size() > 1 ? ", and " + std::to_string(grids->size() - 1) + " more such Q/DQ pairs whose values it carries" : "";
     return invalid_argument(
-        "output '" + name + "' is quantized by the model itself with step " + step + " (DequantizeLinear '" +
-        q->node + "', zero point " + std::to_string(q->zero_point) +
+        "output '" + name + "' is quantized by the model itself with step " + step + " (DequantizeLinear '" + q.node +
+        "', zero point " + std::to_string(q.zero_point) + more +
         "): every score in [0, 1] rounds to 0 on that grid, so no detection can pass a confidence threshold "
         "(ONNX Runtime running this file gives the same zeros; its quantizer gave boxes in pixels and scores one "
-        "scale). Build with --float-output (outputs computed in float, the model's other scales kept; with --int8, "
-        "--float-layers REGEX also bypasses the Q/DQ pairs whose DequantizeLinear it names), or run "
-        "`qyolo export-float` and recalibrate (docs/quantized-models.md)");
+        "scale). " +
+        (own_pair && !engine.options().float_outputs
+             ? std::string("Build with --float-output (outputs computed in float, the model's other scales kept; "
+                           "with --int8, --float-layers REGEX also bypasses the Q/DQ pairs whose DequantizeLinear "
+                           "it names)")
+             : std::string("Keep those Q/DQ pairs in float with --int8 --float-layers REGEX (matching their "
+                           "DequantizeLinear nodes)")) +
+        ", or run `qyolo export-float` and recalibrate (docs/quantized-models.md)");
   }
   return Status::ok();
 }
