@@ -108,5 +108,33 @@ TEST(Int8Epilogue, QuantizeRoundsHalfToEvenAndSaturates) {
   }
 }
 
+TEST(Int8Epilogue, FloatActivationIsWithinTwoUlpsOfExpfFormula) {
+  std::mt19937 rng(11);
+  std::uniform_real_distribution<float> d(-90.f, 90.f), near(-4.f, 4.f);
+  std::vector<float> v, r;
+  for (int i = 0; i < 4099; ++i) {  // not a multiple of 16: the tail path too
+    v.push_back(i % 3 ? near(rng) : d(rng));
+    r.push_back(near(rng));
+  }
+  for (const cpu::Int8Epilogue& e : {cpu::scalar_int8_epilogue(), cpu::best_int8_epilogue()}) {
+    for (bool silu : {true, false}) {
+      const std::vector<float>* with_residual = &r;
+      for (const std::vector<float>* res : {static_cast<const std::vector<float>*>(nullptr), with_residual}) {
+        std::vector<float> y(v.size());
+        e.activation_float(v.data(), res ? res->data() : nullptr, silu, y.data(), static_cast<int64_t>(v.size()));
+        for (size_t i = 0; i < v.size(); ++i) {
+          const float act = silu ? v[i] / (1.0f + std::exp(-v[i])) : 1.0f / (1.0f + std::exp(-v[i]));
+          const float want = res ? act + (*res)[i] : act;
+          // Two ulps of the activation, carried through the residual's addition; below v = -88
+          // (exp clamped) SiLU's value, under 1e-36, may be off by its own size.
+          const float tol = 1e-36f + 2.f * (std::nextafter(std::fabs(act), 1e30f) - std::fabs(act)) +
+                            (res ? std::nextafter(std::fabs(want), 1e30f) - std::fabs(want) : 0.f);
+          ASSERT_NEAR(y[i], want, tol) << e.isa << (silu ? " silu" : " sigmoid") << " v = " << v[i];
+        }
+      }
+    }
+  }
+}
+
 }  // namespace
 }  // namespace qyolo

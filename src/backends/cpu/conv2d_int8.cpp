@@ -269,15 +269,10 @@ class CpuConvInt8 final : public CpuKernel {
     } else if (own_epilogue_) {
       float* y = outputs[0]->data<float>();
       const float* r = attrs_.has_residual ? inputs[3]->data<float>() : nullptr;
-      const int64_t m = outputs[0]->numel();
       const bool silu = attrs_.activation == FusedActivation::kSilu;
-#pragma omp parallel for schedule(static)
-      for (int64_t i = 0; i < m; ++i) {
-        const float v = y[i];
-        float out = silu ? v / (1.0f + std::exp(-v)) : 1.0f / (1.0f + std::exp(-v));
-        if (r) out += r[i];
-        y[i] = out;
-      }
+      parallel_chunks(outputs[0]->numel(), [&](int64_t b, int64_t len) {
+        epilogue_.activation_float(y + b, r ? r + b : nullptr, silu, y + b, len);
+      });
     }
     return Status::ok();
   }

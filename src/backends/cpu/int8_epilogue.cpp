@@ -63,6 +63,14 @@ void requantize_scalar(const float* v, const int8_t* r, float s_r, float s_y, bo
   }
 }
 
+void activation_float_scalar(const float* v, const float* r, bool silu, float* y, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    float out = silu ? v[i] / (1.0f + std::exp(-v[i])) : 1.0f / (1.0f + std::exp(-v[i]));
+    if (r) out += r[i];
+    y[i] = out;
+  }
+}
+
 #define QYOLO_AVX512 __attribute__((target("avx512f")))
 
 QYOLO_AVX512 inline __m512 round_nearest(__m512 t) {
@@ -127,12 +135,27 @@ QYOLO_AVX512 void requantize_avx512(const float* v, const int8_t* r, float s_r, 
   requantize_scalar(v + j, r ? r + j : nullptr, s_r, s_y, silu, q + j, n - j);
 }
 
+QYOLO_AVX512 void activation_float_avx512(const float* v, const float* r, bool silu, float* y, int64_t n) {
+  const __m512 one = _mm512_set1_ps(1.f);
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    const __m512 x = _mm512_loadu_ps(v + i);
+    __m512 out = _mm512_div_ps(silu ? x : one, _mm512_add_ps(one, poly_exp16(_mm512_sub_ps(_mm512_setzero_ps(), x))));
+    if (r) out = _mm512_add_ps(out, _mm512_loadu_ps(r + i));
+    _mm512_storeu_ps(y + i, out);
+  }
+  activation_float_scalar(v + i, r ? r + i : nullptr, silu, y + i, n - i);
+}
+
 }  // namespace
 
-Int8Epilogue scalar_int8_epilogue() { return {quantize_scalar, requantize_scalar, "scalar"}; }
+Int8Epilogue scalar_int8_epilogue() {
+  return {quantize_scalar, requantize_scalar, activation_float_scalar, "scalar"};
+}
 
 Int8Epilogue best_int8_epilogue() {
-  if (__builtin_cpu_supports("avx512f")) return {quantize_avx512, requantize_avx512, "avx512"};
+  if (__builtin_cpu_supports("avx512f"))
+    return {quantize_avx512, requantize_avx512, activation_float_avx512, "avx512"};
   return scalar_int8_epilogue();
 }
 

@@ -17,6 +17,9 @@ struct Int8Epilogue {
   void (*quantize)(const float* x, float scale, int8_t* q, int64_t n);
   void (*requantize_activation)(const float* v, const int8_t* r, float s_r, float s_y, bool silu, int8_t* q,
                                 int64_t n);
+  // y = act(v) (+ r) in float, for INT8 convs whose output stays float (fused residuals): the
+  // scalar path with expf, the vector one with the polynomial exp (within 2 ulps of it).
+  void (*activation_float)(const float* v, const float* r, bool silu, float* y, int64_t n);
   const char* isa;  // "avx512" or "scalar"
 };
 
