@@ -18,6 +18,8 @@ void add_engine_options(CLI::App* cmd, EngineArgs& a, bool allow_engine_file, bo
     cmd->add_option("--cache,--calib-cache", a.cache, "TensorRT calibration cache or PPQ json (INT8 scales)");
     cmd->add_option("--float-layers,--fp16-layers", a.float_layers,
                     "regex: layers that stay in float under --int8");
+    cmd->add_option("--refined-weights", a.refined_weights,
+                    "INT8: weights file of `qyolo calibrate --refine` (clipped conv weights, corrected biases)");
   }
   cmd->add_option("--min-shapes", a.min_shapes, "dynamic models: e.g. images:1x3x320x320");
   cmd->add_option("--opt-shapes", a.opt_shapes, "dynamic models: e.g. images:1x3x640x640");
@@ -72,6 +74,7 @@ BuildOptions build_options_from(const EngineArgs& a, Status* error) {
   o.int8_all = a.all_int8;
   o.calibration_file = a.cache;
   o.float_layers_regex = a.float_layers;
+  o.weights_file = a.refined_weights;
   if (!a.min_shapes.empty() || !a.opt_shapes.empty() || !a.max_shapes.empty()) {
     if (a.min_shapes.empty() || a.opt_shapes.empty() || a.max_shapes.empty()) {
       *error = invalid_argument("give all three of --min-shapes, --opt-shapes and --max-shapes");

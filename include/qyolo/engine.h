@@ -54,6 +54,9 @@ struct BuildOptions {
   std::string calibration_file;
   // INT8: nodes whose name matches this ECMAScript regex stay in float.
   std::string float_layers_regex;
+  // Adjusted conv weights / biases (`qyolo calibrate --refine`, src/quant/weight_refine.h) that
+  // replace the model's after its graph passes; stored in the engine file. Empty: none.
+  std::string weights_file;
   // INT8 on cuda: layers outside INT8 and the tensors between layers in FP16 instead of FP32
   // (TensorRT's --int8 --fp16): faster, further from the CPU INT8 reference.
   bool int8_fp16 = false;
