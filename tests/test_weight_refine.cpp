@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 
@@ -241,4 +242,40 @@ TEST(WeightOverrides, StoredInTheEngineFile) {
   EXPECT_NE(bad.status().message().find("'nope'"), std::string::npos) << bad.status().to_string();
   WeightOverrides shape = {{"w", Tensor::from_vector<float>({2}, {1.f, 1.f})}};
   EXPECT_FALSE(build_engine_with_weights(model, {}, shape).is_ok());
+}
+
+// BuildOptions::weight_clip: chosen at build on the INT8 convs and stored in the engine file (a
+// loaded engine runs the stored weights); off (the default), no override: max-abs scales.
+TEST(WeightClip, BuildOptionStoresTheClipOnce) {
+  TempDir dir;
+  const OutlierChannel c = outlier_channel();
+  OnnxBuilder b;
+  b.input("x", {1, 64, 8, 8});
+  b.output("y", {1, 1, 8, 8});
+  b.initializer("w", {1, 64, 1, 1}, c.w);
+  b.node("Conv", {"x", "w"}, {"y"}, "conv");
+  const std::string model = dir.path("clip.onnx");
+  write_file(model, b.bytes());
+  CalibrationTable table;
+  table.algorithm = "MinMaxCalibration";
+  table.scales = {{"x", scale_from_amax(1.0)}};
+  ASSERT_TRUE(write_calibration_cache(dir.path("c.cache"), table).is_ok());
+  BuildOptions o;
+  o.precision = Precision::kInt8;
+  o.calibration_file = dir.path("c.cache");
+  auto plain = Engine::build(model, o);
+  ASSERT_TRUE(plain.is_ok()) << plain.status().to_string();
+  EXPECT_TRUE((*plain)->impl().weight_overrides.empty());  // off by default
+  o.weight_clip = true;
+  auto clipped = Engine::build(model, o);
+  ASSERT_TRUE(clipped.is_ok()) << clipped.status().to_string();
+  ASSERT_EQ((*clipped)->impl().weight_overrides.count("w"), 1u);
+  const Tensor& w = (*clipped)->impl().weight_overrides.at("w");
+  EXPECT_EQ(w.data<float>()[63], c.alpha0);  // the outlier, clamped to the hand-computed alpha0
+  EXPECT_EQ(w.data<float>()[0], c.w[0]);     // the others untouched
+  ASSERT_TRUE((*clipped)->save(dir.path("c.qengine")).is_ok());
+  auto loaded = Engine::load(dir.path("c.qengine"));
+  ASSERT_TRUE(loaded.is_ok()) << loaded.status().to_string();
+  ASSERT_EQ((*loaded)->impl().weight_overrides.size(), 1u);
+  EXPECT_EQ(std::memcmp((*loaded)->impl().weight_overrides.at("w").raw(), w.raw(), w.nbytes()), 0);
 }

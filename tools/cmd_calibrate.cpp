@@ -13,7 +13,8 @@
 #include "progress.h"
 #include "python_tool.h"
 #include "quant/scale_choice.h"
-#include "quant/weight_refine.h"
+#include "quant/weight_refit.h"
+#include "runtime/engine_impl.h"
 #include "qyolo/calibration.h"
 #include "runtime/detector.h"
 #include "runtime/image_source.h"
@@ -33,6 +34,7 @@ struct CalibrateArgs {
   // Weight-side refinement (quant/weight_refine.h): methods, output, images, bias iterations.
   std::string refine, weights_out;
   int refine_images = 0, bias_iterations = 1;
+  double fit_ridge = 1e-3;
   bool refine_only = false;  // no calibration pass: refine the existing --cache
   bool num_given = false;
   std::vector<int> imgsz;
@@ -160,17 +162,18 @@ Status run_per_tensor(const CalibrateArgs& a, const Engine& engine, const Calibr
 // --refine: weight-side methods on the INT8 engine of the cache just written, into --weights-out.
 Status run_refine(const CalibrateArgs& a, const Engine& fp32, std::pair<int, int> hw) {
   if (a.refine.empty()) return Status::ok();
-  bool clip = false, bias = false;
+  bool fit = false, clip = false, bias = false;
   for (size_t start = 0; start <= a.refine.size();) {
     size_t end = a.refine.find(',', start);
     if (end == std::string::npos) end = a.refine.size();
     const std::string m = a.refine.substr(start, end - start);
-    if (m == "clip") clip = true;
+    if (m == "fit") fit = true;
+    else if (m == "clip") clip = true;
     else if (m == "bias") bias = true;
-    else if (m != "none") return invalid_argument("--refine: unknown method '" + m + "' (clip, bias, none)");
+    else if (m != "none") return invalid_argument("--refine: unknown method '" + m + "' (fit, clip, bias, none)");
     start = end + 1;
   }
-  if (!clip && !bias) return Status::ok();
+  if (!fit && !clip && !bias) return Status::ok();
   if (a.weights_out.empty()) return invalid_argument("--refine needs --weights-out (the weights file to write)");
   if (a.cache.find("{algo}") != std::string::npos)
     return invalid_argument("--refine refines one cache: give one --algo");
@@ -185,10 +188,22 @@ Status run_refine(const CalibrateArgs& a, const Engine& fp32, std::pair<int, int
   q.precision = Precision::kInt8;
   q.calibration_file = a.cache;
   q.device = Device::kCpu;
+  q.weight_clip = false;  // --refine clip is explicit here
   WeightOverrides w;
+  if (fit) {
+    auto t0 = std::chrono::steady_clock::now();
+    RefitReport rep;
+    RefitOptions ro;
+    ro.ridge = a.fit_ridge;
+    auto log = [&](const std::string& line) { std::fprintf(stderr, "%s\n", line.c_str()); };
+    QYOLO_ASSIGN_OR_RETURN(w, refit_int8_weights(a.engine.model, q, w, files, hw.first, hw.second, ro, &rep, log));
+    std::printf("refine fit: %d convs refitted on %d images, mean relative residual %.4g -> %.4g, %.1f s\n",
+                rep.convs, rep.images, rep.residual_before, rep.residual_after,
+                std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  }
   if (clip) {
     auto t0 = std::chrono::steady_clock::now();
-    QYOLO_ASSIGN_OR_RETURN(auto int8, Engine::build(a.engine.model, q));
+    QYOLO_ASSIGN_OR_RETURN(auto int8, build_engine_with_weights(a.engine.model, q, w));
     ClipReport rep;
     QYOLO_ASSIGN_OR_RETURN(w, clip_int8_weights(*int8, w, &rep));
     std::printf("refine clip: %d convs, %lld of %lld channels clipped, weight squared error %.4g -> %.4g, %.1f s\n",
@@ -340,13 +355,16 @@ void register_calibrate(CLI::App& app, int& exit_code) {
   add_imgsz_option(cmd, a->imgsz, "calibration image size (dynamic models)");
   cmd->add_option("--cache,-o", a->cache, "calibration cache to write")->required();
   cmd->add_option("--refine", a->refine,
-                  "weight-side PTQ on the INT8 engine of this cache (src/quant/weight_refine.h): clip "
+                  "weight-side PTQ on the INT8 engine of this cache (src/quant/weight_refine.h): fit "
+                  "(least-squares refit of conv weights to their quantised inputs), clip "
                   "(per-channel MSE weight clip), bias (empirical bias correction on the calibration "
                   "images), both as clip,bias; writes --weights-out");
   cmd->add_flag("--refine-only", a->refine_only, "skip the calibration pass: refine the existing --cache");
   cmd->add_option("--weights-out", a->weights_out, "with --refine: weights file to write (--refined-weights)");
   cmd->add_option("--refine-images", a->refine_images,
                   "with --refine bias: the first N calibration images (default: --num)");
+  cmd->add_option("--fit-ridge", a->fit_ridge, "with --refine fit: ridge, times the mean input energy")
+      ->capture_default_str();
   cmd->add_option("--bias-iterations", a->bias_iterations, "with --refine bias: correction passes")
       ->capture_default_str();
   cmd->callback([&exit_code, a, num] {

@@ -20,6 +20,9 @@ void add_engine_options(CLI::App* cmd, EngineArgs& a, bool allow_engine_file, bo
                     "regex: layers that stay in float under --int8");
     cmd->add_option("--refined-weights", a.refined_weights,
                     "INT8: weights file of `qyolo calibrate --refine` (clipped conv weights, corrected biases)");
+    cmd->add_flag("--weight-clip", a.weight_clip,
+                  "INT8: clip each conv's weights per output channel where that lowers their squared rounding "
+                  "error (chosen at build, stored in the engine file; docs/weight-refine.md)");
   }
   cmd->add_option("--min-shapes", a.min_shapes, "dynamic models: e.g. images:1x3x320x320");
   cmd->add_option("--opt-shapes", a.opt_shapes, "dynamic models: e.g. images:1x3x640x640");
@@ -75,6 +78,7 @@ BuildOptions build_options_from(const EngineArgs& a, Status* error) {
   o.calibration_file = a.cache;
   o.float_layers_regex = a.float_layers;
   o.weights_file = a.refined_weights;
+  o.weight_clip = a.weight_clip;
   if (!a.min_shapes.empty() || !a.opt_shapes.empty() || !a.max_shapes.empty()) {
     if (a.min_shapes.empty() || a.opt_shapes.empty() || a.max_shapes.empty()) {
       *error = invalid_argument("give all three of --min-shapes, --opt-shapes and --max-shapes");

@@ -22,6 +22,7 @@ struct EngineArgs {
   std::string cache;         // calibration cache / PPQ json
   std::string float_layers;  // regex of layers kept in float
   std::string refined_weights;  // weight overrides (qyolo calibrate --refine)
+  bool weight_clip = false;     // BuildOptions::weight_clip
   std::string min_shapes, opt_shapes, max_shapes;
 };
 

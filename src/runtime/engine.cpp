@@ -14,6 +14,7 @@
 #include "quant/quant_params.h"
 #include "quant/quantize_graph.h"
 #include "quant/weight_overrides.h"
+#include "quant/weight_refine.h"
 #include "runtime/engine_impl.h"
 #include "yolo/metadata.h"
 
@@ -253,7 +254,20 @@ Result<std::unique_ptr<Engine::Impl>> make_impl(std::string onnx_bytes, const st
   return impl;
 }
 
-Status finish_build(Engine::Impl& impl) {
+// New INT8 builds: the per-channel MSE weight clip (BuildOptions::weight_clip), chosen once on the
+// prepared graph at the opt shape and kept as weight overrides (stored in the engine file).
+Status choose_weight_clip(Engine::Impl& impl) {
+  const BuildOptions& o = impl.options;
+  // A Q/DQ model carries its own weight quantisation.
+  if (o.precision != Precision::kInt8 || !o.weight_clip || impl.info.has_qdq || !impl.weight_overrides.empty() ||
+      !o.weights_file.empty() || (o.int8_fp16 && !o.int8_all))
+    return Status::ok();
+  QYOLO_ASSIGN_OR_RETURN(SpecializedGraph sg, impl.prepare(impl.profile.opt));
+  impl.weight_overrides = clip_int8_weights(sg, {});
+  return Status::ok();
+}
+
+Status finish_build(Engine::Impl& impl, bool new_build) {
   if (impl.options.int8_all && !impl.options.int8_fp16)
     return invalid_argument("--all-int8 applies to --int8 --fp16 engines (--int8 alone already runs every eligible conv in INT8)");
   if (impl.options.precision == Precision::kInt8 && !impl.info.has_qdq && impl.activation_scales.empty()) {
@@ -268,6 +282,7 @@ Status finish_build(Engine::Impl& impl) {
     return unsupported("fp16 precision needs --device cuda; the CPU backend runs fp32 or int8");
   if (impl.options.int8_fp16 && impl.options.precision != Precision::kInt8)
     return invalid_argument("the int8-fp16 option applies to INT8 engines only");
+  if (new_build) QYOLO_RETURN_IF_ERROR(choose_weight_clip(impl));
   // Validate by preparing at the opt shape: unsupported ops / shapes fail here, not at run time.
   QYOLO_ASSIGN_OR_RETURN(SpecializedGraph sg, impl.prepare(impl.profile.opt));
   if (impl.options.device == Device::kCuda) {
@@ -396,7 +411,7 @@ Result<std::shared_ptr<const Engine>> Engine::build(const std::string& onnx_path
   std::stringstream ss;
   ss << f.rdbuf();
   QYOLO_ASSIGN_OR_RETURN(auto impl, make_impl(ss.str(), onnx_path, options));
-  QYOLO_RETURN_IF_ERROR(finish_build(*impl));
+  QYOLO_RETURN_IF_ERROR(finish_build(*impl, /*new_build=*/true));
   return std::shared_ptr<const Engine>(new Engine(std::move(impl)));
 }
 
@@ -413,7 +428,7 @@ Result<std::shared_ptr<const Engine>> build_engine_with_weights(const std::strin
   o.weights_file.clear();
   QYOLO_ASSIGN_OR_RETURN(auto impl, make_impl(ss.str(), onnx_path, o));
   impl->weight_overrides = std::move(weights);
-  QYOLO_RETURN_IF_ERROR(finish_build(*impl));
+  QYOLO_RETURN_IF_ERROR(finish_build(*impl, /*new_build=*/true));
   return std::shared_ptr<const Engine>(new Engine(std::move(impl)));
 }
 
@@ -621,7 +636,7 @@ Result<std::shared_ptr<const Engine>> Engine::load(const std::string& path) {
     impl->set_tactics(std::move(tactics));
     impl->load_note = std::move(note);
   }
-  QYOLO_RETURN_IF_ERROR(finish_build(*impl));
+  QYOLO_RETURN_IF_ERROR(finish_build(*impl, /*new_build=*/false));
   return std::shared_ptr<const Engine>(new Engine(std::move(impl)));
 }
 
