@@ -1,7 +1,7 @@
 // Weight-side PTQ (src/quant/weight_refine.h) and weight overrides (src/quant/weight_overrides.h):
 // the clip search against a distribution whose optimum is known by hand, the INT8 conv lowering a
 // clipped channel with scale alpha / 127, bias correction removing a hand-computed mean shift, and
-// the overrides' file and engine-file round trips.
+// the overrides' file and engine-file round trips, and the weight/activation error split by hand.
 #include <unistd.h>
 
 #include <cmath>
@@ -11,6 +11,7 @@
 
 #include "calib/calib_cache.h"
 #include "onnx_builder.h"
+#include "quant/error_split.h"
 #include "quant/quant_params.h"
 #include "quant/weight_refine.h"
 #include "qyolo/image.h"
@@ -278,4 +279,36 @@ TEST(WeightClip, BuildOptionStoresTheClipOnce) {
   ASSERT_TRUE(loaded.is_ok()) << loaded.status().to_string();
   ASSERT_EQ((*loaded)->impl().weight_overrides.size(), 1u);
   EXPECT_EQ(std::memcmp((*loaded)->impl().weight_overrides.at("w").raw(), w.raw(), w.nbytes()), 0);
+}
+
+// qyolo compare --split on y = 1.0 x0 + 0.3 x1 (1x1 conv) at x = (0.5, 1.0), input scale 1/127:
+// the INT8 weights are 127/127 and round(38.1) = 38/127 (weight error (38/127 - 0.3) x1), the INT8
+// input reads x0 as round(63.5) = 64/127 (activation error 64/127 - 0.5), x1 exactly.
+TEST(ErrorSplit, SeparatesWeightAndActivationErrorByHand) {
+  TempDir dir;
+  OnnxBuilder b;
+  b.input("x", {1, 2, 1, 1});
+  b.output("y", {1, 1, 1, 1});
+  b.initializer("w", {1, 2, 1, 1}, {1.f, 0.3f});
+  b.node("Conv", {"x", "w"}, {"y"}, "conv");
+  const std::string model = dir.path("split.onnx");
+  write_file(model, b.bytes());
+  CalibrationTable table;
+  table.algorithm = "MinMaxCalibration";
+  table.scales = {{"x", scale_from_amax(1.0)}};
+  ASSERT_TRUE(write_calibration_cache(dir.path("s.cache"), table).is_ok());
+  BuildOptions o;
+  o.precision = Precision::kInt8;
+  o.calibration_file = dir.path("s.cache");
+  auto rows = split_int8_error(model, o, {}, {Tensor::from_vector<float>({1, 2, 1, 1}, {0.5f, 1.f})}, "");
+  ASSERT_TRUE(rows.is_ok()) << rows.status().to_string();
+  ASSERT_EQ(rows->size(), 2u);  // the whole network, then the conv
+  const double y = 0.8, y_w = 0.5 + 38.0 / 127, dw = 38.0 / 127 - 0.3, da = 64.0 / 127 - 0.5;
+  for (const ErrorSplit& r : *rows) {
+    SCOPED_TRACE(r.node);
+    EXPECT_NEAR(r.nsr_weights, dw * dw / (y * y), 1e-3 * dw * dw / (y * y));
+    EXPECT_NEAR(r.nsr_activations, da * da / (y_w * y_w), 1e-3 * da * da / (y_w * y_w));
+    EXPECT_NEAR(r.nsr_both, (da + dw) * (da + dw) / (y * y), 1e-3 * (da + dw) * (da + dw) / (y * y));
+  }
+  EXPECT_EQ((*rows)[1].node, "conv");
 }

@@ -8,6 +8,7 @@
 #include "quant/compare_layers.h"
 #include "quant/error_split.h"
 #include "runtime/detector.h"
+#include "runtime/engine_impl.h"
 #include "runtime/image_source.h"
 
 namespace qyolo::cli {
@@ -51,7 +52,7 @@ void register_compare(CLI::App& app, int& exit_code) {
       std::printf("wrote %s (%zu rounded conv weights)\n", a.write_rounded.c_str(), rounded.size());
     }
     auto log = [](const std::string& line) { std::fprintf(stderr, "%s\n", line.c_str()); };
-    QYOLO_ASSIGN_OR_RETURN(auto rows, split_int8_error(a.engine.model, e_q.options(), inputs, a.layers, log));
+    QYOLO_ASSIGN_OR_RETURN(auto rows, split_int8_error(a.engine.model, e_q.options(), e_q.impl().weight_overrides, inputs, a.layers, log));
     std::printf("%-44s %12s %12s %12s\n", "conv (output NSR vs FP32)", "weights", "activations", "both");
     size_t shown = 0;
     for (const auto& r : rows) {

@@ -48,8 +48,8 @@ Result<WeightOverrides> rounded_int8_weights(const Engine& int8_engine) {
 }
 
 Result<std::vector<ErrorSplit>> split_int8_error(const std::string& onnx_path, const BuildOptions& int8_options,
-                                                 const std::vector<Tensor>& images, const std::string& layers_regex,
-                                                 const StatusLineFn& log) {
+                                                 const WeightOverrides& base, const std::vector<Tensor>& images,
+                                                 const std::string& layers_regex, const StatusLineFn& log) {
   if (images.empty()) return invalid_argument("the error split needs at least one image");
   std::optional<std::regex> only;
   if (!layers_regex.empty()) {
@@ -66,9 +66,11 @@ Result<std::vector<ErrorSplit>> split_int8_error(const std::string& onnx_path, c
   fp32_options.float_layers_regex.clear();
   fp32_options.int8_fp16 = fp32_options.int8_all = false;
   QYOLO_ASSIGN_OR_RETURN(auto fp32, build_engine_with_weights(onnx_path, fp32_options, {}));
-  QYOLO_ASSIGN_OR_RETURN(auto all_int8, build_engine_with_weights(onnx_path, int8_options, {}));
+  QYOLO_ASSIGN_OR_RETURN(auto all_int8, build_engine_with_weights(onnx_path, int8_options, base));
   QYOLO_ASSIGN_OR_RETURN(auto ref, run_all(*fp32, images));
   QYOLO_ASSIGN_OR_RETURN(WeightOverrides rounded, rounded_int8_weights(*all_int8));
+  for (const auto& [name, t] : base)
+    if (!rounded.count(name)) rounded[name] = t;  // refined biases stay in the weights-only network
   QYOLO_ASSIGN_OR_RETURN(auto weights_of, int8_conv_weights(*all_int8));
 
   std::vector<ErrorSplit> rows;
@@ -84,13 +86,14 @@ Result<std::vector<ErrorSplit>> split_int8_error(const std::string& onnx_path, c
   }
   std::vector<ErrorSplit> convs;
   QYOLO_ASSIGN_OR_RETURN(std::vector<LayerSensitivity> names, int8_convs(*all_int8));
+  QYOLO_ASSIGN_OR_RETURN(SpecializedGraph fg, fp32->impl().prepare(fp32->profile().opt));  // the model's weights
   size_t k = 0;
   for (const auto& l : names) {
     ++k;
     if (only && !std::regex_search(l.node, *only)) continue;
     auto w = weights_of.find(l.node);
     if (w == weights_of.end()) continue;
-    const WeightOverrides one_rounded = {{w->second, rounded.at(w->second)}};
+    const WeightOverrides one_rounded = {{w->second, fake_quantize_weights(fg.graph.initializers.at(w->second))}};
     BuildOptions alone = int8_options;
     const std::string others = "^(?!" + exact_names_regex({l.node}).substr(1) + ")";  // all but this conv
     alone.float_layers_regex =
