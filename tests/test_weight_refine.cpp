@@ -143,7 +143,8 @@ TEST(WeightClip, Int8ConvLowersTheClippedChannel) {
   for (int p = 0; p < 63; ++p) {
     EXPECT_NEAR(y_clip.data<float>()[p], c.w[static_cast<size_t>(p)], 1e-6) << p;  // exact grid weights
     // Unclipped: k s0 on the grid of s_max rounds to k s_max, |k| * s0 / 199 away.
-    EXPECT_NEAR(y_plain.data<float>()[p], std::nearbyint(c.w[static_cast<size_t>(p)] / s_max) * s_max, 1e-6) << p;
+    EXPECT_NEAR(y_plain.data<float>()[p], std::nearbyint(c.w[static_cast<size_t>(p)] / s_max) * s_max, 1e-6)
+        << p;
   }
   EXPECT_NEAR(y_clip.data<float>()[63], 127 * s0, 1e-6);  // the outlier, clipped to alpha0
   EXPECT_NEAR(y_plain.data<float>()[63], c.m, 1e-6);

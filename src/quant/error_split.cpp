@@ -47,8 +47,10 @@ Result<WeightOverrides> rounded_int8_weights(const Engine& int8_engine) {
   return out;
 }
 
-Result<std::vector<ErrorSplit>> split_int8_error(const std::string& onnx_path, const BuildOptions& int8_options,
-                                                 const WeightOverrides& base, const std::vector<Tensor>& images,
+Result<std::vector<ErrorSplit>> split_int8_error(const std::string& onnx_path,
+                                                 const BuildOptions& int8_options,
+                                                 const WeightOverrides& base,
+                                                 const std::vector<Tensor>& images,
                                                  const std::string& layers_regex, const StatusLineFn& log) {
   if (images.empty()) return invalid_argument("the error split needs at least one image");
   std::optional<std::regex> only;
@@ -86,18 +88,21 @@ Result<std::vector<ErrorSplit>> split_int8_error(const std::string& onnx_path, c
   }
   std::vector<ErrorSplit> convs;
   QYOLO_ASSIGN_OR_RETURN(std::vector<LayerSensitivity> names, int8_convs(*all_int8));
-  QYOLO_ASSIGN_OR_RETURN(SpecializedGraph fg, fp32->impl().prepare(fp32->profile().opt));  // the model's weights
+  QYOLO_ASSIGN_OR_RETURN(SpecializedGraph fg,
+                         fp32->impl().prepare(fp32->profile().opt));  // the model's weights
   size_t k = 0;
   for (const auto& l : names) {
     ++k;
     if (only && !std::regex_search(l.node, *only)) continue;
     auto w = weights_of.find(l.node);
     if (w == weights_of.end()) continue;
-    const WeightOverrides one_rounded = {{w->second, fake_quantize_weights(fg.graph.initializers.at(w->second))}};
+    const WeightOverrides one_rounded = {
+        {w->second, fake_quantize_weights(fg.graph.initializers.at(w->second))}};
     BuildOptions alone = int8_options;
     const std::string others = "^(?!" + exact_names_regex({l.node}).substr(1) + ")";  // all but this conv
-    alone.float_layers_regex =
-        int8_options.float_layers_regex.empty() ? others : "(?:" + int8_options.float_layers_regex + ")|" + others;
+    alone.float_layers_regex = int8_options.float_layers_regex.empty()
+                                   ? others
+                                   : "(?:" + int8_options.float_layers_regex + ")|" + others;
     QYOLO_ASSIGN_OR_RETURN(auto e_w, build_engine_with_weights(onnx_path, fp32_options, one_rounded));
     QYOLO_ASSIGN_OR_RETURN(auto e_a, build_engine_with_weights(onnx_path, alone, one_rounded));
     QYOLO_ASSIGN_OR_RETURN(auto e_b, build_engine_with_weights(onnx_path, alone, {}));
@@ -110,8 +115,8 @@ Result<std::vector<ErrorSplit>> split_int8_error(const std::string& onnx_path, c
     QYOLO_ASSIGN_OR_RETURN(s.nsr_both, nsr(ref, o_b));
     if (log) {
       char line[300];
-      std::snprintf(line, sizeof line, "split %zu/%zu: %s weights %.3g activations %.3g both %.3g", k, names.size(),
-                    l.node.c_str(), s.nsr_weights, s.nsr_activations, s.nsr_both);
+      std::snprintf(line, sizeof line, "split %zu/%zu: %s weights %.3g activations %.3g both %.3g", k,
+                    names.size(), l.node.c_str(), s.nsr_weights, s.nsr_activations, s.nsr_both);
       log(line);
     }
     convs.push_back(s);

@@ -25,10 +25,9 @@ struct ErrorSplit {
 // The whole network first, then every INT8 conv whose name matches `layers_regex` (empty: all),
 // sorted by nsr_both, worst first. `base`: the INT8 engine's weight overrides (refined weights),
 // in place for the whole-network row; the per-conv rows split the model's own weights.
-Result<std::vector<ErrorSplit>> split_int8_error(const std::string& onnx_path, const BuildOptions& int8_options,
-                                                 const WeightOverrides& base, const std::vector<Tensor>& images,
-                                                 const std::string& layers_regex,
-                                                 const StatusLineFn& log = nullptr);
+Result<std::vector<ErrorSplit>> split_int8_error(
+    const std::string& onnx_path, const BuildOptions& int8_options, const WeightOverrides& base,
+    const std::vector<Tensor>& images, const std::string& layers_regex, const StatusLineFn& log = nullptr);
 
 // Every INT8 conv's weights replaced by their INT8 rounding (names as in the prepared graph).
 Result<WeightOverrides> rounded_int8_weights(const Engine& int8_engine);

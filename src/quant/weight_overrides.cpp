@@ -58,8 +58,9 @@ Status apply_weight_overrides(SpecializedGraph& sg, const WeightOverrides& overr
   for (const auto& [name, t] : overrides) {
     auto it = sg.graph.initializers.find(name);
     if (it == sg.graph.initializers.end() || it->second.dtype() != DataType::kFloat32)
-      return invalid_argument("weight override '" + name +
-                              "' is not a float initializer of this model (overrides made for another model?)");
+      return invalid_argument(
+          "weight override '" + name +
+          "' is not a float initializer of this model (overrides made for another model?)");
     if (t.dtype() != DataType::kFloat32 || t.shape() != it->second.shape())
       return invalid_argument("weight override '" + name + "' has shape " + shape_str(t.shape()) +
                               ", the model's initializer " + shape_str(it->second.shape()));
@@ -90,7 +91,8 @@ Result<WeightOverrides> parse_weight_overrides(const std::string& file, const st
   const std::string payload = file.substr(0, file.size() - 8);
   uint64_t stored;
   std::memcpy(&stored, file.data() + payload.size(), 8);
-  if (fnv1a(payload) != stored) return corrupt("weight overrides '" + source + "' are corrupted (checksum mismatch)");
+  if (fnv1a(payload) != stored)
+    return corrupt("weight overrides '" + source + "' are corrupted (checksum mismatch)");
   Reader rd(payload, source);
   QYOLO_RETURN_IF_ERROR(rd.bytes(8).status());
   QYOLO_ASSIGN_OR_RETURN(uint32_t version, rd.get<uint32_t>());
@@ -108,9 +110,11 @@ Result<WeightOverrides> parse_weight_overrides(const std::string& file, const st
     uint64_t numel = 1;
     for (uint32_t k = 0; k < rank; ++k) {
       QYOLO_ASSIGN_OR_RETURN(uint64_t d, rd.get<uint64_t>());
-      if (d > rd.remaining() / 4 + 1) return corrupt("weight overrides '" + source + "': bad shape for '" + name + "'");
+      if (d > rd.remaining() / 4 + 1)
+        return corrupt("weight overrides '" + source + "': bad shape for '" + name + "'");
       numel *= d;
-      if (numel > rd.remaining() / 4) return corrupt("weight overrides '" + source + "' are truncated ('" + name + "')");
+      if (numel > rd.remaining() / 4)
+        return corrupt("weight overrides '" + source + "' are truncated ('" + name + "')");
       shape.push_back(static_cast<int64_t>(d));
     }
     Tensor t(DataType::kFloat32, shape);

@@ -133,7 +133,8 @@ Tensor fake_quantize_weights(const Tensor& w) {
     std::span<const float> src(w.data<float>() + c * per, static_cast<size_t>(per));
     const float s = scale_from_amax(max_abs(src));
     float* dst = out.data<float>() + c * per;
-    for (int64_t j = 0; j < per; ++j) dst[j] = dequantize_int8(quantize_int8(src[static_cast<size_t>(j)], s), s);
+    for (int64_t j = 0; j < per; ++j)
+      dst[j] = dequantize_int8(quantize_int8(src[static_cast<size_t>(j)], s), s);
   }
   return out;
 }
@@ -172,13 +173,15 @@ Result<WeightOverrides> clip_int8_weights(const Engine& int8_engine, const Weigh
   return clip_int8_weights(sg, base, report);
 }
 
-WeightOverrides clip_int8_weights(const SpecializedGraph& sg, const WeightOverrides& base, ClipReport* report) {
+WeightOverrides clip_int8_weights(const SpecializedGraph& sg, const WeightOverrides& base,
+                                  ClipReport* report) {
   WeightOverrides out = base;
   ClipReport rep;
   for (const Node& n : sg.graph.nodes) {
     if (n.op_type != "Conv" || !n.has_attr("qyolo_input_scale")) continue;
     auto it = sg.graph.initializers.find(n.inputs[1]);
-    if (it == sg.graph.initializers.end() || it->second.dtype() != DataType::kFloat32 || it->second.rank() < 1)
+    if (it == sg.graph.initializers.end() || it->second.dtype() != DataType::kFloat32 ||
+        it->second.rank() < 1)
       continue;
     const Tensor& w = it->second;  // already carries `base`'s override, if any
     Tensor clipped = w.clone();
@@ -202,12 +205,14 @@ WeightOverrides clip_int8_weights(const SpecializedGraph& sg, const WeightOverri
 }
 
 Result<WeightOverrides> correct_biases(const std::string& onnx_path, const BuildOptions& int8_options,
-                                       const WeightOverrides& base, const std::vector<std::string>& image_files,
-                                       int input_h, int input_w, int iterations, bool measure_after,
-                                       BiasCorrectionReport* report, const RefineLogFn& log) {
+                                       const WeightOverrides& base,
+                                       const std::vector<std::string>& image_files, int input_h, int input_w,
+                                       int iterations, bool measure_after, BiasCorrectionReport* report,
+                                       const RefineLogFn& log) {
   if (image_files.empty()) return invalid_argument("bias correction needs calibration images");
   if (iterations < 1) return invalid_argument("bias correction needs at least one iteration");
-  if (int8_options.precision != Precision::kInt8) return invalid_argument("bias correction needs INT8 options");
+  if (int8_options.precision != Precision::kInt8)
+    return invalid_argument("bias correction needs INT8 options");
   BuildOptions q_options = int8_options;
   q_options.device = Device::kCpu;
   q_options.int8_fp16 = q_options.int8_all = false;
@@ -254,7 +259,8 @@ Result<WeightOverrides> correct_biases(const std::string& onnx_path, const Build
       Tensor nb = b.clone();
       for (int64_t o = 0; o < cout; ++o) {
         double ref = 0;
-        for (int64_t j = 0; j < k; ++j) ref += static_cast<double>(w.data<float>()[o * k + j]) * c.patch_sum[static_cast<size_t>(j)];
+        for (int64_t j = 0; j < k; ++j)
+          ref += static_cast<double>(w.data<float>()[o * k + j]) * c.patch_sum[static_cast<size_t>(j)];
         ref = ref / c.positions + b0.data<float>()[o];
         const double shift = c.out_sum[static_cast<size_t>(o)] / c.positions - ref;
         abs_sum += std::fabs(shift);

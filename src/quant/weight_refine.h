@@ -62,8 +62,10 @@ using RefineLogFn = std::function<void(const std::string& line)>;
 // `int8_options` and `base` overrides, on `image_files` letterboxed to input_h x input_w. Returns
 // `base` plus the corrected biases. With measure_after, one more INT8 pass reports the shift left.
 Result<WeightOverrides> correct_biases(const std::string& onnx_path, const BuildOptions& int8_options,
-                                       const WeightOverrides& base, const std::vector<std::string>& image_files,
-                                       int input_h, int input_w, int iterations, bool measure_after,
-                                       BiasCorrectionReport* report = nullptr, const RefineLogFn& log = nullptr);
+                                       const WeightOverrides& base,
+                                       const std::vector<std::string>& image_files, int input_h, int input_w,
+                                       int iterations, bool measure_after,
+                                       BiasCorrectionReport* report = nullptr,
+                                       const RefineLogFn& log = nullptr);
 
 }  // namespace qyolo

@@ -1,9 +1,10 @@
 #include "quant/weight_refit.h"
 
+#include <oneapi/dnnl/dnnl.h>
+
 #include <cmath>
 #include <cstdio>
 #include <map>
-#include <oneapi/dnnl/dnnl.h>
 
 #include "ir/ops/conv2d.h"
 #include "quant/quant_params.h"
@@ -101,13 +102,17 @@ Result<std::vector<double>> solve_spd(std::vector<double> a, std::vector<double>
   // Cholesky A = L L^T in place (lower triangle).
   for (int64_t j = 0; j < n; ++j) {
     double s = a[static_cast<size_t>(j * n + j)];
-    for (int64_t k = 0; k < j; ++k) s -= a[static_cast<size_t>(j * n + k)] * a[static_cast<size_t>(j * n + k)];
-    if (!(s > 0)) return invalid_argument("least-squares refit: matrix not positive definite at row " + std::to_string(j));
+    for (int64_t k = 0; k < j; ++k)
+      s -= a[static_cast<size_t>(j * n + k)] * a[static_cast<size_t>(j * n + k)];
+    if (!(s > 0))
+      return invalid_argument("least-squares refit: matrix not positive definite at row " +
+                              std::to_string(j));
     const double l = std::sqrt(s);
     a[static_cast<size_t>(j * n + j)] = l;
     for (int64_t i = j + 1; i < n; ++i) {
       double t = a[static_cast<size_t>(i * n + j)];
-      for (int64_t k = 0; k < j; ++k) t -= a[static_cast<size_t>(i * n + k)] * a[static_cast<size_t>(j * n + k)];
+      for (int64_t k = 0; k < j; ++k)
+        t -= a[static_cast<size_t>(i * n + k)] * a[static_cast<size_t>(j * n + k)];
       a[static_cast<size_t>(i * n + j)] = t / l;
     }
   }
@@ -115,12 +120,14 @@ Result<std::vector<double>> solve_spd(std::vector<double> a, std::vector<double>
   for (int64_t c = 0; c < m; ++c) {
     for (int64_t i = 0; i < n; ++i) {
       double t = r[static_cast<size_t>(i * m + c)];
-      for (int64_t k = 0; k < i; ++k) t -= a[static_cast<size_t>(i * n + k)] * r[static_cast<size_t>(k * m + c)];
+      for (int64_t k = 0; k < i; ++k)
+        t -= a[static_cast<size_t>(i * n + k)] * r[static_cast<size_t>(k * m + c)];
       r[static_cast<size_t>(i * m + c)] = t / a[static_cast<size_t>(i * n + i)];
     }
     for (int64_t i = n - 1; i >= 0; --i) {
       double t = r[static_cast<size_t>(i * m + c)];
-      for (int64_t k = i + 1; k < n; ++k) t -= a[static_cast<size_t>(k * n + i)] * r[static_cast<size_t>(k * m + c)];
+      for (int64_t k = i + 1; k < n; ++k)
+        t -= a[static_cast<size_t>(k * n + i)] * r[static_cast<size_t>(k * m + c)];
       r[static_cast<size_t>(i * m + c)] = t / a[static_cast<size_t>(i * n + i)];
     }
   }
@@ -128,9 +135,10 @@ Result<std::vector<double>> solve_spd(std::vector<double> a, std::vector<double>
 }
 
 Result<WeightOverrides> refit_int8_weights(const std::string& onnx_path, const BuildOptions& int8_options,
-                                           const WeightOverrides& base, const std::vector<std::string>& image_files,
-                                           int input_h, int input_w, const RefitOptions& options,
-                                           RefitReport* report, const RefineLogFn& log) {
+                                           const WeightOverrides& base,
+                                           const std::vector<std::string>& image_files, int input_h,
+                                           int input_w, const RefitOptions& options, RefitReport* report,
+                                           const RefineLogFn& log) {
   if (image_files.empty()) return invalid_argument("the weight refit needs calibration images");
   if (options.max_positions < 1) return invalid_argument("the weight refit needs max_positions >= 1");
   BuildOptions q_options = int8_options;
@@ -189,8 +197,10 @@ Result<WeightOverrides> refit_int8_weights(const std::string& onnx_path, const B
       ConvFit& f = fits[k];
       const int64_t positions = f.attrs.out_shape[2] * f.attrs.out_shape[3];
       const int64_t step = std::max<int64_t>(
-          1, static_cast<int64_t>(std::ceil(std::sqrt(static_cast<double>(positions) / options.max_positions))));
-      const int64_t max_rows = ((f.attrs.out_shape[2] + step - 1) / step) * ((f.attrs.out_shape[3] + step - 1) / step);
+          1,
+          static_cast<int64_t>(std::ceil(std::sqrt(static_cast<double>(positions) / options.max_positions))));
+      const int64_t max_rows =
+          ((f.attrs.out_shape[2] + step - 1) / step) * ((f.attrs.out_shape[3] + step - 1) / step);
       f.xp.resize(static_cast<size_t>(max_rows * f.d));
       f.qp.resize(static_cast<size_t>(max_rows * f.d));
       const int64_t rows = gather_patches(f, t.data<float>(), step, image_index);
@@ -227,19 +237,22 @@ Result<WeightOverrides> refit_int8_weights(const std::string& onnx_path, const B
     for (int64_t i = 0; i < d; ++i)
       for (int64_t o = 0; o < cout; ++o) {
         double s = ridge * wm[static_cast<size_t>(o * d + i)];
-        for (int64_t j = 0; j < d; ++j) s += f.b[static_cast<size_t>(j * d + i)] * wm[static_cast<size_t>(o * d + j)];
+        for (int64_t j = 0; j < d; ++j)
+          s += f.b[static_cast<size_t>(j * d + i)] * wm[static_cast<size_t>(o * d + j)];
         r[static_cast<size_t>(i * cout + o)] = s;
       }
     QYOLO_ASSIGN_OR_RETURN(std::vector<double> z, solve_spd(f.a, std::move(r), d, cout, ridge));
     std::vector<double> vm(static_cast<size_t>(cout * d));
     for (int64_t o = 0; o < cout; ++o)
-      for (int64_t i = 0; i < d; ++i) vm[static_cast<size_t>(o * d + i)] = z[static_cast<size_t>(i * cout + o)];
+      for (int64_t i = 0; i < d; ++i)
+        vm[static_cast<size_t>(o * d + i)] = z[static_cast<size_t>(i * cout + o)];
     double signal = 0;  // sum ||W x||^2 = tr(W C W^T)
     {
       std::vector<double> zero(wm.size(), 0.0);
       signal = residual(f, wm, zero);
     }
-    RefitReport::Conv c{f.node, residual(f, wm, wm) / std::max(signal, 1e-30), residual(f, wm, vm) / std::max(signal, 1e-30)};
+    RefitReport::Conv c{f.node, residual(f, wm, wm) / std::max(signal, 1e-30),
+                        residual(f, wm, vm) / std::max(signal, 1e-30)};
     rep.per_conv.push_back(c);
     rep.residual_before += c.before;
     rep.residual_after += c.after;
@@ -247,17 +260,19 @@ Result<WeightOverrides> refit_int8_weights(const std::string& onnx_path, const B
     Tensor nw(DataType::kFloat32, w.shape());
     const int64_t k = w.numel() / cout;
     for (int64_t o = 0; o < cout; ++o)
-      for (int64_t j = 0; j < k; ++j) nw.data<float>()[o * k + j] = static_cast<float>(vm[static_cast<size_t>(o * d + j)]);
+      for (int64_t j = 0; j < k; ++j)
+        nw.data<float>()[o * k + j] = static_cast<float>(vm[static_cast<size_t>(o * d + j)]);
     out[f.weight] = std::move(nw);
     if (b) {
       Tensor nb(DataType::kFloat32, b->shape());
-      for (int64_t o = 0; o < cout; ++o) nb.data<float>()[o] = static_cast<float>(vm[static_cast<size_t>(o * d + k)]);
+      for (int64_t o = 0; o < cout; ++o)
+        nb.data<float>()[o] = static_cast<float>(vm[static_cast<size_t>(o * d + k)]);
       out[f.bias] = std::move(nb);
     }
     if (log) {
       char line[300];
-      std::snprintf(line, sizeof line, "refit %s: relative residual %.3g -> %.3g (d %lld)", f.node.c_str(), c.before,
-                    c.after, static_cast<long long>(d));
+      std::snprintf(line, sizeof line, "refit %s: relative residual %.3g -> %.3g (d %lld)", f.node.c_str(),
+                    c.before, c.after, static_cast<long long>(d));
       log(line);
     }
     f.a.clear();

@@ -40,8 +40,9 @@ struct RefitReport {
 // `image_files` letterboxed to input_h x input_w, starting from the FP32 model's weights. Returns
 // `base` plus the refitted weights and biases (a conv without a bias is refitted without one).
 Result<WeightOverrides> refit_int8_weights(const std::string& onnx_path, const BuildOptions& int8_options,
-                                           const WeightOverrides& base, const std::vector<std::string>& image_files,
-                                           int input_h, int input_w, const RefitOptions& options,
+                                           const WeightOverrides& base,
+                                           const std::vector<std::string>& image_files, int input_h,
+                                           int input_w, const RefitOptions& options,
                                            RefitReport* report = nullptr, const RefineLogFn& log = nullptr);
 
 // Solves (A + ridge_abs I) Z = R for symmetric positive semi-definite A (n x n, row-major) and R
