@@ -19,7 +19,11 @@ fi
 # compare with ONNX Runtime at run time (tests/ort_reference.h); without it they skip.
 if [ "${QYOLO_ORT_REFERENCE:-0}" = 1 ]; then
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
-  for p in nodejs npm; do dpkg -s "$p" >/dev/null 2>&1 || DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "$p"; done
+  # A node/npm already on PATH (e.g. NodeSource's nodejs, which bundles npm and conflicts with
+  # Debian's npm package) is used as it is.
+  if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends nodejs npm
+  fi
   mkdir -p ~/.ort-peer
   [ -f ~/.ort-peer/package.json ] || echo '{"name":"ort-peer","private":true}' > ~/.ort-peer/package.json
   [ -d ~/.ort-peer/node_modules/onnxruntime-node ] || (cd ~/.ort-peer && npm install --ignore-scripts onnxruntime-node@1.30.0)

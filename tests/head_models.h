@@ -117,6 +117,17 @@ class HeadModelBuilder {
     OnnxBuilder::attr_ints(n, "perm", perm);
     return y;
   }
+  // QuantizeLinear -> DequantizeLinear of x (int8, per-tensor `scale`, zero point 0) into `out`.
+  std::string qdq(const std::string& x, float scale, const std::string& out) {
+    b_.initializer(out + "_scale", {}, {scale});
+    auto* zp = b_.model().mutable_graph()->add_initializer();
+    zp->set_name(out + "_zero_point");
+    zp->set_data_type(onnx::TensorProto::INT8);
+    zp->add_int32_data(0);
+    b_.node("QuantizeLinear", {x, out + "_scale", out + "_zero_point"}, {out + "_quantized"});
+    b_.node("DequantizeLinear", {out + "_quantized", out + "_scale", out + "_zero_point"}, {out});
+    return out;
+  }
   std::string identity(const std::string& x, const std::string& out) {
     b_.node("Identity", {x}, {out});
     return out;
@@ -213,8 +224,11 @@ inline std::string retinanet_model(int64_t h, int64_t w, int nc, int anchors, ui
 // A decoded YOLOv8 head (ultralytics export layout [N, 4+nc, P]) for a static h x w input:
 // per level cx, cy = (cell + 0.5) * stride + a small offset, w, h in (0, 4 * stride), sigmoid
 // class scores; ultralytics metadata (task, names, stride, imgsz).
+// output_step > 0: output0 passes through an int8 QuantizeLinear -> DequantizeLinear with that step
+// (as the last QLinearConcat of an ONNX Runtime-quantized YOLOv8 writes it); level_step > 0: so does
+// each level before the concat (as ONNX Runtime's QDQ quantizer writes YOLOv5's Detect head).
 inline std::string yolov8_decoded_model(int64_t h, int64_t w, int nc, const std::string& task = "detect",
-                                        uint32_t seed = 19) {
+                                        uint32_t seed = 19, float output_step = 0, float level_step = 0) {
   HeadModelBuilder m(h, w, seed);
   std::vector<std::string> levels;
   const int64_t ch = 4 + nc;
@@ -235,9 +249,14 @@ inline std::string yolov8_decoded_model(int64_t h, int64_t w, int nc, const std:
       }
     const std::string gr = "grid" + std::to_string(s);
     m.constant(gr, {1, ch, gh, gw}, grid);
-    levels.push_back(m.flatten_cells(m.binary("Add", x, gr), ch));
+    std::string level = m.flatten_cells(m.binary("Add", x, gr), ch);
+    if (level_step > 0) level = m.qdq(level, level_step, "level" + std::to_string(s));
+    levels.push_back(level);
   }
-  m.output(m.concat(levels, 2, "output0"));
+  if (output_step > 0)
+    m.output(m.qdq(m.concat(levels, 2), output_step, "output0"));
+  else
+    m.output(m.concat(levels, 2, "output0"));
   std::string names = "{";
   for (int c = 0; c < nc; ++c)
     names += (c ? ", " : "") + std::to_string(c) + ": 'class" + std::to_string(c) + "'";

@@ -8,6 +8,8 @@
 #include <cmath>
 #include <random>
 
+#include "cli_runner.h"
+#include "head_models.h"
 #include "image/letterbox.h"
 #include "onnx/onnx_export.h"
 #include "onnx/onnx_import.h"
@@ -314,7 +316,173 @@ TEST(QOperator, YoloV8nQLinearMatchesOnnxRuntime) {
               d.max_abs, static_cast<long long>(d.differing),
               static_cast<long long>(ref->at("output0").numel()));
   EXPECT_LE(d.max_abs, 8.0);  // output0_scale = 8: one int8 step
+  // ONNX Runtime's own class scores (rows 4..83 of [1, 84, 8400]) are all 0: the model's output
+  // quantization (step 8) erases them (OutputQuantization tests below).
+  const Tensor& r = ref->at("output0");
+  int64_t nonzero_scores = 0;
+  for (int64_t i = 4 * 8400; i < r.numel(); ++i) nonzero_scores += r.data<float>()[i] != 0.f;
+  EXPECT_EQ(nonzero_scores, 0);
   fs::remove_all(dir);
+}
+
+// A model's own output quantization can be too coarse for its scores: the QOperator YOLOv8n's
+// output0 has step 8 (boxes in pixels and scores share it), so every class score is 0 in ONNX
+// Runtime and here alike, and `qyolo eval` scored mAP 0.000 without a word. The detector refuses
+// such an output by name; --float-output (BuildOptions::float_outputs) computes it in float.
+class OutputQuantization : public ::testing::Test {
+ protected:
+  void SetUp() override { dir_ = work_dir("outq"); }
+  void TearDown() override { fs::remove_all(dir_); }
+  std::string model(float step) {
+    const fs::path p = dir_ / ("v8_step" + std::to_string(step) + ".onnx");
+    write_file(p, qyolo::testing::yolov8_decoded_model(64, 64, 3, "detect", 19, step));
+    return p.string();
+  }
+  static Image test_image() {  // a gradient, so that the cells differ
+    Image img(64, 64);
+    for (int y = 0; y < 64; ++y)
+      for (int x = 0; x < 64; ++x) {
+        uint8_t* px = img.pixel(x, y);
+        px[0] = static_cast<uint8_t>(4 * x);
+        px[1] = static_cast<uint8_t>(4 * y);
+        px[2] = static_cast<uint8_t>(2 * (x + y));
+      }
+    return img;
+  }
+  static Result<std::vector<Detection>> detect(const std::string& path, bool float_outputs) {
+    BuildOptions o;
+    o.float_outputs = float_outputs;
+    QYOLO_ASSIGN_OR_RETURN(auto engine, Engine::build(path, o));
+    DetectOptions d;
+    d.nms.conf = 0.1f;
+    QYOLO_ASSIGN_OR_RETURN(auto detector, Detector::create(engine, d));
+    const Image img = test_image();
+    QYOLO_ASSIGN_OR_RETURN(auto dets, detector->detect({&img}));
+    return dets.at(0);
+  }
+  fs::path dir_;
+};
+
+TEST_F(OutputQuantization, StepThatZeroesEveryScoreIsRefusedByName) {
+  auto dets = detect(model(8.f), false);
+  ASSERT_FALSE(dets.is_ok()) << "detected " << dets->size() << " boxes from scores that are all 0";
+  const std::string msg = dets.status().message();
+  EXPECT_NE(msg.find("output 'output0' is quantized by the model itself with step 8"), std::string::npos)
+      << msg;
+  EXPECT_NE(msg.find("--float-output"), std::string::npos) << msg;
+}
+
+// The same grid inside the model (each level Q/DQ'd before the concat, no pair at the output): the
+// output still carries only values of those grids, so --float-output cannot help; refused too.
+TEST_F(OutputQuantization, GridsInsideTheModelAreRefused) {
+  const fs::path p = dir_ / "v8_levels.onnx";
+  write_file(p, qyolo::testing::yolov8_decoded_model(64, 64, 3, "detect", 19, 0.f, 8.f));
+  auto dets = detect(p.string(), false);
+  ASSERT_FALSE(dets.is_ok()) << "detected " << dets->size() << " boxes from scores that are all 0";
+  const std::string msg = dets.status().message();
+  EXPECT_NE(msg.find("with step 8 (DequantizeLinear"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("and 2 more such Q/DQ pairs"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("--float-layers"), std::string::npos) << msg;
+  // One level on a finer grid (step 0.5 there: with the float model's values, some scores survive)
+  // is not refused: the output is not confined to grids without score levels.
+  const fs::path fine = dir_ / "v8_fine.onnx";
+  write_file(fine, qyolo::testing::yolov8_decoded_model(64, 64, 3, "detect", 19, 0.f, 0.5f));
+  auto ok = detect(fine.string(), false);
+  EXPECT_TRUE(ok.is_ok()) << ok.status().to_string();
+}
+
+// `qyolo info` says so before anything runs.
+TEST_F(OutputQuantization, InfoNamesTheStep) {
+  auto r = qyolo::testing::run_cli("info --model " + model(8.f));
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("output0 is quantized by the model: step 8, zero point 0"), std::string::npos)
+      << r.output;
+  EXPECT_NE(r.output.find("every score in [0, 1] rounds to 0 on it: use --float-output"), std::string::npos)
+      << r.output;
+  auto fine = qyolo::testing::run_cli("info --model " + model(0.5f));
+  EXPECT_NE(fine.output.find("step 0.5"), std::string::npos) << fine.output;
+  EXPECT_EQ(fine.output.find("rounds to 0"), std::string::npos) << fine.output;
+}
+
+TEST_F(OutputQuantization, FloatOutputsGiveTheFloatModelsDetections) {
+  auto want = detect(model(0.f), false);
+  ASSERT_TRUE(want.is_ok()) << want.status().to_string();
+  ASSERT_FALSE(want->empty());
+  auto got = detect(model(8.f), true);
+  ASSERT_TRUE(got.is_ok()) << got.status().to_string();
+  ASSERT_EQ(got->size(), want->size());
+  for (size_t i = 0; i < got->size(); ++i) {
+    EXPECT_EQ((*got)[i].class_id, (*want)[i].class_id);
+    EXPECT_EQ((*got)[i].score, (*want)[i].score);
+    EXPECT_EQ((*got)[i].x1, (*want)[i].x1);
+    EXPECT_EQ((*got)[i].y2, (*want)[i].y2);
+  }
+  // A float model has no output quantization to drop: an error, not a silent no-op.
+  BuildOptions o;
+  o.float_outputs = true;
+  auto refused = Engine::build(model(0.f), o);
+  ASSERT_FALSE(refused.is_ok());
+  EXPECT_NE(refused.status().message().find("no output of the model ends in"), std::string::npos)
+      << refused.status().message();
+}
+
+// A grid that keeps some score levels (step 0.5: 0, 0.5, 1) is the model's choice: it runs.
+TEST_F(OutputQuantization, StepThatKeepsScoreLevelsRuns) {
+  auto dets = detect(model(0.5f), false);
+  ASSERT_TRUE(dets.is_ok()) << dets.status().to_string();
+  for (const auto& d : *dets) EXPECT_TRUE(d.score == 0.5f || d.score == 1.f) << d.score;
+}
+
+TEST_F(OutputQuantization, EngineFileKeepsFloatOutputs) {
+  BuildOptions o;
+  o.float_outputs = true;
+  auto engine = Engine::build(model(8.f), o);
+  ASSERT_TRUE(engine.is_ok()) << engine.status().to_string();
+  const std::string file = (dir_ / "e.qengine").string();
+  ASSERT_TRUE((*engine)->save(file).is_ok());
+  auto loaded = Engine::load(file);
+  ASSERT_TRUE(loaded.is_ok()) << loaded.status().to_string();
+  EXPECT_TRUE((*loaded)->options().float_outputs);
+  const Image img = test_image();
+  DetectOptions d;
+  d.nms.conf = 0.1f;
+  auto det = Detector::create(*loaded, d);
+  ASSERT_TRUE(det.is_ok()) << det.status().to_string();
+  auto dets = (*det)->detect({&img});
+  ASSERT_TRUE(dets.is_ok()) << dets.status().to_string();
+  EXPECT_FALSE(dets->at(0).empty());
+}
+
+// The shared QOperator YOLOv8n on bus.jpg: refused as it is (output0 step 8); with float outputs it
+// finds the people and the bus (ultralytics FP32 on bus.jpg: 4 persons, 1 bus at conf 0.25).
+TEST(QOperator, YoloV8nQLinearDetectsWithFloatOutput) {
+  QYOLO_REQUIRE_SHARED("models/yolov8n-ort-qlinear.onnx");
+  QYOLO_REQUIRE_SHARED("data/samples/bus.jpg");
+  const std::string model = (shared_dir() / "models/yolov8n-ort-qlinear.onnx").string();
+  auto img = load_image((shared_dir() / "data/samples/bus.jpg").string());
+  ASSERT_TRUE(img.is_ok()) << img.status().to_string();
+  auto as_is = Engine::build(model, {});
+  ASSERT_TRUE(as_is.is_ok()) << as_is.status().to_string();
+  auto det = Detector::create(*as_is, {});
+  ASSERT_TRUE(det.is_ok()) << det.status().to_string();
+  auto refused = (*det)->detect({&*img});
+  ASSERT_FALSE(refused.is_ok());
+  EXPECT_NE(refused.status().message().find("with step 8"), std::string::npos) << refused.status().message();
+  BuildOptions o;
+  o.float_outputs = true;
+  auto engine = Engine::build(model, o);
+  ASSERT_TRUE(engine.is_ok()) << engine.status().to_string();
+  auto det2 = Detector::create(*engine, {});
+  ASSERT_TRUE(det2.is_ok()) << det2.status().to_string();
+  auto dets = (*det2)->detect({&*img});
+  ASSERT_TRUE(dets.is_ok()) << dets.status().to_string();
+  int persons = 0, buses = 0;
+  for (const auto& d : dets->at(0)) {
+    persons += d.class_id == 0;
+    buses += d.class_id == 5;
+  }
+  EXPECT_GE(persons, 3);
+  EXPECT_EQ(buses, 1);
 }
 
 }  // namespace

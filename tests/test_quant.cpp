@@ -157,12 +157,26 @@ TEST(QdqImport, OrtQdqModelDetectsReferenceObjects) {
   ASSERT_TRUE(img.is_ok());
   {
     // Honoured faithfully, the model's own Detect-head Q/DQ (one scale of ~5.0 for boxes and
-    // scores) rounds every score to 0 or ~5: no box survives a 0.25 threshold with a sane score.
+    // scores) rounds every score to 0: the detector refuses the output, naming the step.
     auto det = Detector::create(*engine, {});
     ASSERT_TRUE(det.is_ok());
     auto dets = (*det)->detect({&*img});
-    ASSERT_TRUE(dets.is_ok()) << dets.status().to_string();
-    for (const auto& d : (*dets)[0]) EXPECT_TRUE(d.score == 0.f || d.score > 4.f) << d.score;
+    ASSERT_FALSE(dets.is_ok()) << "detected " << (*dets)[0].size() << " boxes from scores that are all 0";
+    EXPECT_NE(dets.status().message().find("every score in [0, 1] rounds to 0"), std::string::npos)
+        << dets.status().message();
+  }
+  {
+    // --float-output drops only output0's own pair: the concat still carries the head's step-5.6
+    // grids (its per-level Q/DQ), so it is refused as well, pointing to --float-layers.
+    BuildOptions fo;
+    fo.float_outputs = true;
+    auto e = Engine::build((shared_dir() / "models/yolov5n-ort-qdq.onnx").string(), fo);
+    ASSERT_TRUE(e.is_ok()) << e.status().to_string();
+    auto det = Detector::create(*e, {});
+    ASSERT_TRUE(det.is_ok());
+    auto dets = (*det)->detect({&*img});
+    ASSERT_FALSE(dets.is_ok()) << "detected " << (*dets)[0].size() << " boxes from scores that are all 0";
+    EXPECT_NE(dets.status().message().find("--float-layers"), std::string::npos) << dets.status().message();
   }
   // Keeping the Detect head's Q/DQ in float (--float-layers) recovers the reference objects.
   o.float_layers_regex = "^/model\\.24/|^output0";

@@ -68,6 +68,7 @@ nlohmann::json summary_json(const Evaluation& ev) {
               {"batch", ev.batch},
               {"precision", ev.precision},
               {"calibration", ev.calibration},
+              {"float_outputs", ev.float_outputs},
               {"imgsz", {ev.input_h, ev.input_w}},
               {"conf", ev.conf},
               {"iou", ev.iou},
@@ -129,7 +130,7 @@ Result<nlohmann::json> compare_plot_json(const EvalArgs& a, const EvaluateOption
   other.model.clear();
   other.engine.clear();
   (fs::path(a.compare).extension() == ".onnx" ? other.model : other.engine) = a.compare;
-  other.int8 = other.fp16 = other.all_int8 = false;
+  other.int8 = other.fp16 = other.all_int8 = other.float_output = false;
   other.cache.clear();
   other.refined_weights.clear();
   QYOLO_ASSIGN_OR_RETURN(auto engine, open_engine(other));
@@ -155,7 +156,7 @@ Status run_proxy_eval(const EvalArgs& a) {
   EngineArgs ref = a.engine;
   ref.model = a.labels_from;
   ref.engine.clear();
-  ref.int8 = ref.fp16 = ref.all_int8 = false;
+  ref.int8 = ref.fp16 = ref.all_int8 = ref.float_output = false;
   ref.cache.clear();
   ref.refined_weights.clear();
   ref.float_layers.clear();

@@ -7,6 +7,7 @@
 #include "ir/op_registry.h"
 #include "onnx/onnx_import.h"
 #include "onnx/qoperator.h"
+#include "quant/output_quantization.h"
 #include "yolo/metadata.h"
 
 namespace qyolo::cli {
@@ -32,6 +33,29 @@ int run_info(const std::string& model, bool list_ops) {
   std::printf("model    %s\nopset    %lld\n", model.c_str(), static_cast<long long>(g->opset));
   for (const auto& in : g->inputs) std::printf("input    %s %s %s\n", in.name.c_str(), dtype_name(in.dtype), in.dims_str().c_str());
   for (const auto& o : g->outputs) std::printf("output   %s %s %s\n", o.name.c_str(), dtype_name(o.dtype), o.dims_str().c_str());
+  // Whether the values left once the output's own pair is dropped (--float-output) still lie only on
+  // grids that give a probability no non-zero level.
+  Graph without_pair = *g;
+  remove_output_quantization(without_pair);
+  auto zero_scores_only = [](const std::optional<std::vector<OutputQuantization>>& grids) {
+    if (!grids) return false;
+    for (const auto& q : *grids)
+      if (q.probability_levels() > 0) return false;
+    return true;
+  };
+  for (const auto& o : g->outputs) {
+    const auto q = output_quantization(*g, o.name);
+    if (!q) continue;
+    const char* advice = "";
+    if (q->probability_levels() == 0)
+      advice = zero_scores_only(output_grids(without_pair, o.name))
+                   ? "; every score in [0, 1] rounds to 0 on it, and on the Q/DQ pairs it concatenates: keep those "
+                     "in float with --int8 --float-layers"
+                   : "; every score in [0, 1] rounds to 0 on it: use --float-output";
+    std::printf("quant    %s is quantized by the model: step %g, zero point %lld (DequantizeLinear '%s')%s\n",
+                o.name.c_str(), static_cast<double>(q->scale), static_cast<long long>(q->zero_point), q->node.c_str(),
+                advice);
+  }
   std::map<std::string, int> counts;
   for (const auto& n : g->nodes) counts[n.op_type]++;
   std::printf("nodes    %zu\n", g->nodes.size());

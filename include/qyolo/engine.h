@@ -71,6 +71,11 @@ struct BuildOptions {
   // the engine with the convs in FP16 (and the per-layer mix) and keeps the fastest, as TensorRT's
   // --int8 --fp16 does; this keeps INT8 even where FP16 would be faster.
   bool int8_all = false;
+  // Models with their own Q/DQ: each output that ends in a QuantizeLinear -> DequantizeLinear pair
+  // is computed in float instead (the rest keeps the model's scales). ONNX Runtime's quantizer gives
+  // an output one step for boxes in pixels and scores in [0, 1] alike, which can round every score
+  // to 0 (docs/quantized-models.md); an error when no output ends in such a pair.
+  bool float_outputs = false;
   // Dynamic models: the allowed input shapes. Static models: ignored / must equal the model's.
   std::optional<ShapeProfile> profile;
 };

@@ -63,6 +63,7 @@ struct Evaluation {
 
   // The model run (empty / 0 when the detections came from results files).
   std::string model, device, prepost_device, precision, calibration, head;
+  bool float_outputs = false;  // BuildOptions::float_outputs (a Q/DQ model's outputs computed in float)
   int batch = 0, input_h = 0, input_w = 0;
   float conf = 0, iou = 0;
   double images_per_s = 0, setup_ms = 0;

@@ -62,6 +62,9 @@ class Tensor {
   Tensor clone() const;
   // Same storage, new shape (numel must match; caller checks).
   Tensor reshaped(Shape shape) const;
+  // A tensor over this one's storage from `byte_offset` on, sharing it (an arena's slice: the
+  // caller keeps the range inside this tensor's bytes).
+  Tensor view(size_t byte_offset, DataType dtype, Shape shape) const;
   // Values as int64 (from int32/int64/bool/uint8/int8); used by shape computations.
   std::vector<int64_t> to_int64_vector() const;
   // Values as float (from any numeric dtype).

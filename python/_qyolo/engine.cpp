@@ -35,6 +35,7 @@ py::dict info_dict(const Engine& e) {
   d["int8_fp16"] = o.int8_fp16;
   d["calibration_file"] = o.calibration_file;
   d["float_layers"] = o.float_layers_regex;
+  d["float_outputs"] = o.float_outputs;
   d["profile"] =
       py::make_tuple(py::tuple(py::cast(p.min)), py::tuple(py::cast(p.opt)), py::tuple(py::cast(p.max)));
   return d;
@@ -42,7 +43,7 @@ py::dict info_dict(const Engine& e) {
 
 EngineHandle build(const std::string& onnx, const std::string& precision, const std::string& device,
                    const std::string& cache, const std::string& float_layers, bool int8_fp16, bool int8_all,
-                   const std::optional<std::vector<Shape>>& profile) {
+                   const std::optional<std::vector<Shape>>& profile, bool float_outputs) {
   BuildOptions o;
   o.device = value_or_throw(parse_device(device));
   o.precision = value_or_throw(parse_precision(precision));
@@ -50,6 +51,7 @@ EngineHandle build(const std::string& onnx, const std::string& precision, const 
   o.float_layers_regex = float_layers;
   o.int8_fp16 = int8_fp16;
   o.int8_all = int8_all;
+  o.float_outputs = float_outputs;
   if (profile) {
     if (profile->size() != 3)
       throw StatusError(invalid_argument("profile: expected (min, opt, max) shapes, got " +
@@ -124,7 +126,7 @@ void bind_engine(py::module_& m) {
       .def("bindings", &bindings);
   m.def("build", &build, py::arg("onnx"), py::arg("precision") = "fp32", py::arg("device") = "cpu",
         py::arg("cache") = "", py::arg("float_layers") = "", py::arg("int8_fp16") = false,
-        py::arg("int8_all") = false, py::arg("profile") = py::none());
+        py::arg("int8_all") = false, py::arg("profile") = py::none(), py::arg("float_outputs") = false);
   m.def(
       "load",
       [](const std::string& path) {

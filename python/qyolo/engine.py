@@ -113,7 +113,7 @@ def _profile(profiles):
 
 
 def build(onnx, precision="fp32", calibrator=None, cache=None, profiles=None, device="cpu", fp16=False,
-          all_int8=False, float_layers=""):
+          all_int8=False, float_layers="", float_outputs=False):
     """Builds an engine from an ONNX file.
 
     precision: "fp32", "fp16" or "int8". INT8 takes its scales from `calibrator` (a
@@ -122,6 +122,8 @@ def build(onnx, precision="fp32", calibrator=None, cache=None, profiles=None, de
     fp16=True with int8: FP16 instead of FP32 for what is not INT8 (TensorRT's --int8 --fp16).
     profiles: dynamic models' input shapes, (min, opt, max) or {input_name: (min, opt, max)}.
     device: "cpu" or "cuda".
+    float_outputs: models with their own Q/DQ: compute each output that ends in a QuantizeLinear ->
+    DequantizeLinear pair in float (`--float-output`; docs/quantized-models.md).
     """
     onnx = os.fspath(onnx)
     profile = _profile(profiles)
@@ -143,7 +145,7 @@ def build(onnx, precision="fp32", calibrator=None, cache=None, profiles=None, de
         handle = _qyolo.build(onnx, precision=precision, device=device,
                               cache=os.fspath(cache) if cache else "", float_layers=float_layers,
                               int8_fp16=bool(fp16 and precision == "int8"), int8_all=all_int8,
-                              profile=profile)
+                              profile=profile, float_outputs=bool(float_outputs))
         return Engine(handle)
     finally:
         if temporary and os.path.exists(temporary):

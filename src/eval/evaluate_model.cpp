@@ -135,6 +135,7 @@ Status detect_with_model(const std::shared_ptr<const Engine>& engine, const std:
   ev.prepost_device = device_name(detector->prepost_device());
   ev.precision = precision_name(engine->options().precision);
   ev.calibration = engine->options().calibration_file;
+  ev.float_outputs = engine->options().float_outputs;
   ev.head = detector->head_description();
   ev.batch = static_cast<int>(batch);
   ev.input_h = detector->options().input_h;

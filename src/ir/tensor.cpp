@@ -83,6 +83,14 @@ Tensor Tensor::reshaped(Shape shape) const {
   return t;
 }
 
+Tensor Tensor::view(size_t byte_offset, DataType dtype, Shape shape) const {
+  Tensor t;
+  t.dtype_ = dtype;
+  t.shape_ = std::move(shape);
+  t.storage_ = std::shared_ptr<std::byte>(storage_, storage_.get() + byte_offset);
+  return t;
+}
+
 template <typename Out>
 static std::vector<Out> convert_all(const Tensor& t) {
   std::vector<Out> v(static_cast<size_t>(t.numel()));

@@ -1,7 +1,10 @@
 #include "runtime/detector.h"
 
 #include <chrono>
+#include <cstdio>
 
+#include "quant/output_quantization.h"
+#include "runtime/engine_impl.h"
 #include "runtime/gpu_pipeline.h"
 #include "yolo/head.h"
 #include "yolo/metadata.h"
@@ -18,6 +21,49 @@ void to_original(std::vector<std::vector<Detection>>& dets, const std::vector<Le
   for (size_t i = 0; i < dets.size() && i < infos.size(); ++i)
     unletterbox(dets[i], infos[i].scale, infos[i].pad_x, infos[i].pad_y, infos[i].src_w, infos[i].src_h);
 }
+// Outputs whose scores are probabilities must keep them: a Q/DQ model whose own quantization of such
+// an output rounds every value in [0, 1] to 0 can never detect anything (no silent mAP 0). Judged on
+// the graph that runs at `input_shape` (--float-layers / --float-output may have dropped the pair).
+Status check_score_quantization(const Engine& engine, const BoundHead& h, const Shape& input_shape) {
+  if (!engine.info().has_qdq) return Status::ok();
+  QYOLO_ASSIGN_OR_RETURN(SpecializedGraph sg, engine.impl().prepare(input_shape));
+  std::vector<int> outputs;
+  if (h.passthrough_output >= 0) outputs.push_back(h.passthrough_output);
+  for (const BoundLevel& lv : h.levels)
+    for (const PartAccess* part : {&lv.cls, &lv.obj})
+      if (part->output >= 0 && !part->logits) outputs.push_back(part->output);
+  const ModelInfo& info = engine.info();
+  for (int i : outputs) {
+    if (i < 0 || static_cast<size_t>(i) >= info.output_names.size()) continue;
+    const std::string& name = info.output_names[static_cast<size_t>(i)];
+    const auto grids = output_grids(sg.graph, name);
+    if (!grids) continue;
+    bool any_level = false;
+    for (const auto& q : *grids) any_level |= q.probability_levels() > 0;
+    if (any_level) continue;
+    const OutputQuantization& q = grids->front();
+    const bool own_pair = output_quantization(sg.graph, name).has_value();  // the output itself is a DQ
+    char step[64];
+    std::snprintf(step, sizeof step, "%g", static_cast<double>(q.scale));
+    const std::string more =
+        grids->size() > 1 ? ", and " + std::to_string(grids->size() - 1) + " more such Q/DQ pairs whose values it carries" : "";
+    return invalid_argument(
+        "output '" + name + "' is quantized by the model itself with step " + step + " (DequantizeLinear '" + q.node +
+        "', zero point " + std::to_string(q.zero_point) + more +
+        "): every score in [0, 1] rounds to 0 on that grid, so no detection can pass a confidence threshold "
+        "(ONNX Runtime running this file gives the same zeros; its quantizer gave boxes in pixels and scores one "
+        "scale). " +
+        (own_pair && !engine.options().float_outputs
+             ? std::string("Build with --float-output (outputs computed in float, the model's other scales kept; "
+                           "with --int8, --float-layers REGEX also bypasses the Q/DQ pairs whose DequantizeLinear "
+                           "it names)")
+             : std::string("Keep those Q/DQ pairs in float with --int8 --float-layers REGEX (matching their "
+                           "DequantizeLinear nodes)")) +
+        ", or run `qyolo export-float` and recalibrate (docs/quantized-models.md)");
+  }
+  return Status::ok();
+}
+
 }  // namespace
 
 // The head: its description (empty: the first output is a decoded ultralytics head), the binding
@@ -126,6 +172,7 @@ Result<Tensor> Detector::decode_outputs(const std::vector<Tensor>& outputs) {
     decoded = hs.decoded;
   }
   if (!hs.checked) {
+    QYOLO_RETURN_IF_ERROR(check_score_quantization(*engine_, h, context_->input_shape()).with_context(info.source));
     const std::string name = h.passthrough_output >= 0 ? info.output_names[static_cast<size_t>(h.passthrough_output)]
                                                        : std::string("decoded head");
     QYOLO_RETURN_IF_ERROR(check_decoded_head(decoded.data<float>(), decoded.shape(), h.kind(), name, options_.input_h,

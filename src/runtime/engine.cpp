@@ -11,6 +11,7 @@
 #include "ir/shape_arith.h"
 #include "onnx/onnx_import.h"
 #include "quant/int8_dataflow.h"
+#include "quant/output_quantization.h"
 #include "quant/quant_params.h"
 #include "quant/quantize_graph.h"
 #include "quant/weight_overrides.h"
@@ -175,6 +176,9 @@ Result<std::unique_ptr<Engine::Impl>> make_impl(std::string onnx_bytes, const st
   QYOLO_ASSIGN_OR_RETURN(impl->graph, import_onnx_bytes(onnx_bytes, source, base_dir.empty() ? "." : base_dir));
   impl->onnx_bytes = std::move(onnx_bytes);
   impl->options = options;
+  if (options.float_outputs && remove_output_quantization(impl->graph) == 0)
+    return invalid_argument(source + ": float outputs asked for (--float-output), but no output of the model ends in "
+                            "a QuantizeLinear -> DequantizeLinear pair");
   const Graph& g = impl->graph;
   if (g.inputs.size() != 1)
     return unsupported(source + ": qyolo engines take exactly one image input, the model has " +
@@ -311,7 +315,8 @@ Status finish_build(Engine::Impl& impl, bool new_build) {
 
 // Engine file (all integers little-endian; str = u64 length + bytes; shape = u32 rank + u64 dims):
 //   magic "QYOLOENG" | u32 format version (kEngineFormatVersion) | str qyolo version | str source
-//   | u32 device | u32 precision | u32 int8-fp16 (0 off, 1 on, 2 on + all-int8) | str float-layers regex
+//   | u32 device | u32 precision | u32 int8-fp16 (0 off, 1 on, 2 on + all-int8; + 4 float outputs)
+//   | str float-layers regex
 //   | shape min, opt, max
 //   | u64 n, n x (str tensor, f32 scale)                              activation scales
 //   | u64 n, n x (str initializer, shape, numel x f32)                 weight overrides (version 3)
@@ -440,7 +445,8 @@ Status Engine::save(const std::string& path) const {
   w.str(impl_->info.source);
   w.u32(static_cast<uint32_t>(impl_->options.device));
   w.u32(static_cast<uint32_t>(impl_->options.precision));
-  w.u32(impl_->options.int8_fp16 ? (impl_->options.int8_all ? 2u : 1u) : 0u);  // 2: --int8 --fp16 --all-int8
+  // 2: --int8 --fp16 --all-int8; + 4: --float-output
+  w.u32((impl_->options.int8_fp16 ? (impl_->options.int8_all ? 2u : 1u) : 0u) | (impl_->options.float_outputs ? 4u : 0u));
   w.str(impl_->options.float_layers_regex);
   w.shape(impl_->profile.min);
   w.shape(impl_->profile.opt);
@@ -516,6 +522,8 @@ Result<EngineFileContents> parse_engine_file(std::string payload, const std::str
   options.device = static_cast<Device>(device);
   options.precision = static_cast<Precision>(precision);
   QYOLO_ASSIGN_OR_RETURN(uint32_t int8_fp16, rd.u32());
+  options.float_outputs = (int8_fp16 & 4u) != 0;
+  int8_fp16 &= ~4u;
   if (int8_fp16 > 2) return corrupt("engine file '" + path + "': bad int8-fp16 field");
   options.int8_fp16 = int8_fp16 >= 1;
   options.int8_all = int8_fp16 == 2;
@@ -616,7 +624,7 @@ Result<std::shared_ptr<const Engine>> Engine::load(const std::string& path) {
                      " [--cache <calibration cache>]"
                                                    : "") +
           (options.float_layers_regex.empty() ? "" : " --float-layers '" + options.float_layers_regex + "'") +
-          " --min-shapes " + shape_str(profile.min) + " --opt-shapes " + shape_str(profile.opt) +
+          (options.float_outputs ? " --float-output" : "") + " --min-shapes " + shape_str(profile.min) + " --opt-shapes " + shape_str(profile.opt) +
           " --max-shapes " + shape_str(profile.max) + " --out " + path + "`");
     if (here->cudnn_version != target.cudnn_version) {
       // Tactics name cuDNN engines and knobs of that version: time them again (like a rebuild).

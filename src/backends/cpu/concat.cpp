@@ -7,8 +7,8 @@
 #include <cstring>
 
 #include "backends/cpu/cpu_kernel.h"
+#include "backends/cpu/int8_epilogue.h"
 #include "quant/int8_dataflow.h"
-#include "quant/quant_params.h"
 
 namespace qyolo {
 
@@ -74,6 +74,7 @@ class CpuConcat final : public CpuKernel {
       return internal_error(node.describe() +
                             ": a channels-last Concat must join the channels of int8 NCHW values");
     channels_last_ = true;
+    epilogue_ = cpu::best_int8_epilogue();
     QYOLO_ASSIGN_OR_RETURN(scale_, node.attr_float(kInt8OutputScaleAttr));
     batch_ = out.shape[0];
     pixels_ = out.shape[2] * out.shape[3];
@@ -83,14 +84,30 @@ class CpuConcat final : public CpuKernel {
       const bool int8 = in->dtype == DataType::kInt8;
       if (!int8 && in->dtype != DataType::kFloat32)
         return unsupported(node.describe() + ": int8 Concat: inputs must be int8 channels-last or float32");
-      parts_.push_back({in->shape[1], int8});
+      parts_.push_back({in->shape[1], int8, int8 ? 0 : quantized_bytes_});
+      if (!int8) quantized_bytes_ += align64(static_cast<size_t>(batch_ * in->shape[1] * pixels_));
     }
     return Status::ok();
   }
 
+ public:
+  size_t workspace_bytes() const override { return quantized_bytes_; }
+  void set_workspace(std::byte* workspace) override { workspace_ = workspace; }
+
+ private:
+  // Float inputs are first quantised as they are (NCHW, contiguous: the vector path) into the
+  // workspace; then every output pixel gathers its channels.
   void run_channels_last(std::span<const Tensor* const> inputs, int8_t* y) const {
     const int64_t rows = batch_ * pixels_, c_out = out_channels_, hw = pixels_;
-    const float scale = scale_;
+    for (size_t i = 0; i < parts_.size(); ++i) {
+      if (parts_[i].int8) continue;
+      const float* x = inputs[i]->data<float>();
+      int8_t* q = reinterpret_cast<int8_t*>(workspace_ + parts_[i].workspace_offset);
+      const int64_t n = inputs[i]->numel();
+      constexpr int64_t kChunk = 4096;
+#pragma omp parallel for schedule(static)
+      for (int64_t c0 = 0; c0 < n; c0 += kChunk) epilogue_.quantize(x + c0, scale_, q + c0, std::min(kChunk, n - c0));
+    }
 #pragma omp parallel for schedule(static)
     for (int64_t row = 0; row < rows; ++row) {
       const int64_t b = row / hw, p = row % hw;
@@ -100,9 +117,8 @@ class CpuConcat final : public CpuKernel {
         if (parts_[i].int8) {
           std::memcpy(yp, inputs[i]->data<int8_t>() + row * c, static_cast<size_t>(c));
         } else {
-          // Float NCHW: the quantisation an INT8 conv would apply to it (quant_params.h).
-          const float* x = inputs[i]->data<float>() + b * c * hw + p;
-          for (int64_t ch = 0; ch < c; ++ch) yp[ch] = quantize_int8(x[ch * hw], scale);
+          const int8_t* q = reinterpret_cast<const int8_t*>(workspace_ + parts_[i].workspace_offset) + b * c * hw + p;
+          for (int64_t ch = 0; ch < c; ++ch) yp[ch] = q[ch * hw];
         }
         yp += c;
       }
@@ -111,13 +127,17 @@ class CpuConcat final : public CpuKernel {
 
   struct Part {
     int64_t channels;
-    bool int8;  // int8 channels-last (else float NCHW)
+    bool int8;                // int8 channels-last (else float NCHW)
+    size_t workspace_offset;  // float parts: their int8 NCHW copy in the workspace
   };
   std::vector<CopyTask> tasks_;
   bool channels_last_ = false;
   float scale_ = 0.f;
   int64_t batch_ = 0, pixels_ = 0, out_channels_ = 0;
   std::vector<Part> parts_;
+  size_t quantized_bytes_ = 0;
+  std::byte* workspace_ = nullptr;
+  cpu::Int8Epilogue epilogue_ = cpu::scalar_int8_epilogue();
 };
 
 }  // namespace

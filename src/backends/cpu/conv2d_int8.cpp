@@ -23,6 +23,8 @@
 //    int8 copy of q_r placed in the output first, then a clip.
 #include "backends/cpu/conv2d_int8.h"
 
+#include "backends/cpu/int8_epilogue.h"
+
 #include <cmath>
 #include <cstring>
 #include <oneapi/dnnl/dnnl.hpp>
@@ -42,63 +44,12 @@ using dt = memory::data_type;
 
 memory::dims to_dims(const std::vector<int64_t>& v) { return memory::dims(v.begin(), v.end()); }
 
-// exp(x) without branches or calls, so that loops vectorise: Cephes' expf polynomial, relative
-// error < 3e-7 on [-88, 88] (inputs are clamped there).
-inline float poly_exp(float x) {
-  x = std::min(88.f, std::max(-88.f, x));
-  const float n = std::floor(x * 1.44269504f + 0.5f);
-  const float r = x - n * 0.693359375f + n * 2.12194440e-4f;
-  float p = 1.9875691500e-4f;
-  p = p * r + 1.3981999507e-3f;
-  p = p * r + 8.3334519073e-3f;
-  p = p * r + 4.1665795894e-2f;
-  p = p * r + 1.6666665459e-1f;
-  p = p * r + 5.0000001201e-1f;
-  p = p * r * r + r + 1.f;
-  const int32_t bits = (static_cast<int32_t>(n) + 127) << 23;
-  float two_n;
-  std::memcpy(&two_n, &bits, 4);
-  return p * two_n;
-}
-
-// q = clamp(nearbyint((act(v) + s_r * r) / s_y)) with act(x) = x / (1 + expf(-x)) (SiLU) or
-// 1 / (1 + expf(-x)): exactly the float path's integers. poly_exp decides every element whose
-// y / s_y lies more than 1e-3 from a rounding boundary (its error there is below 1e-4 for
-// |y / s_y| <= 128); the others (about 0.2%) take the float path's own formula with expf.
-__attribute__((target_clones("avx512f", "avx2", "default"))) void requantize_activation(
-    const float* v, const int8_t* r, float s_r, float s_y, bool silu, int8_t* q, int64_t n) {
-  constexpr int64_t kChunk = 512;
+// Runs `f(begin, count)` over [0, n) in chunks of whole 64-byte lines, across the OpenMP threads.
+template <typename F>
+void parallel_chunks(int64_t n, F&& f) {
+  constexpr int64_t kChunk = 4096;
 #pragma omp parallel for schedule(static)
-  for (int64_t c0 = 0; c0 < n; c0 += kChunk) {
-    const int64_t len = std::min(kChunk, n - c0);
-    const float* vc = v + c0;
-    int8_t* qc = q + c0;
-    const int8_t* rc = r ? r + c0 : nullptr;
-    uint8_t near_boundary[kChunk];
-    float y[kChunk];
-#pragma omp simd
-    for (int64_t j = 0; j < len; ++j) {
-      const float e = poly_exp(-vc[j]);
-      y[j] = (silu ? vc[j] : 1.f) / (1.f + e);
-    }
-    if (rc) {
-#pragma omp simd
-      for (int64_t j = 0; j < len; ++j) y[j] += s_r * static_cast<float>(rc[j]);
-    }
-#pragma omp simd
-    for (int64_t j = 0; j < len; ++j) {
-      const float t = y[j] / s_y;
-      const float rounded = std::nearbyint(t);
-      near_boundary[j] = std::fabs(std::fabs(t - rounded) - 0.5f) < 1e-3f;
-      qc[j] = static_cast<int8_t>(std::min(127.f, std::max(-127.f, rounded)));
-    }
-    for (int64_t j = 0; j < len; ++j) {
-      if (!near_boundary[j]) continue;
-      float out = silu ? vc[j] / (1.0f + std::exp(-vc[j])) : 1.0f / (1.0f + std::exp(-vc[j]));
-      if (rc) out += s_r * static_cast<float>(rc[j]);
-      qc[j] = static_cast<int8_t>(std::min(127.f, std::max(-127.f, std::nearbyint(out / s_y))));
-    }
-  }
+  for (int64_t c0 = 0; c0 < n; c0 += kChunk) f(c0, std::min(kChunk, n - c0));
 }
 
 class CpuConvInt8 final : public CpuKernel {
@@ -183,6 +134,7 @@ class CpuConvInt8 final : public CpuKernel {
       for (int64_t c = 0; c < cout; ++c) bias_scaled_.data<float>()[c] = b[c] / out_scales[static_cast<size_t>(c)];
     }
 
+    epilogue_ = cpu::best_int8_epilogue();
     eng_ = dnnl::engine(dnnl::engine::kind::cpu, 0);
     strm_ = dnnl::stream(eng_);
     const bool grouped = a.group > 1;
@@ -275,18 +227,12 @@ class CpuConvInt8 final : public CpuKernel {
     if (int8_in_) {
       src_user_.set_data_handle(const_cast<void*>(inputs[0]->raw()));
     } else {
-      // Quantise the input: round half to even, saturate to [-127, 127].
+      // Quantise the input: round half to even, saturate to [-127, 127] (int8_epilogue.h).
       const float* x = inputs[0]->data<float>();
       int8_t* q = reinterpret_cast<int8_t*>(ws);
-      const int64_t n = inputs[0]->numel();
       const float scale = input_scale_;
-      // x / scale, not x * (1 / scale): the rounding of ONNX QuantizeLinear (ONNX Runtime, TensorRT).
-#pragma omp parallel for simd schedule(static)
-      for (int64_t i = 0; i < n; ++i) {
-        float v = std::nearbyint(x[i] / scale);
-        v = std::min(127.f, std::max(-127.f, v));
-        q[i] = static_cast<int8_t>(v);
-      }
+      parallel_chunks(inputs[0]->numel(),
+                      [&](int64_t b, int64_t len) { epilogue_.quantize(x + b, scale, q + b, len); });
       src_user_.set_data_handle(ws);
       ws += src_q_bytes_;
     }
@@ -317,7 +263,9 @@ class CpuConvInt8 final : public CpuKernel {
       const int8_t* r = attrs_.has_residual ? inputs[3]->data<int8_t>() : nullptr;
       const int64_t m = outputs[0]->numel();
       const bool silu = attrs_.activation == FusedActivation::kSilu;
-      requantize_activation(v, r, residual_scale_, out_scale_, silu, q, m);
+      parallel_chunks(m, [&](int64_t b, int64_t len) {
+        epilogue_.requantize_activation(v + b, r ? r + b : nullptr, residual_scale_, out_scale_, silu, q + b, len);
+      });
     } else if (own_epilogue_) {
       float* y = outputs[0]->data<float>();
       const float* r = attrs_.has_residual ? inputs[3]->data<float>() : nullptr;
@@ -340,6 +288,7 @@ class CpuConvInt8 final : public CpuKernel {
   float out_scale_ = 1.f, residual_scale_ = 1.f;                     // int8 output / int8 residual scales
   bool int8_in_ = false, int8_out_ = false, int8_residual_ = false;  // the int8 plan (see the top)
   bool own_epilogue_ = false;  // activation (+ residual) applied after oneDNN, see the top
+  cpu::Int8Epilogue epilogue_ = cpu::scalar_int8_epilogue();
   bool src_reordered_ = false;
   std::vector<float> weight_scales_;
   Tensor weights_q_, bias_scaled_;

@@ -94,7 +94,70 @@ Result<std::unique_ptr<CpuExecutor>> CpuExecutor::build(SpecializedGraph graph) 
   for (const auto& s : ex->steps_)
     for (int id : s.input_ids)
       if (id >= 0) ex->consumers_[static_cast<size_t>(id)]++;
+  ex->plan_arena();
   return ex;
+}
+
+namespace {
+size_t value_bytes(const ValueDesc& d) { return static_cast<size_t>(shape_numel(d.shape)) * dtype_size(d.dtype); }
+}  // namespace
+
+void CpuExecutor::plan_arena() {
+  const size_t n = value_names_.size();
+  std::vector<int> root(n), first(n, -1), last(n, -1);
+  for (size_t v = 0; v < n; ++v) root[v] = static_cast<int>(v);
+  std::vector<bool> planned(n, false);
+  for (size_t si = 0; si < steps_.size(); ++si) {
+    const Step& s = steps_[si];
+    const bool alias = s.kernel->output_aliases_input() && !s.input_ids.empty() && s.input_ids[0] >= 0;
+    for (int o : s.output_ids) {
+      if (alias) {
+        root[static_cast<size_t>(o)] = root[static_cast<size_t>(s.input_ids[0])];
+      } else {
+        planned[static_cast<size_t>(o)] = true;
+        first[static_cast<size_t>(o)] = static_cast<int>(si);
+      }
+    }
+    // A value (through its views) is in use from its producer to its last reader, inclusive: a
+    // step's outputs never share bytes with its inputs.
+    for (int id : s.input_ids)
+      if (id >= 0) last[static_cast<size_t>(root[static_cast<size_t>(id)])] = static_cast<int>(si);
+    for (int o : s.output_ids)
+      last[static_cast<size_t>(root[static_cast<size_t>(o)])] =
+          std::max(last[static_cast<size_t>(root[static_cast<size_t>(o)])], static_cast<int>(si));
+  }
+  for (int o : output_ids_) planned[static_cast<size_t>(root[static_cast<size_t>(o)])] = false;  // escapes the run
+
+  std::vector<int> order;
+  for (size_t v = 0; v < n; ++v)
+    if (planned[v] && value_bytes(value_descs_[v]) > 0) order.push_back(static_cast<int>(v));
+  std::stable_sort(order.begin(), order.end(), [&](int a, int b) {
+    return value_bytes(value_descs_[static_cast<size_t>(a)]) > value_bytes(value_descs_[static_cast<size_t>(b)]);
+  });
+  arena_offset_.assign(n, -1);
+  struct Placed {
+    int64_t begin, end;
+    int first, last;
+  };
+  std::vector<Placed> placed;
+  int64_t total = 0;
+  for (int v : order) {
+    const auto size = static_cast<int64_t>(align64(value_bytes(value_descs_[static_cast<size_t>(v)])));
+    const int f = first[static_cast<size_t>(v)], l = last[static_cast<size_t>(v)];
+    std::vector<std::pair<int64_t, int64_t>> busy;  // byte ranges of values alive at the same time
+    for (const Placed& p : placed)
+      if (p.first <= l && f <= p.last) busy.emplace_back(p.begin, p.end);
+    std::sort(busy.begin(), busy.end());
+    int64_t at = 0;
+    for (const auto& [b, e] : busy) {
+      if (at + size <= b) break;
+      at = std::max(at, e);
+    }
+    arena_offset_[static_cast<size_t>(v)] = at;
+    placed.push_back({at, at + size, f, l});
+    total = std::max(total, at + size);
+  }
+  if (total > 0) arena_ = Tensor::uninitialized(DataType::kUInt8, {total});
 }
 
 Status CpuExecutor::run(const std::map<std::string, Tensor>& inputs, std::map<std::string, Tensor>& outputs,
@@ -128,7 +191,9 @@ Status CpuExecutor::run(const std::map<std::string, Tensor>& inputs, std::map<st
     for (int id : step.input_ids) in_ptrs.push_back(id >= 0 ? &slots[static_cast<size_t>(id)] : nullptr);
     for (int id : step.output_ids) {
       const ValueDesc& d = value_descs_[static_cast<size_t>(id)];
-      slots[static_cast<size_t>(id)] = Tensor::uninitialized(d.dtype, d.shape);
+      const int64_t off = arena_offset_[static_cast<size_t>(id)];
+      slots[static_cast<size_t>(id)] = off >= 0 && !observer ? arena_.view(static_cast<size_t>(off), d.dtype, d.shape)
+                                                             : Tensor::uninitialized(d.dtype, d.shape);
       out_ptrs.push_back(&slots[static_cast<size_t>(id)]);
     }
     Status st = step.kernel->run(in_ptrs, out_ptrs);

@@ -1,5 +1,7 @@
-// Runs a specialised graph on the CPU: one prepared kernel per node, values allocated per run and
-// released after their last consumer.
+// Runs a specialised graph on the CPU: one prepared kernel per node. Intermediate values live in
+// one arena planned at build (offsets from their lifetimes), so a run allocates only the graph's
+// outputs; with an observer (calibration, layer comparison, which may keep the values) every
+// value is allocated per run instead.
 #pragma once
 
 #include <functional>
@@ -42,6 +44,12 @@ class CpuExecutor {
   std::vector<int> input_ids_, output_ids_;
   std::vector<int> constant_ids_;
   Tensor workspace_;  // shared scratch of all kernels (see CpuKernel::workspace_bytes)
+  Tensor arena_;      // intermediate values (plan_arena)
+  std::vector<int64_t> arena_offset_;  // per value: byte offset in arena_, -1 when allocated per run
+
+  // Places every value that a non-aliasing step produces and that no graph output views into
+  // arena_, first fit by size over step-index lifetimes.
+  void plan_arena();
 };
 
 // Evaluates one node on constant inputs (constant folding). `outputs` carry the inferred descs.

@@ -24,6 +24,9 @@ class CpuKernel {
   // workspace_bytes() of its kernels (64-byte aligned) and hands it to every kernel; kernels of an
   // executor run one at a time, so they share it. Valid for the executor's lifetime.
   virtual size_t workspace_bytes() const { return 0; }
+  // True when run() replaces its output by a view of input 0 (Reshape & co.): the executor then
+  // plans no memory for the output and keeps the input's alive as long as the view.
+  virtual bool output_aliases_input() const { return false; }
   virtual void set_workspace(std::byte* workspace) {}
 };
 

@@ -8,6 +8,7 @@ namespace {
 
 class ReshapeKernel : public CpuKernel {
  public:
+  bool output_aliases_input() const override { return true; }
   Status run(std::span<const Tensor* const> inputs, std::span<Tensor* const> outputs) override {
     const Tensor& x = *inputs[0];
     Tensor& y = *outputs[0];

@@ -5,6 +5,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <omp.h>
 
 #include "backends/cpu/binary.h"
 #include "backends/cpu/cpu_kernel.h"
@@ -27,6 +28,12 @@ class CpuYoloDecode final : public CpuKernel {
     return Status::ok();
   }
 
+  // Per thread: one row's C x W block, channel-major (workspace).
+  size_t workspace_bytes() const override {
+    return static_cast<size_t>(omp_get_max_threads()) * align64(static_cast<size_t>(a_.channels * a_.w) * 4);
+  }
+  void set_workspace(std::byte* workspace) override { workspace_ = workspace; }
+
   Status run(std::span<const Tensor* const> inputs, std::span<Tensor* const> outputs) override {
     const Tensor x32 = cpu::to_float32(*inputs[0]);
     const Tensor g32 = cpu::to_float32(*inputs[1]);
@@ -40,37 +47,40 @@ class CpuYoloDecode final : public CpuKernel {
     const float c1 = a_.c1, c2 = a_.c2, c3 = a_.c3, stride = a_.stride;
     const float lo = cpu::opaque(-87.3f), hi = cpu::opaque(88.f);
     const bool square = c3 == 2.f;
+    const size_t block_bytes = align64(static_cast<size_t>(C * W) * 4);
+    std::byte* ws = workspace_;
+    // Each row is decoded channel by channel into a contiguous block (unit-stride loops that
+    // vectorise), then written out pixel-major (contiguous stores of C values per pixel).
 #pragma omp parallel for schedule(static) if (rows * W * C > (1 << 15))
     for (int64_t r = 0; r < rows; ++r) {
+      float* blk = reinterpret_cast<float*>(ws + static_cast<size_t>(omp_get_thread_num()) * block_bytes);
       const int64_t h = r % H, na = r / H, a = na % A;
       const float* xs = x + (na * C * H + h) * W;  // channel c of this row at xs[c*H*W + w]
       const float* gs = grid + (a * H + h) * W * 2;
       const float* as = anchor + (a * H + h) * W * 2;
-      float* ys = y + r * W * C;
       for (int64_t c = 0; c < C; ++c) {
         const float* xc = xs + c * H * W;
-        float* yc = ys + c;
+        float* bc = blk + c * W;
+        for (int64_t w = 0; w < W; ++w) bc[w] = 1.f / (1.f + exp_poly(-xc[w], lo, hi));
         if (c < 2) {
-          for (int64_t w = 0; w < W; ++w) {
-            const float s = 1.f / (1.f + exp_poly(-xc[w], lo, hi));
-            yc[w * C] = (s * c1 + gs[w * 2 + c]) * stride;
-          }
+          for (int64_t w = 0; w < W; ++w) bc[w] = (bc[w] * c1 + gs[w * 2 + c]) * stride;
         } else if (c < 4) {
           for (int64_t w = 0; w < W; ++w) {
-            const float s = 1.f / (1.f + exp_poly(-xc[w], lo, hi));
-            const float b = s * c2;
-            yc[w * C] = (square ? b * b : std::pow(b, c3)) * as[w * 2 + (c - 2)];
+            const float b = bc[w] * c2;
+            bc[w] = (square ? b * b : std::pow(b, c3)) * as[w * 2 + (c - 2)];
           }
-        } else {
-          for (int64_t w = 0; w < W; ++w) yc[w * C] = 1.f / (1.f + exp_poly(-xc[w], lo, hi));
         }
       }
+      float* ys = y + r * W * C;
+      for (int64_t w = 0; w < W; ++w)
+        for (int64_t c = 0; c < C; ++c) ys[w * C + c] = blk[c * W + w];
     }
     return Status::ok();
   }
 
  private:
   YoloDecodeAttrs a_;
+  std::byte* workspace_ = nullptr;
 };
 
 }  // namespace

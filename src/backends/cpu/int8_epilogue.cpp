@@ -1,0 +1,139 @@
+#include "backends/cpu/int8_epilogue.h"
+
+#include <immintrin.h>
+
+// GCC 12 warns inside its own AVX-512 headers (_mm512_undefined_*): a known false positive.
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+namespace qyolo::cpu {
+
+namespace {
+
+constexpr float kBoundaryBand = 1e-3f;  // |frac(y / s_y) - 0.5| below this: recompute with expf
+
+// NaN -> 0, as quantize_int8 (quant_params.h).
+float clamp_round(float t) {
+  const float r = std::nearbyint(t);
+  return r != r ? 0.f : std::min(127.f, std::max(-127.f, r));
+}
+
+// The float path's activation, exactly (expf), plus the residual.
+float exact_activation(float v, const int8_t* r, int64_t j, float s_r, bool silu) {
+  float out = silu ? v / (1.0f + std::exp(-v)) : 1.0f / (1.0f + std::exp(-v));
+  if (r) out += s_r * static_cast<float>(r[j]);
+  return out;
+}
+
+// Cephes' expf polynomial on [-88, 88] (relative error < 3e-7).
+float poly_exp(float x) {
+  x = std::min(88.f, std::max(-88.f, x));
+  const float n = std::floor(x * 1.44269504f + 0.5f);
+  const float r = x - n * 0.693359375f + n * 2.12194440e-4f;
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  p = p * r * r + r + 1.f;
+  const int32_t bits = (static_cast<int32_t>(n) + 127) << 23;
+  float two_n;
+  std::memcpy(&two_n, &bits, 4);
+  return p * two_n;
+}
+
+void quantize_scalar(const float* x, float scale, int8_t* q, int64_t n) {
+  // x / scale, not x * (1 / scale): the rounding of ONNX QuantizeLinear (ONNX Runtime, TensorRT).
+  for (int64_t i = 0; i < n; ++i) q[i] = static_cast<int8_t>(clamp_round(x[i] / scale));
+}
+
+void requantize_scalar(const float* v, const int8_t* r, float s_r, float s_y, bool silu, int8_t* q, int64_t n) {
+  for (int64_t j = 0; j < n; ++j) {
+    float y = (silu ? v[j] : 1.f) / (1.f + poly_exp(-v[j]));
+    if (r) y += s_r * static_cast<float>(r[j]);
+    const float t = y / s_y;
+    if (std::fabs(std::fabs(t - std::nearbyint(t)) - 0.5f) < kBoundaryBand)
+      q[j] = static_cast<int8_t>(clamp_round(exact_activation(v[j], r, j, s_r, silu) / s_y));
+    else
+      q[j] = static_cast<int8_t>(clamp_round(t));
+  }
+}
+
+#define QYOLO_AVX512 __attribute__((target("avx512f")))
+
+QYOLO_AVX512 inline __m512 round_nearest(__m512 t) {
+  return _mm512_roundscale_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+}
+
+// 16 integral floats -> 16 int8, clamped to [-127, 127], NaN -> 0.
+QYOLO_AVX512 inline void store_int8(int8_t* q, __m512 rounded) {
+  rounded = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(rounded, rounded, _CMP_ORD_Q), rounded);
+  const __m512 c = _mm512_min_ps(_mm512_set1_ps(127.f), _mm512_max_ps(_mm512_set1_ps(-127.f), rounded));
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(q), _mm512_cvtsepi32_epi8(_mm512_cvtps_epi32(c)));
+}
+
+QYOLO_AVX512 inline __m512 poly_exp16(__m512 x) {
+  x = _mm512_min_ps(_mm512_set1_ps(88.f), _mm512_max_ps(_mm512_set1_ps(-88.f), x));
+  const __m512 n = _mm512_roundscale_ps(_mm512_fmadd_ps(x, _mm512_set1_ps(1.44269504f), _mm512_set1_ps(0.5f)),
+                                        _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
+  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
+  r = _mm512_fmadd_ps(n, _mm512_set1_ps(2.12194440e-4f), r);
+  __m512 p = _mm512_set1_ps(1.9875691500e-4f);
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
+  p = _mm512_fmadd_ps(_mm512_mul_ps(p, r), r, _mm512_add_ps(r, _mm512_set1_ps(1.f)));
+  const __m512i bits = _mm512_slli_epi32(_mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127)), 23);
+  return _mm512_mul_ps(p, _mm512_castsi512_ps(bits));
+}
+
+QYOLO_AVX512 void quantize_avx512(const float* x, float scale, int8_t* q, int64_t n) {
+  const __m512 s = _mm512_set1_ps(scale);
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) store_int8(q + i, round_nearest(_mm512_div_ps(_mm512_loadu_ps(x + i), s)));
+  quantize_scalar(x + i, scale, q + i, n - i);
+}
+
+QYOLO_AVX512 void requantize_avx512(const float* v, const int8_t* r, float s_r, float s_y, bool silu, int8_t* q,
+                                    int64_t n) {
+  const __m512 one = _mm512_set1_ps(1.f), half = _mm512_set1_ps(0.5f), band = _mm512_set1_ps(kBoundaryBand);
+  // y * (1 / s_y) instead of y / s_y: within 3e-5 of it for |y / s_y| <= 128, far inside the band
+  // that sends an element to the exact formula.
+  const __m512 inv_sy = _mm512_set1_ps(1.f / s_y), sr = _mm512_set1_ps(s_r);
+  int64_t j = 0;
+  for (; j + 16 <= n; j += 16) {
+    const __m512 x = _mm512_loadu_ps(v + j);
+    const __m512 e = poly_exp16(_mm512_sub_ps(_mm512_setzero_ps(), x));
+    __m512 y = _mm512_div_ps(silu ? x : one, _mm512_add_ps(one, e));
+    if (r) {
+      const __m128i r8 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(r + j));
+      y = _mm512_add_ps(y, _mm512_mul_ps(sr, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(r8))));
+    }
+    const __m512 t = _mm512_mul_ps(y, inv_sy);
+    const __m512 rounded = round_nearest(t);
+    const __m512 dist = _mm512_abs_ps(_mm512_sub_ps(_mm512_abs_ps(_mm512_sub_ps(t, rounded)), half));
+    store_int8(q + j, rounded);
+    for (__mmask16 m = _mm512_cmp_ps_mask(dist, band, _CMP_LT_OQ); m; m &= static_cast<__mmask16>(m - 1)) {
+      const int64_t k = j + __builtin_ctz(m);
+      q[k] = static_cast<int8_t>(clamp_round(exact_activation(v[k], r, k, s_r, silu) / s_y));
+    }
+  }
+  requantize_scalar(v + j, r ? r + j : nullptr, s_r, s_y, silu, q + j, n - j);
+}
+
+}  // namespace
+
+Int8Epilogue scalar_int8_epilogue() { return {quantize_scalar, requantize_scalar, "scalar"}; }
+
+Int8Epilogue best_int8_epilogue() {
+  if (__builtin_cpu_supports("avx512f")) return {quantize_avx512, requantize_avx512, "avx512"};
+  return scalar_int8_epilogue();
+}
+
+}  // namespace qyolo::cpu

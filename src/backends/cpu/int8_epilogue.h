@@ -1,0 +1,28 @@
+// Elementwise passes around the CPU INT8 convolution, vectorised with AVX-512 where the CPU has it
+// (chosen once, when the kernel is prepared) and giving the same integers on every path:
+//  - quantize_int8: q = clamp(nearbyint(x / s), -127, 127), ONNX QuantizeLinear's rounding;
+//  - requantize_activation: q = clamp(nearbyint((act(v) + s_r * r) / s_y), -127, 127) with
+//    act = SiLU x / (1 + expf(-x)) or sigmoid 1 / (1 + expf(-x)): the float path's own formula
+//    followed by the next conv's quantisation. A polynomial exp decides every element whose
+//    y / s_y lies more than 1e-3 from a rounding boundary (its relative error, < 1e-6, moves
+//    y / s_y by < 2e-4 for |y / s_y| <= 128); the others take expf itself.
+// Each function runs over [0, n) on the calling thread; callers split the work across threads.
+#pragma once
+
+#include <cstdint>
+
+namespace qyolo::cpu {
+
+struct Int8Epilogue {
+  void (*quantize)(const float* x, float scale, int8_t* q, int64_t n);
+  void (*requantize_activation)(const float* v, const int8_t* r, float s_r, float s_y, bool silu, int8_t* q,
+                                int64_t n);
+  const char* isa;  // "avx512" or "scalar"
+};
+
+// The widest implementation this CPU runs.
+Int8Epilogue best_int8_epilogue();
+// The portable one (the reference of the tests).
+Int8Epilogue scalar_int8_epilogue();
+
+}  // namespace qyolo::cpu

@@ -1,0 +1,112 @@
+// The CPU INT8 epilogues (src/backends/cpu/int8_epilogue.h) against the float path's formula:
+// every implementation must give exactly clamp(nearbyint(act(v) / s_y)) with act computed by
+// expf, including on values placed next to rounding boundaries, and ONNX QuantizeLinear's
+// round-half-to-even on exact ties.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <limits>
+#include <random>
+#include <vector>
+
+#include "backends/cpu/int8_epilogue.h"
+
+namespace qyolo {
+namespace {
+
+int8_t reference_requantize(float v, const int8_t* r, size_t j, float s_r, float s_y, bool silu) {
+  float y = silu ? v / (1.0f + std::exp(-v)) : 1.0f / (1.0f + std::exp(-v));
+  if (r) y += s_r * static_cast<float>(r[j]);
+  return static_cast<int8_t>(std::min(127.f, std::max(-127.f, std::nearbyint(y / s_y))));
+}
+
+// Pre-activations whose SiLU lands within a few ulps of (k + 0.5) * s_y: found by bisection on v
+// for each k, then the float neighbours of the crossing.
+std::vector<float> boundary_inputs(float s_y, bool silu) {
+  std::vector<float> out;
+  auto act = [&](float v) { return silu ? v / (1.0f + std::exp(-v)) : 1.0f / (1.0f + std::exp(-v)); };
+  const int k_max = silu ? 120 : static_cast<int>(1.f / s_y) - 1;
+  for (int k = 0; k < k_max; k += 3) {
+    const float target = (static_cast<float>(k) + 0.5f) * s_y;
+    float lo = silu ? 0.f : -30.f, hi = silu ? 200.f : 30.f;  // act is increasing on these ranges
+    if (act(hi) < target) continue;
+    for (int it = 0; it < 60; ++it) {
+      const float mid = 0.5f * (lo + hi);
+      (act(mid) < target ? lo : hi) = mid;
+    }
+    float v = lo;
+    for (int d = 0; d < 4; ++d) v = std::nextafter(v, -1e9f);
+    for (int d = 0; d < 9; ++d, v = std::nextafter(v, 1e9f)) out.push_back(v);
+  }
+  return out;
+}
+
+void expect_requantize_exact(const cpu::Int8Epilogue& e, const std::vector<float>& v, const std::vector<int8_t>* r,
+                             float s_r, float s_y, bool silu) {
+  std::vector<int8_t> q(v.size(), 99);
+  e.requantize_activation(v.data(), r ? r->data() : nullptr, s_r, s_y, silu, q.data(), static_cast<int64_t>(v.size()));
+  size_t wrong = 0, first = v.size();
+  for (size_t j = 0; j < v.size(); ++j)
+    if (q[j] != reference_requantize(v[j], r ? r->data() : nullptr, j, s_r, s_y, silu) && wrong++ == 0) first = j;
+  EXPECT_EQ(wrong, 0u) << e.isa << (silu ? " silu" : " sigmoid") << (r ? " +residual" : "") << ": first at v = "
+                       << (first < v.size() ? v[first] : 0.f) << " of " << v.size();
+}
+
+TEST(Int8Epilogue, RequantizeGivesTheFloatPathsIntegers) {
+  std::mt19937 rng(7);
+  for (const cpu::Int8Epilogue& e : {cpu::scalar_int8_epilogue(), cpu::best_int8_epilogue()}) {
+    for (bool silu : {true, false}) {
+      const float s_y = silu ? 0.0731f : 0.00391f;
+      std::vector<float> v = boundary_inputs(s_y, silu);
+      ASSERT_GT(v.size(), 200u);
+      std::uniform_real_distribution<float> wide(-120.f, 120.f), narrow(-6.f, 6.f);
+      for (int i = 0; i < 5000; ++i) v.push_back(i % 2 ? wide(rng) : narrow(rng));
+      v.push_back(-200.f);  // exp overflows in the float path: 0
+      v.push_back(200.f);   // saturates at 127
+      expect_requantize_exact(e, v, nullptr, 0.f, s_y, silu);
+      std::vector<int8_t> r(v.size());
+      std::uniform_int_distribution<int> q(-127, 127);
+      for (auto& x : r) x = static_cast<int8_t>(q(rng));
+      expect_requantize_exact(e, v, &r, 0.0213f, s_y, silu);
+    }
+  }
+}
+
+TEST(Int8Epilogue, QuantizeRoundsHalfToEvenAndSaturates) {
+  const float s = 0.25f;  // (k + 0.5) * s is exact in float: true ties
+  std::vector<float> x;
+  for (int k = -140; k <= 140; ++k) {
+    x.push_back((static_cast<float>(k) + 0.5f) * s);
+    x.push_back(static_cast<float>(k) * s);
+  }
+  std::mt19937 rng(3);
+  std::uniform_real_distribution<float> d(-40.f, 40.f);
+  for (int i = 0; i < 3000; ++i) x.push_back(d(rng));
+  x.push_back(std::nanf(""));  // -> 0, like quantize_int8 (quant_params.h)
+  x.push_back(std::numeric_limits<float>::infinity());
+  x.push_back(-std::numeric_limits<float>::infinity());
+  for (const cpu::Int8Epilogue& e : {cpu::scalar_int8_epilogue(), cpu::best_int8_epilogue()}) {
+    std::vector<int8_t> q(x.size());
+    e.quantize(x.data(), s, q.data(), static_cast<int64_t>(x.size()));
+    for (size_t i = 0; i < x.size(); ++i) {
+      if (std::isnan(x[i])) {
+        ASSERT_EQ(q[i], 0) << e.isa << ": NaN";
+        continue;
+      }
+      // Hand rule: half to even, then [-127, 127].
+      const double t = static_cast<double>(x[i]) / s;
+      double want = std::floor(t);
+      const double frac = t - want;
+      if (frac > 0.5 || (frac == 0.5 && std::fmod(want, 2.0) != 0.0)) want += 1.0;
+      want = std::min(127.0, std::max(-127.0, want));
+      ASSERT_EQ(q[i], static_cast<int8_t>(want)) << e.isa << ": x = " << x[i];
+    }
+  }
+  // Where the CPU has AVX-512 the vector path must be the one chosen.
+  if (__builtin_cpu_supports("avx512f")) {
+    EXPECT_STREQ(cpu::best_int8_epilogue().isa, "avx512");
+  }
+}
+
+}  // namespace
+}  // namespace qyolo
