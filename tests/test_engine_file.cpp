@@ -1,4 +1,4 @@
-// Engine files (format version 2) at the library level, the ExecutionContext shape/binding API on
+// Engine files (format version 3) at the library level, the ExecutionContext shape/binding API on
 // CPU engines, and `qyolo bench` on the CPU. The CLI-level corrupt/old/cut cases are in
 // test_cli_errors.cpp; the GPU side (tactics reuse, GPU-name check, enqueue) in
 // tests/gpu/test_cuda_engine_api.cpp.
@@ -44,7 +44,7 @@ std::string payload_of(const std::string& file) {
   return file.substr(0, file.size() - 8);
 }
 
-// Walks the version-2 layout (independently of the reader in engine.cpp): the test fails if the
+// Walks the version-3 layout (independently of the reader in engine.cpp): the test fails if the
 // writer's layout drifts from the documented one.
 struct Parsed {
   uint32_t version = 0;
@@ -52,8 +52,10 @@ struct Parsed {
   uint32_t device = 9, precision = 9, int8_fp16 = 9, cc_major = 9, cc_minor = 9, cudnn = 9;
   Shape min, opt, max;
   std::map<std::string, float> scales;
+  std::map<std::string, std::vector<float>> weights;  // weight overrides, flattened
+  std::map<std::string, Shape> weight_shapes;
   std::map<std::string, std::vector<int64_t>> tactics;
-  size_t device_offset = 0, gpu_offset = 0, onnx_offset = 0;
+  size_t device_offset = 0, weights_offset = 0, gpu_offset = 0, onnx_offset = 0;
   uint64_t checksum = 0;
 };
 
@@ -107,6 +109,15 @@ Parsed parse(const std::string& b) {
   for (uint64_t n = w.get<uint64_t>(); n > 0; --n) {
     std::string name = w.str();
     p.scales[name] = w.get<float>();
+  }
+  p.weights_offset = w.pos();
+  for (uint64_t n = w.get<uint64_t>(); n > 0; --n) {
+    std::string name = w.str();
+    Shape s = w.shape();
+    std::vector<float> v(static_cast<size_t>(shape_numel(s)));
+    for (auto& x : v) x = w.get<float>();
+    p.weights[name] = v;
+    p.weight_shapes[name] = s;
   }
   p.gpu_offset = w.pos();
   p.gpu_name = w.str();
@@ -175,7 +186,7 @@ TEST_F(EngineFile, LayoutOfACpuEngine) {
   ASSERT_FALSE(bytes.empty());
   Parsed p = parse(bytes);
   EXPECT_EQ(p.version, kEngineFormatVersion);
-  EXPECT_EQ(p.version, 2u);
+  EXPECT_EQ(p.version, 3u);
   EXPECT_EQ(p.qyolo_version, QYOLO_VERSION_STRING);
   EXPECT_EQ(p.device, 0u);
   EXPECT_EQ(p.precision, 0u);
@@ -184,6 +195,7 @@ TEST_F(EngineFile, LayoutOfACpuEngine) {
   EXPECT_EQ(p.opt, (Shape{1, 3, 96, 128}));
   EXPECT_EQ(p.max, (Shape{2, 3, 160, 160}));
   EXPECT_TRUE(p.scales.empty());
+  EXPECT_TRUE(p.weights.empty());
   // A CPU engine has an empty GPU record and no tactics.
   EXPECT_EQ(p.gpu_name, "");
   EXPECT_EQ(p.cc_major, 0u);
@@ -233,7 +245,7 @@ TEST_F(EngineFile, OtherFormatVersionsAreAClearError) {
   QYOLO_REQUIRE_SHARED("models/yolov5n-dynamic.onnx");
   const std::string bytes = saved_bytes();
   ASSERT_FALSE(bytes.empty());
-  for (uint32_t v : {1u, 3u, 99u}) {
+  for (uint32_t v : {1u, 2u, 4u, 99u}) {
     std::string other = bytes;
     std::memcpy(other.data() + 8, &v, 4);
     // Version before checksum: an old file is reported as old, not as corrupted.
@@ -241,7 +253,7 @@ TEST_F(EngineFile, OtherFormatVersionsAreAClearError) {
     ASSERT_FALSE(st.is_ok());
     EXPECT_EQ(st.code(), StatusCode::kVersionMismatch) << st.to_string();
     EXPECT_NE(st.message().find("format version " + std::to_string(v)), std::string::npos) << st.to_string();
-    EXPECT_NE(st.message().find("reads version 2"), std::string::npos) << st.to_string();
+    EXPECT_NE(st.message().find("reads version 3"), std::string::npos) << st.to_string();
     EXPECT_NE(st.message().find("qyolo build"), std::string::npos) << st.to_string();
     // Same when resealed (a genuine file of that version).
     st = load_bytes("v.qengine", reseal(payload_of(other)));

@@ -69,6 +69,7 @@ Result<BuildOptions> plan_to_budget(const EngineArgs& args, const BudgetArgs& b)
   BuildOptions fp32_options = options;
   fp32_options.precision = Precision::kFp32;
   fp32_options.calibration_file.clear();
+  fp32_options.weights_file.clear();
   fp32_options.float_layers_regex.clear();
   fp32_options.int8_fp16 = fp32_options.int8_all = false;
   fp32_options.device = Device::kCpu;

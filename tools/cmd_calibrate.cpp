@@ -13,6 +13,8 @@
 #include "progress.h"
 #include "python_tool.h"
 #include "quant/scale_choice.h"
+#include "quant/weight_refit.h"
+#include "runtime/engine_impl.h"
 #include "qyolo/calibration.h"
 #include "runtime/detector.h"
 #include "runtime/image_source.h"
@@ -29,6 +31,11 @@ struct CalibrateArgs {
   std::string choose_from;  // caches to choose among per tensor (no calibration pass)
   double percentile = 99.99;
   int num = 128, batch = 8, judge_images = 4;
+  // Weight-side refinement (quant/weight_refine.h): methods, output, images, bias iterations.
+  std::string refine, weights_out;
+  int refine_images = 0, bias_iterations = 1;
+  double fit_ridge = 1e-3;
+  bool refine_only = false;  // no calibration pass: refine the existing --cache
   bool num_given = false;
   std::vector<int> imgsz;
 };
@@ -152,6 +159,76 @@ Status run_per_tensor(const CalibrateArgs& a, const Engine& engine, const Calibr
   return Status::ok();
 }
 
+// --refine: weight-side methods on the INT8 engine of the cache just written, into --weights-out.
+Status run_refine(const CalibrateArgs& a, const Engine& fp32, std::pair<int, int> hw) {
+  if (a.refine.empty()) return Status::ok();
+  bool fit = false, clip = false, bias = false;
+  for (size_t start = 0; start <= a.refine.size();) {
+    size_t end = a.refine.find(',', start);
+    if (end == std::string::npos) end = a.refine.size();
+    const std::string m = a.refine.substr(start, end - start);
+    if (m == "fit") fit = true;
+    else if (m == "clip") clip = true;
+    else if (m == "bias") bias = true;
+    else if (m != "none") return invalid_argument("--refine: unknown method '" + m + "' (fit, clip, bias, none)");
+    start = end + 1;
+  }
+  if (!fit && !clip && !bias) return Status::ok();
+  if (a.weights_out.empty()) return invalid_argument("--refine needs --weights-out (the weights file to write)");
+  if (a.cache.find("{algo}") != std::string::npos)
+    return invalid_argument("--refine refines one cache: give one --algo");
+  if (!a.loader_script.empty() || !fs::is_directory(a.calib))
+    return invalid_argument("--refine runs on a folder of images: give it as --calib");
+  std::string folder = a.calib;
+  if (fs::is_directory(fs::path(a.calib) / "images")) folder += "/images";
+  QYOLO_ASSIGN_OR_RETURN(auto files, list_image_files(folder));
+  const int n = a.refine_images > 0 ? std::min(a.refine_images, a.num) : a.num;
+  if (static_cast<size_t>(n) < files.size()) files.resize(static_cast<size_t>(n));
+  BuildOptions q = fp32.options();
+  q.precision = Precision::kInt8;
+  q.calibration_file = a.cache;
+  q.device = Device::kCpu;
+  q.weight_clip = false;  // --refine clip is explicit here
+  WeightOverrides w;
+  if (fit) {
+    auto t0 = std::chrono::steady_clock::now();
+    RefitReport rep;
+    RefitOptions ro;
+    ro.ridge = a.fit_ridge;
+    auto log = [&](const std::string& line) { std::fprintf(stderr, "%s\n", line.c_str()); };
+    QYOLO_ASSIGN_OR_RETURN(w, refit_int8_weights(a.engine.model, q, w, files, hw.first, hw.second, ro, &rep, log));
+    std::printf("refine fit: %d convs refitted on %d images, mean relative residual %.4g -> %.4g, %.1f s\n",
+                rep.convs, rep.images, rep.residual_before, rep.residual_after,
+                std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  }
+  if (clip) {
+    auto t0 = std::chrono::steady_clock::now();
+    QYOLO_ASSIGN_OR_RETURN(auto int8, build_engine_with_weights(a.engine.model, q, w));
+    ClipReport rep;
+    QYOLO_ASSIGN_OR_RETURN(w, clip_int8_weights(*int8, w, &rep));
+    std::printf("refine clip: %d convs, %lld of %lld channels clipped, weight squared error %.4g -> %.4g, %.1f s\n",
+                rep.convs, static_cast<long long>(rep.channels_clipped), static_cast<long long>(rep.channels),
+                rep.error_before, rep.error_after,
+                std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  }
+  if (bias) {
+    auto t0 = std::chrono::steady_clock::now();
+    BiasCorrectionReport rep;
+    auto log = [&](const std::string& line) {
+      std::fprintf(stderr, "[%6.1f s] %s\n",
+                   std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), line.c_str());
+    };
+    QYOLO_ASSIGN_OR_RETURN(w, correct_biases(a.engine.model, q, w, files, hw.first, hw.second, a.bias_iterations,
+                                             /*measure_after=*/false, &rep, log));
+    std::printf("refine bias: %d convs corrected on %d images, %d iteration(s), mean |shift| %.4g before, %.1f s\n",
+                rep.convs, rep.images, a.bias_iterations, rep.mean_abs_shift.empty() ? 0.0 : rep.mean_abs_shift[0],
+                std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  }
+  QYOLO_RETURN_IF_ERROR(write_weight_overrides(a.weights_out, w));
+  std::printf("wrote %s: %zu weight overrides (use with --refined-weights)\n", a.weights_out.c_str(), w.size());
+  return Status::ok();
+}
+
 Status run_calibrate(const CalibrateArgs& a) {
   if (!a.choose_from.empty()) return run_choose(a);
   if (a.engine.int8 || a.engine.fp16)
@@ -181,7 +258,16 @@ Status run_calibrate(const CalibrateArgs& a) {
   }
   std::fprintf(stderr, "calibrating %s with %s on %s%s\n", engine->info().source.c_str(), a.algo.c_str(),
                source.c_str(), dynamic ? " (calibration profile of a dynamic model)" : "");
-  if (a.algo == "auto") return run_per_tensor(a, *engine, s);
+  if (a.refine_only) {
+    if (a.refine.empty()) return invalid_argument("--refine-only needs --refine");
+    std::error_code ec;
+    if (!fs::exists(a.cache, ec)) return not_found("--refine-only refines the existing cache '" + a.cache + "': not found");
+    return run_refine(a, *engine, hw);
+  }
+  if (a.algo == "auto") {
+    QYOLO_RETURN_IF_ERROR(run_per_tensor(a, *engine, s));
+    return run_refine(a, *engine, hw);
+  }
   // The bar's total: the images planned (unknown for a loader script without --num).
   ProgressBar bar("calibrate", 0);
   auto progress = [&](size_t done, size_t total) { bar.update(done, total); };
@@ -232,7 +318,7 @@ Status run_calibrate(const CalibrateArgs& a) {
                 shape_str(summary.shape).c_str(), summary.seconds);
     name_start = name_end + 1;
   }
-  return Status::ok();
+  return run_refine(a, *engine, hw);
 }
 }  // namespace
 
@@ -268,6 +354,19 @@ void register_calibrate(CLI::App& app, int& exit_code) {
   cmd->add_option("--batch", a->batch, "calibration batch size (folders and .npy)")->capture_default_str();
   add_imgsz_option(cmd, a->imgsz, "calibration image size (dynamic models)");
   cmd->add_option("--cache,-o", a->cache, "calibration cache to write")->required();
+  cmd->add_option("--refine", a->refine,
+                  "weight-side PTQ on the INT8 engine of this cache (src/quant/weight_refine.h): fit "
+                  "(least-squares refit of conv weights to their quantised inputs), clip "
+                  "(per-channel MSE weight clip), bias (empirical bias correction on the calibration "
+                  "images), both as clip,bias; writes --weights-out");
+  cmd->add_flag("--refine-only", a->refine_only, "skip the calibration pass: refine the existing --cache");
+  cmd->add_option("--weights-out", a->weights_out, "with --refine: weights file to write (--refined-weights)");
+  cmd->add_option("--refine-images", a->refine_images,
+                  "with --refine bias: the first N calibration images (default: --num)");
+  cmd->add_option("--fit-ridge", a->fit_ridge, "with --refine fit: ridge, times the mean input energy")
+      ->capture_default_str();
+  cmd->add_option("--bias-iterations", a->bias_iterations, "with --refine bias: correction passes")
+      ->capture_default_str();
   cmd->callback([&exit_code, a, num] {
     a->num_given = num->count() > 0;
     Status st = run_calibrate(*a);

@@ -18,6 +18,11 @@ void add_engine_options(CLI::App* cmd, EngineArgs& a, bool allow_engine_file, bo
     cmd->add_option("--cache,--calib-cache", a.cache, "TensorRT calibration cache or PPQ json (INT8 scales)");
     cmd->add_option("--float-layers,--fp16-layers", a.float_layers,
                     "regex: layers that stay in float under --int8");
+    cmd->add_option("--refined-weights", a.refined_weights,
+                    "INT8: weights file of `qyolo calibrate --refine` (clipped conv weights, corrected biases)");
+    cmd->add_flag("--weight-clip", a.weight_clip,
+                  "INT8: clip each conv's weights per output channel where that lowers their squared rounding "
+                  "error (chosen at build, stored in the engine file; docs/weight-refine.md)");
   }
   cmd->add_flag("--float-output", a.float_output,
                 "Q/DQ models: compute outputs in float, without the QuantizeLinear/DequantizeLinear that ends "
@@ -75,6 +80,8 @@ BuildOptions build_options_from(const EngineArgs& a, Status* error) {
   o.int8_all = a.all_int8;
   o.calibration_file = a.cache;
   o.float_layers_regex = a.float_layers;
+  o.weights_file = a.refined_weights;
+  o.weight_clip = a.weight_clip;
   o.float_outputs = a.float_output;
   if (!a.min_shapes.empty() || !a.opt_shapes.empty() || !a.max_shapes.empty()) {
     if (a.min_shapes.empty() || a.opt_shapes.empty() || a.max_shapes.empty()) {

@@ -6,6 +6,9 @@
 #include "commands.h"
 #include "plots.h"
 #include "quant/compare_layers.h"
+#include "quant/error_split.h"
+#include "runtime/detector.h"
+#include "runtime/engine_impl.h"
 #include "runtime/image_source.h"
 
 namespace qyolo::cli {
@@ -17,6 +20,8 @@ void register_compare(CLI::App& app, int& exit_code) {
     std::string images, plots_dir;
     std::vector<int> imgsz;
     int num = 4, top = 25;
+    bool split = false;
+    std::string layers, write_rounded;
   };
   auto a = std::make_shared<Args>();
   add_engine_options(cmd, a->engine, /*allow_engine_file=*/false);
@@ -24,9 +29,42 @@ void register_compare(CLI::App& app, int& exit_code) {
   cmd->add_option("--num", a->num, "images to use")->capture_default_str();
   add_imgsz_option(cmd, a->imgsz);
   cmd->add_option("--top", a->top, "rows to print (0 = all)")->capture_default_str();
+  cmd->add_flag("--split", a->split,
+               "instead: split the INT8 output error (NSR) into weight rounding alone and activation "
+               "quantisation alone, for the whole network and per conv (src/quant/error_split.h)");
+  cmd->add_option("--layers", a->layers, "with --split: only the convs matching this regex");
+  cmd->add_option("--write-rounded", a->write_rounded,
+                  "with --split: write every INT8 conv's rounded weights as a --refined-weights file "
+                  "(an FP32 engine with it has the weight rounding alone)");
   cmd->add_option("--plots", a->plots_dir,
                   "write a PNG of every layer's SNR here (scripts/plots.py, matplotlib)");
-  cmd->callback([&exit_code, a] {
+  // --split: where the INT8 error comes from.
+  auto run_split = [](const Args& a, const Engine& e_q, const std::vector<std::string>& files,
+                      std::pair<int, int> hw) -> Status {
+    std::vector<Tensor> inputs;
+    for (const auto& f : files) {
+      QYOLO_ASSIGN_OR_RETURN(Image img, load_image(f));
+      inputs.push_back(Detector::preprocess({&img}, hw.first, hw.second, nullptr));
+    }
+    if (!a.write_rounded.empty()) {
+      QYOLO_ASSIGN_OR_RETURN(WeightOverrides rounded, rounded_int8_weights(e_q));
+      QYOLO_RETURN_IF_ERROR(write_weight_overrides(a.write_rounded, rounded));
+      std::printf("wrote %s (%zu rounded conv weights)\n", a.write_rounded.c_str(), rounded.size());
+    }
+    auto log = [](const std::string& line) { std::fprintf(stderr, "%s\n", line.c_str()); };
+    QYOLO_ASSIGN_OR_RETURN(auto rows, split_int8_error(a.engine.model, e_q.options(), e_q.impl().weight_overrides, inputs, a.layers, log));
+    std::printf("%-44s %12s %12s %12s\n", "conv (output NSR vs FP32)", "weights", "activations", "both");
+    size_t shown = 0;
+    for (const auto& r : rows) {
+      if (a.top > 0 && shown++ > static_cast<size_t>(a.top)) break;
+      std::printf("%-44.44s %12.4g %12.4g %12.4g\n", r.node.c_str(), r.nsr_weights, r.nsr_activations, r.nsr_both);
+    }
+    std::printf("%zu convs split over %zu images (weights: rounded weights in FP32; activations: INT8 conv on "
+                "those rounded weights vs that; both: the conv alone in INT8)\n",
+                rows.size() - 1, files.size());
+    return Status::ok();
+  };
+  cmd->callback([&exit_code, a, run_split] {
     auto run = [&]() -> Status {
       std::string images = a->images;
       if (images.empty()) {
@@ -38,10 +76,12 @@ void register_compare(CLI::App& app, int& exit_code) {
       EngineArgs f = a->engine, q = a->engine;
       f.int8 = false;
       f.cache.clear();
+      f.refined_weights.clear();
       q.int8 = true;
       QYOLO_ASSIGN_OR_RETURN(auto e_f, open_engine(f, false));
       QYOLO_ASSIGN_OR_RETURN(auto e_q, open_engine(q, false));
       QYOLO_ASSIGN_OR_RETURN(auto hw, image_size_for(a->imgsz, *e_f));
+      if (a->split) return run_split(*a, *e_q, files, hw);
       QYOLO_ASSIGN_OR_RETURN(auto rows, compare_layers(*e_f, *e_q, files, hw.first, hw.second));
       std::printf("%-48s %-22s %9s %9s %11s\n", "tensor", "op", "SNR dB", "cosine", "max |err|");
       size_t shown = 0;

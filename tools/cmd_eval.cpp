@@ -132,6 +132,7 @@ Result<nlohmann::json> compare_plot_json(const EvalArgs& a, const EvaluateOption
   (fs::path(a.compare).extension() == ".onnx" ? other.model : other.engine) = a.compare;
   other.int8 = other.fp16 = other.all_int8 = other.float_output = false;
   other.cache.clear();
+  other.refined_weights.clear();
   QYOLO_ASSIGN_OR_RETURN(auto engine, open_engine(other));
   QYOLO_ASSIGN_OR_RETURN(Evaluation ev, evaluate(engine, a.data, opt));
   std::fprintf(stderr, "compare: %s mAP50-95 %.4f\n", run_label(ev).c_str(), ev.map);
@@ -157,6 +158,7 @@ Status run_proxy_eval(const EvalArgs& a) {
   ref.engine.clear();
   ref.int8 = ref.fp16 = ref.all_int8 = ref.float_output = false;
   ref.cache.clear();
+  ref.refined_weights.clear();
   ref.float_layers.clear();
   ref.device = "cpu";  // the FP32 CPU engine is the reference
   QYOLO_ASSIGN_OR_RETURN(auto engine, open_engine(a.engine, !a.quiet));

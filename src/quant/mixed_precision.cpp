@@ -105,6 +105,7 @@ Result<std::vector<LayerSensitivity>> rank_layer_sensitivity(const std::string& 
   BuildOptions fp32_options = int8_options;
   fp32_options.precision = Precision::kFp32;
   fp32_options.calibration_file.clear();
+  fp32_options.weights_file.clear();
   fp32_options.float_layers_regex.clear();
   fp32_options.int8_fp16 = fp32_options.int8_all = false;
   QYOLO_ASSIGN_OR_RETURN(auto fp32, Engine::build(onnx_path, fp32_options));

@@ -14,6 +14,8 @@
 #include "quant/output_quantization.h"
 #include "quant/quant_params.h"
 #include "quant/quantize_graph.h"
+#include "quant/weight_overrides.h"
+#include "quant/weight_refine.h"
 #include "runtime/engine_impl.h"
 #include "yolo/metadata.h"
 
@@ -152,6 +154,7 @@ Result<SpecializedGraph> Engine::Impl::prepare(const Shape& input_shape, const P
                             shape_str(profile.min) + ", max " + shape_str(profile.max) + ")");
   QYOLO_ASSIGN_OR_RETURN(SpecializedGraph sg, specialize(graph, {{info.input_name, input_shape}}));
   QYOLO_RETURN_IF_ERROR(run_default_passes(sg, passes));
+  QYOLO_RETURN_IF_ERROR(apply_weight_overrides(sg, weight_overrides));
   if (options.precision == Precision::kInt8) {
     QuantizeOptions q;
     q.float_layers_regex = options.float_layers_regex;
@@ -255,7 +258,20 @@ Result<std::unique_ptr<Engine::Impl>> make_impl(std::string onnx_bytes, const st
   return impl;
 }
 
-Status finish_build(Engine::Impl& impl) {
+// New INT8 builds: the per-channel MSE weight clip (BuildOptions::weight_clip), chosen once on the
+// prepared graph at the opt shape and kept as weight overrides (stored in the engine file).
+Status choose_weight_clip(Engine::Impl& impl) {
+  const BuildOptions& o = impl.options;
+  // A Q/DQ model carries its own weight quantisation.
+  if (o.precision != Precision::kInt8 || !o.weight_clip || impl.info.has_qdq || !impl.weight_overrides.empty() ||
+      !o.weights_file.empty() || (o.int8_fp16 && !o.int8_all))
+    return Status::ok();
+  QYOLO_ASSIGN_OR_RETURN(SpecializedGraph sg, impl.prepare(impl.profile.opt));
+  impl.weight_overrides = clip_int8_weights(sg, {});
+  return Status::ok();
+}
+
+Status finish_build(Engine::Impl& impl, bool new_build) {
   if (impl.options.int8_all && !impl.options.int8_fp16)
     return invalid_argument("--all-int8 applies to --int8 --fp16 engines (--int8 alone already runs every eligible conv in INT8)");
   if (impl.options.precision == Precision::kInt8 && !impl.info.has_qdq && impl.activation_scales.empty()) {
@@ -263,10 +279,14 @@ Status finish_build(Engine::Impl& impl) {
       return invalid_argument("INT8 needs a calibration cache (--cache) or a model with Q/DQ nodes; run `qyolo calibrate` first");
     QYOLO_ASSIGN_OR_RETURN(impl.activation_scales, load_activation_scales(impl.options.calibration_file, impl.graph));
   }
+  if (!impl.options.weights_file.empty()) {
+    QYOLO_ASSIGN_OR_RETURN(impl.weight_overrides, read_weight_overrides(impl.options.weights_file));
+  }
   if (impl.options.device == Device::kCpu && (impl.options.precision == Precision::kFp16 || impl.options.int8_fp16))
     return unsupported("fp16 precision needs --device cuda; the CPU backend runs fp32 or int8");
   if (impl.options.int8_fp16 && impl.options.precision != Precision::kInt8)
     return invalid_argument("the int8-fp16 option applies to INT8 engines only");
+  if (new_build) QYOLO_RETURN_IF_ERROR(choose_weight_clip(impl));
   // Validate by preparing at the opt shape: unsupported ops / shapes fail here, not at run time.
   QYOLO_ASSIGN_OR_RETURN(SpecializedGraph sg, impl.prepare(impl.profile.opt));
   if (impl.options.device == Device::kCuda) {
@@ -299,6 +319,7 @@ Status finish_build(Engine::Impl& impl) {
 //   | str float-layers regex
 //   | shape min, opt, max
 //   | u64 n, n x (str tensor, f32 scale)                              activation scales
+//   | u64 n, n x (str initializer, shape, numel x f32)                 weight overrides (version 3)
 //   | str gpu name | u32 cc major | u32 cc minor | u32 cudnn version   (version 2; empty/0 for cpu)
 //   | u64 n, n x (str problem key, u64 m, m x i64)                     tactics (version 2)
 //   | str ONNX bytes | u64 FNV-1a of everything before it
@@ -395,7 +416,24 @@ Result<std::shared_ptr<const Engine>> Engine::build(const std::string& onnx_path
   std::stringstream ss;
   ss << f.rdbuf();
   QYOLO_ASSIGN_OR_RETURN(auto impl, make_impl(ss.str(), onnx_path, options));
-  QYOLO_RETURN_IF_ERROR(finish_build(*impl));
+  QYOLO_RETURN_IF_ERROR(finish_build(*impl, /*new_build=*/true));
+  return std::shared_ptr<const Engine>(new Engine(std::move(impl)));
+}
+
+Result<std::shared_ptr<const Engine>> build_engine_with_weights(const std::string& onnx_path,
+                                                                const BuildOptions& options,
+                                                                std::map<std::string, Tensor> weights) {
+  std::error_code ec;
+  if (!std::filesystem::exists(onnx_path, ec)) return not_found("ONNX file '" + onnx_path + "' does not exist");
+  std::ifstream f(onnx_path, std::ios::binary);
+  if (!f) return io_error("cannot open ONNX file '" + onnx_path + "'");
+  std::stringstream ss;
+  ss << f.rdbuf();
+  BuildOptions o = options;
+  o.weights_file.clear();
+  QYOLO_ASSIGN_OR_RETURN(auto impl, make_impl(ss.str(), onnx_path, o));
+  impl->weight_overrides = std::move(weights);
+  QYOLO_RETURN_IF_ERROR(finish_build(*impl, /*new_build=*/true));
   return std::shared_ptr<const Engine>(new Engine(std::move(impl)));
 }
 
@@ -417,6 +455,12 @@ Status Engine::save(const std::string& path) const {
   for (const auto& [name, scale] : impl_->activation_scales) {
     w.str(name);
     w.f32(scale);
+  }
+  w.u64(impl_->weight_overrides.size());
+  for (const auto& [name, t] : impl_->weight_overrides) {
+    w.str(name);
+    w.shape(t.shape());
+    w.bytes().append(reinterpret_cast<const char*>(t.data<float>()), t.nbytes());
   }
   const bool cuda = impl_->options.device == Device::kCuda;
   const CudaTarget target = cuda ? impl_->cuda_target : CudaTarget{};
@@ -498,6 +542,23 @@ Result<EngineFileContents> parse_engine_file(std::string payload, const std::str
                      ", not a positive normal float");
     c.scales[name] = s;
   }
+  QYOLO_ASSIGN_OR_RETURN(uint64_t n_weights, rd.u64());
+  for (uint64_t i = 0; i < n_weights; ++i) {
+    QYOLO_ASSIGN_OR_RETURN(std::string name, rd.str());
+    QYOLO_ASSIGN_OR_RETURN(Shape shape, rd.shape());
+    uint64_t numel = 1;
+    for (int64_t d : shape) {
+      if (static_cast<uint64_t>(d) > rd.remaining() / 4 + 1 || (numel *= static_cast<uint64_t>(d)) > rd.remaining() / 4)
+        return corrupt("engine file '" + path + "' is truncated (weights '" + name + "')");
+    }
+    Tensor t(DataType::kFloat32, shape);
+    for (int64_t j = 0; j < t.numel(); ++j) {
+      QYOLO_ASSIGN_OR_RETURN(t.data<float>()[j], rd.f32());
+      if (!std::isfinite(t.data<float>()[j]))
+        return corrupt("engine file '" + path + "': weights '" + name + "' hold a non-finite value");
+    }
+    c.weights[name] = std::move(t);
+  }
   CudaTarget& target = c.target;
   QYOLO_ASSIGN_OR_RETURN(target.gpu_name, rd.str());
   QYOLO_ASSIGN_OR_RETURN(uint32_t cc_major, rd.u32());
@@ -577,12 +638,13 @@ Result<std::shared_ptr<const Engine>> Engine::load(const std::string& path) {
   }
   QYOLO_ASSIGN_OR_RETURN(auto impl, make_impl(std::move(onnx_bytes), source, options));
   impl->activation_scales = std::move(scales);
+  impl->weight_overrides = std::move(c.weights);
   if (options.device == Device::kCuda) {
     impl->cuda_target = target;
     impl->set_tactics(std::move(tactics));
     impl->load_note = std::move(note);
   }
-  QYOLO_RETURN_IF_ERROR(finish_build(*impl));
+  QYOLO_RETURN_IF_ERROR(finish_build(*impl, /*new_build=*/false));
   return std::shared_ptr<const Engine>(new Engine(std::move(impl)));
 }
 

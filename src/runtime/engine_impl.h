@@ -37,7 +37,7 @@ std::string cudnn_version_str(int version);
 
 // FNV-1a of an engine file's payload (everything before the trailing 8-byte checksum).
 uint64_t engine_file_checksum(const std::string& payload);
-constexpr uint32_t kEngineFormatVersion = 2;
+constexpr uint32_t kEngineFormatVersion = 3;
 
 // An engine file's fields, read and checked (layout in engine.cpp) but not built into an engine.
 struct EngineFileContents {
@@ -45,6 +45,7 @@ struct EngineFileContents {
   BuildOptions options;  // options.profile set
   ShapeProfile profile;
   std::map<std::string, float> scales;
+  std::map<std::string, Tensor> weights;  // weight overrides (format 3)
   CudaTarget target;
   TacticMap tactics;
   std::string onnx_bytes;
@@ -61,6 +62,8 @@ struct Engine::Impl {
   ShapeProfile profile;
   // INT8: activation scales by ONNX tensor name (real = scale * q), from a cache / Q/DQ model.
   std::map<std::string, float> activation_scales;
+  // Initializers of the prepared graph replaced after the passes (src/quant/weight_overrides.h).
+  std::map<std::string, Tensor> weight_overrides;
   // Cuda engines: the GPU it was built on, and whether the stored tactics were dropped on load
   // (another cuDNN version: the tactics are timed again; load_note says so).
   CudaTarget cuda_target;
@@ -103,6 +106,12 @@ struct ExecutionContext::Impl {
   // Runs on the engine's device.
   Status run(const Shape& shape, const std::map<std::string, Tensor>& inputs, std::map<std::string, Tensor>& outputs);
 };
+
+// Engine::build with weight overrides given in memory (options.weights_file is then ignored):
+// diagnostics and weight refinement try candidates without writing files.
+Result<std::shared_ptr<const Engine>> build_engine_with_weights(const std::string& onnx_path,
+                                                                const BuildOptions& options,
+                                                                std::map<std::string, Tensor> weights);
 
 // Builds the device executor for a prepared graph (CUDA builds only; otherwise an error),
 // starting from `tactics` (may be null) instead of timing the problems it names.
