@@ -3,15 +3,20 @@
 #include <immintrin.h>
 
 // GCC 12 warns inside its own AVX-512 headers (_mm512_undefined_*): a known false positive.
+#if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 
 #include <algorithm>
 #include <cmath>
-#include <cstring>
+
+#include "backends/cpu/float_math.h"
 
 namespace qyolo::cpu {
 
 namespace {
+
+using cpu::exp_poly;  // Cephes' expf polynomial (relative error < 3e-7), as the Sigmoid kernel's
 
 constexpr float kBoundaryBand = 1e-3f;  // |frac(y / s_y) - 0.5| below this: recompute with expf
 
@@ -28,24 +33,6 @@ float exact_activation(float v, const int8_t* r, int64_t j, float s_r, bool silu
   return out;
 }
 
-// Cephes' expf polynomial on [-88, 88] (relative error < 3e-7).
-float poly_exp(float x) {
-  x = std::min(88.f, std::max(-88.f, x));
-  const float n = std::floor(x * 1.44269504f + 0.5f);
-  const float r = x - n * 0.693359375f + n * 2.12194440e-4f;
-  float p = 1.9875691500e-4f;
-  p = p * r + 1.3981999507e-3f;
-  p = p * r + 8.3334519073e-3f;
-  p = p * r + 4.1665795894e-2f;
-  p = p * r + 1.6666665459e-1f;
-  p = p * r + 5.0000001201e-1f;
-  p = p * r * r + r + 1.f;
-  const int32_t bits = (static_cast<int32_t>(n) + 127) << 23;
-  float two_n;
-  std::memcpy(&two_n, &bits, 4);
-  return p * two_n;
-}
-
 void quantize_scalar(const float* x, float scale, int8_t* q, int64_t n) {
   // x / scale, not x * (1 / scale): the rounding of ONNX QuantizeLinear (ONNX Runtime, TensorRT).
   for (int64_t i = 0; i < n; ++i) q[i] = static_cast<int8_t>(clamp_round(x[i] / scale));
@@ -53,7 +40,7 @@ void quantize_scalar(const float* x, float scale, int8_t* q, int64_t n) {
 
 void requantize_scalar(const float* v, const int8_t* r, float s_r, float s_y, bool silu, int8_t* q, int64_t n) {
   for (int64_t j = 0; j < n; ++j) {
-    float y = (silu ? v[j] : 1.f) / (1.f + poly_exp(-v[j]));
+    float y = (silu ? v[j] : 1.f) / (1.f + exp_poly(-v[j], -88.f, 88.f));
     if (r) y += s_r * static_cast<float>(r[j]);
     const float t = y / s_y;
     if (std::fabs(std::fabs(t - std::nearbyint(t)) - 0.5f) < kBoundaryBand)
