@@ -41,15 +41,17 @@ std::vector<float> boundary_inputs(float s_y, bool silu) {
   return out;
 }
 
-void expect_requantize_exact(const cpu::Int8Epilogue& e, const std::vector<float>& v, const std::vector<int8_t>* r,
-                             float s_r, float s_y, bool silu) {
+void expect_requantize_exact(const cpu::Int8Epilogue& e, const std::vector<float>& v,
+                             const std::vector<int8_t>* r, float s_r, float s_y, bool silu) {
   std::vector<int8_t> q(v.size(), 99);
-  e.requantize_activation(v.data(), r ? r->data() : nullptr, s_r, s_y, silu, q.data(), static_cast<int64_t>(v.size()));
+  e.requantize_activation(v.data(), r ? r->data() : nullptr, s_r, s_y, silu, q.data(),
+                          static_cast<int64_t>(v.size()));
   size_t wrong = 0, first = v.size();
   for (size_t j = 0; j < v.size(); ++j)
-    if (q[j] != reference_requantize(v[j], r ? r->data() : nullptr, j, s_r, s_y, silu) && wrong++ == 0) first = j;
-  EXPECT_EQ(wrong, 0u) << e.isa << (silu ? " silu" : " sigmoid") << (r ? " +residual" : "") << ": first at v = "
-                       << (first < v.size() ? v[first] : 0.f) << " of " << v.size();
+    if (q[j] != reference_requantize(v[j], r ? r->data() : nullptr, j, s_r, s_y, silu) && wrong++ == 0)
+      first = j;
+  EXPECT_EQ(wrong, 0u) << e.isa << (silu ? " silu" : " sigmoid") << (r ? " +residual" : "")
+                       << ": first at v = " << (first < v.size() ? v[first] : 0.f) << " of " << v.size();
 }
 
 TEST(Int8Epilogue, RequantizeGivesTheFloatPathsIntegers) {
@@ -121,7 +123,8 @@ TEST(Int8Epilogue, FloatActivationIsWithinTwoUlpsOfExpfFormula) {
       const std::vector<float>* with_residual = &r;
       for (const std::vector<float>* res : {static_cast<const std::vector<float>*>(nullptr), with_residual}) {
         std::vector<float> y(v.size());
-        e.activation_float(v.data(), res ? res->data() : nullptr, silu, y.data(), static_cast<int64_t>(v.size()));
+        e.activation_float(v.data(), res ? res->data() : nullptr, silu, y.data(),
+                           static_cast<int64_t>(v.size()));
         for (size_t i = 0; i < v.size(); ++i) {
           const float act = silu ? v[i] / (1.0f + std::exp(-v[i])) : 1.0f / (1.0f + std::exp(-v[i]));
           const float want = res ? act + (*res)[i] : act;

@@ -91,8 +91,12 @@ class CpuConcat final : public CpuKernel {
   }
 
  public:
-  size_t workspace_bytes() const override { return quantized_bytes_; }
-  void set_workspace(std::byte* workspace) override { workspace_ = workspace; }
+  size_t workspace_bytes() const override {
+    return quantized_bytes_;
+  }
+  void set_workspace(std::byte* workspace) override {
+    workspace_ = workspace;
+  }
 
  private:
   // Float inputs are first quantised as they are (NCHW, contiguous: the vector path) into the
@@ -106,7 +110,8 @@ class CpuConcat final : public CpuKernel {
       const int64_t n = inputs[i]->numel();
       constexpr int64_t kChunk = 4096;
 #pragma omp parallel for schedule(static)
-      for (int64_t c0 = 0; c0 < n; c0 += kChunk) epilogue_.quantize(x + c0, scale_, q + c0, std::min(kChunk, n - c0));
+      for (int64_t c0 = 0; c0 < n; c0 += kChunk)
+        epilogue_.quantize(x + c0, scale_, q + c0, std::min(kChunk, n - c0));
     }
 #pragma omp parallel for schedule(static)
     for (int64_t row = 0; row < rows; ++row) {
@@ -117,7 +122,8 @@ class CpuConcat final : public CpuKernel {
         if (parts_[i].int8) {
           std::memcpy(yp, inputs[i]->data<int8_t>() + row * c, static_cast<size_t>(c));
         } else {
-          const int8_t* q = reinterpret_cast<const int8_t*>(workspace_ + parts_[i].workspace_offset) + b * c * hw + p;
+          const int8_t* q =
+              reinterpret_cast<const int8_t*>(workspace_ + parts_[i].workspace_offset) + b * c * hw + p;
           for (int64_t ch = 0; ch < c; ++ch) yp[ch] = q[ch * hw];
         }
         yp += c;

@@ -23,13 +23,12 @@
 //    int8 copy of q_r placed in the output first, then a clip.
 #include "backends/cpu/conv2d_int8.h"
 
-#include "backends/cpu/int8_epilogue.h"
-
 #include <cmath>
 #include <cstring>
 #include <oneapi/dnnl/dnnl.hpp>
 #include <unordered_map>
 
+#include "backends/cpu/int8_epilogue.h"
 #include "ir/ops/conv2d.h"
 #include "quant/int8_dataflow.h"
 #include "quant/quant_params.h"
@@ -42,7 +41,9 @@ using dnnl::memory;
 using tag = memory::format_tag;
 using dt = memory::data_type;
 
-memory::dims to_dims(const std::vector<int64_t>& v) { return memory::dims(v.begin(), v.end()); }
+memory::dims to_dims(const std::vector<int64_t>& v) {
+  return memory::dims(v.begin(), v.end());
+}
 
 // Runs `f(begin, count)` over [0, n) in chunks of whole 64-byte lines, across the OpenMP threads.
 template <typename F>
@@ -90,7 +91,8 @@ class CpuConvInt8 final : public CpuKernel {
     if (x.size() != 4) return unsupported(name_ + ": INT8 convolution supports 2-D convolutions only");
     if (!inputs[1]->value || inputs[1]->value->dtype() != DataType::kFloat32)
       return unsupported(name_ + ": INT8 convolution needs constant float weights");
-    if (a.has_bias && !inputs[2]->value) return unsupported(name_ + ": INT8 convolution needs a constant bias");
+    if (a.has_bias && !inputs[2]->value)
+      return unsupported(name_ + ": INT8 convolution needs a constant bias");
     QYOLO_ASSIGN_OR_RETURN(input_scale_, node.attr_float("qyolo_input_scale"));
     if (!(input_scale_ > 0.f) || !std::isfinite(input_scale_))
       return invalid_argument(name_ + ": invalid input scale " + std::to_string(input_scale_));
@@ -131,7 +133,8 @@ class CpuConvInt8 final : public CpuKernel {
     bias_scaled_ = Tensor(DataType::kFloat32, {cout});
     if (a.has_bias) {
       const float* b = inputs[2]->value->data<float>();
-      for (int64_t c = 0; c < cout; ++c) bias_scaled_.data<float>()[c] = b[c] / out_scales[static_cast<size_t>(c)];
+      for (int64_t c = 0; c < cout; ++c)
+        bias_scaled_.data<float>()[c] = b[c] / out_scales[static_cast<size_t>(c)];
     }
 
     epilogue_ = cpu::best_int8_epilogue();
@@ -139,8 +142,10 @@ class CpuConvInt8 final : public CpuKernel {
     strm_ = dnnl::stream(eng_);
     const bool grouped = a.group > 1;
     memory::dims w_dims;
-    if (grouped) w_dims = {a.group, w[0] / a.group, w[1], w[2], w[3]};
-    else w_dims = to_dims(w);
+    if (grouped)
+      w_dims = {a.group, w[0] / a.group, w[1], w[2], w[3]};
+    else
+      w_dims = to_dims(w);
     const dt dst_dt = int8_out_ && !own_epilogue_ ? dt::s8 : dt::f32;
     memory::desc src_user_md(to_dims(x), dt::s8, int8_in_ ? tag::nhwc : tag::nchw);
     memory::desc dst_user_md(to_dims(a.out_shape), int8_out_ ? dt::s8 : dt::f32,
@@ -157,15 +162,18 @@ class CpuConvInt8 final : public CpuKernel {
     dnnl::post_ops po;
     const float act_scale = int8_out_ ? 1.f / out_scale : 1.f;
     switch (a.activation) {
-      case FusedActivation::kNone: break;
+      case FusedActivation::kNone:
+        break;
       case FusedActivation::kRelu:
         po.append_eltwise(act_scale, dnnl::algorithm::eltwise_relu, 0.f, 0.f);
         break;
       case FusedActivation::kLeakyRelu:
         po.append_eltwise(act_scale, dnnl::algorithm::eltwise_relu, a.activation_alpha, 0.f);
         break;
-      case FusedActivation::kSilu: break;     // own_epilogue_
-      case FusedActivation::kSigmoid: break;  // own_epilogue_
+      case FusedActivation::kSilu:
+        break;  // own_epilogue_
+      case FusedActivation::kSigmoid:
+        break;  // own_epilogue_
       case FusedActivation::kHardSwish:
         po.append_eltwise(act_scale, dnnl::algorithm::eltwise_hardswish, 0.f, 0.f);
         break;
@@ -177,8 +185,8 @@ class CpuConvInt8 final : public CpuKernel {
     pattr.set_output_scales(1 << 1, out_scales);  // per output channel
     pattr.set_post_ops(po);
 
-    dnnl::convolution_forward::desc d(dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct, src_md,
-                                      w_md, bias_md, dst_md, to_dims(a.window.strides), dil,
+    dnnl::convolution_forward::desc d(dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct,
+                                      src_md, w_md, bias_md, dst_md, to_dims(a.window.strides), dil,
                                       to_dims(a.window.pads_begin), to_dims(a.window.pads_end));
     dnnl::convolution_forward::primitive_desc pd(d, pattr, eng_);
     conv_ = dnnl::convolution_forward(pd);
@@ -252,7 +260,9 @@ class CpuConvInt8 final : public CpuKernel {
         residual_reorder_.execute(strm_, residual_user_, dst_conv_);
       }
     }
-    conv_.execute(strm_, {{DNNL_ARG_SRC, src_conv_}, {DNNL_ARG_WEIGHTS, w_conv_}, {DNNL_ARG_BIAS, bias_},
+    conv_.execute(strm_, {{DNNL_ARG_SRC, src_conv_},
+                          {DNNL_ARG_WEIGHTS, w_conv_},
+                          {DNNL_ARG_BIAS, bias_},
                           {DNNL_ARG_DST, dst_conv_}});
     if (!int8_out_) dst_reorder_.execute(strm_, dst_conv_, dst_user_);
     strm_.wait();
@@ -264,7 +274,8 @@ class CpuConvInt8 final : public CpuKernel {
       const int64_t m = outputs[0]->numel();
       const bool silu = attrs_.activation == FusedActivation::kSilu;
       parallel_chunks(m, [&](int64_t b, int64_t len) {
-        epilogue_.requantize_activation(v + b, r ? r + b : nullptr, residual_scale_, out_scale_, silu, q + b, len);
+        epilogue_.requantize_activation(v + b, r ? r + b : nullptr, residual_scale_, out_scale_, silu, q + b,
+                                        len);
       });
     } else if (own_epilogue_) {
       float* y = outputs[0]->data<float>();

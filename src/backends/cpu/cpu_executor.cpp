@@ -70,7 +70,8 @@ Result<std::unique_ptr<CpuExecutor>> CpuExecutor::build(SpecializedGraph graph) 
         in_descs.push_back(nullptr);
         continue;
       }
-      if (!ex->graph_.values.count(in)) return internal_error(node.describe() + ": unknown input '" + in + "'");
+      if (!ex->graph_.values.count(in))
+        return internal_error(node.describe() + ": unknown input '" + in + "'");
       step.input_ids.push_back(id_of(in));
       in_descs.push_back(&ex->graph_.values.at(in));
     }
@@ -99,7 +100,9 @@ Result<std::unique_ptr<CpuExecutor>> CpuExecutor::build(SpecializedGraph graph) 
 }
 
 namespace {
-size_t value_bytes(const ValueDesc& d) { return static_cast<size_t>(shape_numel(d.shape)) * dtype_size(d.dtype); }
+size_t value_bytes(const ValueDesc& d) {
+  return static_cast<size_t>(shape_numel(d.shape)) * dtype_size(d.dtype);
+}
 }  // namespace
 
 void CpuExecutor::plan_arena() {
@@ -126,13 +129,15 @@ void CpuExecutor::plan_arena() {
       last[static_cast<size_t>(root[static_cast<size_t>(o)])] =
           std::max(last[static_cast<size_t>(root[static_cast<size_t>(o)])], static_cast<int>(si));
   }
-  for (int o : output_ids_) planned[static_cast<size_t>(root[static_cast<size_t>(o)])] = false;  // escapes the run
+  for (int o : output_ids_)
+    planned[static_cast<size_t>(root[static_cast<size_t>(o)])] = false;  // escapes the run
 
   std::vector<int> order;
   for (size_t v = 0; v < n; ++v)
     if (planned[v] && value_bytes(value_descs_[v]) > 0) order.push_back(static_cast<int>(v));
   std::stable_sort(order.begin(), order.end(), [&](int a, int b) {
-    return value_bytes(value_descs_[static_cast<size_t>(a)]) > value_bytes(value_descs_[static_cast<size_t>(b)]);
+    return value_bytes(value_descs_[static_cast<size_t>(a)]) >
+           value_bytes(value_descs_[static_cast<size_t>(b)]);
   });
   arena_offset_.assign(n, -1);
   struct Placed {
@@ -192,8 +197,9 @@ Status CpuExecutor::run(const std::map<std::string, Tensor>& inputs, std::map<st
     for (int id : step.output_ids) {
       const ValueDesc& d = value_descs_[static_cast<size_t>(id)];
       const int64_t off = arena_offset_[static_cast<size_t>(id)];
-      slots[static_cast<size_t>(id)] = off >= 0 && !observer ? arena_.view(static_cast<size_t>(off), d.dtype, d.shape)
-                                                             : Tensor::uninitialized(d.dtype, d.shape);
+      slots[static_cast<size_t>(id)] = off >= 0 && !observer
+                                           ? arena_.view(static_cast<size_t>(off), d.dtype, d.shape)
+                                           : Tensor::uninitialized(d.dtype, d.shape);
       out_ptrs.push_back(&slots[static_cast<size_t>(id)]);
     }
     Status st = step.kernel->run(in_ptrs, out_ptrs);

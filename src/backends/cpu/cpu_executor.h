@@ -33,18 +33,18 @@ class CpuExecutor {
   struct Step {
     const Node* node;
     std::unique_ptr<CpuKernel> kernel;
-    std::vector<int> input_ids;   // -1 for omitted inputs
+    std::vector<int> input_ids;  // -1 for omitted inputs
     std::vector<int> output_ids;
   };
   SpecializedGraph graph_;
   std::vector<Step> steps_;
   std::vector<std::string> value_names_;
   std::vector<ValueDesc> value_descs_;
-  std::vector<int> consumers_;         // per value: number of step inputs reading it
+  std::vector<int> consumers_;  // per value: number of step inputs reading it
   std::vector<int> input_ids_, output_ids_;
   std::vector<int> constant_ids_;
-  Tensor workspace_;  // shared scratch of all kernels (see CpuKernel::workspace_bytes)
-  Tensor arena_;      // intermediate values (plan_arena)
+  Tensor workspace_;                   // shared scratch of all kernels (see CpuKernel::workspace_bytes)
+  Tensor arena_;                       // intermediate values (plan_arena)
   std::vector<int64_t> arena_offset_;  // per value: byte offset in arena_, -1 when allocated per run
 
   // Places every value that a non-aliasing step produces and that no graph output views into

@@ -38,7 +38,8 @@ void quantize_scalar(const float* x, float scale, int8_t* q, int64_t n) {
   for (int64_t i = 0; i < n; ++i) q[i] = static_cast<int8_t>(clamp_round(x[i] / scale));
 }
 
-void requantize_scalar(const float* v, const int8_t* r, float s_r, float s_y, bool silu, int8_t* q, int64_t n) {
+void requantize_scalar(const float* v, const int8_t* r, float s_r, float s_y, bool silu, int8_t* q,
+                       int64_t n) {
   for (int64_t j = 0; j < n; ++j) {
     float y = (silu ? v[j] : 1.f) / (1.f + exp_poly(-v[j], -88.f, 88.f));
     if (r) y += s_r * static_cast<float>(r[j]);
@@ -95,8 +96,8 @@ QYOLO_AVX512 void quantize_avx512(const float* x, float scale, int8_t* q, int64_
   quantize_scalar(x + i, scale, q + i, n - i);
 }
 
-QYOLO_AVX512 void requantize_avx512(const float* v, const int8_t* r, float s_r, float s_y, bool silu, int8_t* q,
-                                    int64_t n) {
+QYOLO_AVX512 void requantize_avx512(const float* v, const int8_t* r, float s_r, float s_y, bool silu,
+                                    int8_t* q, int64_t n) {
   const __m512 one = _mm512_set1_ps(1.f), half = _mm512_set1_ps(0.5f), band = _mm512_set1_ps(kBoundaryBand);
   // y * (1 / s_y) instead of y / s_y: within 3e-5 of it for |y / s_y| <= 128, far inside the band
   // that sends an element to the exact formula.
@@ -127,7 +128,8 @@ QYOLO_AVX512 void activation_float_avx512(const float* v, const float* r, bool s
   int64_t i = 0;
   for (; i + 16 <= n; i += 16) {
     const __m512 x = _mm512_loadu_ps(v + i);
-    __m512 out = _mm512_div_ps(silu ? x : one, _mm512_add_ps(one, poly_exp16(_mm512_sub_ps(_mm512_setzero_ps(), x))));
+    __m512 out =
+        _mm512_div_ps(silu ? x : one, _mm512_add_ps(one, poly_exp16(_mm512_sub_ps(_mm512_setzero_ps(), x))));
     if (r) out = _mm512_add_ps(out, _mm512_loadu_ps(r + i));
     _mm512_storeu_ps(y + i, out);
   }

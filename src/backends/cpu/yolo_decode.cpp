@@ -3,9 +3,10 @@
 // (the CPU Sigmoid's polynomial exp, Pow by 2 as x*x), so fusing does not move results.
 #include "ir/ops/yolo_decode.h"
 
+#include <omp.h>
+
 #include <cmath>
 #include <cstring>
-#include <omp.h>
 
 #include "backends/cpu/binary.h"
 #include "backends/cpu/cpu_kernel.h"
