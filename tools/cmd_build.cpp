@@ -66,12 +66,7 @@ Result<BuildOptions> plan_to_budget(const EngineArgs& args, const BudgetArgs& b)
   std::vector<std::string> calib(
       files.begin(), files.begin() + std::min<size_t>(b.sensitivity_images, files.size() - held.size()));
 
-  BuildOptions fp32_options = options;
-  fp32_options.precision = Precision::kFp32;
-  fp32_options.calibration_file.clear();
-  fp32_options.weights_file.clear();
-  fp32_options.float_layers_regex.clear();
-  fp32_options.int8_fp16 = fp32_options.int8_all = false;
+  BuildOptions fp32_options = fp32_reference_options(options);
   fp32_options.device = Device::kCpu;
   QYOLO_ASSIGN_OR_RETURN(auto fp32, Engine::build(args.model, fp32_options));
   const Shape opt = fp32->profile().opt;

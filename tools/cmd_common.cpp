@@ -4,6 +4,8 @@
 #include <filesystem>
 #include <fstream>
 
+#include "ir/file_io.h"
+
 namespace qyolo::cli {
 
 void add_engine_options(CLI::App* cmd, EngineArgs& a, bool allow_engine_file, bool with_precision) {
@@ -126,17 +128,7 @@ Result<std::shared_ptr<const Engine>> open_engine(const EngineArgs& a, bool verb
 }
 
 Status write_text_atomic(const std::string& path, const std::string& text) {
-  std::string tmp = path + ".tmp";
-  {
-    std::ofstream f(tmp, std::ios::trunc);
-    if (!f) return io_error("cannot write '" + tmp + "'");
-    f << text;
-    if (!f) return io_error("writing '" + tmp + "' failed");
-  }
-  std::error_code ec;
-  std::filesystem::rename(tmp, path, ec);
-  if (ec) return io_error("cannot rename '" + tmp + "' to '" + path + "': " + ec.message());
-  return Status::ok();
+  return write_file_atomically(path, text);
 }
 
 }  // namespace qyolo::cli

@@ -3,6 +3,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "ir/file_io.h"
 #include "onnx/onnx_pb.h"
 
 namespace qyolo {
@@ -110,17 +111,7 @@ Result<std::string> onnx_bytes_from_graph(const Graph& g, const std::string& pro
 
 Status write_onnx(const Graph& g, const std::string& path, const std::string& producer) {
   QYOLO_ASSIGN_OR_RETURN(std::string bytes, onnx_bytes_from_graph(g, producer));
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
-    if (!f) return io_error("cannot write '" + tmp + "'");
-    f.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-    if (!f) return io_error("writing '" + tmp + "' failed (disk full?)");
-  }
-  std::error_code ec;
-  std::filesystem::rename(tmp, path, ec);
-  if (ec) return io_error("cannot rename '" + tmp + "' to '" + path + "': " + ec.message());
-  return Status::ok();
+  return write_file_atomically(path, bytes);
 }
 
 }  // namespace qyolo

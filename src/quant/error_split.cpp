@@ -6,6 +6,7 @@
 #include <optional>
 #include <regex>
 
+#include "quant/mixed_precision.h"
 #include "quant/weight_refine.h"
 #include "runtime/engine_impl.h"
 
@@ -61,12 +62,7 @@ Result<std::vector<ErrorSplit>> split_int8_error(const std::string& onnx_path,
       return invalid_argument("bad layer regex '" + layers_regex + "': " + e.what());
     }
   }
-  BuildOptions fp32_options = int8_options;
-  fp32_options.precision = Precision::kFp32;
-  fp32_options.calibration_file.clear();
-  fp32_options.weights_file.clear();
-  fp32_options.float_layers_regex.clear();
-  fp32_options.int8_fp16 = fp32_options.int8_all = false;
+  const BuildOptions fp32_options = fp32_reference_options(int8_options);
   QYOLO_ASSIGN_OR_RETURN(auto fp32, build_engine_with_weights(onnx_path, fp32_options, {}));
   QYOLO_ASSIGN_OR_RETURN(auto all_int8, build_engine_with_weights(onnx_path, int8_options, base));
   QYOLO_ASSIGN_OR_RETURN(auto ref, run_all(*fp32, images));

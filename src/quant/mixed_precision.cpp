@@ -95,6 +95,16 @@ double OutputError::nsr() const {
   return n ? sum / static_cast<double>(n) : 0.0;
 }
 
+BuildOptions fp32_reference_options(const BuildOptions& int8_options) {
+  BuildOptions o = int8_options;
+  o.precision = Precision::kFp32;
+  o.calibration_file.clear();
+  o.weights_file.clear();
+  o.float_layers_regex.clear();
+  o.int8_fp16 = o.int8_all = false;
+  return o;
+}
+
 Result<std::vector<LayerSensitivity>> rank_layer_sensitivity(const std::string& onnx_path,
                                                              const BuildOptions& int8_options,
                                                              const std::vector<Tensor>& images,
@@ -102,12 +112,7 @@ Result<std::vector<LayerSensitivity>> rank_layer_sensitivity(const std::string& 
   if (images.empty()) return invalid_argument("sensitivity ranking needs at least one calibration image");
   QYOLO_ASSIGN_OR_RETURN(auto all_int8, Engine::build(onnx_path, int8_options));
   QYOLO_ASSIGN_OR_RETURN(std::vector<LayerSensitivity> convs, int8_convs(*all_int8));
-  BuildOptions fp32_options = int8_options;
-  fp32_options.precision = Precision::kFp32;
-  fp32_options.calibration_file.clear();
-  fp32_options.weights_file.clear();
-  fp32_options.float_layers_regex.clear();
-  fp32_options.int8_fp16 = fp32_options.int8_all = false;
+  const BuildOptions fp32_options = fp32_reference_options(int8_options);
   QYOLO_ASSIGN_OR_RETURN(auto fp32, Engine::build(onnx_path, fp32_options));
   std::vector<Tensor> reference(images.size());
   {

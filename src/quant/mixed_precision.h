@@ -45,6 +45,10 @@ std::string exact_names_regex(const std::vector<std::string>& names);
 
 using StatusLineFn = std::function<void(const std::string& line)>;
 
+// The FP32 engine an INT8 build is measured against: the same model and shapes, no scales, weight
+// overrides, float layers or fp16.
+BuildOptions fp32_reference_options(const BuildOptions& int8_options);
+
 // Builds `int8_options` from `onnx_path` once per INT8 conv with only that conv in INT8 and ranks
 // the convs by output error on `images` (already preprocessed network inputs), worst first.
 Result<std::vector<LayerSensitivity>> rank_layer_sensitivity(const std::string& onnx_path,

@@ -6,6 +6,8 @@
 #include <fstream>
 #include <sstream>
 
+#include "ir/file_io.h"
+
 namespace qyolo {
 
 namespace {
@@ -132,17 +134,7 @@ Result<WeightOverrides> parse_weight_overrides(const std::string& file, const st
 
 Status write_weight_overrides(const std::string& path, const WeightOverrides& overrides) {
   const std::string bytes = format_weight_overrides(overrides);
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
-    if (!f) return io_error("cannot write '" + tmp + "'");
-    f.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-    if (!f) return io_error("writing '" + tmp + "' failed (disk full?)");
-  }
-  std::error_code ec;
-  std::filesystem::rename(tmp, path, ec);
-  if (ec) return io_error("cannot move '" + tmp + "' to '" + path + "': " + ec.message());
-  return Status::ok();
+  return write_file_atomically(path, bytes);
 }
 
 Result<WeightOverrides> read_weight_overrides(const std::string& path) {

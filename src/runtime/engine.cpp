@@ -408,14 +408,20 @@ class Reader {
 
 }  // namespace
 
-Result<std::shared_ptr<const Engine>> Engine::build(const std::string& onnx_path, const BuildOptions& options) {
+// The bytes of the ONNX file a build starts from.
+static Result<std::string> read_onnx_file(const std::string& onnx_path) {
   std::error_code ec;
   if (!std::filesystem::exists(onnx_path, ec)) return not_found("ONNX file '" + onnx_path + "' does not exist");
   std::ifstream f(onnx_path, std::ios::binary);
   if (!f) return io_error("cannot open ONNX file '" + onnx_path + "'");
   std::stringstream ss;
   ss << f.rdbuf();
-  QYOLO_ASSIGN_OR_RETURN(auto impl, make_impl(ss.str(), onnx_path, options));
+  return ss.str();
+}
+
+Result<std::shared_ptr<const Engine>> Engine::build(const std::string& onnx_path, const BuildOptions& options) {
+  QYOLO_ASSIGN_OR_RETURN(std::string bytes, read_onnx_file(onnx_path));
+  QYOLO_ASSIGN_OR_RETURN(auto impl, make_impl(std::move(bytes), onnx_path, options));
   QYOLO_RETURN_IF_ERROR(finish_build(*impl, /*new_build=*/true));
   return std::shared_ptr<const Engine>(new Engine(std::move(impl)));
 }
@@ -423,15 +429,10 @@ Result<std::shared_ptr<const Engine>> Engine::build(const std::string& onnx_path
 Result<std::shared_ptr<const Engine>> build_engine_with_weights(const std::string& onnx_path,
                                                                 const BuildOptions& options,
                                                                 std::map<std::string, Tensor> weights) {
-  std::error_code ec;
-  if (!std::filesystem::exists(onnx_path, ec)) return not_found("ONNX file '" + onnx_path + "' does not exist");
-  std::ifstream f(onnx_path, std::ios::binary);
-  if (!f) return io_error("cannot open ONNX file '" + onnx_path + "'");
-  std::stringstream ss;
-  ss << f.rdbuf();
+  QYOLO_ASSIGN_OR_RETURN(std::string bytes, read_onnx_file(onnx_path));
   BuildOptions o = options;
   o.weights_file.clear();
-  QYOLO_ASSIGN_OR_RETURN(auto impl, make_impl(ss.str(), onnx_path, o));
+  QYOLO_ASSIGN_OR_RETURN(auto impl, make_impl(std::move(bytes), onnx_path, o));
   impl->weight_overrides = std::move(weights);
   QYOLO_RETURN_IF_ERROR(finish_build(*impl, /*new_build=*/true));
   return std::shared_ptr<const Engine>(new Engine(std::move(impl)));

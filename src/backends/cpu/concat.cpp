@@ -107,11 +107,8 @@ class CpuConcat final : public CpuKernel {
       if (parts_[i].int8) continue;
       const float* x = inputs[i]->data<float>();
       int8_t* q = reinterpret_cast<int8_t*>(workspace_ + parts_[i].workspace_offset);
-      const int64_t n = inputs[i]->numel();
-      constexpr int64_t kChunk = 4096;
-#pragma omp parallel for schedule(static)
-      for (int64_t c0 = 0; c0 < n; c0 += kChunk)
-        epilogue_.quantize(x + c0, scale_, q + c0, std::min(kChunk, n - c0));
+      cpu::parallel_chunks(inputs[i]->numel(),
+                           [&](int64_t b, int64_t len) { epilogue_.quantize(x + b, scale_, q + b, len); });
     }
 #pragma omp parallel for schedule(static)
     for (int64_t row = 0; row < rows; ++row) {

@@ -45,14 +45,6 @@ memory::dims to_dims(const std::vector<int64_t>& v) {
   return memory::dims(v.begin(), v.end());
 }
 
-// Runs `f(begin, count)` over [0, n) in chunks of whole 64-byte lines, across the OpenMP threads.
-template <typename F>
-void parallel_chunks(int64_t n, F&& f) {
-  constexpr int64_t kChunk = 4096;
-#pragma omp parallel for schedule(static)
-  for (int64_t c0 = 0; c0 < n; c0 += kChunk) f(c0, std::min(kChunk, n - c0));
-}
-
 class CpuConvInt8 final : public CpuKernel {
  public:
   explicit CpuConvInt8(const Node& node) : name_(node.describe()) {}
@@ -239,8 +231,8 @@ class CpuConvInt8 final : public CpuKernel {
       const float* x = inputs[0]->data<float>();
       int8_t* q = reinterpret_cast<int8_t*>(ws);
       const float scale = input_scale_;
-      parallel_chunks(inputs[0]->numel(),
-                      [&](int64_t b, int64_t len) { epilogue_.quantize(x + b, scale, q + b, len); });
+      cpu::parallel_chunks(inputs[0]->numel(),
+                           [&](int64_t b, int64_t len) { epilogue_.quantize(x + b, scale, q + b, len); });
       src_user_.set_data_handle(ws);
       ws += src_q_bytes_;
     }
@@ -273,7 +265,7 @@ class CpuConvInt8 final : public CpuKernel {
       const int8_t* r = attrs_.has_residual ? inputs[3]->data<int8_t>() : nullptr;
       const int64_t m = outputs[0]->numel();
       const bool silu = attrs_.activation == FusedActivation::kSilu;
-      parallel_chunks(m, [&](int64_t b, int64_t len) {
+      cpu::parallel_chunks(m, [&](int64_t b, int64_t len) {
         epilogue_.requantize_activation(v + b, r ? r + b : nullptr, residual_scale_, out_scale_, silu, q + b,
                                         len);
       });
@@ -281,7 +273,7 @@ class CpuConvInt8 final : public CpuKernel {
       float* y = outputs[0]->data<float>();
       const float* r = attrs_.has_residual ? inputs[3]->data<float>() : nullptr;
       const bool silu = attrs_.activation == FusedActivation::kSilu;
-      parallel_chunks(outputs[0]->numel(), [&](int64_t b, int64_t len) {
+      cpu::parallel_chunks(outputs[0]->numel(), [&](int64_t b, int64_t len) {
         epilogue_.activation_float(y + b, r ? r + b : nullptr, silu, y + b, len);
       });
     }

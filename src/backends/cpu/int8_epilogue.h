@@ -9,6 +9,7 @@
 // Each function runs over [0, n) on the calling thread; callers split the work across threads.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 
 namespace qyolo::cpu {
@@ -22,6 +23,15 @@ struct Int8Epilogue {
   void (*activation_float)(const float* v, const float* r, bool silu, float* y, int64_t n);
   const char* isa;  // "avx512" or "scalar"
 };
+
+// Runs `f(begin, count)` over [0, n) in chunks of whole 64-byte lines, across the OpenMP threads
+// (the callers' elementwise passes).
+template <typename F>
+void parallel_chunks(int64_t n, F&& f) {
+  constexpr int64_t kChunk = 4096;
+#pragma omp parallel for schedule(static)
+  for (int64_t c0 = 0; c0 < n; c0 += kChunk) f(c0, std::min(kChunk, n - c0));
+}
 
 // The widest implementation this CPU runs.
 Int8Epilogue best_int8_epilogue();
