@@ -31,7 +31,7 @@ class CpuYoloDecode final : public CpuKernel {
 
   // Per thread: one row's C x W block, channel-major (workspace).
   size_t workspace_bytes() const override {
-    return static_cast<size_t>(omp_get_max_threads()) * align64(static_cast<size_t>(a_.channels * a_.w) * 4);
+    return static_cast<size_t>(threads_) * align64(static_cast<size_t>(a_.channels * a_.w) * 4);
   }
   void set_workspace(std::byte* workspace) override { workspace_ = workspace; }
 
@@ -52,7 +52,7 @@ class CpuYoloDecode final : public CpuKernel {
     std::byte* ws = workspace_;
     // Each row is decoded channel by channel into a contiguous block (unit-stride loops that
     // vectorise), then written out pixel-major (contiguous stores of C values per pixel).
-#pragma omp parallel for schedule(static) if (rows * W * C > (1 << 15))
+#pragma omp parallel for schedule(static) num_threads(threads_) if (rows * W * C > (1 << 15))
     for (int64_t r = 0; r < rows; ++r) {
       float* blk = reinterpret_cast<float*>(ws + static_cast<size_t>(omp_get_thread_num()) * block_bytes);
       const int64_t h = r % H, na = r / H, a = na % A;
@@ -81,6 +81,7 @@ class CpuYoloDecode final : public CpuKernel {
 
  private:
   YoloDecodeAttrs a_;
+  int threads_ = omp_get_max_threads();  // workspace blocks: at most this many threads decode
   std::byte* workspace_ = nullptr;
 };
 
