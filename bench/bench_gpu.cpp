@@ -23,6 +23,7 @@
 #include "backends/cuda/postprocess.h"
 #include "backends/cuda/preprocess.h"
 #include "onnx/onnx_import.h"
+#include "passes/image_input.h"
 #include "passes/passes.h"
 #include "quant/quantize_graph.h"
 
@@ -49,6 +50,9 @@ struct Args {
   // Time the whole detection path on the GPU: letterbox from uint8 1080x810 RGB images already in
   // device memory, the network, decode + NMS (detections stay on the device).
   bool prepost = false;
+  bool uint8_input = false;          // the image input as bytes (InputFormat::kUint8Nhwc)
+  bool bytes_stem = true;            // with it: the direct stem reads the bytes (else a conversion step)
+  bool letterbox_per_image = false;  // --prepost: one letterbox launch per image (else one per batch)
   int iters = 200, warmup = 20;
   int int8_tactic = -1;
   bool int8_fp16 = false;  // --precision int8-fp16: fp16 instead of fp32 outside the INT8 convs
@@ -57,14 +61,18 @@ struct Args {
 };
 
 int usage(const char* msg) {
-  std::fprintf(stderr,
-               "error: %s\nusage: bench_gpu MODEL.onnx [--batch N] [--size S] [--precision fp32|fp16|int8] [--calib CACHE]\n"
-               "       [--float-layers REGEX] [--int8-tactic N] [--all-int8] [--prepost] [--graph]\n"
-               "       [--layout auto|nchw|nhwc] [--iters N] [--warmup N] [--unfused] [--no-fp32-tail] [--heuristic]\n"
-               "       [--legacy-conv] [--no-cudnn-fusion] [--no-direct-stem] [--one-stream] [--no-concat-in-place]\n"
-               "       [--no-cublaslt] [--no-cudnn-int8] [--int8-residual] [--no-int8-pools] [--stem-async] [--int8-stem] [--no-pdl] [--pdl-ab]\n"
-               "       [--summary] [--profile] [--json] [--ncu-range]\n",
-               msg);
+  std::fprintf(
+      stderr,
+      "error: %s\nusage: bench_gpu MODEL.onnx [--batch N] [--size S] [--precision fp32|fp16|int8] [--calib "
+      "CACHE]\n"
+      "       [--float-layers REGEX] [--int8-tactic N] [--all-int8] [--prepost] [--uint8-input "
+      "[--no-bytes-stem]] [--graph]\n"
+      "       [--layout auto|nchw|nhwc] [--iters N] [--warmup N] [--unfused] [--no-fp32-tail] [--heuristic]\n"
+      "       [--legacy-conv] [--no-cudnn-fusion] [--no-direct-stem] [--one-stream] [--no-concat-in-place]\n"
+      "       [--no-cublaslt] [--no-cudnn-int8] [--int8-residual] [--no-int8-pools] [--stem-async] "
+      "[--int8-stem] [--no-pdl] [--pdl-ab]\n"
+      "       [--summary] [--profile] [--json] [--ncu-range]\n",
+      msg);
   return 2;
 }
 
@@ -237,35 +245,70 @@ int main(int argc, char** argv) {
     } else if (s == "--layout") {
       const char* v = next();
       if (!v) return usage("--layout needs a value");
-      if (std::strcmp(v, "auto") == 0) a.layout = CudaLayout::kAuto;
-      else if (std::strcmp(v, "nchw") == 0) a.layout = CudaLayout::kNCHW;
-      else if (std::strcmp(v, "nhwc") == 0) a.layout = CudaLayout::kNHWC;
-      else return usage("--layout is auto, nchw or nhwc");
-    } else if (s == "--graph") a.graph = true;
-    else if (s == "--unfused") a.fused = false;
-    else if (s == "--no-fp32-tail") a.fp32_tail = false;
-    else if (s == "--heuristic") a.exhaustive = false;
-    else if (s == "--json") a.json = true;
-    else if (s == "--summary") a.summary = true;
-    else if (s == "--profile") a.profile = true;
-    else if (s == "--legacy-conv") a.cudnn_graph = false;
-    else if (s == "--no-cudnn-fusion") a.cudnn_fusion = false;
-    else if (s == "--no-direct-stem") a.direct_stem = false;
-    else if (s == "--one-stream") a.concurrent = false;
-    else if (s == "--no-concat-in-place") a.concat_in_place = false;
-    else if (s == "--no-cublaslt") a.cublaslt = false;
-    else if (s == "--no-cudnn-int8") a.cudnn_int8 = false;
-    else if (s == "--int8-residual") a.int8_residual = true;
-    else if (s == "--no-int8-pools") a.int8_pools = false;
-    else if (s == "--stem-async") a.stem_async = true;
-    else if (s == "--int8-stem") a.fp16_stem = false;
-    else if (s == "--no-pdl") a.pdl = false;
-    else if (s == "--pdl-ab") a.pdl_ab = true;
-    else if (s == "--prepost") a.prepost = true;
-    else if (s == "--all-int8") a.all_int8 = true;
-    else if (s == "--ncu-range") a.ncu_range = true;
-    else if (!s.empty() && s[0] == '-') return usage(("unknown option " + s).c_str());
-    else a.model = s;
+      if (std::strcmp(v, "auto") == 0)
+        a.layout = CudaLayout::kAuto;
+      else if (std::strcmp(v, "nchw") == 0)
+        a.layout = CudaLayout::kNCHW;
+      else if (std::strcmp(v, "nhwc") == 0)
+        a.layout = CudaLayout::kNHWC;
+      else
+        return usage("--layout is auto, nchw or nhwc");
+    } else if (s == "--graph")
+      a.graph = true;
+    else if (s == "--unfused")
+      a.fused = false;
+    else if (s == "--no-fp32-tail")
+      a.fp32_tail = false;
+    else if (s == "--heuristic")
+      a.exhaustive = false;
+    else if (s == "--json")
+      a.json = true;
+    else if (s == "--summary")
+      a.summary = true;
+    else if (s == "--profile")
+      a.profile = true;
+    else if (s == "--legacy-conv")
+      a.cudnn_graph = false;
+    else if (s == "--no-cudnn-fusion")
+      a.cudnn_fusion = false;
+    else if (s == "--no-direct-stem")
+      a.direct_stem = false;
+    else if (s == "--one-stream")
+      a.concurrent = false;
+    else if (s == "--no-concat-in-place")
+      a.concat_in_place = false;
+    else if (s == "--no-cublaslt")
+      a.cublaslt = false;
+    else if (s == "--no-cudnn-int8")
+      a.cudnn_int8 = false;
+    else if (s == "--int8-residual")
+      a.int8_residual = true;
+    else if (s == "--no-int8-pools")
+      a.int8_pools = false;
+    else if (s == "--stem-async")
+      a.stem_async = true;
+    else if (s == "--int8-stem")
+      a.fp16_stem = false;
+    else if (s == "--no-pdl")
+      a.pdl = false;
+    else if (s == "--pdl-ab")
+      a.pdl_ab = true;
+    else if (s == "--prepost")
+      a.prepost = true;
+    else if (s == "--uint8-input")
+      a.uint8_input = true;
+    else if (s == "--no-bytes-stem")
+      a.bytes_stem = false;
+    else if (s == "--letterbox-per-image")
+      a.letterbox_per_image = true;
+    else if (s == "--all-int8")
+      a.all_int8 = true;
+    else if (s == "--ncu-range")
+      a.ncu_range = true;
+    else if (!s.empty() && s[0] == '-')
+      return usage(("unknown option " + s).c_str());
+    else
+      a.model = s;
   }
   if (a.model.empty()) return usage("no model given");
   if (a.batch < 1 || a.iters < 1 || a.warmup < 0) return usage("bad --batch/--iters/--warmup");
@@ -290,8 +333,13 @@ int main(int argc, char** argv) {
     Status st = quantize_graph(*sg, *scales, qo, &n_int8);
     if (!st.is_ok()) return fail(st);
   }
+  if (a.uint8_input) {
+    Status st = use_uint8_image_input(*sg, in_name);
+    if (!st.is_ok()) return fail(st);
+  }
   CudaBuildOptions opt;
   opt.precision = a.precision;
+  opt.stem_reads_bytes = a.bytes_stem;
   opt.layout = a.layout;
   opt.fp32_tail = a.fp32_tail;
   opt.exhaustive_tuning = a.exhaustive;
@@ -316,7 +364,7 @@ int main(int argc, char** argv) {
   CudaExecutor& e = **ex;
   if (a.summary) std::fputs(e.summary().c_str(), stderr);
 
-  // Inputs: uniform [0, 1) (never zeros); outputs allocated once.
+  // Inputs: uniform [0, 1) (never zeros; uint8 inputs: uniform bytes); outputs allocated once.
   std::vector<void*> bufs;
   std::vector<const void*> ins;
   std::vector<void*> outs;
@@ -325,6 +373,10 @@ int main(int argc, char** argv) {
   for (const auto& b : e.inputs()) {
     std::vector<float> host(static_cast<size_t>(shape_numel(b.shape)));
     for (float& v : host) v = u(rng);
+    if (b.dtype == DataType::kUInt8) {
+      auto* bytes = reinterpret_cast<uint8_t*>(host.data());  // the first nbytes() of the same storage
+      for (size_t i = 0; i < b.nbytes(); ++i) bytes[i] = static_cast<uint8_t>(rng() & 0xFF);
+    }
     void* p = nullptr;
     CHECK_CUDA(cudaMalloc(&p, b.nbytes()));
     CHECK_CUDA(cudaMemcpy(p, host.data(), b.nbytes(), cudaMemcpyHostToDevice));
@@ -354,16 +406,25 @@ int main(int argc, char** argv) {
     if (!pp) return fail(pp.status());
     post = std::move(pp).value();
   }
-  const Shape in_shape = e.inputs().at(0).shape;
+  const DataType in_dtype = e.inputs().at(0).dtype;
+  const Shape in_shape = e.inputs().at(0).shape;  // NHWC for a uint8 input
+  const int in_h = static_cast<int>(in_dtype == DataType::kUInt8 ? in_shape[1] : in_shape[2]);
+  const int in_w = static_cast<int>(in_dtype == DataType::kUInt8 ? in_shape[2] : in_shape[3]);
   auto run_once = [&]() -> Status {
     if (a.prepost) {
-      const size_t plane = static_cast<size_t>(in_shape[2]) * in_shape[3];
-      for (int b = 0; b < a.batch; ++b) {
-        QYOLO_RETURN_IF_ERROR(cuda::letterbox_to_nchw_gpu(
-            static_cast<const uint8_t*>(images) + static_cast<size_t>(b) * kImgW * kImgH * 3, kImgW, kImgH,
-            static_cast<size_t>(kImgW) * 3, static_cast<int>(in_shape[2]), static_cast<int>(in_shape[3]),
-            DataType::kFloat32, static_cast<float*>(const_cast<void*>(ins[0])) + b * 3 * plane, s));
-      }
+      const size_t image_bytes = e.inputs().at(0).nbytes() / static_cast<size_t>(a.batch);
+      if (!a.letterbox_per_image) {
+        QYOLO_RETURN_IF_ERROR(cuda::letterbox_batch_gpu(static_cast<const uint8_t*>(images), kImgW, kImgH,
+                                                        static_cast<size_t>(kImgW) * 3,
+                                                        static_cast<size_t>(kImgW) * kImgH * 3, a.batch, in_h,
+                                                        in_w, in_dtype, const_cast<void*>(ins[0]), s));
+      } else
+        for (int b = 0; b < a.batch; ++b) {
+          QYOLO_RETURN_IF_ERROR(cuda::letterbox_to_nchw_gpu(
+              static_cast<const uint8_t*>(images) + static_cast<size_t>(b) * kImgW * kImgH * 3, kImgW, kImgH,
+              static_cast<size_t>(kImgW) * 3, in_h, in_w, in_dtype,
+              static_cast<uint8_t*>(const_cast<void*>(ins[0])) + b * image_bytes, s));
+        }
     }
     QYOLO_RETURN_IF_ERROR(e.enqueue(ins, outs, s));
     if (a.prepost) QYOLO_RETURN_IF_ERROR(post->enqueue(static_cast<const float*>(outs[0]), s));
@@ -462,10 +523,14 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "%s b%d %s: %.1f of %.1f GMAC in INT8 convs\n", a.model.c_str(), a.batch, prec,
                  cost.int8_macs / 1e9, cost.conv_macs / 1e9);
   } else {
-    std::printf("qyolo %s b%d %s%s%s%s%s: median %.3f ms  p99 %.3f ms  %.0f img/s  (build %.1f s, %d steps, arena %zu MiB)\n",
-                a.model.c_str(), a.batch, prec, a.prepost ? " +pre/post" : "", a.graph ? " graph" : "", a.fused ? "" : " unfused",
-                a.cudnn_graph ? "" : " legacy-conv", median, p99,
-                a.batch * 1e3 / median, build_s, e.num_steps(), e.arena_bytes() >> 20);
+    std::printf(
+        "qyolo %s b%d %s%s%s%s%s: median %.3f ms  p99 %.3f ms  %.0f img/s  (build %.1f s, %d steps, arena "
+        "%zu MiB)\n",
+        a.model.c_str(), a.batch, prec,
+        a.prepost ? (a.uint8_input ? " +pre/post uint8" : " +pre/post")
+                  : (a.uint8_input ? " uint8-input" : ""),
+        a.graph ? " graph" : "", a.fused ? "" : " unfused", a.cudnn_graph ? "" : " legacy-conv", median, p99,
+        a.batch * 1e3 / median, build_s, e.num_steps(), e.arena_bytes() >> 20);
   }
   post.reset();
   cudaEventDestroy(e0);

@@ -47,6 +47,10 @@ Result<BuildOptions> plan_to_budget(const EngineArgs& args, const BudgetArgs& b)
   Status st;
   BuildOptions options = build_options_from(args, &st);
   QYOLO_RETURN_IF_ERROR(st);
+  // The planning engines take the float images below; the engine built from the plan keeps the
+  // user's input format (options).
+  BuildOptions planning = options;
+  planning.input_format = InputFormat::kFloat32Nchw;
   std::string folder = b.calib;
   if (folder.empty()) {
     const char* shared = std::getenv("QYOLO_SHARED");
@@ -66,7 +70,7 @@ Result<BuildOptions> plan_to_budget(const EngineArgs& args, const BudgetArgs& b)
   std::vector<std::string> calib(
       files.begin(), files.begin() + std::min<size_t>(b.sensitivity_images, files.size() - held.size()));
 
-  BuildOptions fp32_options = fp32_reference_options(options);
+  BuildOptions fp32_options = fp32_reference_options(planning);
   fp32_options.device = Device::kCpu;
   QYOLO_ASSIGN_OR_RETURN(auto fp32, Engine::build(args.model, fp32_options));
   const Shape opt = fp32->profile().opt;
@@ -84,7 +88,7 @@ Result<BuildOptions> plan_to_budget(const EngineArgs& args, const BudgetArgs& b)
   auto log = [&](const std::string& line) {
     std::fprintf(stderr, "[%6.1f s] %s\n", elapsed(), line.c_str());
   };
-  BuildOptions cpu_int8 = options;  // plans are measured on the CPU reference backend
+  BuildOptions cpu_int8 = planning;  // plans are measured on the CPU reference backend
   cpu_int8.device = Device::kCpu;
   cpu_int8.int8_fp16 = cpu_int8.int8_all = false;
   QYOLO_ASSIGN_OR_RETURN(auto ranking, rank_layer_sensitivity(args.model, cpu_int8, inputs, log));

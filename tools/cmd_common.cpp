@@ -26,9 +26,14 @@ void add_engine_options(CLI::App* cmd, EngineArgs& a, bool allow_engine_file, bo
                   "INT8: clip each conv's weights per output channel where that lowers their squared rounding "
                   "error (chosen at build, stored in the engine file; docs/weight-refine.md)");
   }
-  cmd->add_flag("--float-output", a.float_output,
-                "Q/DQ models: compute outputs in float, without the QuantizeLinear/DequantizeLinear that ends "
-                "them (an output quantized for boxes in pixels can round every score to 0)");
+  cmd->add_flag(
+      "--float-output", a.float_output,
+      "Q/DQ models: compute outputs in float, without the QuantizeLinear/DequantizeLinear that ends "
+      "them (an output quantized for boxes in pixels can round every score to 0)");
+  cmd->add_option("--input-format", a.input_format,
+                  "image input: float32-nchw (the model's, scaled to [0, 1]) or uint8-nhwc (the letterboxed "
+                  "bytes, scaled by the engine; on cuda the first conv reads them directly)")
+      ->capture_default_str();
   cmd->add_option("--min-shapes", a.min_shapes, "dynamic models: e.g. images:1x3x320x320");
   cmd->add_option("--opt-shapes", a.opt_shapes, "dynamic models: e.g. images:1x3x640x640");
   cmd->add_option("--max-shapes", a.max_shapes, "dynamic models: e.g. images:32x3x1280x1280");
@@ -85,6 +90,12 @@ BuildOptions build_options_from(const EngineArgs& a, Status* error) {
   o.weights_file = a.refined_weights;
   o.weight_clip = a.weight_clip;
   o.float_outputs = a.float_output;
+  auto format = parse_input_format(a.input_format);
+  if (!format) {
+    *error = format.status();
+    return o;
+  }
+  o.input_format = *format;
   if (!a.min_shapes.empty() || !a.opt_shapes.empty() || !a.max_shapes.empty()) {
     if (a.min_shapes.empty() || a.opt_shapes.empty() || a.max_shapes.empty()) {
       *error = invalid_argument("give all three of --min-shapes, --opt-shapes and --max-shapes");

@@ -18,12 +18,13 @@ struct EngineArgs {
   std::string device = "cpu";
   bool int8 = false;
   bool fp16 = false;
-  bool all_int8 = false;     // with --int8 --fp16: no per-layer INT8/FP16 timing
-  std::string cache;         // calibration cache / PPQ json
-  std::string float_layers;  // regex of layers kept in float
-  std::string refined_weights;  // weight overrides (qyolo calibrate --refine)
-  bool weight_clip = false;     // BuildOptions::weight_clip
-  bool float_output = false;  // Q/DQ models: outputs without their final Q/DQ pair
+  bool all_int8 = false;                      // with --int8 --fp16: no per-layer INT8/FP16 timing
+  std::string cache;                          // calibration cache / PPQ json
+  std::string float_layers;                   // regex of layers kept in float
+  std::string refined_weights;                // weight overrides (qyolo calibrate --refine)
+  bool weight_clip = false;                   // BuildOptions::weight_clip
+  bool float_output = false;                  // Q/DQ models: outputs without their final Q/DQ pair
+  std::string input_format = "float32-nchw";  // BuildOptions::input_format
   std::string min_shapes, opt_shapes, max_shapes;
 };
 

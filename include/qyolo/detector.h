@@ -51,7 +51,14 @@ class Detector {
   // reports it in last_setup_s instead of the network time.
   Result<double> prepare(int batch = 1);
   // Letterboxes into an NCHW tensor (exactly the inference pre-processing; calibration reuses it).
-  static Tensor preprocess(const std::vector<const Image*>& images, int h, int w, std::vector<LetterboxInfo>* infos);
+  static Tensor preprocess(const std::vector<const Image*>& images, int h, int w,
+                           std::vector<LetterboxInfo>* infos);
+  // Same in an engine's input format: for InputFormat::kUint8Nhwc the letterboxed bytes, uint8
+  // [N, h, w, 3] (the float tensor above is exactly these bytes / 255).
+  static Tensor preprocess(const std::vector<const Image*>& images, int h, int w,
+                           std::vector<LetterboxInfo>* infos, InputFormat format);
+  // The model's NCHW shape of an input tensor in `format` (set_input_shape() takes that).
+  static Shape model_shape(const Tensor& input, InputFormat format);
 
   const Engine& engine() const { return *engine_; }
   const DetectOptions& options() const { return options_; }

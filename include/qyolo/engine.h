@@ -38,6 +38,13 @@ const char* device_name(Device d);
 const char* precision_name(Precision p);
 Result<Device> parse_device(const std::string& s);
 Result<Precision> parse_precision(const std::string& s);
+// How the image input is given (TensorRT's --inputIOFormats): as the model declares it, float32
+// NCHW scaled to [0, 1], or as the letterboxed bytes [N, H, W, C] uint8 that the engine scales
+// itself (a quarter of the bytes to copy; on cuda the first conv reads them directly). Shapes
+// (profiles, set_input_shape) stay the model's NCHW either way; bindings() shows the byte layout.
+enum class InputFormat { kFloat32Nchw, kUint8Nhwc };
+const char* input_format_name(InputFormat f);  // "float32-nchw", "uint8-nhwc"
+Result<InputFormat> parse_input_format(const std::string& s);
 
 // Allowed shapes of the image input of a dynamic model (like a TensorRT optimisation profile).
 struct ShapeProfile {
@@ -78,6 +85,8 @@ struct BuildOptions {
   bool float_outputs = false;
   // Dynamic models: the allowed input shapes. Static models: ignored / must equal the model's.
   std::optional<ShapeProfile> profile;
+  // The image input's format (see InputFormat); stored in the engine file.
+  InputFormat input_format = InputFormat::kFloat32Nchw;
 };
 
 struct ModelInfo {
@@ -131,8 +140,8 @@ class Engine {
 class ExecutionContext {
  public:
   ~ExecutionContext();
-  // Runs one batch: input NCHW float32 within the profile; output e.g. [N, 25200, 85] (the first
-  // output of the model).
+  // Runs one batch: input NCHW float32 within the profile (uint8 NHWC for an engine built with
+  // InputFormat::kUint8Nhwc); output e.g. [N, 25200, 85] (the first output of the model).
   Status run(const Tensor& input, Tensor& output);
   // Same, every output in info().output_names order (multi-output heads).
   Status run(const Tensor& input, std::vector<Tensor>& outputs);

@@ -51,6 +51,8 @@ py::array to_numpy(Tensor t);
 
 // A float32 C-contiguous copy of `a` (any numeric dtype) as a Tensor; `what` names it in errors.
 Tensor float_tensor_from(const py::handle& a, const std::string& what);
+// A uint8 numpy array as a uint8 tensor (uint8-nhwc engine inputs); a clear error for other dtypes.
+Tensor uint8_tensor_from(const py::handle& a, const std::string& what);
 
 // An H x W x 3 uint8 array as an RGB Image (bgr: the channels are B, G, R, as cv2 gives them).
 Image image_from(const py::handle& a, bool bgr, const std::string& what);

@@ -36,6 +36,7 @@ py::dict info_dict(const Engine& e) {
   d["calibration_file"] = o.calibration_file;
   d["float_layers"] = o.float_layers_regex;
   d["float_outputs"] = o.float_outputs;
+  d["input_format"] = input_format_name(o.input_format);
   d["profile"] =
       py::make_tuple(py::tuple(py::cast(p.min)), py::tuple(py::cast(p.opt)), py::tuple(py::cast(p.max)));
   return d;
@@ -43,7 +44,8 @@ py::dict info_dict(const Engine& e) {
 
 EngineHandle build(const std::string& onnx, const std::string& precision, const std::string& device,
                    const std::string& cache, const std::string& float_layers, bool int8_fp16, bool int8_all,
-                   const std::optional<std::vector<Shape>>& profile, bool float_outputs) {
+                   const std::optional<std::vector<Shape>>& profile, bool float_outputs,
+                   const std::string& input_format) {
   BuildOptions o;
   o.device = value_or_throw(parse_device(device));
   o.precision = value_or_throw(parse_precision(precision));
@@ -52,6 +54,7 @@ EngineHandle build(const std::string& onnx, const std::string& precision, const 
   o.int8_fp16 = int8_fp16;
   o.int8_all = int8_all;
   o.float_outputs = float_outputs;
+  o.input_format = value_or_throw(parse_input_format(input_format));
   if (profile) {
     if (profile->size() != 3)
       throw StatusError(invalid_argument("profile: expected (min, opt, max) shapes, got " +
@@ -77,7 +80,10 @@ py::dict infer(Context& c, const py::object& inputs) {
       throw StatusError(invalid_argument("no array for the model's input '" + input_name + "'"));
     array = d[py::str(input_name)];
   }
-  Tensor input = float_tensor_from(array, "input '" + input_name + "'");
+  // uint8-nhwc engines take the letterboxed bytes as they are (no float conversion here).
+  Tensor input = c.engine->options().input_format == InputFormat::kUint8Nhwc
+                     ? uint8_tensor_from(array, "input '" + input_name + "'")
+                     : float_tensor_from(array, "input '" + input_name + "'");
   std::vector<Tensor> outputs;
   {
     py::gil_scoped_release release;  // other Python threads run while the network does
@@ -126,7 +132,8 @@ void bind_engine(py::module_& m) {
       .def("bindings", &bindings);
   m.def("build", &build, py::arg("onnx"), py::arg("precision") = "fp32", py::arg("device") = "cpu",
         py::arg("cache") = "", py::arg("float_layers") = "", py::arg("int8_fp16") = false,
-        py::arg("int8_all") = false, py::arg("profile") = py::none(), py::arg("float_outputs") = false);
+        py::arg("int8_all") = false, py::arg("profile") = py::none(), py::arg("float_outputs") = false,
+        py::arg("input_format") = "float32-nchw");
   m.def(
       "load",
       [](const std::string& path) {

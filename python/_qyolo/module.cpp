@@ -48,6 +48,18 @@ Tensor float_tensor_from(const py::handle& obj, const std::string& what) {
   return t;
 }
 
+Tensor uint8_tensor_from(const py::handle& obj, const std::string& what) {
+  if (!py::isinstance<py::array>(obj) || py::reinterpret_borrow<py::array>(obj).dtype().kind() != 'u' ||
+      py::reinterpret_borrow<py::array>(obj).itemsize() != 1)
+    throw StatusError(
+        invalid_argument(what + ": expected a uint8 numpy array (the engine's input format is uint8-nhwc)"));
+  auto a = py::array_t<uint8_t, py::array::c_style | py::array::forcecast>::ensure(obj);  // contiguous
+  Shape shape(a.shape(), a.shape() + a.ndim());
+  Tensor t = Tensor::uninitialized(DataType::kUInt8, shape);
+  std::memcpy(t.raw(), a.data(), t.nbytes());
+  return t;
+}
+
 Image image_from(const py::handle& obj, bool bgr, const std::string& what) {
   const std::string expected = what + ": expected an H x W x 3 uint8 image array";
   if (!py::isinstance<py::array>(obj))

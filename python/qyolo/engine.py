@@ -113,7 +113,7 @@ def _profile(profiles):
 
 
 def build(onnx, precision="fp32", calibrator=None, cache=None, profiles=None, device="cpu", fp16=False,
-          all_int8=False, float_layers="", float_outputs=False):
+          all_int8=False, float_layers="", float_outputs=False, input_format="float32-nchw"):
     """Builds an engine from an ONNX file.
 
     precision: "fp32", "fp16" or "int8". INT8 takes its scales from `calibrator` (a
@@ -124,6 +124,8 @@ def build(onnx, precision="fp32", calibrator=None, cache=None, profiles=None, de
     device: "cpu" or "cuda".
     float_outputs: models with their own Q/DQ: compute each output that ends in a QuantizeLinear ->
     DequantizeLinear pair in float (`--float-output`; docs/quantized-models.md).
+    input_format: "float32-nchw" (the model's input, scaled to [0, 1]) or "uint8-nhwc" (the
+    letterboxed bytes, N x H x W x 3 uint8, scaled by the engine: `--input-format`).
     """
     onnx = os.fspath(onnx)
     profile = _profile(profiles)
@@ -145,7 +147,8 @@ def build(onnx, precision="fp32", calibrator=None, cache=None, profiles=None, de
         handle = _qyolo.build(onnx, precision=precision, device=device,
                               cache=os.fspath(cache) if cache else "", float_layers=float_layers,
                               int8_fp16=bool(fp16 and precision == "int8"), int8_all=all_int8,
-                              profile=profile, float_outputs=bool(float_outputs))
+                              profile=profile, float_outputs=bool(float_outputs),
+                              input_format=input_format)
         return Engine(handle)
     finally:
         if temporary and os.path.exists(temporary):

@@ -191,8 +191,9 @@ Result<double> Detector::prepare(int batch) {
   // Blank images (the letterbox pad colour): a decoded head still gives scores in [0, 1] on them.
   Image blank(options_.input_w, options_.input_h, 114);
   const std::vector<const Image*> images(static_cast<size_t>(batch), &blank);
-  Tensor input = preprocess(images, options_.input_h, options_.input_w, nullptr);
-  QYOLO_RETURN_IF_ERROR(context_->set_input_shape(input.shape()));
+  const InputFormat format = engine_->options().input_format;
+  Tensor input = preprocess(images, options_.input_h, options_.input_w, nullptr, format);
+  QYOLO_RETURN_IF_ERROR(context_->set_input_shape(model_shape(input, format)));
   std::vector<Tensor> outputs;
   QYOLO_RETURN_IF_ERROR(context_->run(input, outputs));
   QYOLO_RETURN_IF_ERROR(decode_outputs(outputs).status());
@@ -210,6 +211,28 @@ Tensor Detector::preprocess(const std::vector<const Image*>& images, int h, int 
     if (infos) (*infos)[i] = info;
   }
   return input;
+}
+
+Tensor Detector::preprocess(const std::vector<const Image*>& images, int h, int w,
+                            std::vector<LetterboxInfo>* infos, InputFormat format) {
+  if (format == InputFormat::kFloat32Nchw) return preprocess(images, h, w, infos);
+  Tensor input = Tensor::uninitialized(DataType::kUInt8, {static_cast<int64_t>(images.size()), h, w, 3});
+  if (infos) infos->resize(images.size());
+  const size_t per_image = static_cast<size_t>(3) * h * w;
+#pragma omp parallel for schedule(dynamic) if (images.size() > 1)
+  for (size_t i = 0; i < images.size(); ++i) {
+    LetterboxInfo info;
+    const Image boxed = letterbox(*images[i], h, w, &info);
+    std::copy(boxed.rgb.begin(), boxed.rgb.end(), input.data<uint8_t>() + i * per_image);
+    if (infos) (*infos)[i] = info;
+  }
+  return input;
+}
+
+Shape Detector::model_shape(const Tensor& input, InputFormat format) {
+  const Shape& s = input.shape();
+  if (format == InputFormat::kUint8Nhwc && s.size() == 4) return {s[0], s[3], s[1], s[2]};
+  return s;
 }
 
 Result<std::vector<std::vector<Detection>>> Detector::detect(const std::vector<const Image*>& images) {
@@ -233,12 +256,13 @@ Result<std::vector<std::vector<Detection>>> Detector::detect(const std::vector<c
   }
 
   auto t0 = std::chrono::steady_clock::now();
-  Tensor input = preprocess(images, options_.input_h, options_.input_w, &infos);
+  const InputFormat format = engine_->options().input_format;
+  Tensor input = preprocess(images, options_.input_h, options_.input_w, &infos, format);
   last_pre_s = seconds_since(t0);
 
   // A new batch size builds its executor once: set-up, not network time.
   t0 = std::chrono::steady_clock::now();
-  QYOLO_RETURN_IF_ERROR(context_->set_input_shape(input.shape()));
+  QYOLO_RETURN_IF_ERROR(context_->set_input_shape(model_shape(input, format)));
   last_setup_s = first_setup_s + seconds_since(t0);
 
   t0 = std::chrono::steady_clock::now();

@@ -10,6 +10,7 @@
 
 #include "ir/shape_arith.h"
 #include "onnx/onnx_import.h"
+#include "passes/image_input.h"
 #include "quant/int8_dataflow.h"
 #include "quant/output_quantization.h"
 #include "quant/quant_params.h"
@@ -46,6 +47,14 @@ Result<Device> parse_device(const std::string& s) {
   if (s == "cpu") return Device::kCpu;
   if (s == "cuda" || s == "gpu") return Device::kCuda;
   return invalid_argument("unknown device '" + s + "' (expected cpu or cuda)");
+}
+const char* input_format_name(InputFormat f) {
+  return f == InputFormat::kUint8Nhwc ? "uint8-nhwc" : "float32-nchw";
+}
+Result<InputFormat> parse_input_format(const std::string& s) {
+  if (s == "float32-nchw" || s == "float32") return InputFormat::kFloat32Nchw;
+  if (s == "uint8-nhwc" || s == "uint8") return InputFormat::kUint8Nhwc;
+  return invalid_argument("unknown input format '" + s + "' (expected float32-nchw or uint8-nhwc)");
 }
 Result<Precision> parse_precision(const std::string& s) {
   if (s == "fp32") return Precision::kFp32;
@@ -164,6 +173,9 @@ Result<SpecializedGraph> Engine::Impl::prepare(const Shape& input_shape, const P
       QYOLO_RETURN_IF_ERROR(plan_int8_dataflow(sg, activation_scales).status());
     }
   }
+  // Last, so that calibration scales and precision choices keep naming the float image.
+  if (options.input_format == InputFormat::kUint8Nhwc)
+    QYOLO_RETURN_IF_ERROR(use_uint8_image_input(sg, info.input_name).with_context(info.source));
   return sg;
 }
 
@@ -315,7 +327,8 @@ Status finish_build(Engine::Impl& impl, bool new_build) {
 
 // Engine file (all integers little-endian; str = u64 length + bytes; shape = u32 rank + u64 dims):
 //   magic "QYOLOENG" | u32 format version (kEngineFormatVersion) | str qyolo version | str source
-//   | u32 device | u32 precision | u32 int8-fp16 (0 off, 1 on, 2 on + all-int8; + 4 float outputs)
+//   | u32 device | u32 precision | u32 int8-fp16 (0 off, 1 on, 2 on + all-int8; + 4 float outputs;
+//     + 8 uint8 NHWC image input)
 //   | str float-layers regex
 //   | shape min, opt, max
 //   | u64 n, n x (str tensor, f32 scale)                              activation scales
@@ -446,8 +459,10 @@ Status Engine::save(const std::string& path) const {
   w.str(impl_->info.source);
   w.u32(static_cast<uint32_t>(impl_->options.device));
   w.u32(static_cast<uint32_t>(impl_->options.precision));
-  // 2: --int8 --fp16 --all-int8; + 4: --float-output
-  w.u32((impl_->options.int8_fp16 ? (impl_->options.int8_all ? 2u : 1u) : 0u) | (impl_->options.float_outputs ? 4u : 0u));
+  // 2: --int8 --fp16 --all-int8; + 4: --float-output; + 8: uint8 NHWC image input
+  w.u32((impl_->options.int8_fp16 ? (impl_->options.int8_all ? 2u : 1u) : 0u) |
+        (impl_->options.float_outputs ? 4u : 0u) |
+        (impl_->options.input_format == InputFormat::kUint8Nhwc ? 8u : 0u));
   w.str(impl_->options.float_layers_regex);
   w.shape(impl_->profile.min);
   w.shape(impl_->profile.opt);
@@ -524,7 +539,8 @@ Result<EngineFileContents> parse_engine_file(std::string payload, const std::str
   options.precision = static_cast<Precision>(precision);
   QYOLO_ASSIGN_OR_RETURN(uint32_t int8_fp16, rd.u32());
   options.float_outputs = (int8_fp16 & 4u) != 0;
-  int8_fp16 &= ~4u;
+  options.input_format = (int8_fp16 & 8u) != 0 ? InputFormat::kUint8Nhwc : InputFormat::kFloat32Nchw;
+  int8_fp16 &= ~12u;
   if (int8_fp16 > 2) return corrupt("engine file '" + path + "': bad int8-fp16 field");
   options.int8_fp16 = int8_fp16 >= 1;
   options.int8_all = int8_fp16 == 2;
@@ -625,7 +641,9 @@ Result<std::shared_ptr<const Engine>> Engine::load(const std::string& path) {
                      " [--cache <calibration cache>]"
                                                    : "") +
           (options.float_layers_regex.empty() ? "" : " --float-layers '" + options.float_layers_regex + "'") +
-          (options.float_outputs ? " --float-output" : "") + " --min-shapes " + shape_str(profile.min) + " --opt-shapes " + shape_str(profile.opt) +
+          (options.float_outputs ? " --float-output" : "") +
+          (options.input_format == InputFormat::kUint8Nhwc ? " --input-format uint8-nhwc" : "") +
+          " --min-shapes " + shape_str(profile.min) + " --opt-shapes " + shape_str(profile.opt) +
           " --max-shapes " + shape_str(profile.max) + " --out " + path + "`");
     if (here->cudnn_version != target.cudnn_version) {
       // Tactics name cuDNN engines and knobs of that version: time them again (like a rebuild).
@@ -822,28 +840,37 @@ Status ExecutionContext::enqueue(const std::vector<const void*>& device_inputs,
 #endif
 }
 
+// The model's NCHW shape of a run() input, after checking its dtype and rank against the engine's
+// input format.
+static Result<Shape> model_input_shape(const Engine::Impl& e, const Tensor& input) {
+  const std::string& name = e.info.input_name;
+  const bool bytes = e.options.input_format == InputFormat::kUint8Nhwc;
+  const DataType want = bytes ? DataType::kUInt8 : DataType::kFloat32;
+  if (input.dtype() != want)
+    return invalid_argument("input '" + name + "' must be " + dtype_name(want) +
+                            " (the engine's input format is " + input_format_name(e.options.input_format) +
+                            "), got " + dtype_name(input.dtype()));
+  if (input.rank() != 4)
+    return invalid_argument("input '" + name + "' must have rank 4 (" + (bytes ? "NHWC" : "NCHW") +
+                            "), got shape " + shape_str(input.shape()));
+  const Shape& s = input.shape();
+  return bytes ? Shape{s[0], s[3], s[1], s[2]} : s;
+}
+
 Status ExecutionContext::run(const Tensor& input, Tensor& output) {
   const auto& info = impl_->engine->info;
-  if (input.dtype() != DataType::kFloat32)
-    return invalid_argument("input '" + info.input_name + "' must be float32, got " + dtype_name(input.dtype()));
-  if (input.rank() != 4)
-    return invalid_argument("input '" + info.input_name + "' must have rank 4 (NCHW), got shape " +
-                            shape_str(input.shape()));
+  QYOLO_ASSIGN_OR_RETURN(Shape shape, model_input_shape(*impl_->engine, input));
   std::map<std::string, Tensor> outputs;
-  QYOLO_RETURN_IF_ERROR(impl_->run(input.shape(), {{info.input_name, input}}, outputs));
+  QYOLO_RETURN_IF_ERROR(impl_->run(shape, {{info.input_name, input}}, outputs));
   output = outputs.at(info.output_name);
   return Status::ok();
 }
 
 Status ExecutionContext::run(const Tensor& input, std::vector<Tensor>& outputs) {
   const auto& info = impl_->engine->info;
-  if (input.dtype() != DataType::kFloat32)
-    return invalid_argument("input '" + info.input_name + "' must be float32, got " + dtype_name(input.dtype()));
-  if (input.rank() != 4)
-    return invalid_argument("input '" + info.input_name + "' must have rank 4 (NCHW), got shape " +
-                            shape_str(input.shape()));
+  QYOLO_ASSIGN_OR_RETURN(Shape shape, model_input_shape(*impl_->engine, input));
   std::map<std::string, Tensor> by_name;
-  QYOLO_RETURN_IF_ERROR(impl_->run(input.shape(), {{info.input_name, input}}, by_name));
+  QYOLO_RETURN_IF_ERROR(impl_->run(shape, {{info.input_name, input}}, by_name));
   outputs.clear();
   for (const auto& name : info.output_names) {
     auto it = by_name.find(name);

@@ -102,12 +102,16 @@ Result<std::unique_ptr<GpuPipeline::Impl::ShapeBuffers>> GpuPipeline::Impl::make
     return unsupported("the network has " + std::to_string(exec.inputs().size()) +
                        " inputs; one image input expected");
   const CudaBinding& in = exec.inputs()[0];
-  if (in.shape != shape)
+  // A uint8 image input (InputFormat::kUint8Nhwc) takes the letterboxed bytes, NHWC.
+  const Shape expected = in.dtype == DataType::kUInt8 && shape.size() == 4
+                             ? Shape{shape[0], shape[2], shape[3], shape[1]}
+                             : shape;
+  if (in.shape != expected)
     return internal_error("the executor's input '" + in.name + "' is " + shape_str(in.shape) + ", not " +
-                          shape_str(shape));
-  if (in.dtype != DataType::kFloat32 && in.dtype != DataType::kFloat16)
+                          shape_str(expected));
+  if (in.dtype != DataType::kFloat32 && in.dtype != DataType::kFloat16 && in.dtype != DataType::kUInt8)
     return unsupported("input '" + in.name + "' is " + dtype_name(in.dtype) +
-                       "; the GPU letterbox writes float32 or float16");
+                       "; the GPU letterbox writes float32, float16 or uint8");
   auto sb = std::make_unique<ShapeBuffers>();
   std::vector<OutputDesc> descs;
   for (const CudaBinding& b : exec.outputs()) descs.push_back({b.name, b.shape});
@@ -163,7 +167,25 @@ Status GpuPipeline::Impl::enqueue(const std::vector<const Image*>& batch, const 
                                   std::vector<LetterboxInfo>& infos) {
   cudaStream_t s = stream.get();
   QYOLO_CUDA_CHECK(cudaEventRecord(ev_start.get(), s));
-  for (size_t i = 0; i < batch.size(); ++i) {
+  // Frames of one size, staged back to back (a camera's batch): one copy and one letterbox launch.
+  const size_t first_bytes = batch.empty() ? 0 : image_bytes(*batch[0]);
+  bool uniform = first_bytes > 0;
+  for (size_t i = 0; i < batch.size() && uniform; ++i)
+    uniform = batch[i]->width == batch[0]->width && batch[i]->height == batch[0]->height &&
+              offsets[i] == offsets[0] + i * first_bytes;
+  if (uniform) {
+    const Image& im = *batch[0];
+    QYOLO_CUDA_CHECK(cudaMemcpyAsync(images.as<uint8_t>() + offsets[0], staging.as<uint8_t>() + offsets[0],
+                                     first_bytes * batch.size(), cudaMemcpyHostToDevice, s));
+    Status st = cuda::letterbox_batch_gpu(images.as<uint8_t>() + offsets[0], im.width, im.height,
+                                          static_cast<size_t>(im.width) * 3, first_bytes,
+                                          static_cast<int>(batch.size()), input_h, input_w, sb.input_dtype,
+                                          sb.input.get(), s, &infos[0]);
+    if (!st)
+      return st.with_context("GPU letterbox of a batch of " + std::to_string(batch.size()) + " images");
+    for (size_t i = 1; i < batch.size(); ++i) infos[i] = infos[0];
+  }
+  for (size_t i = 0; i < batch.size() && !uniform; ++i) {
     const Image& im = *batch[i];
     const size_t bytes = image_bytes(im);
     const uint8_t* src = nullptr;  // empty image: the letterbox writes pad only

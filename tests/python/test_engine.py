@@ -78,3 +78,20 @@ def test_infer_releases_the_gil(shared, fp32_engine):
     # With the GIL held for the whole call the other thread could not tick inside it.
     inside = [s for s in ticks if start < s < end]
     assert len(inside) >= 3, f"{len(inside)} ticks during a {1e3 * (end - start):.0f} ms inference"
+
+
+def test_uint8_input_engine_takes_the_letterboxed_bytes(shared, fp32_engine):
+    # bus_input.npy is the letterbox's float image, i.e. bytes / 255: its bytes, NHWC, must give
+    # exactly the float engine's output on an engine that scales them itself.
+    x = np.load(shared / "reference" / "bus_input.npy")
+    pixels = np.rint(x * 255.0).astype(np.uint8)
+    np.testing.assert_array_equal(pixels.astype(np.float32) / np.float32(255.0), x)
+    engine = qyolo.build(shared / "models" / "yolov5n.onnx", input_format="uint8-nhwc")
+    assert engine.info["input_format"] == "uint8-nhwc"
+    ctx = engine.create_context()
+    (binding,) = [b for b in ctx.bindings() if b["is_input"]]
+    assert binding["dtype"] == np.uint8 and binding["shape"] == (1, 640, 640, 3)
+    got = ctx.infer(np.ascontiguousarray(pixels.transpose(0, 2, 3, 1)))["output0"]
+    np.testing.assert_array_equal(got, fp32_engine.create_context().infer(x)["output0"])
+    with pytest.raises(qyolo.InvalidArgumentError, match="uint8"):
+        ctx.infer(x)

@@ -34,7 +34,9 @@ constexpr int kThreads = 256;
 constexpr int kLoadUnroll = 4;  // patch columns per lane while staging: rows up to 128 pixels wide
 
 struct StemParams {
-  const float* x;     // NCHW [N][C][H][W] fp32
+  const float* x;     // NCHW [N][C][H][W] fp32 (the float image)
+  const uint8_t* xb;  // or NHWC [N][H][W][C] uint8 (the image's bytes: InputFormat::kUint8Nhwc)
+  float in_scale;     // the accumulator's factor before the bias: 1, or 1 / 255 for the bytes
   const __half* wt;   // [K][kp] at k = (tap row * S + tap col) * 4 + c; zeros for c >= C and k >= R * S * 4
   const float* bias;  // [K] (zeros when the conv has none)
   __half* y;          // NHWC, element (n, k, oy, ox) at ((n * oh + oy) * ow + ox) * pitch + k; null: not written
@@ -151,11 +153,16 @@ __device__ __forceinline__ void cp_async16_stem(void* smem, const void* src) {
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(s), "l"(src));
 }
 
-// ASYNC: the CTA stages its weights and its fp32 input patch with cp.async (every load of the CTA
-// in flight at once, no registers held; the register-staged path waits for ~3 round trips of
-// kLoadUnroll x C loads per thread), then converts the fp32 patch to the half patch in shared memory.
-template <int NT, bool ASYNC>
+// Where the patch comes from: the fp32 image through registers, the fp32 image with cp.async (the
+// CTA stages its weights and its fp32 input patch with every load in flight at once, no registers
+// held; the register-staged path waits for ~3 round trips of kLoadUnroll x C loads per thread),
+// then converts the fp32 patch to the half patch in shared memory), or the uint8 NHWC image
+// through registers (bytes are exact in half; the 1 / 255 is applied to the accumulator).
+enum class StemSource { kFloat, kFloatAsync, kBytes };
+
+template <int NT, StemSource SRC>
 __global__ void __launch_bounds__(kThreads, kMinBlocks(NT)) conv_stem_kernel(StemParams p) {
+  constexpr bool ASYNC = SRC == StemSource::kFloatAsync;
   await_producers();
   constexpr int K = NT * 8;
   extern __shared__ __align__(16) uint8_t smem[];
@@ -213,6 +220,31 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks(NT)) conv_stem_kernel(Ste
       const float f0 = stage[i], f1 = p.c > 1 ? stage[cpw + i] : 0.f, f2 = p.c > 2 ? stage[2 * cpw + i] : 0.f,
                   f3 = p.c > 3 ? stage[3 * cpw + i] : 0.f;
       patch[i] = make_uint2(pack_half2(f0, f1), pack_half2(f2, f3));
+    }
+  } else if constexpr (SRC == StemSource::kBytes) {
+    // The input patch from the bytes: one pixel's C (<= 4) bytes are adjacent; lanes take
+    // consecutive columns, so a warp reads a contiguous run of 32 * C bytes per load.
+    const int iy0 = oy0 * p.stride - p.pad_h, ix0 = ox0 * p.stride - p.pad_w;
+    const uint8_t* __restrict__ xi = p.xb + static_cast<int64_t>(img) * p.h * p.w * p.c;
+    const int lane = tid & 31;
+    for (int pr = tid >> 5; pr < p.ph; pr += kThreads / 32) {
+      const int iy = iy0 + pr;
+      const bool row_in = static_cast<unsigned>(iy) < static_cast<unsigned>(p.h);
+      float v[kLoadUnroll][4];
+#pragma unroll
+      for (int u = 0; u < kLoadUnroll; ++u) {
+        const int pc = u * 32 + lane, ix = ix0 + pc;
+        const bool in = row_in && pc < p.pw && static_cast<unsigned>(ix) < static_cast<unsigned>(p.w);
+        const uint8_t* px = xi + (in ? (static_cast<int64_t>(iy) * p.w + ix) * p.c : 0);
+#pragma unroll
+        for (int c = 0; c < 4; ++c) v[u][c] = in && c < p.c ? static_cast<float>(__ldg(px + c)) : 0.f;
+      }
+#pragma unroll
+      for (int u = 0; u < kLoadUnroll; ++u) {
+        const int pc = u * 32 + lane;
+        if (pc < p.pw)
+          patch[pr * p.pw + pc] = make_uint2(pack_half2(v[u][0], v[u][1]), pack_half2(v[u][2], v[u][3]));
+      }
     }
   } else {
     // The input patch, fp32 NCHW -> half, 4 channels per pixel: warp-rows of consecutive columns
@@ -295,8 +327,8 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks(NT)) conv_stem_kernel(Ste
       uint32_t v[NT], v8[NT];
 #pragma unroll
       for (int nt = 0; nt < NT; ++nt) {
-        const float f0 = apply_act_fast(act, acc[mt][nt][2 * hh] + bias[nt].x, p.alpha);
-        const float f1 = apply_act_fast(act, acc[mt][nt][2 * hh + 1] + bias[nt].y, p.alpha);
+        const float f0 = apply_act_fast(act, fmaf(acc[mt][nt][2 * hh], p.in_scale, bias[nt].x), p.alpha);
+        const float f1 = apply_act_fast(act, fmaf(acc[mt][nt][2 * hh + 1], p.in_scale, bias[nt].y), p.alpha);
         v[nt] = pack_half2(f0, f1);
         v8[nt] = write_int8 ? static_cast<uint32_t>(static_cast<uint8_t>(quantize_s8_fast(f0, p.inv_scale))) |
                                   static_cast<uint32_t>(static_cast<uint8_t>(quantize_s8_fast(f1, p.inv_scale))) << 8
@@ -336,11 +368,21 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks(NT)) conv_stem_kernel(Ste
 }
 
 using StemKernelFn = void (*)(StemParams);
-constexpr StemKernelFn kStemKernels[2][8] = {
-    {conv_stem_kernel<1, false>, conv_stem_kernel<2, false>, conv_stem_kernel<3, false>, conv_stem_kernel<4, false>,
-     conv_stem_kernel<5, false>, conv_stem_kernel<6, false>, conv_stem_kernel<7, false>, conv_stem_kernel<8, false>},
-    {conv_stem_kernel<1, true>, conv_stem_kernel<2, true>, conv_stem_kernel<3, true>, conv_stem_kernel<4, true>,
-     conv_stem_kernel<5, true>, conv_stem_kernel<6, true>, conv_stem_kernel<7, true>, conv_stem_kernel<8, true>}};
+template <StemSource SRC>
+constexpr StemKernelFn kStemKernelsOf[8] = {
+    conv_stem_kernel<1, SRC>, conv_stem_kernel<2, SRC>, conv_stem_kernel<3, SRC>, conv_stem_kernel<4, SRC>,
+    conv_stem_kernel<5, SRC>, conv_stem_kernel<6, SRC>, conv_stem_kernel<7, SRC>, conv_stem_kernel<8, SRC>};
+StemKernelFn stem_kernel(StemSource src, int64_t k) {
+  const int i = static_cast<int>(k / 8 - 1);
+  switch (src) {
+    case StemSource::kFloatAsync:
+      return kStemKernelsOf<StemSource::kFloatAsync>[i];
+    case StemSource::kBytes:
+      return kStemKernelsOf<StemSource::kBytes>[i];
+    default:
+      return kStemKernelsOf<StemSource::kFloat>[i];
+  }
+}
 
 // FusedActivation and Act list the same activations in the same order (conv2d.cu casts too).
 static_assert(static_cast<int>(FusedActivation::kNone) == static_cast<int>(Act::kNone) &&
@@ -397,7 +439,7 @@ class ConvStemKernel final : public CudaKernel {
     if (smem_ > optin)
       return unsupported(name + ": the direct stem conv needs " + std::to_string(smem_) +
                          " bytes of shared memory (" + std::to_string(optin) + " available)");
-    kernel_ = kStemKernels[async_ ? 1 : 0][K / 8 - 1];
+    kernel_ = stem_kernel(async_ ? StemSource::kFloatAsync : StemSource::kFloat, K);
     if (smem_ > 48 * 1024)
       QYOLO_CUDA_CHECK(cudaFuncSetAttribute(kernel_, cudaFuncAttributeMaxDynamicSharedMemorySize, smem_));
 
@@ -426,6 +468,7 @@ class ConvStemKernel final : public CudaKernel {
     const Act act = to_act(a.activation);
     p_ = StemParams{};
     p_.wt = weights_.as<__half>();
+    p_.in_scale = 1.f;
     p_.bias = bias_.as<float>();
     p_.c = static_cast<int>(C), p_.h = static_cast<int>(H), p_.w = static_cast<int>(W);
     p_.oh = static_cast<int>(OH), p_.ow = static_cast<int>(OW);
@@ -449,6 +492,23 @@ class ConvStemKernel final : public CudaKernel {
     return true;
   }
 
+  // The image's bytes instead of the float image (uint8-nhwc engines): same N, C, H, W, NHWC. The
+  // register-staged path only (the cp.async variant stages fp32 rows).
+  bool read_image_bytes(PrepareContext&) override {
+    if (async_ || bytes_) return false;
+    bytes_ = true;
+    kernel_ = stem_kernel(StemSource::kBytes, k_);
+    if (smem_ > 48 * 1024 &&
+        cudaFuncSetAttribute(kernel_, cudaFuncAttributeMaxDynamicSharedMemorySize, smem_) != cudaSuccess) {
+      (void)cudaGetLastError();
+      bytes_ = false;
+      kernel_ = stem_kernel(StemSource::kFloat, k_);
+      return false;
+    }
+    p_.in_scale = 1.f / 255.f;
+    return true;
+  }
+
   // INT8 reader (--int8 --fp16): output 1 is the int8 NHWC copy quantised with `scale`, K channels
   // per pixel, so K must already be the 16-channel granule INT8 convs read.
   bool fuse_quantized_output(float scale) override {
@@ -462,11 +522,14 @@ class ConvStemKernel final : public CudaKernel {
   Status enqueue(const LaunchContext& ctx, std::span<const void* const> in,
                  std::span<void* const> out) override {
     StemParams p = p_;
-    p.x = static_cast<const float*>(in[0]);
+    if (bytes_)
+      p.xb = static_cast<const uint8_t*>(in[0]);
+    else
+      p.x = static_cast<const float*>(in[0]);
     p.y = static_cast<__half*>(out[0]);  // null when only the int8 copy is read
     p.y8 = quantized_ && out.size() > 1 ? static_cast<int8_t*>(out[1]) : nullptr;
-    if (p.x == nullptr || (p.y == nullptr && p.y8 == nullptr) || reinterpret_cast<uintptr_t>(p.y) % 16 != 0 ||
-        reinterpret_cast<uintptr_t>(p.y8) % 16 != 0)
+    if (in[0] == nullptr || (p.y == nullptr && p.y8 == nullptr) ||
+        reinterpret_cast<uintptr_t>(p.y) % 16 != 0 || reinterpret_cast<uintptr_t>(p.y8) % 16 != 0)
       return internal_error("direct stem conv: missing or misaligned input/output");
     launch_kernel(kernel_, grid_, kThreads, static_cast<size_t>(smem_), ctx.stream, ctx.programmatic, p);
     QYOLO_CUDA_CHECK_LAUNCH("conv_stem_kernel");
@@ -476,7 +539,7 @@ class ConvStemKernel final : public CudaKernel {
   std::string info() const override {
     std::ostringstream os;
     os << "direct stem mma.sync f16 tile " << kTileH << "x" << kTileW << (async_ ? " cp.async" : "")
-       << " smem=" << smem_ << "B";
+       << (bytes_ ? " uint8 NHWC image" : "") << " smem=" << smem_ << "B";
     if (p_.pitch != k_) os << " pitched";
     if (quantized_) os << " ->int8 scale=" << scale_;
     return os.str();
@@ -485,7 +548,7 @@ class ConvStemKernel final : public CudaKernel {
  private:
   StemKernelFn kernel_ = nullptr;
   int smem_ = 0, k_ = 0;
-  bool quantized_ = false, async_ = false;
+  bool quantized_ = false, async_ = false, bytes_ = false;
   float scale_ = 0.f;
   dim3 grid_;
   DeviceBuffer weights_, bias_;

@@ -203,6 +203,7 @@ Result<std::unique_ptr<CudaExecutor>> CudaExecutor::build_variant(SpecializedGra
     ex->output_values_.push_back(out);
   }
   im.fuse_requantization();
+  im.fuse_image_input();
   if (options.fuse_head_decode) im.fuse_yolo_decodes();
   QYOLO_RETURN_IF_ERROR(im.place_concats());  // may re-plan cuDNN convs: before the tuning state goes
   im.drop_unread_outputs();

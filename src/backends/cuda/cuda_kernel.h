@@ -62,6 +62,9 @@ struct CudaBuildOptions {
   // at once) instead of through registers (bench_gpu --stem-async). Off by default until it has run
   // on a GPU: written in session 9, when no device was free to test or time it.
   bool stem_async_staging = false;
+  // uint8 image input (InputFormat::kUint8Nhwc): the direct stem conv reads the bytes itself and the
+  // QyoloImageToFloat step goes (no float image in memory; bench_gpu --no-bytes-stem).
+  bool stem_reads_bytes = true;
   // fp16 NHWC convs whose output channel count is not a multiple of 8 (the detect heads' 255)
   // compute up to the next multiple with zero weights (cuDNN is 2-3x faster); readers see a
   // strided view of the first channels.
@@ -220,6 +223,13 @@ class CudaKernel {
     (void)pitch;
     return false;
   }
+  // uint8 image input: input 0 becomes the uint8 [N, H, W, C] image that a QyoloImageToFloat step
+  // would turn into this kernel's float NCHW input (x / 255), so that step goes. Build phase.
+  // Returns false, changing nothing, when this kernel cannot read the bytes.
+  virtual bool read_image_bytes(PrepareContext& ctx) {
+    (void)ctx;
+    return false;
+  }
   // The YOLO decode kernel: its parameters (grid/anchor pointers left null), for fusion.
   virtual std::optional<YoloDecodeParams> yolo_decode_params() const { return std::nullopt; }
   // Head convs: apply the decode in the epilogue and write its output instead of the conv's.
@@ -271,6 +281,8 @@ bool conv2d_stem_supports(const Shape& x, const Shape& w, const ConvAttrs& a);
 void ensure_tuning_workspace(PrepareContext& ctx);
 int cuda_int8_tactic_count();
 Result<std::unique_ptr<CudaKernel>> make_cuda_unary(const Node& node);
+// QyoloImageToFloat: uint8 NHWC image -> fp32 plain NCHW / 255 (image_to_float.cu).
+Result<std::unique_ptr<CudaKernel>> make_cuda_image_to_float(const Node& node);
 Result<std::unique_ptr<CudaKernel>> make_cuda_binary(const Node& node);
 Result<std::unique_ptr<CudaKernel>> make_cuda_concat(const Node& node);
 Result<std::unique_ptr<CudaKernel>> make_cuda_max_pool(const Node& node);

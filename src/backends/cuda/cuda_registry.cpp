@@ -119,6 +119,8 @@ const Entry kOps[] = {
     {"Min", {"binary", &make_cuda_binary, false, 0, false, true, true}},
     // Reads X (float/half, any layout) as it comes; constants arrive in the output's float type.
     {"QyoloYoloDecode", {"yolo_decode", &make_cuda_yolo_decode, false, 0, true, false, false}},
+    // Reads uint8 (not arithmetic on float inputs); writes fp32 plain NCHW (output_dtype).
+    {"QyoloImageToFloat", {"image_to_float", &make_cuda_image_to_float, false, 0, false, false, false}},
 };
 }  // namespace
 

@@ -1,10 +1,12 @@
-// CudaExecutor build stage: step-level fusions (requantisation, the YOLO decode, concat in place).
-#include "backends/cuda/executor_impl.h"
-#include "ir/ops/concat.h"
-
+// CudaExecutor build stage: step-level fusions (requantisation, the YOLO decode, concat in place,
+// the uint8 image read by the stem).
 #include <algorithm>
 #include <map>
 #include <set>
+
+#include "backends/cuda/executor_impl.h"
+#include "ir/ops/concat.h"
+#include "ir/ops/image_to_float.h"
 
 namespace qyolo {
 
@@ -55,6 +57,31 @@ void CudaExecutor::Impl::drop_steps(const std::vector<bool>& drop) {
   for (size_t s = 0; s < ex.steps_.size(); ++s)
     if (!drop[s]) kept.push_back(std::move(ex.steps_[s]));
   ex.steps_ = std::move(kept);
+}
+
+void CudaExecutor::Impl::fuse_image_input() {
+  if (!ex.options_.stem_reads_bytes) return;
+  const auto readers = step_readers();
+  std::vector<bool> drop(ex.steps_.size(), false);
+  for (size_t si = 0; si < ex.steps_.size(); ++si) {
+    Step& img = ex.steps_[si];
+    if (!img.node || img.node->op_type != kImageToFloatOp || img.inputs.size() != 1 ||
+        img.outputs.size() != 1)
+      continue;
+    const int f = img.outputs[0];
+    const auto& r = readers[static_cast<size_t>(f)];
+    if (r.size() != 1 || ex.values_[static_cast<size_t>(f)].storage != Storage::kArena) continue;
+    Step& reader = ex.steps_[static_cast<size_t>(r[0])];
+    if (reader.inputs.empty() || reader.inputs[0] != f ||
+        std::count(reader.inputs.begin(), reader.inputs.end(), f) != 1 ||
+        !reader.kernel->read_image_bytes(pctx))
+      continue;
+    reader.inputs[0] = img.inputs[0];
+    reader.label += " (uint8 image)";
+    ex.values_[static_cast<size_t>(f)].storage = Storage::kNone;
+    drop[si] = true;
+  }
+  drop_steps(drop);
 }
 
 // Float conv outputs nobody reads any more (requantised or placed into a concat instead) are not

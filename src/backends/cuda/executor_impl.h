@@ -146,6 +146,10 @@ struct CudaExecutor::Impl {
   // INT8 convs whose output is read by quantize steps write the int8 copy themselves.
   void fuse_requantization();
 
+  // uint8 image input: a QyoloImageToFloat step whose float image only a kernel that can read the
+  // bytes takes (the direct stem conv) goes; that kernel reads the uint8 image instead.
+  void fuse_image_input();
+
   // Every kernel learns which of its outputs are written (the others stay null) and settles its
   // implementation for that.
   Status finalize_kernels();

@@ -1,6 +1,7 @@
 // CudaExecutor build stage: nodes -> launch steps (values, conversions, constants, prepared kernels).
 #include "backends/cuda/executor_impl.h"
 #include "ir/ops/conv2d.h"
+#include "ir/ops/image_to_float.h"
 
 namespace qyolo {
 
@@ -149,6 +150,9 @@ DataType CudaExecutor::Impl::output_dtype(const Node& node, const std::string& o
                                           DataType onnx_dtype) const {
   if (onnx_dtype != DataType::kFloat32) return onnx_dtype;
   if (ex.options_.precision == CudaPrecision::kFp32) return DataType::kFloat32;
+  // The float image stays fp32 in every precision: what the direct stem kernel reads (which then
+  // reads the bytes instead, fuse_image_input), and what the CPU computes.
+  if (node.op_type == kImageToFloatOp) return DataType::kFloat32;
   if (ex.options_.precision == CudaPrecision::kInt8 && !ex.options_.int8_fp16) return DataType::kFloat32;
   if (int8_conv(node)) return int8_output_dtype(node);
   if (node.op_type == "Conv" || !ex.options_.fp32_tail || reaches_conv.count(out)) return DataType::kFloat16;

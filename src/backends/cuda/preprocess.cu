@@ -22,7 +22,16 @@ struct LbParams {
   double scale_x, scale_y;
   int simd_len;        // OpenCV's vectorised prefix of a row (in bytes of nw * 3)
   Path path;
+  size_t src_stride;  // bytes between the sources of consecutive images (blockIdx.z)
+  size_t dst_stride;  // elements between their destinations
 };
+
+// The parameters of image blockIdx.z of a batch of equally sized sources.
+__device__ __forceinline__ LbParams image_params(const LbParams& p) {
+  LbParams q = p;
+  q.src += static_cast<size_t>(blockIdx.z) * p.src_stride;
+  return q;
+}
 
 constexpr int kCoefScale = 1 << 11;
 
@@ -72,8 +81,10 @@ __device__ __forceinline__ int body_pixel(const LbParams& p, int bx, int by, int
 }
 
 template <typename T>
-__global__ void letterbox_kernel(LbParams p, T* __restrict__ dst) {
+__global__ void letterbox_kernel(LbParams batch, T* __restrict__ dst) {
   await_producers();
+  const LbParams p = image_params(batch);
+  dst += static_cast<size_t>(blockIdx.z) * batch.dst_stride;
   const int x = blockIdx.x * blockDim.x + threadIdx.x;
   const int y = blockIdx.y * blockDim.y + threadIdx.y;
   if (x >= p.dw || y >= p.dh) return;
@@ -86,6 +97,21 @@ __global__ void letterbox_kernel(LbParams p, T* __restrict__ dst) {
     const int v = inside ? body_pixel(p, bx, by, c) : 114;
     dst[c * plane + o] = from_f<T>(__fdiv_rn(static_cast<float>(v), 255.0f));
   }
+}
+
+// The letterboxed bytes themselves, HWC (an engine with a uint8 NHWC image input scales them).
+__global__ void letterbox_bytes_kernel(LbParams batch, uint8_t* __restrict__ dst) {
+  await_producers();
+  const LbParams p = image_params(batch);
+  dst += static_cast<size_t>(blockIdx.z) * batch.dst_stride;
+  const int x = blockIdx.x * blockDim.x + threadIdx.x;
+  const int y = blockIdx.y * blockDim.y + threadIdx.y;
+  if (x >= p.dw || y >= p.dh) return;
+  const size_t o = (static_cast<size_t>(y) * p.dw + x) * 3;
+  const int bx = x - p.left, by = y - p.top;
+  const bool inside = p.path != Path::kPadOnly && bx >= 0 && by >= 0 && bx < p.nw && by < p.nh;
+#pragma unroll
+  for (int c = 0; c < 3; ++c) dst[o + c] = static_cast<uint8_t>(inside ? body_pixel(p, bx, by, c) : 114);
 }
 
 }  // namespace
@@ -109,8 +135,17 @@ LetterboxInfo letterbox_geometry(int sw, int sh, int dst_h, int dst_w) {
 
 Status letterbox_to_nchw_gpu(const uint8_t* src, int src_w, int src_h, size_t src_pitch, int dst_h, int dst_w,
                              DataType out_dtype, void* dst, cudaStream_t stream, LetterboxInfo* info) {
-  if (out_dtype != DataType::kFloat32 && out_dtype != DataType::kFloat16)
-    return invalid_argument(std::string("letterbox output must be float32 or float16, got ") + dtype_name(out_dtype));
+  return letterbox_batch_gpu(src, src_w, src_h, src_pitch, 0, 1, dst_h, dst_w, out_dtype, dst, stream, info);
+}
+
+Status letterbox_batch_gpu(const uint8_t* src, int src_w, int src_h, size_t src_pitch, size_t src_stride,
+                           int count, int dst_h, int dst_w, DataType out_dtype, void* dst,
+                           cudaStream_t stream, LetterboxInfo* info) {
+  if (count < 1 || count > 65535)
+    return invalid_argument("letterbox: batch of " + std::to_string(count) + " images");
+  if (out_dtype != DataType::kFloat32 && out_dtype != DataType::kFloat16 && out_dtype != DataType::kUInt8)
+    return invalid_argument(std::string("letterbox output must be float32, float16 or uint8, got ") +
+                            dtype_name(out_dtype));
   LetterboxInfo li = letterbox_geometry(src_w, src_h, dst_h, dst_w);
   if (info) *info = li;
   if (dst_w <= 0 || dst_h <= 0) return Status::ok();
@@ -122,6 +157,8 @@ Status letterbox_to_nchw_gpu(const uint8_t* src, int src_w, int src_h, size_t sr
   p.sh = src_h;
   p.dw = dst_w;
   p.dh = dst_h;
+  p.src_stride = src_stride;
+  p.dst_stride = static_cast<size_t>(dst_w) * dst_h * 3;
   if (src_w <= 0 || src_h <= 0 || src == nullptr) {
     p.path = Path::kPadOnly;
   } else {
@@ -139,9 +176,13 @@ Status letterbox_to_nchw_gpu(const uint8_t* src, int src_w, int src_h, size_t sr
     else p.path = Path::kGeneric;
   }
   const dim3 block(32, 8);
-  const dim3 grid((dst_w + 31) / 32, (dst_h + 7) / 8);
-  if (out_dtype == DataType::kFloat16) letterbox_kernel<__half><<<grid, block, 0, stream>>>(p, static_cast<__half*>(dst));
-  else letterbox_kernel<float><<<grid, block, 0, stream>>>(p, static_cast<float*>(dst));
+  const dim3 grid((dst_w + 31) / 32, (dst_h + 7) / 8, static_cast<unsigned>(count));
+  if (out_dtype == DataType::kUInt8)
+    letterbox_bytes_kernel<<<grid, block, 0, stream>>>(p, static_cast<uint8_t*>(dst));
+  else if (out_dtype == DataType::kFloat16)
+    letterbox_kernel<__half><<<grid, block, 0, stream>>>(p, static_cast<__half*>(dst));
+  else
+    letterbox_kernel<float><<<grid, block, 0, stream>>>(p, static_cast<float*>(dst));
   QYOLO_CUDA_CHECK_LAUNCH("letterbox_kernel");
   return Status::ok();
 }
