@@ -164,6 +164,7 @@ Result<SpecializedGraph> Engine::Impl::prepare(const Shape& input_shape, const P
       QYOLO_RETURN_IF_ERROR(plan_int8_dataflow(sg, activation_scales).status());
     }
   }
+  if (options.device == Device::kCpu) QYOLO_RETURN_IF_ERROR(plan_channels_last_decode(sg).status());
   return sg;
 }
 
@@ -829,9 +830,16 @@ Status ExecutionContext::run(const Tensor& input, Tensor& output) {
   if (input.rank() != 4)
     return invalid_argument("input '" + info.input_name + "' must have rank 4 (NCHW), got shape " +
                             shape_str(input.shape()));
+  // The input map first: it holds its own reference, so `input` may be `output` itself.
+  const std::map<std::string, Tensor> inputs{{info.input_name, input}};
+  const Shape shape = input.shape();
   std::map<std::string, Tensor> outputs;
-  QYOLO_RETURN_IF_ERROR(impl_->run(input.shape(), {{info.input_name, input}}, outputs));
-  output = outputs.at(info.output_name);
+  outputs[info.output_name] = std::move(output);  // its storage is reused when nothing else holds it
+  Status st = impl_->run(shape, inputs, outputs);
+  auto it = outputs.find(info.output_name);
+  if (it != outputs.end()) output = std::move(it->second);
+  if (!st.is_ok()) return st;
+  if (it == outputs.end()) return internal_error("the executor produced no output '" + info.output_name + "'");
   return Status::ok();
 }
 
@@ -842,13 +850,18 @@ Status ExecutionContext::run(const Tensor& input, std::vector<Tensor>& outputs) 
   if (input.rank() != 4)
     return invalid_argument("input '" + info.input_name + "' must have rank 4 (NCHW), got shape " +
                             shape_str(input.shape()));
+  const std::map<std::string, Tensor> inputs{{info.input_name, input}};
+  const Shape shape = input.shape();
   std::map<std::string, Tensor> by_name;
-  QYOLO_RETURN_IF_ERROR(impl_->run(input.shape(), {{info.input_name, input}}, by_name));
+  // Storage the caller passes in is reused when nothing else holds it (as in run(input, output)).
+  for (size_t k = 0; k < outputs.size() && k < info.output_names.size(); ++k)
+    by_name[info.output_names[k]] = std::move(outputs[k]);
   outputs.clear();
+  QYOLO_RETURN_IF_ERROR(impl_->run(shape, inputs, by_name));
   for (const auto& name : info.output_names) {
     auto it = by_name.find(name);
     if (it == by_name.end()) return internal_error("the executor produced no output '" + name + "'");
-    outputs.push_back(it->second);
+    outputs.push_back(std::move(it->second));
   }
   return Status::ok();
 }
