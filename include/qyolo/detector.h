@@ -80,6 +80,7 @@ class Detector {
   DetectOptions options_;
   struct HeadState;  // src/runtime/detector.cpp
   std::unique_ptr<HeadState> head_;
+  std::vector<Tensor> outputs_;  // the network's outputs, kept so that the next run reuses them
   // Binds the head to these outputs' shapes; the first call also resolves score activations
   // ("auto"), checks the decoded head and settles a negative nms.iou. Returns the decoded tensor
   // (an output itself when it needs no decoding).

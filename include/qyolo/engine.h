@@ -141,9 +141,14 @@ class ExecutionContext {
  public:
   ~ExecutionContext();
   // Runs one batch: input NCHW float32 within the profile (uint8 NHWC for an engine built with
-  // InputFormat::kUint8Nhwc); output e.g. [N, 25200, 85] (the first output of the model).
+  // InputFormat::kUint8Nhwc); output e.g. [N, 25200, 85] (the first output of the model). When
+  // `output` already holds a tensor of that dtype and shape whose storage no other Tensor shares
+  // (no copy, view or reshape of it is alive), a cpu engine writes the result into that storage: a
+  // loop of run(x, out) allocates the output once. Otherwise `output` gets new storage, and tensors
+  // that shared its old storage keep their values.
   Status run(const Tensor& input, Tensor& output);
-  // Same, every output in info().output_names order (multi-output heads).
+  // Same, every output in info().output_names order (multi-output heads); each element of
+  // `outputs` is reused like `output` above. On error `outputs` is left empty.
   Status run(const Tensor& input, std::vector<Tensor>& outputs);
 
   // Selects the input shape for bindings() and enqueue(): checks it against the engine's profile

@@ -53,6 +53,9 @@ class Tensor {
   int64_t numel() const { return shape_numel(shape_); }
   size_t nbytes() const { return static_cast<size_t>(numel()) * dtype_size(dtype_); }
 
+  // True when another Tensor (a copy, a view, a reshape) holds this one's storage too.
+  bool storage_shared() const { return storage_.use_count() > 1; }
+
   void* raw() { return storage_.get(); }
   const void* raw() const { return storage_.get(); }
   template <typename T> T* data() { return reinterpret_cast<T*>(storage_.get()); }

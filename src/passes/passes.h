@@ -18,6 +18,15 @@ Result<int> fuse_conv_epilogues(SpecializedGraph& g, bool fuse_residual = true);
 // (src/ir/ops/yolo_decode.h). Matches exactly; anything else is left untouched.
 Result<int> fuse_yolo_decode(SpecializedGraph& g);
 
+// CPU layout plan: a float Conv output (no fused residual) read only by QyoloYoloDecode nodes
+// is written channels-last (the Conv gets kChannelsLastOutputAttr; its shape stays NCHW, its
+// bytes are NHWC) and the decodes read it so (kChannelsLastInputAttr): the head conv's oneDNN
+// output needs no reorder to NCHW and each anchor's C channels are contiguous for the decode.
+// Returns the number of such convs.
+inline constexpr char kChannelsLastOutputAttr[] = "qyolo_channels_last_output";
+inline constexpr char kChannelsLastInputAttr[] = "qyolo_channels_last_input";
+Result<int> plan_channels_last_decode(SpecializedGraph& g);
+
 struct PassOptions {
   bool fold_batch_norm = true;
   bool fuse_epilogues = true;

@@ -266,12 +266,11 @@ Result<std::vector<std::vector<Detection>>> Detector::detect(const std::vector<c
   last_setup_s = first_setup_s + seconds_since(t0);
 
   t0 = std::chrono::steady_clock::now();
-  std::vector<Tensor> outputs;
-  QYOLO_RETURN_IF_ERROR(context_->run(input, outputs));
+  QYOLO_RETURN_IF_ERROR(context_->run(input, outputs_));
   last_infer_s = seconds_since(t0);
 
   t0 = std::chrono::steady_clock::now();
-  QYOLO_ASSIGN_OR_RETURN(Tensor decoded, decode_outputs(outputs));
+  QYOLO_ASSIGN_OR_RETURN(Tensor decoded, decode_outputs(outputs_));
   QYOLO_ASSIGN_OR_RETURN(auto dets, postprocess(decoded, head_->bound->kind(), options_.nms));
   to_original(dets, infos);
   last_post_s = seconds_since(t0);

@@ -173,6 +173,7 @@ Result<SpecializedGraph> Engine::Impl::prepare(const Shape& input_shape, const P
       QYOLO_RETURN_IF_ERROR(plan_int8_dataflow(sg, activation_scales).status());
     }
   }
+  if (options.device == Device::kCpu) QYOLO_RETURN_IF_ERROR(plan_channels_last_decode(sg).status());
   // Last, so that calibration scales and precision choices keep naming the float image.
   if (options.input_format == InputFormat::kUint8Nhwc)
     QYOLO_RETURN_IF_ERROR(use_uint8_image_input(sg, info.input_name).with_context(info.source));
@@ -860,22 +861,32 @@ static Result<Shape> model_input_shape(const Engine::Impl& e, const Tensor& inpu
 Status ExecutionContext::run(const Tensor& input, Tensor& output) {
   const auto& info = impl_->engine->info;
   QYOLO_ASSIGN_OR_RETURN(Shape shape, model_input_shape(*impl_->engine, input));
+  // The input map first: it holds its own reference, so `input` may be `output` itself.
+  const std::map<std::string, Tensor> inputs{{info.input_name, input}};
   std::map<std::string, Tensor> outputs;
-  QYOLO_RETURN_IF_ERROR(impl_->run(shape, {{info.input_name, input}}, outputs));
-  output = outputs.at(info.output_name);
+  outputs[info.output_name] = std::move(output);  // its storage is reused when nothing else holds it
+  Status st = impl_->run(shape, inputs, outputs);
+  auto it = outputs.find(info.output_name);
+  if (it != outputs.end()) output = std::move(it->second);
+  if (!st.is_ok()) return st;
+  if (it == outputs.end()) return internal_error("the executor produced no output '" + info.output_name + "'");
   return Status::ok();
 }
 
 Status ExecutionContext::run(const Tensor& input, std::vector<Tensor>& outputs) {
   const auto& info = impl_->engine->info;
   QYOLO_ASSIGN_OR_RETURN(Shape shape, model_input_shape(*impl_->engine, input));
+  const std::map<std::string, Tensor> inputs{{info.input_name, input}};
   std::map<std::string, Tensor> by_name;
-  QYOLO_RETURN_IF_ERROR(impl_->run(shape, {{info.input_name, input}}, by_name));
+  // Storage the caller passes in is reused when nothing else holds it (as in run(input, output)).
+  for (size_t k = 0; k < outputs.size() && k < info.output_names.size(); ++k)
+    by_name[info.output_names[k]] = std::move(outputs[k]);
   outputs.clear();
+  QYOLO_RETURN_IF_ERROR(impl_->run(shape, inputs, by_name));
   for (const auto& name : info.output_names) {
     auto it = by_name.find(name);
     if (it == by_name.end()) return internal_error("the executor produced no output '" + name + "'");
-    outputs.push_back(it->second);
+    outputs.push_back(std::move(it->second));
   }
   return Status::ok();
 }

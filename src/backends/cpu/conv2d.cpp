@@ -25,6 +25,7 @@
 
 #include "backends/cpu/conv2d_int8.h"
 #include "backends/cpu/cpu_kernel.h"
+#include "passes/passes.h"
 
 namespace qyolo {
 
@@ -151,7 +152,12 @@ class CpuConv final : public CpuKernel {
     impl_ = pd.impl_info_str();
 
     memory::desc src_user_md(to_dims(x_shape_), memory::data_type::f32, plain_act_tag(k));
-    memory::desc dst_user_md(to_dims(a.out_shape), memory::data_type::f32, plain_act_tag(k));
+    // A float output that only YOLO decodes read is written channels-last (passes.h).
+    const bool channels_last_out = node.has_attr(kChannelsLastOutputAttr);
+    if (channels_last_out && (k != 2 || a.has_residual))
+      return internal_error(name_ + ": a channels-last output needs a 2-D conv without a residual");
+    memory::desc dst_user_md(to_dims(a.out_shape), memory::data_type::f32,
+                             channels_last_out ? tag::nhwc : plain_act_tag(k));
     src_user_ = memory(src_user_md, eng_, DNNL_MEMORY_NONE);
     dst_user_ = memory(dst_user_md, eng_, DNNL_MEMORY_NONE);
     src_reordered_ = pd.src_desc() != src_user_md;
@@ -268,7 +274,8 @@ class CpuConvInt8OrFloat final : public CpuKernel {
     QYOLO_ASSIGN_OR_RETURN(impl_, make_cpu_conv2d_int8(node));
     Status int8 = impl_->prepare(node, inputs, outputs);
     if (int8.is_ok()) return Status::ok();
-    // Int8 values planned around the conv (src/quant/int8_dataflow.h) leave no float fallback.
+    // Int8 values planned around the conv (src/quant/int8_dataflow.h) leave no float fallback
+    // (a channels-last float output has one: CpuConv writes it too).
     bool planned = outputs[0].dtype == DataType::kInt8;
     for (const auto* in : inputs) planned = planned || (in != nullptr && in->dtype == DataType::kInt8);
     if (planned) return int8;

@@ -30,6 +30,7 @@
 
 #include "backends/cpu/int8_epilogue.h"
 #include "ir/ops/conv2d.h"
+#include "passes/passes.h"
 #include "quant/int8_dataflow.h"
 #include "quant/quant_params.h"
 
@@ -60,7 +61,8 @@ class CpuConvInt8 final : public CpuKernel {
 
   size_t workspace_bytes() const override {
     size_t n = src_q_bytes_ + (src_reordered_ ? align64(src_conv_.get_desc().get_size()) : 0);
-    if (!int8_out_ || own_epilogue_) n += align64(dst_conv_.get_desc().get_size());
+    if ((!int8_out_ && !channels_last_out_) || (int8_out_ && own_epilogue_))
+      n += align64(dst_conv_.get_desc().get_size());
     return n;
   }
   void set_workspace(std::byte* workspace) override { workspace_ = workspace; }
@@ -92,6 +94,10 @@ class CpuConvInt8 final : public CpuKernel {
     int8_in_ = inputs[0]->dtype == DataType::kInt8;
     int8_out_ = node.has_attr(kInt8OutputScaleAttr);
     int8_residual_ = a.has_residual && inputs[3]->dtype == DataType::kInt8;
+    // A float output that only YOLO decodes read is written channels-last (passes.h).
+    channels_last_out_ = !int8_out_ && node.has_attr(kChannelsLastOutputAttr);
+    if (channels_last_out_ && a.has_residual)
+      return internal_error(name_ + ": a channels-last float output with a residual is not planned");
     QYOLO_ASSIGN_OR_RETURN(out_scale_, node.attr_float(kInt8OutputScaleAttr, 1.f));
     QYOLO_ASSIGN_OR_RETURN(residual_scale_, node.attr_float(kInt8ResidualScaleAttr, 1.f));
     const float out_scale = out_scale_, residual_scale = residual_scale_;
@@ -141,12 +147,12 @@ class CpuConvInt8 final : public CpuKernel {
     const dt dst_dt = int8_out_ && !own_epilogue_ ? dt::s8 : dt::f32;
     memory::desc src_user_md(to_dims(x), dt::s8, int8_in_ ? tag::nhwc : tag::nchw);
     memory::desc dst_user_md(to_dims(a.out_shape), int8_out_ ? dt::s8 : dt::f32,
-                             int8_out_ ? tag::nhwc : tag::nchw);
+                             int8_out_ || channels_last_out_ ? tag::nhwc : tag::nchw);
     memory::desc w_user_md(w_dims, dt::s8, grouped ? tag::goihw : tag::oihw);
     memory::desc bias_md({cout}, dt::f32, tag::x);
     // Int8 values between layers are nhwc; float ones let oneDNN choose (reorders around it).
     memory::desc src_md(to_dims(x), dt::s8, int8_in_ ? tag::nhwc : tag::any);
-    memory::desc dst_md(to_dims(a.out_shape), dst_dt, int8_out_ ? tag::nhwc : tag::any);
+    memory::desc dst_md(to_dims(a.out_shape), dst_dt, int8_out_ || channels_last_out_ ? tag::nhwc : tag::any);
     memory::desc w_md(w_dims, dt::s8, tag::any);
     memory::dims dil(2);
     for (size_t i = 0; i < 2; ++i) dil[i] = a.window.dilations[i] - 1;
@@ -205,6 +211,9 @@ class CpuConvInt8 final : public CpuKernel {
       if (pd.dst_desc() != memory::desc(to_dims(a.out_shape), dt::f32, tag::nhwc))
         return internal_error(name_ + ": oneDNN chose another output layout");
       dst_conv_ = memory(pd.dst_desc(), eng_, DNNL_MEMORY_NONE);
+    } else if (channels_last_out_) {
+      if (pd.dst_desc() != dst_user_md) return internal_error(name_ + ": oneDNN chose another output layout");
+      dst_conv_ = dst_user_;  // written in place, no reorder
     } else {
       dst_conv_ = memory(pd.dst_desc(), eng_, DNNL_MEMORY_NONE);
       dst_reorder_ = dnnl::reorder(dst_conv_, dst_user_);
@@ -245,7 +254,7 @@ class CpuConvInt8 final : public CpuKernel {
     if (int8_out_ && !own_epilogue_) {
       // The sum post-op accumulates into the output: seed it with the int8 residual.
       if (attrs_.has_residual) std::memcpy(outputs[0]->raw(), inputs[3]->raw(), inputs[3]->nbytes());
-    } else {
+    } else if (!channels_last_out_) {
       dst_conv_.set_data_handle(ws);
       if (attrs_.has_residual && !own_epilogue_) {
         residual_user_.set_data_handle(const_cast<void*>(inputs[3]->raw()));
@@ -256,7 +265,7 @@ class CpuConvInt8 final : public CpuKernel {
                           {DNNL_ARG_WEIGHTS, w_conv_},
                           {DNNL_ARG_BIAS, bias_},
                           {DNNL_ARG_DST, dst_conv_}});
-    if (!int8_out_) dst_reorder_.execute(strm_, dst_conv_, dst_user_);
+    if (!int8_out_ && !channels_last_out_) dst_reorder_.execute(strm_, dst_conv_, dst_user_);
     strm_.wait();
     if (own_epilogue_ && int8_out_) {
       // The float path's arithmetic (below, then the next conv's quantisation), written as int8.
@@ -285,7 +294,8 @@ class CpuConvInt8 final : public CpuKernel {
   float input_scale_ = 0.f;
   float out_scale_ = 1.f, residual_scale_ = 1.f;                     // int8 output / int8 residual scales
   bool int8_in_ = false, int8_out_ = false, int8_residual_ = false;  // the int8 plan (see the top)
-  bool own_epilogue_ = false;  // activation (+ residual) applied after oneDNN, see the top
+  bool own_epilogue_ = false;       // activation (+ residual) applied after oneDNN, see the top
+  bool channels_last_out_ = false;  // float output written nhwc in place (plan_channels_last_decode)
   cpu::Int8Epilogue epilogue_ = cpu::scalar_int8_epilogue();
   bool src_reordered_ = false;
   std::vector<float> weight_scales_;

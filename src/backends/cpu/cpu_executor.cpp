@@ -2,23 +2,39 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstring>
 #include <unordered_map>
 
+#include "passes/passes.h"
 #include "quant/int8_dataflow.h"
 
 namespace qyolo {
 
 namespace {
-// scale * q, channels-last -> NCHW float (what the observer of an int8 value sees).
-Tensor dequantize_channels_last(const Tensor& q, float scale) {
-  const Shape& s = q.shape();
+// Channels-last -> NCHW float, int8 values times `scale` (what the observer of a channels-last
+// value sees).
+template <typename T>
+Tensor channels_last_to_nchw(const Tensor& v, float scale) {
+  const Shape& s = v.shape();
   Tensor out(DataType::kFloat32, s);
   const int64_t n = s[0], c = s[1], hw = s[2] * s[3];
-  const int8_t* src = q.data<int8_t>();
+  const T* src = v.data<T>();
   float* dst = out.data<float>();
   for (int64_t b = 0; b < n; ++b)
     for (int64_t p = 0; p < hw; ++p)
-      for (int64_t ch = 0; ch < c; ++ch) dst[(b * c + ch) * hw + p] = scale * src[(b * hw + p) * c + ch];
+      for (int64_t ch = 0; ch < c; ++ch)
+        dst[(b * c + ch) * hw + p] = scale * static_cast<float>(src[(b * hw + p) * c + ch]);
+  return out;
+}
+
+// A placed value (batch items `batch_stride` elements apart) as a dense tensor.
+Tensor compact_batches(const Tensor& v, int64_t batch_stride) {
+  Tensor out = Tensor::uninitialized(v.dtype(), v.shape());
+  const size_t item = v.nbytes() / static_cast<size_t>(std::max<int64_t>(v.dim(0), 1));
+  const size_t pitch = static_cast<size_t>(batch_stride) * dtype_size(v.dtype());
+  for (int64_t b = 0; b < v.dim(0); ++b)
+    std::memcpy(static_cast<std::byte*>(out.raw()) + static_cast<size_t>(b) * item,
+                static_cast<const std::byte*>(v.raw()) + static_cast<size_t>(b) * pitch, item);
   return out;
 }
 
@@ -95,6 +111,7 @@ Result<std::unique_ptr<CpuExecutor>> CpuExecutor::build(SpecializedGraph graph) 
   for (const auto& s : ex->steps_)
     for (int id : s.input_ids)
       if (id >= 0) ex->consumers_[static_cast<size_t>(id)]++;
+  ex->place_concats();
   ex->plan_arena();
   return ex;
 }
@@ -105,6 +122,65 @@ size_t value_bytes(const ValueDesc& d) {
 }
 }  // namespace
 
+void CpuExecutor::place_concats() {
+  const size_t n = value_names_.size();
+  placed_.assign(n, Placement{});
+  elided_.assign(steps_.size(), false);
+  std::vector<int> producer(n, -1);
+  for (size_t si = 0; si < steps_.size(); ++si)
+    for (int o : steps_[si].output_ids) producer[static_cast<size_t>(o)] = static_cast<int>(si);
+  std::vector<bool> is_output(n, false);
+  for (int id : output_ids_) is_output[static_cast<size_t>(id)] = true;
+  for (size_t ci = 0; ci < steps_.size(); ++ci) {
+    const Step& cat = steps_[ci];
+    if (cat.node->op_type != "Concat" || cat.output_ids.size() != 1) continue;
+    const int out = cat.output_ids[0];
+    const ValueDesc& od = value_descs_[static_cast<size_t>(out)];
+    const int64_t rank = static_cast<int64_t>(od.shape.size());
+    auto axis = cat.node->attr_int("axis");
+    if (!axis || rank < 2 || (*axis != 1 && *axis != 1 - rank)) continue;
+    int64_t inner = 1;
+    for (int64_t d = 2; d < rank; ++d) inner *= od.shape[static_cast<size_t>(d)];
+    const int64_t batch_stride = od.shape[1] * inner;
+    // Each input back through reshape views to its producer's output, read only on that path.
+    std::vector<std::pair<int, int64_t>> parts;  // (producer's output, element offset)
+    int64_t offset = 0;
+    bool ok = true;
+    for (int v : cat.input_ids) {
+      if (v < 0 || value_descs_[static_cast<size_t>(v)].dtype != od.dtype) {
+        ok = false;
+        break;
+      }
+      const int64_t part_offset = offset;
+      offset += value_descs_[static_cast<size_t>(v)].shape[1] * inner;
+      while (ok) {
+        const int p = producer[static_cast<size_t>(v)];
+        ok = p >= 0 && consumers_[static_cast<size_t>(v)] == 1 && !is_output[static_cast<size_t>(v)] &&
+             placed_[static_cast<size_t>(v)].base < 0;
+        if (!ok) break;
+        const Step& ps = steps_[static_cast<size_t>(p)];
+        if (ps.kernel->output_aliases_input() && !ps.input_ids.empty() && ps.input_ids[0] >= 0) {
+          v = ps.input_ids[0];
+          continue;
+        }
+        ok = ps.output_ids.size() == 1 && ps.kernel->supports_output_batch_stride() &&
+             value_descs_[static_cast<size_t>(v)].shape[0] == od.shape[0];
+        break;
+      }
+      if (!ok) break;
+      for (const auto& [u, off] : parts) ok = ok && u != v;
+      parts.emplace_back(v, part_offset);
+    }
+    if (!ok || parts.empty()) continue;
+    for (const auto& [v, off] : parts) {
+      steps_[static_cast<size_t>(producer[static_cast<size_t>(v)])].kernel->set_output_batch_stride(
+          batch_stride);
+      placed_[static_cast<size_t>(v)] = {out, static_cast<size_t>(off) * dtype_size(od.dtype), batch_stride};
+    }
+    elided_[ci] = true;
+  }
+}
+
 void CpuExecutor::plan_arena() {
   const size_t n = value_names_.size();
   std::vector<int> root(n), first(n, -1), last(n, -1);
@@ -114,11 +190,17 @@ void CpuExecutor::plan_arena() {
     const Step& s = steps_[si];
     const bool alias = s.kernel->output_aliases_input() && !s.input_ids.empty() && s.input_ids[0] >= 0;
     for (int o : s.output_ids) {
+      const auto uo = static_cast<size_t>(o);
       if (alias) {
-        root[static_cast<size_t>(o)] = root[static_cast<size_t>(s.input_ids[0])];
+        root[uo] = root[static_cast<size_t>(s.input_ids[0])];
+      } else if (placed_[uo].base >= 0) {
+        // Written into its concat's output, which is in use from the first such write on.
+        const auto base = static_cast<size_t>(placed_[uo].base);
+        root[uo] = static_cast<int>(base);
+        first[base] = first[base] < 0 ? static_cast<int>(si) : std::min(first[base], static_cast<int>(si));
       } else {
-        planned[static_cast<size_t>(o)] = true;
-        first[static_cast<size_t>(o)] = static_cast<int>(si);
+        planned[uo] = true;
+        first[uo] = first[uo] < 0 ? static_cast<int>(si) : std::min(first[uo], static_cast<int>(si));
       }
     }
     // A value (through its views) is in use from its producer to its last reader, inclusive: a
@@ -185,6 +267,24 @@ Status CpuExecutor::run(const std::map<std::string, Tensor>& inputs, std::map<st
   }
   std::vector<bool> is_output(value_names_.size(), false);
   for (int id : output_ids_) is_output[static_cast<size_t>(id)] = true;
+  // The caller's output tensors that this run may overwrite (see the header).
+  std::vector<Tensor> reusable(value_names_.size());
+  for (int id : output_ids_) {
+    auto it = outputs.find(value_names_[static_cast<size_t>(id)]);
+    const ValueDesc& d = value_descs_[static_cast<size_t>(id)];
+    if (it != outputs.end() && !it->second.empty() && !it->second.storage_shared() &&
+        it->second.dtype() == d.dtype && it->second.shape() == d.shape)
+      reusable[static_cast<size_t>(id)] = it->second;
+  }
+
+  auto allocate = [&](int id) {
+    const ValueDesc& d = value_descs_[static_cast<size_t>(id)];
+    const int64_t off = arena_offset_[static_cast<size_t>(id)];
+    Tensor& reuse = reusable[static_cast<size_t>(id)];
+    return off >= 0 && !observer ? arena_.view(static_cast<size_t>(off), d.dtype, d.shape)
+           : !reuse.empty()      ? std::move(reuse)
+                                 : Tensor::uninitialized(d.dtype, d.shape);
+  };
 
   std::vector<const Tensor*> in_ptrs;
   std::vector<Tensor*> out_ptrs;
@@ -195,24 +295,36 @@ Status CpuExecutor::run(const std::map<std::string, Tensor>& inputs, std::map<st
     out_ptrs.clear();
     for (int id : step.input_ids) in_ptrs.push_back(id >= 0 ? &slots[static_cast<size_t>(id)] : nullptr);
     for (int id : step.output_ids) {
-      const ValueDesc& d = value_descs_[static_cast<size_t>(id)];
-      const int64_t off = arena_offset_[static_cast<size_t>(id)];
-      slots[static_cast<size_t>(id)] = off >= 0 && !observer
-                                           ? arena_.view(static_cast<size_t>(off), d.dtype, d.shape)
-                                           : Tensor::uninitialized(d.dtype, d.shape);
-      out_ptrs.push_back(&slots[static_cast<size_t>(id)]);
+      Tensor& slot = slots[static_cast<size_t>(id)];
+      const Placement& p = placed_[static_cast<size_t>(id)];
+      if (p.base >= 0) {
+        Tensor& base = slots[static_cast<size_t>(p.base)];
+        if (base.empty()) base = allocate(p.base);
+        const ValueDesc& d = value_descs_[static_cast<size_t>(id)];
+        slot = base.view(p.byte_offset, d.dtype, d.shape);
+      } else if (slot.empty()) {  // (an elided concat's output is there since its first part)
+        slot = allocate(id);
+      }
+      out_ptrs.push_back(&slot);
     }
-    Status st = step.kernel->run(in_ptrs, out_ptrs);
-    if (!st.is_ok()) return st.with_context(g.source_path + ": " + step.node->describe());
+    if (!elided_[si]) {
+      Status st = step.kernel->run(in_ptrs, out_ptrs);
+      if (!st.is_ok()) return st.with_context(g.source_path + ": " + step.node->describe());
+    }
     if (step_seconds)
       (*step_seconds)[si] = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     if (observer)
       for (int id : step.output_ids) {
-        // Int8 values of the int8 plan (src/quant/int8_dataflow.h) are passed dequantised, NCHW.
+        // Channels-last values are passed NCHW (int8 ones of the int8 plan, src/quant/
+        // int8_dataflow.h, dequantised), placed ones dense.
         const Tensor& v = slots[static_cast<size_t>(id)];
+        const Placement& p = placed_[static_cast<size_t>(id)];
         auto s = step.node->attrs.find(kInt8OutputScaleAttr);
         observer(value_names_[static_cast<size_t>(id)],
-                 s != step.node->attrs.end() ? dequantize_channels_last(v, std::get<float>(s->second)) : v);
+                 s != step.node->attrs.end() ? channels_last_to_nchw<int8_t>(v, std::get<float>(s->second))
+                 : step.node->has_attr(kChannelsLastOutputAttr) ? channels_last_to_nchw<float>(v, 1.f)
+                 : p.base >= 0                                  ? compact_batches(v, p.batch_stride)
+                                                                : v);
       }
     for (int id : step.input_ids) {
       if (id < 0) continue;

@@ -1,7 +1,8 @@
 // Runs a specialised graph on the CPU: one prepared kernel per node. Intermediate values live in
 // one arena planned at build (offsets from their lifetimes), so a run allocates only the graph's
-// outputs; with an observer (calibration, layer comparison, which may keep the values) every
-// value is allocated per run instead.
+// outputs (or reuses the caller's); some concats are written in place (place_concats). With an
+// observer (calibration, layer comparison, which may keep the values) every value is allocated
+// per run instead.
 #pragma once
 
 #include <functional>
@@ -22,7 +23,10 @@ class CpuExecutor {
  public:
   static Result<std::unique_ptr<CpuExecutor>> build(SpecializedGraph graph);
 
-  // `inputs` by graph input name; fills `outputs` by graph output name.
+  // `inputs` by graph input name; fills `outputs` by graph output name. An entry of `outputs` that
+  // already holds a tensor of that output's dtype and shape, with storage no other Tensor shares,
+  // is written in place (no allocation and no page faults for a large detect output run after
+  // run); any other output gets new storage. On error `outputs` is left as it was.
   // `step_seconds` (optional) receives each node's wall time, in graph().graph.nodes order.
   Status run(const std::map<std::string, Tensor>& inputs, std::map<std::string, Tensor>& outputs,
              const ValueObserver& observer = nullptr, std::vector<double>* step_seconds = nullptr) const;
@@ -43,6 +47,16 @@ class CpuExecutor {
   std::vector<int> consumers_;  // per value: number of step inputs reading it
   std::vector<int> input_ids_, output_ids_;
   std::vector<int> constant_ids_;
+  // Concat in place (place_concats): a placed value is written by its producer straight into its
+  // slice of the concat's output `base` (batch item n at byte_offset + n * batch_stride elements);
+  // that concat step is elided (its output is complete when it would run).
+  struct Placement {
+    int base = -1;
+    size_t byte_offset = 0;
+    int64_t batch_stride = 0;
+  };
+  std::vector<Placement> placed_;      // per value
+  std::vector<bool> elided_;           // per step
   Tensor workspace_;                   // shared scratch of all kernels (see CpuKernel::workspace_bytes)
   Tensor arena_;                       // intermediate values (plan_arena)
   std::vector<int64_t> arena_offset_;  // per value: byte offset in arena_, -1 when allocated per run
@@ -50,6 +64,11 @@ class CpuExecutor {
   // Places every value that a non-aliasing step produces and that no graph output views into
   // arena_, first fit by size over step-index lifetimes.
   void plan_arena();
+  // A Concat along axis 1 whose inputs are each the output (or a reshape view of the output) of a
+  // kernel that supports an output batch stride, read by nothing else: each producer writes into
+  // its slice of the concat's output and the concat step is elided. In YOLOv5 the three decodes
+  // write the detect output directly.
+  void place_concats();
 };
 
 // Evaluates one node on constant inputs (constant folding). `outputs` carry the inferred descs.

@@ -28,6 +28,10 @@ class CpuKernel {
   // plans no memory for the output and keeps the input's alive as long as the view.
   virtual bool output_aliases_input() const { return false; }
   virtual void set_workspace(std::byte* workspace) {}
+  // Output 0 as a slice of a larger tensor (the executor's Concat in place): batch item n is
+  // written `elements` after item n - 1 instead of right after it. Only where supported.
+  virtual bool supports_output_batch_stride() const { return false; }
+  virtual void set_output_batch_stride(int64_t elements) {}
 };
 
 inline size_t align64(size_t n) { return (n + 63) / 64 * 64; }

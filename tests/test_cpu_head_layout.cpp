@@ -1,0 +1,178 @@
+// The CPU detect head's layout plan and concat in place (plan_channels_last_decode, passes.h;
+// CpuExecutor::place_concats): the head convs write channels-last, the (AVX-512) decodes read it
+// and write their rows straight into the detect output. The output must be the float-for-float
+// output of the unfused tail (NCHW conv outputs, Reshape/Transpose/Sigmoid/.../Concat), at batch 2
+// (batch items of a placed decode sit a whole detect output apart), FP32 and INT8; an observer
+// sees every value NCHW and dense.
+#include <cmath>
+#include <cstring>
+
+#include "backends/cpu/cpu_executor.h"
+#include "calib/calib_cache.h"
+#include "ir/npy.h"
+#include "ir/ops/yolo_decode.h"
+#include "passes/passes.h"
+#include "quant/calibrate_model.h"
+#include "quant/int8_dataflow.h"
+#include "quant/quantize_graph.h"
+#include "runtime/engine_impl.h"
+#include "test_support.h"
+
+namespace fs = std::filesystem;
+using namespace qyolo;
+using qyolo::testing::shared_dir;
+
+namespace {
+
+const Shape kBatch2{2, 3, 640, 640};
+
+// bus_input.npy and a brighter copy of it, batch 2.
+Tensor batch2_input() {
+  auto one = read_npy((shared_dir() / "reference/bus_input.npy").string());
+  EXPECT_TRUE(one.is_ok());
+  Tensor t(DataType::kFloat32, kBatch2);
+  const int64_t per = one->numel();
+  for (int64_t i = 0; i < per; ++i) {
+    t.data<float>()[i] = one->data<float>()[i];
+    t.data<float>()[per + i] = std::min(1.f, one->data<float>()[i] * 1.25f);
+  }
+  return t;
+}
+
+std::map<std::string, Tensor> run(SpecializedGraph sg, const Tensor& input,
+                                  const ValueObserver& observer = nullptr) {
+  auto ex = CpuExecutor::build(std::move(sg));
+  EXPECT_TRUE(ex.is_ok()) << ex.status().to_string();
+  if (!ex) return {};
+  std::map<std::string, Tensor> out;
+  Status st = (*ex)->run({{"images", input}}, out, observer);
+  EXPECT_TRUE(st.is_ok()) << st.to_string();
+  return out;
+}
+
+// The engine's graph with the tail unfused (so nothing is channels-last or placed), as prepare()
+// builds it otherwise.
+SpecializedGraph unfused_graph(const Engine& engine, const Shape& shape) {
+  const Engine::Impl& impl = engine.impl();
+  auto sg = specialize(impl.graph, {{impl.info.input_name, shape}});
+  EXPECT_TRUE(sg.is_ok());
+  PassOptions p;
+  p.fuse_yolo_decode = false;
+  EXPECT_TRUE(run_default_passes(*sg, p).is_ok());
+  if (engine.options().precision == Precision::kInt8) {
+    EXPECT_TRUE(quantize_graph(*sg, impl.activation_scales, {}).is_ok());
+    EXPECT_TRUE(plan_int8_dataflow(*sg, impl.activation_scales).is_ok());
+  }
+  return std::move(sg).value();
+}
+
+int64_t count_differences(const Tensor& a, const Tensor& b) {
+  EXPECT_EQ(a.shape(), b.shape());
+  if (a.shape() != b.shape()) return -1;
+  int64_t diff = 0;
+  for (int64_t i = 0; i < a.numel(); ++i)
+    diff += std::memcmp(a.data<float>() + i, b.data<float>() + i, sizeof(float)) != 0;
+  return diff;
+}
+
+void expect_same_as_unfused(const Engine& engine) {
+  auto planned = engine.impl().prepare(kBatch2);
+  ASSERT_TRUE(planned.is_ok()) << planned.status().to_string();
+  int channels_last = 0, decodes = 0;
+  for (const Node& n : planned->graph.nodes) {
+    channels_last += n.has_attr(kChannelsLastOutputAttr);
+    decodes += n.op_type == kYoloDecodeOp && n.has_attr(kChannelsLastInputAttr);
+  }
+  EXPECT_EQ(channels_last, 3);
+  EXPECT_EQ(decodes, 3);
+  const Tensor input = batch2_input();
+  const auto got = run(std::move(planned).value(), input);
+  const auto want = run(unfused_graph(engine, kBatch2), input);
+  ASSERT_TRUE(got.count("output0") && want.count("output0"));
+  EXPECT_EQ(count_differences(got.at("output0"), want.at("output0")), 0);
+}
+
+fs::path minmax_cache(const Engine& fp32) {
+  CalibrationOptions copt;
+  copt.algo = CalibAlgo::kMinMax;
+  copt.num_images = 2;
+  copt.batch = 1;
+  auto table = calibrate(fp32, (shared_dir() / "data/coco128").string(), copt);
+  EXPECT_TRUE(table.is_ok()) << table.status().to_string();
+  const fs::path cache =
+      fs::temp_directory_path() / ("qyolo_head_layout_" + std::to_string(::getpid()) + ".cache");
+  EXPECT_TRUE(write_calibration_cache(cache, *table).is_ok());
+  return cache;
+}
+
+TEST(CpuHeadLayout, Fp32Batch2EqualsTheUnfusedTail) {
+  QYOLO_REQUIRE_SHARED("models/yolov5n-dynamic.onnx");
+  QYOLO_REQUIRE_SHARED("reference/bus_input.npy");
+  auto engine = Engine::build((shared_dir() / "models/yolov5n-dynamic.onnx").string(), {});
+  ASSERT_TRUE(engine.is_ok()) << engine.status().to_string();
+  expect_same_as_unfused(**engine);
+}
+
+TEST(CpuHeadLayout, Int8Batch2EqualsTheUnfusedTail) {
+  QYOLO_REQUIRE_SHARED("models/yolov5n-dynamic.onnx");
+  QYOLO_REQUIRE_SHARED("reference/bus_input.npy");
+  QYOLO_REQUIRE_SHARED("data/coco128/images");
+  const std::string model = (shared_dir() / "models/yolov5n-dynamic.onnx").string();
+  auto fp32 = Engine::build(model, {});
+  ASSERT_TRUE(fp32.is_ok());
+  const fs::path cache = minmax_cache(**fp32);
+  BuildOptions o;
+  o.precision = Precision::kInt8;
+  o.calibration_file = cache.string();
+  auto int8 = Engine::build(model, o);
+  fs::remove(cache);
+  ASSERT_TRUE(int8.is_ok()) << int8.status().to_string();
+  expect_same_as_unfused(**int8);
+}
+
+// With an observer, the channels-last head conv outputs arrive NCHW and each placed decode output
+// dense: equal to the unfused run's head values and to its rows of the detect output.
+TEST(CpuHeadLayout, ObserverSeesNchwAndDenseValues) {
+  QYOLO_REQUIRE_SHARED("models/yolov5n-dynamic.onnx");
+  QYOLO_REQUIRE_SHARED("reference/bus_input.npy");
+  auto engine = Engine::build((shared_dir() / "models/yolov5n-dynamic.onnx").string(), {});
+  ASSERT_TRUE(engine.is_ok());
+  auto planned = (*engine)->impl().prepare(kBatch2);
+  ASSERT_TRUE(planned.is_ok());
+  std::vector<std::string> head_convs, decodes;
+  for (const Node& n : planned->graph.nodes) {
+    if (n.has_attr(kChannelsLastOutputAttr)) head_convs.push_back(n.outputs[0]);
+    if (n.op_type == kYoloDecodeOp) decodes.push_back(n.outputs[0]);
+  }
+  ASSERT_EQ(head_convs.size(), 3u);
+  ASSERT_EQ(decodes.size(), 3u);
+  const Tensor input = batch2_input();
+  std::map<std::string, Tensor> seen, want;
+  auto keep = [](std::map<std::string, Tensor>& m) {
+    return [&m](const std::string& name, const Tensor& t) { m[name] = t.clone(); };
+  };
+  const auto got = run(std::move(planned).value(), input, keep(seen));
+  run(unfused_graph(**engine, kBatch2), input, keep(want));
+  for (const auto& v : head_convs) {
+    ASSERT_TRUE(seen.count(v) && want.count(v)) << v;
+    EXPECT_EQ(count_differences(seen.at(v), want.at(v)), 0) << v;
+  }
+  // Decode k's rows of output0: [n, offset_k, offset_k + A*H*W) x C.
+  const Tensor& out = got.at("output0");
+  const int64_t rows = out.dim(1), c = out.dim(2);
+  int64_t offset = 0;
+  for (const auto& v : decodes) {
+    ASSERT_TRUE(seen.count(v)) << v;
+    const Tensor& d = seen.at(v);  // [N, A, H, W, C]
+    const int64_t per = d.numel() / d.dim(0);
+    for (int64_t n = 0; n < d.dim(0); ++n)
+      EXPECT_EQ(std::memcmp(d.data<float>() + n * per, out.data<float>() + (n * rows + offset) * c,
+                            static_cast<size_t>(per) * sizeof(float)),
+                0)
+          << v << " batch item " << n;
+    offset += per / c;
+  }
+  EXPECT_EQ(offset, rows);
+}
+
+}  // namespace
