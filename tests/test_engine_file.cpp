@@ -1,4 +1,4 @@
-// Engine files (format version 3) at the library level, the ExecutionContext shape/binding API on
+// Engine files (format version 4) at the library level, the ExecutionContext shape/binding API on
 // CPU engines, and `qyolo bench` on the CPU. The CLI-level corrupt/old/cut cases are in
 // test_cli_errors.cpp; the GPU side (tactics reuse, GPU-name check, enqueue) in
 // tests/gpu/test_cuda_engine_api.cpp.
@@ -44,18 +44,18 @@ std::string payload_of(const std::string& file) {
   return file.substr(0, file.size() - 8);
 }
 
-// Walks the version-3 layout (independently of the reader in engine.cpp): the test fails if the
+// Walks the version-4 layout (independently of the reader in engine.cpp): the test fails if the
 // writer's layout drifts from the documented one.
 struct Parsed {
   uint32_t version = 0;
-  std::string qyolo_version, source, regex, gpu_name, onnx;
+  std::string qyolo_version, source, regex, gpu_name, plan, onnx;
   uint32_t device = 9, precision = 9, int8_fp16 = 9, cc_major = 9, cc_minor = 9, cudnn = 9;
   Shape min, opt, max;
   std::map<std::string, float> scales;
   std::map<std::string, std::vector<float>> weights;  // weight overrides, flattened
   std::map<std::string, Shape> weight_shapes;
   std::map<std::string, std::vector<int64_t>> tactics;
-  size_t device_offset = 0, weights_offset = 0, gpu_offset = 0, onnx_offset = 0;
+  size_t device_offset = 0, weights_offset = 0, gpu_offset = 0, plan_offset = 0, onnx_offset = 0;
   uint64_t checksum = 0;
 };
 
@@ -130,6 +130,8 @@ Parsed parse(const std::string& b) {
     for (auto& x : v) x = static_cast<int64_t>(w.get<uint64_t>());
     p.tactics[key] = v;
   }
+  p.plan_offset = w.pos();
+  p.plan = w.str();  // the precision plan section (format 4; its layout: test_precision_plan.cpp)
   p.onnx_offset = w.pos();
   p.onnx = w.str();
   EXPECT_EQ(w.pos() + 8, b.size()) << "bytes between the model and the checksum";
@@ -186,7 +188,7 @@ TEST_F(EngineFile, LayoutOfACpuEngine) {
   ASSERT_FALSE(bytes.empty());
   Parsed p = parse(bytes);
   EXPECT_EQ(p.version, kEngineFormatVersion);
-  EXPECT_EQ(p.version, 3u);
+  EXPECT_EQ(p.version, 4u);
   EXPECT_EQ(p.qyolo_version, QYOLO_VERSION_STRING);
   EXPECT_EQ(p.device, 0u);
   EXPECT_EQ(p.precision, 0u);
@@ -202,6 +204,13 @@ TEST_F(EngineFile, LayoutOfACpuEngine) {
   EXPECT_EQ(p.cc_minor, 0u);
   EXPECT_EQ(p.cudnn, 0u);
   EXPECT_TRUE(p.tactics.empty());
+  // The plan of an FP32 engine: every conv fp32, nothing quantised.
+  auto plan = parse_precision_plan(p.plan, "test");
+  ASSERT_TRUE(plan.is_ok()) << plan.status().to_string();
+  EXPECT_EQ(plan->float_precision, NodePrecision::kFp32);
+  EXPECT_EQ(plan->nodes.size(), 60u);
+  for (const auto& [name, prec] : plan->nodes) EXPECT_EQ(prec, NodePrecision::kFp32) << name;
+  EXPECT_TRUE(plan->tensors.empty());
   EXPECT_EQ(p.onnx, read_bytes(shared_dir() / "models/yolov5n-dynamic.onnx"));
   EXPECT_EQ(p.checksum, engine_file_checksum(payload_of(bytes)));
 }
@@ -245,7 +254,7 @@ TEST_F(EngineFile, OtherFormatVersionsAreAClearError) {
   QYOLO_REQUIRE_SHARED("models/yolov5n-dynamic.onnx");
   const std::string bytes = saved_bytes();
   ASSERT_FALSE(bytes.empty());
-  for (uint32_t v : {1u, 2u, 4u, 99u}) {
+  for (uint32_t v : {1u, 2u, 3u, 5u, 99u}) {
     std::string other = bytes;
     std::memcpy(other.data() + 8, &v, 4);
     // Version before checksum: an old file is reported as old, not as corrupted.
@@ -253,7 +262,7 @@ TEST_F(EngineFile, OtherFormatVersionsAreAClearError) {
     ASSERT_FALSE(st.is_ok());
     EXPECT_EQ(st.code(), StatusCode::kVersionMismatch) << st.to_string();
     EXPECT_NE(st.message().find("format version " + std::to_string(v)), std::string::npos) << st.to_string();
-    EXPECT_NE(st.message().find("reads version 3"), std::string::npos) << st.to_string();
+    EXPECT_NE(st.message().find("reads version 4"), std::string::npos) << st.to_string();
     EXPECT_NE(st.message().find("qyolo build"), std::string::npos) << st.to_string();
     // Same when resealed (a genuine file of that version).
     st = load_bytes("v.qengine", reseal(payload_of(other)));
@@ -284,7 +293,8 @@ TEST_F(EngineFile, TruncatedFilesAreAClearError) {
     EXPECT_TRUE(st.code() == StatusCode::kCorrupt) << st.to_string();
   }
   // Cut inside each section but resealed (a writer that died mid-way): "truncated".
-  for (size_t cut : {size_t{8 + 4 + 3}, p.device_offset + 2, p.gpu_offset + 4, p.gpu_offset + 8 + 2,
+  for (size_t cut : {size_t{8 + 4 + 3}, p.device_offset + 2, p.gpu_offset + 4, p.gpu_offset + 8 + 2, p.plan_offset + 4,
+                     p.plan_offset + 8 + 6,
                      p.onnx_offset + 4, p.onnx_offset + 1000}) {
     SCOPED_TRACE("resealed cut at " + std::to_string(cut));
     Status st = load_bytes("cut2.qengine", reseal(bytes.substr(0, cut)));
@@ -347,7 +357,7 @@ TEST_F(EngineFile, CudaEngineFromAnotherGpuIsAClearError) {
                         enc_str("conv:1x16x32x32") + std::string(reinterpret_cast<const char*>(&m), 8) +
                         std::string(reinterpret_cast<const char*>(&t0), 8) +
                         std::string(reinterpret_cast<const char*>(&t1), 8);
-  std::string edited = payload.substr(0, p.gpu_offset) + gpu + tactics + payload.substr(p.onnx_offset);
+  std::string edited = payload.substr(0, p.gpu_offset) + gpu + tactics + payload.substr(p.plan_offset);
   const std::string file = reseal(edited);
   Parsed q = parse(file);
   EXPECT_EQ(q.gpu_name, "Fake GPU 9000");

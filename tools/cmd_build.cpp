@@ -2,7 +2,9 @@
 // Cuda engines also record the GPU (name, compute capability, cuDNN version) and the tactics the
 // build timed: loading elsewhere is an error, loading here skips the timing.
 // --accuracy-budget (INT8): automatic mixed precision (src/quant/mixed_precision.h); the convs it
-// keeps in float are stored in the engine file as its float-layers regex.
+// keeps in float become the build's float-layers regex, a rule of the engine's precision plan.
+// Prints the engine's precision plan in one line (conv counts per precision, INT8 share of the
+// conv MACs); --print-plan lists it node by node (`qyolo info --engine E` does for a saved one).
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -128,7 +130,9 @@ void register_build(CLI::App& app, int& exit_code) {
   auto args = std::make_shared<EngineArgs>();
   auto out = std::make_shared<std::string>();
   auto budget = std::make_shared<BudgetArgs>();
+  auto print_plan = std::make_shared<bool>(false);
   add_engine_options(cmd, *args, /*allow_engine_file=*/false);
+  cmd->add_flag("--print-plan", *print_plan, "list the engine's precision plan node by node");
   cmd->add_option("--out,-o", *out, "engine file to write")->required();
   cmd->add_option(
       "--accuracy-budget", budget->budget,
@@ -142,7 +146,7 @@ void register_build(CLI::App& app, int& exit_code) {
   cmd->add_option("--sensitivity-images", budget->sensitivity_images,
                   "with --accuracy-budget: first N images rank the layers' sensitivity")
       ->capture_default_str();
-  cmd->callback([&exit_code, args, out, budget] {
+  cmd->callback([&exit_code, args, out, budget, print_plan] {
     if (args->model.empty()) {
       exit_code = report("build", invalid_argument("--model is required"));
       return;
@@ -177,6 +181,8 @@ void register_build(CLI::App& app, int& exit_code) {
                (impl.build_note.empty() ? "" : "; " + impl.build_note);
     std::printf("wrote %s (%s, %s%s) in %.1f s\n", out->c_str(), device_name((*engine)->options().device),
                 precision_name((*engine)->options().precision), target.c_str(), secs);
+    std::printf("precision plan at %s: %s\n", shape_str((*engine)->profile().opt).c_str(), impl.plan_summary.c_str());
+    if (*print_plan) std::printf("%s", format_precision_plan(impl.plan).c_str());
     exit_code = 0;
   });
 }

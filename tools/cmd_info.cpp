@@ -1,5 +1,9 @@
-// `qyolo info`: what a model is and whether qyolo supports it; `qyolo info --ops`: the op table.
+// `qyolo info`: what a model is and whether qyolo supports it; `qyolo info --ops`: the op table;
+// `qyolo info --engine E`: what an engine file holds, and its precision plan node by node (read
+// from the file, not built: works for cuda engines on any machine).
 #include <cstdio>
+#include <fstream>
+#include <sstream>
 #include <map>
 
 #include "backends/cpu/cpu_kernel.h"
@@ -8,11 +12,32 @@
 #include "onnx/onnx_import.h"
 #include "onnx/qoperator.h"
 #include "quant/output_quantization.h"
+#include "runtime/engine_impl.h"
 #include "yolo/metadata.h"
 
 namespace qyolo::cli {
 
 namespace {
+int run_engine_info(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  if (!f) return report("info", not_found("engine file '" + path + "' does not exist or cannot be read"));
+  std::stringstream ss;
+  ss << f.rdbuf();
+  auto c = parse_engine_file(ss.str(), path);
+  if (!c) return report("info", c.status());
+  const BuildOptions& o = c->options;
+  std::printf("engine   %s\nmodel    %s\ndevice   %s\nprecision %s%s%s\n", path.c_str(), c->source.c_str(),
+              device_name(o.device), precision_name(o.precision),
+              o.int8_fp16 ? (o.int8_all ? " (fp16 elsewhere, every eligible conv int8)" : " (fp16 elsewhere)") : "",
+              o.float_layers_regex.empty() ? "" : (" float layers '" + o.float_layers_regex + "'").c_str());
+  std::printf("profile  min %s opt %s max %s\n", shape_str(c->profile.min).c_str(), shape_str(c->profile.opt).c_str(),
+              shape_str(c->profile.max).c_str());
+  if (o.device == Device::kCuda)
+    std::printf("gpu      %s, %zu tactics\n", c->target.str(/*with_cudnn=*/true).c_str(), c->tactics.size());
+  std::printf("%s", format_precision_plan(c->plan).c_str());
+  return 0;
+}
+
 int run_info(const std::string& model, bool list_ops) {
   if (list_ops) {
     std::printf("%-20s %-18s %s\n", "op", "stem", "backends");
@@ -79,9 +104,17 @@ void register_info(CLI::App& app, int& exit_code) {
   auto* cmd = app.add_subcommand("info", "show a model's inputs, outputs, ops and metadata; --ops lists supported ops");
   auto model = std::make_shared<std::string>();
   auto ops = std::make_shared<bool>(false);
+  auto engine = std::make_shared<std::string>();
   cmd->add_option("--model,-m", *model, "ONNX model");
+  cmd->add_option("--engine,-e", *engine, "engine file: its options, profile and precision plan");
   cmd->add_flag("--ops", *ops, "list the operators qyolo supports");
-  cmd->callback([&exit_code, model, ops] { exit_code = run_info(*model, *ops); });
+  cmd->callback([&exit_code, model, ops, engine] {
+    if (!engine->empty() && (!model->empty() || *ops)) {
+      exit_code = report("info", invalid_argument("give one of --model, --engine and --ops"));
+      return;
+    }
+    exit_code = engine->empty() ? run_info(*model, *ops) : run_engine_info(*engine);
+  });
 }
 
 }  // namespace qyolo::cli

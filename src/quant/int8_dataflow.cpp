@@ -50,9 +50,10 @@ struct Use {
 
 }  // namespace
 
-Result<int> plan_int8_dataflow(SpecializedGraph& sg, const std::map<std::string, float>& scales,
-                               const Int8DataflowOptions& options) {
-  Graph& g = sg.graph;
+Result<std::map<std::string, float>> choose_int8_dataflow(const SpecializedGraph& sg,
+                                                          const std::map<std::string, float>& scales,
+                                                          const Int8DataflowOptions& options) {
+  const Graph& g = sg.graph;
   std::unordered_map<std::string, std::vector<Use>> uses;
   for (size_t i = 0; i < g.nodes.size(); ++i)
     for (size_t s = 0; s < g.nodes[i].inputs.size(); ++s)
@@ -113,14 +114,61 @@ Result<int> plan_int8_dataflow(SpecializedGraph& sg, const std::map<std::string,
       planned.erase(n.outputs[0]);
   }
 
+  return std::map<std::string, float>(planned.begin(), planned.end());
+}
+
+Status mark_int8_dataflow(SpecializedGraph& sg, const std::map<std::string, float>& planned,
+                          const std::string& where) {
+  Graph& g = sg.graph;
+  std::unordered_map<std::string, std::vector<Use>> uses;
+  for (size_t i = 0; i < g.nodes.size(); ++i)
+    for (size_t s = 0; s < g.nodes[i].inputs.size(); ++s)
+      if (!g.nodes[i].inputs[s].empty()) uses[g.nodes[i].inputs[s]].push_back({i, s});
+  auto bad = [&](const std::string& v, const std::string& why) {
+    return corrupt(where + ": precision plan stores tensor '" + v + "' int8, but " + why);
+  };
+  // Checked as choose_int8_dataflow decides: a plan from elsewhere must fit the kernels too.
+  for (const auto& [v, scale] : planned) {
+    const int p = g.producer_of(v);
+    if (p < 0) return bad(v, "no node of the graph writes it");
+    const Node& n = g.nodes[static_cast<size_t>(p)];
+    if (!can_write_int8(sg, n) || g.is_graph_output(v) || sg.values.at(v).shape.size() != 4)
+      return bad(v, n.describe() + " cannot write it int8");
+    const bool pass_through = n.op_type == "MaxPool" || n.op_type == "Resize" || n.op_type == "Upsample";
+    if (pass_through && !planned.count(n.inputs[0]))
+      return bad(v, n.describe() + " reads '" + n.inputs[0] + "' in float");
+    if (is_int8_conv(n) && n.has_input(3) && !planned.count(n.inputs[3]))
+      return bad(v, n.describe() + " adds the float residual '" + n.inputs[3] + "'");
+    for (const Use& u : uses[v]) {
+      const Node& c = g.nodes[u.node];
+      auto out = planned.find(c.outputs.empty() ? std::string() : c.outputs[0]);
+      bool ok = false;
+      if (is_int8_conv(c) && u.slot == 0) {
+        QYOLO_ASSIGN_OR_RETURN(float s, c.attr_float("qyolo_input_scale"));
+        ok = s == scale;
+      } else if (is_int8_conv(c) && u.slot == 3) {
+        ok = out != planned.end();
+      } else if (is_int8_mover(sg, c) && (u.slot == 0 || c.op_type == "Concat")) {
+        ok = out != planned.end() && out->second == scale;
+      }
+      if (!ok) return bad(v, c.describe() + " cannot read it int8 at scale " + std::to_string(scale));
+    }
+  }
   for (Node& n : g.nodes) {
     if (n.outputs.size() != 1) continue;
-    if (auto s = planned_scale(n.outputs[0])) {
-      n.attrs[kInt8OutputScaleAttr] = *s;
+    if (auto it = planned.find(n.outputs[0]); it != planned.end()) {
+      n.attrs[kInt8OutputScaleAttr] = it->second;
       sg.values.at(n.outputs[0]).dtype = DataType::kInt8;
       if (n.op_type == "Conv" && n.has_input(3)) n.attrs[kInt8ResidualScaleAttr] = planned.at(n.inputs[3]);
     }
   }
+  return Status::ok();
+}
+
+Result<int> plan_int8_dataflow(SpecializedGraph& sg, const std::map<std::string, float>& scales,
+                               const Int8DataflowOptions& options) {
+  QYOLO_ASSIGN_OR_RETURN(auto planned, choose_int8_dataflow(sg, scales, options));
+  QYOLO_RETURN_IF_ERROR(mark_int8_dataflow(sg, planned, sg.graph.source_path));
   return static_cast<int>(planned.size());
 }
 

@@ -37,8 +37,18 @@ struct Int8DataflowOptions {
   bool int8_residual = false;  // fused residuals read as int8 (else their convs write float)
 };
 
-// Marks the chosen values and their producers (see above). `scales` are the calibrated activation
-// scales (for residual-only values). Returns the number of int8 values.
+// Which values stay int8 (value -> scale) on a graph whose INT8 convs are marked. `scales` are the
+// calibrated activation scales (for residual-only values).
+Result<std::map<std::string, float>> choose_int8_dataflow(const SpecializedGraph& sg,
+                                                          const std::map<std::string, float>& scales,
+                                                          const Int8DataflowOptions& options = {});
+
+// Marks the `planned` values and their producers (see above) after checking that each fits: its
+// producer writes int8 and every consumer reads it at that scale; errors name `where` and the value.
+Status mark_int8_dataflow(SpecializedGraph& sg, const std::map<std::string, float>& planned,
+                          const std::string& where);
+
+// choose_int8_dataflow, then mark_int8_dataflow. Returns the number of int8 values.
 Result<int> plan_int8_dataflow(SpecializedGraph& sg, const std::map<std::string, float>& scales,
                                const Int8DataflowOptions& options = {});
 

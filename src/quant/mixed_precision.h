@@ -4,8 +4,8 @@
 //     yolo_deepstream's `sensitive` rank layers);
 //  2. plan_mixed_precision keeps the k most sensitive convs in float for the smallest k whose
 //     held-out accuracy proxy (src/quant/accuracy_proxy.h) stays within the budget.
-// The plan is stored as the engine's float-layers regex (BuildOptions::float_layers_regex), which
-// the engine file already carries.
+// The result is a float-layers regex (BuildOptions::float_layers_regex): a rule of the build's
+// precision plan (src/quant/precision_plan_pass.h), which the engine file stores.
 #pragma once
 
 #include <functional>

@@ -24,6 +24,8 @@ struct QuantizeOptions {
 // Marks Convs for INT8 (attribute qyolo_input_scale) using `scales`
 // (ONNX tensor name -> scale), and folds activation Q->DQ pairs of explicit Q/DQ models into the
 // Conv that reads them. Returns the number of INT8 convs via `num_int8` (optional).
+// It is make_precision_plan's rules + apply_precision_plan (src/quant/precision_plan_pass.h) in one
+// step; engines make the plan once and store it instead.
 Status quantize_graph(SpecializedGraph& g, const std::map<std::string, float>& scales, const QuantizeOptions& options,
                       int* num_int8 = nullptr);
 

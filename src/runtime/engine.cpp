@@ -13,6 +13,7 @@
 #include "passes/image_input.h"
 #include "quant/int8_dataflow.h"
 #include "quant/output_quantization.h"
+#include "quant/precision_plan_pass.h"
 #include "quant/quant_params.h"
 #include "quant/quantize_graph.h"
 #include "quant/weight_overrides.h"
@@ -157,21 +158,23 @@ void Engine::Impl::merge_tactics(const TacticMap& more) const {
   for (const auto& [key, choice] : more) tactics_.emplace(key, choice);
 }
 
-Result<SpecializedGraph> Engine::Impl::prepare(const Shape& input_shape, const PassOptions& passes) const {
+Result<SpecializedGraph> Engine::Impl::prepare_float(const Shape& input_shape, const PassOptions& passes) const {
   if (!profile.contains(input_shape))
     return invalid_argument("input shape " + shape_str(input_shape) + " is outside the engine's profile (min " +
                             shape_str(profile.min) + ", max " + shape_str(profile.max) + ")");
   QYOLO_ASSIGN_OR_RETURN(SpecializedGraph sg, specialize(graph, {{info.input_name, input_shape}}));
   QYOLO_RETURN_IF_ERROR(run_default_passes(sg, passes));
   QYOLO_RETURN_IF_ERROR(apply_weight_overrides(sg, weight_overrides));
+  return sg;
+}
+
+Result<SpecializedGraph> Engine::Impl::prepare(const Shape& input_shape, const PassOptions& passes) const {
+  QYOLO_ASSIGN_OR_RETURN(SpecializedGraph sg, prepare_float(input_shape, passes));
   if (options.precision == Precision::kInt8) {
-    QuantizeOptions q;
-    q.float_layers_regex = options.float_layers_regex;
-    QYOLO_RETURN_IF_ERROR(quantize_graph(sg, activation_scales, q));
-    // The CPU keeps int8 between layers; the CUDA executor makes its own choices (issue 19).
-    if (options.device == Device::kCpu) {
-      QYOLO_RETURN_IF_ERROR(plan_int8_dataflow(sg, activation_scales).status());
-    }
+    QYOLO_RETURN_IF_ERROR(apply_precision_plan(sg, plan, plan_origin));
+    // The CPU keeps the plan's int8 tensors int8 between layers; the CUDA executor places its own
+    // int8 copies (issue 19).
+    if (options.device == Device::kCpu) QYOLO_RETURN_IF_ERROR(apply_int8_storage(sg, plan, plan_origin));
   }
   if (options.device == Device::kCpu) QYOLO_RETURN_IF_ERROR(plan_channels_last_decode(sg).status());
   // Last, so that calibration scales and precision choices keep naming the float image.
@@ -284,6 +287,51 @@ Status choose_weight_clip(Engine::Impl& impl) {
   return Status::ok();
 }
 
+// The rules a new build's precision plan starts from (src/quant/precision_plan_pass.h).
+PlanRules plan_rules(const BuildOptions& o) {
+  PlanRules r;
+  r.int8 = o.precision == Precision::kInt8;
+  r.float_precision = o.device == Device::kCuda && (o.precision == Precision::kFp16 || o.int8_fp16)
+                          ? NodePrecision::kFp16
+                          : NodePrecision::kFp32;
+  r.float_layers_regex = o.float_layers_regex;
+  r.cpu_int8_dataflow = o.device == Device::kCpu && r.int8;
+  return r;
+}
+
+// A stored plan must fit the engine's options: INT8 only in INT8 engines, FP16 only on cuda, int8
+// storage only on the CPU.
+Status check_stored_plan(const Engine::Impl& impl) {
+  const PlanRules r = plan_rules(impl.options);
+  const PrecisionPlan& plan = impl.plan;
+  auto bad = [&](const std::string& what) { return corrupt(impl.plan_origin + ": precision plan " + what); };
+  if (plan.float_precision != r.float_precision)
+    return bad(std::string("runs the other nodes in ") + node_precision_name(plan.float_precision) + ", the " +
+               device_name(impl.options.device) + " " + precision_name(impl.options.precision) + " engine in " +
+               node_precision_name(r.float_precision));
+  for (const auto& [name, p] : plan.nodes) {
+    if ((p == NodePrecision::kInt8 && !r.int8) ||
+        (p == NodePrecision::kFp16 && r.float_precision != NodePrecision::kFp16))
+      return bad("runs node '" + name + "' in " + node_precision_name(p) + ", which a " +
+                 device_name(impl.options.device) + " " + precision_name(impl.options.precision) +
+                 " engine does not run");
+  }
+  for (const auto& [name, t] : plan.tensors)
+    if (t.storage == DataType::kInt8 && !r.cpu_int8_dataflow)
+      return bad("stores tensor '" + name + "' int8, which only CPU INT8 engines do");
+  return Status::ok();
+}
+
+// Cuda tactics that only the per-layer INT8/FP16 choice reads (its timings and verdict): the plan
+// holds the choice, so engine files leave them out.
+TacticMap without_precision_choice(TacticMap t) {
+  for (auto it = t.begin(); it != t.end();) {
+    if (it->first.rfind("convtime:", 0) == 0 || it->first.rfind("engine-precision:", 0) == 0) it = t.erase(it);
+    else ++it;
+  }
+  return t;
+}
+
 Status finish_build(Engine::Impl& impl, bool new_build) {
   if (impl.options.int8_all && !impl.options.int8_fp16)
     return invalid_argument("--all-int8 applies to --int8 --fp16 engines (--int8 alone already runs every eligible conv in INT8)");
@@ -299,20 +347,40 @@ Status finish_build(Engine::Impl& impl, bool new_build) {
     return unsupported("fp16 precision needs --device cuda; the CPU backend runs fp32 or int8");
   if (impl.options.int8_fp16 && impl.options.precision != Precision::kInt8)
     return invalid_argument("the int8-fp16 option applies to INT8 engines only");
-  if (new_build) QYOLO_RETURN_IF_ERROR(choose_weight_clip(impl));
+  // The precision plan: a new build makes it from the rules on the float graph at the opt shape (a
+  // cuda build refines it below with the executor's choice); a loaded engine lowers its stored one.
+  std::optional<SpecializedGraph> float_graph;
+  if (new_build) {
+    QYOLO_ASSIGN_OR_RETURN(float_graph, impl.prepare_float(impl.profile.opt));
+    impl.plan_origin = impl.info.source;
+    QYOLO_ASSIGN_OR_RETURN(impl.plan,
+                           make_precision_plan(*float_graph, impl.activation_scales, plan_rules(impl.options)));
+    QYOLO_RETURN_IF_ERROR(choose_weight_clip(impl));
+  } else {
+    QYOLO_RETURN_IF_ERROR(check_stored_plan(impl));
+  }
   // Validate by preparing at the opt shape: unsupported ops / shapes fail here, not at run time.
   QYOLO_ASSIGN_OR_RETURN(SpecializedGraph sg, impl.prepare(impl.profile.opt));
+  impl.plan_summary = plan_summary(impl.plan, sg);
   if (impl.options.device == Device::kCuda) {
     // A new build records the GPU; a loaded engine has been checked against it already. The
     // executor starts from the stored tactics (none for a new build: it times them) and its
-    // choices become the engine's (serialised by save(), reused by every context).
+    // choices become the engine's (serialised by save(), reused by every context). A new build's
+    // executor also makes the per-layer INT8/FP16 choice, which becomes the plan's; a loaded
+    // engine's executor lowers the stored plan.
     if (impl.cuda_target.gpu_name.empty()) {
       QYOLO_ASSIGN_OR_RETURN(impl.cuda_target, current_cuda_target());
     }
     const TacticMap seed = impl.tactics();
-    QYOLO_ASSIGN_OR_RETURN(auto exec, build_cuda_executor(std::move(sg), impl.options, &seed));
+    auto built = build_cuda_executor(std::move(sg), impl.options, &seed, new_build ? nullptr : &impl.plan);
+    if (!built) return new_build ? built.status() : built.status().with_context(impl.plan_origin);
+    auto exec = std::move(*built);
 #ifdef QYOLO_HAS_CUDA
-    impl.set_tactics(exec->tactics());
+    if (new_build) {
+      QYOLO_RETURN_IF_ERROR(refine_precision_plan(impl.plan, *float_graph, exec->conv_precisions()));
+      impl.plan_summary = plan_summary(impl.plan, exec->graph());
+    }
+    impl.set_tactics(without_precision_choice(exec->tactics()));
     if (impl.options.precision == Precision::kInt8) {
       const CudaExecutor::Cost cost = exec->cost();
       if (cost.conv_macs > 0)
@@ -336,6 +404,7 @@ Status finish_build(Engine::Impl& impl, bool new_build) {
 //   | u64 n, n x (str initializer, shape, numel x f32)                 weight overrides (version 3)
 //   | str gpu name | u32 cc major | u32 cc minor | u32 cudnn version   (version 2; empty/0 for cpu)
 //   | u64 n, n x (str problem key, u64 m, m x i64)                     tactics (version 2)
+//   | str precision plan (src/ir/precision_plan.cpp)                  (version 4)
 //   | str ONNX bytes | u64 FNV-1a of everything before it
 constexpr char kMagic[8] = {'Q', 'Y', 'O', 'L', 'O', 'E', 'N', 'G'};
 constexpr uint32_t kFormatVersion = kEngineFormatVersion;
@@ -452,54 +521,69 @@ Result<std::shared_ptr<const Engine>> build_engine_with_weights(const std::strin
   return std::shared_ptr<const Engine>(new Engine(std::move(impl)));
 }
 
-Status Engine::save(const std::string& path) const {
+std::string serialize_engine_file(const EngineFileContents& c) {
   Writer w;
   w.bytes().append(kMagic, 8);
   w.u32(kFormatVersion);
   w.str(QYOLO_VERSION_STRING);
-  w.str(impl_->info.source);
-  w.u32(static_cast<uint32_t>(impl_->options.device));
-  w.u32(static_cast<uint32_t>(impl_->options.precision));
+  w.str(c.source);
+  w.u32(static_cast<uint32_t>(c.options.device));
+  w.u32(static_cast<uint32_t>(c.options.precision));
   // 2: --int8 --fp16 --all-int8; + 4: --float-output; + 8: uint8 NHWC image input
-  w.u32((impl_->options.int8_fp16 ? (impl_->options.int8_all ? 2u : 1u) : 0u) |
-        (impl_->options.float_outputs ? 4u : 0u) |
-        (impl_->options.input_format == InputFormat::kUint8Nhwc ? 8u : 0u));
-  w.str(impl_->options.float_layers_regex);
-  w.shape(impl_->profile.min);
-  w.shape(impl_->profile.opt);
-  w.shape(impl_->profile.max);
-  w.u64(impl_->activation_scales.size());
-  for (const auto& [name, scale] : impl_->activation_scales) {
+  w.u32((c.options.int8_fp16 ? (c.options.int8_all ? 2u : 1u) : 0u) | (c.options.float_outputs ? 4u : 0u) |
+        (c.options.input_format == InputFormat::kUint8Nhwc ? 8u : 0u));
+  w.str(c.options.float_layers_regex);
+  w.shape(c.profile.min);
+  w.shape(c.profile.opt);
+  w.shape(c.profile.max);
+  w.u64(c.scales.size());
+  for (const auto& [name, scale] : c.scales) {
     w.str(name);
     w.f32(scale);
   }
-  w.u64(impl_->weight_overrides.size());
-  for (const auto& [name, t] : impl_->weight_overrides) {
+  w.u64(c.weights.size());
+  for (const auto& [name, t] : c.weights) {
     w.str(name);
     w.shape(t.shape());
     w.bytes().append(reinterpret_cast<const char*>(t.data<float>()), t.nbytes());
   }
-  const bool cuda = impl_->options.device == Device::kCuda;
-  const CudaTarget target = cuda ? impl_->cuda_target : CudaTarget{};
-  w.str(target.gpu_name);
-  w.u32(static_cast<uint32_t>(target.cc_major));
-  w.u32(static_cast<uint32_t>(target.cc_minor));
-  w.u32(static_cast<uint32_t>(target.cudnn_version));
-  const TacticMap tactics = cuda ? impl_->tactics() : TacticMap{};
-  w.u64(tactics.size());
-  for (const auto& [key, choice] : tactics) {
+  w.str(c.target.gpu_name);
+  w.u32(static_cast<uint32_t>(c.target.cc_major));
+  w.u32(static_cast<uint32_t>(c.target.cc_minor));
+  w.u32(static_cast<uint32_t>(c.target.cudnn_version));
+  w.u64(c.tactics.size());
+  for (const auto& [key, choice] : c.tactics) {
     w.str(key);
     w.u64(choice.size());
     for (int64_t v : choice) w.u64(static_cast<uint64_t>(v));
   }
-  w.str(impl_->onnx_bytes);
-  uint64_t checksum = engine_file_checksum(w.bytes());
+  w.str(serialize_precision_plan(c.plan));
+  w.str(c.onnx_bytes);
+  const uint64_t checksum = engine_file_checksum(w.bytes());
   w.u64(checksum);
+  return std::move(w.bytes());
+}
+
+Status Engine::save(const std::string& path) const {
+  EngineFileContents c;
+  c.source = impl_->info.source;
+  c.options = impl_->options;
+  c.profile = impl_->profile;
+  c.scales = impl_->activation_scales;
+  c.weights = impl_->weight_overrides;
+  const bool cuda = impl_->options.device == Device::kCuda;
+  if (cuda) {
+    c.target = impl_->cuda_target;
+    c.tactics = impl_->tactics();
+  }
+  c.plan = impl_->plan;
+  c.onnx_bytes = impl_->onnx_bytes;
+  const std::string bytes = serialize_engine_file(c);
   std::string tmp = path + ".tmp";
   {
     std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
     if (!out) return io_error("cannot write engine file '" + tmp + "'");
-    out.write(w.bytes().data(), static_cast<std::streamsize>(w.bytes().size()));
+    out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
     if (!out) {
       std::filesystem::remove(tmp);
       return io_error("writing engine file '" + tmp + "' failed (disk full?)");
@@ -600,6 +684,8 @@ Result<EngineFileContents> parse_engine_file(std::string payload, const std::str
     }
     c.tactics[key] = std::move(choice);
   }
+  QYOLO_ASSIGN_OR_RETURN(std::string plan, rd.str());
+  QYOLO_ASSIGN_OR_RETURN(c.plan, parse_precision_plan(plan, "engine file '" + path + "'"));
   QYOLO_ASSIGN_OR_RETURN(c.onnx_bytes, rd.str());
   if (rd.remaining() != 0)
     return corrupt("engine file '" + path + "': " + std::to_string(rd.remaining()) +
@@ -659,6 +745,8 @@ Result<std::shared_ptr<const Engine>> Engine::load(const std::string& path) {
   QYOLO_ASSIGN_OR_RETURN(auto impl, make_impl(std::move(onnx_bytes), source, options));
   impl->activation_scales = std::move(scales);
   impl->weight_overrides = std::move(c.weights);
+  impl->plan = std::move(c.plan);
+  impl->plan_origin = "engine file '" + path + "'";
   if (options.device == Device::kCuda) {
     impl->cuda_target = target;
     impl->set_tactics(std::move(tactics));
@@ -691,7 +779,7 @@ ExecutionContext::~ExecutionContext() = default;
 
 #ifdef QYOLO_HAS_CUDA
 Result<std::unique_ptr<CudaExecutor>> build_cuda_executor(SpecializedGraph graph, const BuildOptions& options,
-                                                          const TacticMap* tactics) {
+                                                          const TacticMap* tactics, const PrecisionPlan* plan) {
   CudaBuildOptions o;
   o.precision = options.precision == Precision::kFp16   ? CudaPrecision::kFp16
                 : options.precision == Precision::kInt8 ? CudaPrecision::kInt8
@@ -699,11 +787,12 @@ Result<std::unique_ptr<CudaExecutor>> build_cuda_executor(SpecializedGraph graph
   o.int8_fp16 = options.int8_fp16;
   o.int8_fp16_choose = !options.int8_all;
   if (tactics) o.tactics = *tactics;
+  if (plan) o.plan = *plan;
   return CudaExecutor::build(std::move(graph), o);
 }
 #else
 Result<std::unique_ptr<CudaExecutor>> build_cuda_executor(SpecializedGraph, const BuildOptions&,
-                                                          const TacticMap*) {
+                                                          const TacticMap*, const PrecisionPlan*) {
   return unsupported("this qyolo was built without CUDA (no nvcc at build time); use --device cpu");
 }
 #endif
@@ -733,7 +822,8 @@ Result<CudaExecutor*> ExecutionContext::Impl::cuda_executor_for(const Shape& sha
   if (it == cuda_executors.end()) {
     QYOLO_ASSIGN_OR_RETURN(SpecializedGraph sg, engine->prepare(shape));
     const TacticMap seed = engine->tactics();
-    QYOLO_ASSIGN_OR_RETURN(auto exec, build_cuda_executor(std::move(sg), engine->options, &seed));
+    // Every executor after the build's lowers the engine's plan (no per-layer choice again).
+    QYOLO_ASSIGN_OR_RETURN(auto exec, build_cuda_executor(std::move(sg), engine->options, &seed, &engine->plan));
     engine->merge_tactics(exec->tactics());  // later contexts / shapes skip what this one timed
     constexpr size_t kMaxCachedShapes = 8;
     if (cuda_executors.size() >= kMaxCachedShapes) {

@@ -11,6 +11,7 @@
 
 #include "backends/cpu/cpu_executor.h"
 #include "ir/graph.h"
+#include "ir/precision_plan.h"
 #include "passes/passes.h"
 #include "qyolo/engine.h"
 
@@ -37,7 +38,7 @@ std::string cudnn_version_str(int version);
 
 // FNV-1a of an engine file's payload (everything before the trailing 8-byte checksum).
 uint64_t engine_file_checksum(const std::string& payload);
-constexpr uint32_t kEngineFormatVersion = 3;
+constexpr uint32_t kEngineFormatVersion = 4;
 
 // An engine file's fields, read and checked (layout in engine.cpp) but not built into an engine.
 struct EngineFileContents {
@@ -48,11 +49,14 @@ struct EngineFileContents {
   std::map<std::string, Tensor> weights;  // weight overrides (format 3)
   CudaTarget target;
   TacticMap tactics;
+  PrecisionPlan plan;  // format 4
   std::string onnx_bytes;
 };
 // Parses a whole engine file (payload + checksum); `path` names it in errors. Engine::load is
 // this plus building the model; fuzz/fuzz_engine_file.cpp calls it directly.
 Result<EngineFileContents> parse_engine_file(std::string file_bytes, const std::string& path);
+// The bytes of an engine file (payload + checksum) holding `c`; Engine::save writes these.
+std::string serialize_engine_file(const EngineFileContents& c);
 
 struct Engine::Impl {
   std::string onnx_bytes;  // the model as imported (serialised into engine files)
@@ -71,6 +75,13 @@ struct Engine::Impl {
   // Cuda INT8 engines: what the build-time executor (at the opt shape) runs in INT8, for reports
   // ("96% of the conv MACs in INT8 at 1x3x640x640"): --int8 --fp16 chooses per layer.
   std::string build_note;
+  // Which node runs in which precision (src/ir/precision_plan.h): made by a new build (rules, then
+  // on cuda the executor's choice at the opt shape), read from the engine file on load; every
+  // prepare() lowers it as it is. plan_origin names where it came from in errors (the engine file
+  // or the model); plan_summary counts it at the opt shape ("60 convs: 57 int8, 3 fp16 (...)").
+  PrecisionPlan plan;
+  std::string plan_origin;
+  std::string plan_summary;
 
   // Cuda engines: tactics from the build-time executor (or the engine file), merged with those
   // of executors built later for other shapes; every CudaExecutor of this engine starts from them.
@@ -81,8 +92,11 @@ struct Engine::Impl {
     tactics_ = std::move(t);
   }
 
-  // Specialises the graph for one input shape and runs the passes (and quantisation for INT8).
+  // Specialises the graph for one input shape and runs the passes (and lowers the precision plan
+  // for INT8).
   Result<SpecializedGraph> prepare(const Shape& input_shape, const PassOptions& passes = {}) const;
+  // The same without the precision plan: the float graph the plan is made on.
+  Result<SpecializedGraph> prepare_float(const Shape& input_shape, const PassOptions& passes = {}) const;
 
  private:
   mutable std::mutex tactics_mu_;
@@ -115,8 +129,10 @@ Result<std::shared_ptr<const Engine>> build_engine_with_weights(const std::strin
 
 // Builds the device executor for a prepared graph (CUDA builds only; otherwise an error),
 // starting from `tactics` (may be null) instead of timing the problems it names.
+// With `plan`, the executor lowers the plan's conv precisions as they are (no per-layer choice).
 Result<std::unique_ptr<CudaExecutor>> build_cuda_executor(SpecializedGraph graph, const BuildOptions& options,
-                                                          const TacticMap* tactics = nullptr);
+                                                          const TacticMap* tactics = nullptr,
+                                                          const PrecisionPlan* plan = nullptr);
 
 // Ultralytics' `imgsz` metadata ("[640, 640]", or one number): (H, W); nullopt if unreadable.
 std::optional<std::array<int64_t, 2>> parse_imgsz_metadata(const std::string& text);

@@ -24,10 +24,12 @@ CudaExecutor::~CudaExecutor() {
 // misses launch gaps, concurrency, cache effects (at batch 1 they dominate) and the passes that
 // are not convs (concat copies, quantize-concats). So the modelled mix is built, then the engines
 // with every eligible conv in FP16 and in INT8 (their timings are mostly cached by then), each is
-// replayed as a CUDA graph, and the fastest is kept. The verdict is a tactic, so reloading an
-// engine file rebuilds the same one without timing.
+// replayed as a CUDA graph, and the fastest is kept. The verdict is a tactic (an executor built
+// from these tactics rebuilds the same one without timing); engines record the choice as their
+// precision plan instead (conv_precisions()), and executors given a plan lower it as it is.
 Result<std::unique_ptr<CudaExecutor>> CudaExecutor::build(SpecializedGraph graph,
                                                           const CudaBuildOptions& options) {
+  if (options.plan) return build_variant(std::move(graph), options, PrecisionVariant::kPlan);
   if (options.precision != CudaPrecision::kInt8 || !options.int8_fp16 || !options.int8_fp16_choose)
     return build_variant(std::move(graph), options, PrecisionVariant::kModelled);
   std::ostringstream key;
@@ -161,7 +163,10 @@ Result<std::unique_ptr<CudaExecutor>> CudaExecutor::build_variant(SpecializedGra
     ex->inputs_.push_back({g.inputs[k].name, d.dtype, d.shape});
     ex->input_values_.push_back(id);
   }
-  if (options.precision == CudaPrecision::kInt8 && options.int8_fp16 && options.int8_fp16_choose) {
+  if (variant == PrecisionVariant::kPlan) {
+    Status st = im.lower_plan_precisions(*options.plan);
+    if (!st.is_ok()) return st.with_context(g.source_path);
+  } else if (options.precision == CudaPrecision::kInt8 && options.int8_fp16 && options.int8_fp16_choose) {
     Status st = im.choose_conv_precisions(variant);
     if (!st.is_ok()) return st.with_context(g.source_path);
     std::ostringstream note;
@@ -169,7 +174,13 @@ Result<std::unique_ptr<CudaExecutor>> CudaExecutor::build_variant(SpecializedGra
          << " ms (all FP16: " << im.modelled_fp16_ms << " ms)";
     ex->precision_note_ = note.str();
   }
+  const NodePrecision float_precision =
+      options.precision == CudaPrecision::kFp16 || (options.precision == CudaPrecision::kInt8 && options.int8_fp16)
+          ? NodePrecision::kFp16
+          : NodePrecision::kFp32;
   for (const auto& node : g.nodes) {
+    if (node.op_type == "Conv")
+      ex->conv_precisions_[node.name] = im.int8_conv(node) ? NodePrecision::kInt8 : float_precision;
     Status st = im.add_node(node, nhwc);
     if (!st.is_ok()) return st.with_context(g.source_path);
   }

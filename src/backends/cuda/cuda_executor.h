@@ -57,6 +57,9 @@ class CudaExecutor {
   // Tactics chosen (or reused) by this build, by problem key (see CudaBuildOptions::tactics).
   const std::map<std::string, std::vector<int64_t>>& tactics() const { return tactics_; }
   int num_steps() const { return static_cast<int>(steps_.size()); }
+  // The precision every Conv runs in, by node name: int8 on the INT8 kernel, else the float
+  // precision of this build (what an engine's precision plan records).
+  const std::map<std::string, NodePrecision>& conv_precisions() const { return conv_precisions_; }
   // Programmatic dependent launch of our kernels (CudaBuildOptions::programmatic_launch): on only
   // where the device has it (sm_90+). A run-time setting that applies from the next enqueue on
   // (a CUDA graph keeps the launches it captured); not while another thread enqueues.
@@ -87,9 +90,10 @@ class CudaExecutor {
   struct Impl;
   friend struct Impl;
   // --int8 --fp16: which assignment of the INT8-eligible convs a build uses: the cost model's
-  // choice, every one in FP16 or every one in INT8 (the engine-level check in build()). The
-  // values are stored in engine files (tactic "engine-precision:").
-  enum class PrecisionVariant { kModelled = 0, kAllFp16 = 1, kAllInt8 = 2 };
+  // choice, every one in FP16 or every one in INT8 (the engine-level check in build()), recorded
+  // as tactic "engine-precision:" (executors built without a plan reuse it); kPlan: the one
+  // CudaBuildOptions::plan gives.
+  enum class PrecisionVariant { kModelled = 0, kAllFp16 = 1, kAllInt8 = 2, kPlan = 3 };
   static Result<std::unique_ptr<CudaExecutor>> build_variant(SpecializedGraph graph, const CudaBuildOptions& options,
                                                               PrecisionVariant variant);
   // Mean time of one enqueue replayed as a CUDA graph, on zeroed bindings (build-time choice).
@@ -154,6 +158,7 @@ class CudaExecutor {
   // Our kernels launch programmatically (options_.programmatic_launch on an sm_90+ device).
   bool programmatic_ = false, programmatic_capable_ = false;
   std::map<std::string, std::vector<int64_t>> tactics_;
+  std::map<std::string, NodePrecision> conv_precisions_;
   std::string precision_note_;  // --int8 --fp16: the per-layer choice's modelled times (summary)
   // Per-enqueue pointer table, sized at build (enqueue does not allocate).
   std::vector<void*> ptrs_;

@@ -18,6 +18,7 @@
 
 #include "backends/cuda/cuda_check.h"
 #include "ir/graph.h"
+#include "ir/precision_plan.h"
 
 namespace qyolo {
 
@@ -82,6 +83,10 @@ struct CudaBuildOptions {
   // With int8_fp16: time each INT8-eligible conv both ways (our INT8 kernel vs cuDNN FP16) and keep
   // the faster, as TensorRT does with --int8 --fp16. Off: every eligible conv runs INT8.
   bool int8_fp16_choose = true;
+  // An engine's precision plan (src/ir/precision_plan.h): exactly the convs it puts in INT8 run
+  // INT8 (an error names one that cannot), the others in the float precision; no per-layer choice.
+  // Unset: the rules above decide (CudaExecutor::conv_precisions() says what they chose).
+  std::optional<PrecisionPlan> plan;
   // With int8_fp16: a conv the direct FP16 stem kernel runs (on the fp32 image, fp16_direct_stem)
   // stays FP16 and writes the int8 copy its INT8 readers take itself. As INT8 it needs a
   // space-to-depth quantize pass over the image first and runs slower on the 3 channels (yolov5s

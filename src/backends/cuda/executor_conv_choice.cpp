@@ -225,6 +225,22 @@ Status CudaExecutor::Impl::choose_conv_precisions(PrecisionVariant variant) {
   return Status::ok();
 }
 
+Status CudaExecutor::Impl::lower_plan_precisions(const PrecisionPlan& plan) {
+  for (const auto& n : ex.graph_.graph.nodes) {
+    if (n.op_type != "Conv") continue;
+    const bool int8 = plan.precision_of(n.name) == NodePrecision::kInt8;
+    if (int8 && ex.options_.precision != CudaPrecision::kInt8)
+      return invalid_argument("the precision plan runs " + n.describe() + " in INT8, but this is a " +
+                              cuda_precision_name(ex.options_.precision) + " build");
+    if (int8 && !int8_eligible(n))
+      return invalid_argument("the precision plan runs " + n.describe() +
+                              " in INT8, which the CUDA backend cannot here (no input scale, sm < 80, grouped, "
+                              "or the --int8 --fp16 image stem)");
+    if (!int8 && int8_eligible(n)) fp16_instead.insert(&n);
+  }
+  return Status::ok();
+}
+
 // Times one INT8-eligible conv both ways on scratch (stored as a tactic by problem, in
 // nanoseconds, so engine files reproduce the choice). Both kernels are discarded: add_node
 // prepares the chosen one again from the cached tactics.

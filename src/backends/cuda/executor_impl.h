@@ -129,6 +129,10 @@ struct CudaExecutor::Impl {
   // comparison); kModelled: the cost model's best assignment.
   Status choose_conv_precisions(PrecisionVariant variant);
 
+  // CudaBuildOptions::plan: the eligible convs the plan keeps out of INT8 run in the float
+  // precision; a conv it puts in INT8 that cannot run INT8 here is an error naming it.
+  Status lower_plan_precisions(const PrecisionPlan& plan);
+
   // Times one INT8-eligible conv both ways on scratch (stored as a tactic by problem, in
   // nanoseconds, so engine files reproduce the choice). Both kernels are discarded: add_node
   // prepares the chosen one again from the cached tactics.
