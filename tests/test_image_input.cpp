@@ -9,6 +9,7 @@
 #include <fstream>
 
 #include "calib/calib_cache.h"
+#include "cli_runner.h"
 #include "onnx/onnx_import.h"
 #include "onnx_builder.h"
 #include "passes/image_input.h"
@@ -170,4 +171,34 @@ TEST(ImageInput, Yolov5nBytesEngineEqualsFloatEngine) {
     EXPECT_EQ(std::memcmp(want.raw(), got.raw(), want.nbytes()), 0);
   }
   fs::remove(cache);
+}
+
+// The CLI: `qyolo bench` feeds a uint8-nhwc engine bytes; `qyolo detect` letterboxes into bytes
+// and finds the bus image's objects as the float engine does; a bad spelling is a clear error.
+TEST(ImageInput, CliBenchAndDetectOnABytesEngine) {
+  QYOLO_REQUIRE_SHARED("models/yolov5n.onnx");
+  QYOLO_REQUIRE_SHARED("data/samples/bus.jpg");
+  const std::string model = " --model " + (shared_dir() / "models/yolov5n.onnx").string();
+  auto bench = qyolo::testing::run_cli("bench" + model + " --input-format uint8-nhwc --warmup 1 --iterations 2");
+  ASSERT_EQ(bench.exit_code, 0) << bench.output;
+  EXPECT_NE(bench.output.find("latency ms"), std::string::npos) << bench.output;
+  const std::string source = " --source " + (shared_dir() / "data/samples/bus.jpg").string();
+  const fs::path out_bytes = temp_path("detect_bytes"), out_float = temp_path("detect_float");
+  auto bytes = qyolo::testing::run_cli("detect" + model + source + " --input-format uint8-nhwc --no-images --out " +
+                                       out_bytes.string());
+  auto floats = qyolo::testing::run_cli("detect" + model + source + " --no-images --out " + out_float.string());
+  ASSERT_EQ(bytes.exit_code, 0) << bytes.output;
+  ASSERT_EQ(floats.exit_code, 0) << floats.output;
+  auto read = [](const fs::path& p) {
+    std::ifstream f(p);
+    return std::string((std::istreambuf_iterator<char>(f)), {});
+  };
+  const std::string got = read(out_bytes / "detections.json"), want = read(out_float / "detections.json");
+  EXPECT_FALSE(want.empty());
+  EXPECT_EQ(got, want);
+  fs::remove_all(out_bytes);
+  fs::remove_all(out_float);
+  auto bad = qyolo::testing::run_cli("bench" + model + " --input-format uint8-nchw");
+  EXPECT_EQ(bad.exit_code, 1) << bad.output;
+  EXPECT_NE(bad.output.find("unknown input format 'uint8-nchw'"), std::string::npos) << bad.output;
 }

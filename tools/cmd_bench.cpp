@@ -112,10 +112,16 @@ Status bench_cpu(const BenchArgs& a, const Engine& engine, const Shape& shape) {
   const double duration = a.duration >= 0 ? a.duration : 0.0;
   QYOLO_ASSIGN_OR_RETURN(auto ctx, engine.create_context());
   QYOLO_ASSIGN_OR_RETURN(CpuExecutor * exec, ctx->impl().executor_for(shape));
-  Tensor input = Tensor::uninitialized(DataType::kFloat32, shape);
   std::mt19937 rng(0);
-  std::uniform_real_distribution<float> dist(0.f, 1.f);
-  for (int64_t i = 0; i < input.numel(); ++i) input.data<float>()[i] = dist(rng);
+  Tensor input;
+  if (engine.options().input_format == InputFormat::kUint8Nhwc) {  // the letterboxed bytes, NHWC
+    input = Tensor::uninitialized(DataType::kUInt8, {shape[0], shape[2], shape[3], shape[1]});
+    for (int64_t i = 0; i < input.numel(); ++i) input.data<uint8_t>()[i] = static_cast<uint8_t>(rng() & 0xFF);
+  } else {
+    input = Tensor::uninitialized(DataType::kFloat32, shape);
+    std::uniform_real_distribution<float> dist(0.f, 1.f);
+    for (int64_t i = 0; i < input.numel(); ++i) input.data<float>()[i] = dist(rng);
+  }
   const std::string in_name = engine.info().input_name;
   std::map<std::string, Tensor> out;
   for (int i = 0; i < warmup; ++i) QYOLO_RETURN_IF_ERROR(exec->run({{in_name, input}}, out));
@@ -217,6 +223,8 @@ Result<std::unique_ptr<Lane>> make_lane(const Engine& engine, const Shape& shape
       if (b.dtype == DataType::kFloat32) {
         float* p = host.as<float>();
         for (int64_t i = 0; i < shape_numel(b.shape); ++i) p[i] = u(rng);
+      } else if (b.dtype == DataType::kUInt8) {  // uint8-nhwc engines: image bytes
+        for (size_t i = 0; i < b.nbytes(); ++i) host.as<uint8_t>()[i] = static_cast<uint8_t>(rng() & 0xFF);
       } else {
         std::memset(host.get(), 0, b.nbytes());
       }
