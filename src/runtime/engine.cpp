@@ -164,7 +164,10 @@ Result<SpecializedGraph> Engine::Impl::prepare(const Shape& input_shape, const P
       QYOLO_RETURN_IF_ERROR(plan_int8_dataflow(sg, activation_scales).status());
     }
   }
-  if (options.device == Device::kCpu) QYOLO_RETURN_IF_ERROR(plan_channels_last_decode(sg).status());
+  if (options.device == Device::kCpu) {
+    if (options.precision == Precision::kFp32) QYOLO_RETURN_IF_ERROR(plan_channels_last_float(sg).status());
+    QYOLO_RETURN_IF_ERROR(plan_channels_last_decode(sg).status());
+  }
   return sg;
 }
 
