@@ -134,6 +134,27 @@ TEST(CpuHeadLayout, Int8Batch2EqualsTheUnfusedTail) {
   fs::remove(cache);
   ASSERT_TRUE(int8.is_ok()) << int8.status().to_string();
   expect_same_as_unfused(**int8);
+
+  // Batch 2 runs its int8-to-int8 SiLU convs image by image (conv2d_int8.cpp, per_item_) and
+  // places two rows blocks per decode: the same floats as two batch-1 runs.
+  auto ctx = (*int8)->create_context();
+  ASSERT_TRUE(ctx.is_ok());
+  const Tensor input = batch2_input();
+  Tensor both;
+  ASSERT_TRUE((*ctx)->run(input, both).is_ok());
+  const int64_t per_in = input.numel() / 2, per_out = both.numel() / 2;
+  for (int64_t b = 0; b < 2; ++b) {
+    Tensor one = Tensor::uninitialized(DataType::kFloat32, {1, 3, 640, 640});
+    std::memcpy(one.data<float>(), input.data<float>() + b * per_in,
+                static_cast<size_t>(per_in) * sizeof(float));
+    Tensor out;
+    ASSERT_TRUE((*ctx)->run(one, out).is_ok());
+    ASSERT_EQ(out.numel(), per_out);
+    EXPECT_EQ(std::memcmp(out.data<float>(), both.data<float>() + b * per_out,
+                          static_cast<size_t>(per_out) * sizeof(float)),
+              0)
+        << "batch item " << b;
+  }
 }
 
 // With an observer, the channels-last head conv outputs arrive NCHW and each placed decode output
