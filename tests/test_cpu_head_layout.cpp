@@ -50,8 +50,9 @@ std::map<std::string, Tensor> run(SpecializedGraph sg, const Tensor& input,
   return out;
 }
 
-// The engine's graph with the tail unfused (so nothing is channels-last or placed), as prepare()
-// builds it otherwise.
+// The engine's graph with the tail unfused (so no decode is channels-last or placed), as prepare()
+// builds it otherwise; INT8 without the float layout plan either (its float values NCHW: the
+// int8 integers and float outputs must not depend on it).
 SpecializedGraph unfused_graph(const Engine& engine, const Shape& shape) {
   const Engine::Impl& impl = engine.impl();
   auto sg = specialize(impl.graph, {{impl.info.input_name, shape}});

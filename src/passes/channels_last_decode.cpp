@@ -39,9 +39,13 @@ namespace qyolo {
 
 namespace {
 
-bool is_float_conv(const SpecializedGraph& sg, const Node& n) {
-  return n.op_type == "Conv" && !n.has_attr("qyolo_input_scale") && n.outputs.size() == 1 &&
-         sg.values.at(n.inputs[0]).shape.size() == 4;
+// A 2-D Conv (FP32, or INT8 reading float and writing float; the int8 plan's int8 values are
+// channels-last anyway).
+bool is_conv(const SpecializedGraph& sg, const Node& n) {
+  return n.op_type == "Conv" && n.outputs.size() == 1 && sg.values.at(n.inputs[0]).shape.size() == 4;
+}
+bool is_int8_concat(const Node& n) {
+  return n.op_type == "Concat" && n.has_attr("qyolo_int8_output_scale");
 }
 
 // MaxPool (2-D), nearest Resize of H/W, Concat of channels: they only move values, in any layout.
@@ -86,7 +90,7 @@ Result<int> plan_channels_last_float(SpecializedGraph& sg) {
   }
   std::unordered_set<std::string> planned;
   for (Node& n : g.nodes) {
-    if (!is_float_conv(sg, n) && !is_float_mover(sg, n)) continue;
+    if (!is_conv(sg, n) && !is_float_mover(sg, n)) continue;
     const std::string& out = n.outputs[0];
     const ValueDesc& d = sg.values.at(out);
     if (g.is_graph_output(out) || d.dtype != DataType::kFloat32 || d.shape.size() != 4 || !readers.count(out))
@@ -109,8 +113,13 @@ Result<int> plan_channels_last_float(SpecializedGraph& sg) {
       }
       for (const Use& u : readers.at(*it)) {
         const Node& r = *u.node;
-        if ((is_float_conv(sg, r) && u.slot == 0) || (r.op_type == kYoloDecodeOp && u.slot == 0)) continue;
-        const bool follows_output = (is_float_conv(sg, r) && u.slot == 3) ||
+        if ((is_conv(sg, r) && u.slot == 0) || (r.op_type == kYoloDecodeOp && u.slot == 0)) continue;
+        if (is_int8_concat(r)) {  // quantises its float inputs: all channels-last or none
+          for (const auto& in : r.inputs)
+            ok = ok && (sg.values.at(in).dtype != DataType::kFloat32 || is_planned(in));
+          continue;
+        }
+        const bool follows_output = (is_conv(sg, r) && u.slot == 3) ||
                                     (is_float_mover(sg, r) && (u.slot == 0 || r.op_type == "Concat"));
         ok = ok && follows_output && is_planned(r.outputs[0]);
       }
@@ -125,7 +134,8 @@ Result<int> plan_channels_last_float(SpecializedGraph& sg) {
   for (const auto& v : planned) {
     producer.at(v)->attrs[kChannelsLastOutputAttr] = int64_t{1};
     for (const Use& u : readers.at(v))
-      if (u.slot == 0 && (u.node->op_type == "Conv" || u.node->op_type == kYoloDecodeOp))
+      if ((u.slot == 0 && (u.node->op_type == "Conv" || u.node->op_type == kYoloDecodeOp)) ||
+          is_int8_concat(*u.node))
         u.node->attrs[kChannelsLastInputAttr] = int64_t{1};
   }
   return static_cast<int>(planned.size());

@@ -165,7 +165,7 @@ Result<SpecializedGraph> Engine::Impl::prepare(const Shape& input_shape, const P
     }
   }
   if (options.device == Device::kCpu) {
-    if (options.precision == Precision::kFp32) QYOLO_RETURN_IF_ERROR(plan_channels_last_float(sg).status());
+    QYOLO_RETURN_IF_ERROR(plan_channels_last_float(sg).status());
     QYOLO_RETURN_IF_ERROR(plan_channels_last_decode(sg).status());
   }
   return sg;

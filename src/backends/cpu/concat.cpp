@@ -82,6 +82,7 @@ class CpuConcat final : public CpuKernel {
       return internal_error(node.describe() +
                             ": a channels-last Concat must join the channels of int8 NCHW values");
     channels_last_ = true;
+    float_inputs_channels_last_ = node.has_attr(kChannelsLastInputAttr);
     epilogue_ = cpu::best_int8_epilogue();
     QYOLO_ASSIGN_OR_RETURN(scale_, node.attr_float(kInt8OutputScaleAttr));
     batch_ = out.shape[0];
@@ -144,6 +145,9 @@ class CpuConcat final : public CpuKernel {
         const int64_t c = parts_[i].channels;
         if (parts_[i].int8) {
           std::memcpy(yp, inputs[i]->data<int8_t>() + row * c, static_cast<size_t>(c));
+        } else if (float_inputs_channels_last_) {  // quantised in place of its nhwc layout
+          std::memcpy(yp, reinterpret_cast<const int8_t*>(workspace_ + parts_[i].workspace_offset) + row * c,
+                      static_cast<size_t>(c));
         } else {
           const int8_t* q =
               reinterpret_cast<const int8_t*>(workspace_ + parts_[i].workspace_offset) + b * c * hw + p;
@@ -175,7 +179,8 @@ class CpuConcat final : public CpuKernel {
   };
   std::vector<CopyTask> tasks_;
   bool channels_last_ = false;
-  bool float_ = false;  // channels-last float (else the int8 plan's int8 output)
+  bool float_ = false;                       // channels-last float (else the int8 plan's int8 output)
+  bool float_inputs_channels_last_ = false;  // int8 output: its float inputs are nhwc (passes.h)
   float scale_ = 0.f;
   int64_t batch_ = 0, pixels_ = 0, out_channels_ = 0;
   std::vector<Part> parts_;

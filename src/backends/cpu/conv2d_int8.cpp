@@ -94,10 +94,10 @@ class CpuConvInt8 final : public CpuKernel {
     int8_in_ = inputs[0]->dtype == DataType::kInt8;
     int8_out_ = node.has_attr(kInt8OutputScaleAttr);
     int8_residual_ = a.has_residual && inputs[3]->dtype == DataType::kInt8;
-    // A float output that only YOLO decodes read is written channels-last (passes.h).
+    // Float values of the channels-last plan (passes.h): a float input is quantised as it is
+    // (nhwc) and a float output written nhwc in place; a float residual then is nhwc too.
+    channels_last_in_ = !int8_in_ && node.has_attr(kChannelsLastInputAttr);
     channels_last_out_ = !int8_out_ && node.has_attr(kChannelsLastOutputAttr);
-    if (channels_last_out_ && a.has_residual)
-      return internal_error(name_ + ": a channels-last float output with a residual is not planned");
     QYOLO_ASSIGN_OR_RETURN(out_scale_, node.attr_float(kInt8OutputScaleAttr, 1.f));
     QYOLO_ASSIGN_OR_RETURN(residual_scale_, node.attr_float(kInt8ResidualScaleAttr, 1.f));
     const float out_scale = out_scale_, residual_scale = residual_scale_;
@@ -152,13 +152,13 @@ class CpuConvInt8 final : public CpuKernel {
     Shape xs = x, ys = a.out_shape;
     if (per_item_) xs[0] = ys[0] = 1;
     batch_ = x[0];
-    memory::desc src_user_md(to_dims(xs), dt::s8, int8_in_ ? tag::nhwc : tag::nchw);
+    memory::desc src_user_md(to_dims(xs), dt::s8, int8_in_ || channels_last_in_ ? tag::nhwc : tag::nchw);
     memory::desc dst_user_md(to_dims(ys), int8_out_ ? dt::s8 : dt::f32,
                              int8_out_ || channels_last_out_ ? tag::nhwc : tag::nchw);
     memory::desc w_user_md(w_dims, dt::s8, grouped ? tag::goihw : tag::oihw);
     memory::desc bias_md({cout}, dt::f32, tag::x);
     // Int8 values between layers are nhwc; float ones let oneDNN choose (reorders around it).
-    memory::desc src_md(to_dims(xs), dt::s8, int8_in_ ? tag::nhwc : tag::any);
+    memory::desc src_md(to_dims(xs), dt::s8, int8_in_ || channels_last_in_ ? tag::nhwc : tag::any);
     memory::desc dst_md(to_dims(ys), dst_dt, int8_out_ || channels_last_out_ ? tag::nhwc : tag::any);
     memory::desc w_md(w_dims, dt::s8, tag::any);
     memory::dims dil(2);
@@ -264,7 +264,11 @@ class CpuConvInt8 final : public CpuKernel {
     if (int8_out_ && !own_epilogue_) {
       // The sum post-op accumulates into the output: seed it with the int8 residual.
       if (attrs_.has_residual) std::memcpy(outputs[0]->raw(), inputs[3]->raw(), inputs[3]->nbytes());
-    } else if (!channels_last_out_) {
+    } else if (channels_last_out_) {
+      // Written in place: the sum post-op's residual (same layout) is copied there first.
+      if (attrs_.has_residual && !own_epilogue_)
+        std::memcpy(outputs[0]->raw(), inputs[3]->raw(), inputs[3]->nbytes());
+    } else {
       dst_conv_.set_data_handle(ws);
       if (attrs_.has_residual && !own_epilogue_) {
         residual_user_.set_data_handle(const_cast<void*>(inputs[3]->raw()));
@@ -332,7 +336,8 @@ class CpuConvInt8 final : public CpuKernel {
   float out_scale_ = 1.f, residual_scale_ = 1.f;                     // int8 output / int8 residual scales
   bool int8_in_ = false, int8_out_ = false, int8_residual_ = false;  // the int8 plan (see the top)
   bool own_epilogue_ = false;       // activation (+ residual) applied after oneDNN, see the top
-  bool channels_last_out_ = false;  // float output written nhwc in place (plan_channels_last_decode)
+  bool channels_last_in_ = false;   // float input nhwc (passes.h)
+  bool channels_last_out_ = false;  // float output written nhwc in place (passes.h)
   cpu::Int8Epilogue epilogue_ = cpu::scalar_int8_epilogue();
   bool src_reordered_ = false;
   std::vector<float> weight_scales_;
