@@ -253,3 +253,31 @@ TEST(CpuHeadLayout, Fp32FloatPlanMatchesAllNchw) {
 }
 
 }  // namespace
+
+namespace {
+
+// The detect output reused run after run (ExecutionContext::run) while the decodes write into it
+// in place: each run's output equals a fresh run's.
+TEST(CpuHeadLayout, ReusedDetectOutputEqualsFreshRuns) {
+  QYOLO_REQUIRE_SHARED("models/yolov5n-dynamic.onnx");
+  QYOLO_REQUIRE_SHARED("reference/bus_input.npy");
+  auto engine = Engine::build((shared_dir() / "models/yolov5n-dynamic.onnx").string(), {});
+  ASSERT_TRUE(engine.is_ok());
+  auto ctx = (*engine)->create_context();
+  ASSERT_TRUE(ctx.is_ok());
+  const Tensor both = batch2_input();
+  Tensor first = both.clone(), second = both.clone();
+  std::swap_ranges(second.data<float>(), second.data<float>() + both.numel() / 2,
+                   second.data<float>() + both.numel() / 2);  // the two images swapped
+  Tensor out, fresh_first, fresh_second;
+  ASSERT_TRUE((*ctx)->run(first, out).is_ok());
+  const void* storage = out.raw();
+  ASSERT_TRUE((*ctx)->run(first, fresh_first).is_ok());
+  ASSERT_TRUE((*ctx)->run(second, out).is_ok());
+  EXPECT_EQ(out.raw(), storage);
+  ASSERT_TRUE((*ctx)->run(second, fresh_second).is_ok());
+  EXPECT_EQ(count_differences(out, fresh_second), 0);
+  EXPECT_GT(count_differences(out, fresh_first), 0);
+}
+
+}  // namespace
