@@ -1,9 +1,9 @@
-// The CPU detect head's layout plan and concat in place (plan_channels_last_decode, passes.h;
+// The CPU layout plans and concat in place (plan_channels_last_decode / _float, passes.h;
 // CpuExecutor::place_concats): the head convs write channels-last, the (AVX-512) decodes read it
 // and write their rows straight into the detect output. The output must be the float-for-float
-// output of the unfused tail (NCHW conv outputs, Reshape/Transpose/Sigmoid/.../Concat), at batch 2
-// (batch items of a placed decode sit a whole detect output apart), FP32 and INT8; an observer
-// sees every value NCHW and dense.
+// output of the unfused tail (NCHW head conv outputs, Reshape/Transpose/Sigmoid/.../Concat), at
+// batch 2 (batch items of a placed decode sit a whole detect output apart), FP32 and INT8; an
+// observer sees every channels-last value NCHW (equal to the NCHW run's) and placed ones dense.
 #include <cmath>
 #include <cstring>
 
@@ -50,8 +50,9 @@ std::map<std::string, Tensor> run(SpecializedGraph sg, const Tensor& input,
   return out;
 }
 
-// The engine's graph with the tail unfused (so nothing is channels-last or placed), as prepare()
-// builds it otherwise.
+// The engine's graph with the tail unfused (so no decode is channels-last or placed), as prepare()
+// builds it otherwise; INT8 without the float layout plan either (its float values NCHW: the
+// int8 integers and float outputs must not depend on it).
 SpecializedGraph unfused_graph(const Engine& engine, const Shape& shape) {
   const Engine::Impl& impl = engine.impl();
   auto sg = specialize(impl.graph, {{impl.info.input_name, shape}});
@@ -62,8 +63,20 @@ SpecializedGraph unfused_graph(const Engine& engine, const Shape& shape) {
   if (engine.options().precision == Precision::kInt8) {
     EXPECT_TRUE(quantize_graph(*sg, impl.activation_scales, {}).is_ok());
     EXPECT_TRUE(plan_int8_dataflow(*sg, impl.activation_scales).is_ok());
+  } else {
+    EXPECT_TRUE(plan_channels_last_float(*sg).is_ok());  // the same layouts up to the head
   }
   return std::move(sg).value();
+}
+
+// Head convs: channels-last outputs that decodes read.
+std::vector<std::string> head_convs(const SpecializedGraph& sg) {
+  std::vector<std::string> heads;
+  for (const Node& n : sg.graph.nodes)
+    if (n.op_type == kYoloDecodeOp && n.has_attr(kChannelsLastInputAttr))
+      for (const Node& p : sg.graph.nodes)
+        if (p.outputs[0] == n.inputs[0] && p.has_attr(kChannelsLastOutputAttr)) heads.push_back(n.inputs[0]);
+  return heads;
 }
 
 int64_t count_differences(const Tensor& a, const Tensor& b) {
@@ -78,13 +91,7 @@ int64_t count_differences(const Tensor& a, const Tensor& b) {
 void expect_same_as_unfused(const Engine& engine) {
   auto planned = engine.impl().prepare(kBatch2);
   ASSERT_TRUE(planned.is_ok()) << planned.status().to_string();
-  int channels_last = 0, decodes = 0;
-  for (const Node& n : planned->graph.nodes) {
-    channels_last += n.has_attr(kChannelsLastOutputAttr);
-    decodes += n.op_type == kYoloDecodeOp && n.has_attr(kChannelsLastInputAttr);
-  }
-  EXPECT_EQ(channels_last, 3);
-  EXPECT_EQ(decodes, 3);
+  EXPECT_EQ(head_convs(*planned).size(), 3u);
   const Tensor input = batch2_input();
   const auto got = run(std::move(planned).value(), input);
   const auto want = run(unfused_graph(engine, kBatch2), input);
@@ -128,6 +135,27 @@ TEST(CpuHeadLayout, Int8Batch2EqualsTheUnfusedTail) {
   fs::remove(cache);
   ASSERT_TRUE(int8.is_ok()) << int8.status().to_string();
   expect_same_as_unfused(**int8);
+
+  // Batch 2 runs its int8-to-int8 SiLU convs image by image (conv2d_int8.cpp, per_item_) and
+  // places two rows blocks per decode: the same floats as two batch-1 runs.
+  auto ctx = (*int8)->create_context();
+  ASSERT_TRUE(ctx.is_ok());
+  const Tensor input = batch2_input();
+  Tensor both;
+  ASSERT_TRUE((*ctx)->run(input, both).is_ok());
+  const int64_t per_in = input.numel() / 2, per_out = both.numel() / 2;
+  for (int64_t b = 0; b < 2; ++b) {
+    Tensor one = Tensor::uninitialized(DataType::kFloat32, {1, 3, 640, 640});
+    std::memcpy(one.data<float>(), input.data<float>() + b * per_in,
+                static_cast<size_t>(per_in) * sizeof(float));
+    Tensor out;
+    ASSERT_TRUE((*ctx)->run(one, out).is_ok());
+    ASSERT_EQ(out.numel(), per_out);
+    EXPECT_EQ(std::memcmp(out.data<float>(), both.data<float>() + b * per_out,
+                          static_cast<size_t>(per_out) * sizeof(float)),
+              0)
+        << "batch item " << b;
+  }
 }
 
 // With an observer, the channels-last head conv outputs arrive NCHW and each placed decode output
@@ -139,13 +167,15 @@ TEST(CpuHeadLayout, ObserverSeesNchwAndDenseValues) {
   ASSERT_TRUE(engine.is_ok());
   auto planned = (*engine)->impl().prepare(kBatch2);
   ASSERT_TRUE(planned.is_ok());
-  std::vector<std::string> head_convs, decodes;
+  const std::vector<std::string> heads = head_convs(*planned);
+  std::vector<std::string> channels_last, decodes;
   for (const Node& n : planned->graph.nodes) {
-    if (n.has_attr(kChannelsLastOutputAttr)) head_convs.push_back(n.outputs[0]);
+    if (n.has_attr(kChannelsLastOutputAttr)) channels_last.push_back(n.outputs[0]);
     if (n.op_type == kYoloDecodeOp) decodes.push_back(n.outputs[0]);
   }
-  ASSERT_EQ(head_convs.size(), 3u);
+  ASSERT_EQ(heads.size(), 3u);
   ASSERT_EQ(decodes.size(), 3u);
+  EXPECT_GT(channels_last.size(), 60u);  // the float plan: nearly every value of the network
   const Tensor input = batch2_input();
   std::map<std::string, Tensor> seen, want;
   auto keep = [](std::map<std::string, Tensor>& m) {
@@ -153,7 +183,7 @@ TEST(CpuHeadLayout, ObserverSeesNchwAndDenseValues) {
   };
   const auto got = run(std::move(planned).value(), input, keep(seen));
   run(unfused_graph(**engine, kBatch2), input, keep(want));
-  for (const auto& v : head_convs) {
+  for (const auto& v : channels_last) {
     ASSERT_TRUE(seen.count(v) && want.count(v)) << v;
     EXPECT_EQ(count_differences(seen.at(v), want.at(v)), 0) << v;
   }
@@ -173,6 +203,81 @@ TEST(CpuHeadLayout, ObserverSeesNchwAndDenseValues) {
     offset += per / c;
   }
   EXPECT_EQ(offset, rows);
+}
+
+}  // namespace
+
+namespace {
+
+double max_rel_err(const Tensor& a, const Tensor& b) {
+  EXPECT_EQ(a.shape(), b.shape());
+  double err = 0, ref = 0;
+  for (int64_t i = 0; i < a.numel() && a.shape() == b.shape(); ++i) {
+    err = std::max(err, static_cast<double>(std::fabs(a.data<float>()[i] - b.data<float>()[i])));
+    ref = std::max(ref, static_cast<double>(std::fabs(b.data<float>()[i])));
+  }
+  return ref > 0 ? err / ref : err;
+}
+
+// The FP32 plan against the same graph with every value NCHW (no layout plan at all): oneDNN's
+// nhwc and blocked kernels sum in other orders, so equal up to rounding; every channels-last
+// value reaches the observer NCHW.
+TEST(CpuHeadLayout, Fp32FloatPlanMatchesAllNchw) {
+  QYOLO_REQUIRE_SHARED("models/yolov5n-dynamic.onnx");
+  QYOLO_REQUIRE_SHARED("reference/bus_input.npy");
+  auto engine = Engine::build((shared_dir() / "models/yolov5n-dynamic.onnx").string(), {});
+  ASSERT_TRUE(engine.is_ok());
+  auto planned = (*engine)->impl().prepare(kBatch2);
+  ASSERT_TRUE(planned.is_ok());
+  std::vector<std::string> channels_last;
+  for (const Node& n : planned->graph.nodes)
+    if (n.has_attr(kChannelsLastOutputAttr)) channels_last.push_back(n.outputs[0]);
+  EXPECT_GT(channels_last.size(), 60u);
+  const Engine::Impl& impl = (*engine)->impl();
+  auto nchw = specialize(impl.graph, {{impl.info.input_name, kBatch2}});
+  ASSERT_TRUE(nchw.is_ok());
+  ASSERT_TRUE(run_default_passes(*nchw).is_ok());
+  const Tensor input = batch2_input();
+  std::map<std::string, Tensor> seen, want;
+  auto keep = [](std::map<std::string, Tensor>& m) {
+    return [&m](const std::string& name, const Tensor& t) { m[name] = t.clone(); };
+  };
+  const auto got = run(std::move(planned).value(), input, keep(seen));
+  const auto ref = run(std::move(nchw).value(), input, keep(want));
+  ASSERT_TRUE(got.count("output0") && ref.count("output0"));
+  EXPECT_LE(max_rel_err(got.at("output0"), ref.at("output0")), 1e-5);
+  for (const auto& v : channels_last) {
+    ASSERT_TRUE(seen.count(v) && want.count(v)) << v;
+    EXPECT_LE(max_rel_err(seen.at(v), want.at(v)), 1e-5) << v;
+  }
+}
+
+}  // namespace
+
+namespace {
+
+// The detect output reused run after run (ExecutionContext::run) while the decodes write into it
+// in place: each run's output equals a fresh run's.
+TEST(CpuHeadLayout, ReusedDetectOutputEqualsFreshRuns) {
+  QYOLO_REQUIRE_SHARED("models/yolov5n-dynamic.onnx");
+  QYOLO_REQUIRE_SHARED("reference/bus_input.npy");
+  auto engine = Engine::build((shared_dir() / "models/yolov5n-dynamic.onnx").string(), {});
+  ASSERT_TRUE(engine.is_ok());
+  auto ctx = (*engine)->create_context();
+  ASSERT_TRUE(ctx.is_ok());
+  const Tensor both = batch2_input();
+  Tensor first = both.clone(), second = both.clone();
+  std::swap_ranges(second.data<float>(), second.data<float>() + both.numel() / 2,
+                   second.data<float>() + both.numel() / 2);  // the two images swapped
+  Tensor out, fresh_first, fresh_second;
+  ASSERT_TRUE((*ctx)->run(first, out).is_ok());
+  const void* storage = out.raw();
+  ASSERT_TRUE((*ctx)->run(first, fresh_first).is_ok());
+  ASSERT_TRUE((*ctx)->run(second, out).is_ok());
+  EXPECT_EQ(out.raw(), storage);
+  ASSERT_TRUE((*ctx)->run(second, fresh_second).is_ok());
+  EXPECT_EQ(count_differences(out, fresh_second), 0);
+  EXPECT_GT(count_differences(out, fresh_first), 0);
 }
 
 }  // namespace

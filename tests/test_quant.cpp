@@ -136,7 +136,9 @@ INSTANTIATE_TEST_SUITE_P(Cases, Int8Conv,
                                            Int8ConvCase{2, 16, 12, 12, 32, 3, 2, 1, 1, true, false},
                                            Int8ConvCase{1, 32, 10, 10, 32, 1, 1, 0, 1, true, true},
                                            Int8ConvCase{1, 16, 9, 9, 16, 3, 1, 1, 16, false, false},
-                                           Int8ConvCase{1, 3, 20, 20, 16, 6, 2, 2, 1, true, false}));
+                                           Int8ConvCase{1, 3, 20, 20, 16, 6, 2, 2, 1, true, false},
+                                           // a stem-like conv at batch 2
+                                           Int8ConvCase{2, 3, 70, 65, 16, 6, 2, 2, 1, true, false}));
 
 // The ONNX Runtime Q/DQ model runs with its own scales and finds the same objects on bus.jpg as
 // the PyTorch FP32 reference.

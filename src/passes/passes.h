@@ -26,6 +26,16 @@ Result<int> fuse_yolo_decode(SpecializedGraph& g);
 inline constexpr char kChannelsLastOutputAttr[] = "qyolo_channels_last_output";
 inline constexpr char kChannelsLastInputAttr[] = "qyolo_channels_last_input";
 Result<int> plan_channels_last_decode(SpecializedGraph& g);
+// CPU layout plan of float values: a float value between Convs (FP32, or INT8 ones writing float:
+// fused residuals, the head), 2-D MaxPool, nearest Resize and channel Concat is kept channels-last
+// (the producer gets kChannelsLastOutputAttr; a Conv or QyoloYoloDecode reading it as input 0, or
+// an int8 Concat of the int8 plan quantising it, kChannelsLastInputAttr; a Conv's float residual
+// and the inputs of a float MaxPool, Resize or Concat are channels-last exactly when its output
+// is; an int8 Concat's float inputs all or none). oneDNN's convs read and write nhwc directly, so
+// no activation is reordered to and from NCHW around every conv (in yolov5n FP32 those reorders
+// were ~25% of the time). Graph inputs and outputs stay NCHW. Returns the number of
+// channels-last values.
+Result<int> plan_channels_last_float(SpecializedGraph& g);
 
 struct PassOptions {
   bool fold_batch_norm = true;

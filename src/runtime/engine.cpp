@@ -176,7 +176,10 @@ Result<SpecializedGraph> Engine::Impl::prepare(const Shape& input_shape, const P
     // int8 copies (issue 19).
     if (options.device == Device::kCpu) QYOLO_RETURN_IF_ERROR(apply_int8_storage(sg, plan, plan_origin));
   }
-  if (options.device == Device::kCpu) QYOLO_RETURN_IF_ERROR(plan_channels_last_decode(sg).status());
+  if (options.device == Device::kCpu) {
+    QYOLO_RETURN_IF_ERROR(plan_channels_last_float(sg).status());
+    QYOLO_RETURN_IF_ERROR(plan_channels_last_decode(sg).status());
+  }
   // Last, so that calibration scales and precision choices keep naming the float image.
   if (options.input_format == InputFormat::kUint8Nhwc)
     QYOLO_RETURN_IF_ERROR(use_uint8_image_input(sg, info.input_name).with_context(info.source));

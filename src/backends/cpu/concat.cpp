@@ -1,4 +1,5 @@
 // Concat: byte copies of each input's contiguous chunks into the output (any dtype).
+// A channels-last float output (passes.h) copies each pixel's channels from its inputs.
 // An int8 channels-last output of the int8 plan (src/quant/int8_dataflow.h) takes each pixel's
 // channels from int8 inputs of its scale (copies) and from float NCHW inputs, quantised.
 #include "ir/ops/concat.h"
@@ -8,6 +9,7 @@
 
 #include "backends/cpu/cpu_kernel.h"
 #include "backends/cpu/int8_epilogue.h"
+#include "passes/passes.h"
 #include "quant/int8_dataflow.h"
 
 namespace qyolo {
@@ -34,6 +36,8 @@ class CpuConcat final : public CpuKernel {
     for (const auto* d : inputs) shapes.push_back(d->shape);
     QYOLO_ASSIGN_OR_RETURN(ConcatAttrs a, ConcatAttrs::parse(node, shapes));
     if (node.has_attr(kInt8OutputScaleAttr)) return prepare_channels_last(node, inputs, outputs[0], a);
+    if (node.has_attr(kChannelsLastOutputAttr))
+      return prepare_channels_last_float(node, inputs, outputs[0], a);
     const int64_t es = static_cast<int64_t>(dtype_size(outputs[0].dtype));
     int64_t outer = 1, inner = es;
     for (int64_t d = 0; d < a.axis; ++d) outer *= a.out_shape[d];
@@ -52,6 +56,10 @@ class CpuConcat final : public CpuKernel {
   }
 
   Status run(std::span<const Tensor* const> inputs, std::span<Tensor* const> outputs) override {
+    if (channels_last_ && float_) {
+      run_channels_last_float(inputs, outputs[0]->data<float>());
+      return Status::ok();
+    }
     if (channels_last_) {
       run_channels_last(inputs, outputs[0]->data<int8_t>());
       return Status::ok();
@@ -74,6 +82,7 @@ class CpuConcat final : public CpuKernel {
       return internal_error(node.describe() +
                             ": a channels-last Concat must join the channels of int8 NCHW values");
     channels_last_ = true;
+    float_inputs_channels_last_ = node.has_attr(kChannelsLastInputAttr);
     epilogue_ = cpu::best_int8_epilogue();
     QYOLO_ASSIGN_OR_RETURN(scale_, node.attr_float(kInt8OutputScaleAttr));
     batch_ = out.shape[0];
@@ -86,6 +95,24 @@ class CpuConcat final : public CpuKernel {
         return unsupported(node.describe() + ": int8 Concat: inputs must be int8 channels-last or float32");
       parts_.push_back({in->shape[1], int8, int8 ? 0 : quantized_bytes_});
       if (!int8) quantized_bytes_ += align64(static_cast<size_t>(batch_ * in->shape[1] * pixels_));
+    }
+    return Status::ok();
+  }
+
+  // Channels-last float plan (passes.h): every input is channels-last float too.
+  Status prepare_channels_last_float(const Node& node, std::span<const ValueDesc* const> inputs,
+                                     const ValueDesc& out, const ConcatAttrs& a) {
+    if (a.axis != 1 || out.shape.size() != 4 || out.dtype != DataType::kFloat32)
+      return internal_error(node.describe() +
+                            ": a channels-last float Concat must join the channels of 4-D values");
+    channels_last_ = float_ = true;
+    batch_ = out.shape[0];
+    pixels_ = out.shape[2] * out.shape[3];
+    out_channels_ = out.shape[1];
+    for (const auto* in : inputs) {
+      if (in->dtype != DataType::kFloat32)
+        return internal_error(node.describe() + ": a channels-last float Concat reads float inputs");
+      parts_.push_back({in->shape[1], true, 0});
     }
     return Status::ok();
   }
@@ -118,11 +145,28 @@ class CpuConcat final : public CpuKernel {
         const int64_t c = parts_[i].channels;
         if (parts_[i].int8) {
           std::memcpy(yp, inputs[i]->data<int8_t>() + row * c, static_cast<size_t>(c));
+        } else if (float_inputs_channels_last_) {  // quantised in place of its nhwc layout
+          std::memcpy(yp, reinterpret_cast<const int8_t*>(workspace_ + parts_[i].workspace_offset) + row * c,
+                      static_cast<size_t>(c));
         } else {
           const int8_t* q =
               reinterpret_cast<const int8_t*>(workspace_ + parts_[i].workspace_offset) + b * c * hw + p;
           for (int64_t ch = 0; ch < c; ++ch) yp[ch] = q[ch * hw];
         }
+        yp += c;
+      }
+    }
+  }
+
+  // Each output pixel's channels are its inputs' pixels, one after the other.
+  void run_channels_last_float(std::span<const Tensor* const> inputs, float* y) const {
+    const int64_t rows = batch_ * pixels_, c_out = out_channels_;
+#pragma omp parallel for schedule(static) if (rows * c_out > (1 << 15))
+    for (int64_t row = 0; row < rows; ++row) {
+      float* yp = y + row * c_out;
+      for (size_t i = 0; i < parts_.size(); ++i) {
+        const int64_t c = parts_[i].channels;
+        std::memcpy(yp, inputs[i]->data<float>() + row * c, static_cast<size_t>(c) * sizeof(float));
         yp += c;
       }
     }
@@ -135,6 +179,8 @@ class CpuConcat final : public CpuKernel {
   };
   std::vector<CopyTask> tasks_;
   bool channels_last_ = false;
+  bool float_ = false;                       // channels-last float (else the int8 plan's int8 output)
+  bool float_inputs_channels_last_ = false;  // int8 output: its float inputs are nhwc (passes.h)
   float scale_ = 0.f;
   int64_t batch_ = 0, pixels_ = 0, out_channels_ = 0;
   std::vector<Part> parts_;

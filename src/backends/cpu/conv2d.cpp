@@ -83,9 +83,10 @@ class CpuConv final : public CpuKernel {
   dnnl::convolution_forward::primitive_desc make_pd(bool blocked, bool residual_post_op) const {
     const ConvAttrs& a = attrs_;
     const size_t k = x_shape_.size() - 2;
+    // Channels-last values (passes.h) are read and written as they are: no reorder.
     const tag act_tag = blocked ? tag::any : plain_act_tag(k);
-    memory::desc src_md(to_dims(x_shape_), memory::data_type::f32, act_tag);
-    memory::desc dst_md(to_dims(a.out_shape), memory::data_type::f32, act_tag);
+    memory::desc src_md(to_dims(x_shape_), memory::data_type::f32, channels_last_in_ ? tag::nhwc : act_tag);
+    memory::desc dst_md(to_dims(a.out_shape), memory::data_type::f32, channels_last_out_ ? tag::nhwc : act_tag);
     memory::desc w_md(w_dims_, memory::data_type::f32, tag::any);
     memory::desc bias_md({a.out_shape[1]}, memory::data_type::f32, tag::x);
     memory::dims strides = to_dims(a.window.strides), pads_l = to_dims(a.window.pads_begin),
@@ -142,6 +143,12 @@ class CpuConv final : public CpuKernel {
     eng_ = dnnl::engine(dnnl::engine::kind::cpu, 0);
     strm_ = dnnl::stream(eng_);
 
+    // Channels-last input / output (plan_channels_last_float / _decode, passes.h); a residual is
+    // channels-last exactly when the output is.
+    channels_last_in_ = node.has_attr(kChannelsLastInputAttr);
+    channels_last_out_ = node.has_attr(kChannelsLastOutputAttr);
+    if ((channels_last_in_ || channels_last_out_) && k != 2)
+      return internal_error(name_ + ": channels-last values are 4-D");
     const bool blocked = !force_plain_layout();
     auto pd = make_pd(blocked, a.has_residual);
     if (a.has_residual && std::string_view(pd.impl_info_str()).substr(0, 3) == "ref") {
@@ -151,13 +158,10 @@ class CpuConv final : public CpuKernel {
     conv_ = dnnl::convolution_forward(pd);
     impl_ = pd.impl_info_str();
 
-    memory::desc src_user_md(to_dims(x_shape_), memory::data_type::f32, plain_act_tag(k));
-    // A float output that only YOLO decodes read is written channels-last (passes.h).
-    const bool channels_last_out = node.has_attr(kChannelsLastOutputAttr);
-    if (channels_last_out && (k != 2 || a.has_residual))
-      return internal_error(name_ + ": a channels-last output needs a 2-D conv without a residual");
+    memory::desc src_user_md(to_dims(x_shape_), memory::data_type::f32,
+                             channels_last_in_ ? tag::nhwc : plain_act_tag(k));
     memory::desc dst_user_md(to_dims(a.out_shape), memory::data_type::f32,
-                             channels_last_out ? tag::nhwc : plain_act_tag(k));
+                             channels_last_out_ ? tag::nhwc : plain_act_tag(k));
     src_user_ = memory(src_user_md, eng_, DNNL_MEMORY_NONE);
     dst_user_ = memory(dst_user_md, eng_, DNNL_MEMORY_NONE);
     src_reordered_ = pd.src_desc() != src_user_md;
@@ -251,6 +255,7 @@ class CpuConv final : public CpuKernel {
   bool src_reordered_ = false, dst_reordered_ = false;
   std::byte* workspace_ = nullptr;
   bool residual_pass_ = false;  // residual added after the convolution instead of as a post-op
+  bool channels_last_in_ = false, channels_last_out_ = false;  // nhwc values (passes.h)
   bool weights_const_ = false, bias_const_ = false;
   std::string impl_;  // oneDNN implementation name (for debugging)
   dnnl::engine eng_;

@@ -94,10 +94,10 @@ class CpuConvInt8 final : public CpuKernel {
     int8_in_ = inputs[0]->dtype == DataType::kInt8;
     int8_out_ = node.has_attr(kInt8OutputScaleAttr);
     int8_residual_ = a.has_residual && inputs[3]->dtype == DataType::kInt8;
-    // A float output that only YOLO decodes read is written channels-last (passes.h).
+    // Float values of the channels-last plan (passes.h): a float input is quantised as it is
+    // (nhwc) and a float output written nhwc in place; a float residual then is nhwc too.
+    channels_last_in_ = !int8_in_ && node.has_attr(kChannelsLastInputAttr);
     channels_last_out_ = !int8_out_ && node.has_attr(kChannelsLastOutputAttr);
-    if (channels_last_out_ && a.has_residual)
-      return internal_error(name_ + ": a channels-last float output with a residual is not planned");
     QYOLO_ASSIGN_OR_RETURN(out_scale_, node.attr_float(kInt8OutputScaleAttr, 1.f));
     QYOLO_ASSIGN_OR_RETURN(residual_scale_, node.attr_float(kInt8ResidualScaleAttr, 1.f));
     const float out_scale = out_scale_, residual_scale = residual_scale_;
@@ -145,14 +145,21 @@ class CpuConvInt8 final : public CpuKernel {
     else
       w_dims = to_dims(w);
     const dt dst_dt = int8_out_ && !own_epilogue_ ? dt::s8 : dt::f32;
-    memory::desc src_user_md(to_dims(x), dt::s8, int8_in_ ? tag::nhwc : tag::nchw);
-    memory::desc dst_user_md(to_dims(a.out_shape), int8_out_ ? dt::s8 : dt::f32,
+    // int8 in, int8 out through our epilogue, batch > 1: the primitive runs per batch item, so
+    // that the epilogue reads that item's float output while it is still in the cache (a
+    // yolov5n b8 layer's output is 105 MB; one image's 13 MB fits the L3).
+    per_item_ = int8_in_ && int8_out_ && own_epilogue_ && x[0] > 1;
+    Shape xs = x, ys = a.out_shape;
+    if (per_item_) xs[0] = ys[0] = 1;
+    batch_ = x[0];
+    memory::desc src_user_md(to_dims(xs), dt::s8, int8_in_ || channels_last_in_ ? tag::nhwc : tag::nchw);
+    memory::desc dst_user_md(to_dims(ys), int8_out_ ? dt::s8 : dt::f32,
                              int8_out_ || channels_last_out_ ? tag::nhwc : tag::nchw);
     memory::desc w_user_md(w_dims, dt::s8, grouped ? tag::goihw : tag::oihw);
     memory::desc bias_md({cout}, dt::f32, tag::x);
     // Int8 values between layers are nhwc; float ones let oneDNN choose (reorders around it).
-    memory::desc src_md(to_dims(x), dt::s8, int8_in_ ? tag::nhwc : tag::any);
-    memory::desc dst_md(to_dims(a.out_shape), dst_dt, int8_out_ || channels_last_out_ ? tag::nhwc : tag::any);
+    memory::desc src_md(to_dims(xs), dt::s8, int8_in_ || channels_last_in_ ? tag::nhwc : tag::any);
+    memory::desc dst_md(to_dims(ys), dst_dt, int8_out_ || channels_last_out_ ? tag::nhwc : tag::any);
     memory::desc w_md(w_dims, dt::s8, tag::any);
     memory::dims dil(2);
     for (size_t i = 0; i < 2; ++i) dil[i] = a.window.dilations[i] - 1;
@@ -195,6 +202,8 @@ class CpuConvInt8 final : public CpuKernel {
     src_q_bytes_ = int8_in_ ? 0 : align64(static_cast<size_t>(shape_numel(x)));
     src_user_ = memory(src_user_md, eng_, DNNL_MEMORY_NONE);
     src_reordered_ = pd.src_desc() != src_user_md;
+    if (per_item_ && src_reordered_)
+      return internal_error(name_ + ": oneDNN chose another int8 input layout");
     if (src_reordered_) {
       src_conv_ = memory(pd.src_desc(), eng_, DNNL_MEMORY_NONE);
       src_reorder_ = dnnl::reorder(src_user_, src_conv_);
@@ -208,7 +217,7 @@ class CpuConvInt8 final : public CpuKernel {
       dst_conv_ = dst_user_;
     } else if (int8_out_) {
       // v in float, channels-last like the int8 output: the epilogue is elementwise.
-      if (pd.dst_desc() != memory::desc(to_dims(a.out_shape), dt::f32, tag::nhwc))
+      if (pd.dst_desc() != memory::desc(to_dims(ys), dt::f32, tag::nhwc))
         return internal_error(name_ + ": oneDNN chose another output layout");
       dst_conv_ = memory(pd.dst_desc(), eng_, DNNL_MEMORY_NONE);
     } else if (channels_last_out_) {
@@ -232,6 +241,7 @@ class CpuConvInt8 final : public CpuKernel {
   }
 
   Status run_impl(std::span<const Tensor* const> inputs, std::span<Tensor* const> outputs) {
+    if (per_item_) return run_per_item(inputs, outputs);
     std::byte* ws = workspace_;
     if (int8_in_) {
       src_user_.set_data_handle(const_cast<void*>(inputs[0]->raw()));
@@ -254,7 +264,11 @@ class CpuConvInt8 final : public CpuKernel {
     if (int8_out_ && !own_epilogue_) {
       // The sum post-op accumulates into the output: seed it with the int8 residual.
       if (attrs_.has_residual) std::memcpy(outputs[0]->raw(), inputs[3]->raw(), inputs[3]->nbytes());
-    } else if (!channels_last_out_) {
+    } else if (channels_last_out_) {
+      // Written in place: the sum post-op's residual (same layout) is copied there first.
+      if (attrs_.has_residual && !own_epilogue_)
+        std::memcpy(outputs[0]->raw(), inputs[3]->raw(), inputs[3]->nbytes());
+    } else {
       dst_conv_.set_data_handle(ws);
       if (attrs_.has_residual && !own_epilogue_) {
         residual_user_.set_data_handle(const_cast<void*>(inputs[3]->raw()));
@@ -289,13 +303,41 @@ class CpuConvInt8 final : public CpuKernel {
     return Status::ok();
   }
 
+  // per_item_: batch item b is convolved into the workspace, then requantised into its output.
+  Status run_per_item(std::span<const Tensor* const> inputs, std::span<Tensor* const> outputs) {
+    const int64_t m = outputs[0]->numel() / batch_;
+    const size_t in_item = inputs[0]->nbytes() / static_cast<size_t>(batch_);
+    const float* v = reinterpret_cast<const float*>(workspace_);
+    const bool silu = attrs_.activation == FusedActivation::kSilu;
+    dst_conv_.set_data_handle(workspace_);
+    for (int64_t b = 0; b < batch_; ++b) {
+      src_user_.set_data_handle(const_cast<std::byte*>(static_cast<const std::byte*>(inputs[0]->raw())) +
+                                static_cast<size_t>(b) * in_item);
+      conv_.execute(strm_, {{DNNL_ARG_SRC, src_conv_},
+                            {DNNL_ARG_WEIGHTS, w_conv_},
+                            {DNNL_ARG_BIAS, bias_},
+                            {DNNL_ARG_DST, dst_conv_}});
+      strm_.wait();
+      int8_t* q = outputs[0]->data<int8_t>() + b * m;
+      const int8_t* r = attrs_.has_residual ? inputs[3]->data<int8_t>() + b * m : nullptr;
+      cpu::parallel_chunks(m, [&](int64_t c0, int64_t len) {
+        epilogue_.requantize_activation(v + c0, r ? r + c0 : nullptr, residual_scale_, out_scale_, silu,
+                                        q + c0, len);
+      });
+    }
+    return Status::ok();
+  }
+
   std::string name_;
   ConvAttrs attrs_;
   float input_scale_ = 0.f;
+  bool per_item_ = false;  // see prepare_impl
+  int64_t batch_ = 1;
   float out_scale_ = 1.f, residual_scale_ = 1.f;                     // int8 output / int8 residual scales
   bool int8_in_ = false, int8_out_ = false, int8_residual_ = false;  // the int8 plan (see the top)
   bool own_epilogue_ = false;       // activation (+ residual) applied after oneDNN, see the top
-  bool channels_last_out_ = false;  // float output written nhwc in place (plan_channels_last_decode)
+  bool channels_last_in_ = false;   // float input nhwc (passes.h)
+  bool channels_last_out_ = false;  // float output written nhwc in place (passes.h)
   cpu::Int8Epilogue epilogue_ = cpu::scalar_int8_epilogue();
   bool src_reordered_ = false;
   std::vector<float> weight_scales_;

@@ -7,6 +7,7 @@
 
 #include "backends/cpu/cpu_kernel.h"
 #include "backends/cpu/pool_dims.h"
+#include "passes/passes.h"
 #include "quant/int8_dataflow.h"
 
 namespace qyolo {
@@ -42,21 +43,21 @@ void max_pool(const std::array<PoolDim, 3>& d, int64_t planes, const T* x, T* y)
   }
 }
 
-// Int8 channels-last values of the int8 plan (2-D): per output pixel, an elementwise max over the
-// window's pixels of C contiguous values.
-void max_pool_channels_last(const std::array<PoolDim, 3>& d, int64_t n, int64_t c, const int8_t* x,
-                            int8_t* y) {
+// Channels-last values (2-D; int8 ones of the int8 plan, float ones of plan_channels_last_float):
+// per output pixel, an elementwise max over the window's pixels of C contiguous values.
+template <typename T>
+void max_pool_channels_last(const std::array<PoolDim, 3>& d, int64_t n, int64_t c, const T* x, T* y) {
   const PoolDim &ph = d[1], &pw = d[2];
 #pragma omp parallel for collapse(2) schedule(static)
   for (int64_t b = 0; b < n; ++b)
     for (int64_t oh = 0; oh < ph.out; ++oh)
       for (int64_t ow = 0; ow < pw.out; ++ow) {
-        int8_t* yp = y + ((b * ph.out + oh) * pw.out + ow) * c;
-        for (int64_t ch = 0; ch < c; ++ch) yp[ch] = std::numeric_limits<int8_t>::lowest();
+        T* yp = y + ((b * ph.out + oh) * pw.out + ow) * c;
+        for (int64_t ch = 0; ch < c; ++ch) yp[ch] = std::numeric_limits<T>::lowest();
         for (int64_t th = ph.lo[oh]; th < ph.hi[oh]; ++th) {
           const int64_t ih = ph.start[oh] + th * ph.dil;
           for (int64_t tw = pw.lo[ow]; tw < pw.hi[ow]; ++tw) {
-            const int8_t* xp = x + ((b * ph.in + ih) * pw.in + pw.start[ow] + tw * pw.dil) * c;
+            const T* xp = x + ((b * ph.in + ih) * pw.in + pw.start[ow] + tw * pw.dil) * c;
             for (int64_t ch = 0; ch < c; ++ch) yp[ch] = xp[ch] > yp[ch] ? xp[ch] : yp[ch];
           }
         }
@@ -73,17 +74,22 @@ class CpuMaxPool final : public CpuKernel {
     dims_ = make_pool_dims(x, a.window);
     planes_ = x[0] * x[1];
     dtype_ = inputs[0]->dtype;
-    channels_last_ = node.has_attr(kInt8OutputScaleAttr);
-    if (channels_last_ && (x.size() != 4 || dtype_ != DataType::kInt8 || outputs[0].dtype != DataType::kInt8))
-      return internal_error(node.describe() + ": a channels-last MaxPool needs a 2-D int8 input and output");
+    channels_last_ = node.has_attr(kInt8OutputScaleAttr) || node.has_attr(kChannelsLastOutputAttr);
+    if (channels_last_ && (x.size() != 4 || (dtype_ != DataType::kInt8 && dtype_ != DataType::kFloat32) ||
+                           outputs[0].dtype != dtype_))
+      return internal_error(node.describe() + ": a channels-last MaxPool needs a 2-D int8 or float input");
     batch_ = x[0];
     channels_ = x[1];
     return Status::ok();
   }
 
   Status run(std::span<const Tensor* const> inputs, std::span<Tensor* const> outputs) override {
-    if (channels_last_) {
+    if (channels_last_ && dtype_ == DataType::kInt8) {
       max_pool_channels_last(dims_, batch_, channels_, inputs[0]->data<int8_t>(), outputs[0]->data<int8_t>());
+      return Status::ok();
+    }
+    if (channels_last_) {
+      max_pool_channels_last(dims_, batch_, channels_, inputs[0]->data<float>(), outputs[0]->data<float>());
       return Status::ok();
     }
     switch (dtype_) {
@@ -106,7 +112,7 @@ class CpuMaxPool final : public CpuKernel {
   std::array<PoolDim, 3> dims_;
   int64_t planes_ = 0;
   DataType dtype_ = DataType::kFloat32;
-  bool channels_last_ = false;  // int8 plan: NHWC
+  bool channels_last_ = false;  // int8 plan or channels-last float plan: NHWC
   int64_t batch_ = 0, channels_ = 0;
 };
 

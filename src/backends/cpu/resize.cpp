@@ -12,6 +12,7 @@
 #include <cstring>
 
 #include "backends/cpu/cpu_kernel.h"
+#include "passes/passes.h"
 #include "quant/int8_dataflow.h"
 
 namespace qyolo {
@@ -170,11 +171,13 @@ class CpuResize final : public CpuKernel {
           std::find(taps_.back().outside.begin(), taps_.back().outside.end(), 1))
         any_outside_ = true;
     }
-    if (node.has_attr(kInt8OutputScaleAttr)) {
-      // Int8 plan (src/quant/int8_dataflow.h): the bytes are NHWC; gather in that order.
+    if (node.has_attr(kInt8OutputScaleAttr) || node.has_attr(kChannelsLastOutputAttr)) {
+      // Int8 plan (src/quant/int8_dataflow.h) or channels-last float plan (passes.h): the bytes
+      // are NHWC; gather in that order.
       if (attrs_.mode != ResizeMode::kNearest || any_outside_ || in_shape_.size() != 4 ||
-          dtype_ != DataType::kInt8)
-        return internal_error(node.describe() + ": a channels-last Resize must be nearest, int8, rank 4");
+          (dtype_ != DataType::kInt8 && dtype_ != DataType::kFloat32))
+        return internal_error(node.describe() +
+                              ": a channels-last Resize must be nearest, int8 or float, rank 4");
       const size_t nhwc[4] = {0, 2, 3, 1};
       Shape in(4), out(4);
       std::vector<Taps> taps(4);
