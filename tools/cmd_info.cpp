@@ -26,9 +26,8 @@ int run_engine_info(const std::string& path) {
   auto c = parse_engine_file(ss.str(), path);
   if (!c) return report("info", c.status());
   const BuildOptions& o = c->options;
-  std::printf("engine   %s\nmodel    %s\ndevice   %s\nprecision %s%s%s\n", path.c_str(), c->source.c_str(),
-              device_name(o.device), precision_name(o.precision),
-              o.int8_fp16 ? (o.int8_all ? " (fp16 elsewhere, every eligible conv int8)" : " (fp16 elsewhere)") : "",
+  std::printf("engine   %s\nmodel    %s\ndevice   %s\nprecision %s%s\n", path.c_str(), c->source.c_str(),
+              device_name(o.device), build_mode_name(build_mode(o)),
               o.float_layers_regex.empty() ? "" : (" float layers '" + o.float_layers_regex + "'").c_str());
   std::printf("profile  min %s opt %s max %s\n", shape_str(c->profile.min).c_str(), shape_str(c->profile.opt).c_str(),
               shape_str(c->profile.max).c_str());

@@ -44,6 +44,35 @@ const char* precision_name(Precision p) {
   }
   return "?";
 }
+BuildMode build_mode(const BuildOptions& o) {
+  switch (o.precision) {
+    case Precision::kFp32: return BuildMode::kFp32;
+    case Precision::kFp16: return BuildMode::kFp16;
+    case Precision::kInt8:
+      return !o.int8_fp16 ? BuildMode::kInt8 : o.int8_all ? BuildMode::kAllInt8Fp16 : BuildMode::kInt8Fp16Auto;
+  }
+  return BuildMode::kFp32;
+}
+const char* build_mode_name(BuildMode m) {
+  switch (m) {
+    case BuildMode::kFp32: return "fp32";
+    case BuildMode::kFp16: return "fp16";
+    case BuildMode::kInt8: return "int8";
+    case BuildMode::kInt8Fp16Auto: return "int8+fp16 auto";
+    case BuildMode::kAllInt8Fp16: return "all-int8 (+fp16)";
+  }
+  return "?";
+}
+const char* build_mode_flags(BuildMode m) {
+  switch (m) {
+    case BuildMode::kFp32: return "";
+    case BuildMode::kFp16: return " --fp16";
+    case BuildMode::kInt8: return " --int8";
+    case BuildMode::kInt8Fp16Auto: return " --int8 --fp16";
+    case BuildMode::kAllInt8Fp16: return " --int8 --fp16 --all-int8";
+  }
+  return "";
+}
 Result<Device> parse_device(const std::string& s) {
   if (s == "cpu") return Device::kCpu;
   if (s == "cuda" || s == "gpu") return Device::kCuda;
@@ -170,7 +199,7 @@ Result<SpecializedGraph> Engine::Impl::prepare_float(const Shape& input_shape, c
 
 Result<SpecializedGraph> Engine::Impl::prepare(const Shape& input_shape, const PassOptions& passes) const {
   QYOLO_ASSIGN_OR_RETURN(SpecializedGraph sg, prepare_float(input_shape, passes));
-  if (options.precision == Precision::kInt8) {
+  if (is_int8(build_mode(options))) {
     QYOLO_RETURN_IF_ERROR(apply_precision_plan(sg, plan, plan_origin));
     // The CPU keeps the plan's int8 tensors int8 between layers; the CUDA executor places its own
     // int8 copies (issue 19).
@@ -282,8 +311,9 @@ Result<std::unique_ptr<Engine::Impl>> make_impl(std::string onnx_bytes, const st
 Status choose_weight_clip(Engine::Impl& impl) {
   const BuildOptions& o = impl.options;
   // A Q/DQ model carries its own weight quantisation.
-  if (o.precision != Precision::kInt8 || !o.weight_clip || impl.info.has_qdq || !impl.weight_overrides.empty() ||
-      !o.weights_file.empty() || (o.int8_fp16 && !o.int8_all))
+  const BuildMode mode = build_mode(o);
+  if (!is_int8(mode) || !o.weight_clip || impl.info.has_qdq || !impl.weight_overrides.empty() ||
+      !o.weights_file.empty() || mode == BuildMode::kInt8Fp16Auto)
     return Status::ok();
   QYOLO_ASSIGN_OR_RETURN(SpecializedGraph sg, impl.prepare(impl.profile.opt));
   impl.weight_overrides = clip_int8_weights(sg, {});
@@ -292,11 +322,11 @@ Status choose_weight_clip(Engine::Impl& impl) {
 
 // The rules a new build's precision plan starts from (src/quant/precision_plan_pass.h).
 PlanRules plan_rules(const BuildOptions& o) {
+  const BuildMode mode = build_mode(o);
   PlanRules r;
-  r.int8 = o.precision == Precision::kInt8;
-  r.float_precision = o.device == Device::kCuda && (o.precision == Precision::kFp16 || o.int8_fp16)
-                          ? NodePrecision::kFp16
-                          : NodePrecision::kFp32;
+  r.int8 = is_int8(mode);
+  r.float_precision =
+      o.device == Device::kCuda && is_fp16_elsewhere(mode) ? NodePrecision::kFp16 : NodePrecision::kFp32;
   r.float_layers_regex = o.float_layers_regex;
   r.cpu_int8_dataflow = o.device == Device::kCpu && r.int8;
   return r;
@@ -384,7 +414,7 @@ Status finish_build(Engine::Impl& impl, bool new_build) {
       impl.plan_summary = plan_summary(impl.plan, exec->graph());
     }
     impl.set_tactics(without_precision_choice(exec->tactics()));
-    if (impl.options.precision == Precision::kInt8) {
+    if (is_int8(build_mode(impl.options))) {
       const CudaExecutor::Cost cost = exec->cost();
       if (cost.conv_macs > 0)
         impl.build_note = std::to_string(std::lround(100.0 * cost.int8_macs / cost.conv_macs)) +
@@ -725,11 +755,8 @@ Result<std::shared_ptr<const Engine>> Engine::load(const std::string& path) {
           "engine file '" + path + "' was built on " + target.str() + ", this GPU is " + here->str() +
           "; engines are specific to the GPU model: rebuild it here with `qyolo build --model " + source +
           " --device cuda" +
-          (options.precision == Precision::kFp16   ? " --fp16"
-           : options.precision == Precision::kInt8
-               ? std::string(" --int8") + (options.int8_fp16 ? " --fp16" : "") + (options.int8_all ? " --all-int8" : "") +
-                     " [--cache <calibration cache>]"
-                                                   : "") +
+          build_mode_flags(build_mode(options)) +
+          (is_int8(build_mode(options)) ? " [--cache <calibration cache>]" : "") +
           (options.float_layers_regex.empty() ? "" : " --float-layers '" + options.float_layers_regex + "'") +
           (options.float_outputs ? " --float-output" : "") +
           (options.input_format == InputFormat::kUint8Nhwc ? " --input-format uint8-nhwc" : "") +
@@ -784,11 +811,10 @@ ExecutionContext::~ExecutionContext() = default;
 Result<std::unique_ptr<CudaExecutor>> build_cuda_executor(SpecializedGraph graph, const BuildOptions& options,
                                                           const TacticMap* tactics, const PrecisionPlan* plan) {
   CudaBuildOptions o;
-  o.precision = options.precision == Precision::kFp16   ? CudaPrecision::kFp16
-                : options.precision == Precision::kInt8 ? CudaPrecision::kInt8
-                                                        : CudaPrecision::kFp32;
-  o.int8_fp16 = options.int8_fp16;
-  o.int8_fp16_choose = !options.int8_all;
+  const BuildMode mode = build_mode(options);
+  o.precision = is_int8(mode) ? CudaPrecision::kInt8 : mode == BuildMode::kFp16 ? CudaPrecision::kFp16 : CudaPrecision::kFp32;
+  o.int8_fp16 = is_int8(mode) && is_fp16_elsewhere(mode);
+  o.int8_fp16_choose = mode != BuildMode::kAllInt8Fp16;
   if (tactics) o.tactics = *tactics;
   if (plan) o.plan = *plan;
   return CudaExecutor::build(std::move(graph), o);

@@ -36,6 +36,24 @@ Result<CudaTarget> current_cuda_target();
 // "9.3.0" from cudnnGetVersion()'s number.
 std::string cudnn_version_str(int version);
 
+// The one build mode that BuildOptions' precision fields name together (the CLI's TensorRT-style
+// spellings: --fp16, --int8, --int8 --fp16, --int8 --fp16 --all-int8). Engine internals decide by
+// it instead of the three fields.
+enum class BuildMode { kFp32, kFp16, kInt8, kInt8Fp16Auto, kAllInt8Fp16 };
+// The mode of options that finish_build accepted (it rejects combinations that name none).
+BuildMode build_mode(const BuildOptions& options);
+// "fp32", "fp16", "int8", "int8+fp16 auto" (per-layer choice), "all-int8 (+fp16)".
+const char* build_mode_name(BuildMode mode);
+// The `qyolo build` flags of the mode: "", " --fp16", " --int8", " --int8 --fp16", " --int8 --fp16 --all-int8".
+const char* build_mode_flags(BuildMode mode);
+inline bool is_int8(BuildMode m) {
+  return m == BuildMode::kInt8 || m == BuildMode::kInt8Fp16Auto || m == BuildMode::kAllInt8Fp16;
+}
+// FP16 for everything not INT8 (on cuda).
+inline bool is_fp16_elsewhere(BuildMode m) {
+  return m == BuildMode::kFp16 || m == BuildMode::kInt8Fp16Auto || m == BuildMode::kAllInt8Fp16;
+}
+
 // FNV-1a of an engine file's payload (everything before the trailing 8-byte checksum).
 uint64_t engine_file_checksum(const std::string& payload);
 constexpr uint32_t kEngineFormatVersion = 4;
