@@ -10,6 +10,7 @@
 
 #include "ir/shape_arith.h"
 #include "onnx/onnx_import.h"
+#include "quant/activation_equalization.h"
 #include "quant/int8_dataflow.h"
 #include "quant/output_quantization.h"
 #include "quant/quant_params.h"
@@ -154,7 +155,10 @@ Result<SpecializedGraph> Engine::Impl::prepare(const Shape& input_shape, const P
                             shape_str(profile.min) + ", max " + shape_str(profile.max) + ")");
   QYOLO_ASSIGN_OR_RETURN(SpecializedGraph sg, specialize(graph, {{info.input_name, input_shape}}));
   QYOLO_RETURN_IF_ERROR(run_default_passes(sg, passes));
-  QYOLO_RETURN_IF_ERROR(apply_weight_overrides(sg, weight_overrides));
+  // Equalisation first: the other overrides name (and hold) the weights of the equalised graph.
+  QYOLO_RETURN_IF_ERROR(
+      equalize_activations(sg, equalization_factors_of(weight_overrides), passes.fuse_equalization).status());
+  QYOLO_RETURN_IF_ERROR(apply_weight_overrides(sg, without_equalization(weight_overrides)));
   if (options.precision == Precision::kInt8) {
     QuantizeOptions q;
     q.float_layers_regex = options.float_layers_regex;
