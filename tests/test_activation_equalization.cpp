@@ -15,6 +15,7 @@
 #include "passes/passes.h"
 #include "quant/activation_equalization.h"
 #include "quant/calibrate_model.h"
+#include "quant/quantize_graph.h"
 #include "runtime/engine_impl.h"
 #include "test_support.h"
 
@@ -48,7 +49,7 @@ std::vector<float> random_values(size_t n, unsigned seed, float lo, float hi) {
 // conv0's output channel c has gain gains[c] (a diagonal 1x1 conv), so t's channel ranges differ
 // by those factors.
 std::string two_reader_model(const std::vector<float>& gains, const std::vector<float>& wa,
-                             const std::vector<float>& wb) {
+                             const std::vector<float>& wb, const std::string& act = "silu") {
   OnnxBuilder b;
   b.input("x", {1, 4, 8, 8});
   b.output("y", {1, 2, 8, 8});
@@ -56,9 +57,16 @@ std::string two_reader_model(const std::vector<float>& gains, const std::vector<
   for (int c = 0; c < 4; ++c) w0[static_cast<size_t>(c * 4 + c)] = gains[static_cast<size_t>(c)];
   b.initializer("w0", {4, 4, 1, 1}, w0);
   b.initializer("b0", {4}, {0.1f, -0.2f, 0.05f, 0.3f});
-  b.node("Conv", {"x", "w0", "b0"}, {"c0"}, "conv0");
-  b.node("Sigmoid", {"c0"}, {"s0"});
-  b.node("Mul", {"c0", "s0"}, {"t"});
+  if (act == "silu") {
+    b.node("Conv", {"x", "w0", "b0"}, {"c0"}, "conv0");
+    b.node("Sigmoid", {"c0"}, {"s0"});
+    b.node("Mul", {"c0", "s0"}, {"t"});
+  } else if (act == "relu") {
+    b.node("Conv", {"x", "w0", "b0"}, {"c0"}, "conv0");
+    b.node("Relu", {"c0"}, {"t"});
+  } else {
+    b.node("Conv", {"x", "w0", "b0"}, {"t"}, "conv0");
+  }
   b.initializer("wa", {2, 4, 3, 3}, wa);
   auto* ca = b.node("Conv", {"t", "wa"}, {"a"}, "convA");
   OnnxBuilder::attr_ints(ca, "pads", {1, 1, 1, 1});
@@ -173,7 +181,7 @@ TEST(ActivationEqualization, RejectsOtherTensorsAndWrongChannelCounts) {
   ASSERT_TRUE(sg.is_ok());
   ASSERT_TRUE(run_default_passes(*sg).is_ok());
   SpecializedGraph copy = *sg;
-  EXPECT_FALSE(equalize_activations(copy, {{"x", {1, 1, 1, 1}}}, false).is_ok());  // not a conv output
+  EXPECT_FALSE(equalize_activations(copy, {{"a", {1, 1}}}, false).is_ok());  // a residual input
   copy = *sg;
   EXPECT_FALSE(equalize_activations(copy, {{"y", {1, 1}}}, false).is_ok());  // a graph output
   copy = *sg;
@@ -270,4 +278,54 @@ TEST(ActivationEqualization, Int8ErrorOfALargeRangeChannelFalls) {
   }
   EXPECT_LT(e_eq, 0.25 * e_plain) << "plain " << e_plain << ", equalised " << e_eq;
   std::printf("INT8 output NSR: per-tensor %.3g, equalised %.3g\n", e_plain / 4, e_eq / 4);
+}
+
+// The fused multiplier (ConvAttrs::output_multiplier: SiLU through our INT8 epilogue, ReLU folded
+// into the INT8 output scales, the float conv's own pass) computes what the explicit Mul computes:
+// the same engine prepared both ways, FP32 and INT8 (int8 between the convs on the CPU). A producer
+// without activation keeps the explicit Mul (see can_fuse_into).
+TEST(ActivationEqualization, FusedMultiplierMatchesTheExplicitMul) {
+  TempDir dir;
+  for (const std::string act : {"silu", "relu", "none"}) {
+    const int fused = act == "none" ? 0 : 1;
+    const std::string model = write_model(
+        dir, "eq_" + act + ".onnx",
+        two_reader_model({8.f, 0.5f, 0.2f, 1.f}, random_values(72, 5, -0.5f, 0.5f), {1, -2, 0.5f, 3}, act));
+    const WeightOverrides w = with_equalization({}, {{"t", std::vector<float>{1.f, 0.3f, 0.05f, 0.5f}}});
+    CalibrationTable table;
+    table.algorithm = "MinMaxCalibration";
+    table.scales = {{"x", 1.f / 127},
+                    {"t", 9.f / 127},
+                    {std::string("t") + kEqualizedSuffix, 11.f / 127},
+                    {"a", 4.f / 127},
+                    {"bb", 4.f / 127}};
+    const std::string cache = dir.path("eq_" + act + ".cache");
+    ASSERT_TRUE(write_calibration_cache(cache, table).is_ok());
+    BuildOptions q;
+    q.precision = Precision::kInt8;
+    q.calibration_file = cache;
+    for (const BuildOptions& o : {BuildOptions{}, q}) {
+      auto e = build_engine_with_weights(model, o, w);
+      ASSERT_TRUE(e.is_ok()) << e.status().to_string();
+      const Tensor x = Tensor::from_vector<float>({1, 4, 8, 8}, random_values(256, 6, -1.f, 1.f));
+      std::map<std::string, Tensor> outs[2];
+      for (bool fuse : {false, true}) {
+        PassOptions p;
+        p.fuse_equalization = fuse;
+        auto sg = (*e)->impl().prepare({1, 4, 8, 8}, p);
+        ASSERT_TRUE(sg.is_ok()) << sg.status().to_string();
+        int multipliers = 0;
+        for (const auto& n : sg->graph.nodes) multipliers += n.has_attr(kOutputMultiplierAttr);
+        EXPECT_EQ(multipliers, fuse ? fused : 0) << act;
+        auto ex = CpuExecutor::build(std::move(sg).value());
+        ASSERT_TRUE(ex.is_ok()) << ex.status().to_string();
+        ASSERT_TRUE((*ex)->run({{"x", x}}, outs[fuse]).is_ok());
+      }
+      const Tensor& a = outs[0].at("y");
+      const Tensor& b = outs[1].at("y");
+      for (int64_t i = 0; i < a.numel(); ++i)
+        ASSERT_NEAR(b.data<float>()[i], a.data<float>()[i], 1e-5f + 1e-5f * std::fabs(a.data<float>()[i]))
+            << act << (o.precision == Precision::kInt8 ? " int8 " : " fp32 ") << i;
+    }
+  }
 }

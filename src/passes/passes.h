@@ -29,14 +29,15 @@ Result<int> fuse_yolo_decode(SpecializedGraph& g);
 using EqualizationFactors = std::map<std::string, std::vector<float>>;
 // T' is named T + this suffix.
 inline constexpr const char* kEqualizedSuffix = "/qyolo_equalized";
-// fuse: the producer conv gets the per-channel multiplier 1 / s_c, applied after its activation, as
-// this attribute (floats) and writes T' itself; otherwise an explicit Mul computes T' from T, so
+// fuse: where the producer is a conv without residual (and not hardswish), it gets the per-channel
+// multiplier 1 / s_c as this attribute (floats, applied after its activation: ConvAttrs) and writes
+// T' itself; otherwise (or for any other producer) an explicit Mul computes T' from T, so that
 // calibration observes both (T keeps the model's own scale for a TensorRT cache).
 inline constexpr const char* kOutputMultiplierAttr = "qyolo_output_multiplier";
-// The tensors equalize_activations accepts: outputs of a conv (activation fused, no residual, not a
-// graph output) whose every reader is a conv reading it as its data input only, on weights of its own.
+// The tensors to choose factors for: outputs of such a conv (not a graph output) whose every reader
+// is a conv reading it as its data input only, on weights of its own.
 std::vector<std::string> equalizable_tensors(const SpecializedGraph& g);
-// Errors for a tensor that is not equalizable or factors that do not match its channels.
+// Errors for a tensor not read only by such convs, or factors that do not match its channels.
 Result<int> equalize_activations(SpecializedGraph& g, const EqualizationFactors& factors, bool fuse);
 
 struct PassOptions {
@@ -46,8 +47,9 @@ struct PassOptions {
   bool fuse_residual = true;
   bool fuse_yolo_decode = true;
   // Activation equalisation (factors from the weight overrides) fused into the producer conv;
-  // off during calibration so that both T and T' are observed.
-  bool fuse_equalization = false;
+  // off during calibration so that both T and T' are observed, and for the CUDA backend (whose
+  // kernels do not apply the multiplier: it runs the explicit Mul).
+  bool fuse_equalization = true;
 };
 // The standard pipeline (run after specialize()).
 Status run_default_passes(SpecializedGraph& g, const PassOptions& options = {});

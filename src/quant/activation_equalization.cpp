@@ -80,6 +80,7 @@ Result<EqualizationFactors> channel_absmax(const Engine& fp32, const std::vector
   // one executor per input shape.
   PassOptions passes;
   passes.fuse_residual = false;
+  passes.fuse_equalization = false;
   std::map<Shape, std::unique_ptr<CpuExecutor>> executors;
   while (true) {
     QYOLO_ASSIGN_OR_RETURN(Tensor input, inputs());
@@ -113,6 +114,7 @@ Result<EqualizationFactors> choose_activation_equalization(const Engine& fp32, c
   }
   PassOptions passes;
   passes.fuse_residual = false;
+  passes.fuse_equalization = false;
   QYOLO_ASSIGN_OR_RETURN(SpecializedGraph sg, fp32.impl().prepare(input_shape, passes));
   const auto candidates = equalizable_tensors(sg);
   std::vector<std::string> chosen;

@@ -156,8 +156,10 @@ Result<SpecializedGraph> Engine::Impl::prepare(const Shape& input_shape, const P
   QYOLO_ASSIGN_OR_RETURN(SpecializedGraph sg, specialize(graph, {{info.input_name, input_shape}}));
   QYOLO_RETURN_IF_ERROR(run_default_passes(sg, passes));
   // Equalisation first: the other overrides name (and hold) the weights of the equalised graph.
+  // The CUDA kernels do not apply the fused multiplier: that backend runs the explicit Mul.
+  const bool fuse_equalization = passes.fuse_equalization && options.device != Device::kCuda;
   QYOLO_RETURN_IF_ERROR(
-      equalize_activations(sg, equalization_factors_of(weight_overrides), passes.fuse_equalization).status());
+      equalize_activations(sg, equalization_factors_of(weight_overrides), fuse_equalization).status());
   QYOLO_RETURN_IF_ERROR(apply_weight_overrides(sg, without_equalization(weight_overrides)));
   if (options.precision == Precision::kInt8) {
     QuantizeOptions q;
@@ -677,6 +679,13 @@ ExecutionContext::~ExecutionContext() = default;
 #ifdef QYOLO_HAS_CUDA
 Result<std::unique_ptr<CudaExecutor>> build_cuda_executor(SpecializedGraph graph, const BuildOptions& options,
                                                           const TacticMap* tactics) {
+  // prepare() leaves the equalisation multiplier unfused for this backend (an explicit Mul); a
+  // graph that carries it anyway is refused rather than run without it.
+  for (const Node& n : graph.graph.nodes)
+    if (n.op_type == "Conv" && n.has_attr(kOutputMultiplierAttr))
+      return unsupported(n.describe() +
+                         ": the CUDA kernels do not apply the fused equalisation multiplier "
+                         "(qyolo_output_multiplier); prepare the graph with PassOptions::fuse_equalization off");
   CudaBuildOptions o;
   o.precision = options.precision == Precision::kFp16   ? CudaPrecision::kFp16
                 : options.precision == Precision::kInt8 ? CudaPrecision::kInt8
