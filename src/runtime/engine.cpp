@@ -288,6 +288,14 @@ Status finish_build(Engine::Impl& impl, bool new_build) {
   if (!impl.options.weights_file.empty()) {
     QYOLO_ASSIGN_OR_RETURN(impl.weight_overrides, read_weight_overrides(impl.options.weights_file));
   }
+  // Equalised tensors are read through T' = T / s: its scale must come from a calibration of that
+  // same equalisation (qyolo calibrate --equalize), or the reader convs would quietly stay float.
+  if (impl.options.precision == Precision::kInt8 && !impl.info.has_qdq)
+    for (const auto& [t, s] : equalization_factors_of(impl.weight_overrides))
+      if (!impl.activation_scales.count(t + kEqualizedSuffix))
+        return invalid_argument("the weights equalise '" + t + "' but the calibration cache has no scale for '" +
+                                t + kEqualizedSuffix +
+                                "': use the cache that `qyolo calibrate --equalize` wrote with these weights");
   if (impl.options.device == Device::kCpu && (impl.options.precision == Precision::kFp16 || impl.options.int8_fp16))
     return unsupported("fp16 precision needs --device cuda; the CPU backend runs fp32 or int8");
   if (impl.options.int8_fp16 && impl.options.precision != Precision::kInt8)
