@@ -55,9 +55,11 @@ bool readers_are_convs(const SpecializedGraph& sg, const std::string& t) {
 // A conv that can apply the multiplier itself (ConvAttrs::output_multiplier): no residual, `t` its
 // only output, an activation the CPU INT8 conv applies it after (SiLU, sigmoid: its own epilogue;
 // ReLU, LeakyReLU: its output scales). Not hardswish (no INT8 path), and not a conv without
-// activation: its INT8 output with int8 dataflow disagreed with its float output by far more than
-// one step in a test (FusedMultiplierMatchesTheExplicitMul, even with every multiplier 1), which
-// is a question for that path, not for the multiplier; such producers keep the explicit Mul.
+// activation: the CPU INT8 conv with a bias, no activation and an int8 output (the int8 dataflow)
+// disagreed with its float output by far more than one step in FusedMultiplierMatchesTheExplicitMul,
+// even with every multiplier 1, and agreed with a zero bias: a question for that path (oneDNN's
+// bias with the output scales when no eltwise post-op runs?), not for the multiplier. Such
+// producers keep the explicit Mul.
 bool can_fuse_into(const SpecializedGraph& sg, const Node& producer) {
   if (!is_conv(sg, producer, /*residual=*/false) || producer.outputs.size() != 1) return false;
   auto act = producer.attr_string("qyolo_activation", std::string());
