@@ -249,6 +249,14 @@ TEST(ActivationEqualization, Int8ErrorOfALargeRangeChannelFalls) {
     e_eq += nsr(run_engine(**int8_eq, x), ref);
   }
   EXPECT_LT(e_eq, 0.25 * e_plain) << "plain " << e_plain << ", equalised " << e_eq;
+  // The engine file keeps the factors (weight overrides) and the T' scale: same outputs on load.
+  const std::string engine_file = dir.path("eq.qengine");
+  ASSERT_TRUE((*int8_eq)->save(engine_file).is_ok());
+  auto loaded = Engine::load(engine_file);
+  ASSERT_TRUE(loaded.is_ok()) << loaded.status().to_string();
+  const Tensor x = Tensor::from_vector<float>({1, 4, 8, 8}, random_values(256, 600, -1.f, 1.f));
+  const Tensor y0 = run_engine(**int8_eq, x), y1 = run_engine(**loaded, x);
+  for (int64_t i = 0; i < y0.numel(); ++i) ASSERT_EQ(y1.data<float>()[i], y0.data<float>()[i]) << i;
   std::printf("INT8 output NSR: per-tensor %.3g, equalised %.3g\n", e_plain / 4, e_eq / 4);
 }
 
