@@ -124,7 +124,9 @@ done
   echo "without labels; \`qyolo build --int8 --cache c --accuracy-budget B --calib <images> --holdout N\`"
   echo "plans the float layers on the last N images and stores the plan in the engine file."
   echo "Weight-side PTQ (per-channel weight clip, bias correction, least-squares refit; none is the"
-  echo "default, the proxy did not agree across models) and where the INT8 error comes from: docs/weight-refine.md."
+  echo "default, the proxy did not agree across models), activation equalisation (\`qyolo calibrate --equalize all"
+  echo "--weights-out W\`, then \`--refined-weights W\`: better proxy and held-out NSR on both models, not yet"
+  echo "the default) and where the INT8 error comes from: docs/weight-refine.md."
   echo
   echo "Reference (MODELS.md, ultralytics val.py, rectangular batches): yolov5n 0.283 / 0.459, yolov5s 0.380 / 0.562."
 } >docs/accuracy.md

@@ -12,6 +12,7 @@
 #include "commands.h"
 #include "progress.h"
 #include "python_tool.h"
+#include "quant/activation_equalization.h"
 #include "quant/scale_choice.h"
 #include "quant/weight_refit.h"
 #include "runtime/engine_impl.h"
@@ -36,6 +37,9 @@ struct CalibrateArgs {
   int refine_images = 0, bias_iterations = 1;
   double fit_ridge = 1e-3;
   bool refine_only = false;  // no calibration pass: refine the existing --cache
+  // Activation equalisation (quant/activation_equalization.h): tensors regex ("" off, "all").
+  std::string equalize;
+  double equalize_alpha = 0.5, equalize_min = 1.0 / 64;
   bool num_given = false;
   std::vector<int> imgsz;
 };
@@ -160,10 +164,10 @@ Status run_per_tensor(const CalibrateArgs& a, const Engine& engine, const Calibr
 }
 
 // --refine: weight-side methods on the INT8 engine of the cache just written, into --weights-out.
-Status run_refine(const CalibrateArgs& a, const Engine& fp32, std::pair<int, int> hw) {
-  if (a.refine.empty()) return Status::ok();
+Status run_refine(const CalibrateArgs& a, const Engine& fp32, std::pair<int, int> hw, WeightOverrides w) {
+  if (a.refine.empty() && w.empty()) return Status::ok();
   bool fit = false, clip = false, bias = false;
-  for (size_t start = 0; start <= a.refine.size();) {
+  for (size_t start = 0; !a.refine.empty() && start <= a.refine.size();) {
     size_t end = a.refine.find(',', start);
     if (end == std::string::npos) end = a.refine.size();
     const std::string m = a.refine.substr(start, end - start);
@@ -173,8 +177,9 @@ Status run_refine(const CalibrateArgs& a, const Engine& fp32, std::pair<int, int
     else if (m != "none") return invalid_argument("--refine: unknown method '" + m + "' (fit, clip, bias, none)");
     start = end + 1;
   }
-  if (!fit && !clip && !bias) return Status::ok();
-  if (a.weights_out.empty()) return invalid_argument("--refine needs --weights-out (the weights file to write)");
+  if (!fit && !clip && !bias && w.empty()) return Status::ok();
+  if (a.weights_out.empty())
+    return invalid_argument("--refine and --equalize need --weights-out (the weights file to write)");
   if (a.cache.find("{algo}") != std::string::npos)
     return invalid_argument("--refine refines one cache: give one --algo");
   if (!a.loader_script.empty() || !fs::is_directory(a.calib))
@@ -189,7 +194,6 @@ Status run_refine(const CalibrateArgs& a, const Engine& fp32, std::pair<int, int
   q.calibration_file = a.cache;
   q.device = Device::kCpu;
   q.weight_clip = false;  // --refine clip is explicit here
-  WeightOverrides w;
   if (fit) {
     auto t0 = std::chrono::steady_clock::now();
     RefitReport rep;
@@ -258,15 +262,44 @@ Status run_calibrate(const CalibrateArgs& a) {
   }
   std::fprintf(stderr, "calibrating %s with %s on %s%s\n", engine->info().source.c_str(), a.algo.c_str(),
                source.c_str(), dynamic ? " (calibration profile of a dynamic model)" : "");
+  // --equalize: the factors from the calibration images' ranges; calibration then runs on the
+  // equalised FP32 network (which observes both T and T').
+  WeightOverrides base;
+  std::shared_ptr<const Engine> equalized;
+  if (!a.equalize.empty()) {
+    if (!image_folder) return invalid_argument("--equalize runs on a folder of images: give it as --calib");
+    if (a.weights_out.empty()) return invalid_argument("--equalize needs --weights-out (the weights file to write)");
+    std::string folder = a.calib;
+    if (fs::is_directory(fs::path(a.calib) / "images")) folder += "/images";
+    QYOLO_ASSIGN_OR_RETURN(auto files, list_image_files(folder));
+    if (static_cast<size_t>(a.num) < files.size()) files.resize(static_cast<size_t>(a.num));
+    EqualizeOptions eo;
+    eo.alpha = a.equalize_alpha;
+    eo.min_factor = a.equalize_min;
+    eo.tensors_regex = a.equalize == "all" ? ".*" : a.equalize;
+    EqualizeReport rep;
+    QYOLO_ASSIGN_OR_RETURN(auto factors, choose_activation_equalization(*engine, {1, 3, hw.first, hw.second},
+                                                         image_inputs(files, hw.first, hw.second), eo, &rep));
+    std::printf("equalize: %d of %d equalizable tensors (alpha %g, min factor %g), ranges on %d images, %.1f s\n",
+                rep.tensors, rep.candidates, eo.alpha, eo.min_factor, rep.images, rep.seconds);
+    for (const auto& [t, f] : factors) {
+      float lo = 1.f;
+      for (float v : f) lo = std::min(lo, v);
+      std::printf("  %s: %zu channels, min factor %.4g\n", t.c_str(), f.size(), lo);
+    }
+    base = with_equalization({}, factors);
+    QYOLO_ASSIGN_OR_RETURN(equalized, build_engine_with_weights(a.engine.model, engine->options(), base));
+  }
   if (a.refine_only) {
-    if (a.refine.empty()) return invalid_argument("--refine-only needs --refine");
+    if (a.refine.empty() && a.equalize.empty()) return invalid_argument("--refine-only needs --refine or --equalize");
     std::error_code ec;
     if (!fs::exists(a.cache, ec)) return not_found("--refine-only refines the existing cache '" + a.cache + "': not found");
-    return run_refine(a, *engine, hw);
+    return run_refine(a, *engine, hw, base);
   }
+  const Engine& calib_engine = equalized ? *equalized : *engine;
   if (a.algo == "auto") {
-    QYOLO_RETURN_IF_ERROR(run_per_tensor(a, *engine, s));
-    return run_refine(a, *engine, hw);
+    QYOLO_RETURN_IF_ERROR(run_per_tensor(a, calib_engine, s));
+    return run_refine(a, *engine, hw, base);
   }
   // The bar's total: the images planned (unknown for a loader script without --num).
   ProgressBar bar("calibrate", 0);
@@ -274,7 +307,7 @@ Status run_calibrate(const CalibrateArgs& a) {
   CalibrationSummary summary;
   if (image_folder) {
     bar.update(0, static_cast<size_t>(a.num));
-    QYOLO_ASSIGN_OR_RETURN(summary, calibrate_images(*engine, a.calib, s, a.cache, progress));
+    QYOLO_ASSIGN_OR_RETURN(summary, calibrate_images(calib_engine, a.calib, s, a.cache, progress));
   } else {
     // Batch sources use every image they give unless --num caps them.
     s.num_images = a.num_given ? a.num : 0;
@@ -301,7 +334,7 @@ Status run_calibrate(const CalibrateArgs& a) {
                                                            : array.dim(0)));
       QYOLO_ASSIGN_OR_RETURN(batches, npy_batches(array, s.batch, hw.first, hw.second, a.calib));
     }
-    QYOLO_ASSIGN_OR_RETURN(summary, calibrate_batches(*engine, batches, s, a.cache, progress));
+    QYOLO_ASSIGN_OR_RETURN(summary, calibrate_batches(calib_engine, batches, s, a.cache, progress));
   }
   bar.finish();
   if (summary.dropped)
@@ -318,7 +351,7 @@ Status run_calibrate(const CalibrateArgs& a) {
                 shape_str(summary.shape).c_str(), summary.seconds);
     name_start = name_end + 1;
   }
-  return run_refine(a, *engine, hw);
+  return run_refine(a, *engine, hw, base);
 }
 }  // namespace
 
@@ -359,6 +392,12 @@ void register_calibrate(CLI::App& app, int& exit_code) {
                   "(least-squares refit of conv weights to their quantised inputs), clip "
                   "(per-channel MSE weight clip), bias (empirical bias correction on the calibration "
                   "images), both as clip,bias; writes --weights-out");
+  cmd->add_option("--equalize", a->equalize,
+                  "per-channel activation equalisation of the conv outputs read only by convs: 'all' or a "
+                  "regex of tensor names (written to --weights-out; use it with --refined-weights)");
+  cmd->add_option("--equalize-alpha", a->equalize_alpha, "with --equalize: s_c = (a_c / max a)^alpha")
+      ->capture_default_str();
+  cmd->add_option("--equalize-min", a->equalize_min, "with --equalize: smallest factor s_c")->capture_default_str();
   cmd->add_flag("--refine-only", a->refine_only, "skip the calibration pass: refine the existing --cache");
   cmd->add_option("--weights-out", a->weights_out, "with --refine: weights file to write (--refined-weights)");
   cmd->add_option("--refine-images", a->refine_images,

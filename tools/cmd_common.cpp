@@ -21,7 +21,8 @@ void add_engine_options(CLI::App* cmd, EngineArgs& a, bool allow_engine_file, bo
     cmd->add_option("--float-layers,--fp16-layers", a.float_layers,
                     "regex: layers that stay in float under --int8");
     cmd->add_option("--refined-weights", a.refined_weights,
-                    "INT8: weights file of `qyolo calibrate --refine` (clipped conv weights, corrected biases)");
+                    "INT8: weights file of `qyolo calibrate --refine/--equalize` (clipped conv weights, corrected "
+                    "biases, activation equalisation factors; use it with the cache written alongside)");
     cmd->add_flag("--weight-clip", a.weight_clip,
                   "INT8: clip each conv's weights per output channel where that lowers their squared rounding "
                   "error (chosen at build, stored in the engine file; docs/weight-refine.md)");

@@ -1,6 +1,10 @@
 // Graph passes on a specialised graph (concrete shapes known). Each returns how many rewrites it made.
 #pragma once
 
+#include <map>
+#include <string>
+#include <vector>
+
 #include "passes/specialize.h"
 
 namespace qyolo {
@@ -36,6 +40,23 @@ Result<int> plan_channels_last_decode(SpecializedGraph& g);
 // were ~25% of the time). Graph inputs and outputs stay NCHW. Returns the number of
 // channels-last values.
 Result<int> plan_channels_last_float(SpecializedGraph& g);
+// Per-channel activation equalisation. For a conv output T read only by convs, factors s_c > 0
+// per channel: T' = T / s_c and every reader's W[:, c] *= s_c, so the float network is unchanged
+// while one per-tensor INT8 scale for T' acts like per-channel scales for T (channels of small
+// range get s_c < 1 and more of the int8 grid). Factors by tensor name (src/quant/activation_equalization.h).
+using EqualizationFactors = std::map<std::string, std::vector<float>>;
+// T' is named T + this suffix.
+inline constexpr const char* kEqualizedSuffix = "/qyolo_equalized";
+// fuse: where the producer is a conv without residual (and not hardswish), it gets the per-channel
+// multiplier 1 / s_c as this attribute (floats, applied after its activation: ConvAttrs) and writes
+// T' itself; otherwise (or for any other producer) an explicit Mul computes T' from T, so that
+// calibration observes both (T keeps the model's own scale for a TensorRT cache).
+inline constexpr const char* kOutputMultiplierAttr = "qyolo_output_multiplier";
+// The tensors to choose factors for: outputs of such a conv (not a graph output) whose every reader
+// is a conv reading it as its data input only, on weights of its own.
+std::vector<std::string> equalizable_tensors(const SpecializedGraph& g);
+// Errors for a tensor not read only by such convs, or factors that do not match its channels.
+Result<int> equalize_activations(SpecializedGraph& g, const EqualizationFactors& factors, bool fuse);
 
 struct PassOptions {
   bool fold_batch_norm = true;
@@ -43,6 +64,10 @@ struct PassOptions {
   // Residual Adds fused into the conv; off during calibration so both Add inputs are observed.
   bool fuse_residual = true;
   bool fuse_yolo_decode = true;
+  // Activation equalisation (factors from the weight overrides) fused into the producer conv;
+  // off during calibration so that both T and T' are observed, and for the CUDA backend (whose
+  // kernels do not apply the multiplier: it runs the explicit Mul).
+  bool fuse_equalization = true;
 };
 // The standard pipeline (run after specialize()).
 Status run_default_passes(SpecializedGraph& g, const PassOptions& options = {});

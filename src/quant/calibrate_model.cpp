@@ -142,6 +142,7 @@ class BatchRunner {
   static PassOptions passes() {
     PassOptions p;
     p.fuse_residual = false;
+    p.fuse_equalization = false;  // T and T' = T / s both observed (quant/activation_equalization.h)
     return p;
   }
 

@@ -11,6 +11,7 @@
 #include "ir/shape_arith.h"
 #include "onnx/onnx_import.h"
 #include "passes/image_input.h"
+#include "quant/activation_equalization.h"
 #include "quant/int8_dataflow.h"
 #include "quant/output_quantization.h"
 #include "quant/precision_plan_pass.h"
@@ -193,7 +194,12 @@ Result<SpecializedGraph> Engine::Impl::prepare_float(const Shape& input_shape, c
                             shape_str(profile.min) + ", max " + shape_str(profile.max) + ")");
   QYOLO_ASSIGN_OR_RETURN(SpecializedGraph sg, specialize(graph, {{info.input_name, input_shape}}));
   QYOLO_RETURN_IF_ERROR(run_default_passes(sg, passes));
-  QYOLO_RETURN_IF_ERROR(apply_weight_overrides(sg, weight_overrides));
+  // Equalisation first: the other overrides name (and hold) the weights of the equalised graph.
+  // The CUDA kernels do not apply the fused multiplier: that backend runs the explicit Mul.
+  const bool fuse_equalization = passes.fuse_equalization && options.device != Device::kCuda;
+  QYOLO_RETURN_IF_ERROR(
+      equalize_activations(sg, equalization_factors_of(weight_overrides), fuse_equalization).status());
+  QYOLO_RETURN_IF_ERROR(apply_weight_overrides(sg, without_equalization(weight_overrides)));
   return sg;
 }
 
@@ -376,6 +382,14 @@ Status finish_build(Engine::Impl& impl, bool new_build) {
   if (!impl.options.weights_file.empty()) {
     QYOLO_ASSIGN_OR_RETURN(impl.weight_overrides, read_weight_overrides(impl.options.weights_file));
   }
+  // Equalised tensors are read through T' = T / s: its scale must come from a calibration of that
+  // same equalisation (qyolo calibrate --equalize), or the reader convs would quietly stay float.
+  if (impl.options.precision == Precision::kInt8 && !impl.info.has_qdq)
+    for (const auto& [t, s] : equalization_factors_of(impl.weight_overrides))
+      if (!impl.activation_scales.count(t + kEqualizedSuffix))
+        return invalid_argument("the weights equalise '" + t + "' but the calibration cache has no scale for '" +
+                                t + kEqualizedSuffix +
+                                "': use the cache that `qyolo calibrate --equalize` wrote with these weights");
   if (impl.options.device == Device::kCpu && (impl.options.precision == Precision::kFp16 || impl.options.int8_fp16))
     return unsupported("fp16 precision needs --device cuda; the CPU backend runs fp32 or int8");
   if (impl.options.int8_fp16 && impl.options.precision != Precision::kInt8)
@@ -810,6 +824,13 @@ ExecutionContext::~ExecutionContext() = default;
 #ifdef QYOLO_HAS_CUDA
 Result<std::unique_ptr<CudaExecutor>> build_cuda_executor(SpecializedGraph graph, const BuildOptions& options,
                                                           const TacticMap* tactics, const PrecisionPlan* plan) {
+  // prepare() leaves the equalisation multiplier unfused for this backend (an explicit Mul); a
+  // graph that carries it anyway is refused rather than run without it.
+  for (const Node& n : graph.graph.nodes)
+    if (n.op_type == "Conv" && n.has_attr(kOutputMultiplierAttr))
+      return unsupported(n.describe() +
+                         ": the CUDA kernels do not apply the fused equalisation multiplier "
+                         "(qyolo_output_multiplier); prepare the graph with PassOptions::fuse_equalization off");
   CudaBuildOptions o;
   const BuildMode mode = build_mode(options);
   o.precision = is_int8(mode) ? CudaPrecision::kInt8 : mode == BuildMode::kFp16 ? CudaPrecision::kFp16 : CudaPrecision::kFp32;

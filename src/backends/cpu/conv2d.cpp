@@ -26,6 +26,7 @@
 #include "backends/cpu/conv2d_int8.h"
 #include "backends/cpu/cpu_kernel.h"
 #include "passes/passes.h"
+#include "backends/cpu/int8_epilogue.h"
 
 namespace qyolo {
 
@@ -245,6 +246,11 @@ class CpuConv final : public CpuKernel {
 #pragma omp parallel for schedule(static) if (n > (1 << 15))
       for (int64_t i = 0; i < n; ++i) y[i] += r[i];
     }
+    if (!a.output_multiplier.empty()) {
+      Tensor& y = *outputs[0];
+      cpu::scale_channels(y.data<float>(), y.dim(0), y.dim(1), y.numel() / (y.dim(0) * y.dim(1)),
+                          a.output_multiplier.data());
+    }
     return Status::ok();
   }
 
@@ -301,7 +307,8 @@ class CpuConvInt8OrFloat final : public CpuKernel {
 
 Result<std::unique_ptr<CpuKernel>> make_cpu_conv2d(const Node& node) {
   // quantize_graph marks the convs that run in INT8 with their input scale.
-  if (node.has_attr("qyolo_input_scale")) return std::unique_ptr<CpuKernel>(std::make_unique<CpuConvInt8OrFloat>(node));
+  if (node.has_attr("qyolo_input_scale"))
+    return std::unique_ptr<CpuKernel>(std::make_unique<CpuConvInt8OrFloat>(node));
   return std::unique_ptr<CpuKernel>(std::make_unique<CpuConv>(node));
 }
 

@@ -134,6 +134,15 @@ class CpuConvInt8 final : public CpuKernel {
       for (int64_t c = 0; c < cout; ++c)
         bias_scaled_.data<float>()[c] = b[c] / out_scales[static_cast<size_t>(c)];
     }
+    // The equalisation multiplier m[c] > 0 after the activation: one more output scale where the
+    // activation commutes with it (none, ReLU, LeakyReLU: act(m v) = m act(v)); after our own
+    // SiLU / sigmoid epilogue otherwise.
+    if (!a.output_multiplier.empty()) {
+      if (a.activation == FusedActivation::kHardSwish)
+        return unsupported(name_ + ": the output multiplier after hardswish is not supported in INT8");
+      if (!own_epilogue_)
+        for (int64_t c = 0; c < cout; ++c) out_scales[static_cast<size_t>(c)] *= a.output_multiplier[c];
+    }
 
     epilogue_ = cpu::best_int8_epilogue();
     eng_ = dnnl::engine(dnnl::engine::kind::cpu, 0);
@@ -281,7 +290,20 @@ class CpuConvInt8 final : public CpuKernel {
                           {DNNL_ARG_DST, dst_conv_}});
     if (!int8_out_ && !channels_last_out_) dst_reorder_.execute(strm_, dst_conv_, dst_user_);
     strm_.wait();
-    if (own_epilogue_ && int8_out_) {
+    const bool multiply = own_epilogue_ && !attrs_.output_multiplier.empty();
+    if (multiply && int8_out_) {
+      // The float path's arithmetic (below: activation, multiplier), then the next conv's
+      // quantisation, on the channels-last v in place.
+      float* v = reinterpret_cast<float*>(ws);
+      const bool silu = attrs_.activation == FusedActivation::kSilu;
+      const int64_t m = outputs[0]->numel(), channels = attrs_.out_shape[1];
+      cpu::parallel_chunks(
+          m, [&](int64_t b, int64_t len) { epilogue_.activation_float(v + b, nullptr, silu, v + b, len); });
+      cpu::scale_channels(v, m / channels, channels, 1, attrs_.output_multiplier.data());
+      int8_t* q = outputs[0]->data<int8_t>();
+      cpu::parallel_chunks(
+          m, [&](int64_t b, int64_t len) { epilogue_.quantize(v + b, out_scale_, q + b, len); });
+    } else if (own_epilogue_ && int8_out_) {
       // The float path's arithmetic (below, then the next conv's quantisation), written as int8.
       const float* v = reinterpret_cast<const float*>(ws);
       int8_t* q = outputs[0]->data<int8_t>();
@@ -299,6 +321,11 @@ class CpuConvInt8 final : public CpuKernel {
       cpu::parallel_chunks(outputs[0]->numel(), [&](int64_t b, int64_t len) {
         epilogue_.activation_float(y + b, r ? r + b : nullptr, silu, y + b, len);
       });
+      if (multiply) {
+        const int64_t n = attrs_.out_shape[0], channels = attrs_.out_shape[1];
+        cpu::scale_channels(y, n, channels, outputs[0]->numel() / (n * channels),
+                            attrs_.output_multiplier.data());
+      }
     }
     return Status::ok();
   }

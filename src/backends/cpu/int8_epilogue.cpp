@@ -148,4 +148,14 @@ Int8Epilogue best_int8_epilogue() {
   return scalar_int8_epilogue();
 }
 
+void scale_channels(float* y, int64_t outer, int64_t channels, int64_t inner, const float* m) {
+  const int64_t rows = outer * channels;
+#pragma omp parallel for schedule(static) if (rows * inner > (1 << 15))
+  for (int64_t r = 0; r < rows; ++r) {
+    const float k = m[r % channels];
+    float* row = y + r * inner;
+    for (int64_t i = 0; i < inner; ++i) row[i] *= k;
+  }
+}
+
 }  // namespace qyolo::cpu

@@ -33,6 +33,10 @@ void parallel_chunks(int64_t n, F&& f) {
   for (int64_t c0 = 0; c0 < n; c0 += kChunk) f(c0, std::min(kChunk, n - c0));
 }
 
+// y[o, c, i] *= m[c] for y of shape [outer, channels, inner] (NCHW: outer N, inner H*W; NHWC: outer
+// N*H*W, inner 1): the equalisation multiplier after the activation (ConvAttrs::output_multiplier).
+void scale_channels(float* y, int64_t outer, int64_t channels, int64_t inner, const float* m);
+
 // The widest implementation this CPU runs.
 Int8Epilogue best_int8_epilogue();
 // The portable one (the reference of the tests).

@@ -180,6 +180,17 @@ Result<ConvAttrs> ConvAttrs::parse(const Node& node, const Shape& x, const Shape
   QYOLO_ASSIGN_OR_RETURN(a.activation_alpha, node.attr_float("qyolo_activation_alpha", 0.01f));
   a.has_bias = node.has_input(2);
   a.has_residual = node.has_input(3);
+  QYOLO_ASSIGN_OR_RETURN(a.output_multiplier,
+                         node.attr_floats("qyolo_output_multiplier", std::vector<float>{}));
+  if (!a.output_multiplier.empty()) {
+    if (static_cast<int64_t>(a.output_multiplier.size()) != m)
+      return err("qyolo_output_multiplier has " + std::to_string(a.output_multiplier.size()) +
+                 " values for " + std::to_string(m) + " output channels");
+    for (float v : a.output_multiplier)
+      if (!(v > 0.f) || !std::isfinite(v))
+        return err("qyolo_output_multiplier values must be positive and finite");
+    if (a.has_residual) return err("qyolo_output_multiplier with a residual input is not supported");
+  }
   return a;
 }
 

@@ -9,7 +9,10 @@
 //   qyolo_activation_alpha float, the LeakyRelu slope (default 0.01); ignored otherwise.
 //   4th input              optional residual R of the output's shape, added after the activation:
 //                          Y = act(conv(X, W) + B) + R.
-// So a fused node computes Y = act(conv(X) + B) + R, with each part optional.
+//   qyolo_output_multiplier floats, one per output channel (> 0), applied after the activation:
+//                          Y[c] = act(conv(X, W) + B)[c] * m[c] (activation equalisation,
+//                          src/passes/passes.h); never together with a residual.
+// So a fused node computes Y = act(conv(X) + B) * m + R, with each part optional.
 #pragma once
 
 #include <string>
@@ -49,7 +52,8 @@ struct ConvAttrs {
   float activation_alpha = 0.01f;  // LeakyRelu slope
   bool has_bias = false;
   bool has_residual = false;
-  Shape out_shape;  // [N, M, out...]
+  std::vector<float> output_multiplier;  // empty: none
+  Shape out_shape;                       // [N, M, out...]
 
   // x: input shape, w: weight shape. Validates ranks, channel/group consistency and bias/residual
   // presence (their shapes are checked by infer_conv2d).
