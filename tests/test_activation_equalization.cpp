@@ -17,6 +17,7 @@
 #include "quant/activation_equalization.h"
 #include "quant/calibrate_model.h"
 #include "quant/quantize_graph.h"
+#include "quant/precision_plan_pass.h"
 #include "runtime/engine_impl.h"
 #include "test_support.h"
 
@@ -292,8 +293,19 @@ TEST(ActivationEqualization, FusedMultiplierMatchesTheExplicitMul) {
       for (bool fuse : {false, true}) {
         PassOptions p;
         p.fuse_equalization = fuse;
-        auto sg = (*e)->impl().prepare({1, 4, 8, 8}, p);
+        // The engine's precision plan is made on the fused graph; the explicit-Mul graph (what
+        // calibration runs) gets its own plan by the same CPU INT8 rules.
+        const Engine::Impl& impl = (*e)->impl();
+        auto sg = fuse ? impl.prepare({1, 4, 8, 8}, p) : impl.prepare_float({1, 4, 8, 8}, p);
         ASSERT_TRUE(sg.is_ok()) << sg.status().to_string();
+        if (!fuse && o.precision == Precision::kInt8) {
+          PlanRules rules;
+          rules.int8 = rules.cpu_int8_dataflow = true;
+          auto plan = make_precision_plan(*sg, impl.activation_scales, rules);
+          ASSERT_TRUE(plan.is_ok()) << plan.status().to_string();
+          ASSERT_TRUE(apply_precision_plan(*sg, *plan, "explicit Mul").is_ok());
+          ASSERT_TRUE(apply_int8_storage(*sg, *plan, "explicit Mul").is_ok());
+        }
         int multipliers = 0;
         for (const auto& n : sg->graph.nodes) multipliers += n.has_attr(kOutputMultiplierAttr);
         EXPECT_EQ(multipliers, fuse ? fused : 0) << act;

@@ -247,9 +247,12 @@ class CpuConv final : public CpuKernel {
       for (int64_t i = 0; i < n; ++i) y[i] += r[i];
     }
     if (!a.output_multiplier.empty()) {
-      Tensor& y = *outputs[0];
-      cpu::scale_channels(y.data<float>(), y.dim(0), y.dim(1), y.numel() / (y.dim(0) * y.dim(1)),
-                          a.output_multiplier.data());
+      Tensor& y = *outputs[0];  // per output channel, in the layout the output is written in
+      const int64_t pixels = y.numel() / (y.dim(0) * y.dim(1));
+      if (channels_last_out_)
+        cpu::scale_channels(y.data<float>(), y.dim(0) * pixels, y.dim(1), 1, a.output_multiplier.data());
+      else
+        cpu::scale_channels(y.data<float>(), y.dim(0), y.dim(1), pixels, a.output_multiplier.data());
     }
     return Status::ok();
   }

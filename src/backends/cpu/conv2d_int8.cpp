@@ -321,10 +321,13 @@ class CpuConvInt8 final : public CpuKernel {
       cpu::parallel_chunks(outputs[0]->numel(), [&](int64_t b, int64_t len) {
         epilogue_.activation_float(y + b, r ? r + b : nullptr, silu, y + b, len);
       });
-      if (multiply) {
+      if (multiply) {  // per output channel, in the layout the output is written in
         const int64_t n = attrs_.out_shape[0], channels = attrs_.out_shape[1];
-        cpu::scale_channels(y, n, channels, outputs[0]->numel() / (n * channels),
-                            attrs_.output_multiplier.data());
+        const int64_t pixels = outputs[0]->numel() / (n * channels);
+        if (channels_last_out_)
+          cpu::scale_channels(y, n * pixels, channels, 1, attrs_.output_multiplier.data());
+        else
+          cpu::scale_channels(y, n, channels, pixels, attrs_.output_multiplier.data());
       }
     }
     return Status::ok();
