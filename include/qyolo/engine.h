@@ -59,7 +59,9 @@ struct BuildOptions {
   Precision precision = Precision::kFp32;
   // INT8: TensorRT calibration cache or PPQ json with per-tensor scales (not needed for Q/DQ models).
   std::string calibration_file;
-  // INT8: nodes whose name matches this ECMAScript regex stay in float.
+  // INT8: nodes whose name matches this ECMAScript regex stay in float. Like the other precision
+  // fields, a rule for the engine's precision plan, made once at build and stored in the engine file;
+  // a loaded engine runs its stored plan (`qyolo info --engine E` lists it).
   std::string float_layers_regex;
   // Adjusted conv weights / biases (`qyolo calibrate --refine`, src/quant/weight_refine.h) that
   // replace the model's after its graph passes; stored in the engine file. Empty: none.
