@@ -2,7 +2,7 @@
 // as it is, with no per-layer INT8/FP16 timing; a cuda `--int8 --fp16` engine stores the choice
 // its build made as its plan, and a loaded engine's executors (at the opt shape and others) run
 // exactly that plan; an edited plan in the file is what runs; a plan the backend cannot run is an
-// error naming the conv. Model: QYOLO_SHARED/models/yolov5n-dynamic.onnx, coco128 for a
+// error naming the conv. Model: QYOLO_SHARED/models/yolov5n-dynamic.onnx, data/samples (the two images device-check.sh bundles) for a
 // 2-image min-max cache.
 #include <gtest/gtest.h>
 
@@ -145,7 +145,7 @@ TEST(CudaPrecisionPlan, ExecutorLowersTheGivenPlanWithoutTiming) {
 class CudaPlanEngine : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    if (!have_int8_gpu() || !fs::exists(model()) || !fs::exists(shared_dir() / "data/coco128")) return;
+    if (!have_int8_gpu() || !fs::exists(model()) || !fs::exists(shared_dir() / "data/samples")) return;
     dir_ = fs::temp_directory_path() / ("qyolo_cuda_plan_" + std::to_string(::getpid()));
     fs::create_directories(dir_);
     BuildOptions f;
@@ -159,7 +159,7 @@ class CudaPlanEngine : public ::testing::Test {
     copt.algo = CalibAlgo::kMinMax;
     copt.num_images = 2;
     copt.batch = 1;
-    auto table = calibrate(**fp32, (shared_dir() / "data/coco128").string(), copt);
+    auto table = calibrate(**fp32, (shared_dir() / "data/samples").string(), copt);
     if (!table) {
       error_ = table.status().to_string();
       return;
@@ -181,8 +181,8 @@ class CudaPlanEngine : public ::testing::Test {
   }
   void SetUp() override {
     QYOLO_REQUIRE_INT8_GPU();
-    if (!fs::exists(model()) || !fs::exists(shared_dir() / "data/coco128"))
-      GTEST_SKIP() << "model or coco128 absent (set QYOLO_SHARED)";
+    if (!fs::exists(model()) || !fs::exists(shared_dir() / "data/samples"))
+      GTEST_SKIP() << "model or data/samples absent (set QYOLO_SHARED)";
     ASSERT_TRUE(engine_ != nullptr) << error_;
   }
   static fs::path model() { return shared_dir() / "models" / "yolov5n-dynamic.onnx"; }
