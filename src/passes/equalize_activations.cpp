@@ -1,22 +1,12 @@
 #include <algorithm>
 #include <cmath>
 
+#include "passes/graph_readers.h"
 #include "passes/passes.h"
 
 namespace qyolo {
 
 namespace {
-std::vector<int> readers_of(const Graph& g, const std::string& value) {
-  std::vector<int> out;
-  for (size_t i = 0; i < g.nodes.size(); ++i)
-    for (const auto& in : g.nodes[i].inputs)
-      if (in == value) {
-        out.push_back(static_cast<int>(i));
-        break;
-      }
-  return out;
-}
-
 // How many nodes read the initializer `name` (a reader conv's weights are rescaled in place, so
 // they must be its own).
 int uses_of(const Graph& g, const std::string& name) {

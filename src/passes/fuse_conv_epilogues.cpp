@@ -1,22 +1,12 @@
 #include <algorithm>
 #include <set>
 
+#include "passes/graph_readers.h"
 #include "passes/passes.h"
 
 namespace qyolo {
 
 namespace {
-std::vector<int> consumers(const Graph& g, const std::string& value) {
-  std::vector<int> out;
-  for (size_t i = 0; i < g.nodes.size(); ++i)
-    for (const auto& in : g.nodes[i].inputs)
-      if (in == value) {
-        out.push_back(static_cast<int>(i));
-        break;
-      }
-  return out;
-}
-
 bool has_activation(const Node& conv) {
   auto it = conv.attrs.find("qyolo_activation");
   return it != conv.attrs.end() && !std::get<std::string>(it->second).empty();
@@ -27,7 +17,7 @@ std::vector<int> try_fuse_activation(Graph& g, size_t i) {
   Node& conv = g.nodes[i];
   const std::string out = conv.outputs[0];
   if (g.is_graph_output(out) || has_activation(conv) || conv.inputs.size() > 3) return {};
-  auto cons = consumers(g, out);
+  auto cons = readers_of(g, out);
   auto set_act = [&](const std::string& act, float alpha, const std::string& new_out) {
     conv.attrs["qyolo_activation"] = act;
     if (act == "leaky_relu") conv.attrs["qyolo_activation_alpha"] = alpha;
@@ -45,7 +35,7 @@ std::vector<int> try_fuse_activation(Graph& g, size_t i) {
       const Node& m = g.nodes[mul];
       bool mul_ok = (m.inputs[0] == out && m.inputs[1] == s.outputs[0]) ||
                     (m.inputs[1] == out && m.inputs[0] == s.outputs[0]);
-      if (mul_ok && consumers(g, s.outputs[0]).size() == 1 && !g.is_graph_output(s.outputs[0])) {
+      if (mul_ok && readers_of(g, s.outputs[0]).size() == 1 && !g.is_graph_output(s.outputs[0])) {
         set_act("silu", 0.f, m.outputs[0]);
         return {sig, mul};
       }
@@ -74,7 +64,7 @@ std::vector<int> try_fuse_residual(SpecializedGraph& sg, size_t i) {
   Node& conv = g.nodes[i];
   const std::string out = conv.outputs[0];
   if (g.is_graph_output(out) || conv.inputs.size() > 3) return {};
-  auto cons = consumers(g, out);
+  auto cons = readers_of(g, out);
   if (cons.size() != 1) return {};
   const Node& add = g.nodes[cons[0]];
   if (add.op_type != "Add" || add.inputs.size() != 2) return {};
