@@ -52,6 +52,7 @@ struct Args {
   bool prepost = false;
   bool uint8_input = false;          // the image input as bytes (InputFormat::kUint8Nhwc)
   bool bytes_stem = true;            // with it: the direct stem reads the bytes (else a conversion step)
+  bool int8_image_stem = true;       // with it and --int8 --fp16: the stem is INT8 on the bytes (else FP16)
   bool letterbox_per_image = false;  // --prepost: one letterbox launch per image (else one per batch)
   int iters = 200, warmup = 20;
   int int8_tactic = -1;
@@ -66,7 +67,7 @@ int usage(const char* msg) {
       "error: %s\nusage: bench_gpu MODEL.onnx [--batch N] [--size S] [--precision fp32|fp16|int8] [--calib "
       "CACHE]\n"
       "       [--float-layers REGEX] [--int8-tactic N] [--all-int8] [--prepost] [--uint8-input "
-      "[--no-bytes-stem]] [--graph]\n"
+      "[--no-bytes-stem] [--fp16-image-stem]] [--graph]\n"
       "       [--layout auto|nchw|nhwc] [--iters N] [--warmup N] [--unfused] [--no-fp32-tail] [--heuristic]\n"
       "       [--legacy-conv] [--no-cudnn-fusion] [--no-direct-stem] [--one-stream] [--no-concat-in-place]\n"
       "       [--no-cublaslt] [--no-cudnn-int8] [--int8-residual] [--no-int8-pools] [--stem-async] "
@@ -299,6 +300,8 @@ int main(int argc, char** argv) {
       a.uint8_input = true;
     else if (s == "--no-bytes-stem")
       a.bytes_stem = false;
+    else if (s == "--fp16-image-stem")
+      a.int8_image_stem = false;
     else if (s == "--letterbox-per-image")
       a.letterbox_per_image = true;
     else if (s == "--all-int8")
@@ -340,6 +343,7 @@ int main(int argc, char** argv) {
   CudaBuildOptions opt;
   opt.precision = a.precision;
   opt.stem_reads_bytes = a.bytes_stem;
+  opt.int8_image_stem = a.int8_image_stem;
   opt.layout = a.layout;
   opt.fp32_tail = a.fp32_tail;
   opt.exhaustive_tuning = a.exhaustive;
@@ -410,8 +414,11 @@ int main(int argc, char** argv) {
   const Shape in_shape = e.inputs().at(0).shape;  // NHWC for a uint8 input
   const int in_h = static_cast<int>(in_dtype == DataType::kUInt8 ? in_shape[1] : in_shape[2]);
   const int in_w = static_cast<int>(in_dtype == DataType::kUInt8 ? in_shape[2] : in_shape[3]);
+  // Which parts of a run to launch: --prepost times the whole path, then each of its parts alone.
+  enum Part { kPre = 1, kNet = 2, kPost = 4, kAll = 7 };
+  int parts = kAll;
   auto run_once = [&]() -> Status {
-    if (a.prepost) {
+    if (a.prepost && (parts & kPre)) {
       const size_t image_bytes = e.inputs().at(0).nbytes() / static_cast<size_t>(a.batch);
       if (!a.letterbox_per_image) {
         QYOLO_RETURN_IF_ERROR(cuda::letterbox_batch_gpu(static_cast<const uint8_t*>(images), kImgW, kImgH,
@@ -426,8 +433,8 @@ int main(int argc, char** argv) {
               static_cast<uint8_t*>(const_cast<void*>(ins[0])) + b * image_bytes, s));
         }
     }
-    QYOLO_RETURN_IF_ERROR(e.enqueue(ins, outs, s));
-    if (a.prepost) QYOLO_RETURN_IF_ERROR(post->enqueue(static_cast<const float*>(outs[0]), s));
+    if (parts & kNet) QYOLO_RETURN_IF_ERROR(e.enqueue(ins, outs, s));
+    if (a.prepost && (parts & kPost)) QYOLO_RETURN_IF_ERROR(post->enqueue(static_cast<const float*>(outs[0]), s));
     return Status::ok();
   };
   for (int i = 0; i < a.warmup; ++i) {
@@ -496,6 +503,19 @@ int main(int argc, char** argv) {
   const bool pdl_on = e.programmatic_launch();
   Status mst = measure(median, p99);
   if (!mst.is_ok()) return fail(mst);
+  if (a.prepost) {  // each part alone (the network's output stays from the last full run)
+    double pre_ms = 0, post_ms = 0, net_ms = 0, p = 0;
+    parts = kPre;
+    mst = measure(pre_ms, p);
+    parts = kPost;
+    if (mst.is_ok()) mst = measure(post_ms, p);
+    parts = kNet;
+    if (mst.is_ok()) mst = measure(net_ms, p);
+    parts = kAll;
+    if (!mst.is_ok()) return fail(mst);
+    std::fprintf(stderr, "%s b%d pre/post parts alone: letterbox %.4f ms, network %.4f ms, decode+sort+NMS %.4f ms "
+                 "(all together %.4f ms)\n", a.model.c_str(), a.batch, pre_ms, net_ms, post_ms, median);
+  }
   if (a.pdl_ab && pdl_on) {  // the same engine with plain launches, then PDL again (drift check)
     e.set_programmatic_launch(false);
     mst = measure(median_no_pdl, p99_no_pdl);

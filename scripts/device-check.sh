@@ -107,8 +107,17 @@ run() {
 
   local rc=0
   if has tests; then
+    # QYOLO_TESTS_FIRST: a filter run before the rest (the tests of new work), excluded from it.
+    if [ -n "${QYOLO_TESTS_FIRST:-}" ]; then
+      echo "== qyolo_gpu_tests (first: $QYOLO_TESTS_FIRST)"
+      timeout "${QYOLO_TESTS_FIRST_TIMEOUT:-200}" "$q/bin/qyolo_gpu_tests" --gtest_color=no --gtest_filter="$QYOLO_TESTS_FIRST" 2>&1 |
+        tee "$out/gpu_tests_first.log" |
+        grep -E '^\[ *(FAILED|PASSED|SKIPPED) *\]|^\[(fp|yolov|NMS)|^NMS|^image stem|Failure|error|Expected|Which is|max abs|: ' | head -80
+      [ "${PIPESTATUS[0]}" -eq 0 ] || rc=1
+    fi
     echo "== qyolo_gpu_tests"
-    timeout "${QYOLO_TESTS_TIMEOUT:-400}" "$q/bin/qyolo_gpu_tests" --gtest_color=no --gtest_filter="${QYOLO_TESTS_FILTER:-*}" 2>&1 | tee "$out/gpu_tests.log" |
+    timeout "${QYOLO_TESTS_TIMEOUT:-400}" "$q/bin/qyolo_gpu_tests" --gtest_color=no \
+      --gtest_filter="${QYOLO_TESTS_FILTER:-*}${QYOLO_TESTS_FIRST:+-$QYOLO_TESTS_FIRST}" 2>&1 | tee "$out/gpu_tests.log" |
       grep -E '^\[ *(FAILED|PASSED|SKIPPED) *\]|^\[(fp|yolov|NMS)|^NMS|Failure|error|Expected|Which is|max abs|: ' | head -150
     [ "${PIPESTATUS[0]}" -eq 0 ] || rc=1
   fi

@@ -12,6 +12,7 @@
 #include "onnx/onnx_import.h"
 #include "passes/passes.h"
 #include "quant/quant_params.h"
+#include "passes/image_input.h"
 #include "quant/quantize_graph.h"
 #include "yolo/postprocess.h"
 
@@ -551,6 +552,86 @@ TEST(CudaInt8, Fp16StemWritesTheInt8CopyItsReaderTakes) {
     EXPECT_EQ(count_in((*int8_stem)->summary(), "[int8 "), 2u) << (*int8_stem)->summary();
     std::printf("fp16 stem -> int8 (%s): max abs err %.4g of %.4g against the CPU\n", also_half ? "+half" : "int8 only",
                 d.max_abs_err, d.max_abs_ref);
+  }
+}
+
+// --int8 --fp16 with the uint8 image input: the stem is an INT8 conv of the plan, run by the direct
+// stem kernel on the bytes themselves (u8 x s8, int32 sums; int8_image_stem). Reference: the CPU
+// running the same bytes graph with the stem in float on the weights the kernel quantises (per
+// channel, symmetric): that is the kernel's arithmetic up to fp32 summation order, and the reader
+// then quantises the same values. Off, the stem is the FP16 one (also close).
+TEST(CudaInt8, ImageStemRunsInt8OnTheBytes) {
+  QYOLO_REQUIRE_INT8_GPU();
+  std::mt19937 rng(test_seed() + 23);
+  SCOPED_TRACE("seed " + std::to_string(test_seed()));
+  const int64_t n = 2, h = 64, w = 96, k = 32;
+  const float ws = 1.0f / std::sqrt(3.0f * 36.0f);
+  const Tensor stem_w = random_tensor({k, 3, 6, 6}, rng, -ws, ws);
+  Tensor stem_w_q = stem_w;  // fake-quantised per output channel as the kernel does
+  {
+    float* v = stem_w_q.data<float>();
+    const int64_t per = 3 * 6 * 6;
+    for (int64_t c = 0; c < k; ++c) {
+      float amax = 0.f;
+      for (int64_t j = 0; j < per; ++j) amax = std::max(amax, std::fabs(v[c * per + j]));
+      const float s = scale_from_amax(amax);
+      for (int64_t j = 0; j < per; ++j) v[c * per + j] = static_cast<float>(quantize_int8(v[c * per + j], s)) * s;
+    }
+  }
+  const Tensor stem_b = random_tensor({k}, rng, -0.2f, 0.2f);
+  const std::mt19937 reader_rng = rng;
+  auto make = [&](bool stem_int8, const Tensor& weights) -> Result<SpecializedGraph> {
+    std::mt19937 r = reader_rng;  // the same reader conv in both graphs
+    GraphSpec spec;
+    spec.inputs = {{"x", {n, 3, h, w}}};
+    spec.constants["s_w"] = weights;
+    spec.constants["s_b"] = stem_b;
+    std::map<std::string, AttrValue> attrs = {{"kernel_shape", std::vector<int64_t>{6, 6}},
+                                              {"strides", std::vector<int64_t>{2, 2}},
+                                              {"pads", std::vector<int64_t>{2, 2, 2, 2}},
+                                              {"qyolo_activation", std::string("silu")}};
+    if (stem_int8) attrs["qyolo_input_scale"] = scale_from_amax(1.0f);
+    spec.nodes.push_back(make_node("Conv", {"x", "s_w", "s_b"}, {"s"}, attrs));
+    add_int8_silu_conv(spec, r, {"s"}, "y", k, k, 3, 1.5f);
+    spec.outputs = {"y"};
+    QYOLO_ASSIGN_OR_RETURN(SpecializedGraph sg, specialize_spec(spec));
+    QYOLO_RETURN_IF_ERROR(use_uint8_image_input(sg, "x"));
+    return sg;
+  };
+  auto sg = make(true, stem_w);
+  auto sg_ref = make(false, stem_w_q);
+  ASSERT_TRUE(sg.is_ok()) << sg.status().to_string();
+  ASSERT_TRUE(sg_ref.is_ok()) << sg_ref.status().to_string();
+  Tensor bytes(DataType::kUInt8, {n, h, w, 3});
+  for (int64_t i = 0; i < bytes.numel(); ++i) bytes.data<uint8_t>()[i] = static_cast<uint8_t>(rng() & 0xFF);
+  std::map<std::string, Tensor> inputs{{"x", bytes}}, ref;
+  ASSERT_NO_FATAL_FAILURE(cpu_reference(*sg_ref, inputs, ref));
+
+  for (bool int8_stem : {true, false}) {
+    SCOPED_TRACE(int8_stem ? "INT8 image stem" : "FP16 image stem");
+    CudaBuildOptions opt = all_int8_options(true);
+    opt.int8_image_stem = int8_stem;
+    auto gpu = CudaExecutor::build(*sg, opt);
+    ASSERT_TRUE(gpu.is_ok()) << gpu.status().to_string();
+    const std::string summary = (*gpu)->summary();
+    EXPECT_NE(summary.find("(uint8 image)"), std::string::npos) << summary;
+    EXPECT_EQ(summary.find("u8.s8 (INT8)") != std::string::npos, int8_stem) << summary;
+    EXPECT_EQ(count_in(summary, "quantize '"), 0u) << summary;
+    const auto& precisions = (*gpu)->conv_precisions();
+    ASSERT_EQ(precisions.size(), 2u);
+    size_t int8_convs = 0;
+    for (const auto& [name, p] : precisions) int8_convs += p == NodePrecision::kInt8;
+    EXPECT_EQ(int8_convs, int8_stem ? 2u : 1u) << summary;
+    std::map<std::string, Tensor> got;
+    ASSERT_TRUE(run_gpu_poisoned(**gpu, inputs, got).is_ok());
+    const Diff d = compare(got.at("y"), ref.at("y"));
+    EXPECT_EQ(d.nan_count, 0) << summary;
+    // The INT8 stem is the reference's arithmetic (half only in the reader's output); the FP16 stem
+    // uses the unquantised weights, so it differs by the weight rounding too.
+    EXPECT_LE(d.rel(), int8_stem ? 1e-2 : 3e-2) << "max abs err " << d.max_abs_err << " of " << d.max_abs_ref << "\n"
+                                                << summary;
+    std::printf("image stem %s: max abs err %.4g of %.4g against the CPU on the quantised stem weights\n",
+                int8_stem ? "INT8" : "FP16", d.max_abs_err, d.max_abs_ref);
   }
 }
 

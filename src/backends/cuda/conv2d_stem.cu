@@ -6,9 +6,14 @@
 // image -> half space-to-depth pass costs a full read and write of the image. In INT8 builds with half
 // between layers the stem stays FP16 and also (or only) writes the int8 copy its INT8 readers take,
 // quantised from the fp32 epilogue value (fuse_quantized_output), so no quantize pass follows it.
+// With the uint8 image input the stem can instead be an INT8 conv of the plan (int8_image_stem):
+// the same kernel reads the bytes as unsigned 8-bit values and multiplies them with per-channel
+// s8 weights on mma.sync m16n8k32 (int32 accumulation): one 32-bit fragment word is a whole
+// pixel (3 bytes + a zero), so a k32 step needs the shared loads of a k16 step of the f16 path.
 //
 // GEMM view: M = output pixels, N = the K output channels, reduction k = (r * S + s) * 4 + c with the
-// input channels padded to 4 (zeros) and k padded to Kp = round_up(R * S * 4, 16) (zero weights).
+// input channels padded to 4 (zeros) and k padded to Kp = round_up(R * S * 4, 16) (zero weights;
+// 32 in the INT8 form).
 // A CTA (8 warps) computes an 8 x 32 tile of output pixels of one image; warp w computes tile row w
 // (two m16 tiles of consecutive columns) for all K channels. The CTA stages its input patch in shared
 // memory as half, 4 channels (8 bytes) per pixel with out-of-image pixels zero (the padding), so an
@@ -16,13 +21,16 @@
 // weights ([K][Kp] half) sit in shared memory too, rows padded by 8 halves (conflict-free B loads).
 #include <cuda_fp16.h>
 
+#include <algorithm>
 #include <cmath>
 #include <sstream>
+#include <type_traits>
 #include <vector>
 
 #include "backends/cuda/cuda_common.cuh"
 #include "backends/cuda/cuda_kernel.h"
 #include "ir/ops/conv2d.h"
+#include "quant/quant_params.h"
 
 namespace qyolo::cuda {
 
@@ -38,14 +46,17 @@ struct StemParams {
   const uint8_t* xb;  // or NHWC [N][H][W][C] uint8 (the image's bytes: InputFormat::kUint8Nhwc)
   float in_scale;     // the accumulator's factor before the bias: 1, or 1 / 255 for the bytes
   const __half* wt;   // [K][kp] at k = (tap row * S + tap col) * 4 + c; zeros for c >= C and k >= R * S * 4
+  const int8_t* wq;   // INT8 form: the same layout in s8 (per-channel scales in acc_scale)
+  const float* acc_scale;  // INT8 form: [K] accumulator factors, weight scale / 255
   const float* bias;  // [K] (zeros when the conv has none)
   __half* y;          // NHWC, element (n, k, oy, ox) at ((n * oh + oy) * ow + ox) * pitch + k; null: not written
   int8_t* y8;         // int8 NHWC copy, K channels per pixel (K % 16 == 0); null: not written
   float inv_scale;    // 1 / its quantisation scale
+  int pitch8;         // bytes between pixels of y8: K, or more when it is a channel slice of a concat
   int c, h, w;        // input channels (<= 4) and size
   int oh, ow;
   int r, s, stride, pad_h, pad_w;
-  int kp;      // padded GEMM depth (multiple of 16)
+  int kp;      // padded GEMM depth (multiple of 16; of 32 in the INT8 form)
   int ph, pw;  // input patch of a CTA: (kTileH - 1) * stride + r rows, (kTileW - 1) * stride + s columns
   int pitch;   // halves between output pixels: K, or more when y is a channel slice of a concat
   int act;     // Act
@@ -63,8 +74,19 @@ __host__ __device__ constexpr int tap_smem_bytes(int kp) {
 __host__ __device__ constexpr int smem_bytes(int k, int kp, int ph, int pw) {
   return weight_smem_bytes(k, kp) + tap_smem_bytes(kp) + ph * pw * 8;
 }
+// The INT8 form: weights [K][kp + 16] s8 (rows 16 bytes apart in banks: conflict-free B loads), the
+// tap table [kp / 4] int, the patch [ph][pw] x 4 bytes.
+__host__ __device__ constexpr int weight_smem_bytes_int8(int k, int kp) {
+  return k * (kp + 16);
+}
+__host__ __device__ constexpr int tap_smem_bytes_int8(int kp) {
+  return (kp / 4 * 4 + 15) / 16 * 16;
+}
+__host__ __device__ constexpr int smem_bytes_int8(int k, int kp, int ph, int pw) {
+  return weight_smem_bytes_int8(k, kp) + tap_smem_bytes_int8(kp) + ph * pw * 4;
+}
 
-__device__ __forceinline__ void mma_f16(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+__device__ __forceinline__ void mma_tile(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
   asm volatile(
       "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
@@ -76,14 +98,29 @@ __device__ __forceinline__ void mma_f16(float (&d)[4], const uint32_t (&a)[4], u
 #endif
 }
 
+// u8 (the image bytes) x s8 (weights) -> s32: A row-major 16 x 32, B column-major 32 x 8.
+__device__ __forceinline__ void mma_tile(int (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  asm volatile(
+      "mma.sync.aligned.m16n8k32.row.col.s32.u8.s8.s32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+      "{%0,%1,%2,%3};\n"
+      : "+r"(d[0]), "+r"(d[1]), "+r"(d[2]), "+r"(d[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+#else
+  __trap();
+#endif
+}
+
 __device__ __forceinline__ uint32_t pack_half2(float lo, float hi) {
   __half2 h = __floats2half2_rn(lo, hi);
   return *reinterpret_cast<uint32_t*>(&h);
 }
 
-// One k16 step of the warp's 32 x K tile. CHECK: the step reaches into the k padding (tap -1 reads 0).
-template <int NT, bool CHECK>
-__device__ __forceinline__ void mma_step(float (&acc)[2][NT][4], const uint32_t* __restrict__ patch,
+// One k step of the warp's 32 x K tile (k16 in half: a 32-bit word is a channel pair; k32 in the
+// INT8 form: a word is a pixel's 4 channels; the fragment indexing is the same). CHECK: the step
+// reaches into the k padding (tap -1 reads 0).
+template <int NT, bool CHECK, typename Acc>
+__device__ __forceinline__ void mma_step(Acc (&acc)[2][NT][4], const uint32_t* __restrict__ patch,
                                          const uint32_t* __restrict__ wrow, const int* __restrict__ tap,
                                          const int (&a_base)[2][2], int ks, int q, int ldw32) {
   // This thread's k pairs: j = ks * 8 + q (a0/a1, b0) and j + 4 (a2/a3, b1).
@@ -110,8 +147,8 @@ __device__ __forceinline__ void mma_step(float (&acc)[2][NT][4], const uint32_t*
   for (int nt = 0; nt < NT; ++nt) {
     const uint32_t* b = wrow + nt * 8 * ldw32 + ks * 8;
     const uint32_t b0 = b[0], b1 = b[4];
-    mma_f16(acc[0][nt], a[0], b0, b1);
-    mma_f16(acc[1][nt], a[1], b0, b1);
+    mma_tile(acc[0][nt], a[0], b0, b1);
+    mma_tile(acc[1][nt], a[1], b0, b1);
   }
 }
 
@@ -157,40 +194,49 @@ __device__ __forceinline__ void cp_async16_stem(void* smem, const void* src) {
 // CTA stages its weights and its fp32 input patch with every load in flight at once, no registers
 // held; the register-staged path waits for ~3 round trips of kLoadUnroll x C loads per thread),
 // then converts the fp32 patch to the half patch in shared memory), or the uint8 NHWC image
-// through registers (bytes are exact in half; the 1 / 255 is applied to the accumulator).
-enum class StemSource { kFloat, kFloatAsync, kBytes };
+// through registers (bytes are exact in half; the 1 / 255 is applied to the accumulator), or the
+// bytes as unsigned 8-bit values for the INT8 form.
+enum class StemSource { kFloat, kFloatAsync, kBytes, kBytesInt8 };
 
 template <int NT, StemSource SRC>
 __global__ void __launch_bounds__(kThreads, kMinBlocks(NT)) conv_stem_kernel(StemParams p) {
   constexpr bool ASYNC = SRC == StemSource::kFloatAsync;
+  constexpr bool INT8 = SRC == StemSource::kBytesInt8;
+  constexpr int kWordsPerPixel = INT8 ? 1 : 2;  // 32-bit patch words per pixel (4 channels)
+  constexpr int kStepK = INT8 ? 32 : 16;        // k per mma
+  constexpr int kKPerWord = INT8 ? 4 : 2;
   await_producers();
   constexpr int K = NT * 8;
   extern __shared__ __align__(16) uint8_t smem[];
   const int tid = threadIdx.x;
-  const int ldw = p.kp + 8;  // halves per weight row in shared memory
-  __half* wsm = reinterpret_cast<__half*>(smem);
-  int* tap = reinterpret_cast<int*>(smem + weight_smem_bytes(K, p.kp));
-  uint2* patch = reinterpret_cast<uint2*>(smem + weight_smem_bytes(K, p.kp) + tap_smem_bytes(p.kp));
+  const int w_bytes = INT8 ? weight_smem_bytes_int8(K, p.kp) : weight_smem_bytes(K, p.kp);
+  const int ldw_bytes = w_bytes / K;              // bytes per weight row in shared memory
+  const int row_bytes = INT8 ? p.kp : p.kp * 2;  // bytes per weight row in global memory
+  const uint8_t* wsrc = INT8 ? reinterpret_cast<const uint8_t*>(p.wq) : reinterpret_cast<const uint8_t*>(p.wt);
+  int* tap = reinterpret_cast<int*>(smem + w_bytes);
+  uint8_t* patch_base = smem + w_bytes + (INT8 ? tap_smem_bytes_int8(p.kp) : tap_smem_bytes(p.kp));
+  uint2* patch = reinterpret_cast<uint2*>(patch_base);
   const int ox0 = blockIdx.x * kTileW, oy0 = blockIdx.y * kTileH, img = blockIdx.z;
 
-  // Weights, 16-byte chunks (kp % 8 == 0; rows are 16-byte aligned in both layouts).
-  const int chunks = p.kp / 8;
+  // Weights, 16-byte chunks (rows are 16-byte aligned in both layouts).
+  const int chunks = row_bytes / 16;
   for (int i = tid; i < K * chunks; i += kThreads) {
-    const int row = i / chunks, col = (i - row * chunks) * 8;
+    const int row = i / chunks, col = (i - row * chunks) * 16;
     if constexpr (ASYNC)
-      cp_async16_stem(wsm + row * ldw + col, p.wt + row * p.kp + col);
+      cp_async16_stem(smem + row * ldw_bytes + col, wsrc + row * row_bytes + col);
     else
-      *reinterpret_cast<uint4*>(wsm + row * ldw + col) = *reinterpret_cast<const uint4*>(p.wt + row * p.kp + col);
+      *reinterpret_cast<uint4*>(smem + row * ldw_bytes + col) =
+          *reinterpret_cast<const uint4*>(wsrc + row * row_bytes + col);
   }
-  // Word offset of k pair j = k / 2 within the patch, relative to the output pixel's window corner;
-  // -1 in the k padding.
+  // Word offset of the k group j = k / kKPerWord within the patch, relative to the output pixel's
+  // window corner; -1 in the k padding.
   const int rs4 = p.r * p.s * 4;
-  for (int j = tid; j < p.kp / 2; j += kThreads) {
-    const int k = 2 * j;
+  for (int j = tid; j < p.kp / kKPerWord; j += kThreads) {
+    const int k = kKPerWord * j;
     int off = -1;
     if (k < rs4) {
       const int t = k >> 2, rr = t / p.s, ss = t - rr * p.s;
-      off = (rr * p.pw + ss) * 2 + ((k & 3) >> 1);
+      off = (rr * p.pw + ss) * kWordsPerPixel + (INT8 ? 0 : (k & 3) >> 1);
     }
     tap[j] = off;
   }
@@ -220,6 +266,33 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks(NT)) conv_stem_kernel(Ste
       const float f0 = stage[i], f1 = p.c > 1 ? stage[cpw + i] : 0.f, f2 = p.c > 2 ? stage[2 * cpw + i] : 0.f,
                   f3 = p.c > 3 ? stage[3 * cpw + i] : 0.f;
       patch[i] = make_uint2(pack_half2(f0, f1), pack_half2(f2, f3));
+    }
+  } else if constexpr (INT8) {
+    // The bytes as they are: one 32-bit word per pixel (C <= 4 bytes, zeros above), rows of
+    // consecutive columns per warp as in the kBytes path.
+    const int iy0 = oy0 * p.stride - p.pad_h, ix0 = ox0 * p.stride - p.pad_w;
+    const uint8_t* __restrict__ xi = p.xb + static_cast<int64_t>(img) * p.h * p.w * p.c;
+    uint32_t* patch_words = reinterpret_cast<uint32_t*>(patch_base);
+    const int lane = tid & 31;
+    for (int pr = tid >> 5; pr < p.ph; pr += kThreads / 32) {
+      const int iy = iy0 + pr;
+      const bool row_in = static_cast<unsigned>(iy) < static_cast<unsigned>(p.h);
+      uint32_t v[kLoadUnroll];
+#pragma unroll
+      for (int u = 0; u < kLoadUnroll; ++u) {
+        const int pc = u * 32 + lane, ix = ix0 + pc;
+        const bool in = row_in && pc < p.pw && static_cast<unsigned>(ix) < static_cast<unsigned>(p.w);
+        const uint8_t* px = xi + (in ? (static_cast<int64_t>(iy) * p.w + ix) * p.c : 0);
+        v[u] = 0u;
+#pragma unroll
+        for (int c = 0; c < 4; ++c)
+          if (in && c < p.c) v[u] |= static_cast<uint32_t>(__ldg(px + c)) << (8 * c);
+      }
+#pragma unroll
+      for (int u = 0; u < kLoadUnroll; ++u) {
+        const int pc = u * 32 + lane;
+        if (pc < p.pw) patch_words[pr * p.pw + pc] = v[u];
+      }
     }
   } else if constexpr (SRC == StemSource::kBytes) {
     // The input patch from the bytes: one pixel's C (<= 4) bytes are adjacent; lanes take
@@ -291,29 +364,36 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks(NT)) conv_stem_kernel(Ste
   for (int mt = 0; mt < 2; ++mt)
 #pragma unroll
     for (int hh = 0; hh < 2; ++hh)
-      a_base[mt][hh] = (warp * p.stride * p.pw + (mt * 16 + hh * 8 + g) * p.stride) * 2;
-  const uint32_t* patch32 = reinterpret_cast<const uint32_t*>(patch);
-  const int ldw32 = ldw / 2;
-  // B fragments: n = nt * 8 + g, k pair j (b0) and j + 4 (b1).
-  const uint32_t* wrow = reinterpret_cast<const uint32_t*>(wsm) + g * ldw32 + q;
+      a_base[mt][hh] = (warp * p.stride * p.pw + (mt * 16 + hh * 8 + g) * p.stride) * kWordsPerPixel;
+  const uint32_t* patch32 = reinterpret_cast<const uint32_t*>(patch_base);
+  const int ldw32 = ldw_bytes / 4;
+  // B fragments: n = nt * 8 + g, k group j (b0) and j + 4 (b1).
+  const uint32_t* wrow = reinterpret_cast<const uint32_t*>(smem) + g * ldw32 + q;
 
-  float acc[2][NT][4];
+  using Acc = std::conditional_t<INT8, int, float>;
+  Acc acc[2][NT][4];
 #pragma unroll
   for (int mt = 0; mt < 2; ++mt)
 #pragma unroll
     for (int nt = 0; nt < NT; ++nt)
 #pragma unroll
-      for (int e = 0; e < 4; ++e) acc[mt][nt][e] = 0.f;
+      for (int e = 0; e < 4; ++e) acc[mt][nt][e] = Acc(0);
 
-  const int full = rs4 / 16;  // k steps without padding
+  const int full = rs4 / kStepK;  // k steps without padding
   for (int ks = 0; ks < full; ++ks) mma_step<NT, false>(acc, patch32, wrow, tap, a_base, ks, q, ldw32);
-  if (full * 16 < p.kp) mma_step<NT, true>(acc, patch32, wrow, tap, a_base, full, q, ldw32);
+  if (full * kStepK < p.kp) mma_step<NT, true>(acc, patch32, wrow, tap, a_base, full, q, ldw32);
 
   // Epilogue: bias, activation, half; quad transposes turn the fragments' 4-byte channel pairs into
   // 16-byte (or 8-byte) runs per lane, so each quad writes a pixel's channels contiguously.
-  float2 bias[NT];
+  // Accumulator factors: 1 or 1 / 255 (half), weight scale / 255 per channel (INT8 form; int32
+  // sums below 2^24 are exact in fp32: 255 x 127 x R x S x 4 for R x S <= 64).
+  float2 bias[NT], acc_scale[NT];
 #pragma unroll
-  for (int nt = 0; nt < NT; ++nt) bias[nt] = *reinterpret_cast<const float2*>(p.bias + nt * 8 + 2 * q);
+  for (int nt = 0; nt < NT; ++nt) {
+    bias[nt] = *reinterpret_cast<const float2*>(p.bias + nt * 8 + 2 * q);
+    acc_scale[nt] = INT8 ? *reinterpret_cast<const float2*>(p.acc_scale + nt * 8 + 2 * q)
+                         : make_float2(p.in_scale, p.in_scale);
+  }
   const Act act = static_cast<Act>(p.act);
   const int64_t row_px = (static_cast<int64_t>(img) * p.oh + oy) * p.ow;
   const bool write_half = p.y != nullptr, write_int8 = p.y8 != nullptr;  // uniform over the grid
@@ -327,8 +407,10 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks(NT)) conv_stem_kernel(Ste
       uint32_t v[NT], v8[NT];
 #pragma unroll
       for (int nt = 0; nt < NT; ++nt) {
-        const float f0 = apply_act_fast(act, fmaf(acc[mt][nt][2 * hh], p.in_scale, bias[nt].x), p.alpha);
-        const float f1 = apply_act_fast(act, fmaf(acc[mt][nt][2 * hh + 1], p.in_scale, bias[nt].y), p.alpha);
+        const float f0 =
+            apply_act_fast(act, fmaf(static_cast<float>(acc[mt][nt][2 * hh]), acc_scale[nt].x, bias[nt].x), p.alpha);
+        const float f1 = apply_act_fast(
+            act, fmaf(static_cast<float>(acc[mt][nt][2 * hh + 1]), acc_scale[nt].y, bias[nt].y), p.alpha);
         v[nt] = pack_half2(f0, f1);
         v8[nt] = write_int8 ? static_cast<uint32_t>(static_cast<uint8_t>(quantize_s8_fast(f0, p.inv_scale))) |
                                   static_cast<uint32_t>(static_cast<uint8_t>(quantize_s8_fast(f1, p.inv_scale))) << 8
@@ -354,7 +436,7 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks(NT)) conv_stem_kernel(Ste
         if constexpr (NT > kG2) *reinterpret_cast<uint32_t*>(yp + kG2 * 8 + 2 * q) = v[kG2];
       }
       if (write_int8) {  // same channel runs, a byte per channel
-        int8_t* yp = p.y8 + (row_px + ox) * (NT * 8);
+        int8_t* yp = p.y8 + (row_px + ox) * p.pitch8;
         auto pair = [](uint32_t lo, uint32_t hi) { return (lo & 0xffffu) | (hi << 16); };
 #pragma unroll
         for (int jb = 0; jb < kG4; jb += 4)
@@ -379,6 +461,8 @@ StemKernelFn stem_kernel(StemSource src, int64_t k) {
       return kStemKernelsOf<StemSource::kFloatAsync>[i];
     case StemSource::kBytes:
       return kStemKernelsOf<StemSource::kBytes>[i];
+    case StemSource::kBytesInt8:
+      return kStemKernelsOf<StemSource::kBytesInt8>[i];
     default:
       return kStemKernelsOf<StemSource::kFloat>[i];
   }
@@ -391,6 +475,8 @@ Act to_act(FusedActivation f) { return static_cast<Act>(static_cast<int>(f)); }
 
 class ConvStemKernel final : public CudaKernel {
  public:
+  explicit ConvStemKernel(bool int8) : int8_(int8) {}
+
   Status prepare(PrepareContext& ctx, const Node& node, std::span<const TensorInfo* const> in,
                  std::span<const TensorInfo> out) override {
     const std::string name = node.describe();
@@ -430,17 +516,20 @@ class ConvStemKernel final : public CudaKernel {
         (OH + kTileH - 1) / kTileH > 65535 || OW >= (int64_t{1} << 30))
       return unsupported(name + ": problem size outside the direct stem conv's limits");
 
-    const int kp = static_cast<int>((R * S * 4 + 15) / 16 * 16);
+    const int kstep = int8_ ? 32 : 16;
+    const int kp = static_cast<int>((R * S * 4 + kstep - 1) / kstep * kstep);
     const int ph = (kTileH - 1) * stride + static_cast<int>(R),
               pw = (kTileW - 1) * stride + static_cast<int>(S);
-    async_ = ctx.options != nullptr && ctx.options->stem_async_staging;
-    smem_ = smem_bytes(static_cast<int>(K), kp, ph, pw) + (async_ ? static_cast<int>(C * ph * pw * 4) : 0);
+    async_ = !int8_ && ctx.options != nullptr && ctx.options->stem_async_staging;
+    smem_ = int8_ ? smem_bytes_int8(static_cast<int>(K), kp, ph, pw)
+                  : smem_bytes(static_cast<int>(K), kp, ph, pw) + (async_ ? static_cast<int>(C * ph * pw * 4) : 0);
     const int optin = ctx.prop != nullptr ? static_cast<int>(ctx.prop->sharedMemPerBlockOptin) : 48 * 1024;
     if (smem_ > optin)
       return unsupported(name + ": the direct stem conv needs " + std::to_string(smem_) +
                          " bytes of shared memory (" + std::to_string(optin) + " available)");
-    kernel_ = stem_kernel(async_ ? StemSource::kFloatAsync : StemSource::kFloat, K);
-    if (smem_ > 48 * 1024)
+    // The INT8 form runs on the bytes only: its kernel is set by read_image_bytes.
+    kernel_ = int8_ ? nullptr : stem_kernel(async_ ? StemSource::kFloatAsync : StemSource::kFloat, K);
+    if (kernel_ != nullptr && smem_ > 48 * 1024)
       QYOLO_CUDA_CHECK(cudaFuncSetAttribute(kernel_, cudaFuncAttributeMaxDynamicSharedMemorySize, smem_));
 
     // Weights [K][C][R][S] -> half [K][kp] at k = (r * S + s) * 4 + c; zeros for c >= C and past R * S * 4.
@@ -459,15 +548,42 @@ class ConvStemKernel final : public CudaKernel {
       bf = b->constant->to_float_vector();
       if (bf.size() != static_cast<size_t>(K)) return invalid_argument(name + ": bias size mismatch");
     }
-    QYOLO_ASSIGN_OR_RETURN(weights_, DeviceBuffer::allocate(wh.size() * 2));
-    QYOLO_RETURN_IF_ERROR(weights_.upload(wh.data(), wh.size() * 2));
+    if (int8_) {
+      // Per-output-channel symmetric s8 weights (as the INT8 conv kernel quantises them), same
+      // layout; the accumulator of bytes x s8 times scale / 255 is the conv on the float image.
+      std::vector<int8_t> wq(static_cast<size_t>(K * kp), 0);
+      std::vector<float> acc_scale(static_cast<size_t>(K), 0.f);
+      for (int64_t k = 0; k < K; ++k) {
+        float amax = 0.f;
+        for (int64_t j = 0; j < C * R * S; ++j) amax = std::max(amax, std::fabs(wf[static_cast<size_t>(k * C * R * S + j)]));
+        const float sw = scale_from_amax(amax);
+        acc_scale[static_cast<size_t>(k)] = sw / 255.f;
+        for (int64_t c = 0; c < C; ++c)
+          for (int64_t r = 0; r < R; ++r)
+            for (int64_t s = 0; s < S; ++s)
+              wq[static_cast<size_t>(k * kp + (r * S + s) * 4 + c)] =
+                  quantize_int8(wf[static_cast<size_t>(((k * C + c) * R + r) * S + s)], sw);
+      }
+      QYOLO_ASSIGN_OR_RETURN(weights_, DeviceBuffer::allocate(wq.size()));
+      QYOLO_RETURN_IF_ERROR(weights_.upload(wq.data(), wq.size()));
+      QYOLO_ASSIGN_OR_RETURN(acc_scale_, DeviceBuffer::allocate(acc_scale.size() * 4));
+      QYOLO_RETURN_IF_ERROR(acc_scale_.upload(acc_scale.data(), acc_scale.size() * 4));
+    } else {
+      QYOLO_ASSIGN_OR_RETURN(weights_, DeviceBuffer::allocate(wh.size() * 2));
+      QYOLO_RETURN_IF_ERROR(weights_.upload(wh.data(), wh.size() * 2));
+    }
     QYOLO_ASSIGN_OR_RETURN(bias_, DeviceBuffer::allocate(bf.size() * 4));
     QYOLO_RETURN_IF_ERROR(bias_.upload(bf.data(), bf.size() * 4));
-    if (ctx.weight_bytes) *ctx.weight_bytes += weights_.size() + bias_.size();
+    if (ctx.weight_bytes) *ctx.weight_bytes += weights_.size() + bias_.size() + acc_scale_.size();
 
     const Act act = to_act(a.activation);
     p_ = StemParams{};
-    p_.wt = weights_.as<__half>();
+    if (int8_) {
+      p_.wq = weights_.as<int8_t>();
+      p_.acc_scale = acc_scale_.as<float>();
+    } else {
+      p_.wt = weights_.as<__half>();
+    }
     p_.in_scale = 1.f;
     p_.bias = bias_.as<float>();
     p_.c = static_cast<int>(C), p_.h = static_cast<int>(H), p_.w = static_cast<int>(W);
@@ -476,6 +592,7 @@ class ConvStemKernel final : public CudaKernel {
     p_.pad_h = static_cast<int>(a.window.pads_begin[0]), p_.pad_w = static_cast<int>(a.window.pads_begin[1]);
     p_.kp = kp, p_.ph = ph, p_.pw = pw;
     p_.pitch = static_cast<int>(K);
+    p_.pitch8 = static_cast<int>(K);
     p_.act = static_cast<int>(act);
     p_.alpha = a.activation_alpha;
     k_ = static_cast<int>(K);
@@ -486,9 +603,11 @@ class ConvStemKernel final : public CudaKernel {
 
   // Concat in place: y is a channel slice of a wider NHWC buffer. pitch % 8 == 0 keeps the 16-byte
   // stores aligned (the executor places slices at 16-byte channel offsets).
+  // Output 1 (the int8 copy) likewise, at 16-byte channel offsets.
   bool set_output_pitch(PrepareContext&, int index, int64_t pitch) override {
-    if (index != 0 || pitch < k_ || pitch % 8 != 0 || pitch > (int64_t{1} << 30)) return false;
-    p_.pitch = static_cast<int>(pitch);
+    if (index < 0 || index > 1 || pitch < k_ || pitch % (index == 0 ? 8 : 16) != 0 || pitch > (int64_t{1} << 30))
+      return false;
+    (index == 0 ? p_.pitch : p_.pitch8) = static_cast<int>(pitch);
     return true;
   }
 
@@ -497,12 +616,12 @@ class ConvStemKernel final : public CudaKernel {
   bool read_image_bytes(PrepareContext&) override {
     if (async_ || bytes_) return false;
     bytes_ = true;
-    kernel_ = stem_kernel(StemSource::kBytes, k_);
+    kernel_ = stem_kernel(int8_ ? StemSource::kBytesInt8 : StemSource::kBytes, k_);
     if (smem_ > 48 * 1024 &&
         cudaFuncSetAttribute(kernel_, cudaFuncAttributeMaxDynamicSharedMemorySize, smem_) != cudaSuccess) {
       (void)cudaGetLastError();
       bytes_ = false;
-      kernel_ = stem_kernel(StemSource::kFloat, k_);
+      kernel_ = int8_ ? nullptr : stem_kernel(StemSource::kFloat, k_);
       return false;
     }
     p_.in_scale = 1.f / 255.f;
@@ -519,6 +638,13 @@ class ConvStemKernel final : public CudaKernel {
     return true;
   }
 
+  Status finalize(PrepareContext&, std::span<const bool>) override {
+    if (kernel_ == nullptr)
+      return internal_error("the INT8 image stem conv reads the uint8 image bytes, but its input is not the engine's "
+                            "uint8 image (read_image_bytes was not applied)");
+    return Status::ok();
+  }
+
   Status enqueue(const LaunchContext& ctx, std::span<const void* const> in,
                  std::span<void* const> out) override {
     StemParams p = p_;
@@ -528,7 +654,7 @@ class ConvStemKernel final : public CudaKernel {
       p.x = static_cast<const float*>(in[0]);
     p.y = static_cast<__half*>(out[0]);  // null when only the int8 copy is read
     p.y8 = quantized_ && out.size() > 1 ? static_cast<int8_t*>(out[1]) : nullptr;
-    if (in[0] == nullptr || (p.y == nullptr && p.y8 == nullptr) ||
+    if (kernel_ == nullptr || in[0] == nullptr || (p.y == nullptr && p.y8 == nullptr) ||
         reinterpret_cast<uintptr_t>(p.y) % 16 != 0 || reinterpret_cast<uintptr_t>(p.y8) % 16 != 0)
       return internal_error("direct stem conv: missing or misaligned input/output");
     launch_kernel(kernel_, grid_, kThreads, static_cast<size_t>(smem_), ctx.stream, ctx.programmatic, p);
@@ -538,9 +664,9 @@ class ConvStemKernel final : public CudaKernel {
 
   std::string info() const override {
     std::ostringstream os;
-    os << "direct stem mma.sync f16 tile " << kTileH << "x" << kTileW << (async_ ? " cp.async" : "")
+    os << "direct stem mma.sync " << (int8_ ? "u8.s8 (INT8)" : "f16") << " tile " << kTileH << "x" << kTileW << (async_ ? " cp.async" : "")
        << (bytes_ ? " uint8 NHWC image" : "") << " smem=" << smem_ << "B";
-    if (p_.pitch != k_) os << " pitched";
+    if (p_.pitch != k_ || p_.pitch8 != k_) os << " pitched";
     if (quantized_) os << " ->int8 scale=" << scale_;
     return os.str();
   }
@@ -548,10 +674,10 @@ class ConvStemKernel final : public CudaKernel {
  private:
   StemKernelFn kernel_ = nullptr;
   int smem_ = 0, k_ = 0;
-  bool quantized_ = false, async_ = false, bytes_ = false;
+  bool int8_ = false, quantized_ = false, async_ = false, bytes_ = false;
   float scale_ = 0.f;
   dim3 grid_;
-  DeviceBuffer weights_, bias_;
+  DeviceBuffer weights_, bias_, acc_scale_;
   StemParams p_{};
 };
 
@@ -577,7 +703,11 @@ bool conv2d_stem_supports(const Shape& x, const Shape& w, const ConvAttrs& a) {
 }
 
 Result<std::unique_ptr<CudaKernel>> make_cuda_conv2d_stem(const Node&) {
-  return std::unique_ptr<CudaKernel>(new ConvStemKernel());
+  return std::unique_ptr<CudaKernel>(new ConvStemKernel(false));
+}
+
+Result<std::unique_ptr<CudaKernel>> make_cuda_conv2d_image_stem_int8(const Node&) {
+  return std::unique_ptr<CudaKernel>(new ConvStemKernel(true));
 }
 
 }  // namespace qyolo::cuda

@@ -66,6 +66,11 @@ struct CudaBuildOptions {
   // uint8 image input (InputFormat::kUint8Nhwc): the direct stem conv reads the bytes itself and the
   // QyoloImageToFloat step goes (no float image in memory; bench_gpu --no-bytes-stem).
   bool stem_reads_bytes = true;
+  // --int8 --fp16 with the uint8 image input: the stem conv is an INT8 conv of the plan, run by the
+  // direct stem kernel on the bytes as they are (u8 image x s8 per-channel weights, mma.sync
+  // m16n8k32, int32 accumulation; the image's exact 1/255 grid instead of the calibrated int8
+  // scale). Off (bench_gpu --fp16-image-stem): the FP16 stem as with the float image.
+  bool int8_image_stem = true;
   // fp16 NHWC convs whose output channel count is not a multiple of 8 (the detect heads' 255)
   // compute up to the next multiple with zero weights (cuDNN is 2-3x faster); readers see a
   // strided view of the first channels.
@@ -281,6 +286,8 @@ Result<std::unique_ptr<CudaKernel>> make_cuda_conv2d_int8(const Node& node);
 // Direct fp16 stem conv (conv2d_stem.cu): fp32 NCHW input with <= 4 channels, fp16 NHWC output,
 // bias and activation fused, sm_80+; conv2d_stem_supports says which convs fit.
 Result<std::unique_ptr<CudaKernel>> make_cuda_conv2d_stem(const Node& node);
+// The INT8 form (int8_image_stem): needs read_image_bytes before it runs.
+Result<std::unique_ptr<CudaKernel>> make_cuda_conv2d_image_stem_int8(const Node& node);
 bool conv2d_stem_supports(const Shape& x, const Shape& w, const ConvAttrs& a);
 // Allocates the build's algorithm-search scratch (the largest size up to the workspace limit) once.
 void ensure_tuning_workspace(PrepareContext& ctx);

@@ -5,6 +5,7 @@
 
 #include "backends/cuda/executor_impl.h"
 #include "ir/ops/conv2d.h"
+#include "ir/ops/image_to_float.h"
 
 namespace qyolo {
 
@@ -39,10 +40,38 @@ bool CudaExecutor::Impl::int8_eligible(const Node& node) const {
 
 // --int8 --fp16: the conv on the image stays on the direct FP16 stem kernel (int8_fp16_stem).
 bool CudaExecutor::Impl::fp16_image_stem(const Node& node) const {
-  if (!ex.options_.int8_fp16 || !ex.options_.int8_fp16_stem || node.outputs.empty()) return false;
+  if (!ex.options_.int8_fp16 || !ex.options_.int8_fp16_stem || node.outputs.empty() || int8_image_stem(node))
+    return false;
   auto y = ex.graph_.values.find(node.outputs[0]);
   if (y == ex.graph_.values.end()) return false;
   return direct_stem(node, TensorInfo{DataType::kFloat16, y->second.shape, Layout::kNHWC, nullptr, {}});
+}
+
+// --int8 --fp16 with the uint8 image input (int8_image_stem): the conv whose input is the float
+// image of the bytes, read by nothing else, on the direct stem's geometry, feeding convs. Decided
+// from the graph alone (it is the same before and after the image step is lowered). It is an INT8
+// conv of the plan, fixed (no timing: its FP16 alternative is the FP16 stem on the same bytes).
+bool CudaExecutor::Impl::int8_image_stem(const Node& node) const {
+  const CudaBuildOptions& o = ex.options_;
+  if (o.precision != CudaPrecision::kInt8 || !o.int8_fp16 || !o.int8_image_stem || !o.stem_reads_bytes ||
+      !o.fp16_direct_stem || node.op_type != "Conv" || node.inputs.size() < 2 || node.outputs.empty() ||
+      pctx.prop->major < 8 || !reaches_conv.count(node.outputs[0]) || !node.has_attr("qyolo_input_scale"))
+    return false;
+  const Node* producer = nullptr;
+  int readers = 0;
+  for (const auto& n : ex.graph_.graph.nodes) {
+    if (std::find(n.outputs.begin(), n.outputs.end(), node.inputs[0]) != n.outputs.end()) producer = &n;
+    readers += static_cast<int>(std::count(n.inputs.begin(), n.inputs.end(), node.inputs[0]));
+  }
+  if (producer == nullptr || producer->op_type != kImageToFloatOp || readers != 1) return false;
+  auto x = ex.graph_.values.find(node.inputs[0]);
+  auto w = ex.graph_.values.find(node.inputs[1]);
+  if (x == ex.graph_.values.end() || w == ex.graph_.values.end() || !w->second.value ||
+      x->second.dtype != DataType::kFloat32 || x->second.shape.size() != 4 || w->second.shape.size() != 4 ||
+      w->second.shape[0] % 16 != 0)
+    return false;
+  auto a = ConvAttrs::parse(node, x->second.shape, w->second.shape);
+  return a.is_ok() && cuda::conv2d_stem_supports(x->second.shape, w->second.shape, *a);
 }
 
 // The direct fp16 stem kernel: a conv reading a plain fp32 value of <= 4 channels (the image).
@@ -135,7 +164,10 @@ Status CudaExecutor::Impl::choose_conv_precisions(PrecisionVariant variant) {
   for (const auto& n : g.nodes) {
     if (!int8_eligible(n)) continue;
     ConvTiming ct;
-    QYOLO_RETURN_IF_ERROR(measure_conv(n, ct).with_context(n.describe()));
+    if (int8_image_stem(n))
+      ct.t8 = 0.f;  // fixed INT8 (t16 < 0), no quantize pass
+    else
+      QYOLO_RETURN_IF_ERROR(measure_conv(n, ct).with_context(n.describe()));
     index[&n] = convs.size();
     convs.push_back(&n);
     t.push_back(ct);

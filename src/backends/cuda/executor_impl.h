@@ -84,6 +84,8 @@ struct CudaExecutor::Impl {
 
   // --int8 --fp16: the conv on the image stays on the direct FP16 stem kernel (int8_fp16_stem).
   bool fp16_image_stem(const Node& node) const;
+  // The conv on the uint8 engine input's float image, run INT8 by the direct stem kernel on the bytes.
+  bool int8_image_stem(const Node& node) const;
 
   // The direct fp16 stem kernel: a conv reading a plain fp32 value of <= 4 channels (the image).
   bool direct_stem(const Node& node, const TensorInfo& out) const;

@@ -206,6 +206,7 @@ Status CudaExecutor::Impl::add_node(const Node& node, bool nhwc) {
   if (tr->alias) out_infos[0].layout = Layout::kPlain;
 
   const bool stem = is_conv && !is_int8 && direct_stem(node, out_infos[0]);
+  const bool image_stem8 = is_int8 && int8_image_stem(node);  // reads the image (then its bytes) as it is
   // Padded output channels (fp16_pad_channels): the conv writes [N, Kp, H, W]; the node's output
   // is a strided view of its first K channels.
   const bool conv4 = is_conv && out_infos[0].shape.size() == 4;
@@ -263,7 +264,7 @@ Status CudaExecutor::Impl::add_node(const Node& node, bool nhwc) {
     if (tr->compute && !is_float(vdt))
       return unsupported(node.describe() + ": input '" + name + "' is " + dtype_name(vdt) +
                          ", the CUDA backend computes this op on float tensors only");
-    if (is_int8 && i == 0) {
+    if (is_int8 && i == 0 && !image_stem8) {
       QYOLO_ASSIGN_OR_RETURN(float scale, node.attr_float("qyolo_input_scale"));
       QYOLO_ASSIGN_OR_RETURN(v, quantized(v, scale, space_to_depth_factor(node)));
       step.inputs.push_back(v);
@@ -277,7 +278,7 @@ Status CudaExecutor::Impl::add_node(const Node& node, bool nhwc) {
       in_infos.push_back(&ex.values_[static_cast<size_t>(v)].info);
       continue;
     }
-    if (stem && i == 0) {  // the direct stem kernel reads the fp32 image as it is
+    if ((stem || image_stem8) && i == 0) {  // the direct stem kernel reads the fp32 image as it is
       step.inputs.push_back(v);
       in_infos.push_back(&ex.values_[static_cast<size_t>(v)].info);
       continue;
@@ -320,7 +321,9 @@ Status CudaExecutor::Impl::add_node(const Node& node, bool nhwc) {
     if (step.inputs[i] >= 0) in_infos[i] = &ex.values_[static_cast<size_t>(step.inputs[i])].info;
   step.alias = tr->alias;
   step.int8 = is_int8;
-  if (is_int8) {
+  if (image_stem8) {
+    QYOLO_ASSIGN_OR_RETURN(step.kernel, cuda::make_cuda_conv2d_image_stem_int8(node));
+  } else if (is_int8) {
     QYOLO_ASSIGN_OR_RETURN(step.kernel, cuda::make_cuda_conv2d_int8(node));
   } else if (stem) {
     QYOLO_ASSIGN_OR_RETURN(step.kernel, cuda::make_cuda_conv2d_stem(node));
