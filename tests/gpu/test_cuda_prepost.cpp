@@ -135,6 +135,27 @@ NmsOptions opts(float conf, float iou, int max_det = 300, bool multi = false, bo
   return o;
 }
 
+// The GPU postprocessor's detections on `head` equal the CPU's (returned in `cpu`), twice: the
+// second run reuses the buffers.
+void expect_gpu_nms_matches_cpu(const Tensor& head, HeadKind kind, const NmsOptions& opt,
+                                std::vector<std::vector<Detection>>& cpu) {
+  auto want = postprocess(head, kind, opt);
+  ASSERT_TRUE(want.is_ok()) << want.status().to_string();
+  cpu = *want;
+  auto pp = cuda::GpuPostprocessor::create(head.shape(), kind, opt);
+  ASSERT_TRUE(pp.is_ok()) << pp.status().to_string();
+  auto buf = cuda::DeviceBuffer::allocate(head.nbytes());
+  ASSERT_TRUE(buf.is_ok());
+  ASSERT_TRUE(buf->upload(head.raw(), head.nbytes()).is_ok());
+  for (int rep = 0; rep < 2; ++rep) {
+    Status st = (*pp)->enqueue(buf->as<float>(), nullptr);
+    ASSERT_TRUE(st.is_ok()) << st.to_string();
+    auto gpu = (*pp)->download(nullptr);
+    ASSERT_TRUE(gpu.is_ok()) << gpu.status().to_string();
+    expect_same(*gpu, cpu);
+  }
+}
+
 TEST(CudaNms, SameDetectionsAsCpu) {
   QYOLO_REQUIRE_GPU();
   std::mt19937 rng(test_seed() + 11);
@@ -154,40 +175,19 @@ TEST(CudaNms, SameDetectionsAsCpu) {
   for (const auto& c : cases) {
     SCOPED_TRACE(c.name);
     Tensor head = synthetic_head(c.kind, 3, 3000, 8, rng);
-    auto cpu = postprocess(head, c.kind, c.opt);
-    ASSERT_TRUE(cpu.is_ok()) << cpu.status().to_string();
-    auto pp = cuda::GpuPostprocessor::create(head.shape(), c.kind, c.opt);
-    ASSERT_TRUE(pp.is_ok()) << pp.status().to_string();
-    auto buf = cuda::DeviceBuffer::allocate(head.nbytes());
-    ASSERT_TRUE(buf.is_ok());
-    ASSERT_TRUE(buf->upload(head.raw(), head.nbytes()).is_ok());
-    for (int rep = 0; rep < 2; ++rep) {  // the second run reuses the buffers
-      Status st = (*pp)->enqueue(buf->as<float>(), nullptr);
-      ASSERT_TRUE(st.is_ok()) << st.to_string();
-      auto gpu = (*pp)->download(nullptr);
-      ASSERT_TRUE(gpu.is_ok()) << gpu.status().to_string();
-      expect_same(*gpu, *cpu);
-    }
-    std::printf("NMS %-12s: %zu/%zu/%zu detections (CPU and GPU agree)\n", c.name, (*cpu)[0].size(), (*cpu)[1].size(),
-                (*cpu)[2].size());
+    std::vector<std::vector<Detection>> cpu;
+    ASSERT_NO_FATAL_FAILURE(expect_gpu_nms_matches_cpu(head, c.kind, c.opt, cpu));
+    std::printf("NMS %-12s: %zu/%zu/%zu detections (CPU and GPU agree)\n", c.name, cpu[0].size(), cpu[1].size(),
+                cpu[2].size());
   }
   // Up to 300 images the candidates are sorted by cub's DeviceSegmentedSort, above that by the
   // segmented radix sort (graph-capturable there): both give the CPU's detections.
   for (int batch : {300, 301}) {
     SCOPED_TRACE("batch " + std::to_string(batch));
-    Tensor head = synthetic_head(HeadKind::kYoloV5, batch, 60, 8, rng);
-    const NmsOptions o = opts(0.05f, 0.45f);
-    auto cpu = postprocess(head, HeadKind::kYoloV5, o);
-    ASSERT_TRUE(cpu.is_ok()) << cpu.status().to_string();
-    auto pp = cuda::GpuPostprocessor::create(head.shape(), HeadKind::kYoloV5, o);
-    ASSERT_TRUE(pp.is_ok()) << pp.status().to_string();
-    auto buf = cuda::DeviceBuffer::allocate(head.nbytes());
-    ASSERT_TRUE(buf.is_ok());
-    ASSERT_TRUE(buf->upload(head.raw(), head.nbytes()).is_ok());
-    ASSERT_TRUE((*pp)->enqueue(buf->as<float>(), nullptr).is_ok());
-    auto gpu = (*pp)->download(nullptr);
-    ASSERT_TRUE(gpu.is_ok()) << gpu.status().to_string();
-    expect_same(*gpu, *cpu);
+    std::vector<std::vector<Detection>> cpu;
+    ASSERT_NO_FATAL_FAILURE(
+        expect_gpu_nms_matches_cpu(synthetic_head(HeadKind::kYoloV5, batch, 60, 8, rng), HeadKind::kYoloV5,
+                                   opts(0.05f, 0.45f), cpu));
   }
 }
 
