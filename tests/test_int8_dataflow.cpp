@@ -56,7 +56,7 @@ struct ConvSpec {
 //   u = Resize2x(d) nearest    cat = Concat(a, p, u)  e = act(E(cat)) 1x1 + a (residual, optional)
 //   y = F(e) 3x3, the float output.
 struct NeckCase {
-  std::string act = "relu";  // fused activation of A, D, E
+  std::string act = "relu";  // fused activation of A, D, E: relu, silu or none (bias only)
   bool residual = true;
   float s_x = 3.f / 127, s_cat = 8.f / 127, s_d = 8.f / 127, s_e = 12.f / 127;  // conv input scales
 };
@@ -105,7 +105,7 @@ struct Neck {
     for (Node& n : g.nodes) {
       if (n.op_type != "Conv") continue;
       n.attrs["qyolo_input_scale"] = in_scale.at(n.name);
-      if (n.name != "F") n.attrs["qyolo_activation"] = nc.act;
+      if (n.name != "F" && nc.act != "none") n.attrs["qyolo_activation"] = nc.act;
       if (n.name == "E" && nc.residual) n.inputs.push_back("a");
     }
     return specialize(g, {{"x", {1, 8, 12, 12}}});
@@ -163,6 +163,7 @@ std::vector<double> ref_conv(const QTensor& x, float s_x, const ConvSpec& c, int
 }
 
 double act(const std::string& a, double v) {
+  if (a == "none") return v;
   return a == "relu" ? std::max(0.0, v) : v / (1.0 + std::exp(-v));
 }
 
@@ -351,7 +352,7 @@ TEST_P(Int8Neck, MatchesScalarIntegerReference) {
     EXPECT_LE(ag.max_diff, 1) << v;
     // The reference's SiLU and ReLU scaling run in double: a value within a float ulp of a
     // rounding boundary may round the other way.
-    EXPECT_LE(ag.flips, nc.act == "relu" ? ag.elements / 1000 : ag.elements / 100) << v;
+    EXPECT_LE(ag.flips, nc.act != "silu" ? ag.elements / 1000 : ag.elements / 100) << v;
     flips += ag.flips;
   }
   expect_y_close(got.at("y"), ref.y, ref.y_lsb, flips);
@@ -375,9 +376,9 @@ TEST_P(Int8Neck, MatchesFloatBetweenLayersPath) {
        std::map<std::string, float>{{"a", nc.s_cat}, {"d", nc.s_cat}, {"cat", nc.s_cat}, {"e", nc.s_e}}) {
     const Agreement ag = compare_ints(integers(got.at(v), s), integers(want.at(v), s));
     EXPECT_LE(ag.max_diff, 1) << v;
-    // SiLU keeps the float path's arithmetic: the same integers. ReLU's fused v * (1 / s) may
-    // round differently from v / s within an ulp of a boundary.
-    EXPECT_LE(ag.flips, nc.act == "relu" ? ag.elements / 1000 : 0) << v;
+    // SiLU keeps the float path's arithmetic: the same integers. ReLU's and the linear convs'
+    // fused v * (1 / s) may round differently from v / s within an ulp of a boundary.
+    EXPECT_LE(ag.flips, nc.act != "silu" ? ag.elements / 1000 : 0) << v;
     flips += ag.flips;
   }
   const NeckRef ref = reference(nk, nc);  // for F's LSB
@@ -387,7 +388,8 @@ TEST_P(Int8Neck, MatchesFloatBetweenLayersPath) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Activations, Int8Neck,
-                         ::testing::Values(NeckCase{"relu"}, NeckCase{"silu"}, NeckCase{"silu", false}),
+                         ::testing::Values(NeckCase{"relu"}, NeckCase{"silu"}, NeckCase{"silu", false},
+                                           NeckCase{"none"}, NeckCase{"none", false}),
                          [](const auto& info) {
                            return info.param.act + (info.param.residual ? "_residual" : "");
                          });

@@ -128,11 +128,13 @@ class CpuConvInt8 final : public CpuKernel {
       for (int64_t j = 0; j < per_out; ++j) dst[j] = quantize_int8(src[j], s);
       out_scales[static_cast<size_t>(c)] = input_scale_ * s * extra;
     }
+    // The bias joins the accumulator, in units of s_x * s_w[c]: the int8 output's 1 / s_y (extra)
+    // scales the bias with the accumulator and must not divide it too.
     bias_scaled_ = Tensor(DataType::kFloat32, {cout});
     if (a.has_bias) {
       const float* b = inputs[2]->value->data<float>();
       for (int64_t c = 0; c < cout; ++c)
-        bias_scaled_.data<float>()[c] = b[c] / out_scales[static_cast<size_t>(c)];
+        bias_scaled_.data<float>()[c] = b[c] / (input_scale_ * weight_scales_[static_cast<size_t>(c)]);
     }
     // The equalisation multiplier m[c] > 0 after the activation: one more output scale where the
     // activation commutes with it (none, ReLU, LeakyReLU: act(m v) = m act(v)); after our own
