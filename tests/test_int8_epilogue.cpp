@@ -20,19 +20,19 @@ int8_t reference_requantize(float v, const int8_t* r, size_t j, float s_r, float
   return static_cast<int8_t>(std::min(127.f, std::max(-127.f, std::nearbyint(y / s_y))));
 }
 
-// Pre-activations whose SiLU lands within a few ulps of (k + 0.5) * s_y: found by bisection on v
-// for each k, then the float neighbours of the crossing.
-std::vector<float> boundary_inputs(float s_y, bool silu) {
+// Pre-activations whose SiLU (plus `offset`, a residual's s_r * r) lands within a few ulps of
+// (k + 0.5) * s_y: found by bisection on v for each k, then the float neighbours of the crossing.
+std::vector<float> boundary_inputs(float s_y, bool silu, float offset = 0.f) {
   std::vector<float> out;
   auto act = [&](float v) { return silu ? v / (1.0f + std::exp(-v)) : 1.0f / (1.0f + std::exp(-v)); };
   const int k_max = silu ? 120 : static_cast<int>(1.f / s_y) - 1;
   for (int k = 0; k < k_max; k += 3) {
     const float target = (static_cast<float>(k) + 0.5f) * s_y;
     float lo = silu ? 0.f : -30.f, hi = silu ? 200.f : 30.f;  // act is increasing on these ranges
-    if (act(hi) < target) continue;
+    if (act(hi) + offset < target || act(lo) + offset >= target) continue;
     for (int it = 0; it < 60; ++it) {
       const float mid = 0.5f * (lo + hi);
-      (act(mid) < target ? lo : hi) = mid;
+      (act(mid) + offset < target ? lo : hi) = mid;
     }
     float v = lo;
     for (int d = 0; d < 4; ++d) v = std::nextafter(v, -1e9f);
@@ -70,6 +70,19 @@ TEST(Int8Epilogue, RequantizeGivesTheFloatPathsIntegers) {
       std::uniform_int_distribution<int> q(-127, 127);
       for (auto& x : r) x = static_cast<int8_t>(q(rng));
       expect_requantize_exact(e, v, &r, 0.0213f, s_y, silu);
+      // With a residual, on its boundaries: y = act(v) + s_r * r must be rounded as the float
+      // path adds it (no multiply-add contracted into one FMA).
+      std::vector<float> vb;
+      std::vector<int8_t> rb;
+      for (int8_t rq : {-105, -40, -7, 9, 63}) {
+        const float s_r = 0.0213f;
+        for (float x : boundary_inputs(s_y, silu, s_r * static_cast<float>(rq))) {
+          vb.push_back(x);
+          rb.push_back(rq);
+        }
+      }
+      ASSERT_GT(vb.size(), 200u);
+      expect_requantize_exact(e, vb, &rb, 0.0213f, s_y, silu);
     }
   }
 }
