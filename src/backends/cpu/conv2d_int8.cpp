@@ -156,10 +156,10 @@ class CpuConvInt8 final : public CpuKernel {
     else
       w_dims = to_dims(w);
     const dt dst_dt = int8_out_ && !own_epilogue_ ? dt::s8 : dt::f32;
-    // int8 in, int8 out through our epilogue, batch > 1: the primitive runs per batch item, so
-    // that the epilogue reads that item's float output while it is still in the cache (a
-    // yolov5n b8 layer's output is 105 MB; one image's 13 MB fits the L3).
-    per_item_ = int8_in_ && int8_out_ && own_epilogue_ && x[0] > 1;
+    // Our epilogue at batch > 1: the primitive runs per batch item, so that the epilogue reads
+    // that item's float output (and the conv that item's quantised input) while it is still in
+    // the cache (a yolov5n b8 layer's output is 105 MB; one image's 13 MB fits the L3).
+    per_item_ = own_epilogue_ && x[0] > 1;
     Shape xs = x, ys = a.out_shape;
     if (per_item_) xs[0] = ys[0] = 1;
     batch_ = x[0];
@@ -210,11 +210,9 @@ class CpuConvInt8 final : public CpuKernel {
 
     // A float input is quantised (NCHW) into the workspace and reordered to oneDNN's layout
     // there; a float output is written blocked into the workspace and reordered out.
-    src_q_bytes_ = int8_in_ ? 0 : align64(static_cast<size_t>(shape_numel(x)));
+    src_q_bytes_ = int8_in_ ? 0 : align64(static_cast<size_t>(shape_numel(xs)));
     src_user_ = memory(src_user_md, eng_, DNNL_MEMORY_NONE);
     src_reordered_ = pd.src_desc() != src_user_md;
-    if (per_item_ && src_reordered_)
-      return internal_error(name_ + ": oneDNN chose another int8 input layout");
     if (src_reordered_) {
       src_conv_ = memory(pd.src_desc(), eng_, DNNL_MEMORY_NONE);
       src_reorder_ = dnnl::reorder(src_user_, src_conv_);
@@ -251,18 +249,35 @@ class CpuConvInt8 final : public CpuKernel {
     return Status::ok();
   }
 
+  // Batch item by item when per_item_ (the primitive was built for one), else the whole batch.
   Status run_impl(std::span<const Tensor* const> inputs, std::span<Tensor* const> outputs) {
-    if (per_item_) return run_per_item(inputs, outputs);
+    const int64_t items = per_item_ ? batch_ : 1;
+    for (int64_t b = 0; b < items; ++b) run_item(inputs, outputs, b, items);
+    return Status::ok();
+  }
+
+  // Item b of `items` equal slices of the batch (each value's first dimension is the batch).
+  void run_item(std::span<const Tensor* const> inputs, std::span<Tensor* const> outputs, int64_t b,
+                int64_t items) {
+    auto slice = [&](const Tensor& t) {
+      return const_cast<std::byte*>(static_cast<const std::byte*>(t.raw())) +
+             static_cast<size_t>(b) * (t.nbytes() / static_cast<size_t>(items));
+    };
+    const int64_t in_n = inputs[0]->numel() / items, m = outputs[0]->numel() / items;
+    std::byte* in = slice(*inputs[0]);
+    std::byte* out = slice(*outputs[0]);
+    std::byte* res = attrs_.has_residual ? slice(*inputs[3]) : nullptr;
+    const size_t res_bytes = attrs_.has_residual ? inputs[3]->nbytes() / static_cast<size_t>(items) : 0;
     std::byte* ws = workspace_;
     if (int8_in_) {
-      src_user_.set_data_handle(const_cast<void*>(inputs[0]->raw()));
+      src_user_.set_data_handle(in);
     } else {
       // Quantise the input: round half to even, saturate to [-127, 127] (int8_epilogue.h).
-      const float* x = inputs[0]->data<float>();
+      const float* x = reinterpret_cast<const float*>(in);
       int8_t* q = reinterpret_cast<int8_t*>(ws);
       const float scale = input_scale_;
-      cpu::parallel_chunks(inputs[0]->numel(),
-                           [&](int64_t b, int64_t len) { epilogue_.quantize(x + b, scale, q + b, len); });
+      cpu::parallel_chunks(in_n,
+                           [&](int64_t c0, int64_t len) { epilogue_.quantize(x + c0, scale, q + c0, len); });
       src_user_.set_data_handle(ws);
       ws += src_q_bytes_;
     }
@@ -271,18 +286,17 @@ class CpuConvInt8 final : public CpuKernel {
       ws += align64(src_conv_.get_desc().get_size());
       src_reorder_.execute(strm_, src_user_, src_conv_);
     }
-    dst_user_.set_data_handle(outputs[0]->raw());
+    dst_user_.set_data_handle(out);
     if (int8_out_ && !own_epilogue_) {
       // The sum post-op accumulates into the output: seed it with the int8 residual.
-      if (attrs_.has_residual) std::memcpy(outputs[0]->raw(), inputs[3]->raw(), inputs[3]->nbytes());
+      if (attrs_.has_residual) std::memcpy(out, res, res_bytes);
     } else if (channels_last_out_) {
       // Written in place: the sum post-op's residual (same layout) is copied there first.
-      if (attrs_.has_residual && !own_epilogue_)
-        std::memcpy(outputs[0]->raw(), inputs[3]->raw(), inputs[3]->nbytes());
+      if (attrs_.has_residual && !own_epilogue_) std::memcpy(out, res, res_bytes);
     } else {
       dst_conv_.set_data_handle(ws);
       if (attrs_.has_residual && !own_epilogue_) {
-        residual_user_.set_data_handle(const_cast<void*>(inputs[3]->raw()));
+        residual_user_.set_data_handle(res);
         residual_reorder_.execute(strm_, residual_user_, dst_conv_);
       }
     }
@@ -293,71 +307,43 @@ class CpuConvInt8 final : public CpuKernel {
     if (!int8_out_ && !channels_last_out_) dst_reorder_.execute(strm_, dst_conv_, dst_user_);
     strm_.wait();
     const bool multiply = own_epilogue_ && !attrs_.output_multiplier.empty();
+    const bool silu = attrs_.activation == FusedActivation::kSilu;
+    const int64_t channels = attrs_.out_shape[1];
     if (multiply && int8_out_) {
       // The float path's arithmetic (below: activation, multiplier), then the next conv's
       // quantisation, on the channels-last v in place.
       float* v = reinterpret_cast<float*>(ws);
-      const bool silu = attrs_.activation == FusedActivation::kSilu;
-      const int64_t m = outputs[0]->numel(), channels = attrs_.out_shape[1];
-      cpu::parallel_chunks(
-          m, [&](int64_t b, int64_t len) { epilogue_.activation_float(v + b, nullptr, silu, v + b, len); });
+      cpu::parallel_chunks(m, [&](int64_t c0, int64_t len) {
+        epilogue_.activation_float(v + c0, nullptr, silu, v + c0, len);
+      });
       cpu::scale_channels(v, m / channels, channels, 1, attrs_.output_multiplier.data());
-      int8_t* q = outputs[0]->data<int8_t>();
+      int8_t* q = reinterpret_cast<int8_t*>(out);
       cpu::parallel_chunks(
-          m, [&](int64_t b, int64_t len) { epilogue_.quantize(v + b, out_scale_, q + b, len); });
+          m, [&](int64_t c0, int64_t len) { epilogue_.quantize(v + c0, out_scale_, q + c0, len); });
     } else if (own_epilogue_ && int8_out_) {
       // The float path's arithmetic (below, then the next conv's quantisation), written as int8.
       const float* v = reinterpret_cast<const float*>(ws);
-      int8_t* q = outputs[0]->data<int8_t>();
-      const int8_t* r = attrs_.has_residual ? inputs[3]->data<int8_t>() : nullptr;
-      const int64_t m = outputs[0]->numel();
-      const bool silu = attrs_.activation == FusedActivation::kSilu;
-      cpu::parallel_chunks(m, [&](int64_t b, int64_t len) {
-        epilogue_.requantize_activation(v + b, r ? r + b : nullptr, residual_scale_, out_scale_, silu, q + b,
-                                        len);
+      int8_t* q = reinterpret_cast<int8_t*>(out);
+      const int8_t* r = reinterpret_cast<const int8_t*>(res);
+      cpu::parallel_chunks(m, [&](int64_t c0, int64_t len) {
+        epilogue_.requantize_activation(v + c0, r ? r + c0 : nullptr, residual_scale_, out_scale_, silu,
+                                        q + c0, len);
       });
     } else if (own_epilogue_) {
-      float* y = outputs[0]->data<float>();
-      const float* r = attrs_.has_residual ? inputs[3]->data<float>() : nullptr;
-      const bool silu = attrs_.activation == FusedActivation::kSilu;
-      cpu::parallel_chunks(outputs[0]->numel(), [&](int64_t b, int64_t len) {
-        epilogue_.activation_float(y + b, r ? r + b : nullptr, silu, y + b, len);
+      float* y = reinterpret_cast<float*>(out);
+      const float* r = reinterpret_cast<const float*>(res);
+      cpu::parallel_chunks(m, [&](int64_t c0, int64_t len) {
+        epilogue_.activation_float(y + c0, r ? r + c0 : nullptr, silu, y + c0, len);
       });
       if (multiply) {  // per output channel, in the layout the output is written in
-        const int64_t n = attrs_.out_shape[0], channels = attrs_.out_shape[1];
-        const int64_t pixels = outputs[0]->numel() / (n * channels);
+        const int64_t n = attrs_.out_shape[0] / items;
+        const int64_t pixels = m / (n * channels);
         if (channels_last_out_)
           cpu::scale_channels(y, n * pixels, channels, 1, attrs_.output_multiplier.data());
         else
           cpu::scale_channels(y, n, channels, pixels, attrs_.output_multiplier.data());
       }
     }
-    return Status::ok();
-  }
-
-  // per_item_: batch item b is convolved into the workspace, then requantised into its output.
-  Status run_per_item(std::span<const Tensor* const> inputs, std::span<Tensor* const> outputs) {
-    const int64_t m = outputs[0]->numel() / batch_;
-    const size_t in_item = inputs[0]->nbytes() / static_cast<size_t>(batch_);
-    const float* v = reinterpret_cast<const float*>(workspace_);
-    const bool silu = attrs_.activation == FusedActivation::kSilu;
-    dst_conv_.set_data_handle(workspace_);
-    for (int64_t b = 0; b < batch_; ++b) {
-      src_user_.set_data_handle(const_cast<std::byte*>(static_cast<const std::byte*>(inputs[0]->raw())) +
-                                static_cast<size_t>(b) * in_item);
-      conv_.execute(strm_, {{DNNL_ARG_SRC, src_conv_},
-                            {DNNL_ARG_WEIGHTS, w_conv_},
-                            {DNNL_ARG_BIAS, bias_},
-                            {DNNL_ARG_DST, dst_conv_}});
-      strm_.wait();
-      int8_t* q = outputs[0]->data<int8_t>() + b * m;
-      const int8_t* r = attrs_.has_residual ? inputs[3]->data<int8_t>() + b * m : nullptr;
-      cpu::parallel_chunks(m, [&](int64_t c0, int64_t len) {
-        epilogue_.requantize_activation(v + c0, r ? r + c0 : nullptr, residual_scale_, out_scale_, silu,
-                                        q + c0, len);
-      });
-    }
-    return Status::ok();
   }
 
   std::string name_;
