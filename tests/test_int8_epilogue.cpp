@@ -123,6 +123,27 @@ TEST(Int8Epilogue, QuantizeRoundsHalfToEvenAndSaturates) {
   }
 }
 
+// Next to the half-integers of x / s for a scale that is no power of two, x / s and x * (1 / s)
+// can round apart: every path must round x / s (ONNX QuantizeLinear).
+TEST(Int8Epilogue, QuantizeDividesNextToHalfIntegers) {
+  for (float s : {0.0731f, 0.0039215689f, 1.7f}) {
+    std::vector<float> x;
+    for (int k = -130; k <= 130; ++k) {
+      float v = (static_cast<float>(k) + 0.5f) * s;
+      for (int d = 0; d < 4; ++d) v = std::nextafter(v, -1e9f);
+      for (int d = 0; d < 9; ++d, v = std::nextafter(v, 1e9f)) x.push_back(v);
+    }
+    for (const cpu::Int8Epilogue& e : {cpu::scalar_int8_epilogue(), cpu::best_int8_epilogue()}) {
+      std::vector<int8_t> q(x.size());
+      e.quantize(x.data(), s, q.data(), static_cast<int64_t>(x.size()));
+      size_t wrong = 0;
+      for (size_t i = 0; i < x.size(); ++i)
+        wrong += q[i] != static_cast<int8_t>(std::min(127.f, std::max(-127.f, std::nearbyint(x[i] / s))));
+      EXPECT_EQ(wrong, 0u) << e.isa << ": scale " << s << ", " << x.size() << " values";
+    }
+  }
+}
+
 TEST(Int8Epilogue, FloatActivationIsWithinTwoUlpsOfExpfFormula) {
   std::mt19937 rng(11);
   std::uniform_real_distribution<float> d(-90.f, 90.f), near(-4.f, 4.f);
