@@ -9,6 +9,7 @@
 #include "calib/calib_cache.h"
 #include "onnx/onnx_import.h"
 #include "onnx_builder.h"
+#include "passes/passes.h"
 #include "quant/calibrate_model.h"
 #include "quant/int8_dataflow.h"
 #include "quant/quant_params.h"
@@ -385,6 +386,38 @@ TEST_P(Int8Neck, MatchesFloatBetweenLayersPath) {
   std::vector<double> want_y;
   for (int64_t i = 0; i < want.at("y").numel(); ++i) want_y.push_back(want.at("y").data<float>()[i]);
   expect_y_close(got.at("y"), want_y, ref.y_lsb, flips);
+}
+
+// A SiLU conv with a float residual (the default plan: residuals are not quantised) still writes
+// int8: its epilogue adds the float residual as the float path does and quantises at its reader's
+// scale, so every integer and F's float output equal the float-between-layers path's exactly,
+// with the residual channels-last and, in a graph without that plan, NCHW (reordered first).
+TEST(Int8Dataflow, SiluConvWithFloatResidualWritesTheFloatPathsIntegers) {
+  Neck nk;
+  NeckCase nc{"silu", true};
+  nc.s_d = nc.s_cat;
+  for (bool channels_last : {true, false}) {
+    auto planned = nk.graph(nc), float_path = nk.graph(nc);
+    ASSERT_TRUE(planned.is_ok() && float_path.is_ok());
+    ASSERT_TRUE(plan_int8_dataflow(*planned, {}).is_ok());
+    EXPECT_EQ(planned->values.at("e").dtype, DataType::kInt8);     // E: SiLU + float residual a
+    EXPECT_EQ(planned->values.at("a").dtype, DataType::kFloat32);  // the residual itself
+    bool residual_nhwc = false;
+    if (channels_last) {
+      ASSERT_TRUE(plan_channels_last_float(*planned).is_ok());
+      ASSERT_TRUE(plan_channels_last_float(*float_path).is_ok());
+      for (const Node& n : planned->graph.nodes)
+        if (n.name == "E") residual_nhwc = n.has_attr(kChannelsLastResidualAttr);
+      EXPECT_TRUE(residual_nhwc);
+    }
+    auto got = run_graph(std::move(planned).value(), nk.x);
+    auto want = run_graph(std::move(float_path).value(), nk.x);
+    ASSERT_TRUE(got.count("y") && want.count("y"));
+    const Agreement ag = compare_ints(integers(got.at("e"), nc.s_e), integers(want.at("e"), nc.s_e));
+    EXPECT_EQ(ag.flips, 0) << (channels_last ? "channels-last" : "NCHW") << " residual";
+    const Tensor &gy = got.at("y"), &wy = want.at("y");
+    for (int64_t i = 0; i < gy.numel(); ++i) ASSERT_EQ(gy.data<float>()[i], wy.data<float>()[i]) << i;
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Activations, Int8Neck,

@@ -63,6 +63,8 @@ class CpuConvInt8 final : public CpuKernel {
     size_t n = src_q_bytes_ + (src_reordered_ ? align64(src_conv_.get_desc().get_size()) : 0);
     if ((!int8_out_ && !channels_last_out_) || (int8_out_ && own_epilogue_))
       n += align64(dst_conv_.get_desc().get_size());
+    if (float_residual_int8_out_ && !residual_channels_last_)
+      n += align64(residual_nhwc_.get_desc().get_size());
     return n;
   }
   void set_workspace(std::byte* workspace) override { workspace_ = workspace; }
@@ -101,12 +103,17 @@ class CpuConvInt8 final : public CpuKernel {
     QYOLO_ASSIGN_OR_RETURN(out_scale_, node.attr_float(kInt8OutputScaleAttr, 1.f));
     QYOLO_ASSIGN_OR_RETURN(residual_scale_, node.attr_float(kInt8ResidualScaleAttr, 1.f));
     const float out_scale = out_scale_, residual_scale = residual_scale_;
+    own_epilogue_ = a.activation == FusedActivation::kSilu || a.activation == FusedActivation::kSigmoid;
+    // An int8 output with a float residual: our epilogue adds it (channels-last, or reordered so).
+    float_residual_int8_out_ = a.has_residual && int8_out_ && !int8_residual_;
+    residual_channels_last_ = node.has_attr(kChannelsLastResidualAttr);
     if (int8_out_ != (outputs[0].dtype == DataType::kInt8) || !(out_scale > 0.f) || !(residual_scale > 0.f) ||
-        (a.has_residual && int8_residual_ != int8_out_) ||
+        (int8_residual_ && !int8_out_) || (float_residual_int8_out_ && !own_epilogue_) ||
         (int8_residual_ && !node.has_attr(kInt8ResidualScaleAttr)))
       return internal_error(name_ +
                             ": inconsistent int8 plan (an int8 output needs its scale attribute, an int8 "
-                            "residual its scale, and a residual the output's type)");
+                            "residual its scale and an int8 output, a float residual with an int8 output "
+                            "SiLU or sigmoid)");
 
     // Per-output-channel weight quantisation.
     const Tensor& wt = *inputs[1]->value;
@@ -115,7 +122,6 @@ class CpuConvInt8 final : public CpuKernel {
     weights_q_ = Tensor(DataType::kInt8, w);
     weight_scales_.resize(static_cast<size_t>(cout));
     std::vector<float> out_scales(static_cast<size_t>(cout));
-    own_epilogue_ = a.activation == FusedActivation::kSilu || a.activation == FusedActivation::kSigmoid;
     // Without an activation the int8 output's 1 / s_y is one more factor of the output scales.
     const float extra = int8_out_ && a.activation == FusedActivation::kNone ? 1.f / out_scale : 1.f;
     for (int64_t c = 0; c < cout; ++c) {
@@ -240,6 +246,11 @@ class CpuConvInt8 final : public CpuKernel {
         residual_reorder_ = dnnl::reorder(residual_user_, dst_conv_);
       }
     }
+    if (float_residual_int8_out_ && !residual_channels_last_) {
+      residual_user_ = memory(memory::desc(to_dims(ys), dt::f32, tag::nchw), eng_, DNNL_MEMORY_NONE);
+      residual_nhwc_ = memory(memory::desc(to_dims(ys), dt::f32, tag::nhwc), eng_, DNNL_MEMORY_NONE);
+      residual_reorder_ = dnnl::reorder(residual_user_, residual_nhwc_);
+    }
     memory w_user(w_user_md, eng_, weights_q_.raw());
     w_conv_ = memory(pd.weights_desc(), eng_);
     dnnl::reorder(w_user, w_conv_).execute(strm_, w_user, w_conv_);
@@ -320,6 +331,24 @@ class CpuConvInt8 final : public CpuKernel {
       int8_t* q = reinterpret_cast<int8_t*>(out);
       cpu::parallel_chunks(
           m, [&](int64_t c0, int64_t len) { epilogue_.quantize(v + c0, out_scale_, q + c0, len); });
+    } else if (float_residual_int8_out_) {
+      // The float path's arithmetic exactly (below: activation plus the float residual, this
+      // ISA's activation_float), then its reader's quantisation, chunk by chunk in the cache.
+      float* v = reinterpret_cast<float*>(ws);
+      const float* r = reinterpret_cast<const float*>(res);
+      if (!residual_channels_last_) {
+        std::byte* nhwc = ws + align64(dst_conv_.get_desc().get_size());
+        residual_user_.set_data_handle(res);
+        residual_nhwc_.set_data_handle(nhwc);
+        residual_reorder_.execute(strm_, residual_user_, residual_nhwc_);
+        strm_.wait();
+        r = reinterpret_cast<const float*>(nhwc);
+      }
+      int8_t* q = reinterpret_cast<int8_t*>(out);
+      cpu::parallel_chunks(m, [&](int64_t c0, int64_t len) {
+        epilogue_.activation_float(v + c0, r + c0, silu, v + c0, len);
+        epilogue_.quantize(v + c0, out_scale_, q + c0, len);
+      });
     } else if (own_epilogue_ && int8_out_) {
       // The float path's arithmetic (below, then the next conv's quantisation), written as int8.
       const float* v = reinterpret_cast<const float*>(ws);
@@ -353,9 +382,11 @@ class CpuConvInt8 final : public CpuKernel {
   int64_t batch_ = 1;
   float out_scale_ = 1.f, residual_scale_ = 1.f;                     // int8 output / int8 residual scales
   bool int8_in_ = false, int8_out_ = false, int8_residual_ = false;  // the int8 plan (see the top)
-  bool own_epilogue_ = false;       // activation (+ residual) applied after oneDNN, see the top
-  bool channels_last_in_ = false;   // float input nhwc (passes.h)
-  bool channels_last_out_ = false;  // float output written nhwc in place (passes.h)
+  bool own_epilogue_ = false;             // activation (+ residual) applied after oneDNN, see the top
+  bool float_residual_int8_out_ = false;  // int8 output, float residual added by our epilogue
+  bool residual_channels_last_ = false;   // that residual is nhwc (else reordered to nhwc first)
+  bool channels_last_in_ = false;         // float input nhwc (passes.h)
+  bool channels_last_out_ = false;        // float output written nhwc in place (passes.h)
   cpu::Int8Epilogue epilogue_ = cpu::scalar_int8_epilogue();
   bool src_reordered_ = false;
   std::vector<float> weight_scales_;
@@ -366,7 +397,7 @@ class CpuConvInt8 final : public CpuKernel {
   dnnl::engine eng_;
   dnnl::stream strm_;
   dnnl::convolution_forward conv_;
-  memory src_user_, src_conv_, dst_user_, dst_conv_, w_conv_, bias_, residual_user_;
+  memory src_user_, src_conv_, dst_user_, dst_conv_, w_conv_, bias_, residual_user_, residual_nhwc_;
   dnnl::reorder src_reorder_, dst_reorder_, residual_reorder_;
 };
 
