@@ -144,6 +144,34 @@ TEST(Int8Epilogue, QuantizeDividesNextToHalfIntegers) {
   }
 }
 
+// Three NCHW planes into nhwc (the image for the stem): q[3 i + c] = quantize(plane c, pixel i),
+// on values next to half-integers and a pixel count that is no multiple of 16.
+TEST(Int8Epilogue, QuantizeThreePlanesInterleavesChannels) {
+  const float s = 0.0078740157f;  // 1 / 127
+  const int64_t n = 16 * 40 + 7;
+  std::vector<float> x(static_cast<size_t>(3 * n));
+  std::mt19937 rng(5);
+  std::uniform_int_distribution<int> k(-130, 130);
+  for (size_t i = 0; i < x.size(); ++i) {
+    float v = (static_cast<float>(k(rng)) + 0.5f) * s;
+    for (int d = static_cast<int>(i % 7); d > 3; --d) v = std::nextafter(v, 1e9f);
+    for (int d = static_cast<int>(i % 7); d < 3; ++d) v = std::nextafter(v, -1e9f);
+    x[i] = v;
+  }
+  for (const cpu::Int8Epilogue& e : {cpu::scalar_int8_epilogue(), cpu::best_int8_epilogue()}) {
+    std::vector<int8_t> q(x.size(), 99);
+    e.quantize_3planes(x.data(), n, s, q.data(), n);
+    size_t wrong = 0;
+    for (int64_t i = 0; i < n; ++i)
+      for (int64_t c = 0; c < 3; ++c) {
+        const float want =
+            std::min(127.f, std::max(-127.f, std::nearbyint(x[static_cast<size_t>(c * n + i)] / s)));
+        wrong += q[static_cast<size_t>(3 * i + c)] != static_cast<int8_t>(want);
+      }
+    EXPECT_EQ(wrong, 0u) << e.isa;
+  }
+}
+
 TEST(Int8Epilogue, FloatActivationIsWithinTwoUlpsOfExpfFormula) {
   std::mt19937 rng(11);
   std::uniform_real_distribution<float> d(-90.f, 90.f), near(-4.f, 4.f);

@@ -219,6 +219,11 @@ class CpuConvInt8 final : public CpuKernel {
     src_q_bytes_ = int8_in_ ? 0 : align64(static_cast<size_t>(shape_numel(xs)));
     src_user_ = memory(src_user_md, eng_, DNNL_MEMORY_NONE);
     src_reordered_ = pd.src_desc() != src_user_md;
+    // A 3-channel float NCHW input (the image) that oneDNN reads as nhwc int8: quantised into it
+    // in one pass, without the reorder.
+    image_to_nhwc_ = !int8_in_ && !channels_last_in_ && src_reordered_ && xs[1] == 3 &&
+                     pd.src_desc() == memory::desc(to_dims(xs), dt::s8, tag::nhwc);
+    image_pixels_ = xs[2] * xs[3];
     if (src_reordered_) {
       src_conv_ = memory(pd.src_desc(), eng_, DNNL_MEMORY_NONE);
       src_reorder_ = dnnl::reorder(src_user_, src_conv_);
@@ -280,22 +285,33 @@ class CpuConvInt8 final : public CpuKernel {
     std::byte* res = attrs_.has_residual ? slice(*inputs[3]) : nullptr;
     const size_t res_bytes = attrs_.has_residual ? inputs[3]->nbytes() / static_cast<size_t>(items) : 0;
     std::byte* ws = workspace_;
+    const float* x = reinterpret_cast<const float*>(in);
+    const float scale = input_scale_;
     if (int8_in_) {
       src_user_.set_data_handle(in);
-    } else {
+    } else if (!image_to_nhwc_) {
       // Quantise the input: round half to even, saturate to [-127, 127] (int8_epilogue.h).
-      const float* x = reinterpret_cast<const float*>(in);
       int8_t* q = reinterpret_cast<int8_t*>(ws);
-      const float scale = input_scale_;
       cpu::parallel_chunks(in_n,
                            [&](int64_t c0, int64_t len) { epilogue_.quantize(x + c0, scale, q + c0, len); });
       src_user_.set_data_handle(ws);
-      ws += src_q_bytes_;
     }
+    ws += src_q_bytes_;
     if (src_reordered_) {
       src_conv_.set_data_handle(ws);
+      if (image_to_nhwc_) {
+        // The same quantisation, written straight into the nhwc layout (no reorder).
+        int8_t* q = reinterpret_cast<int8_t*>(ws);
+        const int64_t plane = image_pixels_, images = in_n / (3 * plane);
+        for (int64_t image = 0; image < images; ++image)
+          cpu::parallel_chunks(plane, [&](int64_t c0, int64_t len) {
+            epilogue_.quantize_3planes(x + image * 3 * plane + c0, plane, scale,
+                                       q + image * 3 * plane + 3 * c0, len);
+          });
+      } else {
+        src_reorder_.execute(strm_, src_user_, src_conv_);
+      }
       ws += align64(src_conv_.get_desc().get_size());
-      src_reorder_.execute(strm_, src_user_, src_conv_);
     }
     dst_user_.set_data_handle(out);
     if (int8_out_ && !own_epilogue_) {
@@ -384,9 +400,11 @@ class CpuConvInt8 final : public CpuKernel {
   bool int8_in_ = false, int8_out_ = false, int8_residual_ = false;  // the int8 plan (see the top)
   bool own_epilogue_ = false;             // activation (+ residual) applied after oneDNN, see the top
   bool float_residual_int8_out_ = false;  // int8 output, float residual added by our epilogue
-  bool residual_channels_last_ = false;   // that residual is nhwc (else reordered to nhwc first)
-  bool channels_last_in_ = false;         // float input nhwc (passes.h)
-  bool channels_last_out_ = false;        // float output written nhwc in place (passes.h)
+  bool image_to_nhwc_ = false;            // see prepare_impl
+  int64_t image_pixels_ = 0;
+  bool residual_channels_last_ = false;  // that residual is nhwc (else reordered to nhwc first)
+  bool channels_last_in_ = false;        // float input nhwc (passes.h)
+  bool channels_last_out_ = false;       // float output written nhwc in place (passes.h)
   cpu::Int8Epilogue epilogue_ = cpu::scalar_int8_epilogue();
   bool src_reordered_ = false;
   std::vector<float> weight_scales_;
