@@ -5,7 +5,11 @@
 # shared machine move with it.
 #
 #   scripts/cpu-bench.sh [--models "yolov5n yolov5s"] [--batches "1 8"] [--iters 20] [--profile]
-#                        [--baseline OTHER_QYOLO]
+#                        [--baseline OTHER_QYOLO] [--cpu-time]
+#
+# --cpu-time: for a loaded (shared) machine, where wall times say little: one thread everywhere,
+# and each cell is CPU time (user + sys) per run, that of ITERS + 5 timed runs minus that of 5,
+# over ITERS (set-up, warm-up and the first runs cancel out).
 #
 # --baseline: also times INT8 with another qyolo binary (e.g. one built from an older commit), in
 # the same run, as one more column.
@@ -28,6 +32,7 @@ MODELS="yolov5n yolov5s"
 BATCHES="1 8"
 ITERS=20
 PROFILE=0
+CPU_TIME=0
 BASELINE=""
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -36,12 +41,14 @@ while [ $# -gt 0 ]; do
     --iters) ITERS=$2; shift 2 ;;
     --profile) PROFILE=1; shift ;;
     --baseline) BASELINE=$2; shift 2 ;;
+    --cpu-time) CPU_TIME=1; shift ;;
     *) echo "cpu-bench: unknown argument '$1'" >&2; exit 2 ;;
   esac
 done
 [ -x "$QYOLO" ] || { echo "cpu-bench: $QYOLO not found (run scripts/build.sh)" >&2; exit 1; }
 [ -d "$SHARED/models" ] || { echo "cpu-bench: $SHARED/models not found (set QYOLO_SHARED)" >&2; exit 1; }
 THREADS=${THREADS:-$(nproc)}
+[ "$CPU_TIME" = 1 ] && THREADS=1
 export OMP_NUM_THREADS=$THREADS
 mkdir -p "$CACHE_DIR"
 
@@ -66,12 +73,35 @@ qyolo_median() {  # binary model batch [int8 args...]: median ms of `qyolo bench
   "$bin" bench --model "$(model_file "$m")" "$@" --shapes "images:${b}x3x640x640" --warmup 3 \
     --iterations "$ITERS" | sed -n 's/^latency ms:.* median \([0-9.]*\).*/\1/p'
 }
+cpu_seconds() {  # command...: user + sys CPU seconds it took
+  local TIMEFORMAT='%U %S'
+  { time "$@" >/dev/null 2>&1; } 2>&1 | awk '{ print $1 + $2 }'
+}
+per_run_ms() {  # CPU seconds of ITERS + 5 runs, of 5 runs -> ms per run
+  awk -v a="$1" -v c="$2" -v n="$ITERS" 'BEGIN { printf "%.1f", (a - c) / n * 1000 }'
+}
+qyolo_cpu_ms() {  # binary model batch [int8 args...]: CPU ms per run of `qyolo bench`
+  local bin=$1 m=$2 b=$3
+  shift 3
+  local args=(bench --model "$(model_file "$m")" "$@" --shapes "images:${b}x3x640x640" --warmup 1)
+  per_run_ms "$(cpu_seconds "$bin" "${args[@]}" --iterations $((ITERS + 5)))" \
+    "$(cpu_seconds "$bin" "${args[@]}" --iterations 5)"
+}
+ort_cpu_ms() {
+  local peer=(node "$SHARED/bench/ort_cpu_peer.js" "$(model_file "$1")" --batch "$2" --threads 1)
+  export NODE_PATH="$ORT_PEER_DIR/node_modules"
+  per_run_ms "$(cpu_seconds "${peer[@]}" --iters $((ITERS + 5)))" "$(cpu_seconds "${peer[@]}" --iters 5)"
+}
 ort_median() {
   NODE_PATH="$ORT_PEER_DIR/node_modules" node "$SHARED/bench/ort_cpu_peer.js" "$(model_file "$1")" --batch "$2" \
     --iters "$ITERS" --threads "$THREADS" | sed -n 's/.*"median_ms":\([0-9.]*\).*/\1/p'
 }
+if [ "$CPU_TIME" = 1 ]; then  # the same table, in CPU time
+  qyolo_median() { qyolo_cpu_ms "$@"; }
+  ort_median() { ort_cpu_ms "$@"; }
+fi
 
-echo "machine: $(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1), $(nproc) cores, threads $THREADS"
+echo "machine: $(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1), $(nproc --all) cores, threads $THREADS"
 flags=$(grep -m1 '^flags' /proc/cpuinfo)
 isa=""
 for f in avx2 avx512f avx512_vnni avx512_bf16 amx_tile amx_int8 amx_bf16; do
@@ -118,5 +148,9 @@ for m in $MODELS; do
   done
 done
 echo
-echo "(medians of $ITERS runs after 3 warm-ups, 640x640, $THREADS threads; ratios: how many times faster int8 is;"
+if [ "$CPU_TIME" = 1 ]; then
+  echo "(one-thread CPU time per run: ($((ITERS + 5)) runs - 5 runs) / $ITERS, 640x640; ratios: how many times less int8 takes;"
+else
+  echo "(medians of $ITERS runs after 3 warm-ups, 640x640, $THREADS threads; ratios: how many times faster int8 is;"
+fi
 echo " load after the run: $(uptime | sed 's/.*load average/load average/'))"

@@ -9,6 +9,7 @@
 #include "calib/calib_cache.h"
 #include "onnx/onnx_import.h"
 #include "onnx_builder.h"
+#include "passes/passes.h"
 #include "quant/calibrate_model.h"
 #include "quant/int8_dataflow.h"
 #include "quant/quant_params.h"
@@ -56,7 +57,7 @@ struct ConvSpec {
 //   u = Resize2x(d) nearest    cat = Concat(a, p, u)  e = act(E(cat)) 1x1 + a (residual, optional)
 //   y = F(e) 3x3, the float output.
 struct NeckCase {
-  std::string act = "relu";  // fused activation of A, D, E
+  std::string act = "relu";  // fused activation of A, D, E: relu, silu or none (bias only)
   bool residual = true;
   float s_x = 3.f / 127, s_cat = 8.f / 127, s_d = 8.f / 127, s_e = 12.f / 127;  // conv input scales
 };
@@ -105,7 +106,7 @@ struct Neck {
     for (Node& n : g.nodes) {
       if (n.op_type != "Conv") continue;
       n.attrs["qyolo_input_scale"] = in_scale.at(n.name);
-      if (n.name != "F") n.attrs["qyolo_activation"] = nc.act;
+      if (n.name != "F" && nc.act != "none") n.attrs["qyolo_activation"] = nc.act;
       if (n.name == "E" && nc.residual) n.inputs.push_back("a");
     }
     return specialize(g, {{"x", {1, 8, 12, 12}}});
@@ -163,6 +164,7 @@ std::vector<double> ref_conv(const QTensor& x, float s_x, const ConvSpec& c, int
 }
 
 double act(const std::string& a, double v) {
+  if (a == "none") return v;
   return a == "relu" ? std::max(0.0, v) : v / (1.0 + std::exp(-v));
 }
 
@@ -351,7 +353,7 @@ TEST_P(Int8Neck, MatchesScalarIntegerReference) {
     EXPECT_LE(ag.max_diff, 1) << v;
     // The reference's SiLU and ReLU scaling run in double: a value within a float ulp of a
     // rounding boundary may round the other way.
-    EXPECT_LE(ag.flips, nc.act == "relu" ? ag.elements / 1000 : ag.elements / 100) << v;
+    EXPECT_LE(ag.flips, nc.act != "silu" ? ag.elements / 1000 : ag.elements / 100) << v;
     flips += ag.flips;
   }
   expect_y_close(got.at("y"), ref.y, ref.y_lsb, flips);
@@ -375,9 +377,9 @@ TEST_P(Int8Neck, MatchesFloatBetweenLayersPath) {
        std::map<std::string, float>{{"a", nc.s_cat}, {"d", nc.s_cat}, {"cat", nc.s_cat}, {"e", nc.s_e}}) {
     const Agreement ag = compare_ints(integers(got.at(v), s), integers(want.at(v), s));
     EXPECT_LE(ag.max_diff, 1) << v;
-    // SiLU keeps the float path's arithmetic: the same integers. ReLU's fused v * (1 / s) may
-    // round differently from v / s within an ulp of a boundary.
-    EXPECT_LE(ag.flips, nc.act == "relu" ? ag.elements / 1000 : 0) << v;
+    // SiLU keeps the float path's arithmetic: the same integers. ReLU's and the linear convs'
+    // fused v * (1 / s) may round differently from v / s within an ulp of a boundary.
+    EXPECT_LE(ag.flips, nc.act != "silu" ? ag.elements / 1000 : 0) << v;
     flips += ag.flips;
   }
   const NeckRef ref = reference(nk, nc);  // for F's LSB
@@ -386,8 +388,41 @@ TEST_P(Int8Neck, MatchesFloatBetweenLayersPath) {
   expect_y_close(got.at("y"), want_y, ref.y_lsb, flips);
 }
 
+// A SiLU conv with a float residual (the default plan: residuals are not quantised) still writes
+// int8: its epilogue adds the float residual as the float path does and quantises at its reader's
+// scale, so every integer and F's float output equal the float-between-layers path's exactly,
+// with the residual channels-last and, in a graph without that plan, NCHW (reordered first).
+TEST(Int8Dataflow, SiluConvWithFloatResidualWritesTheFloatPathsIntegers) {
+  Neck nk;
+  NeckCase nc{"silu", true};
+  nc.s_d = nc.s_cat;
+  for (bool channels_last : {true, false}) {
+    auto planned = nk.graph(nc), float_path = nk.graph(nc);
+    ASSERT_TRUE(planned.is_ok() && float_path.is_ok());
+    ASSERT_TRUE(plan_int8_dataflow(*planned, {}).is_ok());
+    EXPECT_EQ(planned->values.at("e").dtype, DataType::kInt8);     // E: SiLU + float residual a
+    EXPECT_EQ(planned->values.at("a").dtype, DataType::kFloat32);  // the residual itself
+    bool residual_nhwc = false;
+    if (channels_last) {
+      ASSERT_TRUE(plan_channels_last_float(*planned).is_ok());
+      ASSERT_TRUE(plan_channels_last_float(*float_path).is_ok());
+      for (const Node& n : planned->graph.nodes)
+        if (n.name == "E") residual_nhwc = n.has_attr(kChannelsLastResidualAttr);
+      EXPECT_TRUE(residual_nhwc);
+    }
+    auto got = run_graph(std::move(planned).value(), nk.x);
+    auto want = run_graph(std::move(float_path).value(), nk.x);
+    ASSERT_TRUE(got.count("y") && want.count("y"));
+    const Agreement ag = compare_ints(integers(got.at("e"), nc.s_e), integers(want.at("e"), nc.s_e));
+    EXPECT_EQ(ag.flips, 0) << (channels_last ? "channels-last" : "NCHW") << " residual";
+    const Tensor &gy = got.at("y"), &wy = want.at("y");
+    for (int64_t i = 0; i < gy.numel(); ++i) ASSERT_EQ(gy.data<float>()[i], wy.data<float>()[i]) << i;
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Activations, Int8Neck,
-                         ::testing::Values(NeckCase{"relu"}, NeckCase{"silu"}, NeckCase{"silu", false}),
+                         ::testing::Values(NeckCase{"relu"}, NeckCase{"silu"}, NeckCase{"silu", false},
+                                           NeckCase{"none"}, NeckCase{"none", false}),
                          [](const auto& info) {
                            return info.param.act + (info.param.residual ? "_residual" : "");
                          });

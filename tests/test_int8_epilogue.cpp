@@ -20,19 +20,19 @@ int8_t reference_requantize(float v, const int8_t* r, size_t j, float s_r, float
   return static_cast<int8_t>(std::min(127.f, std::max(-127.f, std::nearbyint(y / s_y))));
 }
 
-// Pre-activations whose SiLU lands within a few ulps of (k + 0.5) * s_y: found by bisection on v
-// for each k, then the float neighbours of the crossing.
-std::vector<float> boundary_inputs(float s_y, bool silu) {
+// Pre-activations whose SiLU (plus `offset`, a residual's s_r * r) lands within a few ulps of
+// (k + 0.5) * s_y: found by bisection on v for each k, then the float neighbours of the crossing.
+std::vector<float> boundary_inputs(float s_y, bool silu, float offset = 0.f) {
   std::vector<float> out;
   auto act = [&](float v) { return silu ? v / (1.0f + std::exp(-v)) : 1.0f / (1.0f + std::exp(-v)); };
   const int k_max = silu ? 120 : static_cast<int>(1.f / s_y) - 1;
   for (int k = 0; k < k_max; k += 3) {
     const float target = (static_cast<float>(k) + 0.5f) * s_y;
     float lo = silu ? 0.f : -30.f, hi = silu ? 200.f : 30.f;  // act is increasing on these ranges
-    if (act(hi) < target) continue;
+    if (act(hi) + offset < target || act(lo) + offset >= target) continue;
     for (int it = 0; it < 60; ++it) {
       const float mid = 0.5f * (lo + hi);
-      (act(mid) < target ? lo : hi) = mid;
+      (act(mid) + offset < target ? lo : hi) = mid;
     }
     float v = lo;
     for (int d = 0; d < 4; ++d) v = std::nextafter(v, -1e9f);
@@ -70,6 +70,19 @@ TEST(Int8Epilogue, RequantizeGivesTheFloatPathsIntegers) {
       std::uniform_int_distribution<int> q(-127, 127);
       for (auto& x : r) x = static_cast<int8_t>(q(rng));
       expect_requantize_exact(e, v, &r, 0.0213f, s_y, silu);
+      // With a residual, on its boundaries: y = act(v) + s_r * r must be rounded as the float
+      // path adds it (no multiply-add contracted into one FMA).
+      std::vector<float> vb;
+      std::vector<int8_t> rb;
+      for (int8_t rq : {-105, -40, -7, 9, 63}) {
+        const float s_r = 0.0213f;
+        for (float x : boundary_inputs(s_y, silu, s_r * static_cast<float>(rq))) {
+          vb.push_back(x);
+          rb.push_back(rq);
+        }
+      }
+      ASSERT_GT(vb.size(), 200u);
+      expect_requantize_exact(e, vb, &rb, 0.0213f, s_y, silu);
     }
   }
 }
@@ -107,6 +120,55 @@ TEST(Int8Epilogue, QuantizeRoundsHalfToEvenAndSaturates) {
   // Where the CPU has AVX-512 the vector path must be the one chosen.
   if (__builtin_cpu_supports("avx512f")) {
     EXPECT_STREQ(cpu::best_int8_epilogue().isa, "avx512");
+  }
+}
+
+// Next to the half-integers of x / s for a scale that is no power of two, x / s and x * (1 / s)
+// can round apart: every path must round x / s (ONNX QuantizeLinear).
+TEST(Int8Epilogue, QuantizeDividesNextToHalfIntegers) {
+  for (float s : {0.0731f, 0.0039215689f, 1.7f}) {
+    std::vector<float> x;
+    for (int k = -130; k <= 130; ++k) {
+      float v = (static_cast<float>(k) + 0.5f) * s;
+      for (int d = 0; d < 4; ++d) v = std::nextafter(v, -1e9f);
+      for (int d = 0; d < 9; ++d, v = std::nextafter(v, 1e9f)) x.push_back(v);
+    }
+    for (const cpu::Int8Epilogue& e : {cpu::scalar_int8_epilogue(), cpu::best_int8_epilogue()}) {
+      std::vector<int8_t> q(x.size());
+      e.quantize(x.data(), s, q.data(), static_cast<int64_t>(x.size()));
+      size_t wrong = 0;
+      for (size_t i = 0; i < x.size(); ++i)
+        wrong += q[i] != static_cast<int8_t>(std::min(127.f, std::max(-127.f, std::nearbyint(x[i] / s))));
+      EXPECT_EQ(wrong, 0u) << e.isa << ": scale " << s << ", " << x.size() << " values";
+    }
+  }
+}
+
+// Three NCHW planes into nhwc (the image for the stem): q[3 i + c] = quantize(plane c, pixel i),
+// on values next to half-integers and a pixel count that is no multiple of 16.
+TEST(Int8Epilogue, QuantizeThreePlanesInterleavesChannels) {
+  const float s = 0.0078740157f;  // 1 / 127
+  const int64_t n = 16 * 40 + 7;
+  std::vector<float> x(static_cast<size_t>(3 * n));
+  std::mt19937 rng(5);
+  std::uniform_int_distribution<int> k(-130, 130);
+  for (size_t i = 0; i < x.size(); ++i) {
+    float v = (static_cast<float>(k(rng)) + 0.5f) * s;
+    for (int d = static_cast<int>(i % 7); d > 3; --d) v = std::nextafter(v, 1e9f);
+    for (int d = static_cast<int>(i % 7); d < 3; ++d) v = std::nextafter(v, -1e9f);
+    x[i] = v;
+  }
+  for (const cpu::Int8Epilogue& e : {cpu::scalar_int8_epilogue(), cpu::best_int8_epilogue()}) {
+    std::vector<int8_t> q(x.size(), 99);
+    e.quantize_3planes(x.data(), n, s, q.data(), n);
+    size_t wrong = 0;
+    for (int64_t i = 0; i < n; ++i)
+      for (int64_t c = 0; c < 3; ++c) {
+        const float want =
+            std::min(127.f, std::max(-127.f, std::nearbyint(x[static_cast<size_t>(c * n + i)] / s)));
+        wrong += q[static_cast<size_t>(3 * i + c)] != static_cast<int8_t>(want);
+      }
+    EXPECT_EQ(wrong, 0u) << e.isa;
   }
 }
 

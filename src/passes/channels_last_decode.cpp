@@ -47,6 +47,10 @@ bool is_conv(const SpecializedGraph& sg, const Node& n) {
 bool is_int8_concat(const Node& n) {
   return n.op_type == "Concat" && n.has_attr("qyolo_int8_output_scale");
 }
+// A Conv of the int8 plan writing int8 reads a float residual (input 3) in either layout.
+bool int8_conv_reads_residual(const Node& n, size_t slot) {
+  return n.op_type == "Conv" && slot == 3 && n.has_attr("qyolo_int8_output_scale");
+}
 
 // MaxPool (2-D), nearest Resize of H/W, Concat of channels: they only move values, in any layout.
 bool is_float_mover(const SpecializedGraph& sg, const Node& n) {
@@ -113,7 +117,9 @@ Result<int> plan_channels_last_float(SpecializedGraph& sg) {
       }
       for (const Use& u : readers.at(*it)) {
         const Node& r = *u.node;
-        if ((is_conv(sg, r) && u.slot == 0) || (r.op_type == kYoloDecodeOp && u.slot == 0)) continue;
+        if ((is_conv(sg, r) && u.slot == 0) || (r.op_type == kYoloDecodeOp && u.slot == 0) ||
+            int8_conv_reads_residual(r, u.slot))
+          continue;
         if (is_int8_concat(r)) {  // quantises its float inputs: all channels-last or none
           for (const auto& in : r.inputs)
             ok = ok && (sg.values.at(in).dtype != DataType::kFloat32 || is_planned(in));
@@ -137,6 +143,8 @@ Result<int> plan_channels_last_float(SpecializedGraph& sg) {
       if ((u.slot == 0 && (u.node->op_type == "Conv" || u.node->op_type == kYoloDecodeOp)) ||
           is_int8_concat(*u.node))
         u.node->attrs[kChannelsLastInputAttr] = int64_t{1};
+      else if (int8_conv_reads_residual(*u.node, u.slot))
+        u.node->attrs[kChannelsLastResidualAttr] = int64_t{1};
   }
   return static_cast<int>(planned.size());
 }

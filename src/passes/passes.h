@@ -35,10 +35,12 @@ Result<int> plan_channels_last_decode(SpecializedGraph& g);
 // (the producer gets kChannelsLastOutputAttr; a Conv or QyoloYoloDecode reading it as input 0, or
 // an int8 Concat of the int8 plan quantising it, kChannelsLastInputAttr; a Conv's float residual
 // and the inputs of a float MaxPool, Resize or Concat are channels-last exactly when its output
-// is; an int8 Concat's float inputs all or none). oneDNN's convs read and write nhwc directly, so
-// no activation is reordered to and from NCHW around every conv (in yolov5n FP32 those reorders
-// were ~25% of the time). Graph inputs and outputs stay NCHW. Returns the number of
+// is, except that an int8-writing Conv of the int8 plan reads a float residual in either layout
+// (kChannelsLastResidualAttr when channels-last); an int8 Concat's float inputs all or none). oneDNN's convs
+// read and write nhwc directly, so no activation is reordered to and from NCHW around every conv (in yolov5n
+// FP32 those reorders were ~25% of the time). Graph inputs and outputs stay NCHW. Returns the number of
 // channels-last values.
+inline constexpr char kChannelsLastResidualAttr[] = "qyolo_channels_last_residual";
 Result<int> plan_channels_last_float(SpecializedGraph& g);
 // Per-channel activation equalisation. For a conv output T read only by convs, factors s_c > 0
 // per channel: T' = T / s_c and every reader's W[:, c] *= s_c, so the float network is unchanged

@@ -39,6 +39,13 @@ bool is_int8_mover(const SpecializedGraph& sg, const Node& n) {
   return false;
 }
 
+// Our own exact epilogue (SiLU, sigmoid) can add a float residual before it requantises; oneDNN's
+// int8 sum post-op (the other activations) needs the residual in int8.
+bool adds_float_residual_itself(const Node& n) {
+  const auto act = n.attr_string("qyolo_activation", std::string());
+  return act && (*act == "silu" || *act == "sigmoid");
+}
+
 bool can_write_int8(const SpecializedGraph& sg, const Node& n) {
   return n.outputs.size() == 1 && (is_int8_conv(n) || is_int8_mover(sg, n));
 }
@@ -110,7 +117,7 @@ Result<std::map<std::string, float>> choose_int8_dataflow(const SpecializedGraph
     if (n.outputs.size() != 1 || !planned.count(n.outputs[0])) continue;
     const bool mover = n.op_type == "MaxPool" || n.op_type == "Resize" || n.op_type == "Upsample";
     if ((mover && !planned.count(n.inputs[0])) ||
-        (is_int8_conv(n) && n.has_input(3) && !planned.count(n.inputs[3])))
+        (is_int8_conv(n) && n.has_input(3) && !planned.count(n.inputs[3]) && !adds_float_residual_itself(n)))
       planned.erase(n.outputs[0]);
   }
 
@@ -137,7 +144,7 @@ Status mark_int8_dataflow(SpecializedGraph& sg, const std::map<std::string, floa
     const bool pass_through = n.op_type == "MaxPool" || n.op_type == "Resize" || n.op_type == "Upsample";
     if (pass_through && !planned.count(n.inputs[0]))
       return bad(v, n.describe() + " reads '" + n.inputs[0] + "' in float");
-    if (is_int8_conv(n) && n.has_input(3) && !planned.count(n.inputs[3]))
+    if (is_int8_conv(n) && n.has_input(3) && !planned.count(n.inputs[3]) && !adds_float_residual_itself(n))
       return bad(v, n.describe() + " adds the float residual '" + n.inputs[3] + "'");
     for (const Use& u : uses[v]) {
       const Node& c = g.nodes[u.node];
@@ -159,7 +166,8 @@ Status mark_int8_dataflow(SpecializedGraph& sg, const std::map<std::string, floa
     if (auto it = planned.find(n.outputs[0]); it != planned.end()) {
       n.attrs[kInt8OutputScaleAttr] = it->second;
       sg.values.at(n.outputs[0]).dtype = DataType::kInt8;
-      if (n.op_type == "Conv" && n.has_input(3)) n.attrs[kInt8ResidualScaleAttr] = planned.at(n.inputs[3]);
+      if (n.op_type == "Conv" && n.has_input(3) && planned.count(n.inputs[3]))
+        n.attrs[kInt8ResidualScaleAttr] = planned.at(n.inputs[3]);
     }
   }
   return Status::ok();

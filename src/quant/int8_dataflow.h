@@ -8,8 +8,9 @@
 //   - an INT8 conv's fused residual (input 3), when that conv writes int8 and int8_residual is
 //     on: any scale (rescaled in the epilogue), the value's own calibrated scale if nothing else
 //     decides. Off by default: the float path adds the residual unquantised, and reading it
-//     quantised cost 0.0093 val500 mAP on yolov5n (minmax cache, docs/cpu-int8.md); a conv with a
-//     float residual writes float;
+//     quantised cost 0.0093 val500 mAP on yolov5n (minmax cache, docs/cpu-int8.md). A SiLU or
+//     sigmoid conv adds a float residual in its own epilogue and may still write int8 (the float
+//     path's sum, then its reader's quantisation); other convs with a float residual write float;
 //   - an int8 MaxPool / nearest Resize / Concat: that node's output scale (max, nearest copy and
 //     concatenation commute with a monotone per-tensor quantisation, so this is exact).
 // Each INT8 consumer quantised its float input with exactly that scale before, so an int8 value

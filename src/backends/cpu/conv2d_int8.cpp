@@ -63,6 +63,8 @@ class CpuConvInt8 final : public CpuKernel {
     size_t n = src_q_bytes_ + (src_reordered_ ? align64(src_conv_.get_desc().get_size()) : 0);
     if ((!int8_out_ && !channels_last_out_) || (int8_out_ && own_epilogue_))
       n += align64(dst_conv_.get_desc().get_size());
+    if (float_residual_int8_out_ && !residual_channels_last_)
+      n += align64(residual_nhwc_.get_desc().get_size());
     return n;
   }
   void set_workspace(std::byte* workspace) override { workspace_ = workspace; }
@@ -101,12 +103,17 @@ class CpuConvInt8 final : public CpuKernel {
     QYOLO_ASSIGN_OR_RETURN(out_scale_, node.attr_float(kInt8OutputScaleAttr, 1.f));
     QYOLO_ASSIGN_OR_RETURN(residual_scale_, node.attr_float(kInt8ResidualScaleAttr, 1.f));
     const float out_scale = out_scale_, residual_scale = residual_scale_;
+    own_epilogue_ = a.activation == FusedActivation::kSilu || a.activation == FusedActivation::kSigmoid;
+    // An int8 output with a float residual: our epilogue adds it (channels-last, or reordered so).
+    float_residual_int8_out_ = a.has_residual && int8_out_ && !int8_residual_;
+    residual_channels_last_ = node.has_attr(kChannelsLastResidualAttr);
     if (int8_out_ != (outputs[0].dtype == DataType::kInt8) || !(out_scale > 0.f) || !(residual_scale > 0.f) ||
-        (a.has_residual && int8_residual_ != int8_out_) ||
+        (int8_residual_ && !int8_out_) || (float_residual_int8_out_ && !own_epilogue_) ||
         (int8_residual_ && !node.has_attr(kInt8ResidualScaleAttr)))
       return internal_error(name_ +
                             ": inconsistent int8 plan (an int8 output needs its scale attribute, an int8 "
-                            "residual its scale, and a residual the output's type)");
+                            "residual its scale and an int8 output, a float residual with an int8 output "
+                            "SiLU or sigmoid)");
 
     // Per-output-channel weight quantisation.
     const Tensor& wt = *inputs[1]->value;
@@ -115,7 +122,6 @@ class CpuConvInt8 final : public CpuKernel {
     weights_q_ = Tensor(DataType::kInt8, w);
     weight_scales_.resize(static_cast<size_t>(cout));
     std::vector<float> out_scales(static_cast<size_t>(cout));
-    own_epilogue_ = a.activation == FusedActivation::kSilu || a.activation == FusedActivation::kSigmoid;
     // Without an activation the int8 output's 1 / s_y is one more factor of the output scales.
     const float extra = int8_out_ && a.activation == FusedActivation::kNone ? 1.f / out_scale : 1.f;
     for (int64_t c = 0; c < cout; ++c) {
@@ -128,11 +134,13 @@ class CpuConvInt8 final : public CpuKernel {
       for (int64_t j = 0; j < per_out; ++j) dst[j] = quantize_int8(src[j], s);
       out_scales[static_cast<size_t>(c)] = input_scale_ * s * extra;
     }
+    // The bias joins the accumulator, in units of s_x * s_w[c]: the int8 output's 1 / s_y (extra)
+    // scales the bias with the accumulator and must not divide it too.
     bias_scaled_ = Tensor(DataType::kFloat32, {cout});
     if (a.has_bias) {
       const float* b = inputs[2]->value->data<float>();
       for (int64_t c = 0; c < cout; ++c)
-        bias_scaled_.data<float>()[c] = b[c] / out_scales[static_cast<size_t>(c)];
+        bias_scaled_.data<float>()[c] = b[c] / (input_scale_ * weight_scales_[static_cast<size_t>(c)]);
     }
     // The equalisation multiplier m[c] > 0 after the activation: one more output scale where the
     // activation commutes with it (none, ReLU, LeakyReLU: act(m v) = m act(v)); after our own
@@ -154,10 +162,10 @@ class CpuConvInt8 final : public CpuKernel {
     else
       w_dims = to_dims(w);
     const dt dst_dt = int8_out_ && !own_epilogue_ ? dt::s8 : dt::f32;
-    // int8 in, int8 out through our epilogue, batch > 1: the primitive runs per batch item, so
-    // that the epilogue reads that item's float output while it is still in the cache (a
-    // yolov5n b8 layer's output is 105 MB; one image's 13 MB fits the L3).
-    per_item_ = int8_in_ && int8_out_ && own_epilogue_ && x[0] > 1;
+    // Our epilogue at batch > 1: the primitive runs per batch item, so that the epilogue reads
+    // that item's float output (and the conv that item's quantised input) while it is still in
+    // the cache (a yolov5n b8 layer's output is 105 MB; one image's 13 MB fits the L3).
+    per_item_ = own_epilogue_ && x[0] > 1;
     Shape xs = x, ys = a.out_shape;
     if (per_item_) xs[0] = ys[0] = 1;
     batch_ = x[0];
@@ -208,11 +216,14 @@ class CpuConvInt8 final : public CpuKernel {
 
     // A float input is quantised (NCHW) into the workspace and reordered to oneDNN's layout
     // there; a float output is written blocked into the workspace and reordered out.
-    src_q_bytes_ = int8_in_ ? 0 : align64(static_cast<size_t>(shape_numel(x)));
+    src_q_bytes_ = int8_in_ ? 0 : align64(static_cast<size_t>(shape_numel(xs)));
     src_user_ = memory(src_user_md, eng_, DNNL_MEMORY_NONE);
     src_reordered_ = pd.src_desc() != src_user_md;
-    if (per_item_ && src_reordered_)
-      return internal_error(name_ + ": oneDNN chose another int8 input layout");
+    // A 3-channel float NCHW input (the image) that oneDNN reads as nhwc int8: quantised into it
+    // in one pass, without the reorder.
+    image_to_nhwc_ = !int8_in_ && !channels_last_in_ && src_reordered_ && xs[1] == 3 &&
+                     pd.src_desc() == memory::desc(to_dims(xs), dt::s8, tag::nhwc);
+    image_pixels_ = xs[2] * xs[3];
     if (src_reordered_) {
       src_conv_ = memory(pd.src_desc(), eng_, DNNL_MEMORY_NONE);
       src_reorder_ = dnnl::reorder(src_user_, src_conv_);
@@ -240,6 +251,11 @@ class CpuConvInt8 final : public CpuKernel {
         residual_reorder_ = dnnl::reorder(residual_user_, dst_conv_);
       }
     }
+    if (float_residual_int8_out_ && !residual_channels_last_) {
+      residual_user_ = memory(memory::desc(to_dims(ys), dt::f32, tag::nchw), eng_, DNNL_MEMORY_NONE);
+      residual_nhwc_ = memory(memory::desc(to_dims(ys), dt::f32, tag::nhwc), eng_, DNNL_MEMORY_NONE);
+      residual_reorder_ = dnnl::reorder(residual_user_, residual_nhwc_);
+    }
     memory w_user(w_user_md, eng_, weights_q_.raw());
     w_conv_ = memory(pd.weights_desc(), eng_);
     dnnl::reorder(w_user, w_conv_).execute(strm_, w_user, w_conv_);
@@ -249,38 +265,65 @@ class CpuConvInt8 final : public CpuKernel {
     return Status::ok();
   }
 
+  // Batch item by item when per_item_ (the primitive was built for one), else the whole batch.
   Status run_impl(std::span<const Tensor* const> inputs, std::span<Tensor* const> outputs) {
-    if (per_item_) return run_per_item(inputs, outputs);
+    const int64_t items = per_item_ ? batch_ : 1;
+    for (int64_t b = 0; b < items; ++b) run_item(inputs, outputs, b, items);
+    return Status::ok();
+  }
+
+  // Item b of `items` equal slices of the batch (each value's first dimension is the batch).
+  void run_item(std::span<const Tensor* const> inputs, std::span<Tensor* const> outputs, int64_t b,
+                int64_t items) {
+    auto slice = [&](const Tensor& t) {
+      return const_cast<std::byte*>(static_cast<const std::byte*>(t.raw())) +
+             static_cast<size_t>(b) * (t.nbytes() / static_cast<size_t>(items));
+    };
+    const int64_t in_n = inputs[0]->numel() / items, m = outputs[0]->numel() / items;
+    std::byte* in = slice(*inputs[0]);
+    std::byte* out = slice(*outputs[0]);
+    std::byte* res = attrs_.has_residual ? slice(*inputs[3]) : nullptr;
+    const size_t res_bytes = attrs_.has_residual ? inputs[3]->nbytes() / static_cast<size_t>(items) : 0;
     std::byte* ws = workspace_;
+    const float* x = reinterpret_cast<const float*>(in);
+    const float scale = input_scale_;
     if (int8_in_) {
-      src_user_.set_data_handle(const_cast<void*>(inputs[0]->raw()));
-    } else {
+      src_user_.set_data_handle(in);
+    } else if (!image_to_nhwc_) {
       // Quantise the input: round half to even, saturate to [-127, 127] (int8_epilogue.h).
-      const float* x = inputs[0]->data<float>();
       int8_t* q = reinterpret_cast<int8_t*>(ws);
-      const float scale = input_scale_;
-      cpu::parallel_chunks(inputs[0]->numel(),
-                           [&](int64_t b, int64_t len) { epilogue_.quantize(x + b, scale, q + b, len); });
+      cpu::parallel_chunks(in_n,
+                           [&](int64_t c0, int64_t len) { epilogue_.quantize(x + c0, scale, q + c0, len); });
       src_user_.set_data_handle(ws);
-      ws += src_q_bytes_;
     }
+    ws += src_q_bytes_;
     if (src_reordered_) {
       src_conv_.set_data_handle(ws);
+      if (image_to_nhwc_) {
+        // The same quantisation, written straight into the nhwc layout (no reorder).
+        int8_t* q = reinterpret_cast<int8_t*>(ws);
+        const int64_t plane = image_pixels_, images = in_n / (3 * plane);
+        for (int64_t image = 0; image < images; ++image)
+          cpu::parallel_chunks(plane, [&](int64_t c0, int64_t len) {
+            epilogue_.quantize_3planes(x + image * 3 * plane + c0, plane, scale,
+                                       q + image * 3 * plane + 3 * c0, len);
+          });
+      } else {
+        src_reorder_.execute(strm_, src_user_, src_conv_);
+      }
       ws += align64(src_conv_.get_desc().get_size());
-      src_reorder_.execute(strm_, src_user_, src_conv_);
     }
-    dst_user_.set_data_handle(outputs[0]->raw());
+    dst_user_.set_data_handle(out);
     if (int8_out_ && !own_epilogue_) {
       // The sum post-op accumulates into the output: seed it with the int8 residual.
-      if (attrs_.has_residual) std::memcpy(outputs[0]->raw(), inputs[3]->raw(), inputs[3]->nbytes());
+      if (attrs_.has_residual) std::memcpy(out, res, res_bytes);
     } else if (channels_last_out_) {
       // Written in place: the sum post-op's residual (same layout) is copied there first.
-      if (attrs_.has_residual && !own_epilogue_)
-        std::memcpy(outputs[0]->raw(), inputs[3]->raw(), inputs[3]->nbytes());
+      if (attrs_.has_residual && !own_epilogue_) std::memcpy(out, res, res_bytes);
     } else {
       dst_conv_.set_data_handle(ws);
       if (attrs_.has_residual && !own_epilogue_) {
-        residual_user_.set_data_handle(const_cast<void*>(inputs[3]->raw()));
+        residual_user_.set_data_handle(res);
         residual_reorder_.execute(strm_, residual_user_, dst_conv_);
       }
     }
@@ -291,71 +334,61 @@ class CpuConvInt8 final : public CpuKernel {
     if (!int8_out_ && !channels_last_out_) dst_reorder_.execute(strm_, dst_conv_, dst_user_);
     strm_.wait();
     const bool multiply = own_epilogue_ && !attrs_.output_multiplier.empty();
+    const bool silu = attrs_.activation == FusedActivation::kSilu;
+    const int64_t channels = attrs_.out_shape[1];
     if (multiply && int8_out_) {
       // The float path's arithmetic (below: activation, multiplier), then the next conv's
       // quantisation, on the channels-last v in place.
       float* v = reinterpret_cast<float*>(ws);
-      const bool silu = attrs_.activation == FusedActivation::kSilu;
-      const int64_t m = outputs[0]->numel(), channels = attrs_.out_shape[1];
-      cpu::parallel_chunks(
-          m, [&](int64_t b, int64_t len) { epilogue_.activation_float(v + b, nullptr, silu, v + b, len); });
+      cpu::parallel_chunks(m, [&](int64_t c0, int64_t len) {
+        epilogue_.activation_float(v + c0, nullptr, silu, v + c0, len);
+      });
       cpu::scale_channels(v, m / channels, channels, 1, attrs_.output_multiplier.data());
-      int8_t* q = outputs[0]->data<int8_t>();
+      int8_t* q = reinterpret_cast<int8_t*>(out);
       cpu::parallel_chunks(
-          m, [&](int64_t b, int64_t len) { epilogue_.quantize(v + b, out_scale_, q + b, len); });
+          m, [&](int64_t c0, int64_t len) { epilogue_.quantize(v + c0, out_scale_, q + c0, len); });
+    } else if (float_residual_int8_out_) {
+      // The float path's arithmetic exactly (below: activation plus the float residual, this
+      // ISA's activation_float), then its reader's quantisation, chunk by chunk in the cache.
+      float* v = reinterpret_cast<float*>(ws);
+      const float* r = reinterpret_cast<const float*>(res);
+      if (!residual_channels_last_) {
+        std::byte* nhwc = ws + align64(dst_conv_.get_desc().get_size());
+        residual_user_.set_data_handle(res);
+        residual_nhwc_.set_data_handle(nhwc);
+        residual_reorder_.execute(strm_, residual_user_, residual_nhwc_);
+        strm_.wait();
+        r = reinterpret_cast<const float*>(nhwc);
+      }
+      int8_t* q = reinterpret_cast<int8_t*>(out);
+      cpu::parallel_chunks(m, [&](int64_t c0, int64_t len) {
+        epilogue_.activation_float(v + c0, r + c0, silu, v + c0, len);
+        epilogue_.quantize(v + c0, out_scale_, q + c0, len);
+      });
     } else if (own_epilogue_ && int8_out_) {
       // The float path's arithmetic (below, then the next conv's quantisation), written as int8.
       const float* v = reinterpret_cast<const float*>(ws);
-      int8_t* q = outputs[0]->data<int8_t>();
-      const int8_t* r = attrs_.has_residual ? inputs[3]->data<int8_t>() : nullptr;
-      const int64_t m = outputs[0]->numel();
-      const bool silu = attrs_.activation == FusedActivation::kSilu;
-      cpu::parallel_chunks(m, [&](int64_t b, int64_t len) {
-        epilogue_.requantize_activation(v + b, r ? r + b : nullptr, residual_scale_, out_scale_, silu, q + b,
-                                        len);
+      int8_t* q = reinterpret_cast<int8_t*>(out);
+      const int8_t* r = reinterpret_cast<const int8_t*>(res);
+      cpu::parallel_chunks(m, [&](int64_t c0, int64_t len) {
+        epilogue_.requantize_activation(v + c0, r ? r + c0 : nullptr, residual_scale_, out_scale_, silu,
+                                        q + c0, len);
       });
     } else if (own_epilogue_) {
-      float* y = outputs[0]->data<float>();
-      const float* r = attrs_.has_residual ? inputs[3]->data<float>() : nullptr;
-      const bool silu = attrs_.activation == FusedActivation::kSilu;
-      cpu::parallel_chunks(outputs[0]->numel(), [&](int64_t b, int64_t len) {
-        epilogue_.activation_float(y + b, r ? r + b : nullptr, silu, y + b, len);
+      float* y = reinterpret_cast<float*>(out);
+      const float* r = reinterpret_cast<const float*>(res);
+      cpu::parallel_chunks(m, [&](int64_t c0, int64_t len) {
+        epilogue_.activation_float(y + c0, r ? r + c0 : nullptr, silu, y + c0, len);
       });
       if (multiply) {  // per output channel, in the layout the output is written in
-        const int64_t n = attrs_.out_shape[0], channels = attrs_.out_shape[1];
-        const int64_t pixels = outputs[0]->numel() / (n * channels);
+        const int64_t n = attrs_.out_shape[0] / items;
+        const int64_t pixels = m / (n * channels);
         if (channels_last_out_)
           cpu::scale_channels(y, n * pixels, channels, 1, attrs_.output_multiplier.data());
         else
           cpu::scale_channels(y, n, channels, pixels, attrs_.output_multiplier.data());
       }
     }
-    return Status::ok();
-  }
-
-  // per_item_: batch item b is convolved into the workspace, then requantised into its output.
-  Status run_per_item(std::span<const Tensor* const> inputs, std::span<Tensor* const> outputs) {
-    const int64_t m = outputs[0]->numel() / batch_;
-    const size_t in_item = inputs[0]->nbytes() / static_cast<size_t>(batch_);
-    const float* v = reinterpret_cast<const float*>(workspace_);
-    const bool silu = attrs_.activation == FusedActivation::kSilu;
-    dst_conv_.set_data_handle(workspace_);
-    for (int64_t b = 0; b < batch_; ++b) {
-      src_user_.set_data_handle(const_cast<std::byte*>(static_cast<const std::byte*>(inputs[0]->raw())) +
-                                static_cast<size_t>(b) * in_item);
-      conv_.execute(strm_, {{DNNL_ARG_SRC, src_conv_},
-                            {DNNL_ARG_WEIGHTS, w_conv_},
-                            {DNNL_ARG_BIAS, bias_},
-                            {DNNL_ARG_DST, dst_conv_}});
-      strm_.wait();
-      int8_t* q = outputs[0]->data<int8_t>() + b * m;
-      const int8_t* r = attrs_.has_residual ? inputs[3]->data<int8_t>() + b * m : nullptr;
-      cpu::parallel_chunks(m, [&](int64_t c0, int64_t len) {
-        epilogue_.requantize_activation(v + c0, r ? r + c0 : nullptr, residual_scale_, out_scale_, silu,
-                                        q + c0, len);
-      });
-    }
-    return Status::ok();
   }
 
   std::string name_;
@@ -365,9 +398,13 @@ class CpuConvInt8 final : public CpuKernel {
   int64_t batch_ = 1;
   float out_scale_ = 1.f, residual_scale_ = 1.f;                     // int8 output / int8 residual scales
   bool int8_in_ = false, int8_out_ = false, int8_residual_ = false;  // the int8 plan (see the top)
-  bool own_epilogue_ = false;       // activation (+ residual) applied after oneDNN, see the top
-  bool channels_last_in_ = false;   // float input nhwc (passes.h)
-  bool channels_last_out_ = false;  // float output written nhwc in place (passes.h)
+  bool own_epilogue_ = false;             // activation (+ residual) applied after oneDNN, see the top
+  bool float_residual_int8_out_ = false;  // int8 output, float residual added by our epilogue
+  bool image_to_nhwc_ = false;            // see prepare_impl
+  int64_t image_pixels_ = 0;
+  bool residual_channels_last_ = false;  // that residual is nhwc (else reordered to nhwc first)
+  bool channels_last_in_ = false;        // float input nhwc (passes.h)
+  bool channels_last_out_ = false;       // float output written nhwc in place (passes.h)
   cpu::Int8Epilogue epilogue_ = cpu::scalar_int8_epilogue();
   bool src_reordered_ = false;
   std::vector<float> weight_scales_;
@@ -378,7 +415,7 @@ class CpuConvInt8 final : public CpuKernel {
   dnnl::engine eng_;
   dnnl::stream strm_;
   dnnl::convolution_forward conv_;
-  memory src_user_, src_conv_, dst_user_, dst_conv_, w_conv_, bias_, residual_user_;
+  memory src_user_, src_conv_, dst_user_, dst_conv_, w_conv_, bias_, residual_user_, residual_nhwc_;
   dnnl::reorder src_reorder_, dst_reorder_, residual_reorder_;
 };
 

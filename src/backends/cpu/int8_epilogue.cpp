@@ -38,6 +38,11 @@ void quantize_scalar(const float* x, float scale, int8_t* q, int64_t n) {
   for (int64_t i = 0; i < n; ++i) q[i] = static_cast<int8_t>(clamp_round(x[i] / scale));
 }
 
+void quantize_3planes_scalar(const float* x, int64_t plane, float scale, int8_t* q, int64_t n) {
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t c = 0; c < 3; ++c) q[3 * i + c] = static_cast<int8_t>(clamp_round(x[c * plane + i] / scale));
+}
+
 void requantize_scalar(const float* v, const int8_t* r, float s_r, float s_y, bool silu, int8_t* q,
                        int64_t n) {
   for (int64_t j = 0; j < n; ++j) {
@@ -66,10 +71,13 @@ QYOLO_AVX512 inline __m512 round_nearest(__m512 t) {
 }
 
 // 16 integral floats -> 16 int8, clamped to [-127, 127], NaN -> 0.
-QYOLO_AVX512 inline void store_int8(int8_t* q, __m512 rounded) {
+QYOLO_AVX512 inline __m128i to_int8(__m512 rounded) {
   rounded = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(rounded, rounded, _CMP_ORD_Q), rounded);
   const __m512 c = _mm512_min_ps(_mm512_set1_ps(127.f), _mm512_max_ps(_mm512_set1_ps(-127.f), rounded));
-  _mm_storeu_si128(reinterpret_cast<__m128i*>(q), _mm512_cvtsepi32_epi8(_mm512_cvtps_epi32(c)));
+  return _mm512_cvtsepi32_epi8(_mm512_cvtps_epi32(c));
+}
+QYOLO_AVX512 inline void store_int8(int8_t* q, __m512 rounded) {
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(q), to_int8(rounded));
 }
 
 QYOLO_AVX512 inline __m512 poly_exp16(__m512 x) {
@@ -89,33 +97,101 @@ QYOLO_AVX512 inline __m512 poly_exp16(__m512 x) {
   return _mm512_mul_ps(p, _mm512_castsi512_ps(bits));
 }
 
+// x * (1 / s) is within 2 ulps of x / s (under 2e-5 for |x / s| < 128; beyond, both saturate):
+// it rounds the same unless x / s lies within 1e-4 of a half-integer, where the vector is
+// divided instead (rare: the division's throughput is what this saves).
+QYOLO_AVX512 inline __m512 quantize16(const float* x, __m512 s, __m512 inv) {
+  const __m512 v = _mm512_loadu_ps(x);
+  const __m512 t = _mm512_mul_ps(v, inv);
+  const __m512 rounded = round_nearest(t);
+  if (_mm512_cmp_ps_mask(_mm512_abs_ps(_mm512_sub_ps(t, rounded)), _mm512_set1_ps(0.5f - 1e-4f), _CMP_NLE_UQ))
+    return round_nearest(_mm512_div_ps(v, s));
+  return rounded;
+}
+
 QYOLO_AVX512 void quantize_avx512(const float* x, float scale, int8_t* q, int64_t n) {
-  const __m512 s = _mm512_set1_ps(scale);
+  const __m512 s = _mm512_set1_ps(scale), inv = _mm512_set1_ps(1.f / scale);
   int64_t i = 0;
-  for (; i + 16 <= n; i += 16) store_int8(q + i, round_nearest(_mm512_div_ps(_mm512_loadu_ps(x + i), s)));
+  for (; i + 16 <= n; i += 16) store_int8(q + i, quantize16(x + i, s, inv));
   quantize_scalar(x + i, scale, q + i, n - i);
+}
+
+// pshufb masks interleaving three 16-byte channels into 48 bytes: block j, channel c, byte t
+// takes pixel (16 j + t) / 3 of channel c where (16 j + t) % 3 == c, else zero (0x80).
+struct Interleave3 {
+  alignas(16) int8_t m[3][3][16];
+  Interleave3() {
+    for (int j = 0; j < 3; ++j)
+      for (int c = 0; c < 3; ++c)
+        for (int t = 0; t < 16; ++t) {
+          const int k = 16 * j + t;
+          m[j][c][t] = k % 3 == c ? static_cast<int8_t>(k / 3) : static_cast<int8_t>(0x80);
+        }
+  }
+};
+
+QYOLO_AVX512 void quantize_3planes_avx512(const float* x, int64_t plane, float scale, int8_t* q, int64_t n) {
+  static const Interleave3 masks;
+  const __m512 s = _mm512_set1_ps(scale), inv = _mm512_set1_ps(1.f / scale);
+  __m128i m[3][3];
+  for (int j = 0; j < 3; ++j)
+    for (int c = 0; c < 3; ++c) m[j][c] = _mm_load_si128(reinterpret_cast<const __m128i*>(masks.m[j][c]));
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    const __m128i ch[3] = {to_int8(quantize16(x + i, s, inv)), to_int8(quantize16(x + plane + i, s, inv)),
+                           to_int8(quantize16(x + 2 * plane + i, s, inv))};
+    for (int j = 0; j < 3; ++j) {
+      const __m128i out =
+          _mm_or_si128(_mm_or_si128(_mm_shuffle_epi8(ch[0], m[j][0]), _mm_shuffle_epi8(ch[1], m[j][1])),
+                       _mm_shuffle_epi8(ch[2], m[j][2]));
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(q + 3 * i + 16 * j), out);
+    }
+  }
+  quantize_3planes_scalar(x + i, plane, scale, q + 3 * i, n - i);
+}
+
+// exp(-v) to the polynomial's accuracy, for the requantisation only (its band absorbs the
+// difference from expf): poly_exp16's steps on r' = -r (fnmadd in place of fmadd, bit for bit
+// the same polynomial), 2^n by scalef (which saturates itself: only the overflow side needs a
+// clamp).
+QYOLO_AVX512 inline __m512 exp_neg16(__m512 v) {
+  v = _mm512_max_ps(v, _mm512_set1_ps(-88.f));
+  const __m512 n = round_nearest(_mm512_mul_ps(v, _mm512_set1_ps(-1.44269504f)));
+  __m512 rn = _mm512_fmadd_ps(n, _mm512_set1_ps(0.693359375f), v);  // -r
+  rn = _mm512_fmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), rn);
+  __m512 p = _mm512_set1_ps(1.9875691500e-4f);
+  p = _mm512_fnmadd_ps(p, rn, _mm512_set1_ps(1.3981999507e-3f));
+  p = _mm512_fnmadd_ps(p, rn, _mm512_set1_ps(8.3334519073e-3f));
+  p = _mm512_fnmadd_ps(p, rn, _mm512_set1_ps(4.1665795894e-2f));
+  p = _mm512_fnmadd_ps(p, rn, _mm512_set1_ps(1.6666665459e-1f));
+  p = _mm512_fnmadd_ps(p, rn, _mm512_set1_ps(5.0000001201e-1f));
+  p = _mm512_fmadd_ps(_mm512_mul_ps(p, rn), rn, _mm512_sub_ps(_mm512_set1_ps(1.f), rn));
+  return _mm512_scalef_ps(p, n);
 }
 
 QYOLO_AVX512 void requantize_avx512(const float* v, const int8_t* r, float s_r, float s_y, bool silu,
                                     int8_t* q, int64_t n) {
-  const __m512 one = _mm512_set1_ps(1.f), half = _mm512_set1_ps(0.5f), band = _mm512_set1_ps(kBoundaryBand);
-  // y * (1 / s_y) instead of y / s_y: within 3e-5 of it for |y / s_y| <= 128, far inside the band
-  // that sends an element to the exact formula.
-  const __m512 inv_sy = _mm512_set1_ps(1.f / s_y), sr = _mm512_set1_ps(s_r);
+  const __m512 one = _mm512_set1_ps(1.f), edge = _mm512_set1_ps(0.5f - kBoundaryBand);
+  // (x / s_y) / (1 + e) and r * (s_r / s_y) instead of (x / (1 + e) + s_r r) / s_y: within 1e-4
+  // of it for |y / s_y| <= 128, far inside the band that sends an element to the exact formula.
+  const __m512 inv_sy = _mm512_set1_ps(1.f / s_y), sr = _mm512_set1_ps(s_r / s_y);
+  const __m128i lowest = _mm_set1_epi8(-127);
   int64_t j = 0;
   for (; j + 16 <= n; j += 16) {
     const __m512 x = _mm512_loadu_ps(v + j);
-    const __m512 e = poly_exp16(_mm512_sub_ps(_mm512_setzero_ps(), x));
-    __m512 y = _mm512_div_ps(silu ? x : one, _mm512_add_ps(one, e));
+    __m512 t = _mm512_div_ps(silu ? _mm512_mul_ps(x, inv_sy) : inv_sy, _mm512_add_ps(one, exp_neg16(x)));
     if (r) {
       const __m128i r8 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(r + j));
-      y = _mm512_add_ps(y, _mm512_mul_ps(sr, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(r8))));
+      t = _mm512_fmadd_ps(sr, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(r8)), t);
     }
-    const __m512 t = _mm512_mul_ps(y, inv_sy);
     const __m512 rounded = round_nearest(t);
-    const __m512 dist = _mm512_abs_ps(_mm512_sub_ps(_mm512_abs_ps(_mm512_sub_ps(t, rounded)), half));
-    store_int8(q + j, rounded);
-    for (__mmask16 m = _mm512_cmp_ps_mask(dist, band, _CMP_LT_OQ); m; m &= static_cast<__mmask16>(m - 1)) {
+    // Clamped to 127 above before the conversion, to -127 below after the saturating narrowing.
+    const __m128i q8 =
+        _mm512_cvtsepi32_epi8(_mm512_cvtps_epi32(_mm512_min_ps(rounded, _mm512_set1_ps(127.f))));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(q + j), _mm_max_epi8(q8, lowest));
+    // Within the band of a rounding boundary, or NaN (unordered): the exact formula decides.
+    const __m512 dist = _mm512_abs_ps(_mm512_sub_ps(t, rounded));
+    for (__mmask16 m = _mm512_cmp_ps_mask(dist, edge, _CMP_NLE_UQ); m; m &= static_cast<__mmask16>(m - 1)) {
       const int64_t k = j + __builtin_ctz(m);
       q[k] = static_cast<int8_t>(clamp_round(exact_activation(v[k], r, k, s_r, silu) / s_y));
     }
@@ -139,12 +215,12 @@ QYOLO_AVX512 void activation_float_avx512(const float* v, const float* r, bool s
 }  // namespace
 
 Int8Epilogue scalar_int8_epilogue() {
-  return {quantize_scalar, requantize_scalar, activation_float_scalar, "scalar"};
+  return {quantize_scalar, requantize_scalar, activation_float_scalar, quantize_3planes_scalar, "scalar"};
 }
 
 Int8Epilogue best_int8_epilogue() {
   if (__builtin_cpu_supports("avx512f"))
-    return {quantize_avx512, requantize_avx512, activation_float_avx512, "avx512"};
+    return {quantize_avx512, requantize_avx512, activation_float_avx512, quantize_3planes_avx512, "avx512"};
   return scalar_int8_epilogue();
 }
 

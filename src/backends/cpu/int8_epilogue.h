@@ -21,6 +21,9 @@ struct Int8Epilogue {
   // y = act(v) (+ r) in float, for INT8 convs whose output stays float (fused residuals): the
   // scalar path with expf, the vector one with the polynomial exp (within 2 ulps of it).
   void (*activation_float)(const float* v, const float* r, bool silu, float* y, int64_t n);
+  // quantize of pixels [0, n) of three NCHW planes (x, x + plane, x + 2 * plane) written
+  // channels-last, q[3 i + c]: an RGB image straight into the nhwc layout oneDNN's stem reads.
+  void (*quantize_3planes)(const float* x, int64_t plane, float scale, int8_t* q, int64_t n);
   const char* isa;  // "avx512" or "scalar"
 };
 
