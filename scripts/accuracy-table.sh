@@ -2,7 +2,8 @@
 # Produces docs/accuracy.md. Every INT8 decision is made on calibration-side data only: the first 96
 # coco128 images (by name) calibrate the scales, the last 32 are held out for the proxy (agreement
 # mAP50-95 with FP32's own detections as labels: `qyolo eval --labels-from`). val500 is evaluated once
-# per model for FP32, the default INT8 calibrator and the budgeted mixed-precision engine.
+# per model for FP32, the default INT8 (mse calibrator with activation equalisation, whose factors
+# `qyolo calibrate` writes beside each cache as CACHE.equalize) and the budgeted mixed-precision engine.
 #   scripts/accuracy-table.sh [path/to/qyolo]
 # Environment: MODELS (default "yolov5n yolov5s"), BUDGET (proxy points, default 5), VAL500 = the
 # val500 rows to run (default "fp32 default budget"; "" runs none: proxy columns only), OUT_DIR
@@ -20,6 +21,7 @@ VAL500=${VAL500-fp32 default budget}
 REUSE=${REUSE:-0}
 RUN=${RUN:-1}
 DEFAULT_ALGO=mse  # qyolo calibrate's default (tools/cmd_calibrate.cpp), chosen on the proxy
+# qyolo calibrate also equalises by default (--equalize all): every cache below has its sidecar.
 CALIB="$SHARED/data/coco128"
 DATA="$SHARED/data/val500"
 mkdir -p "$OUT"
@@ -52,19 +54,25 @@ for m in $MODELS; do
   # One calibration pass, four caches; then the per-tensor choice among them (--algo auto does both).
   step "$OUT/$m.calib.log" '^wrote' "$Q" calibrate --model "$model" --calib "$CALIB" --num 96 \
     --algo minmax,entropy,percentile,mse --cache "$OUT/$m.{algo}.cache"
-  calib_s=$(awk '/^wrote/ {print $(NF-1); exit}' "$OUT/$m.calib.log")
+  calib_s=$(awk '/^wrote .*tensors/ {print $(NF-1); exit}' "$OUT/$m.calib.log")
+  eq_s=$(awk '/^equalize:/ {print $(NF-1); exit}' "$OUT/$m.calib.log")
   step "$OUT/$m.auto.log" '^wrote' "$Q" calibrate --model "$model" --calib "$CALIB" --num 96 \
     --choose-from "$OUT/$m.mse.cache,$OUT/$m.minmax.cache,$OUT/$m.entropy.cache,$OUT/$m.percentile.cache" \
     --cache "$OUT/$m.auto.cache"
   choose_s=$(awk '/^wrote/ {print $(NF-1); exit}' "$OUT/$m.auto.log")
   for algo in minmax entropy percentile mse auto; do
     p=$(proxy "$OUT/$m.$algo.proxy.log" --model "$model" --int8 --cache "$OUT/$m.$algo.cache")
-    what="${calib_s} s (one pass, all 4)"
+    what="${eq_s} s ranges + ${calib_s} s (one pass, all 4)"
     [ "$algo" = auto ] && what="${calib_s} s + ${choose_s} s choice"
     if [ "$algo" = "$DEFAULT_ALGO" ]; then
-      rows+=("| $m INT8 $algo (default) | $what | $p | $(val500 default "$OUT/$m.$algo.val500.log" --model "$model" --int8 --cache "$OUT/$m.$algo.cache") |")
+      rows+=("| $m INT8 $algo + equalisation (default) | $what | $p | $(val500 default "$OUT/$m.$algo.val500.log" --model "$model" --int8 --cache "$OUT/$m.$algo.cache") |")
+      # The same cache without its sidecar: what the equalisation buys (and what TensorRT gets).
+      p=$(proxy "$OUT/$m.$algo.noeq.proxy.log" --model "$model" --int8 --cache "$OUT/$m.$algo.cache" --no-equalization)
+      rows+=("| $m INT8 $algo, same cache, --no-equalization | | $p | not run | |")
+    elif [ "$algo" = auto ]; then
+      rows+=("| $m INT8 auto (per-tensor choice, no equalisation) | $what | $p | not run | |")
     else
-      rows+=("| $m INT8 $algo | $what | $p | not run | |")
+      rows+=("| $m INT8 $algo + equalisation | $what | $p | not run | |")
     fi
     echo "$m $algo proxy $p"
   done
@@ -73,14 +81,14 @@ for m in $MODELS; do
     --accuracy-budget "$BUDGET" --calib "$CALIB" --holdout 32 --sensitivity-images 4 -o "$engine" || true
   plan=$(grep '^accuracy budget' "$OUT/$m.budget.log" 2>/dev/null || true)
   if [ -z "$plan" ]; then
-    rows+=("| $m INT8 $DEFAULT_ALGO, --accuracy-budget $BUDGET | not run | | not run | |")
+    rows+=("| $m INT8 default, --accuracy-budget $BUDGET | not run | | not run | |")
     continue
   fi
   kept=$(echo "$plan" | sed -E 's/.*; ([0-9]+ of [0-9]+ convs kept in float \([0-9.]+% of conv MACs\)).*/\1/')
   build_s=$(echo "$plan" | sed -E 's/.* ([0-9.]+) s$/\1/')
   p=$(echo "$plan" | sed -E 's/.*plan ([0-9.]+) .*/\1/')
   speed=$(grep '^speed cost' "$OUT/$m.budget.log" | sed -E 's/.*\(([-+0-9.]+%)\)/\1 CPU time/' || true)
-  rows+=("| $m INT8 $DEFAULT_ALGO, --accuracy-budget $BUDGET: $kept${speed:+, $speed} | planning ${build_s} s | $p | $(val500 budget "$OUT/$m.budget.val500.log" --engine "$engine") |")
+  rows+=("| $m INT8 default, --accuracy-budget $BUDGET: $kept${speed:+, $speed} | planning ${build_s} s | $p | $(val500 budget "$OUT/$m.budget.val500.log" --engine "$engine") |")
   grep -E '^  float:' "$OUT/$m.budget.log" | sed "s/^/$m /" >"$OUT/$m.kept.txt" || true
 done
 

@@ -321,3 +321,47 @@ TEST(ActivationEqualization, FusedMultiplierMatchesTheExplicitMul) {
     }
   }
 }
+
+// --equalize-concat: a Concat output read only by a conv is a candidate only when asked for, and
+// its explicit Mul leaves the float network unchanged (against the un-rewritten FP32 engine).
+TEST(ActivationEqualization, ConcatOutputsByExplicitMul) {
+  TempDir dir;
+  OnnxBuilder b;
+  b.input("x", {1, 4, 8, 8});
+  b.output("y", {1, 2, 8, 8});
+  b.initializer("wp", {2, 4, 1, 1}, random_values(8, 11, -1.f, 1.f));
+  b.initializer("wq", {2, 4, 1, 1}, random_values(8, 12, -4.f, 4.f));
+  b.node("Conv", {"x", "wp"}, {"p0"}, "convP");
+  b.node("Sigmoid", {"p0"}, {"ps"});
+  b.node("Mul", {"p0", "ps"}, {"p"});
+  b.node("Conv", {"x", "wq"}, {"q0"}, "convQ");
+  b.node("Sigmoid", {"q0"}, {"qs"});
+  b.node("Mul", {"q0", "qs"}, {"q"});
+  auto* cat = b.node("Concat", {"p", "q"}, {"c"}, "cat");
+  auto* axis = cat->add_attribute();
+  axis->set_name("axis");
+  axis->set_type(onnx::AttributeProto::INT);
+  axis->set_i(1);
+  b.initializer("wr", {2, 4, 3, 3}, random_values(72, 13, -0.5f, 0.5f));
+  auto* cr = b.node("Conv", {"c", "wr"}, {"y"}, "convR");
+  OnnxBuilder::attr_ints(cr, "pads", {1, 1, 1, 1});
+  const std::string model = write_model(dir, "cat.onnx", b.bytes());
+
+  auto g = import_onnx(model);
+  ASSERT_TRUE(g.is_ok()) << g.status().to_string();
+  auto sg = specialize(*g, {{"x", {1, 4, 8, 8}}});
+  ASSERT_TRUE(sg.is_ok());
+  ASSERT_TRUE(run_default_passes(*sg).is_ok());
+  EXPECT_TRUE(equalizable_tensors(*sg).empty());  // p and q are read by the Concat
+  EXPECT_EQ(equalizable_tensors(*sg, /*with_concat=*/true), std::vector<std::string>{"c"});
+
+  auto plain = Engine::build(model, BuildOptions{});
+  ASSERT_TRUE(plain.is_ok()) << plain.status().to_string();
+  auto eq = build_engine_with_weights(model, BuildOptions{}, with_equalization({}, {{"c", {1.f, 0.5f, 0.1f, 2.f}}}));
+  ASSERT_TRUE(eq.is_ok()) << eq.status().to_string();
+  const Tensor x = Tensor::from_vector<float>({1, 4, 8, 8}, random_values(256, 14, -1.f, 1.f));
+  const Tensor ref = run_engine(**plain, x), y = run_engine(**eq, x);
+  ASSERT_EQ(ref.shape(), y.shape());
+  for (int64_t i = 0; i < ref.numel(); ++i)
+    EXPECT_NEAR(y.data<float>()[i], ref.data<float>()[i], 1e-5f + 1e-5f * std::fabs(ref.data<float>()[i])) << i;
+}

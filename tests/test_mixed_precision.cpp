@@ -5,6 +5,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <random>
 #include <regex>
 
@@ -111,4 +112,38 @@ TEST(LayerSensitivity, HostileRangeRanksFirst) {
   EXPECT_LT((*ranking)[1].nsr, 1e-3);         // ... by about 1 / 127 of its range
   EXPECT_EQ((*ranking)[0].macs, 64 * 4 * 4);  // 8x8 pixels x 4 outputs x 4 inputs
   fs::remove_all(dir);
+}
+
+// The plan size on hand-made proxies (k -> proxy; budget 5 points: proxy >= 0.95).
+TEST(PlanSize, FirstFewInOrderThenBinarySearch) {
+  auto from = [](std::map<size_t, double> table, std::vector<size_t>* asked) {
+    return [table, asked](size_t k) -> Result<double> {
+      asked->push_back(k);
+      auto it = table.upper_bound(k);  // the step function the table describes
+      return std::prev(it)->second;
+    };
+  };
+  std::vector<size_t> asked;
+  // yolov5n's shape: one conv suffices, 15 do not (non-monotone), 16 and more do.
+  auto k = plan_size_within_budget(60, from({{0, 0.9386}, {1, 0.9507}, {2, 0.94}, {16, 0.951}}, &asked), 5.0);
+  ASSERT_TRUE(k.is_ok()) << k.status().to_string();
+  EXPECT_EQ(*k, 1u);
+  EXPECT_EQ(asked, (std::vector<size_t>{0, 1}));
+  // Within the budget all-INT8: nothing in float.
+  asked.clear();
+  k = plan_size_within_budget(60, from({{0, 0.96}}, &asked), 5.0);
+  ASSERT_TRUE(k.is_ok());
+  EXPECT_EQ(*k, 0u);
+  // Monotone, 23 needed: 1..4 in order, then bisection between 4 and 60.
+  asked.clear();
+  k = plan_size_within_budget(60, from({{0, 0.90}, {23, 0.955}}, &asked), 5.0);
+  ASSERT_TRUE(k.is_ok());
+  EXPECT_EQ(*k, 23u);
+  ASSERT_GE(asked.size(), 6u);
+  EXPECT_EQ((std::vector<size_t>(asked.begin(), asked.begin() + 5)), (std::vector<size_t>{0, 1, 2, 3, 4}));
+  EXPECT_EQ(asked.back(), 23u);
+  // Fewer convs than first_tried: the last is all float; a proxy that never gets there errors.
+  asked.clear();
+  EXPECT_EQ(*plan_size_within_budget(3, from({{0, 0.5}, {3, 1.0}}, &asked), 5.0), 3u);
+  EXPECT_FALSE(plan_size_within_budget(3, from({{0, 0.5}}, &asked), 5.0).is_ok());
 }

@@ -13,6 +13,7 @@
 #include "progress.h"
 #include "python_tool.h"
 #include "quant/activation_equalization.h"
+#include "quant/equalization_sidecar.h"
 #include "quant/scale_choice.h"
 #include "quant/weight_refit.h"
 #include "runtime/engine_impl.h"
@@ -37,10 +38,12 @@ struct CalibrateArgs {
   int refine_images = 0, bias_iterations = 1;
   double fit_ridge = 1e-3;
   bool refine_only = false;  // no calibration pass: refine the existing --cache
-  // Activation equalisation (quant/activation_equalization.h): tensors regex ("" off, "all").
-  std::string equalize;
+  // Activation equalisation (quant/activation_equalization.h): tensors regex ("none" off, "all").
+  // On by default: it won on the held-out proxy of yolov5n and yolov5s (docs/weight-refine.md).
+  std::string equalize = "all";
   double equalize_alpha = 0.5, equalize_min = 1.0 / 64;
-  bool num_given = false;
+  bool equalize_concat = false;
+  bool num_given = false, equalize_given = false;
   std::vector<int> imgsz;
 };
 
@@ -101,6 +104,21 @@ std::string chosen_str(const ScaleChoiceReport& choice) {
   return picks;
 }
 
+// Each written cache gets the factors beside it (quant/equalization_sidecar.h); a cache written
+// without equalisation loses any sidecar an earlier calibration left.
+Status write_sidecars(const std::vector<std::string>& caches, const EqualizationFactors& factors) {
+  for (const auto& cache : caches) {
+    if (factors.empty()) {
+      QYOLO_RETURN_IF_ERROR(remove_equalization_sidecar(cache));
+      continue;
+    }
+    QYOLO_RETURN_IF_ERROR(write_equalization_sidecar(cache, factors));
+    std::printf("wrote %s: equalisation of %zu tensors (used by INT8 builds from %s)\n",
+                equalization_sidecar_path(cache).c_str(), factors.size(), cache.c_str());
+  }
+  return Status::ok();
+}
+
 // --choose-from: no calibration pass; the per-tensor choice among existing caches of this model.
 Status run_choose(const CalibrateArgs& a) {
   if (!a.loader_script.empty() || !fs::is_directory(a.calib))
@@ -131,6 +149,7 @@ Status run_choose(const CalibrateArgs& a) {
   QYOLO_ASSIGN_OR_RETURN(CalibrationTable table,
                          choose_scales_per_tensor(*engine, inputs, candidates, {}, &choice));
   QYOLO_RETURN_IF_ERROR(write_calibration_cache(a.cache, table));
+  QYOLO_RETURN_IF_ERROR(write_sidecars({a.cache}, {}));
   std::printf("per-tensor choice over %d conv inputs (judged on %zu images): %s\n", choice.tensors_judged,
               inputs.size(), chosen_str(choice).c_str());
   std::printf("wrote %s: %zu tensors, %s, %.1f s\n", a.cache.c_str(), table.scales.size(),
@@ -140,7 +159,8 @@ Status run_choose(const CalibrateArgs& a) {
 }
 
 // --algo auto: one pass for four calibrators, then the per-tensor choice (image folders only).
-Status run_per_tensor(const CalibrateArgs& a, const Engine& engine, const CalibrationSettings& s) {
+Status run_per_tensor(const CalibrateArgs& a, const Engine& engine, const CalibrationSettings& s,
+                      const EqualizationFactors& factors) {
   if (!a.loader_script.empty() || !fs::is_directory(a.calib))
     return invalid_argument("--algo auto judges on a folder of images: give it as --calib");
   CalibrationOptions opt;
@@ -156,6 +176,7 @@ Status run_per_tensor(const CalibrateArgs& a, const Engine& engine, const Calibr
                                               [&](size_t d, size_t) { bar.update(d); }, &choice));
   bar.finish();
   QYOLO_RETURN_IF_ERROR(write_calibration_cache(a.cache, table));
+  QYOLO_RETURN_IF_ERROR(write_sidecars({a.cache}, factors));
   std::printf("per-tensor choice over %d conv inputs (judged on %d images): %s\n", choice.tensors_judged,
               a.judge_images, chosen_str(choice).c_str());
   std::printf("wrote %s: %d tensors, %s, %d images at %s, %.1f s\n", a.cache.c_str(), report.tensors,
@@ -165,7 +186,7 @@ Status run_per_tensor(const CalibrateArgs& a, const Engine& engine, const Calibr
 
 // --refine: weight-side methods on the INT8 engine of the cache just written, into --weights-out.
 Status run_refine(const CalibrateArgs& a, const Engine& fp32, std::pair<int, int> hw, WeightOverrides w) {
-  if (a.refine.empty() && w.empty()) return Status::ok();
+  if (a.refine.empty() && (w.empty() || a.weights_out.empty())) return Status::ok();
   bool fit = false, clip = false, bias = false;
   for (size_t start = 0; !a.refine.empty() && start <= a.refine.size();) {
     size_t end = a.refine.find(',', start);
@@ -178,8 +199,7 @@ Status run_refine(const CalibrateArgs& a, const Engine& fp32, std::pair<int, int
     start = end + 1;
   }
   if (!fit && !clip && !bias && w.empty()) return Status::ok();
-  if (a.weights_out.empty())
-    return invalid_argument("--refine and --equalize need --weights-out (the weights file to write)");
+  if (a.weights_out.empty()) return invalid_argument("--refine needs --weights-out (the weights file to write)");
   if (a.cache.find("{algo}") != std::string::npos)
     return invalid_argument("--refine refines one cache: give one --algo");
   if (!a.loader_script.empty() || !fs::is_directory(a.calib))
@@ -262,13 +282,18 @@ Status run_calibrate(const CalibrateArgs& a) {
   }
   std::fprintf(stderr, "calibrating %s with %s on %s%s\n", engine->info().source.c_str(), a.algo.c_str(),
                source.c_str(), dynamic ? " (calibration profile of a dynamic model)" : "");
-  // --equalize: the factors from the calibration images' ranges; calibration then runs on the
-  // equalised FP32 network (which observes both T and T').
-  WeightOverrides base;
+  // --equalize (default all): the factors from the calibration images' ranges; calibration then
+  // runs on the equalised FP32 network (which observes both T and T'). --refine-only keeps the
+  // factors of the cache's sidecar unless --equalize is given.
+  const bool equalize = a.equalize != "none" && !a.equalize.empty() && (!a.refine_only || a.equalize_given);
+  EqualizationFactors factors;
   std::shared_ptr<const Engine> equalized;
-  if (!a.equalize.empty()) {
-    if (!image_folder) return invalid_argument("--equalize runs on a folder of images: give it as --calib");
-    if (a.weights_out.empty()) return invalid_argument("--equalize needs --weights-out (the weights file to write)");
+  const bool batch1 = engine->profile().contains({1, 3, hw.first, hw.second});
+  if (equalize && (!image_folder || !batch1)) {
+    const std::string why = !image_folder ? "runs on a folder of images (--calib)" : "runs the model at batch 1";
+    if (a.equalize_given) return invalid_argument("--equalize " + why);
+    std::fprintf(stderr, "note: no activation equalisation (it %s)\n", why.c_str());
+  } else if (equalize) {
     std::string folder = a.calib;
     if (fs::is_directory(fs::path(a.calib) / "images")) folder += "/images";
     QYOLO_ASSIGN_OR_RETURN(auto files, list_image_files(folder));
@@ -277,9 +302,11 @@ Status run_calibrate(const CalibrateArgs& a) {
     eo.alpha = a.equalize_alpha;
     eo.min_factor = a.equalize_min;
     eo.tensors_regex = a.equalize == "all" ? ".*" : a.equalize;
+    eo.with_concat = a.equalize_concat;
     EqualizeReport rep;
-    QYOLO_ASSIGN_OR_RETURN(auto factors, choose_activation_equalization(*engine, {1, 3, hw.first, hw.second},
-                                                         image_inputs(files, hw.first, hw.second), eo, &rep));
+    QYOLO_ASSIGN_OR_RETURN(factors, choose_activation_equalization(*engine, {1, 3, hw.first, hw.second},
+                                                                   image_inputs(files, hw.first, hw.second), eo,
+                                                                   &rep));
     std::printf("equalize: %d of %d equalizable tensors (alpha %g, min factor %g), ranges on %d images, %.1f s\n",
                 rep.tensors, rep.candidates, eo.alpha, eo.min_factor, rep.images, rep.seconds);
     for (const auto& [t, f] : factors) {
@@ -287,18 +314,24 @@ Status run_calibrate(const CalibrateArgs& a) {
       for (float v : f) lo = std::min(lo, v);
       std::printf("  %s: %zu channels, min factor %.4g\n", t.c_str(), f.size(), lo);
     }
-    base = with_equalization({}, factors);
-    QYOLO_ASSIGN_OR_RETURN(equalized, build_engine_with_weights(a.engine.model, engine->options(), base));
+    QYOLO_ASSIGN_OR_RETURN(equalized, build_engine_with_weights(a.engine.model, engine->options(),
+                                                                with_equalization({}, factors)));
   }
   if (a.refine_only) {
-    if (a.refine.empty() && a.equalize.empty()) return invalid_argument("--refine-only needs --refine or --equalize");
+    if (a.refine.empty() && !a.equalize_given) return invalid_argument("--refine-only needs --refine or --equalize");
+    if (a.weights_out.empty()) return invalid_argument("--refine-only writes --weights-out: give it");
     std::error_code ec;
     if (!fs::exists(a.cache, ec)) return not_found("--refine-only refines the existing cache '" + a.cache + "': not found");
-    return run_refine(a, *engine, hw, base);
+    if (!a.equalize_given) {
+      QYOLO_ASSIGN_OR_RETURN(auto stored, read_equalization_sidecar(a.cache));
+      if (stored) factors = *stored;
+    }
+    return run_refine(a, *engine, hw, with_equalization({}, factors));
   }
   const Engine& calib_engine = equalized ? *equalized : *engine;
+  const WeightOverrides base = with_equalization({}, factors);
   if (a.algo == "auto") {
-    QYOLO_RETURN_IF_ERROR(run_per_tensor(a, calib_engine, s));
+    QYOLO_RETURN_IF_ERROR(run_per_tensor(a, calib_engine, s, factors));
     return run_refine(a, *engine, hw, base);
   }
   // The bar's total: the images planned (unknown for a loader script without --num).
@@ -351,6 +384,7 @@ Status run_calibrate(const CalibrateArgs& a) {
                 shape_str(summary.shape).c_str(), summary.seconds);
     name_start = name_end + 1;
   }
+  QYOLO_RETURN_IF_ERROR(write_sidecars(summary.caches, factors));
   return run_refine(a, *engine, hw, base);
 }
 }  // namespace
@@ -392,22 +426,30 @@ void register_calibrate(CLI::App& app, int& exit_code) {
                   "(least-squares refit of conv weights to their quantised inputs), clip "
                   "(per-channel MSE weight clip), bias (empirical bias correction on the calibration "
                   "images), both as clip,bias; writes --weights-out");
-  cmd->add_option("--equalize", a->equalize,
-                  "per-channel activation equalisation of the conv outputs read only by convs: 'all' or a "
-                  "regex of tensor names (written to --weights-out; use it with --refined-weights)");
+  auto* equalize = cmd->add_option(
+      "--equalize", a->equalize,
+      "per-channel activation equalisation of the conv outputs read only by convs: 'all', a regex of "
+      "tensor names, or 'none'. The factors go to CACHE.equalize beside each cache, which INT8 builds "
+      "from that cache apply (`--no-equalization` ignores it); also into --weights-out when given");
+  equalize->capture_default_str();
   cmd->add_option("--equalize-alpha", a->equalize_alpha, "with --equalize: s_c = (a_c / max a)^alpha")
       ->capture_default_str();
+  cmd->add_flag("--equalize-concat", a->equalize_concat,
+                "with --equalize: also the Concat outputs read only by convs (an explicit Mul; the Concat "
+                "then runs in float)");
   cmd->add_option("--equalize-min", a->equalize_min, "with --equalize: smallest factor s_c")->capture_default_str();
   cmd->add_flag("--refine-only", a->refine_only, "skip the calibration pass: refine the existing --cache");
-  cmd->add_option("--weights-out", a->weights_out, "with --refine: weights file to write (--refined-weights)");
+  cmd->add_option("--weights-out", a->weights_out,
+                  "with --refine: weights file to write (--refined-weights; holds the equalisation too)");
   cmd->add_option("--refine-images", a->refine_images,
                   "with --refine bias: the first N calibration images (default: --num)");
   cmd->add_option("--fit-ridge", a->fit_ridge, "with --refine fit: ridge, times the mean input energy")
       ->capture_default_str();
   cmd->add_option("--bias-iterations", a->bias_iterations, "with --refine bias: correction passes")
       ->capture_default_str();
-  cmd->callback([&exit_code, a, num] {
+  cmd->callback([&exit_code, a, num, equalize] {
     a->num_given = num->count() > 0;
+    a->equalize_given = equalize->count() > 0;
     Status st = run_calibrate(*a);
     exit_code = st ? 0 : report("calibrate", st);
   });

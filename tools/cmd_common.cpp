@@ -23,6 +23,9 @@ void add_engine_options(CLI::App* cmd, EngineArgs& a, bool allow_engine_file, bo
     cmd->add_option("--refined-weights", a.refined_weights,
                     "INT8: weights file of `qyolo calibrate --refine/--equalize` (clipped conv weights, corrected "
                     "biases, activation equalisation factors; use it with the cache written alongside)");
+    cmd->add_flag("--no-equalization", a.no_equalization,
+                  "INT8: ignore the activation equalisation that `qyolo calibrate` wrote beside the cache "
+                  "(CACHE.equalize; applied by default when present)");
     cmd->add_flag("--weight-clip", a.weight_clip,
                   "INT8: clip each conv's weights per output channel where that lowers their squared rounding "
                   "error (chosen at build, stored in the engine file; docs/weight-refine.md)");
@@ -89,6 +92,7 @@ BuildOptions build_options_from(const EngineArgs& a, Status* error) {
   o.calibration_file = a.cache;
   o.float_layers_regex = a.float_layers;
   o.weights_file = a.refined_weights;
+  o.equalization_sidecar = !a.no_equalization;
   o.weight_clip = a.weight_clip;
   o.float_outputs = a.float_output;
   auto format = parse_input_format(a.input_format);

@@ -22,6 +22,7 @@ struct EngineArgs {
   std::string cache;                          // calibration cache / PPQ json
   std::string float_layers;                   // regex of layers kept in float
   std::string refined_weights;                // weight overrides (qyolo calibrate --refine)
+  bool no_equalization = false;               // ignore the cache's equalisation sidecar
   bool weight_clip = false;                   // BuildOptions::weight_clip
   bool float_output = false;                  // Q/DQ models: outputs without their final Q/DQ pair
   std::string input_format = "float32-nchw";  // BuildOptions::input_format

@@ -66,6 +66,10 @@ struct BuildOptions {
   // Adjusted conv weights / biases (`qyolo calibrate --refine`, src/quant/weight_refine.h) that
   // replace the model's after its graph passes; stored in the engine file. Empty: none.
   std::string weights_file;
+  // INT8 from a calibration cache: apply the activation equalisation that `qyolo calibrate` wrote
+  // beside it (calibration_file + ".equalize", src/quant/equalization_sidecar.h) when there is one.
+  // Not with weights_file (refined weights carry their own). Stored in the engine file as weights.
+  bool equalization_sidecar = true;
   // INT8: per output channel, clip each conv's weights where that lowers their squared rounding
   // error (src/quant/weight_refine.h). Decided when the engine is built and stored in the engine
   // file (a loaded engine keeps what was stored). Not applied over weights_file (refined weights

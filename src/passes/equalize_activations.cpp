@@ -55,13 +55,31 @@ bool can_fuse_into(const SpecializedGraph& sg, const Node& producer) {
   auto act = producer.attr_string("qyolo_activation", std::string());
   return act.is_ok() && (*act == "silu" || *act == "sigmoid" || *act == "relu" || *act == "leaky_relu");
 }
+// Why `t` cannot be equalised in `sg`, naming the node in the way (for errors: factors made for
+// another model).
+std::string not_equalizable_reason(const SpecializedGraph& sg, const std::string& t) {
+  const Graph& g = sg.graph;
+  auto vd = sg.values.find(t);
+  if (vd == sg.values.end()) return "this graph has no tensor '" + t + "'";
+  if (vd->second.value) return "'" + t + "' is a constant";
+  if (g.is_graph_output(t)) return "'" + t + "' is a graph output";
+  for (int r : readers_of(g, t)) {
+    const Node& rd = g.nodes[static_cast<size_t>(r)];
+    if (!is_conv(sg, rd, /*residual=*/true) || rd.inputs[0] != t)
+      return "'" + t + "' is read by node '" + rd.name + "' (" + rd.op_type + "), not only as a conv's input";
+    if (uses_of(g, rd.inputs[1]) != 1) return "node '" + rd.name + "' shares its weights with another node";
+  }
+  return "'" + t + "' is read by no node";
+}
 }  // namespace
 
-std::vector<std::string> equalizable_tensors(const SpecializedGraph& sg) {
+std::vector<std::string> equalizable_tensors(const SpecializedGraph& sg, bool with_concat) {
   std::vector<std::string> out;
-  for (const Node& producer : sg.graph.nodes)
-    if (can_fuse_into(sg, producer) && readers_are_convs(sg, producer.outputs[0]))
+  for (const Node& producer : sg.graph.nodes) {
+    const bool concat = with_concat && producer.op_type == "Concat" && producer.outputs.size() == 1;
+    if ((concat || can_fuse_into(sg, producer)) && readers_are_convs(sg, producer.outputs[0]))
       out.push_back(producer.outputs[0]);
+  }
   return out;
 }
 
@@ -71,15 +89,16 @@ Result<int> equalize_activations(SpecializedGraph& sg, const EqualizationFactors
   for (const auto& [t, s] : factors) {
     auto vd = sg.values.find(t);
     if (vd == sg.values.end() || vd->second.value || !readers_are_convs(sg, t))
-      return invalid_argument("activation equalisation of '" + t +
-                              "': not a tensor read only by convs in this graph (factors made for another "
-                              "model?)");
+      return invalid_argument("activation equalisation of '" + t + "': " + not_equalizable_reason(sg, t) +
+                              " (factors made for another model?)");
     const int p = g.producer_of(t);
     const ValueDesc desc = vd->second;
     const int64_t channels = desc.shape.size() >= 2 ? desc.shape[1] : 0;
     if (static_cast<int64_t>(s.size()) != channels)
-      return invalid_argument("activation equalisation of '" + t + "': " + std::to_string(s.size()) +
-                              " factors for " + std::to_string(channels) + " channels");
+      return invalid_argument("activation equalisation of '" + t + "'" +
+                              (p >= 0 ? " (output of node '" + g.nodes[static_cast<size_t>(p)].name + "')" : "") +
+                              ": " + std::to_string(s.size()) + " factors for " + std::to_string(channels) +
+                              " channels");
     for (float f : s)
       if (!(f > 0.f) || !std::isfinite(f))
         return invalid_argument("activation equalisation of '" + t +

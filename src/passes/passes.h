@@ -55,8 +55,10 @@ inline constexpr const char* kEqualizedSuffix = "/qyolo_equalized";
 // calibration observes both (T keeps the model's own scale for a TensorRT cache).
 inline constexpr const char* kOutputMultiplierAttr = "qyolo_output_multiplier";
 // The tensors to choose factors for: outputs of such a conv (not a graph output) whose every reader
-// is a conv reading it as its data input only, on weights of its own.
-std::vector<std::string> equalizable_tensors(const SpecializedGraph& g);
+// is a conv reading it as its data input only, on weights of its own. `with_concat`: also Concat
+// outputs read that way (YOLOv5's C3 cv3 and SPPF cv2 inputs), equalised by an explicit Mul: the
+// Concat and its inputs then stay float, rounded once at the readers' T' scale.
+std::vector<std::string> equalizable_tensors(const SpecializedGraph& g, bool with_concat = false);
 // Errors for a tensor not read only by such convs, or factors that do not match its channels.
 Result<int> equalize_activations(SpecializedGraph& g, const EqualizationFactors& factors, bool fuse);
 

@@ -116,7 +116,7 @@ Result<EqualizationFactors> choose_activation_equalization(const Engine& fp32, c
   passes.fuse_residual = false;
   passes.fuse_equalization = false;
   QYOLO_ASSIGN_OR_RETURN(SpecializedGraph sg, fp32.impl().prepare(input_shape, passes));
-  const auto candidates = equalizable_tensors(sg);
+  const auto candidates = equalizable_tensors(sg, options.with_concat);
   std::vector<std::string> chosen;
   for (const auto& t : candidates)
     if (std::regex_match(t, re)) chosen.push_back(t);

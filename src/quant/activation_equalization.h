@@ -38,6 +38,7 @@ struct EqualizeOptions {
   double alpha = 0.5;
   double min_factor = 1.0 / 64;
   std::string tensors_regex = ".*";  // among the equalizable tensors (ECMAScript, whole name)
+  bool with_concat = false;          // also Concat outputs (equalizable_tensors)
 };
 
 struct EqualizeReport {

@@ -5,6 +5,7 @@
 #include <limits>
 #include <map>
 
+#include "quant/activation_equalization.h"
 #include "runtime/detector.h"
 #include "runtime/engine_impl.h"
 
@@ -38,6 +39,26 @@ Result<std::vector<LayerError>> compare_layers(const Engine& fp32, const Engine&
     }
     ++node_index;
   }
+  // An equalised INT8 engine computes T' = T / s_c (activation equalisation): compared as T.
+  const EqualizationFactors factors = equalization_factors_of(int8.impl().weight_overrides);
+  for (const auto& [t, s] : factors)
+    if (producer.count(t + kEqualizedSuffix)) {
+      producer[t] = producer[t + kEqualizedSuffix];
+      position[t] = position[t + kEqualizedSuffix];
+    }
+  auto unequalized = [&](const std::string& name, const Tensor& t) -> std::pair<std::string, Tensor> {
+    const size_t n = std::string(kEqualizedSuffix).size();
+    if (name.size() <= n || name.compare(name.size() - n, n, kEqualizedSuffix) != 0) return {name, t};
+    const std::string base = name.substr(0, name.size() - n);
+    auto f = factors.find(base);
+    if (f == factors.end() || t.rank() != 4 || t.dim(1) != static_cast<int64_t>(f->second.size()))
+      return {name, t};
+    Tensor u = t.clone();
+    const int64_t ch = t.dim(1), plane = t.dim(2) * t.dim(3);
+    float* d = u.data<float>();
+    for (int64_t i = 0; i < u.numel(); ++i) d[i] *= f->second[static_cast<size_t>((i / plane) % ch)];
+    return {base, u};
+  };
   std::map<std::string, Accum> acc;
   const std::string input_name = fp32.info().input_name;
   for (const auto& file : image_files) {
@@ -48,7 +69,9 @@ Result<std::vector<LayerError>> compare_layers(const Engine& fp32, const Engine&
     QYOLO_RETURN_IF_ERROR(ex_f->run({{input_name, input}}, outs, [&](const std::string& name, const Tensor& t) {
       if (producer.count(name) && t.dtype() == DataType::kFloat32) ref[name] = t;
     }));
-    QYOLO_RETURN_IF_ERROR(ex_q->run({{input_name, input}}, outs, [&](const std::string& name, const Tensor& t) {
+    QYOLO_RETURN_IF_ERROR(ex_q->run({{input_name, input}}, outs, [&](const std::string& observed, const Tensor& value) {
+      if (value.dtype() != DataType::kFloat32) return;
+      const auto [name, t] = unequalized(observed, value);
       auto it = ref.find(name);
       if (it == ref.end() || it->second.shape() != t.shape()) return;
       const float* r = it->second.data<float>();

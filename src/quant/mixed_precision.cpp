@@ -145,6 +145,31 @@ Result<std::vector<LayerSensitivity>> rank_layer_sensitivity(const std::string& 
   return convs;
 }
 
+Result<size_t> plan_size_within_budget(size_t n, const std::function<Result<double>(size_t k)>& proxy_with,
+                                       double budget_points, size_t first_tried) {
+  auto within = [&](double p) { return 100.0 * (1.0 - p) <= budget_points + 1e-9; };
+  QYOLO_ASSIGN_OR_RETURN(double p0, proxy_with(0));
+  if (within(p0)) return size_t{0};
+  const size_t tried = std::min(first_tried, n);
+  for (size_t k = 1; k <= tried; ++k) {
+    QYOLO_ASSIGN_OR_RETURN(double p, proxy_with(k));
+    if (within(p)) return k;
+  }
+  // Invariant: k = lo misses the budget; k = hi meets it (all convs float is FP32 itself: 1.0).
+  size_t lo = tried, hi = n;
+  while (hi - lo > 1) {
+    const size_t mid = lo + (hi - lo) / 2;
+    QYOLO_ASSIGN_OR_RETURN(double p, proxy_with(mid));
+    (within(p) ? hi : lo) = mid;
+  }
+  QYOLO_ASSIGN_OR_RETURN(double p, proxy_with(hi));
+  if (!within(p))
+    return invalid_argument("no mix of float and INT8 convs meets the accuracy budget of " +
+                            std::to_string(budget_points) + " proxy points (all " + std::to_string(n) +
+                            " convs in float scored " + std::to_string(p) + ")");
+  return hi;
+}
+
 Result<MixedPrecisionPlan> plan_mixed_precision(const std::string& onnx_path,
                                                 const BuildOptions& int8_options,
                                                 const std::vector<LayerSensitivity>& ranking,
@@ -175,26 +200,9 @@ Result<MixedPrecisionPlan> plan_mixed_precision(const std::string& onnx_path,
     }
     return m.map;
   };
-  auto within = [&](double p) { return 100.0 * (1.0 - p) <= budget_points + 1e-9; };
-
   MixedPrecisionPlan plan;
   QYOLO_ASSIGN_OR_RETURN(plan.proxy_all_int8, proxy_with(0));
-  size_t chosen = 0;
-  if (!within(plan.proxy_all_int8)) {
-    // Invariant: k = lo misses the budget; k = hi meets it (all convs float is FP32 itself: 1.0).
-    size_t lo = 0, hi = n;
-    while (hi - lo > 1) {
-      const size_t mid = lo + (hi - lo) / 2;
-      QYOLO_ASSIGN_OR_RETURN(double p, proxy_with(mid));
-      (within(p) ? hi : lo) = mid;
-    }
-    chosen = hi;
-    QYOLO_ASSIGN_OR_RETURN(double p, proxy_with(chosen));
-    if (!within(p))
-      return invalid_argument("no mix of float and INT8 convs meets the accuracy budget of " +
-                              std::to_string(budget_points) + " proxy points (all " + std::to_string(n) +
-                              " convs in float scored " + std::to_string(p) + ")");
-  }
+  QYOLO_ASSIGN_OR_RETURN(size_t chosen, plan_size_within_budget(n, proxy_with, budget_points));
   plan.float_layers = names(chosen);
   plan.regex = combine_regex(int8_options.float_layers_regex, exact_names_regex(plan.float_layers));
   plan.proxy_plan = measured.at(chosen);

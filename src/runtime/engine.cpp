@@ -12,6 +12,7 @@
 #include "onnx/onnx_import.h"
 #include "passes/image_input.h"
 #include "quant/activation_equalization.h"
+#include "quant/equalization_sidecar.h"
 #include "quant/int8_dataflow.h"
 #include "quant/output_quantization.h"
 #include "quant/precision_plan_pass.h"
@@ -371,6 +372,24 @@ TacticMap without_precision_choice(TacticMap t) {
   return t;
 }
 
+// A new INT8 build from a cache: the equalisation sidecar beside it (quant/equalization_sidecar.h)
+// becomes the engine's weights, checked against the model here so that a mismatch names the file.
+Status use_equalization_sidecar(Engine::Impl& impl) {
+  const BuildOptions& o = impl.options;
+  if (!o.equalization_sidecar || o.precision != Precision::kInt8 || impl.info.has_qdq ||
+      o.calibration_file.empty() || !impl.weight_overrides.empty())
+    return Status::ok();
+  QYOLO_ASSIGN_OR_RETURN(auto factors, read_equalization_sidecar(o.calibration_file));
+  if (!factors || factors->empty()) return Status::ok();
+  impl.weight_overrides = with_equalization({}, *factors);
+  Status st = impl.prepare_float(impl.profile.opt).status();
+  if (!st)
+    return invalid_argument("equalisation sidecar '" + equalization_sidecar_path(o.calibration_file) +
+                            "' does not match the model '" + impl.info.source + "': " + st.message() +
+                            " (calibrate this model again, or build with --no-equalization)");
+  return Status::ok();
+}
+
 Status finish_build(Engine::Impl& impl, bool new_build) {
   if (impl.options.int8_all && !impl.options.int8_fp16)
     return invalid_argument("--all-int8 applies to --int8 --fp16 engines (--int8 alone already runs every eligible conv in INT8)");
@@ -381,6 +400,8 @@ Status finish_build(Engine::Impl& impl, bool new_build) {
   }
   if (!impl.options.weights_file.empty()) {
     QYOLO_ASSIGN_OR_RETURN(impl.weight_overrides, read_weight_overrides(impl.options.weights_file));
+  } else if (new_build) {
+    QYOLO_RETURN_IF_ERROR(use_equalization_sidecar(impl));
   }
   // Equalised tensors are read through T' = T / s: its scale must come from a calibration of that
   // same equalisation (qyolo calibrate --equalize), or the reader convs would quietly stay float.
@@ -562,6 +583,7 @@ Result<std::shared_ptr<const Engine>> build_engine_with_weights(const std::strin
   QYOLO_ASSIGN_OR_RETURN(std::string bytes, read_onnx_file(onnx_path));
   BuildOptions o = options;
   o.weights_file.clear();
+  o.equalization_sidecar = false;  // the weights are used as given
   QYOLO_ASSIGN_OR_RETURN(auto impl, make_impl(std::move(bytes), onnx_path, o));
   impl->weight_overrides = std::move(weights);
   QYOLO_RETURN_IF_ERROR(finish_build(*impl, /*new_build=*/true));
