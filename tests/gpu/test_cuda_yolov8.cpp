@@ -45,7 +45,7 @@ Result<std::shared_ptr<const Engine>> build(Device device, Precision precision, 
   o.precision = precision;
   o.calibration_file = cache;
   o.int8_fp16 = int8_fp16;
-  o.int8_all = true;  // every eligible conv INT8: the comparison is of the INT8 kernels
+  o.int8_all = int8_fp16;  // every eligible conv INT8 (what --int8 alone does): the INT8 kernels compared
   return Engine::build(model_path().string(), o);
 }
 
