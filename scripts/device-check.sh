@@ -61,6 +61,9 @@ prepare() {
   mkdir -p "$stage/data/samples"
   cp "$shared/data/samples/bus.jpg" "$shared/data/samples/zidane.jpg" "$stage/data/samples/"
   cp "$shared/models/yolov5n-dynamic.onnx" "$stage/models/"
+  # YOLOv8n (tests/gpu/test_cuda_yolov8.cpp): the 3.4 MB QOperator file; `run` exports its float
+  # graph there (12 MB, which the bundle need not carry).
+  cp "$shared/models/yolov8n-ort-qlinear.onnx" "$stage/models/"
   cp "$shared/bench/torch_peer.py" "$stage/bench/"
   # INT8 scales for the bench (qyolo calibrate on coco128: min-max for yolov5n, mse for yolov5s,
   # the best per model in docs/accuracy.md); written here by scripts/accuracy-table.sh.
@@ -104,6 +107,10 @@ run() {
   local py=python3
   for n in 4 32; do $py "$ROOT/tests/gpu/rebatch_onnx.py" "$q/models/yolov5n.onnx" "$q/models/yolov5n-b$n.onnx" $n; done
   $py "$ROOT/tests/gpu/rebatch_onnx.py" "$q/models/yolov5s.onnx" "$q/models/yolov5s-b32.onnx" 32
+  if [ -x "$q/bin/qyolo" ] && [ -f "$q/models/yolov8n-ort-qlinear.onnx" ]; then
+    "$q/bin/qyolo" export-float -m "$q/models/yolov8n-ort-qlinear.onnx" -o "$q/models/yolov8n-float.onnx" >/dev/null ||
+      echo "export-float of yolov8n-ort-qlinear.onnx failed: the yolov8n GPU tests will skip"
+  fi
 
   local rc=0
   if has tests; then

@@ -7,6 +7,9 @@
 #include <map>
 
 #include "backends/cpu/cpu_kernel.h"
+#ifdef QYOLO_HAS_CUDA
+#include "backends/cuda/cuda_kernel.h"
+#endif
 #include "commands.h"
 #include "ir/op_registry.h"
 #include "onnx/onnx_import.h"
@@ -42,6 +45,9 @@ int run_info(const std::string& model, bool list_ops) {
     std::printf("%-20s %-18s %s\n", "op", "stem", "backends");
     for (const auto& op : all_ops()) {
       std::string backends = find_cpu_kernel(op.op_type) ? "cpu" : "";
+#ifdef QYOLO_HAS_CUDA
+      if (cuda::find_cuda_op(op.op_type)) backends += backends.empty() ? "cuda" : ", cuda";
+#endif
       std::printf("%-20.*s %-18.*s %s\n", static_cast<int>(op.op_type.size()), op.op_type.data(),
                   static_cast<int>(op.stem.size()), op.stem.data(), backends.c_str());
     }

@@ -278,6 +278,53 @@ inline Diff compare(const Tensor& got, const Tensor& ref) {
   return d;
 }
 
+// Runs `spec` on the CPU and on the GPU in every precision/layout config (outputs and arena
+// poisoned first) and compares each output: float outputs within the config's tolerance (times
+// tol_scale) of the largest reference value, integer outputs (indices) exactly. Inputs come from
+// `given`, else uniform in [lo, hi].
+inline void expect_gpu_matches_cpu(const GraphSpec& spec, float lo = -2.f, float hi = 2.f, double tol_scale = 1.0,
+                                   const std::map<std::string, Tensor>& given = {}) {
+  SCOPED_TRACE("seed " + std::to_string(test_seed()) + " (QYOLO_TEST_SEED to repeat)");
+  auto sg = specialize_spec(spec);
+  ASSERT_TRUE(sg.is_ok()) << sg.status().to_string();
+  auto cpu = CpuExecutor::build(*sg);
+  if (!cpu && cpu.status().code() == StatusCode::kUnsupported) GTEST_SKIP() << "CPU reference: " << cpu.status().to_string();
+  ASSERT_TRUE(cpu.is_ok()) << cpu.status().to_string();
+  std::mt19937 rng(test_seed());
+  std::map<std::string, Tensor> inputs, ref;
+  for (const auto& [name, shape] : spec.inputs) {
+    auto it = given.find(name);
+    inputs[name] = it != given.end() ? it->second : random_tensor(shape, rng, lo, hi);
+  }
+  Status st = (*cpu)->run(inputs, ref);
+  ASSERT_TRUE(st.is_ok()) << st.to_string();
+  for (const PrecisionConfig& c : kPrecisionConfigs) {
+    SCOPED_TRACE(c.name);
+    CudaBuildOptions opt;
+    opt.precision = c.precision;
+    opt.layout = c.layout;
+    opt.fp32_tail = c.fp32_tail;
+    auto gpu = CudaExecutor::build(*sg, opt);
+    ASSERT_TRUE(gpu.is_ok()) << gpu.status().to_string();
+    std::map<std::string, Tensor> got;
+    st = run_gpu_poisoned(**gpu, inputs, got);
+    ASSERT_TRUE(st.is_ok()) << st.to_string() << "\n" << (*gpu)->summary();
+    for (const auto& [name, r] : ref) {
+      ASSERT_TRUE(got.count(name)) << name;
+      EXPECT_EQ(got[name].shape(), r.shape());
+      Diff d = compare(got[name], r);
+      EXPECT_EQ(d.nan_count, 0) << name << ": unwritten or NaN elements\n" << (*gpu)->summary();
+      if (r.dtype() != DataType::kFloat32 && r.dtype() != DataType::kFloat16) {
+        EXPECT_EQ(got[name].dtype(), r.dtype()) << name;
+        EXPECT_EQ(d.max_abs_err, 0.0) << name << ": integer output differs\n" << (*gpu)->summary();
+        continue;
+      }
+      EXPECT_LE(d.rel(), c.tol * tol_scale) << name << ": max abs err " << d.max_abs_err << ", max abs " << d.max_abs_ref
+                                            << "\n" << (*gpu)->summary();
+    }
+  }
+}
+
 }  // namespace qyolo::gputest
 
 #define QYOLO_REQUIRE_GPU()                                                                     \

@@ -1,6 +1,7 @@
 #include <cstring>
 
 #include "backends/cuda/cuda_kernel.h"
+#include "backends/cuda/cuda_op_factories.h"
 
 namespace qyolo {
 
@@ -117,6 +118,27 @@ const Entry kOps[] = {
     {"Pow", {"binary", &make_cuda_binary, false, 0, false, true, true}},
     {"Max", {"binary", &make_cuda_binary, false, 0, false, true, true}},
     {"Min", {"binary", &make_cuda_binary, false, 0, false, true, true}},
+    {"Floor", {"rounding", &make_cuda_rounding, false, 0, false, true, true}},
+    {"Ceil", {"rounding", &make_cuda_rounding, false, 0, false, true, true}},
+    {"Round", {"rounding", &make_cuda_rounding, false, 0, false, true, true}},
+    {"Erf", {"erf", &make_cuda_erf, false, 0, false, true, true}},
+    // Issue 16 ops: plain float/half in and out (the executor converts NHWC inputs).
+    {"Softmax", {"softmax", &make_cuda_softmax, false, 0, false, false, true}},
+    {"MatMul", {"matmul", &make_cuda_matmul, false, 0, false, false, true}},
+    {"Gemm", {"matmul", &make_cuda_matmul, false, 0, false, false, true}},
+    {"ReduceMax", {"reduce", &make_cuda_reduce, false, bit(1), false, false, true}},
+    {"ReduceMin", {"reduce", &make_cuda_reduce, false, bit(1), false, false, true}},
+    {"ReduceMean", {"reduce", &make_cuda_reduce, false, bit(1), false, false, true}},
+    {"ReduceSum", {"reduce", &make_cuda_reduce, false, bit(1), false, false, true}},
+    {"ReduceSumSquare", {"reduce", &make_cuda_reduce, false, bit(1), false, false, true}},
+    {"LayerNormalization", {"layer_norm", &make_cuda_layer_norm, false, 0, false, false, true}},
+    {"Pad", {"pad", &make_cuda_pad, false, bit(1) | bit(2) | bit(3), false, false, true}},
+    {"ConvTranspose", {"conv_transpose", &make_cuda_conv_transpose, false, 0, false, false, true}},
+    // Float input in its own type (plain), int64 indices out.
+    {"ArgMax", {"argmax", &make_cuda_argmax, false, 0, false, false, false}},
+    {"TopK", {"top_k", &make_cuda_top_k, false, bit(1), false, false, false}},
+    // Data of any type (float data may change float type), int32/int64 indices.
+    {"GatherElements", {"gather_elements", &make_cuda_gather_elements, false, 0, false, false, false}},
     // Reads X (float/half, any layout) as it comes; constants arrive in the output's float type.
     {"QyoloYoloDecode", {"yolo_decode", &make_cuda_yolo_decode, false, 0, true, false, false}},
     // Reads uint8 (not arithmetic on float inputs); writes fp32 plain NCHW (output_dtype).

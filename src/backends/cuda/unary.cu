@@ -1,19 +1,32 @@
 // Elementwise unary family on float/half (computed in float). Input and output share dtype and
-// layout (the executor converts), so the kernel is a flat, 16-byte vectorised pass.
+// layout (the executor converts), so the kernel is a flat, 16-byte vectorised pass. Floor, Ceil,
+// Round (stem "rounding") and Erf (stem "erf") are their own ops in the IR but the same pass here.
 #include "backends/cuda/cuda_common.cuh"
-#include "backends/cuda/cuda_kernel.h"
+#include "backends/cuda/cuda_op_factories.h"
 #include "ir/ops/unary.h"
 
 namespace qyolo::cuda {
 
 namespace {
 
+// Ops outside UnaryOp, numbered after it.
+enum class ExtraOp : int { kFloor = 1000, kCeil, kRound, kErf };
+
 struct UnaryParams {
-  int op;  // UnaryOp
+  int op;  // UnaryOp or ExtraOp
   float alpha, beta;
 };
 
 __device__ __forceinline__ float unary_apply(const UnaryParams& p, float x) {
+  if (p.op >= static_cast<int>(ExtraOp::kFloor)) {
+    switch (static_cast<ExtraOp>(p.op)) {
+      case ExtraOp::kFloor: return floorf(x);
+      case ExtraOp::kCeil: return ceilf(x);
+      case ExtraOp::kRound: return rintf(x);  // ties to even, as ONNX (and the CPU's nearbyint)
+      case ExtraOp::kErf: return erff(x);
+    }
+    return x;
+  }
   switch (static_cast<UnaryOp>(p.op)) {
     case UnaryOp::kSigmoid: return 1.0f / (1.0f + expf(-x));
     case UnaryOp::kRelu: return x > 0.f ? x : 0.f;
@@ -74,13 +87,20 @@ Status launch(const UnaryParams& p, void* y, const void* x, int64_t n, cudaStrea
 
 class UnaryKernel final : public CudaKernel {
  public:
+  UnaryKernel() = default;
+  explicit UnaryKernel(ExtraOp op) : extra_(static_cast<int>(op)) {}
+
   Status prepare(PrepareContext& ctx, const Node& node, std::span<const TensorInfo* const> in,
                  std::span<const TensorInfo> out) override {
-    QYOLO_ASSIGN_OR_RETURN(UnaryAttrs a, UnaryAttrs::parse(node, ctx.opset));
-    if (a.op == UnaryOp::kNot) return unsupported(node.describe() + ": Not (bool) is not supported on the GPU");
     if (in[0]->dtype != out[0].dtype || in[0]->layout != out[0].layout || in[0]->shape != out[0].shape)
       return internal_error(node.describe() + ": unary input/output mismatch");
-    p_ = {static_cast<int>(a.op), a.alpha, a.beta};
+    if (extra_ >= 0) {
+      p_ = {extra_, 0.f, 0.f};
+    } else {
+      QYOLO_ASSIGN_OR_RETURN(UnaryAttrs a, UnaryAttrs::parse(node, ctx.opset));
+      if (a.op == UnaryOp::kNot) return unsupported(node.describe() + ": Not (bool) is not supported on the GPU");
+      p_ = {static_cast<int>(a.op), a.alpha, a.beta};
+    }
     dtype_ = out[0].dtype;
     n_ = out[0].numel();
     return Status::ok();
@@ -92,6 +112,7 @@ class UnaryKernel final : public CudaKernel {
   }
 
  private:
+  int extra_ = -1;
   UnaryParams p_{};
   DataType dtype_ = DataType::kFloat32;
   int64_t n_ = 0;
@@ -99,5 +120,16 @@ class UnaryKernel final : public CudaKernel {
 }  // namespace
 
 Result<std::unique_ptr<CudaKernel>> make_cuda_unary(const Node&) { return std::unique_ptr<CudaKernel>(new UnaryKernel()); }
+
+Result<std::unique_ptr<CudaKernel>> make_cuda_rounding(const Node& node) {
+  if (node.op_type == "Floor") return std::unique_ptr<CudaKernel>(new UnaryKernel(ExtraOp::kFloor));
+  if (node.op_type == "Ceil") return std::unique_ptr<CudaKernel>(new UnaryKernel(ExtraOp::kCeil));
+  if (node.op_type == "Round") return std::unique_ptr<CudaKernel>(new UnaryKernel(ExtraOp::kRound));
+  return internal_error(node.describe() + ": not a rounding op");
+}
+
+Result<std::unique_ptr<CudaKernel>> make_cuda_erf(const Node&) {
+  return std::unique_ptr<CudaKernel>(new UnaryKernel(ExtraOp::kErf));
+}
 
 }  // namespace qyolo::cuda
