@@ -121,6 +121,24 @@ struct TensorBinding {
 
 class ExecutionContext;
 
+// The engine's precision plan (made once at build, stored in the engine file, lowered by the
+// backend as it is; `qyolo info --engine E` lists it): every Conv with its precision, and every
+// tensor held or read quantised with its storage between layers and its scale (real = scale * q).
+struct EnginePlan {
+  struct Node {
+    std::string name;
+    std::string precision;  // "fp32", "fp16" or "int8"
+  };
+  struct Tensor {
+    std::string name;
+    DataType storage = DataType::kFloat32;  // what is held between layers: int8, or the float type
+    float scale = 0.f;                      // > 0: read quantised with this scale
+  };
+  std::string float_precision;  // of the nodes not listed
+  std::vector<Node> nodes;      // by name
+  std::vector<Tensor> tensors;  // by name
+};
+
 class Engine {
  public:
   ~Engine();
@@ -135,6 +153,7 @@ class Engine {
   const ModelInfo& info() const;
   const BuildOptions& options() const;
   ShapeProfile profile() const;
+  EnginePlan precision_plan() const;
   Result<std::unique_ptr<ExecutionContext>> create_context() const;
 
   struct Impl;

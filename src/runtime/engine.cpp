@@ -179,6 +179,15 @@ const ModelInfo& Engine::info() const { return impl_->info; }
 const BuildOptions& Engine::options() const { return impl_->options; }
 ShapeProfile Engine::profile() const { return impl_->profile; }
 
+EnginePlan Engine::precision_plan() const {
+  const PrecisionPlan& p = impl_->plan;
+  EnginePlan out;
+  out.float_precision = node_precision_name(p.float_precision);
+  for (const auto& [name, precision] : p.nodes) out.nodes.push_back({name, node_precision_name(precision)});
+  for (const auto& [name, t] : p.tensors) out.tensors.push_back({name, t.storage, t.scale});
+  return out;
+}
+
 TacticMap Engine::Impl::tactics() const {
   std::lock_guard<std::mutex> lock(tactics_mu_);
   return tactics_;
