@@ -119,8 +119,8 @@ QYOLO_AVX512 void quantize_avx512(const float* x, float scale, int8_t* q, int64_
 // pshufb masks interleaving three 16-byte channels into 48 bytes: block j, channel c, byte t
 // takes pixel (16 j + t) / 3 of channel c where (16 j + t) % 3 == c, else zero (0x80).
 struct Interleave3 {
-  alignas(16) int8_t m[3][3][16];
-  Interleave3() {
+  alignas(16) int8_t m[3][3][16] = {};
+  constexpr Interleave3() {
     for (int j = 0; j < 3; ++j)
       for (int c = 0; c < 3; ++c)
         for (int t = 0; t < 16; ++t) {
@@ -131,7 +131,7 @@ struct Interleave3 {
 };
 
 QYOLO_AVX512 void quantize_3planes_avx512(const float* x, int64_t plane, float scale, int8_t* q, int64_t n) {
-  static const Interleave3 masks;
+  static constexpr Interleave3 masks;
   const __m512 s = _mm512_set1_ps(scale), inv = _mm512_set1_ps(1.f / scale);
   __m128i m[3][3];
   for (int j = 0; j < 3; ++j)
