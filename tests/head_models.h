@@ -221,6 +221,25 @@ inline std::string retinanet_model(int64_t h, int64_t w, int nc, int anchors, ui
   return m.bytes();
 }
 
+// The JSON head description of retinanet_model(): deltas boxes, class logits, anchors
+// (4s(a+1), 3s) per level.
+inline std::string retina_head_json(int nc, int anchors) {
+  std::string j =
+      R"({"box": "deltas", "scores": "logits", "num_classes": )" + std::to_string(nc) + R"(, "anchors": [)";
+  std::string outs;
+  for (int s : {8, 16, 32, 64, 128}) {
+    j += std::string(s == 8 ? "" : ", ") + "[";
+    for (int a = 0; a < anchors; ++a)
+      j += std::string(a ? ", " : "") + "[" + std::to_string(4 * s * (a + 1)) + ", " + std::to_string(3 * s) +
+           "]";
+    j += "]";
+    const std::string lv = std::to_string(s);
+    outs += std::string(s == 8 ? "" : ", ") + R"({"name": "cls)" + lv +
+            R"(", "parts": ["cls"]}, {"name": "box)" + lv + R"(", "parts": ["box"]})";
+  }
+  return j + "], \"outputs\": [" + outs + "]}";
+}
+
 // A decoded YOLOv8 head (ultralytics export layout [N, 4+nc, P]) for a static h x w input:
 // per level cx, cy = (cell + 0.5) * stride + a small offset, w, h in (0, 4 * stride), sigmoid
 // class scores; ultralytics metadata (task, names, stride, imgsz).

@@ -804,27 +804,10 @@ TEST_F(HeadModels, YoloXExportWithSigmoidScores) {
   });
 }
 
-std::string retina_json(int nc, int anchors) {
-  std::string j =
-      R"({"box": "deltas", "scores": "logits", "num_classes": )" + std::to_string(nc) + R"(, "anchors": [)";
-  std::string outs;
-  for (int s : {8, 16, 32, 64, 128}) {
-    j += std::string(s == 8 ? "" : ", ") + "[";
-    for (int a = 0; a < anchors; ++a)
-      j += std::string(a ? ", " : "") + "[" + std::to_string(4 * s * (a + 1)) + ", " + std::to_string(3 * s) +
-           "]";
-    j += "]";
-    const std::string lv = std::to_string(s);
-    outs += std::string(s == 8 ? "" : ", ") + R"({"name": "cls)" + lv +
-            R"(", "parts": ["cls"]}, {"name": "box)" + lv + R"(", "parts": ["box"]})";
-  }
-  return j + "], \"outputs\": [" + outs + "]}";
-}
-
 TEST_F(HeadModels, RetinaNetTenOutputsDynamicSize) {
   const int nc = 3, A = 2;
   const std::string model = write("retina.onnx", qyolo::testing::retinanet_model(-1, -1, nc, A));
-  const std::string head = write("retina.json", retina_json(nc, A));
+  const std::string head = write("retina.json", qyolo::testing::retina_head_json(nc, A));
   for (auto [h, w] : {std::pair{256, 256}, {384, 512}}) {
     expect_reference(
         model, head, h, w, HeadKind::kYoloV8,
@@ -859,7 +842,7 @@ TEST_F(HeadModels, RetinaNetTenOutputsDynamicSize) {
 TEST_F(HeadModels, RetinaNetCalibrateAndInt8DetectThroughTheCli) {
   const int nc = 3, A = 2;
   const std::string model = write("retina.onnx", qyolo::testing::retinanet_model(-1, -1, nc, A));
-  const std::string head = write("retina.json", retina_json(nc, A));
+  const std::string head = write("retina.json", qyolo::testing::retina_head_json(nc, A));
   const std::string cache = (dir_ / "retina.cache").string();
   auto cal = run_cli("calibrate --model " + model + " --calib " + (dir_ / "images").string() +
                      " --imgsz 256 384 --num 3 --batch 2 --algo minmax --cache " + cache);
