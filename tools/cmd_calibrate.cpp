@@ -137,8 +137,11 @@ Status run_choose(const CalibrateArgs& a) {
   std::string folder = a.calib;
   if (fs::is_directory(fs::path(a.calib) / "images")) folder += "/images";
   QYOLO_ASSIGN_OR_RETURN(auto files, list_image_files(folder));
-  if (engine->profile().opt[0] != 1)
-    return unsupported("--choose-from judges batch-1 inputs; this model's batch is fixed");
+  const Shape judged{1, 3, hw.first, hw.second};
+  if (!engine->profile().contains(judged))
+    return unsupported("--choose-from judges batch-1 inputs (" + shape_str(judged) +
+                       "), outside this model's shapes (min " + shape_str(engine->profile().min) + ", max " +
+                       shape_str(engine->profile().max) + ")");
   std::vector<Tensor> inputs;
   for (size_t i = 0; i < files.size() && static_cast<int>(i) < std::min(a.judge_images, a.num); ++i) {
     QYOLO_ASSIGN_OR_RETURN(Image img, load_image(files[i]));
