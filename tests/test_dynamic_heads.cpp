@@ -349,12 +349,20 @@ TEST_F(DynamicHeads, CalibrateBuildDetectEvalThroughTheCli) {
   ASSERT_EQ(fp32.exit_code, 0) << fp32.output;
   auto fp32_default = run_cli("eval --model " + model_ + " --head " + head + " --imgsz 256 384" + labels);
   ASSERT_EQ(fp32_default.exit_code, 0) << fp32_default.output;
-  const auto map_line = [](const std::string& out) { return out.substr(out.find("mAP50-95 "), 45); };
+  const auto map_line = [](const std::string& out) {
+    const size_t at = out.find("mAP50-95 ");
+    return at == std::string::npos ? std::string("no mAP line") : out.substr(at, out.find('\n', at) - at);
+  };
   EXPECT_EQ(map_line(fp32.output), map_line(fp32_default.output));
   std::printf("FP32 %s\n", map_line(fp32.output).c_str());
   auto int8 = run_cli("eval --engine " + engine + " --head " + head + " --imgsz 256 384" + labels);
   ASSERT_EQ(int8.exit_code, 0) << int8.output;
   std::printf("INT8 %s\n", map_line(int8.output).c_str());
+  // Without --imgsz both the labels and the engine run at the engine file's own size (256x384),
+  // not the labels model's default (640).
+  auto own = run_cli("eval --engine " + engine + " --head " + head + labels);
+  ASSERT_EQ(own.exit_code, 0) << own.output;
+  EXPECT_EQ(map_line(own.output), map_line(int8.output));
 }
 
 }  // namespace
