@@ -45,7 +45,11 @@ val500() {  # row name, log, then qyolo eval arguments
   local row=$1 log=$2; shift 2
   case " $VAL500 " in *" $row "*) ;; *) echo "not run | "; return ;; esac
   step "$log" '^mAP50-95' "$Q" eval "$@" --data "$DATA" -q || { echo "not run | "; return; }
-  grep '^mAP50-95' "$log" | awk '{print $2 " | " $4}'
+  # Against this model's FP32 row, in points, where that was evaluated.
+  local ref="" fp32_log="$OUT/$m.fp32.val500.log"
+  [ "$row" != fp32 ] && [ -f "$fp32_log" ] && ref=$(grep '^mAP50-95' "$fp32_log" | awk '{print $2}')
+  grep '^mAP50-95' "$log" | awk -v ref="$ref" \
+    '{ if (ref != "") printf "%s (%+.2f) | %s\n", $2, 100 * ($2 - ref), $4; else print $2 " | " $4 }'
 }
 
 for m in $MODELS; do
@@ -67,8 +71,8 @@ for m in $MODELS; do
     if [ "$algo" = "$DEFAULT_ALGO" ]; then
       rows+=("| $m INT8 $algo + equalisation (default) | $what | $p | $(val500 default "$OUT/$m.$algo.val500.log" --model "$model" --int8 --cache "$OUT/$m.$algo.cache") |")
       # The same cache without its sidecar: what the equalisation buys (and what TensorRT gets).
-      p=$(proxy "$OUT/$m.$algo.noeq.proxy.log" --model "$model" --int8 --cache "$OUT/$m.$algo.cache" --no-equalization)
-      rows+=("| $m INT8 $algo, same cache, --no-equalization | | $p | not run | |")
+      pn=$(proxy "$OUT/$m.$algo.noeq.proxy.log" --model "$model" --int8 --cache "$OUT/$m.$algo.cache" --no-equalization)
+      rows+=("| $m INT8 $algo, same cache, --no-equalization | | $pn | not run | |")
     elif [ "$algo" = auto ]; then
       rows+=("| $m INT8 auto (per-tensor choice, no equalisation) | $what | $p | not run | |")
     else
@@ -105,15 +109,27 @@ done
   echo "default-INT8 and the budgeted rows (square 640 letterbox, conf 0.001, IoU 0.65, max 300, multi-label)."
   echo
   echo "INT8 = every Conv in int8 (per-tensor activation scale from the cache, per-channel weights, int32"
-  echo "accumulation); other ops in float (src/quant/quantize_graph.h). \`--accuracy-budget B\`: \`qyolo build\`"
-  echo "ranks the convs by output error with only that conv in INT8 (4 calibration images), then keeps the"
-  echo "k most sensitive in float for the smallest k whose proxy loses at most B points (1 - proxy, x100);"
-  echo "the plan is stored in the engine file (its float-layers regex). \`auto\` = \`qyolo calibrate --algo"
+  echo "accumulation); other ops in float (src/quant/quantize_graph.h). **Default INT8** = what \`qyolo calibrate\`"
+  echo "does without options: the mse calibrator and activation equalisation (every conv output read only by"
+  echo "convs becomes T' = T / s_c, s_c = (max|T_c| / max|T|)^0.5, with the readers' weights times s_c: the"
+  echo "float network is unchanged and one per-tensor scale of T' resolves small channels; 27 tensors of"
+  echo "yolov5n). Its factors go to CACHE.equalize beside the cache, which builds from that cache apply by"
+  echo "themselves; the \`--no-equalization\` row is the same cache without it, a plain per-tensor calibration"
+  echo "(what a TensorRT build of the cache gets). Calibration time = the range pass for the factors + the"
+  echo "calibration pass (four calibrators in one). Why these defaults, and what else was measured for"
+  echo "yolov5n's gap (alpha, concat outputs, convs in float): docs/weight-refine.md sections 5 and 6."
+  echo "\`--accuracy-budget B\`: \`qyolo build\` ranks the convs by output error with only that conv in INT8"
+  echo "(4 calibration images), then keeps the k most sensitive in float for the smallest k whose proxy loses"
+  echo "at most B points (1 - proxy, x100): k = 1..4 in order, then a bisection (the proxy is not monotone in"
+  echo "k); the plan is stored in the engine file (its float-layers regex). \`auto\` = \`qyolo calibrate --algo"
   echo "auto\`: per tensor, the calibrator whose threshold gives the least error at the sampled outputs of"
   echo "the convs reading the tensor (src/quant/scale_choice.h). Times are wall seconds on $(nproc) cores"
-  echo "shared with other jobs (load average $(cut -d' ' -f1 /proc/loadavg) when this table was assembled)."
+  echo "shared with other jobs (load average $(cut -d' ' -f1 /proc/loadavg) when this table was assembled); the CPU"
+  echo "time of a budgeted plan is \`qyolo build\`'s median of 5 single-image runs against all-INT8 on that"
+  echo "shared machine, so only large differences mean anything (a plan with more float convs cannot truly be"
+  echo "faster than all-INT8)."
   echo
-  echo "| model / precision | calibration | proxy (agreement mAP50-95, 32 held-out coco128) | val500 mAP50-95 | val500 mAP50 |"
+  echo "| model / precision | calibration | proxy (agreement mAP50-95, 32 held-out coco128) | val500 mAP50-95 (vs FP32, points) | val500 mAP50 |"
   echo "|---|---|---|---|---|"
   printf '%s\n' "${rows[@]}"
   echo
@@ -127,14 +143,14 @@ done
   echo "are, once). The earlier table, which picked calibrators on val500 itself, is in docs/accuracy-history.md;"
   echo "its FP32 rows (no calibration involved) are the FP32 val500 reference where that row is not run here."
   echo
-  echo "How to use it: \`qyolo calibrate\` (default \`--algo mse\`, the proxy's choice) on your own images,"
-  echo "holding some out; \`qyolo eval --labels-from model.onnx --data <held-out images>\` scores any engine"
-  echo "without labels; \`qyolo build --int8 --cache c --accuracy-budget B --calib <images> --holdout N\`"
-  echo "plans the float layers on the last N images and stores the plan in the engine file."
-  echo "Weight-side PTQ (per-channel weight clip, bias correction, least-squares refit; none is the"
-  echo "default, the proxy did not agree across models), activation equalisation (\`qyolo calibrate --equalize all"
-  echo "--weights-out W\`, then \`--refined-weights W\`: better proxy and held-out NSR on both models, not yet"
-  echo "the default) and where the INT8 error comes from: docs/weight-refine.md."
+  echo "How to use it: \`qyolo calibrate --cache c\` (defaults: \`--algo mse\`, \`--equalize all\`, the proxy's"
+  echo "choices) on your own images, holding some out; it writes c and c.equalize, and \`qyolo build|eval --int8"
+  echo "--cache c\` uses both (keep them together; an engine file needs neither). \`qyolo eval --labels-from"
+  echo "model.onnx --data <held-out images>\` scores any engine without labels; \`qyolo build --int8 --cache c"
+  echo "--accuracy-budget B --calib <images> --holdout N\` plans the float layers on the last N images and"
+  echo "stores the plan in the engine file. Weight-side PTQ (per-channel weight clip, bias correction,"
+  echo "least-squares refit; none is the default, the proxy did not agree across models) and where the INT8"
+  echo "error comes from: docs/weight-refine.md."
   echo
   echo "Reference (MODELS.md, ultralytics val.py, rectangular batches): yolov5n 0.283 / 0.459, yolov5s 0.380 / 0.562."
 } >docs/accuracy.md

@@ -69,6 +69,8 @@ struct BuildOptions {
   // INT8 from a calibration cache: apply the activation equalisation that `qyolo calibrate` wrote
   // beside it (calibration_file + ".equalize", src/quant/equalization_sidecar.h) when there is one.
   // Not with weights_file (refined weights carry their own). Stored in the engine file as weights.
+  // CPU builds only: the CUDA kernels do not fuse its multipliers, so a cuda build uses the cache's
+  // plain per-tensor scales (`qyolo build` says so).
   bool equalization_sidecar = true;
   // INT8: per output channel, clip each conv's weights where that lowers their squared rounding
   // error (src/quant/weight_refine.h). Decided when the engine is built and stored in the engine
@@ -119,6 +121,24 @@ struct TensorBinding {
 
 class ExecutionContext;
 
+// The engine's precision plan (made once at build, stored in the engine file, lowered by the
+// backend as it is; `qyolo info --engine E` lists it): every Conv with its precision, and every
+// tensor held or read quantised with its storage between layers and its scale (real = scale * q).
+struct EnginePlan {
+  struct Node {
+    std::string name;
+    std::string precision;  // "fp32", "fp16" or "int8"
+  };
+  struct Tensor {
+    std::string name;
+    DataType storage = DataType::kFloat32;  // what is held between layers: int8, or the float type
+    float scale = 0.f;                      // > 0: read quantised with this scale
+  };
+  std::string float_precision;  // of the nodes not listed
+  std::vector<Node> nodes;      // by name
+  std::vector<Tensor> tensors;  // by name
+};
+
 class Engine {
  public:
   ~Engine();
@@ -133,6 +153,7 @@ class Engine {
   const ModelInfo& info() const;
   const BuildOptions& options() const;
   ShapeProfile profile() const;
+  EnginePlan precision_plan() const;
   Result<std::unique_ptr<ExecutionContext>> create_context() const;
 
   struct Impl;

@@ -65,6 +65,25 @@ EngineHandle build(const std::string& onnx, const std::string& precision, const 
   return EngineHandle{value_or_throw(Engine::build(onnx, o))};
 }
 
+// {"float_precision": str, "nodes": {name: "fp32"|"fp16"|"int8"},
+//  "tensors": {name: {"storage": "int8"|"float32"|..., "scale": float}}}
+py::dict plan_dict(const Engine& e) {
+  const EnginePlan plan = e.precision_plan();
+  py::dict nodes, tensors;
+  for (const auto& n : plan.nodes) nodes[py::str(n.name)] = n.precision;
+  for (const auto& t : plan.tensors) {
+    py::dict d;
+    d["storage"] = dtype_name(t.storage);
+    d["scale"] = t.scale;
+    tensors[py::str(t.name)] = d;
+  }
+  py::dict d;
+  d["float_precision"] = plan.float_precision;
+  d["nodes"] = nodes;
+  d["tensors"] = tensors;
+  return d;
+}
+
 py::dict infer(Context& c, const py::object& inputs) {
   const std::string& input_name = c.engine->info().input_name;
   py::object array = inputs;
@@ -118,6 +137,7 @@ void bind_engine(py::module_& m) {
           "save", [](const EngineHandle& h, const std::string& path) { check(h.engine->save(path)); },
           py::arg("path"))
       .def_property_readonly("info", [](const EngineHandle& h) { return info_dict(*h.engine); })
+      .def_property_readonly("precision_plan", [](const EngineHandle& h) { return plan_dict(*h.engine); })
       .def("create_context", [](const EngineHandle& h) {
         auto ctx = value_or_throw(h.engine->create_context());
         return std::make_shared<Context>(Context{h.engine, std::move(ctx)});

@@ -48,6 +48,13 @@ class Engine:
         return self._handle.info
 
     @property
+    def precision_plan(self):
+        """The precision plan made at build and stored in the engine file: {"float_precision": ...,
+        "nodes": {conv name: "fp32" | "fp16" | "int8"}, "tensors": {name: {"storage": "int8" | "float32"
+        | "float16", "scale": s}}} (scale > 0: read quantised, real = s * q)."""
+        return self._handle.precision_plan
+
+    @property
     def input_name(self):
         return self.info["input_name"]
 

@@ -187,6 +187,15 @@ const ModelInfo& Engine::info() const { return impl_->info; }
 const BuildOptions& Engine::options() const { return impl_->options; }
 ShapeProfile Engine::profile() const { return impl_->profile; }
 
+EnginePlan Engine::precision_plan() const {
+  const PrecisionPlan& p = impl_->plan;
+  EnginePlan out;
+  out.float_precision = node_precision_name(p.float_precision);
+  for (const auto& [name, precision] : p.nodes) out.nodes.push_back({name, node_precision_name(precision)});
+  for (const auto& [name, t] : p.tensors) out.tensors.push_back({name, t.storage, t.scale});
+  return out;
+}
+
 TacticMap Engine::Impl::tactics() const {
   std::lock_guard<std::mutex> lock(tactics_mu_);
   return tactics_;
@@ -385,6 +394,17 @@ Status use_equalization_sidecar(Engine::Impl& impl) {
   if (!o.equalization_sidecar || o.precision != Precision::kInt8 || impl.info.has_qdq ||
       o.calibration_file.empty() || !impl.weight_overrides.empty())
     return Status::ok();
+  if (o.device == Device::kCuda) {
+    // The CUDA kernels do not apply the equalisation multiplier (qyolo_output_multiplier): it would
+    // run as one more elementwise pass per equalised tensor (27 in yolov5n, each a full read and
+    // write of an activation) on the engine INT8 is meant to speed up. CUDA builds take the cache's
+    // plain per-tensor scales (the cache holds both); --refined-weights still applies factors.
+    if (std::filesystem::exists(equalization_sidecar_path(o.calibration_file)))
+      impl.equalization_note = "the equalisation sidecar '" + equalization_sidecar_path(o.calibration_file) +
+                               "' is not applied on cuda (its multipliers are not fused into the CUDA kernels yet): "
+                               "plain per-tensor INT8 scales from the cache";
+    return Status::ok();
+  }
   QYOLO_ASSIGN_OR_RETURN(auto factors, read_equalization_sidecar(o.calibration_file));
   if (!factors || factors->empty()) return Status::ok();
   impl.weight_overrides = with_equalization({}, *factors);

@@ -14,6 +14,7 @@
 #include "ir/npy.h"
 #include "quant/activation_equalization.h"
 #include "quant/calibrate_model.h"
+#include "quant/equalization_sidecar.h"
 #include "runtime/engine_impl.h"
 
 using namespace qyolo;
@@ -102,7 +103,24 @@ TEST(CudaEqualization, Yolov5nFp32UnchangedAndInt8MatchesCpu) {
   auto cpu_int8 = build_engine_with_weights(model.string(), q, w);
   q.device = Device::kCuda;
   auto gpu_int8 = build_engine_with_weights(model.string(), q, w);
+  // The same factors as the sidecar `qyolo calibrate` writes beside the cache: a CPU build from the
+  // cache applies them, a CUDA build does not (its kernels do not fuse the multiplier: the explicit
+  // Mul per tensor would slow the INT8 engine) and says so in a note.
+  ASSERT_TRUE(write_equalization_sidecar(cache.string(), *factors).is_ok());
+  BuildOptions from_cache = q;
+  from_cache.device = Device::kCpu;
+  auto cpu_sidecar = Engine::build(model.string(), from_cache);
+  from_cache.device = Device::kCuda;
+  auto gpu_sidecar = Engine::build(model.string(), from_cache);
+  ASSERT_TRUE(remove_equalization_sidecar(cache.string()).is_ok());
   fs::remove(cache);
+  ASSERT_TRUE(cpu_sidecar.is_ok()) << cpu_sidecar.status().to_string();
+  ASSERT_TRUE(gpu_sidecar.is_ok()) << gpu_sidecar.status().to_string();
+  EXPECT_FALSE((*cpu_sidecar)->impl().weight_overrides.empty());
+  EXPECT_TRUE((*cpu_sidecar)->impl().equalization_note.empty());
+  EXPECT_TRUE((*gpu_sidecar)->impl().weight_overrides.empty());
+  EXPECT_NE((*gpu_sidecar)->impl().equalization_note.find("not applied on cuda"), std::string::npos)
+      << (*gpu_sidecar)->impl().equalization_note;
   ASSERT_TRUE(cpu_int8.is_ok()) << cpu_int8.status().to_string();
   ASSERT_TRUE(gpu_int8.is_ok()) << gpu_int8.status().to_string();
   const Tensor c8 = run_engine(**cpu_int8, *input), g8 = run_engine(**gpu_int8, *input);

@@ -1,7 +1,9 @@
 """Calibration from Python iterables, image folders, .npy arrays and loader scripts: the same
 images by every route give the same TensorRT cache; calibrators build INT8 engines."""
 
+import math
 import pathlib
+import struct
 
 import numpy as np
 import pytest
@@ -125,6 +127,21 @@ def test_build_int8_with_a_calibrator_and_reuse_its_cache(shared, tmp_path):
     cal = qyolo.EntropyCalibrator2(shared / "data" / "coco128", cache=tmp_path / "c.cache", num_images=4)
     engine = qyolo.build(model, precision="int8", calibrator=cal)
     assert engine.precision == "int8" and cal.summary["images"] == 4
+    # Its precision plan: every conv INT8 on the CPU, each quantised tensor read with the cache's
+    # scale (TensorRT cache lines "name: big-endian float bits"): its own, or the one of the Concat
+    # it is written into (one scale per concat, as TensorRT does).
+    plan = engine.precision_plan
+    assert plan["float_precision"] == "fp32"
+    assert len(plan["nodes"]) == 60 and set(plan["nodes"].values()) == {"int8"}
+    cache = {}
+    for line in (tmp_path / "c.cache").read_text().splitlines()[1:]:
+        name, bits = line.rsplit(": ", 1)
+        cache[name] = struct.unpack(">f", bytes.fromhex(bits))[0]
+    quantised = {n: t["scale"] for n, t in plan["tensors"].items() if t["scale"] > 0}
+    own = [n for n, s in quantised.items() if n in cache and math.isclose(s, cache[n], rel_tol=1e-6)]
+    assert "images" in own and len(own) >= 50
+    for n, s in quantised.items():
+        assert any(math.isclose(s, c, rel_tol=1e-6) for c in cache.values()), n
     d = qyolo.Detector(engine, conf=0.25, iou=0.45).detect(shared / "data" / "samples" / "bus.jpg")
     assert list(d.classes).count(0) >= 3  # the people of bus.jpg, as the FP32 reference has them
 
