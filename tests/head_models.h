@@ -6,6 +6,7 @@
 // the image and lie in the ranges of real heads. Used by tests/test_heads.cpp and the GPU tests.
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <map>
@@ -13,6 +14,7 @@
 #include <vector>
 
 #include "onnx_builder.h"
+#include "qyolo/tensor.h"
 
 namespace qyolo::testing {
 
@@ -219,6 +221,67 @@ inline std::string retinanet_model(int64_t h, int64_t w, int nc, int anchors, ui
   }
   m.metadata("stride", "128");
   return m.bytes();
+}
+
+// The JSON head description of retinanet_model(): deltas boxes, class logits, anchors
+// (4s(a+1), 3s) per level.
+inline std::string retina_head_json(int nc, int anchors) {
+  std::string j =
+      R"({"box": "deltas", "scores": "logits", "num_classes": )" + std::to_string(nc) + R"(, "anchors": [)";
+  std::string outs;
+  for (int s : {8, 16, 32, 64, 128}) {
+    j += std::string(s == 8 ? "" : ", ") + "[";
+    for (int a = 0; a < anchors; ++a)
+      j += std::string(a ? ", " : "") + "[" + std::to_string(4 * s * (a + 1)) + ", " + std::to_string(3 * s) +
+           "]";
+    j += "]";
+    const std::string lv = std::to_string(s);
+    outs += std::string(s == 8 ? "" : ", ") + R"({"name": "cls)" + lv +
+            R"(", "parts": ["cls"]}, {"name": "box)" + lv + R"(", "parts": ["box"]})";
+  }
+  return j + "], \"outputs\": [" + outs + "]}";
+}
+
+// Reference decode of retinanet_model() at one point (torchvision BoxCoder.decode_single, weights 1,
+// anchor centred on the cell corner): cx, cy, w, h and the class sigmoids.
+inline std::vector<float> ref_retina(const Tensor& cls, const Tensor& box, int64_t n, int64_t a, int64_t y,
+                                     int64_t x, float stride, float aw, float ah, int nc) {
+  const int64_t H = cls.dim(2), W = cls.dim(3);
+  auto v = [&](const Tensor& t, int64_t c) { return t.data<float>()[((n * t.dim(1) + c) * H + y) * W + x]; };
+  const float x1 = static_cast<float>(x) * stride - aw / 2, x2 = static_cast<float>(x) * stride + aw / 2;
+  const float y1 = static_cast<float>(y) * stride - ah / 2, y2 = static_cast<float>(y) * stride + ah / 2;
+  const float widths = x2 - x1, heights = y2 - y1, ctr_x = x1 + 0.5f * widths, ctr_y = y1 + 0.5f * heights;
+  const float clip = std::log(1000.0f / 16);
+  const float dx = v(box, a * 4 + 0), dy = v(box, a * 4 + 1);
+  const float dw = std::min(v(box, a * 4 + 2), clip), dh = std::min(v(box, a * 4 + 3), clip);
+  std::vector<float> r = {dx * widths + ctr_x, dy * heights + ctr_y, std::exp(dw) * widths,
+                          std::exp(dh) * heights};
+  for (int c = 0; c < nc; ++c) r.push_back(1.0f / (1.0f + std::exp(-v(cls, a * nc + c))));
+  return r;
+}
+
+// The decoded tensor [N, 4+nc, P] of retinanet_model()'s outputs (cls8, box8, ..., box128), from
+// ref_retina at every point; anchors as retina_head_json. Each level's H/W is its output's.
+inline Tensor ref_retina_decoded(const std::vector<Tensor>& outs, int nc, int anchors) {
+  int64_t P = 0;
+  for (size_t l = 0; l < 5; ++l) P += anchors * outs[2 * l].dim(2) * outs[2 * l].dim(3);
+  const int64_t N = outs[0].dim(0);
+  Tensor d(DataType::kFloat32, {N, 4 + nc, P});
+  for (int64_t n = 0; n < N; ++n) {
+    int64_t p = 0;
+    for (size_t l = 0; l < 5; ++l) {
+      const float s = static_cast<float>(8 << l);
+      for (int64_t y = 0; y < outs[2 * l].dim(2); ++y)
+        for (int64_t x = 0; x < outs[2 * l].dim(3); ++x)
+          for (int64_t a = 0; a < anchors; ++a, ++p) {
+            auto r = ref_retina(outs[2 * l], outs[2 * l + 1], n, a, y, x, s,
+                                4 * s * static_cast<float>(a + 1), 3 * s, nc);
+            for (int c = 0; c < 4 + nc; ++c)
+              d.data<float>()[(n * (4 + nc) + c) * P + p] = r[static_cast<size_t>(c)];
+          }
+    }
+  }
+  return d;
 }
 
 // A decoded YOLOv8 head (ultralytics export layout [N, 4+nc, P]) for a static h x w input:

@@ -137,21 +137,7 @@ Tensor ref_yolox(const Tensor& out, int h, int w, bool logits) {
 // torchvision models/detection: anchors at (x*stride, y*stride) (AnchorGenerator shifts), the
 // head's view(N, A, K, H, W).permute(0, 3, 4, 1, 2) and BoxCoder.decode_single with weights
 // (1, 1, 1, 1), dw/dh clamped at log(1000/16); scores cls.sigmoid(). Returns cx, cy, w, h, scores.
-std::vector<float> ref_retina(const Tensor& cls, const Tensor& box, int64_t n, int64_t a, int64_t y,
-                              int64_t x, float stride, float aw, float ah, int nc) {
-  const int64_t H = cls.dim(2), W = cls.dim(3);
-  auto v = [&](const Tensor& t, int64_t c) { return t.data<float>()[((n * t.dim(1) + c) * H + y) * W + x]; };
-  const float x1 = static_cast<float>(x) * stride - aw / 2, x2 = static_cast<float>(x) * stride + aw / 2;
-  const float y1 = static_cast<float>(y) * stride - ah / 2, y2 = static_cast<float>(y) * stride + ah / 2;
-  const float widths = x2 - x1, heights = y2 - y1, ctr_x = x1 + 0.5f * widths, ctr_y = y1 + 0.5f * heights;
-  const float clip = std::log(1000.0f / 16);
-  const float dx = v(box, a * 4 + 0), dy = v(box, a * 4 + 1);
-  const float dw = std::min(v(box, a * 4 + 2), clip), dh = std::min(v(box, a * 4 + 3), clip);
-  std::vector<float> r = {dx * widths + ctr_x, dy * heights + ctr_y, std::exp(dw) * widths,
-                          std::exp(dh) * heights};
-  for (int c = 0; c < nc; ++c) r.push_back(sigmoid(v(cls, a * nc + c)));
-  return r;
-}
+using qyolo::testing::ref_retina;
 
 const std::vector<std::vector<float>> kV5Anchors = {
     {10, 13, 16, 30, 33, 23}, {30, 61, 62, 45, 59, 119}, {116, 90, 156, 198, 373, 326}};
@@ -804,27 +790,10 @@ TEST_F(HeadModels, YoloXExportWithSigmoidScores) {
   });
 }
 
-std::string retina_json(int nc, int anchors) {
-  std::string j =
-      R"({"box": "deltas", "scores": "logits", "num_classes": )" + std::to_string(nc) + R"(, "anchors": [)";
-  std::string outs;
-  for (int s : {8, 16, 32, 64, 128}) {
-    j += std::string(s == 8 ? "" : ", ") + "[";
-    for (int a = 0; a < anchors; ++a)
-      j += std::string(a ? ", " : "") + "[" + std::to_string(4 * s * (a + 1)) + ", " + std::to_string(3 * s) +
-           "]";
-    j += "]";
-    const std::string lv = std::to_string(s);
-    outs += std::string(s == 8 ? "" : ", ") + R"({"name": "cls)" + lv +
-            R"(", "parts": ["cls"]}, {"name": "box)" + lv + R"(", "parts": ["box"]})";
-  }
-  return j + "], \"outputs\": [" + outs + "]}";
-}
-
 TEST_F(HeadModels, RetinaNetTenOutputsDynamicSize) {
   const int nc = 3, A = 2;
   const std::string model = write("retina.onnx", qyolo::testing::retinanet_model(-1, -1, nc, A));
-  const std::string head = write("retina.json", retina_json(nc, A));
+  const std::string head = write("retina.json", qyolo::testing::retina_head_json(nc, A));
   for (auto [h, w] : {std::pair{256, 256}, {384, 512}}) {
     expect_reference(
         model, head, h, w, HeadKind::kYoloV8,
@@ -859,7 +828,7 @@ TEST_F(HeadModels, RetinaNetTenOutputsDynamicSize) {
 TEST_F(HeadModels, RetinaNetCalibrateAndInt8DetectThroughTheCli) {
   const int nc = 3, A = 2;
   const std::string model = write("retina.onnx", qyolo::testing::retinanet_model(-1, -1, nc, A));
-  const std::string head = write("retina.json", retina_json(nc, A));
+  const std::string head = write("retina.json", qyolo::testing::retina_head_json(nc, A));
   const std::string cache = (dir_ / "retina.cache").string();
   auto cal = run_cli("calibrate --model " + model + " --calib " + (dir_ / "images").string() +
                      " --imgsz 256 384 --num 3 --batch 2 --algo minmax --cache " + cache);

@@ -43,7 +43,7 @@ struct CalibrateArgs {
   std::string equalize = "all";
   double equalize_alpha = 0.5, equalize_min = 1.0 / 64;
   bool equalize_concat = false;
-  bool num_given = false, equalize_given = false;
+  bool num_given = false, equalize_given = false, batch_given = false;
   std::vector<int> imgsz;
 };
 
@@ -137,8 +137,11 @@ Status run_choose(const CalibrateArgs& a) {
   std::string folder = a.calib;
   if (fs::is_directory(fs::path(a.calib) / "images")) folder += "/images";
   QYOLO_ASSIGN_OR_RETURN(auto files, list_image_files(folder));
-  if (engine->profile().opt[0] != 1)
-    return unsupported("--choose-from judges batch-1 inputs; this model's batch is fixed");
+  const Shape judged{1, 3, hw.first, hw.second};
+  if (!engine->profile().contains(judged))
+    return unsupported("--choose-from judges batch-1 inputs (" + shape_str(judged) +
+                       "), outside this model's shapes (min " + shape_str(engine->profile().min) + ", max " +
+                       shape_str(engine->profile().max) + ")");
   std::vector<Tensor> inputs;
   for (size_t i = 0; i < files.size() && static_cast<int>(i) < std::min(a.judge_images, a.num); ++i) {
     QYOLO_ASSIGN_OR_RETURN(Image img, load_image(files[i]));
@@ -267,7 +270,10 @@ Status run_calibrate(const CalibrateArgs& a) {
   s.percentile = a.percentile;
   s.num_images = a.num;
   s.batch = a.batch;
-  s.shape = {a.batch, 3, hw.first, hw.second};
+  // A profile's opt shape is the calibration shape (TensorRT's calibration profile): its H/W
+  // (image_size_for) and, unless --batch is given, its batch.
+  if (!a.engine.opt_shapes.empty() && !a.batch_given) s.batch = static_cast<int>(engine->profile().opt[0]);
+  s.shape = {s.batch, 3, hw.first, hw.second};
   bool dynamic = false;
   for (auto d : engine->info().input_dims) dynamic |= d < 0;
   const std::string source = a.loader_script.empty() ? a.calib : a.loader_script;
@@ -418,7 +424,10 @@ void register_calibrate(CLI::App& app, int& exit_code) {
   cmd->add_option("--percentile", a->percentile, "for --algo percentile")->capture_default_str();
   auto* num = cmd->add_option("--num", a->num, "number of calibration images (.npy and loaders: default all)")
                   ->capture_default_str();
-  cmd->add_option("--batch", a->batch, "calibration batch size (folders and .npy)")->capture_default_str();
+  auto* batch =
+      cmd->add_option("--batch", a->batch,
+                      "calibration batch size (folders and .npy; default: the batch of --opt-shapes when given)")
+          ->capture_default_str();
   add_imgsz_option(cmd, a->imgsz, "calibration image size (dynamic models)");
   cmd->add_option("--cache,-o", a->cache, "calibration cache to write")->required();
   cmd->add_option("--refine", a->refine,
@@ -447,8 +456,9 @@ void register_calibrate(CLI::App& app, int& exit_code) {
       ->capture_default_str();
   cmd->add_option("--bias-iterations", a->bias_iterations, "with --refine bias: correction passes")
       ->capture_default_str();
-  cmd->callback([&exit_code, a, num, equalize] {
+  cmd->callback([&exit_code, a, num, equalize, batch] {
     a->num_given = num->count() > 0;
+    a->batch_given = batch->count() > 0;
     a->equalize_given = equalize->count() > 0;
     Status st = run_calibrate(*a);
     exit_code = st ? 0 : report("calibrate", st);

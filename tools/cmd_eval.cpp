@@ -164,7 +164,9 @@ Status run_proxy_eval(const EvalArgs& a) {
   QYOLO_ASSIGN_OR_RETURN(auto engine, open_engine(a.engine, !a.quiet));
   ProxyOptions po;
   po.label_conf = a.labels_conf;
-  QYOLO_ASSIGN_OR_RETURN(std::tie(po.input_h, po.input_w), image_size_from(a.imgsz));
+  // Labels and detections at one letterbox size: the evaluated engine's own (its profile's opt
+  // H/W) unless --imgsz, also when the labels model's default differs (an engine file's profile).
+  QYOLO_ASSIGN_OR_RETURN(std::tie(po.input_h, po.input_w), image_size_for(a.imgsz, *engine));
   po.head = a.head;
   auto t0 = std::chrono::steady_clock::now();
   // --labels-cache: the FP32 detections of an earlier run, valid only for the same model, images,

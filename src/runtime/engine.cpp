@@ -171,6 +171,14 @@ std::vector<std::string> parse_class_names(const std::string& lit) {
   return names ? *names : std::vector<std::string>{};
 }
 
+// The error for an input shape outside the engine's profile: the input, the shape, the profile.
+static Status outside_profile(const std::string& input, const Shape& shape, const ShapeProfile& p) {
+  return invalid_argument("input '" + input + "' shape " + shape_str(shape) +
+                          " is outside the engine's profile (min " + shape_str(p.min) + ", opt " +
+                          shape_str(p.opt) + ", max " + shape_str(p.max) +
+                          "; build with --min-shapes/--opt-shapes/--max-shapes to change it)");
+}
+
 // ---- Engine --------------------------------------------------------------------------------
 
 Engine::Engine(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -199,9 +207,7 @@ void Engine::Impl::merge_tactics(const TacticMap& more) const {
 }
 
 Result<SpecializedGraph> Engine::Impl::prepare_float(const Shape& input_shape, const PassOptions& passes) const {
-  if (!profile.contains(input_shape))
-    return invalid_argument("input shape " + shape_str(input_shape) + " is outside the engine's profile (min " +
-                            shape_str(profile.min) + ", max " + shape_str(profile.max) + ")");
+  if (!profile.contains(input_shape)) return outside_profile(info.input_name, input_shape, profile);
   QYOLO_ASSIGN_OR_RETURN(SpecializedGraph sg, specialize(graph, {{info.input_name, input_shape}}));
   QYOLO_RETURN_IF_ERROR(run_default_passes(sg, passes));
   // Equalisation first: the other overrides name (and hold) the weights of the equalised graph.
@@ -953,10 +959,7 @@ Status ExecutionContext::set_input_shape(const Shape& shape) {
   if (shape.size() != 4)
     return invalid_argument("input '" + e.info.input_name + "' must have rank 4 (NCHW), got shape " +
                             shape_str(shape));
-  if (!e.profile.contains(shape))
-    return invalid_argument("input shape " + shape_str(shape) + " is outside the engine's profile (min " +
-                            shape_str(e.profile.min) + ", opt " + shape_str(e.profile.opt) + ", max " +
-                            shape_str(e.profile.max) + ")");
+  if (!e.profile.contains(shape)) return outside_profile(e.info.input_name, shape, e.profile);
   if (e.options.device == Device::kCuda) {
     QYOLO_RETURN_IF_ERROR(impl_->cuda_executor_for(shape).status());
   } else {
