@@ -23,32 +23,14 @@
 
 namespace fs = std::filesystem;
 using namespace qyolo;
+using qyolo::testing::ScratchDir;
+using qyolo::testing::uniform_values;
 using qyolo::testing::OnnxBuilder;
 using qyolo::testing::two_reader_model;
 
 namespace {
 
-class TempDir {
- public:
-  TempDir() : dir_(fs::temp_directory_path() / ("qyolo_equalize_" + std::to_string(::getpid()))) {
-    fs::create_directories(dir_);
-  }
-  ~TempDir() { fs::remove_all(dir_); }
-  std::string path(const std::string& name) const { return (dir_ / name).string(); }
-
- private:
-  fs::path dir_;
-};
-
-std::vector<float> random_values(size_t n, unsigned seed, float lo, float hi) {
-  std::mt19937 rng(seed);
-  std::uniform_real_distribution<float> d(lo, hi);
-  std::vector<float> v(n);
-  for (auto& x : v) x = d(rng);
-  return v;
-}
-
-std::string write_model(const TempDir& dir, const std::string& name, const std::string& bytes) {
+std::string write_model(const ScratchDir& dir, const std::string& name, const std::string& bytes) {
   const std::string path = dir.path(name);
   std::ofstream(path, std::ios::binary) << bytes;
   return path;
@@ -92,7 +74,7 @@ TEST(ActivationEqualization, FactorsByHand) {
 }
 
 TEST(ActivationEqualization, FoldsFactorsIntoReadersByHand) {
-  const auto wa = random_values(72, 1, -1.f, 1.f);
+  const auto wa = uniform_values(72, 1, -1.f, 1.f);
   const std::vector<float> wb = {1.f, 2.f, 3.f, 4.f};
   auto g = import_onnx_bytes(two_reader_model({1.f, 1.f, 1.f, 1.f}, wa, wb), "eq.onnx", ".");
   ASSERT_TRUE(g.is_ok()) << g.status().to_string();
@@ -143,7 +125,7 @@ TEST(ActivationEqualization, FoldsFactorsIntoReadersByHand) {
 
 TEST(ActivationEqualization, RejectsOtherTensorsAndWrongChannelCounts) {
   auto g = import_onnx_bytes(
-      two_reader_model({1.f, 1.f, 1.f, 1.f}, random_values(72, 1, -1.f, 1.f), {1, 2, 3, 4}), "eq.onnx", ".");
+      two_reader_model({1.f, 1.f, 1.f, 1.f}, uniform_values(72, 1, -1.f, 1.f), {1, 2, 3, 4}), "eq.onnx", ".");
   ASSERT_TRUE(g.is_ok());
   auto sg = specialize(*g, {{"x", {1, 4, 8, 8}}});
   ASSERT_TRUE(sg.is_ok());
@@ -161,16 +143,16 @@ TEST(ActivationEqualization, RejectsOtherTensorsAndWrongChannelCounts) {
 // The equalised float network (both the explicit Mul and, where the backend runs it, the fused
 // multiplier) against the un-rewritten FP32 engine.
 TEST(ActivationEqualization, KeepsTheFp32Outputs) {
-  TempDir dir;
+  ScratchDir dir("qyolo_equalize_");
   const std::string model = write_model(
       dir, "eq.onnx",
-      two_reader_model({8.f, 0.5f, 0.2f, 1.f}, random_values(72, 2, -0.5f, 0.5f), {1, -2, 0.5f, 3}));
+      two_reader_model({8.f, 0.5f, 0.2f, 1.f}, uniform_values(72, 2, -0.5f, 0.5f), {1, -2, 0.5f, 3}));
   auto plain = Engine::build(model, BuildOptions{});
   ASSERT_TRUE(plain.is_ok()) << plain.status().to_string();
   const WeightOverrides w = with_equalization({}, {{"t", {1.f, 0.3f, 0.05f, 2.5f}}});
   auto eq = build_engine_with_weights(model, BuildOptions{}, w);
   ASSERT_TRUE(eq.is_ok()) << eq.status().to_string();
-  const Tensor x = Tensor::from_vector<float>({1, 4, 8, 8}, random_values(256, 3, -1.f, 1.f));
+  const Tensor x = Tensor::from_vector<float>({1, 4, 8, 8}, uniform_values(256, 3, -1.f, 1.f));
   const Tensor ref = run_engine(**plain, x), y = run_engine(**eq, x);
   ASSERT_EQ(ref.shape(), y.shape());
   for (int64_t i = 0; i < ref.numel(); ++i)
@@ -182,8 +164,8 @@ TEST(ActivationEqualization, KeepsTheFp32Outputs) {
 // per-tensor scale (minmax), channels 1-3 get a few int8 steps; equalised (alpha 1) each channel
 // spans the grid. The INT8 output error against FP32 must fall severalfold.
 TEST(ActivationEqualization, Int8ErrorOfALargeRangeChannelFalls) {
-  TempDir dir;
-  std::vector<float> wa = random_values(72, 4, -0.5f, 0.5f);
+  ScratchDir dir("qyolo_equalize_");
+  std::vector<float> wa = uniform_values(72, 4, -0.5f, 0.5f);
   for (int o = 0; o < 2; ++o)
     for (int k = 0; k < 9; ++k) wa[static_cast<size_t>(o * 36 + k)] *= 0.025f;  // channel 0's weights
   const std::string model =
@@ -194,7 +176,7 @@ TEST(ActivationEqualization, Int8ErrorOfALargeRangeChannelFalls) {
     auto i = std::make_shared<unsigned>(0);
     return [=]() -> Result<Tensor> {
       if (*i >= 8) return Tensor();
-      return Tensor::from_vector<float>({1, 4, 8, 8}, random_values(256, seed + (*i)++, -1.f, 1.f));
+      return Tensor::from_vector<float>({1, 4, 8, 8}, uniform_values(256, seed + (*i)++, -1.f, 1.f));
     };
   };
   EqualizeOptions eo;
@@ -244,7 +226,7 @@ TEST(ActivationEqualization, Int8ErrorOfALargeRangeChannelFalls) {
   ASSERT_TRUE(int8_eq.is_ok()) << int8_eq.status().to_string();
   double e_plain = 0, e_eq = 0;
   for (unsigned k = 0; k < 4; ++k) {
-    const Tensor x = Tensor::from_vector<float>({1, 4, 8, 8}, random_values(256, 500 + k, -1.f, 1.f));
+    const Tensor x = Tensor::from_vector<float>({1, 4, 8, 8}, uniform_values(256, 500 + k, -1.f, 1.f));
     const Tensor ref = run_engine(**fp32, x);
     e_plain += nsr(run_engine(**int8_plain, x), ref);
     e_eq += nsr(run_engine(**int8_eq, x), ref);
@@ -255,7 +237,7 @@ TEST(ActivationEqualization, Int8ErrorOfALargeRangeChannelFalls) {
   ASSERT_TRUE((*int8_eq)->save(engine_file).is_ok());
   auto loaded = Engine::load(engine_file);
   ASSERT_TRUE(loaded.is_ok()) << loaded.status().to_string();
-  const Tensor x = Tensor::from_vector<float>({1, 4, 8, 8}, random_values(256, 600, -1.f, 1.f));
+  const Tensor x = Tensor::from_vector<float>({1, 4, 8, 8}, uniform_values(256, 600, -1.f, 1.f));
   const Tensor y0 = run_engine(**int8_eq, x), y1 = run_engine(**loaded, x);
   for (int64_t i = 0; i < y0.numel(); ++i) ASSERT_EQ(y1.data<float>()[i], y0.data<float>()[i]) << i;
   std::printf("INT8 output NSR: per-tensor %.3g, equalised %.3g\n", e_plain / 4, e_eq / 4);
@@ -266,12 +248,12 @@ TEST(ActivationEqualization, Int8ErrorOfALargeRangeChannelFalls) {
 // the same engine prepared both ways, FP32 and INT8 (int8 between the convs on the CPU). A producer
 // without activation keeps the explicit Mul (see can_fuse_into).
 TEST(ActivationEqualization, FusedMultiplierMatchesTheExplicitMul) {
-  TempDir dir;
+  ScratchDir dir("qyolo_equalize_");
   for (const std::string act : {"silu", "relu", "none"}) {
     const int fused = act == "none" ? 0 : 1;
     const std::string model = write_model(
         dir, "eq_" + act + ".onnx",
-        two_reader_model({8.f, 0.5f, 0.2f, 1.f}, random_values(72, 5, -0.5f, 0.5f), {1, -2, 0.5f, 3}, act));
+        two_reader_model({8.f, 0.5f, 0.2f, 1.f}, uniform_values(72, 5, -0.5f, 0.5f), {1, -2, 0.5f, 3}, act));
     const WeightOverrides w = with_equalization({}, {{"t", std::vector<float>{1.f, 0.3f, 0.05f, 0.5f}}});
     CalibrationTable table;
     table.algorithm = "MinMaxCalibration";
@@ -288,7 +270,7 @@ TEST(ActivationEqualization, FusedMultiplierMatchesTheExplicitMul) {
     for (const BuildOptions& o : {BuildOptions{}, q}) {
       auto e = build_engine_with_weights(model, o, w);
       ASSERT_TRUE(e.is_ok()) << e.status().to_string();
-      const Tensor x = Tensor::from_vector<float>({1, 4, 8, 8}, random_values(256, 6, -1.f, 1.f));
+      const Tensor x = Tensor::from_vector<float>({1, 4, 8, 8}, uniform_values(256, 6, -1.f, 1.f));
       std::map<std::string, Tensor> outs[2];
       for (bool fuse : {false, true}) {
         PassOptions p;
@@ -325,12 +307,12 @@ TEST(ActivationEqualization, FusedMultiplierMatchesTheExplicitMul) {
 // --equalize-concat: a Concat output read only by a conv is a candidate only when asked for, and
 // its explicit Mul leaves the float network unchanged (against the un-rewritten FP32 engine).
 TEST(ActivationEqualization, ConcatOutputsByExplicitMul) {
-  TempDir dir;
+  ScratchDir dir("qyolo_equalize_");
   OnnxBuilder b;
   b.input("x", {1, 4, 8, 8});
   b.output("y", {1, 2, 8, 8});
-  b.initializer("wp", {2, 4, 1, 1}, random_values(8, 11, -1.f, 1.f));
-  b.initializer("wq", {2, 4, 1, 1}, random_values(8, 12, -4.f, 4.f));
+  b.initializer("wp", {2, 4, 1, 1}, uniform_values(8, 11, -1.f, 1.f));
+  b.initializer("wq", {2, 4, 1, 1}, uniform_values(8, 12, -4.f, 4.f));
   b.node("Conv", {"x", "wp"}, {"p0"}, "convP");
   b.node("Sigmoid", {"p0"}, {"ps"});
   b.node("Mul", {"p0", "ps"}, {"p"});
@@ -342,7 +324,7 @@ TEST(ActivationEqualization, ConcatOutputsByExplicitMul) {
   axis->set_name("axis");
   axis->set_type(onnx::AttributeProto::INT);
   axis->set_i(1);
-  b.initializer("wr", {2, 4, 3, 3}, random_values(72, 13, -0.5f, 0.5f));
+  b.initializer("wr", {2, 4, 3, 3}, uniform_values(72, 13, -0.5f, 0.5f));
   auto* cr = b.node("Conv", {"c", "wr"}, {"y"}, "convR");
   OnnxBuilder::attr_ints(cr, "pads", {1, 1, 1, 1});
   const std::string model = write_model(dir, "cat.onnx", b.bytes());
@@ -359,7 +341,7 @@ TEST(ActivationEqualization, ConcatOutputsByExplicitMul) {
   ASSERT_TRUE(plain.is_ok()) << plain.status().to_string();
   auto eq = build_engine_with_weights(model, BuildOptions{}, with_equalization({}, {{"c", {1.f, 0.5f, 0.1f, 2.f}}}));
   ASSERT_TRUE(eq.is_ok()) << eq.status().to_string();
-  const Tensor x = Tensor::from_vector<float>({1, 4, 8, 8}, random_values(256, 14, -1.f, 1.f));
+  const Tensor x = Tensor::from_vector<float>({1, 4, 8, 8}, uniform_values(256, 14, -1.f, 1.f));
   const Tensor ref = run_engine(**plain, x), y = run_engine(**eq, x);
   ASSERT_EQ(ref.shape(), y.shape());
   for (int64_t i = 0; i < ref.numel(); ++i)

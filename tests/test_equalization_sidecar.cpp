@@ -21,30 +21,12 @@
 
 namespace fs = std::filesystem;
 using namespace qyolo;
+using qyolo::testing::ScratchDir;
+using qyolo::testing::uniform_values;
 using qyolo::testing::shared_dir;
 using qyolo::testing::two_reader_model;
 
 namespace {
-
-class TempDir {
- public:
-  TempDir() : dir_(fs::temp_directory_path() / ("qyolo_sidecar_" + std::to_string(::getpid()))) {
-    fs::create_directories(dir_);
-  }
-  ~TempDir() { fs::remove_all(dir_); }
-  std::string path(const std::string& name) const { return (dir_ / name).string(); }
-
- private:
-  fs::path dir_;
-};
-
-std::vector<float> random_values(size_t n, unsigned seed, float lo, float hi) {
-  std::mt19937 rng(seed);
-  std::uniform_real_distribution<float> d(lo, hi);
-  std::vector<float> v(n);
-  for (auto& x : v) x = d(rng);
-  return v;
-}
 
 Tensor run_engine(const Engine& e, const Tensor& x) {
   Tensor y;
@@ -57,7 +39,7 @@ Tensor run_engine(const Engine& e, const Tensor& x) {
 }
 
 bool same_outputs(const Engine& a, const Engine& b, unsigned seed) {
-  const Tensor x = Tensor::from_vector<float>({1, 4, 8, 8}, random_values(256, seed, -1.f, 1.f));
+  const Tensor x = Tensor::from_vector<float>({1, 4, 8, 8}, uniform_values(256, seed, -1.f, 1.f));
   const Tensor ya = run_engine(a, x), yb = run_engine(b, x);
   if (ya.shape() != yb.shape()) return false;
   for (int64_t i = 0; i < ya.numel(); ++i)
@@ -72,8 +54,8 @@ struct Calibrated {
   EqualizationFactors factors;
 };
 
-Calibrated calibrate_equalized(const TempDir& dir) {
-  std::vector<float> wa = random_values(72, 4, -0.5f, 0.5f);
+Calibrated calibrate_equalized(const ScratchDir& dir) {
+  std::vector<float> wa = uniform_values(72, 4, -0.5f, 0.5f);
   for (int o = 0; o < 2; ++o)
     for (int k = 0; k < 9; ++k) wa[static_cast<size_t>(o * 36 + k)] *= 0.025f;
   Calibrated c;
@@ -84,7 +66,7 @@ Calibrated calibrate_equalized(const TempDir& dir) {
     auto i = std::make_shared<unsigned>(0);
     return [=]() -> Result<Tensor> {
       if (*i >= 8) return Tensor();
-      return Tensor::from_vector<float>({1, 4, 8, 8}, random_values(256, 100 + (*i)++, -1.f, 1.f));
+      return Tensor::from_vector<float>({1, 4, 8, 8}, uniform_values(256, 100 + (*i)++, -1.f, 1.f));
     };
   };
   auto fp32 = Engine::build(c.model, BuildOptions{});
@@ -116,7 +98,7 @@ BuildOptions int8_from(const std::string& cache) {
 }  // namespace
 
 TEST(EqualizationSidecar, RoundTripAndStaleCache) {
-  TempDir dir;
+  ScratchDir dir("qyolo_sidecar_");
   const std::string cache = dir.path("c.cache");
   CalibrationTable table;
   table.algorithm = "MinMaxCalibration";
@@ -164,7 +146,7 @@ TEST(EqualizationSidecar, RoundTripAndStaleCache) {
 // same cache without the sidecar (or with --no-equalization) is the plain quantisation; the engine
 // file keeps the equalised weights and scales, so it loads with neither file present.
 TEST(EqualizationSidecar, BuildFindsItBesideTheCache) {
-  TempDir dir;
+  ScratchDir dir("qyolo_sidecar_");
   const Calibrated c = calibrate_equalized(dir);
   const BuildOptions q = int8_from(c.cache);
   auto plain = Engine::build(c.model, q);  // no sidecar yet
@@ -197,7 +179,7 @@ TEST(EqualizationSidecar, BuildFindsItBesideTheCache) {
 // Factors for a tensor the model lacks, or for another channel count: the build names the
 // sidecar and the tensor / node.
 TEST(EqualizationSidecar, MismatchNamesTheFileAndTheNode) {
-  TempDir dir;
+  ScratchDir dir("qyolo_sidecar_");
   const Calibrated c = calibrate_equalized(dir);
   const std::string sidecar = c.cache + ".equalize";
   ASSERT_TRUE(write_equalization_sidecar(c.cache, {{"/model.1/act/Mul_output_0", {1.f, 0.5f}}}).is_ok());

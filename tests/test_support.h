@@ -3,9 +3,14 @@
 
 #include <gtest/gtest.h>
 
+#include <unistd.h>
+
 #include <cstdlib>
 #include <filesystem>
+#include <random>
 #include <string>
+#include <system_error>
+#include <vector>
 
 namespace qyolo::testing {
 
@@ -17,6 +22,35 @@ inline std::filesystem::path shared_dir() {
 
 inline std::filesystem::path onnx_testdata_dir() {
   return "/usr/share/libonnx-testdata/data";
+}
+
+// A scratch directory `prefix` + this process's id under the system temp directory, removed with
+// its contents at scope exit.
+class ScratchDir {
+ public:
+  explicit ScratchDir(const std::string& prefix)
+      : dir_(std::filesystem::temp_directory_path() / (prefix + std::to_string(::getpid()))) {
+    std::filesystem::create_directories(dir_);
+  }
+  ~ScratchDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(dir_, ec);
+  }
+  ScratchDir(const ScratchDir&) = delete;
+  ScratchDir& operator=(const ScratchDir&) = delete;
+  std::string path(const std::string& name) const { return (dir_ / name).string(); }
+
+ private:
+  std::filesystem::path dir_;
+};
+
+// n values uniform in [lo, hi), from `seed`.
+inline std::vector<float> uniform_values(size_t n, unsigned seed, float lo, float hi) {
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<float> d(lo, hi);
+  std::vector<float> v(n);
+  for (auto& x : v) x = d(rng);
+  return v;
 }
 
 }  // namespace qyolo::testing
