@@ -346,11 +346,14 @@ class CpuConvInt8 final : public CpuKernel {
       int8_t* q = reinterpret_cast<int8_t*>(out);
       cpu::parallel_chunks(m, [&](int64_t b, int64_t len) {
         epilogue_.activation_float(v + b, nullptr, silu, v + b, len);
-        int64_t c = b % channels;
-        for (int64_t i = 0; i < len; ++i) {
-          v[b + i] *= mult[c];
-          if (++c == channels) c = 0;
-        }
+        // v[b + i] *= mult[(b + i) % channels]: the partial first pixel, whole pixels (a loop the
+        // compiler vectorises; the per-element wrap test kept it scalar), the partial last one.
+        float* w = v + b;
+        int64_t i = 0;
+        for (int64_t c = b % channels; c != 0 && i < len; ++i, c = c + 1 == channels ? 0 : c + 1) w[i] *= mult[c];
+        for (; i + channels <= len; i += channels)
+          for (int64_t k = 0; k < channels; ++k) w[i + k] *= mult[k];
+        for (int64_t k = 0; i < len; ++i, ++k) w[i] *= mult[k];
         epilogue_.quantize(v + b, out_scale_, q + b, len);
       });
     } else if (float_residual_int8_out_) {
