@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "onnx_builder.h"
+#include "qyolo/image.h"
 #include "qyolo/tensor.h"
 
 namespace qyolo::testing {
@@ -258,6 +259,20 @@ inline std::vector<float> ref_retina(const Tensor& cls, const Tensor& box, int64
                           std::exp(dh) * heights};
   for (int c = 0; c < nc; ++c) r.push_back(1.0f / (1.0f + std::exp(-v(cls, a * nc + c))));
   return r;
+}
+
+// Test image k (300 + 40k by 200 + 30k): a horizontal ramp, a checkerboard of k-dependent cell
+// width and a vertical ramp, so every level of a multi-scale head sees varying features.
+inline Image multiscale_test_image(int k) {
+  Image img(300 + 40 * k, 200 + 30 * k, 0);
+  for (int y = 0; y < img.height; ++y)
+    for (int x = 0; x < img.width; ++x) {
+      uint8_t* p = img.pixel(x, y);
+      p[0] = static_cast<uint8_t>((x * 255) / img.width);
+      p[1] = static_cast<uint8_t>(((x / (16 + 8 * k)) + (y / 24)) % 2 ? 220 : 30);
+      p[2] = static_cast<uint8_t>((y * 3 + k * 50) & 255);
+    }
+  return img;
 }
 
 // The decoded tensor [N, 4+nc, P] of retinanet_model()'s outputs (cls8, box8, ..., box128), from

@@ -119,14 +119,7 @@ class DynamicHeads : public ::testing::Test {
   std::vector<Image> write_images() {
     std::vector<Image> images;
     for (int k = 0; k < 4; ++k) {
-      Image img(300 + 40 * k, 200 + 30 * k, 0);
-      for (int y = 0; y < img.height; ++y)
-        for (int x = 0; x < img.width; ++x) {
-          uint8_t* p = img.pixel(x, y);
-          p[0] = static_cast<uint8_t>((x * 255) / img.width);
-          p[1] = static_cast<uint8_t>(((x / (16 + 8 * k)) + (y / 24)) % 2 ? 220 : 30);
-          p[2] = static_cast<uint8_t>((y * 3 + k * 50) & 255);
-        }
+      const Image img = qyolo::testing::multiscale_test_image(k);
       EXPECT_TRUE(save_jpeg((dir_ / "images" / ("img" + std::to_string(k) + ".jpg")).string(), img).is_ok());
       images.push_back(img);
     }

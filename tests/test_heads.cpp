@@ -626,14 +626,7 @@ class HeadModels : public ::testing::Test {
     fs::create_directories(dir_ / "images");
     // Structure at several scales, so every level's features vary over the image.
     for (int k = 0; k < 3; ++k) {
-      Image img(300 + 40 * k, 200 + 30 * k, 0);
-      for (int y = 0; y < img.height; ++y)
-        for (int x = 0; x < img.width; ++x) {
-          uint8_t* p = img.pixel(x, y);
-          p[0] = static_cast<uint8_t>((x * 255) / img.width);
-          p[1] = static_cast<uint8_t>(((x / (16 + 8 * k)) + (y / 24)) % 2 ? 220 : 30);
-          p[2] = static_cast<uint8_t>((y * 3 + k * 50) & 255);
-        }
+      const Image img = qyolo::testing::multiscale_test_image(k);
       images_.push_back(img);
       ASSERT_TRUE(save_jpeg((dir_ / "images" / ("img" + std::to_string(k) + ".jpg")).string(), img).is_ok());
     }
@@ -799,25 +792,7 @@ TEST_F(HeadModels, RetinaNetTenOutputsDynamicSize) {
         model, head, h, w, HeadKind::kYoloV8,
         [&](const std::vector<Tensor>& outs) {
           // torchvision order: per level, cells then anchors (the order does not change the detections).
-          int64_t P = 0;
-          for (size_t l = 0; l < 5; ++l) P += A * outs[2 * l].dim(2) * outs[2 * l].dim(3);
-          const int64_t N = outs[0].dim(0);
-          Tensor d(DataType::kFloat32, {N, 4 + nc, P});
-          for (int64_t n = 0; n < N; ++n) {
-            int64_t p = 0;
-            for (size_t l = 0; l < 5; ++l) {
-              const float s = static_cast<float>(8 << l);
-              for (int64_t y = 0; y < outs[2 * l].dim(2); ++y)
-                for (int64_t x = 0; x < outs[2 * l].dim(3); ++x)
-                  for (int64_t a = 0; a < A; ++a, ++p) {
-                    auto r =
-                        ref_retina(outs[2 * l], outs[2 * l + 1], n, a, y, x, s, 4 * s * (a + 1), 3 * s, nc);
-                    for (int c = 0; c < 4 + nc; ++c)
-                      d.data<float>()[(n * (4 + nc) + c) * P + p] = r[static_cast<size_t>(c)];
-                  }
-            }
-          }
-          return d;
+          return qyolo::testing::ref_retina_decoded(outs, nc, A);
         },
         0.25f);
   }

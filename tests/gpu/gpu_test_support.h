@@ -21,6 +21,13 @@ namespace qyolo::gputest {
 
 inline bool have_gpu() { return cuda::device_count() > 0; }
 
+// A GPU with INT8 tensor cores (sm_80+), as the INT8 convolution kernels need.
+inline bool have_int8_gpu() {
+  if (!have_gpu()) return false;
+  cudaDeviceProp prop{};
+  return cudaGetDeviceProperties(&prop, 0) == cudaSuccess && prop.major >= 8;
+}
+
 // QYOLO_SHARED, else ../shared next to the source tree (the device machine has no ../shared:
 // device-check.sh points QYOLO_SHARED into the carried folder).
 inline std::filesystem::path shared_dir() {
@@ -242,6 +249,14 @@ struct PrecisionConfig {
   CudaLayout layout;
   bool fp32_tail;
   double tol;
+  // The CUDA build options of this configuration.
+  CudaBuildOptions options() const {
+    CudaBuildOptions opt;
+    opt.precision = precision;
+    opt.layout = layout;
+    opt.fp32_tail = fp32_tail;
+    return opt;
+  }
 };
 
 inline constexpr PrecisionConfig kPrecisionConfigs[] = {
@@ -300,11 +315,7 @@ inline void expect_gpu_matches_cpu(const GraphSpec& spec, float lo = -2.f, float
   ASSERT_TRUE(st.is_ok()) << st.to_string();
   for (const PrecisionConfig& c : kPrecisionConfigs) {
     SCOPED_TRACE(c.name);
-    CudaBuildOptions opt;
-    opt.precision = c.precision;
-    opt.layout = c.layout;
-    opt.fp32_tail = c.fp32_tail;
-    auto gpu = CudaExecutor::build(*sg, opt);
+    auto gpu = CudaExecutor::build(*sg, c.options());
     ASSERT_TRUE(gpu.is_ok()) << gpu.status().to_string();
     std::map<std::string, Tensor> got;
     st = run_gpu_poisoned(**gpu, inputs, got);
@@ -330,4 +341,10 @@ inline void expect_gpu_matches_cpu(const GraphSpec& spec, float lo = -2.f, float
 #define QYOLO_REQUIRE_GPU()                                                                     \
   do {                                                                                          \
     if (!::qyolo::gputest::have_gpu()) GTEST_SKIP() << "no CUDA device: GPU tests run on the device machine"; \
+  } while (0)
+
+#define QYOLO_REQUIRE_INT8_GPU()                                                                 \
+  do {                                                                                           \
+    QYOLO_REQUIRE_GPU();                                                                         \
+    if (!::qyolo::gputest::have_int8_gpu()) GTEST_SKIP() << "INT8 tensor-core convolution needs sm_80+"; \
   } while (0)

@@ -22,18 +22,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-bool have_int8_gpu() {
-  if (!have_gpu()) return false;
-  cudaDeviceProp prop{};
-  return cudaGetDeviceProperties(&prop, 0) == cudaSuccess && prop.major >= 8;
-}
-
-#define QYOLO_REQUIRE_INT8_GPU()                                                        \
-  do {                                                                                  \
-    QYOLO_REQUIRE_GPU();                                                                \
-    if (!have_int8_gpu()) GTEST_SKIP() << "INT8 tensor-core convolution needs sm_80+"; \
-  } while (0)
-
 struct Int8Case {
   const char* name;
   int64_t n, c, h, w, k, ks, stride, pad, dil;

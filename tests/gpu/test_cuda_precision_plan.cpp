@@ -23,18 +23,6 @@ using namespace qyolo::gputest;
 
 namespace {
 
-bool have_int8_gpu() {
-  if (!have_gpu()) return false;
-  cudaDeviceProp prop{};
-  return cudaGetDeviceProperties(&prop, 0) == cudaSuccess && prop.major >= 8;
-}
-
-#define QYOLO_REQUIRE_INT8_GPU()                                                       \
-  do {                                                                                 \
-    QYOLO_REQUIRE_GPU();                                                               \
-    if (!have_int8_gpu()) GTEST_SKIP() << "INT8 tensor-core convolution needs sm_80+"; \
-  } while (0)
-
 void add_int8_silu_conv(GraphSpec& spec, std::mt19937& rng, const std::string& x, const std::string& y,
                         int64_t c, int64_t k, int64_t ks, float amax) {
   const float ws = 1.0f / std::sqrt(static_cast<float>(c * ks * ks));

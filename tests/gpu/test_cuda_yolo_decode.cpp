@@ -81,10 +81,7 @@ void check(const GraphSpec& spec, const Shape& x_shape) {
 
   for (const PrecisionConfig& c : kPrecisionConfigs) {
     SCOPED_TRACE(c.name);
-    CudaBuildOptions opt;
-    opt.precision = c.precision;
-    opt.layout = c.layout;
-    opt.fp32_tail = c.fp32_tail;
+    const CudaBuildOptions opt = c.options();
     auto gpu = CudaExecutor::build(*sg, opt);
     ASSERT_TRUE(gpu.is_ok()) << gpu.status().to_string();
     std::map<std::string, Tensor> got;
