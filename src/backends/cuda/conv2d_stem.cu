@@ -532,43 +532,44 @@ class ConvStemKernel final : public CudaKernel {
     if (kernel_ != nullptr && smem_ > 48 * 1024)
       QYOLO_CUDA_CHECK(cudaFuncSetAttribute(kernel_, cudaFuncAttributeMaxDynamicSharedMemorySize, smem_));
 
-    // Weights [K][C][R][S] -> half [K][kp] at k = (r * S + s) * 4 + c; zeros for c >= C and past R * S * 4.
+    // Weights [K][C][R][S] -> [K][kp] at k = (r * S + s) * 4 + c; zeros for c >= C and past R * S * 4;
+    // each element converted by to(k, w): half, or s8 in the INT8 form.
     std::vector<float> wf = w->constant->to_float_vector();
     if (wf.size() != static_cast<size_t>(K * C * R * S))
       return invalid_argument(name + ": weight size mismatch");
-    std::vector<uint16_t> wh(static_cast<size_t>(K * kp), 0);
-    for (int64_t k = 0; k < K; ++k)
-      for (int64_t c = 0; c < C; ++c)
-        for (int64_t r = 0; r < R; ++r)
-          for (int64_t s = 0; s < S; ++s)
-            wh[static_cast<size_t>(k * kp + (r * S + s) * 4 + c)] =
-                float_to_half(wf[static_cast<size_t>(((k * C + c) * R + r) * S + s)]);
+    auto pack = [&](auto zero, auto to) {
+      std::vector<decltype(zero)> packed(static_cast<size_t>(K * kp), zero);
+      for (int64_t k = 0; k < K; ++k)
+        for (int64_t c = 0; c < C; ++c)
+          for (int64_t r = 0; r < R; ++r)
+            for (int64_t s = 0; s < S; ++s)
+              packed[static_cast<size_t>(k * kp + (r * S + s) * 4 + c)] =
+                  to(k, wf[static_cast<size_t>(((k * C + c) * R + r) * S + s)]);
+      return packed;
+    };
     std::vector<float> bf(static_cast<size_t>(K), 0.f);
     if (b != nullptr) {
       bf = b->constant->to_float_vector();
       if (bf.size() != static_cast<size_t>(K)) return invalid_argument(name + ": bias size mismatch");
     }
     if (int8_) {
-      // Per-output-channel symmetric s8 weights (as the INT8 conv kernel quantises them), same
-      // layout; the accumulator of bytes x s8 times scale / 255 is the conv on the float image.
-      std::vector<int8_t> wq(static_cast<size_t>(K * kp), 0);
-      std::vector<float> acc_scale(static_cast<size_t>(K), 0.f);
+      // Per-output-channel symmetric s8 weights (as the INT8 conv kernel quantises them); the
+      // accumulator of bytes x s8 times scale / 255 is the conv on the float image.
+      std::vector<float> sw(static_cast<size_t>(K)), acc_scale(static_cast<size_t>(K));
       for (int64_t k = 0; k < K; ++k) {
         float amax = 0.f;
         for (int64_t j = 0; j < C * R * S; ++j) amax = std::max(amax, std::fabs(wf[static_cast<size_t>(k * C * R * S + j)]));
-        const float sw = scale_from_amax(amax);
-        acc_scale[static_cast<size_t>(k)] = sw / 255.f;
-        for (int64_t c = 0; c < C; ++c)
-          for (int64_t r = 0; r < R; ++r)
-            for (int64_t s = 0; s < S; ++s)
-              wq[static_cast<size_t>(k * kp + (r * S + s) * 4 + c)] =
-                  quantize_int8(wf[static_cast<size_t>(((k * C + c) * R + r) * S + s)], sw);
+        sw[static_cast<size_t>(k)] = scale_from_amax(amax);
+        acc_scale[static_cast<size_t>(k)] = sw[static_cast<size_t>(k)] / 255.f;
       }
+      const std::vector<int8_t> wq =
+          pack(int8_t{0}, [&](int64_t k, float v) { return quantize_int8(v, sw[static_cast<size_t>(k)]); });
       QYOLO_ASSIGN_OR_RETURN(weights_, DeviceBuffer::allocate(wq.size()));
       QYOLO_RETURN_IF_ERROR(weights_.upload(wq.data(), wq.size()));
       QYOLO_ASSIGN_OR_RETURN(acc_scale_, DeviceBuffer::allocate(acc_scale.size() * 4));
       QYOLO_RETURN_IF_ERROR(acc_scale_.upload(acc_scale.data(), acc_scale.size() * 4));
     } else {
+      const std::vector<uint16_t> wh = pack(uint16_t{0}, [](int64_t, float v) { return float_to_half(v); });
       QYOLO_ASSIGN_OR_RETURN(weights_, DeviceBuffer::allocate(wh.size() * 2));
       QYOLO_RETURN_IF_ERROR(weights_.upload(wh.data(), wh.size() * 2));
     }
