@@ -1,4 +1,5 @@
 #include <cub/cub.cuh>
+#include <cub/device/device_segmented_sort.cuh>
 
 #include "backends/cuda/cuda_check.h"
 #include "backends/cuda/cuda_common.cuh"
@@ -124,6 +125,13 @@ __device__ __forceinline__ float4 shifted_box(const NmsArgs& a, int64_t slot) {
 __device__ __forceinline__ float area(float4 b) { return __fmul_rn(__fsub_rn(b.z, b.x), __fsub_rn(b.w, b.y)); }
 
 constexpr int kNmsThreads = 1024;
+
+// Up to this many images, cub's DeviceSegmentedSort (one launch, a block per image: for few
+// candidates per image) replaces the segmented radix sort (a launch per 6-7 key bits: ~10 for the
+// 64-bit keys). Above it DeviceSegmentedSort partitions the segments with a host round trip,
+// which a CUDA graph cannot capture; its smallest partitioning threshold is 300.
+constexpr int kSegmentedSortMaxImages = 300;
+bool segmented_sort(int batch) { return batch <= kSegmentedSortMaxImages; }
 
 // One block per image: greedy NMS in score order; each round keeps the next unsuppressed box,
 // suppresses what overlaps it and finds the next survivor in one pass.
@@ -296,9 +304,17 @@ Result<std::unique_ptr<GpuPostprocessor>> GpuPostprocessor::create(const Shape& 
   QYOLO_ASSIGN_OR_RETURN(pp->allowed_, DeviceBuffer::allocate(allowed.size()));
   QYOLO_RETURN_IF_ERROR(pp->allowed_.upload(allowed.data(), allowed.size()));
   size_t temp = 0;
-  QYOLO_CUDA_CHECK(cub::DeviceSegmentedRadixSort::SortPairsDescending(
-      nullptr, temp, pp->keys_.as<unsigned long long>(), pp->keys_sorted_.as<unsigned long long>(), pp->vals_.as<int>(),
-      pp->vals_sorted_.as<int>(), static_cast<int>(n), p.batch, pp->begin_.as<int>(), pp->end_.as<int>()));
+  if (segmented_sort(p.batch)) {
+    QYOLO_CUDA_CHECK(cub::DeviceSegmentedSort::SortPairsDescending(
+        nullptr, temp, pp->keys_.as<unsigned long long>(), pp->keys_sorted_.as<unsigned long long>(),
+        pp->vals_.as<int>(), pp->vals_sorted_.as<int>(), static_cast<int64_t>(n), p.batch, pp->begin_.as<int>(),
+        pp->end_.as<int>()));
+  } else {
+    QYOLO_CUDA_CHECK(cub::DeviceSegmentedRadixSort::SortPairsDescending(
+        nullptr, temp, pp->keys_.as<unsigned long long>(), pp->keys_sorted_.as<unsigned long long>(),
+        pp->vals_.as<int>(), pp->vals_sorted_.as<int>(), static_cast<int>(n), p.batch, pp->begin_.as<int>(),
+        pp->end_.as<int>()));
+  }
   pp->temp_bytes_ = std::max<size_t>(temp, 1);
   QYOLO_ASSIGN_OR_RETURN(pp->temp_, DeviceBuffer::allocate(pp->temp_bytes_));
   return Result<std::unique_ptr<GpuPostprocessor>>(std::move(pp));
@@ -324,10 +340,17 @@ Status GpuPostprocessor::enqueue(const float* output, cudaStream_t stream) {
   segment_ends_kernel<<<(p.batch + 255) / 256, 256, 0, stream>>>(counts, p.cap, p.batch, begin_.as<int>(), end_.as<int>());
   QYOLO_CUDA_CHECK_LAUNCH("segment_ends_kernel");
   size_t temp = temp_bytes_;
-  QYOLO_CUDA_CHECK(cub::DeviceSegmentedRadixSort::SortPairsDescending(
-      temp_.get(), temp, keys_.as<unsigned long long>(), keys_sorted_.as<unsigned long long>(), vals_.as<int>(),
-      vals_sorted_.as<int>(), static_cast<int>(static_cast<size_t>(p.batch) * p.cap), p.batch, begin_.as<int>(),
-      end_.as<int>(), 0, 64, stream));
+  if (segmented_sort(p.batch)) {
+    QYOLO_CUDA_CHECK(cub::DeviceSegmentedSort::SortPairsDescending(
+        temp_.get(), temp, keys_.as<unsigned long long>(), keys_sorted_.as<unsigned long long>(), vals_.as<int>(),
+        vals_sorted_.as<int>(), static_cast<int64_t>(p.batch) * p.cap, p.batch, begin_.as<int>(), end_.as<int>(),
+        stream));
+  } else {
+    QYOLO_CUDA_CHECK(cub::DeviceSegmentedRadixSort::SortPairsDescending(
+        temp_.get(), temp, keys_.as<unsigned long long>(), keys_sorted_.as<unsigned long long>(), vals_.as<int>(),
+        vals_sorted_.as<int>(), static_cast<int>(static_cast<size_t>(p.batch) * p.cap), p.batch, begin_.as<int>(),
+        end_.as<int>(), 0, 64, stream));
+  }
   NmsArgs na{p.cap, p.max_det, p.max_nms, p.iou, p.max_wh, p.agnostic, counts, vals_sorted_.as<int>(),
              boxes_.as<float4>(), scores_.as<float>(), classes_.as<int>(), suppressed_.as<unsigned char>(),
              dets_.as<Detection>(), det_counts};

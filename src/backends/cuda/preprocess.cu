@@ -46,14 +46,21 @@ __device__ __forceinline__ void make_tap(int d, double scale, int& index, int& w
   w1 = min(max(__float2int_rn(__fmul_rn(f, static_cast<float>(kCoefScale))), -32768), 32767);
 }
 
-// One channel of the resized body at (bx, by).
-__device__ __forceinline__ int body_pixel(const LbParams& p, int bx, int by, int c) {
-  if (p.path == Path::kCopy) return p.src[static_cast<size_t>(by) * p.pitch + 3 * bx + c];
+// The three channels of the resized body at (bx, by). The taps are computed once per pixel (the
+// double-precision table arithmetic per channel made the kernel issue-bound).
+__device__ __forceinline__ void body_rgb(const LbParams& p, int bx, int by, int (&v)[3]) {
+  if (p.path == Path::kCopy) {
+    const uint8_t* q = p.src + static_cast<size_t>(by) * p.pitch + 3 * bx;
+#pragma unroll
+    for (int c = 0; c < 3; ++c) v[c] = q[c];
+    return;
+  }
   if (p.path == Path::kDown2x) {
-    const uint8_t* r0 = p.src + static_cast<size_t>(2 * by) * p.pitch;
+    const uint8_t* r0 = p.src + static_cast<size_t>(2 * by) * p.pitch + 6 * bx;
     const uint8_t* r1 = r0 + p.pitch;
-    const int a = 6 * bx + c;
-    return (r0[a] + r0[a + 3] + r1[a] + r1[a + 3] + 2) >> 2;
+#pragma unroll
+    for (int c = 0; c < 3; ++c) v[c] = (r0[c] + r0[c + 3] + r1[c] + r1[c + 3] + 2) >> 2;
+    return;
   }
   // Horizontal tap with OpenCV's edge rule.
   int xi, xw0, xw1;
@@ -63,21 +70,35 @@ __device__ __forceinline__ int body_pixel(const LbParams& p, int bx, int by, int
   int yi, b0, b1;
   make_tap(by, p.scale_y, yi, b0, b1);
   const int y0 = min(max(yi, 0), p.sh - 1), y1 = min(max(yi + 1, 0), p.sh - 1);
-  const uint8_t* q0 = p.src + static_cast<size_t>(y0) * p.pitch + 3 * xi + c;
-  const uint8_t* q1 = p.src + static_cast<size_t>(y1) * p.pitch + 3 * xi + c;
-  int s0 = q0[0] * xw0, s1 = q1[0] * xw0;
-  if (xw1 != 0) {
-    s0 += q0[3] * xw1;
-    s1 += q1[3] * xw1;
+  const uint8_t* q0 = p.src + static_cast<size_t>(y0) * p.pitch + 3 * xi;
+  const uint8_t* q1 = p.src + static_cast<size_t>(y1) * p.pitch + 3 * xi;
+#pragma unroll
+  for (int c = 0; c < 3; ++c) {
+    int s0 = q0[c] * xw0, s1 = q1[c] * xw0;
+    if (xw1 != 0) {
+      s0 += q0[c + 3] * xw1;
+      s1 += q1[c + 3] * xw1;
+    }
+    const int e = 3 * bx + c;
+    if (e < p.simd_len) {
+      const int a = ((s0 >> 4) * b0) >> 16;
+      const int b = ((s1 >> 4) * b1) >> 16;
+      v[c] = min(max((a + b + 2) >> 2, 0), 255);
+    } else {
+      const long long t = static_cast<long long>(s0) * b0 + static_cast<long long>(s1) * b1;
+      v[c] = static_cast<int>(min(max((t + (1 << 21)) >> 22, 0LL), 255LL));
+    }
   }
-  const int e = 3 * bx + c;
-  if (e < p.simd_len) {
-    const int a = ((s0 >> 4) * b0) >> 16;
-    const int b = ((s1 >> 4) * b1) >> 16;
-    return min(max((a + b + 2) >> 2, 0), 255);
+}
+
+// The output pixel (x, y): the body's channels, or the grey border.
+__device__ __forceinline__ void letterbox_rgb(const LbParams& p, int x, int y, int (&v)[3]) {
+  const int bx = x - p.left, by = y - p.top;
+  if (p.path != Path::kPadOnly && bx >= 0 && by >= 0 && bx < p.nw && by < p.nh) {
+    body_rgb(p, bx, by, v);
+  } else {
+    v[0] = v[1] = v[2] = 114;
   }
-  const long long v = static_cast<long long>(s0) * b0 + static_cast<long long>(s1) * b1;
-  return static_cast<int>(min(max((v + (1 << 21)) >> 22, 0LL), 255LL));
 }
 
 template <typename T>
@@ -90,13 +111,10 @@ __global__ void letterbox_kernel(LbParams batch, T* __restrict__ dst) {
   if (x >= p.dw || y >= p.dh) return;
   const size_t plane = static_cast<size_t>(p.dw) * p.dh;
   const size_t o = static_cast<size_t>(y) * p.dw + x;
-  const int bx = x - p.left, by = y - p.top;
-  const bool inside = p.path != Path::kPadOnly && bx >= 0 && by >= 0 && bx < p.nw && by < p.nh;
+  int v[3];
+  letterbox_rgb(p, x, y, v);
 #pragma unroll
-  for (int c = 0; c < 3; ++c) {
-    const int v = inside ? body_pixel(p, bx, by, c) : 114;
-    dst[c * plane + o] = from_f<T>(__fdiv_rn(static_cast<float>(v), 255.0f));
-  }
+  for (int c = 0; c < 3; ++c) dst[c * plane + o] = from_f<T>(__fdiv_rn(static_cast<float>(v[c]), 255.0f));
 }
 
 // The letterboxed bytes themselves, HWC (an engine with a uint8 NHWC image input scales them).
@@ -108,10 +126,10 @@ __global__ void letterbox_bytes_kernel(LbParams batch, uint8_t* __restrict__ dst
   const int y = blockIdx.y * blockDim.y + threadIdx.y;
   if (x >= p.dw || y >= p.dh) return;
   const size_t o = (static_cast<size_t>(y) * p.dw + x) * 3;
-  const int bx = x - p.left, by = y - p.top;
-  const bool inside = p.path != Path::kPadOnly && bx >= 0 && by >= 0 && bx < p.nw && by < p.nh;
+  int v[3];
+  letterbox_rgb(p, x, y, v);
 #pragma unroll
-  for (int c = 0; c < 3; ++c) dst[o + c] = static_cast<uint8_t>(inside ? body_pixel(p, bx, by, c) : 114);
+  for (int c = 0; c < 3; ++c) dst[o + c] = static_cast<uint8_t>(v[c]);
 }
 
 }  // namespace
