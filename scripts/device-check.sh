@@ -78,6 +78,8 @@ prepare() {
         --cache "$cache" || { echo "calibration of $m failed"; return 1; }
     fi
     cp "$cache" "$stage/calib/$m.cache"
+    # Its equalisation sidecar (qyolo calibrate's default): INT8 builds from the cache apply it.
+    if [ -f "$cache.equalize" ]; then cp "$cache.equalize" "$stage/calib/$m.cache.equalize"; fi
   done
   mkdir -p "$CARRY"
   rm -f "$CARRY/bundle.tar.xz"

@@ -41,6 +41,8 @@ prepare() {
     m=${mc%%:*} algo=${mc#*:}
     cp "$shared/models/$m.onnx" "$stage/models/"
     cp "$ROOT/out/accuracy/$m.$algo.cache" "$stage/calib/$m.cache"
+    # The equalisation sidecar `qyolo calibrate` writes beside the cache: builds from the cache apply it.
+    [ -f "$ROOT/out/accuracy/$m.$algo.cache.equalize" ] && cp "$ROOT/out/accuracy/$m.$algo.cache.equalize" "$stage/calib/$m.cache.equalize"
   done
   # This part's images only (the evaluator walks the annotation file's image list).
   # Part K: every N-th image by file name, starting at K-1.

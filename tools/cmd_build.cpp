@@ -182,7 +182,6 @@ void register_build(CLI::App& app, int& exit_code) {
     std::printf("wrote %s (%s, %s%s) in %.1f s\n", out->c_str(), device_name((*engine)->options().device),
                 build_mode_name(build_mode((*engine)->options())), target.c_str(), secs);
     std::printf("precision plan at %s: %s\n", shape_str((*engine)->profile().opt).c_str(), impl.plan_summary.c_str());
-    if (!impl.equalization_note.empty()) std::printf("note: %s\n", impl.equalization_note.c_str());
     if (*print_plan) std::printf("%s", format_precision_plan(impl.plan).c_str());
     exit_code = 0;
   });

@@ -69,8 +69,7 @@ struct BuildOptions {
   // INT8 from a calibration cache: apply the activation equalisation that `qyolo calibrate` wrote
   // beside it (calibration_file + ".equalize", src/quant/equalization_sidecar.h) when there is one.
   // Not with weights_file (refined weights carry their own). Stored in the engine file as weights.
-  // CPU builds only: the CUDA kernels do not fuse its multipliers, so a cuda build uses the cache's
-  // plain per-tensor scales (`qyolo build` says so).
+  // Both backends apply its per-channel multipliers in the producing conv's epilogue.
   bool equalization_sidecar = true;
   // INT8: per output channel, clip each conv's weights where that lowers their squared rounding
   // error (src/quant/weight_refine.h). Decided when the engine is built and stored in the engine

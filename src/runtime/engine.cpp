@@ -211,10 +211,8 @@ Result<SpecializedGraph> Engine::Impl::prepare_float(const Shape& input_shape, c
   QYOLO_ASSIGN_OR_RETURN(SpecializedGraph sg, specialize(graph, {{info.input_name, input_shape}}));
   QYOLO_RETURN_IF_ERROR(run_default_passes(sg, passes));
   // Equalisation first: the other overrides name (and hold) the weights of the equalised graph.
-  // The CUDA kernels do not apply the fused multiplier: that backend runs the explicit Mul.
-  const bool fuse_equalization = passes.fuse_equalization && options.device != Device::kCuda;
   QYOLO_RETURN_IF_ERROR(
-      equalize_activations(sg, equalization_factors_of(weight_overrides), fuse_equalization).status());
+      equalize_activations(sg, equalization_factors_of(weight_overrides), passes.fuse_equalization).status());
   QYOLO_RETURN_IF_ERROR(apply_weight_overrides(sg, without_equalization(weight_overrides)));
   return sg;
 }
@@ -394,17 +392,6 @@ Status use_equalization_sidecar(Engine::Impl& impl) {
   if (!o.equalization_sidecar || o.precision != Precision::kInt8 || impl.info.has_qdq ||
       o.calibration_file.empty() || !impl.weight_overrides.empty())
     return Status::ok();
-  if (o.device == Device::kCuda) {
-    // The CUDA kernels do not apply the equalisation multiplier (qyolo_output_multiplier): it would
-    // run as one more elementwise pass per equalised tensor (27 in yolov5n, each a full read and
-    // write of an activation) on the engine INT8 is meant to speed up. CUDA builds take the cache's
-    // plain per-tensor scales (the cache holds both); --refined-weights still applies factors.
-    if (std::filesystem::exists(equalization_sidecar_path(o.calibration_file)))
-      impl.equalization_note = "the equalisation sidecar '" + equalization_sidecar_path(o.calibration_file) +
-                               "' is not applied on cuda (its multipliers are not fused into the CUDA kernels yet): "
-                               "plain per-tensor INT8 scales from the cache";
-    return Status::ok();
-  }
   QYOLO_ASSIGN_OR_RETURN(auto factors, read_equalization_sidecar(o.calibration_file));
   if (!factors || factors->empty()) return Status::ok();
   impl.weight_overrides = with_equalization({}, *factors);
@@ -872,13 +859,6 @@ ExecutionContext::~ExecutionContext() = default;
 #ifdef QYOLO_HAS_CUDA
 Result<std::unique_ptr<CudaExecutor>> build_cuda_executor(SpecializedGraph graph, const BuildOptions& options,
                                                           const TacticMap* tactics, const PrecisionPlan* plan) {
-  // prepare() leaves the equalisation multiplier unfused for this backend (an explicit Mul); a
-  // graph that carries it anyway is refused rather than run without it.
-  for (const Node& n : graph.graph.nodes)
-    if (n.op_type == "Conv" && n.has_attr(kOutputMultiplierAttr))
-      return unsupported(n.describe() +
-                         ": the CUDA kernels do not apply the fused equalisation multiplier "
-                         "(qyolo_output_multiplier); prepare the graph with PassOptions::fuse_equalization off");
   CudaBuildOptions o;
   const BuildMode mode = build_mode(options);
   o.precision = is_int8(mode) ? CudaPrecision::kInt8 : mode == BuildMode::kFp16 ? CudaPrecision::kFp16 : CudaPrecision::kFp32;

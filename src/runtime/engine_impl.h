@@ -93,7 +93,6 @@ struct Engine::Impl {
   // Cuda INT8 engines: what the build-time executor (at the opt shape) runs in INT8, for reports
   // ("96% of the conv MACs in INT8 at 1x3x640x640"): --int8 --fp16 chooses per layer.
   std::string build_note;
-  std::string equalization_note;  // why a calibration cache's equalisation sidecar was not applied
   // Which node runs in which precision (src/ir/precision_plan.h): made by a new build (rules, then
   // on cuda the executor's choice at the opt shape), read from the engine file on load; every
   // prepare() lowers it as it is. plan_origin names where it came from in errors (the engine file

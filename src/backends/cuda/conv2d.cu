@@ -36,6 +36,7 @@ struct EpilogueParams {
   Act act;
   float alpha;
   const float* bias;  // nullptr: none
+  const float* mult;  // [c] after the activation (ConvAttrs::output_multiplier), nullptr: none
 };
 
 template <typename T, int V> struct alignas(sizeof(T) * V) Vec { T v[V]; };
@@ -72,9 +73,16 @@ __global__ void epilogue_vec_kernel(EpilogueParams p, T* __restrict__ y, const T
 #pragma unroll
       for (int k = 0; k < V; ++k) b[k] = 0.f;
     }
+    float m[V];
+#pragma unroll
+    for (int k = 0; k < V; ++k) m[k] = 1.f;
+    if (p.mult) {  // uniform over the grid
+#pragma unroll
+      for (int k = 0; k < V; ++k) m[k] = p.mult[NHWC ? c0 + k : c0];
+    }
 #pragma unroll
     for (int k = 0; k < V; ++k) {
-      float t = apply_act(p.act, to_f(v.v[k]) + b[k], p.alpha);
+      float t = apply_act(p.act, to_f(v.v[k]) + b[k], p.alpha) * m[k];
       if constexpr (RES) t += to_f(rv.v[k]);
       v.v[k] = from_f<T>(t);
     }
@@ -89,6 +97,7 @@ __global__ void epilogue_kernel(EpilogueParams p, T* __restrict__ y, const T* __
        i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
     const int c = NHWC ? static_cast<int>(i % p.c) : static_cast<int>((i / p.hw) % p.c);
     float t = apply_act(p.act, to_f(y[i]) + (p.bias ? p.bias[c] : 0.f), p.alpha);
+    if (p.mult) t *= p.mult[c];
     if (r) t += to_f(r[i]);
     y[i] = from_f<T>(t);
   }
@@ -243,9 +252,16 @@ class ConvKernel final : public CudaKernel {
       QYOLO_RETURN_IF_ERROR(bias_.upload(bf.data(), bf.size() * 4));
       if (ctx.weight_bytes) *ctx.weight_bytes += bias_.size();
     }
+    if (!a.output_multiplier.empty()) {  // padded channels: 1 (their values are 0 anyway)
+      std::vector<float> m(a.output_multiplier.begin(), a.output_multiplier.end());
+      m.resize(static_cast<size_t>(K), 1.f);
+      QYOLO_ASSIGN_OR_RETURN(mult_, DeviceBuffer::allocate(m.size() * 4));
+      QYOLO_RETURN_IF_ERROR(mult_.upload(m.data(), m.size() * 4));
+      if (ctx.weight_bytes) *ctx.weight_bytes += mult_.size();
+    }
     epi_ = {y.numel(), K, static_cast<int64_t>(OH) * OW, static_cast<Act>(static_cast<int>(a.activation)),
-            a.activation_alpha, bias_.as<float>()};
-    has_epilogue_ = b != nullptr || a.activation != FusedActivation::kNone || r != nullptr;
+            a.activation_alpha, bias_.as<float>(), mult_.as<float>()};
+    has_epilogue_ = b != nullptr || a.activation != FusedActivation::kNone || r != nullptr || mult_.get() != nullptr;
 
     // Descriptors.
     QYOLO_ASSIGN_OR_RETURN(xd_, make_tensor_desc());
@@ -329,7 +345,7 @@ class ConvKernel final : public CudaKernel {
       QYOLO_RETURN_IF_ERROR(lt_->execute(ctx.cublaslt, in[0], weights_.get(), out[0], ctx.workspace, ctx.stream));
     } else if (fused_) {  // bias, activation and residual inside the cuDNN plan
       return fused_->execute(ctx.cudnn, in[0], weights_.get(), out[0], ctx.workspace, bias_.get(),
-                             in.size() > 3 ? in[3] : nullptr);
+                             in.size() > 3 ? in[3] : nullptr, nullptr, nullptr, mult_.get());
     } else if (graph_) {
       QYOLO_RETURN_IF_ERROR(graph_->execute(ctx.cudnn, in[0], weights_.get(), out[0], ctx.workspace));
     } else {
@@ -417,7 +433,8 @@ class ConvKernel final : public CudaKernel {
     if (!graph_act) return Status::ok();
     const GraphConvProblem::Act act = *graph_act;
     std::ostringstream fk;
-    fk << "graphfused:" << key << ":b" << has_bias << "r" << has_res << "a" << static_cast<int>(act);
+    const bool mult = mult_.get() != nullptr;
+    fk << "graphfused:" << key << ":b" << has_bias << "r" << has_res << "a" << static_cast<int>(act) << (mult ? "m1" : "");
     fused_key_ = fk.str();
     fused_problem_ = problem_;
     fused_problem_.dtype = dt;
@@ -425,6 +442,7 @@ class ConvKernel final : public CudaKernel {
     fused_problem_.bias = has_bias;
     fused_problem_.residual = has_res;
     fused_problem_.act = act;
+    fused_problem_.multiplier = mult;
     auto& objs = *ctx.object_cache;
     auto& tc = *ctx.tune_cache;
     if (auto it = objs.find(fk.str()); it != objs.end()) {
@@ -561,7 +579,7 @@ class ConvKernel final : public CudaKernel {
   }
 
   bool half_ = false, nhwc_ = false, has_epilogue_ = false;
-  DeviceBuffer weights_, bias_;
+  DeviceBuffer weights_, bias_, mult_;
   TensorDesc xd_, yd_;
   FilterDesc wd_;
   ConvDesc cd_;

@@ -53,6 +53,7 @@ struct ConvInt8Params {
   const int8_t* wt;        // [K][R][S][Cp]
   const float* out_scale;  // [K]: s_x * s_w[c]
   const float* bias_q;     // [K]: b[c] / out_scale[c] (accumulator units), or nullptr
+  const float* out_mult;   // [K]: times the activation's output (ConvAttrs::output_multiplier), or nullptr
   const void* residual;    // like y (NHWC [N][OH][OW][K]), or int8 (residual_int8), or nullptr
   void* y;                 // NHWC [N][OH][OW][K], half or float; nullptr: not written
   int8_t* yq;              // NHWC [N][OH][OW][K] int8 (requantised), or nullptr
@@ -121,24 +122,27 @@ __device__ __forceinline__ void mma_s8(int (&d)[4], const uint32_t (&a)[4], uint
 // into a float tile in shared memory [BM][BN + 4] (+4 spreads rows over banks), then store_tile
 // finishes each pixel's channels with coalesced, vectorised residual loads and stores.
 struct EpiloguePair {
-  float s0 = 0.f, s1 = 0.f, b0 = 0.f, b1 = 0.f;
+  float s0 = 0.f, s1 = 0.f, b0 = 0.f, b1 = 0.f, m0 = 1.f, m1 = 1.f;
   // Channels col, col + 1.
   __device__ __forceinline__ EpiloguePair(const ConvInt8Params& p, int col) {
     if (col < p.k) {
       s0 = p.out_scale[col];
       if (p.bias_q) b0 = p.bias_q[col];
+      if (p.out_mult) m0 = p.out_mult[col];
     }
     if (col + 1 < p.k) {
       s1 = p.out_scale[col + 1];
       if (p.bias_q) b1 = p.bias_q[col + 1];
+      if (p.out_mult) m1 = p.out_mult[col + 1];
     }
   }
+  // The multiplier after the activation (1 without: exact), as the CPU INT8 epilogue applies it.
   __device__ __forceinline__ float2 operator()(const ConvInt8Params& p, int acc0, int acc1) const {
     const float x0 = (static_cast<float>(acc0) + b0) * s0;
     const float x1 = (static_cast<float>(acc1) + b1) * s1;
     const Act act = static_cast<Act>(p.act);
-    if (p.fast_math) return make_float2(apply_act_fast(act, x0, p.alpha), apply_act_fast(act, x1, p.alpha));
-    return make_float2(apply_act(act, x0, p.alpha), apply_act(act, x1, p.alpha));
+    if (p.fast_math) return make_float2(apply_act_fast(act, x0, p.alpha) * m0, apply_act_fast(act, x1, p.alpha) * m1);
+    return make_float2(apply_act(act, x0, p.alpha) * m0, apply_act(act, x1, p.alpha) * m1);
   }
 };
 
@@ -762,8 +766,16 @@ class ConvInt8Kernel final : public CudaKernel {
     QYOLO_RETURN_IF_ERROR(scales_.upload(out_scale.data(), static_cast<size_t>(K) * 4));
     QYOLO_RETURN_IF_ERROR(scales_.upload(bias_q.data(), static_cast<size_t>(K) * 4, static_cast<size_t>(K) * 4));
     if (ctx.weight_bytes) *ctx.weight_bytes += weights_.size() + scales_.size();
+    if (!a.output_multiplier.empty()) {  // channels beyond the model's (padded): 1
+      std::vector<float> m(a.output_multiplier.begin(), a.output_multiplier.end());
+      m.resize(static_cast<size_t>(K), 1.f);
+      QYOLO_ASSIGN_OR_RETURN(mult_, DeviceBuffer::allocate(m.size() * 4));
+      QYOLO_RETURN_IF_ERROR(mult_.upload(m.data(), m.size() * 4));
+      if (ctx.weight_bytes) *ctx.weight_bytes += mult_.size();
+    }
 
     p_ = ConvInt8Params{};
+    p_.out_mult = mult_.as<float>();
     p_.wt = weights_.as<int8_t>();
     p_.out_scale = scales_.as<float>();
     p_.bias_q = b ? scales_.as<float>() + K : nullptr;
@@ -839,6 +851,7 @@ class ConvInt8Kernel final : public CudaKernel {
         g.residual_pitch = residual_ld_;
       }
       g.act = *act;
+      g.multiplier = mult_.get() != nullptr;
       if (b != nullptr) {  // cuDNN dequantises first, then adds the real bias
         QYOLO_ASSIGN_OR_RETURN(bias_real_, DeviceBuffer::allocate(static_cast<size_t>(K) * 4));
         QYOLO_RETURN_IF_ERROR(bias_real_.upload(bf.data(), static_cast<size_t>(K) * 4));
@@ -905,7 +918,7 @@ class ConvInt8Kernel final : public CudaKernel {
       const bool q = planned_out_ == CudnnOut::kInt8;
       QYOLO_RETURN_IF_ERROR(cudnn_->execute(ctx.cudnn, in[0], weights_.get(), q ? out[1] : out[0], ctx.workspace,
                                             bias_real_.get(), has_residual_ ? in[3] : nullptr, scales_.get(),
-                                            q ? inv_scale_.get() : nullptr));
+                                            q ? inv_scale_.get() : nullptr, mult_.get()));
       if (planned_out_ != CudnnOut::kHalfThenRequantise) return Status::ok();
       return launch_requantize(out[0], p_.y_ld, static_cast<int8_t*>(out[1]), p_.yq_ld, p_.k, p_.m, p_.yq_inv_scale,
                                ctx.stream, ctx.programmatic);
@@ -988,7 +1001,7 @@ class ConvInt8Kernel final : public CudaKernel {
     gp.y_pitch = pitch == p_.k ? 0 : pitch;
     std::ostringstream ks;
     ks << "i8cudnn:" << key_ << ":b" << gp.bias << "r" << gp.residual << (p_.residual_int8 ? "i8" : "") << "a"
-       << static_cast<int>(gp.act)
+       << static_cast<int>(gp.act) << (gp.multiplier ? "m1" : "")
        << (int8_out ? ":i8" : out == CudnnOut::kHalf ? ":f16" : ":f16+q") << ":pitch" << pitch;
     const std::string key = ks.str();
     auto& tc = *ctx.tune_cache;
@@ -1077,7 +1090,7 @@ class ConvInt8Kernel final : public CudaKernel {
 
   std::string name_;
   float input_scale_ = 0.f;
-  DeviceBuffer weights_, scales_;
+  DeviceBuffer weights_, scales_, mult_;
   // cuDNN INT8 tactic (choose_cudnn): the problem without output configuration, the real bias,
   // the requantisation scalar 1/s_next on the device.
   bool cudnn_eligible_ = false, use_cudnn_ = false;

@@ -49,6 +49,7 @@ struct StemParams {
   const int8_t* wq;   // INT8 form: the same layout in s8 (per-channel scales in acc_scale)
   const float* acc_scale;  // INT8 form: [K] accumulator factors, weight scale / 255
   const float* bias;  // [K] (zeros when the conv has none)
+  const float* mult;  // [K] after the activation (ConvAttrs::output_multiplier; ones when the conv has none)
   __half* y;          // NHWC, element (n, k, oy, ox) at ((n * oh + oy) * ow + ox) * pitch + k; null: not written
   int8_t* y8;         // int8 NHWC copy, K channels per pixel (K % 16 == 0); null: not written
   float inv_scale;    // 1 / its quantisation scale
@@ -387,10 +388,11 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks(NT)) conv_stem_kernel(Ste
   // 16-byte (or 8-byte) runs per lane, so each quad writes a pixel's channels contiguously.
   // Accumulator factors: 1 or 1 / 255 (half), weight scale / 255 per channel (INT8 form; int32
   // sums below 2^24 are exact in fp32: 255 x 127 x R x S x 4 for R x S <= 64).
-  float2 bias[NT], acc_scale[NT];
+  float2 bias[NT], acc_scale[NT], mult[NT];
 #pragma unroll
   for (int nt = 0; nt < NT; ++nt) {
     bias[nt] = *reinterpret_cast<const float2*>(p.bias + nt * 8 + 2 * q);
+    mult[nt] = *reinterpret_cast<const float2*>(p.mult + nt * 8 + 2 * q);
     acc_scale[nt] = INT8 ? *reinterpret_cast<const float2*>(p.acc_scale + nt * 8 + 2 * q)
                          : make_float2(p.in_scale, p.in_scale);
   }
@@ -408,9 +410,10 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks(NT)) conv_stem_kernel(Ste
 #pragma unroll
       for (int nt = 0; nt < NT; ++nt) {
         const float f0 =
-            apply_act_fast(act, fmaf(static_cast<float>(acc[mt][nt][2 * hh]), acc_scale[nt].x, bias[nt].x), p.alpha);
+            apply_act_fast(act, fmaf(static_cast<float>(acc[mt][nt][2 * hh]), acc_scale[nt].x, bias[nt].x), p.alpha) *
+            mult[nt].x;
         const float f1 = apply_act_fast(
-            act, fmaf(static_cast<float>(acc[mt][nt][2 * hh + 1]), acc_scale[nt].y, bias[nt].y), p.alpha);
+            act, fmaf(static_cast<float>(acc[mt][nt][2 * hh + 1]), acc_scale[nt].y, bias[nt].y), p.alpha) * mult[nt].y;
         v[nt] = pack_half2(f0, f1);
         v8[nt] = write_int8 ? static_cast<uint32_t>(static_cast<uint8_t>(quantize_s8_fast(f0, p.inv_scale))) |
                                   static_cast<uint32_t>(static_cast<uint8_t>(quantize_s8_fast(f1, p.inv_scale))) << 8
@@ -573,6 +576,11 @@ class ConvStemKernel final : public CudaKernel {
       QYOLO_ASSIGN_OR_RETURN(weights_, DeviceBuffer::allocate(wh.size() * 2));
       QYOLO_RETURN_IF_ERROR(weights_.upload(wh.data(), wh.size() * 2));
     }
+    // The bias, then the multiplier after the activation (ones without one: exact).
+    std::vector<float> mult(static_cast<size_t>(K), 1.f);
+    if (!a.output_multiplier.empty()) mult = a.output_multiplier;
+    if (mult.size() != static_cast<size_t>(K)) return invalid_argument(name + ": output multiplier size mismatch");
+    bf.insert(bf.end(), mult.begin(), mult.end());
     QYOLO_ASSIGN_OR_RETURN(bias_, DeviceBuffer::allocate(bf.size() * 4));
     QYOLO_RETURN_IF_ERROR(bias_.upload(bf.data(), bf.size() * 4));
     if (ctx.weight_bytes) *ctx.weight_bytes += weights_.size() + bias_.size() + acc_scale_.size();
@@ -587,6 +595,7 @@ class ConvStemKernel final : public CudaKernel {
     }
     p_.in_scale = 1.f;
     p_.bias = bias_.as<float>();
+    p_.mult = bias_.as<float>() + K;
     p_.c = static_cast<int>(C), p_.h = static_cast<int>(H), p_.w = static_cast<int>(W);
     p_.oh = static_cast<int>(OH), p_.ow = static_cast<int>(OW);
     p_.r = static_cast<int>(R), p_.s = static_cast<int>(S), p_.stride = stride;

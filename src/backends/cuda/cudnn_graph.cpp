@@ -8,7 +8,8 @@ namespace qyolo::cuda {
 
 namespace {
 
-constexpr int64_t kUidX = 1, kUidW = 2, kUidY = 3, kUidBias = 4, kUidResidual = 5, kUidScale = 6, kUidOutInvScale = 7;
+constexpr int64_t kUidX = 1, kUidW = 2, kUidY = 3, kUidBias = 4, kUidResidual = 5, kUidScale = 6, kUidOutInvScale = 7,
+                  kUidMultiplier = 8;
 constexpr int64_t kUidVirtual = 100;  // + n: intermediates of the fused epilogue
 
 Result<BackendDesc> make(cudnnBackendDescriptorType_t t) {
@@ -44,15 +45,16 @@ void strides_of(bool nhwc, int64_t c, int64_t h, int64_t w, int64_t out[4]) {
 
 Result<BackendDesc> variant_pack(const void* x, const void* w, void* y, void* ws, const void* bias = nullptr,
                                  const void* residual = nullptr, const void* scale = nullptr,
-                                 const void* out_inv_scale = nullptr) {
+                                 const void* out_inv_scale = nullptr, const void* multiplier = nullptr) {
   QYOLO_ASSIGN_OR_RETURN(BackendDesc vp, make(CUDNN_BACKEND_VARIANT_PACK_DESCRIPTOR));
-  int64_t uids[7] = {kUidX, kUidW, kUidY};
-  void* ptrs[7] = {const_cast<void*>(x), const_cast<void*>(w), y};
+  int64_t uids[8] = {kUidX, kUidW, kUidY};
+  void* ptrs[8] = {const_cast<void*>(x), const_cast<void*>(w), y};
   int64_t n = 3;
   if (bias) uids[n] = kUidBias, ptrs[n++] = const_cast<void*>(bias);
   if (residual) uids[n] = kUidResidual, ptrs[n++] = const_cast<void*>(residual);
   if (scale) uids[n] = kUidScale, ptrs[n++] = const_cast<void*>(scale);
   if (out_inv_scale) uids[n] = kUidOutInvScale, ptrs[n++] = const_cast<void*>(out_inv_scale);
+  if (multiplier) uids[n] = kUidMultiplier, ptrs[n++] = const_cast<void*>(multiplier);
   QYOLO_CUDA_CHECK(cudnnBackendSetAttribute(vp.get(), CUDNN_ATTR_VARIANT_PACK_UNIQUE_IDS, CUDNN_TYPE_INT64, n, uids));
   QYOLO_CUDA_CHECK(cudnnBackendSetAttribute(vp.get(), CUDNN_ATTR_VARIANT_PACK_DATA_POINTERS, CUDNN_TYPE_VOID_PTR, n, ptrs));
   QYOLO_CUDA_CHECK(cudnnBackendSetAttribute(vp.get(), CUDNN_ATTR_VARIANT_PACK_WORKSPACE, CUDNN_TYPE_VOID_PTR, 1, &ws));
@@ -121,7 +123,8 @@ Result<std::unique_ptr<GraphConvPlan>> GraphConvPlan::create(cudnnHandle_t handl
   QYOLO_ASSIGN_OR_RETURN(BackendDesc tx, tensor(kUidX, p.dtype, xd, xs));
   QYOLO_ASSIGN_OR_RETURN(BackendDesc tw, tensor(kUidW, p.dtype, wd, ws));
   QYOLO_ASSIGN_OR_RETURN(BackendDesc ty, tensor(kUidY, y_dtype, yd, ys_out));
-  // Fused epilogue: conv -> [* scale] -> [+ bias] -> [act] -> [+ residual] -> [* 1/s_out] -> y,
+  // Fused epilogue: conv -> [* scale] -> [+ bias] -> [act] -> [* multiplier] -> [+ residual] ->
+  // [* 1/s_out] -> y,
   // fp32 virtual intermediates (int32 out of an int8 conv).
   struct Stage {
     cudnnPointwiseMode_t mode;
@@ -134,6 +137,7 @@ Result<std::unique_ptr<GraphConvPlan>> GraphConvPlan::create(cudnnHandle_t handl
     if (p.act == GraphConvProblem::Act::kRelu) stages.push_back({CUDNN_POINTWISE_RELU_FWD, 0});
     if (p.act == GraphConvProblem::Act::kSilu) stages.push_back({CUDNN_POINTWISE_SWISH_FWD, 0});
     if (p.act == GraphConvProblem::Act::kSigmoid) stages.push_back({CUDNN_POINTWISE_SIGMOID_FWD, 0});
+    if (p.multiplier) stages.push_back({CUDNN_POINTWISE_MUL, kUidMultiplier});
     if (p.residual) stages.push_back({CUDNN_POINTWISE_ADD, kUidResidual});
     if (int8 && y_dtype == CUDNN_DATA_INT8) stages.push_back({CUDNN_POINTWISE_MUL, kUidOutInvScale});
   }
@@ -145,9 +149,13 @@ Result<std::unique_ptr<GraphConvPlan>> GraphConvPlan::create(cudnnHandle_t handl
   }
   const int64_t kd[4] = {1, p.k, 1, 1};
   const int64_t kstr[4] = {p.k, 1, p.k, p.k};
-  BackendDesc tbias, tres, tscale, tinv;
+  BackendDesc tbias, tres, tscale, tinv, tmult;
   if (p.fused && p.bias) {
     QYOLO_ASSIGN_OR_RETURN(tbias, tensor(kUidBias, CUDNN_DATA_FLOAT, kd, kstr));
+  }
+  if (p.multiplier && !p.fused) return invalid_argument("cuDNN graph conv: the output multiplier needs the fused epilogue");
+  if (p.fused && p.multiplier) {
+    QYOLO_ASSIGN_OR_RETURN(tmult, tensor(kUidMultiplier, CUDNN_DATA_FLOAT, kd, kstr));
   }
   const bool int8_residual = int8 && p.residual_dtype == CUDNN_DATA_INT8;
   if (p.fused && p.residual) {
@@ -200,6 +208,7 @@ Result<std::unique_ptr<GraphConvPlan>> GraphConvPlan::create(cudnnHandle_t handl
                                        : u == kUidResidual ? tres.get()
                                        : u == kUidScale    ? tscale.get()
                                        : u == kUidOutInvScale ? tinv.get()
+                                       : u == kUidMultiplier  ? tmult.get()
                                                            : nullptr;
     cudnnBackendDescriptor_t out = i + 1 == stages.size() ? ty.get() : virt[i + 1].get();
     const float alpha2 = u == kUidResidual && int8_residual ? p.residual_scale : 1.f;
@@ -313,10 +322,15 @@ Result<std::unique_ptr<GraphConvPlan>> GraphConvPlan::create(cudnnHandle_t handl
   QYOLO_ASSIGN_OR_RETURN(auto xb, DeviceBuffer::allocate(static_cast<size_t>(p.n * p.c * p.h * p.w) * elem_size(p.dtype)));
   QYOLO_ASSIGN_OR_RETURN(auto yb, DeviceBuffer::allocate(static_cast<size_t>(p.n * pitch * p.oh * p.ow) * elem_size(y_dtype)));
   QYOLO_CUDA_CHECK(cudaMemsetAsync(xb.get(), 0x11, xb.size(), stream));
-  DeviceBuffer bb, rb, sb;
+  DeviceBuffer bb, rb, sb, mb;
   if (p.fused && p.bias) {
     QYOLO_ASSIGN_OR_RETURN(bb, DeviceBuffer::allocate(static_cast<size_t>(p.k) * 4));
     QYOLO_CUDA_CHECK(cudaMemsetAsync(bb.get(), 0, bb.size(), stream));
+  }
+  if (p.fused && p.multiplier) {
+    QYOLO_ASSIGN_OR_RETURN(mb, DeviceBuffer::allocate(static_cast<size_t>(p.k) * 4));
+    const std::vector<float> ones(static_cast<size_t>(p.k), 1.f);
+    QYOLO_RETURN_IF_ERROR(mb.upload(ones.data(), mb.size()));
   }
   if (p.fused && p.residual) {
     const size_t res = int8_residual ? 1 : int8 ? 2 : elem_size(p.dtype);
@@ -334,7 +348,7 @@ Result<std::unique_ptr<GraphConvPlan>> GraphConvPlan::create(cudnnHandle_t handl
   void* wsp = tuning_workspace ? tuning_workspace->get() : nullptr;
   int best = -1;
   for (size_t i = 0; i < cands.size(); ++i) {
-    auto vp = variant_pack(xb.get(), weights, yb.get(), wsp, bb.get(), rb.get(), scale_ptr, inv_ptr);
+    auto vp = variant_pack(xb.get(), weights, yb.get(), wsp, bb.get(), rb.get(), scale_ptr, inv_ptr, mb.get());
     if (!vp) continue;
     auto ms = time_launches(stream, 1, 3, [&]() -> Status {
       QYOLO_CUDA_CHECK(cudnnBackendExecute(handle, cands[i].plan.get(), vp->get()));
@@ -362,11 +376,12 @@ Result<std::unique_ptr<GraphConvPlan>> GraphConvPlan::create(cudnnHandle_t handl
 }
 
 Status GraphConvPlan::execute(cudnnHandle_t handle, const void* x, const void* w, void* y, void* workspace,
-                              const void* bias, const void* residual, const void* scale, const void* out_inv_scale) {
-  const void* now[8] = {x, w, y, workspace, bias, residual, scale, out_inv_scale};
-  if (!vp_ || !std::equal(now, now + 8, vp_ptrs_)) {
-    QYOLO_ASSIGN_OR_RETURN(vp_, variant_pack(x, w, y, workspace, bias, residual, scale, out_inv_scale));
-    std::copy(now, now + 8, vp_ptrs_);
+                              const void* bias, const void* residual, const void* scale, const void* out_inv_scale,
+                              const void* multiplier) {
+  const void* now[9] = {x, w, y, workspace, bias, residual, scale, out_inv_scale, multiplier};
+  if (!vp_ || !std::equal(now, now + 9, vp_ptrs_)) {
+    QYOLO_ASSIGN_OR_RETURN(vp_, variant_pack(x, w, y, workspace, bias, residual, scale, out_inv_scale, multiplier));
+    std::copy(now, now + 9, vp_ptrs_);
   }
   QYOLO_CUDA_CHECK(cudnnBackendExecute(handle, plan_->get(), vp_.get()));
   return Status::ok();

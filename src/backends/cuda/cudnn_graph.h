@@ -46,6 +46,9 @@ struct GraphConvProblem {
   float residual_scale = 1.f;
   int64_t residual_pitch = 0;
   enum class Act { kNone, kRelu, kSilu, kSigmoid } act = Act::kNone;
+  // Fused epilogue: y = act(...) * multiplier[K] (fp32, passed to execute()) before the residual:
+  // the activation-equalisation multiplier (ConvAttrs::output_multiplier).
+  bool multiplier = false;
 };
 
 // The fused epilogue's activation for a conv's; nullopt when cuDNN's pointwise ops lack it.
@@ -75,7 +78,7 @@ class GraphConvPlan {
   // INT8 problems also take the dequantisation scales and, with int8 y, the requantisation scalar.
   Status execute(cudnnHandle_t handle, const void* x, const void* w, void* y, void* workspace,
                  const void* bias = nullptr, const void* residual = nullptr, const void* scale = nullptr,
-                 const void* out_inv_scale = nullptr);
+                 const void* out_inv_scale = nullptr, const void* multiplier = nullptr);
   std::string info() const { return info_; }
   // Another user of the same plan (its own variant pack): identical convolutions share plans.
   std::unique_ptr<GraphConvPlan> share() const {
@@ -91,7 +94,7 @@ class GraphConvPlan {
   GraphConvPlan() = default;
   std::shared_ptr<BackendDesc> plan_;
   BackendDesc vp_;
-  const void* vp_ptrs_[8] = {};
+  const void* vp_ptrs_[9] = {};
   size_t workspace_ = 0;
   float ms_ = 0;
   std::string info_;
