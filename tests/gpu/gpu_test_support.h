@@ -16,6 +16,7 @@
 #include "backends/cpu/cpu_executor.h"
 #include "backends/cuda/cuda_executor.h"
 #include "passes/specialize.h"
+#include "qyolo/engine.h"
 
 namespace qyolo::gputest {
 
@@ -116,6 +117,23 @@ inline CudaBuildOptions all_int8_options(bool fp16) {
   opt.int8_fp16 = fp16;
   opt.int8_fp16_choose = false;
   return opt;
+}
+
+// A float_layers_regex naming exactly the convs `plan` keeps out of INT8 (names escaped and
+// anchored: the option is searched), so that a CPU INT8 reference runs a GPU engine's plan ("" when
+// every conv is INT8).
+inline std::string float_layers_of(const EnginePlan& plan) {
+  std::string re;
+  for (const auto& n : plan.nodes) {
+    if (n.precision == "int8") continue;
+    re += re.empty() ? "^" : "|^";
+    for (char ch : n.name) {
+      if (std::strchr(".^$|()[]{}*+?\\", ch)) re += '\\';
+      re += ch;
+    }
+    re += "$";
+  }
+  return re;
 }
 
 // How often `needle` occurs in `text` (engine summaries: steps of a kind).

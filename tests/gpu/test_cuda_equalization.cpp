@@ -11,7 +11,6 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
-#include <cstring>
 #include <random>
 
 #include "calib/calib_cache.h"
@@ -249,16 +248,7 @@ TEST(CudaEqualization, Yolov5nFp32UnchangedAndInt8MatchesCpu) {
   // Half between layers: the FP16 direct stem (on the float image) and half storage; compared with
   // the CPU INT8 engine on the same plan (the convs the GPU plan keeps out of INT8 float there too).
   ASSERT_TRUE(gpu_int8_fp16.is_ok()) << gpu_int8_fp16.status().to_string();
-  std::string float_layers;
-  for (const auto& n : (*gpu_int8_fp16)->precision_plan().nodes)
-    if (n.precision != "int8") {
-      std::string esc;
-      for (char ch : n.name) {
-        if (std::strchr(".^$|()[]{}*+?\\", ch)) esc += '\\';
-        esc += ch;
-      }
-      float_layers += (float_layers.empty() ? "^" : "|^") + esc + "$";
-    }
+  const std::string float_layers = float_layers_of((*gpu_int8_fp16)->precision_plan());
   BuildOptions cq = q;
   cq.device = Device::kCpu;
   cq.float_layers_regex = float_layers;

@@ -10,7 +10,6 @@
 
 #include <algorithm>
 #include <cstdio>
-#include <cstring>
 
 #include "gpu_test_support.h"
 #include "qyolo/calibration.h"
@@ -38,17 +37,6 @@ fs::path bus_path() {
           << " (qyolo export-float -m yolov8n-ort-qlinear.onnx; device-check.sh prepare bundles it)";     \
     if (!fs::exists(bus_path())) GTEST_SKIP() << "image absent: " << bus_path() << " (set QYOLO_SHARED)"; \
   } while (0)
-
-// `text` matched literally by an ECMAScript regex (float_layers_regex is searched, not matched:
-// the callers anchor it).
-std::string regex_escape(const std::string& text) {
-  std::string out;
-  for (char c : text) {
-    if (std::strchr(".^$|()[]{}*+?\\", c)) out += '\\';
-    out += c;
-  }
-  return out;
-}
 
 Result<std::shared_ptr<const Engine>> build(Device device, Precision precision, const std::string& cache = "",
                                             bool int8_fp16 = false, const std::string& float_layers = "") {
@@ -190,9 +178,7 @@ TEST_P(CudaYolov8Int8, DetectionsMatchCpuInt8) {
   // The CPU reference runs the GPU engine's precision plan: a conv the plan keeps out of INT8 (with
   // half between layers, the stem on the float image stays on the FP16 direct kernel) is float on
   // the CPU too, so the comparison is of the kernels, not of two plans.
-  std::string float_layers;
-  for (const auto& n : (*gpu)->precision_plan().nodes)
-    if (n.precision != "int8") float_layers += (float_layers.empty() ? "^" : "|^") + regex_escape(n.name) + "$";
+  const std::string float_layers = float_layers_of((*gpu)->precision_plan());
   std::printf("convs the GPU plan keeps out of INT8: %s\n", float_layers.empty() ? "none" : float_layers.c_str());
   auto cpu = build(Device::kCpu, Precision::kInt8, cache.string(), false, float_layers);
   fs::remove(cache);
