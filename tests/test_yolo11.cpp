@@ -1,15 +1,17 @@
 // YOLO11 end to end on the CPU (issue 16 item 1), on the synthetic YOLO11n export of
 // tests/yolo11_model.h (the graph ultralytics writes, seeded random weights; no real YOLO11 file is
 // available here): FP32 output tensors against ONNX Runtime on the same file at opsets 12-20
-// (C3k2, SPPF, C2PSA attention, the DFL Detect head with its anchor decode); the decoded v8/11 head
-// picked from the output shape and the ultralytics metadata by the library and the CLI; min-max
-// calibration and the CPU INT8 engine against FP32 by an SNR bound.
+// (C3k2, SPPF, C2PSA attention, the DFL Detect head with its anchor decode) and of the
+// dynamic=True export at two shapes; the decoded v8/11 head picked from the output shape and the
+// ultralytics metadata by the library and the CLI; min-max calibration and the CPU INT8 engine
+// against FP32 by an SNR bound.
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <cmath>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <tuple>
 
 #include "cli_runner.h"
 #include "head_models.h"
@@ -65,7 +67,8 @@ class Yolo11 : public ::testing::Test {
       }
       bytes = m.SerializeAsString();
     }
-    const fs::path p = dir_ / ("yolo11_op" + std::to_string(o.opset) + (internals ? "_int" : "") + ".onnx");
+    const fs::path p = dir_ / ("yolo11_op" + std::to_string(o.opset) + (o.dynamic ? "_dyn" : "") +
+                               (internals ? "_int" : "") + ".onnx");
     std::ofstream(p, std::ios::binary) << bytes;
     return p.string();
   }
@@ -166,6 +169,58 @@ TEST_P(Yolo11Opset, Fp32MatchesOnnxRuntime) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Opsets, Yolo11Opset, ::testing::Values(12, 13, 17, 18, 20),
+                         [](const ::testing::TestParamInfo<int>& i) {
+                           return "Opset" + std::to_string(i.param);
+                         });
+
+// The dynamic=True export (Shape-computed Reshape targets, in-graph anchors and strides) against
+// ONNX Runtime at two shapes of one engine: 1x3x256x256 and 2x3x192x320 (non-square, batch 2: the
+// anchors and every Reshape follow the run's shape).
+class Yolo11Dynamic : public Yolo11, public ::testing::WithParamInterface<int> {};
+
+TEST_P(Yolo11Dynamic, Fp32MatchesOnnxRuntimeAtTwoShapes) {
+  if (auto why = qyolo::testing::ort_unavailable_reason(); !why.empty()) GTEST_SKIP() << why;
+  Yolo11Options o;
+  o.opset = GetParam();
+  o.dynamic = true;
+  const std::string model = write_model(o);
+  auto engine = Engine::build(model, {});
+  ASSERT_TRUE(engine.is_ok()) << engine.status().to_string();
+  auto ctx = (*engine)->create_context();
+  ASSERT_TRUE(ctx.is_ok()) << ctx.status().to_string();
+  for (auto [n, h, w] : {std::tuple{1, 256, 256}, std::tuple{2, 192, 320}}) {
+    std::vector<Image> imgs;
+    for (int k = 0; k < n; ++k) imgs.push_back(qyolo::testing::multiscale_test_image(k));
+    std::vector<const Image*> batch;
+    for (const auto& im : imgs) batch.push_back(&im);
+    const Tensor x = Detector::preprocess(batch, h, w, nullptr);
+    auto ref = qyolo::testing::run_onnxruntime(model, x, {"output0"}, dir_ / ("ort" + std::to_string(h)));
+    ASSERT_TRUE(ref.is_ok()) << ref.status().to_string();
+    Tensor got;
+    const Status st = (*ctx)->run(x, got);
+    ASSERT_TRUE(st.is_ok()) << st.to_string();
+    const Tensor& want = ref->at("output0");
+    const int64_t A = (h / 8) * (w / 8) + (h / 16) * (w / 16) + (h / 32) * (w / 32);
+    ASSERT_EQ(want.shape(), (Shape{n, 4 + kNc, A}));
+    ASSERT_EQ(got.shape(), want.shape());
+    const auto g = got.to_float_vector(), r = want.to_float_vector();
+    double err = 0;
+    for (size_t j = 0; j < r.size(); ++j) err = std::max(err, std::fabs(static_cast<double>(g[j]) - r[j]));
+    std::printf("[dynamic opset %d, %dx3x%dx%d] output0: max |qyolo - onnxruntime| %.3g of max |ref| %.3g\n",
+                o.opset, n, h, w, err, max_abs(r));
+    EXPECT_LE(err, 1e-4 * max_abs(r));
+  }
+  // The CLI at a non-square size of the dynamic model: the same decoded head.
+  const fs::path out = dir_ / ("dyn" + std::to_string(o.opset));
+  auto r = run_cli("detect --model " + model + " --imgsz 192 320 --source " + images_dir_.string() +
+                   " --out " + out.string());
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  std::ifstream f(out / "detections.json");
+  auto doc = nlohmann::json::parse(f);
+  EXPECT_NE(doc["head"].get<std::string>().find("decoded [N, 4+nc, P]"), std::string::npos) << doc["head"];
+}
+
+INSTANTIATE_TEST_SUITE_P(Opsets, Yolo11Dynamic, ::testing::Values(12, 17),
                          [](const ::testing::TestParamInfo<int>& i) {
                            return "Opset" + std::to_string(i.param);
                          });

@@ -40,6 +40,10 @@ struct Yolo11Options {
   int nc = 4;
   double width = 0.25;  // yolo11n: depth 0.50, width 0.25, max_channels 1024
   uint32_t seed = 11;
+  // `yolo export dynamic=True`: batch, height and width dynamic; every Reshape target computed from
+  // Shape / Gather / Unsqueeze / Concat, and Detect's anchor points and strides in the graph
+  // (make_anchors: Range, Add, meshgrid as Reshape + Expand, stack, ConstantOfShape, Transpose).
+  bool dynamic = false;
 };
 
 class Yolo11Builder {
@@ -69,7 +73,10 @@ class Yolo11Builder {
 
   std::string build() {
     const int64_t S = o_.imgsz;
-    b_.input("images", {1, 3, S, S});
+    if (o_.dynamic)
+      b_.input("images", {-1, 3, -1, -1});
+    else
+      b_.input("images", {1, 3, S, S});
     T x{"images", 3, S, S, measuring_ ? test_pattern(S) : std::vector<float>{}};
     x = conv(x, ch(64), 3, 2, "/model.0");
     x = conv(x, ch(128), 3, 2, "/model.1");
@@ -284,6 +291,56 @@ class Yolo11Builder {
     int64s(name + "_shape", shape);
     return op("Reshape", {x, name + "_shape"}, name);
   }
+  // A Reshape whose target is computed in the graph, as torch.onnx traces x.view(a, b, ...) with
+  // dynamic axes: each part is a constant or a scalar int64 tensor (Unsqueeze'd), then Concat.
+  struct Dim {
+    int64_t value = 0;
+    std::string tensor;  // a 0-d int64 tensor, else the constant value
+  };
+  std::string reshape_dyn(const std::string& x, const std::vector<Dim>& dims, const std::string& name) {
+    std::vector<std::string> parts;
+    for (size_t i = 0; i < dims.size(); ++i) {
+      const std::string pn = name + "/part" + std::to_string(i);
+      if (dims[i].tensor.empty()) {
+        int64s(pn, {dims[i].value});
+        parts.push_back(pn);
+      } else {
+        parts.push_back(unsqueeze(dims[i].tensor, 0, pn));
+      }
+    }
+    onnx::NodeProto* n = nullptr;
+    const std::string shape = op("Concat", parts, name + "/Concat", &n);
+    attr_int(n, "axis", 0);
+    return op("Reshape", {x, shape}, name);
+  }
+  std::string unsqueeze(const std::string& x, int64_t axis, const std::string& name) {
+    onnx::NodeProto* n = nullptr;
+    if (o_.opset >= 13) {
+      int64s(name + "_axes", {axis});
+      return op("Unsqueeze", {x, name + "_axes"}, name);
+    }
+    const std::string y = op("Unsqueeze", {x}, name, &n);
+    OnnxBuilder::attr_ints(n, "axes", {axis});
+    return y;
+  }
+  // x.shape[i] as a 0-d int64 tensor: Shape, Gather with a scalar index.
+  std::string dim_of(const std::string& x, int64_t i, const std::string& name) {
+    const std::string shape = op("Shape", {x}, name + "/Shape");
+    auto* t = b_.model().mutable_graph()->add_initializer();
+    t->set_name(name + "/index");
+    t->set_data_type(onnx::TensorProto::INT64);
+    t->add_int64_data(i);
+    onnx::NodeProto* n = nullptr;
+    const std::string y = op("Gather", {shape, t->name()}, name + "/Gather", &n);
+    attr_int(n, "axis", 0);
+    return y;
+  }
+  void scalar(const std::string& name, float v) {
+    auto* t = b_.model().mutable_graph()->add_initializer();
+    t->set_name(name);
+    t->set_data_type(onnx::TensorProto::FLOAT);
+    t->add_float_data(v);
+  }
   std::string transpose(const std::string& x, const std::vector<int64_t>& perm, const std::string& name) {
     onnx::NodeProto* n = nullptr;
     const std::string y = op("Transpose", {x}, name, &n);
@@ -353,7 +410,16 @@ class Yolo11Builder {
     const int64_t head_dim = x.c / heads, key_dim = head_dim / 2, N = x.h * x.w;
     // q and k of RMS 3: the scaled scores spread over a few units, the softmax favours some keys
     const T qkv = conv(x, x.c + 2 * key_dim * heads, 1, 1, p + "/qkv", false, 1, 3.0);
-    const std::string r = reshape(qkv.name, {1, heads, 2 * key_dim + head_dim, N}, p + "/Reshape");
+    // B, C, H, W = x.shape; N = H * W (traced as Shape / Gather / Mul with dynamic axes)
+    std::string B, H, W, NN;
+    if (o_.dynamic) {
+      B = dim_of(x.name, 0, p + "/B"), H = dim_of(x.name, 2, p + "/H"), W = dim_of(x.name, 3, p + "/W");
+      NN = op("Mul", {H, W}, p + "/Mul_N");
+    }
+    const std::string r =
+        o_.dynamic ? reshape_dyn(qkv.name, {{0, B}, {heads, ""}, {2 * key_dim + head_dim, ""}, {0, NN}},
+                                 p + "/Reshape")
+                   : reshape(qkv.name, {1, heads, 2 * key_dim + head_dim, N}, p + "/Reshape");
     const auto qkv3 = split(r, 2, {key_dim, key_dim, head_dim}, p + "/Split");
     const std::string qt = transpose(qkv3[0], {0, 1, 3, 2}, p + "/Transpose");
     const std::string s = op("MatMul", {qt, qkv3[1]}, p + "/MatMul");
@@ -365,8 +431,12 @@ class Yolo11Builder {
     const std::string attn = softmax(scaled, 4, -1, p + "/Softmax");
     const std::string at = transpose(attn, {0, 1, 3, 2}, p + "/Transpose_1");
     const std::string ctx = op("MatMul", {qkv3[2], at}, p + "/MatMul_1");
-    T ctx4{reshape(ctx, {1, x.c, x.h, x.w}, p + "/Reshape_1"), x.c, x.h, x.w, {}};
-    T v4{reshape(qkv3[2], {1, x.c, x.h, x.w}, p + "/Reshape_2"), x.c, x.h, x.w, {}};
+    auto bchw = [&](const std::string& t, const std::string& name) {
+      return o_.dynamic ? reshape_dyn(t, {{0, B}, {x.c, ""}, {0, H}, {0, W}}, name)
+                        : reshape(t, {1, x.c, x.h, x.w}, name);
+    };
+    T ctx4{bchw(ctx, p + "/Reshape_1"), x.c, x.h, x.w, {}};
+    T v4{bchw(qkv3[2], p + "/Reshape_2"), x.c, x.h, x.w, {}};
     if (!qkv.v.empty()) attend(qkv, heads, key_dim, head_dim, ctx4.v, v4.v);
     const T pe = conv(v4, x.c, 3, 1, p + "/pe", false, x.c);
     return conv(add(ctx4, pe, p + "/Add"), x.c, 1, 1, p + "/proj", false);
@@ -440,7 +510,10 @@ class Yolo11Builder {
       // Class logits N(-4, 1.5^2): a few percent of the points score above 0.25.
       cls = conv2d(cls, nc, b3 + ".2", std::vector<float>(static_cast<size_t>(nc), -4.0f), 1.5);
       const T cat = concat({box, cls}, 1, p + (i ? "/Concat_" + li : "/Concat"));
-      flat.push_back(reshape(cat.name, {1, no, -1}, p + (i ? "/Reshape_" + li : "/Reshape")));
+      const std::string rn = p + (i ? "/Reshape_" + li : "/Reshape");
+      flat.push_back(
+          o_.dynamic ? reshape_dyn(cat.name, {{0, dim_of(xs[0].name, 0, rn + "/B")}, {no, ""}, {-1, ""}}, rn)
+                     : reshape(cat.name, {1, no, -1}, rn));
       A += cat.h * cat.w;
     }
     const T x_cat = concat({{flat[0], no, 1, 1, {}}, {flat[1], no, 1, 1, {}}, {flat[2], no, 1, 1, {}}}, 2,
@@ -448,7 +521,12 @@ class Yolo11Builder {
     const auto bc = split(x_cat.name, 1, {4 * reg_max, nc}, p + "/Split");
     // DFL: conv(x.view(b, 4, 16, a).transpose(2, 1).softmax(1)).view(b, 4, a)
     const std::string d = p + "/dfl";
-    std::string v = reshape(bc[0], {1, 4, reg_max, A}, d + "/Reshape");
+    // b, _, a = x.shape
+    const std::string Bd = o_.dynamic ? dim_of(bc[0], 0, d + "/b") : "";
+    const std::string Ad = o_.dynamic ? dim_of(bc[0], 2, d + "/a") : "";
+    std::string v = o_.dynamic
+                        ? reshape_dyn(bc[0], {{0, Bd}, {4, ""}, {reg_max, ""}, {0, Ad}}, d + "/Reshape")
+                        : reshape(bc[0], {1, 4, reg_max, A}, d + "/Reshape");
     v = transpose(v, {0, 2, 1, 3}, d + "/Transpose");
     v = softmax(v, 4, 1, d + "/Softmax");
     std::vector<float> arange(static_cast<size_t>(reg_max));
@@ -461,7 +539,8 @@ class Yolo11Builder {
     OnnxBuilder::attr_ints(n, "kernel_shape", {1, 1});
     OnnxBuilder::attr_ints(n, "pads", {0, 0, 0, 0});
     OnnxBuilder::attr_ints(n, "strides", {1, 1});
-    v = reshape(v, {1, 4, A}, d + "/Reshape_1");
+    v = o_.dynamic ? reshape_dyn(v, {{0, Bd}, {4, ""}, {0, Ad}}, d + "/Reshape_1")
+                   : reshape(v, {1, 4, A}, d + "/Reshape_1");
     // dist2bbox(dfl(box), anchors.unsqueeze(0), xywh=True, dim=1) * strides; make_anchors(offset 0.5).
     std::vector<float> anchors(static_cast<size_t>(2 * A)), strides(static_cast<size_t>(A));
     int64_t k = 0;
@@ -474,8 +553,11 @@ class Yolo11Builder {
           strides[static_cast<size_t>(k)] = s;
         }
     }
-    b_.initializer(p + "/Constant_output_0", {1, 2, A}, anchors);
-    b_.initializer(p + "/Constant_1_output_0", {1, A}, strides);
+    if (o_.dynamic)
+      make_anchors(xs, p);
+    else
+      b_.initializer(p + "/Constant_output_0", {1, 2, A}, anchors);
+    if (!o_.dynamic) b_.initializer(p + "/Constant_1_output_0", {1, A}, strides);
     b_.initializer(p + "/Constant_2_output_0", {}, {2.0f});
     const auto lr = split(v, 1, {2, 2}, p + "/Split_1", /*chunk=*/true);
     const std::string x1y1 = op("Sub", {p + "/Constant_output_0", lr[0]}, p + "/Sub");
@@ -488,7 +570,80 @@ class Yolo11Builder {
     const std::string sig = op("Sigmoid", {bc[1]}, p + "/Sigmoid");
     auto* cat = b_.node("Concat", {dbox, sig}, {"output0"}, p + "/Concat_5");
     attr_int(cat, "axis", 1);
-    b_.output("output0", {1, 4 + nc, A});
+    if (o_.dynamic)
+      b_.output("output0", {-1, 4 + nc, -1});
+    else
+      b_.output("output0", {1, 4 + nc, A});
+  }
+
+  // ultralytics make_anchors(feats, strides, 0.5) traced with dynamic axes, then
+  // anchors.transpose(0, 1).unsqueeze(0) and strides.transpose(0, 1), into the names the static
+  // export's constants have.
+  void make_anchors(const std::vector<T>& xs, const std::string& p) {
+    const std::string m = p + "/anchors";
+    scalar(m + "/zero", 0.f);
+    scalar(m + "/one", 1.f);
+    scalar(m + "/offset", 0.5f);
+    std::vector<std::string> points, strides;
+    for (size_t i = 0; i < xs.size(); ++i) {
+      const std::string l = m + "/l" + std::to_string(i);
+      const std::string h = dim_of(xs[i].name, 2, l + "/h"), w = dim_of(xs[i].name, 3, l + "/w");
+      auto arange = [&](const std::string& end, const std::string& name) {  // arange(end) + 0.5
+        onnx::NodeProto* n = nullptr;
+        const std::string e = op("Cast", {end}, name + "/Cast", &n);
+        attr_int(n, "to", onnx::TensorProto::FLOAT);
+        const std::string r = op("Range", {m + "/zero", e, m + "/one"}, name + "/Range");
+        return op("Add", {r, m + "/offset"}, name + "/Add");
+      };
+      const std::string sx = arange(w, l + "/sx"), sy = arange(h, l + "/sy");
+      // meshgrid(sy, sx, indexing="ij"): sy as a column, sx as a row, both expanded to [h, w]
+      const std::string col = reshape(sy, {-1, 1}, l + "/meshgrid/Reshape");
+      const std::string row = reshape(sx, {1, -1}, l + "/meshgrid/Reshape_1");
+      onnx::NodeProto* n = nullptr;
+      const std::string hw =
+          op("Concat", {unsqueeze(h, 0, l + "/meshgrid/h"), unsqueeze(w, 0, l + "/meshgrid/w")},
+             l + "/meshgrid/Concat", &n);
+      attr_int(n, "axis", 0);
+      const std::string gy = op("Expand", {col, hw}, l + "/meshgrid/Expand");
+      const std::string gx = op("Expand", {row, hw}, l + "/meshgrid/Expand_1");
+      // torch.stack((sx, sy), -1).view(-1, 2)
+      const std::string st =
+          op("Concat", {unsqueeze(gx, 2, l + "/stack/x"), unsqueeze(gy, 2, l + "/stack/y")},
+             l + "/stack/Concat", &n);
+      attr_int(n, "axis", -1);
+      points.push_back(reshape(st, {-1, 2}, l + "/Reshape"));
+      // torch.full((h * w, 1), stride)
+      const std::string count = op("Mul", {h, w}, l + "/Mul");
+      int64s(l + "/full/one", {1});
+      const std::string fs =
+          op("Concat", {unsqueeze(count, 0, l + "/full/n"), l + "/full/one"}, l + "/full/Concat", &n);
+      attr_int(n, "axis", 0);
+      const std::string full = op("ConstantOfShape", {fs}, l + "/full/ConstantOfShape", &n);
+      auto* a = n->add_attribute();
+      a->set_name("value");
+      a->set_type(onnx::AttributeProto::TENSOR);
+      a->mutable_t()->set_data_type(onnx::TensorProto::FLOAT);
+      a->mutable_t()->add_dims(1);
+      a->mutable_t()->add_float_data(static_cast<float>(o_.imgsz / xs[i].h));
+      strides.push_back(full);
+    }
+    onnx::NodeProto* n = nullptr;
+    const std::string ap = op("Concat", points, m + "/Concat", &n);
+    attr_int(n, "axis", 0);
+    const std::string sp = op("Concat", strides, m + "/Concat_1", &n);
+    attr_int(n, "axis", 0);
+    const std::string at = transpose(ap, {1, 0}, m + "/Transpose");
+    b_.node("Unsqueeze",
+            o_.opset >= 13 ? std::vector<std::string>{at, m + "/axes0"} : std::vector<std::string>{at},
+            {p + "/Constant_output_0"}, m + "/Unsqueeze");
+    if (o_.opset >= 13)
+      int64s(m + "/axes0", {0});
+    else
+      OnnxBuilder::attr_ints(b_.model().mutable_graph()->mutable_node(b_.model().graph().node_size() - 1),
+                             "axes", {0});
+    b_.node("Transpose", {sp}, {p + "/Constant_1_output_0"}, m + "/Transpose_1");
+    OnnxBuilder::attr_ints(b_.model().mutable_graph()->mutable_node(b_.model().graph().node_size() - 1),
+                           "perm", {1, 0});
   }
 
   void metadata() {
@@ -512,8 +667,8 @@ class Yolo11Builder {
     meta("batch", "1");
     meta("imgsz", "[" + sz + ", " + sz + "]");
     meta("names", names + "}");
-    meta("args", "{'batch': 1, 'half': False, 'dynamic': False, 'simplify': False, 'opset': " +
-                     std::to_string(o_.opset) + ", 'nms': False}");
+    meta("args", "{'batch': 1, 'half': False, 'dynamic': " + std::string(o_.dynamic ? "True" : "False") +
+                     ", 'simplify': False, 'opset': " + std::to_string(o_.opset) + ", 'nms': False}");
   }
 
   static std::vector<float> max_pool5(const T& x) {
