@@ -324,7 +324,7 @@ class CocoFilesTest : public ::testing::Test {
 
 TEST_F(CocoFilesTest, LoadsCocoJson) {
   write(dir_ / "gt.json", R"({"images": [{"id": 7, "file_name": "a.jpg", "width": 100, "height": 50}],
-    "annotations": [{"id": 3, "image_id": 7, "category_id": 2, "bbox": [1, 2, 3.5, 4], "area": 12.5,
+    "annotations": [{"id": 900100000257, "image_id": 7, "category_id": 2, "bbox": [1, 2, 3.5, 4], "area": 12.5,
                      "iscrowd": 1},
                     {"id": 4, "image_id": 7, "category_id": 1, "bbox": [0, 0, 10, 10]}],
     "categories": [{"id": 1, "name": "person"}, {"id": 2, "name": "bicycle"}]})");
@@ -335,7 +335,7 @@ TEST_F(CocoFilesTest, LoadsCocoJson) {
   EXPECT_EQ(gt->images[0].file_name, "a.jpg");
   EXPECT_EQ(gt->images[0].width, 100);
   ASSERT_EQ(gt->annotations.size(), 2u);
-  EXPECT_EQ(gt->annotations[0].id, 3);
+  EXPECT_EQ(gt->annotations[0].id, 900100000257);  // COCO's crowd annotations: ids past 2^31
   EXPECT_DOUBLE_EQ(gt->annotations[0].w, 3.5);
   EXPECT_DOUBLE_EQ(gt->annotations[0].area, 12.5);
   EXPECT_TRUE(gt->annotations[0].iscrowd);

@@ -64,6 +64,14 @@ Result<int> get_int(const json& obj, const char* key, const std::string& where) 
                  "' is not an integer: " + it->dump(-1, ' ', false, json::error_handler_t::replace));
 }
 
+// An integer annotation id: any JSON integer (COCO's crowd annotations use ids past 2^31).
+Result<int64_t> get_id64(const json& obj, const char* key, const std::string& where) {
+  auto it = obj.find(key);
+  if (it != obj.end() && it->is_number_integer()) return it->get<int64_t>();
+  QYOLO_ASSIGN_OR_RETURN(int v, get_int(obj, key, where));
+  return static_cast<int64_t>(v);
+}
+
 Result<double> get_number(const json& obj, const char* key, const std::string& where) {
   auto it = obj.find(key);
   if (it == obj.end()) return corrupt(where + ": missing '" + key + "'");
@@ -122,7 +130,7 @@ Result<GroundTruth> parse_coco_gt(const json& j, const std::string& path) {
       GtAnnotation g;
       g.id = static_cast<int>(i) + 1;
       if (a.contains("id")) {
-        QYOLO_ASSIGN_OR_RETURN(g.id, get_int(a, "id", where));
+        QYOLO_ASSIGN_OR_RETURN(g.id, get_id64(a, "id", where));
       }
       QYOLO_ASSIGN_OR_RETURN(g.image_id, get_int(a, "image_id", where));
       QYOLO_ASSIGN_OR_RETURN(g.category_id, get_int(a, "category_id", where));
@@ -342,7 +350,8 @@ Result<std::vector<CocoDetection>> load_coco_results_json(const std::string& pat
 }
 
 Result<std::vector<CocoDetection>> load_coco_results_files(const std::vector<std::string>& paths,
-                                                           const GroundTruth& gt, const std::string& gt_name) {
+                                                           const GroundTruth& gt,
+                                                           const std::string& gt_name) {
   std::set<int> known;
   for (const auto& im : gt.images) known.insert(im.id);
   std::map<int, size_t> owner;  // image id -> index of the file that has its detections
@@ -356,8 +365,8 @@ Result<std::vector<CocoDetection>> load_coco_results_files(const std::vector<std
     for (const CocoDetection& d : dets) {
       if (!known.count(d.image_id))
         return invalid_argument(paths[f] + ": detection for image id " + std::to_string(d.image_id) +
-                                ", which is not an image of " + gt_name + " (" + std::to_string(known.size()) +
-                                " images)");
+                                ", which is not an image of " + gt_name + " (" +
+                                std::to_string(known.size()) + " images)");
       auto [it, fresh] = owner.emplace(d.image_id, f);
       if (!fresh && it->second != f)
         return invalid_argument("image id " + std::to_string(d.image_id) + " has detections in both " +

@@ -20,7 +20,8 @@ struct GtImage {
 };
 
 struct GtAnnotation {
-  int id = 0;  // informational; matching does not depend on it
+  int64_t id = 0;  // informational; matching does not depend on it. COCO's crowd annotations use
+                   // ids past 2^31 (900100000257 in val2017 and coco128)
   int image_id = 0;
   int category_id = 0;
   double x = 0, y = 0, w = 0, h = 0;  // bbox xywh, pixels
