@@ -78,13 +78,7 @@ class HeadModelBuilder {
   void constant(const std::string& name, const std::vector<int64_t>& dims, const std::vector<float>& v) {
     b_.initializer(name, dims, v);
   }
-  void int64s(const std::string& name, const std::vector<int64_t>& v) {
-    auto* t = b_.model().mutable_graph()->add_initializer();
-    t->set_name(name);
-    t->set_data_type(onnx::TensorProto::INT64);
-    t->add_dims(static_cast<int64_t>(v.size()));
-    for (int64_t d : v) t->add_int64_data(d);
-  }
+  void int64s(const std::string& name, const std::vector<int64_t>& v) { b_.int64_initializer(name, v); }
   // [N, C, H, W] -> [N, C, H*W]
   std::string flatten_cells(const std::string& x, int64_t channels) {
     const std::string shape = x + "_flat_shape";

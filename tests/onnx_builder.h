@@ -30,6 +30,14 @@ class OnnxBuilder {
     for (auto d : dims) t->add_dims(d);
     for (auto v : values) t->add_float_data(v);
   }
+  // A 1-D int64 initializer (shapes, axes, split sizes).
+  void int64_initializer(const std::string& name, const std::vector<int64_t>& values) {
+    auto* t = model_.mutable_graph()->add_initializer();
+    t->set_name(name);
+    t->set_data_type(onnx::TensorProto::INT64);
+    t->add_dims(static_cast<int64_t>(values.size()));
+    for (int64_t v : values) t->add_int64_data(v);
+  }
   onnx::NodeProto* node(const std::string& op, const std::vector<std::string>& in, const std::vector<std::string>& out,
                         const std::string& name = "") {
     auto* n = model_.mutable_graph()->add_node();

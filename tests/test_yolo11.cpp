@@ -26,6 +26,8 @@ namespace fs = std::filesystem;
 using namespace qyolo;
 using qyolo::testing::run_cli;
 using qyolo::testing::Yolo11Options;
+using qyolo::testing::rows;
+using qyolo::testing::snr_db;
 
 namespace {
 
@@ -88,12 +90,6 @@ double max_abs(const std::vector<float>& v) {
   return m;
 }
 
-// Rows [r0, r1) of a [1, C, A] tensor.
-std::vector<float> rows(const Tensor& t, int64_t r0, int64_t r1) {
-  const int64_t A = t.dim(2);
-  const float* p = t.data<float>();
-  return std::vector<float>(p + r0 * A, p + r1 * A);
-}
 
 // INT8 (min-max, per-tensor activations, per-channel weights) against FP32 on output0, in dB.
 // Measured (8 coco128 images, held-out multiscale images 0 and 2 and bus.jpg): box w/h 29.0-29.3,
@@ -107,15 +103,6 @@ std::vector<float> rows(const Tensor& t, int64_t r0, int64_t r1) {
 // requantisation gives errors of the signal's own size (~0 dB).
 constexpr double kBoxSnrDb = 25, kScoreSnrDb = 12;
 
-// 10 log10(sum ref^2 / sum (got - ref)^2)
-double snr_db(const std::vector<float>& got, const std::vector<float>& ref) {
-  double s = 0, n = 0;
-  for (size_t i = 0; i < ref.size(); ++i) {
-    s += static_cast<double>(ref[i]) * ref[i];
-    n += (static_cast<double>(got[i]) - ref[i]) * (static_cast<double>(got[i]) - ref[i]);
-  }
-  return n == 0 ? 300.0 : 10 * std::log10(s / n);
-}
 
 // FP32 against ONNX Runtime, output0 and the internals, at the opsets whose exports differ: 12 (Split
 // attribute, DFL Softmax written as Transpose/Softmax/Transpose, Resize with an roi tensor), 13 and

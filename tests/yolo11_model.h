@@ -31,6 +31,7 @@
 #include <vector>
 
 #include "onnx_builder.h"
+#include "qyolo/tensor.h"
 
 namespace qyolo::testing {
 
@@ -120,13 +121,7 @@ class Yolo11Builder {
     a->set_type(onnx::AttributeProto::STRING);
     a->set_s(v);
   }
-  void int64s(const std::string& name, const std::vector<int64_t>& v) {
-    auto* t = b_.model().mutable_graph()->add_initializer();
-    t->set_name(name);
-    t->set_data_type(onnx::TensorProto::INT64);
-    t->add_dims(static_cast<int64_t>(v.size()));
-    for (int64_t d : v) t->add_int64_data(d);
-  }
+  void int64s(const std::string& name, const std::vector<int64_t>& v) { b_.int64_initializer(name, v); }
   // A node named `name` with one output `name`_output_0 (torch.onnx's naming).
   std::string op(const std::string& type, const std::vector<std::string>& in, const std::string& name,
                  onnx::NodeProto** node = nullptr) {
@@ -745,6 +740,22 @@ inline std::string yolo11_model(const Yolo11Options& o = {}) {
     it = cache.emplace(key, measure.scales()).first;
   }
   return Yolo11Builder(o, &it->second).build();
+}
+
+// Rows [r0, r1) of a [1, C, A] output (YOLOv8/11: rows 0-3 the box, 4.. the class scores).
+inline std::vector<float> rows(const Tensor& t, int64_t r0, int64_t r1) {
+  const float* p = t.data<float>();
+  return std::vector<float>(p + r0 * t.dim(2), p + r1 * t.dim(2));
+}
+
+// 10 log10(sum ref^2 / sum (got - ref)^2), in dB (300 where they are equal).
+inline double snr_db(const std::vector<float>& got, const std::vector<float>& ref) {
+  double s = 0, n = 0;
+  for (size_t i = 0; i < ref.size(); ++i) {
+    s += static_cast<double>(ref[i]) * ref[i];
+    n += (static_cast<double>(got[i]) - ref[i]) * (static_cast<double>(got[i]) - ref[i]);
+  }
+  return n == 0 ? 300.0 : 10 * std::log10(s / n);
 }
 
 }  // namespace qyolo::testing

@@ -12,6 +12,7 @@
 #include <system_error>
 #include <vector>
 
+#include "ir/file_io.h"
 #include "quant/quant_params.h"
 
 namespace qyolo {
@@ -171,28 +172,7 @@ Result<std::string> format_calibration_cache(const CalibrationTable& table) {
 
 Status write_calibration_cache(const std::filesystem::path& path, const CalibrationTable& table) {
   QYOLO_ASSIGN_OR_RETURN(std::string text, format_calibration_cache(table));
-  std::filesystem::path tmp = path;
-  tmp += ".tmp." + std::to_string(static_cast<long>(::getpid()));
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    if (!out)
-      return io_error("cannot create '" + tmp.string() + "' for calibration cache '" + path.string() + "'");
-    out.write(text.data(), static_cast<std::streamsize>(text.size()));
-    out.close();
-    if (!out) {
-      std::error_code ignored;
-      std::filesystem::remove(tmp, ignored);
-      return io_error("failed writing calibration cache '" + tmp.string() + "'");
-    }
-  }
-  std::error_code ec;
-  std::filesystem::rename(tmp, path, ec);
-  if (ec) {
-    std::error_code ignored;
-    std::filesystem::remove(tmp, ignored);
-    return io_error("cannot rename '" + tmp.string() + "' to '" + path.string() + "': " + ec.message());
-  }
-  return Status::ok();
+  return write_file_atomically(path.string(), text, "calibration cache");
 }
 
 Result<CalibrationTable> parse_ppq_json(std::string_view text, const std::string& source) {

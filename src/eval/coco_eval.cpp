@@ -14,6 +14,7 @@
 #include <set>
 #include <sstream>
 #include <unordered_map>
+#include "ir/file_io.h"
 
 namespace qyolo {
 
@@ -303,26 +304,8 @@ Status write_coco_results_json(const std::string& path, const std::vector<CocoDe
                        {"score", d.score}});
   // Dump without throwing on odd strings; there are none, but a NaN becomes null.
   std::string text = arr.dump(-1, ' ', false, json::error_handler_t::replace);
-  std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    if (!out) return io_error("cannot create " + tmp);
-    out << text << '\n';
-    out.flush();
-    if (!out) {
-      std::error_code ec;
-      fs::remove(tmp, ec);
-      return io_error("write failed: " + tmp);
-    }
-  }
-  std::error_code ec;
-  fs::rename(tmp, path, ec);
-  if (ec) {
-    std::error_code ec2;
-    fs::remove(tmp, ec2);
-    return io_error("cannot rename " + tmp + " to " + path + ": " + ec.message());
-  }
-  return Status::ok();
+  text += '\n';
+  return write_file_atomically(path, text, "results file");
 }
 
 Result<std::vector<CocoDetection>> load_coco_results_json(const std::string& path) {

@@ -11,6 +11,7 @@
 #include <fstream>
 #include <memory>
 #include <system_error>
+#include "ir/file_io.h"
 
 namespace qyolo {
 namespace {
@@ -62,24 +63,6 @@ Status check_dims(const std::string& name, int64_t w, int64_t h) {
   return Status::ok();
 }
 
-Status write_file_atomic(const std::string& path, const void* data, size_t size) {
-  const std::string tmp = path + ".tmp";
-  std::FILE* f = std::fopen(tmp.c_str(), "wb");
-  if (!f)
-    return io_error("image '" + path + "': cannot open '" + tmp + "' for writing: " + std::strerror(errno));
-  const bool ok = std::fwrite(data, 1, size, f) == size && std::fflush(f) == 0;
-  if (std::fclose(f) != 0 || !ok) {
-    std::remove(tmp.c_str());
-    return io_error("image '" + path + "': writing '" + tmp + "' failed (disk full?)");
-  }
-  std::error_code ec;
-  std::filesystem::rename(tmp, path, ec);
-  if (ec) {
-    std::remove(tmp.c_str());
-    return io_error("image '" + path + "': cannot rename '" + tmp + "' into place: " + ec.message());
-  }
-  return Status::ok();
-}
 
 // ---- JPEG ---------------------------------------------------------------------------------------
 
@@ -320,7 +303,7 @@ Status save_jpeg(const std::string& path, const Image& image, int quality) {
     tjFree(jpeg);
     return internal_error("save_jpeg '" + path + "': encode failed: " + msg);
   }
-  Status st = write_file_atomic(path, jpeg, jpeg_size);
+  Status st = write_file_atomically(path, std::string_view(reinterpret_cast<const char*>(jpeg), jpeg_size), "image");
   tjFree(jpeg);
   return st;
 }
@@ -350,7 +333,7 @@ Status save_png(const std::string& path, const Image& image) {
     return internal_error("save_png '" + path + "': encode failed: " + msg);
   }
   png_image_free(&pi);
-  return write_file_atomic(path, buf.data(), size);
+  return write_file_atomically(path, std::string_view(reinterpret_cast<const char*>(buf.data()), size), "image");
 }
 
 }  // namespace qyolo

@@ -10,6 +10,7 @@
 #include <system_error>
 #include <vector>
 
+#include "ir/file_io.h"
 #include "ir/shape_arith.h"
 
 namespace qyolo {
@@ -279,28 +280,9 @@ Status write_npy(const std::string& path, const Tensor& tensor) {
     for (int b = 0; b < 4; ++b) pre += static_cast<char>((header.size() >> (8 * b)) & 0xff);
   }
 
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    if (!out) return io_error("npy '" + path + "': cannot open '" + tmp + "' for writing");
-    out.write(pre.data(), static_cast<std::streamsize>(pre.size()));
-    out.write(header.data(), static_cast<std::streamsize>(header.size()));
-    if (tensor.nbytes() > 0)
-      out.write(static_cast<const char*>(tensor.raw()), static_cast<std::streamsize>(tensor.nbytes()));
-    out.flush();
-    if (!out) {
-      out.close();
-      std::remove(tmp.c_str());
-      return io_error("npy '" + path + "': write to '" + tmp + "' failed (disk full?)");
-    }
-  }
-  std::error_code ec;
-  std::filesystem::rename(tmp, path, ec);
-  if (ec) {
-    std::remove(tmp.c_str());
-    return io_error("npy '" + path + "': cannot rename '" + tmp + "' into place: " + ec.message());
-  }
-  return Status::ok();
+  return write_file_atomically(
+      path, {pre, header, std::string_view(static_cast<const char*>(tensor.raw()), static_cast<size_t>(tensor.nbytes()))},
+      "npy");
 }
 
 }  // namespace qyolo

@@ -7,6 +7,7 @@
 #include <set>
 #include <sstream>
 
+#include "ir/file_io.h"
 #include "onnx/onnx_pb.h"
 #include "quant/quant_params.h"
 
@@ -212,19 +213,7 @@ Status export_qdq(const std::string& onnx_path, const std::map<std::string, floa
 
   std::string bytes;
   if (!m.SerializeToString(&bytes)) return internal_error("export-qdq: serialising the model failed");
-  std::string tmp = out_path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    if (!out) return io_error("cannot write '" + tmp + "'");
-    out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-    if (!out) {
-      std::filesystem::remove(tmp);
-      return io_error("writing '" + tmp + "' failed");
-    }
-  }
-  std::error_code ec;
-  std::filesystem::rename(tmp, out_path, ec);
-  if (ec) return io_error("cannot move '" + tmp + "' to '" + out_path + "': " + ec.message());
+  QYOLO_RETURN_IF_ERROR(write_file_atomically(out_path, bytes, "Q/DQ model"));
   if (report) *report = rep;
   return Status::ok();
 }

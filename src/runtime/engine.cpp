@@ -8,6 +8,7 @@
 #include <regex>
 #include <sstream>
 
+#include "ir/file_io.h"
 #include "ir/shape_arith.h"
 #include "onnx/onnx_import.h"
 #include "passes/image_input.h"
@@ -661,20 +662,7 @@ Status Engine::save(const std::string& path) const {
   c.plan = impl_->plan;
   c.onnx_bytes = impl_->onnx_bytes;
   const std::string bytes = serialize_engine_file(c);
-  std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    if (!out) return io_error("cannot write engine file '" + tmp + "'");
-    out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-    if (!out) {
-      std::filesystem::remove(tmp);
-      return io_error("writing engine file '" + tmp + "' failed (disk full?)");
-    }
-  }
-  std::error_code ec;
-  std::filesystem::rename(tmp, path, ec);
-  if (ec) return io_error("cannot move '" + tmp + "' to '" + path + "': " + ec.message());
-  return Status::ok();
+  return write_file_atomically(path, bytes, "engine file");
 }
 
 Result<EngineFileContents> parse_engine_file(std::string payload, const std::string& path) {

@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -16,6 +17,7 @@
 #include "backends/cpu/cpu_executor.h"
 #include "backends/cuda/cuda_executor.h"
 #include "passes/specialize.h"
+#include "qyolo/detection.h"
 #include "qyolo/engine.h"
 
 namespace qyolo::gputest {
@@ -134,6 +136,15 @@ inline std::string float_layers_of(const EnginePlan& plan) {
     re += "$";
   }
   return re;
+}
+
+// Intersection over union of two detections' boxes.
+inline float iou(const Detection& a, const Detection& b) {
+  const float w = std::max(0.f, std::min(a.x2, b.x2) - std::max(a.x1, b.x1));
+  const float h = std::max(0.f, std::min(a.y2, b.y2) - std::max(a.y1, b.y1));
+  const float inter = w * h;
+  const float uni = (a.x2 - a.x1) * (a.y2 - a.y1) + (b.x2 - b.x1) * (b.y2 - b.y1) - inter;
+  return uni > 0 ? inter / uni : 0.f;
 }
 
 // How often `needle` occurs in `text` (engine summaries: steps of a kind).

@@ -30,6 +30,8 @@
 namespace fs = std::filesystem;
 using namespace qyolo;
 using namespace qyolo::gputest;
+using qyolo::testing::rows;
+using qyolo::testing::snr_db;
 
 namespace {
 
@@ -81,29 +83,6 @@ Result<Tensor> run(const std::shared_ptr<const Engine>& engine, const Tensor& x)
   Tensor out;
   QYOLO_RETURN_IF_ERROR(ctx->run(x, out));
   return out;
-}
-
-// Rows [r0, r1) of a [1, C, A] tensor.
-std::vector<float> rows(const Tensor& t, int64_t r0, int64_t r1) {
-  const float* p = t.data<float>();
-  return std::vector<float>(p + r0 * t.dim(2), p + r1 * t.dim(2));
-}
-
-double snr_db(const std::vector<float>& got, const std::vector<float>& ref) {
-  double s = 0, n = 0;
-  for (size_t i = 0; i < ref.size(); ++i) {
-    s += static_cast<double>(ref[i]) * ref[i];
-    n += (static_cast<double>(got[i]) - ref[i]) * (static_cast<double>(got[i]) - ref[i]);
-  }
-  return n == 0 ? 300.0 : 10 * std::log10(s / n);
-}
-
-float iou(const Detection& a, const Detection& b) {
-  const float w = std::max(0.f, std::min(a.x2, b.x2) - std::max(a.x1, b.x1));
-  const float h = std::max(0.f, std::min(a.y2, b.y2) - std::max(a.y1, b.y1));
-  const float inter = w * h;
-  const float uni = (a.x2 - a.x1) * (a.y2 - a.y1) + (b.x2 - b.x1) * (b.y2 - b.y1) - inter;
-  return uni > 0 ? inter / uni : 0.f;
 }
 
 // (opset, dynamic=True export); the dynamic one also at 2x3x192x320.
@@ -212,18 +191,9 @@ TEST_P(CudaYolo11Int8, OutputCloserToCpuInt8ThanInt8ToFp32) {
   // group-1 convs only: YOLO11's depthwise DWConv / `pe` convs) stay float on the CPU too. Measured
   // on the CPU, quantising those 7 convs or not moves output0 by nearly as much as the whole INT8
   // error (SNR 18.8-19.5 dB between the two, scores), so a plain CPU INT8 engine is no reference.
-  std::string keep;
+  const std::string keep = float_layers_of((*gpu)->precision_plan());
   int kept = 0;
-  for (const auto& n : (*gpu)->precision_plan().nodes) {
-    if (n.precision == "int8") continue;
-    std::string escaped;
-    for (char ch : n.name) {
-      if (std::string("\\^$.|?*+()[]{}").find(ch) != std::string::npos) escaped += '\\';
-      escaped += ch;
-    }
-    keep += (keep.empty() ? "^" : "|^") + escaped + "$";
-    ++kept;
-  }
+  for (const auto& n : (*gpu)->precision_plan().nodes) kept += n.precision != "int8";
   std::printf("[yolo11 int8%s] %d convs float on the GPU\n", fp16_between ? "+fp16" : "", kept);
   BuildOptions co;
   co.precision = Precision::kInt8;

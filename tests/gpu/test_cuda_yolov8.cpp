@@ -50,14 +50,6 @@ Result<std::shared_ptr<const Engine>> build(Device device, Precision precision, 
   return Engine::build(model_path().string(), o);
 }
 
-float iou(const Detection& a, const Detection& b) {
-  const float w = std::max(0.f, std::min(a.x2, b.x2) - std::max(a.x1, b.x1));
-  const float h = std::max(0.f, std::min(a.y2, b.y2) - std::max(a.y1, b.y1));
-  const float inter = w * h;
-  const float uni = (a.x2 - a.x1) * (a.y2 - a.y1) + (b.x2 - b.x1) * (b.y2 - b.y1) - inter;
-  return uni > 0 ? inter / uni : 0.f;
-}
-
 // Every detection of `from` scoring at least conf + margin (clear of the threshold, where the
 // other side may have dropped it) has one in `in` of its class with IoU >= min_iou and a score
 // within score_tol. Except NMS coin flips: a box overlapping a higher-scored box of its class by
