@@ -4,7 +4,6 @@
 
 #include <filesystem>
 #include <fstream>
-#include <sstream>
 
 #include "ir/file_io.h"
 #include "test_support.h"
@@ -13,13 +12,6 @@ using namespace qyolo;
 namespace fs = std::filesystem;
 
 namespace {
-
-std::string read_all(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  std::ostringstream s;
-  s << f.rdbuf();
-  return s.str();
-}
 
 size_t entries(const std::string& dir) {
   size_t n = 0;
@@ -33,7 +25,7 @@ TEST(FileIo, PartsAreWrittenInOrderAndReplaceTheFile) {
   { std::ofstream(p) << "old contents, longer than the new ones"; }
   const std::string binary("a\0b", 3);
   ASSERT_TRUE(write_file_atomically(p, {"head:", binary, "", ":tail"}, "test file").is_ok());
-  EXPECT_EQ(read_all(p), std::string("head:a\0b:tail", 13));
+  EXPECT_EQ(qyolo::testing::read_file_bytes(p), std::string("head:a\0b:tail", 13));
   EXPECT_EQ(entries(dir.path("")), 1u);  // no temporary left behind
 }
 
@@ -53,7 +45,7 @@ TEST(FileIo, FailuresNameTheFileAndLeaveNothingBehind) {
   st = write_file_atomically(target, "bytes", "results file");
   ASSERT_FALSE(st.is_ok());
   EXPECT_NE(st.message().find("cannot rename"), std::string::npos) << st.message();
-  EXPECT_EQ(read_all(target + "/keep"), "kept");
+  EXPECT_EQ(qyolo::testing::read_file_bytes(target + "/keep"), "kept");
   EXPECT_EQ(entries(dir.path("")), 1u) << "the temporary file was left behind";
 }
 

@@ -22,15 +22,10 @@ using namespace qyolo;
 using qyolo::testing::OnnxBuilder;
 using qyolo::testing::run_cli;
 using qyolo::testing::shared_dir;
+using qyolo::testing::read_file_bytes;
 
 namespace {
 
-std::string read_bytes(const fs::path& p) {
-  std::ifstream f(p, std::ios::binary);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
 void write_bytes(const fs::path& p, const std::string& b) {
   std::ofstream f(p, std::ios::binary | std::ios::trunc);
   f.write(b.data(), static_cast<std::streamsize>(b.size()));
@@ -174,7 +169,7 @@ class PlanOnEngine : public ::testing::Test {
                                                        const std::string& name) {
     const fs::path p = dir_ / name;
     QYOLO_RETURN_IF_ERROR(e.save(p.string()));
-    QYOLO_ASSIGN_OR_RETURN(EngineFileContents c, parse_engine_file(read_bytes(p), p.string()));
+    QYOLO_ASSIGN_OR_RETURN(EngineFileContents c, parse_engine_file(read_file_bytes(p), p.string()));
     c.plan = plan;
     write_bytes(p, serialize_engine_file(c));
     return Engine::load(p.string());
@@ -216,7 +211,7 @@ TEST_F(PlanOnEngine, RoundTripThroughTheEngineFile) {
   ASSERT_TRUE(e.is_ok()) << e.status().to_string();
   const fs::path p = dir_ / "rt.qengine";
   ASSERT_TRUE((*e)->save(p.string()).is_ok());
-  auto c = parse_engine_file(read_bytes(p), p.string());
+  auto c = parse_engine_file(read_file_bytes(p), p.string());
   ASSERT_TRUE(c.is_ok()) << c.status().to_string();
   EXPECT_EQ(c->plan, (*e)->impl().plan);
   auto loaded = Engine::load(p.string());
@@ -228,7 +223,7 @@ TEST_F(PlanOnEngine, RoundTripThroughTheEngineFile) {
   EXPECT_TRUE(same(a[0], b[0]));
   EXPECT_TRUE(same(a[1], b[1]));
   // serialize_engine_file(parse_engine_file(f)) is f, byte for byte.
-  EXPECT_EQ(serialize_engine_file(*c), read_bytes(p));
+  EXPECT_EQ(serialize_engine_file(*c), read_file_bytes(p));
 }
 
 // The plan puts B in float: B's output is the FP32 engine's, bit for bit, while A and C stay INT8.
@@ -305,9 +300,9 @@ TEST_F(PlanOnEngine, PlansThatDoNotFitAreClearErrors) {
   // error, naming the file and the node.
   const fs::path p = dir_ / "bytes.qengine";
   ASSERT_TRUE((*int8)->save(p.string()).is_ok());
-  auto c = parse_engine_file(read_bytes(p), p.string());
+  auto c = parse_engine_file(read_file_bytes(p), p.string());
   ASSERT_TRUE(c.is_ok());
-  std::string file = read_bytes(p);
+  std::string file = read_file_bytes(p);
   const std::string section = serialize_precision_plan(c->plan);
   const size_t at = file.find(section);
   ASSERT_NE(at, std::string::npos);
@@ -445,7 +440,7 @@ TEST_F(PlanOnYolo, TheStoredPlanWinsOverTheRegex) {
   auto swap_plan = [&](const Engine& e, const PrecisionPlan& plan,
                        const fs::path& p) -> Result<std::shared_ptr<const Engine>> {
     QYOLO_RETURN_IF_ERROR(e.save(p.string()));
-    QYOLO_ASSIGN_OR_RETURN(EngineFileContents c, parse_engine_file(read_bytes(p), p.string()));
+    QYOLO_ASSIGN_OR_RETURN(EngineFileContents c, parse_engine_file(read_file_bytes(p), p.string()));
     c.plan = plan;
     write_bytes(p, serialize_engine_file(c));
     return Engine::load(p.string());

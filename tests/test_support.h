@@ -7,7 +7,9 @@
 
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <random>
+#include <sstream>
 #include <string>
 #include <system_error>
 #include <vector>
@@ -22,6 +24,14 @@ inline std::filesystem::path shared_dir() {
 
 inline std::filesystem::path onnx_testdata_dir() {
   return "/usr/share/libonnx-testdata/data";
+}
+
+// A file's bytes ("" when it cannot be read).
+inline std::string read_file_bytes(const std::filesystem::path& p) {
+  std::ifstream f(p, std::ios::binary);
+  std::ostringstream s;
+  s << f.rdbuf();
+  return s.str();
 }
 
 // A scratch directory `prefix` + this process's id under the system temp directory, removed with
