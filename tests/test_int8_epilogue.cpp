@@ -201,5 +201,55 @@ TEST(Int8Epilogue, FloatActivationIsWithinTwoUlpsOfExpfFormula) {
   }
 }
 
+// The fused pass of an equalised (or float-residual) SiLU/sigmoid conv with an int8 output must
+// give, bit for bit, what the passes it replaces give in turn on the same ISA: activation_float
+// (+ residual), the per-channel multiplier (channels-last), quantize. On random values, on values
+// placed next to the quantisation's half-integers, for channel counts below, at and above one
+// vector, chunks starting mid-pixel and a length that is no multiple of 16.
+TEST(Int8Epilogue, ActivationQuantizeEqualsThePassesInTurn) {
+  std::mt19937 rng(13);
+  std::uniform_real_distribution<float> wide(-90.f, 90.f), narrow(-6.f, 6.f), mul(0.3f, 3.f);
+  for (const cpu::Int8Epilogue& e : {cpu::scalar_int8_epilogue(), cpu::best_int8_epilogue()}) {
+    for (bool silu : {true, false}) {
+      const float s_y = silu ? 0.0731f : 0.00391f;
+      for (int64_t channels : {3, 16, 24, 64}) {
+        for (bool equal_m : {true, false}) {
+          std::vector<float> m(static_cast<size_t>(channels), 1.37f);
+          if (!equal_m)
+            for (auto& x : m) x = mul(rng);
+          std::vector<float> m_ext(static_cast<size_t>(channels + 16));
+          for (size_t k = 0; k < m_ext.size(); ++k) m_ext[k] = m[k % static_cast<size_t>(channels)];
+          // With one multiplier, act(v) * m on the half-integers of s_y.
+          std::vector<float> v = boundary_inputs(s_y / 1.37f, silu);
+          ASSERT_GT(v.size(), 200u);
+          while (v.size() % 16 != 9) v.push_back(narrow(rng));
+          for (int i = 0; i < 4000; ++i) v.push_back(i % 2 ? wide(rng) : narrow(rng));
+          std::vector<float> r(v.size());
+          for (auto& x : r) x = narrow(rng);
+          const int64_t n = static_cast<int64_t>(v.size());
+          for (int64_t first : {int64_t{0}, int64_t{5}, channels + 1}) {
+            for (bool residual : {false, true}) {
+              const float* rp = residual ? r.data() : nullptr;
+              const float* mp = residual ? nullptr : m_ext.data();
+              std::vector<float> y(v.size());
+              e.activation_float(v.data(), rp, silu, y.data(), n);
+              if (mp)
+                for (int64_t i = 0; i < n; ++i)
+                  y[static_cast<size_t>(i)] *= m[static_cast<size_t>((first + i) % channels)];
+              std::vector<int8_t> want(v.size()), got(v.size(), 99);
+              e.quantize(y.data(), s_y, want.data(), n);
+              e.activation_quantize(v.data(), rp, mp, channels, first, s_y, silu, got.data(), n);
+              size_t wrong = 0;
+              for (size_t i = 0; i < v.size(); ++i) wrong += got[i] != want[i];
+              EXPECT_EQ(wrong, 0u) << e.isa << (silu ? " silu" : " sigmoid") << " channels " << channels
+                                   << " first " << first << (residual ? " +residual" : " *m");
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
 }  // namespace
 }  // namespace qyolo

@@ -150,6 +150,10 @@ class CpuConvInt8 final : public CpuKernel {
         return unsupported(name_ + ": the output multiplier after hardswish is not supported in INT8");
       if (!own_epilogue_)
         for (int64_t c = 0; c < cout; ++c) out_scales[static_cast<size_t>(c)] *= a.output_multiplier[c];
+      // m[k % cout] for k < cout + 16: any 16 consecutive channels from one load (int8_epilogue.h).
+      multiplier_ext_.resize(static_cast<size_t>(cout + 16));
+      for (int64_t k = 0; k < cout + 16; ++k)
+        multiplier_ext_[static_cast<size_t>(k)] = a.output_multiplier[k % cout];
     }
 
     epilogue_ = cpu::best_int8_epilogue();
@@ -338,28 +342,18 @@ class CpuConvInt8 final : public CpuKernel {
     const int64_t channels = attrs_.out_shape[1];
     if (multiply && int8_out_) {
       // The float path's arithmetic (below: activation, multiplier), then the next conv's
-      // quantisation, on the channels-last v in place: the three steps chunk by chunk in one
-      // parallel pass, so each chunk is read from memory once (three whole passes cost yolov5n
-      // about a third of its INT8 time, docs/weight-refine.md section 6).
-      float* v = reinterpret_cast<float*>(ws);
-      const float* mult = attrs_.output_multiplier.data();
+      // quantisation, on the channels-last v: one pass, each 16 values in registers (three
+      // passes cost yolov5n about a third of its INT8 time, docs/weight-refine.md section 6).
+      const float* v = reinterpret_cast<const float*>(ws);
       int8_t* q = reinterpret_cast<int8_t*>(out);
-      cpu::parallel_chunks(m, [&](int64_t b, int64_t len) {
-        epilogue_.activation_float(v + b, nullptr, silu, v + b, len);
-        // v[b + i] *= mult[(b + i) % channels]: the partial first pixel, whole pixels (a loop the
-        // compiler vectorises; the per-element wrap test kept it scalar), the partial last one.
-        float* w = v + b;
-        int64_t i = 0;
-        for (int64_t c = b % channels; c != 0 && i < len; ++i, c = c + 1 == channels ? 0 : c + 1) w[i] *= mult[c];
-        for (; i + channels <= len; i += channels)
-          for (int64_t k = 0; k < channels; ++k) w[i + k] *= mult[k];
-        for (int64_t k = 0; i < len; ++i, ++k) w[i] *= mult[k];
-        epilogue_.quantize(v + b, out_scale_, q + b, len);
+      cpu::parallel_chunks(m, [&](int64_t c0, int64_t len) {
+        epilogue_.activation_quantize(v + c0, nullptr, multiplier_ext_.data(), channels, c0, out_scale_, silu,
+                                      q + c0, len);
       });
     } else if (float_residual_int8_out_) {
       // The float path's arithmetic exactly (below: activation plus the float residual, this
-      // ISA's activation_float), then its reader's quantisation, chunk by chunk in the cache.
-      float* v = reinterpret_cast<float*>(ws);
+      // ISA's activation_float), then its reader's quantisation, in one pass.
+      const float* v = reinterpret_cast<const float*>(ws);
       const float* r = reinterpret_cast<const float*>(res);
       if (!residual_channels_last_) {
         std::byte* nhwc = ws + align64(dst_conv_.get_desc().get_size());
@@ -371,8 +365,7 @@ class CpuConvInt8 final : public CpuKernel {
       }
       int8_t* q = reinterpret_cast<int8_t*>(out);
       cpu::parallel_chunks(m, [&](int64_t c0, int64_t len) {
-        epilogue_.activation_float(v + c0, r + c0, silu, v + c0, len);
-        epilogue_.quantize(v + c0, out_scale_, q + c0, len);
+        epilogue_.activation_quantize(v + c0, r + c0, nullptr, channels, c0, out_scale_, silu, q + c0, len);
       });
     } else if (own_epilogue_ && int8_out_) {
       // The float path's arithmetic (below, then the next conv's quantisation), written as int8.
@@ -417,6 +410,7 @@ class CpuConvInt8 final : public CpuKernel {
   cpu::Int8Epilogue epilogue_ = cpu::scalar_int8_epilogue();
   bool src_reordered_ = false;
   std::vector<float> weight_scales_;
+  std::vector<float> multiplier_ext_;  // the output multiplier, extended (see prepare_impl)
   Tensor weights_q_, bias_scaled_;
   size_t src_q_bytes_ = 0;
   std::byte* workspace_ = nullptr;

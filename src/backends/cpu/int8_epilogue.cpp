@@ -64,6 +64,18 @@ void activation_float_scalar(const float* v, const float* r, bool silu, float* y
   }
 }
 
+// The reference sequence: activation_float, the multiplier, quantize (the same per element).
+void activation_quantize_scalar(const float* v, const float* r, const float* m_ext, int64_t channels,
+                                int64_t first, float s_y, bool silu, int8_t* q, int64_t n) {
+  int64_t c = first % channels;
+  for (int64_t i = 0; i < n; ++i, c = c + 1 == channels ? 0 : c + 1) {
+    float y;
+    activation_float_scalar(v + i, r ? r + i : nullptr, silu, &y, 1);
+    if (m_ext) y *= m_ext[c];
+    quantize_scalar(&y, s_y, q + i, 1);
+  }
+}
+
 #define QYOLO_AVX512 __attribute__((target("avx512f")))
 
 QYOLO_AVX512 inline __m512 round_nearest(__m512 t) {
@@ -212,15 +224,44 @@ QYOLO_AVX512 void activation_float_avx512(const float* v, const float* r, bool s
   activation_float_scalar(v + i, r ? r + i : nullptr, silu, y + i, n - i);
 }
 
+// activation_float_avx512, the multiplier and quantize_avx512 on each 16 values in registers
+// (the same operations in the same order); the tail, as theirs, scalar.
+QYOLO_AVX512 void activation_quantize_avx512(const float* v, const float* r, const float* m_ext,
+                                             int64_t channels, int64_t first, float s_y, bool silu, int8_t* q,
+                                             int64_t n) {
+  const __m512 one = _mm512_set1_ps(1.f), s = _mm512_set1_ps(s_y), inv = _mm512_set1_ps(1.f / s_y);
+  int64_t c = first % channels, i = 0;
+  for (; i + 16 <= n; i += 16) {
+    const __m512 x = _mm512_loadu_ps(v + i);
+    __m512 y =
+        _mm512_div_ps(silu ? x : one, _mm512_add_ps(one, poly_exp16(_mm512_sub_ps(_mm512_setzero_ps(), x))));
+    if (r) y = _mm512_add_ps(y, _mm512_loadu_ps(r + i));
+    if (m_ext) {
+      y = _mm512_mul_ps(y, _mm512_loadu_ps(m_ext + c));
+      c += 16;
+      if (c >= channels) c %= channels;
+    }
+    const __m512 t = _mm512_mul_ps(y, inv);
+    __m512 rounded = round_nearest(t);
+    if (_mm512_cmp_ps_mask(_mm512_abs_ps(_mm512_sub_ps(t, rounded)), _mm512_set1_ps(0.5f - 1e-4f),
+                           _CMP_NLE_UQ))
+      rounded = round_nearest(_mm512_div_ps(y, s));
+    store_int8(q + i, rounded);
+  }
+  activation_quantize_scalar(v + i, r ? r + i : nullptr, m_ext, channels, c, s_y, silu, q + i, n - i);
+}
+
 }  // namespace
 
 Int8Epilogue scalar_int8_epilogue() {
-  return {quantize_scalar, requantize_scalar, activation_float_scalar, quantize_3planes_scalar, "scalar"};
+  return {quantize_scalar,         requantize_scalar,          activation_float_scalar,
+          quantize_3planes_scalar, activation_quantize_scalar, "scalar"};
 }
 
 Int8Epilogue best_int8_epilogue() {
   if (__builtin_cpu_supports("avx512f"))
-    return {quantize_avx512, requantize_avx512, activation_float_avx512, quantize_3planes_avx512, "avx512"};
+    return {quantize_avx512,         requantize_avx512,          activation_float_avx512,
+            quantize_3planes_avx512, activation_quantize_avx512, "avx512"};
   return scalar_int8_epilogue();
 }
 
