@@ -5,8 +5,10 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "backends/cpu/int8_epilogue.h"
@@ -248,6 +250,51 @@ TEST(Int8Epilogue, ActivationQuantizeEqualsThePassesInTurn) {
         }
       }
     }
+  }
+}
+
+// The AVX-512 activation_float is Cephes' polynomial with FMAs (int8_epilogue.cpp's poly_exp16),
+// whose 2^n it takes from scalef: its floats must be the polynomial's with 2^n built in the
+// exponent bits (as it was first written, and as the integers of the equalised convs were
+// measured), bit for bit, here on a sweep over all float bit patterns.
+TEST(Int8Epilogue, VectorActivationIsTheFmaPolynomialBitForBit) {
+  const cpu::Int8Epilogue e = cpu::best_int8_epilogue();
+  if (std::string(e.isa) != "avx512") GTEST_SKIP() << "no AVX-512";
+  auto exp_bits = [](float x) {  // poly_exp16 lane by lane, std::fma for each fused multiply-add
+    x = std::min(88.f, std::max(-88.f, x));
+    const float n = std::floor(std::fma(x, 1.44269504f, 0.5f));
+    float r = std::fma(-n, 0.693359375f, x);
+    r = std::fma(n, 2.12194440e-4f, r);
+    float p = 1.9875691500e-4f;
+    for (float k : {1.3981999507e-3f, 8.3334519073e-3f, 4.1665795894e-2f, 1.6666665459e-1f, 5.0000001201e-1f})
+      p = std::fma(p, r, k);
+    p = std::fma(p * r, r, r + 1.f);
+    const int32_t bits = (static_cast<int32_t>(n) + 127) << 23;
+    float two_n;
+    std::memcpy(&two_n, &bits, sizeof(two_n));
+    return p * two_n;
+  };
+  std::vector<float> v;
+  for (uint64_t b = 0; b < (uint64_t{1} << 32); b += 4093) {
+    float x;
+    const uint32_t u = static_cast<uint32_t>(b);
+    std::memcpy(&x, &u, sizeof(x));
+    if (!std::isnan(x)) v.push_back(x);
+  }
+  for (float edge : {88.f, -88.f, 87.3f, -87.3f, 0.f}) {  // around the clamps (n = +-127)
+    float x = edge;
+    for (int d = 0; d < 64; ++d) x = std::nextafter(x, -1e9f);
+    for (int d = 0; d < 129; ++d, x = std::nextafter(x, 1e9f)) v.push_back(x);
+  }
+  std::vector<float> y(v.size());
+  for (bool silu : {true, false}) {
+    e.activation_float(v.data(), nullptr, silu, y.data(), static_cast<int64_t>(v.size()) / 16 * 16);
+    size_t wrong = 0;
+    for (size_t i = 0; i < v.size() / 16 * 16; ++i) {
+      const float want = (silu ? v[i] : 1.f) / (1.f + exp_bits(-v[i]));
+      wrong += std::memcmp(&want, &y[i], sizeof(float)) != 0;
+    }
+    EXPECT_EQ(wrong, 0u) << (silu ? "silu" : "sigmoid") << ", " << v.size() << " values";
   }
 }
 

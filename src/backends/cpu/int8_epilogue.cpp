@@ -92,6 +92,7 @@ QYOLO_AVX512 inline void store_int8(int8_t* q, __m512 rounded) {
   _mm_storeu_si128(reinterpret_cast<__m128i*>(q), to_int8(rounded));
 }
 
+// Used as 1 + poly_exp16(x) only (see the end).
 QYOLO_AVX512 inline __m512 poly_exp16(__m512 x) {
   x = _mm512_min_ps(_mm512_set1_ps(88.f), _mm512_max_ps(_mm512_set1_ps(-88.f), x));
   const __m512 n = _mm512_roundscale_ps(_mm512_fmadd_ps(x, _mm512_set1_ps(1.44269504f), _mm512_set1_ps(0.5f)),
@@ -105,8 +106,10 @@ QYOLO_AVX512 inline __m512 poly_exp16(__m512 x) {
   p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
   p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
   p = _mm512_fmadd_ps(_mm512_mul_ps(p, r), r, _mm512_add_ps(r, _mm512_set1_ps(1.f)));
-  const __m512i bits = _mm512_slli_epi32(_mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127)), 23);
-  return _mm512_mul_ps(p, _mm512_castsi512_ps(bits));
+  // p * 2^n by scalef (one instruction for the exponent bits' three): the same product for n >=
+  // -126; at n = -127 the exponent bits made 0 and scalef makes p 2^-127 (< 2^-126): both vanish
+  // in the callers' 1 + exp, so their floats do not change.
+  return _mm512_scalef_ps(p, n);
 }
 
 // x * (1 / s) is within 2 ulps of x / s (under 2e-5 for |x / s| < 128; beyond, both saturate):
@@ -242,11 +245,17 @@ QYOLO_AVX512 void activation_quantize_avx512(const float* v, const float* r, con
       if (c >= channels) c %= channels;
     }
     const __m512 t = _mm512_mul_ps(y, inv);
-    __m512 rounded = round_nearest(t);
+    const __m512 rounded = round_nearest(t);
     if (_mm512_cmp_ps_mask(_mm512_abs_ps(_mm512_sub_ps(t, rounded)), _mm512_set1_ps(0.5f - 1e-4f),
-                           _CMP_NLE_UQ))
-      rounded = round_nearest(_mm512_div_ps(y, s));
-    store_int8(q + i, rounded);
+                           _CMP_NLE_UQ)) {
+      store_int8(q + i, round_nearest(_mm512_div_ps(y, s)));  // next to a half-integer, or NaN
+    } else {
+      // No NaN or infinity here (their t - rounded is NaN): to_int8's clamps as a min before the
+      // conversion, and a saturating narrowing and a max after it.
+      const __m128i q8 =
+          _mm512_cvtsepi32_epi8(_mm512_cvtps_epi32(_mm512_min_ps(rounded, _mm512_set1_ps(127.f))));
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(q + i), _mm_max_epi8(q8, _mm_set1_epi8(-127)));
+    }
   }
   activation_quantize_scalar(v + i, r ? r + i : nullptr, m_ext, channels, c, s_y, silu, q + i, n - i);
 }

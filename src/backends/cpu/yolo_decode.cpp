@@ -60,9 +60,9 @@ QYOLO_AVX512 inline __m512 exp_poly16(__m512 x) {
   p = _mm512_add_ps(_mm512_mul_ps(p, r), _mm512_set1_ps(5.0000001201e-1f));
   const __m512 y =
       _mm512_add_ps(_mm512_add_ps(_mm512_mul_ps(_mm512_mul_ps(p, r), r), r), _mm512_set1_ps(1.f));
-  const __m512i bits =
-      _mm512_slli_epi32(_mm512_add_epi32(_mm512_cvttps_epi32(n), _mm512_set1_epi32(127)), 23);
-  return _mm512_mul_ps(y, _mm512_castsi512_ps(bits));
+  // y * 2^n: scalef in one instruction where exp_poly builds 2^n in the exponent bits (n in
+  // [-126, 127] here, so 2^n is exact either way and the product rounds alike).
+  return _mm512_scalef_ps(y, n);
 }
 
 QYOLO_AVX512 inline __m512 sigmoid16(__m512 x) {
