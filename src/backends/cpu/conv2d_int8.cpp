@@ -23,12 +23,17 @@
 //    int8 copy of q_r placed in the output first, then a clip.
 #include "backends/cpu/conv2d_int8.h"
 
+#include <array>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <oneapi/dnnl/dnnl.hpp>
+#include <optional>
+#include <string>
 #include <unordered_map>
 
 #include "backends/cpu/int8_epilogue.h"
+#include "backends/cpu/int8_stem.h"
 #include "ir/ops/conv2d.h"
 #include "passes/passes.h"
 #include "quant/int8_dataflow.h"
@@ -60,6 +65,7 @@ class CpuConvInt8 final : public CpuKernel {
   }
 
   size_t workspace_bytes() const override {
+    if (stem_) return stem_->workspace_bytes();
     size_t n = src_q_bytes_ + (src_reordered_ ? align64(src_conv_.get_desc().get_size()) : 0);
     if ((!int8_out_ && !channels_last_out_) || (int8_out_ && own_epilogue_))
       n += align64(dst_conv_.get_desc().get_size());
@@ -265,6 +271,22 @@ class CpuConvInt8 final : public CpuKernel {
     dnnl::reorder(w_user, w_conv_).execute(strm_, w_user, w_conv_);
     bias_ = memory(bias_md, eng_, bias_scaled_.raw());
     strm_.wait();
+    // The image stem (int8_stem.h), where its output goes through our epilogue as int8.
+    // QYOLO_CPU_INT8_STEM=0 keeps oneDNN's kernel (the tests compare the two).
+    const char* env = std::getenv("QYOLO_CPU_INT8_STEM");
+    const auto& win = a.window;
+    std::array<int64_t, 4> pads{};
+    if (win.pads_begin.size() == 2 && win.pads_end.size() == 2)
+      pads = {win.pads_begin[0], win.pads_begin[1], win.pads_end[0], win.pads_end[1]};
+    if (own_epilogue_ && int8_out_ && !int8_in_ && !channels_last_in_ && !a.has_residual &&
+        !(env && std::string(env) == "0") &&
+        cpu::Int8Stem::supported(x[1], cout, w[2], w[3], win.strides[0], win.strides[1], pads.data(),
+                                 win.dilations[0], win.dilations[1], a.group, x[2], x[3])) {
+      stem_.emplace();
+      stem_->prepare(weights_q_.data<int8_t>(), cout, bias_scaled_.data<float>(), out_scales.data(), x[2],
+                     x[3]);
+      impl_ = "qyolo_stem:avx512_vnni";
+    }
     weights_q_ = Tensor();  // packed into w_conv_
     return Status::ok();
   }
@@ -291,6 +313,7 @@ class CpuConvInt8 final : public CpuKernel {
     std::byte* ws = workspace_;
     const float* x = reinterpret_cast<const float*>(in);
     const float scale = input_scale_;
+    if (stem_) return run_stem(x, reinterpret_cast<int8_t*>(out), m, in_n / (3 * image_pixels_));
     if (int8_in_) {
       src_user_.set_data_handle(in);
     } else if (!image_to_nhwc_) {
@@ -393,8 +416,29 @@ class CpuConvInt8 final : public CpuKernel {
     }
   }
 
+  // The stem kernel's rows, each through the epilogue the oneDNN path runs on its output (the
+  // same functions per element: the same integers).
+  void run_stem(const float* x, int8_t* q, int64_t m, int64_t images) {
+    const int64_t channels = attrs_.out_shape[1], per_image = m / images,
+                  row = per_image / attrs_.out_shape[2];
+    const bool silu = attrs_.activation == FusedActivation::kSilu;
+    const float* mult = attrs_.output_multiplier.empty() ? nullptr : multiplier_ext_.data();
+    for (int64_t image = 0; image < images; ++image) {
+      int8_t* qi = q + image * per_image;
+      stem_->run(x + image * 3 * image_pixels_, input_scale_, epilogue_, workspace_,
+                 [&](int64_t oy, const float* v) {
+                   if (mult)
+                     epilogue_.activation_quantize(v, nullptr, mult, channels, 0, out_scale_, silu,
+                                                   qi + oy * row, row);
+                   else
+                     epilogue_.requantize_activation(v, nullptr, 1.f, out_scale_, silu, qi + oy * row, row);
+                 });
+    }
+  }
+
   std::string name_;
   ConvAttrs attrs_;
+  std::optional<cpu::Int8Stem> stem_;  // the image stem on AVX512-VNNI (int8_stem.h)
   float input_scale_ = 0.f;
   bool per_item_ = false;  // see prepare_impl
   int64_t batch_ = 1;
