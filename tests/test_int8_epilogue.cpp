@@ -224,6 +224,14 @@ TEST(Int8Epilogue, ActivationQuantizeEqualsThePassesInTurn) {
           // With one multiplier, act(v) * m on the half-integers of s_y.
           std::vector<float> v = boundary_inputs(s_y / 1.37f, silu);
           ASSERT_GT(v.size(), 200u);
+          // Where the vector path's first decision does not hold (exp clamped below -88 on the
+          // exact path, saturation, NaN, infinities), one value per vector of 16.
+          for (float x :
+               {-87.f, -87.5f, -88.5f, -100.f, -1e30f, -3e38f, 3e38f, 1e5f, 150.f, 88.5f, std::nanf(""),
+                std::numeric_limits<float>::infinity(), -std::numeric_limits<float>::infinity()}) {
+            v.push_back(x);
+            for (int i = 0; i < 15; ++i) v.push_back(narrow(rng));
+          }
           while (v.size() % 16 != 9) v.push_back(narrow(rng));
           for (int i = 0; i < 4000; ++i) v.push_back(i % 2 ? wide(rng) : narrow(rng));
           std::vector<float> r(v.size());
