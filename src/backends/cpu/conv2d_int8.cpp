@@ -287,6 +287,7 @@ class CpuConvInt8 final : public CpuKernel {
                      x[3]);
       impl_ = "qyolo_stem:avx512_vnni";
     }
+    prepare_bands(pd, pattr, w_md, bias_md, xs, ys);
     weights_q_ = Tensor();  // packed into w_conv_
     return Status::ok();
   }
@@ -416,6 +417,68 @@ class CpuConvInt8 final : public CpuKernel {
     }
   }
 
+  // Row bands (cpu_kernel.h) for a 1x1 conv from int8 to channels-last float without residual
+  // (the Detect head): a primitive for kBandBytes of output rows, so that the decode reads them
+  // from the cache instead of a 6.5 MB output written to memory (yolov5n's 80x80 head).
+  void prepare_bands(const dnnl::convolution_forward::primitive_desc& pd, const dnnl::primitive_attr& pattr,
+                     const memory::desc& w_md, const memory::desc& bias_md, const Shape& xs,
+                     const Shape& ys) {
+    const ConvAttrs& a = attrs_;
+    const auto& win = a.window;
+    bool pointwise = xs.size() == 4 && a.group == 1;
+    for (size_t i = 0; i < win.strides.size() && pointwise; ++i)
+      pointwise =
+          win.strides[i] == 1 && win.dilations[i] == 1 && win.pads_begin[i] == 0 && win.pads_end[i] == 0;
+    if (!pointwise || !int8_in_ || int8_out_ || !channels_last_out_ || own_epilogue_ || a.has_residual ||
+        per_item_ || ys[2] != xs[2] || ys[3] != xs[3] || weights_q_.shape()[2] != 1 ||
+        weights_q_.shape()[3] != 1)
+      return;
+    constexpr int64_t kBandBytes = 768 << 10;
+    const int64_t h = ys[2], w = ys[3], row_bytes = w * ys[1] * 4;
+    int64_t rows = 0;
+    for (int64_t r = 1; r <= h; ++r)
+      if (h % r == 0 && r * row_bytes <= kBandBytes) rows = r;
+    if (rows == 0 || rows == h) return;
+    memory::desc src({1, xs[1], rows, w}, dt::s8, tag::nhwc), dst({1, ys[1], rows, w}, dt::f32, tag::nhwc);
+    dnnl::convolution_forward::desc d(dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct,
+                                      src, w_md, bias_md, dst, to_dims(win.strides), memory::dims(2, 0),
+                                      to_dims(win.pads_begin), to_dims(win.pads_end));
+    dnnl::convolution_forward::primitive_desc bpd(d, pattr, eng_);
+    if (bpd.src_desc() != src || bpd.dst_desc() != dst) return;
+    if (bpd.weights_desc() == pd.weights_desc()) {
+      band_w_ = w_conv_;
+    } else {
+      memory::desc w_user_md(to_dims(weights_q_.shape()), dt::s8, tag::oihw);
+      memory w_user(w_user_md, eng_, weights_q_.raw());
+      band_w_ = memory(bpd.weights_desc(), eng_);
+      dnnl::reorder(w_user, band_w_).execute(strm_, w_user, band_w_);
+      strm_.wait();
+    }
+    band_conv_ = dnnl::convolution_forward(bpd);
+    band_src_ = memory(src, eng_, DNNL_MEMORY_NONE);
+    band_dst_ = memory(dst, eng_, DNNL_MEMORY_NONE);
+    band_rows_ = rows;
+  }
+
+ public:
+  int64_t band_rows() const override { return band_rows_; }
+  Status run_band(std::span<const Tensor* const> inputs, float* band, int64_t r0) override {
+    try {
+      const int64_t w = attrs_.out_shape[3], cin = inputs[0]->shape()[1];
+      band_src_.set_data_handle(const_cast<int8_t*>(inputs[0]->data<int8_t>()) + r0 * w * cin);
+      band_dst_.set_data_handle(band);
+      band_conv_.execute(strm_, {{DNNL_ARG_SRC, band_src_},
+                                 {DNNL_ARG_WEIGHTS, band_w_},
+                                 {DNNL_ARG_BIAS, bias_},
+                                 {DNNL_ARG_DST, band_dst_}});
+      strm_.wait();
+    } catch (const dnnl::error& e) {
+      return internal_error(name_ + ": oneDNN INT8 band execution failed (" + e.what() + ")");
+    }
+    return Status::ok();
+  }
+
+ private:
   // The stem kernel's rows, each through the epilogue the oneDNN path runs on its output (the
   // same functions per element: the same integers).
   void run_stem(const float* x, int8_t* q, int64_t m, int64_t images) {
@@ -438,7 +501,10 @@ class CpuConvInt8 final : public CpuKernel {
 
   std::string name_;
   ConvAttrs attrs_;
-  std::optional<cpu::Int8Stem> stem_;  // the image stem on AVX512-VNNI (int8_stem.h)
+  std::optional<cpu::Int8Stem> stem_;
+  int64_t band_rows_ = 0;  // row bands (prepare_bands): rows per band, 0 without
+  dnnl::convolution_forward band_conv_;
+  memory band_src_, band_dst_, band_w_;  // the image stem on AVX512-VNNI (int8_stem.h)
   float input_scale_ = 0.f;
   bool per_item_ = false;  // see prepare_impl
   int64_t batch_ = 1;
