@@ -125,7 +125,9 @@ void Int8Stem::run(const float* x, float input_scale, const Int8Epilogue& e, std
   // The padding ring: input 0, stored as 0 + 128.
   std::memset(grid, 0x80, static_cast<size_t>(gw * kBlock));
   std::memset(grid + (hb + 1) * gw * kBlock, 0x80, static_cast<size_t>(gw * kBlock));
-#pragma omp parallel num_threads(static_cast <int>(threads_))
+  // At most the threads the workspace was sized for (those of prepare).
+  const int threads = static_cast<int>(std::min<int64_t>(threads_, omp_get_max_threads()));
+#pragma omp parallel num_threads(threads)
   {
     std::byte* mine = per_thread + static_cast<size_t>(omp_get_thread_num()) * thread_bytes;
     float* v = reinterpret_cast<float*>(mine);
