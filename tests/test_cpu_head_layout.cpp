@@ -4,7 +4,9 @@
 // output of the unfused tail (NCHW head conv outputs, Reshape/Transpose/Sigmoid/.../Concat), at
 // batch 2 (batch items of a placed decode sit a whole detect output apart), FP32 and INT8; an
 // observer sees every channels-last value NCHW (equal to the NCHW run's) and placed ones dense.
+#include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 
 #include "backends/cpu/cpu_executor.h"
@@ -135,6 +137,35 @@ TEST(CpuHeadLayout, Int8Batch2EqualsTheUnfusedTail) {
   fs::remove(cache);
   ASSERT_TRUE(int8.is_ok()) << int8.status().to_string();
   expect_same_as_unfused(**int8);
+
+  // Row bands (CpuExecutor::fuse_bands): the 80x80 head conv (13 MB of float output at batch 2)
+  // runs band by band inside its decode's step; the detect output is the same as with the head
+  // conv run whole (QYOLO_CPU_BANDS=0), bit for bit.
+  {
+    const Tensor input = batch2_input();
+    Tensor outs[2];
+    int banded[2] = {0, 0};
+    for (int bands : {0, 1}) {
+      setenv("QYOLO_CPU_BANDS", bands ? "1" : "0", 1);
+      auto sg = (*int8)->impl().prepare(kBatch2);
+      ASSERT_TRUE(sg.is_ok());
+      const std::vector<std::string> heads = head_convs(*sg);
+      auto ex = CpuExecutor::build(std::move(sg).value());
+      ASSERT_TRUE(ex.is_ok()) << ex.status().to_string();
+      std::map<std::string, Tensor> out;
+      std::vector<double> seconds;
+      ASSERT_TRUE((*ex)->run({{"images", input}}, out, nullptr, &seconds).is_ok());
+      outs[bands] = out.at("output0");
+      const auto& nodes = (*ex)->graph().graph.nodes;
+      for (size_t i = 0; i < nodes.size(); ++i)  // a banded head conv takes no time of its own
+        banded[bands] +=
+            std::find(heads.begin(), heads.end(), nodes[i].outputs[0]) != heads.end() && seconds[i] == 0.0;
+    }
+    unsetenv("QYOLO_CPU_BANDS");
+    EXPECT_EQ(banded[0], 0);
+    EXPECT_GE(banded[1], 1);
+    EXPECT_EQ(count_differences(outs[0], outs[1]), 0);
+  }
 
   // Batch 2 runs its int8-to-int8 SiLU convs image by image (conv2d_int8.cpp, per_item_) and
   // places two rows blocks per decode: the same floats as two batch-1 runs.

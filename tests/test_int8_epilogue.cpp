@@ -5,8 +5,10 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "backends/cpu/int8_epilogue.h"
@@ -198,6 +200,109 @@ TEST(Int8Epilogue, FloatActivationIsWithinTwoUlpsOfExpfFormula) {
         }
       }
     }
+  }
+}
+
+// The fused pass of an equalised (or float-residual) SiLU/sigmoid conv with an int8 output must
+// give, bit for bit, what the passes it replaces give in turn on the same ISA: activation_float
+// (+ residual), the per-channel multiplier (channels-last), quantize. On random values, on values
+// placed next to the quantisation's half-integers, for channel counts below, at and above one
+// vector, chunks starting mid-pixel and a length that is no multiple of 16.
+TEST(Int8Epilogue, ActivationQuantizeEqualsThePassesInTurn) {
+  std::mt19937 rng(13);
+  std::uniform_real_distribution<float> wide(-90.f, 90.f), narrow(-6.f, 6.f), mul(0.3f, 3.f);
+  for (const cpu::Int8Epilogue& e : {cpu::scalar_int8_epilogue(), cpu::best_int8_epilogue()}) {
+    for (bool silu : {true, false}) {
+      const float s_y = silu ? 0.0731f : 0.00391f;
+      for (int64_t channels : {3, 16, 24, 64}) {
+        for (bool equal_m : {true, false}) {
+          std::vector<float> m(static_cast<size_t>(channels), 1.37f);
+          if (!equal_m)
+            for (auto& x : m) x = mul(rng);
+          std::vector<float> m_ext(static_cast<size_t>(channels + 16));
+          for (size_t k = 0; k < m_ext.size(); ++k) m_ext[k] = m[k % static_cast<size_t>(channels)];
+          // With one multiplier, act(v) * m on the half-integers of s_y.
+          std::vector<float> v = boundary_inputs(s_y / 1.37f, silu);
+          ASSERT_GT(v.size(), 200u);
+          // Where the vector path's first decision does not hold (exp clamped below -88 on the
+          // exact path, saturation, NaN, infinities), one value per vector of 16.
+          for (float x :
+               {-87.f, -87.5f, -88.5f, -100.f, -1e30f, -3e38f, 3e38f, 1e5f, 150.f, 88.5f, std::nanf(""),
+                std::numeric_limits<float>::infinity(), -std::numeric_limits<float>::infinity()}) {
+            v.push_back(x);
+            for (int i = 0; i < 15; ++i) v.push_back(narrow(rng));
+          }
+          while (v.size() % 16 != 9) v.push_back(narrow(rng));
+          for (int i = 0; i < 4000; ++i) v.push_back(i % 2 ? wide(rng) : narrow(rng));
+          std::vector<float> r(v.size());
+          for (auto& x : r) x = narrow(rng);
+          const int64_t n = static_cast<int64_t>(v.size());
+          for (int64_t first : {int64_t{0}, int64_t{5}, channels + 1}) {
+            for (bool residual : {false, true}) {
+              const float* rp = residual ? r.data() : nullptr;
+              const float* mp = residual ? nullptr : m_ext.data();
+              std::vector<float> y(v.size());
+              e.activation_float(v.data(), rp, silu, y.data(), n);
+              if (mp)
+                for (int64_t i = 0; i < n; ++i)
+                  y[static_cast<size_t>(i)] *= m[static_cast<size_t>((first + i) % channels)];
+              std::vector<int8_t> want(v.size()), got(v.size(), 99);
+              e.quantize(y.data(), s_y, want.data(), n);
+              e.activation_quantize(v.data(), rp, mp, channels, first, s_y, silu, got.data(), n);
+              size_t wrong = 0;
+              for (size_t i = 0; i < v.size(); ++i) wrong += got[i] != want[i];
+              EXPECT_EQ(wrong, 0u) << e.isa << (silu ? " silu" : " sigmoid") << " channels " << channels
+                                   << " first " << first << (residual ? " +residual" : " *m");
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+// The AVX-512 activation_float is Cephes' polynomial with FMAs (int8_epilogue.cpp's poly_exp16),
+// whose 2^n it takes from scalef: its floats must be the polynomial's with 2^n built in the
+// exponent bits (as it was first written, and as the integers of the equalised convs were
+// measured), bit for bit, here on a sweep over all float bit patterns.
+TEST(Int8Epilogue, VectorActivationIsTheFmaPolynomialBitForBit) {
+  const cpu::Int8Epilogue e = cpu::best_int8_epilogue();
+  if (std::string(e.isa) != "avx512") GTEST_SKIP() << "no AVX-512";
+  auto exp_bits = [](float x) {  // poly_exp16 lane by lane, std::fma for each fused multiply-add
+    x = std::min(88.f, std::max(-88.f, x));
+    const float n = std::floor(std::fma(x, 1.44269504f, 0.5f));
+    float r = std::fma(-n, 0.693359375f, x);
+    r = std::fma(n, 2.12194440e-4f, r);
+    float p = 1.9875691500e-4f;
+    for (float k : {1.3981999507e-3f, 8.3334519073e-3f, 4.1665795894e-2f, 1.6666665459e-1f, 5.0000001201e-1f})
+      p = std::fma(p, r, k);
+    p = std::fma(p * r, r, r + 1.f);
+    const int32_t bits = (static_cast<int32_t>(n) + 127) << 23;
+    float two_n;
+    std::memcpy(&two_n, &bits, sizeof(two_n));
+    return p * two_n;
+  };
+  std::vector<float> v;
+  for (uint64_t b = 0; b < (uint64_t{1} << 32); b += 4093) {
+    float x;
+    const uint32_t u = static_cast<uint32_t>(b);
+    std::memcpy(&x, &u, sizeof(x));
+    if (!std::isnan(x)) v.push_back(x);
+  }
+  for (float edge : {88.f, -88.f, 87.3f, -87.3f, 0.f}) {  // around the clamps (n = +-127)
+    float x = edge;
+    for (int d = 0; d < 64; ++d) x = std::nextafter(x, -1e9f);
+    for (int d = 0; d < 129; ++d, x = std::nextafter(x, 1e9f)) v.push_back(x);
+  }
+  std::vector<float> y(v.size());
+  for (bool silu : {true, false}) {
+    e.activation_float(v.data(), nullptr, silu, y.data(), static_cast<int64_t>(v.size()) / 16 * 16);
+    size_t wrong = 0;
+    for (size_t i = 0; i < v.size() / 16 * 16; ++i) {
+      const float want = (silu ? v[i] : 1.f) / (1.f + exp_bits(-v[i]));
+      wrong += std::memcmp(&want, &y[i], sizeof(float)) != 0;
+    }
+    EXPECT_EQ(wrong, 0u) << (silu ? "silu" : "sigmoid") << ", " << v.size() << " values";
   }
 }
 

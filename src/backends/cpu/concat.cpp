@@ -4,6 +4,8 @@
 // channels from int8 inputs of its scale (copies) and from float NCHW inputs, quantised.
 #include "ir/ops/concat.h"
 
+#include <omp.h>
+
 #include <cmath>
 #include <cstring>
 
@@ -26,6 +28,39 @@ struct CopyTask {
 void add_task(std::vector<CopyTask>& tasks, CopyTask t, int64_t piece) {
   for (int64_t off = 0; off < t.bytes; off += piece)
     tasks.push_back({t.input, t.src_offset + off, t.dst_offset + off, std::min(piece, t.bytes - off)});
+}
+
+// `rows` rows of `bytes` from src (pitch sp) to dst (pitch dp): channels-last concat parts. The
+// common channel counts copy with a size known here (inline moves, no libc call per pixel).
+template <int64_t B>
+void copy_rows_fixed(std::byte* d, int64_t dp, const std::byte* s, int64_t sp, int64_t rows) {
+  for (int64_t r = 0; r < rows; ++r) std::memcpy(d + r * dp, s + r * sp, B);
+}
+void copy_rows(std::byte* d, int64_t dp, const std::byte* s, int64_t sp, int64_t bytes, int64_t rows) {
+  switch (bytes) {
+    case 16:
+      return copy_rows_fixed<16>(d, dp, s, sp, rows);
+    case 32:
+      return copy_rows_fixed<32>(d, dp, s, sp, rows);
+    case 64:
+      return copy_rows_fixed<64>(d, dp, s, sp, rows);
+    case 128:
+      return copy_rows_fixed<128>(d, dp, s, sp, rows);
+    default:
+      for (int64_t r = 0; r < rows; ++r) std::memcpy(d + r * dp, s + r * sp, static_cast<size_t>(bytes));
+  }
+}
+
+// Rows [0, rows) split into one block per OpenMP thread (when worth it).
+template <typename F>
+void parallel_row_blocks(int64_t rows, int64_t bytes_per_row, F&& f) {
+  const bool par = rows * bytes_per_row > (1 << 15);
+#pragma omp parallel if (par)
+  {
+    const int64_t t = omp_get_thread_num(), nt = omp_get_num_threads();
+    const int64_t r0 = rows * t / nt, r1 = rows * (t + 1) / nt;
+    if (r1 > r0) f(r0, r1 - r0);
+  }
 }
 
 class CpuConcat final : public CpuKernel {
@@ -137,39 +172,42 @@ class CpuConcat final : public CpuKernel {
       cpu::parallel_chunks(inputs[i]->numel(),
                            [&](int64_t b, int64_t len) { epilogue_.quantize(x + b, scale_, q + b, len); });
     }
-#pragma omp parallel for schedule(static)
-    for (int64_t row = 0; row < rows; ++row) {
-      const int64_t b = row / hw, p = row % hw;
-      int8_t* yp = y + row * c_out;
+    parallel_row_blocks(rows, c_out, [&](int64_t r0, int64_t n) {
+      int64_t col = 0;
       for (size_t i = 0; i < parts_.size(); ++i) {
         const int64_t c = parts_[i].channels;
-        if (parts_[i].int8) {
-          std::memcpy(yp, inputs[i]->data<int8_t>() + row * c, static_cast<size_t>(c));
-        } else if (float_inputs_channels_last_) {  // quantised in place of its nhwc layout
-          std::memcpy(yp, reinterpret_cast<const int8_t*>(workspace_ + parts_[i].workspace_offset) + row * c,
-                      static_cast<size_t>(c));
+        auto* yp = reinterpret_cast<std::byte*>(y + r0 * c_out + col);
+        if (parts_[i].int8 || float_inputs_channels_last_) {  // (float ones quantised in their nhwc layout)
+          const std::byte* src = parts_[i].int8 ? static_cast<const std::byte*>(inputs[i]->raw())
+                                                : workspace_ + parts_[i].workspace_offset;
+          copy_rows(yp, c_out, src + r0 * c, c, c, n);
         } else {
-          const int8_t* q =
-              reinterpret_cast<const int8_t*>(workspace_ + parts_[i].workspace_offset) + b * c * hw + p;
-          for (int64_t ch = 0; ch < c; ++ch) yp[ch] = q[ch * hw];
+          for (int64_t row = r0; row < r0 + n; ++row) {
+            const int64_t b = row / hw, p = row % hw;
+            const int8_t* q =
+                reinterpret_cast<const int8_t*>(workspace_ + parts_[i].workspace_offset) + b * c * hw + p;
+            int8_t* o = y + row * c_out + col;
+            for (int64_t ch = 0; ch < c; ++ch) o[ch] = q[ch * hw];
+          }
         }
-        yp += c;
+        col += c;
       }
-    }
+    });
   }
 
   // Each output pixel's channels are its inputs' pixels, one after the other.
   void run_channels_last_float(std::span<const Tensor* const> inputs, float* y) const {
     const int64_t rows = batch_ * pixels_, c_out = out_channels_;
-#pragma omp parallel for schedule(static) if (rows * c_out > (1 << 15))
-    for (int64_t row = 0; row < rows; ++row) {
-      float* yp = y + row * c_out;
+    constexpr int64_t f = sizeof(float);
+    parallel_row_blocks(rows, c_out * f, [&](int64_t r0, int64_t n) {
+      int64_t col = 0;
       for (size_t i = 0; i < parts_.size(); ++i) {
         const int64_t c = parts_[i].channels;
-        std::memcpy(yp, inputs[i]->data<float>() + row * c, static_cast<size_t>(c) * sizeof(float));
-        yp += c;
+        copy_rows(reinterpret_cast<std::byte*>(y + r0 * c_out + col), c_out * f,
+                  static_cast<const std::byte*>(inputs[i]->raw()) + r0 * c * f, c * f, c * f, n);
+        col += c;
       }
-    }
+    });
   }
 
   struct Part {

@@ -25,8 +25,8 @@
 
 #include "backends/cpu/conv2d_int8.h"
 #include "backends/cpu/cpu_kernel.h"
-#include "passes/passes.h"
 #include "backends/cpu/int8_epilogue.h"
+#include "passes/passes.h"
 
 namespace qyolo {
 
@@ -87,7 +87,8 @@ class CpuConv final : public CpuKernel {
     // Channels-last values (passes.h) are read and written as they are: no reorder.
     const tag act_tag = blocked ? tag::any : plain_act_tag(k);
     memory::desc src_md(to_dims(x_shape_), memory::data_type::f32, channels_last_in_ ? tag::nhwc : act_tag);
-    memory::desc dst_md(to_dims(a.out_shape), memory::data_type::f32, channels_last_out_ ? tag::nhwc : act_tag);
+    memory::desc dst_md(to_dims(a.out_shape), memory::data_type::f32,
+                        channels_last_out_ ? tag::nhwc : act_tag);
     memory::desc w_md(w_dims_, memory::data_type::f32, tag::any);
     memory::desc bias_md({a.out_shape[1]}, memory::data_type::f32, tag::x);
     memory::dims strides = to_dims(a.window.strides), pads_l = to_dims(a.window.pads_begin),
@@ -301,6 +302,10 @@ class CpuConvInt8OrFloat final : public CpuKernel {
   }
   size_t workspace_bytes() const override { return impl_->workspace_bytes(); }
   void set_workspace(std::byte* workspace) override { impl_->set_workspace(workspace); }
+  int64_t band_rows() const override { return impl_->band_rows(); }
+  Status run_band(std::span<const Tensor* const> inputs, float* band, int64_t r0) override {
+    return impl_->run_band(inputs, band, r0);
+  }
 
  private:
   const Node& node_;

@@ -23,12 +23,17 @@
 //    int8 copy of q_r placed in the output first, then a clip.
 #include "backends/cpu/conv2d_int8.h"
 
+#include <array>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <oneapi/dnnl/dnnl.hpp>
+#include <optional>
+#include <string>
 #include <unordered_map>
 
 #include "backends/cpu/int8_epilogue.h"
+#include "backends/cpu/int8_stem.h"
 #include "ir/ops/conv2d.h"
 #include "passes/passes.h"
 #include "quant/int8_dataflow.h"
@@ -60,6 +65,7 @@ class CpuConvInt8 final : public CpuKernel {
   }
 
   size_t workspace_bytes() const override {
+    if (stem_) return stem_->workspace_bytes();
     size_t n = src_q_bytes_ + (src_reordered_ ? align64(src_conv_.get_desc().get_size()) : 0);
     if ((!int8_out_ && !channels_last_out_) || (int8_out_ && own_epilogue_))
       n += align64(dst_conv_.get_desc().get_size());
@@ -150,6 +156,10 @@ class CpuConvInt8 final : public CpuKernel {
         return unsupported(name_ + ": the output multiplier after hardswish is not supported in INT8");
       if (!own_epilogue_)
         for (int64_t c = 0; c < cout; ++c) out_scales[static_cast<size_t>(c)] *= a.output_multiplier[c];
+      // m[k % cout] for k < cout + 16: any 16 consecutive channels from one load (int8_epilogue.h).
+      multiplier_ext_.resize(static_cast<size_t>(cout + 16));
+      for (int64_t k = 0; k < cout + 16; ++k)
+        multiplier_ext_[static_cast<size_t>(k)] = a.output_multiplier[k % cout];
     }
 
     epilogue_ = cpu::best_int8_epilogue();
@@ -261,6 +271,23 @@ class CpuConvInt8 final : public CpuKernel {
     dnnl::reorder(w_user, w_conv_).execute(strm_, w_user, w_conv_);
     bias_ = memory(bias_md, eng_, bias_scaled_.raw());
     strm_.wait();
+    // The image stem (int8_stem.h), where its output goes through our epilogue as int8.
+    // QYOLO_CPU_INT8_STEM=0 keeps oneDNN's kernel (the tests compare the two).
+    const char* env = std::getenv("QYOLO_CPU_INT8_STEM");
+    const auto& win = a.window;
+    std::array<int64_t, 4> pads{};
+    if (win.pads_begin.size() == 2 && win.pads_end.size() == 2)
+      pads = {win.pads_begin[0], win.pads_begin[1], win.pads_end[0], win.pads_end[1]};
+    if (own_epilogue_ && int8_out_ && !int8_in_ && !channels_last_in_ && !a.has_residual &&
+        !(env && std::string(env) == "0") &&
+        cpu::Int8Stem::supported(x[1], cout, w[2], w[3], win.strides[0], win.strides[1], pads.data(),
+                                 win.dilations[0], win.dilations[1], a.group, x[2], x[3])) {
+      stem_.emplace();
+      stem_->prepare(weights_q_.data<int8_t>(), cout, bias_scaled_.data<float>(), out_scales.data(), x[2],
+                     x[3]);
+      impl_ = "qyolo_stem:avx512_vnni";
+    }
+    prepare_bands(pd, pattr, w_md, bias_md, xs, ys);
     weights_q_ = Tensor();  // packed into w_conv_
     return Status::ok();
   }
@@ -287,6 +314,7 @@ class CpuConvInt8 final : public CpuKernel {
     std::byte* ws = workspace_;
     const float* x = reinterpret_cast<const float*>(in);
     const float scale = input_scale_;
+    if (stem_) return run_stem(x, reinterpret_cast<int8_t*>(out), m, in_n / (3 * image_pixels_));
     if (int8_in_) {
       src_user_.set_data_handle(in);
     } else if (!image_to_nhwc_) {
@@ -338,28 +366,18 @@ class CpuConvInt8 final : public CpuKernel {
     const int64_t channels = attrs_.out_shape[1];
     if (multiply && int8_out_) {
       // The float path's arithmetic (below: activation, multiplier), then the next conv's
-      // quantisation, on the channels-last v in place: the three steps chunk by chunk in one
-      // parallel pass, so each chunk is read from memory once (three whole passes cost yolov5n
-      // about a third of its INT8 time, docs/weight-refine.md section 6).
-      float* v = reinterpret_cast<float*>(ws);
-      const float* mult = attrs_.output_multiplier.data();
+      // quantisation, on the channels-last v: one pass, each 16 values in registers (three
+      // passes cost yolov5n about a third of its INT8 time, docs/weight-refine.md section 6).
+      const float* v = reinterpret_cast<const float*>(ws);
       int8_t* q = reinterpret_cast<int8_t*>(out);
-      cpu::parallel_chunks(m, [&](int64_t b, int64_t len) {
-        epilogue_.activation_float(v + b, nullptr, silu, v + b, len);
-        // v[b + i] *= mult[(b + i) % channels]: the partial first pixel, whole pixels (a loop the
-        // compiler vectorises; the per-element wrap test kept it scalar), the partial last one.
-        float* w = v + b;
-        int64_t i = 0;
-        for (int64_t c = b % channels; c != 0 && i < len; ++i, c = c + 1 == channels ? 0 : c + 1) w[i] *= mult[c];
-        for (; i + channels <= len; i += channels)
-          for (int64_t k = 0; k < channels; ++k) w[i + k] *= mult[k];
-        for (int64_t k = 0; i < len; ++i, ++k) w[i] *= mult[k];
-        epilogue_.quantize(v + b, out_scale_, q + b, len);
+      cpu::parallel_chunks(m, [&](int64_t c0, int64_t len) {
+        epilogue_.activation_quantize(v + c0, nullptr, multiplier_ext_.data(), channels, c0, out_scale_, silu,
+                                      q + c0, len);
       });
     } else if (float_residual_int8_out_) {
       // The float path's arithmetic exactly (below: activation plus the float residual, this
-      // ISA's activation_float), then its reader's quantisation, chunk by chunk in the cache.
-      float* v = reinterpret_cast<float*>(ws);
+      // ISA's activation_float), then its reader's quantisation, in one pass.
+      const float* v = reinterpret_cast<const float*>(ws);
       const float* r = reinterpret_cast<const float*>(res);
       if (!residual_channels_last_) {
         std::byte* nhwc = ws + align64(dst_conv_.get_desc().get_size());
@@ -371,8 +389,7 @@ class CpuConvInt8 final : public CpuKernel {
       }
       int8_t* q = reinterpret_cast<int8_t*>(out);
       cpu::parallel_chunks(m, [&](int64_t c0, int64_t len) {
-        epilogue_.activation_float(v + c0, r + c0, silu, v + c0, len);
-        epilogue_.quantize(v + c0, out_scale_, q + c0, len);
+        epilogue_.activation_quantize(v + c0, r + c0, nullptr, channels, c0, out_scale_, silu, q + c0, len);
       });
     } else if (own_epilogue_ && int8_out_) {
       // The float path's arithmetic (below, then the next conv's quantisation), written as int8.
@@ -400,8 +417,94 @@ class CpuConvInt8 final : public CpuKernel {
     }
   }
 
+  // Row bands (cpu_kernel.h) for a 1x1 conv from int8 to channels-last float without residual
+  // (the Detect head): a primitive for kBandBytes of output rows, so that the decode reads them
+  // from the cache instead of a 6.5 MB output written to memory (yolov5n's 80x80 head).
+  void prepare_bands(const dnnl::convolution_forward::primitive_desc& pd, const dnnl::primitive_attr& pattr,
+                     const memory::desc& w_md, const memory::desc& bias_md, const Shape& xs,
+                     const Shape& ys) {
+    const ConvAttrs& a = attrs_;
+    const auto& win = a.window;
+    bool pointwise = xs.size() == 4 && a.group == 1;
+    for (size_t i = 0; i < win.strides.size() && pointwise; ++i)
+      pointwise =
+          win.strides[i] == 1 && win.dilations[i] == 1 && win.pads_begin[i] == 0 && win.pads_end[i] == 0;
+    if (!pointwise || !int8_in_ || int8_out_ || !channels_last_out_ || own_epilogue_ || a.has_residual ||
+        per_item_ || ys[2] != xs[2] || ys[3] != xs[3] || weights_q_.shape()[2] != 1 ||
+        weights_q_.shape()[3] != 1)
+      return;
+    constexpr int64_t kBandBytes = 768 << 10;
+    const int64_t h = ys[2], w = ys[3], row_bytes = w * ys[1] * 4;
+    int64_t rows = 0;
+    for (int64_t r = 1; r <= h; ++r)
+      if (h % r == 0 && r * row_bytes <= kBandBytes) rows = r;
+    if (rows == 0 || rows == h) return;
+    memory::desc src({1, xs[1], rows, w}, dt::s8, tag::nhwc), dst({1, ys[1], rows, w}, dt::f32, tag::nhwc);
+    dnnl::convolution_forward::desc d(dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct,
+                                      src, w_md, bias_md, dst, to_dims(win.strides), memory::dims(2, 0),
+                                      to_dims(win.pads_begin), to_dims(win.pads_end));
+    dnnl::convolution_forward::primitive_desc bpd(d, pattr, eng_);
+    if (bpd.src_desc() != src || bpd.dst_desc() != dst) return;
+    if (bpd.weights_desc() == pd.weights_desc()) {
+      band_w_ = w_conv_;
+    } else {
+      memory::desc w_user_md(to_dims(weights_q_.shape()), dt::s8, tag::oihw);
+      memory w_user(w_user_md, eng_, weights_q_.raw());
+      band_w_ = memory(bpd.weights_desc(), eng_);
+      dnnl::reorder(w_user, band_w_).execute(strm_, w_user, band_w_);
+      strm_.wait();
+    }
+    band_conv_ = dnnl::convolution_forward(bpd);
+    band_src_ = memory(src, eng_, DNNL_MEMORY_NONE);
+    band_dst_ = memory(dst, eng_, DNNL_MEMORY_NONE);
+    band_rows_ = rows;
+  }
+
+ public:
+  int64_t band_rows() const override { return band_rows_; }
+  Status run_band(std::span<const Tensor* const> inputs, float* band, int64_t r0) override {
+    try {
+      const int64_t w = attrs_.out_shape[3], cin = inputs[0]->shape()[1];
+      band_src_.set_data_handle(const_cast<int8_t*>(inputs[0]->data<int8_t>()) + r0 * w * cin);
+      band_dst_.set_data_handle(band);
+      band_conv_.execute(strm_, {{DNNL_ARG_SRC, band_src_},
+                                 {DNNL_ARG_WEIGHTS, band_w_},
+                                 {DNNL_ARG_BIAS, bias_},
+                                 {DNNL_ARG_DST, band_dst_}});
+      strm_.wait();
+    } catch (const dnnl::error& e) {
+      return internal_error(name_ + ": oneDNN INT8 band execution failed (" + e.what() + ")");
+    }
+    return Status::ok();
+  }
+
+ private:
+  // The stem kernel's rows, each through the epilogue the oneDNN path runs on its output (the
+  // same functions per element: the same integers).
+  void run_stem(const float* x, int8_t* q, int64_t m, int64_t images) {
+    const int64_t channels = attrs_.out_shape[1], per_image = m / images,
+                  row = per_image / attrs_.out_shape[2];
+    const bool silu = attrs_.activation == FusedActivation::kSilu;
+    const float* mult = attrs_.output_multiplier.empty() ? nullptr : multiplier_ext_.data();
+    for (int64_t image = 0; image < images; ++image) {
+      int8_t* qi = q + image * per_image;
+      stem_->run(x + image * 3 * image_pixels_, input_scale_, epilogue_, workspace_,
+                 [&](int64_t oy, const float* v) {
+                   if (mult)
+                     epilogue_.activation_quantize(v, nullptr, mult, channels, 0, out_scale_, silu,
+                                                   qi + oy * row, row);
+                   else
+                     epilogue_.requantize_activation(v, nullptr, 1.f, out_scale_, silu, qi + oy * row, row);
+                 });
+    }
+  }
+
   std::string name_;
   ConvAttrs attrs_;
+  std::optional<cpu::Int8Stem> stem_;
+  int64_t band_rows_ = 0;  // row bands (prepare_bands): rows per band, 0 without
+  dnnl::convolution_forward band_conv_;
+  memory band_src_, band_dst_, band_w_;  // the image stem on AVX512-VNNI (int8_stem.h)
   float input_scale_ = 0.f;
   bool per_item_ = false;  // see prepare_impl
   int64_t batch_ = 1;
@@ -417,6 +520,7 @@ class CpuConvInt8 final : public CpuKernel {
   cpu::Int8Epilogue epilogue_ = cpu::scalar_int8_epilogue();
   bool src_reordered_ = false;
   std::vector<float> weight_scales_;
+  std::vector<float> multiplier_ext_;  // the output multiplier, extended (see prepare_impl)
   Tensor weights_q_, bias_scaled_;
   size_t src_q_bytes_ = 0;
   std::byte* workspace_ = nullptr;

@@ -2,7 +2,9 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdlib>
 #include <cstring>
+#include <string>
 #include <unordered_map>
 
 #include "passes/passes.h"
@@ -112,6 +114,7 @@ Result<std::unique_ptr<CpuExecutor>> CpuExecutor::build(SpecializedGraph graph) 
     for (int id : s.input_ids)
       if (id >= 0) ex->consumers_[static_cast<size_t>(id)]++;
   ex->place_concats();
+  ex->fuse_bands();
   ex->plan_arena();
   return ex;
 }
@@ -181,6 +184,40 @@ void CpuExecutor::place_concats() {
   }
 }
 
+void CpuExecutor::fuse_bands() {
+  band_producer_.assign(steps_.size(), -1);
+  banded_.assign(steps_.size(), false);
+  const char* env = std::getenv("QYOLO_CPU_BANDS");
+  if (env && std::string(env) == "0") return;
+  std::vector<int> producer(value_names_.size(), -1);
+  for (size_t si = 0; si < steps_.size(); ++si)
+    for (int o : steps_[si].output_ids) producer[static_cast<size_t>(o)] = static_cast<int>(si);
+  size_t band_bytes = 0;
+  for (size_t sj = 0; sj < steps_.size(); ++sj) {
+    const Step& reader = steps_[sj];
+    if (!reader.kernel->reads_bands() || reader.input_ids.empty() || reader.input_ids[0] < 0) continue;
+    const int v = reader.input_ids[0];
+    const auto uv = static_cast<size_t>(v);
+    const int p = producer[uv];
+    if (p < 0 || elided_[static_cast<size_t>(p)] || consumers_[uv] != 1 || placed_[uv].base >= 0 ||
+        std::find(output_ids_.begin(), output_ids_.end(), v) != output_ids_.end())
+      continue;
+    const Step& prod = steps_[static_cast<size_t>(p)];
+    const int64_t rows = prod.kernel->band_rows();
+    const Shape& shape = value_descs_[uv].shape;
+    // Only an output much larger than the L2 would be written to memory and read back from it
+    // (yolov5n: the 80x80 head's 6.5 MB per image); smaller ones lose more to the bands' calls.
+    constexpr size_t kMinBytes = 4 << 20;
+    if (rows <= 0 || prod.output_ids.size() != 1 || shape.size() != 4 || shape[2] % rows != 0 ||
+        value_bytes(value_descs_[uv]) < kMinBytes)
+      continue;
+    band_producer_[sj] = p;
+    banded_[static_cast<size_t>(p)] = true;
+    band_bytes = std::max(band_bytes, static_cast<size_t>(rows * shape[1] * shape[3]) * sizeof(float));
+  }
+  if (band_bytes > 0) band_ = Tensor::uninitialized(DataType::kUInt8, {static_cast<int64_t>(band_bytes)});
+}
+
 void CpuExecutor::plan_arena() {
   const size_t n = value_names_.size();
   std::vector<int> root(n), first(n, -1), last(n, -1);
@@ -207,6 +244,9 @@ void CpuExecutor::plan_arena() {
     // step's outputs never share bytes with its inputs.
     for (int id : s.input_ids)
       if (id >= 0) last[static_cast<size_t>(root[static_cast<size_t>(id)])] = static_cast<int>(si);
+    if (band_producer_[si] >= 0)  // the banded producer's inputs are read here
+      for (int id : steps_[static_cast<size_t>(band_producer_[si])].input_ids)
+        if (id >= 0) last[static_cast<size_t>(root[static_cast<size_t>(id)])] = static_cast<int>(si);
     for (int o : s.output_ids)
       last[static_cast<size_t>(root[static_cast<size_t>(o)])] =
           std::max(last[static_cast<size_t>(root[static_cast<size_t>(o)])], static_cast<int>(si));
@@ -286,11 +326,20 @@ Status CpuExecutor::run(const std::map<std::string, Tensor>& inputs, std::map<st
                                  : Tensor::uninitialized(d.dtype, d.shape);
   };
 
-  std::vector<const Tensor*> in_ptrs;
+  std::vector<const Tensor*> in_ptrs, band_in_ptrs;
   std::vector<Tensor*> out_ptrs;
+  auto release_inputs = [&](const Step& step) {
+    for (int id : step.input_ids) {
+      if (id < 0) continue;
+      if (--remaining[static_cast<size_t>(id)] == 0 && !is_output[static_cast<size_t>(id)])
+        slots[static_cast<size_t>(id)] = Tensor();
+    }
+  };
+  const bool bands = !observer;  // an observer sees every value: no bands
   for (size_t si = 0; si < steps_.size(); ++si) {
     const Step& step = steps_[si];
     auto t0 = std::chrono::steady_clock::now();
+    if (bands && banded_[si]) continue;  // runs band by band in its reader's step
     in_ptrs.clear();
     out_ptrs.clear();
     for (int id : step.input_ids) in_ptrs.push_back(id >= 0 ? &slots[static_cast<size_t>(id)] : nullptr);
@@ -307,7 +356,22 @@ Status CpuExecutor::run(const std::map<std::string, Tensor>& inputs, std::map<st
       }
       out_ptrs.push_back(&slot);
     }
-    if (!elided_[si]) {
+    const int bp = band_producer_[si];
+    if (bands && bp >= 0) {
+      const Step& prod = steps_[static_cast<size_t>(bp)];
+      band_in_ptrs.clear();
+      for (int id : prod.input_ids)
+        band_in_ptrs.push_back(id >= 0 ? &slots[static_cast<size_t>(id)] : nullptr);
+      const Shape& shape = value_descs_[static_cast<size_t>(prod.output_ids[0])].shape;
+      const int64_t rows = prod.kernel->band_rows(), total = shape[0] * shape[2];
+      float* band = band_.data<float>();
+      for (int64_t r0 = 0; r0 < total; r0 += rows) {
+        Status st = prod.kernel->run_band(band_in_ptrs, band, r0);
+        if (st.is_ok()) st = step.kernel->run_band_reader(in_ptrs, band, r0, rows, out_ptrs);
+        if (!st.is_ok()) return st.with_context(g.source_path + ": " + step.node->describe());
+      }
+      release_inputs(prod);
+    } else if (!elided_[si]) {
       Status st = step.kernel->run(in_ptrs, out_ptrs);
       if (!st.is_ok()) return st.with_context(g.source_path + ": " + step.node->describe());
     }
@@ -326,11 +390,7 @@ Status CpuExecutor::run(const std::map<std::string, Tensor>& inputs, std::map<st
                  : p.base >= 0                                  ? compact_batches(v, p.batch_stride)
                                                                 : v);
       }
-    for (int id : step.input_ids) {
-      if (id < 0) continue;
-      if (--remaining[static_cast<size_t>(id)] == 0 && !is_output[static_cast<size_t>(id)])
-        slots[static_cast<size_t>(id)] = Tensor();
-    }
+    release_inputs(step);
   }
   outputs.clear();
   for (int id : output_ids_) outputs[value_names_[static_cast<size_t>(id)]] = slots[static_cast<size_t>(id)];

@@ -55,7 +55,12 @@ class CpuExecutor {
     size_t byte_offset = 0;
     int64_t batch_stride = 0;
   };
-  std::vector<Placement> placed_;      // per value
+  std::vector<Placement> placed_;  // per value
+  // Row bands (fuse_bands): band_producer_[reader step] = the step whose output it reads band by
+  // band (-1: none); that producer does not run on its own (banded_), unless observed.
+  std::vector<int> band_producer_;
+  std::vector<bool> banded_;
+  mutable Tensor band_;                // one band of output rows (scratch of run, as arena_)
   std::vector<bool> elided_;           // per step
   Tensor workspace_;                   // shared scratch of all kernels (see CpuKernel::workspace_bytes)
   Tensor arena_;                       // intermediate values (plan_arena)
@@ -69,6 +74,11 @@ class CpuExecutor {
   // its slice of the concat's output and the concat step is elided. In YOLOv5 the three decodes
   // write the detect output directly.
   void place_concats();
+  // A producer with row bands (CpuKernel::band_rows) whose output only one band reader reads
+  // (CpuKernel::reads_bands; the Detect head conv and its decode): without an observer the
+  // reader's step runs both, band by band, through band_ (the output stays in the cache).
+  // QYOLO_CPU_BANDS=0 turns it off (the tests compare the two).
+  void fuse_bands();
 };
 
 // Evaluates one node on constant inputs (constant folding). `outputs` carry the inferred descs.

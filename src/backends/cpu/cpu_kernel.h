@@ -32,9 +32,27 @@ class CpuKernel {
   // written `elements` after item n - 1 instead of right after it. Only where supported.
   virtual bool supports_output_batch_stride() const { return false; }
   virtual void set_output_batch_stride(int64_t elements) {}
+
+  // Row bands (CpuExecutor::fuse_bands): a kernel whose output 0 is a channels-last float
+  // [N, C, H, W] and which can compute any band of consecutive (n, h) rows alone returns the rows
+  // per band it prepared for (a divisor of H; 0: none), and run_band writes rows [r0, r0 + rows)
+  // into `band` (rows * W * C floats), reading its inputs whole.
+  virtual int64_t band_rows() const { return 0; }
+  virtual Status run_band(std::span<const Tensor* const> inputs, float* band, int64_t r0) {
+    return internal_error("run_band: not supported");
+  }
+  // A reader of such a producer's output (its input 0) that can take it band by band: consumes
+  // rows [r0, r0 + rows) from `band`; inputs[0] is not given.
+  virtual bool reads_bands() const { return false; }
+  virtual Status run_band_reader(std::span<const Tensor* const> inputs, const float* band, int64_t r0,
+                                 int64_t rows, std::span<Tensor* const> outputs) {
+    return internal_error("run_band_reader: not supported");
+  }
 };
 
-inline size_t align64(size_t n) { return (n + 63) / 64 * 64; }
+inline size_t align64(size_t n) {
+  return (n + 63) / 64 * 64;
+}
 
 // For a kernel used on its own (constant folding, tests, benchmarks): allocates its workspace and
 // hands it over; keep the returned tensor alive while the kernel runs.

@@ -64,6 +64,18 @@ void activation_float_scalar(const float* v, const float* r, bool silu, float* y
   }
 }
 
+// The reference sequence: activation_float, the multiplier, quantize (the same per element).
+void activation_quantize_scalar(const float* v, const float* r, const float* m_ext, int64_t channels,
+                                int64_t first, float s_y, bool silu, int8_t* q, int64_t n) {
+  int64_t c = first % channels;
+  for (int64_t i = 0; i < n; ++i, c = c + 1 == channels ? 0 : c + 1) {
+    float y;
+    activation_float_scalar(v + i, r ? r + i : nullptr, silu, &y, 1);
+    if (m_ext) y *= m_ext[c];
+    quantize_scalar(&y, s_y, q + i, 1);
+  }
+}
+
 #define QYOLO_AVX512 __attribute__((target("avx512f")))
 
 QYOLO_AVX512 inline __m512 round_nearest(__m512 t) {
@@ -80,6 +92,7 @@ QYOLO_AVX512 inline void store_int8(int8_t* q, __m512 rounded) {
   _mm_storeu_si128(reinterpret_cast<__m128i*>(q), to_int8(rounded));
 }
 
+// Used as 1 + poly_exp16(x) only (see the end).
 QYOLO_AVX512 inline __m512 poly_exp16(__m512 x) {
   x = _mm512_min_ps(_mm512_set1_ps(88.f), _mm512_max_ps(_mm512_set1_ps(-88.f), x));
   const __m512 n = _mm512_roundscale_ps(_mm512_fmadd_ps(x, _mm512_set1_ps(1.44269504f), _mm512_set1_ps(0.5f)),
@@ -93,8 +106,10 @@ QYOLO_AVX512 inline __m512 poly_exp16(__m512 x) {
   p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
   p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
   p = _mm512_fmadd_ps(_mm512_mul_ps(p, r), r, _mm512_add_ps(r, _mm512_set1_ps(1.f)));
-  const __m512i bits = _mm512_slli_epi32(_mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127)), 23);
-  return _mm512_mul_ps(p, _mm512_castsi512_ps(bits));
+  // p * 2^n by scalef (one instruction for the exponent bits' three): the same product for n >=
+  // -126; at n = -127 the exponent bits made 0 and scalef makes p 2^-127 (< 2^-126): both vanish
+  // in the callers' 1 + exp, so their floats do not change.
+  return _mm512_scalef_ps(p, n);
 }
 
 // x * (1 / s) is within 2 ulps of x / s (under 2e-5 for |x / s| < 128; beyond, both saturate):
@@ -212,15 +227,113 @@ QYOLO_AVX512 void activation_float_avx512(const float* v, const float* r, bool s
   activation_float_scalar(v + i, r ? r + i : nullptr, silu, y + i, n - i);
 }
 
+// activation_float_avx512, the multiplier and quantize_avx512 on 16 values in registers (the
+// same operations in the same order): the integers activation_quantize defines.
+QYOLO_AVX512 inline void activation_quantize16(const float* v, const float* r, const float* m, __m512 s,
+                                               __m512 inv, bool silu, int8_t* q) {
+  const __m512 one = _mm512_set1_ps(1.f), x = _mm512_loadu_ps(v);
+  __m512 y =
+      _mm512_div_ps(silu ? x : one, _mm512_add_ps(one, poly_exp16(_mm512_sub_ps(_mm512_setzero_ps(), x))));
+  if (r) y = _mm512_add_ps(y, _mm512_loadu_ps(r));
+  if (m) y = _mm512_mul_ps(y, _mm512_loadu_ps(m));
+  const __m512 t = _mm512_mul_ps(y, inv);
+  const __m512 rounded = round_nearest(t);
+  if (_mm512_cmp_ps_mask(_mm512_abs_ps(_mm512_sub_ps(t, rounded)), _mm512_set1_ps(0.5f - 1e-4f),
+                         _CMP_NLE_UQ)) {
+    store_int8(q, round_nearest(_mm512_div_ps(y, s)));  // next to a half-integer, or NaN
+  } else {
+    // No NaN or infinity here (their t - rounded is NaN): to_int8's clamps as a min before the
+    // conversion, and a saturating narrowing and a max after it.
+    const __m128i q8 =
+        _mm512_cvtsepi32_epi8(_mm512_cvtps_epi32(_mm512_min_ps(rounded, _mm512_set1_ps(127.f))));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(q), _mm_max_epi8(q8, _mm_set1_epi8(-127)));
+  }
+}
+
+// exp(-x) for the decision only: 2^z, z = -x log2(e), with a degree-4 polynomial for 2^f on
+// [-1/2, 1/2] (relative error 2.8e-6) where poly_exp16 runs Cody-Waite and Cephes' degree 6.
+QYOLO_AVX512 inline __m512 exp_neg_fast16(__m512 x) {
+  const __m512 z = _mm512_mul_ps(x, _mm512_set1_ps(-1.44269504f));
+  const __m512 n = round_nearest(z);
+  const __m512 f = _mm512_sub_ps(z, n);
+  __m512 p = _mm512_fmadd_ps(_mm512_set1_ps(0.00958284429f), f, _mm512_set1_ps(0.055906439f));
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(0.240240989f));
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(0.693124191f));
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.f));
+  return _mm512_scalef_ps(p, n);
+}
+
+// Without a residual: each 16 values are first decided with exp_neg_fast16. Over every float
+// x in (-87, 88] its act(x) = x / (1 + e) (or 1 / (1 + e)) is within 6.7e-6 of activation_float's,
+// relatively (checked exhaustively, docs/cpu-int8.md), and equal to it above 88; the multiplier
+// and 1 / s_y scale both alike (a few ulps more). So where t = y / s_y lies farther than
+// 2e-5 |t| + 3e-5 from a half-integer (3e-5: where quantize divides instead, x * (1 / s) and
+// x / s round alike beyond 2 ulps of a half-integer), or |t| > 128 (saturated either way), the
+// exact path's integer is round(t) clamped. Other vectors (also x <= -87, NaN, infinities) are
+// listed and recomputed exactly after the loop, so the loop does not branch on them.
+QYOLO_AVX512 void activation_quantize_avx512(const float* v, const float* r, const float* m_ext,
+                                             int64_t channels, int64_t first, float s_y, bool silu, int8_t* q,
+                                             int64_t n) {
+  const __m512 one = _mm512_set1_ps(1.f), s = _mm512_set1_ps(s_y), inv = _mm512_set1_ps(1.f / s_y);
+  int64_t c = first % channels, i = 0;
+  auto next_channel = [&] {  // c: a loop-carried address, so no division where avoidable
+    c += 16;
+    if (c >= channels) c = channels >= 16 ? c - channels : c % channels;
+  };
+  if (r) {  // the residual's sum is not bounded relatively: the exact path throughout
+    for (; i + 16 <= n; i += 16) {
+      activation_quantize16(v + i, r + i, m_ext ? m_ext + c : nullptr, s, inv, silu, q + i);
+      if (m_ext) next_channel();
+    }
+  } else {
+    const __m512 rel = _mm512_set1_ps(-2e-5f), edge = _mm512_set1_ps(0.5f - 3e-5f);
+    constexpr int kPending = 64;
+    int64_t pending[kPending];  // vectors to recompute exactly
+    int np = 0;
+    auto recompute = [&] {
+      for (int k = 0; k < np; ++k) {
+        const int64_t j = pending[k];
+        activation_quantize16(v + j, nullptr, m_ext ? m_ext + (first + j) % channels : nullptr, s, inv, silu,
+                              q + j);
+      }
+      np = 0;
+    };
+    for (; i + 16 <= n; i += 16) {
+      const __m512 x = _mm512_loadu_ps(v + i);
+      __m512 y = _mm512_div_ps(silu ? x : one, _mm512_add_ps(one, exp_neg_fast16(x)));
+      if (m_ext) {
+        y = _mm512_mul_ps(y, _mm512_loadu_ps(m_ext + c));
+        next_channel();
+      }
+      const __m512 t = _mm512_mul_ps(y, inv);
+      const __m512 rounded = round_nearest(t), at = _mm512_abs_ps(t);
+      const __mmask16 ok = (_mm512_cmp_ps_mask(_mm512_abs_ps(_mm512_sub_ps(t, rounded)),
+                                               _mm512_fmadd_ps(at, rel, edge), _CMP_LT_OQ) |
+                            _mm512_cmp_ps_mask(at, _mm512_set1_ps(128.f), _CMP_GT_OQ)) &
+                           _mm512_cmp_ps_mask(x, _mm512_set1_ps(-87.f), _CMP_GT_OQ);
+      const __m128i q8 =
+          _mm512_cvtsepi32_epi8(_mm512_cvtps_epi32(_mm512_min_ps(rounded, _mm512_set1_ps(127.f))));
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(q + i), _mm_max_epi8(q8, _mm_set1_epi8(-127)));
+      pending[np] = i;
+      np += ok != 0xFFFF;
+      if (np == kPending) recompute();
+    }
+    recompute();
+  }
+  activation_quantize_scalar(v + i, r ? r + i : nullptr, m_ext, channels, c, s_y, silu, q + i, n - i);
+}
+
 }  // namespace
 
 Int8Epilogue scalar_int8_epilogue() {
-  return {quantize_scalar, requantize_scalar, activation_float_scalar, quantize_3planes_scalar, "scalar"};
+  return {quantize_scalar,         requantize_scalar,          activation_float_scalar,
+          quantize_3planes_scalar, activation_quantize_scalar, "scalar"};
 }
 
 Int8Epilogue best_int8_epilogue() {
   if (__builtin_cpu_supports("avx512f"))
-    return {quantize_avx512, requantize_avx512, activation_float_avx512, quantize_3planes_avx512, "avx512"};
+    return {quantize_avx512,         requantize_avx512,          activation_float_avx512,
+            quantize_3planes_avx512, activation_quantize_avx512, "avx512"};
   return scalar_int8_epilogue();
 }
 

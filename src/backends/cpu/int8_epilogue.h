@@ -24,6 +24,12 @@ struct Int8Epilogue {
   // quantize of pixels [0, n) of three NCHW planes (x, x + plane, x + 2 * plane) written
   // channels-last, q[3 i + c]: an RGB image straight into the nhwc layout oneDNN's stem reads.
   void (*quantize_3planes)(const float* x, int64_t plane, float scale, int8_t* q, int64_t n);
+  // activation_float (r may be null), then y *= m[c] where m is given (channels-last, channel
+  // c = (first + i) % channels, m_ext[k] = m[k % channels] for k < channels + 16), then quantize:
+  // the three passes of a SiLU/sigmoid conv with an int8 output (equalised, or with a float
+  // residual) in one, each 16 values in registers, with the same integers as the three in turn.
+  void (*activation_quantize)(const float* v, const float* r, const float* m_ext, int64_t channels,
+                              int64_t first, float s_y, bool silu, int8_t* q, int64_t n);
   const char* isa;  // "avx512" or "scalar"
 };
 

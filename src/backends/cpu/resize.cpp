@@ -92,6 +92,9 @@ void nearest_gather(const std::vector<Taps>& taps, const Shape& in, const Shape&
   for (size_t d = r; d-- > 1;) in_strides[d - 1] = in_strides[d] * in[d];
   const int64_t inner = out[r - 1];
   const int64_t* last = taps[r - 1].index.data();
+  // The innermost dim not resized (channels-last: the channels): rows are plain copies.
+  bool last_identity = in[r - 1] == inner;
+  for (int64_t j = 0; j < inner && last_identity; ++j) last_identity = last[j] == j;
   int64_t rows = 1;
   for (size_t d = 0; d + 1 < r; ++d) rows *= out[d];
 #pragma omp parallel for schedule(static) if (rows * inner > (1 << 15))
@@ -103,7 +106,10 @@ void nearest_gather(const std::vector<Taps>& taps, const Shape& in, const Shape&
     }
     const T* s = x + off;
     T* o = y + row * inner;
-    for (int64_t j = 0; j < inner; ++j) o[j] = s[last[j]];
+    if (last_identity)
+      std::memcpy(o, s, static_cast<size_t>(inner) * sizeof(T));
+    else
+      for (int64_t j = 0; j < inner; ++j) o[j] = s[last[j]];
   }
 }
 

@@ -60,9 +60,9 @@ QYOLO_AVX512 inline __m512 exp_poly16(__m512 x) {
   p = _mm512_add_ps(_mm512_mul_ps(p, r), _mm512_set1_ps(5.0000001201e-1f));
   const __m512 y =
       _mm512_add_ps(_mm512_add_ps(_mm512_mul_ps(_mm512_mul_ps(p, r), r), r), _mm512_set1_ps(1.f));
-  const __m512i bits =
-      _mm512_slli_epi32(_mm512_add_epi32(_mm512_cvttps_epi32(n), _mm512_set1_epi32(127)), 23);
-  return _mm512_mul_ps(y, _mm512_castsi512_ps(bits));
+  // y * 2^n: scalef in one instruction where exp_poly builds 2^n in the exponent bits (n in
+  // [-126, 127] here, so 2^n is exact either way and the product rounds alike).
+  return _mm512_scalef_ps(y, n);
 }
 
 QYOLO_AVX512 inline __m512 sigmoid16(__m512 x) {
@@ -113,7 +113,8 @@ class CpuYoloDecode final : public CpuKernel {
     const Tensor g32 = cpu::to_float32(*inputs[1]);
     const Tensor ag32 = cpu::to_float32(*inputs[2]);
     if (channels_last_)
-      run_channels_last(x32.data<float>(), g32.data<float>(), ag32.data<float>(), outputs[0]->data<float>());
+      run_channels_last(x32.data<float>(), g32.data<float>(), ag32.data<float>(), outputs[0]->data<float>(),
+                        0, a_.n * a_.h);
     else
       run_nchw(x32.data<float>(), g32.data<float>(), ag32.data<float>(), outputs[0]->data<float>());
     return Status::ok();
@@ -130,15 +131,16 @@ class CpuYoloDecode final : public CpuKernel {
     }
   }
 
-  void run_channels_last(const float* x, const float* grid, const float* anchor, float* y) const {
+  // Input rows (n, h) [r0, r1); one row: W pixels of A*C channels, row r at x + (r - r0) * W * A * C.
+  void run_channels_last(const float* x, const float* grid, const float* anchor, float* y, int64_t r0,
+                         int64_t r1) const {
     const int64_t A = a_.num_anchors, C = a_.channels, H = a_.h, W = a_.w;
-    const int64_t rows = a_.n * H;  // one (n, h) input row: W pixels of A*C channels
     const int64_t stride = out_batch_stride_;
-#pragma omp parallel for schedule(static) if (rows * W * A * C > (1 << 15))
-    for (int64_t r = 0; r < rows; ++r) {
+#pragma omp parallel for schedule(static) if ((r1 - r0) * W * A * C > (1 << 15))
+    for (int64_t r = r0; r < r1; ++r) {
       const int64_t n = r / H, h = r % H;
       for (int64_t w = 0; w < W; ++w) {
-        const float* xp = x + (r * W + w) * A * C;
+        const float* xp = x + ((r - r0) * W + w) * A * C;
         for (int64_t a = 0; a < A; ++a) {
           const int64_t cell = (a * H + h) * W + w;  // (a, h, w) of the output and the grids
           float* yp = y + n * stride + cell * C;
@@ -149,6 +151,20 @@ class CpuYoloDecode final : public CpuKernel {
     }
   }
 
+  // Band by band (cpu_kernel.h): rows [r0, r0 + rows) of the channels-last input from `band`.
+ public:
+  bool reads_bands() const override {
+    return channels_last_;
+  }
+  Status run_band_reader(std::span<const Tensor* const> inputs, const float* band, int64_t r0, int64_t rows,
+                         std::span<Tensor* const> outputs) override {
+    const Tensor g32 = cpu::to_float32(*inputs[1]);
+    const Tensor ag32 = cpu::to_float32(*inputs[2]);
+    run_channels_last(band, g32.data<float>(), ag32.data<float>(), outputs[0]->data<float>(), r0, r0 + rows);
+    return Status::ok();
+  }
+
+ private:
   void run_nchw(const float* x, const float* grid, const float* anchor, float* y) const {
     const int64_t A = a_.num_anchors, C = a_.channels, H = a_.h, W = a_.w;
     const int64_t rows = a_.n * A * H;  // one (n, a, h) row: W*C outputs
