@@ -20,10 +20,12 @@ class OnnxBuilder {
   void input(const std::string& name, const std::vector<int64_t>& dims, int elem = onnx::TensorProto::FLOAT) {
     value_info(model_.mutable_graph()->add_input(), name, dims, elem);
   }
-  void output(const std::string& name, const std::vector<int64_t>& dims = {}, int elem = onnx::TensorProto::FLOAT) {
+  void output(const std::string& name, const std::vector<int64_t>& dims = {},
+              int elem = onnx::TensorProto::FLOAT) {
     value_info(model_.mutable_graph()->add_output(), name, dims, elem);
   }
-  void initializer(const std::string& name, const std::vector<int64_t>& dims, const std::vector<float>& values) {
+  void initializer(const std::string& name, const std::vector<int64_t>& dims,
+                   const std::vector<float>& values) {
     auto* t = model_.mutable_graph()->add_initializer();
     t->set_name(name);
     t->set_data_type(onnx::TensorProto::FLOAT);
@@ -38,8 +40,8 @@ class OnnxBuilder {
     t->add_dims(static_cast<int64_t>(values.size()));
     for (int64_t v : values) t->add_int64_data(v);
   }
-  onnx::NodeProto* node(const std::string& op, const std::vector<std::string>& in, const std::vector<std::string>& out,
-                        const std::string& name = "") {
+  onnx::NodeProto* node(const std::string& op, const std::vector<std::string>& in,
+                        const std::vector<std::string>& out, const std::string& name = "") {
     auto* n = model_.mutable_graph()->add_node();
     n->set_op_type(op);
     n->set_name(name.empty() ? op + std::to_string(model_.graph().node_size()) : name);
@@ -57,15 +59,18 @@ class OnnxBuilder {
   onnx::ModelProto& model() { return model_; }
 
  private:
-  static void value_info(onnx::ValueInfoProto* v, const std::string& name, const std::vector<int64_t>& dims, int elem) {
+  static void value_info(onnx::ValueInfoProto* v, const std::string& name, const std::vector<int64_t>& dims,
+                         int elem) {
     v->set_name(name);
     auto* tt = v->mutable_type()->mutable_tensor_type();
     tt->set_elem_type(elem);
     auto* shape = tt->mutable_shape();
     for (auto d : dims) {
       auto* dim = shape->add_dim();
-      if (d >= 0) dim->set_dim_value(d);
-      else dim->set_dim_param("d" + std::to_string(shape->dim_size()));
+      if (d >= 0)
+        dim->set_dim_value(d);
+      else
+        dim->set_dim_param("d" + std::to_string(shape->dim_size()));
     }
   }
   onnx::ModelProto model_;

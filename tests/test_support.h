@@ -2,7 +2,6 @@
 #pragma once
 
 #include <gtest/gtest.h>
-
 #include <unistd.h>
 
 #include <cstdlib>
@@ -66,9 +65,9 @@ inline std::vector<float> uniform_values(size_t n, unsigned seed, float lo, floa
 }  // namespace qyolo::testing
 
 // Skips the test with a clear message when a shared file is absent.
-#define QYOLO_REQUIRE_SHARED(relpath)                                                      \
-  do {                                                                                     \
-    if (!std::filesystem::exists(::qyolo::testing::shared_dir() / (relpath)))              \
+#define QYOLO_REQUIRE_SHARED(relpath)                                                        \
+  do {                                                                                       \
+    if (!std::filesystem::exists(::qyolo::testing::shared_dir() / (relpath)))                \
       GTEST_SKIP() << "shared data absent: " << (::qyolo::testing::shared_dir() / (relpath)) \
-                   << " (set QYOLO_SHARED)";                                               \
+                   << " (set QYOLO_SHARED)";                                                 \
   } while (0)

@@ -24,10 +24,10 @@
 
 namespace fs = std::filesystem;
 using namespace qyolo;
-using qyolo::testing::run_cli;
-using qyolo::testing::Yolo11Options;
 using qyolo::testing::rows;
+using qyolo::testing::run_cli;
 using qyolo::testing::snr_db;
+using qyolo::testing::Yolo11Options;
 
 namespace {
 
@@ -90,7 +90,6 @@ double max_abs(const std::vector<float>& v) {
   return m;
 }
 
-
 // INT8 (min-max, per-tensor activations, per-channel weights) against FP32 on output0, in dB.
 // Measured (8 coco128 images, held-out multiscale images 0 and 2 and bus.jpg): box w/h 29.0-29.3,
 // scores 14.3-16.8 (equalised cache: 30.1-30.9 and 17.1-18.4). Why that level: `qyolo compare
@@ -102,7 +101,6 @@ double max_abs(const std::vector<float>& v) {
 // (scores) and 4 dB (boxes) below the worst measure; an INT8 op with a wrong layout or
 // requantisation gives errors of the signal's own size (~0 dB).
 constexpr double kBoxSnrDb = 25, kScoreSnrDb = 12;
-
 
 // FP32 against ONNX Runtime, output0 and the internals, at the opsets whose exports differ: 12 (Split
 // attribute, DFL Softmax written as Transpose/Softmax/Transpose, Resize with an roi tensor), 13 and
