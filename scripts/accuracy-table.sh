@@ -6,7 +6,7 @@
 # `qyolo calibrate` writes beside each cache as CACHE.equalize) and the budgeted mixed-precision engine.
 #   scripts/accuracy-table.sh [path/to/qyolo]
 # Environment: MODELS (default "yolov5n yolov5s"), BUDGET (proxy points, default 5), VAL500 = the
-# val500 rows to run (default "fp32 default budget"; "" runs none: proxy columns only), OUT_DIR
+# val500 rows to run (default "fp32 default default128 budget"; "" runs none: proxy columns only), OUT_DIR
 # (default out/accuracy), REUSE=1 keeps any step whose log in OUT_DIR already ends well (a table
 # assembled from runs made one at a time with these same commands); RUN=0 runs nothing and marks
 # the rows whose logs are missing "not run".
@@ -17,7 +17,7 @@ SHARED=${QYOLO_SHARED:-../shared}
 OUT=${OUT_DIR:-out/accuracy}
 MODELS=${MODELS:-yolov5n yolov5s}
 BUDGET=${BUDGET:-5}
-VAL500=${VAL500-fp32 default budget}
+VAL500=${VAL500-fp32 default default128 budget}
 REUSE=${REUSE:-0}
 RUN=${RUN:-1}
 DEFAULT_ALGO=mse  # qyolo calibrate's default (tools/cmd_calibrate.cpp), chosen on the proxy
@@ -80,6 +80,11 @@ for m in $MODELS; do
     fi
     echo "$m $algo proxy $p"
   done
+  # What a user runs: the defaults on all 128 images (nothing held out, so no proxy): reported once.
+  step "$OUT/$m.default128.calib.log" '^wrote' "$Q" calibrate --model "$model" --calib "$CALIB" --num 128 \
+    --cache "$OUT/$m.default128.cache"
+  d128_s=$(awk '/^wrote .*tensors/ {print $(NF-1); exit}' "$OUT/$m.default128.calib.log")
+  rows+=("| $m INT8 default on all 128 coco128 images (qyolo calibrate with no options) | ${d128_s} s | (no held-out images) | $(val500 default128 "$OUT/$m.default128.val500.log" --model "$model" --int8 --cache "$OUT/$m.default128.cache") |")
   engine="$OUT/$m.budget$BUDGET.qengine"
   step "$OUT/$m.budget.log" '^wrote' "$Q" build --model "$model" --int8 --cache "$OUT/$m.$DEFAULT_ALGO.cache" \
     --accuracy-budget "$BUDGET" --calib "$CALIB" --holdout 32 --sensitivity-images 4 -o "$engine" || true
@@ -107,6 +112,7 @@ done
   echo "MODEL --skip 96\`; FP32 scores 1.0 by construction). The default calibrator and the mixed-precision"
   echo "plans are picked on the proxy; val500 (500 val2017 images) is then evaluated once for the FP32, the"
   echo "default-INT8 and the budgeted rows (square 640 letterbox, conf 0.001, IoU 0.65, max 300, multi-label)."
+  echo "The \"default on all 128\" row is what a user gets: \`qyolo calibrate\` with no options on all of coco128."
   echo
   echo "INT8 = every Conv in int8 (per-tensor activation scale from the cache, per-channel weights, int32"
   echo "accumulation); other ops in float (src/quant/quantize_graph.h). **Default INT8** = what \`qyolo calibrate\`"
