@@ -18,6 +18,7 @@ mkdir -p "$OUT"
 mapfile -t all < <(ls "$IMAGES" | sort)
 n=${#all[@]}
 fold_size=$(( (n + 3) / 4 ))
+calib_n=$((n - fold_size))  # every fold calibrates on the other images
 for k in 0 1 2 3; do  # fold k: images [k * size, (k + 1) * size) held out
   rm -rf "$OUT/fold$k" && mkdir -p "$OUT/fold$k/calib" "$OUT/fold$k/holdout/images"
   for i in "${!all[@]}"; do
@@ -31,7 +32,7 @@ for m in $MODELS; do
   declare -A sum=()
   for k in 0 1 2 3; do
     d="$OUT/fold$k"
-    "$Q" calibrate --model "$model" --calib "$d/calib" --num $((n - fold_size)) --algo minmax,entropy,percentile,mse \
+    "$Q" calibrate --model "$model" --calib "$d/calib" --num "$calib_n" --algo minmax,entropy,percentile,mse \
       --cache "$d/$m.{algo}.cache" > "$d/$m.calib.log" 2>&1 || { echo "calibration failed: $d/$m.calib.log"; exit 1; }
     line="$m fold $k:"
     for a in $ALGOS; do
