@@ -3,7 +3,9 @@
 # folds of 32 images (by file name); per fold the other 96 calibrate (one pass, every calibrator,
 # with equalisation as `qyolo calibrate` does by default) and the fold scores each cache by the
 # proxy of docs/accuracy.md (agreement mAP50-95 with FP32's own detections as labels). Prints each
-# calibrator's proxy per fold and the mean. Calibration-side data only: val500 is not read.
+# calibrator's proxy per fold and the mean. Calibration-side data only: val500 is not read, unless
+# VAL500=1, which afterwards reports (chooses nothing) the val500 mAP50-95 of the default calibrator's
+# cache of every fold: how much the calibration sample alone moves the result.
 #   scripts/proxy-folds.sh [path/to/qyolo]      (MODELS, default "yolov5n yolov5s"; OUT_DIR, default out/proxy-folds)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -49,3 +51,14 @@ for m in $MODELS; do
   echo "$line"
   unset sum
 done
+if [ "${VAL500:-0}" = 1 ]; then
+  for m in $MODELS; do
+    line="$m val500 of the default (mse) cache per fold:"
+    for k in 0 1 2 3; do
+      "$Q" eval --model "$SHARED/models/$m.onnx" --int8 --cache "$OUT/fold$k/$m.mse.cache" --data "$SHARED/data/val500" \
+        -q > "$OUT/fold$k/$m.mse.val500.log" 2>&1 || { echo "val500 failed: $OUT/fold$k/$m.mse.val500.log"; exit 1; }
+      line="$line $(awk '/^mAP50-95/ {print $2}' "$OUT/fold$k/$m.mse.val500.log")"
+    done
+    echo "$line"
+  done
+fi
