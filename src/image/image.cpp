@@ -303,7 +303,8 @@ Status save_jpeg(const std::string& path, const Image& image, int quality) {
     tjFree(jpeg);
     return internal_error("save_jpeg '" + path + "': encode failed: " + msg);
   }
-  Status st = write_file_atomically(path, std::string_view(reinterpret_cast<const char*>(jpeg), jpeg_size), "image");
+  const std::string_view bytes(reinterpret_cast<const char*>(jpeg), jpeg_size);
+  Status st = write_file_atomically(path, bytes, "image");
   tjFree(jpeg);
   return st;
 }
@@ -333,7 +334,8 @@ Status save_png(const std::string& path, const Image& image) {
     return internal_error("save_png '" + path + "': encode failed: " + msg);
   }
   png_image_free(&pi);
-  return write_file_atomically(path, std::string_view(reinterpret_cast<const char*>(buf.data()), size), "image");
+  return write_file_atomically(path, std::string_view(reinterpret_cast<const char*>(buf.data()), size),
+                               "image");
 }
 
 }  // namespace qyolo

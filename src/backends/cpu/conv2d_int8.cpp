@@ -501,10 +501,10 @@ class CpuConvInt8 final : public CpuKernel {
 
   std::string name_;
   ConvAttrs attrs_;
-  std::optional<cpu::Int8Stem> stem_;
-  int64_t band_rows_ = 0;  // row bands (prepare_bands): rows per band, 0 without
+  std::optional<cpu::Int8Stem> stem_;  // the image stem on AVX512-VNNI (int8_stem.h)
+  int64_t band_rows_ = 0;               // row bands (prepare_bands): rows per band, 0 without
   dnnl::convolution_forward band_conv_;
-  memory band_src_, band_dst_, band_w_;  // the image stem on AVX512-VNNI (int8_stem.h)
+  memory band_src_, band_dst_, band_w_;
   float input_scale_ = 0.f;
   bool per_item_ = false;  // see prepare_impl
   int64_t batch_ = 1;
