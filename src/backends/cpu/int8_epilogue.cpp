@@ -263,6 +263,16 @@ QYOLO_AVX512 inline __m512 exp_neg_fast16(__m512 x) {
   return _mm512_scalef_ps(p, n);
 }
 
+// The listed vectors (offsets into v) by the exact sequence. A function of its own, not a lambda:
+// a lambda is not compiled for AVX-512 (clang refuses to pass it __m512 values).
+QYOLO_AVX512 void recompute_exactly(const int64_t* pending, int np, const float* v, const float* m_ext,
+                                    int64_t channels, int64_t first, __m512 s, __m512 inv, bool silu, int8_t* q) {
+  for (int k = 0; k < np; ++k) {
+    const int64_t j = pending[k];
+    activation_quantize16(v + j, nullptr, m_ext ? m_ext + (first + j) % channels : nullptr, s, inv, silu, q + j);
+  }
+}
+
 // Without a residual: each 16 values are first decided with exp_neg_fast16. Over every float
 // x in (-87, 88] its act(x) = x / (1 + e) (or 1 / (1 + e)) is within 6.7e-6 of activation_float's,
 // relatively (checked exhaustively, docs/cpu-int8.md), and equal to it above 88; the multiplier
@@ -290,14 +300,6 @@ QYOLO_AVX512 void activation_quantize_avx512(const float* v, const float* r, con
     constexpr int kPending = 64;
     int64_t pending[kPending];  // vectors to recompute exactly
     int np = 0;
-    auto recompute = [&] {
-      for (int k = 0; k < np; ++k) {
-        const int64_t j = pending[k];
-        activation_quantize16(v + j, nullptr, m_ext ? m_ext + (first + j) % channels : nullptr, s, inv, silu,
-                              q + j);
-      }
-      np = 0;
-    };
     for (; i + 16 <= n; i += 16) {
       const __m512 x = _mm512_loadu_ps(v + i);
       __m512 y = _mm512_div_ps(silu ? x : one, _mm512_add_ps(one, exp_neg_fast16(x)));
@@ -316,9 +318,12 @@ QYOLO_AVX512 void activation_quantize_avx512(const float* v, const float* r, con
       _mm_storeu_si128(reinterpret_cast<__m128i*>(q + i), _mm_max_epi8(q8, _mm_set1_epi8(-127)));
       pending[np] = i;
       np += ok != 0xFFFF;
-      if (np == kPending) recompute();
+      if (np == kPending) {
+        recompute_exactly(pending, np, v, m_ext, channels, first, s, inv, silu, q);
+        np = 0;
+      }
     }
-    recompute();
+    recompute_exactly(pending, np, v, m_ext, channels, first, s, inv, silu, q);
   }
   activation_quantize_scalar(v + i, r ? r + i : nullptr, m_ext, channels, c, s_y, silu, q + i, n - i);
 }
