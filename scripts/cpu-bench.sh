@@ -101,7 +101,7 @@ if [ "$CPU_TIME" = 1 ]; then  # the same table, in CPU time
   ort_median() { ort_cpu_ms "$@"; }
 fi
 
-echo "machine: $(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1), $(nproc --all) cores, threads $THREADS"
+echo "machine: $(sed -n 's/^model name\s*: //p' /proc/cpuinfo | awk 'NR == 1'), $(nproc --all) cores, threads $THREADS"
 flags=$(grep -m1 '^flags' /proc/cpuinfo)
 isa=""
 for f in avx2 avx512f avx512_vnni avx512_bf16 amx_tile amx_int8 amx_bf16; do
@@ -110,7 +110,7 @@ done
 echo "cpu flags:$isa"
 first=${MODELS%% *}
 onednn_isa=$(ONEDNN_VERBOSE=1 "$QYOLO" bench --model "$(model_file "$first")" --shapes images:1x3x64x64 \
-  --warmup 0 --iterations 1 2>&1 | sed -n 's/.*isa:\([^,]*\).*/\1/p' | head -1)
+  --warmup 0 --iterations 1 2>&1 | sed -n 's/.*isa:\([^,]*\).*/\1/p' | awk 'NR == 1')
 echo "oneDNN dispatches to: ${onednn_isa:-unknown}"
 echo "load: $(uptime | sed 's/.*load average/load average/')"
 

@@ -18,8 +18,9 @@ if [ -d "$shared" ]; then
     [ -f "$shared/models/$m" ] && cp "$shared/models/$m" "$out/onnx/shared-$m"
   done
   for f in "$shared"/data/samples/*.jpg; do [ -f "$f" ] && cp "$f" "$out/image/shared-$(basename "$f")"; done
-  # the six smallest coco128 images (small inputs keep the fuzzer fast)
-  find "$shared/data/coco128" -name '*.jpg' -printf '%s %p\n' 2>/dev/null | sort -n | head -n 6 |
+  # the six smallest coco128 images (small inputs keep the fuzzer fast). awk, not head: head exits
+  # after six lines and, under pipefail, sort's SIGPIPE (exit 141) would fail the script.
+  find "$shared/data/coco128" -name '*.jpg' -printf '%s %p\n' 2>/dev/null | sort -n | awk 'NR <= 6' |
     while read -r _ f; do cp "$f" "$out/image/coco128-$(basename "$f")"; done
 else
   echo "make-fuzz-seeds: $shared absent, generated seeds only" >&2
