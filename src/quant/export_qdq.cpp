@@ -4,6 +4,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <set>
 #include <sstream>
 
@@ -15,17 +16,20 @@ namespace qyolo {
 
 namespace {
 
-onnx::TensorProto make_scalar(const std::string& name, int32_t type, float f, int8_t i) {
+onnx::TensorProto make_scalar(const std::string& name, int32_t type, float f, int32_t i) {
   onnx::TensorProto t;
   t.set_name(name);
   t.set_data_type(type);
-  if (type == onnx::TensorProto::FLOAT) t.add_float_data(f);
-  else t.add_int32_data(i);
+  if (type == onnx::TensorProto::FLOAT)
+    t.add_float_data(f);
+  else
+    t.add_int32_data(i);
   return t;
 }
 
 // Reads an int64 list attribute, removes it and returns it as an initializer input (opset 13 form).
-void attr_to_input(onnx::GraphProto* g, onnx::NodeProto* n, const std::string& attr, const std::string& init_name) {
+void attr_to_input(onnx::GraphProto* g, onnx::NodeProto* n, const std::string& attr,
+                   const std::string& init_name) {
   for (int i = 0; i < n->attribute_size(); ++i) {
     if (n->attribute(i).name() != attr) continue;
     onnx::TensorProto t;
@@ -35,8 +39,10 @@ void attr_to_input(onnx::GraphProto* g, onnx::NodeProto* n, const std::string& a
     for (auto v : n->attribute(i).ints()) t.add_int64_data(v);
     *g->add_initializer() = t;
     n->mutable_attribute()->DeleteSubrange(i, 1);
-    if (n->input_size() < 2) n->add_input(init_name);
-    else n->set_input(1, init_name);
+    if (n->input_size() < 2)
+      n->add_input(init_name);
+    else
+      n->set_input(1, init_name);
     return;
   }
 }
@@ -50,10 +56,13 @@ Status upgrade_to_opset13(onnx::ModelProto& m) {
   for (int i = 0; i < g->node_size(); ++i) {
     auto* n = g->mutable_node(i);
     const std::string base = n->name().empty() ? n->op_type() + std::to_string(i) : n->name();
-    if (n->op_type() == "Split") attr_to_input(g, n, "split", base + "/qyolo_split");
-    else if (n->op_type() == "Squeeze" || n->op_type() == "Unsqueeze") attr_to_input(g, n, "axes", base + "/qyolo_axes");
+    if (n->op_type() == "Split")
+      attr_to_input(g, n, "split", base + "/qyolo_split");
+    else if (n->op_type() == "Squeeze" || n->op_type() == "Unsqueeze")
+      attr_to_input(g, n, "axes", base + "/qyolo_axes");
     else if (n->op_type() == "ReduceSum" || n->op_type() == "Upsample" || n->op_type() == "Scatter")
-      return unsupported("export-qdq: cannot upgrade op " + n->op_type() + " ('" + n->name() + "') to opset 13");
+      return unsupported("export-qdq: cannot upgrade op " + n->op_type() + " ('" + n->name() +
+                         "') to opset 13");
   }
   for (auto& op : *m.mutable_opset_import())
     if (op.domain().empty() || op.domain() == "ai.onnx") op.set_version(13);
@@ -62,8 +71,11 @@ Status upgrade_to_opset13(onnx::ModelProto& m) {
 
 }  // namespace
 
+// The minimum of x * sigmoid(x) (at x = -1.27846), rounded away from zero (as the precision plan's).
+constexpr double kSiluMin = -0.27846454;
+
 Status export_qdq(const std::string& onnx_path, const std::map<std::string, float>& scales,
-                  const std::string& out_path, QdqExportReport* report) {
+                  const std::string& out_path, QdqExportReport* report, const QdqExportOptions& options) {
   std::ifstream f(onnx_path, std::ios::binary);
   if (!f) return not_found("ONNX file '" + onnx_path + "' cannot be opened");
   std::stringstream ss;
@@ -79,6 +91,54 @@ Status export_qdq(const std::string& onnx_path, const std::map<std::string, floa
   std::map<std::string, std::string> producer_op;
   for (const auto& n : g->node())
     for (const auto& o : n.output()) producer_op[o] = n.op_type();
+  // Lower bounds by construction (QdqExportOptions), in the graph's (topological) order: SiLU as
+  // PyTorch exports it, Mul(x, Sigmoid(x)) in either operand order, and what keeps or combines them.
+  std::map<std::string, double> lower_bound;
+  {
+    std::map<std::string, std::string> sigmoid_input;  // Sigmoid output -> its input
+    auto bound = [&](const std::string& v) -> std::optional<double> {
+      auto it = lower_bound.find(v);
+      return it == lower_bound.end() ? std::nullopt : std::optional<double>(it->second);
+    };
+    auto attr_str = [](const onnx::NodeProto& n, const std::string& key, const std::string& dflt) {
+      for (const auto& a : n.attribute())
+        if (a.name() == key) return a.s();
+      return dflt;
+    };
+    for (const auto& n : g->node()) {
+      if (n.output_size() < 1 || n.input_size() < 1) continue;
+      const std::string& op = n.op_type();
+      std::optional<double> b;
+      if (op == "Sigmoid") {
+        sigmoid_input[n.output(0)] = n.input(0);
+        b = 0.0;
+      } else if (op == "Relu") {
+        b = 0.0;
+      } else if (op == "Mul" && n.input_size() == 2) {
+        for (int i = 0; i < 2; ++i)
+          if (auto it = sigmoid_input.find(n.input(i));
+              it != sigmoid_input.end() && it->second == n.input(1 - i))
+            b = kSiluMin;
+      } else if (op == "MaxPool" || op == "Identity" || op == "Reshape" ||
+                 ((op == "Resize" || op == "Upsample") && attr_str(n, "mode", "nearest") == "nearest")) {
+        b = bound(n.input(0));
+      } else if (op == "Concat") {
+        b = 0.0;
+        for (const auto& in : n.input()) {
+          const auto r = bound(in);
+          if (!r) {
+            b.reset();
+            break;
+          }
+          b = std::min(*b, *r);
+        }
+      } else if (op == "Add" && n.input_size() == 2) {
+        const auto x = bound(n.input(0)), y = bound(n.input(1));
+        if (x && y) b = *x + *y;
+      }
+      if (b) lower_bound[n.output(0)] = *b;
+    }
+  }
 
   std::vector<onnx::NodeProto> new_nodes;
   std::map<std::string, std::string> dq_of;  // activation -> its DequantizeLinear output
@@ -87,8 +147,18 @@ Status export_qdq(const std::string& onnx_path, const std::map<std::string, floa
     auto s = scales.find(x);
     if (s == scales.end() || !(s->second > 0.f)) return "";
     std::string sn = x + "/qyolo_scale", zn = x + "/qyolo_zero_point";
-    *g->add_initializer() = make_scalar(sn, onnx::TensorProto::FLOAT, s->second, 0);
-    *g->add_initializer() = make_scalar(zn, onnx::TensorProto::INT8, 0.f, 0);
+    float scale = 0.f;
+    int32_t zp = 0;  // int8 zero point of the engine's grid; uint8 stores zp + 128
+    auto lo = lower_bound.find(x);
+    if (options.asymmetric_activations && lo != lower_bound.end() &&
+        asymmetric_grid(lo->second, amax_from_scale(s->second), &scale, &zp)) {
+      *g->add_initializer() = make_scalar(sn, onnx::TensorProto::FLOAT, scale, 0);
+      *g->add_initializer() = make_scalar(zn, onnx::TensorProto::UINT8, 0.f, zp + 128);
+      rep.asymmetric_activations++;
+    } else {
+      *g->add_initializer() = make_scalar(sn, onnx::TensorProto::FLOAT, s->second, 0);
+      *g->add_initializer() = make_scalar(zn, onnx::TensorProto::INT8, 0.f, 0);
+    }
     onnx::NodeProto q, dq;
     q.set_op_type("QuantizeLinear");
     q.set_name(x + "/QuantizeLinear");
@@ -148,7 +218,8 @@ Status export_qdq(const std::string& onnx_path, const std::map<std::string, floa
           float sc = scale_from_amax(amax);
           s.add_float_data(sc);
           z.add_int32_data(0);
-          for (int64_t j = 0; j < per; ++j) raw[c * per + j] = static_cast<char>(quantize_int8(values[c * per + j], sc));
+          for (int64_t j = 0; j < per; ++j)
+            raw[c * per + j] = static_cast<char>(quantize_int8(values[c * per + j], sc));
         }
         q.set_raw_data(raw);
         *g->add_initializer() = q;

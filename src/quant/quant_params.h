@@ -4,6 +4,12 @@
 //   Activations calibrated TensorRT-style use q in [-127, 127] (never -128), so
 //   scale = amax / 127, where amax is the calibrated threshold on |x|.
 //   Quantization rounds to nearest, ties to even (TensorRT, ONNX QuantizeLinear, torch.round).
+//
+//   Asymmetric int8 (CPU INT8 engines with asymmetric activations, src/quant/precision_plan_pass.h):
+//   real = scale * (q - zero_point), q in [-128, 127], for a tensor known to lie in [lo, threshold]
+//   with lo > -threshold (a SiLU output: lo = -0.2785): scale = (threshold - lo) / 255 and lo maps
+//   to -128. The grid spends no codes below lo, so the step is up to half the symmetric one.
+//   Weights stay symmetric per channel.
 #pragma once
 
 #include <algorithm>
@@ -45,6 +51,32 @@ inline int8_t quantize_int8(float real, float scale) {
 
 inline float dequantize_int8(int8_t q, float scale) {
   return scale * static_cast<float>(q);
+}
+
+// Asymmetric: round-half-even(real / scale) + zero_point, saturated to [-128, 127]; zero_point 0
+// is the symmetric grid (saturated to [-127, 127], as quantize_int8).
+inline int8_t quantize_int8(float real, float scale, int32_t zero_point) {
+  if (zero_point == 0) return quantize_int8(real, scale);
+  const float q = std::nearbyint(real / scale);
+  if (std::isnan(q)) return static_cast<int8_t>(std::clamp(zero_point, -128, 127));
+  return static_cast<int8_t>(std::clamp(q + static_cast<float>(zero_point), -128.f, 127.f));
+}
+
+inline float dequantize_int8(int8_t q, float scale, int32_t zero_point) {
+  return scale * static_cast<float>(static_cast<int32_t>(q) - zero_point);
+}
+
+// The asymmetric grid of a tensor in [lo, threshold] (lo < 0 < threshold): scale and zero point as
+// above. Returns false (keep the symmetric grid) where it would not be finer than threshold / 127.
+inline bool asymmetric_grid(double lo, double threshold, float* scale, int32_t* zero_point) {
+  if (!(threshold > 0.0) || !std::isfinite(threshold) || !(lo <= 0.0) || !std::isfinite(lo)) return false;
+  const float s = static_cast<float>((threshold - lo) / 255.0);
+  if (!(s > 0.f) || !(s < static_cast<float>(threshold / kInt8QMax))) return false;
+  const double zp = -128.0 - std::nearbyint(lo / s);
+  if (zp < -128.0 || zp > 127.0) return false;
+  *scale = s;
+  *zero_point = static_cast<int32_t>(zp);
+  return true;
 }
 
 }  // namespace qyolo
