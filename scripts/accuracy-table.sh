@@ -73,6 +73,9 @@ for m in $MODELS; do
       # The same cache without its sidecar: what the equalisation buys (and what TensorRT gets).
       pn=$(proxy "$OUT/$m.$algo.noeq.proxy.log" --model "$model" --int8 --cache "$OUT/$m.$algo.cache" --no-equalization)
       rows+=("| $m INT8 $algo, same cache, --no-equalization | | $pn | not run | |")
+      # The same cache on the symmetric grid (TensorRT's, the cuda engines'): what the zero points buy.
+      ps=$(proxy "$OUT/$m.$algo.sym.proxy.log" --model "$model" --int8 --cache "$OUT/$m.$algo.cache" --symmetric-activations)
+      rows+=("| $m INT8 $algo + equalisation, same cache, --symmetric-activations | | $ps | not run | |")
     elif [ "$algo" = auto ]; then
       rows+=("| $m INT8 auto (per-tensor choice, no equalisation) | $what | $p | not run | |")
     else
@@ -122,9 +125,12 @@ done
   echo "yolov5n). Its factors go to CACHE.equalize beside the cache, which builds from that cache apply by"
   echo "themselves on both backends (the producing conv applies the per-channel multiplier after its"
   echo "activation, in the CPU and CUDA epilogues); the \`--no-equalization\` row is the same cache without it, a plain per-tensor"
-  echo "calibration (what a TensorRT build of the cache gets). Calibration time = the range pass for the factors + the"
+  echo "calibration (what a TensorRT build of the cache gets). CPU INT8 engines also quantise the conv inputs"
+  echo "bounded below by construction (SiLU outputs, their pools, concats, residual sums) on an asymmetric grid"
+  echo "from the bound to the calibrated threshold (a zero point, up to half the step); the \`--symmetric-activations\`"
+  echo "row is the same cache on TensorRT's symmetric grid (what cuda engines run). Calibration time = the range pass for the factors + the"
   echo "calibration pass (four calibrators in one). Why these defaults, and what else was measured for"
-  echo "yolov5n's gap (alpha, concat outputs, convs in float): docs/weight-refine.md sections 5 and 6."
+  echo "yolov5n's gap (alpha, concat outputs, convs in float, asymmetric grids): docs/weight-refine.md sections 5 to 7."
   echo "\`--accuracy-budget B\`: \`qyolo build\` ranks the convs by output error with only that conv in INT8"
   echo "(4 calibration images), then keeps the k most sensitive in float for the smallest k whose proxy loses"
   echo "at most B points (1 - proxy, x100): k = 1..4 in order, then a bisection (the proxy is not monotone in"

@@ -11,7 +11,8 @@
 #           bash scripts/device-eval.sh merge          # mAP over all 500 images vs the CPU INT8 runs
 #
 # CPU INT8 reference: out/int8ref/<model>-cpu-int8.json from
-#   qyolo eval --model M --int8 --cache out/accuracy/M.<algo>.cache --data val500 --json ...
+#   qyolo eval --model M --int8 --cache out/accuracy/M.<algo>.cache --symmetric-activations --data val500 --json ...
+# (--symmetric-activations: the GPU's grid; CPU engines default to asymmetric activations.)
 set -uo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 MODE="${1:-run}"

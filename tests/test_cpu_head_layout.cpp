@@ -63,7 +63,9 @@ SpecializedGraph unfused_graph(const Engine& engine, const Shape& shape) {
   p.fuse_yolo_decode = false;
   EXPECT_TRUE(run_default_passes(*sg, p).is_ok());
   if (engine.options().precision == Precision::kInt8) {
-    EXPECT_TRUE(quantize_graph(*sg, impl.activation_scales, {}).is_ok());
+    QuantizeOptions qo;
+    qo.asymmetric_activations = engine.options().asymmetric_activations;  // the engine's plan rule
+    EXPECT_TRUE(quantize_graph(*sg, impl.activation_scales, qo).is_ok());
     EXPECT_TRUE(plan_int8_dataflow(*sg, impl.activation_scales).is_ok());
   } else {
     EXPECT_TRUE(plan_channels_last_float(*sg).is_ok());  // the same layouts up to the head

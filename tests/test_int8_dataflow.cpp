@@ -60,6 +60,9 @@ struct NeckCase {
   std::string act = "relu";  // fused activation of A, D, E: relu, silu or none (bias only)
   bool residual = true;
   float s_x = 3.f / 127, s_cat = 8.f / 127, s_d = 8.f / 127, s_e = 12.f / 127;  // conv input scales
+  // Zero points (asymmetric grids, src/quant/quant_params.h) of D's and E's input (a, p, d, u,
+  // cat share it) and of F's (e). With one, the residual (read as int8, symmetric only) is off.
+  int zp_cat = 0, zp_e = 0;
 };
 
 struct Neck {
@@ -106,6 +109,8 @@ struct Neck {
     for (Node& n : g.nodes) {
       if (n.op_type != "Conv") continue;
       n.attrs["qyolo_input_scale"] = in_scale.at(n.name);
+      const int zp = n.name == "D" || n.name == "E" ? nc.zp_cat : n.name == "F" ? nc.zp_e : 0;
+      if (zp != 0) n.attrs[kInputZeroPointAttr] = int64_t{zp};
       if (n.name != "F" && nc.act != "none") n.attrs["qyolo_activation"] = nc.act;
       if (n.name == "E" && nc.residual) n.inputs.push_back("a");
     }
@@ -135,8 +140,9 @@ struct QTensor {
 };
 
 // Real pre-activation of an int8 conv: s_x * s_w[o] * acc + b[o], in double. lsb: s_x * s_w[o].
+// x holds codes q of real s_x * (q - zp); the padding is real 0.
 std::vector<double> ref_conv(const QTensor& x, float s_x, const ConvSpec& c, int64_t& oh, int64_t& ow,
-                             std::vector<double>* lsb = nullptr) {
+                             std::vector<double>* lsb = nullptr, int zp = 0) {
   oh = (x.h + 2 * c.pad - c.k) / c.stride + 1;
   ow = (x.w + 2 * c.pad - c.k) / c.stride + 1;
   const int64_t per = c.cin * c.k * c.k;
@@ -155,7 +161,8 @@ std::vector<double> ref_conv(const QTensor& x, float s_x, const ConvSpec& c, int
             for (int64_t kx = 0; kx < c.k; ++kx) {
               const int64_t iy = oy * c.stride - c.pad + ky, ix = ox * c.stride - c.pad + kx;
               if (iy < 0 || ix < 0 || iy >= x.h || ix >= x.w) continue;
-              acc += x.at(ci, iy, ix) * quantize_int8(c.w[((o * c.cin + ci) * c.k + ky) * c.k + kx], s_w);
+              acc +=
+                  (x.at(ci, iy, ix) - zp) * quantize_int8(c.w[((o * c.cin + ci) * c.k + ky) * c.k + kx], s_w);
             }
         y[static_cast<size_t>((o * oh + oy) * ow + ox)] = static_cast<double>(s_x) * s_w * acc + c.b[o];
       }
@@ -168,9 +175,9 @@ double act(const std::string& a, double v) {
   return a == "relu" ? std::max(0.0, v) : v / (1.0 + std::exp(-v));
 }
 
-QTensor quantize(const std::vector<double>& v, int64_t c, int64_t h, int64_t w, float s) {
+QTensor quantize(const std::vector<double>& v, int64_t c, int64_t h, int64_t w, float s, int zp = 0) {
   QTensor t{c, h, w, {}};
-  for (double r : v) t.q.push_back(quantize_int8(static_cast<float>(r), s));
+  for (double r : v) t.q.push_back(quantize_int8(static_cast<float>(r), s, zp));
   return t;
 }
 
@@ -187,7 +194,7 @@ NeckRef reference(const Neck& nk, const NeckCase& nc) {
   auto a = ref_conv(qx, nc.s_x, nk.A, oh, ow);
   for (auto& v : a) v = act(nc.act, v);
   // a feeds the concat (and the pool into it) and D: the plan needs s_cat == s_d.
-  const QTensor qa = quantize(a, 16, 12, 12, nc.s_cat);
+  const QTensor qa = quantize(a, 16, 12, 12, nc.s_cat, nc.zp_cat);
   QTensor qp = qa;
   for (int64_t ch = 0; ch < 16; ++ch)
     for (int64_t y = 0; y < 12; ++y)
@@ -199,9 +206,9 @@ NeckRef reference(const Neck& nk, const NeckCase& nc) {
               m = std::max(m, qa.at(ch, y + dy, x + dx));
         qp.q[static_cast<size_t>((ch * 12 + y) * 12 + x)] = m;
       }
-  auto d = ref_conv(qa, nc.s_d, nk.D, oh, ow);
+  auto d = ref_conv(qa, nc.s_d, nk.D, oh, ow, nullptr, nc.zp_cat);
   for (auto& v : d) v = act(nc.act, v);
-  const QTensor qd = quantize(d, 16, 6, 6, nc.s_cat);
+  const QTensor qd = quantize(d, 16, 6, 6, nc.s_cat, nc.zp_cat);
   QTensor qu{16, 12, 12, {}};
   for (int64_t ch = 0; ch < 16; ++ch)
     for (int64_t y = 0; y < 12; ++y)
@@ -209,21 +216,21 @@ NeckRef reference(const Neck& nk, const NeckCase& nc) {
   QTensor cat{48, 12, 12, {}};
   for (const QTensor* t : {&qa, static_cast<const QTensor*>(&qp), static_cast<const QTensor*>(&qu)})
     cat.q.insert(cat.q.end(), t->q.begin(), t->q.end());
-  auto e = ref_conv(cat, nc.s_cat, nk.E, oh, ow);
+  auto e = ref_conv(cat, nc.s_cat, nk.E, oh, ow, nullptr, nc.zp_cat);
   for (size_t i = 0; i < e.size(); ++i) {
     e[i] = act(nc.act, e[i]);
     if (nc.residual) e[i] += static_cast<double>(nc.s_cat) * qa.q[i];  // the residual is read as int8
   }
-  const QTensor qe = quantize(e, 16, 12, 12, nc.s_e);
-  r.y = ref_conv(qe, nc.s_e, nk.F, oh, ow, &r.y_lsb);
+  const QTensor qe = quantize(e, 16, 12, 12, nc.s_e, nc.zp_e);
+  r.y = ref_conv(qe, nc.s_e, nk.F, oh, ow, &r.y_lsb, nc.zp_e);
   r.q = {{"a", qa}, {"p", qp}, {"d", qd}, {"u", qu}, {"cat", cat}, {"e", qe}};
   return r;
 }
 
 // Integers of a value seen by the observer (dequantised int8, or float the next conv quantises).
-std::vector<int> integers(const Tensor& t, float scale) {
+std::vector<int> integers(const Tensor& t, float scale, int zp = 0) {
   std::vector<int> q;
-  for (int64_t i = 0; i < t.numel(); ++i) q.push_back(quantize_int8(t.data<float>()[i], scale));
+  for (int64_t i = 0; i < t.numel(); ++i) q.push_back(quantize_int8(t.data<float>()[i], scale, zp));
   return q;
 }
 
@@ -342,6 +349,12 @@ TEST_P(Int8Neck, MatchesScalarIntegerReference) {
   Int8DataflowOptions int8_residual;
   int8_residual.int8_residual = true;  // the reference reads the residual as int8
   ASSERT_TRUE(plan_int8_dataflow(*sg, {}, int8_residual).is_ok());
+  // SiLU convs write the asymmetric grid themselves (int8 between layers); ReLU's values stay float.
+  if (nc.zp_cat != 0)
+    for (const char* v : {"a", "d", "cat"})
+      EXPECT_EQ(sg->values.at(v).dtype,
+                nc.act == "silu" || v == std::string("cat") ? DataType::kInt8 : DataType::kFloat32)
+          << v;
   auto got = run_graph(std::move(sg).value(), nk.x);
   ASSERT_TRUE(got.count("y"));
   const NeckRef ref = reference(nk, nc);
@@ -349,7 +362,8 @@ TEST_P(Int8Neck, MatchesScalarIntegerReference) {
   const std::map<std::string, float> scale{{"a", nc.s_cat}, {"p", nc.s_cat},   {"d", nc.s_cat},
                                            {"u", nc.s_cat}, {"cat", nc.s_cat}, {"e", nc.s_e}};
   for (const auto& [v, s] : scale) {
-    const Agreement ag = compare_ints(integers(got.at(v), s), ref.q.at(v).q);
+    const int zp = v == std::string("e") ? nc.zp_e : nc.zp_cat;
+    const Agreement ag = compare_ints(integers(got.at(v), s, zp), ref.q.at(v).q);
     EXPECT_LE(ag.max_diff, 1) << v;
     // The reference's SiLU and ReLU scaling run in double: a value within a float ulp of a
     // rounding boundary may round the other way.
@@ -375,7 +389,8 @@ TEST_P(Int8Neck, MatchesFloatBetweenLayersPath) {
   int64_t flips = 0;
   for (const auto& [v, s] :
        std::map<std::string, float>{{"a", nc.s_cat}, {"d", nc.s_cat}, {"cat", nc.s_cat}, {"e", nc.s_e}}) {
-    const Agreement ag = compare_ints(integers(got.at(v), s), integers(want.at(v), s));
+    const int zp = v == std::string("e") ? nc.zp_e : nc.zp_cat;
+    const Agreement ag = compare_ints(integers(got.at(v), s, zp), integers(want.at(v), s, zp));
     EXPECT_LE(ag.max_diff, 1) << v;
     // SiLU keeps the float path's arithmetic: the same integers. ReLU's and the linear convs'
     // fused v * (1 / s) may round differently from v / s within an ulp of a boundary.
@@ -420,12 +435,20 @@ TEST(Int8Dataflow, SiluConvWithFloatResidualWritesTheFloatPathsIntegers) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Activations, Int8Neck,
-                         ::testing::Values(NeckCase{"relu"}, NeckCase{"silu"}, NeckCase{"silu", false},
-                                           NeckCase{"none"}, NeckCase{"none", false}),
-                         [](const auto& info) {
-                           return info.param.act + (info.param.residual ? "_residual" : "");
-                         });
+INSTANTIATE_TEST_SUITE_P(
+    Activations, Int8Neck,
+    ::testing::Values(NeckCase{"relu"}, NeckCase{"silu"}, NeckCase{"silu", false}, NeckCase{"none"},
+                      NeckCase{"none", false},
+                      // Asymmetric grids: SiLU's (its outputs >= -0.2785 fit
+                      // from code -128 up), and ReLU's (oneDNN's int8 output is
+                      // symmetric: those values stay float, the readers
+                      // quantise them onto the grid).
+                      NeckCase{"silu", false, 3.f / 127, 8.f / 127, 8.f / 127, 12.f / 127, -120, -125},
+                      NeckCase{"relu", false, 3.f / 127, 8.f / 127, 8.f / 127, 12.f / 127, -128, -128}),
+    [](const auto& info) {
+      return info.param.act + (info.param.residual ? "_residual" : "") +
+             (info.param.zp_cat ? "_zero_points" : "");
+    });
 
 // yolov5n end to end (minmax cache from 4 coco128 images): the int8-between-layers engine finds the
 // objects the float-between-layers INT8 engine finds, and those of FP32.
@@ -444,73 +467,90 @@ TEST(Int8Dataflow, Yolov5nDetectionsAgree) {
   const fs::path cache =
       fs::temp_directory_path() / ("qyolo_int8_dataflow_" + std::to_string(::getpid()) + ".cache");
   ASSERT_TRUE(write_calibration_cache(cache, *table).is_ok());
-  BuildOptions o;
-  o.precision = Precision::kInt8;
-  o.calibration_file = cache.string();
-  auto int8 = Engine::build(model, o);
-  fs::remove(cache);
-  ASSERT_TRUE(int8.is_ok()) << int8.status().to_string();
+  // Both grids: symmetric, and the default asymmetric one (zero points on bounded conv inputs),
+  // whose int8 values between layers must hold the integers each conv's own quantisation makes.
+  for (bool asymmetric : {false, true}) {
+    SCOPED_TRACE(asymmetric ? "asymmetric activations" : "symmetric activations");
+    BuildOptions o;
+    o.precision = Precision::kInt8;
+    o.calibration_file = cache.string();
+    o.asymmetric_activations = asymmetric;
+    auto int8 = Engine::build(model, o);
+    ASSERT_TRUE(int8.is_ok()) << int8.status().to_string();
 
-  const Shape shape{1, 3, 640, 640};
-  auto planned = (*int8)->impl().prepare(shape);
-  // The float-between-layers INT8 graph: Engine::Impl::prepare's steps without the plan.
-  const Engine::Impl& impl = (*int8)->impl();
-  auto unplanned = specialize(impl.graph, {{impl.info.input_name, shape}});
-  ASSERT_TRUE(planned.is_ok() && unplanned.is_ok());
-  ASSERT_TRUE(run_default_passes(*unplanned).is_ok());
-  ASSERT_TRUE(quantize_graph(*unplanned, impl.activation_scales, {}).is_ok());
-  int int8_outputs = 0, int8_convs = 0;
-  for (const auto& n : planned->graph.nodes) {
-    int8_convs += n.has_attr("qyolo_input_scale");
-    int8_outputs += n.op_type == "Conv" && n.has_attr(kInt8OutputScaleAttr);
-  }
-  EXPECT_EQ(int8_convs, 60);
-  EXPECT_GT(int8_outputs, int8_convs / 2) << "most conv outputs should stay int8";
-  for (const auto& [name, d] : unplanned->values) EXPECT_NE(d.dtype, DataType::kInt8) << name;
-
-  auto img = load_image((shared_dir() / "data/samples/bus.jpg").string());
-  ASSERT_TRUE(img.is_ok());
-  const Tensor input = Detector::preprocess({&*img}, 640, 640, nullptr);
-  auto run = [&](SpecializedGraph sg) {
-    auto ex = CpuExecutor::build(std::move(sg));
-    EXPECT_TRUE(ex.is_ok()) << ex.status().to_string();
-    std::map<std::string, Tensor> out;
-    EXPECT_TRUE((*ex)->run({{"images", input}}, out).is_ok());
-    return out.at("output0");
-  };
-  const Tensor a = run(std::move(planned).value()), b = run(std::move(unplanned).value());
-  Tensor f;
-  ASSERT_TRUE((*(*fp32)->create_context())->run(input, f).is_ok());
-  auto da = postprocess(a, HeadKind::kYoloV5, {});
-  auto db = postprocess(b, HeadKind::kYoloV5, {});
-  auto df = postprocess(f, HeadKind::kYoloV5, {});
-  ASSERT_TRUE(da.is_ok() && db.is_ok() && df.is_ok());
-  auto iou = [](const Detection& p, const Detection& q) {
-    const float ix = std::max(0.f, std::min(p.x2, q.x2) - std::max(p.x1, q.x1));
-    const float iy = std::max(0.f, std::min(p.y2, q.y2) - std::max(p.y1, q.y1));
-    const float inter = ix * iy;
-    return inter / ((p.x2 - p.x1) * (p.y2 - p.y1) + (q.x2 - q.x1) * (q.y2 - q.y1) - inter);
-  };
-  // Every confident detection of `want` is found in `got` (same class, IoU > min_iou).
-  auto expect_found = [&](const std::vector<Detection>& got, const std::vector<Detection>& want,
-                          float min_iou, const char* what) {
-    int confident = 0;
-    for (const auto& w : want) {
-      if (w.score < 0.5f) continue;
-      ++confident;
-      bool found = false;
-      for (const auto& g : got) found = found || (g.class_id == w.class_id && iou(g, w) > min_iou);
-      EXPECT_TRUE(found) << what << ": class " << w.class_id << " at " << w.x1 << "," << w.y1 << " score "
-                         << w.score;
+    const Shape shape{1, 3, 640, 640};
+    auto planned = (*int8)->impl().prepare(shape);
+    // The float-between-layers INT8 graph: Engine::Impl::prepare's steps without the plan.
+    const Engine::Impl& impl = (*int8)->impl();
+    auto unplanned = specialize(impl.graph, {{impl.info.input_name, shape}});
+    ASSERT_TRUE(planned.is_ok() && unplanned.is_ok());
+    ASSERT_TRUE(run_default_passes(*unplanned).is_ok());
+    QuantizeOptions qo;
+    qo.asymmetric_activations = asymmetric;
+    ASSERT_TRUE(quantize_graph(*unplanned, impl.activation_scales, qo).is_ok());
+    int int8_outputs = 0, int8_convs = 0;
+    for (const auto& n : planned->graph.nodes) {
+      int8_convs += n.has_attr("qyolo_input_scale");
+      int8_outputs += n.op_type == "Conv" && n.has_attr(kInt8OutputScaleAttr);
     }
-    EXPECT_GE(confident, 4) << what;  // bus.jpg: 4 persons and the bus
-  };
-  expect_found((*da)[0], (*db)[0], 0.9f, "vs float-between-layers INT8");
-  expect_found((*da)[0], (*df)[0], 0.8f, "vs FP32");
-  // The int8 values hold the integers the float-between-layers engine computes (SiLU keeps its
-  // arithmetic, residuals are read in float): the outputs agree to float rounding.
-  double max_diff = 0;
-  for (int64_t i = 0; i < a.numel(); ++i)
-    max_diff = std::max(max_diff, static_cast<double>(std::fabs(a.data<float>()[i] - b.data<float>()[i])));
-  EXPECT_LT(max_diff, 1e-3) << "largest output difference (boxes in pixels, scores)";
+    EXPECT_EQ(int8_convs, 60);
+    EXPECT_GT(int8_outputs, int8_convs / 2) << "most conv outputs should stay int8";
+    for (const auto& [name, d] : unplanned->values) EXPECT_NE(d.dtype, DataType::kInt8) << name;
+
+    auto img = load_image((shared_dir() / "data/samples/bus.jpg").string());
+    ASSERT_TRUE(img.is_ok());
+    const Tensor input = Detector::preprocess({&*img}, 640, 640, nullptr);
+    auto run = [&](SpecializedGraph sg) {
+      auto ex = CpuExecutor::build(std::move(sg));
+      EXPECT_TRUE(ex.is_ok()) << ex.status().to_string();
+      std::map<std::string, Tensor> out;
+      EXPECT_TRUE((*ex)->run({{"images", input}}, out).is_ok());
+      return out.at("output0");
+    };
+    const Tensor a = run(std::move(planned).value()), b = run(std::move(unplanned).value());
+    Tensor f;
+    ASSERT_TRUE((*(*fp32)->create_context())->run(input, f).is_ok());
+    auto da = postprocess(a, HeadKind::kYoloV5, {});
+    auto db = postprocess(b, HeadKind::kYoloV5, {});
+    auto df = postprocess(f, HeadKind::kYoloV5, {});
+    ASSERT_TRUE(da.is_ok() && db.is_ok() && df.is_ok());
+    auto iou = [](const Detection& p, const Detection& q) {
+      const float ix = std::max(0.f, std::min(p.x2, q.x2) - std::max(p.x1, q.x1));
+      const float iy = std::max(0.f, std::min(p.y2, q.y2) - std::max(p.y1, q.y1));
+      const float inter = ix * iy;
+      return inter / ((p.x2 - p.x1) * (p.y2 - p.y1) + (q.x2 - q.x1) * (q.y2 - q.y1) - inter);
+    };
+    // Every confident detection of `want` is found in `got` (same class, IoU > min_iou).
+    auto expect_found = [&](const std::vector<Detection>& got, const std::vector<Detection>& want,
+                            float min_iou, const char* what, int min_confident = 4) {
+      int confident = 0;
+      for (const auto& w : want) {
+        if (w.score < 0.5f) continue;
+        ++confident;
+        bool found = false;
+        for (const auto& g : got) found = found || (g.class_id == w.class_id && iou(g, w) > min_iou);
+        EXPECT_TRUE(found) << what << ": class " << w.class_id << " at " << w.x1 << "," << w.y1 << " score "
+                           << w.score;
+      }
+      EXPECT_GE(confident, min_confident) << what;  // bus.jpg: 4 persons and the bus
+    };
+    expect_found((*da)[0], (*db)[0], 0.9f, "vs float-between-layers INT8", asymmetric ? 3 : 4);
+    expect_found((*da)[0], (*df)[0], 0.8f, "vs FP32");
+    // The int8 values hold the integers the float-between-layers engine computes (SiLU keeps its
+    // arithmetic, residuals are read in float): the outputs agree to float rounding. On the finer
+    // asymmetric grids a value within an ulp of a half step can round apart (the int8 epilogue
+    // decides such values with expf, the float output path's vector activation with its polynomial,
+    // within 2 ulps of it: measured, one of 204,800 values of /model.8/cv2 at t = -4.5000005), and
+    // the flip spreads through the later convs: there the scores agree on average.
+    double max_diff = 0, score_diff = 0;
+    int64_t scores = 0;
+    for (int64_t i = 0; i < a.numel(); ++i) {
+      const double d = std::fabs(a.data<float>()[i] - b.data<float>()[i]);
+      max_diff = std::max(max_diff, d);
+      if (i % 85 >= 4) score_diff += d, ++scores;
+    }
+    if (!asymmetric) EXPECT_LT(max_diff, 1e-3) << "largest output difference (boxes in pixels, scores)";
+    EXPECT_LT(score_diff / static_cast<double>(scores), asymmetric ? 1e-3 : 1e-6) << "mean score difference";
+  }
+  fs::remove(cache);
 }

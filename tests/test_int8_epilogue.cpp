@@ -16,18 +16,26 @@
 namespace qyolo {
 namespace {
 
-int8_t reference_requantize(float v, const int8_t* r, size_t j, float s_r, float s_y, bool silu) {
+// clamp(nearbyint(y / s) + zp) to [-127, 127] (zp 0, symmetric) or [-128, 127] (asymmetric).
+int8_t reference_quantize(float y, float s, int32_t zp) {
+  const float t = std::nearbyint(y / s);
+  if (zp == 0) return static_cast<int8_t>(std::min(127.f, std::max(-127.f, t)));
+  return static_cast<int8_t>(std::min(127.f, std::max(-128.f, t + static_cast<float>(zp))));
+}
+
+int8_t reference_requantize(float v, const int8_t* r, size_t j, float s_r, float s_y, int32_t zp, bool silu) {
   float y = silu ? v / (1.0f + std::exp(-v)) : 1.0f / (1.0f + std::exp(-v));
   if (r) y += s_r * static_cast<float>(r[j]);
-  return static_cast<int8_t>(std::min(127.f, std::max(-127.f, std::nearbyint(y / s_y))));
+  return reference_quantize(y, s_y, zp);
 }
 
 // Pre-activations whose SiLU (plus `offset`, a residual's s_r * r) lands within a few ulps of
 // (k + 0.5) * s_y: found by bisection on v for each k, then the float neighbours of the crossing.
-std::vector<float> boundary_inputs(float s_y, bool silu, float offset = 0.f) {
+// (k_max: the largest k for SiLU, 120 by default; 260 reaches the top of an asymmetric grid.)
+std::vector<float> boundary_inputs(float s_y, bool silu, float offset = 0.f, int silu_k_max = 120) {
   std::vector<float> out;
   auto act = [&](float v) { return silu ? v / (1.0f + std::exp(-v)) : 1.0f / (1.0f + std::exp(-v)); };
-  const int k_max = silu ? 120 : static_cast<int>(1.f / s_y) - 1;
+  const int k_max = silu ? silu_k_max : static_cast<int>(1.f / s_y) - 1;
   for (int k = 0; k < k_max; k += 3) {
     const float target = (static_cast<float>(k) + 0.5f) * s_y;
     float lo = silu ? 0.f : -30.f, hi = silu ? 200.f : 30.f;  // act is increasing on these ranges
@@ -44,15 +52,15 @@ std::vector<float> boundary_inputs(float s_y, bool silu, float offset = 0.f) {
 }
 
 void expect_requantize_exact(const cpu::Int8Epilogue& e, const std::vector<float>& v,
-                             const std::vector<int8_t>* r, float s_r, float s_y, bool silu) {
+                             const std::vector<int8_t>* r, float s_r, float s_y, bool silu, int32_t zp = 0) {
   std::vector<int8_t> q(v.size(), 99);
-  e.requantize_activation(v.data(), r ? r->data() : nullptr, s_r, s_y, silu, q.data(),
+  e.requantize_activation(v.data(), r ? r->data() : nullptr, s_r, s_y, zp, silu, q.data(),
                           static_cast<int64_t>(v.size()));
   size_t wrong = 0, first = v.size();
   for (size_t j = 0; j < v.size(); ++j)
-    if (q[j] != reference_requantize(v[j], r ? r->data() : nullptr, j, s_r, s_y, silu) && wrong++ == 0)
+    if (q[j] != reference_requantize(v[j], r ? r->data() : nullptr, j, s_r, s_y, zp, silu) && wrong++ == 0)
       first = j;
-  EXPECT_EQ(wrong, 0u) << e.isa << (silu ? " silu" : " sigmoid") << (r ? " +residual" : "")
+  EXPECT_EQ(wrong, 0u) << e.isa << (silu ? " silu" : " sigmoid") << (r ? " +residual" : "") << " zp " << zp
                        << ": first at v = " << (first < v.size() ? v[first] : 0.f) << " of " << v.size();
 }
 
@@ -72,6 +80,12 @@ TEST(Int8Epilogue, RequantizeGivesTheFloatPathsIntegers) {
       std::uniform_int_distribution<int> q(-127, 127);
       for (auto& x : r) x = static_cast<int8_t>(q(rng));
       expect_requantize_exact(e, v, &r, 0.0213f, s_y, silu);
+      // An asymmetric grid (the SiLU output's, lo at -128): the boundaries up to its top code.
+      for (int32_t zp : {-127, -128, 5}) {
+        std::vector<float> va = boundary_inputs(s_y, silu, 0.f, 260);
+        va.insert(va.end(), v.begin(), v.end());
+        expect_requantize_exact(e, va, nullptr, 0.f, s_y, silu, zp);
+      }
       // With a residual, on its boundaries: y = act(v) + s_r * r must be rounded as the float
       // path adds it (no multiply-add contracted into one FMA).
       std::vector<float> vb;
@@ -103,20 +117,22 @@ TEST(Int8Epilogue, QuantizeRoundsHalfToEvenAndSaturates) {
   x.push_back(std::numeric_limits<float>::infinity());
   x.push_back(-std::numeric_limits<float>::infinity());
   for (const cpu::Int8Epilogue& e : {cpu::scalar_int8_epilogue(), cpu::best_int8_epilogue()}) {
-    std::vector<int8_t> q(x.size());
-    e.quantize(x.data(), s, q.data(), static_cast<int64_t>(x.size()));
-    for (size_t i = 0; i < x.size(); ++i) {
-      if (std::isnan(x[i])) {
-        ASSERT_EQ(q[i], 0) << e.isa << ": NaN";
-        continue;
+    for (int32_t zp : {0, -100, -128, 60}) {
+      std::vector<int8_t> q(x.size());
+      e.quantize(x.data(), s, zp, q.data(), static_cast<int64_t>(x.size()));
+      for (size_t i = 0; i < x.size(); ++i) {
+        if (std::isnan(x[i])) {
+          ASSERT_EQ(q[i], zp) << e.isa << ": NaN (real 0 is the zero point)";
+          continue;
+        }
+        // Hand rule: half to even, + zp, then [-127, 127] (symmetric) or [-128, 127].
+        const double t = static_cast<double>(x[i]) / s;
+        double want = std::floor(t);
+        const double frac = t - want;
+        if (frac > 0.5 || (frac == 0.5 && std::fmod(want, 2.0) != 0.0)) want += 1.0;
+        want = std::min(127.0, std::max(zp == 0 ? -127.0 : -128.0, want + zp));
+        ASSERT_EQ(q[i], static_cast<int8_t>(want)) << e.isa << ": x = " << x[i] << " zp " << zp;
       }
-      // Hand rule: half to even, then [-127, 127].
-      const double t = static_cast<double>(x[i]) / s;
-      double want = std::floor(t);
-      const double frac = t - want;
-      if (frac > 0.5 || (frac == 0.5 && std::fmod(want, 2.0) != 0.0)) want += 1.0;
-      want = std::min(127.0, std::max(-127.0, want));
-      ASSERT_EQ(q[i], static_cast<int8_t>(want)) << e.isa << ": x = " << x[i];
     }
   }
   // Where the CPU has AVX-512 the vector path must be the one chosen.
@@ -137,7 +153,7 @@ TEST(Int8Epilogue, QuantizeDividesNextToHalfIntegers) {
     }
     for (const cpu::Int8Epilogue& e : {cpu::scalar_int8_epilogue(), cpu::best_int8_epilogue()}) {
       std::vector<int8_t> q(x.size());
-      e.quantize(x.data(), s, q.data(), static_cast<int64_t>(x.size()));
+      e.quantize(x.data(), s, 0, q.data(), static_cast<int64_t>(x.size()));
       size_t wrong = 0;
       for (size_t i = 0; i < x.size(); ++i)
         wrong += q[i] != static_cast<int8_t>(std::min(127.f, std::max(-127.f, std::nearbyint(x[i] / s))));
@@ -222,7 +238,7 @@ TEST(Int8Epilogue, ActivationQuantizeEqualsThePassesInTurn) {
           std::vector<float> m_ext(static_cast<size_t>(channels + 16));
           for (size_t k = 0; k < m_ext.size(); ++k) m_ext[k] = m[k % static_cast<size_t>(channels)];
           // With one multiplier, act(v) * m on the half-integers of s_y.
-          std::vector<float> v = boundary_inputs(s_y / 1.37f, silu);
+          std::vector<float> v = boundary_inputs(s_y / 1.37f, silu, 0.f, 260);
           ASSERT_GT(v.size(), 200u);
           // Where the vector path's first decision does not hold (exp clamped below -88 on the
           // exact path, saturation, NaN, infinities), one value per vector of 16.
@@ -246,13 +262,16 @@ TEST(Int8Epilogue, ActivationQuantizeEqualsThePassesInTurn) {
               if (mp)
                 for (int64_t i = 0; i < n; ++i)
                   y[static_cast<size_t>(i)] *= m[static_cast<size_t>((first + i) % channels)];
-              std::vector<int8_t> want(v.size()), got(v.size(), 99);
-              e.quantize(y.data(), s_y, want.data(), n);
-              e.activation_quantize(v.data(), rp, mp, channels, first, s_y, silu, got.data(), n);
-              size_t wrong = 0;
-              for (size_t i = 0; i < v.size(); ++i) wrong += got[i] != want[i];
-              EXPECT_EQ(wrong, 0u) << e.isa << (silu ? " silu" : " sigmoid") << " channels " << channels
-                                   << " first " << first << (residual ? " +residual" : " *m");
+              for (int32_t zp : {0, -127}) {
+                std::vector<int8_t> want(v.size()), got(v.size(), 99);
+                e.quantize(y.data(), s_y, zp, want.data(), n);
+                e.activation_quantize(v.data(), rp, mp, channels, first, s_y, zp, silu, got.data(), n);
+                size_t wrong = 0;
+                for (size_t i = 0; i < v.size(); ++i) wrong += got[i] != want[i];
+                EXPECT_EQ(wrong, 0u) << e.isa << (silu ? " silu" : " sigmoid") << " channels " << channels
+                                     << " first " << first << (residual ? " +residual" : " *m") << " zp "
+                                     << zp;
+              }
             }
           }
         }

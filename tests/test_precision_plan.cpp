@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstring>
 #include <fstream>
+#include <optional>
 #include <random>
 #include <sstream>
 
@@ -20,9 +21,9 @@
 namespace fs = std::filesystem;
 using namespace qyolo;
 using qyolo::testing::OnnxBuilder;
+using qyolo::testing::read_file_bytes;
 using qyolo::testing::run_cli;
 using qyolo::testing::shared_dir;
-using qyolo::testing::read_file_bytes;
 
 namespace {
 
@@ -60,6 +61,36 @@ TEST(PrecisionPlanSection, RoundTrips) {
   auto empty = parse_precision_plan(serialize_precision_plan({}), "e");
   ASSERT_TRUE(empty.is_ok());
   EXPECT_EQ(*empty, PrecisionPlan{});
+}
+
+// Zero points (asymmetric activations) make the section version 2, with an i32 per tensor; a
+// symmetric plan stays version 1 (what engine files before zero points hold), and both read back.
+TEST(PrecisionPlanSection, ZeroPointsRoundTripAsVersion2) {
+  PrecisionPlan p = sample_plan();
+  p.float_precision = NodePrecision::kFp32;
+  p.tensors["cat"].zero_point = -127;
+  const std::string v2 = serialize_precision_plan(p);
+  uint32_t version = 0;
+  std::memcpy(&version, v2.data(), 4);
+  EXPECT_EQ(version, 2u);
+  auto back = parse_precision_plan(v2, "e");
+  ASSERT_TRUE(back.is_ok()) << back.status().to_string();
+  EXPECT_EQ(*back, p);
+  EXPECT_EQ(back->tensors.at("cat").zero_point, -127);
+  EXPECT_EQ(back->tensors.at("/model.1/act/Mul_output_0").zero_point, 0);
+  EXPECT_NE(format_precision_plan(p).find("  tensor  cat  int8  scale 0.00350000011  zero point -127\n"),
+            std::string::npos)
+      << format_precision_plan(p);
+  const std::string v1 = serialize_precision_plan(sample_plan());
+  std::memcpy(&version, v1.data(), 4);
+  EXPECT_EQ(version, 1u);
+  // The last tensor's zero point (the last 4 bytes) outside -128..127.
+  auto bad = parse_precision_plan(with_u32(v2, v2.size() - 4, 200), "engine file 'z.qengine'");
+  ASSERT_FALSE(bad.is_ok());
+  EXPECT_NE(bad.status().message().find("tensor 'cat' has zero point 200"), std::string::npos)
+      << bad.status().to_string();
+  for (size_t cut = 0; cut < v2.size(); ++cut)
+    EXPECT_FALSE(parse_precision_plan(v2.substr(0, cut), "e").is_ok());
 }
 
 TEST(PrecisionPlanSection, MalformedBytesNameTheFileAndTheEntry) {
@@ -328,16 +359,17 @@ TEST_F(PlanOnEngine, PlansThatDoNotFitAreClearErrors) {
 // prints a saved engine's plan from the file.
 TEST_F(PlanOnEngine, CliPrintsThePlan) {
   const std::string engine = (dir_ / "cli.qengine").string();
-  auto b = run_cli("build --model " + model_ + " --int8 --cache " + cache_ + " --float-layers '^B$' --print-plan --out " +
-                   engine);
+  auto b = run_cli("build --model " + model_ + " --int8 --cache " + cache_ +
+                   " --float-layers '^B$' --print-plan --out " + engine);
   ASSERT_EQ(b.exit_code, 0) << b.output;
   // MACs: A 8x8x8 x 27 = 13824, C 4x8x8 x 8 = 2048 in int8; B 4x8x8 x 3 = 768 in fp32.
   EXPECT_NE(b.output.find("precision plan at 1x3x8x8: 3 convs: 2 int8, 1 fp32 (95.4% of conv MACs in int8, 1 "
                           "tensors int8 between layers)"),
             std::string::npos)
       << b.output;
-  for (const std::string line : {"  node    A  int8\n", "  node    B  fp32\n", "  node    C  int8\n",
-                                 "  tensor  a  int8  scale 0.0314960629\n", "  tensor  x  float32  scale 0.00787401572\n"})
+  for (const std::string line :
+       {"  node    A  int8\n", "  node    B  fp32\n", "  node    C  int8\n",
+        "  tensor  a  int8  scale 0.0314960629\n", "  tensor  x  float32  scale 0.00787401572\n"})
     EXPECT_NE(b.output.find(line), std::string::npos) << line << "\n" << b.output;
   auto i = run_cli("info --engine " + engine);
   ASSERT_EQ(i.exit_code, 0) << i.output;
@@ -423,6 +455,70 @@ TEST_F(PlanOnYolo, SavedAndLoadedEnginesRunIdentically) {
   for (int64_t i = 0; i < other.numel(); ++i)
     other.data<float>()[i] = static_cast<float>((i * 31) % 255) / 255.f;
   EXPECT_TRUE(same(run(**built, other), run(**loaded, other)));
+}
+
+// Asymmetric activations (BuildOptions::asymmetric_activations): the bounds come from the graph
+// (SiLU convs -0.2785; their pools and concats; a fused residual adds its input's bound), the plan
+// gives those conv inputs zero points (int8 values between layers too), the engine file keeps
+// them, and the output differs from the symmetric engine's.
+TEST_F(PlanOnYolo, AsymmetricActivationsAreDecidedOnceAndStored) {
+  auto fp32 = Engine::build(model_, small());
+  ASSERT_TRUE(fp32.is_ok());
+  auto sg = (*fp32)->impl().prepare_float({1, 3, 96, 128});
+  ASSERT_TRUE(sg.is_ok());
+  const auto lo = activation_lower_bounds(*sg);
+  constexpr double kSilu = -0.27846454;
+  auto bound_of_output = [&](const std::string& node) -> std::optional<double> {
+    for (const auto& n : sg->graph.nodes)
+      if (n.name == node) {
+        auto it = lo.find(n.outputs[0]);
+        if (it == lo.end()) return std::nullopt;
+        return it->second;
+      }
+    ADD_FAILURE() << "no node " << node;
+    return std::nullopt;
+  };
+  EXPECT_NEAR(*bound_of_output("/model.0/conv/Conv"), kSilu, 1e-9);                // SiLU fused
+  EXPECT_NEAR(*bound_of_output("/model.9/m/MaxPool"), kSilu, 1e-9);                // a pool of it
+  EXPECT_NEAR(*bound_of_output("/model.9/Concat"), kSilu, 1e-9);                   // SPPF: SiLU and its pools
+  EXPECT_NEAR(*bound_of_output("/model.2/m/m.0/cv2/conv/Conv"), 2 * kSilu, 1e-9);  // + residual (SiLU)
+  EXPECT_NEAR(*bound_of_output("/model.2/Concat"), 2 * kSilu, 1e-9);               // the least of its inputs
+  EXPECT_FALSE(bound_of_output("/model.24/m.0/Conv").has_value());                 // no activation: unbounded
+
+  BuildOptions o = int8();
+  o.asymmetric_activations = true;
+  auto asym = Engine::build(model_, o);
+  ASSERT_TRUE(asym.is_ok()) << asym.status().to_string();
+  const PrecisionPlan& plan = (*asym)->impl().plan;
+  int with_zp = 0, int8_with_zp = 0;
+  for (const auto& [name, t] : plan.tensors) {
+    if (t.zero_point == 0) continue;
+    ++with_zp;
+    int8_with_zp += t.storage == DataType::kInt8;
+    ASSERT_TRUE(lo.count(name)) << name << " has a zero point but no lower bound";
+    // The grid's lowest code, scale * (-128 - zp), covers the bound (within a step: the rounded zp);
+    // an input of a concat takes the concat's grid, whose bound may be lower (a C3's residual chain
+    // adds one SiLU bound per bottleneck).
+    EXPECT_LE(t.scale * static_cast<float>(-128 - t.zero_point), lo.at(name) + t.scale) << name;
+  }
+  EXPECT_GT(with_zp, 20);
+  EXPECT_GT(int8_with_zp, 10);  // held int8 between layers on the asymmetric grid
+  // The Detect head reads C3 outputs (bounded): asymmetric; the image input: not.
+  BuildOptions so = int8();
+  so.asymmetric_activations = false;  // (the default is true)
+  auto sym = Engine::build(model_, so);
+  ASSERT_TRUE(sym.is_ok());
+  EXPECT_EQ(sym->get()->impl().plan.tensors.size(), plan.tensors.size());
+  for (const auto& [name, t] : sym->get()->impl().plan.tensors) EXPECT_EQ(t.zero_point, 0) << name;
+
+  const fs::path p = dir_ / "asym.qengine";
+  ASSERT_TRUE((*asym)->save(p.string()).is_ok());
+  auto loaded = Engine::load(p.string());
+  ASSERT_TRUE(loaded.is_ok()) << loaded.status().to_string();
+  EXPECT_EQ((*loaded)->impl().plan, plan);
+  const Tensor a = run(**asym, input_);
+  EXPECT_TRUE(same(a, run(**loaded, input_)));
+  EXPECT_FALSE(same(a, run(**sym, input_)));
 }
 
 // The stored plan is what runs, not the float-layers regex in the file's options: the default

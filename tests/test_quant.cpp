@@ -39,9 +39,10 @@ struct Int8ConvCase {
 };
 
 // Straightforward integer reference: quantise, accumulate in int32, requantise per channel.
-std::vector<float> reference_int8_conv(const Int8ConvCase& c, const std::vector<float>& x, const std::vector<float>& w,
-                                       const std::vector<float>& b, const std::vector<float>& r, float sx,
-                                       int64_t oh, int64_t ow, std::vector<float>* lsb) {
+std::vector<float> reference_int8_conv(const Int8ConvCase& c, const std::vector<float>& x,
+                                       const std::vector<float>& w, const std::vector<float>& b,
+                                       const std::vector<float>& r, float sx, int64_t oh, int64_t ow,
+                                       std::vector<float>* lsb) {
   const int64_t cin_g = c.cin / c.group, cout_g = c.cout / c.group, per = cin_g * c.k * c.k;
   std::vector<int8_t> xq(x.size()), wq(w.size());
   for (size_t i = 0; i < x.size(); ++i) xq[i] = quantize_int8(x[i], sx);
@@ -125,7 +126,8 @@ TEST_P(Int8Conv, MatchesScalarIntegerReferenceWithin1Lsb) {
   for (int64_t i = 0; i < y.numel(); ++i) {
     const int64_t o = (i / (oh * ow)) % c.cout;
     // SiLU's slope is < 1.1, so an accumulator LSB moves the output by at most ~1.1 LSB.
-    double err_lsb = std::fabs(y.data<float>()[i] - ref[static_cast<size_t>(i)]) / lsb[static_cast<size_t>(o)];
+    double err_lsb =
+        std::fabs(y.data<float>()[i] - ref[static_cast<size_t>(i)]) / lsb[static_cast<size_t>(o)];
     worst_lsb = std::max(worst_lsb, err_lsb);
   }
   EXPECT_LE(worst_lsb, 1.0) << "worst error " << worst_lsb << " LSB";
@@ -189,7 +191,8 @@ TEST(QdqImport, OrtQdqModelDetectsReferenceObjects) {
   auto dets = (*det)->detect({&*img});
   ASSERT_TRUE(dets.is_ok()) << dets.status().to_string();
   // Reference (yolov5n FP32): 3 persons and the bus. Each must be found again, same class, IoU > 0.8.
-  const float ref[4][5] = {{219, 408, 349, 863, 0}, {52, 399, 207, 895, 0}, {681, 377, 810, 870, 0}, {49, 237, 810, 772, 5}};
+  const float ref[4][5] = {
+      {219, 408, 349, 863, 0}, {52, 399, 207, 895, 0}, {681, 377, 810, 870, 0}, {49, 237, 810, 772, 5}};
   for (const auto& r : ref) {
     bool found = false;
     for (const auto& d : (*dets)[0]) {
@@ -320,6 +323,7 @@ TEST_F(CalibrationFixture, ExportedQdqModelMatchesImplicitInt8Engine) {
   BuildOptions implicit;
   implicit.precision = Precision::kInt8;
   implicit.calibration_file = cache;
+  implicit.asymmetric_activations = false;  // the symmetric export's grid
   auto e_impl = Engine::build(model, implicit);
   ASSERT_TRUE(e_impl.is_ok()) << e_impl.status().to_string();
   BuildOptions expl;
@@ -351,6 +355,70 @@ TEST_F(CalibrationFixture, ExportedQdqModelMatchesImplicitInt8Engine) {
     EXPECT_NEAR((*da)[0][i].x1, (*db)[0][i].x1, 6.0);
     EXPECT_NEAR((*da)[0][i].y2, (*db)[0][i].y2, 6.0);
   }
+}
+
+// The asymmetric grid (BuildOptions::asymmetric_activations) against its independent statement:
+// the Q/DQ model export_qdq writes with the same bounds (uint8 QuantizeLinear/DequantizeLinear with
+// zero points, run by the ONNX ops in float) — the same numbers up to the residual-Add Q/DQ of the
+// export, as in the symmetric test above. And on SiLU networks it must pay: the asymmetric engine's
+// scores are closer to FP32's than the symmetric engine's on the same cache.
+TEST_F(CalibrationFixture, AsymmetricInt8EngineMatchesItsQdqModelAndIsCloserToFp32) {
+  QYOLO_REQUIRE_SHARED("models/yolov5n.onnx");
+  QYOLO_REQUIRE_SHARED("data/coco128/images");
+  const std::string model = (shared_dir() / "models/yolov5n.onnx").string();
+  auto fp32 = Engine::build(model, {});
+  ASSERT_TRUE(fp32.is_ok());
+  CalibrationOptions copt;
+  copt.algo = CalibAlgo::kMinMax;
+  copt.num_images = 4;
+  copt.batch = 1;
+  auto table = calibrate(**fp32, (shared_dir() / "data/coco128").string(), copt);
+  ASSERT_TRUE(table.is_ok()) << table.status().to_string();
+  const std::string cache = (dir_ / "a.cache").string();
+  ASSERT_TRUE(write_calibration_cache(cache, *table).is_ok());
+  QdqExportReport rep;
+  QdqExportOptions xo;
+  xo.asymmetric_activations = true;
+  const std::string qdq = (dir_ / "a.qdq.onnx").string();
+  ASSERT_TRUE(export_qdq(model, table->scales, qdq, &rep, xo).is_ok());
+  EXPECT_GT(rep.asymmetric_activations, 40);
+  EXPECT_LT(rep.asymmetric_activations, rep.quantized_activations);  // the image: symmetric
+
+  BuildOptions sym;
+  sym.precision = Precision::kInt8;
+  sym.calibration_file = cache;
+  sym.asymmetric_activations = false;
+  BuildOptions asym = sym;
+  asym.asymmetric_activations = true;  // the default
+  auto e_sym = Engine::build(model, sym);
+  auto e_asym = Engine::build(model, asym);
+  auto e_qdq = Engine::build(qdq, {});  // FP32: every Q/DQ pair as written
+  ASSERT_TRUE(e_sym.is_ok() && e_asym.is_ok()) << e_asym.status().to_string();
+  ASSERT_TRUE(e_qdq.is_ok()) << e_qdq.status().to_string();
+  auto img = load_image((shared_dir() / "data/samples/bus.jpg").string());
+  ASSERT_TRUE(img.is_ok());
+  Tensor input = Detector::preprocess({&*img}, 640, 640, nullptr);
+  Tensor f, s, a, q;
+  ASSERT_TRUE((*(*fp32)->create_context())->run(input, f).is_ok());
+  ASSERT_TRUE((*(*e_sym)->create_context())->run(input, s).is_ok());
+  ASSERT_TRUE((*(*e_asym)->create_context())->run(input, a).is_ok());
+  ASSERT_TRUE((*(*e_qdq)->create_context())->run(input, q).is_ok());
+  ASSERT_EQ(a.shape(), q.shape());
+  // Mean absolute difference of the objectness and class scores (already sigmoid).
+  auto score_diff = [](const Tensor& x, const Tensor& y) {
+    double sum = 0;
+    int64_t count = 0;
+    for (int64_t i = 0; i < x.numel(); i += 85)
+      for (int k = 4; k < 85; ++k, ++count) sum += std::fabs(x.data<float>()[i + k] - y.data<float>()[i + k]);
+    return sum / static_cast<double>(count);
+  };
+  EXPECT_LT(score_diff(a, q), 2e-3);
+  const double err_sym = score_diff(s, f), err_asym = score_diff(a, f);
+  EXPECT_LT(err_asym, 0.8 * err_sym) << "asymmetric " << err_asym << " vs symmetric " << err_sym;
+  std::printf(
+      "[asymmetric] mean |score - FP32|: symmetric %.3g, asymmetric %.3g; asymmetric vs its Q/DQ model "
+      "%.3g\n",
+      err_sym, err_asym, score_diff(a, q));
 }
 
 }  // namespace

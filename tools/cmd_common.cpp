@@ -20,15 +20,22 @@ void add_engine_options(CLI::App* cmd, EngineArgs& a, bool allow_engine_file, bo
     cmd->add_option("--cache,--calib-cache", a.cache, "TensorRT calibration cache or PPQ json (INT8 scales)");
     cmd->add_option("--float-layers,--fp16-layers", a.float_layers,
                     "regex: layers that stay in float under --int8");
-    cmd->add_option("--refined-weights", a.refined_weights,
-                    "INT8: weights file of `qyolo calibrate --refine/--equalize` (clipped conv weights, corrected "
-                    "biases, activation equalisation factors; use it with the cache written alongside)");
+    cmd->add_option(
+        "--refined-weights", a.refined_weights,
+        "INT8: weights file of `qyolo calibrate --refine/--equalize` (clipped conv weights, corrected "
+        "biases, activation equalisation factors; use it with the cache written alongside)");
     cmd->add_flag("--no-equalization", a.no_equalization,
                   "INT8: ignore the activation equalisation that `qyolo calibrate` wrote beside the cache "
                   "(CACHE.equalize; applied by default when present)");
-    cmd->add_flag("--weight-clip", a.weight_clip,
-                  "INT8: clip each conv's weights per output channel where that lowers their squared rounding "
-                  "error (chosen at build, stored in the engine file; docs/weight-refine.md)");
+    cmd->add_flag(
+        "--symmetric-activations", a.symmetric_activations,
+        "INT8 on the CPU: quantise every activation on the symmetric grid, as TensorRT and the CUDA "
+        "engines do (default: SiLU outputs and their pools, concats, residual sums on an asymmetric "
+        "grid over [-0.2785, threshold], a zero point, up to half the step)");
+    cmd->add_flag(
+        "--weight-clip", a.weight_clip,
+        "INT8: clip each conv's weights per output channel where that lowers their squared rounding "
+        "error (chosen at build, stored in the engine file; docs/weight-refine.md)");
   }
   cmd->add_flag(
       "--float-output", a.float_output,
@@ -64,16 +71,19 @@ Result<std::pair<int, int>> image_size_for(const std::vector<int>& imgsz, const 
 
 void add_nms_options(CLI::App* cmd, float& conf, float& iou, int& max_det, const std::string& iou_default) {
   cmd->add_option("--conf", conf, "confidence threshold")->capture_default_str();
-  if (iou_default.empty()) cmd->add_option("--iou", iou, "NMS IoU threshold")->capture_default_str();
-  else cmd->add_option("--iou", iou, "NMS IoU threshold (default: " + iou_default + ")");
+  if (iou_default.empty())
+    cmd->add_option("--iou", iou, "NMS IoU threshold")->capture_default_str();
+  else
+    cmd->add_option("--iou", iou, "NMS IoU threshold (default: " + iou_default + ")");
   cmd->add_option("--max-det", max_det, "maximum detections per image")->capture_default_str();
 }
 
 void add_head_option(CLI::App* cmd, std::string& head) {
-  cmd->add_option("--head", head,
-                  "how the outputs encode detections: yolov5 | yolov8 | yolo11 | yolox (built-ins, decoded or raw "
-                  "grids) or a JSON head description (docs/heads.md); default: the first output is a decoded "
-                  "ultralytics head");
+  cmd->add_option(
+      "--head", head,
+      "how the outputs encode detections: yolov5 | yolov8 | yolo11 | yolox (built-ins, decoded or raw "
+      "grids) or a JSON head description (docs/heads.md); default: the first output is a decoded "
+      "ultralytics head");
 }
 
 BuildOptions build_options_from(const EngineArgs& a, Status* error) {
@@ -94,6 +104,7 @@ BuildOptions build_options_from(const EngineArgs& a, Status* error) {
   o.weights_file = a.refined_weights;
   o.equalization_sidecar = !a.no_equalization;
   o.weight_clip = a.weight_clip;
+  o.asymmetric_activations = !a.symmetric_activations;
   o.float_outputs = a.float_output;
   auto format = parse_input_format(a.input_format);
   if (!format) {

@@ -2,7 +2,6 @@
 #pragma once
 
 #include <CLI/CLI.hpp>
-
 #include <memory>
 #include <string>
 #include <utility>
@@ -13,8 +12,8 @@
 namespace qyolo::cli {
 
 struct EngineArgs {
-  std::string model;         // ONNX file
-  std::string engine;        // .qengine file
+  std::string model;   // ONNX file
+  std::string engine;  // .qengine file
   std::string device = "cpu";
   bool int8 = false;
   bool fp16 = false;
@@ -24,13 +23,15 @@ struct EngineArgs {
   std::string refined_weights;                // weight overrides (qyolo calibrate --refine)
   bool no_equalization = false;               // ignore the cache's equalisation sidecar
   bool weight_clip = false;                   // BuildOptions::weight_clip
+  bool symmetric_activations = false;         // !BuildOptions::asymmetric_activations
   bool float_output = false;                  // Q/DQ models: outputs without their final Q/DQ pair
   std::string input_format = "float32-nchw";  // BuildOptions::input_format
   std::string min_shapes, opt_shapes, max_shapes;
 };
 
 // Adds --model, --engine (if allowed), --device, --int8, --fp16, --cache, --float-layers, --*-shapes.
-void add_engine_options(CLI::App* cmd, EngineArgs& args, bool allow_engine_file = true, bool with_precision = true);
+void add_engine_options(CLI::App* cmd, EngineArgs& args, bool allow_engine_file = true,
+                        bool with_precision = true);
 // --imgsz: one value (square) or two (H W); left out, the engine's own size (see DetectOptions).
 void add_imgsz_option(CLI::App* cmd, std::vector<int>& imgsz, const std::string& what = "letterbox size");
 // (H, W) from --imgsz; (0, 0) when it was left out.
@@ -40,7 +41,8 @@ Result<std::pair<int, int>> image_size_for(const std::vector<int>& imgsz, const 
 
 // --conf, --iou, --max-det (defaults: the caller's current values; iou < 0: the head's default,
 // described by iou_default).
-void add_nms_options(CLI::App* cmd, float& conf, float& iou, int& max_det, const std::string& iou_default = "");
+void add_nms_options(CLI::App* cmd, float& conf, float& iou, int& max_det,
+                     const std::string& iou_default = "");
 // --head: how the outputs encode detections (DetectOptions::head).
 void add_head_option(CLI::App* cmd, std::string& head);
 BuildOptions build_options_from(const EngineArgs& args, Status* error);

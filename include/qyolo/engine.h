@@ -78,6 +78,14 @@ struct BuildOptions {
   // up FP16 would run clipped weights). Off by default: the held-out proxy moved +0.70 points on
   // yolov5n and -2.13 on yolov5s (docs/weight-refine.md).
   bool weight_clip = false;
+  // INT8 on the CPU: conv inputs bounded below by construction (SiLU outputs, lo = -0.2785, and
+  // their max-pools, resizes, concats and residual sums) quantised on an asymmetric grid over
+  // [lo, threshold] (a zero point; up to half the symmetric step) instead of [-threshold,
+  // threshold]; threshold = 127 x the cache's scale. Decided at build and stored in the engine's
+  // plan. Chosen on the calibration-side proxy (docs/accuracy.md). cuda engines quantise
+  // symmetrically whatever this says (their INT8 kernels take no zero point), as TensorRT does;
+  // false gives CPU engines the same symmetric grid (`--symmetric-activations`).
+  bool asymmetric_activations = true;
   // INT8 on cuda: layers outside INT8 and the tensors between layers in FP16 instead of FP32
   // (TensorRT's --int8 --fp16): faster, further from the CPU INT8 reference.
   bool int8_fp16 = false;
@@ -97,16 +105,16 @@ struct BuildOptions {
 };
 
 struct ModelInfo {
-  std::string source;         // ONNX path
-  std::string input_name;     // "images"
-  std::vector<int64_t> input_dims;  // -1 for dynamic dims
-  std::string output_name;    // "output0" (the first output)
+  std::string source;                     // ONNX path
+  std::string input_name;                 // "images"
+  std::vector<int64_t> input_dims;        // -1 for dynamic dims
+  std::string output_name;                // "output0" (the first output)
   std::vector<std::string> output_names;  // every output, in the model's order
-  std::vector<std::string> class_names;  // from ultralytics metadata ("names"); empty if absent
-  std::string task;           // ultralytics metadata "task" ("detect", "segment", ...); "" if absent
-  int stride = 32;            // ultralytics metadata "stride" (the largest head stride), else 32
+  std::vector<std::string> class_names;   // from ultralytics metadata ("names"); empty if absent
+  std::string task;  // ultralytics metadata "task" ("detect", "segment", ...); "" if absent
+  int stride = 32;   // ultralytics metadata "stride" (the largest head stride), else 32
   int opset = 0;
-  bool has_qdq = false;       // the model carries its own Q/DQ scales
+  bool has_qdq = false;  // the model carries its own Q/DQ scales
 };
 
 // One input or output of a context at its current input shape.
@@ -132,6 +140,7 @@ struct EnginePlan {
     std::string name;
     DataType storage = DataType::kFloat32;  // what is held between layers: int8, or the float type
     float scale = 0.f;                      // > 0: read quantised with this scale
+    int32_t zero_point = 0;                 // real = scale * (q - zero_point); 0: symmetric
   };
   std::string float_precision;  // of the nodes not listed
   std::vector<Node> nodes;      // by name
@@ -142,7 +151,8 @@ class Engine {
  public:
   ~Engine();
   // Imports, validates and prepares the model (at the profile's opt shape).
-  static Result<std::shared_ptr<const Engine>> build(const std::string& onnx_path, const BuildOptions& options);
+  static Result<std::shared_ptr<const Engine>> build(const std::string& onnx_path,
+                                                     const BuildOptions& options);
   // Reads an engine file written by save(); errors on another format version or a corrupted file,
   // and for cuda engines on another GPU model / compute capability than the one it was built on.
   static Result<std::shared_ptr<const Engine>> load(const std::string& engine_path);

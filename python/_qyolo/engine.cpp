@@ -36,6 +36,7 @@ py::dict info_dict(const Engine& e) {
   d["calibration_file"] = o.calibration_file;
   d["float_layers"] = o.float_layers_regex;
   d["float_outputs"] = o.float_outputs;
+  d["asymmetric_activations"] = o.asymmetric_activations;
   d["input_format"] = input_format_name(o.input_format);
   d["profile"] =
       py::make_tuple(py::tuple(py::cast(p.min)), py::tuple(py::cast(p.opt)), py::tuple(py::cast(p.max)));

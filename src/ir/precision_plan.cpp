@@ -10,10 +10,11 @@ namespace qyolo {
 // Plan section (little-endian; str = u64 length + bytes):
 //   u32 plan version (1) | u32 float precision
 //   | u64 n, n x (str node, u32 precision)
-//   | u64 n, n x (str tensor, u32 storage dtype, f32 scale)
+//   | u64 n, n x (str tensor, u32 storage dtype, f32 scale[, i32 zero point: version 2])
+// Version 1 (no zero points) is still read; a plan with a zero point is written as version 2.
 namespace {
 
-constexpr uint32_t kPlanVersion = 1;
+constexpr uint32_t kPlanVersionSymmetric = 1, kPlanVersion = 2;
 
 void put_u32(std::string& b, uint32_t v) {
   b.append(reinterpret_cast<const char*>(&v), 4);
@@ -107,7 +108,11 @@ float PrecisionPlan::scale_of(const std::string& tensor) const {
 
 std::string serialize_precision_plan(const PrecisionPlan& plan) {
   std::string b;
-  put_u32(b, kPlanVersion);
+  bool any_zero_point = false;
+  for (const auto& [name, t] : plan.tensors) any_zero_point |= t.zero_point != 0;
+  // Symmetric plans keep version 1, which engines written before zero points read too.
+  const uint32_t version = any_zero_point ? kPlanVersion : kPlanVersionSymmetric;
+  put_u32(b, version);
   put_u32(b, static_cast<uint32_t>(plan.float_precision));
   put_u64(b, plan.nodes.size());
   for (const auto& [name, p] : plan.nodes) {
@@ -121,6 +126,7 @@ std::string serialize_precision_plan(const PrecisionPlan& plan) {
     uint32_t bits;
     std::memcpy(&bits, &t.scale, 4);
     put_u32(b, bits);
+    if (version >= 2) put_u32(b, static_cast<uint32_t>(t.zero_point));
   }
   return b;
 }
@@ -128,8 +134,9 @@ std::string serialize_precision_plan(const PrecisionPlan& plan) {
 Result<PrecisionPlan> parse_precision_plan(const std::string& bytes, const std::string& where) {
   PlanReader rd(bytes, where);
   QYOLO_ASSIGN_OR_RETURN(uint32_t version, rd.u32("version"));
-  if (version != kPlanVersion)
-    return rd.error("version " + std::to_string(version) + ", expected " + std::to_string(kPlanVersion));
+  if (version != kPlanVersion && version != kPlanVersionSymmetric)
+    return rd.error("version " + std::to_string(version) + ", expected " +
+                    std::to_string(kPlanVersionSymmetric) + " or " + std::to_string(kPlanVersion));
   PrecisionPlan plan;
   QYOLO_ASSIGN_OR_RETURN(uint32_t fp, rd.u32("float precision"));
   if (fp > static_cast<uint32_t>(NodePrecision::kFp16))
@@ -148,13 +155,21 @@ Result<PrecisionPlan> parse_precision_plan(const std::string& bytes, const std::
       return rd.error("node '" + name + "' is listed twice");
   }
   QYOLO_ASSIGN_OR_RETURN(uint64_t n_tensors, rd.u64("tensor count"));
-  if (n_tensors > rd.remaining() / 16)
+  if (n_tensors > rd.remaining() / (version >= 2 ? 20 : 16))
     return rd.error("truncated (" + std::to_string(n_tensors) + " tensors)");
   for (uint64_t i = 0; i < n_tensors; ++i) {
     QYOLO_ASSIGN_OR_RETURN(std::string name, rd.str("tensor name"));
     QYOLO_ASSIGN_OR_RETURN(uint32_t dtype, rd.u32("tensor '" + name + "'"));
     QYOLO_ASSIGN_OR_RETURN(float scale, rd.f32("tensor '" + name + "'"));
+    int32_t zero_point = 0;
+    if (version >= 2) {
+      QYOLO_ASSIGN_OR_RETURN(uint32_t zp, rd.u32("tensor '" + name + "' zero point"));
+      zero_point = static_cast<int32_t>(zp);
+    }
     if (name.empty()) return rd.error("a tensor entry without a name");
+    if (zero_point < -128 || zero_point > 127 || (zero_point != 0 && scale == 0.f))
+      return rd.error("tensor '" + name + "' has zero point " + std::to_string(zero_point) +
+                      " (expected -128..127, and a scale)");
     if (!valid_storage(dtype))
       return rd.error("tensor '" + name + "' has storage dtype " + std::to_string(dtype) +
                       " (expected float32, float16 or int8)");
@@ -162,7 +177,7 @@ Result<PrecisionPlan> parse_precision_plan(const std::string& bytes, const std::
     if (scale != 0.f && !(std::isnormal(scale) && scale > 0.f))
       return rd.error("tensor '" + name + "' has scale " + float_str(scale) +
                       ", not a positive normal float");
-    TensorPlan t{static_cast<DataType>(dtype), scale};
+    TensorPlan t{static_cast<DataType>(dtype), scale, zero_point};
     if (t.storage == DataType::kInt8 && scale == 0.f)
       return rd.error("tensor '" + name + "' is stored int8 without a scale");
     if (!plan.tensors.emplace(name, t).second) return rd.error("tensor '" + name + "' is listed twice");
@@ -181,6 +196,7 @@ std::string format_precision_plan(const PrecisionPlan& plan) {
   for (const auto& [name, t] : plan.tensors) {
     os << "  tensor  " << name << "  " << dtype_name(t.storage);
     if (t.scale > 0.f) os << "  scale " << float_str(t.scale);
+    if (t.zero_point != 0) os << "  zero point " << t.zero_point;
     os << "\n";
   }
   return os.str();

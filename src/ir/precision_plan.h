@@ -9,7 +9,8 @@
 //   tensors: each tensor an INT8 conv reads quantised (its input, or its fused residual), with the
 //            scale it is quantised with (real = scale * q, src/quant/quant_params.h), and the
 //            values the CPU backend keeps int8 between layers (storage int8); storage says what
-//            is held between layers (int8, or the plan's float precision).
+//            is held between layers (int8, or the plan's float precision). A tensor's zero point
+//            makes its grid asymmetric (CPU plans with asymmetric activations).
 // Names are those of the prepared graph (after the graph passes), the same at every input shape.
 #pragma once
 
@@ -28,6 +29,9 @@ const char* node_precision_name(NodePrecision p);
 struct TensorPlan {
   DataType storage = DataType::kFloat32;  // kFloat32, kFloat16 or kInt8
   float scale = 0.f;                      // > 0: read quantised with this scale; 0: never quantised
+  // real = scale * (q - zero_point) (src/quant/quant_params.h); 0: the symmetric grid. Non-zero
+  // only in CPU INT8 plans with asymmetric activations.
+  int32_t zero_point = 0;
   bool operator==(const TensorPlan&) const = default;
 };
 
@@ -50,7 +54,7 @@ std::string serialize_precision_plan(const PrecisionPlan& plan);
 Result<PrecisionPlan> parse_precision_plan(const std::string& bytes, const std::string& where);
 
 // One line per node entry ("node  <name>  int8"), then per tensor entry
-// ("tensor  <name>  int8  scale 0.0123"), sorted by name.
+// ("tensor  <name>  int8  scale 0.0123[  zero point -127]"), sorted by name.
 std::string format_precision_plan(const PrecisionPlan& plan);
 
 }  // namespace qyolo

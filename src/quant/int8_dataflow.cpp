@@ -57,16 +57,27 @@ struct Use {
 
 }  // namespace
 
-Result<std::map<std::string, float>> choose_int8_dataflow(const SpecializedGraph& sg,
-                                                          const std::map<std::string, float>& scales,
-                                                          const Int8DataflowOptions& options) {
+Result<Int8Grid> conv_input_grid(const Node& conv) {
+  Int8Grid g;
+  QYOLO_ASSIGN_OR_RETURN(g.scale, conv.attr_float("qyolo_input_scale"));
+  QYOLO_ASSIGN_OR_RETURN(const int64_t zp, conv.attr_int(kInputZeroPointAttr, 0));
+  if (zp < -128 || zp > 127)
+    return invalid_argument(conv.describe() + ": input zero point " + std::to_string(zp) +
+                            " outside -128..127");
+  g.zero_point = static_cast<int32_t>(zp);
+  return g;
+}
+
+Result<std::map<std::string, Int8Grid>> choose_int8_dataflow(const SpecializedGraph& sg,
+                                                             const std::map<std::string, float>& scales,
+                                                             const Int8DataflowOptions& options) {
   const Graph& g = sg.graph;
   std::unordered_map<std::string, std::vector<Use>> uses;
   for (size_t i = 0; i < g.nodes.size(); ++i)
     for (size_t s = 0; s < g.nodes[i].inputs.size(); ++s)
       if (!g.nodes[i].inputs[s].empty()) uses[g.nodes[i].inputs[s]].push_back({i, s});
-  std::unordered_map<std::string, float> planned;  // int8 values -> scale
-  auto planned_scale = [&](const std::string& v) -> std::optional<float> {
+  std::unordered_map<std::string, Int8Grid> planned;  // int8 values -> grid
+  auto planned_scale = [&](const std::string& v) -> std::optional<Int8Grid> {
     auto it = planned.find(v);
     if (it == planned.end()) return std::nullopt;
     return it->second;
@@ -80,16 +91,16 @@ Result<std::map<std::string, float>> choose_int8_dataflow(const SpecializedGraph
     if (g.is_graph_output(out) || sg.values.at(out).shape.size() != 4) continue;
     auto it = uses.find(out);
     if (it == uses.end()) continue;
-    std::optional<float> scale;
-    bool ok = true;
+    std::optional<Int8Grid> scale;
+    bool ok = true, symmetric_only = false;
     for (const Use& u : it->second) {
       const Node& c = g.nodes[u.node];
-      std::optional<float> want;  // nullopt: any scale
+      std::optional<Int8Grid> want;  // nullopt: any scale
       if (is_int8_conv(c) && u.slot == 0) {
-        QYOLO_ASSIGN_OR_RETURN(float s, c.attr_float("qyolo_input_scale"));
-        want = s;
+        QYOLO_ASSIGN_OR_RETURN(want, conv_input_grid(c));
       } else if (is_int8_conv(c) && u.slot == 3 && options.int8_residual && planned.count(c.outputs[0])) {
         want = std::nullopt;
+        symmetric_only = true;  // the epilogue adds residual_scale * q
       } else if (is_int8_mover(sg, c) && (u.slot == 0 || c.op_type == "Concat") &&
                  planned.count(c.outputs[0])) {
         want = planned_scale(c.outputs[0]);
@@ -106,9 +117,13 @@ Result<std::map<std::string, float>> choose_int8_dataflow(const SpecializedGraph
       }
     }
     if (ok && !scale) {
-      if (auto s = scales.find(out); s != scales.end()) scale = s->second;
+      if (auto s = scales.find(out); s != scales.end()) scale = Int8Grid{s->second, 0};
     }
-    if (ok && scale && *scale > 0.f) planned[out] = *scale;
+    // Only our own SiLU / sigmoid epilogue writes an asymmetric grid (oneDNN's int8 output is symmetric).
+    if (scale && scale->zero_point != 0 &&
+        (symmetric_only || (is_int8_conv(n) && !adds_float_residual_itself(n))))
+      ok = false;
+    if (ok && scale && scale->scale > 0.f) planned[out] = *scale;
   }
 
   // Forwards: MaxPool/Resize need an int8 input and an int8-writing conv an int8 residual; where
@@ -121,10 +136,10 @@ Result<std::map<std::string, float>> choose_int8_dataflow(const SpecializedGraph
       planned.erase(n.outputs[0]);
   }
 
-  return std::map<std::string, float>(planned.begin(), planned.end());
+  return std::map<std::string, Int8Grid>(planned.begin(), planned.end());
 }
 
-Status mark_int8_dataflow(SpecializedGraph& sg, const std::map<std::string, float>& planned,
+Status mark_int8_dataflow(SpecializedGraph& sg, const std::map<std::string, Int8Grid>& planned,
                           const std::string& where) {
   Graph& g = sg.graph;
   std::unordered_map<std::string, std::vector<Use>> uses;
@@ -139,8 +154,11 @@ Status mark_int8_dataflow(SpecializedGraph& sg, const std::map<std::string, floa
     const int p = g.producer_of(v);
     if (p < 0) return bad(v, "no node of the graph writes it");
     const Node& n = g.nodes[static_cast<size_t>(p)];
-    if (!can_write_int8(sg, n) || g.is_graph_output(v) || sg.values.at(v).shape.size() != 4)
-      return bad(v, n.describe() + " cannot write it int8");
+    if (!can_write_int8(sg, n) || g.is_graph_output(v) || sg.values.at(v).shape.size() != 4 ||
+        (scale.zero_point != 0 && is_int8_conv(n) && !adds_float_residual_itself(n)))
+      return bad(
+          v, n.describe() + " cannot write it int8" +
+                 (scale.zero_point ? " with zero point " + std::to_string(scale.zero_point) : std::string()));
     const bool pass_through = n.op_type == "MaxPool" || n.op_type == "Resize" || n.op_type == "Upsample";
     if (pass_through && !planned.count(n.inputs[0]))
       return bad(v, n.describe() + " reads '" + n.inputs[0] + "' in float");
@@ -151,23 +169,27 @@ Status mark_int8_dataflow(SpecializedGraph& sg, const std::map<std::string, floa
       auto out = planned.find(c.outputs.empty() ? std::string() : c.outputs[0]);
       bool ok = false;
       if (is_int8_conv(c) && u.slot == 0) {
-        QYOLO_ASSIGN_OR_RETURN(float s, c.attr_float("qyolo_input_scale"));
-        ok = s == scale;
+        QYOLO_ASSIGN_OR_RETURN(const Int8Grid in, conv_input_grid(c));
+        ok = in == scale;
       } else if (is_int8_conv(c) && u.slot == 3) {
-        ok = out != planned.end();
+        ok = out != planned.end() && scale.zero_point == 0;
       } else if (is_int8_mover(sg, c) && (u.slot == 0 || c.op_type == "Concat")) {
         ok = out != planned.end() && out->second == scale;
       }
-      if (!ok) return bad(v, c.describe() + " cannot read it int8 at scale " + std::to_string(scale));
+      if (!ok)
+        return bad(
+            v, c.describe() + " cannot read it int8 at scale " + std::to_string(scale.scale) +
+                   (scale.zero_point ? ", zero point " + std::to_string(scale.zero_point) : std::string()));
     }
   }
   for (Node& n : g.nodes) {
     if (n.outputs.size() != 1) continue;
     if (auto it = planned.find(n.outputs[0]); it != planned.end()) {
-      n.attrs[kInt8OutputScaleAttr] = it->second;
+      n.attrs[kInt8OutputScaleAttr] = it->second.scale;
+      if (it->second.zero_point != 0) n.attrs[kInt8OutputZeroPointAttr] = int64_t{it->second.zero_point};
       sg.values.at(n.outputs[0]).dtype = DataType::kInt8;
       if (n.op_type == "Conv" && n.has_input(3) && planned.count(n.inputs[3]))
-        n.attrs[kInt8ResidualScaleAttr] = planned.at(n.inputs[3]);
+        n.attrs[kInt8ResidualScaleAttr] = planned.at(n.inputs[3]).scale;
     }
   }
   return Status::ok();

@@ -22,8 +22,13 @@
 // output attribute writes int8 channels-last with that scale.
 // A value with consumers that disagree (e.g. YOLOv5's upsampled conv output, concatenated at two
 // scales) stays float; a Concat quantises float inputs into its int8 output.
+// Asymmetric grids (a zero point, src/quant/quant_params.h): a scale above is a (scale, zero point)
+// pair; an INT8 conv reads its input at qyolo_input_scale and qyolo_input_zero_point (0 when absent),
+// a producer writes at qyolo_int8_output_scale and qyolo_int8_output_zero_point. Int8 residuals are
+// symmetric only.
 #pragma once
 
+#include <cstdint>
 #include <map>
 #include <string>
 
@@ -32,22 +37,34 @@
 namespace qyolo {
 
 inline constexpr char kInt8OutputScaleAttr[] = "qyolo_int8_output_scale";
+inline constexpr char kInt8OutputZeroPointAttr[] = "qyolo_int8_output_zero_point";
 inline constexpr char kInt8ResidualScaleAttr[] = "qyolo_int8_residual_scale";
+inline constexpr char kInputZeroPointAttr[] = "qyolo_input_zero_point";
+
+// The grid of an int8 value: real = scale * (q - zero_point).
+struct Int8Grid {
+  float scale = 0.f;
+  int32_t zero_point = 0;
+  bool operator==(const Int8Grid&) const = default;
+};
 
 struct Int8DataflowOptions {
   bool int8_residual = false;  // fused residuals read as int8 (else their convs write float)
 };
 
-// Which values stay int8 (value -> scale) on a graph whose INT8 convs are marked. `scales` are the
+// Which values stay int8 (value -> grid) on a graph whose INT8 convs are marked. `scales` are the
 // calibrated activation scales (for residual-only values).
-Result<std::map<std::string, float>> choose_int8_dataflow(const SpecializedGraph& sg,
-                                                          const std::map<std::string, float>& scales,
-                                                          const Int8DataflowOptions& options = {});
+Result<std::map<std::string, Int8Grid>> choose_int8_dataflow(const SpecializedGraph& sg,
+                                                             const std::map<std::string, float>& scales,
+                                                             const Int8DataflowOptions& options = {});
 
 // Marks the `planned` values and their producers (see above) after checking that each fits: its
 // producer writes int8 and every consumer reads it at that scale; errors name `where` and the value.
-Status mark_int8_dataflow(SpecializedGraph& sg, const std::map<std::string, float>& planned,
+Status mark_int8_dataflow(SpecializedGraph& sg, const std::map<std::string, Int8Grid>& planned,
                           const std::string& where);
+
+// The grid an INT8 conv reads its input at (qyolo_input_scale, qyolo_input_zero_point).
+Result<Int8Grid> conv_input_grid(const Node& conv);
 
 // choose_int8_dataflow, then mark_int8_dataflow. Returns the number of int8 values.
 Result<int> plan_int8_dataflow(SpecializedGraph& sg, const std::map<std::string, float>& scales,

@@ -7,6 +7,7 @@
 #include <set>
 
 #include "quant/int8_dataflow.h"
+#include "quant/quant_params.h"
 
 namespace qyolo {
 
@@ -56,19 +57,71 @@ double conv_macs(const SpecializedGraph& sg, const Node& n) {
          static_cast<double>(shape_numel(w->second.shape)) / static_cast<double>(w->second.shape[0]);
 }
 
-// The tensor entries of the INT8 convs: each one's input with its scale, and its fused residual
+// The tensor entries of the INT8 convs: each one's input with its grid, and its fused residual
 // where that has a scale (`scales`, or the entry already there).
-void add_int8_tensor_entries(PrecisionPlan& plan, const Node& conv, float input_scale,
+void add_int8_tensor_entries(PrecisionPlan& plan, const Node& conv, Int8Grid input,
                              const std::map<std::string, float>& scales) {
   const DataType between =
       plan.float_precision == NodePrecision::kFp16 ? DataType::kFloat16 : DataType::kFloat32;
-  plan.tensors[conv.inputs[0]] = {between, input_scale};
+  plan.tensors[conv.inputs[0]] = {between, input.scale, input.zero_point};
   if (!conv.has_input(3) || plan.tensors.count(conv.inputs[3])) return;
   if (auto r = scales.find(conv.inputs[3]); r != scales.end() && r->second > 0.f)
     plan.tensors[conv.inputs[3]] = {between, r->second};
 }
 
+// The minimum of x * sigmoid(x) (at x = -1.27846), rounded away from zero.
+constexpr double kSiluMin = -0.27846454;
+
 }  // namespace
+
+std::map<std::string, double> activation_lower_bounds(const SpecializedGraph& sg) {
+  std::map<std::string, double> lo;
+  auto bound = [&](const std::string& v) -> std::optional<double> {
+    auto it = lo.find(v);
+    if (it == lo.end()) return std::nullopt;
+    return it->second;
+  };
+  for (const Node& n : sg.graph.nodes) {
+    if (n.outputs.size() != 1 || n.inputs.empty()) continue;
+    std::optional<double> b;
+    const std::string& op = n.op_type;
+    if (op == "Conv") {
+      const auto act_attr = n.attr_string("qyolo_activation", std::string());
+      const std::string act = act_attr ? *act_attr : std::string();
+      if (act == "silu" || act == "sigmoid" || act == "relu") {
+        double m = 1.0;  // the equalisation multiplier scales the activation's output
+        if (auto mult = n.attr_floats("qyolo_output_multiplier", std::vector<float>{}))
+          for (float f : *mult) m = std::max(m, static_cast<double>(f));
+        b = act == "silu" ? kSiluMin * m : 0.0;
+        if (n.has_input(3)) {
+          const auto r = bound(n.inputs[3]);
+          b = r ? std::optional<double>(*b + *r) : std::nullopt;
+        }
+      }
+    } else if (op == "MaxPool" || op == "Identity" || op == "Reshape" ||
+               ((op == "Resize" || op == "Upsample") && [&] {
+                 auto mode = n.attr_string("mode", "nearest");
+                 return mode && *mode == "nearest";
+               }())) {
+      b = bound(n.inputs[0]);
+    } else if (op == "Concat") {
+      b = 0.0;
+      for (const auto& in : n.inputs) {
+        const auto r = bound(in);
+        if (!r) {
+          b.reset();
+          break;
+        }
+        b = std::min(*b, *r);
+      }
+    } else if (op == "Add" && n.inputs.size() == 2) {
+      const auto x = bound(n.inputs[0]), y = bound(n.inputs[1]);
+      if (x && y) b = *x + *y;
+    }
+    if (b) lo[n.outputs[0]] = *b;
+  }
+  return lo;
+}
 
 Result<PrecisionPlan> make_precision_plan(const SpecializedGraph& sg,
                                           const std::map<std::string, float>& scales,
@@ -101,26 +154,30 @@ Result<PrecisionPlan> make_precision_plan(const SpecializedGraph& sg,
       }
     }
   }
+  std::map<std::string, double> lower_bounds;
+  if (rules.asymmetric_activations) lower_bounds = activation_lower_bounds(sg);
   for (const auto& node : g.nodes) {
     if (node.op_type != "Conv") continue;
     if (keep_float && std::regex_search(node.name, *keep_float)) continue;
     if (!float_weights(g, node)) continue;
-    std::optional<float> in_scale;
+    std::optional<Int8Grid> in;
     if (auto folded = bypassed.count(node.inputs[0]) ? std::nullopt : folded_qdq_input(g, node.inputs[0])) {
-      in_scale = folded->second;
+      in = Int8Grid{folded->second, 0};  // the model's own scale, as it is
     } else if (auto it = scales.find(node.inputs[0]); it != scales.end()) {
-      in_scale = it->second;
+      in = Int8Grid{it->second, 0};
+      if (auto lo = lower_bounds.find(node.inputs[0]); lo != lower_bounds.end() && it->second > 0.f)
+        asymmetric_grid(lo->second, amax_from_scale(it->second), &in->scale, &in->zero_point);
     }
-    if (!in_scale || !(*in_scale > 0.f)) continue;
+    if (!in || !(in->scale > 0.f)) continue;
     plan.nodes[node.name] = NodePrecision::kInt8;
-    add_int8_tensor_entries(plan, node, *in_scale, scales);
+    add_int8_tensor_entries(plan, node, *in, scales);
   }
   if (rules.cpu_int8_dataflow) {
     // Which values the CPU keeps int8 between layers, decided on the graph this plan marks.
     SpecializedGraph marked = sg;
     QYOLO_RETURN_IF_ERROR(apply_precision_plan(marked, plan, g.source_path));
     QYOLO_ASSIGN_OR_RETURN(auto planned, choose_int8_dataflow(marked, scales));
-    for (const auto& [v, s] : planned) plan.tensors[v] = {DataType::kInt8, s};
+    for (const auto& [v, grid] : planned) plan.tensors[v] = {DataType::kInt8, grid.scale, grid.zero_point};
   }
   return plan;
 }
@@ -131,7 +188,7 @@ Status refine_precision_plan(PrecisionPlan& plan, const SpecializedGraph& float_
   old_tensors.swap(plan.tensors);
   std::map<std::string, float> residual_scales;
   for (const auto& [name, t] : old_tensors)
-    if (t.scale > 0.f) residual_scales[name] = t.scale;
+    if (t.scale > 0.f && t.zero_point == 0) residual_scales[name] = t.scale;
   for (const auto& n : float_graph.graph.nodes) {
     if (n.op_type != "Conv") continue;
     auto c = chosen.find(n.name);
@@ -141,8 +198,10 @@ Status refine_precision_plan(PrecisionPlan& plan, const SpecializedGraph& float_
       return internal_error("the backend ran " + n.describe() + " in INT8, which the precision plan keeps " +
                             node_precision_name(before));
     plan.nodes[n.name] = c->second;
-    if (c->second == NodePrecision::kInt8)
-      add_int8_tensor_entries(plan, n, old_tensors.at(n.inputs[0]).scale, residual_scales);
+    if (c->second == NodePrecision::kInt8) {
+      const TensorPlan& in = old_tensors.at(n.inputs[0]);
+      add_int8_tensor_entries(plan, n, Int8Grid{in.scale, in.zero_point}, residual_scales);
+    }
   }
   return Status::ok();
 }
@@ -180,9 +239,15 @@ Status apply_precision_plan(SpecializedGraph& sg, const PrecisionPlan& plan, con
     if (!(in_scale > 0.f))
       return bad("runs " + node.describe() + " in INT8 without a scale for its input '" + node.inputs[0] +
                  "'");
+    const int32_t zp = plan.tensors.at(node.inputs[0]).zero_point;
     // The model's own Q->DQ pair in front: the conv reads the float tensor and quantises it itself.
-    if (auto folded = folded_qdq_input(g, node.inputs[0])) node.inputs[0] = folded->first;
+    if (auto folded = folded_qdq_input(g, node.inputs[0])) {
+      if (zp != 0)
+        return bad("gives " + node.describe() + " a zero point on the model's own symmetric Q/DQ input");
+      node.inputs[0] = folded->first;
+    }
     node.attrs["qyolo_input_scale"] = in_scale;
+    if (zp != 0) node.attrs[kInputZeroPointAttr] = int64_t{zp};
     // A fused residual (input 3) with a scale may be read as int8 by backends that keep int8
     // between layers (the CUDA --int8 --fp16 path); the scale says how.
     if (node.has_input(3))
@@ -205,13 +270,13 @@ Status apply_precision_plan(SpecializedGraph& sg, const PrecisionPlan& plan, con
 }
 
 Status apply_int8_storage(SpecializedGraph& sg, const PrecisionPlan& plan, const std::string& where) {
-  std::map<std::string, float> planned;
+  std::map<std::string, Int8Grid> planned;
   for (const auto& [name, t] : plan.tensors) {
     if (t.storage != DataType::kInt8) continue;
     if (!sg.values.count(name))
       return corrupt(where + ": precision plan stores tensor '" + name +
                      "' int8, which the model does not have");
-    planned[name] = t.scale;
+    planned[name] = {t.scale, t.zero_point};
   }
   return mark_int8_dataflow(sg, planned, where);
 }

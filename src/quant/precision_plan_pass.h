@@ -28,7 +28,17 @@ struct PlanRules {
   NodePrecision float_precision = NodePrecision::kFp32;  // everything not INT8
   std::string float_layers_regex;                        // INT8: nodes matching stay float
   bool cpu_int8_dataflow = false;                        // INT8 on the CPU: int8 between layers
+  // INT8 convs read inputs with a known lower bound lo > -threshold (SiLU outputs, their max-pools,
+  // resizes and concats) on the asymmetric grid over [lo, threshold] (src/quant/quant_params.h),
+  // threshold = 127 * the calibrated scale; the others keep the symmetric one. CPU only.
+  bool asymmetric_activations = false;
 };
+
+// Lower bounds of the float values of a prepared graph that are bounded below by construction:
+// fused SiLU (-0.2785, times the largest output multiplier), sigmoid and ReLU (0), plus a fused
+// residual's bound; MaxPool, nearest Resize, Identity and Reshape keep their input's, a Concat the
+// least of its inputs', an Add the sum. Values not listed have no known bound.
+std::map<std::string, double> activation_lower_bounds(const SpecializedGraph& sg);
 
 Result<PrecisionPlan> make_precision_plan(const SpecializedGraph& float_graph,
                                           const std::map<std::string, float>& scales, const PlanRules& rules);

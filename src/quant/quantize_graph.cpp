@@ -13,6 +13,7 @@ Status quantize_graph(SpecializedGraph& sg, const std::map<std::string, float>& 
   PlanRules rules;
   rules.int8 = true;
   rules.float_layers_regex = options.float_layers_regex;
+  rules.asymmetric_activations = options.asymmetric_activations;
   QYOLO_ASSIGN_OR_RETURN(PrecisionPlan plan, make_precision_plan(sg, scales, rules));
   QYOLO_RETURN_IF_ERROR(apply_precision_plan(sg, plan, sg.graph.source_path));
   if (num_int8) {
@@ -31,10 +32,13 @@ Result<std::map<std::string, float>> load_activation_scales(const std::string& p
   size_t known = 0;
   std::string first_unknown;
   for (const auto& [name, scale] : table.scales) {
-    if (names.count(name)) ++known;
-    else if (first_unknown.empty()) first_unknown = name;
+    if (names.count(name))
+      ++known;
+    else if (first_unknown.empty())
+      first_unknown = name;
     if (!(scale >= 0.f) || std::isinf(scale))
-      return corrupt("calibration file '" + path + "': tensor '" + name + "' has invalid scale " + std::to_string(scale));
+      return corrupt("calibration file '" + path + "': tensor '" + name + "' has invalid scale " +
+                     std::to_string(scale));
   }
   if (known == 0)
     return invalid_argument("calibration file '" + path + "' does not belong to model '" + graph.source_path +

@@ -18,7 +18,8 @@
 namespace qyolo {
 
 struct QuantizeOptions {
-  std::string float_layers_regex;  // nodes whose name matches stay in float
+  std::string float_layers_regex;       // nodes whose name matches stay in float
+  bool asymmetric_activations = false;  // PlanRules::asymmetric_activations (CPU)
 };
 
 // Marks Convs for INT8 (attribute qyolo_input_scale) using `scales`
@@ -26,8 +27,8 @@ struct QuantizeOptions {
 // Conv that reads them. Returns the number of INT8 convs via `num_int8` (optional).
 // It is make_precision_plan's rules + apply_precision_plan (src/quant/precision_plan_pass.h) in one
 // step; engines make the plan once and store it instead.
-Status quantize_graph(SpecializedGraph& g, const std::map<std::string, float>& scales, const QuantizeOptions& options,
-                      int* num_int8 = nullptr);
+Status quantize_graph(SpecializedGraph& g, const std::map<std::string, float>& scales,
+                      const QuantizeOptions& options, int* num_int8 = nullptr);
 
 // Reads a TensorRT calibration cache or PPQ json and checks it belongs to `graph`: errors if none of
 // its tensor names exist in the graph (a cache for another model).

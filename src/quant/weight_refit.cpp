@@ -7,6 +7,7 @@
 #include <map>
 
 #include "ir/ops/conv2d.h"
+#include "quant/int8_dataflow.h"
 #include "quant/quant_params.h"
 #include "runtime/detector.h"
 #include "runtime/engine_impl.h"
@@ -19,7 +20,7 @@ namespace {
 // One INT8 conv's geometry and its accumulated statistics over the sampled patches.
 struct ConvFit {
   std::string node, input, weight, bias;  // names in the prepared graph ("" bias: none)
-  float scale = 0;                        // the INT8 conv's input scale
+  Int8Grid grid;                          // the INT8 conv's input grid (scale, zero point)
   ConvAttrs attrs;
   Shape x_shape, w_shape;
   int64_t d = 0;                 // patch length (+1 with a bias)
@@ -47,7 +48,8 @@ int64_t gather_patches(ConvFit& f, const float* x, int64_t step, int64_t offset)
             const int64_t ix = xo * win.strides[1] - win.pads_begin[1] + kx * win.dilations[1];
             const float v = (iy >= 0 && iy < ih && ix >= 0 && ix < iw) ? x[(ci * ih + iy) * iw + ix] : 0.f;
             px[j] = v;
-            pq[j] = dequantize_int8(quantize_int8(v, f.scale), f.scale);
+            pq[j] = dequantize_int8(quantize_int8(v, f.grid.scale, f.grid.zero_point), f.grid.scale,
+                                    f.grid.zero_point);
           }
       if (!f.bias.empty()) px[j] = pq[j] = 1.f;
       ++rows;
@@ -157,10 +159,10 @@ Result<WeightOverrides> refit_int8_weights(const std::string& onnx_path, const B
   QYOLO_ASSIGN_OR_RETURN(SpecializedGraph fg, fp32->impl().prepare(shape));
 
   // The INT8 convs (group 1, 2-D), their scales from the INT8 graph, weights from the FP32 one.
-  std::map<std::string, float> scale_of;
+  std::map<std::string, Int8Grid> scale_of;
   for (const Node& n : qg.graph.nodes)
     if (n.op_type == "Conv" && n.has_attr("qyolo_input_scale")) {
-      QYOLO_ASSIGN_OR_RETURN(scale_of[n.name], n.attr_float("qyolo_input_scale"));
+      QYOLO_ASSIGN_OR_RETURN(scale_of[n.name], conv_input_grid(n));
     }
   std::vector<ConvFit> fits;
   for (const Node& n : fg.graph.nodes) {
@@ -170,7 +172,7 @@ Result<WeightOverrides> refit_int8_weights(const std::string& onnx_path, const B
     f.input = n.inputs[0];
     f.weight = n.inputs[1];
     if (n.has_input(2) && fg.graph.initializers.count(n.inputs[2])) f.bias = n.inputs[2];
-    f.scale = scale_of[n.name];
+    f.grid = scale_of[n.name];
     f.x_shape = fg.values.at(f.input).shape;
     f.w_shape = fg.values.at(f.weight).shape;
     if (f.x_shape.size() != 4 || f.w_shape.size() != 4 || !fg.graph.initializers.count(f.weight)) continue;

@@ -38,41 +38,60 @@ namespace qyolo {
 
 // ---- small helpers ---------------------------------------------------------------------------
 
-const char* device_name(Device d) { return d == Device::kCpu ? "cpu" : "cuda"; }
+const char* device_name(Device d) {
+  return d == Device::kCpu ? "cpu" : "cuda";
+}
 const char* precision_name(Precision p) {
   switch (p) {
-    case Precision::kFp32: return "fp32";
-    case Precision::kFp16: return "fp16";
-    case Precision::kInt8: return "int8";
+    case Precision::kFp32:
+      return "fp32";
+    case Precision::kFp16:
+      return "fp16";
+    case Precision::kInt8:
+      return "int8";
   }
   return "?";
 }
 BuildMode build_mode(const BuildOptions& o) {
   switch (o.precision) {
-    case Precision::kFp32: return BuildMode::kFp32;
-    case Precision::kFp16: return BuildMode::kFp16;
+    case Precision::kFp32:
+      return BuildMode::kFp32;
+    case Precision::kFp16:
+      return BuildMode::kFp16;
     case Precision::kInt8:
-      return !o.int8_fp16 ? BuildMode::kInt8 : o.int8_all ? BuildMode::kAllInt8Fp16 : BuildMode::kInt8Fp16Auto;
+      return !o.int8_fp16 ? BuildMode::kInt8
+             : o.int8_all ? BuildMode::kAllInt8Fp16
+                          : BuildMode::kInt8Fp16Auto;
   }
   return BuildMode::kFp32;
 }
 const char* build_mode_name(BuildMode m) {
   switch (m) {
-    case BuildMode::kFp32: return "fp32";
-    case BuildMode::kFp16: return "fp16";
-    case BuildMode::kInt8: return "int8";
-    case BuildMode::kInt8Fp16Auto: return "int8+fp16 auto";
-    case BuildMode::kAllInt8Fp16: return "all-int8 (+fp16)";
+    case BuildMode::kFp32:
+      return "fp32";
+    case BuildMode::kFp16:
+      return "fp16";
+    case BuildMode::kInt8:
+      return "int8";
+    case BuildMode::kInt8Fp16Auto:
+      return "int8+fp16 auto";
+    case BuildMode::kAllInt8Fp16:
+      return "all-int8 (+fp16)";
   }
   return "?";
 }
 const char* build_mode_flags(BuildMode m) {
   switch (m) {
-    case BuildMode::kFp32: return "";
-    case BuildMode::kFp16: return " --fp16";
-    case BuildMode::kInt8: return " --int8";
-    case BuildMode::kInt8Fp16Auto: return " --int8 --fp16";
-    case BuildMode::kAllInt8Fp16: return " --int8 --fp16 --all-int8";
+    case BuildMode::kFp32:
+      return "";
+    case BuildMode::kFp16:
+      return " --fp16";
+    case BuildMode::kInt8:
+      return " --int8";
+    case BuildMode::kInt8Fp16Auto:
+      return " --int8 --fp16";
+    case BuildMode::kAllInt8Fp16:
+      return " --int8 --fp16 --all-int8";
   }
   return "";
 }
@@ -184,16 +203,22 @@ static Status outside_profile(const std::string& input, const Shape& shape, cons
 
 Engine::Engine(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Engine::~Engine() = default;
-const ModelInfo& Engine::info() const { return impl_->info; }
-const BuildOptions& Engine::options() const { return impl_->options; }
-ShapeProfile Engine::profile() const { return impl_->profile; }
+const ModelInfo& Engine::info() const {
+  return impl_->info;
+}
+const BuildOptions& Engine::options() const {
+  return impl_->options;
+}
+ShapeProfile Engine::profile() const {
+  return impl_->profile;
+}
 
 EnginePlan Engine::precision_plan() const {
   const PrecisionPlan& p = impl_->plan;
   EnginePlan out;
   out.float_precision = node_precision_name(p.float_precision);
   for (const auto& [name, precision] : p.nodes) out.nodes.push_back({name, node_precision_name(precision)});
-  for (const auto& [name, t] : p.tensors) out.tensors.push_back({name, t.storage, t.scale});
+  for (const auto& [name, t] : p.tensors) out.tensors.push_back({name, t.storage, t.scale, t.zero_point});
   return out;
 }
 
@@ -207,7 +232,8 @@ void Engine::Impl::merge_tactics(const TacticMap& more) const {
   for (const auto& [key, choice] : more) tactics_.emplace(key, choice);
 }
 
-Result<SpecializedGraph> Engine::Impl::prepare_float(const Shape& input_shape, const PassOptions& passes) const {
+Result<SpecializedGraph> Engine::Impl::prepare_float(const Shape& input_shape,
+                                                     const PassOptions& passes) const {
   if (!profile.contains(input_shape)) return outside_profile(info.input_name, input_shape, profile);
   QYOLO_ASSIGN_OR_RETURN(SpecializedGraph sg, specialize(graph, {{info.input_name, input_shape}}));
   QYOLO_RETURN_IF_ERROR(run_default_passes(sg, passes));
@@ -242,11 +268,13 @@ Result<std::unique_ptr<Engine::Impl>> make_impl(std::string onnx_bytes, const st
                                                 const BuildOptions& options) {
   auto impl = std::make_unique<Engine::Impl>();
   std::string base_dir = std::filesystem::path(source).parent_path().string();
-  QYOLO_ASSIGN_OR_RETURN(impl->graph, import_onnx_bytes(onnx_bytes, source, base_dir.empty() ? "." : base_dir));
+  QYOLO_ASSIGN_OR_RETURN(impl->graph,
+                         import_onnx_bytes(onnx_bytes, source, base_dir.empty() ? "." : base_dir));
   impl->onnx_bytes = std::move(onnx_bytes);
   impl->options = options;
   if (options.float_outputs && remove_output_quantization(impl->graph) == 0)
-    return invalid_argument(source + ": float outputs asked for (--float-output), but no output of the model ends in "
+    return invalid_argument(source +
+                            ": float outputs asked for (--float-output), but no output of the model ends in "
                             "a QuantizeLinear -> DequantizeLinear pair");
   const Graph& g = impl->graph;
   if (g.inputs.size() != 1)
@@ -255,10 +283,11 @@ Result<std::unique_ptr<Engine::Impl>> make_impl(std::string onnx_bytes, const st
   if (g.outputs.size() < 1) return corrupt(source + ": the model has no output");
   const ValueInfo& in = g.inputs[0];
   if (in.dims.size() != 4)
-    return unsupported(source + ": input '" + in.name + "' has rank " + std::to_string(in.dims.size()) + " (" +
-                       in.dims_str() + "); an NCHW image input of rank 4 is expected");
+    return unsupported(source + ": input '" + in.name + "' has rank " + std::to_string(in.dims.size()) +
+                       " (" + in.dims_str() + "); an NCHW image input of rank 4 is expected");
   if (in.dtype != DataType::kFloat32)
-    return unsupported(source + ": input '" + in.name + "' is " + dtype_name(in.dtype) + ", float32 expected");
+    return unsupported(source + ": input '" + in.name + "' is " + dtype_name(in.dtype) +
+                       ", float32 expected");
   ModelInfo& info = impl->info;
   info.source = source;
   info.input_name = in.name;
@@ -266,7 +295,8 @@ Result<std::unique_ptr<Engine::Impl>> make_impl(std::string onnx_bytes, const st
   info.output_name = g.outputs[0].name;
   for (const auto& o : g.outputs) info.output_names.push_back(o.name);
   info.opset = static_cast<int>(g.opset);
-  // ultralytics metadata (names, stride, imgsz, task); unreadable fields are left out (`qyolo info` lists them).
+  // ultralytics metadata (names, stride, imgsz, task); unreadable fields are left out (`qyolo info` lists
+  // them).
   const UltralyticsMetadata meta = parse_ultralytics_metadata(g.metadata);
   info.class_names = meta.names;
   info.task = meta.task;
@@ -285,16 +315,18 @@ Result<std::unique_ptr<Engine::Impl>> make_impl(std::string onnx_bytes, const st
     const ShapeProfile& p = *options.profile;
     for (const Shape* s : {&p.min, &p.opt, &p.max}) {
       if (s->size() != 4)
-        return invalid_argument("profile shape " + shape_str(*s) + " must have rank 4 (NCHW) for input '" + in.name + "'");
+        return invalid_argument("profile shape " + shape_str(*s) + " must have rank 4 (NCHW) for input '" +
+                                in.name + "'");
       for (size_t i = 0; i < 4; ++i)
         if (fixed[i] >= 0 && (*s)[i] != fixed[i])
-          return invalid_argument("profile shape " + shape_str(*s) + " conflicts with the model's input '" + in.name +
-                                  "' (" + in.dims_str() + ")");
+          return invalid_argument("profile shape " + shape_str(*s) + " conflicts with the model's input '" +
+                                  in.name + "' (" + in.dims_str() + ")");
     }
     for (size_t i = 0; i < 4; ++i)
       if (!(p.min[i] <= p.opt[i] && p.opt[i] <= p.max[i]))
-        return invalid_argument("profile must satisfy min <= opt <= max in every dim (min " + shape_str(p.min) +
-                                ", opt " + shape_str(p.opt) + ", max " + shape_str(p.max) + ")");
+        return invalid_argument("profile must satisfy min <= opt <= max in every dim (min " +
+                                shape_str(p.min) + ", opt " + shape_str(p.opt) + ", max " + shape_str(p.max) +
+                                ")");
     impl->profile = p;
   } else if (dynamic) {
     // No profile given: a generous default (the CPU backend specialises per shape anyway). Its opt
@@ -303,7 +335,8 @@ Result<std::unique_ptr<Engine::Impl>> make_impl(std::string onnx_bytes, const st
     int64_t dflt_min[4] = {1, 3, 32, 32}, dflt_opt[4] = {1, 3, 640, 640}, dflt_max[4] = {64, 3, 4096, 4096};
     if (meta.imgsz) {
       for (int i = 0; i < 2; ++i)
-        if ((*meta.imgsz)[i] >= dflt_min[2 + i] && (*meta.imgsz)[i] <= dflt_max[2 + i]) dflt_opt[2 + i] = (*meta.imgsz)[i];
+        if ((*meta.imgsz)[i] >= dflt_min[2 + i] && (*meta.imgsz)[i] <= dflt_max[2 + i])
+          dflt_opt[2 + i] = (*meta.imgsz)[i];
     }
     for (size_t i = 0; i < 4; ++i)
       if (fixed[i] < 0) {
@@ -350,6 +383,7 @@ PlanRules plan_rules(const BuildOptions& o) {
       o.device == Device::kCuda && is_fp16_elsewhere(mode) ? NodePrecision::kFp16 : NodePrecision::kFp32;
   r.float_layers_regex = o.float_layers_regex;
   r.cpu_int8_dataflow = o.device == Device::kCpu && r.int8;
+  r.asymmetric_activations = o.asymmetric_activations && r.cpu_int8_dataflow;
   return r;
 }
 
@@ -360,9 +394,9 @@ Status check_stored_plan(const Engine::Impl& impl) {
   const PrecisionPlan& plan = impl.plan;
   auto bad = [&](const std::string& what) { return corrupt(impl.plan_origin + ": precision plan " + what); };
   if (plan.float_precision != r.float_precision)
-    return bad(std::string("runs the other nodes in ") + node_precision_name(plan.float_precision) + ", the " +
-               device_name(impl.options.device) + " " + precision_name(impl.options.precision) + " engine in " +
-               node_precision_name(r.float_precision));
+    return bad(std::string("runs the other nodes in ") + node_precision_name(plan.float_precision) +
+               ", the " + device_name(impl.options.device) + " " + precision_name(impl.options.precision) +
+               " engine in " + node_precision_name(r.float_precision));
   for (const auto& [name, p] : plan.nodes) {
     if ((p == NodePrecision::kInt8 && !r.int8) ||
         (p == NodePrecision::kFp16 && r.float_precision != NodePrecision::kFp16))
@@ -370,9 +404,13 @@ Status check_stored_plan(const Engine::Impl& impl) {
                  device_name(impl.options.device) + " " + precision_name(impl.options.precision) +
                  " engine does not run");
   }
-  for (const auto& [name, t] : plan.tensors)
+  for (const auto& [name, t] : plan.tensors) {
     if (t.storage == DataType::kInt8 && !r.cpu_int8_dataflow)
       return bad("stores tensor '" + name + "' int8, which only CPU INT8 engines do");
+    if (t.zero_point != 0 && !r.cpu_int8_dataflow)
+      return bad("quantises tensor '" + name + "' with zero point " + std::to_string(t.zero_point) +
+                 ", which only CPU INT8 engines do");
+  }
   return Status::ok();
 }
 
@@ -380,8 +418,10 @@ Status check_stored_plan(const Engine::Impl& impl) {
 // holds the choice, so engine files leave them out.
 TacticMap without_precision_choice(TacticMap t) {
   for (auto it = t.begin(); it != t.end();) {
-    if (it->first.rfind("convtime:", 0) == 0 || it->first.rfind("engine-precision:", 0) == 0) it = t.erase(it);
-    else ++it;
+    if (it->first.rfind("convtime:", 0) == 0 || it->first.rfind("engine-precision:", 0) == 0)
+      it = t.erase(it);
+    else
+      ++it;
   }
   return t;
 }
@@ -406,11 +446,15 @@ Status use_equalization_sidecar(Engine::Impl& impl) {
 
 Status finish_build(Engine::Impl& impl, bool new_build) {
   if (impl.options.int8_all && !impl.options.int8_fp16)
-    return invalid_argument("--all-int8 applies to --int8 --fp16 engines (--int8 alone already runs every eligible conv in INT8)");
+    return invalid_argument(
+        "--all-int8 applies to --int8 --fp16 engines (--int8 alone already runs every eligible conv in "
+        "INT8)");
   if (impl.options.precision == Precision::kInt8 && !impl.info.has_qdq && impl.activation_scales.empty()) {
     if (impl.options.calibration_file.empty())
-      return invalid_argument("INT8 needs a calibration cache (--cache) or a model with Q/DQ nodes; run `qyolo calibrate` first");
-    QYOLO_ASSIGN_OR_RETURN(impl.activation_scales, load_activation_scales(impl.options.calibration_file, impl.graph));
+      return invalid_argument(
+          "INT8 needs a calibration cache (--cache) or a model with Q/DQ nodes; run `qyolo calibrate` first");
+    QYOLO_ASSIGN_OR_RETURN(impl.activation_scales,
+                           load_activation_scales(impl.options.calibration_file, impl.graph));
   }
   if (!impl.options.weights_file.empty()) {
     QYOLO_ASSIGN_OR_RETURN(impl.weight_overrides, read_weight_overrides(impl.options.weights_file));
@@ -422,10 +466,11 @@ Status finish_build(Engine::Impl& impl, bool new_build) {
   if (impl.options.precision == Precision::kInt8 && !impl.info.has_qdq)
     for (const auto& [t, s] : equalization_factors_of(impl.weight_overrides))
       if (!impl.activation_scales.count(t + kEqualizedSuffix))
-        return invalid_argument("the weights equalise '" + t + "' but the calibration cache has no scale for '" +
-                                t + kEqualizedSuffix +
-                                "': use the cache that `qyolo calibrate --equalize` wrote with these weights");
-  if (impl.options.device == Device::kCpu && (impl.options.precision == Precision::kFp16 || impl.options.int8_fp16))
+        return invalid_argument(
+            "the weights equalise '" + t + "' but the calibration cache has no scale for '" + t +
+            kEqualizedSuffix + "': use the cache that `qyolo calibrate --equalize` wrote with these weights");
+  if (impl.options.device == Device::kCpu &&
+      (impl.options.precision == Precision::kFp16 || impl.options.int8_fp16))
     return unsupported("fp16 precision needs --device cuda; the CPU backend runs fp32 or int8");
   if (impl.options.int8_fp16 && impl.options.precision != Precision::kInt8)
     return invalid_argument("the int8-fp16 option applies to INT8 engines only");
@@ -435,8 +480,8 @@ Status finish_build(Engine::Impl& impl, bool new_build) {
   if (new_build) {
     QYOLO_ASSIGN_OR_RETURN(float_graph, impl.prepare_float(impl.profile.opt));
     impl.plan_origin = impl.info.source;
-    QYOLO_ASSIGN_OR_RETURN(impl.plan,
-                           make_precision_plan(*float_graph, impl.activation_scales, plan_rules(impl.options)));
+    QYOLO_ASSIGN_OR_RETURN(
+        impl.plan, make_precision_plan(*float_graph, impl.activation_scales, plan_rules(impl.options)));
     QYOLO_RETURN_IF_ERROR(choose_weight_clip(impl));
   } else {
     QYOLO_RETURN_IF_ERROR(check_stored_plan(impl));
@@ -576,7 +621,8 @@ class Reader {
 // The bytes of the ONNX file a build starts from.
 static Result<std::string> read_onnx_file(const std::string& onnx_path) {
   std::error_code ec;
-  if (!std::filesystem::exists(onnx_path, ec)) return not_found("ONNX file '" + onnx_path + "' does not exist");
+  if (!std::filesystem::exists(onnx_path, ec))
+    return not_found("ONNX file '" + onnx_path + "' does not exist");
   std::ifstream f(onnx_path, std::ios::binary);
   if (!f) return io_error("cannot open ONNX file '" + onnx_path + "'");
   std::stringstream ss;
@@ -584,7 +630,8 @@ static Result<std::string> read_onnx_file(const std::string& onnx_path) {
   return ss.str();
 }
 
-Result<std::shared_ptr<const Engine>> Engine::build(const std::string& onnx_path, const BuildOptions& options) {
+Result<std::shared_ptr<const Engine>> Engine::build(const std::string& onnx_path,
+                                                    const BuildOptions& options) {
   QYOLO_ASSIGN_OR_RETURN(std::string bytes, read_onnx_file(onnx_path));
   QYOLO_ASSIGN_OR_RETURN(auto impl, make_impl(std::move(bytes), onnx_path, options));
   QYOLO_RETURN_IF_ERROR(finish_build(*impl, /*new_build=*/true));
@@ -676,8 +723,8 @@ Result<EngineFileContents> parse_engine_file(std::string payload, const std::str
   QYOLO_ASSIGN_OR_RETURN(uint32_t format, rd.u32());
   if (format != kFormatVersion)
     return version_mismatch("engine file '" + path + "' has format version " + std::to_string(format) +
-                            ", this qyolo (" QYOLO_VERSION_STRING ") reads version " + std::to_string(kFormatVersion) +
-                            "; rebuild it with `qyolo build`");
+                            ", this qyolo (" QYOLO_VERSION_STRING ") reads version " +
+                            std::to_string(kFormatVersion) + "; rebuild it with `qyolo build`");
   if (engine_file_checksum(payload) != stored)
     return corrupt("engine file '" + path + "' is corrupted (checksum mismatch)");
   QYOLO_ASSIGN_OR_RETURN(std::string version, rd.str());
@@ -720,7 +767,8 @@ Result<EngineFileContents> parse_engine_file(std::string payload, const std::str
     QYOLO_ASSIGN_OR_RETURN(Shape shape, rd.shape());
     uint64_t numel = 1;
     for (int64_t d : shape) {
-      if (static_cast<uint64_t>(d) > rd.remaining() / 4 + 1 || (numel *= static_cast<uint64_t>(d)) > rd.remaining() / 4)
+      if (static_cast<uint64_t>(d) > rd.remaining() / 4 + 1 ||
+          (numel *= static_cast<uint64_t>(d)) > rd.remaining() / 4)
         return corrupt("engine file '" + path + "' is truncated (weights '" + name + "')");
     }
     Tensor t(DataType::kFloat32, shape);
@@ -791,8 +839,7 @@ Result<std::shared_ptr<const Engine>> Engine::load(const std::string& path) {
       return version_mismatch(
           "engine file '" + path + "' was built on " + target.str() + ", this GPU is " + here->str() +
           "; engines are specific to the GPU model: rebuild it here with `qyolo build --model " + source +
-          " --device cuda" +
-          build_mode_flags(build_mode(options)) +
+          " --device cuda" + build_mode_flags(build_mode(options)) +
           (is_int8(build_mode(options)) ? " [--cache <calibration cache>]" : "") +
           (options.float_layers_regex.empty() ? "" : " --float-layers '" + options.float_layers_regex + "'") +
           (options.float_outputs ? " --float-output" : "") +
@@ -846,10 +893,13 @@ ExecutionContext::~ExecutionContext() = default;
 
 #ifdef QYOLO_HAS_CUDA
 Result<std::unique_ptr<CudaExecutor>> build_cuda_executor(SpecializedGraph graph, const BuildOptions& options,
-                                                          const TacticMap* tactics, const PrecisionPlan* plan) {
+                                                          const TacticMap* tactics,
+                                                          const PrecisionPlan* plan) {
   CudaBuildOptions o;
   const BuildMode mode = build_mode(options);
-  o.precision = is_int8(mode) ? CudaPrecision::kInt8 : mode == BuildMode::kFp16 ? CudaPrecision::kFp16 : CudaPrecision::kFp32;
+  o.precision = is_int8(mode)              ? CudaPrecision::kInt8
+                : mode == BuildMode::kFp16 ? CudaPrecision::kFp16
+                                           : CudaPrecision::kFp32;
   o.int8_fp16 = is_int8(mode) && is_fp16_elsewhere(mode);
   o.int8_fp16_choose = mode != BuildMode::kAllInt8Fp16;
   if (tactics) o.tactics = *tactics;
@@ -889,7 +939,8 @@ Result<CudaExecutor*> ExecutionContext::Impl::cuda_executor_for(const Shape& sha
     QYOLO_ASSIGN_OR_RETURN(SpecializedGraph sg, engine->prepare(shape));
     const TacticMap seed = engine->tactics();
     // Every executor after the build's lowers the engine's plan (no per-layer choice again).
-    QYOLO_ASSIGN_OR_RETURN(auto exec, build_cuda_executor(std::move(sg), engine->options, &seed, &engine->plan));
+    QYOLO_ASSIGN_OR_RETURN(auto exec,
+                           build_cuda_executor(std::move(sg), engine->options, &seed, &engine->plan));
     engine->merge_tactics(exec->tactics());  // later contexts / shapes skip what this one timed
     constexpr size_t kMaxCachedShapes = 8;
     if (cuda_executors.size() >= kMaxCachedShapes) {
@@ -1022,7 +1073,8 @@ Status ExecutionContext::run(const Tensor& input, Tensor& output) {
   auto it = outputs.find(info.output_name);
   if (it != outputs.end()) output = std::move(it->second);
   if (!st.is_ok()) return st;
-  if (it == outputs.end()) return internal_error("the executor produced no output '" + info.output_name + "'");
+  if (it == outputs.end())
+    return internal_error("the executor produced no output '" + info.output_name + "'");
   return Status::ok();
 }
 

@@ -16,10 +16,10 @@
 #include "calib/calib_cache.h"
 #include "gpu_test_support.h"
 #include "ir/npy.h"
+#include "passes/passes.h"
 #include "quant/activation_equalization.h"
 #include "quant/calibrate_model.h"
 #include "quant/equalization_sidecar.h"
-#include "passes/passes.h"
 #include "quant/quant_params.h"
 #include "runtime/engine_impl.h"
 
@@ -58,8 +58,8 @@ std::pair<double, double> score_and_box_err(const Tensor& a, const Tensor& b, fl
 
 // A SiLU conv (pads ks / 2), INT8-marked with input threshold `amax` when amax > 0, with the
 // equalisation multiplier (uniform in [0.3, 1.6]) when `mult`.
-void add_conv(GraphSpec& spec, std::mt19937& rng, const std::string& x, const std::string& y, int64_t c, int64_t k,
-              int64_t ks, int64_t stride, float amax, bool mult) {
+void add_conv(GraphSpec& spec, std::mt19937& rng, const std::string& x, const std::string& y, int64_t c,
+              int64_t k, int64_t ks, int64_t stride, float amax, bool mult) {
   const float ws = 1.0f / std::sqrt(static_cast<float>(c * ks * ks));
   spec.constants[y + "_w"] = random_tensor({k, c, ks, ks}, rng, -ws, ws);
   spec.constants[y + "_b"] = random_tensor({k}, rng, -0.2f, 0.2f);
@@ -109,12 +109,14 @@ GraphSpec with_float_stem(GraphSpec spec) {
   return spec;
 }
 
-void expect_paths_match_cpu(const GraphSpec& spec, const std::vector<std::pair<std::string, CudaBuildOptions>>& configs,
+void expect_paths_match_cpu(const GraphSpec& spec,
+                            const std::vector<std::pair<std::string, CudaBuildOptions>>& configs,
                             double tol) {
   auto sg = specialize_spec(spec);
   ASSERT_TRUE(sg.is_ok()) << sg.status().to_string();
   std::mt19937 rng(test_seed() + 21);
-  std::map<std::string, Tensor> inputs{{"x", random_tensor({2, 3, 64, 64}, rng, 0.f, 1.f)}}, ref, plain, ref_fp_stem;
+  std::map<std::string, Tensor> inputs{{"x", random_tensor({2, 3, 64, 64}, rng, 0.f, 1.f)}}, ref, plain,
+      ref_fp_stem;
   ASSERT_NO_FATAL_FAILURE(cpu_reference(*sg, inputs, ref));
   auto sg_fp_stem = specialize_spec(with_float_stem(spec));
   ASSERT_TRUE(sg_fp_stem.is_ok());
@@ -132,7 +134,8 @@ void expect_paths_match_cpu(const GraphSpec& spec, const std::vector<std::pair<s
     ASSERT_TRUE(run_gpu_poisoned(**gpu, inputs, got).is_ok());
     const bool fp16_stem = opt.precision == CudaPrecision::kInt8 && opt.int8_fp16 && opt.int8_fp16_stem;
     const Diff d = compare(got.at("y"), (fp16_stem ? ref_fp_stem : ref).at("y"));
-    std::printf("output multiplier, %-34s max rel err %.3g (without multipliers: %.3g)\n", name.c_str(), d.rel(), moved);
+    std::printf("output multiplier, %-34s max rel err %.3g (without multipliers: %.3g)\n", name.c_str(),
+                d.rel(), moved);
     EXPECT_EQ(d.nan_count, 0) << (*gpu)->summary();
     EXPECT_LE(d.rel(), tol) << (*gpu)->summary();
   }
@@ -234,6 +237,7 @@ TEST(CudaEqualization, Yolov5nFp32UnchangedAndInt8MatchesCpu) {
   ASSERT_TRUE(write_calibration_cache(cache.string(), *table).is_ok());
   BuildOptions q;
   q.precision = Precision::kInt8;
+  q.asymmetric_activations = false;  // CPU references on the GPU's symmetric grid
   q.calibration_file = cache.string();
   auto cpu_int8 = build_engine_with_weights(model.string(), q, w);
   q.device = Device::kCuda;
@@ -290,8 +294,9 @@ TEST(CudaEqualization, Yolov5nFp32UnchangedAndInt8MatchesCpu) {
   const Tensor h8p = run_engine(**gpu_int8_fp16_plain, *input), cp8p = run_engine(**cpu_plan_plain, *input);
   const auto [h_score, h_box] = score_and_box_err(h8, cp8, 0.25f);
   const auto [p_score, p_box] = score_and_box_err(h8p, cp8p, 0.25f);
-  std::printf("int8 + fp16 gpu vs cpu int8 on its plan (float: %s), rows with objectness >= 0.25: equalised max "
-              "score err %.3g, box err %.3g px; plain %.3g, %.3g px\n",
-              float_layers.empty() ? "none" : float_layers.c_str(), h_score, h_box, p_score, p_box);
+  std::printf(
+      "int8 + fp16 gpu vs cpu int8 on its plan (float: %s), rows with objectness >= 0.25: equalised max "
+      "score err %.3g, box err %.3g px; plain %.3g, %.3g px\n",
+      float_layers.empty() ? "none" : float_layers.c_str(), h_score, h_box, p_score, p_box);
   EXPECT_LE(h_score, std::max(0.1, 2 * p_score));
 }

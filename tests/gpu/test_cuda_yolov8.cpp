@@ -47,6 +47,7 @@ Result<std::shared_ptr<const Engine>> build(Device device, Precision precision, 
   o.calibration_file = cache;
   o.int8_fp16 = int8_fp16;
   o.int8_all = int8_fp16;  // every eligible conv INT8 (what --int8 alone does): the INT8 kernels compared
+  o.asymmetric_activations = false;  // CPU INT8 references on the GPU's symmetric grid
   return Engine::build(model_path().string(), o);
 }
 
@@ -171,7 +172,8 @@ TEST_P(CudaYolov8Int8, DetectionsMatchCpuInt8) {
   // half between layers, the stem on the float image stays on the FP16 direct kernel) is float on
   // the CPU too, so the comparison is of the kernels, not of two plans.
   const std::string float_layers = float_layers_of((*gpu)->precision_plan());
-  std::printf("convs the GPU plan keeps out of INT8: %s\n", float_layers.empty() ? "none" : float_layers.c_str());
+  std::printf("convs the GPU plan keeps out of INT8: %s\n",
+              float_layers.empty() ? "none" : float_layers.c_str());
   auto cpu = build(Device::kCpu, Precision::kInt8, cache.string(), false, float_layers);
   fs::remove(cache);
   ASSERT_TRUE(cpu.is_ok()) << cpu.status().to_string();

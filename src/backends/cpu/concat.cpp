@@ -120,6 +120,10 @@ class CpuConcat final : public CpuKernel {
     float_inputs_channels_last_ = node.has_attr(kChannelsLastInputAttr);
     epilogue_ = cpu::best_int8_epilogue();
     QYOLO_ASSIGN_OR_RETURN(scale_, node.attr_float(kInt8OutputScaleAttr));
+    QYOLO_ASSIGN_OR_RETURN(const int64_t zp, node.attr_int(kInt8OutputZeroPointAttr, 0));
+    if (zp < -128 || zp > 127)
+      return invalid_argument(node.describe() + ": zero point " + std::to_string(zp));
+    zero_point_ = static_cast<int32_t>(zp);
     batch_ = out.shape[0];
     pixels_ = out.shape[2] * out.shape[3];
     out_channels_ = out.shape[1];
@@ -169,8 +173,9 @@ class CpuConcat final : public CpuKernel {
       if (parts_[i].int8) continue;
       const float* x = inputs[i]->data<float>();
       int8_t* q = reinterpret_cast<int8_t*>(workspace_ + parts_[i].workspace_offset);
-      cpu::parallel_chunks(inputs[i]->numel(),
-                           [&](int64_t b, int64_t len) { epilogue_.quantize(x + b, scale_, q + b, len); });
+      cpu::parallel_chunks(inputs[i]->numel(), [&](int64_t b, int64_t len) {
+        epilogue_.quantize(x + b, scale_, zero_point_, q + b, len);
+      });
     }
     parallel_row_blocks(rows, c_out, [&](int64_t r0, int64_t n) {
       int64_t col = 0;
@@ -220,6 +225,7 @@ class CpuConcat final : public CpuKernel {
   bool float_ = false;                       // channels-last float (else the int8 plan's int8 output)
   bool float_inputs_channels_last_ = false;  // int8 output: its float inputs are nhwc (passes.h)
   float scale_ = 0.f;
+  int32_t zero_point_ = 0;  // of the int8 output (float inputs quantised onto its grid)
   int64_t batch_ = 0, pixels_ = 0, out_channels_ = 0;
   std::vector<Part> parts_;
   size_t quantized_bytes_ = 0;

@@ -23,6 +23,7 @@
 //    int8 copy of q_r placed in the output first, then a clip.
 #include "backends/cpu/conv2d_int8.h"
 
+#include <algorithm>
 #include <array>
 #include <cmath>
 #include <cstdlib>
@@ -95,7 +96,9 @@ class CpuConvInt8 final : public CpuKernel {
       return unsupported(name_ + ": INT8 convolution needs constant float weights");
     if (a.has_bias && !inputs[2]->value)
       return unsupported(name_ + ": INT8 convolution needs a constant bias");
-    QYOLO_ASSIGN_OR_RETURN(input_scale_, node.attr_float("qyolo_input_scale"));
+    QYOLO_ASSIGN_OR_RETURN(const Int8Grid in_grid, conv_input_grid(node));
+    input_scale_ = in_grid.scale;
+    input_zp_ = in_grid.zero_point;
     if (!(input_scale_ > 0.f) || !std::isfinite(input_scale_))
       return invalid_argument(name_ + ": invalid input scale " + std::to_string(input_scale_));
     // The int8 plan (src/quant/int8_dataflow.h): int8 values are channels-last.
@@ -107,6 +110,8 @@ class CpuConvInt8 final : public CpuKernel {
     channels_last_in_ = !int8_in_ && node.has_attr(kChannelsLastInputAttr);
     channels_last_out_ = !int8_out_ && node.has_attr(kChannelsLastOutputAttr);
     QYOLO_ASSIGN_OR_RETURN(out_scale_, node.attr_float(kInt8OutputScaleAttr, 1.f));
+    QYOLO_ASSIGN_OR_RETURN(const int64_t out_zp, node.attr_int(kInt8OutputZeroPointAttr, 0));
+    out_zp_ = static_cast<int32_t>(std::clamp<int64_t>(out_zp, -128, 127));
     QYOLO_ASSIGN_OR_RETURN(residual_scale_, node.attr_float(kInt8ResidualScaleAttr, 1.f));
     const float out_scale = out_scale_, residual_scale = residual_scale_;
     own_epilogue_ = a.activation == FusedActivation::kSilu || a.activation == FusedActivation::kSigmoid;
@@ -115,11 +120,12 @@ class CpuConvInt8 final : public CpuKernel {
     residual_channels_last_ = node.has_attr(kChannelsLastResidualAttr);
     if (int8_out_ != (outputs[0].dtype == DataType::kInt8) || !(out_scale > 0.f) || !(residual_scale > 0.f) ||
         (int8_residual_ && !int8_out_) || (float_residual_int8_out_ && !own_epilogue_) ||
-        (int8_residual_ && !node.has_attr(kInt8ResidualScaleAttr)))
+        (int8_residual_ && !node.has_attr(kInt8ResidualScaleAttr)) || out_zp != out_zp_ ||
+        (out_zp_ != 0 && (!int8_out_ || !own_epilogue_)))
       return internal_error(name_ +
                             ": inconsistent int8 plan (an int8 output needs its scale attribute, an int8 "
                             "residual its scale and an int8 output, a float residual with an int8 output "
-                            "SiLU or sigmoid)");
+                            "SiLU or sigmoid, an output zero point SiLU or sigmoid and an int8 output)");
 
     // Per-output-channel weight quantisation.
     const Tensor& wt = *inputs[1]->value;
@@ -215,6 +221,8 @@ class CpuConvInt8 final : public CpuKernel {
     if (int8_out_ && !own_epilogue_) po.append_eltwise(1.f, dnnl::algorithm::eltwise_clip, -127.f, 127.f);
     dnnl::primitive_attr pattr;
     pattr.set_output_scales(1 << 1, out_scales);  // per output channel
+    // An asymmetric input: oneDNN subtracts the zero point, padding included (real 0 = q zp).
+    if (input_zp_ != 0) pattr.set_zero_points(DNNL_ARG_SRC, 0, {input_zp_});
     pattr.set_post_ops(po);
 
     dnnl::convolution_forward::desc d(dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct,
@@ -231,7 +239,7 @@ class CpuConvInt8 final : public CpuKernel {
     src_reordered_ = pd.src_desc() != src_user_md;
     // A 3-channel float NCHW input (the image) that oneDNN reads as nhwc int8: quantised into it
     // in one pass, without the reorder.
-    image_to_nhwc_ = !int8_in_ && !channels_last_in_ && src_reordered_ && xs[1] == 3 &&
+    image_to_nhwc_ = !int8_in_ && !channels_last_in_ && src_reordered_ && xs[1] == 3 && input_zp_ == 0 &&
                      pd.src_desc() == memory::desc(to_dims(xs), dt::s8, tag::nhwc);
     image_pixels_ = xs[2] * xs[3];
     if (src_reordered_) {
@@ -278,7 +286,7 @@ class CpuConvInt8 final : public CpuKernel {
     std::array<int64_t, 4> pads{};
     if (win.pads_begin.size() == 2 && win.pads_end.size() == 2)
       pads = {win.pads_begin[0], win.pads_begin[1], win.pads_end[0], win.pads_end[1]};
-    if (own_epilogue_ && int8_out_ && !int8_in_ && !channels_last_in_ && !a.has_residual &&
+    if (own_epilogue_ && int8_out_ && !int8_in_ && !channels_last_in_ && !a.has_residual && input_zp_ == 0 &&
         !(env && std::string(env) == "0") &&
         cpu::Int8Stem::supported(x[1], cout, w[2], w[3], win.strides[0], win.strides[1], pads.data(),
                                  win.dilations[0], win.dilations[1], a.group, x[2], x[3])) {
@@ -320,8 +328,8 @@ class CpuConvInt8 final : public CpuKernel {
     } else if (!image_to_nhwc_) {
       // Quantise the input: round half to even, saturate to [-127, 127] (int8_epilogue.h).
       int8_t* q = reinterpret_cast<int8_t*>(ws);
-      cpu::parallel_chunks(in_n,
-                           [&](int64_t c0, int64_t len) { epilogue_.quantize(x + c0, scale, q + c0, len); });
+      cpu::parallel_chunks(
+          in_n, [&](int64_t c0, int64_t len) { epilogue_.quantize(x + c0, scale, input_zp_, q + c0, len); });
       src_user_.set_data_handle(ws);
     }
     ws += src_q_bytes_;
@@ -371,8 +379,8 @@ class CpuConvInt8 final : public CpuKernel {
       const float* v = reinterpret_cast<const float*>(ws);
       int8_t* q = reinterpret_cast<int8_t*>(out);
       cpu::parallel_chunks(m, [&](int64_t c0, int64_t len) {
-        epilogue_.activation_quantize(v + c0, nullptr, multiplier_ext_.data(), channels, c0, out_scale_, silu,
-                                      q + c0, len);
+        epilogue_.activation_quantize(v + c0, nullptr, multiplier_ext_.data(), channels, c0, out_scale_,
+                                      out_zp_, silu, q + c0, len);
       });
     } else if (float_residual_int8_out_) {
       // The float path's arithmetic exactly (below: activation plus the float residual, this
@@ -389,7 +397,8 @@ class CpuConvInt8 final : public CpuKernel {
       }
       int8_t* q = reinterpret_cast<int8_t*>(out);
       cpu::parallel_chunks(m, [&](int64_t c0, int64_t len) {
-        epilogue_.activation_quantize(v + c0, r + c0, nullptr, channels, c0, out_scale_, silu, q + c0, len);
+        epilogue_.activation_quantize(v + c0, r + c0, nullptr, channels, c0, out_scale_, out_zp_, silu,
+                                      q + c0, len);
       });
     } else if (own_epilogue_ && int8_out_) {
       // The float path's arithmetic (below, then the next conv's quantisation), written as int8.
@@ -397,8 +406,8 @@ class CpuConvInt8 final : public CpuKernel {
       int8_t* q = reinterpret_cast<int8_t*>(out);
       const int8_t* r = reinterpret_cast<const int8_t*>(res);
       cpu::parallel_chunks(m, [&](int64_t c0, int64_t len) {
-        epilogue_.requantize_activation(v + c0, r ? r + c0 : nullptr, residual_scale_, out_scale_, silu,
-                                        q + c0, len);
+        epilogue_.requantize_activation(v + c0, r ? r + c0 : nullptr, residual_scale_, out_scale_, out_zp_,
+                                        silu, q + c0, len);
       });
     } else if (own_epilogue_) {
       float* y = reinterpret_cast<float*>(out);
@@ -491,10 +500,11 @@ class CpuConvInt8 final : public CpuKernel {
       stem_->run(x + image * 3 * image_pixels_, input_scale_, epilogue_, workspace_,
                  [&](int64_t oy, const float* v) {
                    if (mult)
-                     epilogue_.activation_quantize(v, nullptr, mult, channels, 0, out_scale_, silu,
+                     epilogue_.activation_quantize(v, nullptr, mult, channels, 0, out_scale_, out_zp_, silu,
                                                    qi + oy * row, row);
                    else
-                     epilogue_.requantize_activation(v, nullptr, 1.f, out_scale_, silu, qi + oy * row, row);
+                     epilogue_.requantize_activation(v, nullptr, 1.f, out_scale_, out_zp_, silu,
+                                                     qi + oy * row, row);
                  });
     }
   }
@@ -502,13 +512,14 @@ class CpuConvInt8 final : public CpuKernel {
   std::string name_;
   ConvAttrs attrs_;
   std::optional<cpu::Int8Stem> stem_;  // the image stem on AVX512-VNNI (int8_stem.h)
-  int64_t band_rows_ = 0;               // row bands (prepare_bands): rows per band, 0 without
+  int64_t band_rows_ = 0;              // row bands (prepare_bands): rows per band, 0 without
   dnnl::convolution_forward band_conv_;
   memory band_src_, band_dst_, band_w_;
   float input_scale_ = 0.f;
   bool per_item_ = false;  // see prepare_impl
   int64_t batch_ = 1;
-  float out_scale_ = 1.f, residual_scale_ = 1.f;                     // int8 output / int8 residual scales
+  float out_scale_ = 1.f, residual_scale_ = 1.f;  // int8 output / int8 residual scales
+  int32_t input_zp_ = 0, out_zp_ = 0;             // zero points of the input / int8 output (0: symmetric)
   bool int8_in_ = false, int8_out_ = false, int8_residual_ = false;  // the int8 plan (see the top)
   bool own_epilogue_ = false;             // activation (+ residual) applied after oneDNN, see the top
   bool float_residual_int8_out_ = false;  // int8 output, float residual added by our epilogue

@@ -13,10 +13,10 @@
 namespace qyolo {
 
 namespace {
-// Channels-last -> NCHW float, int8 values times `scale` (what the observer of a channels-last
-// value sees).
+// Channels-last -> NCHW float, int8 values as scale * (q - zero_point) (what the observer of a
+// channels-last value sees).
 template <typename T>
-Tensor channels_last_to_nchw(const Tensor& v, float scale) {
+Tensor channels_last_to_nchw(const Tensor& v, float scale, int64_t zero_point = 0) {
   const Shape& s = v.shape();
   Tensor out(DataType::kFloat32, s);
   const int64_t n = s[0], c = s[1], hw = s[2] * s[3];
@@ -25,7 +25,8 @@ Tensor channels_last_to_nchw(const Tensor& v, float scale) {
   for (int64_t b = 0; b < n; ++b)
     for (int64_t p = 0; p < hw; ++p)
       for (int64_t ch = 0; ch < c; ++ch)
-        dst[(b * c + ch) * hw + p] = scale * static_cast<float>(src[(b * hw + p) * c + ch]);
+        dst[(b * c + ch) * hw + p] =
+            scale * (static_cast<float>(src[(b * hw + p) * c + ch]) - static_cast<float>(zero_point));
   return out;
 }
 
@@ -384,8 +385,11 @@ Status CpuExecutor::run(const std::map<std::string, Tensor>& inputs, std::map<st
         const Tensor& v = slots[static_cast<size_t>(id)];
         const Placement& p = placed_[static_cast<size_t>(id)];
         auto s = step.node->attrs.find(kInt8OutputScaleAttr);
+        const auto zp_attr = step.node->attr_int(kInt8OutputZeroPointAttr, 0);
+        const int64_t zp = zp_attr ? *zp_attr : 0;
         observer(value_names_[static_cast<size_t>(id)],
-                 s != step.node->attrs.end() ? channels_last_to_nchw<int8_t>(v, std::get<float>(s->second))
+                 s != step.node->attrs.end()
+                     ? channels_last_to_nchw<int8_t>(v, std::get<float>(s->second), zp)
                  : step.node->has_attr(kChannelsLastOutputAttr) ? channels_last_to_nchw<float>(v, 1.f)
                  : p.base >= 0                                  ? compact_batches(v, p.batch_stride)
                                                                 : v);

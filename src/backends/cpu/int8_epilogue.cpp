@@ -20,10 +20,11 @@ using cpu::exp_poly;  // Cephes' expf polynomial (relative error < 3e-7), as the
 
 constexpr float kBoundaryBand = 1e-3f;  // |frac(y / s_y) - 0.5| below this: recompute with expf
 
-// NaN -> 0, as quantize_int8 (quant_params.h).
-float clamp_round(float t) {
+// NaN -> 0 (the zero point), as quantize_int8 (quant_params.h); zp != 0: the asymmetric grid.
+float clamp_round(float t, int32_t zp = 0) {
   const float r = std::nearbyint(t);
-  return r != r ? 0.f : std::min(127.f, std::max(-127.f, r));
+  if (zp == 0) return r != r ? 0.f : std::min(127.f, std::max(-127.f, r));
+  return r != r ? static_cast<float>(zp) : std::min(127.f, std::max(-128.f, r + static_cast<float>(zp)));
 }
 
 // The float path's activation, exactly (expf), plus the residual.
@@ -33,9 +34,9 @@ float exact_activation(float v, const int8_t* r, int64_t j, float s_r, bool silu
   return out;
 }
 
-void quantize_scalar(const float* x, float scale, int8_t* q, int64_t n) {
+void quantize_scalar(const float* x, float scale, int32_t zp, int8_t* q, int64_t n) {
   // x / scale, not x * (1 / scale): the rounding of ONNX QuantizeLinear (ONNX Runtime, TensorRT).
-  for (int64_t i = 0; i < n; ++i) q[i] = static_cast<int8_t>(clamp_round(x[i] / scale));
+  for (int64_t i = 0; i < n; ++i) q[i] = static_cast<int8_t>(clamp_round(x[i] / scale, zp));
 }
 
 void quantize_3planes_scalar(const float* x, int64_t plane, float scale, int8_t* q, int64_t n) {
@@ -43,16 +44,16 @@ void quantize_3planes_scalar(const float* x, int64_t plane, float scale, int8_t*
     for (int64_t c = 0; c < 3; ++c) q[3 * i + c] = static_cast<int8_t>(clamp_round(x[c * plane + i] / scale));
 }
 
-void requantize_scalar(const float* v, const int8_t* r, float s_r, float s_y, bool silu, int8_t* q,
-                       int64_t n) {
+void requantize_scalar(const float* v, const int8_t* r, float s_r, float s_y, int32_t zp, bool silu,
+                       int8_t* q, int64_t n) {
   for (int64_t j = 0; j < n; ++j) {
     float y = (silu ? v[j] : 1.f) / (1.f + exp_poly(-v[j], -88.f, 88.f));
     if (r) y += s_r * static_cast<float>(r[j]);
     const float t = y / s_y;
     if (std::fabs(std::fabs(t - std::nearbyint(t)) - 0.5f) < kBoundaryBand)
-      q[j] = static_cast<int8_t>(clamp_round(exact_activation(v[j], r, j, s_r, silu) / s_y));
+      q[j] = static_cast<int8_t>(clamp_round(exact_activation(v[j], r, j, s_r, silu) / s_y, zp));
     else
-      q[j] = static_cast<int8_t>(clamp_round(t));
+      q[j] = static_cast<int8_t>(clamp_round(t, zp));
   }
 }
 
@@ -66,13 +67,13 @@ void activation_float_scalar(const float* v, const float* r, bool silu, float* y
 
 // The reference sequence: activation_float, the multiplier, quantize (the same per element).
 void activation_quantize_scalar(const float* v, const float* r, const float* m_ext, int64_t channels,
-                                int64_t first, float s_y, bool silu, int8_t* q, int64_t n) {
+                                int64_t first, float s_y, int32_t zp, bool silu, int8_t* q, int64_t n) {
   int64_t c = first % channels;
   for (int64_t i = 0; i < n; ++i, c = c + 1 == channels ? 0 : c + 1) {
     float y;
     activation_float_scalar(v + i, r ? r + i : nullptr, silu, &y, 1);
     if (m_ext) y *= m_ext[c];
-    quantize_scalar(&y, s_y, q + i, 1);
+    quantize_scalar(&y, s_y, zp, q + i, 1);
   }
 }
 
@@ -82,14 +83,29 @@ QYOLO_AVX512 inline __m512 round_nearest(__m512 t) {
   return _mm512_roundscale_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
 }
 
-// 16 integral floats -> 16 int8, clamped to [-127, 127], NaN -> 0.
-QYOLO_AVX512 inline __m128i to_int8(__m512 rounded) {
+// The grid's integer offset and lowest code: zero point 0 -> [-127, 127], else + zp in [-128, 127].
+struct Grid16 {
+  float zp, lowest;
+  explicit Grid16(int32_t zero_point)
+      : zp(static_cast<float>(zero_point)), lowest(zero_point == 0 ? -127.f : -128.f) {}
+};
+
+// 16 integral floats -> 16 int8: + zp, clamped to [lowest, 127], NaN -> zp.
+QYOLO_AVX512 inline __m128i to_int8(__m512 rounded, const Grid16& g) {
   rounded = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(rounded, rounded, _CMP_ORD_Q), rounded);
-  const __m512 c = _mm512_min_ps(_mm512_set1_ps(127.f), _mm512_max_ps(_mm512_set1_ps(-127.f), rounded));
+  rounded = _mm512_add_ps(rounded, _mm512_set1_ps(g.zp));
+  const __m512 c = _mm512_min_ps(_mm512_set1_ps(127.f), _mm512_max_ps(_mm512_set1_ps(g.lowest), rounded));
   return _mm512_cvtsepi32_epi8(_mm512_cvtps_epi32(c));
 }
-QYOLO_AVX512 inline void store_int8(int8_t* q, __m512 rounded) {
-  _mm_storeu_si128(reinterpret_cast<__m128i*>(q), to_int8(rounded));
+QYOLO_AVX512 inline void store_int8(int8_t* q, __m512 rounded, const Grid16& g) {
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(q), to_int8(rounded, g));
+}
+// The same for values known finite: + zp, min 127 before the conversion, the saturating narrowing
+// and a max after it.
+QYOLO_AVX512 inline __m128i to_int8_finite(__m512 rounded, const Grid16& g) {
+  const __m512 t = _mm512_min_ps(_mm512_add_ps(rounded, _mm512_set1_ps(g.zp)), _mm512_set1_ps(127.f));
+  return _mm_max_epi8(_mm512_cvtsepi32_epi8(_mm512_cvtps_epi32(t)),
+                      _mm_set1_epi8(static_cast<char>(static_cast<int>(g.lowest))));
 }
 
 // Used as 1 + poly_exp16(x) only (see the end).
@@ -124,11 +140,12 @@ QYOLO_AVX512 inline __m512 quantize16(const float* x, __m512 s, __m512 inv) {
   return rounded;
 }
 
-QYOLO_AVX512 void quantize_avx512(const float* x, float scale, int8_t* q, int64_t n) {
+QYOLO_AVX512 void quantize_avx512(const float* x, float scale, int32_t zp, int8_t* q, int64_t n) {
   const __m512 s = _mm512_set1_ps(scale), inv = _mm512_set1_ps(1.f / scale);
+  const Grid16 g(zp);
   int64_t i = 0;
-  for (; i + 16 <= n; i += 16) store_int8(q + i, quantize16(x + i, s, inv));
-  quantize_scalar(x + i, scale, q + i, n - i);
+  for (; i + 16 <= n; i += 16) store_int8(q + i, quantize16(x + i, s, inv), g);
+  quantize_scalar(x + i, scale, zp, q + i, n - i);
 }
 
 // pshufb masks interleaving three 16-byte channels into 48 bytes: block j, channel c, byte t
@@ -148,13 +165,15 @@ struct Interleave3 {
 QYOLO_AVX512 void quantize_3planes_avx512(const float* x, int64_t plane, float scale, int8_t* q, int64_t n) {
   static constexpr Interleave3 masks;
   const __m512 s = _mm512_set1_ps(scale), inv = _mm512_set1_ps(1.f / scale);
+  const Grid16 g(0);
   __m128i m[3][3];
   for (int j = 0; j < 3; ++j)
     for (int c = 0; c < 3; ++c) m[j][c] = _mm_load_si128(reinterpret_cast<const __m128i*>(masks.m[j][c]));
   int64_t i = 0;
   for (; i + 16 <= n; i += 16) {
-    const __m128i ch[3] = {to_int8(quantize16(x + i, s, inv)), to_int8(quantize16(x + plane + i, s, inv)),
-                           to_int8(quantize16(x + 2 * plane + i, s, inv))};
+    const __m128i ch[3] = {to_int8(quantize16(x + i, s, inv), g),
+                           to_int8(quantize16(x + plane + i, s, inv), g),
+                           to_int8(quantize16(x + 2 * plane + i, s, inv), g)};
     for (int j = 0; j < 3; ++j) {
       const __m128i out =
           _mm_or_si128(_mm_or_si128(_mm_shuffle_epi8(ch[0], m[j][0]), _mm_shuffle_epi8(ch[1], m[j][1])),
@@ -184,13 +203,13 @@ QYOLO_AVX512 inline __m512 exp_neg16(__m512 v) {
   return _mm512_scalef_ps(p, n);
 }
 
-QYOLO_AVX512 void requantize_avx512(const float* v, const int8_t* r, float s_r, float s_y, bool silu,
-                                    int8_t* q, int64_t n) {
+QYOLO_AVX512 void requantize_avx512(const float* v, const int8_t* r, float s_r, float s_y, int32_t zp,
+                                    bool silu, int8_t* q, int64_t n) {
   const __m512 one = _mm512_set1_ps(1.f), edge = _mm512_set1_ps(0.5f - kBoundaryBand);
   // (x / s_y) / (1 + e) and r * (s_r / s_y) instead of (x / (1 + e) + s_r r) / s_y: within 1e-4
   // of it for |y / s_y| <= 128, far inside the band that sends an element to the exact formula.
   const __m512 inv_sy = _mm512_set1_ps(1.f / s_y), sr = _mm512_set1_ps(s_r / s_y);
-  const __m128i lowest = _mm_set1_epi8(-127);
+  const Grid16 g(zp);
   int64_t j = 0;
   for (; j + 16 <= n; j += 16) {
     const __m512 x = _mm512_loadu_ps(v + j);
@@ -200,18 +219,17 @@ QYOLO_AVX512 void requantize_avx512(const float* v, const int8_t* r, float s_r, 
       t = _mm512_fmadd_ps(sr, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(r8)), t);
     }
     const __m512 rounded = round_nearest(t);
-    // Clamped to 127 above before the conversion, to -127 below after the saturating narrowing.
-    const __m128i q8 =
-        _mm512_cvtsepi32_epi8(_mm512_cvtps_epi32(_mm512_min_ps(rounded, _mm512_set1_ps(127.f))));
-    _mm_storeu_si128(reinterpret_cast<__m128i*>(q + j), _mm_max_epi8(q8, lowest));
+    // Clamped to 127 above before the conversion, to the lowest code after the saturating
+    // narrowing (NaN lanes are recomputed below).
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(q + j), to_int8_finite(rounded, g));
     // Within the band of a rounding boundary, or NaN (unordered): the exact formula decides.
     const __m512 dist = _mm512_abs_ps(_mm512_sub_ps(t, rounded));
     for (__mmask16 m = _mm512_cmp_ps_mask(dist, edge, _CMP_NLE_UQ); m; m &= static_cast<__mmask16>(m - 1)) {
       const int64_t k = j + __builtin_ctz(m);
-      q[k] = static_cast<int8_t>(clamp_round(exact_activation(v[k], r, k, s_r, silu) / s_y));
+      q[k] = static_cast<int8_t>(clamp_round(exact_activation(v[k], r, k, s_r, silu) / s_y, zp));
     }
   }
-  requantize_scalar(v + j, r ? r + j : nullptr, s_r, s_y, silu, q + j, n - j);
+  requantize_scalar(v + j, r ? r + j : nullptr, s_r, s_y, zp, silu, q + j, n - j);
 }
 
 QYOLO_AVX512 void activation_float_avx512(const float* v, const float* r, bool silu, float* y, int64_t n) {
@@ -230,7 +248,7 @@ QYOLO_AVX512 void activation_float_avx512(const float* v, const float* r, bool s
 // activation_float_avx512, the multiplier and quantize_avx512 on 16 values in registers (the
 // same operations in the same order): the integers activation_quantize defines.
 QYOLO_AVX512 inline void activation_quantize16(const float* v, const float* r, const float* m, __m512 s,
-                                               __m512 inv, bool silu, int8_t* q) {
+                                               __m512 inv, const Grid16& g, bool silu, int8_t* q) {
   const __m512 one = _mm512_set1_ps(1.f), x = _mm512_loadu_ps(v);
   __m512 y =
       _mm512_div_ps(silu ? x : one, _mm512_add_ps(one, poly_exp16(_mm512_sub_ps(_mm512_setzero_ps(), x))));
@@ -240,13 +258,11 @@ QYOLO_AVX512 inline void activation_quantize16(const float* v, const float* r, c
   const __m512 rounded = round_nearest(t);
   if (_mm512_cmp_ps_mask(_mm512_abs_ps(_mm512_sub_ps(t, rounded)), _mm512_set1_ps(0.5f - 1e-4f),
                          _CMP_NLE_UQ)) {
-    store_int8(q, round_nearest(_mm512_div_ps(y, s)));  // next to a half-integer, or NaN
+    store_int8(q, round_nearest(_mm512_div_ps(y, s)), g);  // next to a half-integer, or NaN
   } else {
     // No NaN or infinity here (their t - rounded is NaN): to_int8's clamps as a min before the
     // conversion, and a saturating narrowing and a max after it.
-    const __m128i q8 =
-        _mm512_cvtsepi32_epi8(_mm512_cvtps_epi32(_mm512_min_ps(rounded, _mm512_set1_ps(127.f))));
-    _mm_storeu_si128(reinterpret_cast<__m128i*>(q), _mm_max_epi8(q8, _mm_set1_epi8(-127)));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(q), to_int8_finite(rounded, g));
   }
 }
 
@@ -266,10 +282,12 @@ QYOLO_AVX512 inline __m512 exp_neg_fast16(__m512 x) {
 // The listed vectors (offsets into v) by the exact sequence. A function of its own, not a lambda:
 // a lambda is not compiled for AVX-512 (clang refuses to pass it __m512 values).
 QYOLO_AVX512 void recompute_exactly(const int64_t* pending, int np, const float* v, const float* m_ext,
-                                    int64_t channels, int64_t first, __m512 s, __m512 inv, bool silu, int8_t* q) {
+                                    int64_t channels, int64_t first, __m512 s, __m512 inv, const Grid16& g,
+                                    bool silu, int8_t* q) {
   for (int k = 0; k < np; ++k) {
     const int64_t j = pending[k];
-    activation_quantize16(v + j, nullptr, m_ext ? m_ext + (first + j) % channels : nullptr, s, inv, silu, q + j);
+    activation_quantize16(v + j, nullptr, m_ext ? m_ext + (first + j) % channels : nullptr, s, inv, g, silu,
+                          q + j);
   }
 }
 
@@ -278,13 +296,14 @@ QYOLO_AVX512 void recompute_exactly(const int64_t* pending, int np, const float*
 // relatively (checked exhaustively, docs/cpu-int8.md), and equal to it above 88; the multiplier
 // and 1 / s_y scale both alike (a few ulps more). So where t = y / s_y lies farther than
 // 2e-5 |t| + 3e-5 from a half-integer (3e-5: where quantize divides instead, x * (1 / s) and
-// x / s round alike beyond 2 ulps of a half-integer), or |t| > 128 (saturated either way), the
-// exact path's integer is round(t) clamped. Other vectors (also x <= -87, NaN, infinities) are
-// listed and recomputed exactly after the loop, so the loop does not branch on them.
+// x / s round alike beyond 2 ulps of a half-integer), or t + zp beyond [-129, 128] (saturated either way),
+// the exact path's integer is round(t) clamped (+ the zero point). Other vectors (also x <= -87, NaN,
+// infinities) are listed and recomputed exactly after the loop, so the loop does not branch on them.
 QYOLO_AVX512 void activation_quantize_avx512(const float* v, const float* r, const float* m_ext,
-                                             int64_t channels, int64_t first, float s_y, bool silu, int8_t* q,
-                                             int64_t n) {
+                                             int64_t channels, int64_t first, float s_y, int32_t zp,
+                                             bool silu, int8_t* q, int64_t n) {
   const __m512 one = _mm512_set1_ps(1.f), s = _mm512_set1_ps(s_y), inv = _mm512_set1_ps(1.f / s_y);
+  const Grid16 g(zp);
   int64_t c = first % channels, i = 0;
   auto next_channel = [&] {  // c: a loop-carried address, so no division where avoidable
     c += 16;
@@ -292,11 +311,13 @@ QYOLO_AVX512 void activation_quantize_avx512(const float* v, const float* r, con
   };
   if (r) {  // the residual's sum is not bounded relatively: the exact path throughout
     for (; i + 16 <= n; i += 16) {
-      activation_quantize16(v + i, r + i, m_ext ? m_ext + c : nullptr, s, inv, silu, q + i);
+      activation_quantize16(v + i, r + i, m_ext ? m_ext + c : nullptr, s, inv, g, silu, q + i);
       if (m_ext) next_channel();
     }
   } else {
     const __m512 rel = _mm512_set1_ps(-2e-5f), edge = _mm512_set1_ps(0.5f - 3e-5f);
+    // Saturated either way: t + zp > 128 or < -129 (|t + zp + 1/2| > 128.5).
+    const __m512 zp_half = _mm512_set1_ps(g.zp + 0.5f);
     constexpr int kPending = 64;
     int64_t pending[kPending];  // vectors to recompute exactly
     int np = 0;
@@ -309,23 +330,22 @@ QYOLO_AVX512 void activation_quantize_avx512(const float* v, const float* r, con
       }
       const __m512 t = _mm512_mul_ps(y, inv);
       const __m512 rounded = round_nearest(t), at = _mm512_abs_ps(t);
-      const __mmask16 ok = (_mm512_cmp_ps_mask(_mm512_abs_ps(_mm512_sub_ps(t, rounded)),
-                                               _mm512_fmadd_ps(at, rel, edge), _CMP_LT_OQ) |
-                            _mm512_cmp_ps_mask(at, _mm512_set1_ps(128.f), _CMP_GT_OQ)) &
-                           _mm512_cmp_ps_mask(x, _mm512_set1_ps(-87.f), _CMP_GT_OQ);
-      const __m128i q8 =
-          _mm512_cvtsepi32_epi8(_mm512_cvtps_epi32(_mm512_min_ps(rounded, _mm512_set1_ps(127.f))));
-      _mm_storeu_si128(reinterpret_cast<__m128i*>(q + i), _mm_max_epi8(q8, _mm_set1_epi8(-127)));
+      const __mmask16 ok =
+          (_mm512_cmp_ps_mask(_mm512_abs_ps(_mm512_sub_ps(t, rounded)), _mm512_fmadd_ps(at, rel, edge),
+                              _CMP_LT_OQ) |
+           _mm512_cmp_ps_mask(_mm512_abs_ps(_mm512_add_ps(t, zp_half)), _mm512_set1_ps(128.5f), _CMP_GT_OQ)) &
+          _mm512_cmp_ps_mask(x, _mm512_set1_ps(-87.f), _CMP_GT_OQ);
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(q + i), to_int8_finite(rounded, g));
       pending[np] = i;
       np += ok != 0xFFFF;
       if (np == kPending) {
-        recompute_exactly(pending, np, v, m_ext, channels, first, s, inv, silu, q);
+        recompute_exactly(pending, np, v, m_ext, channels, first, s, inv, g, silu, q);
         np = 0;
       }
     }
-    recompute_exactly(pending, np, v, m_ext, channels, first, s, inv, silu, q);
+    recompute_exactly(pending, np, v, m_ext, channels, first, s, inv, g, silu, q);
   }
-  activation_quantize_scalar(v + i, r ? r + i : nullptr, m_ext, channels, c, s_y, silu, q + i, n - i);
+  activation_quantize_scalar(v + i, r ? r + i : nullptr, m_ext, channels, c, s_y, zp, silu, q + i, n - i);
 }
 
 }  // namespace

@@ -6,6 +6,8 @@
 //    followed by the next conv's quantisation. A polynomial exp decides every element whose
 //    y / s_y lies more than 1e-3 from a rounding boundary (its relative error, < 1e-6, moves
 //    y / s_y by < 2e-4 for |y / s_y| <= 128); the others take expf itself.
+// With a zero point zp != 0 (an asymmetric grid, src/quant/quant_params.h) the quantising functions
+// write clamp(nearbyint(.) + zp, -128, 127) instead (NaN -> zp); zp 0 is the symmetric grid above.
 // Each function runs over [0, n) on the calling thread; callers split the work across threads.
 #pragma once
 
@@ -15,9 +17,9 @@
 namespace qyolo::cpu {
 
 struct Int8Epilogue {
-  void (*quantize)(const float* x, float scale, int8_t* q, int64_t n);
-  void (*requantize_activation)(const float* v, const int8_t* r, float s_r, float s_y, bool silu, int8_t* q,
-                                int64_t n);
+  void (*quantize)(const float* x, float scale, int32_t zp, int8_t* q, int64_t n);
+  void (*requantize_activation)(const float* v, const int8_t* r, float s_r, float s_y, int32_t zp, bool silu,
+                                int8_t* q, int64_t n);
   // y = act(v) (+ r) in float, for INT8 convs whose output stays float (fused residuals): the
   // scalar path with expf, the vector one with the polynomial exp (within 2 ulps of it).
   void (*activation_float)(const float* v, const float* r, bool silu, float* y, int64_t n);
@@ -29,7 +31,7 @@ struct Int8Epilogue {
   // the three passes of a SiLU/sigmoid conv with an int8 output (equalised, or with a float
   // residual) in one, each 16 values in registers, with the same integers as the three in turn.
   void (*activation_quantize)(const float* v, const float* r, const float* m_ext, int64_t channels,
-                              int64_t first, float s_y, bool silu, int8_t* q, int64_t n);
+                              int64_t first, float s_y, int32_t zp, bool silu, int8_t* q, int64_t n);
   const char* isa;  // "avx512" or "scalar"
 };
 

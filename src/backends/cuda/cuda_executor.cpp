@@ -29,6 +29,13 @@ CudaExecutor::~CudaExecutor() {
 // precision plan instead (conv_precisions()), and executors given a plan lower it as it is.
 Result<std::unique_ptr<CudaExecutor>> CudaExecutor::build(SpecializedGraph graph,
                                                           const CudaBuildOptions& options) {
+  // Asymmetric grids are a CPU plan's (src/quant/quant_params.h): the CUDA INT8 kernels subtract no
+  // zero point, so a graph marked with one would compute another network.
+  for (const Node& n : graph.graph.nodes)
+    if (n.has_attr("qyolo_input_zero_point") || n.has_attr("qyolo_int8_output_zero_point"))
+      return unsupported(n.describe() +
+                         ": the CUDA INT8 kernels quantise symmetrically (no zero point); "
+                         "build this plan for the CPU, or with symmetric activations");
   if (options.plan) return build_variant(std::move(graph), options, PrecisionVariant::kPlan);
   if (options.precision != CudaPrecision::kInt8 || !options.int8_fp16 || !options.int8_fp16_choose)
     return build_variant(std::move(graph), options, PrecisionVariant::kModelled);
@@ -175,7 +182,8 @@ Result<std::unique_ptr<CudaExecutor>> CudaExecutor::build_variant(SpecializedGra
     ex->precision_note_ = note.str();
   }
   const NodePrecision float_precision =
-      options.precision == CudaPrecision::kFp16 || (options.precision == CudaPrecision::kInt8 && options.int8_fp16)
+      options.precision == CudaPrecision::kFp16 ||
+              (options.precision == CudaPrecision::kInt8 && options.int8_fp16)
           ? NodePrecision::kFp16
           : NodePrecision::kFp32;
   for (const auto& node : g.nodes) {
@@ -422,14 +430,16 @@ Result<std::string> CudaExecutor::profile(const std::vector<const void*>& device
     if (const double macs = conv_macs(s); macs > 0) os << "  " << 2.0 * macs / (ms * 1e-3) / 1e12 << " TOPS";
     os << "  " << step_bytes(s) / (ms * 1e-3) / 1e9 << " GB/s";
     if (floor_ms > 0)
-      os << "  floor " << std::setprecision(1) << floor_ms * 1e3 << " us (" << (memory_bound ? "memory" : "math")
-         << "), at " << std::setprecision(0) << 100.0 * floor_ms / ms << "%";
+      os << "  floor " << std::setprecision(1) << floor_ms * 1e3 << " us ("
+         << (memory_bound ? "memory" : "math") << "), at " << std::setprecision(0) << 100.0 * floor_ms / ms
+         << "%";
     os << std::defaultfloat << std::setprecision(6) << "\n";
   }
   if (roof)
     os << "roofline (ceilings " << roofline.gbs << " GB/s, " << roofline.int8_tops << " int8 TOPS, "
        << roofline.fp16_tflops << " fp16 TFLOPS): sum of step floors " << floor_sum << " ms (the steps take "
-       << sum / iters << " ms serially); convs " << conv_floor_sum << " ms of floor in " << conv_ms << " ms\n";
+       << sum / iters << " ms serially); convs " << conv_floor_sum << " ms of floor in " << conv_ms
+       << " ms\n";
   return os.str();
 }
 
