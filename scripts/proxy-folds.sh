@@ -5,7 +5,8 @@
 # proxy of docs/accuracy.md (agreement mAP50-95 with FP32's own detections as labels). Prints each
 # calibrator's proxy per fold and the mean. Calibration-side data only: val500 is not read, unless
 # VAL500=1, which afterwards reports (chooses nothing) the val500 mAP50-95 of the default calibrator's
-# cache of every fold: how much the calibration sample alone moves the result.
+# cache of every fold: how much the calibration sample alone moves the result. Per fold it also
+# scores the default cache with --symmetric-activations and with --no-equalization (the default's parts).
 #   scripts/proxy-folds.sh [path/to/qyolo]      (MODELS, default "yolov5n yolov5s"; OUT_DIR, default out/proxy-folds)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -43,6 +44,14 @@ for m in $MODELS; do
       p=$(awk '/^mAP50-95/ {print $2}' "$d/$m.$a.proxy.log")
       sum[$a]=$(awk -v s="${sum[$a]:-0}" -v p="$p" 'BEGIN {print s + p}')
       line="$line $a $p"
+    done
+    echo "$line"
+    # The default's two parts, on the default (mse) cache: the asymmetric grid and the equalisation.
+    line="$m fold $k default (mse) $(awk '/^mAP50-95/ {print $2}' "$d/$m.mse.proxy.log")"
+    for v in symmetric:--symmetric-activations no-equalization:--no-equalization; do
+      "$Q" eval --model "$model" --int8 --cache "$d/$m.mse.cache" "${v#*:}" --data "$d/holdout" --labels-from "$model" \
+        --labels-cache "$d/$m.labels.json" -q > "$d/$m.mse.${v%%:*}.proxy.log" 2>&1 || { echo "proxy failed: $d/$m.mse.${v%%:*}.proxy.log"; exit 1; }
+      line="$line, ${v#*--} $(awk '/^mAP50-95/ {print $2}' "$d/$m.mse.${v%%:*}.proxy.log")"
     done
     echo "$line"
   done
