@@ -47,11 +47,15 @@ for m in $MODELS; do
     done
     echo "$line"
     # The default's two parts, on the default (mse) cache: the asymmetric grid and the equalisation.
+    "$Q" eval --model "$model" --int8 --cache "$d/$m.mse.cache" --symmetric-activations --data "$d/holdout" \
+      --labels-from "$model" --labels-cache "$d/$m.labels.json" -q > "$d/$m.mse.symmetric.proxy.log" 2>&1 ||
+      { echo "proxy failed: $d/$m.mse.symmetric.proxy.log"; exit 1; }
+    "$Q" eval --model "$model" --int8 --cache "$d/$m.mse.cache" --no-equalization --data "$d/holdout" \
+      --labels-from "$model" --labels-cache "$d/$m.labels.json" -q > "$d/$m.mse.no-equalization.proxy.log" 2>&1 ||
+      { echo "proxy failed: $d/$m.mse.no-equalization.proxy.log"; exit 1; }
     line="$m fold $k default (mse) $(awk '/^mAP50-95/ {print $2}' "$d/$m.mse.proxy.log")"
-    for v in symmetric:--symmetric-activations no-equalization:--no-equalization; do
-      "$Q" eval --model "$model" --int8 --cache "$d/$m.mse.cache" "${v#*:}" --data "$d/holdout" --labels-from "$model" \
-        --labels-cache "$d/$m.labels.json" -q > "$d/$m.mse.${v%%:*}.proxy.log" 2>&1 || { echo "proxy failed: $d/$m.mse.${v%%:*}.proxy.log"; exit 1; }
-      line="$line, ${v#*--} $(awk '/^mAP50-95/ {print $2}' "$d/$m.mse.${v%%:*}.proxy.log")"
+    for v in symmetric no-equalization; do
+      line="$line, $v $(awk '/^mAP50-95/ {print $2}' "$d/$m.mse.$v.proxy.log")"
     done
     echo "$line"
   done
