@@ -67,7 +67,7 @@ EngineHandle build(const std::string& onnx, const std::string& precision, const 
 }
 
 // {"float_precision": str, "nodes": {name: "fp32"|"fp16"|"int8"},
-//  "tensors": {name: {"storage": "int8"|"float32"|..., "scale": float}}}
+//  "tensors": {name: {"storage": "int8"|"float32"|..., "scale": float, "zero_point": int}}}
 py::dict plan_dict(const Engine& e) {
   const EnginePlan plan = e.precision_plan();
   py::dict nodes, tensors;
@@ -76,6 +76,7 @@ py::dict plan_dict(const Engine& e) {
     py::dict d;
     d["storage"] = dtype_name(t.storage);
     d["scale"] = t.scale;
+    d["zero_point"] = t.zero_point;  // real = scale * (q - zero_point); 0: symmetric
     tensors[py::str(t.name)] = d;
   }
   py::dict d;

@@ -51,7 +51,8 @@ class Engine:
     def precision_plan(self):
         """The precision plan made at build and stored in the engine file: {"float_precision": ...,
         "nodes": {conv name: "fp32" | "fp16" | "int8"}, "tensors": {name: {"storage": "int8" | "float32"
-        | "float16", "scale": s}}} (scale > 0: read quantised, real = s * q)."""
+        | "float16", "scale": s, "zero_point": zp}}} (scale > 0: read quantised, real = s * (q - zp);
+        zp != 0 on the CPU's asymmetric grids of SiLU outputs, 0 on the symmetric ones)."""
         return self._handle.precision_plan
 
     @property
