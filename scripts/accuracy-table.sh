@@ -2,7 +2,7 @@
 # Produces docs/accuracy.md. Every INT8 decision is made on calibration-side data only: the first 96
 # coco128 images (by name) calibrate the scales, the last 32 are held out for the proxy (agreement
 # mAP50-95 with FP32's own detections as labels: `qyolo eval --labels-from`). val500 is evaluated once
-# per model for FP32, the default INT8 (min-max calibrator with activation equalisation, whose factors
+# per model for FP32, the default INT8 (mse calibrator with activation equalisation, whose factors
 # `qyolo calibrate` writes beside each cache as CACHE.equalize) and the budgeted mixed-precision engine.
 #   scripts/accuracy-table.sh [path/to/qyolo]
 # Environment: MODELS (default "yolov5n yolov5s"), BUDGET (proxy points, default 5), VAL500 = the
@@ -20,7 +20,7 @@ BUDGET=${BUDGET:-5}
 VAL500=${VAL500-fp32 default default128 budget}
 REUSE=${REUSE:-0}
 RUN=${RUN:-1}
-DEFAULT_ALGO=minmax  # qyolo calibrate's default (tools/cmd_calibrate.cpp), chosen on the proxy (scripts/proxy-folds.sh)
+DEFAULT_ALGO=mse  # qyolo calibrate's default (tools/cmd_calibrate.cpp), chosen on the proxy
 # qyolo calibrate also equalises by default (--equalize all): every cache below has its sidecar.
 CALIB="$SHARED/data/coco128"
 DATA="$SHARED/data/val500"
@@ -119,7 +119,7 @@ done
   echo
   echo "INT8 = every Conv in int8 (per-tensor activation scale from the cache, per-channel weights, int32"
   echo "accumulation); other ops in float (src/quant/quantize_graph.h). **Default INT8** = what \`qyolo calibrate\`"
-  echo "does without options: the min-max calibrator and activation equalisation (every conv output read only by"
+  echo "does without options: the mse calibrator and activation equalisation (every conv output read only by"
   echo "convs becomes T' = T / s_c, s_c = (max|T_c| / max|T|)^0.5, with the readers' weights times s_c: the"
   echo "float network is unchanged and one per-tensor scale of T' resolves small channels; 27 tensors of"
   echo "yolov5n). Its factors go to CACHE.equalize beside the cache, which builds from that cache apply by"
@@ -156,7 +156,7 @@ done
   echo "are, once). The earlier table, which picked calibrators on val500 itself, is in docs/accuracy-history.md;"
   echo "its FP32 rows (no calibration involved) are the FP32 val500 reference where that row is not run here."
   echo
-  echo "How to use it: \`qyolo calibrate --cache c\` (defaults: \`--algo minmax\`, \`--equalize all\`, the proxy's"
+  echo "How to use it: \`qyolo calibrate --cache c\` (defaults: \`--algo mse\`, \`--equalize all\`, the proxy's"
   echo "choices) on your own images, holding some out; it writes c and c.equalize, and \`qyolo build|eval --int8"
   echo "--cache c\` uses both (keep them together; an engine file needs neither). \`qyolo eval --labels-from"
   echo "model.onnx --data <held-out images>\` scores any engine without labels; \`qyolo build --int8 --cache c"
@@ -167,18 +167,15 @@ done
   echo
   echo "Reference (MODELS.md, ultralytics val.py, rectangular batches): yolov5n 0.283 / 0.459, yolov5s 0.380 / 0.562."
   echo
-  echo "**The calibrator choice on all of coco128** (\`scripts/proxy-folds.sh\`): the table's proxy"
+  echo "**The calibrator choice on all of coco128** (\`scripts/proxy-folds.sh\`, session 13): the table's proxy"
   echo "scores 32 held-out images, so its ranking carries that sample's noise. Four folds of 32 (each"
   echo "calibrated on the other 96 with equalisation, every calibrator in one pass) give, as the mean agreement"
-  echo "mAP50-95 of the four folds, on the CPU's asymmetric grids (session 14): yolov5n **minmax 0.9533**, entropy"
-  echo "0.7319, percentile 0.9121, mse 0.9306; yolov5s **minmax 0.9526**, entropy 0.7562, percentile 0.9319, mse"
-  echo "0.9437: min-max wins every fold of yolov5n and three of four of yolov5s and became the default. (On the"
-  echo "symmetric grid, session 13, mse had won: yolov5n minmax 0.9105, mse 0.9180; yolov5s 0.9098, 0.9347. A"
-  echo "grid with twice the resolution makes clipping the tails cost more than the coarser step it buys.)"
-  echo "Calibration-side data only."
+  echo "mAP50-95 of the four folds: yolov5n minmax 0.9105, entropy 0.7268, percentile 0.9002, **mse 0.9180**;"
+  echo "yolov5s minmax 0.9098, entropy 0.7558, percentile 0.9134, **mse 0.9347**. mse stays the default for both"
+  echo "(on yolov5n minmax wins two folds of four, mse the other two by more). Calibration-side data only."
   echo
-  echo "**How much the calibration sample moves the default** (\`VAL500=1 scripts/proxy-folds.sh\`, session 13, the"
-  echo "symmetric grid then; a report, nothing chosen on it): val500 mAP50-95 of the default of then (mse + equalisation) calibrated on each"
+  echo "**How much the calibration sample moves the default** (\`VAL500=1 scripts/proxy-folds.sh\`, session 13; a"
+  echo "report, nothing chosen on it): val500 mAP50-95 of the default (mse + equalisation) calibrated on each"
   echo "fold's 96 images: yolov5n 0.2818 / 0.2831 / 0.2881 / 0.2792 (mean 0.2831, -0.27 pt against FP32;"
   echo "spread -0.66 to +0.23 pt), yolov5s 0.3765 / 0.3746 / 0.3821 / 0.3778 (mean 0.3778, -0.20 pt; spread -0.52"
   echo "to +0.23 pt); on all 128 images (the rows above) 0.2854 and 0.3785. Which 96 images calibrate moves"

@@ -29,7 +29,7 @@ namespace fs = std::filesystem;
 struct CalibrateArgs {
   EngineArgs engine;
   // Default chosen on the held-out proxy (docs/accuracy.md): mse agreed best with FP32.
-  std::string calib, loader_script, algo = "minmax", cache;
+  std::string calib, loader_script, algo = "mse", cache;
   std::string choose_from;  // caches to choose among per tensor (no calibration pass)
   double percentile = 99.99;
   int num = 128, batch = 8, judge_images = 4;

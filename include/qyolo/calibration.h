@@ -20,12 +20,11 @@
 namespace qyolo {
 
 struct CalibrationSettings {
-  // "minmax" (the default, chosen on the held-out accuracy proxy over four coco128 folds with the
-  // CPU's asymmetric grids: docs/weight-refine.md section 7), "entropy" (TensorRT's
-  // EntropyCalibration2), "mse", "percentile"; or several separated by commas
+  // "mse" (the default, chosen on the held-out accuracy proxy: docs/accuracy.md), "entropy"
+  // (TensorRT's EntropyCalibration2), "minmax", "percentile"; or several separated by commas
   // ("minmax,mse"): one pass over the data, one cache per algorithm, each written to the cache path
   // with "{algo}" replaced by the name as given (the path must then contain {algo}).
-  std::string algorithm = "minmax";
+  std::string algorithm = "mse";
   double percentile = 99.99;  // for "percentile"
   // Image folders: images used (the first by name) and batch size; `shape`'s H/W the letterbox
   // size (empty: the engine's profile opt shape). Batch sources: num_images caps the images used

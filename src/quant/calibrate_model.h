@@ -15,7 +15,7 @@
 namespace qyolo {
 
 struct CalibrationOptions {
-  CalibAlgo algo = CalibAlgo::kMinMax;  // best on the held-out proxy (docs/weight-refine.md section 7)
+  CalibAlgo algo = CalibAlgo::kMse;  // best on the held-out proxy (docs/accuracy.md)
   double percentile = 99.99;
   int num_images = 128;  // image folders: must not exceed the images available; batch sources: cap (0 = all)
   int batch = 8;         // image folders only
