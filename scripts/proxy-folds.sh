@@ -15,6 +15,7 @@ SHARED=${QYOLO_SHARED:-../shared}
 OUT=${OUT_DIR:-out/proxy-folds}
 MODELS=${MODELS:-yolov5n yolov5s}
 ALGOS="minmax entropy percentile mse"
+DEFAULT_ALGO=mse  # qyolo calibrate's default (tools/cmd_calibrate.cpp)
 IMAGES="$SHARED/data/coco128/images"
 [ -d "$IMAGES" ] || { echo "proxy-folds: $IMAGES not found (set QYOLO_SHARED)" >&2; exit 1; }
 mkdir -p "$OUT"
@@ -46,16 +47,16 @@ for m in $MODELS; do
       line="$line $a $p"
     done
     echo "$line"
-    # The default's two parts, on the default (mse) cache: the asymmetric grid and the equalisation.
-    "$Q" eval --model "$model" --int8 --cache "$d/$m.mse.cache" --symmetric-activations --data "$d/holdout" \
-      --labels-from "$model" --labels-cache "$d/$m.labels.json" -q > "$d/$m.mse.symmetric.proxy.log" 2>&1 ||
-      { echo "proxy failed: $d/$m.mse.symmetric.proxy.log"; exit 1; }
-    "$Q" eval --model "$model" --int8 --cache "$d/$m.mse.cache" --no-equalization --data "$d/holdout" \
-      --labels-from "$model" --labels-cache "$d/$m.labels.json" -q > "$d/$m.mse.no-equalization.proxy.log" 2>&1 ||
-      { echo "proxy failed: $d/$m.mse.no-equalization.proxy.log"; exit 1; }
-    line="$m fold $k default (mse) $(awk '/^mAP50-95/ {print $2}' "$d/$m.mse.proxy.log")"
+    # The default's two parts, on the default calibrator's cache: the asymmetric grid and the equalisation.
+    "$Q" eval --model "$model" --int8 --cache "$d/$m.$DEFAULT_ALGO.cache" --symmetric-activations --data "$d/holdout" \
+      --labels-from "$model" --labels-cache "$d/$m.labels.json" -q > "$d/$m.$DEFAULT_ALGO.symmetric.proxy.log" 2>&1 ||
+      { echo "proxy failed: $d/$m.$DEFAULT_ALGO.symmetric.proxy.log"; exit 1; }
+    "$Q" eval --model "$model" --int8 --cache "$d/$m.$DEFAULT_ALGO.cache" --no-equalization --data "$d/holdout" \
+      --labels-from "$model" --labels-cache "$d/$m.labels.json" -q > "$d/$m.$DEFAULT_ALGO.no-equalization.proxy.log" 2>&1 ||
+      { echo "proxy failed: $d/$m.$DEFAULT_ALGO.no-equalization.proxy.log"; exit 1; }
+    line="$m fold $k default ($DEFAULT_ALGO) $(awk '/^mAP50-95/ {print $2}' "$d/$m.$DEFAULT_ALGO.proxy.log")"
     for v in symmetric no-equalization; do
-      line="$line, $v $(awk '/^mAP50-95/ {print $2}' "$d/$m.mse.$v.proxy.log")"
+      line="$line, $v $(awk '/^mAP50-95/ {print $2}' "$d/$m.$DEFAULT_ALGO.$v.proxy.log")"
     done
     echo "$line"
   done
@@ -66,11 +67,11 @@ for m in $MODELS; do
 done
 if [ "${VAL500:-0}" = 1 ]; then
   for m in $MODELS; do
-    line="$m val500 of the default (mse) cache per fold:"
+    line="$m val500 of the default ($DEFAULT_ALGO) cache per fold:"
     for k in 0 1 2 3; do
-      "$Q" eval --model "$SHARED/models/$m.onnx" --int8 --cache "$OUT/fold$k/$m.mse.cache" --data "$SHARED/data/val500" \
-        -q > "$OUT/fold$k/$m.mse.val500.log" 2>&1 || { echo "val500 failed: $OUT/fold$k/$m.mse.val500.log"; exit 1; }
-      line="$line $(awk '/^mAP50-95/ {print $2}' "$OUT/fold$k/$m.mse.val500.log")"
+      "$Q" eval --model "$SHARED/models/$m.onnx" --int8 --cache "$OUT/fold$k/$m.$DEFAULT_ALGO.cache" --data "$SHARED/data/val500" \
+        -q > "$OUT/fold$k/$m.$DEFAULT_ALGO.val500.log" 2>&1 || { echo "val500 failed: $OUT/fold$k/$m.$DEFAULT_ALGO.val500.log"; exit 1; }
+      line="$line $(awk '/^mAP50-95/ {print $2}' "$OUT/fold$k/$m.$DEFAULT_ALGO.val500.log")"
     done
     echo "$line"
   done
