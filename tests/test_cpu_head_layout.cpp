@@ -11,6 +11,7 @@
 
 #include "backends/cpu/cpu_executor.h"
 #include "calib/calib_cache.h"
+#include "calibration_support.h"
 #include "ir/npy.h"
 #include "ir/ops/yolo_decode.h"
 #include "passes/passes.h"
@@ -104,15 +105,10 @@ void expect_same_as_unfused(const Engine& engine) {
 }
 
 fs::path minmax_cache(const Engine& fp32) {
-  CalibrationOptions copt;
-  copt.algo = CalibAlgo::kMinMax;
-  copt.num_images = 2;
-  copt.batch = 1;
-  auto table = calibrate(fp32, (shared_dir() / "data/coco128").string(), copt);
-  EXPECT_TRUE(table.is_ok()) << table.status().to_string();
   const fs::path cache =
       fs::temp_directory_path() / ("qyolo_head_layout_" + std::to_string(::getpid()) + ".cache");
-  EXPECT_TRUE(write_calibration_cache(cache, *table).is_ok());
+  auto table = qyolo::testing::coco128_minmax_cache(fp32, 2, cache);
+  EXPECT_TRUE(table.is_ok()) << table.status().to_string();
   return cache;
 }
 

@@ -9,6 +9,7 @@
 #include <fstream>
 
 #include "calib/calib_cache.h"
+#include "calibration_support.h"
 #include "cli_runner.h"
 #include "onnx/onnx_import.h"
 #include "onnx_builder.h"
@@ -139,14 +140,9 @@ TEST(ImageInput, Yolov5nBytesEngineEqualsFloatEngine) {
 
   auto fp32 = Engine::build(model, {});
   ASSERT_TRUE(fp32.is_ok());
-  CalibrationOptions copt;
-  copt.algo = CalibAlgo::kMinMax;
-  copt.num_images = 2;
-  copt.batch = 1;
-  auto table = calibrate(**fp32, (shared_dir() / "data/coco128").string(), copt);
-  ASSERT_TRUE(table.is_ok()) << table.status().to_string();
   const fs::path cache = temp_path("yolov5n.cache");
-  ASSERT_TRUE(write_calibration_cache(cache, *table).is_ok());
+  auto table = qyolo::testing::coco128_minmax_cache(**fp32, 2, cache);
+  ASSERT_TRUE(table.is_ok()) << table.status().to_string();
 
   for (Precision precision : {Precision::kFp32, Precision::kInt8}) {
     SCOPED_TRACE(precision_name(precision));

@@ -7,6 +7,7 @@
 
 #include "backends/cpu/cpu_executor.h"
 #include "calib/calib_cache.h"
+#include "calibration_support.h"
 #include "onnx/onnx_import.h"
 #include "onnx_builder.h"
 #include "passes/passes.h"
@@ -458,15 +459,10 @@ TEST(Int8Dataflow, Yolov5nDetectionsAgree) {
   const std::string model = (shared_dir() / "models/yolov5n.onnx").string();
   auto fp32 = Engine::build(model, {});
   ASSERT_TRUE(fp32.is_ok());
-  CalibrationOptions copt;
-  copt.algo = CalibAlgo::kMinMax;
-  copt.num_images = 4;
-  copt.batch = 1;
-  auto table = calibrate(**fp32, (shared_dir() / "data/coco128").string(), copt);
-  ASSERT_TRUE(table.is_ok()) << table.status().to_string();
   const fs::path cache =
       fs::temp_directory_path() / ("qyolo_int8_dataflow_" + std::to_string(::getpid()) + ".cache");
-  ASSERT_TRUE(write_calibration_cache(cache, *table).is_ok());
+  auto table = qyolo::testing::coco128_minmax_cache(**fp32, 4, cache);
+  ASSERT_TRUE(table.is_ok()) << table.status().to_string();
   // Both grids: symmetric, and the default asymmetric one (zero points on bounded conv inputs),
   // whose int8 values between layers must hold the integers each conv's own quantisation makes.
   for (bool asymmetric : {false, true}) {

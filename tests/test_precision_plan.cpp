@@ -11,6 +11,7 @@
 #include <sstream>
 
 #include "calib/calib_cache.h"
+#include "calibration_support.h"
 #include "cli_runner.h"
 #include "onnx_builder.h"
 #include "quant/calibrate_model.h"
@@ -394,14 +395,9 @@ class PlanOnYolo : public ::testing::Test {
     model_ = (shared_dir() / "models/yolov5n-dynamic.onnx").string();
     auto fp32 = Engine::build(model_, small());
     ASSERT_TRUE(fp32.is_ok()) << fp32.status().to_string();
-    CalibrationOptions copt;
-    copt.algo = CalibAlgo::kMinMax;
-    copt.num_images = 2;
-    copt.batch = 1;
-    auto table = calibrate(**fp32, (shared_dir() / "data/coco128").string(), copt);
-    ASSERT_TRUE(table.is_ok()) << table.status().to_string();
     cache_ = (dir_ / "n.cache").string();
-    ASSERT_TRUE(write_calibration_cache(cache_, *table).is_ok());
+    auto table = qyolo::testing::coco128_minmax_cache(**fp32, 2, cache_);
+    ASSERT_TRUE(table.is_ok()) << table.status().to_string();
     input_ = Tensor(DataType::kFloat32, {1, 3, 96, 128});
     for (int64_t i = 0; i < input_.numel(); ++i)
       input_.data<float>()[i] = static_cast<float>((i * 7919) % 1000) / 1000.f;

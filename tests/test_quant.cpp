@@ -7,6 +7,7 @@
 
 #include "backends/cpu/cpu_executor.h"
 #include "calib/calib_cache.h"
+#include "calibration_support.h"
 #include "onnx/onnx_import.h"
 #include "onnx_builder.h"
 #include "quant/calibrate_model.h"
@@ -305,14 +306,9 @@ TEST_F(CalibrationFixture, ExportedQdqModelMatchesImplicitInt8Engine) {
   const std::string model = (shared_dir() / "models/yolov5n.onnx").string();
   auto fp32 = Engine::build(model, {});
   ASSERT_TRUE(fp32.is_ok());
-  CalibrationOptions copt;
-  copt.algo = CalibAlgo::kMinMax;
-  copt.num_images = 4;
-  copt.batch = 1;
-  auto table = calibrate(**fp32, (shared_dir() / "data/coco128").string(), copt);
-  ASSERT_TRUE(table.is_ok()) << table.status().to_string();
   const std::string cache = (dir_ / "n.cache").string();
-  ASSERT_TRUE(write_calibration_cache(cache, *table).is_ok());
+  auto table = qyolo::testing::coco128_minmax_cache(**fp32, 4, cache);
+  ASSERT_TRUE(table.is_ok()) << table.status().to_string();
   QdqExportReport rep;
   const std::string qdq = (dir_ / "n.qdq.onnx").string();
   ASSERT_TRUE(export_qdq(model, table->scales, qdq, &rep).is_ok());
@@ -368,14 +364,9 @@ TEST_F(CalibrationFixture, AsymmetricInt8EngineMatchesItsQdqModelAndIsCloserToFp
   const std::string model = (shared_dir() / "models/yolov5n.onnx").string();
   auto fp32 = Engine::build(model, {});
   ASSERT_TRUE(fp32.is_ok());
-  CalibrationOptions copt;
-  copt.algo = CalibAlgo::kMinMax;
-  copt.num_images = 4;
-  copt.batch = 1;
-  auto table = calibrate(**fp32, (shared_dir() / "data/coco128").string(), copt);
-  ASSERT_TRUE(table.is_ok()) << table.status().to_string();
   const std::string cache = (dir_ / "a.cache").string();
-  ASSERT_TRUE(write_calibration_cache(cache, *table).is_ok());
+  auto table = qyolo::testing::coco128_minmax_cache(**fp32, 4, cache);
+  ASSERT_TRUE(table.is_ok()) << table.status().to_string();
   QdqExportReport rep;
   QdqExportOptions xo;
   xo.asymmetric_activations = true;
