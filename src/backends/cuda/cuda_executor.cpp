@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "backends/cuda/executor_impl.h"
+#include "quant/int8_dataflow.h"
 
 namespace qyolo {
 
@@ -32,7 +33,7 @@ Result<std::unique_ptr<CudaExecutor>> CudaExecutor::build(SpecializedGraph graph
   // Asymmetric grids are a CPU plan's (src/quant/quant_params.h): the CUDA INT8 kernels subtract no
   // zero point, so a graph marked with one would compute another network.
   for (const Node& n : graph.graph.nodes)
-    if (n.has_attr("qyolo_input_zero_point") || n.has_attr("qyolo_int8_output_zero_point"))
+    if (n.has_attr(kInputZeroPointAttr) || n.has_attr(kInt8OutputZeroPointAttr))
       return unsupported(n.describe() +
                          ": the CUDA INT8 kernels quantise symmetrically (no zero point); "
                          "build this plan for the CPU, or with symmetric activations");
