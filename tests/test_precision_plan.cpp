@@ -462,7 +462,7 @@ TEST_F(PlanOnYolo, AsymmetricActivationsAreDecidedOnceAndStored) {
   ASSERT_TRUE(fp32.is_ok());
   auto sg = (*fp32)->impl().prepare_float({1, 3, 96, 128});
   ASSERT_TRUE(sg.is_ok());
-  const auto lo = activation_lower_bounds(*sg);
+  const auto lo = activation_lower_bounds(sg->graph);
   constexpr double kSilu = -0.27846454;
   auto bound_of_output = [&](const std::string& node) -> std::optional<double> {
     for (const auto& n : sg->graph.nodes)

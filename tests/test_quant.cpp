@@ -12,6 +12,7 @@
 #include "onnx_builder.h"
 #include "quant/calibrate_model.h"
 #include "quant/export_qdq.h"
+#include "quant/precision_plan_pass.h"
 #include "quant/quant_params.h"
 #include "quant/quantize_graph.h"
 #include "qyolo/calibration.h"
@@ -369,7 +370,9 @@ TEST_F(CalibrationFixture, AsymmetricInt8EngineMatchesItsQdqModelAndIsCloserToFp
   ASSERT_TRUE(table.is_ok()) << table.status().to_string();
   QdqExportReport rep;
   QdqExportOptions xo;
-  xo.asymmetric_activations = true;
+  auto imported = import_onnx(model);
+  ASSERT_TRUE(imported.is_ok()) << imported.status().to_string();
+  xo.lower_bounds = activation_lower_bounds(*imported);  // the bounds the CPU plan uses
   const std::string qdq = (dir_ / "a.qdq.onnx").string();
   ASSERT_TRUE(export_qdq(model, table->scales, qdq, &rep, xo).is_ok());
   EXPECT_GT(rep.asymmetric_activations, 40);

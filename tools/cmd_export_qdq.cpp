@@ -4,6 +4,7 @@
 #include "commands.h"
 #include "onnx/onnx_import.h"
 #include "quant/export_qdq.h"
+#include "quant/precision_plan_pass.h"
 #include "quant/quantize_graph.h"
 
 namespace qyolo::cli {
@@ -30,7 +31,7 @@ void register_export_qdq(CLI::App& app, int& exit_code) {
       QYOLO_ASSIGN_OR_RETURN(auto scales, load_activation_scales(a->cache, g));
       QdqExportReport rep;
       QdqExportOptions options;
-      options.asymmetric_activations = a->asymmetric_activations;
+      if (a->asymmetric_activations) options.lower_bounds = activation_lower_bounds(g);
       QYOLO_RETURN_IF_ERROR(export_qdq(a->model, scales, a->out, &rep, options));
       std::printf(
           "wrote %s: %d activation Q/DQ pairs (%d uint8 asymmetric), %d per-channel weights, %d residual "

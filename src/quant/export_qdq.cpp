@@ -4,7 +4,6 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
-#include <optional>
 #include <set>
 #include <sstream>
 
@@ -71,9 +70,6 @@ Status upgrade_to_opset13(onnx::ModelProto& m) {
 
 }  // namespace
 
-// The minimum of x * sigmoid(x) (at x = -1.27846), rounded away from zero (as the precision plan's).
-constexpr double kSiluMin = -0.27846454;
-
 Status export_qdq(const std::string& onnx_path, const std::map<std::string, float>& scales,
                   const std::string& out_path, QdqExportReport* report, const QdqExportOptions& options) {
   std::ifstream f(onnx_path, std::ios::binary);
@@ -91,55 +87,6 @@ Status export_qdq(const std::string& onnx_path, const std::map<std::string, floa
   std::map<std::string, std::string> producer_op;
   for (const auto& n : g->node())
     for (const auto& o : n.output()) producer_op[o] = n.op_type();
-  // Lower bounds by construction (QdqExportOptions), in the graph's (topological) order: SiLU as
-  // PyTorch exports it, Mul(x, Sigmoid(x)) in either operand order, and what keeps or combines them.
-  std::map<std::string, double> lower_bound;
-  {
-    std::map<std::string, std::string> sigmoid_input;  // Sigmoid output -> its input
-    auto bound = [&](const std::string& v) -> std::optional<double> {
-      auto it = lower_bound.find(v);
-      return it == lower_bound.end() ? std::nullopt : std::optional<double>(it->second);
-    };
-    auto attr_str = [](const onnx::NodeProto& n, const std::string& key, const std::string& dflt) {
-      for (const auto& a : n.attribute())
-        if (a.name() == key) return a.s();
-      return dflt;
-    };
-    for (const auto& n : g->node()) {
-      if (n.output_size() < 1 || n.input_size() < 1) continue;
-      const std::string& op = n.op_type();
-      std::optional<double> b;
-      if (op == "Sigmoid") {
-        sigmoid_input[n.output(0)] = n.input(0);
-        b = 0.0;
-      } else if (op == "Relu") {
-        b = 0.0;
-      } else if (op == "Mul" && n.input_size() == 2) {
-        for (int i = 0; i < 2; ++i)
-          if (auto it = sigmoid_input.find(n.input(i));
-              it != sigmoid_input.end() && it->second == n.input(1 - i))
-            b = kSiluMin;
-      } else if (op == "MaxPool" || op == "Identity" || op == "Reshape" ||
-                 ((op == "Resize" || op == "Upsample") && attr_str(n, "mode", "nearest") == "nearest")) {
-        b = bound(n.input(0));
-      } else if (op == "Concat") {
-        b = 0.0;
-        for (const auto& in : n.input()) {
-          const auto r = bound(in);
-          if (!r) {
-            b.reset();
-            break;
-          }
-          b = std::min(*b, *r);
-        }
-      } else if (op == "Add" && n.input_size() == 2) {
-        const auto x = bound(n.input(0)), y = bound(n.input(1));
-        if (x && y) b = *x + *y;
-      }
-      if (b) lower_bound[n.output(0)] = *b;
-    }
-  }
-
   std::vector<onnx::NodeProto> new_nodes;
   std::map<std::string, std::string> dq_of;  // activation -> its DequantizeLinear output
   auto quantize_activation = [&](const std::string& x) -> std::string {
@@ -149,8 +96,8 @@ Status export_qdq(const std::string& onnx_path, const std::map<std::string, floa
     std::string sn = x + "/qyolo_scale", zn = x + "/qyolo_zero_point";
     float scale = 0.f;
     int32_t zp = 0;  // int8 zero point of the engine's grid; uint8 stores zp + 128
-    auto lo = lower_bound.find(x);
-    if (options.asymmetric_activations && lo != lower_bound.end() &&
+    auto lo = options.lower_bounds.find(x);
+    if (lo != options.lower_bounds.end() &&
         asymmetric_grid(lo->second, amax_from_scale(s->second), &scale, &zp)) {
       *g->add_initializer() = make_scalar(sn, onnx::TensorProto::FLOAT, scale, 0);
       *g->add_initializer() = make_scalar(zn, onnx::TensorProto::UINT8, 0.f, zp + 128);

@@ -12,14 +12,13 @@
 namespace qyolo {
 
 struct QdqExportOptions {
-  // Conv inputs bounded below by construction, quantised as the CPU engine's asymmetric
-  // activations do (BuildOptions::asymmetric_activations, src/quant/quant_params.h): SiLU outputs
-  // (Mul(x, Sigmoid(x)), lo = -0.2785), Sigmoid/Relu outputs (0), and MaxPool / nearest Resize /
-  // Identity / Reshape of them (the input's bound), Concats (the least) and Adds (the sum) get
-  // uint8 with a zero point over [lo, 127 * scale] instead of symmetric int8 (the cache's
-  // threshold is kept). For ONNX Runtime: TensorRT takes symmetric int8 only, and qyolo runs uint8
-  // pairs fake-quantised in float.
-  bool asymmetric_activations = false;
+  // Activations with a lower bound here (activation_lower_bounds of the imported model,
+  // src/quant/precision_plan_pass.h: SiLU outputs -0.2785 and what keeps or combines them) are
+  // quantised as the CPU engine's asymmetric activations are (src/quant/quant_params.h): uint8 with
+  // a zero point over [bound, 127 * scale] instead of symmetric int8 (the cache's threshold is
+  // kept). For ONNX Runtime; empty (the default): symmetric int8 throughout, as TensorRT takes it.
+  // qyolo runs uint8 pairs fake-quantised in float.
+  std::map<std::string, double> lower_bounds;
 };
 
 struct QdqExportReport {

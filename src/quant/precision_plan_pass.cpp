@@ -74,18 +74,27 @@ constexpr double kSiluMin = -0.27846454;
 
 }  // namespace
 
-std::map<std::string, double> activation_lower_bounds(const SpecializedGraph& sg) {
+std::map<std::string, double> activation_lower_bounds(const Graph& g) {
   std::map<std::string, double> lo;
+  std::map<std::string, std::string> sigmoid_input;  // a Sigmoid's output -> its input
   auto bound = [&](const std::string& v) -> std::optional<double> {
     auto it = lo.find(v);
     if (it == lo.end()) return std::nullopt;
     return it->second;
   };
-  for (const Node& n : sg.graph.nodes) {
+  for (const Node& n : g.nodes) {
     if (n.outputs.size() != 1 || n.inputs.empty()) continue;
     std::optional<double> b;
     const std::string& op = n.op_type;
-    if (op == "Conv") {
+    if (op == "Sigmoid" || op == "Relu") {
+      if (op == "Sigmoid") sigmoid_input[n.outputs[0]] = n.inputs[0];
+      b = 0.0;
+    } else if (op == "Mul" && n.inputs.size() == 2) {  // SiLU as exported, in either operand order
+      for (size_t i = 0; i < 2; ++i)
+        if (auto it = sigmoid_input.find(n.inputs[i]);
+            it != sigmoid_input.end() && it->second == n.inputs[1 - i])
+          b = kSiluMin;
+    } else if (op == "Conv") {
       const auto act_attr = n.attr_string("qyolo_activation", std::string());
       const std::string act = act_attr ? *act_attr : std::string();
       if (act == "silu" || act == "sigmoid" || act == "relu") {
@@ -155,7 +164,7 @@ Result<PrecisionPlan> make_precision_plan(const SpecializedGraph& sg,
     }
   }
   std::map<std::string, double> lower_bounds;
-  if (rules.asymmetric_activations) lower_bounds = activation_lower_bounds(sg);
+  if (rules.asymmetric_activations) lower_bounds = activation_lower_bounds(g);
   for (const auto& node : g.nodes) {
     if (node.op_type != "Conv") continue;
     if (keep_float && std::regex_search(node.name, *keep_float)) continue;

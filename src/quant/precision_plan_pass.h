@@ -34,11 +34,12 @@ struct PlanRules {
   bool asymmetric_activations = false;
 };
 
-// Lower bounds of the float values of a prepared graph that are bounded below by construction:
-// fused SiLU (-0.2785, times the largest output multiplier), sigmoid and ReLU (0), plus a fused
-// residual's bound; MaxPool, nearest Resize, Identity and Reshape keep their input's, a Concat the
-// least of its inputs', an Add the sum. Values not listed have no known bound.
-std::map<std::string, double> activation_lower_bounds(const SpecializedGraph& sg);
+// Lower bounds of the float values that are bounded below by construction, on a prepared graph
+// (fused SiLU -0.2785 times the largest output multiplier, fused sigmoid and ReLU 0, plus a fused
+// residual's bound) or an imported one (Sigmoid and Relu 0, SiLU as exported, Mul(x, Sigmoid(x)));
+// MaxPool, nearest Resize, Identity and Reshape keep their input's, a Concat the least of its
+// inputs', an Add the sum. Values not listed have no known bound.
+std::map<std::string, double> activation_lower_bounds(const Graph& g);
 
 Result<PrecisionPlan> make_precision_plan(const SpecializedGraph& float_graph,
                                           const std::map<std::string, float>& scales, const PlanRules& rules);
