@@ -595,10 +595,19 @@ TEST(CudaInt8, ImageStemRunsInt8OnTheBytes) {
   std::map<std::string, Tensor> inputs{{"x", bytes}}, ref;
   ASSERT_NO_FATAL_FAILURE(cpu_reference(*sg_ref, inputs, ref));
 
-  for (bool int8_stem : {true, false}) {
-    SCOPED_TRACE(int8_stem ? "INT8 image stem" : "FP16 image stem");
+  // The INT8 stem with the conversion-free epilogue (default), the FP16 stem, then the INT8 stem
+  // with the conversion instructions and the conversion-free one again, both with the reader on our
+  // own kernel (its tactics give the same bytes; cuDNN's may differ by one step): the same output.
+  Tensor int8_stem_output;
+  for (int config : {0, 1, 2, 3}) {
+    const bool int8_stem = config != 1;
+    SCOPED_TRACE(config == 1   ? "FP16 image stem"
+                 : config == 2 ? "INT8 image stem, conversion instructions"
+                               : "INT8 image stem");
     CudaBuildOptions opt = all_int8_options(true);
     opt.int8_image_stem = int8_stem;
+    opt.stem_conversion_free = config != 2;
+    if (config >= 2) opt.cudnn_int8 = 0;
     auto gpu = CudaExecutor::build(*sg, opt);
     ASSERT_TRUE(gpu.is_ok()) << gpu.status().to_string();
     const std::string summary = (*gpu)->summary();
@@ -620,6 +629,11 @@ TEST(CudaInt8, ImageStemRunsInt8OnTheBytes) {
                                                 << summary;
     std::printf("image stem %s: max abs err %.4g of %.4g against the CPU on the quantised stem weights\n",
                 int8_stem ? "INT8" : "FP16", d.max_abs_err, d.max_abs_ref);
+    if (config == 2) int8_stem_output = got.at("y");
+    if (config == 3) {
+      const Diff same = compare(got.at("y"), int8_stem_output);
+      EXPECT_EQ(same.max_abs_err, 0.0) << "the conversion-free epilogue changed the stem's int8 output";
+    }
   }
 }
 
@@ -663,10 +677,17 @@ TEST(CudaInt8, ProgrammaticLaunchMatchesPlainLaunch) {
   auto sg = specialize_spec(spec);
   ASSERT_TRUE(sg.is_ok()) << sg.status().to_string();
   std::map<std::string, Tensor> inputs{{"x", random_tensor({1, 3, 64, 96}, rng, 0.f, 1.f)}};
-  for (int variant = 0; variant < 3; ++variant) {
-    SCOPED_TRACE(variant == 0 ? "fp32 elsewhere" : variant == 1 ? "fp16 elsewhere, our kernel" : "fp16 elsewhere, cuDNN INT8");
+  // Variant 2: c's half output from cuDNN, then our requantisation pass; variant 3: one cuDNN graph
+  // writing both (where cuDNN has an engine for it), within the int8 rounding of variant 2.
+  std::map<std::string, Tensor> requant_pass_outputs;
+  for (int variant = 0; variant < 4; ++variant) {
+    SCOPED_TRACE(variant == 0   ? "fp32 elsewhere"
+                 : variant == 1 ? "fp16 elsewhere, our kernel"
+                 : variant == 2 ? "fp16 elsewhere, cuDNN INT8 + requantisation pass"
+                                : "fp16 elsewhere, cuDNN INT8 writing half and int8");
     CudaBuildOptions opt = all_int8_options(variant > 0);
-    opt.cudnn_int8 = variant == 2 ? 2 : 0;
+    opt.cudnn_int8 = variant >= 2 ? 2 : 0;
+    opt.cudnn_int8_copy = variant == 3;
     auto gpu = CudaExecutor::build(*sg, opt);
     ASSERT_TRUE(gpu.is_ok()) << gpu.status().to_string();
     const std::string summary = (*gpu)->summary();
@@ -674,6 +695,22 @@ TEST(CudaInt8, ProgrammaticLaunchMatchesPlainLaunch) {
     EXPECT_NE(summary.find("Resize node"), std::string::npos) << summary;
     if (variant > 0) EXPECT_NE(summary.find("direct stem"), std::string::npos) << summary;
     if (variant == 2) EXPECT_NE(summary.find("+requant pass"), std::string::npos) << summary;
+    if (variant == 3) {
+      const bool dual = summary.find("->half+int8") != std::string::npos;
+      std::printf("cuDNN INT8 graph writing half and int8: %s\n", dual ? "used" : "no engine (requantisation pass)");
+      EXPECT_TRUE(dual || summary.find("+requant pass") != std::string::npos) << summary;
+    }
+    if (variant >= 2) {
+      std::map<std::string, Tensor> got;
+      ASSERT_TRUE(run_gpu_poisoned(**gpu, inputs, got).is_ok());
+      if (variant == 2) requant_pass_outputs = got;
+      for (const char* name : {"c", "y"}) {
+        if (variant != 3) break;
+        const Diff d = compare(got.at(name), requant_pass_outputs.at(name));
+        EXPECT_EQ(d.nan_count, 0) << name;
+        EXPECT_LE(d.rel(), 2e-2) << name << ": max abs err " << d.max_abs_err << " of " << d.max_abs_ref;
+      }
+    }
     if (!expect_programmatic_launch_matches_plain(**gpu, inputs)) GTEST_SKIP() << "no programmatic launch before sm_90";
     EXPECT_NE((*gpu)->summary().find("programmatic launch"), std::string::npos);
   }

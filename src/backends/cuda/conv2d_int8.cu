@@ -663,9 +663,9 @@ Status launch(const Tactic& t, const ConvInt8Params& p, cudaStream_t stream, boo
   return Status::ok();
 }
 
-// Which output a cuDNN INT8 engine writes: the half one, the int8 one, or the half one followed by
-// our requantisation pass (both are read).
-enum class CudnnOut { kHalf, kInt8, kHalfThenRequantise };
+// Which output a cuDNN INT8 engine writes: the half one, the int8 one, or, when both are read, both
+// from one graph or the half one followed by our requantisation pass.
+enum class CudnnOut { kHalf, kInt8, kHalfThenRequantise, kHalfAndInt8 };
 
 class ConvInt8Kernel final : public CudaKernel {
  public:
@@ -872,7 +872,8 @@ class ConvInt8Kernel final : public CudaKernel {
     }
     const CudnnOut o = y_out && q_out ? CudnnOut::kHalfThenRequantise : q_out ? CudnnOut::kInt8 : CudnnOut::kHalf;
     const int64_t pitch = o == CudnnOut::kInt8 ? p_.yq_ld : p_.y_ld;
-    if (o == planned_out_ && pitch == planned_pitch_) return Status::ok();
+    const bool same = o == planned_out_ || (o == CudnnOut::kHalfThenRequantise && planned_out_ == CudnnOut::kHalfAndInt8);
+    if (same && pitch == planned_pitch_) return Status::ok();
     return choose_cudnn(ctx, o, pitch);
   }
 
@@ -915,10 +916,11 @@ class ConvInt8Kernel final : public CudaKernel {
 
   Status enqueue(const LaunchContext& ctx, std::span<const void* const> in, std::span<void* const> out) override {
     if (use_cudnn_) {
-      const bool q = planned_out_ == CudnnOut::kInt8;
+      const bool q = planned_out_ == CudnnOut::kInt8, dual = planned_out_ == CudnnOut::kHalfAndInt8;
       QYOLO_RETURN_IF_ERROR(cudnn_->execute(ctx.cudnn, in[0], weights_.get(), q ? out[1] : out[0], ctx.workspace,
                                             bias_real_.get(), has_residual_ ? in[3] : nullptr, scales_.get(),
-                                            q ? inv_scale_.get() : nullptr, mult_.get()));
+                                            q || dual ? inv_scale_.get() : nullptr, mult_.get(),
+                                            dual ? out[1] : nullptr));
       if (planned_out_ != CudnnOut::kHalfThenRequantise) return Status::ok();
       return launch_requantize(out[0], p_.y_ld, static_cast<int8_t*>(out[1]), p_.yq_ld, p_.k, p_.m, p_.yq_inv_scale,
                                ctx.stream, ctx.programmatic);
@@ -937,7 +939,10 @@ class ConvInt8Kernel final : public CudaKernel {
     std::ostringstream os;
     if (use_cudnn_) {
       os << "int8 cudnn " << cudnn_->info()
-         << (planned_out_ == CudnnOut::kInt8 ? " ->int8 +requant" : planned_out_ == CudnnOut::kHalf ? " ->half" : " ->half +requant pass");
+         << (planned_out_ == CudnnOut::kInt8           ? " ->int8 +requant"
+             : planned_out_ == CudnnOut::kHalf         ? " ->half"
+             : planned_out_ == CudnnOut::kHalfAndInt8 ? " ->half+int8"
+                                                       : " ->half +requant pass");
       if (own_ms_ > 0) os << " (ours " << kTactics[tactic_].name << " " << own_ms_ << "ms)";
       return os.str();
     }
@@ -988,9 +993,16 @@ class ConvInt8Kernel final : public CudaKernel {
     cudnn_ms_ = own_ms_ = 0.f;
     planned_out_ = out;
     planned_pitch_ = pitch;
-    const bool int8_out = out == CudnnOut::kInt8;
-    if (out == CudnnOut::kHalfThenRequantise && (p_.k % 16 != 0 || p_.yq_ld % 16 != 0)) return Status::ok();
-    if (int8_out) {
+    const bool int8_out = out == CudnnOut::kInt8, dual = out == CudnnOut::kHalfAndInt8;
+    if ((out == CudnnOut::kHalfThenRequantise || dual) && (p_.k % 16 != 0 || p_.yq_ld % 16 != 0)) return Status::ok();
+    if (out == CudnnOut::kHalfThenRequantise && ctx.options->cudnn_int8_copy) {
+      // One graph writing both outputs first; the half output and our pass where it has no engine
+      // or our kernel beats it.
+      QYOLO_RETURN_IF_ERROR(choose_cudnn(ctx, CudnnOut::kHalfAndInt8, pitch));
+      if (use_cudnn_) return Status::ok();
+      planned_out_ = out;
+    }
+    if (int8_out || dual) {
       if (p_.k % 16 != 0) return Status::ok();
       const float inv = p_.yq_inv_scale;
       QYOLO_ASSIGN_OR_RETURN(inv_scale_, DeviceBuffer::allocate(4));
@@ -999,10 +1011,13 @@ class ConvInt8Kernel final : public CudaKernel {
     GraphConvProblem gp = cudnn_base_;
     gp.y_dtype = int8_out ? CUDNN_DATA_INT8 : CUDNN_DATA_HALF;
     gp.y_pitch = pitch == p_.k ? 0 : pitch;
+    gp.int8_copy = dual;
+    gp.y8_pitch = dual && p_.yq_ld != p_.k ? p_.yq_ld : 0;
     std::ostringstream ks;
     ks << "i8cudnn:" << key_ << ":b" << gp.bias << "r" << gp.residual << (p_.residual_int8 ? "i8" : "") << "a"
        << static_cast<int>(gp.act) << (gp.multiplier ? "m1" : "")
-       << (int8_out ? ":i8" : out == CudnnOut::kHalf ? ":f16" : ":f16+q") << ":pitch" << pitch;
+       << (int8_out ? ":i8" : out == CudnnOut::kHalf ? ":f16" : dual ? ":f16+i8" : ":f16+q") << ":pitch" << pitch
+       << (dual ? ":pitch8_" + std::to_string(p_.yq_ld) : "");
     const std::string key = ks.str();
     auto& tc = *ctx.tune_cache;
     auto& objs = *ctx.object_cache;
@@ -1018,7 +1033,7 @@ class ConvInt8Kernel final : public CudaKernel {
     } else {
       ensure_tuning_workspace(ctx);
       auto plan = GraphConvPlan::create(ctx.cudnn, ctx.stream, gp, weights_.get(), ctx.options->workspace_limit,
-                                        ctx.tuning_workspace, std::min(ctx.options->graph_max_plans, 4), false, &tactic);
+                                        ctx.tuning_workspace, ctx.options->cudnn_int8_max_plans, false, &tactic);
       cudaGetLastError();
       if (!plan) {  // no cuDNN engine for it here: our kernel
         tc[key] = {-1, -1, 0};
@@ -1051,7 +1066,8 @@ class ConvInt8Kernel final : public CudaKernel {
   Result<float> time_own(PrepareContext& ctx, CudnnOut out, int64_t pitch) {
     const size_t x_bytes = static_cast<size_t>(p_.n) * p_.h * p_.w * p_.cp;
     const size_t rows = static_cast<size_t>(p_.m);
-    const bool int8_out = out == CudnnOut::kInt8, both = out == CudnnOut::kHalfThenRequantise;
+    const bool int8_out = out == CudnnOut::kInt8,
+               both = out == CudnnOut::kHalfThenRequantise || out == CudnnOut::kHalfAndInt8;
     QYOLO_ASSIGN_OR_RETURN(auto xb, DeviceBuffer::allocate(x_bytes));
     QYOLO_ASSIGN_OR_RETURN(auto yb, DeviceBuffer::allocate(rows * static_cast<size_t>(pitch) * (int8_out ? 1 : 2)));
     DeviceBuffer rb, qb;

@@ -62,6 +62,9 @@ struct StemParams {
   int pitch;   // halves between output pixels: K, or more when y is a channel slice of a concat
   int act;     // Act
   float alpha;
+  // INT8 form: |accumulator| < 2^22 (255 x 127 x R x S x C): conversions done with adds
+  // (CudaBuildOptions::stem_conversion_free)
+  bool small_acc;
 };
 
 // Dynamic shared memory: weights [K][kp + 8] half, the tap table [kp / 2] int (16-byte rounded), then
@@ -409,15 +412,26 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks(NT)) conv_stem_kernel(Ste
       uint32_t v[NT], v8[NT];
 #pragma unroll
       for (int nt = 0; nt < NT; ++nt) {
+        // Bytes x s8 sums below 2^22 (small_acc): the int -> float and float -> int conversions as
+        // full-rate adds; the epilogue is bound by the quarter-rate pipe that also runs SiLU's exp2
+        // and reciprocal.
+        auto to_float = [&](Acc x) {
+          if constexpr (INT8) return p.small_acc ? small_int_to_float(x) : static_cast<float>(x);
+          return static_cast<float>(x);
+        };
         const float f0 =
-            apply_act_fast(act, fmaf(static_cast<float>(acc[mt][nt][2 * hh]), acc_scale[nt].x, bias[nt].x), p.alpha) *
-            mult[nt].x;
-        const float f1 = apply_act_fast(
-            act, fmaf(static_cast<float>(acc[mt][nt][2 * hh + 1]), acc_scale[nt].y, bias[nt].y), p.alpha) * mult[nt].y;
-        v[nt] = pack_half2(f0, f1);
-        v8[nt] = write_int8 ? static_cast<uint32_t>(static_cast<uint8_t>(quantize_s8_fast(f0, p.inv_scale))) |
-                                  static_cast<uint32_t>(static_cast<uint8_t>(quantize_s8_fast(f1, p.inv_scale))) << 8
-                            : 0u;
+            apply_act_fast(act, fmaf(to_float(acc[mt][nt][2 * hh]), acc_scale[nt].x, bias[nt].x), p.alpha) * mult[nt].x;
+        const float f1 =
+            apply_act_fast(act, fmaf(to_float(acc[mt][nt][2 * hh + 1]), acc_scale[nt].y, bias[nt].y), p.alpha) *
+            mult[nt].y;
+        v[nt] = write_half ? pack_half2(f0, f1) : 0u;
+        if (!write_int8)
+          v8[nt] = 0u;
+        else if (INT8 && p.small_acc)
+          v8[nt] = __byte_perm(quantize_s8_bits(f0, p.inv_scale), quantize_s8_bits(f1, p.inv_scale), 0x0040);
+        else
+          v8[nt] = static_cast<uint32_t>(static_cast<uint8_t>(quantize_s8_fast(f0, p.inv_scale))) |
+                   static_cast<uint32_t>(static_cast<uint8_t>(quantize_s8_fast(f1, p.inv_scale))) << 8;
       }
       // Shuffles before the bounds check: every lane of the quad takes part.
       auto to_channel_runs = [q](uint32_t* words) {
@@ -605,6 +619,8 @@ class ConvStemKernel final : public CudaKernel {
     p_.pitch8 = static_cast<int>(K);
     p_.act = static_cast<int>(act);
     p_.alpha = a.activation_alpha;
+    p_.small_acc =
+        (ctx.options == nullptr || ctx.options->stem_conversion_free) && 255 * 127 * R * S * C < (int64_t{1} << 22);
     k_ = static_cast<int>(K);
     grid_ = dim3(static_cast<unsigned>((OW + kTileW - 1) / kTileW),
                  static_cast<unsigned>((OH + kTileH - 1) / kTileH), static_cast<unsigned>(N));

@@ -48,6 +48,9 @@ struct CudaBuildOptions {
   // propose (falls back to the legacy API per convolution when no engine fits).
   bool cudnn_graph = true;
   int graph_max_plans = 10;
+  // Runtime-fusion (NVRTC) engines timed per cuDNN INT8 conv: each costs a compile at build
+  // (bench_gpu --int8-plans N).
+  int cudnn_int8_max_plans = 4;
   // fp16: also try each convolution with bias/activation/residual fused into the cuDNN graph
   // (runtime-compiled fusion engines, NVRTC at build and at engine load): 0 never, 1 where it
   // times faster than the plain plan plus qyolo's epilogue pass, 2 wherever cuDNN has an engine
@@ -63,6 +66,9 @@ struct CudaBuildOptions {
   // at once) instead of through registers (bench_gpu --stem-async). Off by default until it has run
   // on a GPU: written in session 9, when no device was free to test or time it.
   bool stem_async_staging = false;
+  // The INT8 image stem's epilogue converts int <-> float with full-rate adds instead of the
+  // quarter-rate conversion instructions (same integers; bench_gpu --stem-conversions turns it off).
+  bool stem_conversion_free = true;
   // uint8 image input (InputFormat::kUint8Nhwc): the direct stem conv reads the bytes itself and the
   // QyoloImageToFloat step goes (no float image in memory; bench_gpu --no-bytes-stem).
   bool stem_reads_bytes = true;
@@ -116,6 +122,10 @@ struct CudaBuildOptions {
   // requantise] fused, NVRTC at build and load) against our kernel and keep the faster: 0 never,
   // 1 where faster, 2 wherever cuDNN has an engine (tests).
   int cudnn_int8 = 1;
+  // A cuDNN INT8 conv whose output is read both as half (a residual) and as int8 (INT8 convs)
+  // first tries one graph writing both (GraphConvProblem::int8_copy) before the half output plus
+  // our requantisation pass (bench_gpu --no-cudnn-int8-copy).
+  bool cudnn_int8_copy = true;
   // With int8_fp16: an INT8 conv with a fused residual whose value has a calibrated scale
   // (qyolo_residual_scale) reads it as int8 (the copy its producer requantises for the INT8 convs
   // that read it anyway), so the producer writes no half copy for it. Off (default): the residual

@@ -9,7 +9,7 @@ namespace qyolo::cuda {
 namespace {
 
 constexpr int64_t kUidX = 1, kUidW = 2, kUidY = 3, kUidBias = 4, kUidResidual = 5, kUidScale = 6, kUidOutInvScale = 7,
-                  kUidMultiplier = 8;
+                  kUidMultiplier = 8, kUidY8 = 9;
 constexpr int64_t kUidVirtual = 100;  // + n: intermediates of the fused epilogue
 
 Result<BackendDesc> make(cudnnBackendDescriptorType_t t) {
@@ -45,16 +45,18 @@ void strides_of(bool nhwc, int64_t c, int64_t h, int64_t w, int64_t out[4]) {
 
 Result<BackendDesc> variant_pack(const void* x, const void* w, void* y, void* ws, const void* bias = nullptr,
                                  const void* residual = nullptr, const void* scale = nullptr,
-                                 const void* out_inv_scale = nullptr, const void* multiplier = nullptr) {
+                                 const void* out_inv_scale = nullptr, const void* multiplier = nullptr,
+                                 void* y8 = nullptr) {
   QYOLO_ASSIGN_OR_RETURN(BackendDesc vp, make(CUDNN_BACKEND_VARIANT_PACK_DESCRIPTOR));
-  int64_t uids[8] = {kUidX, kUidW, kUidY};
-  void* ptrs[8] = {const_cast<void*>(x), const_cast<void*>(w), y};
+  int64_t uids[9] = {kUidX, kUidW, kUidY};
+  void* ptrs[9] = {const_cast<void*>(x), const_cast<void*>(w), y};
   int64_t n = 3;
   if (bias) uids[n] = kUidBias, ptrs[n++] = const_cast<void*>(bias);
   if (residual) uids[n] = kUidResidual, ptrs[n++] = const_cast<void*>(residual);
   if (scale) uids[n] = kUidScale, ptrs[n++] = const_cast<void*>(scale);
   if (out_inv_scale) uids[n] = kUidOutInvScale, ptrs[n++] = const_cast<void*>(out_inv_scale);
   if (multiplier) uids[n] = kUidMultiplier, ptrs[n++] = const_cast<void*>(multiplier);
+  if (y8) uids[n] = kUidY8, ptrs[n++] = y8;
   QYOLO_CUDA_CHECK(cudnnBackendSetAttribute(vp.get(), CUDNN_ATTR_VARIANT_PACK_UNIQUE_IDS, CUDNN_TYPE_INT64, n, uids));
   QYOLO_CUDA_CHECK(cudnnBackendSetAttribute(vp.get(), CUDNN_ATTR_VARIANT_PACK_DATA_POINTERS, CUDNN_TYPE_VOID_PTR, n, ptrs));
   QYOLO_CUDA_CHECK(cudnnBackendSetAttribute(vp.get(), CUDNN_ATTR_VARIANT_PACK_WORKSPACE, CUDNN_TYPE_VOID_PTR, 1, &ws));
@@ -117,6 +119,9 @@ Result<std::unique_ptr<GraphConvPlan>> GraphConvPlan::create(cudnnHandle_t handl
   if (int8 && (!p.nhwc || !p.fused || (p.y_dtype != CUDNN_DATA_HALF && p.y_dtype != CUDNN_DATA_INT8)))
     return invalid_argument("cuDNN graph conv: int8 needs NHWC, the fused epilogue and half or int8 output");
   const cudnnDataType_t y_dtype = int8 ? p.y_dtype : p.dtype;
+  if (p.int8_copy && (!int8 || y_dtype != CUDNN_DATA_HALF || (p.y8_pitch != 0 && p.y8_pitch < p.k)))
+    return invalid_argument("cuDNN graph conv: the int8 copy needs int8 x, half y and a pitch >= k");
+  const int64_t pitch8 = p.y8_pitch != 0 ? p.y8_pitch : p.k;
   const int64_t pitch = p.y_pitch != 0 ? p.y_pitch : p.k;
   int64_t ys_out[4];
   strides_of(p.nhwc, pitch, p.oh, p.ow, ys_out);
@@ -168,9 +173,15 @@ Result<std::unique_ptr<GraphConvPlan>> GraphConvPlan::create(cudnnHandle_t handl
   if (p.fused && int8) {
     QYOLO_ASSIGN_OR_RETURN(tscale, tensor(kUidScale, CUDNN_DATA_FLOAT, kd, kstr));
     const int64_t one[4] = {1, 1, 1, 1};
-    if (y_dtype == CUDNN_DATA_INT8) {
+    if (y_dtype == CUDNN_DATA_INT8 || p.int8_copy) {
       QYOLO_ASSIGN_OR_RETURN(tinv, tensor(kUidOutInvScale, CUDNN_DATA_FLOAT, one, one));
     }
+  }
+  BackendDesc ty8;
+  if (p.int8_copy) {
+    int64_t ys8[4];
+    strides_of(true, pitch8, p.oh, p.ow, ys8);
+    QYOLO_ASSIGN_OR_RETURN(ty8, tensor(kUidY8, CUDNN_DATA_INT8, yd, ys8));
   }
 
   QYOLO_ASSIGN_OR_RETURN(BackendDesc conv, make(CUDNN_BACKEND_CONVOLUTION_DESCRIPTOR));
@@ -213,6 +224,10 @@ Result<std::unique_ptr<GraphConvPlan>> GraphConvPlan::create(cudnnHandle_t handl
     cudnnBackendDescriptor_t out = i + 1 == stages.size() ? ty.get() : virt[i + 1].get();
     const float alpha2 = u == kUidResidual && int8_residual ? p.residual_scale : 1.f;
     QYOLO_ASSIGN_OR_RETURN(BackendDesc o, pointwise_op(stages[i].mode, virt[i].get(), operand, out, alpha2));
+    pw_ops.push_back(std::move(o));
+  }
+  if (p.int8_copy) {  // y (half, written) -> x out_inv_scale -> y8
+    QYOLO_ASSIGN_OR_RETURN(BackendDesc o, pointwise_op(CUDNN_POINTWISE_MUL, ty.get(), tinv.get(), ty8.get()));
     pw_ops.push_back(std::move(o));
   }
   std::vector<cudnnBackendDescriptor_t> ops = {op.get()};
@@ -322,7 +337,10 @@ Result<std::unique_ptr<GraphConvPlan>> GraphConvPlan::create(cudnnHandle_t handl
   QYOLO_ASSIGN_OR_RETURN(auto xb, DeviceBuffer::allocate(static_cast<size_t>(p.n * p.c * p.h * p.w) * elem_size(p.dtype)));
   QYOLO_ASSIGN_OR_RETURN(auto yb, DeviceBuffer::allocate(static_cast<size_t>(p.n * pitch * p.oh * p.ow) * elem_size(y_dtype)));
   QYOLO_CUDA_CHECK(cudaMemsetAsync(xb.get(), 0x11, xb.size(), stream));
-  DeviceBuffer bb, rb, sb, mb;
+  DeviceBuffer bb, rb, sb, mb, y8b;
+  if (p.int8_copy) {
+    QYOLO_ASSIGN_OR_RETURN(y8b, DeviceBuffer::allocate(static_cast<size_t>(p.n * pitch8 * p.oh * p.ow)));
+  }
   if (p.fused && p.bias) {
     QYOLO_ASSIGN_OR_RETURN(bb, DeviceBuffer::allocate(static_cast<size_t>(p.k) * 4));
     QYOLO_CUDA_CHECK(cudaMemsetAsync(bb.get(), 0, bb.size(), stream));
@@ -344,11 +362,11 @@ Result<std::unique_ptr<GraphConvPlan>> GraphConvPlan::create(cudnnHandle_t handl
     QYOLO_RETURN_IF_ERROR(sb.upload(ones.data(), sb.size()));
   }
   const void* scale_ptr = sb.get();
-  const void* inv_ptr = sb.get() && y_dtype == CUDNN_DATA_INT8 ? sb.as<float>() + p.k : nullptr;
+  const void* inv_ptr = sb.get() && (y_dtype == CUDNN_DATA_INT8 || p.int8_copy) ? sb.as<float>() + p.k : nullptr;
   void* wsp = tuning_workspace ? tuning_workspace->get() : nullptr;
   int best = -1;
   for (size_t i = 0; i < cands.size(); ++i) {
-    auto vp = variant_pack(xb.get(), weights, yb.get(), wsp, bb.get(), rb.get(), scale_ptr, inv_ptr, mb.get());
+    auto vp = variant_pack(xb.get(), weights, yb.get(), wsp, bb.get(), rb.get(), scale_ptr, inv_ptr, mb.get(), y8b.get());
     if (!vp) continue;
     auto ms = time_launches(stream, 1, 3, [&]() -> Status {
       QYOLO_CUDA_CHECK(cudnnBackendExecute(handle, cands[i].plan.get(), vp->get()));
@@ -377,11 +395,11 @@ Result<std::unique_ptr<GraphConvPlan>> GraphConvPlan::create(cudnnHandle_t handl
 
 Status GraphConvPlan::execute(cudnnHandle_t handle, const void* x, const void* w, void* y, void* workspace,
                               const void* bias, const void* residual, const void* scale, const void* out_inv_scale,
-                              const void* multiplier) {
-  const void* now[9] = {x, w, y, workspace, bias, residual, scale, out_inv_scale, multiplier};
-  if (!vp_ || !std::equal(now, now + 9, vp_ptrs_)) {
-    QYOLO_ASSIGN_OR_RETURN(vp_, variant_pack(x, w, y, workspace, bias, residual, scale, out_inv_scale, multiplier));
-    std::copy(now, now + 9, vp_ptrs_);
+                              const void* multiplier, void* y8) {
+  const void* now[10] = {x, w, y, workspace, bias, residual, scale, out_inv_scale, multiplier, y8};
+  if (!vp_ || !std::equal(now, now + 10, vp_ptrs_)) {
+    QYOLO_ASSIGN_OR_RETURN(vp_, variant_pack(x, w, y, workspace, bias, residual, scale, out_inv_scale, multiplier, y8));
+    std::copy(now, now + 10, vp_ptrs_);
   }
   QYOLO_CUDA_CHECK(cudnnBackendExecute(handle, plan_->get(), vp_.get()));
   return Status::ok();

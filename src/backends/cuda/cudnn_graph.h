@@ -49,6 +49,11 @@ struct GraphConvProblem {
   // Fused epilogue: y = act(...) * multiplier[K] (fp32, passed to execute()) before the residual:
   // the activation-equalisation multiplier (ConvAttrs::output_multiplier).
   bool multiplier = false;
+  // int8 x with half y: the epilogue also writes y8 = round(y * out_inv_scale) as int8 NHWC (y8_pitch
+  // elements between pixels, 0: k), one more pointwise stage reading y: the int8 copy an INT8 reader
+  // takes, where a residual reads y as half (no separate requantisation pass).
+  bool int8_copy = false;
+  int64_t y8_pitch = 0;
 };
 
 // The fused epilogue's activation for a conv's; nullopt when cuDNN's pointwise ops lack it.
@@ -78,7 +83,7 @@ class GraphConvPlan {
   // INT8 problems also take the dequantisation scales and, with int8 y, the requantisation scalar.
   Status execute(cudnnHandle_t handle, const void* x, const void* w, void* y, void* workspace,
                  const void* bias = nullptr, const void* residual = nullptr, const void* scale = nullptr,
-                 const void* out_inv_scale = nullptr, const void* multiplier = nullptr);
+                 const void* out_inv_scale = nullptr, const void* multiplier = nullptr, void* y8 = nullptr);
   std::string info() const { return info_; }
   // Another user of the same plan (its own variant pack): identical convolutions share plans.
   std::unique_ptr<GraphConvPlan> share() const {
@@ -94,7 +99,7 @@ class GraphConvPlan {
   GraphConvPlan() = default;
   std::shared_ptr<BackendDesc> plan_;
   BackendDesc vp_;
-  const void* vp_ptrs_[9] = {};
+  const void* vp_ptrs_[10] = {};
   size_t workspace_ = 0;
   float ms_ = 0;
   std::string info_;
