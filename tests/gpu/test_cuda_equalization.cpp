@@ -134,10 +134,14 @@ void expect_paths_match_cpu(const GraphSpec& spec,
     ASSERT_TRUE(run_gpu_poisoned(**gpu, inputs, got).is_ok());
     const bool fp16_stem = opt.precision == CudaPrecision::kInt8 && opt.int8_fp16 && opt.int8_fp16_stem;
     const Diff d = compare(got.at("y"), (fp16_stem ? ref_fp_stem : ref).at("y"));
+    // The FP16 stem multiplies half weights (the reference: fp32), and each of its output's int8
+    // flips runs down the INT8 chain: twice the tolerance (CudaInt8.ImageStemRunsInt8OnTheBytes
+    // allows it three times the INT8 stem's error), still well below what the multipliers move.
+    const double path_tol = fp16_stem ? 2 * tol : tol;
     std::printf("output multiplier, %-34s max rel err %.3g (without multipliers: %.3g)\n", name.c_str(),
                 d.rel(), moved);
     EXPECT_EQ(d.nan_count, 0) << (*gpu)->summary();
-    EXPECT_LE(d.rel(), tol) << (*gpu)->summary();
+    EXPECT_LE(d.rel(), path_tol) << (*gpu)->summary();
   }
 }
 
