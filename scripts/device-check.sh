@@ -241,6 +241,8 @@ PYEOF
       if [ "$cfg" = "yolov5s:32:int8-fp16" ]; then extra+=(--summary --profile); errf="$out/profile_yolov5s_b32_int8.txt"; fi
       if [ "$cfg" = "yolov5s:32:int8-fp16:--all-int8" ]; then extra+=(--summary --profile); errf="$out/profile_yolov5s_b32_allint8.txt"; fi
       if [ "$cfg" = "yolov5s:1:int8-fp16:--all-int8" ]; then extra+=(--summary --profile); errf="$out/profile_yolov5s_b1_allint8.txt"; fi
+      # A config that names --profile itself gets its own profile file.
+      case ",$flag," in *,--profile,*) errf="$out/profile_${m}_b${b}_${dt}$(printf '%s' "$flag" | tr -c 'a-z0-9' '_').txt" ;; esac
       timeout "${QYOLO_BENCH_TIMEOUT:-240}" "$q/bin/bench_gpu" "$model" --batch "$b" --precision "$dt" --graph --iters 100 --json --pdl-ab "${extra[@]}" \
         2>>"$errf" | sed "s/^{/{\"who\": \"qyolo\", \"name\": \"$m\", /" >> "$out/bench.jsonl"
     done
