@@ -548,11 +548,9 @@ TEST(CudaInt8, Fp16StemWritesTheInt8CopyItsReaderTakes) {
 // running the same bytes graph with the stem in float on the weights the kernel quantises (per
 // channel, symmetric): that is the kernel's arithmetic up to fp32 summation order, and the reader
 // then quantises the same values. Off, the stem is the FP16 one (also close).
-TEST(CudaInt8, ImageStemRunsInt8OnTheBytes) {
-  QYOLO_REQUIRE_INT8_GPU();
+void image_stem_runs_int8_on_the_bytes(int64_t h, int64_t w) {
   std::mt19937 rng(test_seed() + 23);
-  SCOPED_TRACE("seed " + std::to_string(test_seed()));
-  const int64_t n = 2, h = 64, w = 96, k = 32;
+  const int64_t n = 2, k = 32;
   const float ws = 1.0f / std::sqrt(3.0f * 36.0f);
   const Tensor stem_w = random_tensor({k, 3, 6, 6}, rng, -ws, ws);
   Tensor stem_w_q = stem_w;  // fake-quantised per output channel as the kernel does
@@ -595,24 +593,28 @@ TEST(CudaInt8, ImageStemRunsInt8OnTheBytes) {
   std::map<std::string, Tensor> inputs{{"x", bytes}}, ref;
   ASSERT_NO_FATAL_FAILURE(cpu_reference(*sg_ref, inputs, ref));
 
-  // The INT8 stem with the conversion-free epilogue (default), the FP16 stem, then the INT8 stem
-  // with the conversion instructions and the conversion-free one again, both with the reader on our
-  // own kernel (its tactics give the same bytes; cuDNN's may differ by one step): the same output.
+  // The INT8 stem (on space-to-depth blocks, conversion-free epilogue), the FP16 stem, then with
+  // the reader on our own kernel (its tactics give the same bytes; cuDNN's may differ by one step):
+  // the INT8 stem with the conversion instructions, the first again, and the tap-table kernel: the
+  // same output, byte for byte.
   Tensor int8_stem_output;
-  for (int config : {0, 1, 2, 3}) {
+  for (int config : {0, 1, 2, 3, 4}) {
     const bool int8_stem = config != 1;
     SCOPED_TRACE(config == 1   ? "FP16 image stem"
                  : config == 2 ? "INT8 image stem, conversion instructions"
+                 : config == 4 ? "INT8 image stem, tap-table kernel"
                                : "INT8 image stem");
     CudaBuildOptions opt = all_int8_options(true);
     opt.int8_image_stem = int8_stem;
     opt.stem_conversion_free = config != 2;
+    opt.stem_s2d = config != 4;
     if (config >= 2) opt.cudnn_int8 = 0;
     auto gpu = CudaExecutor::build(*sg, opt);
     ASSERT_TRUE(gpu.is_ok()) << gpu.status().to_string();
     const std::string summary = (*gpu)->summary();
     EXPECT_NE(summary.find("(uint8 image)"), std::string::npos) << summary;
     EXPECT_EQ(summary.find("u8.s8 (INT8)") != std::string::npos, int8_stem) << summary;
+    EXPECT_EQ(summary.find("space-to-depth ldmatrix") != std::string::npos, int8_stem && config != 4) << summary;
     EXPECT_EQ(count_in(summary, "quantize '"), 0u) << summary;
     const auto& precisions = (*gpu)->conv_precisions();
     ASSERT_EQ(precisions.size(), 2u);
@@ -630,10 +632,21 @@ TEST(CudaInt8, ImageStemRunsInt8OnTheBytes) {
     std::printf("image stem %s: max abs err %.4g of %.4g against the CPU on the quantised stem weights\n",
                 int8_stem ? "INT8" : "FP16", d.max_abs_err, d.max_abs_ref);
     if (config == 2) int8_stem_output = got.at("y");
-    if (config == 3) {
+    if (config >= 3) {
       const Diff same = compare(got.at("y"), int8_stem_output);
-      EXPECT_EQ(same.max_abs_err, 0.0) << "the conversion-free epilogue changed the stem's int8 output";
+      EXPECT_EQ(same.max_abs_err, 0.0) << (config == 3 ? "the conversion-free epilogue" : "the space-to-depth kernel")
+                                       << " changed the stem's int8 output";
     }
+  }
+}
+
+TEST(CudaInt8, ImageStemRunsInt8OnTheBytes) {
+  QYOLO_REQUIRE_INT8_GPU();
+  SCOPED_TRACE("seed " + std::to_string(test_seed()));
+  // 63 x 95: partial output tiles and a batch of bytes that is not whole 32-bit words.
+  for (const auto& [h, w] : std::vector<std::pair<int64_t, int64_t>>{{64, 96}, {63, 95}}) {
+    SCOPED_TRACE("image " + std::to_string(h) + "x" + std::to_string(w));
+    image_stem_runs_int8_on_the_bytes(h, w);
   }
 }
 

@@ -65,6 +65,10 @@ struct StemParams {
   // INT8 form: |accumulator| < 2^22 (255 x 127 x R x S x C): conversions done with adds
   // (CudaBuildOptions::stem_conversion_free)
   bool small_acc;
+  // Space-to-depth form (conv_stem_s2d_kernel): block taps per row (S / 2) and in all, the CTA's
+  // patch in 2x2 blocks (ph x pwb), the padding in blocks, k steps of 32, the image's bytes.
+  int s2d_ts, s2d_taps, s2d_ph, s2d_pwb, s2d_pad_h, s2d_pad_w, s2d_ksteps;
+  int64_t image_bytes;  // N * H * W * C
 };
 
 // Dynamic shared memory: weights [K][kp + 8] half, the tap table [kp / 2] int (16-byte rounded), then
@@ -178,33 +182,105 @@ __device__ __forceinline__ void quad_transpose(uint32_t* v, int q) {
   }
 }
 
+// The epilogue of a warp's 32 x K tile (output row oy, columns ox0 + mt * 16 + hh * 8 + g): bias,
+// activation, half and/or the int8 copy; quad transposes turn the fragments' 4-byte channel pairs
+// into 16-byte (or 8-byte) runs per lane, so each quad writes a pixel's channels contiguously.
+// Accumulator factors: 1 or 1 / 255 (half), weight scale / 255 per channel (INT8 form; int32
+// sums below 2^24 are exact in fp32: 255 x 127 x R x S x 4 for R x S <= 64). SILU: the activation
+// is SiLU whatever p.act says (no per-element switch).
+template <int NT, bool INT8, bool SILU, typename Acc>
+__device__ __forceinline__ void store_stem_tile(const StemParams& p, const Acc (&acc)[2][NT][4], int img, int oy,
+                                                int ox0, int q, int g) {
+  float2 bias[NT], acc_scale[NT], mult[NT];
+#pragma unroll
+  for (int nt = 0; nt < NT; ++nt) {
+    bias[nt] = *reinterpret_cast<const float2*>(p.bias + nt * 8 + 2 * q);
+    mult[nt] = *reinterpret_cast<const float2*>(p.mult + nt * 8 + 2 * q);
+    acc_scale[nt] = INT8 ? *reinterpret_cast<const float2*>(p.acc_scale + nt * 8 + 2 * q)
+                         : make_float2(p.in_scale, p.in_scale);
+  }
+  const Act act = SILU ? Act::kSilu : static_cast<Act>(p.act);
+  const int64_t row_px = (static_cast<int64_t>(img) * p.oh + oy) * p.ow;
+  const bool write_half = p.y != nullptr, write_int8 = p.y8 != nullptr;  // uniform over the grid
+  constexpr int kG4 = NT / 4 * 4, kG2 = kG4 + (NT - kG4) / 2 * 2;
+#pragma unroll
+  for (int mt = 0; mt < 2; ++mt) {
+#pragma unroll
+    for (int hh = 0; hh < 2; ++hh) {
+      // v: the channel pair as half2; v8: the same pair as two int8 in the low 16 bits (the quad
+      // transposes move 32-bit words, so both arrays go through the same exchange).
+      uint32_t v[NT], v8[NT];
+#pragma unroll
+      for (int nt = 0; nt < NT; ++nt) {
+        // Bytes x s8 sums below 2^22 (small_acc): the int -> float and float -> int conversions as
+        // full-rate adds; the epilogue is bound by the quarter-rate pipe that also runs SiLU's exp2
+        // and reciprocal.
+        auto to_float = [&](Acc x) {
+          if constexpr (INT8) return p.small_acc ? small_int_to_float(x) : static_cast<float>(x);
+          return static_cast<float>(x);
+        };
+        const float f0 =
+            apply_act_fast(act, fmaf(to_float(acc[mt][nt][2 * hh]), acc_scale[nt].x, bias[nt].x), p.alpha) * mult[nt].x;
+        const float f1 =
+            apply_act_fast(act, fmaf(to_float(acc[mt][nt][2 * hh + 1]), acc_scale[nt].y, bias[nt].y), p.alpha) *
+            mult[nt].y;
+        v[nt] = write_half ? pack_half2(f0, f1) : 0u;
+        if (!write_int8)
+          v8[nt] = 0u;
+        else if (INT8 && p.small_acc)
+          v8[nt] = __byte_perm(quantize_s8_bits(f0, p.inv_scale), quantize_s8_bits(f1, p.inv_scale), 0x0040);
+        else
+          v8[nt] = static_cast<uint32_t>(static_cast<uint8_t>(quantize_s8_fast(f0, p.inv_scale))) |
+                   static_cast<uint32_t>(static_cast<uint8_t>(quantize_s8_fast(f1, p.inv_scale))) << 8;
+      }
+      // Shuffles before the bounds check: every lane of the quad takes part.
+      auto to_channel_runs = [q](uint32_t* words) {
+#pragma unroll
+        for (int jb = 0; jb < kG4; jb += 4) quad_transpose<4>(words + jb, q);
+        if constexpr (kG2 > kG4) quad_transpose<2>(words + kG4, q);
+      };
+      if (write_half) to_channel_runs(v);
+      if (write_int8) to_channel_runs(v8);
+      const int ox = ox0 + mt * 16 + hh * 8 + g;
+      if (ox >= p.ow) continue;
+      if (write_half) {
+        __half* yp = p.y + (row_px + ox) * p.pitch;
+#pragma unroll
+        for (int jb = 0; jb < kG4; jb += 4)
+          *reinterpret_cast<uint4*>(yp + (jb + q) * 8) = make_uint4(v[jb], v[jb + 1], v[jb + 2], v[jb + 3]);
+        if constexpr (kG2 > kG4)
+          *reinterpret_cast<uint2*>(yp + (kG4 + (q & 1)) * 8 + (q >> 1) * 4) = make_uint2(v[kG4], v[kG4 + 1]);
+        if constexpr (NT > kG2) *reinterpret_cast<uint32_t*>(yp + kG2 * 8 + 2 * q) = v[kG2];
+      }
+      if (write_int8) {  // same channel runs, a byte per channel
+        int8_t* yp = p.y8 + (row_px + ox) * p.pitch8;
+        auto pair = [](uint32_t lo, uint32_t hi) { return (lo & 0xffffu) | (hi << 16); };
+#pragma unroll
+        for (int jb = 0; jb < kG4; jb += 4)
+          *reinterpret_cast<uint2*>(yp + (jb + q) * 8) = make_uint2(pair(v8[jb], v8[jb + 1]), pair(v8[jb + 2], v8[jb + 3]));
+        if constexpr (kG2 > kG4)
+          *reinterpret_cast<uint32_t*>(yp + (kG4 + (q & 1)) * 8 + (q >> 1) * 4) = pair(v8[kG4], v8[kG4 + 1]);
+        if constexpr (NT > kG2) *reinterpret_cast<uint16_t*>(yp + kG2 * 8 + 2 * q) = static_cast<uint16_t>(v8[kG2]);
+      }
+    }
+  }
+}
+
 // Resident CTAs per SM the register budget is sized for: the staging phase of one CTA overlaps the
 // math of the others, so occupancy matters (NT <= 4: 64 registers; NT = 8 needs 64 for accumulators).
 constexpr int kMinBlocks(int nt) {
   return nt <= 4 ? 4 : nt <= 6 ? 3 : 2;
 }
 
-// cp.async of 4 bytes, or 4 zeros when `in` is false (`src` must still be a valid address).
-__device__ __forceinline__ void cp_async4_or_zero(void* smem, const float* src, bool in) {
-  const unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(smem));
-  asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(s), "l"(src), "r"(in ? 4 : 0));
-}
-__device__ __forceinline__ void cp_async16_stem(void* smem, const void* src) {
-  const unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(smem));
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(s), "l"(src));
-}
-
-// Where the patch comes from: the fp32 image through registers, the fp32 image with cp.async (the
-// CTA stages its weights and its fp32 input patch with every load in flight at once, no registers
-// held; the register-staged path waits for ~3 round trips of kLoadUnroll x C loads per thread),
-// then converts the fp32 patch to the half patch in shared memory), or the uint8 NHWC image
-// through registers (bytes are exact in half; the 1 / 255 is applied to the accumulator), or the
-// bytes as unsigned 8-bit values for the INT8 form.
-enum class StemSource { kFloat, kFloatAsync, kBytes, kBytesInt8 };
+// Where the patch comes from: the fp32 image through registers, or the uint8 NHWC image through
+// registers (bytes are exact in half; the 1 / 255 is applied to the accumulator), or the bytes as
+// unsigned 8-bit values for the INT8 form. (A variant staging the fp32 patch with cp.async, all
+// loads in flight at once, measured slower in session 10: the kernel is bound by its instruction
+// issue, not by load latency. Removed.)
+enum class StemSource { kFloat, kBytes, kBytesInt8 };
 
 template <int NT, StemSource SRC>
 __global__ void __launch_bounds__(kThreads, kMinBlocks(NT)) conv_stem_kernel(StemParams p) {
-  constexpr bool ASYNC = SRC == StemSource::kFloatAsync;
   constexpr bool INT8 = SRC == StemSource::kBytesInt8;
   constexpr int kWordsPerPixel = INT8 ? 1 : 2;  // 32-bit patch words per pixel (4 channels)
   constexpr int kStepK = INT8 ? 32 : 16;        // k per mma
@@ -226,11 +302,8 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks(NT)) conv_stem_kernel(Ste
   const int chunks = row_bytes / 16;
   for (int i = tid; i < K * chunks; i += kThreads) {
     const int row = i / chunks, col = (i - row * chunks) * 16;
-    if constexpr (ASYNC)
-      cp_async16_stem(smem + row * ldw_bytes + col, wsrc + row * row_bytes + col);
-    else
-      *reinterpret_cast<uint4*>(smem + row * ldw_bytes + col) =
-          *reinterpret_cast<const uint4*>(wsrc + row * row_bytes + col);
+    *reinterpret_cast<uint4*>(smem + row * ldw_bytes + col) =
+        *reinterpret_cast<const uint4*>(wsrc + row * row_bytes + col);
   }
   // Word offset of the k group j = k / kKPerWord within the patch, relative to the output pixel's
   // window corner; -1 in the k padding.
@@ -244,34 +317,7 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks(NT)) conv_stem_kernel(Ste
     }
     tap[j] = off;
   }
-  if constexpr (ASYNC) {
-    // fp32 patch [C][ph][pw] after the half patch; out-of-image pixels are zero-filled copies.
-    float* stage = reinterpret_cast<float*>(smem + smem_bytes(K, p.kp, p.ph, p.pw));
-    const int iy0 = oy0 * p.stride - p.pad_h, ix0 = ox0 * p.stride - p.pad_w;
-    const int64_t plane = static_cast<int64_t>(p.h) * p.w;
-    const float* __restrict__ xi = p.x + static_cast<int64_t>(img) * p.c * plane;
-    const int lane = tid & 31;
-    for (int row = tid >> 5; row < p.c * p.ph; row += kThreads / 32) {
-      const int c = row / p.ph, pr = row - c * p.ph;  // one division per warp-row
-      const int iy = iy0 + pr;
-      const bool row_in = static_cast<unsigned>(iy) < static_cast<unsigned>(p.h);
-      const float* src_row = xi + c * plane + static_cast<int64_t>(row_in ? iy : 0) * p.w;
-      for (int pc = lane; pc < p.pw; pc += 32) {
-        const int ix = ix0 + pc;
-        const bool in = row_in && static_cast<unsigned>(ix) < static_cast<unsigned>(p.w);
-        cp_async4_or_zero(stage + row * p.pw + pc, in ? src_row + ix : xi, in);
-      }
-    }
-    asm volatile("cp.async.commit_group;\n" ::);
-    asm volatile("cp.async.wait_group 0;\n" ::);
-    __syncthreads();
-    const int cpw = p.ph * p.pw;
-    for (int i = tid; i < cpw; i += kThreads) {
-      const float f0 = stage[i], f1 = p.c > 1 ? stage[cpw + i] : 0.f, f2 = p.c > 2 ? stage[2 * cpw + i] : 0.f,
-                  f3 = p.c > 3 ? stage[3 * cpw + i] : 0.f;
-      patch[i] = make_uint2(pack_half2(f0, f1), pack_half2(f2, f3));
-    }
-  } else if constexpr (INT8) {
+  if constexpr (INT8) {
     // The bytes as they are: one 32-bit word per pixel (C <= 4 bytes, zeros above), rows of
     // consecutive columns per warp as in the kBytes path.
     const int iy0 = oy0 * p.stride - p.pad_h, ix0 = ox0 * p.stride - p.pad_w;
@@ -387,83 +433,140 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks(NT)) conv_stem_kernel(Ste
   for (int ks = 0; ks < full; ++ks) mma_step<NT, false>(acc, patch32, wrow, tap, a_base, ks, q, ldw32);
   if (full * kStepK < p.kp) mma_step<NT, true>(acc, patch32, wrow, tap, a_base, full, q, ldw32);
 
-  // Epilogue: bias, activation, half; quad transposes turn the fragments' 4-byte channel pairs into
-  // 16-byte (or 8-byte) runs per lane, so each quad writes a pixel's channels contiguously.
-  // Accumulator factors: 1 or 1 / 255 (half), weight scale / 255 per channel (INT8 form; int32
-  // sums below 2^24 are exact in fp32: 255 x 127 x R x S x 4 for R x S <= 64).
-  float2 bias[NT], acc_scale[NT], mult[NT];
-#pragma unroll
-  for (int nt = 0; nt < NT; ++nt) {
-    bias[nt] = *reinterpret_cast<const float2*>(p.bias + nt * 8 + 2 * q);
-    mult[nt] = *reinterpret_cast<const float2*>(p.mult + nt * 8 + 2 * q);
-    acc_scale[nt] = INT8 ? *reinterpret_cast<const float2*>(p.acc_scale + nt * 8 + 2 * q)
-                         : make_float2(p.in_scale, p.in_scale);
+  store_stem_tile<NT, INT8, false>(p, acc, img, oy, ox0, q, g);
+}
+
+
+// The INT8 image stem for stride 2 with even taps and padding (YOLOv5's 6x6/2 pad 2) as a conv on
+// 2x2 space-to-depth blocks: block (by, bx) holds the 4 pixels (dy, dx) of rows 2by + dy, columns
+// 2bx + dx, 4 bytes each (C <= 4 channels, zeros above), 16 bytes per block, and the conv becomes
+// (R / 2) x (S / 2) taps of stride 1 over 16-byte blocks. A k32 step is two block taps, and an
+// A fragment is one ldmatrix.x4 of 8 consecutive blocks per 8x8 matrix (128 contiguous bytes: no
+// bank conflicts), instead of the tap table and eight 32-bit loads of conv_stem_kernel. The CTA
+// loads the image rows of its patch as aligned 32-bit words (a warp per row, coalesced), then
+// assembles the blocks in shared memory. Weights: [K][kp + 16] s8 at k = tap * 16 + (dy * 2 + dx)
+// * 4 + c (zeros past the taps). Same epilogue as conv_stem_kernel (SiLU without the switch).
+constexpr int kRawWords = 72;  // per staged image row: (2 * pwb * C + 3 + 4) / 4 <= 72 (checked at prepare)
+
+__host__ __device__ constexpr int s2d_smem_bytes(int k, int kp, int ph, int pwb) {
+  return weight_smem_bytes_int8(k, kp) + 2 * ph * kRawWords * 4 + (2 * ph * 4 + 15) / 16 * 16 + ph * pwb * 16;
+}
+
+template <int NT, bool SILU>
+__global__ void __launch_bounds__(kThreads, kMinBlocks(NT)) conv_stem_s2d_kernel(StemParams p) {
+  await_producers();
+  constexpr int K = NT * 8;
+  extern __shared__ __align__(16) uint8_t smem[];
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  const int w_bytes = weight_smem_bytes_int8(K, p.kp), ldw_bytes = w_bytes / K;
+  uint32_t* raw = reinterpret_cast<uint32_t*>(smem + w_bytes);  // [2 * ph][kRawWords]
+  int* row_shift = reinterpret_cast<int*>(raw + 2 * p.s2d_ph * kRawWords);  // [2 * ph] first byte
+  uint8_t* blocks = reinterpret_cast<uint8_t*>(row_shift) + (2 * p.s2d_ph * 4 + 15) / 16 * 16;
+  const int ox0 = blockIdx.x * kTileW, oy0 = blockIdx.y * kTileH, img = blockIdx.z;
+
+  for (int i = tid; i < K * (p.kp / 16); i += kThreads) {
+    const int row = i / (p.kp / 16), col = (i - row * (p.kp / 16)) * 16;
+    *reinterpret_cast<uint4*>(smem + row * ldw_bytes + col) =
+        *reinterpret_cast<const uint4*>(reinterpret_cast<const uint8_t*>(p.wq) + row * p.kp + col);
   }
-  const Act act = static_cast<Act>(p.act);
-  const int64_t row_px = (static_cast<int64_t>(img) * p.oh + oy) * p.ow;
-  const bool write_half = p.y != nullptr, write_int8 = p.y8 != nullptr;  // uniform over the grid
-  constexpr int kG4 = NT / 4 * 4, kG2 = kG4 + (NT - kG4) / 2 * 2;
+  // Image rows 2 * (oy0 - pad + br) + dy, pixels from 2 * (ox0 - pad_w) on: raw word-aligned bytes.
+  const int ix_start = 2 * (ox0 - p.s2d_pad_w), row_pixels = 2 * p.s2d_pwb;
+  for (int rr = warp; rr < 2 * p.s2d_ph; rr += kThreads / 32) {
+    const int iy = 2 * (oy0 - p.s2d_pad_h) + rr;
+    uint32_t* dst = raw + rr * kRawWords;
+    if (static_cast<unsigned>(iy) >= static_cast<unsigned>(p.h)) {  // padding rows: never read
+      if (lane == 0) row_shift[rr] = 0;
+      continue;
+    }
+    const int64_t b0 = ((static_cast<int64_t>(img) * p.h + iy) * p.w + ix_start) * p.c;
+    const int64_t w0 = b0 >> 2;  // floor: b0 < 0 before the first image's first pixels
+    const int shift = static_cast<int>(b0 - w0 * 4);
+    const int words = (shift + row_pixels * p.c + 3) / 4;
+    if (lane == 0) row_shift[rr] = shift;
+    const uint32_t* src = reinterpret_cast<const uint32_t*>(p.xb);
 #pragma unroll
-  for (int mt = 0; mt < 2; ++mt) {
-#pragma unroll
-    for (int hh = 0; hh < 2; ++hh) {
-      // v: the channel pair as half2; v8: the same pair as two int8 in the low 16 bits (the quad
-      // transposes move 32-bit words, so both arrays go through the same exchange).
-      uint32_t v[NT], v8[NT];
-#pragma unroll
-      for (int nt = 0; nt < NT; ++nt) {
-        // Bytes x s8 sums below 2^22 (small_acc): the int -> float and float -> int conversions as
-        // full-rate adds; the epilogue is bound by the quarter-rate pipe that also runs SiLU's exp2
-        // and reciprocal.
-        auto to_float = [&](Acc x) {
-          if constexpr (INT8) return p.small_acc ? small_int_to_float(x) : static_cast<float>(x);
-          return static_cast<float>(x);
-        };
-        const float f0 =
-            apply_act_fast(act, fmaf(to_float(acc[mt][nt][2 * hh]), acc_scale[nt].x, bias[nt].x), p.alpha) * mult[nt].x;
-        const float f1 =
-            apply_act_fast(act, fmaf(to_float(acc[mt][nt][2 * hh + 1]), acc_scale[nt].y, bias[nt].y), p.alpha) *
-            mult[nt].y;
-        v[nt] = write_half ? pack_half2(f0, f1) : 0u;
-        if (!write_int8)
-          v8[nt] = 0u;
-        else if (INT8 && p.small_acc)
-          v8[nt] = __byte_perm(quantize_s8_bits(f0, p.inv_scale), quantize_s8_bits(f1, p.inv_scale), 0x0040);
-        else
-          v8[nt] = static_cast<uint32_t>(static_cast<uint8_t>(quantize_s8_fast(f0, p.inv_scale))) |
-                   static_cast<uint32_t>(static_cast<uint8_t>(quantize_s8_fast(f1, p.inv_scale))) << 8;
+    for (int j = 0; j < kRawWords / 32 + 1; ++j) {
+      const int i = lane + 32 * j;
+      if (i >= words) break;
+      const int64_t wi = w0 + i;
+      uint32_t v = 0u;
+      if (wi >= 0 && wi * 4 + 4 <= p.image_bytes) {
+        v = __ldg(src + wi);
+      } else if (wi >= 0 && wi * 4 < p.image_bytes) {  // the buffer's last, partial word
+        for (int b = 0; wi * 4 + b < p.image_bytes; ++b) v |= static_cast<uint32_t>(p.xb[wi * 4 + b]) << (8 * b);
       }
-      // Shuffles before the bounds check: every lane of the quad takes part.
-      auto to_channel_runs = [q](uint32_t* words) {
-#pragma unroll
-        for (int jb = 0; jb < kG4; jb += 4) quad_transpose<4>(words + jb, q);
-        if constexpr (kG2 > kG4) quad_transpose<2>(words + kG4, q);
-      };
-      if (write_half) to_channel_runs(v);
-      if (write_int8) to_channel_runs(v8);
-      const int ox = ox0 + mt * 16 + hh * 8 + g;
-      if (ox >= p.ow) continue;
-      if (write_half) {
-        __half* yp = p.y + (row_px + ox) * p.pitch;
-#pragma unroll
-        for (int jb = 0; jb < kG4; jb += 4)
-          *reinterpret_cast<uint4*>(yp + (jb + q) * 8) = make_uint4(v[jb], v[jb + 1], v[jb + 2], v[jb + 3]);
-        if constexpr (kG2 > kG4)
-          *reinterpret_cast<uint2*>(yp + (kG4 + (q & 1)) * 8 + (q >> 1) * 4) = make_uint2(v[kG4], v[kG4 + 1]);
-        if constexpr (NT > kG2) *reinterpret_cast<uint32_t*>(yp + kG2 * 8 + 2 * q) = v[kG2];
-      }
-      if (write_int8) {  // same channel runs, a byte per channel
-        int8_t* yp = p.y8 + (row_px + ox) * p.pitch8;
-        auto pair = [](uint32_t lo, uint32_t hi) { return (lo & 0xffffu) | (hi << 16); };
-#pragma unroll
-        for (int jb = 0; jb < kG4; jb += 4)
-          *reinterpret_cast<uint2*>(yp + (jb + q) * 8) = make_uint2(pair(v8[jb], v8[jb + 1]), pair(v8[jb + 2], v8[jb + 3]));
-        if constexpr (kG2 > kG4)
-          *reinterpret_cast<uint32_t*>(yp + (kG4 + (q & 1)) * 8 + (q >> 1) * 4) = pair(v8[kG4], v8[kG4 + 1]);
-        if constexpr (NT > kG2) *reinterpret_cast<uint16_t*>(yp + kG2 * 8 + 2 * q) = static_cast<uint16_t>(v8[kG2]);
-      }
+      dst[i] = v;
     }
   }
+  __syncthreads();
+  // Blocks: pixel (dy, dx) of block (br, bc) = image pixel column ix_start + 2 * bc + dx of raw row
+  // 2 * br + dy; out-of-image pixels are zero (the padding).
+  const uint32_t cmask = p.c >= 4 ? 0xffffffffu : (1u << (8 * p.c)) - 1u;
+  for (int blk = tid; blk < p.s2d_ph * p.s2d_pwb; blk += kThreads) {
+    const int br = blk / p.s2d_pwb, bc = blk - br * p.s2d_pwb;
+    uint32_t px[4];
+#pragma unroll
+    for (int dy = 0; dy < 2; ++dy) {
+      const int rr = 2 * br + dy, iy = 2 * (oy0 - p.s2d_pad_h) + rr;
+      const bool row_in = static_cast<unsigned>(iy) < static_cast<unsigned>(p.h);
+      const int shift = row_shift[rr];
+      const uint32_t* src = raw + rr * kRawWords;
+#pragma unroll
+      for (int dx = 0; dx < 2; ++dx) {
+        const int col = 2 * bc + dx, ix = ix_start + col;
+        const int o = shift + col * p.c;
+        uint32_t v = 0u;
+        if (row_in && static_cast<unsigned>(ix) < static_cast<unsigned>(p.w))
+          v = __funnelshift_r(src[o >> 2], src[(o >> 2) + 1], 8 * (o & 3)) & cmask;
+        px[dy * 2 + dx] = v;
+      }
+    }
+    *reinterpret_cast<uint4*>(blocks + blk * 16) = make_uint4(px[0], px[1], px[2], px[3]);
+  }
+  __syncthreads();
+
+  const int g = lane >> 2, q = lane & 3;
+  const int oy = oy0 + warp;
+  if (oy >= p.oh) return;  // a tile row below the image (whole warp); no barrier follows
+  // ldmatrix rows: lanes 0-7 / 8-15 give pixels 0-7 / 8-15 of an m16 tile at the step's first
+  // tap, lanes 16-31 the same pixels at its second tap (a0..a3 of m16n8k32 in that order).
+  const int pl = (lane & 7) + (lane & 8), second = lane >> 4;
+  const uint32_t blocks_s = static_cast<uint32_t>(__cvta_generic_to_shared(blocks));
+  uint32_t lane_addr[5];
+#pragma unroll
+  for (int ks = 0; ks < 5; ++ks) {
+    int tap = 2 * ks + second;
+    if (tap >= p.s2d_taps) tap = 0;  // zero weights past the taps
+    const int tr = tap / p.s2d_ts, tc = tap - tr * p.s2d_ts;
+    lane_addr[ks] = blocks_s + static_cast<uint32_t>(((warp + tr) * p.s2d_pwb + pl + tc) * 16);
+  }
+  const int ldw32 = ldw_bytes / 4;
+  const uint32_t* wrow = reinterpret_cast<const uint32_t*>(smem) + g * ldw32 + q;
+  int acc[2][NT][4];
+#pragma unroll
+  for (int mt = 0; mt < 2; ++mt)
+#pragma unroll
+    for (int nt = 0; nt < NT; ++nt)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) acc[mt][nt][e] = 0;
+#pragma unroll
+  for (int ks = 0; ks < 5; ++ks) {
+    if (ks >= p.s2d_ksteps) break;
+    uint32_t a[2][4];
+#pragma unroll
+    for (int mt = 0; mt < 2; ++mt)
+      asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                   : "=r"(a[mt][0]), "=r"(a[mt][1]), "=r"(a[mt][2]), "=r"(a[mt][3])
+                   : "r"(lane_addr[ks] + mt * 16 * 16));
+#pragma unroll
+    for (int nt = 0; nt < NT; ++nt) {
+      const uint32_t* b = wrow + nt * 8 * ldw32 + ks * 8;
+      const uint32_t b0 = b[0], b1 = b[4];
+      mma_tile(acc[0][nt], a[0], b0, b1);
+      mma_tile(acc[1][nt], a[1], b0, b1);
+    }
+  }
+  store_stem_tile<NT, true, SILU>(p, acc, img, oy, ox0, q, g);
 }
 
 using StemKernelFn = void (*)(StemParams);
@@ -471,11 +574,15 @@ template <StemSource SRC>
 constexpr StemKernelFn kStemKernelsOf[8] = {
     conv_stem_kernel<1, SRC>, conv_stem_kernel<2, SRC>, conv_stem_kernel<3, SRC>, conv_stem_kernel<4, SRC>,
     conv_stem_kernel<5, SRC>, conv_stem_kernel<6, SRC>, conv_stem_kernel<7, SRC>, conv_stem_kernel<8, SRC>};
+template <bool SILU>
+constexpr StemKernelFn kS2dKernels[8] = {
+    conv_stem_s2d_kernel<1, SILU>, conv_stem_s2d_kernel<2, SILU>, conv_stem_s2d_kernel<3, SILU>,
+    conv_stem_s2d_kernel<4, SILU>, conv_stem_s2d_kernel<5, SILU>, conv_stem_s2d_kernel<6, SILU>,
+    conv_stem_s2d_kernel<7, SILU>, conv_stem_s2d_kernel<8, SILU>};
+
 StemKernelFn stem_kernel(StemSource src, int64_t k) {
   const int i = static_cast<int>(k / 8 - 1);
   switch (src) {
-    case StemSource::kFloatAsync:
-      return kStemKernelsOf<StemSource::kFloatAsync>[i];
     case StemSource::kBytes:
       return kStemKernelsOf<StemSource::kBytes>[i];
     case StemSource::kBytesInt8:
@@ -534,18 +641,25 @@ class ConvStemKernel final : public CudaKernel {
       return unsupported(name + ": problem size outside the direct stem conv's limits");
 
     const int kstep = int8_ ? 32 : 16;
-    const int kp = static_cast<int>((R * S * 4 + kstep - 1) / kstep * kstep);
+    int kp = static_cast<int>((R * S * 4 + kstep - 1) / kstep * kstep);
+    // The INT8 form on 2x2 space-to-depth blocks (conv_stem_s2d_kernel) where the geometry allows.
+    const int64_t pad_h = a.window.pads_begin[0], pad_w = a.window.pads_begin[1];
+    const int64_t block_taps = (R / 2) * (S / 2), pwb = kTileW + S / 2 - 1;
+    s2d_ = int8_ && (ctx.options == nullptr || ctx.options->stem_s2d) && stride == 2 &&
+           a.window.strides[1] == 2 && R % 2 == 0 && S % 2 == 0 && pad_h % 2 == 0 && pad_w % 2 == 0 &&
+           block_taps <= 10 && 2 * pwb * C + 7 <= kRawWords * 4;
+    if (s2d_) kp = static_cast<int>((block_taps + 1) / 2 * 32);
     const int ph = (kTileH - 1) * stride + static_cast<int>(R),
               pw = (kTileW - 1) * stride + static_cast<int>(S);
-    async_ = !int8_ && ctx.options != nullptr && ctx.options->stem_async_staging;
-    smem_ = int8_ ? smem_bytes_int8(static_cast<int>(K), kp, ph, pw)
-                  : smem_bytes(static_cast<int>(K), kp, ph, pw) + (async_ ? static_cast<int>(C * ph * pw * 4) : 0);
+    smem_ = s2d_    ? s2d_smem_bytes(static_cast<int>(K), kp, kTileH + static_cast<int>(R / 2) - 1, static_cast<int>(pwb))
+            : int8_ ? smem_bytes_int8(static_cast<int>(K), kp, ph, pw)
+                    : smem_bytes(static_cast<int>(K), kp, ph, pw);
     const int optin = ctx.prop != nullptr ? static_cast<int>(ctx.prop->sharedMemPerBlockOptin) : 48 * 1024;
     if (smem_ > optin)
       return unsupported(name + ": the direct stem conv needs " + std::to_string(smem_) +
                          " bytes of shared memory (" + std::to_string(optin) + " available)");
     // The INT8 form runs on the bytes only: its kernel is set by read_image_bytes.
-    kernel_ = int8_ ? nullptr : stem_kernel(async_ ? StemSource::kFloatAsync : StemSource::kFloat, K);
+    kernel_ = int8_ ? nullptr : stem_kernel(StemSource::kFloat, K);
     if (kernel_ != nullptr && smem_ > 48 * 1024)
       QYOLO_CUDA_CHECK(cudaFuncSetAttribute(kernel_, cudaFuncAttributeMaxDynamicSharedMemorySize, smem_));
 
@@ -560,7 +674,8 @@ class ConvStemKernel final : public CudaKernel {
         for (int64_t c = 0; c < C; ++c)
           for (int64_t r = 0; r < R; ++r)
             for (int64_t s = 0; s < S; ++s)
-              packed[static_cast<size_t>(k * kp + (r * S + s) * 4 + c)] =
+              packed[static_cast<size_t>(k * kp + (s2d_ ? ((r / 2) * (S / 2) + s / 2) * 16 + ((r % 2) * 2 + s % 2) * 4 + c
+                                                        : (r * S + s) * 4 + c))] =
                   to(k, wf[static_cast<size_t>(((k * C + c) * R + r) * S + s)]);
       return packed;
     };
@@ -621,6 +736,11 @@ class ConvStemKernel final : public CudaKernel {
     p_.alpha = a.activation_alpha;
     p_.small_acc =
         (ctx.options == nullptr || ctx.options->stem_conversion_free) && 255 * 127 * R * S * C < (int64_t{1} << 22);
+    p_.s2d_ts = static_cast<int>(S / 2), p_.s2d_taps = static_cast<int>(block_taps);
+    p_.s2d_ph = kTileH + static_cast<int>(R / 2) - 1, p_.s2d_pwb = static_cast<int>(pwb);
+    p_.s2d_pad_h = static_cast<int>(pad_h / 2), p_.s2d_pad_w = static_cast<int>(pad_w / 2);
+    p_.s2d_ksteps = static_cast<int>((block_taps + 1) / 2);
+    p_.image_bytes = N * H * W * C;
     k_ = static_cast<int>(K);
     grid_ = dim3(static_cast<unsigned>((OW + kTileW - 1) / kTileW),
                  static_cast<unsigned>((OH + kTileH - 1) / kTileH), static_cast<unsigned>(N));
@@ -637,12 +757,12 @@ class ConvStemKernel final : public CudaKernel {
     return true;
   }
 
-  // The image's bytes instead of the float image (uint8-nhwc engines): same N, C, H, W, NHWC. The
-  // register-staged path only (the cp.async variant stages fp32 rows).
+  // The image's bytes instead of the float image (uint8-nhwc engines): same N, C, H, W, NHWC.
   bool read_image_bytes(PrepareContext&) override {
-    if (async_ || bytes_) return false;
+    if (bytes_) return false;
     bytes_ = true;
-    kernel_ = stem_kernel(int8_ ? StemSource::kBytesInt8 : StemSource::kBytes, k_);
+    kernel_ = s2d_ ? (p_.act == static_cast<int>(Act::kSilu) ? kS2dKernels<true> : kS2dKernels<false>)[k_ / 8 - 1]
+                   : stem_kernel(int8_ ? StemSource::kBytesInt8 : StemSource::kBytes, k_);
     if (smem_ > 48 * 1024 &&
         cudaFuncSetAttribute(kernel_, cudaFuncAttributeMaxDynamicSharedMemorySize, smem_) != cudaSuccess) {
       (void)cudaGetLastError();
@@ -681,7 +801,8 @@ class ConvStemKernel final : public CudaKernel {
     p.y = static_cast<__half*>(out[0]);  // null when only the int8 copy is read
     p.y8 = quantized_ && out.size() > 1 ? static_cast<int8_t*>(out[1]) : nullptr;
     if (kernel_ == nullptr || in[0] == nullptr || (p.y == nullptr && p.y8 == nullptr) ||
-        reinterpret_cast<uintptr_t>(p.y) % 16 != 0 || reinterpret_cast<uintptr_t>(p.y8) % 16 != 0)
+        reinterpret_cast<uintptr_t>(p.y) % 16 != 0 || reinterpret_cast<uintptr_t>(p.y8) % 16 != 0 ||
+        (s2d_ && reinterpret_cast<uintptr_t>(p.xb) % 4 != 0))
       return internal_error("direct stem conv: missing or misaligned input/output");
     launch_kernel(kernel_, grid_, kThreads, static_cast<size_t>(smem_), ctx.stream, ctx.programmatic, p);
     QYOLO_CUDA_CHECK_LAUNCH("conv_stem_kernel");
@@ -690,7 +811,7 @@ class ConvStemKernel final : public CudaKernel {
 
   std::string info() const override {
     std::ostringstream os;
-    os << "direct stem mma.sync " << (int8_ ? "u8.s8 (INT8)" : "f16") << " tile " << kTileH << "x" << kTileW << (async_ ? " cp.async" : "")
+    os << "direct stem mma.sync " << (int8_ ? "u8.s8 (INT8)" : "f16") << (s2d_ ? " space-to-depth ldmatrix" : "") << " tile " << kTileH << "x" << kTileW
        << (bytes_ ? " uint8 NHWC image" : "") << " smem=" << smem_ << "B";
     if (p_.pitch != k_ || p_.pitch8 != k_) os << " pitched";
     if (quantized_) os << " ->int8 scale=" << scale_;
@@ -700,7 +821,7 @@ class ConvStemKernel final : public CudaKernel {
  private:
   StemKernelFn kernel_ = nullptr;
   int smem_ = 0, k_ = 0;
-  bool int8_ = false, quantized_ = false, async_ = false, bytes_ = false;
+  bool int8_ = false, quantized_ = false, bytes_ = false, s2d_ = false;
   float scale_ = 0.f;
   dim3 grid_;
   DeviceBuffer weights_, bias_, acc_scale_;

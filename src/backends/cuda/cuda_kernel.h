@@ -62,13 +62,14 @@ struct CudaBuildOptions {
   // fp16 NHWC, sm_80+: a conv on at most 4 fp32 NCHW input channels (the stem on the image) runs on
   // qyolo's direct tensor-core kernel, reading the image itself (conv2d_stem.cu); otherwise as above.
   bool fp16_direct_stem = true;
-  // The direct stem stages its input patch and weights with cp.async (all loads of a CTA in flight
-  // at once) instead of through registers (bench_gpu --stem-async). Off by default until it has run
-  // on a GPU: written in session 9, when no device was free to test or time it.
-  bool stem_async_staging = false;
   // The INT8 image stem's epilogue converts int <-> float with full-rate adds instead of the
   // quarter-rate conversion instructions (same integers; bench_gpu --stem-conversions turns it off).
   bool stem_conversion_free = true;
+  // The INT8 image stem with stride 2 and even taps/padding runs on 2x2 space-to-depth blocks
+  // with ldmatrix fragments (conv2d_stem.cu; bench_gpu --stem-s2d). Off by default until it has run
+  // on a GPU: written in session 15 after the device time ran out (GPU test
+  // CudaInt8.ImageStemRunsInt8OnTheBytes compares it byte for byte with the tap-table kernel).
+  bool stem_s2d = false;
   // uint8 image input (InputFormat::kUint8Nhwc): the direct stem conv reads the bytes itself and the
   // QyoloImageToFloat step goes (no float image in memory; bench_gpu --no-bytes-stem).
   bool stem_reads_bytes = true;
