@@ -124,6 +124,20 @@ __device__ __forceinline__ uint32_t pack_half2(float lo, float hi) {
   return *reinterpret_cast<uint32_t*>(&h);
 }
 
+// The B fragments of k step ks (n = nt * 8 + g, k groups q and q + 4 of the step) times the two m16
+// A fragments a[0], a[1]: one k step of the warp's 32 x K tile, for every n tile.
+template <int NT, typename Acc>
+__device__ __forceinline__ void mma_n_tiles(Acc (&acc)[2][NT][4], const uint32_t (&a)[2][4],
+                                            const uint32_t* __restrict__ wrow, int ks, int ldw32) {
+#pragma unroll
+  for (int nt = 0; nt < NT; ++nt) {
+    const uint32_t* b = wrow + nt * 8 * ldw32 + ks * 8;
+    const uint32_t b0 = b[0], b1 = b[4];
+    mma_tile(acc[0][nt], a[0], b0, b1);
+    mma_tile(acc[1][nt], a[1], b0, b1);
+  }
+}
+
 // One k step of the warp's 32 x K tile (k16 in half: a 32-bit word is a channel pair; k32 in the
 // INT8 form: a word is a pixel's 4 channels; the fragment indexing is the same). CHECK: the step
 // reaches into the k padding (tap -1 reads 0).
@@ -151,13 +165,7 @@ __device__ __forceinline__ void mma_step(Acc (&acc)[2][NT][4], const uint32_t* _
       if (z1) a[mt][2] = a[mt][3] = 0u;
     }
   }
-#pragma unroll
-  for (int nt = 0; nt < NT; ++nt) {
-    const uint32_t* b = wrow + nt * 8 * ldw32 + ks * 8;
-    const uint32_t b0 = b[0], b1 = b[4];
-    mma_tile(acc[0][nt], a[0], b0, b1);
-    mma_tile(acc[1][nt], a[1], b0, b1);
-  }
+  mma_n_tiles(acc, a, wrow, ks, ldw32);
 }
 
 // Exchanges 32-bit words within each quad of lanes so that lane q ends up with whole channel runs of
@@ -421,13 +429,7 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks(NT)) conv_stem_kernel(Ste
   const uint32_t* wrow = reinterpret_cast<const uint32_t*>(smem) + g * ldw32 + q;
 
   using Acc = std::conditional_t<INT8, int, float>;
-  Acc acc[2][NT][4];
-#pragma unroll
-  for (int mt = 0; mt < 2; ++mt)
-#pragma unroll
-    for (int nt = 0; nt < NT; ++nt)
-#pragma unroll
-      for (int e = 0; e < 4; ++e) acc[mt][nt][e] = Acc(0);
+  Acc acc[2][NT][4] = {};
 
   const int full = rs4 / kStepK;  // k steps without padding
   for (int ks = 0; ks < full; ++ks) mma_step<NT, false>(acc, patch32, wrow, tap, a_base, ks, q, ldw32);
@@ -542,13 +544,7 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks(NT)) conv_stem_s2d_kernel
   }
   const int ldw32 = ldw_bytes / 4;
   const uint32_t* wrow = reinterpret_cast<const uint32_t*>(smem) + g * ldw32 + q;
-  int acc[2][NT][4];
-#pragma unroll
-  for (int mt = 0; mt < 2; ++mt)
-#pragma unroll
-    for (int nt = 0; nt < NT; ++nt)
-#pragma unroll
-      for (int e = 0; e < 4; ++e) acc[mt][nt][e] = 0;
+  int acc[2][NT][4] = {};
 #pragma unroll
   for (int ks = 0; ks < 5; ++ks) {
     if (ks >= p.s2d_ksteps) break;
@@ -558,13 +554,7 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks(NT)) conv_stem_s2d_kernel
       asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
                    : "=r"(a[mt][0]), "=r"(a[mt][1]), "=r"(a[mt][2]), "=r"(a[mt][3])
                    : "r"(lane_addr[ks] + mt * 16 * 16));
-#pragma unroll
-    for (int nt = 0; nt < NT; ++nt) {
-      const uint32_t* b = wrow + nt * 8 * ldw32 + ks * 8;
-      const uint32_t b0 = b[0], b1 = b[4];
-      mma_tile(acc[0][nt], a[0], b0, b1);
-      mma_tile(acc[1][nt], a[1], b0, b1);
-    }
+    mma_n_tiles(acc, a, wrow, ks, ldw32);
   }
   store_stem_tile<NT, true, SILU>(p, acc, img, oy, ox0, q, g);
 }

@@ -122,6 +122,8 @@ Result<std::unique_ptr<GraphConvPlan>> GraphConvPlan::create(cudnnHandle_t handl
   if (p.int8_copy && (!int8 || y_dtype != CUDNN_DATA_HALF || (p.y8_pitch != 0 && p.y8_pitch < p.k)))
     return invalid_argument("cuDNN graph conv: the int8 copy needs int8 x, half y and a pitch >= k");
   const int64_t pitch8 = p.y8_pitch != 0 ? p.y8_pitch : p.k;
+  // The requantisation scalar: the int8 output's, or the int8 copy's.
+  const bool out_inv_scale = y_dtype == CUDNN_DATA_INT8 || p.int8_copy;
   const int64_t pitch = p.y_pitch != 0 ? p.y_pitch : p.k;
   int64_t ys_out[4];
   strides_of(p.nhwc, pitch, p.oh, p.ow, ys_out);
@@ -173,7 +175,7 @@ Result<std::unique_ptr<GraphConvPlan>> GraphConvPlan::create(cudnnHandle_t handl
   if (p.fused && int8) {
     QYOLO_ASSIGN_OR_RETURN(tscale, tensor(kUidScale, CUDNN_DATA_FLOAT, kd, kstr));
     const int64_t one[4] = {1, 1, 1, 1};
-    if (y_dtype == CUDNN_DATA_INT8 || p.int8_copy) {
+    if (out_inv_scale) {
       QYOLO_ASSIGN_OR_RETURN(tinv, tensor(kUidOutInvScale, CUDNN_DATA_FLOAT, one, one));
     }
   }
@@ -362,7 +364,7 @@ Result<std::unique_ptr<GraphConvPlan>> GraphConvPlan::create(cudnnHandle_t handl
     QYOLO_RETURN_IF_ERROR(sb.upload(ones.data(), sb.size()));
   }
   const void* scale_ptr = sb.get();
-  const void* inv_ptr = sb.get() && (y_dtype == CUDNN_DATA_INT8 || p.int8_copy) ? sb.as<float>() + p.k : nullptr;
+  const void* inv_ptr = sb.get() && out_inv_scale ? sb.as<float>() + p.k : nullptr;
   void* wsp = tuning_workspace ? tuning_workspace->get() : nullptr;
   int best = -1;
   for (size_t i = 0; i < cands.size(); ++i) {
