@@ -12,7 +12,6 @@ namespace qyolo {
 
 namespace {
 
-enum class ReduceKind { kMax, kMin, kMean, kSum, kSumSquare };
 
 class CpuReduce final : public CpuKernel {
  public:
@@ -105,14 +104,8 @@ class CpuReduce final : public CpuKernel {
 }  // namespace
 
 Result<std::unique_ptr<CpuKernel>> make_cpu_reduce(const Node& node) {
-  static const std::pair<const char*, ReduceKind> kKinds[] = {{"ReduceMax", ReduceKind::kMax},
-                                                              {"ReduceMin", ReduceKind::kMin},
-                                                              {"ReduceMean", ReduceKind::kMean},
-                                                              {"ReduceSum", ReduceKind::kSum},
-                                                              {"ReduceSumSquare", ReduceKind::kSumSquare}};
-  for (const auto& [name, kind] : kKinds)
-    if (node.op_type == name) return std::unique_ptr<CpuKernel>(std::make_unique<CpuReduce>(kind));
-  return internal_error(node.describe() + ": not a reduction");
+  QYOLO_ASSIGN_OR_RETURN(const ReduceKind kind, reduce_kind_of(node));
+  return std::unique_ptr<CpuKernel>(std::make_unique<CpuReduce>(kind));
 }
 
 }  // namespace qyolo

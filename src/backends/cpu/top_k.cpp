@@ -4,6 +4,7 @@
 #include <numeric>
 
 #include "backends/cpu/cpu_kernel.h"
+#include "ir/ops/top_k.h"
 
 namespace qyolo {
 
@@ -13,20 +14,9 @@ class CpuTopK final : public CpuKernel {
  public:
   Status prepare(const Node& node, std::span<const ValueDesc* const> inputs,
                  std::span<const ValueDesc> outputs) override {
-    const Shape& s = inputs[0]->shape;
-    QYOLO_ASSIGN_OR_RETURN(int64_t axis_attr, node.attr_int("axis", -1));
-    QYOLO_ASSIGN_OR_RETURN(int64_t largest, node.attr_int("largest", 1));
-    QYOLO_ASSIGN_OR_RETURN(int64_t axis, normalize_axis(axis_attr, static_cast<int64_t>(s.size())));
-    largest_ = largest != 0;
-    k_ = outputs[0].shape[static_cast<size_t>(axis)];
-    outer_ = inner_ = 1;
-    for (int64_t d = 0; d < static_cast<int64_t>(s.size()); ++d) {
-      if (d < axis)
-        outer_ *= s[static_cast<size_t>(d)];
-      else if (d > axis)
-        inner_ *= s[static_cast<size_t>(d)];
-    }
-    n_ = s[static_cast<size_t>(axis)];
+    QYOLO_ASSIGN_OR_RETURN(a_, TopKAttrs::parse(node, inputs[0]->shape));
+    k_ = outputs[0].shape[static_cast<size_t>(a_.axis)];
+    order_.resize(static_cast<size_t>(a_.n));
     return Status::ok();
   }
 
@@ -35,29 +25,30 @@ class CpuTopK final : public CpuKernel {
     const float* x = inputs[0]->data<float>();
     float* vals = outputs[0]->data<float>();
     int64_t* idxs = outputs[1]->data<int64_t>();
-    std::vector<int64_t> order(static_cast<size_t>(n_));
-    for (int64_t o = 0; o < outer_; ++o)
-      for (int64_t i = 0; i < inner_; ++i) {
-        const float* line = x + o * n_ * inner_ + i;
-        std::iota(order.begin(), order.end(), 0);
+    const int64_t n = a_.n, inner = a_.inner;
+    for (int64_t o = 0; o < a_.outer; ++o)
+      for (int64_t i = 0; i < inner; ++i) {
+        const float* line = x + o * n * inner + i;
+        std::iota(order_.begin(), order_.end(), 0);
         auto before = [&](int64_t a, int64_t b) {
-          const float va = line[a * inner_], vb = line[b * inner_];
-          if (va != vb) return largest_ ? va > vb : va < vb;
+          const float va = line[a * inner], vb = line[b * inner];
+          if (va != vb) return a_.largest ? va > vb : va < vb;
           return a < b;
         };
-        std::partial_sort(order.begin(), order.begin() + k_, order.end(), before);
+        std::partial_sort(order_.begin(), order_.begin() + k_, order_.end(), before);
         for (int64_t j = 0; j < k_; ++j) {
-          const int64_t at = o * k_ * inner_ + j * inner_ + i;
-          idxs[at] = order[static_cast<size_t>(j)];
-          vals[at] = line[order[static_cast<size_t>(j)] * inner_];
+          const int64_t at = o * k_ * inner + j * inner + i;
+          idxs[at] = order_[static_cast<size_t>(j)];
+          vals[at] = line[order_[static_cast<size_t>(j)] * inner];
         }
       }
     return Status::ok();
   }
 
  private:
-  int64_t outer_ = 1, n_ = 1, inner_ = 1, k_ = 0;
-  bool largest_ = true;
+  TopKAttrs a_;
+  int64_t k_ = 0;
+  std::vector<int64_t> order_;  // one line's indices, sized at prepare (run does not allocate)
 };
 
 }  // namespace

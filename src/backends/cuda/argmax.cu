@@ -4,6 +4,7 @@
 #include "backends/cuda/cuda_op_factories.h"
 #include "backends/cuda/reduce_util.cuh"
 #include "ir/op_registry.h"
+#include "ir/ops/argmax.h"
 
 namespace qyolo::cuda {
 
@@ -33,22 +34,14 @@ class ArgMaxKernel final : public CudaKernel {
  public:
   Status prepare(PrepareContext&, const Node& node, std::span<const TensorInfo* const> in,
                  std::span<const TensorInfo> out) override {
-    const Shape& s = in[0]->shape;
-    QYOLO_ASSIGN_OR_RETURN(int64_t axis_attr, node.attr_int("axis", 0));
-    QYOLO_ASSIGN_OR_RETURN(int64_t last, node.attr_int("select_last_index", 0));
-    QYOLO_ASSIGN_OR_RETURN(int64_t axis, normalize_axis(axis_attr, static_cast<int64_t>(s.size())));
+    QYOLO_ASSIGN_OR_RETURN(const ArgMaxAttrs a, ArgMaxAttrs::parse(node, in[0]->shape));
     if (!is_float_dtype(in[0]->dtype) || in[0]->layout != Layout::kPlain || out[0].dtype != DataType::kInt64)
       return internal_error(node.describe() + ": argmax expects a plain float input and an int64 output");
-    select_last_ = last != 0;
+    select_last_ = a.select_last;
     half_ = in[0]->dtype == DataType::kFloat16;
-    outer_ = inner_ = 1;
-    for (int64_t d = 0; d < static_cast<int64_t>(s.size()); ++d) {
-      if (d < axis)
-        outer_ *= s[static_cast<size_t>(d)];
-      else if (d > axis)
-        inner_ *= s[static_cast<size_t>(d)];
-    }
-    n_ = s.empty() ? 1 : s[static_cast<size_t>(axis)];
+    outer_ = a.outer;
+    n_ = a.n;
+    inner_ = a.inner;
     return Status::ok();
   }
 

@@ -13,7 +13,6 @@ namespace qyolo::cuda {
 
 namespace {
 
-enum class ReduceKind : int { kMax, kMin, kMean, kSum, kSumSquare };
 
 // Input offsets of the kept (output) and the reduced index spaces, row-major over each.
 struct ReduceParams {
@@ -156,14 +155,8 @@ class ReduceKernel final : public CudaKernel {
 }  // namespace
 
 Result<std::unique_ptr<CudaKernel>> make_cuda_reduce(const Node& node) {
-  static const std::pair<const char*, ReduceKind> kKinds[] = {{"ReduceMax", ReduceKind::kMax},
-                                                              {"ReduceMin", ReduceKind::kMin},
-                                                              {"ReduceMean", ReduceKind::kMean},
-                                                              {"ReduceSum", ReduceKind::kSum},
-                                                              {"ReduceSumSquare", ReduceKind::kSumSquare}};
-  for (const auto& [name, kind] : kKinds)
-    if (node.op_type == name) return std::unique_ptr<CudaKernel>(new ReduceKernel(kind));
-  return internal_error(node.describe() + ": not a reduction");
+  QYOLO_ASSIGN_OR_RETURN(const ReduceKind kind, reduce_kind_of(node));
+  return std::unique_ptr<CudaKernel>(new ReduceKernel(kind));
 }
 
 }  // namespace qyolo::cuda

@@ -9,6 +9,7 @@
 #include "backends/cuda/cuda_op_factories.h"
 #include "backends/cuda/reduce_util.cuh"
 #include "ir/op_registry.h"
+#include "ir/ops/top_k.h"
 
 namespace qyolo::cuda {
 
@@ -56,26 +57,18 @@ class TopKKernel final : public CudaKernel {
  public:
   Status prepare(PrepareContext&, const Node& node, std::span<const TensorInfo* const> in,
                  std::span<const TensorInfo> out) override {
-    const Shape& s = in[0]->shape;
-    QYOLO_ASSIGN_OR_RETURN(int64_t axis_attr, node.attr_int("axis", -1));
-    QYOLO_ASSIGN_OR_RETURN(int64_t largest, node.attr_int("largest", 1));
-    QYOLO_ASSIGN_OR_RETURN(int64_t axis, normalize_axis(axis_attr, static_cast<int64_t>(s.size())));
+    QYOLO_ASSIGN_OR_RETURN(const TopKAttrs a, TopKAttrs::parse(node, in[0]->shape));
     if (!is_float_dtype(in[0]->dtype) || in[0]->layout != Layout::kPlain || !is_float_dtype(out[0].dtype) ||
         out[0].layout != Layout::kPlain || out[1].dtype != DataType::kInt64)
       return internal_error(node.describe() +
                             ": top_k expects a plain float input, float values, int64 indices");
-    largest_ = largest != 0;
+    largest_ = a.largest;
     in_half_ = in[0]->dtype == DataType::kFloat16;
     out_half_ = out[0].dtype == DataType::kFloat16;
-    k_ = out[0].shape[static_cast<size_t>(axis)];
-    outer_ = inner_ = 1;
-    for (int64_t d = 0; d < static_cast<int64_t>(s.size()); ++d) {
-      if (d < axis)
-        outer_ *= s[static_cast<size_t>(d)];
-      else if (d > axis)
-        inner_ *= s[static_cast<size_t>(d)];
-    }
-    n_ = s[static_cast<size_t>(axis)];
+    k_ = out[0].shape[static_cast<size_t>(a.axis)];
+    outer_ = a.outer;
+    n_ = a.n;
+    inner_ = a.inner;
     return Status::ok();
   }
 

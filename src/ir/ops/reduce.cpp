@@ -4,6 +4,17 @@
 
 namespace qyolo {
 
+Result<ReduceKind> reduce_kind_of(const Node& node) {
+  static const std::pair<const char*, ReduceKind> kKinds[] = {{"ReduceMax", ReduceKind::kMax},
+                                                              {"ReduceMin", ReduceKind::kMin},
+                                                              {"ReduceMean", ReduceKind::kMean},
+                                                              {"ReduceSum", ReduceKind::kSum},
+                                                              {"ReduceSumSquare", ReduceKind::kSumSquare}};
+  for (const auto& [name, kind] : kKinds)
+    if (node.op_type == name) return kind;
+  return internal_error(node.describe() + ": not a reduction");
+}
+
 Result<ReducePlan> plan_reduce(const Node& node, const Shape& in, std::vector<int64_t> axes, bool keepdims,
                                bool noop_with_empty_axes) {
   ReducePlan p;

@@ -8,6 +8,11 @@
 
 namespace qyolo {
 
+enum class ReduceKind : int { kMax, kMin, kMean, kSum, kSumSquare };
+
+// The reduction an op type names (ReduceMax ... ReduceSumSquare), or an error naming the node.
+Result<ReduceKind> reduce_kind_of(const Node& node);
+
 struct ReducePlan {
   Shape out;                  // ONNX output shape (keepdims applied)
   Shape in;                   // input shape

@@ -1,8 +1,27 @@
-// TopK: the k largest (or smallest) elements along an axis and their int64 indices; equal values
-// keep the lower index first (ONNX). k must be constant: it sets the output shape.
+// TopK (ir/ops/top_k.h).
+#include "ir/ops/top_k.h"
+
 #include "ir/op_registry.h"
 
 namespace qyolo {
+
+Result<TopKAttrs> TopKAttrs::parse(const Node& node, const Shape& x) {
+  QYOLO_ASSIGN_OR_RETURN(int64_t axis_attr, node.attr_int("axis", -1));
+  QYOLO_ASSIGN_OR_RETURN(int64_t largest, node.attr_int("largest", 1));
+  auto axis = normalize_axis(axis_attr, static_cast<int64_t>(x.size()));
+  if (!axis) return axis.status().with_context(node.describe());
+  TopKAttrs a;
+  a.axis = *axis;
+  a.largest = largest != 0;
+  for (int64_t d = 0; d < static_cast<int64_t>(x.size()); ++d) {
+    if (d < a.axis)
+      a.outer *= x[static_cast<size_t>(d)];
+    else if (d > a.axis)
+      a.inner *= x[static_cast<size_t>(d)];
+  }
+  a.n = x[static_cast<size_t>(a.axis)];
+  return a;
+}
 
 Status infer_top_k(InferContext& ctx) {
   const ValueDesc* x = ctx.input(0);
@@ -16,15 +35,12 @@ Status infer_top_k(InferContext& ctx) {
     if (kv.size() != 1) return ctx.error("K must hold one value");
     k = kv[0];
   }
-  QYOLO_ASSIGN_OR_RETURN(int64_t axis_attr, ctx.node.attr_int("axis", -1));
-  auto axis = normalize_axis(axis_attr, static_cast<int64_t>(x->shape.size()));
-  if (!axis) return ctx.error(axis.status().message());
-  const int64_t n = x->shape[static_cast<size_t>(*axis)];
-  if (k < 0 || k > n)
-    return ctx.error("k = " + std::to_string(k) + " is outside 0.." + std::to_string(n) + " (axis " +
-                     std::to_string(*axis) + " of " + shape_str(x->shape) + ")");
+  QYOLO_ASSIGN_OR_RETURN(const TopKAttrs a, TopKAttrs::parse(ctx.node, x->shape));
+  if (k < 0 || k > a.n)
+    return ctx.error("k = " + std::to_string(k) + " is outside 0.." + std::to_string(a.n) + " (axis " +
+                     std::to_string(a.axis) + " of " + shape_str(x->shape) + ")");
   Shape out = x->shape;
-  out[static_cast<size_t>(*axis)] = k;
+  out[static_cast<size_t>(a.axis)] = k;
   ctx.outputs[0] = ValueDesc{x->dtype, out, std::nullopt};
   ctx.outputs[1] = ValueDesc{DataType::kInt64, out, std::nullopt};
   return Status::ok();
