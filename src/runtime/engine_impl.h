@@ -152,6 +152,9 @@ Result<std::unique_ptr<CudaExecutor>> build_cuda_executor(SpecializedGraph graph
                                                           const TacticMap* tactics = nullptr,
                                                           const PrecisionPlan* plan = nullptr);
 
+// The error for an input shape outside the engine's profile: the input, the shape, the profile.
+Status outside_profile(const std::string& input, const Shape& shape, const ShapeProfile& profile);
+
 // Ultralytics' `imgsz` metadata ("[640, 640]", or one number): (H, W); nullopt if unreadable.
 std::optional<std::array<int64_t, 2>> parse_imgsz_metadata(const std::string& text);
 
