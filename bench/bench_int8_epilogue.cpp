@@ -40,7 +40,8 @@ double best_ns_per_value(F&& f, int64_t n, int runs) {
 int main(int argc, char** argv) {
   const int runs = argc > 1 ? std::atoi(argv[1]) : 20;
   constexpr int64_t kChannels = 32;
-  const int64_t kPixels = std::getenv("PIXELS") ? std::atoll(std::getenv("PIXELS")) : 160 * 160, n = kChannels * kPixels;
+  const int64_t kPixels = std::getenv("PIXELS") ? std::atoll(std::getenv("PIXELS")) : 160 * 160,
+                n = kChannels * kPixels;
   std::mt19937 rng(7);
   std::normal_distribution<float> pre(0.f, 3.f);
   std::vector<float> v(n), m_ext(kChannels + 16), residual(n);
@@ -71,7 +72,8 @@ int main(int argc, char** argv) {
     auto run = [&](const cpu::Int8Epilogue& e, std::vector<int8_t>& q) {
       if (c.multiply || c.float_residual)
         e.activation_quantize(v.data(), c.float_residual ? residual.data() : nullptr,
-                              c.multiply ? m_ext.data() : nullptr, kChannels, 0, s_y, zp, c.silu, q.data(), n);
+                              c.multiply ? m_ext.data() : nullptr, kChannels, 0, s_y, zp, c.silu, q.data(),
+                              n);
       else
         e.requantize_activation(v.data(), c.int8_residual ? r8.data() : nullptr, 0.05f, s_y, zp, c.silu,
                                 q.data(), n);
