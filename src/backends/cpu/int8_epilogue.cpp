@@ -203,32 +203,80 @@ QYOLO_AVX512 inline __m512 exp_neg16(__m512 v) {
   return _mm512_scalef_ps(p, n);
 }
 
-QYOLO_AVX512 void requantize_avx512(const float* v, const int8_t* r, float s_r, float s_y, int32_t zp,
-                                    bool silu, int8_t* q, int64_t n) {
+// exp(-x) for the decision only: 2^z, z = -x log2(e), with a degree-4 polynomial for 2^f on
+// [-1/2, 1/2] (relative error 2.8e-6) where poly_exp16 runs Cody-Waite and Cephes' degree 6.
+QYOLO_AVX512 inline __m512 exp_neg_fast16(__m512 x) {
+  const __m512 z = _mm512_mul_ps(x, _mm512_set1_ps(-1.44269504f));
+  const __m512 n = round_nearest(z);
+  const __m512 f = _mm512_sub_ps(z, n);
+  __m512 p = _mm512_fmadd_ps(_mm512_set1_ps(0.00958284429f), f, _mm512_set1_ps(0.055906439f));
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(0.240240989f));
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(0.693124191f));
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.f));
+  return _mm512_scalef_ps(p, n);
+}
+
+// requantize_avx512's loop, one copy per activation, residual presence and grid (no tests inside
+// it). Without a residual the decision is activation_quantize_avx512's: exp_neg_fast16 (act within
+// 6.7e-6 of the polynomial's, relatively, which is within 2 ulps of expf's), decided where t lies
+// farther than 2e-5 |t| + 3e-5 from a half-integer and x > -87 (the rest: the exact formula).
+// With a residual the first term may exceed the sum by far: the full polynomial and an absolute
+// band of 1e-3, as before.
+template <bool SILU, bool RES, bool ASYM>
+QYOLO_AVX512 int64_t requantize_loop(const float* v, const int8_t* r, float s_r, float s_y, const Grid16& g,
+                                     int8_t* q, int64_t n) {
   const __m512 one = _mm512_set1_ps(1.f), edge = _mm512_set1_ps(0.5f - kBoundaryBand);
   // (x / s_y) / (1 + e) and r * (s_r / s_y) instead of (x / (1 + e) + s_r r) / s_y: within 1e-4
   // of it for |y / s_y| <= 128, far inside the band that sends an element to the exact formula.
   const __m512 inv_sy = _mm512_set1_ps(1.f / s_y), sr = _mm512_set1_ps(s_r / s_y);
-  const Grid16 g(zp);
+  const __m512 rel = _mm512_set1_ps(-2e-5f), near_edge = _mm512_set1_ps(0.5f - 3e-5f);
+  const __m512 zp = _mm512_set1_ps(g.zp), top = _mm512_set1_ps(127.f);
+  const int32_t zero_point = static_cast<int32_t>(g.zp);
   int64_t j = 0;
   for (; j + 16 <= n; j += 16) {
     const __m512 x = _mm512_loadu_ps(v + j);
-    __m512 t = _mm512_div_ps(silu ? _mm512_mul_ps(x, inv_sy) : inv_sy, _mm512_add_ps(one, exp_neg16(x)));
-    if (r) {
+    const __m512 e = RES ? exp_neg16(x) : exp_neg_fast16(x);
+    __m512 t = _mm512_div_ps(SILU ? _mm512_mul_ps(x, inv_sy) : inv_sy, _mm512_add_ps(one, e));
+    if constexpr (RES) {
       const __m128i r8 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(r + j));
       t = _mm512_fmadd_ps(sr, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(r8)), t);
     }
     const __m512 rounded = round_nearest(t);
     // Clamped to 127 above before the conversion, to the lowest code after the saturating
-    // narrowing (NaN lanes are recomputed below).
-    _mm_storeu_si128(reinterpret_cast<__m128i*>(q + j), to_int8_finite(rounded, g));
+    // narrowing, which on an asymmetric grid is already its lowest code (NaN lanes are
+    // recomputed below).
+    const __m128i codes =
+        ASYM ? _mm512_cvtsepi32_epi8(_mm512_cvtps_epi32(_mm512_min_ps(_mm512_add_ps(rounded, zp), top)))
+             : to_int8_finite(rounded, g);
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(q + j), codes);
     // Within the band of a rounding boundary, or NaN (unordered): the exact formula decides.
     const __m512 dist = _mm512_abs_ps(_mm512_sub_ps(t, rounded));
-    for (__mmask16 m = _mm512_cmp_ps_mask(dist, edge, _CMP_NLE_UQ); m; m &= static_cast<__mmask16>(m - 1)) {
+    __mmask16 redo;
+    if constexpr (RES)
+      redo = _mm512_cmp_ps_mask(dist, edge, _CMP_NLE_UQ);
+    else
+      redo = static_cast<__mmask16>(~_mm512_mask_cmp_ps_mask(
+          _mm512_cmp_ps_mask(x, _mm512_set1_ps(-87.f), _CMP_GT_OQ), dist,
+          _mm512_fmadd_ps(_mm512_abs_ps(t), rel, near_edge), _CMP_LT_OQ));
+    for (__mmask16 m = redo; m; m &= static_cast<__mmask16>(m - 1)) {
       const int64_t k = j + __builtin_ctz(m);
-      q[k] = static_cast<int8_t>(clamp_round(exact_activation(v[k], r, k, s_r, silu) / s_y, zp));
+      q[k] = static_cast<int8_t>(clamp_round(exact_activation(v[k], RES ? r : nullptr, k, s_r, SILU) / s_y,
+                                             zero_point));
     }
   }
+  return j;
+}
+
+QYOLO_AVX512 void requantize_avx512(const float* v, const int8_t* r, float s_r, float s_y, int32_t zp,
+                                    bool silu, int8_t* q, int64_t n) {
+  const Grid16 g(zp);
+  using Loop = int64_t (*)(const float*, const int8_t*, float, float, const Grid16&, int8_t*, int64_t);
+  static constexpr Loop kLoops[2][2][2] = {
+      {{requantize_loop<false, false, false>, requantize_loop<false, false, true>},
+       {requantize_loop<false, true, false>, requantize_loop<false, true, true>}},
+      {{requantize_loop<true, false, false>, requantize_loop<true, false, true>},
+       {requantize_loop<true, true, false>, requantize_loop<true, true, true>}}};
+  const int64_t j = kLoops[silu][r != nullptr][zp != 0](v, r, s_r, s_y, g, q, n);
   requantize_scalar(v + j, r ? r + j : nullptr, s_r, s_y, zp, silu, q + j, n - j);
 }
 
@@ -266,19 +314,6 @@ QYOLO_AVX512 inline void activation_quantize16(const float* v, const float* r, c
   }
 }
 
-// exp(-x) for the decision only: 2^z, z = -x log2(e), with a degree-4 polynomial for 2^f on
-// [-1/2, 1/2] (relative error 2.8e-6) where poly_exp16 runs Cody-Waite and Cephes' degree 6.
-QYOLO_AVX512 inline __m512 exp_neg_fast16(__m512 x) {
-  const __m512 z = _mm512_mul_ps(x, _mm512_set1_ps(-1.44269504f));
-  const __m512 n = round_nearest(z);
-  const __m512 f = _mm512_sub_ps(z, n);
-  __m512 p = _mm512_fmadd_ps(_mm512_set1_ps(0.00958284429f), f, _mm512_set1_ps(0.055906439f));
-  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(0.240240989f));
-  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(0.693124191f));
-  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.f));
-  return _mm512_scalef_ps(p, n);
-}
-
 // The listed vectors (offsets into v) by the exact sequence. A function of its own, not a lambda:
 // a lambda is not compiled for AVX-512 (clang refuses to pass it __m512 values).
 QYOLO_AVX512 void recompute_exactly(const int64_t* pending, int np, const float* v, const float* m_ext,
@@ -289,6 +324,51 @@ QYOLO_AVX512 void recompute_exactly(const int64_t* pending, int np, const float*
     activation_quantize16(v + j, nullptr, m_ext ? m_ext + (first + j) % channels : nullptr, s, inv, g, silu,
                           q + j);
   }
+}
+
+// The no-residual loop of activation_quantize_avx512 (see there), one copy per activation and
+// multiplier presence so that the loop carries no test of either. Returns the values done (whole
+// vectors); `c` (the channel of value i) is advanced with them.
+template <bool SILU, bool MULT, bool ASYM>
+QYOLO_AVX512 int64_t decide_fast(const float* v, const float* m_ext, int64_t channels, int64_t first,
+                                 int64_t& c, float s_y, const Grid16& g, int8_t* q, int64_t n) {
+  const __m512 one = _mm512_set1_ps(1.f), s = _mm512_set1_ps(s_y), inv = _mm512_set1_ps(1.f / s_y);
+  const __m512 rel = _mm512_set1_ps(-2e-5f), edge = _mm512_set1_ps(0.5f - 3e-5f);
+  const __m512 zp = _mm512_set1_ps(g.zp), top = _mm512_set1_ps(127.f);
+  constexpr int kPending = 64;
+  int64_t pending[kPending];  // vectors to recompute exactly
+  int np = 0;
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    const __m512 x = _mm512_loadu_ps(v + i);
+    __m512 y = _mm512_div_ps(SILU ? x : one, _mm512_add_ps(one, exp_neg_fast16(x)));
+    if constexpr (MULT) {
+      y = _mm512_mul_ps(y, _mm512_loadu_ps(m_ext + c));
+      c += 16;  // a loop-carried address, so no division where avoidable
+      if (c >= channels) c = channels >= 16 ? c - channels : c % channels;
+    }
+    const __m512 t = _mm512_mul_ps(y, inv);
+    const __m512 rounded = round_nearest(t), at = _mm512_abs_ps(t);
+    // Saturated values take the same test (a saturated value next to a half-integer is recomputed,
+    // to the same saturated code: rare, and cheaper than testing every vector for saturation).
+    const __mmask16 ok =
+        _mm512_mask_cmp_ps_mask(_mm512_cmp_ps_mask(x, _mm512_set1_ps(-87.f), _CMP_GT_OQ),
+                                _mm512_abs_ps(_mm512_sub_ps(t, rounded)), _mm512_fmadd_ps(at, rel, edge),
+                                _CMP_LT_OQ);
+    // to_int8_finite; on an asymmetric grid the narrowing's saturation already gives its lowest code.
+    const __m128i codes =
+        ASYM ? _mm512_cvtsepi32_epi8(_mm512_cvtps_epi32(_mm512_min_ps(_mm512_add_ps(rounded, zp), top)))
+             : to_int8_finite(rounded, g);
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(q + i), codes);
+    pending[np] = i;
+    np += ok != 0xFFFF;
+    if (np == kPending) {
+      recompute_exactly(pending, np, v, MULT ? m_ext : nullptr, channels, first, s, inv, g, SILU, q);
+      np = 0;
+    }
+  }
+  recompute_exactly(pending, np, v, MULT ? m_ext : nullptr, channels, first, s, inv, g, SILU, q);
+  return i;
 }
 
 // Without a residual: each 16 values are first decided with exp_neg_fast16. Over every float
@@ -302,7 +382,7 @@ QYOLO_AVX512 void recompute_exactly(const int64_t* pending, int np, const float*
 QYOLO_AVX512 void activation_quantize_avx512(const float* v, const float* r, const float* m_ext,
                                              int64_t channels, int64_t first, float s_y, int32_t zp,
                                              bool silu, int8_t* q, int64_t n) {
-  const __m512 one = _mm512_set1_ps(1.f), s = _mm512_set1_ps(s_y), inv = _mm512_set1_ps(1.f / s_y);
+  const __m512 s = _mm512_set1_ps(s_y), inv = _mm512_set1_ps(1.f / s_y);
   const Grid16 g(zp);
   int64_t c = first % channels, i = 0;
   auto next_channel = [&] {  // c: a loop-carried address, so no division where avoidable
@@ -315,35 +395,15 @@ QYOLO_AVX512 void activation_quantize_avx512(const float* v, const float* r, con
       if (m_ext) next_channel();
     }
   } else {
-    const __m512 rel = _mm512_set1_ps(-2e-5f), edge = _mm512_set1_ps(0.5f - 3e-5f);
-    // Saturated either way: t + zp > 128 or < -129 (|t + zp + 1/2| > 128.5).
-    const __m512 zp_half = _mm512_set1_ps(g.zp + 0.5f);
-    constexpr int kPending = 64;
-    int64_t pending[kPending];  // vectors to recompute exactly
-    int np = 0;
-    for (; i + 16 <= n; i += 16) {
-      const __m512 x = _mm512_loadu_ps(v + i);
-      __m512 y = _mm512_div_ps(silu ? x : one, _mm512_add_ps(one, exp_neg_fast16(x)));
-      if (m_ext) {
-        y = _mm512_mul_ps(y, _mm512_loadu_ps(m_ext + c));
-        next_channel();
-      }
-      const __m512 t = _mm512_mul_ps(y, inv);
-      const __m512 rounded = round_nearest(t), at = _mm512_abs_ps(t);
-      const __mmask16 ok =
-          (_mm512_cmp_ps_mask(_mm512_abs_ps(_mm512_sub_ps(t, rounded)), _mm512_fmadd_ps(at, rel, edge),
-                              _CMP_LT_OQ) |
-           _mm512_cmp_ps_mask(_mm512_abs_ps(_mm512_add_ps(t, zp_half)), _mm512_set1_ps(128.5f), _CMP_GT_OQ)) &
-          _mm512_cmp_ps_mask(x, _mm512_set1_ps(-87.f), _CMP_GT_OQ);
-      _mm_storeu_si128(reinterpret_cast<__m128i*>(q + i), to_int8_finite(rounded, g));
-      pending[np] = i;
-      np += ok != 0xFFFF;
-      if (np == kPending) {
-        recompute_exactly(pending, np, v, m_ext, channels, first, s, inv, g, silu, q);
-        np = 0;
-      }
-    }
-    recompute_exactly(pending, np, v, m_ext, channels, first, s, inv, g, silu, q);
+    // One copy of the loop per activation, multiplier presence and grid (no tests inside it).
+    using Fast = int64_t (*)(const float*, const float*, int64_t, int64_t, int64_t&, float, const Grid16&,
+                             int8_t*, int64_t);
+    static constexpr Fast kFast[2][2][2] = {
+        {{decide_fast<false, false, false>, decide_fast<false, false, true>},
+         {decide_fast<false, true, false>, decide_fast<false, true, true>}},
+        {{decide_fast<true, false, false>, decide_fast<true, false, true>},
+         {decide_fast<true, true, false>, decide_fast<true, true, true>}}};
+    i = kFast[silu][m_ext != nullptr][zp != 0](v, m_ext, channels, first, c, s_y, g, q, n);
   }
   activation_quantize_scalar(v + i, r ? r + i : nullptr, m_ext, channels, c, s_y, zp, silu, q + i, n - i);
 }
