@@ -4,8 +4,13 @@
 # (what /proc/cpuinfo offers and what oneDNN dispatches to) and the load, since timings on a
 # shared machine move with it.
 #
-#   scripts/cpu-bench.sh [--models "yolov5n yolov5s"] [--batches "1 8"] [--iters 20] [--profile]
-#                        [--baseline OTHER_QYOLO] [--cpu-time]
+#   scripts/cpu-bench.sh [--models "yolov5n yolov5s"] [--batches "1 8"] [--iters 20] [--rounds 3]
+#                        [--profile] [--baseline OTHER_QYOLO] [--cpu-time]
+#
+# --rounds R: each row is R rounds of (qyolo FP32, ONNX Runtime FP32, qyolo INT8[, baseline]), the
+# order rotating from round to round; a time cell is the median of the R rounds' medians and a ratio
+# the median of the R rounds' ratios (each taken within one round, so a machine whose speed changes
+# between minutes, as a shared 2-vCPU VM does, moves both sides of it), with the rounds' range.
 #
 # --cpu-time: for a loaded (shared) machine, where wall times say little: one thread everywhere,
 # and each cell is CPU time (user + sys) per run, that of ITERS + 5 timed runs minus that of 5,
@@ -31,6 +36,7 @@ CACHE_DIR=${CACHE_DIR:-build/cpu-bench}
 MODELS="yolov5n yolov5s"
 BATCHES="1 8"
 ITERS=20
+ROUNDS=3
 PROFILE=0
 CPU_TIME=0
 BASELINE=""
@@ -39,6 +45,7 @@ while [ $# -gt 0 ]; do
     --models) MODELS=$2; shift 2 ;;
     --batches) BATCHES=$2; shift 2 ;;
     --iters) ITERS=$2; shift 2 ;;
+    --rounds) ROUNDS=$2; shift 2 ;;
     --profile) PROFILE=1; shift ;;
     --baseline) BASELINE=$2; shift 2 ;;
     --cpu-time) CPU_TIME=1; shift ;;
@@ -135,22 +142,41 @@ extra_head="" extra_rule=""
 [ -n "$BASELINE" ] && extra_head=" int8 with --baseline ms |" extra_rule=" --- |"
 echo "| model | batch | qyolo fp32 ms | ONNX Runtime fp32 ms | qyolo int8 ms | int8 vs our fp32 | int8 vs ORT fp32 |$extra_head"
 echo "| --- | --- | --- | --- | --- | --- | --- |$extra_rule"
-ratio() { [ -n "$2" ] && awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2fx", b / a }' || echo "-"; }
+ratio() { [ -n "$2" ] && awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b / a }' || echo ""; }
+median() { [ $# -gt 0 ] && printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { printf "%.2f", NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }' || echo "-"; }
+range() { [ $# -gt 1 ] && printf ' (%s-%s)' "$(printf '%s\n' "$@" | sort -g | head -1)" "$(printf '%s\n' "$@" | sort -g | tail -1)" || true; }
+ratio_cell() { [ $# -gt 0 ] && echo "$(median "$@")x$(range "$@")" || echo "-"; }
 for m in $MODELS; do
   cache=$(cache_for "$m")
   for b in $BATCHES; do
-    f=$(qyolo_median "$QYOLO" "$m" "$b")
-    o=$(ort_median "$m" "$b" || true)
-    i=$(qyolo_median "$QYOLO" "$m" "$b" --int8 --cache "$cache")
+    fs=() os=() is=() bs=() rf=() ro=()
+    for ((r = 0; r < ROUNDS; r++)); do
+      f="" o="" i="" x=""
+      for k in 0 1 2 3; do  # the order rotates from round to round
+        case $(((k + r) % 4)) in
+          0) f=$(qyolo_median "$QYOLO" "$m" "$b") ;;
+          1) o=$(ort_median "$m" "$b" || true) ;;
+          2) i=$(qyolo_median "$QYOLO" "$m" "$b" --int8 --cache "$cache") ;;
+          3) [ -n "$BASELINE" ] && x=$(qyolo_median "$BASELINE" "$m" "$b" --int8 --cache "$cache") ;;
+        esac
+      done
+      fs+=("$f") is+=("$i")
+      [ -n "$o" ] && os+=("$o") && ro+=("$(ratio "$i" "$o")")
+      [ -n "$x" ] && bs+=("$x")
+      rf+=("$(ratio "$i" "$f")")
+    done
     extra=""
-    [ -n "$BASELINE" ] && extra=" $(qyolo_median "$BASELINE" "$m" "$b" --int8 --cache "$cache") |"
-    echo "| $m ($(algo_for "$m") cache) | $b | $f | ${o:--} | $i | $(ratio "$i" "$f") | $(ratio "$i" "$o") |$extra"
+    [ -n "$BASELINE" ] && extra=" $(median "${bs[@]}") |"
+    echo "| $m ($(algo_for "$m") cache) | $b | $(median "${fs[@]}") | $(median "${os[@]}") | $(median "${is[@]}") |" \
+      "$(ratio_cell "${rf[@]}") | $(ratio_cell "${ro[@]}") |$extra"
   done
 done
 echo
 if [ "$CPU_TIME" = 1 ]; then
-  echo "(one-thread CPU time per run: ($((ITERS + 5)) runs - 5 runs) / $ITERS, 640x640; ratios: how many times less int8 takes;"
+  echo "(one-thread CPU time per run: ($((ITERS + 5)) runs - 5 runs) / $ITERS, 640x640, median over $ROUNDS rounds;"
+  echo " ratios: how many times less int8 takes, the median of the rounds' ratios and their range;"
 else
-  echo "(medians of $ITERS runs after 3 warm-ups, 640x640, $THREADS threads; ratios: how many times faster int8 is;"
+  echo "(each time: the median over $ROUNDS rounds of medians of $ITERS runs after 3 warm-ups, 640x640, $THREADS threads;"
+  echo " ratios: how many times faster int8 is, the median of the rounds' ratios and their range;"
 fi
 echo " load after the run: $(uptime | sed 's/.*load average/load average/'))"
