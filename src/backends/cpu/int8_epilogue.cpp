@@ -5,6 +5,7 @@
 // GCC 12 warns inside its own AVX-512 headers (_mm512_undefined_*): a known false positive.
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
 #endif
 
 #include <algorithm>
@@ -316,22 +317,23 @@ QYOLO_AVX512 inline void activation_quantize16(const float* v, const float* r, c
 
 // The listed vectors (offsets into v) by the exact sequence. A function of its own, not a lambda:
 // a lambda is not compiled for AVX-512 (clang refuses to pass it __m512 values).
-QYOLO_AVX512 void recompute_exactly(const int64_t* pending, int np, const float* v, const float* m_ext,
-                                    int64_t channels, int64_t first, __m512 s, __m512 inv, const Grid16& g,
-                                    bool silu, int8_t* q) {
+QYOLO_AVX512 void recompute_exactly(const int64_t* pending, int np, const float* v, const float* r,
+                                    const float* m_ext, int64_t channels, int64_t first, __m512 s, __m512 inv,
+                                    const Grid16& g, bool silu, int8_t* q) {
   for (int k = 0; k < np; ++k) {
     const int64_t j = pending[k];
-    activation_quantize16(v + j, nullptr, m_ext ? m_ext + (first + j) % channels : nullptr, s, inv, g, silu,
-                          q + j);
+    activation_quantize16(v + j, r ? r + j : nullptr, m_ext ? m_ext + (first + j) % channels : nullptr, s, inv,
+                          g, silu, q + j);
   }
 }
 
-// The no-residual loop of activation_quantize_avx512 (see there), one copy per activation and
-// multiplier presence so that the loop carries no test of either. Returns the values done (whole
-// vectors); `c` (the channel of value i) is advanced with them.
-template <bool SILU, bool MULT, bool ASYM>
-QYOLO_AVX512 int64_t decide_fast(const float* v, const float* m_ext, int64_t channels, int64_t first,
-                                 int64_t& c, float s_y, const Grid16& g, int8_t* q, int64_t n) {
+// The loop of activation_quantize_avx512 (see there) with a multiplier (MULT) or a residual (RES)
+// or neither, one copy per activation, operand and grid so that the loop carries no test of them.
+// Returns the values done (whole vectors); `c` (the channel of value i) is advanced with them.
+template <bool SILU, bool MULT, bool RES, bool ASYM>
+QYOLO_AVX512 int64_t decide_fast(const float* v, const float* r, const float* m_ext, int64_t channels,
+                                 int64_t first, int64_t& c, float s_y, const Grid16& g, int8_t* q, int64_t n) {
+  static_assert(!(MULT && RES), "a multiplier and a residual together take the exact loop");
   const __m512 one = _mm512_set1_ps(1.f), s = _mm512_set1_ps(s_y), inv = _mm512_set1_ps(1.f / s_y);
   const __m512 rel = _mm512_set1_ps(-2e-5f), edge = _mm512_set1_ps(0.5f - 3e-5f);
   const __m512 zp = _mm512_set1_ps(g.zp), top = _mm512_set1_ps(127.f);
@@ -341,14 +343,20 @@ QYOLO_AVX512 int64_t decide_fast(const float* v, const float* m_ext, int64_t cha
   int64_t i = 0;
   for (; i + 16 <= n; i += 16) {
     const __m512 x = _mm512_loadu_ps(v + i);
-    __m512 y = _mm512_div_ps(SILU ? x : one, _mm512_add_ps(one, exp_neg_fast16(x)));
+    const __m512 a = _mm512_div_ps(SILU ? x : one, _mm512_add_ps(one, exp_neg_fast16(x)));
+    __m512 y = a;
+    if constexpr (RES) y = _mm512_add_ps(a, _mm512_loadu_ps(r + i));
     if constexpr (MULT) {
       y = _mm512_mul_ps(y, _mm512_loadu_ps(m_ext + c));
       c += 16;  // a loop-carried address, so no division where avoidable
       if (c >= channels) c = channels >= 16 ? c - channels : c % channels;
     }
     const __m512 t = _mm512_mul_ps(y, inv);
-    const __m512 rounded = round_nearest(t), at = _mm512_abs_ps(t);
+    const __m512 rounded = round_nearest(t);
+    // The band grows with |t|, and with a residual also with the activation's part of it (its
+    // error is relative to that part, which may exceed the sum by far).
+    const __m512 at = RES ? _mm512_add_ps(_mm512_abs_ps(t), _mm512_abs_ps(_mm512_mul_ps(a, inv)))
+                          : _mm512_abs_ps(t);
     // Saturated values take the same test (a saturated value next to a half-integer is recomputed,
     // to the same saturated code: rare, and cheaper than testing every vector for saturation).
     const __mmask16 ok =
@@ -363,22 +371,25 @@ QYOLO_AVX512 int64_t decide_fast(const float* v, const float* m_ext, int64_t cha
     pending[np] = i;
     np += ok != 0xFFFF;
     if (np == kPending) {
-      recompute_exactly(pending, np, v, MULT ? m_ext : nullptr, channels, first, s, inv, g, SILU, q);
+      recompute_exactly(pending, np, v, RES ? r : nullptr, MULT ? m_ext : nullptr, channels, first, s, inv, g,
+                        SILU, q);
       np = 0;
     }
   }
-  recompute_exactly(pending, np, v, MULT ? m_ext : nullptr, channels, first, s, inv, g, SILU, q);
+  recompute_exactly(pending, np, v, RES ? r : nullptr, MULT ? m_ext : nullptr, channels, first, s, inv, g, SILU,
+                    q);
   return i;
 }
 
-// Without a residual: each 16 values are first decided with exp_neg_fast16. Over every float
-// x in (-87, 88] its act(x) = x / (1 + e) (or 1 / (1 + e)) is within 6.7e-6 of activation_float's,
-// relatively (checked exhaustively, docs/cpu-int8.md), and equal to it above 88; the multiplier
-// and 1 / s_y scale both alike (a few ulps more). So where t = y / s_y lies farther than
-// 2e-5 |t| + 3e-5 from a half-integer (3e-5: where quantize divides instead, x * (1 / s) and
-// x / s round alike beyond 2 ulps of a half-integer), or t + zp beyond [-129, 128] (saturated either way),
-// the exact path's integer is round(t) clamped (+ the zero point). Other vectors (also x <= -87, NaN,
-// infinities) are listed and recomputed exactly after the loop, so the loop does not branch on them.
+// Each 16 values are first decided with exp_neg_fast16. Over every float x in (-87, 88] its
+// act(x) = x / (1 + e) (or 1 / (1 + e)) is within 6.7e-6 of activation_float's, relatively (checked
+// exhaustively, docs/cpu-int8.md), and equal to it above 88; the multiplier and 1 / s_y scale both
+// alike (a few ulps more), a residual is added alike (one rounding of the sum). So where t = y / s_y
+// lies farther than 2e-5 (|t| + |act / s_y|) + 3e-5 from a half-integer (3e-5: where quantize
+// divides instead, x * (1 / s) and x / s round alike beyond 2 ulps of a half-integer; |act / s_y|
+// only with a residual), the exact path's integer is round(t) clamped (+ the zero point). Other
+// vectors (also x <= -87, NaN, infinities) are listed and recomputed exactly after the loop, so
+// the loop does not branch on them.
 QYOLO_AVX512 void activation_quantize_avx512(const float* v, const float* r, const float* m_ext,
                                              int64_t channels, int64_t first, float s_y, int32_t zp,
                                              bool silu, int8_t* q, int64_t n) {
@@ -389,21 +400,24 @@ QYOLO_AVX512 void activation_quantize_avx512(const float* v, const float* r, con
     c += 16;
     if (c >= channels) c = channels >= 16 ? c - channels : c % channels;
   };
-  if (r) {  // the residual's sum is not bounded relatively: the exact path throughout
+  if (r && m_ext) {  // both (no caller): the exact path throughout
     for (; i + 16 <= n; i += 16) {
-      activation_quantize16(v + i, r + i, m_ext ? m_ext + c : nullptr, s, inv, g, silu, q + i);
-      if (m_ext) next_channel();
+      activation_quantize16(v + i, r + i, m_ext + c, s, inv, g, silu, q + i);
+      next_channel();
     }
   } else {
-    // One copy of the loop per activation, multiplier presence and grid (no tests inside it).
-    using Fast = int64_t (*)(const float*, const float*, int64_t, int64_t, int64_t&, float, const Grid16&,
-                             int8_t*, int64_t);
-    static constexpr Fast kFast[2][2][2] = {
-        {{decide_fast<false, false, false>, decide_fast<false, false, true>},
-         {decide_fast<false, true, false>, decide_fast<false, true, true>}},
-        {{decide_fast<true, false, false>, decide_fast<true, false, true>},
-         {decide_fast<true, true, false>, decide_fast<true, true, true>}}};
-    i = kFast[silu][m_ext != nullptr][zp != 0](v, m_ext, channels, first, c, s_y, g, q, n);
+    // One copy of the loop per activation, operand (multiplier, residual or neither) and grid.
+    using Fast = int64_t (*)(const float*, const float*, const float*, int64_t, int64_t, int64_t&, float,
+                             const Grid16&, int8_t*, int64_t);
+    static constexpr Fast kFast[2][3][2] = {
+        {{decide_fast<false, false, false, false>, decide_fast<false, false, false, true>},
+         {decide_fast<false, true, false, false>, decide_fast<false, true, false, true>},
+         {decide_fast<false, false, true, false>, decide_fast<false, false, true, true>}},
+        {{decide_fast<true, false, false, false>, decide_fast<true, false, false, true>},
+         {decide_fast<true, true, false, false>, decide_fast<true, true, false, true>},
+         {decide_fast<true, false, true, false>, decide_fast<true, false, true, true>}}};
+    const int operand = m_ext ? 1 : r ? 2 : 0;
+    i = kFast[silu][operand][zp != 0](v, r, m_ext, channels, first, c, s_y, g, q, n);
   }
   activation_quantize_scalar(v + i, r ? r + i : nullptr, m_ext, channels, c, s_y, zp, silu, q + i, n - i);
 }
