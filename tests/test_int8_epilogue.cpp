@@ -280,6 +280,36 @@ TEST(Int8Epilogue, ActivationQuantizeEqualsThePassesInTurn) {
   }
 }
 
+// A float residual (a SiLU conv writing int8 with a fused float residual): act(v) + r on the
+// half-integers of s_y, for residuals that leave the sum small while the activation is large (the
+// fast decision's error is relative to the activation, not to the sum).
+TEST(Int8Epilogue, ActivationQuantizeWithAResidualOnItsBoundaries) {
+  for (const cpu::Int8Epilogue& e : {cpu::scalar_int8_epilogue(), cpu::best_int8_epilogue()}) {
+    for (bool silu : {true, false}) {
+      const float s_y = silu ? 0.0731f : 0.00391f;
+      std::vector<float> v, r;
+      for (float offset : {-9.5f, -3.1f, -0.6f, 0.2f, 1.7f, 6.3f}) {
+        for (float x : boundary_inputs(s_y, silu, offset, 260)) {
+          v.push_back(x);
+          r.push_back(offset);
+        }
+      }
+      ASSERT_GT(v.size(), 400u);
+      const int64_t n = static_cast<int64_t>(v.size());
+      std::vector<float> y(v.size());
+      e.activation_float(v.data(), r.data(), silu, y.data(), n);
+      for (int32_t zp : {0, -127, 40}) {
+        std::vector<int8_t> want(v.size()), got(v.size(), 99);
+        e.quantize(y.data(), s_y, zp, want.data(), n);
+        e.activation_quantize(v.data(), r.data(), nullptr, 16, 0, s_y, zp, silu, got.data(), n);
+        size_t wrong = 0;
+        for (size_t i = 0; i < v.size(); ++i) wrong += got[i] != want[i];
+        EXPECT_EQ(wrong, 0u) << e.isa << (silu ? " silu" : " sigmoid") << " zp " << zp;
+      }
+    }
+  }
+}
+
 // The AVX-512 activation_float is Cephes' polynomial with FMAs (int8_epilogue.cpp's poly_exp16),
 // whose 2^n it takes from scalef: its floats must be the polynomial's with 2^n built in the
 // exponent bits (as it was first written, and as the integers of the equalised convs were
