@@ -4,8 +4,9 @@
 //  - requantize_activation: q = clamp(nearbyint((act(v) + s_r * r) / s_y), -127, 127) with
 //    act = SiLU x / (1 + expf(-x)) or sigmoid 1 / (1 + expf(-x)): the float path's own formula
 //    followed by the next conv's quantisation. A polynomial exp decides every element whose
-//    y / s_y lies more than 1e-3 from a rounding boundary (its relative error, < 1e-6, moves
-//    y / s_y by < 2e-4 for |y / s_y| <= 128); the others take expf itself.
+//    y / s_y lies far enough from a rounding boundary (without a residual: 2e-5 |y / s_y| + 3e-5,
+//    for the fast exp's relative error < 7e-6; with one: 1e-3, for Cephes' < 1e-6 on sums up to
+//    |y / s_y| = 128); the others take expf itself.
 // With a zero point zp != 0 (an asymmetric grid, src/quant/quant_params.h) the quantising functions
 // write clamp(nearbyint(.) + zp, -128, 127) instead (NaN -> zp); zp 0 is the symmetric grid above.
 // Each function runs over [0, n) on the calling thread; callers split the work across threads.
