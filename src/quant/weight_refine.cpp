@@ -39,7 +39,11 @@ Result<std::vector<ConvBias>> int8_conv_biases(const SpecializedGraph& sg) {
   for (const Node& n : sg.graph.nodes) {
     if (n.op_type != "Conv" || !n.has_attr("qyolo_input_scale") || !n.has_input(2)) continue;
     if (!sg.graph.initializers.count(n.inputs[2]) || !sg.graph.initializers.count(n.inputs[1])) continue;
-    ConvBias c{n.inputs[0], n.outputs[0], n.inputs[1], n.inputs[2]};
+    ConvBias c;
+    c.input = n.inputs[0];
+    c.output = n.outputs[0];
+    c.weight = n.inputs[1];
+    c.bias = n.inputs[2];
     c.x_shape = sg.values.at(c.input).shape;
     c.w_shape = sg.values.at(c.weight).shape;
     if (c.x_shape.size() != 4 || c.w_shape.size() != 4) continue;
