@@ -3,6 +3,7 @@
 // tests whose shape-determining inputs are graph inputs, run with those inputs bound as constants.
 #include <cmath>
 #include <filesystem>
+#include <limits>
 #include <random>
 
 #include "backends/cpu/cpu_executor.h"
@@ -164,6 +165,29 @@ TEST(Elementwise, QuantizeRoundsHalfToEvenAndSaturates) {
   ASSERT_TRUE(u.is_ok()) << u.status().to_string();
   ASSERT_EQ(u->dtype(), DataType::kUInt8);
   EXPECT_EQ(u->to_int64_vector(), (std::vector<int64_t>{1, 3, 5, 0, 0, 0, 255, 0, 1, 7}));
+}
+
+// Found by fuzz_onnx (UBSan, float-cast-overflow): a NaN quotient was cast to an integer. It
+// gives the zero point now, also for 0 / 0 and inf / inf.
+TEST(Elementwise, QuantizeNanGivesTheZeroPoint) {
+  const float nan = std::numeric_limits<float>::quiet_NaN(), inf = std::numeric_limits<float>::infinity();
+  Tensor x = Tensor::from_vector<float>({4}, {nan, 1.f, -inf, inf});
+  auto q = run_node(make_node("QuantizeLinear", 3), {x, Tensor::scalar<float>(1.f), Tensor::scalar<int8_t>(3)},
+                    13);
+  ASSERT_TRUE(q.is_ok()) << q.status().to_string();
+  EXPECT_EQ(q->to_int64_vector(), (std::vector<int64_t>{3, 4, -128, 127}));
+  Tensor zeros = Tensor::from_vector<float>({2}, {0.f, 1.f});
+  auto z = run_node(make_node("QuantizeLinear", 3), {zeros, Tensor::scalar<float>(0.f), Tensor::scalar<uint8_t>(7)},
+                    13);
+  ASSERT_TRUE(z.is_ok()) << z.status().to_string();
+  EXPECT_EQ(z->to_int64_vector(), (std::vector<int64_t>{7, 255}));  // 0 / 0 -> zp; 1 / 0 = inf saturates
+  // DynamicQuantizeLinear: the range ignores the NaN (scale 2 / 255, which rounds up in float, so
+  // the zero point is round(1 / scale) = round(127.49999) = 127), the NaN gives the zero point.
+  Node dql = make_node("DynamicQuantizeLinear", 1);
+  dql.outputs = {"y", "y_scale", "y_zero_point"};
+  auto d = run_node(dql, {Tensor::from_vector<float>({3}, {nan, 1.f, -1.f})}, 13);
+  ASSERT_TRUE(d.is_ok()) << d.status().to_string();
+  EXPECT_EQ(d->to_int64_vector(), (std::vector<int64_t>{127, 254, 0}));
 }
 
 TEST(Elementwise, PerAxisQuantizeDequantizeRoundTrip) {

@@ -12,8 +12,9 @@ namespace qyolo {
 
 namespace {
 
+// NaN (a NaN input, or inf / inf with an infinite range) -> 0: casting it would be undefined.
 float saturate_u8(float v) {
-  return std::clamp(v, 0.f, 255.f);
+  return v == v ? std::clamp(v, 0.f, 255.f) : 0.f;
 }
 
 class CpuDynamicQuantizeLinear final : public CpuKernel {
@@ -37,8 +38,10 @@ class CpuDynamicQuantizeLinear final : public CpuKernel {
     }
     const float zp = saturate_u8(std::nearbyint(-lo / scale));  // default rounding: half to even
     outputs[2]->data<uint8_t>()[0] = static_cast<uint8_t>(zp);
-    for (int64_t i = 0; i < n; ++i)
-      y[i] = static_cast<uint8_t>(saturate_u8(std::nearbyint(xs[i] / scale) + zp));
+    for (int64_t i = 0; i < n; ++i) {
+      const float q = std::nearbyint(xs[i] / scale);
+      y[i] = static_cast<uint8_t>(saturate_u8((q == q ? q : 0.f) + zp));  // NaN: the zero point
+    }
     return Status::ok();
   }
 };

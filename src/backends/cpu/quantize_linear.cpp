@@ -1,4 +1,5 @@
-// QuantizeLinear: y = saturate(round_half_even(x / scale) + zero_point), per tensor or per axis.
+// QuantizeLinear: y = saturate(round_half_even(x / scale) + zero_point), per tensor or per axis;
+// a NaN quotient gives the zero point (as quantize_int8, src/quant/quant_params.h).
 // On the QDQ models this runs on every activation, so the float32 loop is parallel and vectorisable.
 #include "ir/ops/quantize_linear.h"
 
@@ -29,6 +30,7 @@ void quantize_block(const float* __restrict x, Q* __restrict y, int64_t n, float
   const float qmin = qb.qmin, qmax = qb.qmax, limit = qb.limit;
   for (int64_t i = 0; i < n; ++i) {
     float v = x[i] / scale;
+    v = v == v ? v : 0.f;  // NaN (a NaN input, 0 / 0): the zero point, not an undefined cast
     v = v < -limit ? -limit : v;
     v = v > limit ? limit : v;
     v = (v + kMagic) - kMagic;
