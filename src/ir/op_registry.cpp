@@ -72,4 +72,17 @@ Result<int64_t> normalize_axis(int64_t axis, int64_t rank) {
   return a;
 }
 
+AxisSplit split_at_axis(const Shape& shape, int64_t axis) {
+  AxisSplit s;
+  for (int64_t d = 0; d < static_cast<int64_t>(shape.size()); ++d) {
+    if (d < axis)
+      s.outer *= shape[static_cast<size_t>(d)];
+    else if (d > axis)
+      s.inner *= shape[static_cast<size_t>(d)];
+    else
+      s.n = shape[static_cast<size_t>(d)];
+  }
+  return s;
+}
+
 }  // namespace qyolo

@@ -52,6 +52,12 @@ Status infer_node(InferContext& ctx);
 Result<Shape> broadcast_shapes(const Shape& a, const Shape& b);
 // Normalises a possibly negative axis for a given rank; error if out of range.
 Result<int64_t> normalize_axis(int64_t axis, int64_t rank);
+// A shape as [outer, n, inner] around a normalised axis (n = its size): how the ops that work along
+// one axis (ArgMax, TopK, Softmax) see their input.
+struct AxisSplit {
+  int64_t outer = 1, n = 1, inner = 1;
+};
+AxisSplit split_at_axis(const Shape& shape, int64_t axis);
 
 // Declarations of every stem's infer function: Status infer_<stem>(InferContext&).
 #define QYOLO_OP(name, stem, ...) Status infer_##stem(InferContext& ctx);

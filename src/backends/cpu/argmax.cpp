@@ -17,8 +17,8 @@ class CpuArgMax final : public CpuKernel {
   Status run(std::span<const Tensor* const> inputs, std::span<Tensor* const> outputs) override {
     const float* x = inputs[0]->data<float>();
     int64_t* y = outputs[0]->data<int64_t>();
-    const int64_t n = a_.n, inner = a_.inner;
-    for (int64_t o = 0; o < a_.outer; ++o)
+    const int64_t n = a_.split.n, inner = a_.split.inner;
+    for (int64_t o = 0; o < a_.split.outer; ++o)
       for (int64_t i = 0; i < inner; ++i) {
         const float* line = x + o * n * inner + i;
         int64_t best = 0;

@@ -16,7 +16,7 @@ class CpuTopK final : public CpuKernel {
                  std::span<const ValueDesc> outputs) override {
     QYOLO_ASSIGN_OR_RETURN(a_, TopKAttrs::parse(node, inputs[0]->shape));
     k_ = outputs[0].shape[static_cast<size_t>(a_.axis)];
-    order_.resize(static_cast<size_t>(a_.n));
+    order_.resize(static_cast<size_t>(a_.split.n));
     return Status::ok();
   }
 
@@ -25,8 +25,8 @@ class CpuTopK final : public CpuKernel {
     const float* x = inputs[0]->data<float>();
     float* vals = outputs[0]->data<float>();
     int64_t* idxs = outputs[1]->data<int64_t>();
-    const int64_t n = a_.n, inner = a_.inner;
-    for (int64_t o = 0; o < a_.outer; ++o)
+    const int64_t n = a_.split.n, inner = a_.split.inner;
+    for (int64_t o = 0; o < a_.split.outer; ++o)
       for (int64_t i = 0; i < inner; ++i) {
         const float* line = x + o * n * inner + i;
         std::iota(order_.begin(), order_.end(), 0);

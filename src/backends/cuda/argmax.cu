@@ -39,9 +39,9 @@ class ArgMaxKernel final : public CudaKernel {
       return internal_error(node.describe() + ": argmax expects a plain float input and an int64 output");
     select_last_ = a.select_last;
     half_ = in[0]->dtype == DataType::kFloat16;
-    outer_ = a.outer;
-    n_ = a.n;
-    inner_ = a.inner;
+    outer_ = a.split.outer;
+    n_ = a.split.n;
+    inner_ = a.split.inner;
     return Status::ok();
   }
 

@@ -66,9 +66,9 @@ class TopKKernel final : public CudaKernel {
     in_half_ = in[0]->dtype == DataType::kFloat16;
     out_half_ = out[0].dtype == DataType::kFloat16;
     k_ = out[0].shape[static_cast<size_t>(a.axis)];
-    outer_ = a.outer;
-    n_ = a.n;
-    inner_ = a.inner;
+    outer_ = a.split.outer;
+    n_ = a.split.n;
+    inner_ = a.split.inner;
     return Status::ok();
   }
 

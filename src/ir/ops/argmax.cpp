@@ -15,13 +15,7 @@ Result<ArgMaxAttrs> ArgMaxAttrs::parse(const Node& node, const Shape& x) {
   a.axis = *axis;
   a.keepdims = keepdims != 0;
   a.select_last = last != 0;
-  for (int64_t d = 0; d < static_cast<int64_t>(x.size()); ++d) {
-    if (d < a.axis)
-      a.outer *= x[static_cast<size_t>(d)];
-    else if (d > a.axis)
-      a.inner *= x[static_cast<size_t>(d)];
-  }
-  a.n = x.empty() ? 1 : x[static_cast<size_t>(a.axis)];
+  a.split = split_at_axis(x, a.axis);
   return a;
 }
 

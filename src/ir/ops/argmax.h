@@ -4,12 +4,13 @@
 #pragma once
 
 #include "ir/graph.h"
+#include "ir/op_registry.h"
 
 namespace qyolo {
 
 struct ArgMaxAttrs {
   int64_t axis = 0;  // normalised
-  int64_t outer = 1, n = 1, inner = 1;
+  AxisSplit split;
   bool keepdims = true, select_last = false;
   static Result<ArgMaxAttrs> parse(const Node& node, const Shape& x);
 };

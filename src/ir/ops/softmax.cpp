@@ -10,13 +10,11 @@ Result<SoftmaxAttrs> SoftmaxAttrs::parse(const Node& node, int64_t opset, const 
   if (rank == 0) return invalid_argument(node.describe() + ": input must have rank >= 1");
   auto ax = normalize_axis(axis, rank);
   if (!ax) return ax.status().with_context(node.describe());
-  SoftmaxAttrs a;
-  for (int64_t i = 0; i < *ax; ++i) a.outer *= x[static_cast<size_t>(i)];
-  if (opset < 13) {
-    for (int64_t i = *ax; i < rank; ++i) a.n *= x[static_cast<size_t>(i)];
-  } else {
-    a.n = x[static_cast<size_t>(*ax)];
-    for (int64_t i = *ax + 1; i < rank; ++i) a.inner *= x[static_cast<size_t>(i)];
+  const AxisSplit split = split_at_axis(x, *ax);
+  SoftmaxAttrs a{split.outer, split.n, split.inner};
+  if (opset < 13) {  // the axis and everything after it as one dim
+    a.n *= a.inner;
+    a.inner = 1;
   }
   return a;
 }

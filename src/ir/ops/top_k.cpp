@@ -13,13 +13,7 @@ Result<TopKAttrs> TopKAttrs::parse(const Node& node, const Shape& x) {
   TopKAttrs a;
   a.axis = *axis;
   a.largest = largest != 0;
-  for (int64_t d = 0; d < static_cast<int64_t>(x.size()); ++d) {
-    if (d < a.axis)
-      a.outer *= x[static_cast<size_t>(d)];
-    else if (d > a.axis)
-      a.inner *= x[static_cast<size_t>(d)];
-  }
-  a.n = x[static_cast<size_t>(a.axis)];
+  a.split = split_at_axis(x, a.axis);
   return a;
 }
 
@@ -36,8 +30,8 @@ Status infer_top_k(InferContext& ctx) {
     k = kv[0];
   }
   QYOLO_ASSIGN_OR_RETURN(const TopKAttrs a, TopKAttrs::parse(ctx.node, x->shape));
-  if (k < 0 || k > a.n)
-    return ctx.error("k = " + std::to_string(k) + " is outside 0.." + std::to_string(a.n) + " (axis " +
+  if (k < 0 || k > a.split.n)
+    return ctx.error("k = " + std::to_string(k) + " is outside 0.." + std::to_string(a.split.n) + " (axis " +
                      std::to_string(a.axis) + " of " + shape_str(x->shape) + ")");
   Shape out = x->shape;
   out[static_cast<size_t>(a.axis)] = k;

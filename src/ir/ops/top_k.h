@@ -4,12 +4,13 @@
 #pragma once
 
 #include "ir/graph.h"
+#include "ir/op_registry.h"
 
 namespace qyolo {
 
 struct TopKAttrs {
   int64_t axis = 0;  // normalised
-  int64_t outer = 1, n = 1, inner = 1;
+  AxisSplit split;
   bool largest = true;
   static Result<TopKAttrs> parse(const Node& node, const Shape& x);
 };
