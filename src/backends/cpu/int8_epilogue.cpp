@@ -109,6 +109,16 @@ QYOLO_AVX512 inline __m128i to_int8_finite(__m512 rounded, const Grid16& g) {
                       _mm_set1_epi8(static_cast<char>(static_cast<int>(g.lowest))));
 }
 
+// to_int8_finite for loops specialised on the grid: on an asymmetric one (zero point != 0) the
+// lowest code is -128, which the saturating narrowing already gives, so the max is left out.
+template <bool ASYM>
+QYOLO_AVX512 inline __m128i to_int8_finite_on(__m512 rounded, const Grid16& g) {
+  if constexpr (ASYM)
+    return _mm512_cvtsepi32_epi8(
+        _mm512_cvtps_epi32(_mm512_min_ps(_mm512_add_ps(rounded, _mm512_set1_ps(g.zp)), _mm512_set1_ps(127.f))));
+  return to_int8_finite(rounded, g);
+}
+
 // Used as 1 + poly_exp16(x) only (see the end).
 QYOLO_AVX512 inline __m512 poly_exp16(__m512 x) {
   x = _mm512_min_ps(_mm512_set1_ps(88.f), _mm512_max_ps(_mm512_set1_ps(-88.f), x));
@@ -218,20 +228,19 @@ QYOLO_AVX512 inline __m512 exp_neg_fast16(__m512 x) {
 }
 
 // requantize_avx512's loop, one copy per activation, residual presence and grid (no tests inside
-// it). Without a residual the decision is activation_quantize_avx512's: exp_neg_fast16 (act within
+// it; the grid by value, so the int8 stores cannot alias it and its constants stay in registers). Without a residual the decision is activation_quantize_avx512's: exp_neg_fast16 (act within
 // 6.7e-6 of the polynomial's, relatively, which is within 2 ulps of expf's), decided where t lies
 // farther than 2e-5 |t| + 3e-5 from a half-integer and x > -87 (the rest: the exact formula).
 // With a residual the first term may exceed the sum by far: the full polynomial and an absolute
 // band of 1e-3, as before.
 template <bool SILU, bool RES, bool ASYM>
-QYOLO_AVX512 int64_t requantize_loop(const float* v, const int8_t* r, float s_r, float s_y, const Grid16& g,
+QYOLO_AVX512 int64_t requantize_loop(const float* v, const int8_t* r, float s_r, float s_y, Grid16 g,
                                      int8_t* q, int64_t n) {
   const __m512 one = _mm512_set1_ps(1.f), edge = _mm512_set1_ps(0.5f - kBoundaryBand);
   // (x / s_y) / (1 + e) and r * (s_r / s_y) instead of (x / (1 + e) + s_r r) / s_y: within 1e-4
   // of it for |y / s_y| <= 128, far inside the band that sends an element to the exact formula.
   const __m512 inv_sy = _mm512_set1_ps(1.f / s_y), sr = _mm512_set1_ps(s_r / s_y);
   const __m512 rel = _mm512_set1_ps(-2e-5f), near_edge = _mm512_set1_ps(0.5f - 3e-5f);
-  const __m512 zp = _mm512_set1_ps(g.zp), top = _mm512_set1_ps(127.f);
   const int32_t zero_point = static_cast<int32_t>(g.zp);
   int64_t j = 0;
   for (; j + 16 <= n; j += 16) {
@@ -244,12 +253,8 @@ QYOLO_AVX512 int64_t requantize_loop(const float* v, const int8_t* r, float s_r,
     }
     const __m512 rounded = round_nearest(t);
     // Clamped to 127 above before the conversion, to the lowest code after the saturating
-    // narrowing, which on an asymmetric grid is already its lowest code (NaN lanes are
-    // recomputed below).
-    const __m128i codes =
-        ASYM ? _mm512_cvtsepi32_epi8(_mm512_cvtps_epi32(_mm512_min_ps(_mm512_add_ps(rounded, zp), top)))
-             : to_int8_finite(rounded, g);
-    _mm_storeu_si128(reinterpret_cast<__m128i*>(q + j), codes);
+    // narrowing (NaN lanes are recomputed below).
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(q + j), to_int8_finite_on<ASYM>(rounded, g));
     // Within the band of a rounding boundary, or NaN (unordered): the exact formula decides.
     const __m512 dist = _mm512_abs_ps(_mm512_sub_ps(t, rounded));
     __mmask16 redo;
@@ -271,7 +276,7 @@ QYOLO_AVX512 int64_t requantize_loop(const float* v, const int8_t* r, float s_r,
 QYOLO_AVX512 void requantize_avx512(const float* v, const int8_t* r, float s_r, float s_y, int32_t zp,
                                     bool silu, int8_t* q, int64_t n) {
   const Grid16 g(zp);
-  using Loop = int64_t (*)(const float*, const int8_t*, float, float, const Grid16&, int8_t*, int64_t);
+  using Loop = int64_t (*)(const float*, const int8_t*, float, float, Grid16, int8_t*, int64_t);
   static constexpr Loop kLoops[2][2][2] = {
       {{requantize_loop<false, false, false>, requantize_loop<false, false, true>},
        {requantize_loop<false, true, false>, requantize_loop<false, true, true>}},
@@ -327,16 +332,21 @@ QYOLO_AVX512 void recompute_exactly(const int64_t* pending, int np, const float*
   }
 }
 
+// The channel of the next 16 channels-last values: a loop-carried index, so no division where avoidable.
+inline void next_channel(int64_t& c, int64_t channels) {
+  c += 16;
+  if (c >= channels) c = channels >= 16 ? c - channels : c % channels;
+}
+
 // The loop of activation_quantize_avx512 (see there) with a multiplier (MULT) or a residual (RES)
 // or neither, one copy per activation, operand and grid so that the loop carries no test of them.
 // Returns the values done (whole vectors); `c` (the channel of value i) is advanced with them.
 template <bool SILU, bool MULT, bool RES, bool ASYM>
 QYOLO_AVX512 int64_t decide_fast(const float* v, const float* r, const float* m_ext, int64_t channels,
-                                 int64_t first, int64_t& c, float s_y, const Grid16& g, int8_t* q, int64_t n) {
+                                 int64_t first, int64_t& c, float s_y, Grid16 g, int8_t* q, int64_t n) {
   static_assert(!(MULT && RES), "a multiplier and a residual together take the exact loop");
   const __m512 one = _mm512_set1_ps(1.f), s = _mm512_set1_ps(s_y), inv = _mm512_set1_ps(1.f / s_y);
   const __m512 rel = _mm512_set1_ps(-2e-5f), edge = _mm512_set1_ps(0.5f - 3e-5f);
-  const __m512 zp = _mm512_set1_ps(g.zp), top = _mm512_set1_ps(127.f);
   constexpr int kPending = 64;
   int64_t pending[kPending];  // vectors to recompute exactly
   int np = 0;
@@ -348,8 +358,7 @@ QYOLO_AVX512 int64_t decide_fast(const float* v, const float* r, const float* m_
     if constexpr (RES) y = _mm512_add_ps(a, _mm512_loadu_ps(r + i));
     if constexpr (MULT) {
       y = _mm512_mul_ps(y, _mm512_loadu_ps(m_ext + c));
-      c += 16;  // a loop-carried address, so no division where avoidable
-      if (c >= channels) c = channels >= 16 ? c - channels : c % channels;
+      next_channel(c, channels);
     }
     const __m512 t = _mm512_mul_ps(y, inv);
     const __m512 rounded = round_nearest(t);
@@ -363,11 +372,7 @@ QYOLO_AVX512 int64_t decide_fast(const float* v, const float* r, const float* m_
         _mm512_mask_cmp_ps_mask(_mm512_cmp_ps_mask(x, _mm512_set1_ps(-87.f), _CMP_GT_OQ),
                                 _mm512_abs_ps(_mm512_sub_ps(t, rounded)), _mm512_fmadd_ps(at, rel, edge),
                                 _CMP_LT_OQ);
-    // to_int8_finite; on an asymmetric grid the narrowing's saturation already gives its lowest code.
-    const __m128i codes =
-        ASYM ? _mm512_cvtsepi32_epi8(_mm512_cvtps_epi32(_mm512_min_ps(_mm512_add_ps(rounded, zp), top)))
-             : to_int8_finite(rounded, g);
-    _mm_storeu_si128(reinterpret_cast<__m128i*>(q + i), codes);
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(q + i), to_int8_finite_on<ASYM>(rounded, g));
     pending[np] = i;
     np += ok != 0xFFFF;
     if (np == kPending) {
@@ -396,19 +401,15 @@ QYOLO_AVX512 void activation_quantize_avx512(const float* v, const float* r, con
   const __m512 s = _mm512_set1_ps(s_y), inv = _mm512_set1_ps(1.f / s_y);
   const Grid16 g(zp);
   int64_t c = first % channels, i = 0;
-  auto next_channel = [&] {  // c: a loop-carried address, so no division where avoidable
-    c += 16;
-    if (c >= channels) c = channels >= 16 ? c - channels : c % channels;
-  };
   if (r && m_ext) {  // both (no caller): the exact path throughout
     for (; i + 16 <= n; i += 16) {
       activation_quantize16(v + i, r + i, m_ext + c, s, inv, g, silu, q + i);
-      next_channel();
+      next_channel(c, channels);
     }
   } else {
     // One copy of the loop per activation, operand (multiplier, residual or neither) and grid.
     using Fast = int64_t (*)(const float*, const float*, const float*, int64_t, int64_t, int64_t&, float,
-                             const Grid16&, int8_t*, int64_t);
+                             Grid16, int8_t*, int64_t);
     static constexpr Fast kFast[2][3][2] = {
         {{decide_fast<false, false, false, false>, decide_fast<false, false, false, true>},
          {decide_fast<false, true, false, false>, decide_fast<false, true, false, true>},
