@@ -8,6 +8,7 @@
 #include "backends/cpu/cpu_kernel.h"
 #include "ir/op_registry.h"
 #include "ir/ops/conv2d.h"
+#include "passes/passes.h"
 #include "test_support.h"
 
 using namespace qyolo;
@@ -224,6 +225,52 @@ TEST(Conv2d, FusedActivationsAndResidual) {
         check_case({{1, 8, 9, 9}, {8, 2, 3, 3}, 4, {2, 2}, {}, {1, 1, 1, 1}, "", false, act, 0.05f, residual},
                    seed++, layout);
       }
+}
+
+// The image stem as the channels-last plan gives it (3 channels, 6x6 stride 2, nhwc input): on
+// AVX2 (no AVX-512) oneDNN has no JIT kernel for the nhwc form and fell to its reference one (1.9 s
+// for yolov5n's stem); the kernel then lets oneDNN choose the layout and reorders the input.
+TEST(Conv2d, ChannelsLastImageStemTakesAJitKernel) {
+  for (bool cl_out : {false, true}) {
+    SCOPED_TRACE(cl_out ? "nhwc output" : "nchw output");
+    ConvCase c{{1, 3, 64, 48}, {16, 3, 6, 6}, 1, {2, 2}, {}, {2, 2, 2, 2}, "", true, "silu", 0.f, false};
+    std::mt19937 rng(7);
+    Node node = make_conv_node(c);
+    node.attrs[kChannelsLastInputAttr] = int64_t{1};
+    if (cl_out) node.attrs[kChannelsLastOutputAttr] = int64_t{1};
+    auto attrs = ConvAttrs::parse(node, c.x, c.w);
+    ASSERT_TRUE(attrs.is_ok()) << attrs.status().to_string();
+    std::vector<Tensor> ins = {random_tensor(c.x, rng), random_tensor(c.w, rng), random_tensor({16}, rng)};
+    const int64_t h = c.x[2], w = c.x[3];
+    Tensor x_nhwc(DataType::kFloat32, c.x);  // the same shape, data in h, w, c order (channels-last)
+    for (int64_t ch = 0; ch < 3; ++ch)
+      for (int64_t i = 0; i < h * w; ++i) x_nhwc.data<float>()[i * 3 + ch] = ins[0].data<float>()[ch * h * w + i];
+    std::vector<ValueDesc> descs = {{DataType::kFloat32, c.x, std::nullopt},
+                                    {DataType::kFloat32, c.w, ins[1]},
+                                    {DataType::kFloat32, {16}, ins[2]}};
+    InferContext ctx{node, 13, {}, {}};
+    for (auto& d : descs) ctx.inputs.push_back(&d);
+    ASSERT_TRUE(infer_node(ctx).is_ok());
+    auto kernel = make_cpu_conv2d(node);
+    ASSERT_TRUE(kernel.is_ok()) << kernel.status().to_string();
+    ASSERT_TRUE((*kernel)->prepare(node, ctx.inputs, ctx.outputs).is_ok());
+    const std::string impl = (*kernel)->implementation();
+    if (__builtin_cpu_supports("avx2")) EXPECT_NE(impl.substr(0, 3), "ref") << impl;
+    Tensor workspace = give_own_workspace(**kernel);
+    Tensor y = Tensor::uninitialized(ctx.outputs[0].dtype, ctx.outputs[0].shape);
+    Tensor* out = &y;
+    std::vector<const Tensor*> in_ptrs = {&x_nhwc, &ins[1], &ins[2]};
+    ASSERT_TRUE((*kernel)->run(in_ptrs, std::span<Tensor* const>(&out, 1)).is_ok());
+    Tensor ref = reference_conv(c, *attrs, ins[0], ins[1], &ins[2], nullptr);
+    if (cl_out) {  // back to nchw for the comparison
+      const int64_t k = ref.dim(1), pixels = ref.dim(2) * ref.dim(3);
+      Tensor y_nchw(DataType::kFloat32, ref.shape());
+      for (int64_t ch = 0; ch < k; ++ch)
+        for (int64_t i = 0; i < pixels; ++i) y_nchw.data<float>()[ch * pixels + i] = y.data<float>()[i * k + ch];
+      y = y_nchw;
+    }
+    EXPECT_TRUE(close(ref, y)) << impl;
+  }
 }
 
 TEST(Conv2d, RuntimeWeights) {

@@ -71,6 +71,7 @@ class CpuConv final : public CpuKernel {
            (dst_reordered_ ? align64(dst_conv_.get_desc().get_size()) : 0);
   }
   void set_workspace(std::byte* workspace) override { workspace_ = workspace; }
+  std::string implementation() const override { return impl_; }
 
   Status run(std::span<const Tensor* const> inputs, std::span<Tensor* const> outputs) override {
     try {
@@ -81,14 +82,17 @@ class CpuConv final : public CpuKernel {
   }
 
  private:
-  dnnl::convolution_forward::primitive_desc make_pd(bool blocked, bool residual_post_op) const {
+  // pin_channels_last: channels-last values (passes.h) are read and written as they are (no
+  // reorder); without it oneDNN chooses, as for any other value.
+  dnnl::convolution_forward::primitive_desc make_pd(bool blocked, bool residual_post_op,
+                                                    bool pin_channels_last) const {
     const ConvAttrs& a = attrs_;
     const size_t k = x_shape_.size() - 2;
-    // Channels-last values (passes.h) are read and written as they are: no reorder.
     const tag act_tag = blocked ? tag::any : plain_act_tag(k);
-    memory::desc src_md(to_dims(x_shape_), memory::data_type::f32, channels_last_in_ ? tag::nhwc : act_tag);
+    memory::desc src_md(to_dims(x_shape_), memory::data_type::f32,
+                        channels_last_in_ && pin_channels_last ? tag::nhwc : act_tag);
     memory::desc dst_md(to_dims(a.out_shape), memory::data_type::f32,
-                        channels_last_out_ ? tag::nhwc : act_tag);
+                        channels_last_out_ && pin_channels_last ? tag::nhwc : act_tag);
     memory::desc w_md(w_dims_, memory::data_type::f32, tag::any);
     memory::desc bias_md({a.out_shape[1]}, memory::data_type::f32, tag::x);
     memory::dims strides = to_dims(a.window.strides), pads_l = to_dims(a.window.pads_begin),
@@ -152,9 +156,24 @@ class CpuConv final : public CpuKernel {
     if ((channels_last_in_ || channels_last_out_) && k != 2)
       return internal_error(name_ + ": channels-last values are 4-D");
     const bool blocked = !force_plain_layout();
-    auto pd = make_pd(blocked, a.has_residual);
-    if (a.has_residual && std::string_view(pd.impl_info_str()).substr(0, 3) == "ref") {
-      pd = make_pd(blocked, false);
+    // oneDNN's reference kernel is 10-1000x slower than its JIT ones: where the pinned layout or
+    // the residual post-op leads there, try without them. E.g. on AVX2 (no AVX-512) the 3-channel
+    // image stem read as nhwc has no JIT kernel (1.9 s for yolov5n's stem); its blocked form has.
+    const auto is_ref = [](const dnnl::convolution_forward::primitive_desc& p) {
+      return std::string_view(p.impl_info_str()).substr(0, 3) == "ref";
+    };
+    const bool pinned = channels_last_in_ || channels_last_out_;
+    auto pd = make_pd(blocked, a.has_residual, true);
+    if (is_ref(pd) && pinned) {
+      auto unpinned = make_pd(blocked, a.has_residual, false);
+      if (!is_ref(unpinned)) pd = unpinned;
+    }
+    if (a.has_residual && is_ref(pd)) {
+      pd = make_pd(blocked, false, true);
+      if (is_ref(pd) && pinned) {
+        auto unpinned = make_pd(blocked, false, false);
+        if (!is_ref(unpinned)) pd = unpinned;
+      }
       residual_pass_ = true;
     }
     conv_ = dnnl::convolution_forward(pd);
@@ -267,7 +286,7 @@ class CpuConv final : public CpuKernel {
   bool residual_pass_ = false;  // residual added after the convolution instead of as a post-op
   bool channels_last_in_ = false, channels_last_out_ = false;  // nhwc values (passes.h)
   bool weights_const_ = false, bias_const_ = false;
-  std::string impl_;  // oneDNN implementation name (for debugging)
+  std::string impl_;  // oneDNN implementation name (implementation())
   dnnl::engine eng_;
   dnnl::stream strm_;
   dnnl::convolution_forward conv_;
@@ -302,6 +321,7 @@ class CpuConvInt8OrFloat final : public CpuKernel {
   }
   size_t workspace_bytes() const override { return impl_->workspace_bytes(); }
   void set_workspace(std::byte* workspace) override { impl_->set_workspace(workspace); }
+  std::string implementation() const override { return impl_->implementation(); }
   int64_t band_rows() const override { return impl_->band_rows(); }
   Status run_band(std::span<const Tensor* const> inputs, float* band, int64_t r0) override {
     return impl_->run_band(inputs, band, r0);

@@ -75,6 +75,7 @@ class CpuConvInt8 final : public CpuKernel {
     return n;
   }
   void set_workspace(std::byte* workspace) override { workspace_ = workspace; }
+  std::string implementation() const override { return impl_; }
 
   Status run(std::span<const Tensor* const> inputs, std::span<Tensor* const> outputs) override {
     try {

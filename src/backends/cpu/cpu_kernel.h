@@ -6,6 +6,7 @@
 
 #include <memory>
 #include <span>
+#include <string>
 
 #include "ir/op_registry.h"
 
@@ -27,6 +28,9 @@ class CpuKernel {
   // True when run() replaces its output by a view of input 0 (Reshape & co.): the executor then
   // plans no memory for the output and keeps the input's alive as long as the view.
   virtual bool output_aliases_input() const { return false; }
+  // The library implementation prepared, where one runs (oneDNN's impl_info_str: "jit:avx2",
+  // "ref:any", ...); empty otherwise. For profiles and tests.
+  virtual std::string implementation() const { return {}; }
   virtual void set_workspace(std::byte* workspace) {}
   // Output 0 as a slice of a larger tensor (the executor's Concat in place): batch item n is
   // written `elements` after item n - 1 instead of right after it. Only where supported.
