@@ -44,7 +44,7 @@ struct Args {
   bool ncu_range = false;
   // A/B switches for this session's build features (the JSON "without" field lists those off).
   bool direct_stem = true, concurrent = true, concat_in_place = true, cublaslt = true, cudnn_int8 = true, cudnn_int8_copy = true,
-       int8_residual = false, int8_pools = true, stem_conversions = false, stem_s2d = false;
+       int8_residual = false, int8_pools = true, stem_conversions = false, stem_s2d = true;
   bool pdl = true, pdl_ab = false;  // programmatic launch; --pdl-ab: also time the same engine without
   bool fp16_stem = true;  // int8-fp16: the image stem on the direct FP16 kernel writing int8 (--int8-stem: INT8)
   // Time the whole detection path on the GPU: letterbox from uint8 1080x810 RGB images already in
@@ -71,7 +71,7 @@ int usage(const char* msg) {
       "[--no-bytes-stem] [--fp16-image-stem]] [--graph]\n"
       "       [--layout auto|nchw|nhwc] [--iters N] [--warmup N] [--unfused] [--no-fp32-tail] [--heuristic]\n"
       "       [--legacy-conv] [--no-cudnn-fusion] [--no-direct-stem] [--one-stream] [--no-concat-in-place]\n"
-      "       [--no-cublaslt] [--no-cudnn-int8] [--no-cudnn-int8-copy] [--int8-plans N] [--int8-residual] [--no-int8-pools] [--stem-conversions] [--stem-s2d] "
+      "       [--no-cublaslt] [--no-cudnn-int8] [--no-cudnn-int8-copy] [--int8-plans N] [--int8-residual] [--no-int8-pools] [--stem-conversions] [--no-stem-s2d] "
       "[--int8-stem] [--no-pdl] [--pdl-ab]\n"
       "       [--summary] [--profile] [--json] [--ncu-range]\n",
       msg);
@@ -293,8 +293,8 @@ int main(int argc, char** argv) {
       a.int8_pools = false;
     else if (s == "--stem-conversions")
       a.stem_conversions = true;
-    else if (s == "--stem-s2d")
-      a.stem_s2d = true;
+    else if (s == "--no-stem-s2d")
+      a.stem_s2d = false;
     else if (s == "--int8-stem")
       a.fp16_stem = false;
     else if (s == "--no-pdl")
@@ -549,7 +549,7 @@ int main(int argc, char** argv) {
                 a.cudnn_graph ? (a.cudnn_fusion ? "graph" : "graph-unfused") : "legacy", a.prepost ? "true" : "false",
                 n_int8, cost.conv_macs / 1e9, cost.int8_macs / 1e9, cost.bytes / 1e9, pdl_on ? "true" : "false", median_no_pdl,
                 ((a.direct_stem ? "" : " direct-stem") + std::string(a.concurrent ? "" : " concurrency") +
-                 (a.concat_in_place ? "" : " concat-in-place") + (a.cublaslt ? "" : " cublaslt") + (a.cudnn_int8 ? "" : " cudnn-int8") + (a.cudnn_int8_copy ? "" : " cudnn-int8-copy") + (a.int8_plans > 0 ? " int8-plans=" + std::to_string(a.int8_plans) : std::string()) + (a.int8_residual ? " +int8-residual" : "") + (a.int8_pools ? "" : " int8-pools") + (a.stem_conversions ? " +stem-conversions" : "") + (a.stem_s2d ? " +stem-s2d" : "") + (a.fp16_stem ? "" : " fp16-stem")).c_str());
+                 (a.concat_in_place ? "" : " concat-in-place") + (a.cublaslt ? "" : " cublaslt") + (a.cudnn_int8 ? "" : " cudnn-int8") + (a.cudnn_int8_copy ? "" : " cudnn-int8-copy") + (a.int8_plans > 0 ? " int8-plans=" + std::to_string(a.int8_plans) : std::string()) + (a.int8_residual ? " +int8-residual" : "") + (a.int8_pools ? "" : " int8-pools") + (a.stem_conversions ? " +stem-conversions" : "") + (a.stem_s2d ? "" : " stem-s2d") + (a.fp16_stem ? "" : " fp16-stem")).c_str());
     std::fprintf(stderr, "%s b%d %s: %.1f of %.1f GMAC in INT8 convs\n", a.model.c_str(), a.batch, prec,
                  cost.int8_macs / 1e9, cost.conv_macs / 1e9);
   } else {

@@ -157,7 +157,8 @@ run() {
     timeout 300 "$q/bin/bench_cudnn_int8" --batch "$QYOLO_PROBE_BATCH" 2>&1 | tee "$out/probe.txt"
   fi
   if has ncu; then
-    # Nsight Compute on a few kernels of yolov5s b32 fp16 (QYOLO_NCU_KERNELS: a kernel-name regex).
+    # Nsight Compute on a few kernels of yolov5s b32 fp16 (QYOLO_NCU_KERNELS: a kernel-name regex;
+    # QYOLO_NCU_ARGS: bench_gpu's precision options instead of "--precision fp16").
     echo "== ncu (${QYOLO_NCU_KERNELS:=conv_stem|yolo_decode})"
     local ncu_bin
     ncu_bin=$(command -v ncu || ls /usr/local/cuda/bin/ncu 2>/dev/null)
@@ -165,7 +166,7 @@ run() {
       timeout 240 "$ncu_bin" --kernel-name "regex:$QYOLO_NCU_KERNELS" --launch-count "${QYOLO_NCU_COUNT:-4}" \
         --section SpeedOfLight --section MemoryWorkloadAnalysis --section Occupancy --section LaunchStats \
         --section WarpStateStats --section SchedulerStats \
-        "$q/bin/bench_gpu" "$q/models/yolov5s-b32.onnx" --batch 32 --precision fp16 --iters 2 --warmup 1 \
+        "$q/bin/bench_gpu" "$q/models/yolov5s-b32.onnx" --batch 32 ${QYOLO_NCU_ARGS:---precision fp16} --iters 2 --warmup 1 \
         > "$out/ncu.txt" 2>&1
       grep -E "^  [a-z_]+.*\(|Duration|Memory Throughput|DRAM Throughput|Compute \(SM\) Throughput|Achieved Occupancy|Registers Per|Issue Slots Busy|No Eligible|Stall" "$out/ncu.txt" | head -60
     else

