@@ -7,9 +7,9 @@
 // C channels, which are the output's rows: the decode is elementwise, no transpose. NCHW, each
 // (n, a, h) row is decoded channel by channel into a block and written out pixel-major.
 //
-// The AVX-512 sigmoid does the scalar exp_poly's operations in the same order, with no fused
-// multiply-add (this file is compiled with -ffp-contract=off, CMakeLists.txt): the same floats
-// on both paths (tested).
+// The AVX-512 and AVX2 sigmoids do the scalar exp_poly's operations in the same order, with no
+// fused multiply-add (this file is compiled with -ffp-contract=off, CMakeLists.txt): the same
+// floats on every path (tested).
 #include "ir/ops/yolo_decode.h"
 
 #include <immintrin.h>
@@ -81,6 +81,43 @@ QYOLO_AVX512 void sigmoid_avx512(const float* x, float* y, int64_t n) {
   }
 }
 
+#define QYOLO_AVX2 __attribute__((target("avx2")))  // no "fma": none to contract into
+
+// exp_poly on 8 lanes, as exp_poly16, with exp_poly's own 2^n from the exponent bits.
+QYOLO_AVX2 inline __m256 exp_poly8(__m256 x) {
+  x = _mm256_min_ps(_mm256_set1_ps(kExpHi), _mm256_max_ps(_mm256_set1_ps(kExpLo), x));
+  const __m256 t = _mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f));
+  const __m256 big = _mm256_set1_ps(12582912.f);
+  const __m256 n = _mm256_sub_ps(_mm256_add_ps(t, big), big);
+  __m256 r = _mm256_sub_ps(x, _mm256_mul_ps(n, _mm256_set1_ps(0.693359375f)));
+  r = _mm256_sub_ps(r, _mm256_mul_ps(n, _mm256_set1_ps(-2.12194440e-4f)));
+  __m256 p = _mm256_set1_ps(1.9875691500e-4f);
+  p = _mm256_add_ps(_mm256_mul_ps(p, r), _mm256_set1_ps(1.3981999507e-3f));
+  p = _mm256_add_ps(_mm256_mul_ps(p, r), _mm256_set1_ps(8.3334519073e-3f));
+  p = _mm256_add_ps(_mm256_mul_ps(p, r), _mm256_set1_ps(4.1665795894e-2f));
+  p = _mm256_add_ps(_mm256_mul_ps(p, r), _mm256_set1_ps(1.6666665459e-1f));
+  p = _mm256_add_ps(_mm256_mul_ps(p, r), _mm256_set1_ps(5.0000001201e-1f));
+  const __m256 y =
+      _mm256_add_ps(_mm256_add_ps(_mm256_mul_ps(_mm256_mul_ps(p, r), r), r), _mm256_set1_ps(1.f));
+  const __m256i bits = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+  return _mm256_mul_ps(y, _mm256_castsi256_ps(bits));
+}
+
+QYOLO_AVX2 inline __m256 sigmoid8(__m256 x) {
+  const __m256 one = _mm256_set1_ps(1.f);
+  return _mm256_div_ps(one, _mm256_add_ps(one, exp_poly8(_mm256_xor_ps(x, _mm256_set1_ps(-0.f)))));
+}
+
+QYOLO_AVX2 void sigmoid_avx2(const float* x, float* y, int64_t n) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, sigmoid8(_mm256_loadu_ps(x + i)));
+  if (i < n) {  // lanes below n - i (the sign bits of m): maskload / maskstore touch no others
+    const __m256i m = _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(n - i)),
+                                         _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+    _mm256_maskstore_ps(y + i, m, sigmoid8(_mm256_maskload_ps(x + i, m)));
+  }
+}
+
 using SigmoidFn = void (*)(const float*, float*, int64_t);
 
 class CpuYoloDecode final : public CpuKernel {
@@ -94,7 +131,9 @@ class CpuYoloDecode final : public CpuKernel {
     if (channels_last_ && inputs[0]->dtype != DataType::kFloat32)
       return internal_error(node.describe() + ": a channels-last input must be float32");
     out_batch_stride_ = a_.num_anchors * a_.h * a_.w * a_.channels;
-    sigmoid_ = __builtin_cpu_supports("avx512f") ? sigmoid_avx512 : sigmoid_scalar;
+    sigmoid_ = __builtin_cpu_supports("avx512f") ? sigmoid_avx512
+               : __builtin_cpu_supports("avx2")  ? sigmoid_avx2
+                                                 : sigmoid_scalar;
     return Status::ok();
   }
 
