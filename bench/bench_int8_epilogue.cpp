@@ -1,9 +1,10 @@
-// Times the CPU INT8 epilogues (src/backends/cpu/int8_epilogue.h) on one thread, AVX-512 against
-// the scalar reference, on a yolov5n-sized layer (160 x 160 pixels x 32 channels) of SiLU
-// pre-activations drawn like a conv's (normal, sd 3, a tail to +-40), and checks that both give the
-// same integers (exit status 1 where not). Prints ns per value (best of `runs`). PIXELS=2048 makes
-// the layer small enough for the L2: the same ns per value there says the epilogue is bound by its
-// arithmetic, not by reading the float pre-activation (docs/cpu-int8.md, session 16).
+// Times the CPU INT8 epilogues (src/backends/cpu/int8_epilogue.h) on one thread, the CPU's widest
+// (AVX-512 or AVX2) against the scalar reference, on a yolov5n-sized layer (160 x 160 pixels x 32
+// channels) of SiLU pre-activations drawn like a conv's (normal, sd 3, a tail to +-40), and checks
+// that both give the same integers (exit status 1 where not). Prints ns per value (best of `runs`).
+// PIXELS=2048 makes the layer small enough for the L2: the same ns per value there says the
+// epilogue is bound by its arithmetic, not by reading the float pre-activation (docs/cpu-int8.md,
+// session 16).
 //   [PIXELS=N] bench_int8_epilogue [runs]
 #include <algorithm>
 #include <chrono>
@@ -60,17 +61,23 @@ int main(int argc, char** argv) {
   std::vector<int8_t> q_fast(n), q_ref(n);
   struct Case {
     const char* what;
-    bool silu, multiply, float_residual, int8_residual;
+    bool silu, multiply, float_residual, int8_residual, quantize = false, planes = false;
   };
   const Case cases[] = {{"requantize silu", true, false, false, false},
                         {"requantize silu + int8 residual", true, false, false, true},
                         {"activation_quantize silu x m", true, true, false, false},
                         {"activation_quantize silu + float residual", true, false, true, false},
-                        {"requantize sigmoid", false, false, false, false}};
+                        {"requantize sigmoid", false, false, false, false},
+                        {"quantize (a conv's input)", false, false, false, false, true},
+                        {"quantize_3planes (the image, per value)", false, false, false, false, true, true}};
   int mismatched = 0;
   for (const Case& c : cases) {
     auto run = [&](const cpu::Int8Epilogue& e, std::vector<int8_t>& q) {
-      if (c.multiply || c.float_residual)
+      if (c.planes)
+        e.quantize_3planes(v.data(), n / 3, 0.3f, q.data(), n / 3);
+      else if (c.quantize)
+        e.quantize(v.data(), 0.3f, zp, q.data(), n);
+      else if (c.multiply || c.float_residual)
         e.activation_quantize(v.data(), c.float_residual ? residual.data() : nullptr,
                               c.multiply ? m_ext.data() : nullptr, kChannels, 0, s_y, zp, c.silu, q.data(),
                               n);

@@ -66,7 +66,7 @@ void expect_requantize_exact(const cpu::Int8Epilogue& e, const std::vector<float
 
 TEST(Int8Epilogue, RequantizeGivesTheFloatPathsIntegers) {
   std::mt19937 rng(7);
-  for (const cpu::Int8Epilogue& e : {cpu::scalar_int8_epilogue(), cpu::best_int8_epilogue()}) {
+  for (const cpu::Int8Epilogue& e : cpu::int8_epilogues()) {
     for (bool silu : {true, false}) {
       const float s_y = silu ? 0.0731f : 0.00391f;
       std::vector<float> v = boundary_inputs(s_y, silu);
@@ -113,10 +113,12 @@ TEST(Int8Epilogue, QuantizeRoundsHalfToEvenAndSaturates) {
   std::mt19937 rng(3);
   std::uniform_real_distribution<float> d(-40.f, 40.f);
   for (int i = 0; i < 3000; ++i) x.push_back(d(rng));
-  x.push_back(std::nanf(""));  // -> 0, like quantize_int8 (quant_params.h)
-  x.push_back(std::numeric_limits<float>::infinity());
-  x.push_back(-std::numeric_limits<float>::infinity());
-  for (const cpu::Int8Epilogue& e : {cpu::scalar_int8_epilogue(), cpu::best_int8_epilogue()}) {
+  // NaN -> 0, like quantize_int8 (quant_params.h); these in the vector loops (first) and the tails.
+  const float special[] = {std::nanf(""), std::numeric_limits<float>::infinity(),
+                           -std::numeric_limits<float>::infinity()};
+  x.insert(x.begin(), std::begin(special), std::end(special));
+  x.insert(x.end(), std::begin(special), std::end(special));
+  for (const cpu::Int8Epilogue& e : cpu::int8_epilogues()) {
     for (int32_t zp : {0, -100, -128, 60}) {
       std::vector<int8_t> q(x.size());
       e.quantize(x.data(), s, zp, q.data(), static_cast<int64_t>(x.size()));
@@ -135,10 +137,11 @@ TEST(Int8Epilogue, QuantizeRoundsHalfToEvenAndSaturates) {
       }
     }
   }
-  // Where the CPU has AVX-512 the vector path must be the one chosen.
-  if (__builtin_cpu_supports("avx512f")) {
-    EXPECT_STREQ(cpu::best_int8_epilogue().isa, "avx512");
-  }
+  // The widest vector path the CPU has must be the one chosen.
+  const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  EXPECT_STREQ(cpu::best_int8_epilogue().isa,
+               __builtin_cpu_supports("avx512f") ? "avx512" : (avx2 ? "avx2" : "scalar"));
+  EXPECT_STREQ(cpu::int8_epilogues().front().isa, "scalar");
 }
 
 // Next to the half-integers of x / s for a scale that is no power of two, x / s and x * (1 / s)
@@ -151,7 +154,7 @@ TEST(Int8Epilogue, QuantizeDividesNextToHalfIntegers) {
       for (int d = 0; d < 4; ++d) v = std::nextafter(v, -1e9f);
       for (int d = 0; d < 9; ++d, v = std::nextafter(v, 1e9f)) x.push_back(v);
     }
-    for (const cpu::Int8Epilogue& e : {cpu::scalar_int8_epilogue(), cpu::best_int8_epilogue()}) {
+    for (const cpu::Int8Epilogue& e : cpu::int8_epilogues()) {
       std::vector<int8_t> q(x.size());
       e.quantize(x.data(), s, 0, q.data(), static_cast<int64_t>(x.size()));
       size_t wrong = 0;
@@ -176,7 +179,7 @@ TEST(Int8Epilogue, QuantizeThreePlanesInterleavesChannels) {
     for (int d = static_cast<int>(i % 7); d < 3; ++d) v = std::nextafter(v, -1e9f);
     x[i] = v;
   }
-  for (const cpu::Int8Epilogue& e : {cpu::scalar_int8_epilogue(), cpu::best_int8_epilogue()}) {
+  for (const cpu::Int8Epilogue& e : cpu::int8_epilogues()) {
     std::vector<int8_t> q(x.size(), 99);
     e.quantize_3planes(x.data(), n, s, q.data(), n);
     size_t wrong = 0;
@@ -198,7 +201,7 @@ TEST(Int8Epilogue, FloatActivationIsWithinTwoUlpsOfExpfFormula) {
     v.push_back(i % 3 ? near(rng) : d(rng));
     r.push_back(near(rng));
   }
-  for (const cpu::Int8Epilogue& e : {cpu::scalar_int8_epilogue(), cpu::best_int8_epilogue()}) {
+  for (const cpu::Int8Epilogue& e : cpu::int8_epilogues()) {
     for (bool silu : {true, false}) {
       const std::vector<float>* with_residual = &r;
       for (const std::vector<float>* res : {static_cast<const std::vector<float>*>(nullptr), with_residual}) {
@@ -227,7 +230,7 @@ TEST(Int8Epilogue, FloatActivationIsWithinTwoUlpsOfExpfFormula) {
 TEST(Int8Epilogue, ActivationQuantizeEqualsThePassesInTurn) {
   std::mt19937 rng(13);
   std::uniform_real_distribution<float> wide(-90.f, 90.f), narrow(-6.f, 6.f), mul(0.3f, 3.f);
-  for (const cpu::Int8Epilogue& e : {cpu::scalar_int8_epilogue(), cpu::best_int8_epilogue()}) {
+  for (const cpu::Int8Epilogue& e : cpu::int8_epilogues()) {
     for (bool silu : {true, false}) {
       const float s_y = silu ? 0.0731f : 0.00391f;
       for (int64_t channels : {3, 16, 24, 64}) {
@@ -284,7 +287,7 @@ TEST(Int8Epilogue, ActivationQuantizeEqualsThePassesInTurn) {
 // half-integers of s_y, for residuals that leave the sum small while the activation is large (the
 // fast decision's error is relative to the activation, not to the sum).
 TEST(Int8Epilogue, ActivationQuantizeWithAResidualOnItsBoundaries) {
-  for (const cpu::Int8Epilogue& e : {cpu::scalar_int8_epilogue(), cpu::best_int8_epilogue()}) {
+  for (const cpu::Int8Epilogue& e : cpu::int8_epilogues()) {
     for (bool silu : {true, false}) {
       const float s_y = silu ? 0.0731f : 0.00391f;
       std::vector<float> v, r;
@@ -310,13 +313,40 @@ TEST(Int8Epilogue, ActivationQuantizeWithAResidualOnItsBoundaries) {
   }
 }
 
+// Off AVX-512 (scalar, AVX2) activation_float is the expf formula, bit for bit, so that every
+// function gives the scalar path's results (activation_quantize the integers of activation_float
+// and quantize, the test above) and a network the scalar build's detections.
+TEST(Int8Epilogue, ActivationFloatOffAvx512IsTheScalarFormulaBitForBit) {
+  std::mt19937 rng(17);
+  std::uniform_real_distribution<float> d(-100.f, 100.f), near(-8.f, 8.f);
+  std::vector<float> v, r;
+  for (int i = 0; i < 20011; ++i) {
+    v.push_back(i % 3 ? near(rng) : d(rng));
+    r.push_back(near(rng));
+  }
+  const int64_t n = static_cast<int64_t>(v.size());
+  for (const cpu::Int8Epilogue& e : cpu::int8_epilogues()) {
+    if (std::string(e.isa) == "avx512") continue;
+    for (bool silu : {true, false}) {
+      for (const float* res : {static_cast<const float*>(nullptr), static_cast<const float*>(r.data())}) {
+        std::vector<float> want(v.size()), got(v.size());
+        cpu::scalar_int8_epilogue().activation_float(v.data(), res, silu, want.data(), n);
+        e.activation_float(v.data(), res, silu, got.data(), n);
+        EXPECT_EQ(std::memcmp(want.data(), got.data(), want.size() * sizeof(float)), 0)
+            << e.isa << (silu ? " silu" : " sigmoid") << (res ? " +residual" : "");
+      }
+    }
+  }
+}
+
 // The AVX-512 activation_float is Cephes' polynomial with FMAs (int8_epilogue.cpp's poly_exp16),
 // whose 2^n it takes from scalef: its floats must be the polynomial's with 2^n built in the
 // exponent bits (as it was first written, and as the integers of the equalised convs were
-// measured), bit for bit, here on a sweep over all float bit patterns.
+// measured), bit for bit, here on a sweep over all float bit patterns. (The only vector
+// activation_float: AVX2's is the scalar formula, the test above.)
 TEST(Int8Epilogue, VectorActivationIsTheFmaPolynomialBitForBit) {
   const cpu::Int8Epilogue e = cpu::best_int8_epilogue();
-  if (std::string(e.isa) != "avx512") GTEST_SKIP() << "no AVX-512";
+  if (std::string(e.isa) != "avx512") GTEST_SKIP() << "no AVX-512 (the only polynomial activation_float)";
   auto exp_bits = [](float x) {  // poly_exp16 lane by lane, std::fma for each fused multiply-add
     x = std::min(88.f, std::max(-88.f, x));
     const float n = std::floor(std::fma(x, 1.44269504f, 0.5f));

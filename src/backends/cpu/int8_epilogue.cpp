@@ -12,14 +12,11 @@
 #include <cmath>
 
 #include "backends/cpu/float_math.h"
+#include "backends/cpu/int8_epilogue_internal.h"
 
 namespace qyolo::cpu {
 
 namespace {
-
-using cpu::exp_poly;  // Cephes' expf polynomial (relative error < 3e-7), as the Sigmoid kernel's
-
-constexpr float kBoundaryBand = 1e-3f;  // |frac(y / s_y) - 0.5| below this: recompute with expf
 
 // NaN -> 0 (the zero point), as quantize_int8 (quant_params.h); zp != 0: the asymmetric grid.
 float clamp_round(float t, int32_t zp = 0) {
@@ -35,6 +32,10 @@ float exact_activation(float v, const int8_t* r, int64_t j, float s_r, bool silu
   return out;
 }
 
+}  // namespace
+
+namespace int8_detail {
+
 void quantize_scalar(const float* x, float scale, int32_t zp, int8_t* q, int64_t n) {
   // x / scale, not x * (1 / scale): the rounding of ONNX QuantizeLinear (ONNX Runtime, TensorRT).
   for (int64_t i = 0; i < n; ++i) q[i] = static_cast<int8_t>(clamp_round(x[i] / scale, zp));
@@ -48,7 +49,7 @@ void quantize_3planes_scalar(const float* x, int64_t plane, float scale, int8_t*
 void requantize_scalar(const float* v, const int8_t* r, float s_r, float s_y, int32_t zp, bool silu,
                        int8_t* q, int64_t n) {
   for (int64_t j = 0; j < n; ++j) {
-    float y = (silu ? v[j] : 1.f) / (1.f + exp_poly(-v[j], -88.f, 88.f));
+    float y = (silu ? v[j] : 1.f) / (1.f + exp_poly(-v[j], -88.f, 88.f));  // Cephes' expf polynomial
     if (r) y += s_r * static_cast<float>(r[j]);
     const float t = y / s_y;
     if (std::fabs(std::fabs(t - std::nearbyint(t)) - 0.5f) < kBoundaryBand)
@@ -78,32 +79,31 @@ void activation_quantize_scalar(const float* v, const float* r, const float* m_e
   }
 }
 
+}  // namespace int8_detail
+
+namespace {
+
+using namespace int8_detail;
+
 #define QYOLO_AVX512 __attribute__((target("avx512f")))
 
 QYOLO_AVX512 inline __m512 round_nearest(__m512 t) {
   return _mm512_roundscale_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
 }
 
-// The grid's integer offset and lowest code: zero point 0 -> [-127, 127], else + zp in [-128, 127].
-struct Grid16 {
-  float zp, lowest;
-  explicit Grid16(int32_t zero_point)
-      : zp(static_cast<float>(zero_point)), lowest(zero_point == 0 ? -127.f : -128.f) {}
-};
-
 // 16 integral floats -> 16 int8: + zp, clamped to [lowest, 127], NaN -> zp.
-QYOLO_AVX512 inline __m128i to_int8(__m512 rounded, const Grid16& g) {
+QYOLO_AVX512 inline __m128i to_int8(__m512 rounded, const Grid& g) {
   rounded = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(rounded, rounded, _CMP_ORD_Q), rounded);
   rounded = _mm512_add_ps(rounded, _mm512_set1_ps(g.zp));
   const __m512 c = _mm512_min_ps(_mm512_set1_ps(127.f), _mm512_max_ps(_mm512_set1_ps(g.lowest), rounded));
   return _mm512_cvtsepi32_epi8(_mm512_cvtps_epi32(c));
 }
-QYOLO_AVX512 inline void store_int8(int8_t* q, __m512 rounded, const Grid16& g) {
+QYOLO_AVX512 inline void store_int8(int8_t* q, __m512 rounded, const Grid& g) {
   _mm_storeu_si128(reinterpret_cast<__m128i*>(q), to_int8(rounded, g));
 }
 // The same for values known finite: + zp, min 127 before the conversion, the saturating narrowing
 // and a max after it.
-QYOLO_AVX512 inline __m128i to_int8_finite(__m512 rounded, const Grid16& g) {
+QYOLO_AVX512 inline __m128i to_int8_finite(__m512 rounded, const Grid& g) {
   const __m512 t = _mm512_min_ps(_mm512_add_ps(rounded, _mm512_set1_ps(g.zp)), _mm512_set1_ps(127.f));
   return _mm_max_epi8(_mm512_cvtsepi32_epi8(_mm512_cvtps_epi32(t)),
                       _mm_set1_epi8(static_cast<char>(static_cast<int>(g.lowest))));
@@ -112,7 +112,7 @@ QYOLO_AVX512 inline __m128i to_int8_finite(__m512 rounded, const Grid16& g) {
 // to_int8_finite for loops specialised on the grid: on an asymmetric one (zero point != 0) the
 // lowest code is -128, which the saturating narrowing already gives, so the max is left out.
 template <bool ASYM>
-QYOLO_AVX512 inline __m128i to_int8_finite_on(__m512 rounded, const Grid16& g) {
+QYOLO_AVX512 inline __m128i to_int8_finite_on(__m512 rounded, const Grid& g) {
   if constexpr (ASYM)
     return _mm512_cvtsepi32_epi8(
         _mm512_cvtps_epi32(_mm512_min_ps(_mm512_add_ps(rounded, _mm512_set1_ps(g.zp)), _mm512_set1_ps(127.f))));
@@ -153,44 +153,21 @@ QYOLO_AVX512 inline __m512 quantize16(const float* x, __m512 s, __m512 inv) {
 
 QYOLO_AVX512 void quantize_avx512(const float* x, float scale, int32_t zp, int8_t* q, int64_t n) {
   const __m512 s = _mm512_set1_ps(scale), inv = _mm512_set1_ps(1.f / scale);
-  const Grid16 g(zp);
+  const Grid g(zp);
   int64_t i = 0;
   for (; i + 16 <= n; i += 16) store_int8(q + i, quantize16(x + i, s, inv), g);
   quantize_scalar(x + i, scale, zp, q + i, n - i);
 }
 
-// pshufb masks interleaving three 16-byte channels into 48 bytes: block j, channel c, byte t
-// takes pixel (16 j + t) / 3 of channel c where (16 j + t) % 3 == c, else zero (0x80).
-struct Interleave3 {
-  alignas(16) int8_t m[3][3][16] = {};
-  constexpr Interleave3() {
-    for (int j = 0; j < 3; ++j)
-      for (int c = 0; c < 3; ++c)
-        for (int t = 0; t < 16; ++t) {
-          const int k = 16 * j + t;
-          m[j][c][t] = k % 3 == c ? static_cast<int8_t>(k / 3) : static_cast<int8_t>(0x80);
-        }
-  }
-};
-
 QYOLO_AVX512 void quantize_3planes_avx512(const float* x, int64_t plane, float scale, int8_t* q, int64_t n) {
-  static constexpr Interleave3 masks;
   const __m512 s = _mm512_set1_ps(scale), inv = _mm512_set1_ps(1.f / scale);
-  const Grid16 g(0);
-  __m128i m[3][3];
-  for (int j = 0; j < 3; ++j)
-    for (int c = 0; c < 3; ++c) m[j][c] = _mm_load_si128(reinterpret_cast<const __m128i*>(masks.m[j][c]));
+  const Grid g(0);
   int64_t i = 0;
   for (; i + 16 <= n; i += 16) {
     const __m128i ch[3] = {to_int8(quantize16(x + i, s, inv), g),
                            to_int8(quantize16(x + plane + i, s, inv), g),
                            to_int8(quantize16(x + 2 * plane + i, s, inv), g)};
-    for (int j = 0; j < 3; ++j) {
-      const __m128i out =
-          _mm_or_si128(_mm_or_si128(_mm_shuffle_epi8(ch[0], m[j][0]), _mm_shuffle_epi8(ch[1], m[j][1])),
-                       _mm_shuffle_epi8(ch[2], m[j][2]));
-      _mm_storeu_si128(reinterpret_cast<__m128i*>(q + 3 * i + 16 * j), out);
-    }
+    store_interleaved3(ch, q + 3 * i);
   }
   quantize_3planes_scalar(x + i, plane, scale, q + 3 * i, n - i);
 }
@@ -234,8 +211,8 @@ QYOLO_AVX512 inline __m512 exp_neg_fast16(__m512 x) {
 // With a residual the first term may exceed the sum by far: the full polynomial and an absolute
 // band of 1e-3, as before.
 template <bool SILU, bool RES, bool ASYM>
-QYOLO_AVX512 int64_t requantize_loop(const float* v, const int8_t* r, float s_r, float s_y, Grid16 g,
-                                     int8_t* q, int64_t n) {
+QYOLO_AVX512 int64_t requantize_loop(const float* v, const int8_t* r, float s_r, float s_y, Grid g, int8_t* q,
+                                     int64_t n) {
   const __m512 one = _mm512_set1_ps(1.f), edge = _mm512_set1_ps(0.5f - kBoundaryBand);
   // (x / s_y) / (1 + e) and r * (s_r / s_y) instead of (x / (1 + e) + s_r r) / s_y: within 1e-4
   // of it for |y / s_y| <= 128, far inside the band that sends an element to the exact formula.
@@ -275,8 +252,8 @@ QYOLO_AVX512 int64_t requantize_loop(const float* v, const int8_t* r, float s_r,
 
 QYOLO_AVX512 void requantize_avx512(const float* v, const int8_t* r, float s_r, float s_y, int32_t zp,
                                     bool silu, int8_t* q, int64_t n) {
-  const Grid16 g(zp);
-  using Loop = int64_t (*)(const float*, const int8_t*, float, float, Grid16, int8_t*, int64_t);
+  const Grid g(zp);
+  using Loop = int64_t (*)(const float*, const int8_t*, float, float, Grid, int8_t*, int64_t);
   static constexpr Loop kLoops[2][2][2] = {
       {{requantize_loop<false, false, false>, requantize_loop<false, false, true>},
        {requantize_loop<false, true, false>, requantize_loop<false, true, true>}},
@@ -302,7 +279,7 @@ QYOLO_AVX512 void activation_float_avx512(const float* v, const float* r, bool s
 // activation_float_avx512, the multiplier and quantize_avx512 on 16 values in registers (the
 // same operations in the same order): the integers activation_quantize defines.
 QYOLO_AVX512 inline void activation_quantize16(const float* v, const float* r, const float* m, __m512 s,
-                                               __m512 inv, const Grid16& g, bool silu, int8_t* q) {
+                                               __m512 inv, const Grid& g, bool silu, int8_t* q) {
   const __m512 one = _mm512_set1_ps(1.f), x = _mm512_loadu_ps(v);
   __m512 y =
       _mm512_div_ps(silu ? x : one, _mm512_add_ps(one, poly_exp16(_mm512_sub_ps(_mm512_setzero_ps(), x))));
@@ -324,7 +301,7 @@ QYOLO_AVX512 inline void activation_quantize16(const float* v, const float* r, c
 // a lambda is not compiled for AVX-512 (clang refuses to pass it __m512 values).
 QYOLO_AVX512 void recompute_exactly(const int64_t* pending, int np, const float* v, const float* r,
                                     const float* m_ext, int64_t channels, int64_t first, __m512 s, __m512 inv,
-                                    const Grid16& g, bool silu, int8_t* q) {
+                                    const Grid& g, bool silu, int8_t* q) {
   for (int k = 0; k < np; ++k) {
     const int64_t j = pending[k];
     activation_quantize16(v + j, r ? r + j : nullptr, m_ext ? m_ext + (first + j) % channels : nullptr, s, inv,
@@ -332,18 +309,12 @@ QYOLO_AVX512 void recompute_exactly(const int64_t* pending, int np, const float*
   }
 }
 
-// The channel of the next 16 channels-last values: a loop-carried index, so no division where avoidable.
-inline void next_channel(int64_t& c, int64_t channels) {
-  c += 16;
-  if (c >= channels) c = channels >= 16 ? c - channels : c % channels;
-}
-
 // The loop of activation_quantize_avx512 (see there) with a multiplier (MULT) or a residual (RES)
 // or neither, one copy per activation, operand and grid so that the loop carries no test of them.
 // Returns the values done (whole vectors); `c` (the channel of value i) is advanced with them.
 template <bool SILU, bool MULT, bool RES, bool ASYM>
 QYOLO_AVX512 int64_t decide_fast(const float* v, const float* r, const float* m_ext, int64_t channels,
-                                 int64_t first, int64_t& c, float s_y, Grid16 g, int8_t* q, int64_t n) {
+                                 int64_t first, int64_t& c, float s_y, Grid g, int8_t* q, int64_t n) {
   static_assert(!(MULT && RES), "a multiplier and a residual together take the exact loop");
   const __m512 one = _mm512_set1_ps(1.f), s = _mm512_set1_ps(s_y), inv = _mm512_set1_ps(1.f / s_y);
   const __m512 rel = _mm512_set1_ps(-2e-5f), edge = _mm512_set1_ps(0.5f - 3e-5f);
@@ -358,7 +329,7 @@ QYOLO_AVX512 int64_t decide_fast(const float* v, const float* r, const float* m_
     if constexpr (RES) y = _mm512_add_ps(a, _mm512_loadu_ps(r + i));
     if constexpr (MULT) {
       y = _mm512_mul_ps(y, _mm512_loadu_ps(m_ext + c));
-      next_channel(c, channels);
+      next_channel(c, channels, 16);
     }
     const __m512 t = _mm512_mul_ps(y, inv);
     const __m512 rounded = round_nearest(t);
@@ -399,17 +370,17 @@ QYOLO_AVX512 void activation_quantize_avx512(const float* v, const float* r, con
                                              int64_t channels, int64_t first, float s_y, int32_t zp,
                                              bool silu, int8_t* q, int64_t n) {
   const __m512 s = _mm512_set1_ps(s_y), inv = _mm512_set1_ps(1.f / s_y);
-  const Grid16 g(zp);
+  const Grid g(zp);
   int64_t c = first % channels, i = 0;
   if (r && m_ext) {  // both (no caller): the exact path throughout
     for (; i + 16 <= n; i += 16) {
       activation_quantize16(v + i, r + i, m_ext + c, s, inv, g, silu, q + i);
-      next_channel(c, channels);
+      next_channel(c, channels, 16);
     }
   } else {
     // One copy of the loop per activation, operand (multiplier, residual or neither) and grid.
     using Fast = int64_t (*)(const float*, const float*, const float*, int64_t, int64_t, int64_t&, float,
-                             Grid16, int8_t*, int64_t);
+                             Grid, int8_t*, int64_t);
     static constexpr Fast kFast[2][3][2] = {
         {{decide_fast<false, false, false, false>, decide_fast<false, false, false, true>},
          {decide_fast<false, true, false, false>, decide_fast<false, true, false, true>},
@@ -430,11 +401,17 @@ Int8Epilogue scalar_int8_epilogue() {
           quantize_3planes_scalar, activation_quantize_scalar, "scalar"};
 }
 
-Int8Epilogue best_int8_epilogue() {
+std::vector<Int8Epilogue> int8_epilogues() {
+  std::vector<Int8Epilogue> out = {scalar_int8_epilogue()};
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) out.push_back(avx2_int8_epilogue());
   if (__builtin_cpu_supports("avx512f"))
-    return {quantize_avx512,         requantize_avx512,          activation_float_avx512,
-            quantize_3planes_avx512, activation_quantize_avx512, "avx512"};
-  return scalar_int8_epilogue();
+    out.push_back({quantize_avx512, requantize_avx512, activation_float_avx512, quantize_3planes_avx512,
+                   activation_quantize_avx512, "avx512"});
+  return out;
+}
+
+Int8Epilogue best_int8_epilogue() {
+  return int8_epilogues().back();
 }
 
 void scale_channels(float* y, int64_t outer, int64_t channels, int64_t inner, const float* m) {
