@@ -71,6 +71,9 @@ TEST(Int8Epilogue, RequantizeGivesTheFloatPathsIntegers) {
       const float s_y = silu ? 0.0731f : 0.00391f;
       std::vector<float> v = boundary_inputs(s_y, silu);
       ASSERT_GT(v.size(), 200u);
+      // Far beyond any conv's range (where a range reduction without a clamp loses the exp), in
+      // the vector loops, not their tails.
+      for (float x : {1e15f, 1e20f, 1e30f, 3e38f, -1e15f, -1e30f}) v.push_back(x);
       std::uniform_real_distribution<float> wide(-120.f, 120.f), narrow(-6.f, 6.f);
       for (int i = 0; i < 5000; ++i) v.push_back(i % 2 ? wide(rng) : narrow(rng));
       v.push_back(-200.f);  // exp overflows in the float path: 0
@@ -99,6 +102,29 @@ TEST(Int8Epilogue, RequantizeGivesTheFloatPathsIntegers) {
       }
       ASSERT_GT(vb.size(), 200u);
       expect_requantize_exact(e, vb, &rb, 0.0213f, s_y, silu);
+    }
+  }
+}
+
+// A NaN pre-activation gives the zero point (the float path's NaN, quantised), with or without a
+// residual: the vector loops must not clamp it into a number (a sigmoid's t would then be finite).
+TEST(Int8Epilogue, RequantizeNanGivesTheZeroPoint) {
+  std::vector<float> v(67, 1.5f);
+  for (size_t i = 0; i < v.size(); i += 3) v[i] = std::nanf("");
+  const std::vector<int8_t> r(v.size(), 37);
+  for (const cpu::Int8Epilogue& e : cpu::int8_epilogues()) {
+    for (bool silu : {true, false}) {
+      for (const int8_t* rp : {static_cast<const int8_t*>(nullptr), r.data()}) {
+        for (int32_t zp : {0, -128, 9}) {
+          std::vector<int8_t> q(v.size());
+          e.requantize_activation(v.data(), rp, 0.0213f, 0.0731f, zp, silu, q.data(),
+                                  static_cast<int64_t>(v.size()));
+          size_t wrong = 0;
+          for (size_t i = 0; i < v.size(); i += 3) wrong += q[i] != zp;
+          EXPECT_EQ(wrong, 0u) << e.isa << (silu ? " silu" : " sigmoid") << (rp ? " +residual" : "") << " zp "
+                               << zp;
+        }
+      }
     }
   }
 }

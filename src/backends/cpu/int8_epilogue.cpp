@@ -174,10 +174,12 @@ QYOLO_AVX512 void quantize_3planes_avx512(const float* x, int64_t plane, float s
 
 // exp(-v) to the polynomial's accuracy, for the requantisation only (its band absorbs the
 // difference from expf): poly_exp16's steps on r' = -r (fnmadd in place of fmadd, bit for bit
-// the same polynomial), 2^n by scalef (which saturates itself: only the overflow side needs a
-// clamp).
+// the same polynomial), 2^n by scalef. v is clamped to [-88, 88]: above 88 exp(-v) vanishes in
+// 1 + exp alike, and a huge v (from ~1e15) would leave the reduction's r unbounded, p infinite
+// and scalef(p, n) infinite too (a wrong 0 for SiLU's 127). NaN is kept (min / max return their
+// second operand then), so that the lane takes the exact formula (a sigmoid's t would not be NaN).
 QYOLO_AVX512 inline __m512 exp_neg16(__m512 v) {
-  v = _mm512_max_ps(v, _mm512_set1_ps(-88.f));
+  v = _mm512_min_ps(_mm512_set1_ps(88.f), _mm512_max_ps(_mm512_set1_ps(-88.f), v));
   const __m512 n = round_nearest(_mm512_mul_ps(v, _mm512_set1_ps(-1.44269504f)));
   __m512 rn = _mm512_fmadd_ps(n, _mm512_set1_ps(0.693359375f), v);  // -r
   rn = _mm512_fmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), rn);

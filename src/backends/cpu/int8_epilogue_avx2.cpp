@@ -70,10 +70,10 @@ QYOLO_AVX2 inline __m256 pow2i(__m256 n) {
   return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(k, _mm256_set1_epi32(127)), 23));
 }
 
-// exp_neg16 on 8 lanes (exp(-v) for the requantisation with a residual), clamped alike below
-// (above, pow2i's floor stands for scalef's saturation).
+// exp_neg16 on 8 lanes (exp(-v) for the requantisation with a residual), v clamped alike (so n in
+// [-127, 127]) and NaN kept.
 QYOLO_AVX2 inline __m256 exp_neg8(__m256 v) {
-  v = _mm256_max_ps(v, _mm256_set1_ps(-88.f));
+  v = _mm256_min_ps(_mm256_set1_ps(88.f), _mm256_max_ps(_mm256_set1_ps(-88.f), v));
   const __m256 n = round_nearest(_mm256_mul_ps(v, _mm256_set1_ps(-1.44269504f)));
   __m256 rn = _mm256_fmadd_ps(n, _mm256_set1_ps(0.693359375f), v);  // -r
   rn = _mm256_fmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), rn);
