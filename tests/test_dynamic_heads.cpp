@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 #include <random>
 
+#include "backends/cpu/conv2d_int8.h"
 #include "cli_runner.h"
 #include "head_models.h"
 #include "ir/graph.h"
@@ -254,7 +255,10 @@ TEST_F(DynamicHeads, Int8EngineFileRoundTripAtSeveralShapes) {
       }
       std::printf("  %s %s: INT8 max abs err %.4f of range %.3f\n", shape_str(s).c_str(), names[i].c_str(),
                   err, range);
-      EXPECT_LE(err, 0.05 * range) << names[i];
+      // Where the CPU halves the int8 weights (no VNNI: cpu::int8_conv_weight_adjust) their step
+      // doubles, and so may this bound (seen on an AVX2 EPYC: 5.8% of the range).
+      const double bound = cpu::int8_conv_weight_adjust() == 1.f ? 0.05 : 0.10;
+      EXPECT_LE(err, bound * range) << names[i];
     }
   }
   // Detect through the head description on the loaded engine at two sizes inside the profile.

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <random>
 
+#include "backends/cpu/conv2d_int8.h"
 #include "backends/cpu/cpu_executor.h"
 #include "calib/calib_cache.h"
 #include "calibration_support.h"
@@ -163,7 +164,8 @@ std::vector<double> ref_conv(const QTensor& x, float s_x, const ConvSpec& c, int
               const int64_t iy = oy * c.stride - c.pad + ky, ix = ox * c.stride - c.pad + kx;
               if (iy < 0 || ix < 0 || iy >= x.h || ix >= x.w) continue;
               acc +=
-                  (x.at(ci, iy, ix) - zp) * quantize_int8(c.w[((o * c.cin + ci) * c.k + ky) * c.k + kx], s_w);
+                  (x.at(ci, iy, ix) - zp) *
+                  cpu::int8_conv_effective_weight(quantize_int8(c.w[((o * c.cin + ci) * c.k + ky) * c.k + kx], s_w));
             }
         y[static_cast<size_t>((o * oh + oy) * ow + ox)] = static_cast<double>(s_x) * s_w * acc + c.b[o];
       }
@@ -454,6 +456,7 @@ INSTANTIATE_TEST_SUITE_P(
 // yolov5n end to end (minmax cache from 4 coco128 images): the int8-between-layers engine finds the
 // objects the float-between-layers INT8 engine finds, and those of FP32.
 TEST(Int8Dataflow, Yolov5nDetectionsAgree) {
+  QYOLO_REQUIRE_8BIT_INT8_WEIGHTS();
   QYOLO_REQUIRE_SHARED("models/yolov5n.onnx");
   QYOLO_REQUIRE_SHARED("data/coco128/images");
   const std::string model = (shared_dir() / "models/yolov5n.onnx").string();

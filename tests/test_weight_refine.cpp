@@ -16,6 +16,7 @@
 #include "quant/weight_refine.h"
 #include "qyolo/image.h"
 #include "runtime/engine_impl.h"
+#include "backends/cpu/conv2d_int8.h"
 #include "test_support.h"
 
 namespace fs = std::filesystem;
@@ -140,14 +141,19 @@ TEST(WeightClip, Int8ConvLowersTheClippedChannel) {
   ASSERT_TRUE((*(*plain)->create_context())->run(x, y_plain).is_ok());
   ASSERT_TRUE((*(*clipped)->create_context())->run(x, y_clip).is_ok());
   const float s0 = scale_from_amax(c.alpha0), s_max = scale_from_amax(c.m);
+  // The weight the CPU computes with for grid point q (q itself with VNNI; else the 7-bit grid).
+  auto as_computed = [](float q) { return static_cast<float>(cpu::int8_conv_effective_weight(static_cast<int8_t>(q))); };
   for (int p = 0; p < 63; ++p) {
-    EXPECT_NEAR(y_clip.data<float>()[p], c.w[static_cast<size_t>(p)], 1e-6) << p;  // exact grid weights
+    // Exact grid weights k s0.
+    EXPECT_NEAR(y_clip.data<float>()[p], as_computed(std::nearbyint(c.w[static_cast<size_t>(p)] / s0)) * s0, 1e-6)
+        << p;
     // Unclipped: k s0 on the grid of s_max rounds to k s_max, |k| * s0 / 199 away.
-    EXPECT_NEAR(y_plain.data<float>()[p], std::nearbyint(c.w[static_cast<size_t>(p)] / s_max) * s_max, 1e-6)
+    EXPECT_NEAR(y_plain.data<float>()[p], as_computed(std::nearbyint(c.w[static_cast<size_t>(p)] / s_max)) * s_max,
+                1e-6)
         << p;
   }
-  EXPECT_NEAR(y_clip.data<float>()[63], 127 * s0, 1e-6);  // the outlier, clipped to alpha0
-  EXPECT_NEAR(y_plain.data<float>()[63], c.m, 1e-6);
+  EXPECT_NEAR(y_clip.data<float>()[63], as_computed(127) * s0, 1e-6);  // the outlier, clipped to alpha0
+  EXPECT_NEAR(y_plain.data<float>()[63], as_computed(127) * s_max, 1e-6);  // c.m = 127 s_max
 }
 
 // Bias correction on a constant image: x = 128/255 everywhere, input scale 1/127, so the INT8 conv
@@ -176,7 +182,10 @@ TEST(BiasCorrection, RemovesAHandComputedMeanShift) {
   BiasCorrectionReport rep;
   auto w = correct_biases(model, o, {}, {dir.path("gray.png")}, 16, 16, 1, /*measure_after=*/true, &rep);
   ASSERT_TRUE(w.is_ok()) << w.status().to_string();
-  const double d = 64.0 / 127 - 128.0 / 255;
+  // The weights 0.25 are q = 127 on their grid, computed as 127 (or 128 where the CPU halves them:
+  // cpu::int8_conv_effective_weight), so the INT8 conv reads x times k = q_eff / 127.
+  const double k = cpu::int8_conv_effective_weight(127) / 127.0;
+  const double d = 64.0 / 127 * k - 128.0 / 255;
   ASSERT_EQ(rep.convs, 1);
   ASSERT_EQ(rep.mean_abs_shift.size(), 2u);
   EXPECT_NEAR(rep.mean_abs_shift[0], 0.75 * d, 1e-6);
@@ -304,12 +313,17 @@ TEST(ErrorSplit, SeparatesWeightAndActivationErrorByHand) {
   auto rows = split_int8_error(model, o, {}, {Tensor::from_vector<float>({1, 2, 1, 1}, {0.5f, 1.f})}, "");
   ASSERT_TRUE(rows.is_ok()) << rows.status().to_string();
   ASSERT_EQ(rows->size(), 2u);  // the whole network, then the conv
-  const double y = 0.8, y_w = 0.5 + 38.0 / 127, dw = 38.0 / 127 - 0.3, da = 64.0 / 127 - 0.5;
+  const double y = 0.8, y_w = 0.5 + 38.0 / 127, dw = 38.0 / 127 - 0.3;
+  // The INT8 conv computes with weights 127 and 38 (128 and 38 where the CPU halves them:
+  // cpu::int8_conv_effective_weight); the weight part of the split is the int8 grid's own.
+  const double y_both = 64.0 / 127 * cpu::int8_conv_effective_weight(127) / 127 +
+                        1.0 * cpu::int8_conv_effective_weight(38) / 127;
+  const double da = y_both - y_w, d_both = y_both - y;  // 64/127 - 0.5 and da + dw with VNNI
   for (const ErrorSplit& r : *rows) {
     SCOPED_TRACE(r.node);
     EXPECT_NEAR(r.nsr_weights, dw * dw / (y * y), 1e-3 * dw * dw / (y * y));
     EXPECT_NEAR(r.nsr_activations, da * da / (y_w * y_w), 1e-3 * da * da / (y_w * y_w));
-    EXPECT_NEAR(r.nsr_both, (da + dw) * (da + dw) / (y * y), 1e-3 * (da + dw) * (da + dw) / (y * y));
+    EXPECT_NEAR(r.nsr_both, d_both * d_both / (y * y), 1e-3 * d_both * d_both / (y * y));
   }
   EXPECT_EQ((*rows)[1].node, "conv");
 }

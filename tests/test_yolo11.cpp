@@ -288,6 +288,7 @@ TEST_F(Yolo11, HeadFromShapeAndMetadataDetects) {
 // on held-out images, by the SNR of output0's box rows and score rows (see the bound below); and
 // the CLI's calibrate (with its default activation equalisation) + INT8 detect.
 TEST_F(Yolo11, MinMaxInt8IsCloseToFp32) {
+  QYOLO_REQUIRE_8BIT_INT8_WEIGHTS();
   const std::string model = write_model({});
   const fs::path coco = qyolo::testing::shared_dir() / "data" / "coco128";
   const fs::path calib = fs::exists(coco) ? coco : images_dir_;

@@ -550,4 +550,32 @@ Result<std::unique_ptr<CpuKernel>> make_cpu_conv2d_int8(const Node& node) {
   return std::unique_ptr<CpuKernel>(std::make_unique<CpuConvInt8>(node));
 }
 
+namespace cpu {
+
+float int8_conv_weight_adjust() {
+  static const float adjust = [] {
+    try {
+      const dnnl::engine eng(dnnl::engine::kind::cpu, 0);
+      const memory::desc src({1, 16, 4, 4}, dt::s8, tag::nhwc), dst({1, 16, 4, 4}, dt::f32, tag::nhwc);
+      const memory::desc w({16, 16, 1, 1}, dt::s8, tag::any);
+      const dnnl::convolution_forward::desc d(dnnl::prop_kind::forward_inference,
+                                              dnnl::algorithm::convolution_direct, src, w, dst, {1, 1}, {0, 0},
+                                              {0, 0});
+      const dnnl::convolution_forward::primitive_desc pd(d, eng);
+      const dnnl_memory_desc_t& md = pd.weights_desc().data;
+      return (md.extra.flags & dnnl_memory_extra_flag_scale_adjust) != 0 ? md.extra.scale_adjust : 1.f;
+    } catch (const dnnl::error&) {
+      return 1.f;
+    }
+  }();
+  return adjust;
+}
+
+int32_t int8_conv_effective_weight(int8_t q) {
+  if (int8_conv_weight_adjust() == 1.f) return q;
+  return static_cast<int32_t>(2.f * std::nearbyint(0.5f * static_cast<float>(q)));
+}
+
+}  // namespace cpu
+
 }  // namespace qyolo
