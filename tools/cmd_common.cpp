@@ -150,6 +150,10 @@ Result<std::shared_ptr<const Engine>> open_engine(const EngineArgs& a, bool verb
     std::fprintf(stderr, "qyolo: %s  device %s  precision %s  input %s %s..%s\n",
                  engine->info().source.c_str(), device_name(o.device), precision_name(o.precision),
                  engine->info().input_name.c_str(), shape_str(p.min).c_str(), shape_str(p.max).c_str());
+    if (o.device == Device::kCpu && o.precision == Precision::kInt8) {
+      if (const std::string caveat = cpu_int8_caveat(); !caveat.empty())
+        std::fprintf(stderr, "note: %s\n", caveat.c_str());
+    }
   }
   return engine;
 }

@@ -147,6 +147,10 @@ struct EnginePlan {
   std::vector<Tensor> tensors;  // by name
 };
 
+// Empty where this CPU runs INT8 convolutions as designed; otherwise one sentence on how it falls
+// short, for the user (no VNNI: oneDNN computes them with 7-bit weights, docs/cpu-int8.md).
+std::string cpu_int8_caveat();
+
 class Engine {
  public:
   ~Engine();
