@@ -163,17 +163,17 @@ class CpuConv final : public CpuKernel {
       return std::string_view(p.impl_info_str()).substr(0, 3) == "ref";
     };
     const bool pinned = channels_last_in_ || channels_last_out_;
-    auto pd = make_pd(blocked, a.has_residual, true);
-    if (is_ref(pd) && pinned) {
-      auto unpinned = make_pd(blocked, a.has_residual, false);
-      if (!is_ref(unpinned)) pd = unpinned;
-    }
-    if (a.has_residual && is_ref(pd)) {
-      pd = make_pd(blocked, false, true);
-      if (is_ref(pd) && pinned) {
-        auto unpinned = make_pd(blocked, false, false);
-        if (!is_ref(unpinned)) pd = unpinned;
+    const auto jit_if_any = [&](bool residual_post_op) {
+      auto p = make_pd(blocked, residual_post_op, true);
+      if (is_ref(p) && pinned) {
+        auto unpinned = make_pd(blocked, residual_post_op, false);
+        if (!is_ref(unpinned)) return unpinned;
       }
+      return p;
+    };
+    auto pd = jit_if_any(a.has_residual);
+    if (a.has_residual && is_ref(pd)) {
+      pd = jit_if_any(false);
       residual_pass_ = true;
     }
     conv_ = dnnl::convolution_forward(pd);
