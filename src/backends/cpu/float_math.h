@@ -29,7 +29,8 @@ inline float exp_poly(float x, float lo, float hi) {
   p = p * r + 1.6666665459e-1f;
   p = p * r + 5.0000001201e-1f;
   const float y = p * r * r + r + 1.f;
-  const int32_t bits = (static_cast<int32_t>(n) + 127) << 23;
+  // A NaN x stays NaN (y is NaN); n is not cast then (a NaN to int conversion is undefined).
+  const int32_t bits = ((n == n ? static_cast<int32_t>(n) : 0) + 127) << 23;
   float scale;
   std::memcpy(&scale, &bits, sizeof(scale));
   return y * scale;
